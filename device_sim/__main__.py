@@ -1,0 +1,7 @@
+"""``python -m device_sim`` = the ``device-sim`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,79 @@
+"""Wire constants: diagnostic codes, onboarding states and message types.
+
+These enums mirror ``gatt_profile.yaml`` so that code can name them statically;
+``tests/test_profile.py`` fails if the two drift apart (a value added, removed or renumbered on
+one side only). The profile stays the source of the human text (messages, next steps).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Code(IntEnum):
+    """Diagnostic codes (u16 on the wire)."""
+
+    OK = 0
+    WRONG_CREDENTIALS = 101
+    NETWORK_NOT_FOUND = 102
+    ASSOCIATION_TIMEOUT = 103
+    NO_DHCP_LEASE = 104
+    DNS_FAILURE = 105
+    CAPTIVE_PORTAL = 106
+    NO_INTERNET = 107
+    TLS_VERIFICATION_FAILED = 108
+    JOIN_FAILED = 109
+    UNSUPPORTED_SECURITY = 110
+    INVALID_CREDENTIALS_FORMAT = 111
+    CLOUD_ACTIVATION_REJECTED = 201
+    CLOUD_UNREACHABLE = 202
+    WRONG_SETUP_CODE = 301
+    TOO_MANY_ATTEMPTS = 302
+    MALFORMED_REQUEST = 303
+    MESSAGE_TOO_LARGE = 304
+    REPLAYED_MESSAGE = 305
+    CLIENT_TIMEOUT = 306
+    BUSY = 307
+    SESSION_REQUIRED = 308
+    UNSUPPORTED_VERSION = 309
+    INVALID_STATE = 310
+    INTERRUPTED = 311
+    INTERNAL_ERROR = 900
+
+
+class State(IntEnum):
+    """Onboarding states (u8 on the wire)."""
+
+    UNPROVISIONED = 0
+    SESSION_OPEN = 1
+    CREDENTIALS_RECEIVED = 2
+    JOINING = 3
+    VERIFYING = 4
+    ONLINE = 5
+    FAILED = 6
+
+    @property
+    def wire_name(self) -> str:
+        """The state's name as written in the profile (``session_open``)."""
+        return self.name.lower()
+
+
+class MessageType(IntEnum):
+    """Message types (first byte of every reassembled message)."""
+
+    PAKE_START = 0x01
+    PAKE_CHALLENGE = 0x02
+    PAKE_PROOF = 0x03
+    PAKE_CONFIRM = 0x04
+    ERROR = 0x0E
+    SECURE = 0x0F
+    SCAN_REQUEST = 0x20
+    SCAN_RESULT = 0x21
+    SET_CREDENTIALS = 0x22
+    CONNECT = 0x23
+    STATUS_REQUEST = 0x24
+    STATUS = 0x25
+    ACK = 0x26
+    EVENT = 0x27
+    SECURE_ERROR = 0x28
+    END_SESSION = 0x29

@@ -1,0 +1,82 @@
+"""The one error tree of device-sim.
+
+Every error that can reach a user carries a diagnostic code from ``gatt_profile.yaml`` (as
+:class:`device_sim.codes.Code`) and a detail string that never contains a secret. Leaves also
+inherit the matching builtin where one fits, so callers may catch ``ValueError`` for bad input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .codes import Code
+
+
+class DeviceSimError(Exception):
+    """Root of every device-sim error."""
+
+    code: Code = Code.INTERNAL_ERROR
+
+    def __init__(self, detail: str = "", *, code: Code | None = None) -> None:
+        super().__init__(detail)
+        if code is not None:
+            self.code = code
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.detail}" if self.detail else self.code.name
+
+
+class OnboardingError(DeviceSimError):
+    """A coded failure of an onboarding step, reported to the client as-is."""
+
+    def __init__(
+        self,
+        code: Code,
+        detail: str = "",
+        *,
+        retry_after_ms: int = 0,
+        raw: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after_ms = retry_after_ms
+        self.raw = dict(raw or {})
+
+
+class NetworkError(OnboardingError):
+    """A network backend failed to join or verify (codes 1xx, 2xx)."""
+
+
+class ProtocolError(OnboardingError, ValueError):
+    """Bytes from a client that cannot be parsed: MALFORMED_REQUEST, MESSAGE_TOO_LARGE, ..."""
+
+
+class SessionError(OnboardingError):
+    """Secure-session failures: wrong setup code, backoff, replay, busy, timeouts."""
+
+
+class ConfigError(DeviceSimError, ValueError):
+    """A configuration file (profile, scenario, daemon config) is invalid.
+
+    ``where`` names the place in the file, e.g. ``gatt_profile.yaml: codes.BUSY.id``.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}", code=Code.INTERNAL_ERROR)
+        self.where = where
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.problem}"
+
+
+class StoreError(DeviceSimError):
+    """The device store (SQLite) could not be opened or written."""
+
+
+class VirtualBleError(DeviceSimError, RuntimeError):
+    """The virtual BLE harness (private dbus-daemon + BlueZoo) could not start or stop."""
+
+
+class TransportError(DeviceSimError, RuntimeError):
+    """A door (BLE, HTTP) failed below the protocol: adapter missing, advertising refused."""

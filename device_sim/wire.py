@@ -1,0 +1,262 @@
+"""The wire format: fragments, messages, and the small fixed-layout values. Pure code, no I/O.
+
+Layouts are documented in ``gatt_profile.yaml`` (``framing``, ``messages``, characteristic
+descriptions); this module implements them byte by byte and raises
+:class:`~device_sim.errors.ProtocolError` with MALFORMED_REQUEST or MESSAGE_TOO_LARGE for bad input.
+
+Fragment header (3 bytes)::
+
+    byte 0    flags: bit7 FIRST, bit6 LAST, bits 0-5 fragment index modulo 64
+    byte 1-2  channel (u16): the client's per-connection id, echoed by the device; 0 = broadcast
+    FIRST fragments then carry the total message length (u16) before their data.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codes import Code, MessageType, State
+from .errors import ProtocolError
+
+FLAG_FIRST = 0x80
+FLAG_LAST = 0x40
+INDEX_MASK = 0x3F
+HEADER = struct.Struct(">BH")
+LENGTH = struct.Struct(">H")
+MAX_PENDING_CHANNELS = 4
+
+
+def fragment(message: bytes, channel: int, fragment_size: int) -> list[bytes]:
+    """Split ``message`` into fragments of at most ``fragment_size`` bytes (headers included).
+
+    Raises ValueError if the message is empty or longer than a u16, or the fragment size leaves
+    no room for data.
+    """
+    if not message:
+        raise ValueError("empty message")
+    if len(message) > 0xFFFF:
+        raise ValueError("message longer than 65535 bytes")
+    if not 0 <= channel <= 0xFFFF:
+        raise ValueError("channel must fit in 16 bits")
+    room_first = fragment_size - HEADER.size - LENGTH.size
+    room_next = fragment_size - HEADER.size
+    if room_first < 1:
+        raise ValueError(f"fragment size {fragment_size} leaves no room for data")
+    chunks = [message[:room_first]]
+    chunks += [message[i:i + room_next] for i in range(room_first, len(message), room_next)]
+    out: list[bytes] = []
+    for index, chunk in enumerate(chunks):
+        flags = index & INDEX_MASK
+        if index == 0:
+            flags |= FLAG_FIRST
+        if index == len(chunks) - 1:
+            flags |= FLAG_LAST
+        head = HEADER.pack(flags, channel)
+        if index == 0:
+            head += LENGTH.pack(len(message))
+        out.append(head + chunk)
+    return out
+
+
+def peek_channel(frame: bytes) -> int:
+    """The channel of a fragment. Raises ProtocolError if the frame has no complete header."""
+    if len(frame) < HEADER.size:
+        raise ProtocolError(Code.MALFORMED_REQUEST, f"fragment of {len(frame)} bytes has no header")
+    return HEADER.unpack_from(frame)[1]
+
+
+@dataclass
+class _Partial:
+    total: int
+    next_index: int
+    started: float
+    data: bytearray = field(default_factory=bytearray)
+
+
+class Reassembler:
+    """Reassembles fragments into messages, per channel.
+
+    ``feed`` returns ``(channel, message)`` when a message completes, ``None`` while more
+    fragments are due, and raises ProtocolError for a bad sequence (after which that channel's
+    partial message is dropped, so the next FIRST fragment starts clean).
+    """
+
+    def __init__(self, max_message_length: int, timeout_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_message_length = max_message_length
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._partials: dict[int, _Partial] = {}
+
+    def pending_channels(self) -> list[int]:
+        return list(self._partials)
+
+    def drop(self, channel: int) -> None:
+        self._partials.pop(channel, None)
+
+    def _expire(self, now: float) -> None:
+        for channel, partial in list(self._partials.items()):
+            if now - partial.started > self.timeout_s:
+                del self._partials[channel]
+
+    def feed(self, frame: bytes) -> tuple[int, bytes] | None:
+        channel = peek_channel(frame)
+        flags = frame[0]
+        index = flags & INDEX_MASK
+        now = self._clock()
+        self._expire(now)
+        partial = self._partials.get(channel)
+        body = frame[HEADER.size:]
+        if flags & FLAG_FIRST:
+            if partial is not None:
+                self.drop(channel)
+                raise ProtocolError(Code.MALFORMED_REQUEST,
+                                    "a new message started before the previous one ended")
+            if index != 0:
+                raise ProtocolError(Code.MALFORMED_REQUEST, f"first fragment has index {index}")
+            if len(body) < LENGTH.size:
+                raise ProtocolError(Code.MALFORMED_REQUEST, "first fragment has no length field")
+            (total,) = LENGTH.unpack_from(body)
+            body = body[LENGTH.size:]
+            if total == 0:
+                raise ProtocolError(Code.MALFORMED_REQUEST, "message length 0")
+            if total > self.max_message_length:
+                raise ProtocolError(Code.MESSAGE_TOO_LARGE,
+                                    f"message of {total} bytes; the limit is "
+                                    f"{self.max_message_length}")
+            if channel not in self._partials and len(self._partials) >= MAX_PENDING_CHANNELS:
+                raise ProtocolError(Code.BUSY,
+                                    "too many partial messages at once")
+            partial = _Partial(total=total, next_index=0, started=now)
+            self._partials[channel] = partial
+        elif partial is None:
+            raise ProtocolError(Code.MALFORMED_REQUEST,
+                                f"continuation fragment {index} without a first fragment")
+        if index != partial.next_index:
+            self.drop(channel)
+            raise ProtocolError(Code.MALFORMED_REQUEST,
+                                f"fragment {index} arrived, expected {partial.next_index}")
+        partial.next_index = (partial.next_index + 1) & INDEX_MASK
+        partial.data += body
+        if len(partial.data) > partial.total:
+            self.drop(channel)
+            raise ProtocolError(Code.MALFORMED_REQUEST,
+                                f"fragments carry more than the announced {partial.total} bytes")
+        if flags & FLAG_LAST:
+            self.drop(channel)
+            if len(partial.data) != partial.total:
+                raise ProtocolError(Code.MALFORMED_REQUEST,
+                                    f"message ended after {len(partial.data)} of "
+                                    f"{partial.total} bytes (truncated)")
+            return channel, bytes(partial.data)
+        return None
+
+
+def split_type(message: bytes) -> tuple[MessageType, bytes]:
+    """Split a reassembled message into its type and body. Raises ProtocolError."""
+    try:
+        return MessageType(message[0]), message[1:]
+    except (IndexError, ValueError):
+        raise ProtocolError(Code.MALFORMED_REQUEST,
+                            f"unknown message type 0x{message[:1].hex() or '--'}") from None
+
+
+# --- ERROR (clear) ----------------------------------------------------------------------------
+
+ERROR_HEAD = struct.Struct(">HI")
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    code: Code
+    retry_after_ms: int = 0
+    detail: str = ""
+
+    def to_message(self) -> bytes:
+        detail = self.detail.encode("utf-8")[:200]
+        return bytes([MessageType.ERROR]) + ERROR_HEAD.pack(self.code, self.retry_after_ms) + detail
+
+    @classmethod
+    def from_body(cls, body: bytes) -> ErrorBody:
+        if len(body) < ERROR_HEAD.size:
+            raise ProtocolError(Code.MALFORMED_REQUEST, "ERROR body too short")
+        code, retry = ERROR_HEAD.unpack_from(body)
+        try:
+            parsed = Code(code)
+        except ValueError:
+            parsed = Code.INTERNAL_ERROR
+        return cls(parsed, retry, body[ERROR_HEAD.size:].decode("utf-8", "replace"))
+
+
+# --- JSON bodies of secure messages ------------------------------------------------------------
+
+def encode_json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def decode_json(body: bytes) -> dict[str, Any]:
+    """Parse a JSON object body. Raises ProtocolError(MALFORMED_REQUEST)."""
+    try:
+        value = json.loads(body.decode("utf-8")) if body else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(Code.MALFORMED_REQUEST, f"body is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(Code.MALFORMED_REQUEST, "body must be a JSON object")
+    return value
+
+
+# --- public state characteristic and advertisement ----------------------------------------------
+
+STATE_VALUE = struct.Struct(">BHB")
+MANUFACTURER_VALUE = struct.Struct(">BBH6s")
+
+
+@dataclass(frozen=True)
+class PublicState:
+    """The value of the ``state`` characteristic: no secrets, readable without a session."""
+
+    state: State
+    code: Code
+    attempt: int
+
+    def to_bytes(self) -> bytes:
+        return STATE_VALUE.pack(self.state, self.code, min(self.attempt, 255))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PublicState:
+        if len(data) != STATE_VALUE.size:
+            raise ProtocolError(Code.MALFORMED_REQUEST, f"state value of {len(data)} bytes")
+        state, code, attempt = STATE_VALUE.unpack(data)
+        try:
+            return cls(State(state), Code(code), attempt)
+        except ValueError:
+            raise ProtocolError(Code.MALFORMED_REQUEST, "unknown state or code") from None
+
+
+@dataclass(frozen=True)
+class AdvertisedInfo:
+    """Manufacturer data in the advertisement (layout in the profile's ``advertising``)."""
+
+    protocol_version: int
+    state: State
+    code: Code
+    device_id_low: bytes
+
+    def to_bytes(self) -> bytes:
+        return MANUFACTURER_VALUE.pack(self.protocol_version, self.state, self.code,
+                                       self.device_id_low)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AdvertisedInfo:
+        if len(data) != MANUFACTURER_VALUE.size:
+            raise ProtocolError(Code.MALFORMED_REQUEST, f"manufacturer data of {len(data)} bytes")
+        version, state, code, low = MANUFACTURER_VALUE.unpack(data)
+        try:
+            return cls(version, State(state), Code(code), low)
+        except ValueError:
+            raise ProtocolError(Code.MALFORMED_REQUEST, "unknown state or code") from None

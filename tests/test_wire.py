@@ -1,0 +1,119 @@
+"""Fragmentation and fixed layouts, byte by byte."""
+
+from __future__ import annotations
+
+import pytest
+
+from device_sim.codes import Code, MessageType, State
+from device_sim.errors import ProtocolError
+from device_sim.wire import (AdvertisedInfo, ErrorBody, PublicState, Reassembler, decode_json,
+                             fragment, split_type)
+
+
+def test_single_fragment_layout() -> None:
+    (frame,) = fragment(b"\x24{}", channel=0x1234, fragment_size=20)
+    assert frame == bytes([0xC0, 0x12, 0x34, 0x00, 0x03]) + b"\x24{}"
+
+
+def test_multi_fragment_layout_and_roundtrip() -> None:
+    message = bytes(range(256)) * 3
+    frames = fragment(message, channel=7, fragment_size=20)
+    assert frames[0][0] == 0x80 and frames[-1][0] & 0x40
+    assert all(len(f) <= 20 for f in frames)
+    assert [f[0] & 0x3F for f in frames] == [i % 64 for i in range(len(frames))]
+    r = Reassembler(4096, 5.0)
+    out = [r.feed(f) for f in frames]
+    assert out[:-1] == [None] * (len(frames) - 1)
+    assert out[-1] == (7, message)
+
+
+def test_index_wraps_after_64_fragments() -> None:
+    message = b"x" * 2000
+    frames = fragment(message, 1, 23)
+    assert len(frames) > 64
+    r = Reassembler(4096, 5.0)
+    results = [r.feed(f) for f in frames]
+    assert results[-1] == (1, message)
+
+
+def test_channels_reassemble_independently() -> None:
+    a = fragment(b"A" * 50, 1, 20)
+    b = fragment(b"B" * 50, 2, 20)
+    r = Reassembler(4096, 5.0)
+    done = [x for pair in zip(a, b) for x in (r.feed(pair[0]), r.feed(pair[1])) if x]
+    done += [r.feed(f) for f in a[len(b):] + b[len(a):]]
+    assert (1, b"A" * 50) in done and (2, b"B" * 50) in done
+
+
+@pytest.mark.parametrize("frames, code, text", [
+    ([b"\x80"], Code.MALFORMED_REQUEST, "no header"),
+    ([b"\xc0\x00\x01"], Code.MALFORMED_REQUEST, "no length"),
+    ([b"\x01\x00\x01abc"], Code.MALFORMED_REQUEST, "without a first fragment"),
+    ([b"\xc0\x00\x01\x00\x00"], Code.MALFORMED_REQUEST, "length 0"),
+    ([b"\xc0\x00\x01\x10\x01x"], Code.MESSAGE_TOO_LARGE, "limit is 4096"),
+    ([b"\xc0\x00\x01\x00\x05abc"], Code.MALFORMED_REQUEST, "truncated"),
+    ([b"\xc0\x00\x01\x00\x02abc"], Code.MALFORMED_REQUEST, "more than the announced"),
+    ([b"\x80\x00\x01\x00\x09abc", b"\x42\x00\x01def"], Code.MALFORMED_REQUEST, "expected 1"),
+    ([b"\x80\x00\x01\x00\x09abc", b"\x80\x00\x01\x00\x09abc"], Code.MALFORMED_REQUEST,
+     "before the previous"),
+    ([b"\x81\x00\x01\x00\x09abc"], Code.MALFORMED_REQUEST, "first fragment has index 1"),
+])
+def test_bad_sequences_get_their_code(frames: list[bytes], code: Code, text: str) -> None:
+    r = Reassembler(4096, 5.0)
+    with pytest.raises(ProtocolError) as info:
+        for f in frames:
+            r.feed(f)
+    assert info.value.code is code and text in info.value.detail
+
+
+def test_an_error_clears_the_channel_so_the_next_message_works() -> None:
+    r = Reassembler(4096, 5.0)
+    r.feed(b"\x80\x00\x01\x00\x09abc")
+    with pytest.raises(ProtocolError):
+        r.feed(b"\x45\x00\x01def")
+    assert r.feed(fragment(b"ok", 1, 20)[0]) == (1, b"ok")
+
+
+def test_stale_partials_expire() -> None:
+    now = [0.0]
+    r = Reassembler(4096, 5.0, clock=lambda: now[0])
+    r.feed(b"\x80\x00\x01\x00\x09abc")
+    now[0] = 6.0
+    with pytest.raises(ProtocolError, match="without a first fragment"):
+        r.feed(b"\x41\x00\x01def")
+
+
+def test_too_many_partial_channels_is_busy() -> None:
+    r = Reassembler(4096, 5.0)
+    for ch in range(1, 5):
+        r.feed(bytes([0x80, 0, ch, 0, 9]) + b"abc")
+    with pytest.raises(ProtocolError) as info:
+        r.feed(bytes([0x80, 0, 9, 0, 9]) + b"abc")
+    assert info.value.code is Code.BUSY
+
+
+def test_error_body_and_types() -> None:
+    msg = ErrorBody(Code.TOO_MANY_ATTEMPTS, 4000, "wait").to_message()
+    kind, body = split_type(msg)
+    assert kind is MessageType.ERROR
+    assert msg[1:7] == bytes.fromhex("012e00000fa0")
+    assert ErrorBody.from_body(body) == ErrorBody(Code.TOO_MANY_ATTEMPTS, 4000, "wait")
+    with pytest.raises(ProtocolError):
+        split_type(b"\x99")
+    with pytest.raises(ProtocolError):
+        split_type(b"")
+    with pytest.raises(ProtocolError):
+        decode_json(b"[1]")
+    with pytest.raises(ProtocolError):
+        decode_json(b"\xff")
+
+
+def test_public_values() -> None:
+    s = PublicState(State.FAILED, Code.WRONG_CREDENTIALS, 2)
+    assert s.to_bytes() == bytes([6, 0, 101, 2])
+    assert PublicState.from_bytes(s.to_bytes()) == s
+    a = AdvertisedInfo(1, State.ONLINE, Code.OK, bytes.fromhex("a1b2c3d4e5f6"))
+    assert a.to_bytes() == bytes.fromhex("01050000a1b2c3d4e5f6")
+    assert AdvertisedInfo.from_bytes(a.to_bytes()) == a
+    with pytest.raises(ProtocolError):
+        PublicState.from_bytes(b"\x09\x00\x00\x00")
