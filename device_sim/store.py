@@ -1,0 +1,236 @@
+"""DeviceStore: the device's durable state in one SQLite file.
+
+Every onboarding transition is one ``BEGIN IMMEDIATE ... COMMIT`` transaction (WAL journal,
+``synchronous=FULL``), so a daemon killed at any instant restarts into the last committed state.
+The store keeps the identity (device id, SRP salt and verifier: never the setup code), the
+onboarding record (state, code, Wi-Fi credentials) and the setup-code failure counter that drives
+the backoff. The file is created with mode 0600: it holds the Wi-Fi passphrase, as
+wpa_supplicant's and NetworkManager's own files do.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .codes import Code, State
+from .errors import StoreError
+from .security.secret import Secret
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS identity (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    device_id TEXT NOT NULL,
+    srp_salt BLOB NOT NULL,
+    srp_verifier BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS onboarding (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    state INTEGER NOT NULL,
+    code INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    ssid BLOB,
+    passphrase TEXT,
+    hidden INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS auth (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    failures INTEGER NOT NULL,
+    last_failure_ms INTEGER NOT NULL
+);
+"""
+
+# Sentinel for transition(): leave stored credentials as they are.
+KEEP = object()
+
+
+@dataclass(frozen=True)
+class Identity:
+    device_id: str
+    srp_salt: bytes
+    srp_verifier: bytes
+    created_at: float
+
+    @property
+    def short_id(self) -> str:
+        return self.device_id[-4:].upper()
+
+    @property
+    def id_low_bytes(self) -> bytes:
+        return bytes.fromhex(self.device_id)[-6:]
+
+    def __repr__(self) -> str:
+        return f"Identity(device_id={self.device_id!r}, verifier=<{len(self.srp_verifier)} bytes>)"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    ssid: bytes
+    passphrase: Secret | None
+    hidden: bool
+
+
+@dataclass(frozen=True)
+class OnboardingRecord:
+    state: State
+    code: Code
+    phase: str
+    detail: str
+    attempt: int
+    ssid: bytes | None
+    hidden: bool
+    has_passphrase: bool
+    seq: int
+    updated_at: float
+
+
+class DeviceStore:
+    """The device's SQLite file. Use as a context manager; methods raise StoreError."""
+
+    FILENAME = "device.sqlite3"
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / self.FILENAME
+        self._db: sqlite3.Connection | None = None
+
+    def __enter__(self) -> DeviceStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            with _tx(db):
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                db.execute(
+                    "INSERT OR IGNORE INTO onboarding VALUES (1, ?, 0, '', '', 0, NULL, NULL, 0, 0, ?)",
+                    (int(State.UNPROVISIONED), time.time()))
+                db.execute("INSERT OR IGNORE INTO auth VALUES (1, 0, 0)")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        self._db = db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    # --- identity ------------------------------------------------------------------------------
+
+    def create_identity(self, device_id: str, salt: bytes, verifier: bytes) -> Identity:
+        """Store the identity once. Raises StoreError if the device already has one."""
+        bytes.fromhex(device_id)  # ValueError for a malformed id
+        try:
+            with _tx(self.db):
+                self.db.execute("INSERT INTO identity VALUES (1, ?, ?, ?, ?)",
+                                (device_id, salt, verifier, time.time()))
+        except sqlite3.IntegrityError:
+            raise StoreError(f"{self.path} already holds a device identity") from None
+        identity = self.identity()
+        assert identity is not None
+        return identity
+
+    def identity(self) -> Identity | None:
+        row = self.db.execute(
+            "SELECT device_id, srp_salt, srp_verifier, created_at FROM identity").fetchone()
+        return Identity(row[0], bytes(row[1]), bytes(row[2]), row[3]) if row else None
+
+    # --- onboarding record ---------------------------------------------------------------------
+
+    def record(self) -> OnboardingRecord:
+        row = self.db.execute(
+            "SELECT state, code, phase, detail, attempt, ssid, hidden, passphrase IS NOT NULL, seq,"
+            " updated_at FROM onboarding").fetchone()
+        return OnboardingRecord(State(row[0]), Code(row[1]), row[2], row[3], row[4],
+                                bytes(row[5]) if row[5] is not None else None, bool(row[6]),
+                                bool(row[7]), row[8], row[9])
+
+    def credentials(self) -> Credentials | None:
+        row = self.db.execute("SELECT ssid, passphrase, hidden FROM onboarding").fetchone()
+        if row[0] is None:
+            return None
+        return Credentials(bytes(row[0]), Secret(row[1]) if row[1] is not None else None,
+                           bool(row[2]))
+
+    def transition(self, state: State, code: Code = Code.OK, *, phase: str = "",
+                   detail: str = "", credentials: Credentials | None | object = KEEP,
+                   new_attempt: bool = False) -> OnboardingRecord:
+        """Commit one transition atomically and return the new record.
+
+        ``credentials``: KEEP (default) leaves them, None clears them, a Credentials replaces.
+        ``new_attempt`` increments the attempt counter (a join starts).
+        """
+        sets = ["state = ?", "code = ?", "phase = ?", "detail = ?", "seq = seq + 1",
+                "updated_at = ?"]
+        args: list[object] = [int(state), int(code), phase, detail, time.time()]
+        if new_attempt:
+            sets.append("attempt = attempt + 1")
+        if credentials is None:
+            sets += ["ssid = NULL", "passphrase = NULL", "hidden = 0", "attempt = 0"]
+        elif isinstance(credentials, Credentials):
+            sets += ["ssid = ?", "passphrase = ?", "hidden = ?"]
+            args += [credentials.ssid,
+                     credentials.passphrase.reveal() if credentials.passphrase else None,
+                     int(credentials.hidden)]
+        try:
+            with _tx(self.db):
+                self.db.execute(f"UPDATE onboarding SET {', '.join(sets)}", args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"transition to {state.wire_name} failed: {exc}") from exc
+        return self.record()
+
+    # --- setup-code failures (backoff) ----------------------------------------------------------
+
+    def auth_failures(self) -> tuple[int, int]:
+        row = self.db.execute("SELECT failures, last_failure_ms FROM auth").fetchone()
+        return int(row[0]), int(row[1])
+
+    def record_auth_failure(self, now_ms: int) -> int:
+        with _tx(self.db):
+            self.db.execute("UPDATE auth SET failures = failures + 1, last_failure_ms = ?",
+                            (now_ms,))
+        return self.auth_failures()[0]
+
+    def reset_auth_failures(self) -> None:
+        with _tx(self.db):
+            self.db.execute("UPDATE auth SET failures = 0, last_failure_ms = 0")
+
+
+@contextmanager
+def _tx(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
