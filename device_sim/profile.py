@@ -232,7 +232,7 @@ def _advertising(r: _Reader) -> AdvertisingDef:
     for i, item in enumerate(r.get("manufacturer_data", list)):
         f = _Reader(item, f"{r.at('manufacturer_data')}[{i}]")
         kind = f.get("type", str)
-        if kind not in ("u8", "u16", "bytes6"):
+        if kind not in ("u8", "u16", "bytes3"):
             raise ConfigError(f.at("type"), f"unknown field type {kind!r}")
         fields.append((f.get("field", str), kind))
         f.done()

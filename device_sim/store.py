@@ -69,7 +69,7 @@ class Identity:
 
     @property
     def id_low_bytes(self) -> bytes:
-        return bytes.fromhex(self.device_id)[-6:]
+        return bytes.fromhex(self.device_id)[-3:]
 
     def __repr__(self) -> str:
         return f"Identity(device_id={self.device_id!r}, verifier=<{len(self.srp_verifier)} bytes>)"

@@ -213,7 +213,7 @@ def decode_json(body: bytes) -> dict[str, Any]:
 # --- public state characteristic and advertisement ----------------------------------------------
 
 STATE_VALUE = struct.Struct(">BHB")
-MANUFACTURER_VALUE = struct.Struct(">BBH6s")
+MANUFACTURER_VALUE = struct.Struct(">BH3s")
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ class PublicState:
 
 @dataclass(frozen=True)
 class AdvertisedInfo:
-    """Manufacturer data in the advertisement (layout in the profile's ``advertising``)."""
+    """The 6 advertised bytes (layout in the profile's ``advertising.manufacturer_data``)."""
 
     protocol_version: int
     state: State
@@ -248,15 +248,15 @@ class AdvertisedInfo:
     device_id_low: bytes
 
     def to_bytes(self) -> bytes:
-        return MANUFACTURER_VALUE.pack(self.protocol_version, self.state, self.code,
-                                       self.device_id_low)
+        return MANUFACTURER_VALUE.pack((self.protocol_version & 0x0F) << 4 | int(self.state),
+                                       self.code, self.device_id_low[-3:])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AdvertisedInfo:
         if len(data) != MANUFACTURER_VALUE.size:
-            raise ProtocolError(Code.MALFORMED_REQUEST, f"manufacturer data of {len(data)} bytes")
-        version, state, code, low = MANUFACTURER_VALUE.unpack(data)
+            raise ProtocolError(Code.MALFORMED_REQUEST, f"advertised data of {len(data)} bytes")
+        version_state, code, low = MANUFACTURER_VALUE.unpack(data)
         try:
-            return cls(version, State(state), Code(code), low)
+            return cls(version_state >> 4, State(version_state & 0x0F), Code(code), low)
         except ValueError:
             raise ProtocolError(Code.MALFORMED_REQUEST, "unknown state or code") from None

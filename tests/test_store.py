@@ -28,7 +28,7 @@ def test_new_store_is_unprovisioned_and_private(tmp_path: Path) -> None:
 def test_identity_is_written_once(tmp_path: Path) -> None:
     with DeviceStore(tmp_path) as store:
         ident = store.create_identity("0011223344556677", b"s" * 16, b"v" * 384)
-        assert ident.short_id == "6677" and ident.id_low_bytes == bytes.fromhex("223344556677")
+        assert ident.short_id == "6677" and ident.id_low_bytes == bytes.fromhex("556677")
         assert "vvvv" not in repr(ident)
         with pytest.raises(StoreError, match="already holds"):
             store.create_identity("8899aabbccddeeff", b"s", b"v")

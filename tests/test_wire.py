@@ -112,8 +112,8 @@ def test_public_values() -> None:
     s = PublicState(State.FAILED, Code.WRONG_CREDENTIALS, 2)
     assert s.to_bytes() == bytes([6, 0, 101, 2])
     assert PublicState.from_bytes(s.to_bytes()) == s
-    a = AdvertisedInfo(1, State.ONLINE, Code.OK, bytes.fromhex("a1b2c3d4e5f6"))
-    assert a.to_bytes() == bytes.fromhex("01050000a1b2c3d4e5f6")
+    a = AdvertisedInfo(1, State.FAILED, Code.NO_DHCP_LEASE, bytes.fromhex("d4e5f6"))
+    assert a.to_bytes() == bytes.fromhex("160068d4e5f6")
     assert AdvertisedInfo.from_bytes(a.to_bytes()) == a
     with pytest.raises(ProtocolError):
         PublicState.from_bytes(b"\x09\x00\x00\x00")

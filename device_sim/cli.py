@@ -1,0 +1,238 @@
+"""The ``device-sim`` command: daemon, identity, reference client, demo and virtual adapters.
+
+``main(argv) -> int`` parses; each subcommand is one function. ``--json`` prints machine output.
+Exit codes: 0 success (provisioning ended online), 1 a coded onboarding failure, 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, DeviceSimError, OnboardingError
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(logging.DEBUG, level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose < 2:
+        # bleak warns that it cannot run `bluetoothctl` to read the BlueZ version (there is no
+        # BlueZ package under BlueZoo) and when the virtual bus goes away at the end of a demo.
+        logging.getLogger("bleak").setLevel(logging.ERROR)
+
+
+def _ssid_bytes(args: argparse.Namespace) -> bytes:
+    if getattr(args, "ssid_hex", None):
+        return bytes.fromhex(args.ssid_hex)
+    if args.ssid is None:
+        raise ConfigError("--ssid", "give --ssid or --ssid-hex")
+    return str(args.ssid).encode("utf-8")
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapter", default="hci1", help="the phone-side adapter (default hci1)")
+    p.add_argument("--name", help="the device's advertised name (default: the first found)")
+    p.add_argument("--discover-timeout", type=float, default=20.0)
+    p.add_argument("--fragment-size", type=int, help="bytes per GATT write (default MTU-3)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _add_credentials(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--ssid", help="network name (UTF-8)")
+    p.add_argument("--ssid-hex", help="network name as hex bytes (for non-UTF-8 SSIDs)")
+    p.add_argument("--passphrase", help="Wi-Fi passphrase (omit for open networks)")
+    p.add_argument("--hidden", action="store_true", help="the network does not broadcast its SSID")
+    p.add_argument("--setup-code", required=required, help="the code on the device label")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="device-sim", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="create a device identity (id + setup-code verifier)")
+    p.add_argument("--state-dir", type=Path, required=True)
+    p.add_argument("--setup-code", help="use this code instead of a random one")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("run", help="run the device daemon")
+    p.add_argument("--state-dir", type=Path, required=True)
+    p.add_argument("--adapter", default="hci0")
+    p.add_argument("--backend", default="simulated", choices=["simulated"])
+    p.add_argument("--scenario", default="typical-home", help="scenario name or YAML path")
+    p.add_argument("--zero-delay", action="store_true", help="no simulated delays (benchmarks)")
+    p.add_argument("--time-scale", type=float, default=1.0, help="multiply simulated delays")
+    p.add_argument("--timeout-scale", type=float, default=1.0,
+                   help="multiply the profile's state timeouts (tests shorten them)")
+    p.add_argument("--idle-timeout", type=float, help="session idle timeout in seconds")
+    p.add_argument("--notify-size", type=int, help="bytes per notification (default 244)")
+
+    p = sub.add_parser("client", help="the phone-side reference client")
+    csub = p.add_subparsers(dest="client_command", required=True)
+    c = csub.add_parser("scan", help="list nearby provisioning devices and their state")
+    _add_target(c)
+    c = csub.add_parser("networks", help="the device's Wi-Fi scan list")
+    _add_target(c)
+    c.add_argument("--setup-code", required=True)
+    c = csub.add_parser("provision", help="send Wi-Fi credentials and follow the onboarding")
+    _add_target(c)
+    _add_credentials(c, required=True)
+    c.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the outcome")
+
+    p = sub.add_parser("demo", help="virtual adapters + daemon + client: one onboarding, timeline")
+    p.add_argument("--scenario", default="typical-home")
+    _add_credentials(p, required=False)
+    p.add_argument("--json", action="store_true", help="print the client's JSON result")
+    p.add_argument("--zero-delay", action="store_true")
+    p.add_argument("--retry-with-default", action="store_true",
+                   help="after a failure, try again with the scenario's right credentials")
+
+    sub.add_parser("codes", help="print the diagnostic-code catalogue").add_argument(
+        "--json", action="store_true")
+
+    from .virtual.cli import add_parser as add_virtual_parser
+    add_virtual_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        if args.command == "virtual-ble":
+            from .virtual.cli import run as run_virtual
+            return run_virtual(args)
+        return asyncio.run(_dispatch(args))
+    except KeyboardInterrupt:
+        return 130
+    except OnboardingError as exc:
+        print(f"device-sim: {exc}", file=sys.stderr)
+        return 1
+    except DeviceSimError as exc:
+        print(f"device-sim: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "init":
+        return _cmd_init(args)
+    if args.command == "run":
+        return await _cmd_run(args)
+    if args.command == "client":
+        return await _cmd_client(args)
+    if args.command == "demo":
+        from .demo import run_demo
+        return await run_demo(args)
+    if args.command == "codes":
+        return _cmd_codes(args)
+    raise ConfigError(args.command, "unknown command")
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .identity import create_identity
+    from .security.secret import Secret
+    from .security.setup_code import format_setup_code, normalize_setup_code
+    from .store import DeviceStore
+
+    code = Secret(normalize_setup_code(args.setup_code)) if args.setup_code else None
+    with DeviceStore(args.state_dir) as store:
+        identity, setup_code = create_identity(store, code)
+    shown = format_setup_code(setup_code.reveal())
+    if args.json:
+        print(json.dumps({"device_id": identity.device_id, "setup_code": shown}))
+    else:
+        print(f"device id:  {identity.device_id}\nsetup code: {shown}  (print it on the label; "
+              "the device keeps only its SRP verifier)")
+    return 0
+
+
+async def _cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import DaemonOptions, run_daemon
+    from .transports.ble import DEFAULT_NOTIFY_SIZE
+
+    opts = DaemonOptions(state_dir=args.state_dir, adapter=args.adapter, backend=args.backend,
+                         scenario=args.scenario, zero_delay=args.zero_delay,
+                         time_scale=args.time_scale, timeout_scale=args.timeout_scale,
+                         idle_timeout_s=args.idle_timeout,
+                         notify_size=args.notify_size or DEFAULT_NOTIFY_SIZE)
+    return await run_daemon(opts)
+
+
+async def _cmd_client(args: argparse.Namespace) -> int:
+    from .client.ble import discover
+    from .client.flow import Target, list_networks, provision
+    from .profile import load_profile
+    from .security.secret import Secret
+
+    profile = load_profile()
+    target = Target(adapter=args.adapter, name=args.name,
+                    discover_timeout=args.discover_timeout, fragment_size=args.fragment_size)
+    if args.client_command == "scan":
+        devices = await discover(profile, adapter=args.adapter, timeout=args.discover_timeout,
+                                 name=args.name)
+        rows = [d.to_json() for d in devices]
+        _print(args, rows, lambda: "\n".join(
+            f"{r['name']:<10} {r['address']}  rssi {r['rssi']:>4}  {r['state']} ({r['code_name']})"
+            for r in rows) or "no provisioning devices found")
+        return 0
+    setup_code = Secret(args.setup_code)
+    if args.client_command == "networks":
+        nets = await list_networks(profile, target, setup_code)
+        _print(args, nets, lambda: "\n".join(
+            f"{(n['ssid'] if n['ssid'] is not None else '<hex ' + n['ssid_hex'] + '>') if not n['hidden'] else '<hidden>':<24}"
+            f" {n['rssi']:>4} dBm  {n['band']:<6} ch {n['channel']:<3} {n['security']}"
+            for n in nets))
+        return 0
+    result = await provision(
+        profile, target, setup_code=setup_code, ssid=_ssid_bytes(args),
+        passphrase=Secret(args.passphrase) if args.passphrase is not None else None,
+        hidden=args.hidden, outcome_timeout=args.timeout,
+        on_progress=None if args.json else _print_progress)
+    _print(args, result, lambda: format_result(result))
+    return 0 if result.get("state") == "online" else 1
+
+
+def _print_progress(phase: str, info: dict[str, Any]) -> None:
+    if phase == "event":
+        print(f"  device +{info['t_ms']:>6} ms  {info['state']:<20} {info['phase']:<16}"
+              f" {info['code_name'] if info['code'] else ''}", flush=True)
+    else:
+        print(f"- {phase} {json.dumps(info) if info else ''}", flush=True)
+
+
+def format_result(result: dict[str, Any]) -> str:
+    t = result.get("timings_ms", {})
+    lines = [f"result: {result.get('state')}  code {result.get('code')} {result.get('code_name')}",
+             f"  {result.get('message')}",
+             f"  next step: {result.get('next_step')}",
+             "  timings (ms): " + ", ".join(f"{k} {v}" for k, v in t.items() if v is not None),
+             f"  GATT round trips: {result.get('gatt_round_trips')}"]
+    if result.get("detail"):
+        lines.insert(2, f"  detail: {result['detail']}")
+    return "\n".join(lines)
+
+
+def _cmd_codes(args: argparse.Namespace) -> int:
+    from .profile import load_profile
+
+    profile = load_profile()
+    rows = [vars(c) for c in profile.codes.values()]
+    _print(args, rows, lambda: "\n".join(
+        f"{r['id']:>4} {r['name']:<26} {r['user_message']}\n{'':>31}next: {r['next_step']}"
+        for r in rows))
+    return 0
+
+
+def _print(args: argparse.Namespace, data: Any, human: Any) -> None:
+    print(json.dumps(data, indent=2) if getattr(args, "json", False) else human())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""OnboardingEngine: the one owner of onboarding state.
+
+States and their timeouts come from ``gatt_profile.yaml``. Allowed transitions are the table
+``TRANSITIONS`` below; every transition is one SQLite transaction (``DeviceStore.transition``)
+followed by a diagnostic event. On start the engine applies the profile's restart rule: a state
+marked ``stable`` is kept, any other is brought to its ``recover_to`` state with its
+``recover_code`` (e.g. a daemon killed while joining comes back ``failed``/``INTERRUPTED`` with
+its credentials kept), so no device is ever left half-onboarded.
+
+Doors never call the backend or the store themselves: they go through the session layer, which
+calls the engine's request methods. Those raise OnboardingError with a code the client can show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .codes import Code, State
+from .errors import NetworkError, OnboardingError
+from .events import DiagnosticEvent, EventBus
+from .network.base import AccessPoint, NetworkBackend, validate_credentials
+from .profile import Profile
+from .security.secret import Secret
+from .store import Credentials, DeviceStore, OnboardingRecord
+
+LOG = logging.getLogger(__name__)
+
+S = State
+TRANSITIONS: dict[State, frozenset[State]] = {
+    S.UNPROVISIONED: frozenset({S.SESSION_OPEN, S.UNPROVISIONED}),
+    S.SESSION_OPEN: frozenset({S.CREDENTIALS_RECEIVED, S.UNPROVISIONED}),
+    S.CREDENTIALS_RECEIVED: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.FAILED,
+                                       S.UNPROVISIONED}),
+    S.JOINING: frozenset({S.VERIFYING, S.FAILED, S.UNPROVISIONED}),
+    S.VERIFYING: frozenset({S.ONLINE, S.FAILED, S.UNPROVISIONED}),
+    S.ONLINE: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.UNPROVISIONED}),
+    S.FAILED: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.UNPROVISIONED}),
+}
+BUSY_STATES = frozenset({S.JOINING, S.VERIFYING})
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Waiting-state timeouts in seconds (defaults from the profile, overridable per daemon)."""
+
+    session_open: float
+    credentials_received: float
+    joining: float
+    verifying: float
+
+    @classmethod
+    def from_profile(cls, profile: Profile, scale: float = 1.0, **override: float) -> Timeouts:
+        def ms(name: str) -> float:
+            value = profile.states[name].timeout_ms
+            assert value is not None, f"state {name} has no timeout in the profile"
+            return value / 1000 * scale
+
+        values = {name: ms(name) for name in
+                  ("session_open", "credentials_received", "joining", "verifying")}
+        values.update({k: v for k, v in override.items() if v is not None})
+        return cls(**values)
+
+
+class OnboardingEngine:
+    """Owns the onboarding state machine. Use ``async with`` to recover and run its tasks."""
+
+    def __init__(self, profile: Profile, store: DeviceStore, backend: NetworkBackend,
+                 events: EventBus, *, timeouts: Timeouts | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.profile = profile
+        self.store = store
+        self.backend = backend
+        self.events = events
+        self.timeouts = timeouts or Timeouts.from_profile(profile)
+        self._clock = clock
+        self._epoch = clock()
+        self._event_seq = 0
+        self._attempt_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._settled = asyncio.Condition()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> OnboardingEngine:
+        record = self.recover()
+        if record.state is S.ONLINE and self.store.credentials() is not None:
+            # A device that was online reconnects on boot, through the same checked path.
+            self._start_attempt()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in (self._timer, self._attempt_task):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        # A join cancelled by shutdown stays `joining` in the store on purpose: the next start
+        # recovers it exactly like a crash would (failed / INTERRUPTED, credentials kept).
+
+    def recover(self) -> OnboardingRecord:
+        """Apply the profile's restart rule to the stored state and return the record."""
+        record = self.store.record()
+        definition = self.profile.state(record.state)
+        if definition.stable:
+            self._emit(record.state, record.code, "boot", record.detail)
+            self._arm_timer(record.state)
+            return record
+        target = State[definition.recover_to.upper()] if definition.recover_to else S.FAILED
+        code = Code[definition.recover_code] if definition.recover_code else Code.OK
+        LOG.warning("restarted in %s: recovering to %s (%s)", record.state.wire_name,
+                    target.wire_name, code.name)
+        return self._transition(target, code, phase="recovered",
+                                detail=f"daemon restarted during {record.state.wire_name}")
+
+    @property
+    def record(self) -> OnboardingRecord:
+        return self.store.record()
+
+    @property
+    def state(self) -> State:
+        return self.store.record().state
+
+    # --- requests from the session layer -----------------------------------------------------
+
+    def session_opened(self) -> None:
+        self._epoch = self._clock()  # event times count from the session, then from the join
+        if self.state is S.UNPROVISIONED:
+            self._transition(S.SESSION_OPEN, phase="session")
+
+    def session_closed(self, code: Code = Code.OK) -> None:
+        """The client's session ended (cleanly, timed out, or the client vanished)."""
+        if self.state is S.SESSION_OPEN:
+            self._transition(S.UNPROVISIONED, code, phase="session_closed")
+
+    async def scan(self) -> list[AccessPoint]:
+        self._emit(self.state, Code.OK, "scanning")
+        return await self.backend.scan()
+
+    def set_credentials(self, ssid: bytes, passphrase: Secret | None, hidden: bool) -> None:
+        """Store new credentials. Raises OnboardingError (INVALID_STATE, INVALID_CREDENTIALS_FORMAT)."""
+        self._require_idle("set credentials")
+        validate_credentials(ssid, passphrase.reveal() if passphrase else None, None)
+        self._transition(S.CREDENTIALS_RECEIVED, phase="credentials",
+                         credentials=Credentials(ssid, passphrase, hidden))
+
+    def connect(self) -> None:
+        """Start joining with the stored credentials; progress arrives as events."""
+        self._require_idle("connect")
+        if self.store.credentials() is None or self.state in (S.UNPROVISIONED, S.SESSION_OPEN):
+            raise OnboardingError(Code.INVALID_STATE, "no credentials: send SET_CREDENTIALS first")
+        self._start_attempt()
+
+    async def factory_reset(self) -> None:
+        """Forget credentials and saved networks; keep the identity. Back to unprovisioned."""
+        if self._attempt_task is not None and not self._attempt_task.done():
+            self._attempt_task.cancel()
+            try:
+                await self._attempt_task
+            except asyncio.CancelledError:
+                pass
+        await self.backend.disconnect()
+        await self.backend.forget_all()
+        self.store.reset_auth_failures()
+        self._transition(S.UNPROVISIONED, phase="factory_reset", credentials=None)
+
+    async def wait_settled(self, timeout: float) -> OnboardingRecord:
+        """Wait until no attempt runs (state online, failed or idle). Raises TimeoutError."""
+        async with asyncio.timeout(timeout):
+            async with self._settled:
+                await self._settled.wait_for(lambda: self.state not in BUSY_STATES)
+        return self.record
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _require_idle(self, what: str) -> None:
+        if self.state in BUSY_STATES:
+            raise OnboardingError(Code.INVALID_STATE,
+                                  f"cannot {what} while {self.state.wire_name}; wait for the result")
+
+    def _start_attempt(self) -> None:
+        self._attempt_task = asyncio.get_running_loop().create_task(self._attempt(),
+                                                                    name="onboarding-attempt")
+
+    async def _attempt(self) -> None:
+        self._epoch = self._clock()
+        creds = self.store.credentials()
+        assert creds is not None
+        self._transition(S.JOINING, phase="joining", new_attempt=True)
+        failure: tuple[Code, str, dict[str, Any]] | None = None
+        try:
+            try:
+                async with asyncio.timeout(self.timeouts.joining):
+                    result = await self.backend.join(
+                        creds.ssid, creds.passphrase.reveal() if creds.passphrase else None,
+                        hidden=creds.hidden, on_phase=self._on_phase)
+            except TimeoutError:
+                raise NetworkError(self._timeout_code(S.JOINING),
+                                   f"no result within {self.timeouts.joining:.0f} s") from None
+            self._transition(S.VERIFYING, phase="verifying",
+                             detail=f"{result.band} ip {result.ip}")
+            try:
+                async with asyncio.timeout(self.timeouts.verifying):
+                    await self.backend.verify(on_phase=self._on_phase)
+            except TimeoutError:
+                raise NetworkError(self._timeout_code(S.VERIFYING),
+                                   f"checks took over {self.timeouts.verifying:.0f} s") from None
+            self._transition(S.ONLINE, phase="online", detail=f"{result.band} ip {result.ip}")
+        except OnboardingError as exc:
+            failure = (exc.code, exc.detail, exc.raw)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a backend bug must still end in a coded, recoverable state
+            LOG.exception("join attempt crashed")
+            failure = (Code.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", {})
+        if failure is not None:
+            code, detail, raw = failure
+            try:
+                await self.backend.disconnect()
+            except Exception:
+                LOG.exception("disconnect after a failed join failed")
+            self._transition(S.FAILED, code, phase="failed", detail=detail, data=raw)
+
+    def _timeout_code(self, state: State) -> Code:
+        name = self.profile.state(state).timeout_code
+        return Code[name] if name else Code.INTERNAL_ERROR
+
+    def _on_phase(self, phase: str, detail: dict[str, Any]) -> None:
+        self._emit(self.state, Code.OK, phase, data=detail)
+
+    def _transition(self, state: State, code: Code = Code.OK, *, phase: str, detail: str = "",
+                    credentials: Credentials | None | object = ..., new_attempt: bool = False,
+                    data: dict[str, Any] | None = None) -> OnboardingRecord:
+        current = self.store.record().state
+        if state not in TRANSITIONS[current]:
+            raise OnboardingError(Code.INVALID_STATE,
+                                  f"{current.wire_name} -> {state.wire_name} is not allowed")
+        kwargs: dict[str, Any] = {"phase": phase, "detail": detail, "new_attempt": new_attempt}
+        if credentials is not ...:
+            kwargs["credentials"] = credentials
+        record = self.store.transition(state, code, **kwargs)
+        LOG.info("state %s -> %s (%s)%s", current.wire_name, state.wire_name, code.name,
+                 f": {detail}" if detail else "")
+        self._emit(state, code, phase, detail, data=data)
+        self._arm_timer(state)
+        asyncio.get_running_loop().create_task(self._notify_settled())
+        return record
+
+    async def _notify_settled(self) -> None:
+        async with self._settled:
+            self._settled.notify_all()
+
+    def _emit(self, state: State, code: Code, phase: str, detail: str = "",
+              data: dict[str, Any] | None = None) -> None:
+        self._event_seq += 1
+        t_ms = int((self._clock() - self._epoch) * 1000)
+        self.events.emit(DiagnosticEvent(self._event_seq, t_ms, state, code, phase, detail,
+                                         dict(data or {})))
+
+    def _arm_timer(self, state: State) -> None:
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+        self._timer = None
+        seconds = {S.SESSION_OPEN: self.timeouts.session_open,
+                   S.CREDENTIALS_RECEIVED: self.timeouts.credentials_received}.get(state)
+        if seconds is not None:
+            self._timer = asyncio.get_running_loop().create_task(self._expire(state, seconds))
+
+    async def _expire(self, state: State, seconds: float) -> None:
+        await asyncio.sleep(seconds)  # a timeout, not synchronisation: the state waited too long
+        if self.state is state:
+            target = S.UNPROVISIONED if state is S.SESSION_OPEN else S.FAILED
+            self._timer = None
+            self._transition(target, self._timeout_code(state), phase="timeout",
+                             detail=f"waited {seconds:.0f} s in {state.wire_name}")

@@ -1,0 +1,292 @@
+"""The provisioning session layer, shared by every door (BLE now, SoftAP HTTP later).
+
+A door hands over whole (reassembled) messages tagged with a *peer* key (for BLE: the client's
+channel) and gets back the messages to send to that peer. This layer enforces:
+
+* one session at a time: another peer gets BUSY until the holder ends, times out or vanishes;
+* SRP6a on the setup code, with the persisted exponential backoff on wrong codes;
+* AES-256-GCM with per-direction counters for everything after the handshake;
+* idle and handshake timeouts (CLIENT_TIMEOUT);
+* pushing the engine's diagnostic events to the session holder as encrypted EVENT messages.
+
+Errors before a session exist travel as clear ERROR messages (code + retry-after, never secrets);
+errors inside a session travel as encrypted SECURE_ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codes import Code, MessageType
+from .engine import OnboardingEngine
+from .errors import OnboardingError, ProtocolError, SessionError
+from .events import DiagnosticEvent
+from .profile import Profile
+from .security.backoff import SetupCodeBackoff
+from .security.secret import Secret
+from .security.session import DeviceHandshake, SecureChannel
+from .store import DeviceStore, Identity
+from .wire import ErrorBody, decode_json, encode_json, split_type
+
+LOG = logging.getLogger(__name__)
+
+Sender = Callable[[bytes], None]
+
+
+@dataclass
+class _Session:
+    peer: Hashable
+    handshake: DeviceHandshake | None
+    channel: SecureChannel | None = None
+    deadline: float = 0.0
+    send: Sender | None = None
+    opened_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def established(self) -> bool:
+        return self.channel is not None
+
+
+class ProvisioningService:
+    """Turns peer messages into engine requests and answers. One instance per daemon."""
+
+    def __init__(self, profile: Profile, engine: OnboardingEngine, store: DeviceStore,
+                 identity: Identity, *, idle_timeout_s: float | None = None,
+                 handshake_timeout_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+        self.profile = profile
+        self.engine = engine
+        self.store = store
+        self.identity = identity
+        self.idle_timeout_s = idle_timeout_s or profile.session.idle_timeout_ms / 1000
+        self.handshake_timeout_s = (handshake_timeout_s
+                                    or profile.session.handshake_timeout_ms / 1000)
+        b = profile.session.backoff
+        self.backoff = SetupCodeBackoff(b.free_attempts, b.base_ms, b.max_ms)
+        self._clock = clock
+        self._wall_ms = wall_ms
+        self._session: _Session | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._unsubscribe = engine.events.subscribe(self._on_event)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._held: list[DiagnosticEvent] | None = None
+        self._current_peer: Hashable | None = None
+
+    async def aclose(self) -> None:
+        self._unsubscribe()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    @property
+    def session_peer(self) -> Hashable | None:
+        return self._session.peer if self._session else None
+
+    # --- entry points for doors ---------------------------------------------------------------
+
+    async def handle(self, peer: Hashable, message: bytes, send: Sender) -> list[bytes]:
+        """Process one message from ``peer``; return the messages to send back to it.
+
+        ``send`` lets the service push later messages (events, timeout notices) to this peer.
+        Never raises for bad input: every failure becomes an ERROR/SECURE_ERROR message.
+        """
+        # Events emitted while this request is handled (e.g. the session_open transition) are
+        # held back and sent after the reply, so the client always sees its answer first.
+        self._held, self._current_peer = [], peer
+        try:
+            replies = await self._handle(peer, message, send)
+            held, self._held = self._held, None
+            s = self._session
+            if s is not None and s.channel is not None and s.peer == peer:
+                # Sealed only now, after the reply, so counters follow the order of sending.
+                replies += [self._seal_event(s.channel, e) for e in held]
+            return replies
+        finally:
+            self._held = None
+
+    async def _handle(self, peer: Hashable, message: bytes, send: Sender) -> list[bytes]:
+        session = self._session
+        try:
+            msg_type, body = split_type(message)
+            if msg_type is MessageType.PAKE_START:
+                return [self._pake_start(peer, body, send)]
+            if msg_type is MessageType.PAKE_PROOF:
+                return [self._pake_proof(peer, body)]
+            if msg_type is MessageType.SECURE:
+                return await self._secure(peer, message)
+            raise ProtocolError(Code.MALFORMED_REQUEST,
+                                f"{msg_type.name} is not a request a client may send in clear")
+        except OnboardingError as exc:
+            LOG.info("peer %s: %s", peer, exc)
+            if session is not None and session.peer == peer and session.established \
+                    and self._session is session and not isinstance(exc, SessionError):
+                return [self._secure_error(session, exc)]
+            return [ErrorBody(exc.code, exc.retry_after_ms, exc.detail).to_message()]
+
+    def error_for(self, peer: Hashable, exc: OnboardingError) -> bytes:
+        """The message reporting a framing-level error (raised by the door's reassembler)."""
+        LOG.info("peer %s: %s", peer, exc)
+        return ErrorBody(exc.code, exc.retry_after_ms, exc.detail).to_message()
+
+    def peer_gone(self, peer: Hashable) -> None:
+        """The door lost ``peer`` (disconnected). Frees the session it held, if any."""
+        if self._session is not None and self._session.peer == peer:
+            LOG.info("session holder %s disconnected", peer)
+            self._close(Code.CLIENT_TIMEOUT, notify=False)
+
+    # --- handshake ---------------------------------------------------------------------------
+
+    def _check_free(self, peer: Hashable) -> None:
+        s = self._session
+        if s is not None and s.peer != peer:
+            if self._clock() < s.deadline:
+                raise SessionError(Code.BUSY, "another client holds the provisioning session")
+            self._close(Code.CLIENT_TIMEOUT)
+
+    def _pake_start(self, peer: Hashable, body: bytes, send: Sender) -> bytes:
+        self._check_free(peer)
+        failures, last_ms = self.store.auth_failures()
+        wait = self.backoff.retry_after_ms(failures, last_ms, self._wall_ms())
+        if wait > 0:
+            raise SessionError(Code.TOO_MANY_ATTEMPTS,
+                               f"{failures} wrong setup codes; try again in {wait / 1000:.0f} s",
+                               retry_after_ms=wait)
+        if self._session is not None:  # the same peer starts over: drop its old session
+            self._close(Code.OK, notify=False)
+        handshake = DeviceHandshake(self.identity.srp_salt, self.identity.srp_verifier)
+        challenge = handshake.challenge(body)
+        self._session = _Session(peer, handshake, send=send,
+                                 deadline=self._clock() + self.handshake_timeout_s)
+        self._ensure_watchdog()
+        return bytes([MessageType.PAKE_CHALLENGE]) + challenge
+
+    def _pake_proof(self, peer: Hashable, body: bytes) -> bytes:
+        s = self._session
+        if s is None or s.peer != peer or s.handshake is None:
+            self._check_free(peer)
+            raise SessionError(Code.SESSION_REQUIRED, "PAKE_PROOF without PAKE_START")
+        try:
+            confirm, channel = s.handshake.verify(body)
+        except SessionError as exc:
+            if exc.code is Code.WRONG_SETUP_CODE:
+                failures = self.store.record_auth_failure(self._wall_ms())
+                exc.retry_after_ms = self.backoff.retry_after_ms(failures, self._wall_ms(),
+                                                                 self._wall_ms())
+                LOG.warning("wrong setup code (%d failures in a row)", failures)
+            self._close(exc.code, notify=False)
+            raise
+        self.store.reset_auth_failures()
+        s.handshake, s.channel = None, channel
+        s.deadline = self._clock() + self.idle_timeout_s
+        self.engine.session_opened()
+        LOG.info("secure session open with %s", peer)
+        return bytes([MessageType.PAKE_CONFIRM]) + confirm
+
+    # --- secure requests -----------------------------------------------------------------------
+
+    async def _secure(self, peer: Hashable, message: bytes) -> list[bytes]:
+        s = self._session
+        if s is None or s.peer != peer or s.channel is None:
+            self._check_free(peer)
+            raise SessionError(Code.SESSION_REQUIRED, "no secure session: start with PAKE_START")
+        inner, body = s.channel.open(message)  # REPLAYED_MESSAGE / MALFORMED_REQUEST
+        s.deadline = self._clock() + self.idle_timeout_s
+        try:
+            reply = await self._dispatch(inner, body)
+        except OnboardingError as exc:
+            return [self._secure_error(s, exc)]
+        out = [s.channel.seal(reply[0], encode_json(reply[1]))]
+        if inner is MessageType.END_SESSION:
+            self._close(Code.OK, notify=False)
+        return out
+
+    async def _dispatch(self, inner: MessageType, body: bytes) -> tuple[MessageType, dict[str, Any]]:
+        request = decode_json(body)
+        if inner is MessageType.SCAN_REQUEST:
+            networks = await self.engine.scan()
+            return MessageType.SCAN_RESULT, {"networks": [ap.to_wire() for ap in networks]}
+        if inner is MessageType.SET_CREDENTIALS:
+            ssid, passphrase, hidden = _parse_credentials(request)
+            self.engine.set_credentials(ssid, passphrase, hidden)
+            return MessageType.ACK, {"request": "SET_CREDENTIALS"}
+        if inner is MessageType.CONNECT:
+            self.engine.connect()
+            return MessageType.ACK, {"request": "CONNECT"}
+        if inner is MessageType.STATUS_REQUEST:
+            return MessageType.STATUS, self.status()
+        if inner is MessageType.END_SESSION:
+            return MessageType.ACK, {"request": "END_SESSION"}
+        raise ProtocolError(Code.MALFORMED_REQUEST, f"{inner.name} is not a request")
+
+    def status(self) -> dict[str, Any]:
+        record = self.engine.record
+        return {"state": record.state.wire_name, "code": int(record.code),
+                "code_name": record.code.name, "phase": record.phase, "attempt": record.attempt,
+                "detail": record.detail, "ssid_hex": record.ssid.hex() if record.ssid else None}
+
+    def _secure_error(self, s: _Session, exc: OnboardingError) -> bytes:
+        assert s.channel is not None
+        return s.channel.seal(MessageType.SECURE_ERROR, encode_json(
+            {"code": int(exc.code), "code_name": exc.code.name, "detail": exc.detail,
+             "retry_after_ms": exc.retry_after_ms}))
+
+    # --- events and timeouts --------------------------------------------------------------------
+
+    def _on_event(self, event: DiagnosticEvent) -> None:
+        s = self._session
+        if s is None or s.channel is None or s.send is None:
+            return
+        if self._held is not None and s.peer == self._current_peer:
+            self._held.append(event)
+        else:
+            s.send(self._seal_event(s.channel, event))
+
+    @staticmethod
+    def _seal_event(channel: SecureChannel, event: DiagnosticEvent) -> bytes:
+        return channel.seal(MessageType.EVENT, encode_json(event.to_json()))
+
+    def _close(self, code: Code, *, notify: bool = True) -> None:
+        s, self._session = self._session, None
+        if s is None:
+            return
+        if notify and s.send is not None and code is not Code.OK:
+            s.send(ErrorBody(code, 0, "session closed").to_message())
+        if s.established:
+            self.engine.session_closed(code)
+        LOG.info("session with %s closed (%s)", s.peer, code.name)
+
+    def _ensure_watchdog(self) -> None:
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while self._session is not None:
+            delay = self._session.deadline - self._clock()
+            if delay <= 0:
+                LOG.info("session with %s timed out", self._session.peer)
+                self._close(Code.CLIENT_TIMEOUT)
+                return
+            await asyncio.sleep(delay)  # a deadline timer; re-checked because activity extends it
+
+
+def _parse_credentials(request: dict[str, Any]) -> tuple[bytes, Secret | None, bool]:
+    ssid_hex = request.get("ssid_hex")
+    passphrase = request.get("passphrase")
+    hidden = request.get("hidden", False)
+    if not isinstance(ssid_hex, str) or not isinstance(hidden, bool) \
+            or not (passphrase is None or isinstance(passphrase, str)) \
+            or set(request) - {"ssid_hex", "passphrase", "hidden"}:
+        raise ProtocolError(Code.MALFORMED_REQUEST,
+                            "SET_CREDENTIALS needs {ssid_hex: str, passphrase: str|null, hidden: bool}")
+    try:
+        ssid = bytes.fromhex(ssid_hex)
+    except ValueError:
+        raise ProtocolError(Code.MALFORMED_REQUEST, "ssid_hex is not hexadecimal") from None
+    return ssid, Secret(passphrase) if passphrase is not None else None, hidden

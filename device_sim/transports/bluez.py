@@ -1,0 +1,111 @@
+"""BlueZ-side helpers for the BLE door: the advertisement object and a connection watcher.
+
+Both work the same against BlueZ on a Raspberry Pi and against BlueZoo virtual adapters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bless.backends.bluezdbus.dbus.advertisement import BlueZLEAdvertisement, Type
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
+from dbus_next.constants import PropertyAccess
+from dbus_next.service import dbus_property
+from dbus_next.signature import Variant
+
+LOG = logging.getLogger(__name__)
+
+BLUEZ = "org.bluez"
+DEVICE_IFACE = "org.bluez.Device1"
+PROPS_IFACE = "org.freedesktop.DBus.Properties"
+
+
+class ProvisioningAdvertisement(BlueZLEAdvertisement):
+    """bless's LEAdvertisement1 plus the Discoverable flag, manufacturer data and a name.
+
+    Discoverable: BlueZoo reports an LE advertiser to scanners only when its adapter is
+    Discoverable *or the advertisement sets Discoverable* (interop quirk 1). Setting it on the
+    advertisement is also right on real BlueZ (the "LE General Discoverable" flag a provisioning
+    device should send) and leaves the adapter's BR/EDR discoverability alone.
+    """
+
+    def __init__(self, index: int, app: Any, local_name: str, service_uuid: str,
+                 manufacturer_id: int, payload: bytes, *, as_service_data: bool) -> None:
+        super().__init__(Type.PERIPHERAL, index, app)
+        self._local_name = local_name
+        self._service_uuids = [service_uuid]
+        if as_service_data:
+            # Interop quirk 3: BlueZoo 1.0.2 declares Device1.ManufacturerData as a{sv} (BlueZ:
+            # a{qv}); one advertiser with manufacturer data then breaks GetManagedObjects for
+            # every scanner on the bus. On BlueZoo the same bytes go in service data instead.
+            self._service_data = {service_uuid: Variant("ay", payload)}
+        else:
+            self._manufacturer_data = {manufacturer_id: Variant("ay", payload)}
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Discoverable(self) -> "b":  # type: ignore[name-defined]  # noqa: F821 N802
+        return True
+
+
+async def is_bluezoo(bus: Any) -> bool:
+    """True when org.bluez on this bus is BlueZoo (it exports its controller at /org/bluezoo)."""
+    try:
+        node = await bus.introspect(BLUEZ, "/org/bluezoo")
+    except Exception:
+        return False
+    return bool(node.interfaces)
+
+
+class ConnectionWatcher:
+    """Follows org.bluez.Device1 ``Connected`` under one adapter via dbus-fast.
+
+    Calls ``on_change(connected_paths)`` whenever the set of connected devices changes.
+    """
+
+    def __init__(self, adapter: str, on_change: Callable[[frozenset[str]], None]) -> None:
+        self.prefix = f"/org/bluez/{adapter}/"
+        self.on_change = on_change
+        self.connected: set[str] = set()
+        self._bus: MessageBus | None = None
+
+    async def start(self) -> None:
+        self._bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        self._bus.add_message_handler(self._on_message)
+        await self._bus.call(Message(
+            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+            body=[f"type='signal',sender='{BLUEZ}',interface='{PROPS_IFACE}',"
+                  f"member='PropertiesChanged',arg0='{DEVICE_IFACE}'"]))
+        reply = await self._bus.call(Message(
+            destination=BLUEZ, path="/", interface="org.freedesktop.DBus.ObjectManager",
+            member="GetManagedObjects"))
+        if reply is not None and reply.message_type is MessageType.METHOD_RETURN:
+            for path, ifaces in reply.body[0].items():
+                dev = ifaces.get(DEVICE_IFACE)
+                if path.startswith(self.prefix) and dev and dev.get("Connected") \
+                        and dev["Connected"].value:
+                    self.connected.add(path)
+
+    def stop(self) -> None:
+        if self._bus is not None:
+            self._bus.disconnect()
+            self._bus = None
+
+    def _on_message(self, msg: Message) -> None:
+        if msg.message_type is not MessageType.SIGNAL or msg.member != "PropertiesChanged" \
+                or not (msg.path or "").startswith(self.prefix):
+            return
+        iface, changed = msg.body[0], msg.body[1]
+        if iface != DEVICE_IFACE or "Connected" not in changed:
+            return
+        before = frozenset(self.connected)
+        if changed["Connected"].value:
+            self.connected.add(msg.path)
+        else:
+            self.connected.discard(msg.path)
+        if before != self.connected:
+            LOG.info("BLE centrals connected: %d", len(self.connected))
+            self.on_change(frozenset(self.connected))

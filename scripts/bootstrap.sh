@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up device-sim on a fresh Debian 12 machine (idempotent), then run the demo or the tests.
+#   bash scripts/bootstrap.sh demo [device-sim demo options]   -> one onboarding on virtual adapters
+#   bash scripts/bootstrap.sh test [pytest options]            -> the whole test suite
+# Installs: Debian's dbus (dbus-daemon for the private bus) and python3-venv when missing
+# (as root), a virtualenv in .venv, and the package with its test extra (bless, bleak, BlueZoo, ...).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+what=${1:-demo}
+shift || true
+
+need_apt=()
+command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bootstrap: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 2
+  fi
+  echo "bootstrap: apt-get install ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv" >&2
+  python3 -m venv .venv
+fi
+stamp=.venv/.device-sim-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "bootstrap: installing device-sim and its dependencies into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[test]"
+  touch "$stamp"
+fi
+
+case "$what" in
+  demo) exec .venv/bin/device-sim demo "$@" ;;
+  test) exec .venv/bin/python -m pytest "$@" ;;
+  setup) exit 0 ;;
+  *) echo "usage: bash scripts/bootstrap.sh demo|test|setup [args]" >&2; exit 2 ;;
+esac
