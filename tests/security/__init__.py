@@ -1,0 +1,1 @@
+"""Tests of device_sim.security."""
