@@ -95,7 +95,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     hidden = bool(args.hidden or (creds.hidden if args.ssid is None and not args.ssid_hex else False))
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
 
-    results: list[dict[str, Any]] = []
+    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="device-sim-demo-") as tmp:
         state_dir = Path(tmp) / "device"
         with DeviceStore(state_dir) as store:
@@ -112,27 +112,23 @@ async def run_demo(args: argparse.Namespace) -> int:
                 ready = await daemon.start()
                 say(f"device daemon advertising as {ready['local_name']} on {vb.adapters[0]}")
                 target = Target(adapter=vb.adapters[1], name=ready["local_name"])
-                attempts = [(passphrase, setup_code)]
+                retries = None
                 if args.retry_with_default:
-                    attempts.append((creds.passphrase, label_code))
+                    retries = [(creds.ssid, Secret(creds.passphrase) if creds.passphrase else None,
+                                creds.hidden)]
+                say(f"\nphone on {vb.adapters[1]}: provisioning {_ssid_text(ssid)} ...")
                 with use_bus(vb):
-                    for attempt_passphrase, attempt_code in attempts:
-                        say(f"\nphone on {vb.adapters[1]}: provisioning "
-                            f"{_ssid_text(ssid)} ...")
-                        result = await provision(
-                            profile, target, setup_code=attempt_code, ssid=ssid,
-                            passphrase=Secret(attempt_passphrase) if attempt_passphrase else None,
-                            hidden=hidden, on_progress=None if args.json else _progress)
-                        results.append(result)
-                        say(_timeline(result))
-                        if result.get("state") == "online":
-                            break
+                    result = await provision(
+                        profile, target, setup_code=setup_code, ssid=ssid,
+                        passphrase=Secret(passphrase) if passphrase else None, hidden=hidden,
+                        on_progress=None if args.json else _progress, retries=retries)
+                for attempt in result.get("attempts", [result]):
+                    say(_timeline(attempt))
             finally:
                 await daemon.stop()
-    final = results[-1] if results else {}
     if args.json:
-        print(json.dumps(final if len(results) == 1 else {**final, "attempts": results}, indent=2))
-    return 0 if final.get("state") == "online" else 1
+        print(json.dumps(result, indent=2))
+    return 0 if result.get("state") == "online" else 1
 
 
 def _ssid_text(ssid: bytes) -> str:

@@ -6,6 +6,7 @@ user message and next step), per-phase timings in milliseconds and the GATT roun
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from ..profile import Profile
 from ..security.secret import Secret
 from .ble import BleLink, ClientSession, FoundDevice, discover
 
+LOG = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
 TERMINAL = ("online", "failed")
 
@@ -70,56 +72,121 @@ async def list_networks(profile: Profile, target: Target, setup_code: Secret) ->
         return list(body["networks"])
 
 
+class Provisioner:
+    """One connection and secure session to a device, for one or more provisioning attempts.
+
+    An app keeps the session open after a failure and lets the user retry (new passphrase,
+    another network) without reconnecting: ``attempt`` may be called again after a failure.
+    """
+
+    def __init__(self, profile: Profile, target: Target, setup_code: Secret, *,
+                 on_progress: Progress | None = None) -> None:
+        self.profile = profile
+        self.target = target
+        self.setup_code = setup_code
+        self.progress = on_progress or (lambda phase, info: None)
+        self.clock = _Clock()
+        self.link: BleLink | None = None
+        self.session: ClientSession | None = None
+        self.device: dict[str, Any] | None = None
+
+    async def __aenter__(self) -> Provisioner:
+        """Discover, connect and open the session. Raises OnboardingError / TransportError."""
+        self.progress("discover", {"adapter": self.target.adapter})
+        found = await find_device(self.profile, self.target)
+        self.clock.mark("discover")
+        self.device = found.to_json()
+        self.progress("connect", {"address": found.device.address, "name": found.name})
+        self.link = BleLink(self.profile, found.device, adapter=self.target.adapter,
+                            fragment_size=self.target.fragment_size)
+        await self.link.__aenter__()
+        try:
+            self.clock.mark("connect")
+            self.session = ClientSession(self.link)
+            self.progress("session", {})
+            await self.session.open(self.setup_code)
+            self.clock.mark("session")
+        except BaseException:
+            await self.link.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.link is None:
+            return
+        if self.session is not None and self.session.channel is not None:
+            try:
+                await self.session.call(MessageType.END_SESSION, {})
+            except Exception:  # noqa: BLE001 - the device may be gone (bleak/D-Bus errors)
+                LOG.debug("END_SESSION not delivered; the device frees the session on "
+                          "disconnect or idle timeout")
+        await self.link.__aexit__(None, None, None)
+
+    async def attempt(self, ssid: bytes, passphrase: Secret | None, *, hidden: bool = False,
+                      outcome_timeout: float = 120.0) -> dict[str, Any]:
+        """Send credentials, CONNECT, follow events to online/failed. Raises OnboardingError."""
+        assert self.session is not None
+        events: list[dict[str, Any]] = []
+        self.progress("credentials", {})
+        await self.session.call(MessageType.SET_CREDENTIALS, {
+            "ssid_hex": ssid.hex(), "hidden": hidden,
+            "passphrase": passphrase.reveal() if passphrase else None})
+        self.clock.mark("credentials")
+        await self.session.call(MessageType.CONNECT, {})
+        final = await _follow(self.session, self.clock, events, self.progress, outcome_timeout)
+        return {"state": final["state"], **describe(self.profile, final["code"]),
+                "detail": final.get("detail", ""), "events": events}
+
+    def result(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        """The JSON result: outcome + device + timings + GATT round trips."""
+        return {"device": self.device, "events": [], **outcome,
+                "timings_ms": {**{p: self.clock.marks.get(p) for p in
+                                  ("discover", "connect", "session", "credentials", "join",
+                                   "verify")}, "total": self.clock.total()},
+                "gatt_round_trips": self.link.round_trips if self.link else 0,
+                "gatt_writes": self.link.writes if self.link else 0}
+
+    def restart_clock(self) -> None:
+        """Time the next attempt on its own (the session is already open)."""
+        self.clock = _Clock()
+
+
+async def failure_result(profile: Profile, exc: DeviceSimError,
+                         prov: Provisioner | None) -> dict[str, Any]:
+    outcome: dict[str, Any] = {"state": None, **describe(profile, exc.code), "detail": exc.detail}
+    if isinstance(exc, OnboardingError) and exc.retry_after_ms:
+        outcome["retry_after_ms"] = exc.retry_after_ms
+    if prov is not None and prov.link is not None:
+        outcome["state"] = await _public_state(prov.link)
+    return prov.result(outcome) if prov is not None else {
+        **outcome, "device": None, "events": [], "timings_ms": {}, "gatt_round_trips": 0}
+
+
 async def provision(profile: Profile, target: Target, *, setup_code: Secret, ssid: bytes,
                     passphrase: Secret | None, hidden: bool = False, outcome_timeout: float = 120.0,
-                    on_progress: Progress | None = None) -> dict[str, Any]:
-    """Run the whole onboarding. Never raises for device-reported failures: they are the result."""
-    progress = on_progress or (lambda phase, info: None)
-    clock = _Clock()
-    events: list[dict[str, Any]] = []
-    result: dict[str, Any] = {"state": None, "device": None}
-    link: BleLink | None = None
+                    on_progress: Progress | None = None,
+                    retries: list[tuple[bytes, Secret | None, bool]] | None = None
+                    ) -> dict[str, Any]:
+    """Run the whole onboarding; never raises for device-reported failures (they are the result).
+
+    ``retries``: further (ssid, passphrase, hidden) to try in the same session after a failure.
+    With retries the result has ``attempts`` (each attempt's outcome), the last one on top.
+    """
+    prov = Provisioner(profile, target, setup_code, on_progress=on_progress)
+    attempts: list[dict[str, Any]] = []
     try:
-        progress("discover", {"adapter": target.adapter})
-        found = await find_device(profile, target)
-        clock.mark("discover")
-        result["device"] = found.to_json()
-        progress("connect", {"address": found.device.address, "name": found.name})
-        link = BleLink(profile, found.device, adapter=target.adapter,
-                       fragment_size=target.fragment_size)
-        async with link:
-            clock.mark("connect")
-            session = ClientSession(link)
-            progress("session", {})
-            await session.open(setup_code)
-            clock.mark("session")
-            progress("credentials", {})
-            await session.call(MessageType.SET_CREDENTIALS, {
-                "ssid_hex": ssid.hex(), "hidden": hidden,
-                "passphrase": passphrase.reveal() if passphrase else None})
-            clock.mark("credentials")
-            await session.call(MessageType.CONNECT, {})
-            final = await _follow(session, clock, events, progress, outcome_timeout)
-            result["state"] = final["state"]
-            result.update(describe(profile, final["code"]))
-            result["detail"] = final.get("detail", "")
-            await session.call(MessageType.END_SESSION, {})
-    except OnboardingError as exc:
-        result.update(describe(profile, exc.code))
-        result["detail"] = exc.detail
-        if exc.retry_after_ms:
-            result["retry_after_ms"] = exc.retry_after_ms
-        if result["state"] is None and link is not None:
-            result["state"] = await _public_state(link)
+        async with prov:
+            for creds in [(ssid, passphrase, hidden), *(retries or [])]:
+                outcome = await prov.attempt(creds[0], creds[1], hidden=creds[2],
+                                             outcome_timeout=outcome_timeout)
+                attempts.append(prov.result(outcome))
+                if outcome["state"] == "online":
+                    break
     except DeviceSimError as exc:
-        result.update(describe(profile, exc.code))
-        result["detail"] = exc.detail
-    result["timings_ms"] = {**{p: clock.marks.get(p) for p in
-                               ("discover", "connect", "session", "credentials", "join",
-                                "verify")}, "total": clock.total()}
-    result["gatt_round_trips"] = link.round_trips if link else 0
-    result["gatt_writes"] = link.writes if link else 0
-    result["events"] = events
+        attempts.append(await failure_result(profile, exc, prov))
+    result = dict(attempts[-1])
+    if retries:
+        result["attempts"] = attempts
     return result
 
 
