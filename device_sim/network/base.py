@@ -1,0 +1,232 @@
+"""The network backend interface: what the onboarding engine asks of Wi-Fi.
+
+One abstract class, :class:`NetworkBackend`, with a simulated implementation (scenario files, for
+CI and QA benches) and later a NetworkManager one (Raspberry Pi). Both raise the same
+:class:`~device_sim.errors.NetworkError` codes, so the engine and the phone see one behaviour.
+"""
+
+from __future__ import annotations
+
+import abc
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Self
+
+from ..codes import Code
+from ..errors import NetworkError
+
+__all__ = [
+    "AccessPoint",
+    "BackendKind",
+    "Band",
+    "JoinResult",
+    "NetworkBackend",
+    "Phase",
+    "PhaseCallback",
+    "Security",
+    "validate_credentials",
+]
+
+
+class Band(StrEnum):
+    """Wi-Fi frequency band of one BSS."""
+
+    GHZ_2_4 = "2.4GHz"
+    GHZ_5 = "5GHz"
+
+
+class Security(StrEnum):
+    """Security mode an access point advertises."""
+
+    OPEN = "open"
+    WEP = "wep"
+    WPA2_PSK = "wpa2-psk"
+    WPA3_SAE = "wpa3-sae"
+    WPA2_WPA3 = "wpa2-wpa3"
+    ENTERPRISE = "enterprise"
+
+    @property
+    def supported(self) -> bool:
+        """True for the modes the device can join (open and WPA2/WPA3 personal)."""
+        return self not in (Security.WEP, Security.ENTERPRISE)
+
+    @property
+    def needs_passphrase(self) -> bool:
+        """True for WPA2/WPA3 personal networks."""
+        return self in (Security.WPA2_PSK, Security.WPA3_SAE, Security.WPA2_WPA3)
+
+
+class Phase(StrEnum):
+    """Phase names passed to a :data:`PhaseCallback`, in the order a join + verify runs them."""
+
+    SCANNING = "scanning"
+    ASSOCIATING = "associating"
+    AUTHENTICATING = "authenticating"
+    DHCP = "dhcp"
+    DNS = "dns"
+    CAPTIVE_PORTAL = "captive_portal"
+    INTERNET = "internet"
+    TLS = "tls"
+
+
+PhaseCallback = Callable[[str, dict[str, Any]], None]
+"""Called synchronously at the start of each phase with the phase name (a :class:`Phase`, which
+is a ``str``) and a small JSON-able detail dict. The detail never holds the passphrase."""
+
+
+class BackendKind(StrEnum):
+    """Which :class:`NetworkBackend` :func:`device_sim.network.create_backend` builds."""
+
+    SIMULATED = "simulated"
+    NETWORK_MANAGER = "networkmanager"
+
+
+@dataclass(frozen=True)
+class AccessPoint:
+    """One BSS as a scan reports it. Hidden APs carry ``ssid=b""`` in scan results."""
+
+    ssid: bytes
+    bssid: str
+    band: Band
+    channel: int
+    rssi: int
+    security: Security
+    hidden: bool
+
+    @property
+    def ssid_text(self) -> str | None:
+        """The SSID as text when it is valid UTF-8 (and not empty), else None."""
+        if not self.ssid:
+            return None
+        try:
+            return self.ssid.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The SCAN_RESULT entry for this BSS (see ``gatt_profile.yaml``)."""
+        return {
+            "ssid_hex": self.ssid.hex(),
+            "ssid": self.ssid_text,
+            "hidden": self.hidden,
+            "rssi": self.rssi,
+            "band": str(self.band),
+            "channel": self.channel,
+            "security": str(self.security),
+        }
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    """What a successful join obtained: the BSS and the DHCP lease."""
+
+    ssid: bytes
+    bssid: str
+    band: Band
+    ip: str
+    gateway: str
+    dns: tuple[str, ...]
+
+
+_PRINTABLE_ASCII = frozenset(chr(c) for c in range(0x20, 0x7F))
+_HEX = frozenset(string.hexdigits)
+
+
+def validate_credentials(ssid: bytes, passphrase: str | None, security: Security | None) -> None:
+    """Check SSID and passphrase against 802.11 limits before any join is tried.
+
+    ``security`` is the mode from the scan, or None when unknown (e.g. a hidden network); then a
+    passphrase, if given, must have the WPA format. Open networks take no passphrase (None or "").
+    WEP and enterprise passphrases are not checked: joining them fails with UNSUPPORTED_SECURITY.
+
+    Raises NetworkError(INVALID_CREDENTIALS_FORMAT); the detail never contains the passphrase.
+    """
+
+    def bad(detail: str) -> NetworkError:
+        return NetworkError(Code.INVALID_CREDENTIALS_FORMAT, detail)
+
+    if not isinstance(ssid, bytes | bytearray):
+        raise bad("the SSID must be bytes")
+    if not 1 <= len(ssid) <= 32:
+        raise bad(f"the SSID must be 1 to 32 bytes long, not {len(ssid)}")
+    if passphrase is not None and not isinstance(passphrase, str):
+        raise bad("the passphrase must be text")
+    if security is not None and not security.supported:
+        return
+    if security is Security.OPEN:
+        if passphrase:
+            raise bad("an open network takes no passphrase")
+        return
+    if not passphrase:
+        if security is None:
+            return  # unknown security and no passphrase: could be an open network
+        raise bad(f"a {security} network needs a passphrase")
+    if len(passphrase) == 64:
+        if not _HEX.issuperset(passphrase):
+            raise bad("a 64-character key must be hexadecimal (a raw PSK)")
+        return
+    if not 8 <= len(passphrase) <= 63:
+        raise bad(f"a WPA passphrase must be 8 to 63 characters long, not {len(passphrase)}")
+    if not _PRINTABLE_ASCII.issuperset(passphrase):
+        raise bad("a WPA passphrase may only contain printable ASCII characters")
+
+
+class NetworkBackend(abc.ABC):
+    """Joins Wi-Fi and verifies the connection; an async context manager.
+
+    ``async with backend:`` starts its resources (D-Bus connection, simulated servers) and stops
+    them again, even after a failure. Every failure is a NetworkError carrying a diagnostic code.
+    """
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """Short backend name for logs and status, e.g. ``simulated:typical-home``."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Acquire the backend's resources. Raises ConfigError or NetworkError."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Release everything; safe to call twice and after a failed start."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    @abc.abstractmethod
+    async def scan(self) -> list[AccessPoint]:
+        """Scan and return the BSSes seen, strongest first; hidden ones with ``ssid=b""``."""
+
+    @abc.abstractmethod
+    async def join(self, ssid: bytes, passphrase: str | None, *, hidden: bool = False,
+                   on_phase: PhaseCallback | None = None) -> JoinResult:
+        """Join ``ssid``; ``hidden=True`` probes for a network that does not broadcast its SSID.
+
+        Raises NetworkError with WRONG_CREDENTIALS, NETWORK_NOT_FOUND, ASSOCIATION_TIMEOUT,
+        NO_DHCP_LEASE, UNSUPPORTED_SECURITY, INVALID_CREDENTIALS_FORMAT or JOIN_FAILED.
+        """
+
+    @abc.abstractmethod
+    async def verify(self, *, on_phase: PhaseCallback | None = None) -> None:
+        """Check the joined network: DNS, captive portal, internet, TLS to the cloud.
+
+        Raises NetworkError with DNS_FAILURE, CAPTIVE_PORTAL, NO_INTERNET,
+        TLS_VERIFICATION_FAILED or CLOUD_UNREACHABLE.
+        """
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None:
+        """Leave the current network, if any."""
+
+    @abc.abstractmethod
+    async def forget_all(self) -> None:
+        """Factory reset: disconnect and drop every saved network."""

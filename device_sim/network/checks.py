@@ -1,0 +1,155 @@
+"""Connectivity checks after a join: DNS, captive portal, internet, TLS to the cloud.
+
+Shared by every backend: the simulated one points them at its loopback servers, the
+NetworkManager one at the real internet. Each check is bounded by its ``timeout`` and turns every
+failure into a :class:`~device_sim.errors.NetworkError` with the matching diagnostic code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+
+import aiohttp
+
+from ..codes import Code
+from ..errors import NetworkError
+
+__all__ = [
+    "Resolver",
+    "check_captive_portal",
+    "check_dns",
+    "check_internet",
+    "check_tls",
+    "system_resolver",
+]
+
+Resolver = Callable[[str], Awaitable[Sequence[str]]]
+"""Resolves a host name to its addresses; raises OSError (e.g. socket.gaierror) on failure."""
+
+_MAX_BODY = 4096
+
+
+async def system_resolver(host: str) -> list[str]:
+    """Resolve ``host`` with the operating system's resolver (getaddrinfo)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def check_dns(host: str, *, resolver: Resolver, timeout: float) -> list[str]:
+    """Resolve ``host``; return its addresses.
+
+    Raises NetworkError(DNS_FAILURE) when resolution fails, times out or returns nothing.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            addresses = list(await resolver(host))
+    except TimeoutError:
+        raise NetworkError(Code.DNS_FAILURE, f"resolving {host} timed out after {timeout:g} s",
+                           raw={"host": host, "reason": "timeout"}) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise NetworkError(Code.DNS_FAILURE, f"resolving {host} failed: {reason}",
+                           raw={"host": host, "reason": reason}) from None
+    if not addresses:
+        raise NetworkError(Code.DNS_FAILURE, f"resolving {host} returned no address",
+                           raw={"host": host, "reason": "empty"})
+    return addresses
+
+
+async def check_captive_portal(url: str, *, timeout: float) -> None:
+    """Fetch the connectivity probe ``url`` (an endpoint answering 204) without following redirects.
+
+    204, or a 2xx with an empty body, means open internet. A redirect or a 2xx page means a
+    captive portal: NetworkError(CAPTIVE_PORTAL), the detail names the redirect location.
+    No answer (refused, reset, timeout) or an HTTP error status: NetworkError(NO_INTERNET).
+    """
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url, allow_redirects=False) as response,
+        ):
+            status = response.status
+            location = response.headers.get("Location")
+            body = await response.content.read(_MAX_BODY)
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
+        raise NetworkError(Code.NO_INTERNET, f"connectivity probe {url}: {reason}",
+                           raw={"url": url, "reason": reason}) from None
+    if status == 204 or (200 <= status < 300 and not body):
+        return
+    if 300 <= status < 400:
+        raise NetworkError(Code.CAPTIVE_PORTAL,
+                           f"connectivity probe {url} redirected ({status}) to {location or '?'}",
+                           raw={"url": url, "status": status, "location": location})
+    if 200 <= status < 300:
+        raise NetworkError(Code.CAPTIVE_PORTAL,
+                           f"connectivity probe {url} answered {status} with a page "
+                           f"instead of 204", raw={"url": url, "status": status})
+    raise NetworkError(Code.NO_INTERNET, f"connectivity probe {url} answered HTTP {status}",
+                       raw={"url": url, "status": status})
+
+
+async def check_internet(host: str, port: int, *, timeout: float) -> None:
+    """Open (and close) a TCP connection to an internet endpoint.
+
+    Raises NetworkError(NO_INTERNET) when it is refused, unreachable or times out.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
+    except (TimeoutError, OSError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
+        raise NetworkError(Code.NO_INTERNET, f"connecting to {host}:{port}: {reason}",
+                           raw={"host": host, "port": port, "reason": reason}) from None
+    await _close(writer, timeout)
+
+
+async def check_tls(host: str, port: int, *, ssl_context: ssl.SSLContext, server_hostname: str,
+                    timeout: float) -> None:
+    """Complete a real TLS handshake with ``host:port`` verifying ``server_hostname``.
+
+    Raises NetworkError(TLS_VERIFICATION_FAILED) when the certificate does not verify (the detail
+    carries OpenSSL's reason, e.g. "certificate has expired") or the handshake fails, and
+    NetworkError(CLOUD_UNREACHABLE) when the endpoint refuses, resets or times out.
+    """
+    where = f"{server_hostname} ({host}:{port})"
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(
+                host, port, ssl=ssl_context, server_hostname=server_hostname,
+                ssl_handshake_timeout=timeout)
+    except ssl.SSLCertVerificationError as exc:
+        reason = exc.verify_message or exc.reason or str(exc)
+        raise NetworkError(Code.TLS_VERIFICATION_FAILED, f"{where}: {reason}",
+                           raw={"host": server_hostname, "port": port, "reason": reason,
+                                "verify_code": exc.verify_code}) from None
+    except ssl.SSLError as exc:
+        reason = f"TLS handshake failed: {exc.reason or exc}"
+        raise NetworkError(Code.TLS_VERIFICATION_FAILED, f"{where}: {reason}",
+                           raw={"host": server_hostname, "port": port, "reason": reason}) from None
+    except (TimeoutError, OSError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
+        raise NetworkError(Code.CLOUD_UNREACHABLE, f"{where}: {reason}",
+                           raw={"host": server_hostname, "port": port, "reason": reason}) from None
+    await _close(writer, timeout)
+
+
+async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:
+    writer.close()
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(timeout):
+            await writer.wait_closed()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _reason(exc.os_error)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
