@@ -185,14 +185,16 @@ class OnboardingEngine:
                                   f"cannot {what} while {self.state.wire_name}; wait for the result")
 
     def _start_attempt(self) -> None:
+        # `joining` is committed before CONNECT is acknowledged, so a client (or a crash) never
+        # sees an accepted CONNECT with the device still waiting for one.
+        self._epoch = self._clock()
+        self._transition(S.JOINING, phase="joining", new_attempt=True)
         self._attempt_task = asyncio.get_running_loop().create_task(self._attempt(),
                                                                     name="onboarding-attempt")
 
     async def _attempt(self) -> None:
-        self._epoch = self._clock()
         creds = self.store.credentials()
         assert creds is not None
-        self._transition(S.JOINING, phase="joining", new_attempt=True)
         failure: tuple[Code, str, dict[str, Any]] | None = None
         try:
             try:
