@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Benchmark: K onboardings over BlueZoo virtual adapters with the zero-delay scenario.
+
+One device daemon (a real subprocess, bless on its own adapter) is onboarded K times in a row
+(re-onboarding from online each time); every onboarding comes from a fresh phone adapter, since
+BlueZoo links a phone to a peripheral's GATT objects only once. Prints p50/p90 of the time from
+connect to online, GATT round trips per onboarding, and the daemon's peak RSS (VmHWM).
+
+    .venv/bin/python scripts/bench_onboarding.py --count 20 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from device_sim.client.flow import Provisioner, Target
+from device_sim.demo import DaemonProcess, daemon_argv
+from device_sim.identity import create_identity
+from device_sim.network.scenario import load_scenario
+from device_sim.profile import load_profile
+from device_sim.security.secret import Secret
+from device_sim.store import DeviceStore
+from device_sim.virtual.harness import VirtualBle, use_bus
+
+
+async def add_adapter(bus: MessageBus, index: int) -> str:
+    reply = await bus.call(Message(
+        destination="org.bluez", path="/org/bluezoo", interface="org.bluezoo.Manager1",
+        member="AddAdapter", signature="ys", body=[index, f"00:11:22:33:66:{index:02X}"]))
+    if reply is None or reply.message_type is not MessageType.METHOD_RETURN:
+        raise RuntimeError(f"AddAdapter failed: {reply.body if reply else None}")
+    return f"hci{index}"
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def bench(count: int, scenario_name: str) -> dict[str, Any]:
+    profile = load_profile()
+    creds = load_scenario(scenario_name).default_credentials
+    code = Secret("8642-9753")
+    connect_to_online: list[float] = []
+    round_trips: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="device-sim-bench-") as tmp:
+        state = Path(tmp) / "device"
+        with DeviceStore(state) as store:
+            create_identity(store, code)
+        async with VirtualBle(adapters=1) as vb:
+            daemon = DaemonProcess(["-v", *daemon_argv(state, adapter=vb.adapters[0],
+                                                        scenario=scenario_name, zero_delay=True)],
+                                   vb.env(), Path(tmp) / "daemon.log")
+            ready = await daemon.start()
+            assert daemon.proc is not None
+            pid = daemon.proc.pid
+            bus = await MessageBus(bus_address=vb.bus_address, bus_type=BusType.SYSTEM).connect()
+            try:
+                with use_bus(vb):
+                    for i in range(count):
+                        phone = await add_adapter(bus, 20 + i)
+                        target = Target(adapter=phone, name=ready["local_name"])
+                        async with Provisioner(profile, target, code) as prov:
+                            out = await prov.attempt(creds.ssid, Secret(creds.passphrase or ""),
+                                                     hidden=creds.hidden, outcome_timeout=30)
+                            result = prov.result(out)
+                        if result["state"] != "online":
+                            raise RuntimeError(f"onboarding {i} ended {result['code_name']}")
+                        t = result["timings_ms"]
+                        connect_to_online.append(t["total"] - t["discover"])
+                        round_trips.append(result["gatt_round_trips"])
+                rss = peak_rss_kib(pid)
+            except Exception:
+                sys.stderr.write((Path(tmp) / "daemon.log").read_text()[-3000:])
+                raise
+            finally:
+                bus.disconnect()
+                await daemon.stop()
+    return {
+        "count": count, "scenario": scenario_name,
+        "connect_to_online_ms": {"p50": percentile(connect_to_online, 0.5),
+                                 "p90": percentile(connect_to_online, 0.9),
+                                 "mean": round(statistics.fmean(connect_to_online), 1),
+                                 "max": max(connect_to_online)},
+        "gatt_round_trips_per_onboarding": {"min": min(round_trips), "max": max(round_trips)},
+        "daemon_peak_rss_mib": round(rss / 1024, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--scenario", default="zero-delay")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not 1 <= args.count <= 200:
+        parser.error("--count must be 1..200")
+    report = asyncio.run(bench(args.count, args.scenario))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        c = report["connect_to_online_ms"]
+        print(f"{report['count']} onboardings on virtual adapters ({report['scenario']}):")
+        print(f"  connect -> online: p50 {c['p50']} ms, p90 {c['p90']} ms, "
+              f"mean {c['mean']} ms, max {c['max']} ms")
+        r = report["gatt_round_trips_per_onboarding"]
+        print(f"  GATT round trips per onboarding: {r['min']}-{r['max']}")
+        print(f"  device daemon peak RSS: {report['daemon_peak_rss_mib']} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
