@@ -12,11 +12,11 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from ..codes import Code
 from ..errors import NetworkError
+from ..lifecycle import Component
 
 __all__ = [
     "AccessPoint",
@@ -174,7 +174,7 @@ def validate_credentials(ssid: bytes, passphrase: str | None, security: Security
         raise bad("a WPA passphrase may only contain printable ASCII characters")
 
 
-class NetworkBackend(abc.ABC):
+class NetworkBackend(Component):
     """Joins Wi-Fi and verifies the connection; an async context manager.
 
     ``async with backend:`` starts its resources (D-Bus connection, simulated servers) and stops
@@ -185,22 +185,6 @@ class NetworkBackend(abc.ABC):
     @abc.abstractmethod
     def name(self) -> str:
         """Short backend name for logs and status, e.g. ``simulated:typical-home``."""
-
-    @abc.abstractmethod
-    async def start(self) -> None:
-        """Acquire the backend's resources. Raises ConfigError or NetworkError."""
-
-    @abc.abstractmethod
-    async def stop(self) -> None:
-        """Release everything; safe to call twice and after a failed start."""
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.stop()
 
     @abc.abstractmethod
     async def scan(self) -> list[AccessPoint]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 
@@ -11,7 +10,7 @@ import pytest
 from device_sim.client.ble import BleLink, ClientSession
 from device_sim.client.flow import Provisioner, find_device, provision
 from device_sim.codes import Code, MessageType
-from device_sim.errors import OnboardingError, SessionError
+from device_sim.errors import SessionError
 from device_sim.network.scenario import load_scenario
 from device_sim.security.secret import Secret
 from device_sim.wire import ErrorBody, fragment, split_type
