@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .client.flow import Target, provision
-from .errors import DeviceSimError, TransportError
+from .errors import TransportError
 from .identity import create_identity
 from .network.scenario import load_scenario
 from .profile import load_profile
@@ -160,5 +160,3 @@ def _timeline(result: dict[str, Any]) -> str:
             lines.append(f"  detail: {result.get('detail')}")
     return "\n".join(lines)
 
-
-__all__ = ["DaemonProcess", "DeviceSimError", "daemon_argv", "run_demo"]

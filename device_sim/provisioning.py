@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .codes import Code, MessageType
@@ -45,7 +45,6 @@ class _Session:
     channel: SecureChannel | None = None
     deadline: float = 0.0
     send: Sender | None = None
-    opened_at: float = field(default_factory=time.monotonic)
 
     @property
     def established(self) -> bool:

@@ -20,9 +20,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dbus_fast import BusType, Message, MessageType
-from dbus_fast.aio import MessageBus
-
 from device_sim.client.flow import Provisioner, Target
 from device_sim.demo import DaemonProcess, daemon_argv
 from device_sim.identity import create_identity
@@ -30,16 +27,7 @@ from device_sim.network.scenario import load_scenario
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
 from device_sim.store import DeviceStore
-from device_sim.virtual.harness import VirtualBle, use_bus
-
-
-async def add_adapter(bus: MessageBus, index: int) -> str:
-    reply = await bus.call(Message(
-        destination="org.bluez", path="/org/bluezoo", interface="org.bluezoo.Manager1",
-        member="AddAdapter", signature="ys", body=[index, f"00:11:22:33:66:{index:02X}"]))
-    if reply is None or reply.message_type is not MessageType.METHOD_RETURN:
-        raise RuntimeError(f"AddAdapter failed: {reply.body if reply else None}")
-    return f"hci{index}"
+from device_sim.virtual.harness import VirtualBle, add_adapter, use_bus
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -71,11 +59,11 @@ async def bench(count: int, scenario_name: str) -> dict[str, Any]:
             ready = await daemon.start()
             assert daemon.proc is not None
             pid = daemon.proc.pid
-            bus = await MessageBus(bus_address=vb.bus_address, bus_type=BusType.SYSTEM).connect()
             try:
                 with use_bus(vb):
                     for i in range(count):
-                        phone = await add_adapter(bus, 20 + i)
+                        phone = await add_adapter(vb.bus_address, 20 + i,
+                                                  f"00:11:22:33:66:{20 + i:02X}")
                         target = Target(adapter=phone, name=ready["local_name"])
                         async with Provisioner(profile, target, code) as prov:
                             out = await prov.attempt(creds.ssid, Secret(creds.passphrase or ""),
@@ -91,7 +79,6 @@ async def bench(count: int, scenario_name: str) -> dict[str, Any]:
                 sys.stderr.write((Path(tmp) / "daemon.log").read_text()[-3000:])
                 raise
             finally:
-                bus.disconnect()
                 await daemon.stop()
     return {
         "count": count, "scenario": scenario_name,

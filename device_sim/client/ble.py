@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +89,6 @@ class BleLink:
         self._reassembler = Reassembler(framing.max_message_length,
                                         framing.reassembly_timeout_ms / 1000)
         self.inbox: asyncio.Queue[bytes | OnboardingError] = asyncio.Queue()
-        self.states: asyncio.Queue[PublicState] = asyncio.Queue()
         self.writes = 0
         self.round_trips = 0
 
@@ -112,7 +110,6 @@ class BleLink:
             raise TransportError(f"cannot connect: {exc}") from exc
         svc = self.profile.service
         await self._client.start_notify(svc.char("response").uuid, self._on_response)
-        await self._client.start_notify(svc.char("state").uuid, self._on_state)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -157,10 +154,6 @@ class BleLink:
             return
         if complete is not None:
             self.inbox.put_nowait(complete[1])
-
-    def _on_state(self, _: Any, data: bytearray) -> None:
-        with contextlib.suppress(ProtocolError):
-            self.states.put_nowait(PublicState.from_bytes(bytes(data)))
 
 
 def raise_for_error(message: bytes) -> None:
@@ -232,7 +225,3 @@ class ClientSession:
                 if kind is MessageType.EVENT:
                     self.events.put_nowait(decode_json(payload))
             return self.events.get_nowait()
-
-    async def events_until(self, timeout: float) -> AsyncIterator[dict[str, Any]]:
-        while True:
-            yield await self.next_event(timeout)

@@ -61,17 +61,6 @@ def describe(profile: Profile, code: Code | int) -> dict[str, Any]:
             "next_step": entry.next_step}
 
 
-async def list_networks(profile: Profile, target: Target, setup_code: Secret) -> list[dict[str, Any]]:
-    found = await find_device(profile, target)
-    async with BleLink(profile, found.device, adapter=target.adapter,
-                       fragment_size=target.fragment_size) as link:
-        session = ClientSession(link)
-        await session.open(setup_code)
-        _, body = await session.call(MessageType.SCAN_REQUEST, {})
-        await session.call(MessageType.END_SESSION, {})
-        return list(body["networks"])
-
-
 class Provisioner:
     """One connection and secure session to a device, for one or more provisioning attempts.
 
@@ -149,6 +138,14 @@ class Provisioner:
     def restart_clock(self) -> None:
         """Time the next attempt on its own (the session is already open)."""
         self.clock = _Clock()
+
+
+async def list_networks(profile: Profile, target: Target, setup_code: Secret) -> list[dict[str, Any]]:
+    """The device's Wi-Fi scan list. Raises OnboardingError / TransportError."""
+    async with Provisioner(profile, target, setup_code) as prov:
+        assert prov.session is not None
+        _, body = await prov.session.call(MessageType.SCAN_REQUEST, {})
+        return list(body["networks"])
 
 
 async def failure_result(profile: Profile, exc: DeviceSimError,

@@ -668,3 +668,29 @@ def use_bus(target: VirtualBle | VirtualBleState | str) -> Iterator[str]:
             os.environ.pop(BUS_ENV, None)
         else:
             os.environ[BUS_ENV] = previous
+
+
+async def add_adapter(bus_address: str, index: int, address: str) -> str:
+    """Add one more powered BlueZoo adapter at run time (``org.bluezoo.Manager1.AddAdapter``).
+
+    BlueZoo links a phone adapter to a peripheral's GATT objects only once per run, so tests and
+    benchmarks give each device, or each onboarding, a fresh adapter. Returns its name
+    (``hci<index>``). Raises VirtualBleError if BlueZoo refuses or the adapter is not powered.
+    """
+    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await bus.call(Message(
+            destination="org.bluez", path="/org/bluezoo", interface="org.bluezoo.Manager1",
+            member="AddAdapter", signature="ys", body=[index, address]))
+        if reply is None or reply.message_type is not MessageType.METHOD_RETURN:
+            raise VirtualBleError(f"AddAdapter hci{index} failed: {reply.body if reply else None}")
+        powered = await bus.call(Message(
+            destination="org.bluez", path=f"/org/bluez/hci{index}",
+            interface="org.freedesktop.DBus.Properties", member="Get", signature="ss",
+            body=["org.bluez.Adapter1", "Powered"]))
+        if powered is None or powered.message_type is not MessageType.METHOD_RETURN \
+                or powered.body[0].value is not True:
+            raise VirtualBleError(f"hci{index} was added but is not powered")
+    finally:
+        bus.disconnect()
+    return f"hci{index}"

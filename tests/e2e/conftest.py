@@ -11,8 +11,6 @@ import itertools
 
 import pytest
 import pytest_asyncio
-from dbus_fast import BusType, Message, MessageType
-from dbus_fast.aio import MessageBus
 
 from device_sim.client.flow import Target
 from device_sim.demo import DaemonProcess, daemon_argv
@@ -20,7 +18,7 @@ from device_sim.identity import create_identity
 from device_sim.profile import Profile, load_profile
 from device_sim.security.secret import Secret
 from device_sim.store import DeviceStore
-from device_sim.virtual.harness import VirtualBle, use_bus
+from device_sim.virtual.harness import VirtualBle, add_adapter, use_bus
 
 SETUP_CODE = "2468-1357"
 
@@ -40,29 +38,10 @@ async def vble() -> AsyncIterator[VirtualBle]:
 _next_adapter = itertools.count(10)
 
 
-async def add_adapter(vb: VirtualBle) -> str:
-    """A fresh BlueZoo adapter (new address) for one device.
-
-    BlueZoo never unexports the GATT objects it linked under a peer's Device1 on the phone's
-    adapter, so a second daemon on the same device adapter would show the phone two copies of
-    every characteristic. A new adapter per device gives each device its own address, as real
-    devices have. Returns the adapter name (``hci10`` ...).
-    """
+async def fresh_adapter(vb: VirtualBle) -> str:
+    """A new adapter (and address) per device: see ``add_adapter`` for the BlueZoo reason."""
     index = next(_next_adapter)
-    bus = await MessageBus(bus_address=vb.bus_address, bus_type=BusType.SYSTEM).connect()
-    try:
-        reply = await bus.call(Message(
-            destination="org.bluez", path="/org/bluezoo", interface="org.bluezoo.Manager1",
-            member="AddAdapter", signature="ys", body=[index, f"00:11:22:33:55:{index:02X}"]))
-        assert reply is not None and reply.message_type is MessageType.METHOD_RETURN, reply
-        path = f"/org/bluez/hci{index}"
-        powered = await bus.call(Message(
-            destination="org.bluez", path=path, interface="org.freedesktop.DBus.Properties",
-            member="Get", signature="ss", body=["org.bluez.Adapter1", "Powered"]))
-        assert powered is not None and powered.body[0].value is True, "adapter not powered"
-    finally:
-        bus.disconnect()
-    return f"hci{index}"
+    return await add_adapter(vb.bus_address, index, f"00:11:22:33:55:{index:02X}")
 
 
 class Device:
@@ -104,7 +83,7 @@ async def device(vble: VirtualBle, tmp_path: Path) -> AsyncIterator[Device]:
     state_dir = tmp_path / "device"
     with DeviceStore(state_dir) as store:
         create_identity(store, Secret(SETUP_CODE))
-    dev = Device(vble, await add_adapter(vble), state_dir, tmp_path / "daemon.log")
+    dev = Device(vble, await fresh_adapter(vble), state_dir, tmp_path / "daemon.log")
     try:
         yield dev
     finally:
