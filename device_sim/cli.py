@@ -2,7 +2,7 @@
 
 ``main(argv) -> int`` parses; each subcommand is one function. ``--json`` prints machine output.
 Exit codes: 0 success (provisioning ended online), 1 a coded onboarding failure, 2 usage or
-configuration error.
+configuration error (for ``ctl``: no daemon running).
 """
 
 from __future__ import annotations
@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("codes", help="print the diagnostic-code catalogue").add_argument(
         "--json", action="store_true")
 
+    p = sub.add_parser("ctl", help="send a command to a running daemon (its control socket)")
+    p.add_argument("--state-dir", type=Path, required=True)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("ctl_command", metavar="COMMAND", help="e.g. ping, commands")
+    p.add_argument("params", metavar="KEY=VALUE", nargs="*",
+                   help="command arguments; VALUE is read as JSON if it parses, else as text")
+
     from .virtual.cli import add_parser as add_virtual_parser
     add_virtual_parser(sub)
     return parser
@@ -132,6 +139,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await run_demo(args)
     if args.command == "codes":
         return _cmd_codes(args)
+    if args.command == "ctl":
+        return await _cmd_ctl(args)
     raise ConfigError(args.command, "unknown command")
 
 
@@ -227,6 +236,32 @@ def _cmd_codes(args: argparse.Namespace) -> int:
     _print(args, rows, lambda: "\n".join(
         f"{r['id']:>4} {r['name']:<26} {r['user_message']}\n{'':>31}next: {r['next_step']}"
         for r in rows))
+    return 0
+
+
+async def _cmd_ctl(args: argparse.Namespace) -> int:
+    from .control import control_request
+    from .errors import TransportError
+
+    params: dict[str, Any] = {}
+    for item in args.params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(item, "expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    try:
+        result = await control_request(args.state_dir, args.ctl_command, params)
+    except OnboardingError as exc:
+        print(f"error {exc.code.name} ({int(exc.code)}): {exc.detail}", file=sys.stderr)
+        return 1
+    except TransportError as exc:
+        print(f"device-sim: {exc.detail}", file=sys.stderr)
+        return 2
+    _print(args, result, lambda: "\n".join(
+        f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in result.items()) or "ok")
     return 0
 
 

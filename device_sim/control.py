@@ -1,0 +1,255 @@
+"""Local control channel: operators and tests send commands to a running daemon.
+
+Transport: a Unix stream socket ``<state_dir>/control.sock`` (mode 0600). Protocol: one UTF-8 JSON
+object per newline-terminated line, ``{"command": name, "args": {...}}`` answered by
+``{"ok": true, "result": {...}}`` or ``{"ok": false, "code": n, "code_name": s, "detail": s}``.
+Several requests may follow each other on one connection. Request args are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .codes import Code
+from .errors import ConfigError, DeviceSimError, OnboardingError, TransportError
+from .lifecycle import Component
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+SOCKET_NAME = "control.sock"
+MAX_REQUEST = 4096  # bytes per request line, newline excluded
+MAX_RESPONSE = 1 << 20
+IDLE_TIMEOUT = 5.0  # seconds a client may stay silent (or not read) before it is dropped
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes including the NUL
+
+
+def socket_path(state_dir: Path) -> Path:
+    """Where the daemon for ``state_dir`` listens."""
+    return Path(state_dir) / SOCKET_NAME
+
+
+def _error(code: Code, detail: str) -> dict[str, Any]:
+    return {"ok": False, "code": int(code), "code_name": code.name, "detail": detail}
+
+
+class ControlServer(Component):
+    """Serves control commands on ``<state_dir>/control.sock`` while started.
+
+    Built-in commands: ``ping`` -> ``{"pong": true}``, ``commands`` -> ``{"commands": [...]}``.
+    A handler that raises a :class:`DeviceSimError` (e.g. :class:`OnboardingError`) answers with
+    its code and detail; any other exception is logged and answers ``INTERNAL_ERROR``.
+    """
+
+    def __init__(self, state_dir: Path, handlers: Mapping[str, Handler] | None = None, *,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self.path = socket_path(state_dir)
+        self.idle_timeout = idle_timeout
+        self._handlers: dict[str, Handler] = {"ping": self._ping, "commands": self._commands}
+        self._server: asyncio.AbstractServer | None = None
+        self._open = False  # False once stop() began: late-accepted connections end at once
+        self._inode: int | None = None  # of the socket file we bound, to remove only our own
+        self._clients: set[asyncio.Task[Any]] = set()
+        for name, handler in (handlers or {}).items():
+            self.register(name, handler)
+
+    def register(self, name: str, handler: Handler) -> None:
+        """Add a command (also while serving). Raises :class:`ConfigError` for a taken name."""
+        if not name or name in self._handlers:
+            raise ConfigError(f"control command {name!r}", "empty or already registered")
+        self._handlers[name] = handler
+
+    async def start(self) -> None:
+        """Bind and serve.
+
+        Raises :class:`TransportError` if a live daemon already answers on the socket, if the
+        path is taken by something that is not a socket, is too long, or cannot be bound.
+        A stale socket file (nobody listening) is replaced.
+        """
+        if self._server is not None:
+            return
+        path = self.path
+        if len(os.fsencode(path)) > _SUN_PATH_MAX:
+            raise TransportError(f"control socket path too long for a Unix socket: {path}")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await self._clear_stale(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(os.fspath(path))
+            os.chmod(path, 0o600)  # before listen(): nobody can connect until then
+            self._inode = os.stat(path).st_ino
+            self._open = True
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock,
+                                                           limit=MAX_REQUEST)
+        except OSError as exc:
+            sock.close()
+            await self.stop()
+            raise TransportError(f"cannot serve control socket {path}: {exc}") from exc
+        log.info("control socket listening on %s", path)
+
+    async def stop(self) -> None:
+        """Stop accepting, drop connected clients, remove the socket file if it is ours."""
+        server, self._server, self._open = self._server, None, False
+        if server is not None:
+            server.close()
+        clients = list(self._clients)
+        for task in clients:
+            task.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+        if self._inode is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.path).st_ino == self._inode:
+                    self.path.unlink()
+            self._inode = None
+
+    @staticmethod
+    async def _clear_stale(path: Path) -> None:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise TransportError(f"{path} exists and is not a socket; refusing to replace it")
+        try:
+            async with asyncio.timeout(2.0):
+                _, writer = await asyncio.open_unix_connection(os.fspath(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            log.info("replacing stale control socket %s", path)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return
+        except OSError as exc:  # includes TimeoutError: something holds it but does not answer
+            raise TransportError(f"control socket {path} is in use but unusable: {exc!r}") from exc
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        raise TransportError(f"another daemon is already running for {path.parent} "
+                             f"(it answers on {path})")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients.add(task)
+        try:
+            while self._open:
+                try:
+                    async with asyncio.timeout(self.idle_timeout):
+                        line = await reader.readline()
+                except TimeoutError:
+                    log.debug("control client silent for %.1f s; dropped", self.idle_timeout)
+                    return
+                except ValueError:  # the line overran MAX_REQUEST
+                    await self._send(writer, _error(
+                        Code.MESSAGE_TOO_LARGE, f"request line longer than {MAX_REQUEST} bytes"))
+                    return
+                if not line:
+                    return
+                await self._send(writer, await self._answer(line))
+        except (ConnectionError, TimeoutError):
+            log.debug("control client went away")
+        finally:
+            self._clients.discard(task)
+            writer.close()
+            try:
+                with contextlib.suppress(OSError):
+                    async with asyncio.timeout(1.0):
+                        await writer.wait_closed()
+            finally:
+                writer.transport.abort()  # no-op once closed; drops a client that never reads
+
+    async def _send(self, writer: asyncio.StreamWriter, response: dict[str, Any]) -> None:
+        writer.write(json.dumps(response).encode() + b"\n")
+        async with asyncio.timeout(self.idle_timeout):
+            await writer.drain()
+
+    async def _answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _error(Code.MALFORMED_REQUEST, "request is not one UTF-8 JSON object per line")
+        if not isinstance(request, dict) or not isinstance(request.get("command"), str):
+            return _error(Code.MALFORMED_REQUEST, 'request needs "command": "<name>"')
+        command, args = request["command"], request.get("args", {})
+        if not isinstance(args, dict):
+            return _error(Code.MALFORMED_REQUEST, '"args" must be a JSON object')
+        handler = self._handlers.get(command)
+        if handler is None:
+            return _error(Code.MALFORMED_REQUEST, f"unknown command {command!r}; known: "
+                          + ", ".join(sorted(self._handlers)))
+        try:
+            result = dict(await handler(args))
+            json.dumps(result)  # fail here, as this command's error, if it cannot be sent
+        except DeviceSimError as exc:
+            log.info("control command %s failed: %s", command, exc.code.name)
+            return _error(exc.code, exc.detail)
+        except Exception as exc:
+            log.exception("control command %s raised %s: %s", command, type(exc).__name__, exc)
+            return _error(Code.INTERNAL_ERROR, f"{command} failed ({type(exc).__name__}); "
+                          "see the daemon log")
+        log.info("control command %s ok", command)
+        return {"ok": True, "result": result}
+
+    async def _ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True}
+
+    async def _commands(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"commands": sorted(self._handlers)}
+
+
+async def control_request(state_dir: Path, command: str, args: dict[str, Any] | None = None,
+                          *, timeout: float = 10.0) -> dict[str, Any]:
+    """Send one command to the daemon for ``state_dir`` and return its result.
+
+    Raises :class:`OnboardingError` with the daemon's code for an error response, and
+    :class:`TransportError` when no daemon runs (no socket, refused), it does not answer within
+    ``timeout`` seconds, or its answer is not a valid response. ``TypeError`` if ``args`` cannot
+    be encoded as JSON.
+    """
+    path = socket_path(state_dir)
+    line = json.dumps({"command": command, "args": args or {}}).encode() + b"\n"
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_unix_connection(os.fspath(path),
+                                                                limit=MAX_RESPONSE)
+            try:
+                writer.write(line)
+                await writer.drain()
+                answer = await reader.readline()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        why = "no control socket" if isinstance(exc, FileNotFoundError) else \
+            f"control socket {path} refuses connections"
+        raise TransportError(f"no daemon is running for {state_dir} ({why})") from exc
+    except TimeoutError as exc:
+        raise TransportError(f"the daemon for {state_dir} did not answer {command!r} "
+                             f"within {timeout:g} s") from exc
+    except (OSError, ValueError) as exc:
+        raise TransportError(f"control socket {path}: {exc}") from exc
+    try:
+        response = json.loads(answer)
+        if response["ok"] is True:
+            return dict(response["result"])
+        code_id, detail = int(response["code"]), str(response.get("detail", ""))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TransportError(f"the daemon for {state_dir} sent no valid answer "
+                             f"to {command!r}") from exc
+    try:
+        code = Code(code_id)
+    except ValueError:
+        code, detail = Code.INTERNAL_ERROR, f"unknown code {code_id}: {detail}"
+    raise OnboardingError(code, detail)
