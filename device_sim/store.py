@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS identity (
     device_id TEXT NOT NULL,
     srp_salt BLOB NOT NULL,
     srp_verifier BLOB NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    softap_passphrase TEXT
 );
 CREATE TABLE IF NOT EXISTS onboarding (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -62,6 +63,7 @@ class Identity:
     srp_salt: bytes
     srp_verifier: bytes
     created_at: float
+    softap_passphrase: Secret | None = None  # the SoftAP's WPA2 passphrase (on the label)
 
     @property
     def short_id(self) -> str:
@@ -123,6 +125,9 @@ class DeviceStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(identity)")}
+            if "softap_passphrase" not in columns:  # a store made before the SoftAP door
+                db.execute("ALTER TABLE identity ADD COLUMN softap_passphrase TEXT")
             with _tx(db):
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 db.execute(
@@ -146,13 +151,16 @@ class DeviceStore:
 
     # --- identity ------------------------------------------------------------------------------
 
-    def create_identity(self, device_id: str, salt: bytes, verifier: bytes) -> Identity:
+    def create_identity(self, device_id: str, salt: bytes, verifier: bytes,
+                        softap_passphrase: Secret | None = None) -> Identity:
         """Store the identity once. Raises StoreError if the device already has one."""
         bytes.fromhex(device_id)  # ValueError for a malformed id
+        ap = softap_passphrase.reveal() if softap_passphrase is not None else None
         try:
             with _tx(self.db):
-                self.db.execute("INSERT INTO identity VALUES (1, ?, ?, ?, ?)",
-                                (device_id, salt, verifier, time.time()))
+                self.db.execute("INSERT INTO identity (one, device_id, srp_salt, srp_verifier,"
+                                " created_at, softap_passphrase) VALUES (1, ?, ?, ?, ?, ?)",
+                                (device_id, salt, verifier, time.time(), ap))
         except sqlite3.IntegrityError:
             raise StoreError(f"{self.path} already holds a device identity") from None
         identity = self.identity()
@@ -160,9 +168,22 @@ class DeviceStore:
         return identity
 
     def identity(self) -> Identity | None:
-        row = self.db.execute(
-            "SELECT device_id, srp_salt, srp_verifier, created_at FROM identity").fetchone()
-        return Identity(row[0], bytes(row[1]), bytes(row[2]), row[3]) if row else None
+        row = self.db.execute("SELECT device_id, srp_salt, srp_verifier, created_at,"
+                              " softap_passphrase FROM identity").fetchone()
+        if row is None:
+            return None
+        return Identity(row[0], bytes(row[1]), bytes(row[2]), row[3],
+                        Secret(row[4]) if row[4] is not None else None)
+
+    def set_softap_passphrase(self, passphrase: Secret) -> Identity:
+        """Give an identity made before the SoftAP door its AP passphrase (once)."""
+        with _tx(self.db):
+            self.db.execute("UPDATE identity SET softap_passphrase = ? WHERE one = 1"
+                            " AND softap_passphrase IS NULL", (passphrase.reveal(),))
+        identity = self.identity()
+        if identity is None:
+            raise StoreError(f"{self.path} holds no device identity")
+        return identity
 
     # --- onboarding record ---------------------------------------------------------------------
 

@@ -43,12 +43,12 @@ def test_every_code_has_the_texts_a_user_and_support_need() -> None:
 def test_drift_is_detected_in_each_direction(raw: dict) -> None:
     data = copy.deepcopy(raw)
     data["codes"]["BUSY"]["id"] = 399
-    del data["codes"]["INTERNAL_ERROR"]
+    del data["codes"]["UNSUPPORTED_VERSION"]
     data["codes"]["NEW_THING"] = dict(raw["codes"]["OK"], id=4242)
     data["messages"]["ACK"]["id"] = 0x77
     problems = enum_drift(parse_profile(data, SRC))
     assert "codes.BUSY: profile says 399, codes.py says 307" in problems
-    assert "codes.INTERNAL_ERROR is in codes.py but not in the profile" in problems
+    assert "codes.UNSUPPORTED_VERSION is in codes.py but not in the profile" in problems
     assert "codes.NEW_THING is in the profile but not in codes.py" in problems
     assert any(p.startswith("messages.ACK") for p in problems)
 
@@ -65,6 +65,15 @@ def test_drift_is_detected_in_each_direction(raw: dict) -> None:
     (lambda d: d["service"]["characteristics"]["request"].update(max_length=600),
      "service.characteristics.request.max_length"),
     (lambda d: d["states"]["joining"].update(timeout_code="NOPE"), "states.joining.timeout_code"),
+    (lambda d: d["softap"]["http"]["status_for_code"].update(NOPE=400),
+     "softap.http.status_for_code.NOPE"),
+    (lambda d: d["softap"]["http"]["status_for_code"].update(BUSY=200),
+     "softap.http.status_for_code.BUSY"),
+    (lambda d: d["softap"]["http"]["endpoints"][0].update(listeners=["moon"]),
+     "softap.http.endpoints[0].listeners"),
+    (lambda d: d["softap"]["probes"][0].update(colour="red"), "softap.probes[0].colour"),
+    (lambda d: d["softap"].update(passphrase_length=7), "softap.passphrase_length"),
+    (lambda d: d["softap"].update(ssid_pattern="DS"), "softap.ssid_pattern"),
     (lambda d: d["states"]["joining"].update(recover_to="nowhere"), "states.joining.recover_to"),
     (lambda d: d["framing"].update(max_message_length=70000), "framing.max_message_length"),
     (lambda d: d.update(extra=1), "extra"),
