@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .codes import Code, State
 from .errors import NetworkError, OnboardingError
@@ -42,6 +42,18 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.FAILED: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.UNPROVISIONED}),
 }
 BUSY_STATES = frozenset({S.JOINING, S.VERIFYING})
+
+
+class RadioUser(Protocol):
+    """Something else that needs the Wi-Fi radio (the SoftAP door). Most hardware has one radio:
+    an access point and a station cannot be up at once, so every join asks the radio's other
+    users to step aside first and tells them the outcome afterwards."""
+
+    async def before_station(self) -> None:
+        """Release the radio (take the access point down) before the join starts."""
+
+    async def after_station(self, state: State) -> None:
+        """The attempt ended ``online`` or ``failed`` (already committed)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ class OnboardingEngine:
         self._attempt_task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._settled = asyncio.Condition()
+        self.radio_users: list[RadioUser] = []
+        self.last_scan: list[AccessPoint] = []
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -140,8 +154,14 @@ class OnboardingEngine:
             self._transition(S.UNPROVISIONED, code, phase="session_closed")
 
     async def scan(self) -> list[AccessPoint]:
+        """Scan, or, while the radio is an access point (one radio), the last scan's list."""
+        if self.backend.access_point is not None:
+            self._emit(self.state, Code.OK, "scanning", "cached: the radio is the access point",
+                       data={"cached": True})
+            return list(self.last_scan)
         self._emit(self.state, Code.OK, "scanning")
-        return await self.backend.scan()
+        self.last_scan = await self.backend.scan()
+        return list(self.last_scan)
 
     def set_credentials(self, ssid: bytes, passphrase: Secret | None, hidden: bool) -> None:
         """Store new credentials. Raises OnboardingError (INVALID_STATE, INVALID_CREDENTIALS_FORMAT)."""
@@ -170,6 +190,10 @@ class OnboardingEngine:
         self.store.reset_auth_failures()
         self._transition(S.UNPROVISIONED, phase="factory_reset", credentials=None)
 
+    def note(self, phase: str, detail: str = "", data: dict[str, Any] | None = None) -> None:
+        """Emit an informational event (no transition), e.g. which door is open and why."""
+        self._emit(self.state, Code.OK, phase, detail, data=data)
+
     async def wait_settled(self, timeout: float) -> OnboardingRecord:
         """Wait until no attempt runs (state online, failed or idle). Raises TimeoutError."""
         async with asyncio.timeout(timeout):
@@ -193,6 +217,20 @@ class OnboardingEngine:
                                                                     name="onboarding-attempt")
 
     async def _attempt(self) -> None:
+        for user in self.radio_users:
+            try:
+                await user.before_station()
+            except Exception:  # the join itself reports what the radio cannot do
+                LOG.exception("%r could not release the radio", user)
+        await self._join_and_verify()
+        final = self.state
+        for user in self.radio_users:
+            try:
+                await user.after_station(final)
+            except Exception:
+                LOG.exception("%r failed after the attempt ended %s", user, final.wire_name)
+
+    async def _join_and_verify(self) -> None:
         creds = self.store.credentials()
         assert creds is not None
         failure: tuple[Code, str, dict[str, Any]] | None = None

@@ -1,4 +1,4 @@
-"""The provisioning session layer, shared by every door (BLE now, SoftAP HTTP later).
+"""The provisioning session layer, shared by every door (BLE GATT, SoftAP HTTP).
 
 A door hands over whole (reassembled) messages tagged with a *peer* key (for BLE: the client's
 channel) and gets back the messages to send to that peer. This layer enforces:
@@ -6,7 +6,8 @@ channel) and gets back the messages to send to that peer. This layer enforces:
 * one session at a time: another peer gets BUSY until the holder ends, times out or vanishes;
 * SRP6a on the setup code, with the persisted exponential backoff on wrong codes;
 * AES-256-GCM with per-direction counters for everything after the handshake;
-* idle and handshake timeouts (CLIENT_TIMEOUT);
+* idle and handshake timeouts (CLIENT_TIMEOUT), never while a join the session started runs
+  (the SoftAP phone loses the AP during the join and comes back for the outcome);
 * pushing the engine's diagnostic events to the session holder as encrypted EVENT messages.
 
 Errors before a session exist travel as clear ERROR messages (code + retry-after, never secrets);
@@ -18,24 +19,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from .codes import Code, MessageType
-from .engine import OnboardingEngine
+from .engine import BUSY_STATES, OnboardingEngine
 from .errors import OnboardingError, ProtocolError, SessionError
 from .events import DiagnosticEvent
 from .profile import Profile
 from .security.backoff import SetupCodeBackoff
 from .security.secret import Secret
-from .security.session import DeviceHandshake, SecureChannel
+from .security.session import ClientHandshake, DeviceHandshake, SecureChannel
 from .store import DeviceStore, Identity
 from .wire import ErrorBody, decode_json, encode_json, split_type
 
 LOG = logging.getLogger(__name__)
 
 Sender = Callable[[bytes], None]
+SoftApOpener = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 @dataclass
@@ -45,10 +47,11 @@ class _Session:
     channel: SecureChannel | None = None
     deadline: float = 0.0
     send: Sender | None = None
+    portal: bool = False  # a browser-page session: setup code checked on the device, no channel
 
     @property
     def established(self) -> bool:
-        return self.channel is not None
+        return self.channel is not None or self.portal
 
 
 class ProvisioningService:
@@ -76,6 +79,11 @@ class ProvisioningService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._held: list[DiagnosticEvent] | None = None
         self._current_peer: Hashable | None = None
+        # Doors and the door supervisor follow sessions through these (peer; peer, code).
+        self.on_session_opened: list[Callable[[Hashable], None]] = []
+        self.on_session_closed: list[Callable[[Hashable, Code], None]] = []
+        # Set by the door supervisor when a SoftAP door exists: START_SOFTAP calls it.
+        self.softap_opener: SoftApOpener | None = None
 
     async def aclose(self) -> None:
         self._unsubscribe()
@@ -149,14 +157,22 @@ class ProvisioningService:
                 raise SessionError(Code.BUSY, "another client holds the provisioning session")
             self._close(Code.CLIENT_TIMEOUT)
 
-    def _pake_start(self, peer: Hashable, body: bytes, send: Sender) -> bytes:
-        self._check_free(peer)
+    def _check_backoff(self) -> None:
         failures, last_ms = self.store.auth_failures()
         wait = self.backoff.retry_after_ms(failures, last_ms, self._wall_ms())
         if wait > 0:
             raise SessionError(Code.TOO_MANY_ATTEMPTS,
                                f"{failures} wrong setup codes; try again in {wait / 1000:.0f} s",
                                retry_after_ms=wait)
+
+    def _count_wrong_code(self, exc: SessionError) -> None:
+        failures = self.store.record_auth_failure(self._wall_ms())
+        exc.retry_after_ms = self.backoff.retry_after_ms(failures, self._wall_ms(), self._wall_ms())
+        LOG.warning("wrong setup code (%d failures in a row)", failures)
+
+    def _pake_start(self, peer: Hashable, body: bytes, send: Sender) -> bytes:
+        self._check_free(peer)
+        self._check_backoff()
         if self._session is not None:  # the same peer starts over: drop its old session
             self._close(Code.OK, notify=False)
         handshake = DeviceHandshake(self.identity.srp_salt, self.identity.srp_verifier)
@@ -175,18 +191,63 @@ class ProvisioningService:
             confirm, channel = s.handshake.verify(body)
         except SessionError as exc:
             if exc.code is Code.WRONG_SETUP_CODE:
-                failures = self.store.record_auth_failure(self._wall_ms())
-                exc.retry_after_ms = self.backoff.retry_after_ms(failures, self._wall_ms(),
-                                                                 self._wall_ms())
-                LOG.warning("wrong setup code (%d failures in a row)", failures)
+                self._count_wrong_code(exc)
             self._close(exc.code, notify=False)
             raise
         self.store.reset_auth_failures()
         s.handshake, s.channel = None, channel
         s.deadline = self._clock() + self.idle_timeout_s
-        self.engine.session_opened()
-        LOG.info("secure session open with %s", peer)
+        self._opened(peer)
         return bytes([MessageType.PAKE_CONFIRM]) + confirm
+
+    def _opened(self, peer: Hashable) -> None:
+        self.engine.session_opened()
+        LOG.info("session open with %s", peer)
+        for listener in list(self.on_session_opened):
+            listener(peer)
+
+    # --- the browser page (SoftAP door) -----------------------------------------------------
+
+    def portal_provision(self, peer: Hashable, setup_code: Secret, ssid: bytes,
+                         passphrase: Secret | None, hidden: bool) -> None:
+        """One browser-page submit: check the setup code, store credentials, start the join.
+
+        A browser on the SoftAP cannot run the SRP/AES-GCM session (no WebCrypto outside secure
+        contexts), so the page sends the code over the AP's WPA2 link and the device runs both
+        SRP halves itself against its stored verifier: the same proof, the same backoff, no code
+        kept. ``peer`` then holds the session (others get BUSY) until the outcome is read or the
+        idle timeout ends it. Raises OnboardingError (TOO_MANY_ATTEMPTS, WRONG_SETUP_CODE, BUSY,
+        INVALID_STATE, INVALID_CREDENTIALS_FORMAT).
+        """
+        self._check_free(peer)
+        self._check_backoff()
+        client = ClientHandshake(setup_code)
+        device = DeviceHandshake(self.identity.srp_salt, self.identity.srp_verifier)
+        try:
+            device.verify(client.process_challenge(device.challenge(client.start())))
+        except SessionError as exc:
+            if exc.code is Code.WRONG_SETUP_CODE:
+                self._count_wrong_code(exc)
+            raise
+        self.store.reset_auth_failures()
+        s = self._session
+        if s is None or s.peer != peer or not s.portal:
+            if s is not None:  # the same peer had an app session: the page replaces it
+                self._close(Code.OK, notify=False)
+            self._session = s = _Session(peer, None, portal=True)
+            self._opened(peer)
+            self._ensure_watchdog()
+        s.deadline = self._clock() + self.idle_timeout_s
+        self.engine.set_credentials(ssid, passphrase, hidden)  # validates (INVALID_CREDENTIALS_FORMAT)
+        self.engine.connect()
+
+    def touch(self, peer: Hashable) -> bool:
+        """The session holder ``peer`` is still there (it polled): extend its idle deadline."""
+        s = self._session
+        if s is None or s.peer != peer:
+            return False
+        s.deadline = max(s.deadline, self._clock() + self.idle_timeout_s)
+        return True
 
     # --- secure requests -----------------------------------------------------------------------
 
@@ -222,6 +283,12 @@ class ProvisioningService:
             return MessageType.STATUS, self.status()
         if inner is MessageType.END_SESSION:
             return MessageType.ACK, {"request": "END_SESSION"}
+        if inner is MessageType.START_SOFTAP:
+            if self.softap_opener is None:
+                raise OnboardingError(Code.SOFTAP_UNAVAILABLE,
+                                      "this device runs no SoftAP door (fallback policy ble-only)")
+            info = await self.softap_opener("requested over BLE")
+            return MessageType.ACK, {"request": "START_SOFTAP", **info}
         raise ProtocolError(Code.MALFORMED_REQUEST, f"{inner.name} is not a request")
 
     def status(self) -> dict[str, Any]:
@@ -259,6 +326,8 @@ class ProvisioningService:
             s.send(ErrorBody(code, 0, "session closed").to_message())
         if s.established:
             self.engine.session_closed(code)
+            for listener in list(self.on_session_closed):
+                listener(s.peer, code)
         LOG.info("session with %s closed (%s)", s.peer, code.name)
 
     def _ensure_watchdog(self) -> None:
@@ -268,6 +337,11 @@ class ProvisioningService:
     async def _watch(self) -> None:
         while self._session is not None:
             delay = self._session.deadline - self._clock()
+            if delay <= 0 and self._session.established and self.engine.state in BUSY_STATES:
+                # The join this session started is still running (over SoftAP the phone has
+                # even lost the AP): the holder comes back for the outcome, so wait for it.
+                self._session.deadline = self._clock() + self.idle_timeout_s
+                continue
             if delay <= 0:
                 LOG.info("session with %s timed out", self._session.peer)
                 self._close(Code.CLIENT_TIMEOUT)

@@ -17,9 +17,11 @@ from typing import Any
 from ..codes import Code
 from ..errors import NetworkError
 from ..lifecycle import Component
+from ..security.secret import Secret
 
 __all__ = [
     "AccessPoint",
+    "AccessPointConfig",
     "BackendKind",
     "Band",
     "JoinResult",
@@ -131,6 +133,25 @@ class JoinResult:
     dns: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class AccessPointConfig:
+    """The device's own temporary access point (the SoftAP door).
+
+    ``passphrase`` None means an open AP (only when configured so; the door logs it loudly).
+    ``address`` is the device's IPv4 on the AP (the NetworkManager hotspot's shared address).
+    """
+
+    ssid: str
+    passphrase: Secret | None
+    band: Band = Band.GHZ_2_4
+    channel: int = 6
+    address: str = "192.168.4.1"
+
+    def __repr__(self) -> str:
+        return (f"AccessPointConfig(ssid={self.ssid!r}, "
+                f"{'open' if self.passphrase is None else 'wpa2-psk'}, {self.band} ch {self.channel})")
+
+
 _PRINTABLE_ASCII = frozenset(chr(c) for c in range(0x20, 0x7F))
 _HEX = frozenset(string.hexdigits)
 
@@ -214,3 +235,16 @@ class NetworkBackend(Component):
     @abc.abstractmethod
     async def forget_all(self) -> None:
         """Factory reset: disconnect and drop every saved network."""
+
+    # The radio as an access point (the SoftAP door). One radio: no scan or join while it is up.
+    async def start_access_point(self, config: AccessPointConfig) -> None:
+        """Bring the access point up. Raises NetworkError(SOFTAP_UNAVAILABLE) when it cannot."""
+        raise NetworkError(Code.SOFTAP_UNAVAILABLE, f"{self.name} cannot run an access point")
+
+    async def stop_access_point(self) -> None:
+        """Take the access point down (no-op when it is not up)."""
+
+    @property
+    def access_point(self) -> AccessPointConfig | None:
+        """The access point that is up, or None."""
+        return None

@@ -35,8 +35,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..codes import Code
 from ..errors import ConfigError, NetworkError
-from .base import (AccessPoint, Band, JoinResult, NetworkBackend, Phase, PhaseCallback, Security,
-                   validate_credentials)
+from .base import (AccessPoint, AccessPointConfig, Band, JoinResult, NetworkBackend, Phase,
+                   PhaseCallback, Security, validate_credentials)
 from .checks import Resolver, check_captive_portal, check_dns, check_internet, check_tls
 from .scenario import DnsStep, Scenario, ScenarioAccessPoint, load_scenario
 
@@ -162,6 +162,7 @@ class SimulatedBackend(NetworkBackend):
         self._tls_ports: dict[str, int] = {}
         self._cloud_ca: CertificateAuthority | None = None
         self._device_ssl: ssl.SSLContext | None = None
+        self._ap: AccessPointConfig | None = None
 
     # -- properties
     @property
@@ -228,6 +229,7 @@ class SimulatedBackend(NetworkBackend):
     async def stop(self) -> None:
         stack, self._stack = self._stack, None
         self._connected = None
+        self._ap = None
         if stack is not None:
             await stack.aclose()
 
@@ -262,8 +264,31 @@ class SimulatedBackend(NetworkBackend):
                 await writer.wait_closed()
 
     # -- NetworkBackend
+    def _radio_free(self, what: str) -> None:
+        # One radio, as on most hardware: the SoftAP door must take its AP down first.
+        if self._ap is not None:
+            raise NetworkError(Code.INTERNAL_ERROR,
+                               f"cannot {what}: the radio is the access point {self._ap.ssid!r}")
+
+    @property
+    def access_point(self) -> AccessPointConfig | None:
+        return self._ap
+
+    async def start_access_point(self, config: AccessPointConfig) -> None:
+        """The simulated AP: the radio changes mode; the door serves HTTP on loopback or netns."""
+        self._started()
+        self._connected = None  # the station goes down with the mode change
+        self._ap = config
+        log.info("radio: access point %r up", config)
+
+    async def stop_access_point(self) -> None:
+        if self._ap is not None:
+            log.info("radio: access point %r down", self._ap)
+        self._ap = None
+
     async def scan(self) -> list[AccessPoint]:
         self._started()
+        self._radio_free("scan")
         await self._sleep(self._scenario.scan_delay_ms)
         seen = [replace(sap.ap, ssid=b"") if sap.ap.hidden else sap.ap
                 for sap in self._scenario.access_points]
@@ -274,6 +299,7 @@ class SimulatedBackend(NetworkBackend):
         ssid = bytes(ssid)
         async with self._lock:
             self._started()
+            self._radio_free("join")
             self._connected = None  # joining leaves the current network first
             _emit(on_phase, Phase.SCANNING, {"ssid_hex": ssid.hex(), "hidden": hidden})
             await self._sleep(self._scenario.scan_delay_ms)
