@@ -260,3 +260,23 @@ class AdvertisedInfo:
             return cls(version_state >> 4, State(version_state & 0x0F), Code(code), low)
         except ValueError:
             raise ProtocolError(Code.MALFORMED_REQUEST, "unknown state or code") from None
+
+
+def pack_messages(messages: list[bytes]) -> bytes:
+    """The SoftAP door's ``messages`` content type: each message as u16 length + bytes."""
+    return b"".join(len(m).to_bytes(2, "big") + m for m in messages)
+
+
+def unpack_messages(body: bytes) -> list[bytes]:
+    """Inverse of :func:`pack_messages`. Raises ProtocolError(MALFORMED_REQUEST)."""
+    out: list[bytes] = []
+    i = 0
+    while i < len(body):
+        if i + 2 > len(body):
+            raise ProtocolError(Code.MALFORMED_REQUEST, "truncated message record header")
+        n = int.from_bytes(body[i:i + 2], "big")
+        if n == 0 or i + 2 + n > len(body):
+            raise ProtocolError(Code.MALFORMED_REQUEST, "truncated or empty message record")
+        out.append(body[i + 2:i + 2 + n])
+        i += 2 + n
+    return out

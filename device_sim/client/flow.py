@@ -1,5 +1,8 @@
 """The reference client's flows: find a device, open a session, list networks, provision.
 
+Over BLE (bleak; the default) or over the SoftAP door's HTTP API (``Target.softap_url``): the
+same handshake, requests, events and JSON result.
+
 ``provision`` returns a JSON-ready result with the final state and code (with the profile's
 user message and next step), per-phase timings in milliseconds and the GATT round trips used.
 """
@@ -17,6 +20,7 @@ from ..errors import DeviceSimError, OnboardingError
 from ..profile import Profile
 from ..security.secret import Secret
 from .ble import BleLink, ClientSession, FoundDevice, discover
+from .http import HttpLink
 
 LOG = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
@@ -29,6 +33,11 @@ class Target:
     name: str | None = None
     discover_timeout: float = 20.0
     fragment_size: int | None = None
+    softap_url: str | None = None  # provision over the SoftAP door's HTTP API instead of BLE
+
+    @property
+    def transport(self) -> str:
+        return "softap" if self.softap_url else "ble"
 
 
 class _Clock:
@@ -75,20 +84,29 @@ class Provisioner:
         self.setup_code = setup_code
         self.progress = on_progress or (lambda phase, info: None)
         self.clock = _Clock()
-        self.link: BleLink | None = None
+        self.link: BleLink | HttpLink | None = None
         self.session: ClientSession | None = None
         self.device: dict[str, Any] | None = None
 
     async def __aenter__(self) -> Provisioner:
         """Discover, connect and open the session. Raises OnboardingError / TransportError."""
-        self.progress("discover", {"adapter": self.target.adapter})
-        found = await find_device(self.profile, self.target)
-        self.clock.mark("discover")
-        self.device = found.to_json()
-        self.progress("connect", {"address": found.device.address, "name": found.name})
-        self.link = BleLink(self.profile, found.device, adapter=self.target.adapter,
-                            fragment_size=self.target.fragment_size)
-        await self.link.__aenter__()
+        if self.target.softap_url:
+            self.clock.mark("discover")  # the phone joined the device's AP: nothing to scan
+            self.progress("connect", {"url": self.target.softap_url})
+            link = HttpLink(self.profile, self.target.softap_url)
+            await link.__aenter__()
+            self.device = {"transport": "softap", "url": link.ap_url, "lan_url": link.lan_url,
+                           "id": link.info.get("id"), "name": link.info.get("ssid")}
+        else:
+            self.progress("discover", {"adapter": self.target.adapter})
+            found = await find_device(self.profile, self.target)
+            self.clock.mark("discover")
+            self.device = {"transport": "ble", **found.to_json()}
+            self.progress("connect", {"address": found.device.address, "name": found.name})
+            link = BleLink(self.profile, found.device, adapter=self.target.adapter,
+                           fragment_size=self.target.fragment_size)
+            await link.__aenter__()
+        self.link = link
         try:
             self.clock.mark("connect")
             self.session = ClientSession(self.link)
@@ -96,7 +114,7 @@ class Provisioner:
             await self.session.open(self.setup_code)
             self.clock.mark("session")
         except BaseException:
-            await self.link.__aexit__(None, None, None)
+            await link.__aexit__(None, None, None)
             raise
         return self
 
@@ -132,6 +150,8 @@ class Provisioner:
                 "timings_ms": {**{p: self.clock.marks.get(p) for p in
                                   ("discover", "connect", "session", "credentials", "join",
                                    "verify")}, "total": self.clock.total()},
+                "transport": self.target.transport,
+                # request/response round trips on the transport (GATT or HTTP)
                 "gatt_round_trips": self.link.round_trips if self.link else 0,
                 "gatt_writes": self.link.writes if self.link else 0}
 
@@ -207,7 +227,7 @@ async def _follow(session: ClientSession, clock: _Clock, events: list[dict[str, 
             return event
 
 
-async def _public_state(link: BleLink) -> str | None:
+async def _public_state(link: BleLink | HttpLink) -> str | None:
     try:
         return (await link.read_state()).state.wire_name
     except Exception:

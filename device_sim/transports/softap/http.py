@@ -1,0 +1,88 @@
+"""Small HTTP pieces of the SoftAP door: coded JSON errors, bounded body reads, message records.
+
+Every error the door answers is JSON with the profile's code, user message and next step, and the
+HTTP status the profile assigns to that code (``softap.http.status_for_code``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ...codes import Code
+from ...errors import OnboardingError
+from ...profile import Profile
+from ...wire import pack_messages, unpack_messages
+
+__all__ = ["error_body", "error_response", "json_response", "pack_messages", "query_ms",
+           "read_body", "require_content_type", "retry_headers", "unpack_messages"]
+
+
+def json_response(data: dict[str, Any], status: int = 200, **headers: str) -> web.Response:
+    return web.Response(status=status, text=json.dumps(data), content_type="application/json",
+                        headers={"Cache-Control": "no-store", **headers})
+
+
+def error_body(profile: Profile, code: Code, detail: str, retry_after_ms: int = 0
+               ) -> dict[str, Any]:
+    entry = profile.code(code)
+    return {"code": entry.id, "code_name": entry.name, "message": entry.user_message,
+            "next_step": entry.next_step, "detail": detail, "retry_after_ms": retry_after_ms}
+
+
+def retry_headers(retry_after_ms: int) -> dict[str, str]:
+    return {"Retry-After": str(max(1, -(-retry_after_ms // 1000)))} if retry_after_ms else {}
+
+
+def error_response(profile: Profile, exc: OnboardingError) -> web.Response:
+    return json_response(error_body(profile, exc.code, exc.detail, exc.retry_after_ms),
+                         profile.softap.http.status(exc.code), **retry_headers(exc.retry_after_ms))
+
+
+def require_content_type(request: web.Request, expected: str) -> None:
+    if request.content_type != expected:
+        raise OnboardingError(Code.UNSUPPORTED_MEDIA_TYPE,
+                              f"{request.method} {request.path} takes {expected}, "
+                              f"not {request.content_type or 'no content type'}")
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, at most ``limit`` bytes, within ``timeout_s`` (a slow client times out).
+
+    Raises OnboardingError: MESSAGE_TOO_LARGE, CLIENT_TIMEOUT, MALFORMED_REQUEST (empty).
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise OnboardingError(Code.MESSAGE_TOO_LARGE,
+                              f"body of {request.content_length} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await request.content.readany():
+                total += len(chunk)
+                if total > limit:
+                    raise OnboardingError(Code.MESSAGE_TOO_LARGE,
+                                          f"body over {limit} bytes; the limit is {limit}")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise OnboardingError(Code.CLIENT_TIMEOUT,
+                              f"the request body did not arrive within {timeout_s:g} s") from None
+    if not total:
+        raise OnboardingError(Code.MALFORMED_REQUEST, "empty request body")
+    return b"".join(chunks)
+
+
+def query_ms(request: web.Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise OnboardingError(Code.MALFORMED_REQUEST, f"{name} must be an integer") from None
+    if value < 0:
+        raise OnboardingError(Code.MALFORMED_REQUEST, f"{name} must be >= 0")
+    return min(value, maximum)

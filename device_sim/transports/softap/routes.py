@@ -1,0 +1,274 @@
+"""The SoftAP door's HTTP routes, built from ``gatt_profile.yaml``'s ``softap`` section.
+
+Every endpoint of the profile has a handler here (a missing one is a ConfigError at start), so
+the profile, the README table and the server cannot drift apart. Bodies are bounded in size and
+time; errors are coded JSON (see :mod:`.http`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ...codes import Code, MessageType
+from ...errors import ConfigError, OnboardingError
+from ...security.secret import Secret
+from ...security.setup_code import normalize_setup_code
+from ...wire import ErrorBody
+from .http import (error_body, error_response, json_response, pack_messages, query_ms, read_body,
+                   require_content_type, retry_headers)
+from .sessions import Outbox
+
+if TYPE_CHECKING:
+    from .door import SoftApDoor
+
+LOG = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PAGE = "portal.html"
+LISTENER = web.AppKey("listener", str)  # which listener an app serves: ap | lan
+
+
+class Routes:
+    def __init__(self, door: SoftApDoor) -> None:
+        self.door = door
+        self.profile = door.profile
+        self.http = door.profile.softap.http
+        handlers: dict[tuple[str, str], Handler] = {
+            ("POST", "/api/v1/message"): self.message,
+            ("GET", "/api/v1/events"): self.events,
+            ("GET", "/api/v1/state"): self.state,
+            ("GET", "/api/v1/info"): self.info,
+            ("GET", "/portal/v1/networks"): self.networks,
+            ("POST", "/portal/v1/provision"): self.provision,
+            ("GET", "/captive-portal/api"): self.captive_api,
+            ("GET", "/"): self.page,
+        }
+        listed = {(e.method, e.path) for e in self.http.endpoints}
+        if listed != set(handlers):
+            raise ConfigError("gatt_profile.yaml: softap.http.endpoints",
+                              f"endpoints and handlers differ: {sorted(listed ^ set(handlers))}")
+        self._handlers = handlers
+        self._page: bytes | None = None
+
+    def app(self, listener: str) -> web.Application:
+        """A fresh application for the ``ap`` or ``lan`` listener."""
+        app = web.Application(middlewares=[self._errors],
+                              client_max_size=self.profile.framing.max_message_length)
+        app[LISTENER] = listener
+        for ep in self.http.endpoints:
+            if listener in ep.listeners:
+                app.router.add_route(ep.method, ep.path, self._handlers[(ep.method, ep.path)])
+        if listener == "ap":
+            for probe in self.profile.softap.probes:
+                app.router.add_get(probe.path, self._probe_handler(probe.path))
+            app.router.add_route("*", "/{tail:.*}", self.fallback)
+        return app
+
+    # --- middleware ------------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except OnboardingError as exc:
+            LOG.info("softap %s %s: %s", request.method, request.path, exc)
+            return error_response(self.profile, exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = Code.MALFORMED_REQUEST
+            return json_response(error_body(self.profile, code, f"{exc.reason}: "
+                                            f"{request.method} {request.path}"), exc.status)
+        except Exception as exc:  # a bug must still answer with a code, and be logged
+            LOG.exception("softap %s %s failed", request.method, request.path)
+            return json_response(error_body(self.profile, Code.INTERNAL_ERROR,
+                                            type(exc).__name__), 500)
+
+    # --- the app's session API ---------------------------------------------------------------
+
+    def _client(self, request: web.Request, *, create: bool) -> tuple[Outbox | None, bool]:
+        """The cookie's client; on the ap listener it must come from the address it began on."""
+        box = self.door.clients.get(request.cookies.get(self.http.session_cookie))
+        if box is not None and box.remote != request.remote:
+            if request.app[LISTENER] == "lan" and self.door.service.session_peer == box.peer:
+                box.remote = request.remote  # the phone came back from the home network
+            else:
+                raise OnboardingError(Code.SESSION_REQUIRED, "the session cookie belongs to "
+                                      "another client address; start a new session")
+        if box is None and create:
+            return self.door.clients.new(request.remote), True
+        return box, False
+
+    def _with_cookie(self, response: web.StreamResponse, box: Outbox, new: bool
+                     ) -> web.StreamResponse:
+        if new:
+            response.set_cookie(self.http.session_cookie, box.token, httponly=True,
+                                samesite="Strict", path="/")
+        return response
+
+    async def message(self, request: web.Request) -> web.StreamResponse:
+        require_content_type(request, self.http.message_content_type)
+        body = await read_body(request, self.profile.framing.max_message_length,
+                               self.http.body_timeout_ms / 1000)
+        box, new = self._client(request, create=body[0] == MessageType.PAKE_START)
+        if box is not None:
+            replies = await self.door.service.handle(box.peer, body, box.push)
+        elif body[0] in (MessageType.PAKE_PROOF, MessageType.SECURE):
+            raise OnboardingError(Code.SESSION_REQUIRED, "no session cookie: start with PAKE_START")
+        else:  # not a session request at all: the clear ERROR a BLE peer gets for it
+            replies = [ErrorBody(Code.MALFORMED_REQUEST, 0, f"message type 0x{body[0]:02x} is "
+                                 "not a request a client may send").to_message()]
+        status, headers = 200, {"Cache-Control": "no-store"}
+        if replies and replies[0][:1] == bytes([MessageType.ERROR]):
+            err = ErrorBody.from_body(replies[0][1:])
+            status = self.http.status(err.code)
+            headers.update(retry_headers(err.retry_after_ms))
+        response = web.Response(status=status, body=pack_messages(replies), headers=headers,
+                                content_type=self.http.messages_content_type)
+        return response if box is None else self._with_cookie(response, box, new)
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        wait_ms = query_ms(request, "wait_ms", self.http.long_poll_max_ms,
+                           self.http.long_poll_max_ms)
+        box, _ = self._client(request, create=False)
+        if box is None:
+            raise OnboardingError(Code.SESSION_REQUIRED, "no session cookie: start with PAKE_START")
+        holds = self.door.service.touch(box.peer)
+        if box.overflowed:
+            self.door.clients.drop(box.token)
+            self.door.service.peer_gone(box.peer)
+            raise OnboardingError(Code.CLIENT_TIMEOUT, "events were not collected; session closed")
+        messages = await box.take(wait_ms / 1000 if holds and not self.door.closing else 0)
+        if not messages:
+            if not holds:
+                self.door.clients.drop(box.token)
+                raise OnboardingError(Code.SESSION_REQUIRED, "the session has ended")
+            return web.Response(status=204, headers={"Cache-Control": "no-store"})
+        return web.Response(body=pack_messages(messages), headers={"Cache-Control": "no-store"},
+                            content_type=self.http.messages_content_type)
+
+    # --- public, no secrets ------------------------------------------------------------------
+
+    def public_state(self) -> dict[str, Any]:
+        record = self.door.engine.record
+        latest = self.door.latest
+        entry = self.profile.code(record.code)
+        return {"seq": latest.seq if latest else 0, "state": record.state.wire_name,
+                "code": entry.id, "code_name": entry.name, "message": entry.user_message,
+                "next_step": entry.next_step, "phase": latest.phase if latest else record.phase,
+                "attempt": record.attempt, "doors": self.door.doors_status()}
+
+    async def state(self, request: web.Request) -> web.StreamResponse:
+        if "after" in request.query:
+            after = query_ms(request, "after", 0, 1 << 62)
+            wait_ms = query_ms(request, "wait_ms", self.http.long_poll_max_ms,
+                               self.http.long_poll_max_ms)
+            await self.door.wait_event_after(after, wait_ms / 1000)
+        return json_response(self.public_state(), **{"Access-Control-Allow-Origin": "*"})
+
+    async def info(self, request: web.Request) -> web.StreamResponse:
+        t = self.door.engine.timeouts
+        return json_response({
+            "v": self.profile.protocol_version, "id": self.door.identity.device_id,
+            "max_msg": self.profile.framing.max_message_length,
+            "caps": ["pake-srp6a", "aes-256-gcm", "scan", "hidden-ssid", "portal"],
+            **self.door.describe(),
+            "outcome_within_ms": int((t.joining + t.verifying) * 1000),
+        }, **{"Access-Control-Allow-Origin": "*"})
+
+    # --- the browser page ---------------------------------------------------------------------
+
+    async def networks(self, request: web.Request) -> web.StreamResponse:
+        return json_response({"networks": [ap.to_wire() for ap in self.door.networks],
+                              "scanned_at_ms": self.door.scanned_at_ms})
+
+    async def provision(self, request: web.Request) -> web.StreamResponse:
+        require_content_type(request, "application/json")
+        raw = await read_body(request, self.http.max_json_bytes, self.http.body_timeout_ms / 1000)
+        ssid, passphrase, hidden, code = _parse_provision(raw)
+        box, new = self._client(request, create=True)
+        assert box is not None
+        self.door.service.portal_provision(box.peer, code, ssid, passphrase, hidden)
+        t = self.door.engine.timeouts
+        response = json_response({"accepted": True, "lan_url": self.door.lan.url,
+                                  "ap_url": self.door.ap.url, "ap_returns_on_failure": True,
+                                  "outcome_within_ms": int((t.joining + t.verifying) * 1000)},
+                                 202)
+        return self._with_cookie(response, box, new)
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        if self._redirect_foreign_host(request):
+            raise web.HTTPFound(self.door.ap.url + "/")
+        if self._page is None:
+            self._page = resources.files(__package__).joinpath(PAGE).read_bytes()
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8", headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+                                       "style-src 'unsafe-inline'; img-src data:; "
+                                       "connect-src *; form-action 'self'"})
+
+    # --- captive-portal behaviour -------------------------------------------------------------
+
+    async def captive_api(self, request: web.Request) -> web.StreamResponse:
+        body = {"captive": self.door.options.captive_mode == "portal",
+                "user-portal-url": self.door.ap.url + "/"}
+        return web.Response(text=json.dumps(body), content_type="application/captive+json",
+                            headers={"Cache-Control": "private"})
+
+    def _probe_handler(self, path: str) -> Handler:
+        probe = next(p for p in self.profile.softap.probes if p.path == path)
+
+        async def answer(request: web.Request) -> web.StreamResponse:
+            if self.door.options.captive_mode == "portal":
+                raise web.HTTPFound(self.door.ap.url + "/")
+            return web.Response(status=probe.status, text=probe.body or None,
+                                content_type=probe.content_type,
+                                headers={"Cache-Control": "no-cache"})
+        return answer
+
+    def _redirect_foreign_host(self, request: web.Request) -> bool:
+        host = (request.host or "").rsplit(":", 1)[0].strip("[]")
+        return self.door.options.captive_mode == "portal" and host != self.door.ap.host
+
+    async def fallback(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and self.door.options.captive_mode == "portal" \
+                and not request.path.startswith(("/api/", "/portal/")):
+            raise web.HTTPFound(self.door.ap.url + "/")  # every page leads to the sign-in page
+        raise OnboardingError(Code.MALFORMED_REQUEST,
+                              f"no endpoint {request.method} {request.path}")
+
+
+def _parse_provision(raw: bytes) -> tuple[bytes, Secret | None, bool, Secret]:
+    """Raises OnboardingError (MALFORMED_REQUEST, WRONG_SETUP_CODE for a malformed code)."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise OnboardingError(Code.MALFORMED_REQUEST, "the body is not JSON") from None
+    fields = {"setup_code", "ssid", "ssid_hex", "hidden", "passphrase"}
+    if not isinstance(data, dict) or set(data) - fields:
+        raise OnboardingError(Code.MALFORMED_REQUEST,
+                              f"expected an object with some of {sorted(fields)}")
+    code, passphrase, hidden = data.get("setup_code"), data.get("passphrase"), data.get("hidden",
+                                                                                       False)
+    if not isinstance(code, str) or not isinstance(hidden, bool) \
+            or not (passphrase is None or isinstance(passphrase, str)):
+        raise OnboardingError(Code.MALFORMED_REQUEST,
+                              "setup_code: str, hidden: bool, passphrase: str or null")
+    if ("ssid" in data) == ("ssid_hex" in data):
+        raise OnboardingError(Code.MALFORMED_REQUEST, "give exactly one of ssid and ssid_hex")
+    try:
+        ssid = (data["ssid"].encode("utf-8") if "ssid" in data
+                else bytes.fromhex(data["ssid_hex"]))
+    except (AttributeError, TypeError, ValueError):
+        raise OnboardingError(Code.MALFORMED_REQUEST,
+                              "ssid must be text, ssid_hex hexadecimal") from None
+    try:
+        digits = normalize_setup_code(code)
+    except ValueError as exc:
+        raise OnboardingError(Code.WRONG_SETUP_CODE, str(exc)) from None
+    return ssid, Secret(passphrase) if passphrase else None, hidden, Secret(digits)

@@ -1,0 +1,93 @@
+"""HTTP clients of the SoftAP door: cookie tokens bound to a client address, and their outboxes.
+
+HTTP has no server push, so what the session layer pushes to a peer (sealed EVENTs, the
+session-closed ERROR) waits in that peer's outbox until the client long-polls
+``GET /api/v1/events``. An outbox is bounded: a client that stops reading loses its session
+(its counters could no longer line up) instead of growing the daemon's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+MAX_QUEUED = 256       # messages per outbox; one onboarding attempt pushes about 15
+MAX_CLIENTS = 16       # outboxes kept; the oldest ones not holding the session go first
+
+
+def peer_of(token: str) -> Hashable:
+    """The session layer's peer key for an HTTP client (BLE peers are channel numbers)."""
+    return ("http", token)
+
+
+@dataclass
+class Outbox:
+    token: str
+    remote: str | None
+    created: float = field(default_factory=time.monotonic)
+    queue: deque[bytes] = field(default_factory=deque)
+    overflowed: bool = False
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def peer(self) -> Hashable:
+        return peer_of(self.token)
+
+    def push(self, message: bytes) -> None:
+        if len(self.queue) >= MAX_QUEUED:
+            self.overflowed = True
+            return
+        self.queue.append(message)
+        self._ready.set()
+
+    def wake(self) -> None:
+        """End a waiting long poll early (the listener is closing)."""
+        self._ready.set()
+
+    async def take(self, wait_s: float) -> list[bytes]:
+        """Everything queued, waiting up to ``wait_s`` for the first message."""
+        if not self.queue and wait_s > 0:
+            self._ready.clear()
+            try:
+                async with asyncio.timeout(wait_s):
+                    await self._ready.wait()
+            except TimeoutError:
+                pass
+        out = list(self.queue)
+        self.queue.clear()
+        return out
+
+
+class HttpClients:
+    """Tokens handed out in the session cookie, with the client address each is bound to."""
+
+    def __init__(self, holds_session: Callable[[Hashable], bool]) -> None:
+        self._outboxes: dict[str, Outbox] = {}
+        self._holds_session = holds_session
+
+    def get(self, token: str | None) -> Outbox | None:
+        return self._outboxes.get(token) if token else None
+
+    def new(self, remote: str | None) -> Outbox:
+        if len(self._outboxes) >= MAX_CLIENTS:
+            idle = sorted((o for o in self._outboxes.values() if not self._holds_session(o.peer)),
+                          key=lambda o: o.created)
+            for old in idle[:len(self._outboxes) - MAX_CLIENTS + 1]:
+                del self._outboxes[old.token]
+        box = Outbox(secrets.token_urlsafe(24), remote)
+        self._outboxes[box.token] = box
+        return box
+
+    def drop(self, token: str) -> None:
+        self._outboxes.pop(token, None)
+
+    def wake_all(self) -> None:
+        for box in self._outboxes.values():
+            box.wake()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._outboxes.values()))
