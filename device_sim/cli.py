@@ -40,6 +40,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", default="hci1", help="the phone-side adapter (default hci1)")
     p.add_argument("--name", help="the device's advertised name (default: the first found)")
     p.add_argument("--discover-timeout", type=float, default=20.0)
+    p.add_argument("--softap", metavar="URL",
+                   help="provision over the device's SoftAP HTTP API at URL instead of BLE")
     p.add_argument("--fragment-size", type=int, help="bytes per GATT write (default MTU-3)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
@@ -73,6 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply the profile's state timeouts (tests shorten them)")
     p.add_argument("--idle-timeout", type=float, help="session idle timeout in seconds")
     p.add_argument("--notify-size", type=int, help="bytes per notification (default 244)")
+    g = p.add_argument_group("doors (BLE and the SoftAP fallback)")
+    g.add_argument("--doors", default="ble-then-softap",
+                   choices=["ble-only", "softap-only", "ble-then-softap", "both"],
+                   help="fallback policy (default ble-then-softap)")
+    g.add_argument("--softap-window", type=float, default=60.0, metavar="S",
+                   help="ble-then-softap: open the AP when no BLE session started within S s")
+    g.add_argument("--softap-listen", default="127.0.0.1:8380", metavar="HOST:PORT",
+                   help="the device's address on its AP (port 0: any free port)")
+    g.add_argument("--softap-lan", default="127.0.0.1:8381", metavar="HOST:PORT",
+                   help="where the outcome is served on the home network after a SoftAP join")
+    g.add_argument("--captive-mode", default="app", choices=["app", "portal"],
+                   help="app: answer OS probes as online; portal: redirect them to the page")
+    g.add_argument("--softap-open", action="store_true",
+                   help="run the AP without WPA2 (bench only; logged loudly)")
+    g.add_argument("--softap-dnsmasq", metavar="IFACE",
+                   help="run dnsmasq on IFACE while the AP is up (DHCP with option 114, "
+                        "every DNS name -> the device)")
 
     p = sub.add_parser("client", help="the phone-side reference client")
     csub = p.add_subparsers(dest="client_command", required=True)
@@ -85,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(c)
     _add_credentials(c, required=True)
     c.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the outcome")
+    c = csub.add_parser("portal", help="detect a captive portal as a phone OS does (SoftAP)")
+    c.add_argument("--probe-url", default="http://connectivitycheck.gstatic.com/generate_204",
+                   help="the OS connectivity probe to send (default Android's)")
+    c.add_argument("--api-url", help="the RFC 8908 API URI (DHCP option 114) to read too")
+    c.add_argument("--json", action="store_true", help="print one JSON document")
 
     p = sub.add_parser("demo", help="virtual adapters + daemon + client: one onboarding, timeline")
     p.add_argument("--scenario", default="typical-home")
@@ -93,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zero-delay", action="store_true")
     p.add_argument("--retry-with-default", action="store_true",
                    help="after a failure, try again with the scenario's right credentials")
+    p.add_argument("--transport", default="ble", choices=["ble", "softap"],
+                   help="onboard over BLE (virtual adapters) or the SoftAP HTTP API (loopback)")
 
     sub.add_parser("codes", help="print the diagnostic-code catalogue").add_argument(
         "--json", action="store_true")
@@ -150,15 +176,29 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from .security.setup_code import format_setup_code, normalize_setup_code
     from .store import DeviceStore
 
+    from .profile import load_profile
+    from .security.ap_credentials import wifi_qr_string
+
+    profile = load_profile()
     code = Secret(normalize_setup_code(args.setup_code)) if args.setup_code else None
     with DeviceStore(args.state_dir) as store:
-        identity, setup_code = create_identity(store, code)
+        identity, setup_code = create_identity(
+            store, code, ap_passphrase_length=profile.softap.passphrase_length)
     shown = format_setup_code(setup_code.reveal())
+    ap_ssid = profile.softap.ssid_pattern.format(short_id=identity.short_id)
+    assert identity.softap_passphrase is not None
+    ap_pass = identity.softap_passphrase.reveal()
+    qr = wifi_qr_string(ap_ssid, identity.softap_passphrase).reveal()
+    # The label's content, printed once: the device keeps the setup code only as a verifier.
     if args.json:
-        print(json.dumps({"device_id": identity.device_id, "setup_code": shown}))
+        print(json.dumps({"device_id": identity.device_id, "setup_code": shown,
+                          "softap_ssid": ap_ssid, "softap_passphrase": ap_pass,
+                          "softap_wifi_qr": qr}))
     else:
         print(f"device id:  {identity.device_id}\nsetup code: {shown}  (print it on the label; "
-              "the device keeps only its SRP verifier)")
+              "the device keeps only its SRP verifier)\n"
+              f"setup Wi-Fi (SoftAP): {ap_ssid}  passphrase {ap_pass}\n"
+              f"Wi-Fi QR:   {qr}")
     return 0
 
 
@@ -166,12 +206,29 @@ async def _cmd_run(args: argparse.Namespace) -> int:
     from .daemon import DaemonOptions, run_daemon
     from .transports.ble import DEFAULT_NOTIFY_SIZE
 
+    from .doors import Policy
+    from .transports.softap.door import SoftApOptions
+
+    listen_host, listen_port = _host_port(args.softap_listen, "--softap-listen")
+    lan_host, lan_port = _host_port(args.softap_lan, "--softap-lan")
+    softap = SoftApOptions(listen_host=listen_host, listen_port=listen_port, lan_host=lan_host,
+                           lan_port=lan_port, captive_mode=args.captive_mode,
+                           open_ap=args.softap_open, dnsmasq_interface=args.softap_dnsmasq)
     opts = DaemonOptions(state_dir=args.state_dir, adapter=args.adapter, backend=args.backend,
                          scenario=args.scenario, zero_delay=args.zero_delay,
                          time_scale=args.time_scale, timeout_scale=args.timeout_scale,
                          idle_timeout_s=args.idle_timeout,
-                         notify_size=args.notify_size or DEFAULT_NOTIFY_SIZE)
+                         notify_size=args.notify_size or DEFAULT_NOTIFY_SIZE,
+                         doors=Policy(args.doors), softap_window_s=args.softap_window,
+                         softap=softap)
     return await run_daemon(opts)
+
+
+def _host_port(text: str, flag: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(flag, f"expected HOST:PORT, not {text!r}")
+    return host.strip("[]"), int(port)
 
 
 async def _cmd_client(args: argparse.Namespace) -> int:
@@ -180,9 +237,12 @@ async def _cmd_client(args: argparse.Namespace) -> int:
     from .profile import load_profile
     from .security.secret import Secret
 
+    if args.client_command == "portal":
+        return await _cmd_portal(args)
     profile = load_profile()
     target = Target(adapter=args.adapter, name=args.name,
-                    discover_timeout=args.discover_timeout, fragment_size=args.fragment_size)
+                    discover_timeout=args.discover_timeout, fragment_size=args.fragment_size,
+                    softap_url=args.softap)
     if args.client_command == "scan":
         devices = await discover(profile, adapter=args.adapter, timeout=args.discover_timeout,
                                  name=args.name)
@@ -208,6 +268,28 @@ async def _cmd_client(args: argparse.Namespace) -> int:
     return 0 if result.get("state") == "online" else 1
 
 
+async def _cmd_portal(args: argparse.Namespace) -> int:
+    import socket
+    from urllib.parse import urlsplit
+
+    from .client.captive import probe_connectivity
+
+    host = urlsplit(args.probe_url).hostname or ""
+    loop = asyncio.get_running_loop()
+    try:  # through the system resolver, as the OS would (on the AP: the device's DNS)
+        infos = await loop.getaddrinfo(host, 80, family=socket.AF_INET, type=socket.SOCK_STREAM)
+        addresses = sorted({str(info[4][0]) for info in infos})
+    except OSError as exc:
+        addresses = []
+        print(f"device-sim: cannot resolve {host}: {exc}", file=sys.stderr)
+    probe = await probe_connectivity(args.probe_url, api_url=args.api_url)
+    data = {"probe_host": host, "resolved": addresses, "probe_url": probe.probe_url,
+            "status": probe.status, "captive": probe.captive, "portal_url": probe.portal_url,
+            "api": probe.api}
+    _print(args, data, lambda: "\n".join(f"{k}: {v}" for k, v in data.items()))
+    return 0
+
+
 def _print_progress(phase: str, info: dict[str, Any]) -> None:
     if phase == "event":
         print(f"  device +{info['t_ms']:>6} ms  {info['state']:<20} {info['phase']:<16}"
@@ -222,7 +304,8 @@ def format_result(result: dict[str, Any]) -> str:
              f"  {result.get('message')}",
              f"  next step: {result.get('next_step')}",
              "  timings (ms): " + ", ".join(f"{k} {v}" for k, v in t.items() if v is not None),
-             f"  GATT round trips: {result.get('gatt_round_trips')}"]
+             f"  round trips ({result.get('transport', 'ble')}): "
+             f"{result.get('gatt_round_trips')}"]
     if result.get("detail"):
         lines.insert(2, f"  detail: {result['detail']}")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The device daemon: store, network backend, engine, session layer and doors in one stack.
+"""The device daemon: store, network backend, engine, session layer, doors and control socket.
 
 Components are async context managers composed in one AsyncExitStack, so shutdown runs in
 reverse order even after a failure. SIGTERM/SIGINT end the daemon cleanly; SIGKILL is survived
@@ -8,6 +8,7 @@ by the store's transactions and the engine's restart rule.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -16,15 +17,20 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from .control import ControlServer
+from .doors import DoorSupervisor, Policy
 from .engine import OnboardingEngine, Timeouts
-from .errors import ConfigError
+from .codes import Code
+from .errors import ConfigError, OnboardingError
 from .events import EventBus, JsonlLog
 from .network import create_backend
 from .network.scenario import load_scenario
 from .profile import load_profile
 from .provisioning import ProvisioningService
+from .security.ap_credentials import generate_ap_passphrase
 from .store import DeviceStore
 from .transports.ble import DEFAULT_NOTIFY_SIZE, BleDoor
+from .transports.softap.door import SoftApDoor, SoftApOptions
 
 LOG = logging.getLogger(__name__)
 
@@ -41,6 +47,9 @@ class DaemonOptions:
     idle_timeout_s: float | None = None
     notify_size: int = DEFAULT_NOTIFY_SIZE
     profile_path: Path | None = None
+    doors: Policy = Policy.BLE_THEN_SOFTAP
+    softap_window_s: float = 60.0
+    softap: SoftApOptions = SoftApOptions()
 
 
 async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> int:
@@ -55,6 +64,9 @@ async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> 
         identity = store.identity()
         if identity is None:
             raise ConfigError(str(opts.state_dir), "no device identity: run `device-sim init` first")
+        if identity.softap_passphrase is None:  # made before the SoftAP door existed
+            identity = store.set_softap_passphrase(
+                generate_ap_passphrase(profile.softap.passphrase_length))
         events = EventBus()
         log = JsonlLog(opts.state_dir / "onboarding.jsonl")
         stack.callback(log.close)
@@ -68,15 +80,58 @@ async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> 
         service = ProvisioningService(profile, engine, store, identity,
                                       idle_timeout_s=opts.idle_timeout_s)
         stack.push_async_callback(service.aclose)
-        door = BleDoor(profile, service, identity, adapter=opts.adapter,
-                       notify_size=opts.notify_size)
-        await stack.enter_async_context(door)
+        softap_opts = opts.softap if opts.softap.state_dir else \
+            dataclasses.replace(opts.softap, state_dir=opts.state_dir)
+        supervisor: DoorSupervisor | None = None
+
+        def doors_status() -> dict[str, object]:
+            return supervisor.status() if supervisor is not None else {}
+
+        supervisor = DoorSupervisor(
+            opts.doors, engine, service,
+            ble=lambda: BleDoor(profile, service, identity, adapter=opts.adapter,
+                                notify_size=opts.notify_size),
+            softap=lambda: SoftApDoor(profile, service, engine, backend, identity, softap_opts,
+                                      doors_status=doors_status),
+            window_s=opts.softap_window_s)
+        await stack.enter_async_context(supervisor)
+        control = ControlServer(opts.state_dir)
+        _register_commands(control, supervisor, engine)
+        await stack.enter_async_context(control)
+        ble = supervisor.ble
         # One machine-readable line on stdout says the daemon is serving (supervisors and the
         # tests wait for it instead of sleeping); everything else goes to the log on stderr.
-        sys.stdout.write(json.dumps({"ready": True, "device_id": identity.device_id,
-                                     "local_name": door.local_name, "adapter": opts.adapter,
-                                     "state": engine.state.wire_name}) + "\n")
+        sys.stdout.write(json.dumps({
+            "ready": True, "device_id": identity.device_id,
+            "local_name": ble.local_name if isinstance(ble, BleDoor) else None,
+            "adapter": opts.adapter, "state": engine.state.wire_name,
+            "doors": supervisor.status()}) + "\n")
         sys.stdout.flush()
         await stop.wait()
         LOG.info("stopping")
     return 0
+
+
+def _register_commands(control: ControlServer, supervisor: DoorSupervisor,
+                       engine: OnboardingEngine) -> None:
+    """The daemon's ``device-sim ctl`` commands."""
+
+    async def status(args: dict[str, object]) -> dict[str, object]:
+        wait_ms = args.get("wait_decided_ms", 0)
+        if not isinstance(wait_ms, int) or not 0 <= wait_ms <= 600_000:
+            raise OnboardingError(Code.MALFORMED_REQUEST, "wait_decided_ms: 0 to 600000")
+        if wait_ms:  # until the fallback window is resolved (tests and scripts await this)
+            try:
+                async with asyncio.timeout(wait_ms / 1000):
+                    await supervisor.decided.wait()
+            except TimeoutError:
+                pass
+        record = engine.record
+        return {"state": record.state.wire_name, "code": int(record.code),
+                "code_name": record.code.name, "attempt": record.attempt, **supervisor.status()}
+
+    async def softap_start(args: dict[str, object]) -> dict[str, object]:
+        return await supervisor.open_softap("requested by the CLI")
+
+    control.register("status", status)
+    control.register("softap-start", softap_start)

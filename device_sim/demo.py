@@ -1,15 +1,19 @@
 """``device-sim demo``: one onboarding on virtual adapters, end to end, with its timeline.
 
-Starts a private D-Bus with two BlueZoo adapters, gives a fresh device an identity (the setup
-code is shown as its label would show it), runs the device daemon as a real subprocess on hci0
-and the reference client on hci1, and prints what the phone saw and what the device reported.
+Gives a fresh device an identity (the setup code is shown as its label would show it) and runs
+the device daemon as a real subprocess. Over BLE (default): a private D-Bus with two BlueZoo
+adapters, the daemon on hci0 and the reference client on hci1. With ``--transport softap``: the
+daemon opens only its SoftAP door (HTTP on loopback, the simulated access point) and the client
+provisions over HTTP. Prints what the phone saw and what the device reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -78,8 +82,12 @@ class DaemonProcess:
 
 
 def daemon_argv(state_dir: Path, *, adapter: str, scenario: str, zero_delay: bool,
-                extra: list[str] | None = None) -> list[str]:
-    argv = ["run", "--state-dir", str(state_dir), "--adapter", adapter, "--scenario", scenario]
+                extra: list[str] | None = None, doors: str = "ble-only") -> list[str]:
+    """``device-sim run`` arguments; SoftAP listeners on free loopback ports unless ble-only."""
+    argv = ["run", "--state-dir", str(state_dir), "--adapter", adapter, "--scenario", scenario,
+            "--doors", doors]
+    if doors != "ble-only":
+        argv += ["--softap-listen", "127.0.0.1:0", "--softap-lan", "127.0.0.1:0"]
     if zero_delay:
         argv.append("--zero-delay")
     return argv + list(extra or [])
@@ -103,29 +111,38 @@ async def run_demo(args: argparse.Namespace) -> int:
         setup_code = Secret(normalize_setup_code(args.setup_code)) if args.setup_code else label_code
         say(f"device {identity.device_id}  label setup code {label_code.reveal()}")
         say(f"scenario {scenario.name}: {scenario.description}")
-        async with VirtualBle(adapters=2) as vb:
-            say(f"virtual BLE: {', '.join(vb.adapters)} on {vb.bus_address}")
-            daemon = DaemonProcess(daemon_argv(state_dir, adapter=vb.adapters[0],
-                                               scenario=args.scenario, zero_delay=args.zero_delay),
-                                   vb.env(), Path(tmp) / "daemon.log")
-            try:
-                ready = await daemon.start()
-                say(f"device daemon advertising as {ready['local_name']} on {vb.adapters[0]}")
+        retries = None
+        if args.retry_with_default:
+            retries = [(creds.ssid, Secret(creds.passphrase) if creds.passphrase else None,
+                        creds.hidden)]
+        async with contextlib.AsyncExitStack() as stack:
+            if args.transport == "softap":
+                env, adapter, doors = dict(os.environ), "hci0", "softap-only"
+            else:
+                vb = await stack.enter_async_context(VirtualBle(adapters=2))
+                say(f"virtual BLE: {', '.join(vb.adapters)} on {vb.bus_address}")
+                stack.enter_context(use_bus(vb))
+                env, adapter, doors = vb.env(), vb.adapters[0], "ble-only"
+            daemon = DaemonProcess(daemon_argv(state_dir, adapter=adapter, scenario=args.scenario,
+                                               zero_delay=args.zero_delay, doors=doors),
+                                   env, Path(tmp) / "daemon.log")
+            stack.push_async_callback(daemon.stop)
+            ready = await daemon.start()
+            if args.transport == "softap":
+                softap = ready["doors"]["softap"]
+                say(f"device daemon: access point {softap['ssid']} up, API at {softap['ap_url']}")
+                target = Target(softap_url=softap["ap_url"])
+                say(f"\nphone joined {softap['ssid']}: provisioning {_ssid_text(ssid)} over HTTP ...")
+            else:
+                say(f"device daemon advertising as {ready['local_name']} on {adapter}")
                 target = Target(adapter=vb.adapters[1], name=ready["local_name"])
-                retries = None
-                if args.retry_with_default:
-                    retries = [(creds.ssid, Secret(creds.passphrase) if creds.passphrase else None,
-                                creds.hidden)]
                 say(f"\nphone on {vb.adapters[1]}: provisioning {_ssid_text(ssid)} ...")
-                with use_bus(vb):
-                    result = await provision(
-                        profile, target, setup_code=setup_code, ssid=ssid,
-                        passphrase=Secret(passphrase) if passphrase else None, hidden=hidden,
-                        on_progress=None if args.json else _progress, retries=retries)
-                for attempt in result.get("attempts", [result]):
-                    say(_timeline(attempt))
-            finally:
-                await daemon.stop()
+            result = await provision(
+                profile, target, setup_code=setup_code, ssid=ssid,
+                passphrase=Secret(passphrase) if passphrase else None, hidden=hidden,
+                on_progress=None if args.json else _progress, retries=retries)
+            for attempt in result.get("attempts", [result]):
+                say(_timeline(attempt))
     if args.json:
         print(json.dumps(result, indent=2))
     return 0 if result.get("state") == "online" else 1
@@ -151,7 +168,8 @@ def _timeline(result: dict[str, Any]) -> str:
     t = result.get("timings_ms", {})
     lines.append("phone timings (ms): " + "  ".join(
         f"{k} {v}" for k, v in t.items() if v is not None))
-    lines.append(f"GATT round trips: {result.get('gatt_round_trips')}")
+    lines.append(f"round trips ({result.get('transport', 'ble')}): "
+                 f"{result.get('gatt_round_trips')}")
     lines.append(f"RESULT: {result.get('state')}  [{result.get('code')} {result.get('code_name')}]"
                  f"  {result.get('message')}")
     if result.get("code"):

@@ -2,8 +2,10 @@
 # Set up device-sim on a fresh Debian 12 machine (idempotent), then run the demo or the tests.
 #   bash scripts/bootstrap.sh demo [device-sim demo options]   -> one onboarding on virtual adapters
 #   bash scripts/bootstrap.sh test [pytest options]            -> the whole test suite
-# Installs: Debian's dbus (dbus-daemon for the private bus) and python3-venv when missing
-# (as root), a virtualenv in .venv, and the package with its test extra (bless, bleak, BlueZoo, ...).
+# Installs, when missing (as root): Debian's dbus (dbus-daemon for the private bus) and
+# python3-venv; for the tests also dnsmasq (SoftAP DHCP/DNS), udhcpc (the phone's DHCP client),
+# iproute2 (network namespaces) and chromium (the browser-page test). Then a virtualenv in .venv
+# with the package and its test extra (bless, bleak, BlueZoo, playwright, ...).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -13,6 +15,12 @@ shift || true
 need_apt=()
 command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ "$what" = test ]; then
+  command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq)
+  command -v udhcpc >/dev/null 2>&1 || [ -x /usr/sbin/udhcpc ] || need_apt+=(udhcpc)
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "bootstrap: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2

@@ -59,9 +59,10 @@ class Device:
         self.ready: dict[str, Any] = {}
 
     async def start(self, scenario: str = "engineering-wifi", *extra: str,
-                    zero_delay: bool = True) -> dict[str, Any]:
-        argv = daemon_argv(self.state_dir, adapter=self.adapter, scenario=scenario,
-                           zero_delay=zero_delay, extra=list(extra))
+                    zero_delay: bool = True, doors: str = "ble-only",
+                    adapter: str | None = None) -> dict[str, Any]:
+        argv = daemon_argv(self.state_dir, adapter=adapter or self.adapter, scenario=scenario,
+                           zero_delay=zero_delay, extra=list(extra), doors=doors)
         self.daemon = DaemonProcess(["-v", *argv], self.vb.env(), self.log)
         self.ready = await self.daemon.start()
         return self.ready
