@@ -68,7 +68,7 @@ class DoorSupervisor(Component):
 
     async def start(self) -> None:
         """Raises TransportError when ``ble-only``'s door (or ``softap-only``'s AP) cannot open."""
-        if self._make_softap is not None:
+        if self._make_softap is not None and self.policy is not Policy.BLE_ONLY:
             self.softap = self._make_softap()
             self.service.softap_opener = self.open_softap
         if self.policy is not Policy.SOFTAP_ONLY:

@@ -57,6 +57,7 @@ class Device:
         self.log = log
         self.daemon: DaemonProcess | None = None
         self.ready: dict[str, Any] = {}
+        self.profile = load_profile()
 
     async def start(self, scenario: str = "engineering-wifi", *extra: str,
                     zero_delay: bool = True, doors: str = "ble-only",
@@ -73,6 +74,10 @@ class Device:
 
     def target(self, phone: int = 1, **kw: Any) -> Target:
         return Target(adapter=self.vb.adapters[phone], name=self.ready["local_name"], **kw)
+
+    def target_softap(self, ready: dict[str, Any] | None = None) -> Target:
+        """The phone on the device's access point (the daemon's ready line gives the URL)."""
+        return Target(softap_url=(ready or self.ready)["doors"]["softap"]["ap_url"])
 
     def record(self) -> Any:
         with DeviceStore(self.state_dir) as store:
