@@ -47,6 +47,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+async def onboard_once(profile: Any, target: Target, code: Secret, creds: Any, i: int
+                       ) -> dict[str, Any]:
+    """One onboarding; its result with ``connect_to_online`` in ms. Raises if not online."""
+    async with Provisioner(profile, target, code) as prov:
+        out = await prov.attempt(creds.ssid, Secret(creds.passphrase or ""),
+                                 hidden=creds.hidden, outcome_timeout=30)
+        result = prov.result(out)
+    if result["state"] != "online":
+        raise RuntimeError(f"onboarding {i} ended {result['code_name']}")
+    t = result["timings_ms"]
+    return {**result, "connect_to_online": t["total"] - t["discover"]}
+
+
 async def bench(count: int, scenario_name: str) -> dict[str, Any]:
     profile = load_profile()
     creds = load_scenario(scenario_name).default_credentials
@@ -70,14 +83,8 @@ async def bench(count: int, scenario_name: str) -> dict[str, Any]:
                         phone = await add_adapter(vb.bus_address, 20 + i,
                                                   f"00:11:22:33:66:{20 + i:02X}")
                         target = Target(adapter=phone, name=ready["local_name"])
-                        async with Provisioner(profile, target, code) as prov:
-                            out = await prov.attempt(creds.ssid, Secret(creds.passphrase or ""),
-                                                     hidden=creds.hidden, outcome_timeout=30)
-                            result = prov.result(out)
-                        if result["state"] != "online":
-                            raise RuntimeError(f"onboarding {i} ended {result['code_name']}")
-                        t = result["timings_ms"]
-                        connect_to_online.append(t["total"] - t["discover"])
+                        result = await onboard_once(profile, target, code, creds, i)
+                        connect_to_online.append(result["connect_to_online"])
                         round_trips.append(result["gatt_round_trips"])
                 rss = peak_rss_kib(pid)
             except Exception:
@@ -107,14 +114,8 @@ async def bench_softap(count: int, scenario_name: str) -> dict[str, Any]:
             assert daemon.proc is not None
             try:
                 target = Target(softap_url=ready["doors"]["softap"]["ap_url"])
-                async with Provisioner(profile, target, code) as prov:
-                    out = await prov.attempt(creds.ssid, Secret(creds.passphrase or ""),
-                                             hidden=creds.hidden, outcome_timeout=30)
-                    result = prov.result(out)
-                if result["state"] != "online":
-                    raise RuntimeError(f"onboarding {i} ended {result['code_name']}")
-                t = result["timings_ms"]
-                connect_to_online.append(t["total"] - t["discover"])
+                result = await onboard_once(profile, target, code, creds, i)
+                connect_to_online.append(result["connect_to_online"])
                 round_trips.append(result["gatt_round_trips"])
                 rss = max(rss, peak_rss_kib(daemon.proc.pid))
             except Exception:
