@@ -196,7 +196,7 @@ class ProvisioningService:
             raise
         self.store.reset_auth_failures()
         s.handshake, s.channel = None, channel
-        s.deadline = self._clock() + self.idle_timeout_s
+        self._set_deadline(s, self._clock() + self.idle_timeout_s)
         self._opened(peer)
         return bytes([MessageType.PAKE_CONFIRM]) + confirm
 
@@ -237,7 +237,7 @@ class ProvisioningService:
             self._session = s = _Session(peer, None, portal=True)
             self._opened(peer)
             self._ensure_watchdog()
-        s.deadline = self._clock() + self.idle_timeout_s
+        self._set_deadline(s, self._clock() + self.idle_timeout_s)
         self.engine.set_credentials(ssid, passphrase, hidden)  # validates (INVALID_CREDENTIALS_FORMAT)
         self.engine.connect()
 
@@ -329,6 +329,14 @@ class ProvisioningService:
             for listener in list(self.on_session_closed):
                 listener(s.peer, code)
         LOG.info("session with %s closed (%s)", s.peer, code.name)
+
+    def _set_deadline(self, s: _Session, deadline: float) -> None:
+        earlier = deadline < s.deadline
+        s.deadline = deadline
+        if earlier and self._watchdog is not None and not self._watchdog.done():
+            self._watchdog.cancel()  # it sleeps until the old, later deadline: re-arm it
+            self._watchdog = None
+        self._ensure_watchdog()
 
     def _ensure_watchdog(self) -> None:
         if self._watchdog is None or self._watchdog.done():

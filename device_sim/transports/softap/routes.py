@@ -82,8 +82,10 @@ class Routes:
             if exc.status < 400:
                 raise
             code = Code.MALFORMED_REQUEST
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}  # 405
             return json_response(error_body(self.profile, code, f"{exc.reason}: "
-                                            f"{request.method} {request.path}"), exc.status)
+                                            f"{request.method} {request.path}"), exc.status,
+                                 **allow)
         except Exception as exc:  # a bug must still answer with a code, and be logged
             LOG.exception("softap %s %s failed", request.method, request.path)
             return json_response(error_body(self.profile, Code.INTERNAL_ERROR,
@@ -193,7 +195,16 @@ class Routes:
         ssid, passphrase, hidden, code = _parse_provision(raw)
         box, new = self._client(request, create=True)
         assert box is not None
-        self.door.service.portal_provision(box.peer, code, ssid, passphrase, hidden)
+        try:
+            self.door.service.portal_provision(box.peer, code, ssid, passphrase, hidden)
+        except OnboardingError as exc:
+            LOG.info("softap %s %s: %s", request.method, request.path, exc)
+            if new and self.door.service.session_peer != box.peer:
+                self.door.clients.drop(box.token)  # wrong codes must not fill the client table
+                return error_response(self.profile, exc)
+            # The page session is open even so (e.g. the passphrase was refused after the code
+            # was proved): the cookie lets the same browser correct it instead of getting BUSY.
+            return self._with_cookie(error_response(self.profile, exc), box, new)
         t = self.door.engine.timeouts
         response = json_response({"accepted": True, "lan_url": self.door.lan.url,
                                   "ap_url": self.door.ap.url, "ap_returns_on_failure": True,
@@ -239,8 +250,16 @@ class Routes:
         if request.method == "GET" and self.door.options.captive_mode == "portal" \
                 and not request.path.startswith(("/api/", "/portal/")):
             raise web.HTTPFound(self.door.ap.url + "/")  # every page leads to the sign-in page
-        raise OnboardingError(Code.MALFORMED_REQUEST,
-                              f"no endpoint {request.method} {request.path}")
+        # The catch-all route also shadows aiohttp's own 405 for known paths: answer it here.
+        allowed = sorted({ep.method for ep in self.http.endpoints if ep.path == request.path
+                          and request.app[LISTENER] in ep.listeners})
+        if allowed:
+            return json_response(error_body(self.profile, Code.MALFORMED_REQUEST,
+                                            f"{request.path} takes {', '.join(allowed)}, "
+                                            f"not {request.method}"), 405,
+                                 Allow=", ".join(allowed))
+        return json_response(error_body(self.profile, Code.MALFORMED_REQUEST,
+                                        f"no endpoint {request.method} {request.path}"), 404)
 
 
 def _parse_provision(raw: bytes) -> tuple[bytes, Secret | None, bool, Secret]:
