@@ -3,7 +3,7 @@
 #   bash scripts/bootstrap.sh demo [device-sim demo options]   -> one onboarding on virtual adapters
 #   bash scripts/bootstrap.sh test [pytest options]            -> the whole test suite
 # Installs, when missing (as root): Debian's dbus (dbus-daemon for the private bus) and
-# python3-venv; for the tests also dnsmasq (SoftAP DHCP/DNS), udhcpc (the phone's DHCP client),
+# python3-venv; for the tests also dnsmasq-base (SoftAP DHCP/DNS), udhcpc (the phone's DHCP client),
 # iproute2 (network namespaces) and chromium (the browser-page test). Then a virtualenv in .venv
 # with the package and its test extra (bless, bleak, BlueZoo, playwright, ...).
 set -euo pipefail
@@ -16,7 +16,7 @@ need_apt=()
 command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "$what" = test ]; then
-  command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq)
+  command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)  # the binary, without the system service
   command -v udhcpc >/dev/null 2>&1 || [ -x /usr/sbin/udhcpc ] || need_apt+=(udhcpc)
   command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
