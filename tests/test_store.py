@@ -82,3 +82,24 @@ def test_unwritable_directory_is_a_store_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError):
         DeviceStore(blocker / "sub").open()
+
+
+def test_a_store_from_before_the_softap_door_gains_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    (tmp_path / "old").mkdir()
+    db = sqlite3.connect(tmp_path / "old" / DeviceStore.FILENAME)
+    db.execute("CREATE TABLE identity (one INTEGER PRIMARY KEY CHECK (one = 1), device_id TEXT"
+               " NOT NULL, srp_salt BLOB NOT NULL, srp_verifier BLOB NOT NULL,"
+               " created_at REAL NOT NULL)")
+    db.execute("INSERT INTO identity VALUES (1, '0011223344556677', x'01', x'02', 0)")
+    db.commit()
+    db.close()
+    with DeviceStore(tmp_path / "old") as store:
+        identity = store.identity()
+        assert identity is not None and identity.softap_passphrase is None
+        store.set_softap_passphrase(Secret("first-passphrase"))
+        store.set_softap_passphrase(Secret("second-passphrase"))  # never replaces the label's
+        identity = store.identity()
+        assert identity is not None and identity.softap_passphrase is not None
+        assert identity.softap_passphrase.reveal() == "first-passphrase"
