@@ -75,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply the profile's state timeouts (tests shorten them)")
     p.add_argument("--idle-timeout", type=float, help="session idle timeout in seconds")
     p.add_argument("--notify-size", type=int, help="bytes per notification (default 244)")
+    g = p.add_argument_group("BLE personalities (native, Improv Wi-Fi)")
+    g.add_argument("--personality", choices=["native", "improv", "both"],
+                   help="GATT services to present (default: the profile's `personalities`)")
+    g.add_argument("--improv-auth", choices=["none", "required"],
+                   help="Improv authorization (default: the profile's improv.authorization)")
+    g.add_argument("--improv-auth-timeout", type=float, metavar="S",
+                   help="an Improv authorization lapses after S s (default 60)")
+    g.add_argument("--improv-redirect-url", metavar="URL",
+                   help="returned to the Improv client after a successful join")
+    g.add_argument("--improv-button", metavar="CHIP:LINE",
+                   help="a GPIO button that authorizes Improv (e.g. gpiochip0:17)")
     g = p.add_argument_group("doors (BLE and the SoftAP fallback)")
     g.add_argument("--doors", default="ble-then-softap",
                    choices=["ble-only", "softap-only", "ble-then-softap", "both"],
@@ -220,8 +231,16 @@ async def _cmd_run(args: argparse.Namespace) -> int:
                          idle_timeout_s=args.idle_timeout,
                          notify_size=args.notify_size or DEFAULT_NOTIFY_SIZE,
                          doors=Policy(args.doors), softap_window_s=args.softap_window,
-                         softap=softap)
+                         softap=softap, personalities=_personalities(args.personality),
+                         improv_authorization=args.improv_auth,
+                         improv_authorization_timeout_s=args.improv_auth_timeout,
+                         improv_redirect_url=args.improv_redirect_url,
+                         improv_button=args.improv_button)
     return await run_daemon(opts)
+
+
+def _personalities(choice: str | None) -> tuple[str, ...] | None:
+    return None if choice is None else ("native", "improv") if choice == "both" else (choice,)
 
 
 def _host_port(text: str, flag: str) -> tuple[str, int]:

@@ -30,6 +30,8 @@ from .provisioning import ProvisioningService
 from .security.ap_credentials import generate_ap_passphrase
 from .store import DeviceStore
 from .transports.ble import DEFAULT_NOTIFY_SIZE, BleDoor
+from .transports.improv.button import GpioButton
+from .transports.improv.personality import ImprovPersonality
 from .transports.softap.door import SoftApDoor, SoftApOptions
 
 LOG = logging.getLogger(__name__)
@@ -50,6 +52,11 @@ class DaemonOptions:
     doors: Policy = Policy.BLE_THEN_SOFTAP
     softap_window_s: float = 60.0
     softap: SoftApOptions = SoftApOptions()
+    personalities: tuple[str, ...] | None = None  # native, improv (default: the profile's)
+    improv_authorization: str | None = None       # none | required (default: the profile's)
+    improv_authorization_timeout_s: float | None = None
+    improv_redirect_url: str | None = None
+    improv_button: str | None = None              # CHIP:LINE of a GPIO button (Raspberry Pi)
 
 
 async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> int:
@@ -87,17 +94,29 @@ async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> 
         def doors_status() -> dict[str, object]:
             return supervisor.status() if supervisor is not None else {}
 
+        personalities = opts.personalities or profile.personalities
+        improv: ImprovPersonality | None = None
+        if "improv" in personalities:
+            improv = ImprovPersonality(
+                profile, service, engine, store, identity,
+                authorization=opts.improv_authorization,
+                authorization_timeout_s=opts.improv_authorization_timeout_s,
+                redirect_url=opts.improv_redirect_url,
+                with_diagnostics="native" not in personalities)
         supervisor = DoorSupervisor(
             opts.doors, engine, service,
             ble=lambda: BleDoor(profile, service, identity, adapter=opts.adapter,
-                                notify_size=opts.notify_size),
+                                notify_size=opts.notify_size, native="native" in personalities,
+                                personalities=[improv] if improv else []),
             softap=lambda: SoftApDoor(profile, service, engine, backend, identity, softap_opts,
                                       doors_status=doors_status),
             window_s=opts.softap_window_s)
         await stack.enter_async_context(supervisor)
         control = ControlServer(opts.state_dir)
-        _register_commands(control, supervisor, engine)
+        _register_commands(control, supervisor, engine, improv)
         await stack.enter_async_context(control)
+        if improv is not None and opts.improv_button:
+            await stack.enter_async_context(GpioButton(opts.improv_button, improv.authorize))
         ble = supervisor.ble
         # One machine-readable line on stdout says the daemon is serving (supervisors and the
         # tests wait for it instead of sleeping); everything else goes to the log on stderr.
@@ -105,7 +124,8 @@ async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> 
             "ready": True, "device_id": identity.device_id,
             "local_name": ble.local_name if isinstance(ble, BleDoor) else None,
             "adapter": opts.adapter, "state": engine.state.wire_name,
-            "doors": supervisor.status()}) + "\n")
+            "doors": supervisor.status(),
+            "personalities": ble.personality_names if isinstance(ble, BleDoor) else []}) + "\n")
         sys.stdout.flush()
         await stop.wait()
         LOG.info("stopping")
@@ -113,7 +133,7 @@ async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> 
 
 
 def _register_commands(control: ControlServer, supervisor: DoorSupervisor,
-                       engine: OnboardingEngine) -> None:
+                       engine: OnboardingEngine, improv: ImprovPersonality | None) -> None:
     """The daemon's ``device-sim ctl`` commands."""
 
     async def status(args: dict[str, object]) -> dict[str, object]:
@@ -133,5 +153,12 @@ def _register_commands(control: ControlServer, supervisor: DoorSupervisor,
     async def softap_start(args: dict[str, object]) -> dict[str, object]:
         return await supervisor.open_softap("requested by the CLI")
 
+    async def improv_authorize(args: dict[str, object]) -> dict[str, object]:
+        if improv is None:
+            raise OnboardingError(Code.INVALID_STATE, "this device presents no Improv service "
+                                  "(run --personality improv or both)")
+        return improv.authorize("the CLI (simulated button press)")
+
     control.register("status", status)
     control.register("softap-start", softap_start)
+    control.register("improv-authorize", improv_authorize)

@@ -47,11 +47,11 @@ class _Session:
     channel: SecureChannel | None = None
     deadline: float = 0.0
     send: Sender | None = None
-    portal: bool = False  # a browser-page session: setup code checked on the device, no channel
+    direct: bool = False  # the door authorized its user (page, Improv): no channel
 
     @property
     def established(self) -> bool:
-        return self.channel is not None or self.portal
+        return self.channel is not None or self.direct
 
 
 class ProvisioningService:
@@ -215,9 +215,8 @@ class ProvisioningService:
         A browser on the SoftAP cannot run the SRP/AES-GCM session (no WebCrypto outside secure
         contexts), so the page sends the code over the AP's WPA2 link and the device runs both
         SRP halves itself against its stored verifier: the same proof, the same backoff, no code
-        kept. ``peer`` then holds the session (others get BUSY) until the outcome is read or the
-        idle timeout ends it. Raises OnboardingError (TOO_MANY_ATTEMPTS, WRONG_SETUP_CODE, BUSY,
-        INVALID_STATE, INVALID_CREDENTIALS_FORMAT).
+        kept. Raises OnboardingError (TOO_MANY_ATTEMPTS, WRONG_SETUP_CODE, and what
+        :meth:`direct_provision` raises).
         """
         self._check_free(peer)
         self._check_backoff()
@@ -230,16 +229,31 @@ class ProvisioningService:
                 self._count_wrong_code(exc)
             raise
         self.store.reset_auth_failures()
+        self.direct_provision(peer, ssid, passphrase, hidden)
+
+    def direct_provision(self, peer: Hashable, ssid: bytes, passphrase: Secret | None,
+                         hidden: bool) -> None:
+        """Credentials from a door that authorized its user its own way (the browser page's
+        setup-code check, Improv's physical authorization): ``peer`` holds the session (others
+        get BUSY) until it is released, idles out, or the join it started ends and is read.
+        Raises OnboardingError (BUSY, INVALID_STATE, INVALID_CREDENTIALS_FORMAT).
+        """
+        self._check_free(peer)
         s = self._session
-        if s is None or s.peer != peer or not s.portal:
-            if s is not None:  # the same peer had an app session: the page replaces it
+        if s is None or s.peer != peer or not s.direct:
+            if s is not None:  # the same peer had an app session: this one replaces it
                 self._close(Code.OK, notify=False)
-            self._session = s = _Session(peer, None, portal=True)
+            self._session = s = _Session(peer, None, direct=True)
             self._opened(peer)
             self._ensure_watchdog()
         self._set_deadline(s, self._clock() + self.idle_timeout_s)
-        self.engine.set_credentials(ssid, passphrase, hidden)  # validates (INVALID_CREDENTIALS_FORMAT)
+        self.engine.set_credentials(ssid, passphrase, hidden)  # validates the format
         self.engine.connect()
+
+    def release(self, peer: Hashable) -> None:
+        """``peer`` is done with its session (e.g. Improv after the outcome was reported)."""
+        if self._session is not None and self._session.peer == peer:
+            self._close(Code.OK, notify=False)
 
     def touch(self, peer: Hashable) -> bool:
         """The session holder ``peer`` is still there (it polled): extend its idle deadline."""

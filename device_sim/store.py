@@ -185,6 +185,16 @@ class DeviceStore:
             raise StoreError(f"{self.path} holds no device identity")
         return identity
 
+    # --- device settings (hostname, device name) ------------------------------------------------
+
+    def setting(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (f"setting.{key}",)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with _tx(self.db):
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"setting.{key}", value))
+
     # --- onboarding record ---------------------------------------------------------------------
 
     def record(self) -> OnboardingRecord:

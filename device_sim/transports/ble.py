@@ -1,6 +1,10 @@
-"""The BLE door: a GATT provisioning service through bless, built from ``gatt_profile.yaml``.
+"""The BLE door: GATT provisioning services through bless, built from ``gatt_profile.yaml``.
 
-Characteristics (UUIDs and limits from the profile):
+The door presents the ``native`` personality (below) and any further personalities given to it
+(the Improv Wi-Fi service, :mod:`device_sim.transports.improv`): one bless server, one GATT
+application, advertisements that carry every personality's service UUID and service data.
+
+Native characteristics (UUIDs and limits from the profile):
 
 * ``request``  (write): client -> device fragments (see :mod:`device_sim.wire`);
 * ``response`` (notify): device -> client fragments of responses and encrypted events;
@@ -17,14 +21,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from bless import BlessServer, GATTAttributePermissions, GATTCharacteristicProperties
 
 from ..codes import Code
 from ..errors import OnboardingError, ProtocolError, TransportError
 from ..events import DiagnosticEvent
-from ..profile import CharacteristicDef, Profile
+from ..profile import Profile
 from ..provisioning import ProvisioningService
 from ..store import Identity
 from ..wire import AdvertisedInfo, PublicState, Reassembler, fragment, peek_channel
@@ -43,13 +48,42 @@ _PROPS = {
 DEFAULT_NOTIFY_SIZE = 244  # fits an ATT MTU of 247, the common LE Data Length Extension size
 
 
+class Personality(Protocol):
+    """A further GATT service the BLE door presents (e.g. Improv Wi-Fi)."""
+
+    name: str
+
+    def gatt(self) -> list[tuple[str, list[tuple[str, tuple[str, ...], bytes]]]]:
+        """[(service uuid, [(char uuid, properties, initial value)])]."""
+
+    def advertised(self) -> tuple[list[str], dict[str, bytes]]:
+        """The service UUIDs and service data this personality advertises."""
+
+    def attach(self, door: BleDoor) -> None:
+        """Called once the GATT application is registered: the door is ready to notify."""
+
+    def on_write(self, char_uuid: str, value: bytes) -> None:
+        """A central wrote one of this personality's characteristics."""
+
+    def on_disconnected(self) -> None:
+        """The last central disconnected."""
+
+    async def stop(self) -> None:
+        """Release timers and tasks."""
+
+
 class BleDoor(Door):
     """Serves the provisioning profile over BLE on one adapter (``hci0`` ...)."""
 
     name = "ble"
 
     def __init__(self, profile: Profile, service: ProvisioningService, identity: Identity, *,
-                 adapter: str = "hci0", notify_size: int = DEFAULT_NOTIFY_SIZE) -> None:
+                 adapter: str = "hci0", notify_size: int = DEFAULT_NOTIFY_SIZE,
+                 native: bool = True, personalities: Sequence[Personality] = ()) -> None:
+        if not native and not personalities:
+            raise ValueError("the BLE door needs at least one personality")
+        self.native = native
+        self.personalities = list(personalities)
         self.profile = profile
         self.service = service
         self.identity = identity
@@ -63,7 +97,9 @@ class BleDoor(Door):
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pump: asyncio.Task[None] | None = None
-        self._adv: ProvisioningAdvertisement | None = None
+        self._advs: list[ProvisioningAdvertisement] = []
+        self._char_service: dict[str, str] = {}
+        self._char_owner: dict[str, Personality] = {}
         self._adv_dirty = asyncio.Event()
         self._adv_task: asyncio.Task[None] | None = None
         self._watcher = ConnectionWatcher(adapter, self._on_connections)
@@ -85,11 +121,21 @@ class BleDoor(Door):
         server.read_request_func = self._on_read
         server.write_request_func = self._on_write
         svc = self.profile.service
-        await server.add_new_service(svc.uuid)
-        for char in svc.characteristics.values():
-            await server.add_new_characteristic(svc.uuid, char.uuid, _flags(char),
-                                                 bytearray(self._initial_value(char.key)),
-                                                 _permissions(char))
+        if self.native:
+            await server.add_new_service(svc.uuid)
+            for char in svc.characteristics.values():
+                await server.add_new_characteristic(svc.uuid, char.uuid, _flags(char.properties),
+                                                     bytearray(self._initial_value(char.key)),
+                                                     _permissions(char.properties))
+                self._char_service[char.uuid] = svc.uuid
+        for personality in self.personalities:
+            for service_uuid, chars in personality.gatt():
+                await server.add_new_service(service_uuid)
+                for char_uuid, props, value in chars:
+                    await server.add_new_characteristic(service_uuid, char_uuid, _flags(props),
+                                                         bytearray(value), _permissions(props))
+                    self._char_service[char_uuid] = service_uuid
+                    self._char_owner[char_uuid] = personality
         # Interop quirk 2: bless starts notify characteristics with Notifying=True although
         # nobody subscribed; BlueZoo then takes the AcquireNotify path on StartNotify, which
         # bless does not implement, and the subscription fails. Start them as not notifying.
@@ -102,19 +148,29 @@ class BleDoor(Door):
             self._on_bluezoo = await is_bluezoo(server.bus)
             server.bus.export(server.app.path, server.app)
             await server.app.register(server.adapter)
-            await self._register_advertisement()
+            await self._register_advertisements()
             await self._watcher.start()
         except Exception as exc:
             await self.stop()
             raise TransportError(f"advertising on {self.adapter} failed: {exc}") from exc
-        self._unsubscribe = self.service.engine.events.subscribe(self._on_event)
+        if self.native:
+            self._unsubscribe = self.service.engine.events.subscribe(self._on_event)
         self._pump = loop.create_task(self._pump_outbox(), name="ble-notify")
         self._adv_task = loop.create_task(self._refresh_advertising(), name="ble-adv")
-        LOG.info("advertising %s on %s (service %s)", self.local_name, self.adapter, svc.uuid)
+        for personality in self.personalities:
+            personality.attach(self)
+        LOG.info("advertising %s on %s (personalities %s)", self.local_name, self.adapter,
+                 ", ".join(self.personality_names))
+
+    @property
+    def personality_names(self) -> list[str]:
+        return (["native"] if self.native else []) + [p.name for p in self.personalities]
 
     async def stop(self) -> None:
         self._unsubscribe()
         self._watcher.stop()
+        for personality in self.personalities:
+            await personality.stop()
         for task in [self._pump, self._adv_task, *self._tasks]:
             if task is not None:
                 task.cancel()
@@ -122,7 +178,7 @@ class BleDoor(Door):
         if server is None:
             return
         try:
-            await self._unregister_advertisement(server)
+            await self._unregister_advertisements(server)
             await server.app.unregister(server.adapter)
             server.bus.unexport(server.app.path, server.app)
         except Exception as exc:  # the bus may already be gone at shutdown
@@ -136,38 +192,66 @@ class BleDoor(Door):
         return AdvertisedInfo(self.profile.protocol_version, record.state, record.code,
                               self.identity.id_low_bytes).to_bytes()
 
-    async def _register_advertisement(self) -> None:
+    def advertisement_changed(self) -> None:
+        """A personality's advertised data changed: re-register the advertisements."""
+        self._adv_dirty.set()
+
+    def _advertising_sets(self) -> list[tuple[list[str], dict[str, bytes], dict[int, bytes]]]:
+        sets: list[tuple[list[str], dict[str, bytes], dict[int, bytes]]] = []
+        if self.native:
+            uuid, payload = self.profile.service.uuid, self._manufacturer_data()
+            if self._on_bluezoo:
+                # Interop quirk 3: BlueZoo 1.0.2 declares Device1.ManufacturerData as a{sv}
+                # (BlueZ: a{qv}); one advertiser with manufacturer data then breaks
+                # GetManagedObjects for every scanner. On BlueZoo the bytes go in service data.
+                sets.append(([uuid], {uuid: payload}, {}))
+            else:
+                sets.append(([uuid], {}, {self.profile.advertising.manufacturer_id: payload}))
+        for personality in self.personalities:
+            uuids, data = personality.advertised()
+            sets.append((uuids, data, {}))
+        if self._on_bluezoo and len(sets) > 1:
+            # Interop quirk 5: BlueZoo reports only an adapter's first registered advertisement
+            # to scanners, so on BlueZoo the personalities share one (it has no 31-byte limit).
+            # On BlueZ each personality gets its own advertising instance: two 128-bit service
+            # UUIDs with their data do not fit one legacy advertisement.
+            merged: tuple[list[str], dict[str, bytes], dict[int, bytes]] = ([], {}, {})
+            for uuids, data, manufacturer in sets:
+                merged[0].extend(uuids)
+                merged[1].update(data)
+                merged[2].update(manufacturer)
+            sets = [merged]
+        return sets
+
+    async def _register_advertisements(self) -> None:
         assert self._server is not None
         app = self._server.app
-        self._adv_index += 1
-        index = self._adv_index
-        adv = ProvisioningAdvertisement(index, app, self.local_name, self.profile.service.uuid,
-                                        self.profile.advertising.manufacturer_id,
-                                        self._manufacturer_data(),
-                                        as_service_data=self._on_bluezoo)
-        self._server.bus.export(adv.path, adv)
         iface = self._server.adapter.get_interface("org.bluez.LEAdvertisingManager1")
-        await iface.call_register_advertisement(adv.path, {})
-        self._adv = adv
+        for uuids, data, manufacturer in self._advertising_sets():
+            self._adv_index += 1
+            adv = ProvisioningAdvertisement(self._adv_index, app, self.local_name, uuids, data,
+                                            manufacturer)
+            self._server.bus.export(adv.path, adv)
+            await iface.call_register_advertisement(adv.path, {})
+            self._advs.append(adv)
 
-    async def _unregister_advertisement(self, server: BlessServer) -> None:
-        adv, self._adv = self._adv, None
-        if adv is None:
-            return
+    async def _unregister_advertisements(self, server: BlessServer) -> None:
+        advs, self._advs = self._advs, []
         iface = server.adapter.get_interface("org.bluez.LEAdvertisingManager1")
-        await iface.call_unregister_advertisement(adv.path)
-        server.bus.unexport(adv.path)
+        for adv in advs:
+            await iface.call_unregister_advertisement(adv.path)
+            server.bus.unexport(adv.path)
 
     async def _refresh_advertising(self) -> None:
-        """Re-register the advertisement when the state changes (BlueZ reads it once)."""
+        """Re-register the advertisements when the state changes (BlueZ reads them once)."""
         while True:
             await self._adv_dirty.wait()
             self._adv_dirty.clear()
             if self._server is None:
                 return
             try:
-                await self._unregister_advertisement(self._server)
-                await self._register_advertisement()
+                await self._unregister_advertisements(self._server)
+                await self._register_advertisements()
             except Exception:
                 LOG.exception("refreshing the advertisement failed")
 
@@ -191,7 +275,12 @@ class BleDoor(Door):
         return bytearray(characteristic.value)
 
     def _on_write(self, characteristic: Any, value: Any, **_: Any) -> None:
-        if str(characteristic.uuid).lower() != self.profile.service.char("request").uuid:
+        uuid = str(characteristic.uuid).lower()
+        owner = self._char_owner.get(uuid)
+        if owner is not None:
+            owner.on_write(uuid, bytes(value))
+            return
+        if not self.native or uuid != self.profile.service.char("request").uuid:
             return
         frame = bytes(value)
         try:
@@ -225,6 +314,10 @@ class BleDoor(Door):
         for frame in fragment(message, channel, self.notify_size):
             self._outbox.put_nowait((uuid, frame))
 
+    def notify(self, char_uuid: str, value: bytes) -> None:
+        """Set a characteristic's value and notify subscribers, in order with all others."""
+        self._outbox.put_nowait((char_uuid, value))
+
     def _set_and_notify(self, uuid: str, value: bytes) -> None:
         server = self._server
         if server is None:
@@ -233,7 +326,7 @@ class BleDoor(Door):
         if characteristic is None:
             return
         characteristic.value = bytearray(value)
-        server.update_value(self.profile.service.uuid, uuid)
+        server.update_value(self._char_service[uuid], uuid)
 
     async def _pump_outbox(self) -> None:
         """One writer for all notifications, so fragments leave in order."""
@@ -262,20 +355,22 @@ class BleDoor(Door):
             for channel in list(self._channels_seen):
                 self.reassembler.drop(channel)
             self._channels_seen.clear()
+            for personality in self.personalities:
+                personality.on_disconnected()
 
 
-def _flags(char: CharacteristicDef) -> GATTCharacteristicProperties:
+def _flags(properties: Sequence[str]) -> GATTCharacteristicProperties:
     flags = GATTCharacteristicProperties(0)
-    for prop in char.properties:
+    for prop in properties:
         flags |= _PROPS[prop]
     return flags
 
 
-def _permissions(char: CharacteristicDef) -> GATTAttributePermissions:
+def _permissions(properties: Sequence[str]) -> GATTAttributePermissions:
     perms = GATTAttributePermissions(0)
-    if "read" in char.properties:
+    if "read" in properties:
         perms |= GATTAttributePermissions.readable
-    if {"write", "write-without-response"} & set(char.properties):
+    if {"write", "write-without-response"} & set(properties):
         perms |= GATTAttributePermissions.writeable
     return perms
 

@@ -24,7 +24,7 @@ PROPS_IFACE = "org.freedesktop.DBus.Properties"
 
 
 class ProvisioningAdvertisement(BlueZLEAdvertisement):
-    """bless's LEAdvertisement1 plus the Discoverable flag, manufacturer data and a name.
+    """bless's LEAdvertisement1 plus the Discoverable flag, service data and a name.
 
     Discoverable: BlueZoo reports an LE advertiser to scanners only when its adapter is
     Discoverable *or the advertisement sets Discoverable* (interop quirk 1). Setting it on the
@@ -32,18 +32,16 @@ class ProvisioningAdvertisement(BlueZLEAdvertisement):
     device should send) and leaves the adapter's BR/EDR discoverability alone.
     """
 
-    def __init__(self, index: int, app: Any, local_name: str, service_uuid: str,
-                 manufacturer_id: int, payload: bytes, *, as_service_data: bool) -> None:
+    def __init__(self, index: int, app: Any, local_name: str, service_uuids: list[str],
+                 service_data: dict[str, bytes],
+                 manufacturer_data: dict[int, bytes] | None = None) -> None:
         super().__init__(Type.PERIPHERAL, index, app)
         self._local_name = local_name
-        self._service_uuids = [service_uuid]
-        if as_service_data:
-            # Interop quirk 3: BlueZoo 1.0.2 declares Device1.ManufacturerData as a{sv} (BlueZ:
-            # a{qv}); one advertiser with manufacturer data then breaks GetManagedObjects for
-            # every scanner on the bus. On BlueZoo the same bytes go in service data instead.
-            self._service_data = {service_uuid: Variant("ay", payload)}
-        else:
-            self._manufacturer_data = {manufacturer_id: Variant("ay", payload)}
+        self._service_uuids = list(service_uuids)
+        if service_data:
+            self._service_data = {k: Variant("ay", v) for k, v in service_data.items()}
+        if manufacturer_data:
+            self._manufacturer_data = {k: Variant("ay", v) for k, v in manufacturer_data.items()}
 
     @dbus_property(access=PropertyAccess.READ)
     def Discoverable(self) -> "b":  # type: ignore[name-defined]  # noqa: F821 N802

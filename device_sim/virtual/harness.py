@@ -268,21 +268,18 @@ def default_addresses(count: int) -> list[str]:
 def find_bluezoo() -> list[str]:
     """Return the command that runs BlueZoo.
 
-    Order: the ``bluezoo`` console script next to ``sys.executable`` (the venv of this
-    interpreter, even when it is not activated), then ``bluezoo`` on PATH, then this interpreter
-    running ``bluezoo.bluezoo.main`` if the package is importable.
+    When the package is importable (the venv of this interpreter): this interpreter running
+    :mod:`device_sim.virtual.bluezoo_launch`, which fixes reconnects (interop quirk 4). Else the
+    ``bluezoo`` console script on PATH, unpatched.
 
     Raises:
         VirtualBleError: BlueZoo is not installed.
     """
-    beside = Path(sys.executable).parent / "bluezoo"  # not resolved: keep the venv's bin/
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return [str(beside)]
+    if importlib.util.find_spec("bluezoo") is not None:
+        return [sys.executable, "-m", "device_sim.virtual.bluezoo_launch"]
     on_path = shutil.which("bluezoo")
     if on_path:
         return [on_path]
-    if importlib.util.find_spec("bluezoo") is not None:
-        return [sys.executable, "-c", "import sys; from bluezoo.bluezoo import main; sys.exit(main())"]
     raise VirtualBleError(_BLUEZOO_HINT)
 
 
