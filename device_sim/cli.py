@@ -42,6 +42,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--discover-timeout", type=float, default=20.0)
     p.add_argument("--softap", metavar="URL",
                    help="provision over the device's SoftAP HTTP API at URL instead of BLE")
+    p.add_argument("--personality", default="native", choices=["native", "improv"],
+                   help="BLE service to use: native (SRP session) or Improv Wi-Fi")
     p.add_argument("--fragment-size", type=int, help="bytes per GATT write (default MTU-3)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--setup-code", required=True)
     c = csub.add_parser("provision", help="send Wi-Fi credentials and follow the onboarding")
     _add_target(c)
-    _add_credentials(c, required=True)
+    _add_credentials(c, required=False)  # the setup code: required except for Improv
     c.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the outcome")
     c = csub.add_parser("portal", help="detect a captive portal as a phone OS does (SoftAP)")
     c.add_argument("--probe-url", default="http://connectivitycheck.gstatic.com/generate_204",
@@ -130,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after a failure, try again with the scenario's right credentials")
     p.add_argument("--transport", default="ble", choices=["ble", "softap"],
                    help="onboard over BLE (virtual adapters) or the SoftAP HTTP API (loopback)")
+    p.add_argument("--personality", default="native", choices=["native", "improv"],
+                   help="over BLE: the native service or the Improv Wi-Fi service")
 
     sub.add_parser("codes", help="print the diagnostic-code catalogue").add_argument(
         "--json", action="store_true")
@@ -270,7 +274,9 @@ async def _cmd_client(args: argparse.Namespace) -> int:
             f"{r['name']:<10} {r['address']}  rssi {r['rssi']:>4}  {r['state']} ({r['code_name']})"
             for r in rows) or "no provisioning devices found")
         return 0
-    setup_code = Secret(args.setup_code)
+    if args.personality != "improv" and not args.setup_code:
+        raise ConfigError("--setup-code", "required (the code on the device label)")
+    setup_code = Secret(args.setup_code or "")
     if args.client_command == "networks":
         nets = await list_networks(profile, target, setup_code)
         _print(args, nets, lambda: "\n".join(
@@ -278,6 +284,15 @@ async def _cmd_client(args: argparse.Namespace) -> int:
             f" {n['rssi']:>4} dBm  {n['band']:<6} ch {n['channel']:<3} {n['security']}"
             for n in nets))
         return 0
+    if args.personality == "improv":
+        from .client.improv import provision_improv
+
+        result = await provision_improv(
+            profile, adapter=args.adapter, name=args.name, discover_timeout=args.discover_timeout,
+            ssid=_ssid_bytes(args), outcome_timeout=args.timeout,
+            passphrase=Secret(args.passphrase) if args.passphrase is not None else None)
+        _print(args, result, lambda: format_result(result))
+        return 0 if result.get("state") == "online" else 1
     result = await provision(
         profile, target, setup_code=setup_code, ssid=_ssid_bytes(args),
         passphrase=Secret(args.passphrase) if args.passphrase is not None else None,

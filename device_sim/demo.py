@@ -123,8 +123,10 @@ async def run_demo(args: argparse.Namespace) -> int:
                 say(f"virtual BLE: {', '.join(vb.adapters)} on {vb.bus_address}")
                 stack.enter_context(use_bus(vb))
                 env, adapter, doors = vb.env(), vb.adapters[0], "ble-only"
+            extra = ["--personality", args.personality] if args.transport == "ble" else []
             daemon = DaemonProcess(daemon_argv(state_dir, adapter=adapter, scenario=args.scenario,
-                                               zero_delay=args.zero_delay, doors=doors),
+                                               zero_delay=args.zero_delay, doors=doors,
+                                               extra=extra),
                                    env, Path(tmp) / "daemon.log")
             stack.push_async_callback(daemon.stop)
             ready = await daemon.start()
@@ -137,15 +139,34 @@ async def run_demo(args: argparse.Namespace) -> int:
                 say(f"device daemon advertising as {ready['local_name']} on {adapter}")
                 target = Target(adapter=vb.adapters[1], name=ready["local_name"])
                 say(f"\nphone on {vb.adapters[1]}: provisioning {_ssid_text(ssid)} ...")
-            result = await provision(
-                profile, target, setup_code=setup_code, ssid=ssid,
-                passphrase=Secret(passphrase) if passphrase else None, hidden=hidden,
-                on_progress=None if args.json else _progress, retries=retries)
+            if args.transport == "ble" and args.personality == "improv":
+                result = await _improv(args, profile, state_dir, target, ssid, passphrase,
+                                       retries, say)
+            else:
+                result = await provision(
+                    profile, target, setup_code=setup_code, ssid=ssid,
+                    passphrase=Secret(passphrase) if passphrase else None, hidden=hidden,
+                    on_progress=None if args.json else _progress, retries=retries)
             for attempt in result.get("attempts", [result]):
                 say(_timeline(attempt))
     if args.json:
         print(json.dumps(result, indent=2))
     return 0 if result.get("state") == "online" else 1
+
+
+async def _improv(args: argparse.Namespace, profile: Any, state_dir: Path, target: Target,
+                  ssid: bytes, passphrase: str | None, retries: Any,
+                  say: Any) -> dict[str, Any]:
+    """The same onboarding through the device's Improv Wi-Fi service (authorization required)."""
+    from .client.improv import provision_improv
+    from .control import control_request
+
+    say("the device requires Improv authorization: pressing its button "
+        "(device-sim ctl improv-authorize)")
+    await control_request(state_dir, "improv-authorize")
+    return await provision_improv(
+        profile, adapter=target.adapter, name=target.name, discover_timeout=20.0, ssid=ssid,
+        passphrase=Secret(passphrase) if passphrase else None, retries=retries)
 
 
 def _ssid_text(ssid: bytes) -> str:
@@ -163,7 +184,7 @@ def _progress(phase: str, info: dict[str, Any]) -> None:
 def _timeline(result: dict[str, Any]) -> str:
     lines = ["", "onboarding timeline (device events; ms since the session opened, then since CONNECT):"]
     for ev in result.get("events", []):
-        code = f"  {ev['code_name']}" if ev.get("code") else ""
+        code = f"  {ev.get('code_name', ev.get('code'))}" if ev.get("code") else ""
         lines.append(f"  +{ev['t_ms']:>6}  {ev['state']:<21} {ev['phase']:<15}{code}")
     t = result.get("timings_ms", {})
     lines.append("phone timings (ms): " + "  ".join(
