@@ -29,6 +29,17 @@ def patch_disconnect() -> None:
     async def disconnect(self: Any, uuid: str | None = None) -> None:
         await original(self, uuid)
         for link in list(self.services.values()):
+            # A subscription the phone left running ends with the link, as on BlueZ; else the
+            # peripheral's characteristic stays Notifying and the next subscriber is sent down
+            # the AcquireNotify path (interop quirk 2 again).
+            subscription = getattr(link, "client_props_changed_subscription", None)
+            if subscription is not None and getattr(subscription, "unsubscribe", None):
+                try:
+                    subscription.unsubscribe()
+                    if link.client.Notifying.get():
+                        await link.client.StopNotify()
+                except Exception as exc:  # the peripheral may be gone already
+                    LOG.debug("stopping a notification on disconnect: %s", exc)
             try:
                 self.peer_adapter.mock.remove_object(link)
             except KeyError:  # never exported, or already gone
