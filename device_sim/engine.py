@@ -190,9 +190,10 @@ class OnboardingEngine:
         self.store.reset_auth_failures()
         self._transition(S.UNPROVISIONED, phase="factory_reset", credentials=None)
 
-    def note(self, phase: str, detail: str = "", data: dict[str, Any] | None = None) -> None:
-        """Emit an informational event (no transition), e.g. which door is open and why."""
-        self._emit(self.state, Code.OK, phase, detail, data=data)
+    def note(self, phase: str, detail: str = "", data: dict[str, Any] | None = None,
+             code: Code = Code.OK) -> None:
+        """Emit an event without a transition: which door is open and why, a refused request."""
+        self._emit(self.state, code, phase, detail, data=data)
 
     async def wait_settled(self, timeout: float) -> OnboardingRecord:
         """Wait until no attempt runs (state online, failed or idle). Raises TimeoutError."""

@@ -151,6 +151,22 @@ class ImprovLink:
                     return result.result()[1]
 
 
+def _code_for(error: ImprovError, diag: dict[str, Any]) -> Code:
+    """The specific code of an Improv outcome: the device's diagnostics for a failed join."""
+    if error is ImprovError.NONE:
+        return Code.OK
+    if error is ImprovError.NOT_AUTHORIZED:
+        return Code.NOT_AUTHORIZED
+    if error in (ImprovError.INVALID_RPC_PACKET, ImprovError.UNKNOWN_RPC_COMMAND,
+                 ImprovError.BAD_HOSTNAME):
+        return Code.MALFORMED_REQUEST
+    code = Code(diag.get("code", 0))
+    if code is not Code.OK:
+        return code
+    # A device that is not device-sim, or no diagnostics: Improv's own error only.
+    return Code.JOIN_FAILED if error is ImprovError.UNABLE_TO_CONNECT else Code.INTERNAL_ERROR
+
+
 def _readable(event: dict[str, Any]) -> dict[str, Any]:
     if not event:
         return {}
@@ -186,13 +202,12 @@ async def provision_improv(profile: Profile, *, adapter: str, name: str | None,
             except ImprovFailed as exc:
                 improv_error = exc.error
             diag = await link.read_diagnostics()
-            code = Code(diag.get("code", 0)) if improv_error is not ImprovError.NONE else Code.OK
-            if improv_error is not ImprovError.NONE and code is Code.OK:
-                code = Code.JOIN_FAILED  # a device that is not device-sim: Improv's error only
+            code = _code_for(improv_error, diag)
             entry = profile.code(code)
             online = improv_error is ImprovError.NONE
             attempts.append({
                 "device": device, "state": "online" if online else diag.get("state", "failed"),
+                "improv_state": (await link.read_state()).name.lower(),
                 "code": entry.id, "code_name": entry.name, "message": entry.user_message,
                 "next_step": entry.next_step, "detail": "", "improv_error": improv_error.name,
                 "redirect_url": redirect, "events": link.events[first_event:],

@@ -254,6 +254,7 @@ class ImprovPersonality:
 
     def _need_authorized(self) -> None:
         if not self.authorized:
+            self.engine.note("improv", "refused: waiting for the button", code=Code.NOT_AUTHORIZED)
             raise PacketError(ImprovError.NOT_AUTHORIZED, "not authorized: press the button")
 
     async def _wifi_settings(self, packet: Packet) -> None:
