@@ -88,6 +88,7 @@ class ImprovPersonality:
         self._provisioning = False
         self._assembler = RpcAssembler(spec.reassembly_timeout_ms / 1000)
         self._door: BleDoor | None = None
+        self._published: ImprovState | None = None
         self._lapse: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -125,6 +126,7 @@ class ImprovPersonality:
 
     def attach(self, door: BleDoor) -> None:
         self._door = door
+        self._published = self.state  # the value gatt() registered
         self._unsubscribe = self.engine.events.subscribe(self._on_event)
         if self.authorized and self.authorization == "required":
             self._arm_lapse()
@@ -176,7 +178,11 @@ class ImprovPersonality:
             self._door.notify(self.chars[key], value)
 
     def _publish_state(self) -> None:
-        self._notify("state", bytes([self.state]))
+        state = self.state
+        if state == self._published:
+            return
+        self._published = state
+        self._notify("state", bytes([state]))
         if self._door is not None:
             self._door.advertisement_changed()
 
