@@ -10,7 +10,12 @@ come back for a re-onboarding). Prints p50/p90 of the time from connect to onlin
 SoftAP this includes the access point going down for the join and the outcome being read on the
 home-network listener), round trips per onboarding, and the daemons' peak RSS (VmHWM).
 
-    .venv/bin/python scripts/bench_onboarding.py --count 20 [--transport softap] [--json]
+Improv (``--transport improv``): one daemon presenting only the Improv Wi-Fi service
+(authorization none) on BlueZoo, onboarded K times (``device-sim client provision
+--personality improv``), each from a fresh phone adapter as in the BLE run (a BlueZoo phone that
+already knows the device sees no new advertisement for it).
+
+    .venv/bin/python scripts/bench_onboarding.py --count 20 [--transport softap|improv] [--json]
 """
 
 from __future__ import annotations
@@ -126,6 +131,48 @@ async def bench_softap(count: int, scenario_name: str) -> dict[str, Any]:
     return _report(count, scenario_name, "softap", connect_to_online, round_trips, rss)
 
 
+async def bench_improv(count: int, scenario_name: str) -> dict[str, Any]:
+    from device_sim.client.improv import provision_improv
+
+    profile = load_profile()
+    creds = load_scenario(scenario_name).default_credentials
+    connect_to_online: list[float] = []
+    round_trips: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="device-sim-bench-") as tmp:
+        state = Path(tmp) / "device"
+        with DeviceStore(state) as store:
+            create_identity(store, Secret("8642-9753"))
+        async with VirtualBle(adapters=1) as vb:
+            argv = daemon_argv(state, adapter=vb.adapters[0], scenario=scenario_name,
+                               zero_delay=True,
+                               extra=["--personality", "improv", "--improv-auth", "none"])
+            daemon = DaemonProcess(["-v", *argv], vb.env(), Path(tmp) / "daemon.log")
+            ready = await daemon.start()
+            assert daemon.proc is not None
+            try:
+                with use_bus(vb):
+                    for i in range(count):
+                        phone = await add_adapter(vb.bus_address, 20 + i,
+                                                  f"00:11:22:33:77:{20 + i:02X}")
+                        result = await provision_improv(
+                            profile, adapter=phone, name=ready["local_name"],
+                            discover_timeout=20, ssid=creds.ssid,
+                            passphrase=Secret(creds.passphrase) if creds.passphrase else None,
+                            outcome_timeout=30)
+                        if result["state"] != "online":
+                            raise RuntimeError(f"onboarding {i} ended {result['code_name']}")
+                        t = result["timings_ms"]
+                        connect_to_online.append(t["total"] - t["discover"])
+                        round_trips.append(result["gatt_round_trips"])
+                rss = peak_rss_kib(daemon.proc.pid)
+            except Exception:
+                sys.stderr.write((Path(tmp) / "daemon.log").read_text()[-3000:])
+                raise
+            finally:
+                await daemon.stop()
+    return _report(count, scenario_name, "improv", connect_to_online, round_trips, rss)
+
+
 def _report(count: int, scenario: str, transport: str, connect_to_online: list[float],
             round_trips: list[int], rss_kib: int) -> dict[str, Any]:
     return {
@@ -143,12 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--scenario", default="zero-delay")
-    parser.add_argument("--transport", default="ble", choices=["ble", "softap"])
+    parser.add_argument("--transport", default="ble", choices=["ble", "softap", "improv"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 200:
         parser.error("--count must be 1..200")
-    run = bench_softap if args.transport == "softap" else bench
+    run = {"ble": bench, "softap": bench_softap, "improv": bench_improv}[args.transport]
     report = asyncio.run(run(args.count, args.scenario))
     if args.json:
         print(json.dumps(report, indent=2))
