@@ -4,8 +4,9 @@
 #   bash scripts/bootstrap.sh test [pytest options]            -> the whole test suite
 # Installs, when missing (as root): Debian's dbus (dbus-daemon for the private bus) and
 # python3-venv; for the tests also dnsmasq-base (SoftAP DHCP/DNS), udhcpc (the phone's DHCP client),
-# iproute2 (network namespaces) and chromium (the browser-page test). Then a virtualenv in .venv
-# with the package and its test extra (bless, bleak, BlueZoo, playwright, ...).
+# iproute2 (network namespaces), chromium (the browser-page test) and libdbus-1-dev,
+# libglib2.0-dev, pkg-config (to build dbus-python for python-dbusmock). Then a virtualenv in .venv
+# with the package and its test extra (bless, bleak, BlueZoo, playwright, python-dbusmock, ...).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -20,6 +21,11 @@ if [ "$what" = test ]; then
   command -v udhcpc >/dev/null 2>&1 || [ -x /usr/sbin/udhcpc ] || need_apt+=(udhcpc)
   command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  # python-dbusmock (the NetworkManager mock) needs dbus-python, built from source here.
+  for pkg in libdbus-1-dev libglib2.0-dev pkg-config; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || need_apt+=("$pkg")
+  done
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -36,11 +42,15 @@ if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv" >&2
   python3 -m venv .venv
 fi
-stamp=.venv/.device-sim-installed
+# The demo needs the package and BlueZoo; the tests need the test extra too (Playwright,
+# python-dbusmock, ... whose builds want the apt packages above).
+extra=virtual
+[ "$what" = test ] && extra=test
+stamp=.venv/.device-sim-installed-$extra
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "bootstrap: installing device-sim and its dependencies into .venv" >&2
+  echo "bootstrap: installing device-sim[$extra] and its dependencies into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[$extra]"
   touch "$stamp"
 fi
 
