@@ -39,8 +39,9 @@ __all__ = [
 def create_backend(kind: BackendKind | str, **options: Any) -> NetworkBackend:
     """Build the backend ``kind`` with ``options`` (its constructor's arguments).
 
-    ``create_backend("simulated", scenario="typical-home", zero_delay=True)``.
-    Raises ConfigError for an unknown kind, a backend not built yet, or bad options.
+    ``create_backend("simulated", scenario="typical-home", zero_delay=True)``;
+    ``create_backend("networkmanager", store=store, interface="wlan0")``.
+    Raises ConfigError for an unknown kind or bad options.
     """
     try:
         kind = BackendKind(kind)
@@ -53,8 +54,10 @@ def create_backend(kind: BackendKind | str, **options: Any) -> NetworkBackend:
 
         _check_options(kind, SimulatedBackend, options)
         return SimulatedBackend(**options)
-    raise ConfigError("network backend",
-                      f"the {kind} backend is not built yet; use {BackendKind.SIMULATED.value!r}")
+    from .nm.backend import NetworkManagerBackend  # lazy: D-Bus code only when chosen
+
+    _check_options(kind, NetworkManagerBackend, options)
+    return NetworkManagerBackend(**options)
 
 
 def _check_options(kind: BackendKind, cls: type, options: dict[str, Any]) -> None:

@@ -337,6 +337,13 @@ async def test_backend_can_restart() -> None:
 
 # -- factory and validation -----------------------------------------------------------------------
 
+def test_factory_builds_the_networkmanager_backend() -> None:
+    from device_sim.network.nm.backend import NetworkManagerBackend
+
+    backend = create_backend("networkmanager", interface="wlan0", scan_timeout=2.0)
+    assert isinstance(backend, NetworkManagerBackend)
+
+
 async def test_factory_builds_the_simulated_backend() -> None:
     backend = create_backend("simulated", scenario="zero-delay", zero_delay=True)
     assert isinstance(backend, SimulatedBackend)
@@ -345,7 +352,7 @@ async def test_factory_builds_the_simulated_backend() -> None:
 
 
 @pytest.mark.parametrize(("kind", "options", "match"), [
-    ("networkmanager", {}, "not built yet"),
+    ("networkmanager", {"colour": "blue"}, "colour"),
     ("wifi-magic", {}, "unknown kind"),
     ("simulated", {"scenario": "zero-delay", "speed": 2}, "speed"),
     ("simulated", {"scenario": "zero-delay", "time_scale": -1}, "time_scale"),

@@ -1,0 +1,551 @@
+"""A scriptable NetworkManager for tests and demos: python-dbusmock's template, extended.
+
+``async with NMMock(bus_address) as nm:`` runs ``python -m dbusmock --system --template
+networkmanager`` on that bus and returns once it owns ``org.freedesktop.NetworkManager``. It then
+adds what the template lacks: ``AddAndActivateConnection2``, ``LastScan`` with a ``RequestScan``
+that bumps it, ``Save``/``Delete``/``GetSecrets`` on connections, IP4Config objects, and access
+points with any SSID bytes and WPA/RSN flags (WPA3-SAE included).
+
+The mock runs the activation itself, inside the ``AddAndActivateConnection2`` call (or, with
+``after_reply=True``, from the mock's main loop right after the reply): it emits the device's
+``StateChanged`` signals prepare -> config -> [need_auth] -> ip_config -> ... -> activated, or
+-> failed with the scripted reason, so a client sees the whole sequence without any race.
+:meth:`NMMock.on_activate` picks what the following activations do; ``"manual"`` leaves the
+device in place for :meth:`NMMock.script_join`.
+
+The functions named ``_in_mock_*`` run inside the dbusmock process (dbus-python), reached from
+the code strings the mock's ``AddMethod`` installs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from dbus_fast import Message, Variant
+
+from ...errors import TransportError
+from ..base import Security
+from .client import NMClient, unwrap
+from .defs import (ACTIVE_IFACE, AP_IFACE, BUS_NAME, CONNECTION_IFACE, DEVICE_IFACE,
+                   IP4_CONFIG_IFACE, MANAGER_IFACE, MANAGER_PATH, SETTINGS_IFACE, SETTINGS_PATH,
+                   WIRELESS_IFACE, ApFlags, ApSecurityFlags, Connectivity, DeviceState,
+                   DeviceStateReason, WifiCapabilities)
+
+__all__ = ["DEFAULT_CAPS", "EXT_IFACE", "MOCK_IFACE", "NMMock", "flags_for"]
+
+MOCK_IFACE = "org.freedesktop.DBus.Mock"
+EXT_IFACE = "org.devicesim.NMMock"  # our additions, on the manager object
+MAIN_OBJ = "/org/freedesktop"       # the template's main object (holds its Mock methods)
+DEFAULT_CAPS = int(WifiCapabilities.CIPHER_CCMP | WifiCapabilities.WPA | WifiCapabilities.RSN
+                   | WifiCapabilities.AP | WifiCapabilities.FREQ_VALID
+                   | WifiCapabilities.FREQ_2GHZ | WifiCapabilities.FREQ_5GHZ)
+_CALL = "import device_sim.network.nm.mock as m; ret = m._in_mock_{}(self, *args)"
+_FAIL_IN = {DeviceStateReason.NO_SECRETS: DeviceState.NEED_AUTH,
+            DeviceStateReason.SUPPLICANT_DISCONNECT: DeviceState.NEED_AUTH,
+            DeviceStateReason.IP_CONFIG_UNAVAILABLE: DeviceState.IP_CONFIG,
+            DeviceStateReason.IP_CONFIG_EXPIRED: DeviceState.IP_CONFIG,
+            DeviceStateReason.DHCP_START_FAILED: DeviceState.IP_CONFIG,
+            DeviceStateReason.DHCP_ERROR: DeviceState.IP_CONFIG,
+            DeviceStateReason.DHCP_FAILED: DeviceState.IP_CONFIG}
+
+
+def flags_for(security: Security) -> tuple[int, int, int]:
+    """(Flags, WpaFlags, RsnFlags) a real AP with ``security`` advertises."""
+    ccmp = ApSecurityFlags.PAIR_CCMP | ApSecurityFlags.GROUP_CCMP
+    rsn = {Security.WPA2_PSK: ApSecurityFlags.KEY_MGMT_PSK,
+           Security.WPA3_SAE: ApSecurityFlags.KEY_MGMT_SAE,
+           Security.WPA2_WPA3: ApSecurityFlags.KEY_MGMT_PSK | ApSecurityFlags.KEY_MGMT_SAE,
+           Security.ENTERPRISE: ApSecurityFlags.KEY_MGMT_802_1X}.get(security)
+    if rsn is not None:
+        return int(ApFlags.PRIVACY), 0, int(rsn | ccmp)
+    return (int(ApFlags.PRIVACY), 0, 0) if security is Security.WEP else (0, 0, 0)
+
+
+class NMMock:
+    """python-dbusmock's NetworkManager on ``bus_address``, as an async context manager.
+
+    ``log_path`` receives the mock's output (every call, with arguments: bench use only).
+    Raises TransportError when the mock does not start within ``timeout`` seconds.
+    """
+
+    def __init__(self, bus_address: str, *, version: str = "1.42.4", timeout: float = 10.0,
+                 log_path: Path | None = None) -> None:
+        self.bus_address = bus_address
+        self._version, self._timeout, self._log_path = version, timeout, log_path
+        self._proc: asyncio.subprocess.Process | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.client = NMClient(bus_address)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # -- process --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Spawn the mock, wait until it owns the name, install the extensions."""
+        await self.client.connect()
+        try:
+            owned = asyncio.Event()
+            unsubscribe = await self.client.subscribe(
+                "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged",
+                lambda msg: owned.set() if msg.body[0] == BUS_NAME else None)
+            try:
+                await self._spawn()
+                async with asyncio.timeout(self._timeout):
+                    await self._wait_owned(owned)
+            finally:
+                await unsubscribe()
+            await self._install()
+        except BaseException as exc:
+            await self.stop()
+            if isinstance(exc, TimeoutError):
+                raise TransportError(f"the NetworkManager mock did not start within "
+                                     f"{self._timeout:g} s (log: {self._log_path})") from None
+            raise
+
+    async def _spawn(self) -> None:
+        root = str(Path(__file__).resolve().parents[3])  # so the mock can import device_sim
+        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus_address,
+               "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        argv = [sys.executable, "-m", "dbusmock", "--system", "--template", "networkmanager",
+                "-p", json.dumps({"Version": self._version})]
+        out = open(self._log_path, "wb") if self._log_path else None  # noqa: SIM115
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv, env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=out or asyncio.subprocess.DEVNULL, stderr=out or asyncio.subprocess.DEVNULL)
+        finally:
+            if out is not None:
+                out.close()
+
+    async def _wait_owned(self, owned: asyncio.Event) -> None:
+        assert self._proc is not None
+        exited = asyncio.ensure_future(self._proc.wait())
+        try:
+            while True:
+                owned.clear()
+                with contextlib.suppress(Exception):
+                    owner = (await self.client.call("/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                                    "GetNameOwner", "s", [BUS_NAME],
+                                                    destination="org.freedesktop.DBus"))[0]
+                    pid = (await self.client.call(
+                        "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                        "GetConnectionUnixProcessID", "s", [owner],
+                        destination="org.freedesktop.DBus"))[0]
+                    if pid == self._proc.pid:
+                        return
+                woke = asyncio.ensure_future(owned.wait())
+                await asyncio.wait({woke, exited}, return_when=asyncio.FIRST_COMPLETED)
+                woke.cancel()
+                if exited.done():
+                    raise TransportError(f"the NetworkManager mock exited ({exited.result()}); "
+                                         f"log: {self._log_path}")
+        finally:
+            exited.cancel()
+
+    async def stop(self) -> None:
+        """Terminate and reap the mock; close the bus connection. Idempotent."""
+        proc, self._proc = self._proc, None
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.client.close()
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    async def call(self, path: str, iface: str, member: str, signature: str = "",
+                   body: list[Any] | None = None) -> list[Any]:
+        """A call to the mock (raises DBusError on an error reply)."""
+        return await self.client.call(path, iface, member, signature, body)
+
+    async def add_method(self, path: str, iface: str, member: str, in_sig: str, out_sig: str,
+                         code: str) -> None:
+        """dbusmock's AddMethod: ``code`` runs in the mock (``self``, ``args``, ``ret``)."""
+        await self.call(path, MOCK_IFACE, "AddMethod", "sssss", [iface, member, in_sig, out_sig,
+                                                                code])
+
+    async def _install(self) -> None:
+        for member, in_sig, out_sig in (("Configure", "s", ""), ("AddWifiDevice", "suu", "s"),
+                                        ("AddAccessPoint", "ssaysuyuuu", "s"),
+                                        ("ScriptJoin", "os", "")):
+            await self.add_method(MANAGER_PATH, EXT_IFACE, member, in_sig, out_sig,
+                                  _CALL.format(member.lower()))
+        await self.add_method(MANAGER_PATH, MANAGER_IFACE, "AddAndActivateConnection2",
+                              "a{sa{sv}}ooa{sv}", "ooa{sv}", _CALL.format("add_and_activate2"))
+        await self.on_activate()
+
+    # -- scripting ------------------------------------------------------------------------------
+    async def add_wifi_device(self, iface: str = "wlan0", *, caps: int = DEFAULT_CAPS,
+                              state: int = DeviceState.DISCONNECTED) -> str:
+        """A Wi-Fi device with LastScan, ActiveAccessPoint and Ip4Config; returns its path."""
+        return str((await self.call(MANAGER_PATH, EXT_IFACE, "AddWifiDevice", "suu",
+                                    [iface, int(caps), int(state)]))[0])
+
+    async def add_ethernet_device(self, iface: str = "eth0") -> str:
+        return str((await self.call(MAIN_OBJ, MOCK_IFACE, "AddEthernetDevice", "ssi",
+                                    [iface, iface, int(DeviceState.ACTIVATED)]))[0])
+
+    async def add_access_point(self, device: str, name: str, ssid: bytes, *,
+                               bssid: str = "02:00:00:00:00:01", frequency: int = 2437,
+                               strength: int = 70, security: Security | None = None,
+                               flags: int = 0, wpa_flags: int = 0, rsn_flags: int = 0) -> str:
+        """An AP seen by ``device``; ``security`` sets the three flag words (else given raw)."""
+        if security is not None:
+            flags, wpa_flags, rsn_flags = flags_for(security)
+        return str((await self.call(
+            MANAGER_PATH, EXT_IFACE, "AddAccessPoint", "ssaysuyuuu",
+            [device, name, bytes(ssid), bssid, frequency, strength, flags, wpa_flags,
+             rsn_flags]))[0])
+
+    async def on_activate(self, outcome: str | tuple[str, int] = "activated", *,
+                          fail_in: int | None = None, need_auth: bool = False,
+                          ip: str = "192.168.1.50", prefix: int = 24,
+                          gateway: str = "192.168.1.1", dns: tuple[str, ...] = ("192.168.1.1",),
+                          after_reply: bool = False) -> None:
+        """What every following activation does: ``"activated"``, ``("failed", reason)`` (failing
+        in ``fail_in``, by default the state the reason belongs to) or ``"manual"`` (nothing)."""
+        await self.call(MANAGER_PATH, EXT_IFACE, "Configure", "s", [json.dumps(
+            {"outcome": _outcome(outcome, fail_in, need_auth, ip, prefix, gateway, dns,
+                                 after_reply)})])
+
+    async def script_join(self, device: str, outcome: str | tuple[str, int] = "activated", *,
+                          fail_in: int | None = None, need_auth: bool = False,
+                          ip: str = "192.168.1.50", gateway: str = "192.168.1.1",
+                          dns: tuple[str, ...] = ("192.168.1.1",)) -> None:
+        """Run the state sequence now for ``device``'s current activation (after "manual")."""
+        await self.call(MANAGER_PATH, EXT_IFACE, "ScriptJoin", "os", [device, json.dumps(
+            _outcome(outcome, fail_in, need_auth, ip, 24, gateway, dns, False))])
+
+    async def set_scan(self, mode: str) -> None:
+        """RequestScan behaviour: ``"ok"`` (bumps LastScan), ``"refuse"`` or ``"stale"``."""
+        await self.call(MANAGER_PATH, EXT_IFACE, "Configure", "s", [json.dumps({"scan": mode})])
+
+    async def set_connectivity(self, connectivity: Connectivity) -> None:
+        await self.call(MAIN_OBJ, MOCK_IFACE, "SetConnectivity", "u", [int(connectivity)])
+
+    async def raise_on(self, path: str, iface: str, member: str, in_sig: str, out_sig: str,
+                       error_name: str, message: str = "scripted failure") -> None:
+        """Make ``iface.member`` on ``path`` answer with the D-Bus error ``error_name``."""
+        await self.add_method(path, iface, member, in_sig, out_sig,
+                              f"raise dbus.exceptions.DBusException({message!r}, "
+                              f"name={error_name!r})")
+
+    async def expect_call(self, member: str, path: str = MANAGER_PATH) -> asyncio.Future[list[Any]]:
+        """A future for the arguments of the next call of ``member`` on ``path`` (MethodCalled)."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+        def on_called(msg: Message) -> None:
+            if msg.path == path and msg.body[0] == member and not future.done():
+                future.set_result(unwrap(msg.body[1]))
+
+        unsubscribe = await self.client.subscribe(path, MOCK_IFACE, "MethodCalled", on_called)
+
+        def done(_: object) -> None:
+            task = asyncio.ensure_future(unsubscribe())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        future.add_done_callback(done)
+        return future
+
+    async def add_user_connection(self, ssid: bytes, psk: str | None = None) -> str:
+        """A saved profile made by someone else (Settings.AddConnection); returns its path."""
+        settings: dict[str, dict[str, Variant]] = {
+            "connection": {"id": Variant("s", "user profile"), "type":
+                           Variant("s", "802-11-wireless"), "autoconnect": Variant("b", False)},
+            "802-11-wireless": {"ssid": Variant("ay", bytes(ssid))}}
+        if psk is not None:
+            settings["802-11-wireless-security"] = {"key-mgmt": Variant("s", "wpa-psk"),
+                                                    "psk": Variant("s", psk)}
+        return str((await self.call(SETTINGS_PATH, SETTINGS_IFACE, "AddConnection", "a{sa{sv}}",
+                                    [settings]))[0])
+
+    async def connections(self) -> list[str]:
+        return [str(p) for p in (await self.call(SETTINGS_PATH, SETTINGS_IFACE,
+                                                 "ListConnections"))[0]]
+
+    async def connection(self, path: str) -> dict[str, Any]:
+        """``{"settings": ..., "secrets": ..., "unsaved": bool}`` of one of our connections."""
+        settings = unwrap((await self.call(path, CONNECTION_IFACE, "GetSettings"))[0])
+        secrets = unwrap((await self.call(path, CONNECTION_IFACE, "GetSecrets", "s",
+                                          ["802-11-wireless-security"]))[0])
+        unsaved = await self.client.get(path, CONNECTION_IFACE, "Unsaved")
+        return {"settings": settings, "secrets": secrets.get("802-11-wireless-security", {}),
+                "unsaved": bool(unsaved)}
+
+
+def _outcome(outcome: str | tuple[str, int], fail_in: int | None, need_auth: bool, ip: str,
+             prefix: int, gateway: str, dns: tuple[str, ...], after_reply: bool) -> dict[str, Any]:
+    result, reason = (outcome, 0) if isinstance(outcome, str) else outcome
+    if result not in ("activated", "failed", "manual"):
+        raise ValueError(f"unknown outcome {outcome!r}")
+    if result == "failed" and fail_in is None:
+        fail_in = _FAIL_IN.get(reason, DeviceState.CONFIG)  # type: ignore[call-overload]
+    return {"result": result, "reason": int(reason), "fail_in": int(fail_in or 0),
+            "need_auth": need_auth, "ip": ip, "prefix": prefix, "gateway": gateway,
+            "dns": list(dns), "after_reply": after_reply}
+
+
+# == inside the dbusmock process (dbus-python) ====================================================
+
+_KEEP: list[Any] = []  # ctypes callbacks handed to GLib
+
+
+def _dbus() -> Any:
+    """dbus-python (only in the mock process: the test side never imports it)."""
+    import dbus  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    return dbus
+
+
+def _dbusmock() -> Any:
+    import dbusmock  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    return dbusmock
+
+
+def _obj(path: str) -> Any:
+    return _dbusmock().get_object(str(path))
+
+
+def _ds(manager: Any) -> dict[str, Any]:
+    if not hasattr(manager, "device_sim"):
+        manager.device_sim = {"outcome": {"result": "activated"}, "scan": "ok"}
+    return manager.device_sim  # type: ignore[no-any-return]
+
+
+def _free(prefix: str) -> str:
+    n = 0
+    while f"{prefix}/{n}" in _dbusmock().get_objects():
+        n += 1
+    return f"{prefix}/{n}"
+
+
+def _in_mock_configure(manager: Any, text: str) -> None:
+    _ds(manager).update(json.loads(str(text)))
+
+
+def _in_mock_addwifidevice(manager: Any, iface: str, caps: int, state: int) -> str:
+    dbus = _dbus()
+    path = manager.AddWiFiDevice(str(iface), str(iface), int(state))
+    dev = _obj(path)
+    dev.Set(WIRELESS_IFACE, "WirelessCapabilities", dbus.UInt32(caps))
+    dev.AddProperty(WIRELESS_IFACE, "LastScan", dbus.Int64(int(time.monotonic() * 1000)))
+    dev.AddProperty(WIRELESS_IFACE, "ActiveAccessPoint", dbus.ObjectPath("/"))
+    dev.AddProperty(DEVICE_IFACE, "Ip4Config", dbus.ObjectPath("/"))
+    dev.AddMethod(WIRELESS_IFACE, "RequestScan", "a{sv}", "", _CALL.format("request_scan"))
+    return str(path)
+
+
+def _in_mock_request_scan(dev: Any, _options: Any) -> None:
+    dbus = _dbus()
+    mode = _ds(_obj(MANAGER_PATH))["scan"]
+    if mode == "refuse":
+        raise dbus.exceptions.DBusException(
+            "Scanning not allowed immediately following previous scan",
+            name="org.freedesktop.NetworkManager.Device.NotAllowed")
+    if mode == "ok":
+        last = int(dev.Get(WIRELESS_IFACE, "LastScan"))
+        dev.Set(WIRELESS_IFACE, "LastScan", dbus.Int64(max(last + 1, int(time.monotonic() * 1000))))
+
+
+def _in_mock_addaccesspoint(manager: Any, device: str, name: str, ssid: Any, bssid: str,
+                            freq: int, strength: int, flags: int, wpa: int, rsn: int) -> str:
+    dbus = _dbus()
+    dev, path = _obj(device), f"/org/freedesktop/NetworkManager/AccessPoint/{name}"
+    manager.AddObject(path, AP_IFACE, {
+        "Ssid": dbus.ByteArray(bytes(bytearray(ssid))), "HwAddress": dbus.String(bssid),
+        "Flags": dbus.UInt32(flags), "WpaFlags": dbus.UInt32(wpa), "RsnFlags": dbus.UInt32(rsn),
+        "Frequency": dbus.UInt32(freq), "Strength": dbus.Byte(strength),
+        "MaxBitrate": dbus.UInt32(54000), "Mode": dbus.UInt32(2), "LastSeen": dbus.Int32(1),
+    }, [])
+    manager.object_manager_emit_added(path)
+    dev.access_points.append(path)
+    dev.Set(WIRELESS_IFACE, "AccessPoints", dbus.Array(dev.access_points, signature="o"))
+    dev.EmitSignal(WIRELESS_IFACE, "AccessPointAdded", "o", [path])
+    return path
+
+
+def _in_mock_add_and_activate2(manager: Any, settings: Any, device: str, specific: str,
+                               options: Any) -> tuple[Any, ...]:
+    dbus = _dbus()
+    unsaved = str(options.get("persist", "disk")) != "disk"
+    conn = _new_connection(manager, settings, unsaved)
+    dev = _obj(device)
+    old = str(dev.Get(DEVICE_IFACE, "ActiveConnection"))
+    if old != "/":  # the previous connection goes down first
+        _set_state(dev, DeviceState.DEACTIVATING, DeviceStateReason.NEW_ACTIVATION)
+        manager.RemoveActiveConnection(device, old)
+    active = _free("/org/freedesktop/NetworkManager/ActiveConnection")
+    manager.AddObject(active, ACTIVE_IFACE, {
+        "Connection": dbus.ObjectPath(conn), "SpecificObject": dbus.ObjectPath(specific),
+        "Id": settings["connection"]["id"], "Uuid": settings["connection"]["uuid"],
+        "Type": "802-11-wireless", "Devices": dbus.Array([dbus.ObjectPath(device)], signature="o"),
+        "State": dbus.UInt32(1), "Default": False, "Default6": False, "Vpn": False,
+        "Master": dbus.ObjectPath("/"), "Ip4Config": dbus.ObjectPath("/")}, [])
+    manager.object_manager_emit_added(active)
+    actives = manager.Get(MANAGER_IFACE, "ActiveConnections")
+    actives.append(dbus.ObjectPath(active))
+    manager.Set(MANAGER_IFACE, "ActiveConnections", actives)
+    dev.Set(DEVICE_IFACE, "ActiveConnection", dbus.ObjectPath(active))
+    outcome = _ds(manager)["outcome"]
+    if outcome["result"] != "manual":
+        if outcome.get("after_reply"):
+            _defer(lambda: _run(manager, device, active, outcome))
+        else:
+            _run(manager, device, active, outcome)
+    return dbus.ObjectPath(conn), dbus.ObjectPath(active), dbus.Dictionary({}, signature="sv")
+
+
+def _in_mock_scriptjoin(manager: Any, device: str, text: str) -> None:
+    active = str(_obj(device).Get(DEVICE_IFACE, "ActiveConnection"))
+    _run(manager, str(device), active, json.loads(str(text)))
+
+
+def _new_connection(manager: Any, settings: Any, unsaved: bool) -> str:
+    dbus = _dbus()
+    path = _free(SETTINGS_PATH)
+    methods = [("Delete", "", "", _CALL.format("delete")),
+               ("Save", "", "", _CALL.format("save")),
+               ("GetSettings", "", "a{sa{sv}}", _CALL.format("get_settings")),
+               ("GetSecrets", "s", "a{sa{sv}}", _CALL.format("get_secrets"))]
+    manager.AddObject(path, CONNECTION_IFACE, {"Unsaved": dbus.Boolean(unsaved),
+                                               "Flags": dbus.UInt32(1 if unsaved else 0),
+                                               "Filename": ""}, methods)
+    conn = _obj(path)
+    conn.settings, conn.connection_path = settings, path
+    manager.object_manager_emit_added(path)
+    store = _obj(SETTINGS_PATH)
+    paths = store.Get(SETTINGS_IFACE, "Connections")
+    paths.append(dbus.ObjectPath(path))
+    store.Set(SETTINGS_IFACE, "Connections", paths)
+    store.EmitSignal(SETTINGS_IFACE, "NewConnection", "o", [path])
+    return path
+
+
+def _in_mock_save(conn: Any) -> None:
+    dbus = _dbus()
+    conn.Set(CONNECTION_IFACE, "Unsaved", dbus.Boolean(False))
+    conn.Set(CONNECTION_IFACE, "Flags", dbus.UInt32(0))
+
+
+def _in_mock_get_settings(conn: Any) -> Any:
+    return {group: {k: v for k, v in values.items() if k != "psk"}
+            for group, values in conn.settings.items()}
+
+
+def _in_mock_get_secrets(conn: Any, group: str) -> Any:
+    values = conn.settings.get(str(group), {})
+    return {str(group): {k: v for k, v in values.items() if k == "psk"}}
+
+
+def _in_mock_delete(conn: Any) -> None:
+    dbus = _dbus()
+    manager, path = _obj(MANAGER_PATH), conn.connection_path
+    for active in list(manager.Get(MANAGER_IFACE, "ActiveConnections")):
+        if str(_obj(active).Get(ACTIVE_IFACE, "Connection")) == path:
+            for device in list(_obj(active).Get(ACTIVE_IFACE, "Devices")):
+                manager.RemoveActiveConnection(device, active)
+    store = _obj(SETTINGS_PATH)
+    store.Set(SETTINGS_IFACE, "Connections", dbus.Array(
+        [p for p in store.Get(SETTINGS_IFACE, "Connections") if str(p) != path], signature="o"))
+    store.EmitSignal(SETTINGS_IFACE, "ConnectionRemoved", "o", [path])
+    conn.EmitSignal(CONNECTION_IFACE, "Removed", "", [])
+    manager.object_manager_emit_removed(path)
+    manager.RemoveObject(path)
+
+
+def _set_state(dev: Any, new: int, reason: int) -> None:
+    dbus = _dbus()
+    old = int(dev.Get(DEVICE_IFACE, "State"))
+    dev.Set(DEVICE_IFACE, "State", dbus.UInt32(new))
+    dev.Set(DEVICE_IFACE, "StateReason", dbus.Struct((dbus.UInt32(new), dbus.UInt32(reason)),
+                                                     signature="uu"))
+    dev.EmitSignal(DEVICE_IFACE, "StateChanged", "uuu",
+                   [dbus.UInt32(new), dbus.UInt32(old), dbus.UInt32(reason)])
+
+
+def _run(manager: Any, device: str, active: str, outcome: dict[str, Any]) -> None:
+    """The activation's state sequence, ending activated or failed."""
+    dbus = _dbus()
+    dev, ac = _obj(device), _obj(active)
+    conn = _obj(ac.Get(ACTIVE_IFACE, "Connection"))
+    wireless = conn.settings.get("802-11-wireless", {})
+    hotspot = str(wireless.get("mode", "")) == "ap"
+    failed, fail_in = outcome["result"] == "failed", int(outcome.get("fail_in", 0))
+    steps = [DeviceState.PREPARE, DeviceState.CONFIG]
+    if not hotspot and (outcome.get("need_auth") or (failed and fail_in == DeviceState.NEED_AUTH)):
+        steps.append(DeviceState.NEED_AUTH)
+    steps += [DeviceState.IP_CONFIG, DeviceState.IP_CHECK, DeviceState.SECONDARIES]
+    for state in steps:
+        if failed and state > fail_in:
+            break
+        _set_state(dev, state, DeviceStateReason.NONE)
+    if failed:
+        _set_state(dev, DeviceState.FAILED, int(outcome["reason"]))
+        _set_state(dev, DeviceState.DISCONNECTED, DeviceStateReason.NONE)
+        manager.RemoveActiveConnection(device, active)
+        return
+    ip = str(outcome.get("ip", "192.168.1.50"))
+    if hotspot:
+        ip = str(conn.settings["ipv4"]["address-data"][0]["address"])
+    ip4 = _free("/org/freedesktop/NetworkManager/IP4Config")
+    manager.AddObject(ip4, IP4_CONFIG_IFACE, {
+        "AddressData": dbus.Array([{"address": dbus.String(ip, variant_level=1),
+                                    "prefix": dbus.UInt32(outcome.get("prefix", 24),
+                                                          variant_level=1)}],
+                                  signature="a{sv}"),
+        "Gateway": dbus.String(outcome.get("gateway", "")),
+        "NameserverData": dbus.Array([{"address": dbus.String(d, variant_level=1)}
+                                      for d in outcome.get("dns", [])], signature="a{sv}"),
+    }, [])
+    dev.Set(DEVICE_IFACE, "Ip4Config", dbus.ObjectPath(ip4))
+    ssid = bytes(bytearray(wireless.get("ssid", b"")))
+    seen = [p for p in dev.access_points if bytes(bytearray(_obj(p).Get(AP_IFACE, "Ssid"))) == ssid]
+    seen.sort(key=lambda p: int(_obj(p).Get(AP_IFACE, "Strength")), reverse=True)
+    dev.Set(WIRELESS_IFACE, "ActiveAccessPoint", dbus.ObjectPath(seen[0] if seen and not hotspot
+                                                                 else "/"))
+    dev.Set(WIRELESS_IFACE, "Mode", dbus.UInt32(3 if hotspot else 2))
+    _set_state(dev, DeviceState.ACTIVATED, DeviceStateReason.NONE)
+    ac.Set(ACTIVE_IFACE, "State", dbus.UInt32(2))
+    ac.EmitSignal(ACTIVE_IFACE, "StateChanged", "uu", [dbus.UInt32(2), dbus.UInt32(0)])
+
+
+def _defer(fn: Any) -> None:
+    """Run ``fn`` from the mock's GLib main loop once idle (after the current reply is sent)."""
+    import ctypes  # noqa: PLC0415
+    import traceback  # noqa: PLC0415
+
+    glib = ctypes.CDLL("libglib-2.0.so.0")
+    proto = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+
+    def once(_data: Any) -> int:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - shown in the mock's log
+            traceback.print_exc()
+        return 0  # G_SOURCE_REMOVE
+
+    callback = proto(once)
+    _KEEP.append(callback)
+    glib.g_idle_add.argtypes = [proto, ctypes.c_void_p]
+    glib.g_idle_add.restype = ctypes.c_uint
+    glib.g_idle_add(callback, None)

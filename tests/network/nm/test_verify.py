@@ -1,0 +1,134 @@
+"""Verification: NetworkManager's connectivity check, then real DNS and TLS checks on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from device_sim.codes import Code
+from device_sim.errors import NetworkError
+from device_sim.network.nm.backend import STORE_KEY, NetworkManagerBackend
+from device_sim.network.nm.defs import (ERR_NM_PERMISSION_DENIED, MANAGER_IFACE, MANAGER_PATH,
+                                        Connectivity)
+from device_sim.network.nm.mock import NMMock
+from device_sim.network.simulated import CertificateAuthority
+from device_sim.store import DeviceStore
+
+from .conftest import CLOUD, Cloud, MakeBackend
+
+PASS = "correct-horse-battery"
+
+
+def _phases() -> tuple[list[str], Any]:
+    seen: list[str] = []
+    return seen, lambda phase, detail: seen.append(phase)
+
+
+async def test_verify_checks_and_then_saves(nm: NMMock, wifi: str, backend: NetworkManagerBackend,
+                                            store: DeviceStore) -> None:
+    await backend.join(b"Home", PASS)
+    seen, on_phase = _phases()
+    await backend.verify(on_phase=on_phase)
+    assert seen == ["captive_portal", "internet", "dns", "tls"]
+    [path] = await nm.connections()
+    assert (await nm.connection(path))["unsaved"] is False
+    [entry] = json.loads(store.setting(STORE_KEY) or "[]")
+    assert entry["saved"] is True
+
+
+@pytest.mark.parametrize(("connectivity", "code", "last_phase"), [
+    (Connectivity.PORTAL, Code.CAPTIVE_PORTAL, "captive_portal"),
+    (Connectivity.LIMITED, Code.NO_INTERNET, "internet"),
+    (Connectivity.NONE, Code.NO_INTERNET, "internet"),
+])
+async def test_connectivity_failures_keep_the_profile_unsaved(
+        nm: NMMock, wifi: str, backend: NetworkManagerBackend, connectivity: Connectivity,
+        code: Code, last_phase: str) -> None:
+    await backend.join(b"Home", PASS)
+    await nm.set_connectivity(connectivity)
+    seen, on_phase = _phases()
+    with pytest.raises(NetworkError) as caught:
+        await backend.verify(on_phase=on_phase)
+    assert caught.value.code is code
+    assert caught.value.raw["nm_connectivity"] == connectivity.name
+    assert seen[-1] == last_phase
+    [path] = await nm.connections()
+    assert (await nm.connection(path))["unsaved"] is True
+    await backend.disconnect()  # what the engine does after a failure
+    assert await nm.connections() == []
+
+
+async def test_unknown_connectivity_relies_on_dns_and_tls(nm: NMMock, wifi: str,
+                                                          backend: NetworkManagerBackend) -> None:
+    await backend.join(b"Home", PASS)
+    await nm.set_connectivity(Connectivity.UNKNOWN)
+    await backend.verify()
+    [path] = await nm.connections()
+    assert (await nm.connection(path))["unsaved"] is False
+
+
+async def test_refused_connectivity_check_uses_the_last_result(
+        nm: NMMock, wifi: str, backend: NetworkManagerBackend) -> None:
+    await backend.join(b"Home", PASS)
+    await nm.set_connectivity(Connectivity.PORTAL)
+    await nm.raise_on(MANAGER_PATH, MANAGER_IFACE, "CheckConnectivity", "", "u",
+                      ERR_NM_PERMISSION_DENIED, "Not authorized to control networking.")
+    with pytest.raises(NetworkError) as caught:
+        await backend.verify()
+    assert caught.value.code is Code.CAPTIVE_PORTAL
+
+
+async def test_dns_failure(nm: NMMock, wifi: str, make_backend: MakeBackend) -> None:
+    async def broken(host: str) -> list[str]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    backend = await make_backend(resolver=broken, dns_names=["time.example"])
+    await backend.join(b"Home", PASS)
+    with pytest.raises(NetworkError) as caught:
+        await backend.verify()
+    assert caught.value.code is Code.DNS_FAILURE and CLOUD in caught.value.detail
+
+
+async def test_extra_dns_names_are_checked(nm: NMMock, wifi: str,
+                                           make_backend: MakeBackend) -> None:
+    from .conftest import resolver_for
+
+    backend = await make_backend(resolver=resolver_for({CLOUD: ["127.0.0.1"]}),
+                                 dns_names=["missing.example"])
+    await backend.join(b"Home", PASS)
+    with pytest.raises(NetworkError) as caught:
+        await backend.verify()
+    assert caught.value.code is Code.DNS_FAILURE and "missing.example" in caught.value.detail
+
+
+async def test_tls_with_an_untrusted_certificate(nm: NMMock, wifi: str, cloud: Cloud,
+                                                 make_backend: MakeBackend) -> None:
+    await cloud.stop()
+    await cloud.start(CertificateAuthority("an interceptor").issue(CLOUD))
+    backend = await make_backend(cloud_port=cloud.port)
+    await backend.join(b"Home", PASS)
+    with pytest.raises(NetworkError) as caught:
+        await backend.verify()
+    assert caught.value.code is Code.TLS_VERIFICATION_FAILED
+    [path] = await nm.connections()
+    assert (await nm.connection(path))["unsaved"] is True
+
+
+async def test_verify_without_a_join(wifi: str, backend: NetworkManagerBackend) -> None:
+    with pytest.raises(NetworkError) as caught:
+        await backend.verify()
+    assert caught.value.code is Code.NO_INTERNET
+
+
+async def test_a_new_onboarding_replaces_the_old_saved_profile(
+        nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore) -> None:
+    await backend.join(b"Home", PASS)
+    await backend.verify()
+    await backend.join(b"Home", "a-new-passphrase")
+    await backend.verify()
+    [path] = await nm.connections()
+    assert (await nm.connection(path))["secrets"]["psk"] == "a-new-passphrase"
+    assert [e["path"] for e in json.loads(store.setting(STORE_KEY) or "[]")] == [path]
