@@ -1,0 +1,377 @@
+"""`device-sim doctor`: the checks against a private system bus with BlueZoo (BlueZ) and NMMock
+(NetworkManager), a fake `iw` on PATH and temporary state directories.
+
+No sleeps as synchronisation; every wait has a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+from device_sim import doctor
+from device_sim.config import BleConfig, CloudConfig, DaemonConfig, DoorsConfig, NetworkConfig
+from device_sim.doctor import CheckResult, diagnose, exit_code, format_results, run_checks
+from device_sim.errors import ConfigError
+from device_sim.identity import create_identity
+from device_sim.network.nm import defs
+from device_sim.store import DeviceStore
+from device_sim.virtual import VirtualBle
+
+WAIT = 5.0
+NAMES = ["dbus", "bluez", "networkmanager", "ap_capability", "regulatory_country",
+         "dbus_permissions", "state_dir", "config"]
+NO_BUS = "unix:path=/nonexistent/device-sim-doctor/bus.sock"
+AP_CAPS = 0x7ff & ~defs.WifiCapabilities.AP  # everything but AP mode
+
+needs_bus = pytest.mark.skipif(
+    shutil.which("dbus-daemon") is None or importlib.util.find_spec("bluezoo") is None,
+    reason="needs dbus-daemon (apt dbus) and BlueZoo (pip install 'device-sim[virtual]')")
+needs_dbusmock = pytest.mark.skipif(
+    importlib.util.find_spec("dbusmock") is None or importlib.util.find_spec("dbus") is None,
+    reason="needs python-dbusmock (and dbus-python) for NMMock")
+
+
+def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
+    assert [r.name for r in results] == NAMES
+    return {r.name: r for r in results}
+
+
+def nm_config(state_dir: Path, **changes: Any) -> DaemonConfig:
+    return dataclasses.replace(
+        DaemonConfig(state_dir=state_dir, network=NetworkConfig(backend="networkmanager")),
+        **changes)
+
+
+PI_DEFAULTS = doctor._pi_defaults
+
+
+@pytest.fixture(autouse=True)
+def no_system_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a config the doctor checks /var/lib/device-sim: point it into tmp_path here."""
+    monkeypatch.setattr(doctor, "_pi_defaults",
+                        lambda: dataclasses.replace(PI_DEFAULTS(), state_dir=tmp_path / "pi"))
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """A state directory with a device identity, as `device-sim init` leaves it."""
+    path = tmp_path / "state"
+    with DeviceStore(path) as store:
+        create_identity(store)
+    return path
+
+
+@pytest.fixture
+async def vb() -> AsyncIterator[VirtualBle]:
+    async with VirtualBle(adapters=1) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def nm(vb: VirtualBle, tmp_path: Path) -> AsyncIterator[Any]:
+    """The project's NetworkManager mock (python-dbusmock's template, extended) on ``vb``'s bus."""
+    mock = pytest.importorskip(
+        "device_sim.network.nm.mock",
+        reason="device_sim/network/nm/mock.py (NMMock) is not importable yet")
+    async with mock.NMMock(vb.bus_address, timeout=WAIT, log_path=tmp_path / "nm.log") as nm_mock:
+        yield nm_mock
+
+
+async def grant(nm: Any, answer: str) -> None:
+    """Make GetPermissions answer ``answer`` for both permissions the daemon needs."""
+    table = {p: answer for p in doctor.NM_PERMISSIONS}
+    await nm.add_method(defs.MANAGER_PATH, defs.MANAGER_IFACE, "GetPermissions", "", "a{ss}",
+                        f"ret = {table!r}")
+
+
+# --- BlueZ (BlueZoo) and a bus without NetworkManager -------------------------------------------
+
+
+@needs_bus
+async def test_on_virtual_bus_bluez_passes_and_missing_networkmanager_fails(
+        vb: VirtualBle, state_dir: Path) -> None:
+    results = await run_checks(nm_config(state_dir), bus_address=vb.bus_address)
+    r = by_name(results)
+    assert r["dbus"].ok and vb.bus_address.split(",")[0] in r["dbus"].detail
+    assert r["bluez"].ok, r["bluez"]
+    assert "hci0" in r["bluez"].detail and "LE advertising" in r["bluez"].detail
+    assert not r["networkmanager"].ok
+    assert "not running" in r["networkmanager"].detail
+    assert "systemctl start NetworkManager" in r["networkmanager"].fix
+    assert not r["ap_capability"].ok and "networkmanager" in r["ap_capability"].fix
+    assert r["state_dir"].ok and str(state_dir) in r["state_dir"].detail
+    assert r["config"].ok and "gatt_profile.yaml loads" in r["config"].detail
+    assert exit_code(results) == 1
+
+
+@needs_bus
+async def test_missing_adapter_fails_naming_the_ones_present(vb: VirtualBle,
+                                                             state_dir: Path) -> None:
+    cfg = nm_config(state_dir, ble=BleConfig(adapter="hci9"))
+    r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
+    assert not r["bluez"].ok
+    assert "hci9 not found" in r["bluez"].detail and "hci0" in r["bluez"].detail
+    assert "[ble] adapter" in r["bluez"].fix and "hci0" in r["bluez"].fix
+
+
+@needs_bus
+async def test_unpowered_adapter_fails_with_power_on(vb: VirtualBle, state_dir: Path) -> None:
+    bus = await MessageBus(bus_address=vb.bus_address, bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await bus.call(Message(
+            destination="org.bluez", path="/org/bluez/hci0",
+            interface="org.freedesktop.DBus.Properties", member="Set", signature="ssv",
+            body=["org.bluez.Adapter1", "Powered", Variant("b", False)]))
+        assert reply is not None and reply.message_type == MessageType.METHOD_RETURN, reply
+    finally:
+        bus.disconnect()
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
+    assert not r["bluez"].ok and "not powered" in r["bluez"].detail
+    assert "bluetoothctl power on" in r["bluez"].fix or "rfkill unblock" in r["bluez"].fix
+
+
+@needs_bus
+async def test_checks_a_configuration_does_not_need_pass(vb: VirtualBle, state_dir: Path) -> None:
+    cfg = DaemonConfig(state_dir=state_dir, doors=DoorsConfig(policy="softap-only"))
+    results = await run_checks(cfg, bus_address=vb.bus_address)  # simulated backend
+    r = by_name(results)
+    assert r["bluez"].ok and "not needed" in r["bluez"].detail
+    for name in ("networkmanager", "ap_capability", "regulatory_country", "dbus_permissions"):
+        assert r[name].ok and "simulated" in r[name].detail, r[name]
+    assert "scenario typical-home loads" in r["config"].detail
+    assert exit_code(results) == 0
+
+
+async def test_unreachable_bus_fails_every_bus_check_and_runs_the_rest(state_dir: Path) -> None:
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))
+    assert not r["dbus"].ok and NO_BUS in r["dbus"].detail and "dbus" in r["dbus"].fix
+    for name in ("bluez", "networkmanager", "ap_capability"):
+        assert not r[name].ok and r[name].fix == "fix the dbus check first", r[name]
+    assert r["state_dir"].ok and r["config"].ok
+
+
+# --- NetworkManager (python-dbusmock) ----------------------------------------------------------
+
+
+@needs_bus
+@needs_dbusmock
+async def test_networkmanager_with_an_ap_capable_wifi_device(
+        nm: Any, vb: VirtualBle, state_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    await nm.add_wifi_device("wlan0", caps=int(defs.WifiCapabilities.AP | defs.WifiCapabilities.RSN
+                                               | defs.WifiCapabilities.FREQ_2GHZ))
+    await grant(nm, "yes")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not root: the answer must be "yes"
+    cfg = nm_config(state_dir, network=NetworkConfig(backend="networkmanager", interface="wlan0"))
+    r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
+    assert r["networkmanager"].ok, r["networkmanager"]
+    assert "NetworkManager 1.42.4" in r["networkmanager"].detail
+    assert "wlan0 managed (disconnected)" in r["networkmanager"].detail
+    assert r["ap_capability"].ok and "AP mode (2.4 GHz)" in r["ap_capability"].detail
+    assert r["dbus_permissions"].ok, r["dbus_permissions"]
+    assert "network-control: yes" in r["dbus_permissions"].detail
+
+
+@needs_bus
+@needs_dbusmock
+async def test_wifi_device_without_ap_mode(nm: Any, vb: VirtualBle,
+                                           state_dir: Path) -> None:
+    await nm.add_wifi_device("wlan0", caps=int(AP_CAPS))
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
+    assert r["networkmanager"].ok, r["networkmanager"]
+    assert not r["ap_capability"].ok and "does not offer AP mode" in r["ap_capability"].detail
+    assert "ble-only" in r["ap_capability"].fix
+    cfg = nm_config(state_dir, doors=DoorsConfig(policy="ble-only"))
+    r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
+    assert r["ap_capability"].ok and "AP mode: no" in r["ap_capability"].detail
+
+
+@needs_bus
+@needs_dbusmock
+async def test_unmanaged_or_missing_wifi_device(nm: Any, vb: VirtualBle,
+                                                state_dir: Path) -> None:
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
+    assert not r["networkmanager"].ok and "no Wi-Fi device" in r["networkmanager"].detail
+    await nm.add_wifi_device("wlan0", state=defs.DeviceState.UNMANAGED)
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
+    assert not r["networkmanager"].ok and "wlan0 is unmanaged" in r["networkmanager"].detail
+    assert "nmcli device set wlan0 managed yes" in r["networkmanager"].fix
+    assert r["ap_capability"].ok  # the device is known, its driver still reports AP mode
+    cfg = nm_config(state_dir, network=NetworkConfig(backend="networkmanager", interface="wlan1"))
+    r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
+    assert not r["networkmanager"].ok and "no Wi-Fi device wlan1" in r["networkmanager"].detail
+    assert "wlan0" in r["networkmanager"].fix
+
+
+@needs_bus
+@needs_dbusmock
+async def test_permissions_not_granted(nm: Any, vb: VirtualBle, state_dir: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    await nm.add_wifi_device("wlan0")
+    await grant(nm, "auth")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
+    assert not r["dbus_permissions"].ok
+    assert "network-control: auth" in r["dbus_permissions"].detail
+    assert "uid 1000" in r["dbus_permissions"].detail
+    assert "root" in r["dbus_permissions"].fix and "polkit" in r["dbus_permissions"].fix
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
+    assert r["dbus_permissions"].ok and "root" in r["dbus_permissions"].detail
+
+
+# --- regulatory country ------------------------------------------------------------------------
+
+
+def fake_iw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    iw = bindir / "iw"
+    iw.write_text(f"#!/bin/sh\n{script}\n")
+    iw.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+
+
+@pytest.mark.parametrize(("script", "ok", "words"), [
+    ('printf "global\\ncountry GB: DFS-ETSI\\n\\t(2400 - 2483 @ 40), (N/A, 20)\\n"', True,
+     "country GB (iw reg get)"),
+    ('printf "global\\ncountry 00: DFS-UNSET\\n\\nphy#0 (self-managed)\\ncountry US: DFS-FCC\\n"',
+     True, "country US"),
+    ('printf "global\\ncountry 00: DFS-UNSET\\n"', False, "no Wi-Fi country set"),
+])
+async def test_regulatory_country_from_iw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          state_dir: Path, script: str, ok: bool,
+                                          words: str) -> None:
+    fake_iw(tmp_path, monkeypatch, script)
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))["regulatory_country"]
+    assert r.ok is ok and words in r.detail, r
+    assert ok or "raspi-config nonint do_wifi_country" in r.fix
+
+
+async def test_regulatory_country_from_sysfs_or_unknown(tmp_path: Path, state_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_iw(tmp_path, monkeypatch, 'echo "command failed: No such file or directory (-2)"; exit 1')
+    param = tmp_path / "ieee80211_regdom"
+    monkeypatch.setattr(doctor, "REGDOM_PARAM", param)
+    param.write_text("DE\n")
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))["regulatory_country"]
+    assert r.ok and "country DE" in r.detail
+    param.write_text("00\n")
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))["regulatory_country"]
+    assert not r.ok and "raspi-config nonint do_wifi_country" in r.fix
+    param.unlink()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no iw at all
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))["regulatory_country"]
+    assert not r.ok and r.detail.startswith("unknown:") and "no iw" in r.detail
+    assert "apt install iw" in r.fix
+
+
+async def test_a_hanging_check_is_bounded(tmp_path: Path, state_dir: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    fake_iw(tmp_path, monkeypatch, f"exec {sleep} 60")  # a hung command, not a synchronisation
+    async with asyncio.timeout(WAIT):
+        r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS, timeout=0.5))
+    assert not r["regulatory_country"].ok
+    assert r["regulatory_country"].detail == "no answer within 0.5 s"
+    assert r["state_dir"].ok  # the checks after it still ran
+
+
+# --- state directory and config ----------------------------------------------------------------
+
+
+async def test_state_dir(tmp_path: Path, state_dir: Path) -> None:
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))["state_dir"]
+    assert r.ok and "writable" in r.detail and "identity present" in r.detail
+    assert not list(state_dir.glob(".doctor-*"))  # the probe file is gone
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    bad = blocker / "state"
+    r = by_name(await run_checks(nm_config(bad), bus_address=NO_BUS))["state_dir"]
+    assert not r.ok and "not a writable directory" in r.detail
+    assert r.fix == f"sudo install -d -m 700 {bad}"
+
+    # Missing, then empty: `device-sim init` is the fix; the doctor creates nothing that stays.
+    fresh = tmp_path / "fresh"
+    r = by_name(await run_checks(nm_config(fresh), bus_address=NO_BUS))["state_dir"]
+    assert not r.ok and "does not exist yet" in r.detail and "no device identity" in r.detail
+    assert r.fix == f"sudo device-sim init --state-dir {fresh}"
+    assert not fresh.exists()
+    made = tmp_path / "made"
+    made.mkdir()
+    r = by_name(await run_checks(nm_config(made), bus_address=NO_BUS))["state_dir"]
+    assert not r.ok and "no device identity" in r.detail
+    assert r.fix == f"sudo device-sim init --state-dir {made}"
+    assert list(made.iterdir()) == []
+
+    state_dir.chmod(0o755)
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))["state_dir"]
+    assert r.ok and "0700 recommended" in r.detail
+
+
+async def test_config_check(tmp_path: Path, state_dir: Path) -> None:
+    path = tmp_path / "device-sim.toml"
+    path.write_text(f'state_dir = "{state_dir}"\n[network]\nbackend = "networkmanager"\n')
+    r = by_name(await diagnose(path, bus_address=NO_BUS))
+    assert r["config"].ok and f"{path} is valid" in r["config"].detail
+    assert r["state_dir"].ok  # the checks use the file's settings
+
+    path.write_text('[network]\nbakend = "networkmanager"\n')
+    r = by_name(await diagnose(path, bus_address=NO_BUS))
+    assert not r["config"].ok and r["config"].detail.startswith("device-sim.toml: network.bakend")
+    assert "packaging/device-sim.toml" in r["config"].fix
+
+    cfg = nm_config(state_dir, profile=tmp_path / "missing.yaml")
+    r = by_name(await run_checks(cfg, bus_address=NO_BUS))
+    assert not r["config"].ok and "missing.yaml" in r["config"].detail
+
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    cfg = nm_config(state_dir, cloud=CloudConfig(host="cloud.example.com", ca=tmp_path / "ca.pem"))
+    r = by_name(await run_checks(cfg, bus_address=NO_BUS))
+    assert not r["config"].ok and "cloud.ca" in r["config"].detail
+
+    error = ConfigError("device-sim.toml: ble.adapter", "expected hciN, not 'x'")
+    r = by_name(await run_checks(None, bus_address=NO_BUS, config_error=error))
+    assert not r["config"].ok and r["config"].detail == str(error)
+    assert str(tmp_path / "pi") in r["state_dir"].detail  # the others checked the defaults
+
+
+async def test_no_config_checks_the_pi_defaults(state_dir: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = PI_DEFAULTS()
+    assert defaults.network.backend == "networkmanager" and defaults.ble.adapter == "hci0"
+    assert defaults.state_dir == Path("/var/lib/device-sim")
+    monkeypatch.setattr(doctor, "_pi_defaults", lambda: nm_config(state_dir))
+    r = by_name(await run_checks(None, bus_address=NO_BUS))
+    assert r["config"].ok and "no config file" in r["config"].detail
+    assert "simulated" not in r["networkmanager"].detail  # checked, not skipped
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def test_format_json_and_exit_code() -> None:
+    results = [CheckResult("dbus", True, "connected"),
+               CheckResult("bluez", False, "adapter hci9 not found", "set [ble] adapter")]
+    lines = format_results(results).splitlines()
+    assert lines == ["PASS  dbus               connected",
+                     "FAIL  bluez              adapter hci9 not found  -> fix: set [ble] adapter"]
+    assert json.loads(json.dumps([r.to_json() for r in results])) == [
+        {"name": "dbus", "ok": True, "detail": "connected", "fix": None},
+        {"name": "bluez", "ok": False, "detail": "adapter hci9 not found",
+         "fix": "set [ble] adapter"}]
+    assert exit_code(results) == 1 and exit_code(results[:1]) == 0 and exit_code([]) == 0
