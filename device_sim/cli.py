@@ -67,14 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="run the device daemon")
-    p.add_argument("--state-dir", type=Path, required=True)
-    p.add_argument("--adapter", default="hci0")
-    p.add_argument("--backend", default="simulated", choices=["simulated"])
-    p.add_argument("--scenario", default="typical-home", help="scenario name or YAML path")
+    p.add_argument("--config", type=Path, metavar="TOML",
+                   help="daemon config file (packaging/device-sim.toml shows every key); "
+                        "flags given here override it")
+    p.add_argument("--state-dir", type=Path,
+                   help="required without --config (the config's default: /var/lib/device-sim)")
+    p.add_argument("--adapter", help="BLE adapter (default hci0)")
+    p.add_argument("--backend", choices=["simulated", "networkmanager"],
+                   help="network backend (default simulated)")
+    p.add_argument("--scenario", help="scenario name or YAML path (default typical-home)")
+    p.add_argument("--interface", help="networkmanager: the Wi-Fi interface (default: the first)")
+    p.add_argument("--cloud-host", help="the TLS endpoint the connectivity check verifies")
+    p.add_argument("--cloud-port", type=int, help="its port (default 443)")
+    p.add_argument("--cloud-ca", type=Path, help="a PEM CA bundle for it (default: the system's)")
     p.add_argument("--zero-delay", action="store_true", help="no simulated delays (benchmarks)")
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply simulated delays")
-    p.add_argument("--timeout-scale", type=float, default=1.0,
-                   help="multiply the profile's state timeouts (tests shorten them)")
+    p.add_argument("--timeout-scale", type=float,
+                   help="multiply the profile's state timeouts (tests shorten them; default 1)")
     p.add_argument("--idle-timeout", type=float, help="session idle timeout in seconds")
     p.add_argument("--notify-size", type=int, help="bytes per notification (default 244)")
     g = p.add_argument_group("BLE personalities (native, Improv Wi-Fi)")
@@ -89,17 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--improv-button", metavar="CHIP:LINE",
                    help="a GPIO button that authorizes Improv (e.g. gpiochip0:17)")
     g = p.add_argument_group("doors (BLE and the SoftAP fallback)")
-    g.add_argument("--doors", default="ble-then-softap",
-                   choices=["ble-only", "softap-only", "ble-then-softap", "both"],
+    g.add_argument("--doors", choices=["ble-only", "softap-only", "ble-then-softap", "both"],
                    help="fallback policy (default ble-then-softap)")
-    g.add_argument("--softap-window", type=float, default=60.0, metavar="S",
-                   help="ble-then-softap: open the AP when no BLE session started within S s")
-    g.add_argument("--softap-listen", default="127.0.0.1:8380", metavar="HOST:PORT",
-                   help="the device's address on its AP (port 0: any free port)")
-    g.add_argument("--softap-lan", default="127.0.0.1:8381", metavar="HOST:PORT",
-                   help="where the outcome is served on the home network after a SoftAP join")
-    g.add_argument("--captive-mode", default="app", choices=["app", "portal"],
-                   help="app: answer OS probes as online; portal: redirect them to the page")
+    g.add_argument("--softap-window", type=float, metavar="S",
+                   help="ble-then-softap: open the AP when no BLE session started within S s "
+                        "(default 60)")
+    g.add_argument("--softap-listen", metavar="HOST:PORT",
+                   help="the device's address on its AP (port 0: any free port; "
+                        "default 127.0.0.1:8380)")
+    g.add_argument("--softap-lan", metavar="HOST:PORT",
+                   help="where the outcome is served on the home network after a SoftAP join "
+                        "(default 127.0.0.1:8381)")
+    g.add_argument("--softap-lan-announce", metavar="HOST",
+                   help="the host name phones are told for the LAN listener (e.g. the Pi's "
+                        "mDNS name raspberrypi.local; default: the --softap-lan host)")
+    g.add_argument("--captive-mode", choices=["app", "portal"],
+                   help="app: answer OS probes as online; portal: redirect them to the page "
+                        "(default app)")
     g.add_argument("--softap-open", action="store_true",
                    help="run the AP without WPA2 (bench only; logged loudly)")
     g.add_argument("--softap-dnsmasq", metavar="IFACE",
@@ -137,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("codes", help="print the diagnostic-code catalogue").add_argument(
         "--json", action="store_true")
+
+    p = sub.add_parser("doctor", help="check this machine can run the daemon "
+                                      "(D-Bus, BlueZ, NetworkManager, AP mode, country, state)")
+    p.add_argument("--config", type=Path, metavar="TOML",
+                   help="the daemon config (default /etc/device-sim/device-sim.toml if present)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
 
     p = sub.add_parser("ctl", help="send a command to a running daemon (its control socket)")
     p.add_argument("--state-dir", type=Path, required=True)
@@ -180,6 +201,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await run_demo(args)
     if args.command == "codes":
         return _cmd_codes(args)
+    if args.command == "doctor":
+        return await _cmd_doctor(args)
     if args.command == "ctl":
         return await _cmd_ctl(args)
     raise ConfigError(args.command, "unknown command")
@@ -218,29 +241,54 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 async def _cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .config import DaemonConfig, load_config
     from .daemon import DaemonOptions, run_daemon
-    from .transports.ble import DEFAULT_NOTIFY_SIZE
-
     from .doors import Policy
-    from .transports.softap.door import SoftApOptions
 
-    listen_host, listen_port = _host_port(args.softap_listen, "--softap-listen")
-    lan_host, lan_port = _host_port(args.softap_lan, "--softap-lan")
-    softap = SoftApOptions(listen_host=listen_host, listen_port=listen_port, lan_host=lan_host,
-                           lan_port=lan_port, captive_mode=args.captive_mode,
-                           open_ap=args.softap_open, dnsmasq_interface=args.softap_dnsmasq)
-    opts = DaemonOptions(state_dir=args.state_dir, adapter=args.adapter, backend=args.backend,
-                         scenario=args.scenario, zero_delay=args.zero_delay,
-                         time_scale=args.time_scale, timeout_scale=args.timeout_scale,
-                         idle_timeout_s=args.idle_timeout,
-                         notify_size=args.notify_size or DEFAULT_NOTIFY_SIZE,
-                         doors=Policy(args.doors), softap_window_s=args.softap_window,
-                         softap=softap, personalities=_personalities(args.personality),
-                         improv_authorization=args.improv_auth,
-                         improv_authorization_timeout_s=args.improv_auth_timeout,
-                         improv_redirect_url=args.improv_redirect_url,
-                         improv_button=args.improv_button)
+    if args.config is None and args.state_dir is None:
+        raise ConfigError("--state-dir", "give --state-dir or --config")
+    # The config file (or the built-in defaults), then every flag given on the command line.
+    kwargs = (load_config(args.config) if args.config else DaemonConfig()).to_daemon_options()
+    flags = {"state_dir": args.state_dir, "adapter": args.adapter, "backend": args.backend,
+             "scenario": args.scenario, "timeout_scale": args.timeout_scale,
+             "idle_timeout_s": args.idle_timeout, "notify_size": args.notify_size,
+             "doors": Policy(args.doors) if args.doors else None,
+             "softap_window_s": args.softap_window,
+             "personalities": _personalities(args.personality),
+             "improv_authorization": args.improv_auth,
+             "improv_authorization_timeout_s": args.improv_auth_timeout,
+             "improv_redirect_url": args.improv_redirect_url,
+             "improv_button": args.improv_button, "interface": args.interface,
+             "cloud_host": args.cloud_host, "cloud_port": args.cloud_port,
+             "cloud_ca": args.cloud_ca}
+    kwargs.update({k: v for k, v in flags.items() if v is not None})
+    softap: dict[str, Any] = {}
+    if args.softap_listen:
+        softap["listen_host"], softap["listen_port"] = _host_port(args.softap_listen,
+                                                                  "--softap-listen")
+    if args.softap_lan:
+        softap["lan_host"], softap["lan_port"] = _host_port(args.softap_lan, "--softap-lan")
+    if args.softap_lan_announce:
+        softap["lan_announce"] = args.softap_lan_announce
+    if args.captive_mode:
+        softap["captive_mode"] = args.captive_mode
+    if args.softap_open:
+        softap["open_ap"] = True
+    if args.softap_dnsmasq:
+        softap["dnsmasq_interface"] = args.softap_dnsmasq
+    kwargs["softap"] = dataclasses.replace(kwargs["softap"], **softap)
+    opts = DaemonOptions(**kwargs, zero_delay=args.zero_delay, time_scale=args.time_scale)
     return await run_daemon(opts)
+
+
+async def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose, exit_code, format_results
+
+    results = await diagnose(args.config)
+    _print(args, [r.to_json() for r in results], lambda: format_results(results))
+    return exit_code(results)
 
 
 def _personalities(choice: str | None) -> tuple[str, ...] | None:

@@ -57,6 +57,11 @@ class DaemonOptions:
     improv_authorization_timeout_s: float | None = None
     improv_redirect_url: str | None = None
     improv_button: str | None = None              # CHIP:LINE of a GPIO button (Raspberry Pi)
+    interface: str | None = None      # networkmanager: the Wi-Fi interface (None: first managed)
+    scan_timeout_s: float = 10.0
+    cloud_host: str | None = None     # None: the backend's default
+    cloud_port: int = 443
+    cloud_ca: Path | None = None      # PEM CA bundle; None: the system trust store
 
 
 async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> int:
@@ -78,8 +83,19 @@ async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> 
         log = JsonlLog(opts.state_dir / "onboarding.jsonl")
         stack.callback(log.close)
         events.subscribe(log)
-        backend = create_backend(opts.backend, scenario=load_scenario(opts.scenario),
-                                 zero_delay=opts.zero_delay, time_scale=opts.time_scale)
+        if opts.backend == "networkmanager":
+            nm: dict[str, object] = {"interface": opts.interface,
+                                     "scan_timeout": opts.scan_timeout_s,
+                                     "cloud_port": opts.cloud_port, "cloud_ca": opts.cloud_ca}
+            if opts.cloud_host:
+                nm["cloud_host"] = opts.cloud_host
+            port = opts.softap.listen_port  # DHCP option 114 must name the door's port
+            nm["captive_api_url"] = ("http://{address}" + ("" if port == 80 else f":{port}")
+                                     + "/captive-portal/api")
+            backend = create_backend(opts.backend, store=store, **nm)
+        else:
+            backend = create_backend(opts.backend, scenario=load_scenario(opts.scenario),
+                                     zero_delay=opts.zero_delay, time_scale=opts.time_scale)
         await stack.enter_async_context(backend)
         engine = OnboardingEngine(profile, store, backend, events,
                                   timeouts=Timeouts.from_profile(profile, opts.timeout_scale))

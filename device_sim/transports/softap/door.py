@@ -53,6 +53,7 @@ class SoftApOptions:
     listen_port: int = 8380
     lan_host: str = "127.0.0.1"      # the device on the home network after a successful join
     lan_port: int = 8381
+    lan_announce: str | None = None  # the host phones are told for it (e.g. "pi.local"; mDNS)
     captive_mode: str = "app"        # app | portal (see gatt_profile.yaml softap.probes)
     open_ap: bool = False            # no WPA2 on the AP: only when configured so, logged loudly
     dnsmasq_interface: str | None = None  # run dnsmasq on this interface while the AP is up
@@ -68,8 +69,10 @@ class SoftApOptions:
 class _Listener:
     """One aiohttp server on one address; the port chosen first is kept across reopenings."""
 
-    def __init__(self, name: str, host: str, port: int, grace_s: float) -> None:
+    def __init__(self, name: str, host: str, port: int, grace_s: float,
+                 announce: str | None = None) -> None:
         self.name, self.host, self.port, self.grace_s = name, host, port, grace_s
+        self.announce = announce  # the host in the URL clients are given (default: host)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -78,7 +81,8 @@ class _Listener:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        name = self.announce or self.host
+        host = f"[{name}]" if ":" in name else name
         return f"http://{host}" + ("" if self.port == 80 else f":{self.port}")
 
     def reserve(self) -> None:
@@ -136,7 +140,8 @@ class SoftApDoor(Door):
         self.clients = HttpClients(lambda peer: service.session_peer == peer)
         self.ap = _Listener("ap", options.listen_host, options.listen_port,
                             options.shutdown_grace_s)
-        self.lan = _Listener("lan", options.lan_host, options.lan_port, options.shutdown_grace_s)
+        self.lan = _Listener("lan", options.lan_host, options.lan_port, options.shutdown_grace_s,
+                             announce=options.lan_announce)
         try:
             self.ap.reserve()
             self.lan.reserve()
