@@ -512,7 +512,11 @@ class NetworkManagerBackend(NetworkBackend):
         return int(await client.get(MANAGER_PATH, MANAGER_IFACE, "Connectivity"))
 
     async def _save(self, client: NMClient, profile: _Profile) -> None:
-        """Persist the verified profile; drop older device-sim profiles for the same SSID."""
+        """Persist the verified profile; drop every older device-sim station profile.
+
+        Re-onboarding moves the device to one network: a profile device-sim made for the old
+        one would let NetworkManager wander back to it. Profiles the user made are not touched.
+        """
         try:
             await client.call(profile.path, CONNECTION_IFACE, "Save")
         except (DBusError, OSError, EOFError) as exc:
@@ -521,8 +525,7 @@ class NetworkManagerBackend(NetworkBackend):
         profile.saved = True
         self._ledger.put(profile)
         for old in self._ledger.all():
-            if old.purpose == "station" and old.ssid_hex == profile.ssid_hex \
-                    and old.uuid != profile.uuid:
+            if old.purpose == "station" and old.uuid != profile.uuid:
                 await self._discard(old)
         log.info("saved the profile for %s", mapping.ssid_label(bytes.fromhex(profile.ssid_hex)))
 

@@ -132,3 +132,16 @@ async def test_a_new_onboarding_replaces_the_old_saved_profile(
     [path] = await nm.connections()
     assert (await nm.connection(path))["secrets"]["psk"] == "a-new-passphrase"
     assert [e["path"] for e in json.loads(store.setting(STORE_KEY) or "[]")] == [path]
+
+
+async def test_re_onboarding_to_another_network_keeps_only_the_new_one(
+        nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore) -> None:
+    users = await nm.add_user_connection(b"Office", "the-users-own-one")
+    await backend.join(b"Home", PASS)
+    await backend.verify()
+    await backend.join(b"Cafe", None)
+    await backend.verify()
+    ours = [e["path"] for e in json.loads(store.setting(STORE_KEY) or "[]")]
+    assert len(ours) == 1 and (await nm.connection(ours[0]))["settings"]["802-11-wireless"][
+        "ssid"] == b"Cafe"
+    assert sorted(await nm.connections()) == sorted([users, ours[0]])
