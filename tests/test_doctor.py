@@ -23,6 +23,7 @@ from dbus_fast.aio import MessageBus
 from device_sim import doctor
 from device_sim.config import BleConfig, CloudConfig, DaemonConfig, DoorsConfig, NetworkConfig
 from device_sim.doctor import CheckResult, diagnose, exit_code, format_results, run_checks
+from device_sim.doctor import checks_host, runner
 from device_sim.errors import ConfigError
 from device_sim.identity import create_identity
 from device_sim.network.nm import defs
@@ -54,13 +55,13 @@ def nm_config(state_dir: Path, **changes: Any) -> DaemonConfig:
         **changes)
 
 
-PI_DEFAULTS = doctor._pi_defaults
+PI_DEFAULTS = runner._pi_defaults
 
 
 @pytest.fixture(autouse=True)
 def no_system_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a config the doctor checks /var/lib/device-sim: point it into tmp_path here."""
-    monkeypatch.setattr(doctor, "_pi_defaults",
+    monkeypatch.setattr(runner, "_pi_defaults",
                         lambda: dataclasses.replace(PI_DEFAULTS(), state_dir=tmp_path / "pi"))
 
 
@@ -264,7 +265,7 @@ async def test_regulatory_country_from_sysfs_or_unknown(tmp_path: Path, state_di
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     fake_iw(tmp_path, monkeypatch, 'echo "command failed: No such file or directory (-2)"; exit 1')
     param = tmp_path / "ieee80211_regdom"
-    monkeypatch.setattr(doctor, "REGDOM_PARAM", param)
+    monkeypatch.setattr(checks_host, "REGDOM_PARAM", param)
     param.write_text("DE\n")
     r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))["regulatory_country"]
     assert r.ok and "country DE" in r.detail
@@ -355,7 +356,7 @@ async def test_no_config_checks_the_pi_defaults(state_dir: Path,
     defaults = PI_DEFAULTS()
     assert defaults.network.backend == "networkmanager" and defaults.ble.adapter == "hci0"
     assert defaults.state_dir == Path("/var/lib/device-sim")
-    monkeypatch.setattr(doctor, "_pi_defaults", lambda: nm_config(state_dir))
+    monkeypatch.setattr(runner, "_pi_defaults", lambda: nm_config(state_dir))
     r = by_name(await run_checks(None, bus_address=NO_BUS))
     assert r["config"].ok and "no config file" in r["config"].detail
     assert "simulated" not in r["networkmanager"].detail  # checked, not skipped

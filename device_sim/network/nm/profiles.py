@@ -1,0 +1,188 @@
+"""The NetworkManager connections device-sim creates: recorded, activated, deactivated, deleted.
+
+Every connection device-sim makes goes into a :class:`Ledger` (the device store under
+:data:`STORE_KEY` when one is given, else memory) before NetworkManager is even asked, so a
+cancelled request still leaves nothing behind, and deleting "ours" never touches a user's own
+profiles. :func:`activate` adds and activates one with ``persist=memory`` and follows the Wi-Fi
+device's ``StateChanged`` signal to the activation's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from dbus_fast import Variant
+from dbus_fast.errors import DBusError
+
+from ...codes import Code
+from . import mapping
+from .client import NMClient, translate
+from .defs import (ACTIVE_IFACE, CONNECTION_IFACE, DEVICE_IFACE, ERR_ACCESS_DENIED,
+                   ERR_NAME_HAS_NO_OWNER, ERR_NM_PERMISSION_DENIED, ERR_SERVICE_UNKNOWN,
+                   MANAGER_IFACE, MANAGER_PATH, SETTINGS_IFACE, SETTINGS_PATH)
+
+if TYPE_CHECKING:
+    from ...store import DeviceStore
+
+__all__ = ["FATAL", "STORE_KEY", "Ledger", "Profile", "activate", "deactivate", "delete", "save"]
+
+log = logging.getLogger(__name__)
+
+STORE_KEY = "nm.connections"
+FATAL = frozenset({ERR_ACCESS_DENIED, ERR_NM_PERMISSION_DENIED, ERR_SERVICE_UNKNOWN,
+                   ERR_NAME_HAS_NO_OWNER})
+"""D-Bus errors that mean NetworkManager refuses us or is gone: never skipped over."""
+
+
+@dataclass
+class Profile:
+    """One NetworkManager connection device-sim created (``purpose``: station or hotspot)."""
+
+    uuid: str
+    path: str
+    ssid_hex: str
+    purpose: str
+    saved: bool = False
+
+
+class Ledger:
+    """The connections device-sim created: in the store under :data:`STORE_KEY`, else memory.
+
+    ``client`` returns the live NetworkManager client (or raises): :meth:`discard` uses it.
+    """
+
+    def __init__(self, store: DeviceStore | None, client: Callable[[], NMClient]) -> None:
+        self._store = store
+        self._client = client
+        self._memory: list[Profile] = []
+
+    def all(self) -> list[Profile]:
+        if self._store is None:
+            return list(self._memory)
+        raw = self._store.setting(STORE_KEY)
+        try:
+            return [Profile(**entry) for entry in json.loads(raw or "[]")]
+        except (ValueError, TypeError):
+            log.warning("the store's %s is unreadable; starting a new list", STORE_KEY)
+            return []
+
+    def _write(self, profiles: list[Profile]) -> None:
+        if self._store is None:
+            self._memory = profiles
+        else:
+            self._store.set_setting(STORE_KEY, json.dumps([asdict(p) for p in profiles]))
+
+    def put(self, profile: Profile) -> None:
+        self._write([p for p in self.all() if p.uuid != profile.uuid] + [profile])
+
+    def remove(self, uuid: str) -> None:
+        self._write([p for p in self.all() if p.uuid != uuid])
+
+    async def discard(self, profile: Profile) -> None:
+        """Best-effort delete after a failure (the failure is the error that matters)."""
+        try:
+            await delete(self._client(), profile)
+        except Exception as exc:  # noqa: BLE001 - logged; never masks the original failure
+            log.warning("could not delete profile %s: %s", profile.uuid, exc)
+            return
+        self.remove(profile.uuid)
+
+
+async def activate(client: NMClient, ledger: Ledger, settings: mapping.Settings, purpose: str,
+                   ssid: bytes, on_state: Callable[[int], None], *, device: str, iface: str,
+                   timeout: float, doing: str, code: Code) -> tuple[Profile, mapping.Outcome]:
+    """AddAndActivateConnection2 (persist=memory) on ``device``, recorded, followed to its end.
+
+    Raises NetworkError(code) when NetworkManager refuses the request.
+    """
+    events: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
+    try:
+        unsubscribe = await client.subscribe(
+            device, DEVICE_IFACE, "StateChanged",
+            lambda msg: events.put_nowait((int(msg.body[0]), int(msg.body[1]),
+                                           int(msg.body[2]))))
+        # Recorded by UUID first: a cancelled call still leaves nothing behind.
+        profile = Profile(settings["connection"]["uuid"].value, "", ssid.hex(), purpose)
+        ledger.put(profile)
+        try:
+            path, _active, _ = await client.call(
+                MANAGER_PATH, MANAGER_IFACE, "AddAndActivateConnection2", "a{sa{sv}}ooa{sv}",
+                [settings, device, "/", {"persist": Variant("s", "memory")}])
+            profile.path = str(path)
+            ledger.put(profile)
+            return profile, await _follow(events, on_state, iface=iface, timeout=timeout)
+        except BaseException:
+            await ledger.discard(profile)
+            raise
+        finally:
+            await unsubscribe()
+    except (DBusError, OSError, EOFError) as exc:
+        raise translate(exc, doing=doing, code=code, interface=iface) from None
+
+
+async def _follow(events: asyncio.Queue[tuple[int, int, int]], on_state: Callable[[int], None],
+                  *, iface: str, timeout: float) -> mapping.Outcome:
+    """Read device StateChanged events until the activation ends or the timeout."""
+    activation = mapping.Activation()
+    try:
+        async with asyncio.timeout(timeout):
+            while activation.outcome is None:
+                new, old, reason = await events.get()
+                log.debug("device %s: %s -> %s", iface, old, mapping.describe(new, reason))
+                if activation.feed(new, old, reason):
+                    on_state(new)
+            return activation.outcome
+    except TimeoutError:
+        return activation.timed_out()
+
+
+async def save(client: NMClient, ledger: Ledger, profile: Profile) -> None:
+    """Persist the verified profile; drop every older device-sim station profile.
+
+    Re-onboarding moves the device to one network: a profile device-sim made for the old
+    one would let NetworkManager wander back to it. Profiles the user made are not touched.
+    Raises NetworkError(JOIN_FAILED) when NetworkManager cannot save it.
+    """
+    try:
+        await client.call(profile.path, CONNECTION_IFACE, "Save")
+    except (DBusError, OSError, EOFError) as exc:
+        raise translate(exc, doing="saving the network profile",
+                        code=Code.JOIN_FAILED) from None
+    profile.saved = True
+    ledger.put(profile)
+    for old in ledger.all():
+        if old.purpose == "station" and old.uuid != profile.uuid:
+            await ledger.discard(old)
+    log.info("saved the profile for %s", mapping.ssid_label(bytes.fromhex(profile.ssid_hex)))
+
+
+async def deactivate(client: NMClient, device: str, profile: Profile) -> None:
+    """Deactivate ``profile`` if it is what ``device`` runs. Raises DBusError."""
+    active = str(await client.get(device, DEVICE_IFACE, "ActiveConnection"))
+    if active != "/" and str(await client.get(active, ACTIVE_IFACE, "Connection")) \
+            == profile.path:
+        await client.call(MANAGER_PATH, MANAGER_IFACE, "DeactivateConnection", "o", [active])
+
+
+async def delete(client: NMClient, profile: Profile) -> None:
+    """Delete ``profile`` (found by UUID, else its recorded path). Raises DBusError."""
+    path = profile.path
+    try:
+        path = str((await client.call(SETTINGS_PATH, SETTINGS_IFACE, "GetConnectionByUuid",
+                                      "s", [profile.uuid]))[0])
+    except DBusError as exc:
+        if exc.type in FATAL:
+            raise
+    if not path:
+        return  # NetworkManager never made it
+    try:
+        await client.call(path, CONNECTION_IFACE, "Delete")
+    except DBusError as exc:
+        if exc.type in FATAL:
+            raise
+        log.debug("profile %s already gone (%s)", profile.uuid, exc.type)
