@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cloud-host", help="the TLS endpoint the connectivity check verifies")
     p.add_argument("--cloud-port", type=int, help="its port (default 443)")
     p.add_argument("--cloud-ca", type=Path, help="a PEM CA bundle for it (default: the system's)")
+    p.add_argument("--activation", choices=["zero-touch", "claim", "registration"],
+                   help="activate with the cloud after the checks (default: no cloud)")
+    p.add_argument("--cloud-url", help="the cloud for activation, e.g. https://localhost:8443")
+    p.add_argument("--activation-password", choices=["user", "cloud"],
+                   help="registration: the device user's password comes from the app or cloud")
     p.add_argument("--zero-delay", action="store_true", help="no simulated delays (benchmarks)")
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply simulated delays")
     p.add_argument("--timeout-scale", type=float,
@@ -132,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(c)
     _add_credentials(c, required=False)  # the setup code: required except for Improv
     c.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the outcome")
+    c.add_argument("--activate", action="store_true",
+                   help="send activation details (below; none needed for zero-touch) and "
+                        "report the device's cloud activation")
+    c.add_argument("--account", help="activation: the user's cloud account")
+    c.add_argument("--claim-token", help="activation: the claim token from the label's QR")
+    c.add_argument("--device-password", help="registration: the device user's password")
     c = csub.add_parser("portal", help="detect a captive portal as a phone OS does (SoftAP)")
     c.add_argument("--probe-url", default="http://connectivitycheck.gstatic.com/generate_204",
                    help="the OS connectivity probe to send (default Android's)")
@@ -262,7 +273,8 @@ async def _cmd_run(args: argparse.Namespace) -> int:
              "improv_redirect_url": args.improv_redirect_url,
              "improv_button": args.improv_button, "interface": args.interface,
              "cloud_host": args.cloud_host, "cloud_port": args.cloud_port,
-             "cloud_ca": args.cloud_ca}
+             "cloud_ca": args.cloud_ca, "activation": args.activation,
+             "cloud_url": args.cloud_url, "activation_password": args.activation_password}
     kwargs.update({k: v for k, v in flags.items() if v is not None})
     softap: dict[str, Any] = {}
     if args.softap_listen:
@@ -345,7 +357,12 @@ async def _cmd_client(args: argparse.Namespace) -> int:
         profile, target, setup_code=setup_code, ssid=_ssid_bytes(args),
         passphrase=Secret(args.passphrase) if args.passphrase is not None else None,
         hidden=args.hidden, outcome_timeout=args.timeout,
-        on_progress=None if args.json else _print_progress)
+        on_progress=None if args.json else _print_progress,
+        activation=({"account": args.account,
+                     "claim_token": Secret(args.claim_token) if args.claim_token else None,
+                     "device_password": (Secret(args.device_password)
+                                         if args.device_password else None)}
+                    if args.activate or args.account or args.claim_token else None))
     _print(args, result, lambda: format_result(result))
     return 0 if result.get("state") == "online" else 1
 

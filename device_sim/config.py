@@ -109,6 +109,9 @@ class CloudConfig:
     host: str | None = None                   # None: the backend's default
     port: int = 443
     ca: Path | None = None                    # a PEM CA bundle; None: the system's trust store
+    activation: str | None = None             # zero-touch | claim | registration; None: none
+    url: str | None = None                    # the cloud's https://host:port for activation
+    activation_password: str = "user"         # registration: the password comes from user|cloud
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,9 @@ class DaemonConfig:
             "cloud_host": self.cloud.host,
             "cloud_port": self.cloud.port,
             "cloud_ca": self.cloud.ca,
+            "activation": self.cloud.activation,
+            "cloud_url": self.cloud.url,
+            "activation_password": self.cloud.activation_password,
         }
 
     def to_daemon_options(self) -> dict[str, Any]:
@@ -381,7 +387,14 @@ def parse_config(data: Mapping[str, Any], source: Path) -> DaemonConfig:
     cloud = CloudConfig(
         host=t.string("host", None, pattern=_HOST_RE, what="a host name or IP address"),
         port=t.integer("port", d.cloud.port, 1, 65535),
-        ca=t.path("ca", None, base))
+        ca=t.path("ca", None, base),
+        activation=t.string("activation", None, choices=("zero-touch", "claim", "registration")),
+        url=t.string("url", None, pattern=re.compile(r"^https://[^/\s]+(/\S*)?$"),
+                     what="an https:// URL"),
+        activation_password=t.string("activation_password", d.cloud.activation_password,
+                                     choices=("user", "cloud")))
+    if cloud.activation and not cloud.url:
+        raise ConfigError(f"{source.name}: cloud.url", "activation needs the cloud's URL")
     t.done()
 
     root.done()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import logging
 import signal
 import sys
@@ -17,6 +18,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from .activation import ActivationConfig, CloudActivator
 from .control import ControlServer
 from .doors import DoorSupervisor, Policy
 from .engine import OnboardingEngine, Timeouts
@@ -35,6 +37,7 @@ from .transports.improv.personality import ImprovPersonality
 from .transports.softap.door import SoftApDoor, SoftApOptions
 
 LOG = logging.getLogger(__name__)
+LONG_PRESS_S = 10  # holding the button this long factory-resets the device
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class DaemonOptions:
     cloud_host: str | None = None     # None: the backend's default
     cloud_port: int = 443
     cloud_ca: Path | None = None      # PEM CA bundle; None: the system trust store
+    activation: str | None = None     # zero-touch | claim | registration (None: no cloud)
+    cloud_url: str | None = None      # https://host:port of the cloud for activation
+    activation_password: str = "user" # registration: the device user's password from user|cloud
 
 
 async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> int:
@@ -97,8 +103,18 @@ async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> 
             backend = create_backend(opts.backend, scenario=load_scenario(opts.scenario),
                                      zero_delay=opts.zero_delay, time_scale=opts.time_scale)
         await stack.enter_async_context(backend)
+        activator = None
+        if opts.activation:
+            if not opts.cloud_url:
+                raise ConfigError("--cloud-url", "activation needs the cloud's URL")
+            activator = CloudActivator(
+                ActivationConfig(opts.activation, opts.cloud_url, opts.cloud_ca,
+                                 password_mode=opts.activation_password),
+                opts.state_dir, identity.device_id)
         engine = OnboardingEngine(profile, store, backend, events,
-                                  timeouts=Timeouts.from_profile(profile, opts.timeout_scale))
+                                  timeouts=Timeouts.from_profile(profile, opts.timeout_scale),
+                                  activator=activator,
+                                  fault=os.environ.get("DEVICE_SIM_FAULT"))
         await stack.enter_async_context(engine)
         service = ProvisioningService(profile, engine, store, identity,
                                       idle_timeout_s=opts.idle_timeout_s)
@@ -164,7 +180,8 @@ def _register_commands(control: ControlServer, supervisor: DoorSupervisor,
                 pass
         record = engine.record
         return {"state": record.state.wire_name, "code": int(record.code),
-                "code_name": record.code.name, "attempt": record.attempt, **supervisor.status()}
+                "code_name": record.code.name, "attempt": record.attempt,
+                "activation": engine.store.cloud().public(), **supervisor.status()}
 
     async def softap_start(args: dict[str, object]) -> dict[str, object]:
         return await supervisor.open_softap("requested by the CLI")
@@ -175,6 +192,26 @@ def _register_commands(control: ControlServer, supervisor: DoorSupervisor,
                                   "(run --personality improv or both)")
         return improv.authorize("the CLI (simulated button press)")
 
+    async def factory_reset(args: dict[str, object]) -> dict[str, object]:
+        await engine.factory_reset("the CLI")
+        return {"state": engine.state.wire_name}
+
+    async def button(args: dict[str, object]) -> dict[str, object]:
+        """The device's one button: a press authorizes Improv; held 10 s it factory-resets."""
+        hold = args.get("hold_s", 0.2)
+        if not isinstance(hold, int | float) or not 0 <= hold <= 60:
+            raise OnboardingError(Code.MALFORMED_REQUEST, "hold_s: 0 to 60 seconds")
+        if hold >= LONG_PRESS_S:
+            await engine.factory_reset(f"a {hold:g} s long press")
+            return {"action": "factory-reset", "state": engine.state.wire_name}
+        if improv is not None:
+            return {"action": "improv-authorize", **improv.authorize("the button")}
+        engine.note("button", f"pressed {hold:g} s: nothing to do (hold {LONG_PRESS_S} s to "
+                    "factory-reset)")
+        return {"action": "none"}
+
     control.register("status", status)
     control.register("softap-start", softap_start)
     control.register("improv-authorize", improv_authorize)
+    control.register("factory-reset", factory_reset)
+    control.register("button", button)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .codes import Code, State
 from .errors import NetworkError, OnboardingError
@@ -26,7 +27,10 @@ from .events import DiagnosticEvent, EventBus
 from .network.base import AccessPoint, NetworkBackend, validate_credentials
 from .profile import Profile
 from .security.secret import Secret
-from .store import Credentials, DeviceStore, OnboardingRecord
+from .store import ActivationResult, Credentials, DeviceStore, OnboardingRecord
+
+if TYPE_CHECKING:
+    from .activation import CloudActivator
 
 LOG = logging.getLogger(__name__)
 
@@ -83,7 +87,8 @@ class OnboardingEngine:
 
     def __init__(self, profile: Profile, store: DeviceStore, backend: NetworkBackend,
                  events: EventBus, *, timeouts: Timeouts | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 activator: CloudActivator | None = None, fault: str | None = None) -> None:
         self.profile = profile
         self.store = store
         self.backend = backend
@@ -96,14 +101,30 @@ class OnboardingEngine:
         self._timer: asyncio.Task[None] | None = None
         self._settled = asyncio.Condition()
         self.radio_users: list[RadioUser] = []
+        self.activator = activator
+        # Failure injection for QA (DEVICE_SIM_FAULT): "crash-after-cloud-answer" kills the
+        # process between the cloud's answer and the local commit, as a power cut would.
+        self.fault = fault
         self.last_scan: list[AccessPoint] = []
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> OnboardingEngine:
         record = self.recover()
-        if record.state is S.ONLINE and self.store.credentials() is not None:
+        has_credentials = self.store.credentials() is not None
+        if record.state is S.ONLINE and has_credentials:
             # A device that was online reconnects on boot, through the same checked path.
+            self._start_attempt()
+        elif has_credentials and self.activator is not None \
+                and self.store.cloud().status == "pending":
+            # Killed between asking the cloud and committing its answer: ask again with the
+            # same request id (the cloud answers it again), so both sides agree.
+            LOG.warning("activation was pending at restart: reconciling with the cloud")
+            self._start_attempt()
+        elif record.state is S.CREDENTIALS_RECEIVED and record.phase == "factory":
+            # QR pre-provisioning: site credentials loaded at the factory are tried on first
+            # boot; a failure leaves its code for the app, as any failed attempt does.
+            LOG.info("first boot with factory-loaded Wi-Fi credentials: joining")
             self._start_attempt()
         return self
 
@@ -177,18 +198,29 @@ class OnboardingEngine:
             raise OnboardingError(Code.INVALID_STATE, "no credentials: send SET_CREDENTIALS first")
         self._start_attempt()
 
-    async def factory_reset(self) -> None:
-        """Forget credentials and saved networks; keep the identity. Back to unprovisioned."""
+    async def factory_reset(self, source: str = "request") -> None:
+        """Forget Wi-Fi credentials, saved networks, the cloud binding and its credentials;
+        keep the factory identity (keys, certificate, setup-code verifier). Back to
+        unprovisioned; the next activation tells the cloud it follows a reset."""
         if self._attempt_task is not None and not self._attempt_task.done():
             self._attempt_task.cancel()
             try:
                 await self._attempt_task
             except asyncio.CancelledError:
                 pass
+        cloud = self.store.cloud()
+        if self.activator is not None and cloud.token is not None:
+            try:  # an online device releases itself; an offline one is rebound after reset
+                async with asyncio.timeout(5):
+                    await self.activator.release(cloud.token)
+            except (OnboardingError, TimeoutError) as exc:
+                LOG.info("cloud release at factory reset failed (%s); the next activation "
+                         "says it follows a reset", exc)
         await self.backend.disconnect()
         await self.backend.forget_all()
         self.store.reset_auth_failures()
-        self._transition(S.UNPROVISIONED, phase="factory_reset", credentials=None)
+        self._transition(S.UNPROVISIONED, phase="factory_reset", detail=f"by {source}",
+                         credentials=None, forget_cloud=True)
 
     def note(self, phase: str, detail: str = "", data: dict[str, Any] | None = None,
              code: Code = Code.OK) -> None:
@@ -252,7 +284,9 @@ class OnboardingEngine:
             except TimeoutError:
                 raise NetworkError(self._timeout_code(S.VERIFYING),
                                    f"checks took over {self.timeouts.verifying:.0f} s") from None
-            self._transition(S.ONLINE, phase="online", detail=f"{result.band} ip {result.ip}")
+            activation = await self._activate()
+            self._transition(S.ONLINE, phase="online", detail=f"{result.band} ip {result.ip}",
+                             activation=activation)
         except OnboardingError as exc:
             failure = (exc.code, exc.detail, exc.raw)
         except asyncio.CancelledError:
@@ -268,6 +302,32 @@ class OnboardingEngine:
                 LOG.exception("disconnect after a failed join failed")
             self._transition(S.FAILED, code, phase="failed", detail=detail, data=raw)
 
+    async def _activate(self) -> ActivationResult | None:
+        """Cloud activation after the checks; None when none is configured or still valid
+        (a re-onboard keeps the claim). Raises OnboardingError with the cloud's code."""
+        cloud = self.store.cloud()
+        if self.activator is None or (cloud.status == "active" and not cloud.after_reset):
+            return None
+        mode = self.activator.config.mode
+        request_id = cloud.request_id if cloud.status == "pending" and cloud.request_id \
+            else self.activator.new_request_id()
+        self.store.begin_activation(request_id)  # committed before the request leaves
+        self._emit(self.state, Code.OK, "activation", mode, data={"mode": mode})
+        try:
+            async with asyncio.timeout(self.timeouts.verifying):
+                result = await self.activator.activate(self.store.cloud(), request_id)
+        except TimeoutError:
+            raise NetworkError(Code.CLOUD_UNREACHABLE, f"no answer from the cloud within "
+                               f"{self.timeouts.verifying:.0f} s") from None
+        except OnboardingError as exc:
+            if exc.code is not Code.CLOUD_UNREACHABLE:  # a definite answer: ask anew next time
+                self.store.abandon_activation()
+            raise
+        if self.fault == "crash-after-cloud-answer":
+            LOG.critical("fault injection: exiting between the cloud's answer and the commit")
+            os._exit(137)
+        return result
+
     def _timeout_code(self, state: State) -> Code:
         name = self.profile.state(state).timeout_code
         return Code[name] if name else Code.INTERNAL_ERROR
@@ -277,12 +337,15 @@ class OnboardingEngine:
 
     def _transition(self, state: State, code: Code = Code.OK, *, phase: str, detail: str = "",
                     credentials: Credentials | None | object = ..., new_attempt: bool = False,
-                    data: dict[str, Any] | None = None) -> OnboardingRecord:
+                    data: dict[str, Any] | None = None,
+                    activation: ActivationResult | None = None,
+                    forget_cloud: bool = False) -> OnboardingRecord:
         current = self.store.record().state
         if state not in TRANSITIONS[current]:
             raise OnboardingError(Code.INVALID_STATE,
                                   f"{current.wire_name} -> {state.wire_name} is not allowed")
-        kwargs: dict[str, Any] = {"phase": phase, "detail": detail, "new_attempt": new_attempt}
+        kwargs: dict[str, Any] = {"phase": phase, "detail": detail, "new_attempt": new_attempt,
+                                  "activation": activation, "forget_cloud": forget_cloud}
         if credentials is not ...:
             kwargs["credentials"] = credentials
         record = self.store.transition(state, code, **kwargs)

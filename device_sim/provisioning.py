@@ -297,6 +297,16 @@ class ProvisioningService:
             return MessageType.STATUS, self.status()
         if inner is MessageType.END_SESSION:
             return MessageType.ACK, {"request": "END_SESSION"}
+        if inner is MessageType.SET_ACTIVATION:
+            account, claim_token, password = _parse_activation(request)
+            self.store.set_activation_inputs(account, claim_token, password)
+            return MessageType.ACK, {"request": "SET_ACTIVATION"}
+        if inner is MessageType.FACTORY_RESET:
+            # Answered first; the reset runs right after and ends this session with it.
+            task = asyncio.get_running_loop().create_task(self._factory_reset())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return MessageType.ACK, {"request": "FACTORY_RESET"}
         if inner is MessageType.START_SOFTAP:
             if self.softap_opener is None:
                 raise OnboardingError(Code.SOFTAP_UNAVAILABLE,
@@ -309,7 +319,13 @@ class ProvisioningService:
         record = self.engine.record
         return {"state": record.state.wire_name, "code": int(record.code),
                 "code_name": record.code.name, "phase": record.phase, "attempt": record.attempt,
-                "detail": record.detail, "ssid_hex": record.ssid.hex() if record.ssid else None}
+                "detail": record.detail, "ssid_hex": record.ssid.hex() if record.ssid else None,
+                "activation": self.store.cloud().public()}
+
+    async def _factory_reset(self) -> None:
+        await asyncio.sleep(0)  # let the ACK leave first
+        self._close(Code.OK, notify=False)
+        await self.engine.factory_reset("an authenticated app (FACTORY_RESET)")
 
     def _secure_error(self, s: _Session, exc: OnboardingError) -> bytes:
         assert s.channel is not None
@@ -385,3 +401,16 @@ def _parse_credentials(request: dict[str, Any]) -> tuple[bytes, Secret | None, b
     except ValueError:
         raise ProtocolError(Code.MALFORMED_REQUEST, "ssid_hex is not hexadecimal") from None
     return ssid, Secret(passphrase) if passphrase is not None else None, hidden
+
+
+def _parse_activation(request: dict[str, Any]) -> tuple[str | None, Secret | None,
+                                                          Secret | None]:
+    fields = {"account", "claim_token", "device_password"}
+    if set(request) - fields or not all(isinstance(request.get(k), str | None) for k in fields):
+        raise ProtocolError(Code.MALFORMED_REQUEST,
+                            "SET_ACTIVATION takes {account, claim_token, device_password}: str")
+    account, token, password = (request.get(k) for k in ("account", "claim_token",
+                                                         "device_password"))
+    if account is not None and not 0 < len(account) <= 128:
+        raise ProtocolError(Code.MALFORMED_REQUEST, "account: 1 to 128 characters")
+    return (account, Secret(token) if token else None, Secret(password) if password else None)

@@ -46,6 +46,21 @@ CREATE TABLE IF NOT EXISTS onboarding (
     seq INTEGER NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cloud (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    status TEXT NOT NULL,            -- none | pending | active
+    mode TEXT,                       -- zero-touch | claim | registration
+    request_id TEXT,                 -- the activation request a restart repeats (idempotent)
+    account TEXT,
+    generation INTEGER,
+    token TEXT,                      -- operational credential (secret)
+    device_user TEXT,
+    device_password TEXT,            -- registration path, cloud-provided (secret)
+    after_reset INTEGER NOT NULL,    -- the next activation follows a factory reset
+    in_account TEXT,                 -- from the app (SET_ACTIVATION), until activation
+    in_claim_token TEXT,             -- (secret)
+    in_device_password TEXT          -- (secret)
+);
 CREATE TABLE IF NOT EXISTS auth (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     failures INTEGER NOT NULL,
@@ -82,6 +97,40 @@ class Credentials:
     ssid: bytes
     passphrase: Secret | None
     hidden: bool
+
+
+@dataclass(frozen=True)
+class CloudBinding:
+    """The device's cloud activation: ``status`` none, pending (asked, answer not committed)
+    or active. Secrets are :class:`Secret`."""
+
+    status: str
+    mode: str | None
+    request_id: str | None
+    account: str | None
+    generation: int | None
+    token: Secret | None
+    device_user: str | None
+    device_password: Secret | None
+    after_reset: bool
+    in_account: str | None
+    in_claim_token: Secret | None
+    in_device_password: Secret | None
+
+    def public(self) -> dict[str, object]:
+        """What STATUS and ``ctl status`` show: never a token, password or claim token."""
+        return {"status": self.status, "mode": self.mode, "account": self.account,
+                "generation": self.generation, "device_user": self.device_user}
+
+
+@dataclass(frozen=True)
+class ActivationResult:
+    mode: str
+    account: str
+    generation: int
+    token: Secret
+    device_user: str | None = None
+    device_password: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +183,8 @@ class DeviceStore:
                     "INSERT OR IGNORE INTO onboarding VALUES (1, ?, 0, '', '', 0, NULL, NULL, 0, 0, ?)",
                     (int(State.UNPROVISIONED), time.time()))
                 db.execute("INSERT OR IGNORE INTO auth VALUES (1, 0, 0)")
+                db.execute("INSERT OR IGNORE INTO cloud (one, status, after_reset)"
+                           " VALUES (1, 'none', 0)")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._db = db
@@ -214,11 +265,15 @@ class DeviceStore:
 
     def transition(self, state: State, code: Code = Code.OK, *, phase: str = "",
                    detail: str = "", credentials: Credentials | None | object = KEEP,
-                   new_attempt: bool = False) -> OnboardingRecord:
+                   new_attempt: bool = False, activation: ActivationResult | None = None,
+                   forget_cloud: bool = False) -> OnboardingRecord:
         """Commit one transition atomically and return the new record.
 
         ``credentials``: KEEP (default) leaves them, None clears them, a Credentials replaces.
-        ``new_attempt`` increments the attempt counter (a join starts).
+        ``new_attempt`` increments the attempt counter (a join starts). ``activation`` commits
+        the cloud's answer in the same transaction (never bound in the cloud but not here);
+        ``forget_cloud`` clears the binding (factory reset) and marks the next activation as
+        following a reset.
         """
         sets = ["state = ?", "code = ?", "phase = ?", "detail = ?", "seq = seq + 1",
                 "updated_at = ?"]
@@ -235,9 +290,58 @@ class DeviceStore:
         try:
             with _tx(self.db):
                 self.db.execute(f"UPDATE onboarding SET {', '.join(sets)}", args)
+                if activation is not None:
+                    a = activation
+                    self.db.execute(
+                        "UPDATE cloud SET status = 'active', mode = ?, account = ?,"
+                        " generation = ?, token = ?, device_user = ?, device_password = ?,"
+                        " after_reset = 0, in_claim_token = NULL, in_device_password = NULL",
+                        (a.mode, a.account, a.generation, a.token.reveal(), a.device_user,
+                         a.device_password.reveal() if a.device_password else None))
+                if forget_cloud:
+                    self.db.execute(
+                        "UPDATE cloud SET status = 'none', mode = NULL, request_id = NULL,"
+                        " account = NULL, generation = NULL, token = NULL, device_user = NULL,"
+                        " device_password = NULL, after_reset = 1, in_account = NULL,"
+                        " in_claim_token = NULL, in_device_password = NULL")
         except sqlite3.Error as exc:
             raise StoreError(f"transition to {state.wire_name} failed: {exc}") from exc
         return self.record()
+
+    # --- cloud binding -------------------------------------------------------------------------
+
+    def cloud(self) -> CloudBinding:
+        row = self.db.execute(
+            "SELECT status, mode, request_id, account, generation, token, device_user,"
+            " device_password, after_reset, in_account, in_claim_token, in_device_password"
+            " FROM cloud").fetchone()
+
+        def secret(value: object) -> Secret | None:
+            return Secret(str(value)) if value is not None else None
+
+        return CloudBinding(row[0], row[1], row[2], row[3], row[4], secret(row[5]), row[6],
+                            secret(row[7]), bool(row[8]), row[9], secret(row[10]),
+                            secret(row[11]))
+
+    def set_activation_inputs(self, account: str | None, claim_token: Secret | None,
+                              device_password: Secret | None) -> None:
+        """What the app sent for the next activation (SET_ACTIVATION)."""
+        with _tx(self.db):
+            self.db.execute("UPDATE cloud SET in_account = ?, in_claim_token = ?,"
+                            " in_device_password = ?",
+                            (account, claim_token.reveal() if claim_token else None,
+                             device_password.reveal() if device_password else None))
+
+    def begin_activation(self, request_id: str) -> None:
+        """Mark an activation as asked before the request leaves (a crash then repeats it)."""
+        with _tx(self.db):
+            self.db.execute("UPDATE cloud SET status = 'pending', request_id = ?", (request_id,))
+
+    def abandon_activation(self) -> None:
+        """The cloud refused: the next attempt asks anew (a new request id)."""
+        with _tx(self.db):
+            self.db.execute("UPDATE cloud SET status = CASE WHEN token IS NULL THEN 'none'"
+                            " ELSE 'active' END, request_id = NULL WHERE status = 'pending'")
 
     # --- setup-code failures (backoff) ----------------------------------------------------------
 

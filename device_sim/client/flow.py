@@ -130,19 +130,33 @@ class Provisioner:
         await self.link.__aexit__(None, None, None)
 
     async def attempt(self, ssid: bytes, passphrase: Secret | None, *, hidden: bool = False,
-                      outcome_timeout: float = 120.0) -> dict[str, Any]:
-        """Send credentials, CONNECT, follow events to online/failed. Raises OnboardingError."""
+                      outcome_timeout: float = 120.0,
+                      activation: dict[str, Secret | str | None] | None = None
+                      ) -> dict[str, Any]:
+        """Send credentials, CONNECT, follow events to online/failed. Raises OnboardingError.
+
+        ``activation`` ({account, claim_token, device_password}; {} for zero-touch) is sent as
+        SET_ACTIVATION before CONNECT, and the device's activation status (never a token) is
+        read back into the result."""
         assert self.session is not None
         events: list[dict[str, Any]] = []
         self.progress("credentials", {})
         await self.session.call(MessageType.SET_CREDENTIALS, {
             "ssid_hex": ssid.hex(), "hidden": hidden,
             "passphrase": passphrase.reveal() if passphrase else None})
+        if activation is not None:
+            await self.session.call(MessageType.SET_ACTIVATION, {
+                k: v.reveal() if isinstance(v, Secret) else v
+                for k, v in activation.items() if v is not None})
         self.clock.mark("credentials")
         await self.session.call(MessageType.CONNECT, {})
         final = await _follow(self.session, self.clock, events, self.progress, outcome_timeout)
-        return {"state": final["state"], **describe(self.profile, final["code"]),
-                "detail": final.get("detail", ""), "events": events}
+        outcome = {"state": final["state"], **describe(self.profile, final["code"]),
+                   "detail": final.get("detail", ""), "events": events}
+        if activation is not None:
+            _, status = await self.session.call(MessageType.STATUS_REQUEST, {})
+            outcome["activation"] = status.get("activation")
+        return outcome
 
     def result(self, outcome: dict[str, Any]) -> dict[str, Any]:
         """The JSON result: outcome + device + timings + GATT round trips."""
@@ -182,7 +196,8 @@ async def failure_result(profile: Profile, exc: DeviceSimError,
 async def provision(profile: Profile, target: Target, *, setup_code: Secret, ssid: bytes,
                     passphrase: Secret | None, hidden: bool = False, outcome_timeout: float = 120.0,
                     on_progress: Progress | None = None,
-                    retries: list[tuple[bytes, Secret | None, bool]] | None = None
+                    retries: list[tuple[bytes, Secret | None, bool]] | None = None,
+                    activation: dict[str, Secret | str | None] | None = None
                     ) -> dict[str, Any]:
     """Run the whole onboarding; never raises for device-reported failures (they are the result).
 
@@ -195,7 +210,8 @@ async def provision(profile: Profile, target: Target, *, setup_code: Secret, ssi
         async with prov:
             for creds in [(ssid, passphrase, hidden), *(retries or [])]:
                 outcome = await prov.attempt(creds[0], creds[1], hidden=creds[2],
-                                             outcome_timeout=outcome_timeout)
+                                             outcome_timeout=outcome_timeout,
+                                             activation=activation)
                 attempts.append(prov.result(outcome))
                 if outcome["state"] == "online":
                     break
