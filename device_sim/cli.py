@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .virtual.cli import add_parser as add_virtual_parser
     add_virtual_parser(sub)
+    from .factory.cli import add_parser as add_factory_parser
+    add_factory_parser(sub)
+    from .cloud.cli import add_parser as add_cloud_parser
+    add_cloud_parser(sub)
     return parser
 
 
@@ -189,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "virtual-ble":
             from .virtual.cli import run as run_virtual
             return run_virtual(args)
+        if args.command == "factory":
+            from .factory.cli import run as run_factory
+            return run_factory(args)
+        if args.command == "cloud":
+            from .cloud.cli import run as run_cloud
+            return run_cloud(args)
         return asyncio.run(_dispatch(args))
     except KeyboardInterrupt:
         return 130
