@@ -25,6 +25,7 @@ from typing import Any
 
 from .codes import Code, State
 from .engine import BUSY_STATES, OnboardingEngine
+from .events import DiagnosticEvent
 from .errors import DeviceSimError, OnboardingError
 from .lifecycle import Component
 from .provisioning import ProvisioningService
@@ -63,6 +64,8 @@ class DoorSupervisor(Component):
         self._timer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.decided = asyncio.Event()  # set once the fallback window is resolved either way
+        self._unsubscribe: Callable[[], None] = lambda: None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -102,9 +105,32 @@ class DoorSupervisor(Component):
         if self.policy is not Policy.BLE_THEN_SOFTAP or self.ble is None:
             self.decision = self.decision or f"policy {self.policy}"
             self.decided.set()
+        self._unsubscribe = self.engine.events.subscribe(self._on_event)
         self._note("doors opened")
 
+    def _on_event(self, event: DiagnosticEvent) -> None:
+        if event.phase == "factory_reset" and self.softap is not None:
+            self.decided.clear()  # until the policy has applied anew (ctl status waits on it)
+            task = asyncio.get_running_loop().create_task(self._reapply())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _reapply(self) -> None:
+        """After a factory reset the device waits for a new owner: the policy applies anew."""
+        if self.policy is Policy.BLE_THEN_SOFTAP and self.ble is not None:
+            self.decision = None
+            if self._session_opened not in self.service.on_session_opened:
+                self.service.on_session_opened.append(self._session_opened)
+            if self._timer is None or self._timer.done():
+                self._timer = asyncio.get_running_loop().create_task(self._window())
+            self._note("factory reset: BLE first again")
+        else:
+            await self._open("factory reset", strict=False)
+
     async def stop(self) -> None:
+        self._unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -113,3 +113,16 @@ async def test_an_online_device_keeps_its_radio(device, setup_code) -> None:
     with pytest.raises(OnboardingError) as err:
         await control_request(device.state_dir, "softap-start")
     assert err.value.code is Code.INVALID_STATE
+
+
+async def test_a_factory_reset_reopens_the_access_point(device, setup_code) -> None:
+    """An online softap-only device keeps its radio; reset, it waits for a new owner on the AP."""
+    ready = await device.start("engineering-wifi", doors="softap-only")
+    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
+                             ssid=ENGINEERING[0], passphrase=ENGINEERING[1])
+    assert result["state"] == "online"
+    assert (await _status(device))["softap"]["up"] is False  # one radio: the station has it
+    await control_request(device.state_dir, "factory-reset")
+    status = await _status(device, wait_ms=10_000)
+    assert status["state"] == "unprovisioned" and status["softap"]["up"] is True
+    assert (await _public_state(ready["doors"]["softap"]["ap_url"]))["state"] == "unprovisioned"
