@@ -4,12 +4,15 @@ The profile is the single source of truth for the GATT service, the advertisemen
 limits, the message types, the onboarding states and the diagnostic-code catalogue. Validation is
 strict: an unknown key or a bad value raises :class:`~device_sim.errors.ConfigError` whose
 ``where`` names the place, e.g. ``gatt_profile.yaml: codes.BUSY.id``.
+
+This module parses the core sections and assembles :class:`Profile`. The door-specific sections
+live in :mod:`device_sim.profile_softap` and :mod:`device_sim.profile_improv` (their dataclasses
+are re-exported here); all of them read the YAML through :mod:`device_sim.profile_reader`.
 """
 
 from __future__ import annotations
 
 import os
-import uuid as uuidlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +22,21 @@ import yaml
 
 from .codes import Code, MessageType, State
 from .errors import ConfigError
+from .profile_improv import PERSONALITIES, ImprovDef, parse_improv, parse_personalities
+from .profile_reader import Reader
+from .profile_softap import EndpointDef, HttpDef, ProbeDef, SoftApDef, parse_softap
 
 DEFAULT_PROFILE_PATH = Path(__file__).resolve().parent.parent / "gatt_profile.yaml"
 GATT_PROPERTIES = frozenset(
     {"read", "write", "write-without-response", "notify", "indicate"}
 )
+
+__all__ = [
+    "DEFAULT_PROFILE_PATH", "GATT_PROPERTIES", "PERSONALITIES",
+    "AdvertisingDef", "BackoffDef", "CharacteristicDef", "CodeDef", "EndpointDef", "FramingDef",
+    "HttpDef", "ImprovDef", "MessageDef", "ProbeDef", "Profile", "ServiceDef", "SessionDef",
+    "SoftApDef", "StateDef", "enum_drift", "load_profile", "parse_profile",
+]
 
 
 @dataclass(frozen=True)
@@ -115,78 +128,6 @@ class CodeDef:
 
 
 @dataclass(frozen=True)
-class EndpointDef:
-    method: str
-    path: str
-    listeners: tuple[str, ...]
-    request: str
-    response: str
-    description: str
-
-
-@dataclass(frozen=True)
-class ProbeDef:
-    os: str
-    path: str
-    status: int
-    content_type: str
-    body: str
-
-
-@dataclass(frozen=True)
-class HttpDef:
-    message_content_type: str
-    messages_content_type: str
-    max_json_bytes: int
-    body_timeout_ms: int
-    long_poll_max_ms: int
-    session_cookie: str
-    status_for_code: Mapping[str, int]
-    endpoints: tuple[EndpointDef, ...]
-
-    def status(self, code: Code | str) -> int:
-        """The HTTP status answering a coded error (400 unless the profile says otherwise)."""
-        name = code if isinstance(code, str) else code.name
-        return self.status_for_code.get(name, 400)
-
-
-@dataclass(frozen=True)
-class SoftApDef:
-    ssid_pattern: str
-    passphrase_length: int
-    ap_address: str
-    http: HttpDef
-    captive_modes: tuple[str, ...]
-    probes: tuple[ProbeDef, ...]
-
-
-@dataclass(frozen=True)
-class ImprovDef:
-    spec_revision: str
-    service_uuid: str
-    service_data_uuid: str
-    characteristics: Mapping[str, str]
-    diagnostics_service_uuid: str
-    states: Mapping[str, int]
-    errors: Mapping[str, int]
-    commands: Mapping[str, int]
-    capabilities: Mapping[str, int]
-    authorization: str
-    authorization_timeout_ms: int
-    reassembly_timeout_ms: int
-    redirect_url: str
-    error_for_code: Mapping[str, str]
-
-    def error_for(self, code: Code | str) -> int:
-        """The Improv error byte reporting one of the engine's codes."""
-        name = code if isinstance(code, str) else code.name
-        return self.errors[self.error_for_code.get(name, "unable_to_connect")]
-
-
-PERSONALITIES = ("native", "improv")
-
-
-@dataclass(frozen=True)
 class Profile:
     source: Path
     protocol_version: int
@@ -225,57 +166,7 @@ class Profile:
         return self.state(state).timeout_ms
 
 
-class _Reader:
-    """Walks one mapping of the YAML document, tracking the path for error messages."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(where, f"expected a mapping, got {type(data).__name__}")
-        self.data: dict[str, Any] = data
-        self.where = where
-        self.used: set[str] = set()
-
-    def at(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where and not self.where.endswith(": ") else f"{self.where}{key}"
-
-    def get(self, key: str, kind: type | tuple[type, ...], *, required: bool = True,
-            default: Any = None) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if required:
-                raise ConfigError(self.at(key), "missing")
-            return default
-        value = self.data[key]
-        if kind is int and isinstance(value, bool):
-            raise ConfigError(self.at(key), f"expected an integer, got {value!r}")
-        if not isinstance(value, kind):
-            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            raise ConfigError(self.at(key), f"expected {names}, got {value!r}")
-        return value
-
-    def child(self, key: str) -> _Reader:
-        return _Reader(self.get(key, dict), self.at(key))
-
-    def positive(self, key: str, *, required: bool = True) -> int | None:
-        value = self.get(key, int, required=required)
-        if value is not None and value <= 0:
-            raise ConfigError(self.at(key), f"must be > 0, got {value}")
-        return value
-
-    def uuid(self, key: str) -> str:
-        text = self.get(key, str)
-        try:
-            return str(uuidlib.UUID(text))
-        except ValueError:
-            raise ConfigError(self.at(key), f"not a UUID: {text!r}") from None
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise ConfigError(self.at(unknown[0]), "unknown key")
-
-
-def _service(r: _Reader) -> ServiceDef:
+def _service(r: Reader) -> ServiceDef:
     chars: dict[str, CharacteristicDef] = {}
     cr = r.child("characteristics")
     for key in list(cr.data):
@@ -302,10 +193,10 @@ def _service(r: _Reader) -> ServiceDef:
     return svc
 
 
-def _advertising(r: _Reader) -> AdvertisingDef:
+def _advertising(r: Reader) -> AdvertisingDef:
     fields: list[tuple[str, str]] = []
     for i, item in enumerate(r.get("manufacturer_data", list)):
-        f = _Reader(item, f"{r.at('manufacturer_data')}[{i}]")
+        f = Reader(item, f"{r.at('manufacturer_data')}[{i}]")
         kind = f.get("type", str)
         if kind not in ("u8", "u16", "bytes3"):
             raise ConfigError(f.at("type"), f"unknown field type {kind!r}")
@@ -323,7 +214,7 @@ def _advertising(r: _Reader) -> AdvertisingDef:
     return adv
 
 
-def _framing(r: _Reader) -> FramingDef:
+def _framing(r: Reader) -> FramingDef:
     f = FramingDef(int(r.positive("header_length") or 0), int(r.positive("first_extra_length") or 0),
                    int(r.positive("max_message_length") or 0),
                    int(r.positive("reassembly_timeout_ms") or 0))
@@ -333,7 +224,7 @@ def _framing(r: _Reader) -> FramingDef:
     return f
 
 
-def _messages(r: _Reader) -> dict[str, MessageDef]:
+def _messages(r: Reader) -> dict[str, MessageDef]:
     out: dict[str, MessageDef] = {}
     for name in list(r.data):
         m = r.child(name)
@@ -352,7 +243,7 @@ def _messages(r: _Reader) -> dict[str, MessageDef]:
     return out
 
 
-def _session(r: _Reader) -> SessionDef:
+def _session(r: Reader) -> SessionDef:
     srp = r.child("srp")
     b = r.child("backoff")
     backoff = BackoffDef(int(b.positive("free_attempts") or 0), int(b.positive("base_ms") or 0),
@@ -369,7 +260,7 @@ def _session(r: _Reader) -> SessionDef:
     return s
 
 
-def _states(r: _Reader, code_names: set[str]) -> dict[str, StateDef]:
+def _states(r: Reader, code_names: set[str]) -> dict[str, StateDef]:
     out: dict[str, StateDef] = {}
     for name in list(r.data):
         s = r.child(name)
@@ -395,7 +286,7 @@ def _states(r: _Reader, code_names: set[str]) -> dict[str, StateDef]:
     return out
 
 
-def _codes(r: _Reader) -> dict[str, CodeDef]:
+def _codes(r: Reader) -> dict[str, CodeDef]:
     out: dict[str, CodeDef] = {}
     seen: dict[int, str] = {}
     for name in list(r.data):
@@ -418,110 +309,9 @@ def _codes(r: _Reader) -> dict[str, CodeDef]:
     return out
 
 
-_ENDPOINT_KINDS = {"request": {"message", "json", "none"},
-                   "response": {"messages", "json", "captive-json", "html"}}
-
-
-def _softap(r: _Reader, code_names: set[str]) -> SoftApDef:
-    h = r.child("http")
-    statuses = h.get("status_for_code", dict)
-    for name, status in statuses.items():
-        if name not in code_names:
-            raise ConfigError(h.at(f"status_for_code.{name}"), "unknown code")
-        if not isinstance(status, int) or not 400 <= status <= 599:
-            raise ConfigError(h.at(f"status_for_code.{name}"), "must be an HTTP error status")
-    endpoints: list[EndpointDef] = []
-    for i, item in enumerate(h.get("endpoints", list)):
-        e = _Reader(item, h.at(f"endpoints[{i}]"))
-        ep = EndpointDef(e.get("method", str), e.get("path", str),
-                         tuple(e.get("listeners", list)), e.get("request", str),
-                         e.get("response", str), e.get("description", str))
-        if ep.method not in ("GET", "POST") or not ep.path.startswith("/"):
-            raise ConfigError(e.where, f"bad endpoint {ep.method} {ep.path}")
-        if not set(ep.listeners) <= {"ap", "lan"} or not ep.listeners:
-            raise ConfigError(e.at("listeners"), "a non-empty subset of [ap, lan]")
-        for key, allowed in _ENDPOINT_KINDS.items():
-            if getattr(ep, key) not in allowed:
-                raise ConfigError(e.at(key), f"one of {sorted(allowed)}")
-        e.done()
-        endpoints.append(ep)
-    http = HttpDef(h.get("message_content_type", str), h.get("messages_content_type", str),
-                   int(h.positive("max_json_bytes") or 0), int(h.positive("body_timeout_ms") or 0),
-                   int(h.positive("long_poll_max_ms") or 0), h.get("session_cookie", str),
-                   dict(statuses), tuple(endpoints))
-    h.done()
-    probes: list[ProbeDef] = []
-    for i, item in enumerate(r.get("probes", list)):
-        p = _Reader(item, r.at(f"probes[{i}]"))
-        probes.append(ProbeDef(p.get("os", str), p.get("path", str), p.get("status", int),
-                               p.get("content_type", str), p.get("body", str)))
-        p.done()
-    soft = SoftApDef(r.get("ssid_pattern", str), int(r.positive("passphrase_length") or 0),
-                     r.get("ap_address", str), http, tuple(r.get("captive_modes", list)),
-                     tuple(probes))
-    if "{short_id}" not in soft.ssid_pattern:
-        raise ConfigError(r.at("ssid_pattern"), "must contain {short_id}")
-    if not 8 <= soft.passphrase_length <= 63:
-        raise ConfigError(r.at("passphrase_length"), "a WPA2 passphrase has 8 to 63 characters")
-    if set(soft.captive_modes) != {"app", "portal"}:
-        raise ConfigError(r.at("captive_modes"), "this build implements [app, portal]")
-    r.done()
-    return soft
-
-
-_IMPROV_KEYS = {
-    "characteristics": {"state", "error", "rpc_command", "rpc_result", "capabilities"},
-    "states": {"authorization_required", "authorized", "provisioning", "provisioned"},
-    "errors": {"none", "invalid_rpc_packet", "unknown_rpc_command", "unable_to_connect",
-               "not_authorized", "bad_hostname", "unknown"},
-    "commands": {"wifi_settings", "identify", "device_info", "scan_wifi", "hostname",
-                 "device_name"},
-    "capabilities": {"identify", "device_info", "scan_wifi", "hostname", "device_name"},
-}
-
-
-def _improv(r: _Reader, code_names: set[str]) -> ImprovDef:
-    tables: dict[str, dict[str, Any]] = {}
-    for key, names in _IMPROV_KEYS.items():
-        table = r.get(key, dict)
-        if set(table) != names:
-            raise ConfigError(r.at(key), f"needs exactly {sorted(names)}")
-        kind = str if key == "characteristics" else int
-        for name, value in table.items():
-            if not isinstance(value, kind) or (kind is int and not 0 <= value <= 255):
-                raise ConfigError(r.at(f"{key}.{name}"), f"bad value {value!r}")
-        if key == "characteristics":
-            table = {name: _Reader({"u": v}, r.at(f"{key}.{name}")).uuid("u")
-                     for name, v in table.items()}
-        tables[key] = table
-    folded = r.get("error_for_code", dict)
-    for name, err in folded.items():
-        if name not in code_names or err not in tables["errors"]:
-            raise ConfigError(r.at(f"error_for_code.{name}"), "unknown code or Improv error")
-    auth = r.get("authorization", str)
-    if auth not in ("none", "required"):
-        raise ConfigError(r.at("authorization"), "none or required")
-    out = ImprovDef(r.get("spec_revision", str), r.uuid("service_uuid"),
-                    r.uuid("service_data_uuid"), tables["characteristics"],
-                    r.uuid("diagnostics_service_uuid"), tables["states"], tables["errors"],
-                    tables["commands"], tables["capabilities"], auth,
-                    int(r.positive("authorization_timeout_ms") or 0),
-                    int(r.positive("reassembly_timeout_ms") or 0), r.get("redirect_url", str),
-                    dict(folded))
-    r.done()
-    return out
-
-
-def _personalities(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not set(value) <= set(PERSONALITIES) \
-            or len(set(value)) != len(value):
-        raise ConfigError(where, f"a non-empty list of {list(PERSONALITIES)}")
-    return tuple(value)
-
-
 def parse_profile(data: Any, source: Path) -> Profile:
     """Validate a parsed YAML document. Raises ConfigError naming the bad place."""
-    root = _Reader(data, f"{source.name}: ")
+    root = Reader(data, f"{source.name}: ")
     version = root.get("protocol_version", int)
     codes = _codes(root.child("codes"))
     profile = Profile(
@@ -534,9 +324,9 @@ def parse_profile(data: Any, source: Path) -> Profile:
         session=_session(root.child("session")),
         states=_states(root.child("states"), set(codes)),
         codes=codes,
-        softap=_softap(root.child("softap"), set(codes)),
-        personalities=_personalities(root.get("personalities", list), root.at("personalities")),
-        improv=_improv(root.child("improv"), set(codes)),
+        softap=parse_softap(root.child("softap"), set(codes)),
+        personalities=parse_personalities(root.get("personalities", list), root.at("personalities")),
+        improv=parse_improv(root.child("improv"), set(codes)),
     )
     root.done()
     if profile.advertising.service_uuid != profile.service.uuid:

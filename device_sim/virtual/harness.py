@@ -8,6 +8,9 @@ pass :meth:`VirtualBle.env` to subprocesses, or wrap in-process code in :func:`u
 Both children run in their own session (process group), so the same start routine also serves
 the detached ``device-sim virtual-ble up`` mode (:meth:`VirtualBle.detach`), and one stop routine
 (:func:`terminate`) ends them from either mode. Linux only, like BlueZ.
+
+Starting, watching and stopping the children lives in :mod:`device_sim.virtual.process`;
+:class:`ProcInfo`, :func:`is_running`, :func:`terminate` and ``STOP_TIMEOUT`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -32,12 +34,28 @@ from dbus_fast import BusType, Message, MessageFlag, MessageType
 from dbus_fast.aio import MessageBus
 
 from ..errors import ConfigError, VirtualBleError
+from .process import (
+    STOP_TIMEOUT,
+    Proc,
+    ProcInfo,
+    first_exit,
+    is_running,
+    log_tail,
+    read_line,
+    stop_all,
+    terminate,
+)
+
+__all__ = [
+    "BUS_ENV", "DEFAULT_TIMEOUT", "STOP_TIMEOUT", "ProcInfo", "VirtualBle", "VirtualBleState",
+    "add_adapter", "adapter_states", "default_addresses", "find_bluezoo", "is_running",
+    "terminate", "use_bus",
+]
 
 _LOG = logging.getLogger(__name__)
 
 BUS_ENV = "DBUS_SYSTEM_BUS_ADDRESS"
 DEFAULT_TIMEOUT = 15.0
-STOP_TIMEOUT = 5.0
 _MAX_READY_ROUNDS = 1000  # each round is woken by a bus signal; the deadline bounds it too
 _ADDRESS_RE = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
 _BLUEZOO_HINT = "bluezoo not installed: pip install 'device-sim[virtual]'"
@@ -56,208 +74,6 @@ _BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configu
   </policy>
 </busconfig>
 """
-
-
-# -- processes ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProcInfo:
-    """A started daemon: name, pid (also its process group id) and kernel start time (ticks)."""
-
-    name: str
-    pid: int
-    start_ticks: int
-
-
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) from /proc/PID/stat; None if there is none."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()  # the command name may contain spaces
-    return fields[0], int(fields[19])
-
-
-def is_running(info: ProcInfo) -> bool:
-    """True while ``info.pid`` is the recorded process and it has not exited (zombies count as gone)."""
-    stat = _stat(info.pid)
-    return stat is not None and stat[1] == info.start_ticks and stat[0] not in "ZXx"
-
-
-def log_tail(path: Path | None, lines: int = 20) -> str:
-    """The last ``lines`` lines of a log file, headed by its path, for error messages."""
-    try:
-        tail = (path.read_text(errors="replace") if path else "").splitlines()[-lines:]
-    except OSError:
-        return f"(no log at {path})"
-    return f"--- end of {path} ---\n" + "\n".join(tail) if tail else f"({path} is empty)"
-
-
-class Proc:
-    """A process leading its own session/process group: awaited via pidfd, signalled, reaped.
-
-    Our own children are reaped here; adopted ones (from a state file) are left to their parent.
-    """
-
-    def __init__(self, info: ProcInfo, *, child: bool) -> None:
-        self.info = info
-        self._child = child
-        self._reaped = False
-        self._pidfd: int | None = None
-        with contextlib.suppress(OSError):  # no pidfd (Linux < 5.3, seccomp): wait() polls
-            self._pidfd = os.pidfd_open(info.pid)
-
-    @classmethod
-    def spawn(cls, name: str, argv: list[str], env: dict[str, str], log: Path,
-              stdout_fd: int | None = None) -> Proc:
-        """Start ``argv`` in a new session; stdin /dev/null, stderr (and stdout) to ``log``.
-
-        Raises:
-            VirtualBleError: the program could not be executed.
-        """
-        actions: list[tuple[Any, ...]] = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 2, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-            (os.POSIX_SPAWN_DUP2, 2 if stdout_fd is None else stdout_fd, 1),
-        ]
-        try:
-            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
-        except OSError as exc:
-            raise VirtualBleError(f"cannot start {name} ({argv[0]}): {exc}") from exc
-        stat = _stat(pid)  # our unreaped child: /proc/PID exists even if it already died
-        _LOG.debug("started %s, pid %d: %s", name, pid, " ".join(argv))
-        return cls(ProcInfo(name, pid, stat[1] if stat else 0), child=True)
-
-    @classmethod
-    def adopt(cls, info: ProcInfo) -> Proc | None:
-        """Handle on a recorded process that is not our child; None if it is gone or reused."""
-        if not is_running(info):
-            return None
-        proc = cls(info, child=False)
-        if not is_running(info):  # re-check now that the pidfd pins whatever holds the pid
-            proc.close()
-            return None
-        return proc
-
-    def exited(self) -> bool:
-        """True once the process has terminated (reaped or not). Never reaps."""
-        if self._reaped:
-            return True
-        if not self._child:
-            return not is_running(self.info)
-        try:
-            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
-            return os.waitid(os.P_PID, self.info.pid, flags) is not None
-        except ChildProcessError:
-            return True
-
-    async def wait(self, timeout: float | None) -> bool:
-        """Wait until the process has exited; False if ``timeout`` seconds pass first."""
-        if self.exited():
-            return True
-        try:
-            async with asyncio.timeout(timeout):
-                if self._pidfd is not None:
-                    await _readable(self._pidfd)  # a pidfd turns readable when its process exits
-                else:
-                    # No pidfd to await: poll briefly; the timeout (or the caller) bounds it.
-                    while not self.exited():
-                        await asyncio.sleep(0.05)
-        except TimeoutError:
-            return False
-        return True
-
-    def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to the process group while its id is still ours to name."""
-        if self._reaped or (not self._child and not is_running(self.info)):
-            return  # a reaped leader frees the id; an adopted one we cannot pin once it exits
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.info.pid, sig)
-
-    def finish(self) -> None:
-        """SIGKILL whatever is left of the group, reap our child, release the pidfd. No await."""
-        self.signal_group(signal.SIGKILL)
-        if self._child and not self._reaped:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.info.pid, 0)  # exited or SIGKILLed: returns at once
-            self._reaped = True
-        self.close()
-
-    def close(self) -> None:
-        """Release the pidfd (the process itself is left alone)."""
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-
-
-async def stop_all(procs: Sequence[Proc], timeout: float) -> None:
-    """The one stop routine: in order, SIGTERM, bounded wait, SIGKILL the group, reap.
-
-    If cancelled or failing part-way, the rest are killed without awaiting, so none is left.
-    """
-    pending = list(procs)
-    try:
-        while pending:
-            proc = pending[0]
-            if not proc.exited():
-                proc.signal_group(signal.SIGTERM)
-                if not await proc.wait(timeout):
-                    _LOG.warning("%s (pid %d) ignored SIGTERM for %g s; killing it",
-                                 proc.info.name, proc.info.pid, timeout)
-                    proc.signal_group(signal.SIGKILL)
-                    await proc.wait(timeout)
-            pending.pop(0).finish()
-    finally:
-        for proc in pending:
-            proc.finish()
-
-
-async def _readable(fd: int) -> None:
-    """Wait until ``fd`` is readable: a pipe with data or at EOF, a pidfd whose process exited."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
-
-
-async def _first_exit(procs: Sequence[Proc]) -> Proc:
-    """Wait until one of ``procs`` exits; return it."""
-    waits = {asyncio.ensure_future(p.wait(None)): p for p in procs}
-    try:
-        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        return waits[next(iter(done))]
-    finally:
-        for task in waits:
-            task.cancel()
-
-
-async def _read_line(fd: int, limit: int = 4096) -> str:
-    """First line (or what came before EOF) from a pipe, without blocking the event loop."""
-    os.set_blocking(fd, False)
-    data = b""
-    for _ in range(limit):  # each round reads >= 1 byte or ends
-        if b"\n" in data or len(data) >= limit:
-            break
-        await _readable(fd)
-        try:
-            chunk = os.read(fd, limit)
-        except BlockingIOError:
-            continue
-        if not chunk:
-            break
-        data += chunk
-    return data.split(b"\n", 1)[0].decode(errors="replace").strip()
-
 
 
 def default_addresses(count: int) -> list[str]:
@@ -507,7 +323,7 @@ class VirtualBle:
                 self._add(Proc.spawn("dbus-daemon", argv, dict(os.environ), dbus_log, write_end))
             finally:
                 os.close(write_end)
-            address = await _read_line(read_end)  # printed once the socket is listening
+            address = await read_line(read_end)  # printed once the socket is listening
         finally:
             os.close(read_end)
         if not address:
@@ -541,7 +357,7 @@ class VirtualBle:
         Raises:
             VirtualBleError: dbus-daemon or BlueZoo exited.
         """
-        exited = asyncio.ensure_future(_first_exit(self._procs))
+        exited = asyncio.ensure_future(first_exit(self._procs))
         try:
             for _ in range(_MAX_READY_ROUNDS):
                 changed.clear()  # before reading, so a change during the read wakes us again
@@ -636,16 +452,6 @@ async def adapter_states(bus: MessageBus) -> dict[str, tuple[str, bool]]:
             powered = bool(adapter["Powered"].value) if "Powered" in adapter else False
             states[path.rsplit("/", 1)[1]] = (address, powered)
     return states
-
-
-async def terminate(processes: Sequence[ProcInfo], timeout: float = STOP_TIMEOUT) -> None:
-    """Stop processes recorded by :meth:`VirtualBle.detach`, in order; skip any already gone.
-
-    A pid is only signalled while it still names the recorded process (start time checked), so a
-    stale state file cannot kill an unrelated process that reused the pid.
-    """
-    procs = [p for p in (Proc.adopt(info) for info in processes) if p is not None]
-    await stop_all(procs, timeout)
 
 
 @contextlib.contextmanager
