@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onboard over BLE (virtual adapters) or the SoftAP HTTP API (loopback)")
     p.add_argument("--personality", default="native", choices=["native", "improv"],
                    help="over BLE: the native service or the Improv Wi-Fi service")
+    p.add_argument("--activation", choices=["zero-touch", "claim", "registration"],
+                   help="a factory unit activated with the cloud emulator (in-process, account "
+                        "alice): the demo succeeds only when online and activated")
 
     sub.add_parser("codes", help="print the diagnostic-code catalogue").add_argument(
         "--json", action="store_true")

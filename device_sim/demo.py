@@ -5,6 +5,12 @@ the device daemon as a real subprocess. Over BLE (default): a private D-Bus with
 adapters, the daemon on hci0 and the reference client on hci1. With ``--transport softap``: the
 daemon opens only its SoftAP door (HTTP on loopback, the simulated access point) and the client
 provisions over HTTP. Prints what the phone saw and what the device reported.
+
+With ``--activation zero-touch|claim|registration`` the device is a factory unit (a temporary
+factory CA, fleet registration key and label) and the cloud emulator runs in-process on loopback
+with the account ``alice`` (also the unit's supply-chain account); the phone sends the
+activation inputs (claim: the account and the label's claim token; registration: the account and
+a device password) and the demo succeeds only when the device is online and activated.
 """
 
 from __future__ import annotations
@@ -14,13 +20,14 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .client.flow import Target, provision
-from .errors import TransportError
+from .errors import ConfigError, TransportError
 from .identity import create_identity
 from .network.scenario import load_scenario
 from .profile import load_profile
@@ -28,6 +35,10 @@ from .security.secret import Secret
 from .security.setup_code import normalize_setup_code
 from .store import DeviceStore
 from .virtual.harness import VirtualBle, use_bus
+
+if TYPE_CHECKING:  # the factory and cloud modules load only for --activation
+    from .cloud.admin import CloudAdmin
+    from .factory.unit import UnitResult
 
 
 class DaemonProcess:
@@ -103,19 +114,36 @@ async def run_demo(args: argparse.Namespace) -> int:
     hidden = bool(args.hidden or (creds.hidden if args.ssid is None and not args.ssid_hex else False))
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
 
+    mode = getattr(args, "activation", None)
+    if mode and args.transport == "ble" and args.personality == "improv":
+        raise ConfigError("--activation", "the Improv personality has no activation inputs; "
+                          "use --personality native")
+
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="device-sim-demo-") as tmp:
-        state_dir = Path(tmp) / "device"
-        with DeviceStore(state_dir) as store:
-            identity, label_code = create_identity(store)
+        if mode:
+            unit = _factory_unit(Path(tmp))
+            state_dir, label_code, device_id = unit.state_dir, unit.setup_code, unit.device_id
+            say(f"factory unit {unit.serial}, device {device_id}  "
+                f"label setup code {label_code.reveal()}")
+        else:
+            state_dir = Path(tmp) / "device"
+            with DeviceStore(state_dir) as store:
+                identity, label_code = create_identity(store)
+            device_id = identity.device_id
+            say(f"device {device_id}  label setup code {label_code.reveal()}")
         setup_code = Secret(normalize_setup_code(args.setup_code)) if args.setup_code else label_code
-        say(f"device {identity.device_id}  label setup code {label_code.reveal()}")
         say(f"scenario {scenario.name}: {scenario.description}")
         retries = None
         if args.retry_with_default:
             retries = [(creds.ssid, Secret(creds.passphrase) if creds.passphrase else None,
                         creds.hidden)]
         async with contextlib.AsyncExitStack() as stack:
+            cloud: _DemoCloud | None = None
+            if mode:
+                cloud = await stack.enter_async_context(_DemoCloud(Path(tmp), unit, mode))
+                say(f"cloud emulator at {cloud.url}: account {DEMO_ACCOUNT}, supply chain "
+                    f"{unit.serial} -> {DEMO_ACCOUNT}; device activation: {mode}")
             if args.transport == "softap":
                 env, adapter, doors = dict(os.environ), "hci0", "softap-only"
             else:
@@ -124,6 +152,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 stack.enter_context(use_bus(vb))
                 env, adapter, doors = vb.env(), vb.adapters[0], "ble-only"
             extra = ["--personality", args.personality] if args.transport == "ble" else []
+            extra += cloud.daemon_args() if cloud is not None else []
             daemon = DaemonProcess(daemon_argv(state_dir, adapter=adapter, scenario=args.scenario,
                                                zero_delay=args.zero_delay, doors=doors,
                                                extra=extra),
@@ -146,12 +175,97 @@ async def run_demo(args: argparse.Namespace) -> int:
                 result = await provision(
                     profile, target, setup_code=setup_code, ssid=ssid,
                     passphrase=Secret(passphrase) if passphrase else None, hidden=hidden,
-                    on_progress=None if args.json else _progress, retries=retries)
+                    on_progress=None if args.json else _progress, retries=retries,
+                    activation=cloud.inputs() if cloud is not None else None)
             for attempt in result.get("attempts", [result]):
                 say(_timeline(attempt))
+            if cloud is not None:
+                say(_activation_line(result.get("activation")))
+                listed = await cloud.listed(device_id)
+                say(f"cloud: account {DEMO_ACCOUNT} lists the device: "
+                    + (f"mode {listed['mode']}, generation {listed['generation']}"
+                       if listed else "no"))
     if args.json:
         print(json.dumps(result, indent=2))
-    return 0 if result.get("state") == "online" else 1
+    online = result.get("state") == "online"
+    if mode:
+        online = online and (result.get("activation") or {}).get("status") == "active"
+    return 0 if online else 1
+
+
+DEMO_ACCOUNT = "alice"
+
+
+def _factory_unit(tmp: Path) -> UnitResult:
+    """A temporary factory (CA and fleet registration key) and one unit made on it."""
+    from .factory.registration import ensure_registration_key
+    from .factory.unit import provision_unit
+    from .pki import create_factory_ca
+
+    create_factory_ca(tmp / "factory", "Demo Factory")
+    registration = ensure_registration_key(tmp / "factory")
+    return provision_unit(tmp / "factory", tmp / "units", station="demo",
+                          registration=registration)
+
+
+class _DemoCloud:
+    """The cloud emulator in-process, with the demo account and the unit imported."""
+
+    def __init__(self, tmp: Path, unit: UnitResult, mode: str) -> None:
+        from .cloud.emulator import CloudEmulator
+
+        self.unit, self.mode, self.tmp = unit, mode, tmp
+        self.emulator = CloudEmulator(tmp / "cloud", factory_chain=tmp / "factory" / "chain.pem")
+        self.password = secrets.token_urlsafe(12)           # the account's; never printed
+        self.device_password = Secret(secrets.token_urlsafe(12))
+        self._stack = contextlib.AsyncExitStack()
+        self.admin: CloudAdmin | None = None
+
+    @property
+    def url(self) -> str:
+        return self.emulator.url
+
+    async def __aenter__(self) -> _DemoCloud:
+        from .cloud.admin import CloudAdmin
+
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.emulator)
+            self.admin = await stack.enter_async_context(
+                CloudAdmin(self.emulator.url, self.emulator.ca_file, self.emulator.admin_token))
+            await self.admin.import_units(self.tmp / "units" / "cloud-import.json")
+            await self.admin.add_account(DEMO_ACCOUNT, self.password)
+            await self.admin.set_supply_chain(self.unit.serial, DEMO_ACCOUNT)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    def daemon_args(self) -> list[str]:
+        return ["--activation", self.mode, "--cloud-url", self.emulator.url,
+                "--cloud-ca", str(self.emulator.ca_file)]
+
+    def inputs(self) -> dict[str, Secret | str | None]:
+        """What the app sends with SET_ACTIVATION (claim: the token from the label's QR)."""
+        if self.mode == "claim":
+            return {"account": DEMO_ACCOUNT, "claim_token": self.unit.claim_token}
+        if self.mode == "registration":
+            return {"account": DEMO_ACCOUNT, "device_password": self.device_password}
+        return {}
+
+    async def listed(self, device_id: str) -> dict[str, Any] | None:
+        assert self.admin is not None
+        devices = await self.admin.list_devices(DEMO_ACCOUNT, self.password)
+        return next((d for d in devices if d["device_id"] == device_id), None)
+
+
+def _activation_line(activation: dict[str, Any] | None) -> str:
+    if not activation:
+        return "ACTIVATION: no status from the device"
+    user = f", device user {activation['device_user']}" if activation.get("device_user") else ""
+    return (f"ACTIVATION: {activation.get('status')}  mode {activation.get('mode')}, "
+            f"account {activation.get('account')}, generation {activation.get('generation')}"
+            f"{user}")
 
 
 async def _improv(args: argparse.Namespace, profile: Any, state_dir: Path, target: Target,

@@ -307,6 +307,10 @@ class OnboardingEngine:
         (a re-onboard keeps the claim). Raises OnboardingError with the cloud's code."""
         cloud = self.store.cloud()
         if self.activator is None or (cloud.status == "active" and not cloud.after_reset):
+            if cloud.in_claim_token or cloud.in_device_password:
+                # A re-onboard keeps the claim: what the app sent for activation is not needed
+                # and is not kept (a claim token or password has no business at rest).
+                self.store.set_activation_inputs(None, None, None)
             return None
         mode = self.activator.config.mode
         request_id = cloud.request_id if cloud.status == "pending" and cloud.request_id \

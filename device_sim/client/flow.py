@@ -232,7 +232,11 @@ async def _follow(session: ClientSession, clock: _Clock, events: list[dict[str, 
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise OnboardingError(Code.CLIENT_TIMEOUT, f"no outcome within {timeout:.0f} s")
-        event = await session.next_event(remaining)
+        try:
+            event = await session.next_event(remaining)
+        except TimeoutError:  # the device went silent (e.g. it lost power)
+            raise OnboardingError(Code.CLIENT_TIMEOUT,
+                                  f"no outcome within {timeout:.0f} s") from None
         events.append(event)
         progress("event", event)
         if event["state"] == "verifying" and not joined:
