@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import ssl
 import uuid
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class CloudActivator:
         self.cert, self.key = state_dir / "device.pem", state_dir / "device.key"
         self.chain = state_dir / "chain.pem"
         self.registration_file = state_dir / "registration.json"
+        self._context: ssl.SSLContext | None = None
         if config.mode in ("zero-touch", "claim") and not (self.cert.exists()
                                                             and self.key.exists()):
             raise ConfigError(str(state_dir), f"{config.mode} activation needs the factory "
@@ -75,18 +77,27 @@ class CloudActivator:
                               "registration credential (registration.json) from the factory")
 
     def _ssl(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(
-            cafile=str(self.config.ca_file) if self.config.ca_file else None)
-        if self.cert.exists() and self.key.exists():
-            # The leaf and its issuing CA, so the cloud can build the path to the factory root.
-            certfile = self.cert
-            if self.chain.exists():
-                combined = self.cert.parent / ".client-chain.pem"
-                combined.write_bytes(self.cert.read_bytes() + self.chain.read_bytes())
-                combined.chmod(0o600)
-                certfile = combined
-            ctx.load_cert_chain(str(certfile), str(self.key))
-        return ctx
+        """Trusts the cloud's CA; presents the factory certificate when the device has one."""
+        if self._context is None:
+            ctx = ssl.create_default_context(
+                cafile=str(self.config.ca_file) if self.config.ca_file else None)
+            if self.cert.exists() and self.key.exists():
+                ctx.load_cert_chain(str(self._client_chain()), str(self.key))
+            self._context = ctx
+        return self._context
+
+    def _client_chain(self) -> Path:
+        """The leaf and its issuing CA in one file, so the cloud can build the path to the
+        factory root (ssl loads a certificate chain only from a file)."""
+        if not self.chain.exists():
+            return self.cert
+        combined = self.cert.parent / ".client-chain.pem"
+        data = self.cert.read_bytes() + self.chain.read_bytes()
+        if not combined.exists() or combined.read_bytes() != data:
+            fd = os.open(combined, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+        return combined
 
     def request_body(self, binding: CloudBinding, request_id: str) -> dict[str, Any]:
         body: dict[str, Any] = {"mode": self.config.mode, "request_id": request_id,
