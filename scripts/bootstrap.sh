@@ -42,9 +42,9 @@ if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv" >&2
   python3 -m venv .venv
 fi
-# The demo needs the package and BlueZoo; the tests need the test extra too (Playwright,
+# The demo needs the package, BlueZoo and the factory extra; the tests need the test extra (Playwright,
 # python-dbusmock, ... whose builds want the apt packages above).
-extra=virtual
+extra=virtual,factory   # the demo's --activation makes a factory unit (its self-test reads the QR)
 [ "$what" = test ] && extra=test
 stamp=.venv/.device-sim-installed-$extra
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
