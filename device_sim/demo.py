@@ -132,7 +132,11 @@ async def run_demo(args: argparse.Namespace) -> int:
                 identity, label_code = create_identity(store)
             device_id = identity.device_id
             say(f"device {device_id}  label setup code {label_code.reveal()}")
-        setup_code = Secret(normalize_setup_code(args.setup_code)) if args.setup_code else label_code
+        try:
+            setup_code = (Secret(normalize_setup_code(args.setup_code)) if args.setup_code
+                          else label_code)
+        except ValueError as exc:
+            raise ConfigError("--setup-code", str(exc)) from None
         say(f"scenario {scenario.name}: {scenario.description}")
         retries = None
         if args.retry_with_default:

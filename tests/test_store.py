@@ -103,3 +103,11 @@ def test_a_store_from_before_the_softap_door_gains_the_column(tmp_path: Path) ->
         identity = store.identity()
         assert identity is not None and identity.softap_passphrase is not None
         assert identity.softap_passphrase.reveal() == "first-passphrase"
+
+
+def test_init_with_a_malformed_setup_code_is_a_usage_error(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "device_sim", "init", "--state-dir",
+                          str(tmp_path / "d"), "--setup-code", "abc"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "--setup-code" in out.stderr and "Traceback" not in out.stderr
+    assert "abc" not in out.stderr  # a mistyped code is close to the real one: never echoed

@@ -11,6 +11,8 @@ the detached ``device-sim virtual-ble up`` mode (:meth:`VirtualBle.detach`), and
 
 Starting, watching and stopping the children lives in :mod:`device_sim.virtual.process`;
 :class:`ProcInfo`, :func:`is_running`, :func:`terminate` and ``STOP_TIMEOUT`` are re-exported here.
+What is asked of BlueZoo over D-Bus lives in :mod:`device_sim.virtual.bluez_bus`;
+:func:`adapter_states` and :func:`add_adapter` are re-exported here.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from dbus_fast import BusType, Message, MessageFlag, MessageType
+from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 
 from ..errors import ConfigError, VirtualBleError
+from .bluez_bus import adapter_states, add_adapter, watch_bluez
 from .process import (
     STOP_TIMEOUT,
     Proc,
@@ -334,7 +336,7 @@ class VirtualBle:
         bus = await MessageBus(bus_address=address, bus_type=BusType.SYSTEM).connect()
         try:
             changed = asyncio.Event()
-            await _watch_bluez(bus, changed)  # subscribe before BlueZoo exists: no missed signal
+            await watch_bluez(bus, changed)  # subscribe before BlueZoo exists: no missed signal
             self._stage = "bluezoo"
             argv = [*bluezoo, "--auto-enable", "--scan-interval", str(self._scan_interval)]
             for address_ in self._addresses:
@@ -408,52 +410,6 @@ def _check_addresses(count: int | None, addresses: Sequence[str] | None) -> list
     return result
 
 
-async def _watch_bluez(bus: MessageBus, changed: asyncio.Event) -> None:
-    """Set ``changed`` on any ObjectManager/Properties signal or org.bluez owner change.
-
-    Raises:
-        VirtualBleError: the bus refused a match rule.
-    """
-    members = {"InterfacesAdded", "InterfacesRemoved", "PropertiesChanged", "NameOwnerChanged"}
-
-    def on_message(msg: Message) -> None:
-        if msg.message_type == MessageType.SIGNAL and msg.member in members:
-            changed.set()
-
-    bus.add_message_handler(on_message)
-    for rule in (
-        "type='signal',interface='org.freedesktop.DBus.ObjectManager'",
-        "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'",
-        "type='signal',member='NameOwnerChanged',arg0='org.bluez'",
-    ):
-        reply = await _call(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                            "org.freedesktop.DBus", "AddMatch", "s", [rule])
-        if reply.message_type != MessageType.METHOD_RETURN:
-            raise VirtualBleError(f"the private bus refused AddMatch {rule}: {reply.body}")
-
-
-async def _call(bus: MessageBus, dest: str, path: str, iface: str, member: str,
-                signature: str = "", body: list[Any] | None = None) -> Message:
-    return await bus.call(Message(destination=dest, path=path, interface=iface, member=member,
-                                  signature=signature, body=body or [],
-                                  flags=MessageFlag.NO_AUTOSTART))
-
-
-async def adapter_states(bus: MessageBus) -> dict[str, tuple[str, bool]]:
-    """``{"hci0": (address, powered), ...}`` from BlueZ's ObjectManager; empty if BlueZ is absent."""
-    reply = await _call(bus, "org.bluez", "/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects")
-    if reply.message_type != MessageType.METHOD_RETURN:
-        return {}
-    states: dict[str, tuple[str, bool]] = {}
-    for path, interfaces in reply.body[0].items():
-        adapter = interfaces.get("org.bluez.Adapter1")
-        if adapter is not None and path.startswith("/org/bluez/hci"):
-            address = adapter["Address"].value if "Address" in adapter else ""
-            powered = bool(adapter["Powered"].value) if "Powered" in adapter else False
-            states[path.rsplit("/", 1)[1]] = (address, powered)
-    return states
-
-
 @contextlib.contextmanager
 def use_bus(target: VirtualBle | VirtualBleState | str) -> Iterator[str]:
     """Point this process's ``DBUS_SYSTEM_BUS_ADDRESS`` at a virtual bus; restore it after.
@@ -471,29 +427,3 @@ def use_bus(target: VirtualBle | VirtualBleState | str) -> Iterator[str]:
             os.environ.pop(BUS_ENV, None)
         else:
             os.environ[BUS_ENV] = previous
-
-
-async def add_adapter(bus_address: str, index: int, address: str) -> str:
-    """Add one more powered BlueZoo adapter at run time (``org.bluezoo.Manager1.AddAdapter``).
-
-    BlueZoo links a phone adapter to a peripheral's GATT objects only once per run, so tests and
-    benchmarks give each device, or each onboarding, a fresh adapter. Returns its name
-    (``hci<index>``). Raises VirtualBleError if BlueZoo refuses or the adapter is not powered.
-    """
-    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
-    try:
-        reply = await bus.call(Message(
-            destination="org.bluez", path="/org/bluezoo", interface="org.bluezoo.Manager1",
-            member="AddAdapter", signature="ys", body=[index, address]))
-        if reply is None or reply.message_type is not MessageType.METHOD_RETURN:
-            raise VirtualBleError(f"AddAdapter hci{index} failed: {reply.body if reply else None}")
-        powered = await bus.call(Message(
-            destination="org.bluez", path=f"/org/bluez/hci{index}",
-            interface="org.freedesktop.DBus.Properties", member="Get", signature="ss",
-            body=["org.bluez.Adapter1", "Powered"]))
-        if powered is None or powered.message_type is not MessageType.METHOD_RETURN \
-                or powered.body[0].value is not True:
-            raise VirtualBleError(f"hci{index} was added but is not powered")
-    finally:
-        bus.disconnect()
-    return f"hci{index}"

@@ -1,0 +1,63 @@
+"""``device-sim codes``, ``doctor`` and ``ctl``: the catalogue, the machine check, the daemon's socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import ConfigError, OnboardingError
+from .output import emit
+
+
+def codes(args: argparse.Namespace) -> int:
+    """Print the diagnostic-code catalogue of the bundled profile."""
+    from ..profile import load_profile
+
+    profile = load_profile()
+    rows = [vars(c) for c in profile.codes.values()]
+    emit(args, rows, lambda: "\n".join(
+        f"{r['id']:>4} {r['name']:<26} {r['user_message']}\n{'':>31}next: {r['next_step']}"
+        for r in rows))
+    return 0
+
+
+async def doctor(args: argparse.Namespace) -> int:
+    """Check this machine can run the daemon; the exit code says how it went."""
+    from ..doctor import diagnose, exit_code, format_results
+
+    results = await diagnose(args.config)
+    emit(args, [r.to_json() for r in results], lambda: format_results(results))
+    return exit_code(results)
+
+
+async def ctl(args: argparse.Namespace) -> int:
+    """Send one command to a running daemon: 0 done, 1 the daemon refused it, 2 no daemon.
+
+    Raises:
+        ConfigError: a parameter is not ``KEY=VALUE``.
+    """
+    from ..control import control_request
+    from ..errors import TransportError
+
+    params: dict[str, Any] = {}
+    for item in args.params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(item, "expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    try:
+        result = await control_request(args.state_dir, args.ctl_command, params)
+    except OnboardingError as exc:
+        print(f"error {exc.code.name} ({int(exc.code)}): {exc.detail}", file=sys.stderr)
+        return 1
+    except TransportError as exc:
+        print(f"device-sim: {exc.detail}", file=sys.stderr)
+        return 2
+    emit(args, result, lambda: "\n".join(
+        f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in result.items()) or "ok")
+    return 0
