@@ -1,4 +1,15 @@
-"""Small X.509 helpers for the factory: a two-tier CA and device certificates (P-256, SHA-256).
+"""Every X.509 key, name, extension and certificate device-sim makes (P-256, SHA-256).
+
+Two kinds of CA are built here:
+
+* the factory's two-tier CA (:func:`create_factory_ca`, :class:`FactoryCA`), which signs device
+  certificates (clientAuth) and is checked by :func:`verify_chain`;
+* :class:`CertificateAuthority`, a one-tier CA for TLS servers (serverAuth, DNS and IP SANs): held
+  in memory by the simulated network backend, and persisted by the cloud emulator
+  (:mod:`device_sim.cloud.tls`), which also writes its files.
+
+Checking (fingerprints, key pairs, :func:`verify_chain`) lives in :mod:`device_sim.pki_verify`;
+the names are re-exported here.
 
 Layout of a factory CA directory (see :func:`create_factory_ca`)::
 
@@ -17,18 +28,25 @@ with mode 0600; a real line keeps them in an HSM or under a passphrase.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import ConfigError
+from .pki_verify import (cert_matches_key, fingerprint_sha256, load_certificates,
+                         public_key_fingerprint, verify_chain)
+
+__all__ = ["CHAIN", "ISSUING_DIR", "ORGANIZATION", "ROOT_DIR", "CertificateAuthority", "FactoryCA",
+           "cert_matches_key", "cert_pem", "create_factory_ca", "fingerprint_sha256", "key_pem",
+           "load_certificates", "load_issuer", "load_private_key", "make_csr", "make_device_key",
+           "make_key", "public_key_fingerprint", "subject_alt_names", "verify_chain"]
 
 ROOT_DIR = "root"
 ISSUING_DIR = "issuing"
@@ -39,7 +57,12 @@ ORGANIZATION = "device-sim"
 ROOT_DAYS = 20 * 365 + 5
 ISSUING_DAYS = 10 * 365 + 2
 DEVICE_DAYS = 3650
+TLS_CA_DAYS = 3650
+TLS_SERVER_DAYS = 30
 _BACKDATE = dt.timedelta(minutes=5)  # tolerate a device clock slightly behind the line's
+_SERVER_BACKDATE = dt.timedelta(hours=1)
+_EXPIRED = (dt.timedelta(days=60), dt.timedelta(days=30))  # expired: from 60 until 30 days ago
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # listen addresses no client connects to
 
 PrivateKey = ec.EllipticCurvePrivateKey
 PublicKey = ec.EllipticCurvePublicKey
@@ -49,34 +72,181 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def make_device_key() -> PrivateKey:
+# -- keys, names, extensions ----------------------------------------------------------------------
+
+def make_key() -> PrivateKey:
     """A fresh P-256 private key."""
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _name(common_name: str, *extra: x509.NameAttribute) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name), *extra])
+make_device_key = make_key  # the factory's name for it
 
 
-def _ca_cert(subject: x509.Name, key: PrivateKey, issuer: x509.Name, issuer_key: PrivateKey,
-             *, path_length: int, days: int, aki_from: PublicKey) -> x509.Certificate:
-    now = _now()
-    return (
+def _name(common_name: str, *extra: x509.NameAttribute,
+          organization: str | None = ORGANIZATION) -> x509.Name:
+    org = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)] if organization else []
+    return x509.Name([*org, x509.NameAttribute(NameOID.COMMON_NAME, common_name), *extra])
+
+
+def _key_usage(*, digital_signature: bool, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=digital_signature, content_commitment=False,
+                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                         key_cert_sign=cert_sign, crl_sign=cert_sign, encipher_only=False,
+                         decipher_only=False)
+
+
+def subject_alt_names(hosts: Iterable[str]) -> list[x509.GeneralName]:
+    """SANs for ``hosts`` in order, without duplicates: IP SANs for addresses, else DNS SANs.
+
+    Wildcard listen addresses (``""``, ``0.0.0.0``, ``::``) are left out.
+    """
+    names: list[x509.GeneralName] = []
+    for host in dict.fromkeys(hosts):
+        if host in _WILDCARD_HOSTS:
+            continue
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return names
+
+
+def key_pem(key: PrivateKey) -> bytes:
+    """``key`` as unencrypted PKCS#8 PEM (write it with mode 0600)."""
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+# -- certificates ---------------------------------------------------------------------------------
+
+def _ca_cert(subject: x509.Name, key: PrivateKey, issuer: x509.Name, issuer_key: PrivateKey, *,
+             path_length: int, not_before: dt.datetime, not_after: dt.datetime,
+             digital_signature: bool = False, authority_key_id: bool = True) -> x509.Certificate:
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(issuer).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE).not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(not_before).not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(_key_usage(digital_signature=digital_signature, cert_sign=True),
+                       critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(aki_from),
-                       critical=False)
-        .sign(issuer_key, hashes.SHA256())
     )
+    if authority_key_id:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _leaf_cert(subject: x509.Name, key: PublicKey, issuer: x509.Name, issuer_key: PrivateKey,
+               aki: x509.AuthorityKeyIdentifier, *, eku: x509.ObjectIdentifier,
+               not_before: dt.datetime, not_after: dt.datetime,
+               sans: list[x509.GeneralName] | None = None,
+               subject_key_id: bool = True) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(issuer).public_key(key)
+        .serial_number(x509.random_serial_number())  # 159 random bits
+        .not_valid_before(not_before).not_valid_after(not_after)
+    )
+    if sans is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    builder = (
+        builder
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(digital_signature=True, cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+    )
+    if subject_key_id:
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key),
+                                        critical=False)
+    return builder.add_extension(aki, critical=False).sign(issuer_key, hashes.SHA256())
+
+
+class CertificateAuthority:
+    """A one-tier CA (P-256, pathlen 0) that issues TLS server certificates.
+
+    ``CertificateAuthority(common_name)`` makes a fresh self-signed CA, valid from ``backdate``
+    before ``now`` (default: the current time) for ``valid_days``; its subject has only the common
+    name unless ``organization`` is given. :meth:`load` reads one back from PEM files.
+    """
+
+    def __init__(self, common_name: str, *, organization: str | None = None,
+                 now: dt.datetime | None = None, backdate: dt.timedelta = dt.timedelta(days=1),
+                 valid_days: int = TLS_CA_DAYS) -> None:
+        key, start = make_key(), now or _now()
+        subject = _name(common_name, organization=organization)
+        self._adopt(key, _ca_cert(subject, key, subject, key, path_length=0,
+                                  not_before=start - backdate,
+                                  not_after=start + dt.timedelta(days=valid_days),
+                                  digital_signature=True, authority_key_id=False))
+
+    @classmethod
+    def load(cls, cert_file: Path, key_file: Path) -> CertificateAuthority:
+        """The CA whose certificate and (unencrypted PEM, EC) key are in these files.
+
+        Raises:
+            OSError: a file cannot be read.
+            ValueError: not a PEM certificate, or not an EC private key.
+        """
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_file} is not an EC key")
+        ca = cls.__new__(cls)
+        ca._adopt(key, x509.load_pem_x509_certificate(cert_file.read_bytes()))
+        return ca
+
+    def _adopt(self, key: PrivateKey, certificate: x509.Certificate) -> None:
+        self._key = key
+        self.certificate = certificate
+        try:
+            self._ski = certificate.extensions.get_extension_for_class(
+                x509.SubjectKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            self._ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+
+    @property
+    def cert_pem(self) -> bytes:
+        return cert_pem(self.certificate)
+
+    @property
+    def key_pem(self) -> bytes:
+        """The CA's private key as unencrypted PKCS#8 PEM (write it with mode 0600)."""
+        return key_pem(self._key)
+
+    def issue(self, *hosts: str, common_name: str | None = None, expired: bool = False,
+              valid_days: int = TLS_SERVER_DAYS, now: dt.datetime | None = None,
+              subject_key_id: bool = True) -> tuple[bytes, bytes]:
+        """A TLS server certificate (serverAuth) and a fresh key: (certificate PEM, key PEM).
+
+        ``hosts`` become the SANs (:func:`subject_alt_names`); the subject is
+        ``CN=<common_name>``, by default the first host. The certificate is valid from an hour
+        before ``now`` for ``valid_days``, or, if ``expired``, from 60 until 30 days before.
+
+        Raises:
+            ValueError: no host is given.
+        """
+        if not hosts:
+            raise ValueError("a server certificate needs at least one host")
+        now = now or _now()
+        start, end = ((now - _EXPIRED[0], now - _EXPIRED[1]) if expired
+                      else (now - _SERVER_BACKDATE, now + dt.timedelta(days=valid_days)))
+        key = make_key()
+        cert = _leaf_cert(
+            _name(common_name or hosts[0], organization=None), key.public_key(),
+            self.certificate.subject, self._key,
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
+            eku=ExtendedKeyUsageOID.SERVER_AUTH, not_before=start, not_after=end,
+            sans=subject_alt_names(hosts), subject_key_id=subject_key_id)
+        return cert_pem(cert), key_pem(key)
+
+    def __repr__(self) -> str:
+        return f"CertificateAuthority({self.certificate.subject.rfc4514_string()!r})"
 
 
 @dataclass(frozen=True, repr=False)
@@ -96,7 +266,7 @@ class FactoryCA:
         return [self.issuing_cert, self.root_cert]
 
     def chain_pem(self) -> bytes:
-        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
+        return b"".join(cert_pem(c) for c in self.chain)
 
     def sign_csr(self, csr: x509.CertificateSigningRequest, *,
                  valid_days: int = DEVICE_DAYS) -> x509.Certificate:
@@ -117,26 +287,12 @@ class FactoryCA:
         if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
             raise ValueError("device keys must be P-256 (secp256r1)")
         now = _now()
-        not_after = min(now + dt.timedelta(days=valid_days),
-                        self.issuing_cert.not_valid_after_utc)
-        return (
-            x509.CertificateBuilder()
-            .subject_name(csr.subject).issuer_name(self.issuing_cert.subject).public_key(key)
-            .serial_number(x509.random_serial_number())  # 159 random bits
-            .not_valid_before(now - _BACKDATE).not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=False,
-                                         crl_sign=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                self._issuing_key.public_key()), critical=False)
-            .sign(self._issuing_key, hashes.SHA256())
-        )
+        return _leaf_cert(
+            csr.subject, key, self.issuing_cert.subject, self._issuing_key,
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(self._issuing_key.public_key()),
+            eku=ExtendedKeyUsageOID.CLIENT_AUTH, not_before=now - _BACKDATE,
+            not_after=min(now + dt.timedelta(days=valid_days),
+                          self.issuing_cert.not_valid_after_utc))
 
     def __repr__(self) -> str:
         return (f"FactoryCA(directory={str(self.directory)!r}, "
@@ -147,16 +303,6 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
-
-
-def key_pem(key: PrivateKey) -> bytes:
-    """``key`` as unencrypted PKCS#8 PEM (write it with mode 0600)."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def cert_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def create_factory_ca(directory: str | os.PathLike[str], name: str) -> FactoryCA:
@@ -176,12 +322,13 @@ def create_factory_ca(directory: str | os.PathLike[str], name: str) -> FactoryCA
     base.mkdir(parents=True, exist_ok=True)
     (base / ROOT_DIR).mkdir(mode=0o700)
     (base / ISSUING_DIR).mkdir(mode=0o700)
-    root_key, issuing_key = make_device_key(), make_device_key()
-    root_name = _name(f"{name} Root CA")
-    root = _ca_cert(root_name, root_key, root_name, root_key, path_length=1, days=ROOT_DAYS,
-                    aki_from=root_key.public_key())
+    root_key, issuing_key = make_key(), make_key()
+    root_name, now = _name(f"{name} Root CA"), _now()
+    root = _ca_cert(root_name, root_key, root_name, root_key, path_length=1,
+                    not_before=now - _BACKDATE, not_after=now + dt.timedelta(days=ROOT_DAYS))
     issuing = _ca_cert(_name(f"{name} Issuing CA"), issuing_key, root_name, root_key,
-                       path_length=0, days=ISSUING_DAYS, aki_from=root_key.public_key())
+                       path_length=0, not_before=now - _BACKDATE,
+                       not_after=now + dt.timedelta(days=ISSUING_DAYS))
     _write_private(base / ROOT_DIR / ROOT_KEY, key_pem(root_key))
     (base / ROOT_DIR / ROOT_CERT).write_bytes(cert_pem(root))
     _write_private(base / ISSUING_DIR / ISSUING_KEY, key_pem(issuing_key))
@@ -189,14 +336,6 @@ def create_factory_ca(directory: str | os.PathLike[str], name: str) -> FactoryCA
     ca = FactoryCA(base, issuing, root, issuing_key)
     (base / CHAIN).write_bytes(ca.chain_pem())
     return ca
-
-
-def load_certificates(data: bytes) -> list[x509.Certificate]:
-    """Every certificate in a PEM bundle. Raises ValueError if there is none or one is bad."""
-    certs = x509.load_pem_x509_certificates(data)
-    if not certs:  # pragma: no cover - cryptography raises first
-        raise ValueError("no certificate in the PEM data")
-    return certs
 
 
 def load_private_key(path: str | os.PathLike[str]) -> PrivateKey:
@@ -232,115 +371,3 @@ def make_csr(key: PrivateKey, device_id: str, serial: str) -> x509.CertificateSi
     """A CSR with subject ``O=device-sim, CN=<device_id>, serialNumber=<serial>``, signed by key."""
     subject = _name(device_id, x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
     return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
-
-
-def fingerprint_sha256(cert: x509.Certificate) -> str:
-    """The certificate's SHA-256 thumbprint (of its DER), lowercase hex."""
-    return cert.fingerprint(hashes.SHA256()).hex()
-
-
-def public_key_fingerprint(cert_or_key: x509.Certificate | PrivateKey | PublicKey) -> str:
-    """SHA-256 of the SubjectPublicKeyInfo DER, lowercase hex."""
-    if isinstance(cert_or_key, x509.Certificate):
-        public = cert_or_key.public_key()
-    elif isinstance(cert_or_key, ec.EllipticCurvePrivateKey):
-        public = cert_or_key.public_key()
-    else:
-        public = cert_or_key
-    spki = public.public_bytes(serialization.Encoding.DER,
-                               serialization.PublicFormat.SubjectPublicKeyInfo)
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(spki)
-    return digest.finalize().hex()
-
-
-def cert_matches_key(cert: x509.Certificate, key: PrivateKey) -> bool:
-    """True when ``key`` is the private half of ``cert``'s public key (compared and proven)."""
-    public = cert.public_key()
-    if not isinstance(public, ec.EllipticCurvePublicKey):
-        return False
-    if public_key_fingerprint(public) != public_key_fingerprint(key):
-        return False
-    challenge = os.urandom(32)
-    try:
-        public.verify(key.sign(challenge, ec.ECDSA(hashes.SHA256())), challenge,
-                      ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:  # pragma: no cover - a key whose public half was forged
-        return False
-    return True
-
-
-def _check_signed_by(cert: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
-    if cert.signature_hash_algorithm is None or cert.signature_hash_algorithm.name != "sha256":
-        raise ValueError(f"{what} is not signed with SHA-256")
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise ValueError(f"{what} is not signed by {issuer.subject.rfc4514_string()}: "
-                         f"{exc or 'bad signature'}") from None
-
-
-def _check_valid_at(cert: x509.Certificate, what: str, now: dt.datetime) -> None:
-    if now < cert.not_valid_before_utc:
-        raise ValueError(f"{what} is not valid before {cert.not_valid_before_utc.isoformat()}")
-    if now > cert.not_valid_after_utc:
-        raise ValueError(f"{what} expired on {cert.not_valid_after_utc.isoformat()}")
-
-
-def _check_ca(cert: x509.Certificate, what: str, max_path: int) -> None:
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound as exc:
-        raise ValueError(f"{what}: {exc}") from None
-    if not bc.ca or (bc.path_length is not None and bc.path_length > max_path):
-        raise ValueError(f"{what} is not a CA allowed to sign at this depth")
-    if not ku.key_cert_sign:
-        raise ValueError(f"{what} key usage lacks keyCertSign")
-
-
-def _check_leaf(cert: x509.Certificate) -> None:
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound as exc:
-        raise ValueError(f"device certificate: {exc}") from None
-    if bc.ca:
-        raise ValueError("device certificate must not be a CA")
-    if not ku.digital_signature:
-        raise ValueError("device certificate key usage lacks digitalSignature")
-    if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-        raise ValueError("device certificate extended key usage lacks clientAuth")
-
-
-def verify_chain(cert: x509.Certificate,
-                 chain_pems: bytes | Sequence[bytes | x509.Certificate],
-                 *, now: dt.datetime | None = None) -> None:
-    """Check ``cert`` against ``[issuing, root]`` (a PEM bundle, PEMs or certificates).
-
-    Checks the signatures (device by issuing, issuing by root, root by itself, all SHA-256),
-    validity at ``now`` (default: the current time), CA constraints and key usages.
-
-    Raises:
-        ValueError: with the reason, for the first check that fails.
-    """
-    if isinstance(chain_pems, bytes):
-        chain = load_certificates(chain_pems)
-    else:
-        chain = []
-        for item in chain_pems:
-            chain += [item] if isinstance(item, x509.Certificate) else load_certificates(item)
-    if len(chain) != 2:
-        raise ValueError(f"the chain must be [issuing, root], got {len(chain)} certificates")
-    issuing, root = chain
-    when = now or _now()
-    _check_signed_by(cert, issuing, "device certificate")
-    _check_signed_by(issuing, root, "issuing certificate")
-    _check_signed_by(root, root, "root certificate")
-    for c, what in ((cert, "device certificate"), (issuing, "issuing certificate"),
-                    (root, "root certificate")):
-        _check_valid_at(c, what, when)
-    _check_ca(root, "root certificate", max_path=1)
-    _check_ca(issuing, "issuing certificate", max_path=0)
-    _check_leaf(cert)

@@ -8,7 +8,9 @@ On first start the emulator makes, in its state directory::
     server.key      its key (0600)
 
 Later starts reuse them; the server certificate is issued again (by the same CA) when its names
-change or it is near expiry, so devices keep trusting ``server-ca.pem``.
+change or it is near expiry, so devices keep trusting ``server-ca.pem``. The keys and certificates
+are made by :class:`device_sim.pki.CertificateAuthority`; this module only decides when, and
+writes them.
 
 Client certificates are optional at the TLS level (``ssl.CERT_OPTIONAL``) and verified against the
 factory chain given at start: a certificate that does not chain to it fails the handshake, so a
@@ -18,7 +20,6 @@ handler only ever sees a verified certificate or none.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import ssl
 from collections.abc import Iterable
@@ -27,11 +28,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from ..errors import ConfigError
+from ..pki import ORGANIZATION, CertificateAuthority, subject_alt_names
 
 __all__ = ["CA_FILE", "PeerCertificate", "ServerPki", "client_context", "ensure_server_pki",
            "fingerprint_sha256", "server_context"]
@@ -40,7 +40,7 @@ CA_FILE = "server-ca.pem"
 CA_KEY_FILE = "server-ca.key"
 CERT_FILE = "server.pem"
 KEY_FILE = "server.key"
-_CA_DAYS = 3650
+_CA_NAME = "device-sim cloud emulator CA"
 _LEAF_DAYS = 397
 _RENEW_BEFORE = timedelta(days=7)
 
@@ -98,19 +98,20 @@ def ensure_server_pki(state_dir: Path, hosts: Iterable[str] = ("localhost", "127
         ConfigError: the files exist but cannot be read, or the state dir cannot be written.
     """
     now = now or datetime.now(UTC)
-    pki = ServerPki(state_dir / CA_FILE, state_dir / CERT_FILE, state_dir / KEY_FILE)
-    sans = _sans(hosts)
+    paths = ServerPki(state_dir / CA_FILE, state_dir / CERT_FILE, state_dir / KEY_FILE)
+    hosts = tuple(hosts)
     try:
-        ca_key, ca_cert = _load_or_make_ca(state_dir, now)
-        if not _leaf_is_current(pki.cert_file, pki.key_file, ca_cert, sans, now):
-            key = ec.generate_private_key(ec.SECP256R1())
-            cert = _issue_server(ca_key, ca_cert, key, sans, now)
-            _write_private(pki.key_file, _key_pem(key))
-            _write(pki.cert_file, cert.public_bytes(serialization.Encoding.PEM))
+        ca = _load_or_make_ca(state_dir, now)
+        if not _leaf_is_current(paths, ca.certificate, subject_alt_names(hosts), now):
+            # No subjectKeyIdentifier on this leaf, as the emulator has always issued it.
+            cert_pem, key_pem = ca.issue(*hosts, common_name="localhost", valid_days=_LEAF_DAYS,
+                                         now=now, subject_key_id=False)
+            _write_private(paths.key_file, key_pem)
+            _write(paths.cert_file, cert_pem)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cloud state dir {state_dir}", f"cannot create or read the server "
                           f"certificates: {exc}") from exc
-    return pki
+    return paths
 
 
 def server_context(pki: ServerPki, factory_chain: Path | None) -> ssl.SSLContext:
@@ -154,89 +155,28 @@ def client_context(ca_file: Path, cert_file: Path | None = None,
 
 # -- helpers --------------------------------------------------------------------------------------
 
-def _sans(hosts: Iterable[str]) -> list[x509.GeneralName]:
-    names: list[x509.GeneralName] = []
-    for host in dict.fromkeys(hosts):
-        if host in ("", "0.0.0.0", "::"):
-            continue
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    return names
-
-
-def _load_or_make_ca(state_dir: Path, now: datetime) -> tuple[ec.EllipticCurvePrivateKey,
-                                                                x509.Certificate]:
+def _load_or_make_ca(state_dir: Path, now: datetime) -> CertificateAuthority:
     ca_file, key_file = state_dir / CA_FILE, state_dir / CA_KEY_FILE
     if ca_file.exists() and key_file.exists():
-        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{key_file} is not an EC key")
-        return key, x509.load_pem_x509_certificate(ca_file.read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "device-sim"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "device-sim cloud emulator CA")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=_CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    _write_private(key_file, _key_pem(key))
-    _write(ca_file, cert.public_bytes(serialization.Encoding.PEM))
-    return key, cert
+        return CertificateAuthority.load(ca_file, key_file)
+    ca = CertificateAuthority(_CA_NAME, organization=ORGANIZATION, now=now,
+                              backdate=timedelta(hours=1))
+    _write_private(key_file, ca.key_pem)
+    _write(ca_file, ca.cert_pem)
+    return ca
 
 
-def _leaf_is_current(cert_file: Path, key_file: Path, ca_cert: x509.Certificate,
+def _leaf_is_current(paths: ServerPki, ca_cert: x509.Certificate,
                      sans: list[x509.GeneralName], now: datetime) -> bool:
-    if not (cert_file.exists() and key_file.exists()):
+    if not (paths.cert_file.exists() and paths.key_file.exists()):
         return False
-    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    cert = x509.load_pem_x509_certificate(paths.cert_file.read_bytes())
     try:
         have = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
     return (cert.issuer == ca_cert.subject and set(have) == set(sans)
             and cert.not_valid_after_utc - _RENEW_BEFORE > now)
-
-
-def _issue_server(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
-                  key: ec.EllipticCurvePrivateKey, sans: list[x509.GeneralName],
-                  now: datetime) -> x509.Certificate:
-    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=_LEAF_DAYS))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-
-def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                         data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
-                         crl_sign=cert_sign, encipher_only=False, decipher_only=False)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -23,18 +23,14 @@ import tempfile
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..codes import Code
 from ..errors import ConfigError, NetworkError
+from ..pki import CertificateAuthority  # re-exported: tests make their own cloud CAs with it
 from .base import (AccessPoint, AccessPointConfig, Band, JoinResult, NetworkBackend, Phase,
                    PhaseCallback, Security, validate_credentials)
 from .checks import Resolver, check_captive_portal, check_dns, check_internet, check_tls
@@ -52,65 +48,7 @@ MISMATCH_HOST = "other.device-sim.test"
 PREFER_5GHZ_DBM = -70
 
 
-# -- certificates ---------------------------------------------------------------------------------
-
-class CertificateAuthority:
-    """A throw-away CA (EC P-256) that issues server certificates, all in memory."""
-
-    def __init__(self, common_name: str) -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        self._ski = x509.SubjectKeyIdentifier.from_public_key(self._key.public_key())
-        now = datetime.now(UTC)
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(self._name).issuer_name(self._name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_key_usage(cert_sign=True), critical=True)
-            .add_extension(self._ski, critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
-
-    @property
-    def cert_pem(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
-
-    def issue(self, hostname: str, *, expired: bool = False) -> tuple[bytes, bytes]:
-        """A server certificate for ``hostname``; returns (certificate PEM, private key PEM)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
-        start, end = ((now - timedelta(days=60), now - timedelta(days=30)) if expired
-                      else (now - timedelta(hours=1), now + timedelta(days=30)))
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
-            .issuer_name(self._name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(cert_sign=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
-                           critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
-def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                         data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
-                         crl_sign=cert_sign, encipher_only=False, decipher_only=False)
-
+# -- TLS contexts ---------------------------------------------------------------------------------
 
 def server_ssl_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     """A TLS server context for the given certificate and key (ssl only loads them from files)."""
