@@ -18,6 +18,7 @@ from device_sim.network.scenario import parse_scenario
 from device_sim.network.simulated import SimulatedBackend, client_ssl_context
 
 from .test_scenario import SHIPPED
+from .recorder import Recorder
 
 JOIN_PHASES = ["scanning", "associating", "authenticating", "dhcp"]
 VERIFY_PHASES = ["dns", "captive_portal", "internet", "tls"]
@@ -32,19 +33,6 @@ FAILED_IN = {  # the phase each failing scenario stops in
 LAB = b"DeviceSim-Lab"
 LAB_KEY = "lab-bench-passphrase"
 
-
-class Recorder:
-    """A PhaseCallback that keeps every call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def __call__(self, phase: str, detail: dict[str, Any]) -> None:
-        self.calls.append((phase, detail))
-
-    @property
-    def phases(self) -> list[str]:
-        return [phase for phase, _ in self.calls]
 
 
 async def onboard(backend: SimulatedBackend, ssid: bytes, passphrase: str | None, *,

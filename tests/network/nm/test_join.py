@@ -19,21 +19,11 @@ from device_sim.network.nm.defs import (ERR_ACCESS_DENIED, MANAGER_IFACE, MANAGE
 from device_sim.network.nm.mock import MOCK_IFACE, NMMock
 from device_sim.store import DeviceStore
 
+from ..recorder import Recorder
 from .conftest import WAIT, MakeBackend
 
 PASS = "correct-horse-battery"
 
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def __call__(self, phase: str, detail: dict[str, Any]) -> None:
-        self.calls.append((phase, detail))
-
-    @property
-    def phases(self) -> list[str]:
-        return [phase for phase, _ in self.calls]
 
 
 async def _activations(nm: NMMock) -> list[list[Any]]:
