@@ -2,11 +2,12 @@
 # Set up device-sim on a fresh Debian 12 machine (idempotent), then run the demo or the tests.
 #   bash scripts/bootstrap.sh demo [device-sim demo options]   -> one onboarding on virtual adapters
 #   bash scripts/bootstrap.sh test [pytest options]            -> the whole test suite
-# Installs, when missing (as root): Debian's dbus (dbus-daemon for the private bus) and
-# python3-venv; for the tests also dnsmasq-base (SoftAP DHCP/DNS), udhcpc (the phone's DHCP client),
-# iproute2 (network namespaces), chromium (the browser-page test) and libdbus-1-dev,
-# libglib2.0-dev, pkg-config (to build dbus-python for python-dbusmock). Then a virtualenv in .venv
-# with the package and its test extra (bless, bleak, BlueZoo, playwright, python-dbusmock, ...).
+# Installs, when missing (as root), and says so: Debian's dbus (dbus-daemon for the private bus)
+# and python3-venv; for the tests also dnsmasq-base (SoftAP DHCP/DNS), udhcpc (the phone's DHCP
+# client), iproute2 (network namespaces), chromium (the browser-page test), dbus-bin (dbus-monitor),
+# build-essential, python3-dev, libdbus-1-dev, libglib2.0-dev, pkg-config (to build dbus-python for
+# python-dbusmock) and libssl-dev (srp's OpenSSL backend). Then a virtualenv in .venv with the
+# package and its test extra (bless, bleak, BlueZoo, playwright, python-dbusmock, ...).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -14,6 +15,7 @@ what=${1:-demo}
 shift || true
 
 need_apt=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "$what" = test ]; then
@@ -21,10 +23,13 @@ if [ "$what" = test ]; then
   command -v udhcpc >/dev/null 2>&1 || [ -x /usr/sbin/udhcpc ] || need_apt+=(udhcpc)
   command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
-  # python-dbusmock (the NetworkManager mock) needs dbus-python, built from source here.
-  for pkg in libdbus-1-dev libglib2.0-dev pkg-config; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
-      || need_apt+=("$pkg")
+  command -v dbus-monitor >/dev/null 2>&1 || need_apt+=(dbus-bin)    # the secrets-on-the-bus test
+  # python-dbusmock (the NetworkManager mock) needs dbus-python, built from source here: a C
+  # compiler (build-essential), the headers of Debian's python3 (python3-dev), libdbus and GLib.
+  # libssl-dev gives the unversioned libssl.so that srp's ctypes/OpenSSL backend loads (the
+  # session tests cross-check both SRP backends).
+  for pkg in build-essential python3-dev libdbus-1-dev libglib2.0-dev pkg-config libssl-dev; do
+    have_pkg "$pkg" || need_apt+=("$pkg")
   done
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -32,7 +37,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2
     exit 2
   fi
-  echo "bootstrap: apt-get install ${need_apt[*]}" >&2
+  echo "bootstrap: installing with apt-get: ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
