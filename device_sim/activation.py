@@ -32,6 +32,7 @@ import aiohttp
 
 from .codes import Code
 from .errors import ConfigError, NetworkError
+from .network.dial import Resolver, describe_connect_error, http_connector
 from .security.secret import Secret
 from .store import ActivationResult, CloudBinding
 
@@ -60,8 +61,12 @@ class ActivationConfig:
 class CloudActivator:
     """Activates one device (its state directory holds the factory key, cert and chain)."""
 
-    def __init__(self, config: ActivationConfig, state_dir: Path, device_id: str) -> None:
+    def __init__(self, config: ActivationConfig, state_dir: Path, device_id: str, *,
+                 resolver: Resolver | None = None) -> None:
+        """``resolver``: how the cloud's host name resolves (default the system's); every
+        address it gives is tried (Happy Eyeballs)."""
         self.config = config
+        self._resolver = resolver
         self.device_id = device_id
         self.cert, self.key = state_dir / "device.pem", state_dir / "device.key"
         self.chain = state_dir / "chain.pem"
@@ -145,7 +150,8 @@ class CloudActivator:
         url = self.config.url.rstrip("/") + path
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with aiohttp.ClientSession(connector=http_connector(self._resolver),
+                                             timeout=timeout) as http:
                 async with http.post(url, json=body, ssl=self._ssl(),
                                      headers=headers or {}) as resp:
                     text = await resp.text()
@@ -157,8 +163,9 @@ class CloudActivator:
         except aiohttp.ClientSSLError as exc:
             raise NetworkError(Code.TLS_VERIFICATION_FAILED, f"{url}: TLS failed ({exc})") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise NetworkError(Code.CLOUD_UNREACHABLE,
-                               f"{url}: {type(exc).__name__}: {exc}") from None
+            reason = (f"no answer within {self.config.timeout_s:g} s"
+                      if isinstance(exc, asyncio.TimeoutError) else describe_connect_error(exc))
+            raise NetworkError(Code.CLOUD_UNREACHABLE, f"{url}: {reason}") from None
         try:
             data = json.loads(text) if text else {}
         except json.JSONDecodeError:

@@ -47,6 +47,17 @@ class NetworkError(OnboardingError):
     """A network backend failed to join or verify (codes 1xx, 2xx)."""
 
 
+class DeviceUnreachable(OnboardingError, ConnectionError):
+    """The phone side could not reach the device (the client's own problem, not the device's).
+
+    ``DEVICE_NOT_FOUND`` when nothing was seen advertising, ``DEVICE_UNREACHABLE`` when a device
+    named by address or URL did not answer, refused the connection or went silent.
+    """
+
+    def __init__(self, detail: str, *, code: Code = Code.DEVICE_UNREACHABLE) -> None:
+        super().__init__(code, detail)
+
+
 class ProtocolError(OnboardingError, ValueError):
     """Bytes from a client that cannot be parsed: MALFORMED_REQUEST, MESSAGE_TOO_LARGE, ..."""
 
@@ -68,6 +79,22 @@ class ConfigError(DeviceSimError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.where}: {self.problem}"
+
+
+class SetupError(DeviceSimError):
+    """This machine or its files are not in the state a command needs, and the user can fix it.
+
+    Not a device failure: the command line prints the problem and ``fix`` and exits 2, e.g. an
+    identity that already exists, a daemon already running on the state directory, no usable
+    BLE adapter, no system bus.
+    """
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(problem)
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.detail}\n  fix: {self.fix}"
 
 
 class StoreError(DeviceSimError):

@@ -23,7 +23,8 @@ from typing import Any
 import aiohttp
 
 from ..codes import Code, State
-from ..errors import OnboardingError, TransportError
+from ..errors import DeviceUnreachable, OnboardingError
+from ..network.dial import Resolver, describe_connect_error, http_connector
 from ..profile import Profile
 from ..wire import PublicState, unpack_messages
 
@@ -34,8 +35,12 @@ RETRY_INTERVAL_S = 0.25   # between attempts to reach a device whose AP is down 
 class HttpLink:
     """One client of a device's SoftAP API. Use as an async context manager."""
 
-    def __init__(self, profile: Profile, url: str, *, request_timeout: float = 10.0) -> None:
+    def __init__(self, profile: Profile, url: str, *, request_timeout: float = 10.0,
+                 resolver: Resolver | None = None) -> None:
+        """``resolver``: how host names in the URLs resolve (default the system's); every
+        address is tried (Happy Eyeballs)."""
         self.profile = profile
+        self._resolver = resolver
         self.http = profile.softap.http
         self.ap_url = url.rstrip("/")
         self.lan_url: str | None = None
@@ -49,7 +54,8 @@ class HttpLink:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpLink:
-        self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
+        self._session = aiohttp.ClientSession(connector=http_connector(self._resolver),
+                                              cookie_jar=aiohttp.DummyCookieJar(),
                                               timeout=aiohttp.ClientTimeout(total=None))
         try:
             self.info = await self.read_info()
@@ -71,7 +77,7 @@ class HttpLink:
     async def _request(self, method: str, path: str, *, timeout: float | None = None,
                        data: bytes | None = None, content_type: str | None = None
                        ) -> tuple[int, bytes, str]:
-        """One request to the current base URL. Raises TransportError when it is unreachable."""
+        """One request to the current base URL. Raises DeviceUnreachable when nothing answers."""
         assert self._session is not None, "use 'async with HttpLink(...)'"
         url = self.base + path
         headers = self._headers()
@@ -86,27 +92,52 @@ class HttpLink:
                     if cookie is not None:
                         self.token = cookie.value
                     return resp.status, body, resp.content_type
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise TransportError(f"{method} {url}: {exc or type(exc).__name__}") from exc
+        except TimeoutError:
+            raise DeviceUnreachable(f"{method} {url}: no answer within "
+                                    f"{timeout or self.request_timeout:g} s") from None
+        except aiohttp.ClientConnectionError as exc:
+            raise DeviceUnreachable(f"{method} {url}: {describe_connect_error(exc)}") from None
 
     def _raise_json_error(self, status: int, body: bytes, ctype: str) -> None:
         if ctype == "application/json" and status >= 400:
-            err = json.loads(body)
-            raise OnboardingError(Code(err["code"]), err.get("detail", ""),
-                                  retry_after_ms=err.get("retry_after_ms", 0))
+            try:
+                err = json.loads(body)
+                code = Code(err["code"])
+            except (ValueError, KeyError, TypeError):
+                raise DeviceUnreachable(f"{self.base}: HTTP {status} with a JSON body that is "
+                                        "not a device-sim error: not a device-sim device?"
+                                        ) from None
+            raise OnboardingError(code, str(err.get("detail", "")),
+                                  retry_after_ms=int(err.get("retry_after_ms", 0) or 0))
         if status >= 400 and ctype != self.http.messages_content_type:
-            raise TransportError(f"HTTP {status} ({ctype or 'no body'})")
+            raise DeviceUnreachable(f"{self.base}: HTTP {status} ({ctype or 'no body'}): no "
+                                    "device-sim SoftAP API there")
+
+    def _json(self, path: str, body: bytes) -> dict[str, Any]:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise DeviceUnreachable(f"{self.base}{path}: the answer is not a device-sim JSON "
+                                    "document: not a device-sim device?")
+        return data
 
     async def read_info(self) -> dict[str, Any]:
         status, body, ctype = await self._request("GET", "/api/v1/info")
         self._raise_json_error(status, body, ctype)
-        return dict(json.loads(body))
+        return self._json("/api/v1/info", body)
 
     async def read_state(self) -> PublicState:
         status, body, ctype = await self._request("GET", "/api/v1/state")
         self._raise_json_error(status, body, ctype)
-        data = json.loads(body)
-        return PublicState(State[data["state"].upper()], Code(data["code"]), data["attempt"])
+        data = self._json("/api/v1/state", body)
+        try:
+            return PublicState(State[str(data["state"]).upper()], Code(data["code"]),
+                               int(data["attempt"]))
+        except (KeyError, ValueError, TypeError):
+            raise DeviceUnreachable(f"{self.base}/api/v1/state: not a device-sim state document"
+                                    ) from None
 
     async def send(self, message: bytes) -> None:
         """POST one message; the answers (reply, then the events it caused) wait in the inbox."""
@@ -131,7 +162,7 @@ class HttpLink:
             try:
                 status, body, ctype = await self._request(
                     "GET", f"/api/v1/events?wait_ms={wait_ms}", timeout=wait_ms / 1000 + 5)
-            except TransportError as exc:
+            except DeviceUnreachable as exc:
                 LOG.debug("device not reachable at %s (%s)", self.base, exc)
                 self._switch_base()
                 await asyncio.sleep(min(RETRY_INTERVAL_S, max(0.0, deadline - time.monotonic())))

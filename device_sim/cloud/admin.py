@@ -19,6 +19,7 @@ from typing import Any, Self
 
 import aiohttp
 
+from ..network.dial import http_connector
 from .emulator import ADMIN_HEADER
 from .errors import CloudApiError
 from .tls import client_context
@@ -51,7 +52,7 @@ class CloudAdmin:
         return f"CloudAdmin({self.url!r})"
 
     async def __aenter__(self) -> Self:
-        connector = aiohttp.TCPConnector(ssl=client_context(self.ca_file))
+        connector = http_connector(ssl=client_context(self.ca_file))
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self
 

@@ -2,21 +2,30 @@
 
 Shared by every backend: the simulated one points them at its loopback servers, the
 NetworkManager one at the real internet. Each check is bounded by its ``timeout`` and turns every
-failure into a :class:`~device_sim.errors.NetworkError` with the matching diagnostic code.
+failure into a :class:`~device_sim.errors.NetworkError` with the matching diagnostic code. The
+internet and TLS checks try every address the host resolved to (:mod:`.dial`: Happy Eyeballs),
+and a failure's detail names each address with its own reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import aiohttp
 
 from ..codes import Code
 from ..errors import NetworkError
+from .dial import (
+    DialError,
+    Resolver,
+    describe_connect_error,
+    http_connector,
+    open_stream,
+    system_resolver,
+)
 
 __all__ = [
     "Resolver",
@@ -27,16 +36,7 @@ __all__ = [
     "system_resolver",
 ]
 
-Resolver = Callable[[str], Awaitable[Sequence[str]]]
-"""Resolves a host name to its addresses; raises OSError (e.g. socket.gaierror) on failure."""
-
 _MAX_BODY = 4096
-
-
-async def system_resolver(host: str) -> list[str]:
-    """Resolve ``host`` with the operating system's resolver (getaddrinfo)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 async def check_dns(host: str, *, resolver: Resolver, timeout: float) -> list[str]:
@@ -60,16 +60,19 @@ async def check_dns(host: str, *, resolver: Resolver, timeout: float) -> list[st
     return addresses
 
 
-async def check_captive_portal(url: str, *, timeout: float) -> None:
+async def check_captive_portal(url: str, *, timeout: float,
+                               resolver: Resolver | None = None) -> None:
     """Fetch the connectivity probe ``url`` (an endpoint answering 204) without following redirects.
 
     204, or a 2xx with an empty body, means open internet. A redirect or a 2xx page means a
     captive portal: NetworkError(CAPTIVE_PORTAL), the detail names the redirect location.
     No answer (refused, reset, timeout) or an HTTP error status: NetworkError(NO_INTERNET).
+    Every address of the probe host is tried (``resolver``: default the system's).
     """
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            aiohttp.ClientSession(connector=http_connector(resolver),
+                                  timeout=aiohttp.ClientTimeout(total=timeout)) as session,
             session.get(url, allow_redirects=False) as response,
         ):
             status = response.status
@@ -93,35 +96,41 @@ async def check_captive_portal(url: str, *, timeout: float) -> None:
                        raw={"url": url, "status": status})
 
 
-async def check_internet(host: str, port: int, *, timeout: float) -> None:
-    """Open (and close) a TCP connection to an internet endpoint.
+async def check_internet(addresses: Sequence[str], port: int, *, timeout: float) -> None:
+    """Open (and close) a TCP connection to an internet endpoint, on any of its ``addresses``.
 
-    Raises NetworkError(NO_INTERNET) when it is refused, unreachable or times out.
+    Raises NetworkError(NO_INTERNET) when every address refuses, is unreachable or times out;
+    ``raw["addresses"]`` lists each one with its reason.
     """
     try:
-        async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(host, port)
-    except (TimeoutError, OSError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
-        raise NetworkError(Code.NO_INTERNET, f"connecting to {host}:{port}: {reason}",
-                           raw={"host": host, "port": port, "reason": reason}) from None
+        _, writer, _ = await open_stream(addresses, port, timeout=timeout)
+    except DialError as exc:
+        raise NetworkError(Code.NO_INTERNET, f"connecting to port {port}: {exc.reason}",
+                           raw={"port": port, "reason": exc.reason,
+                                "addresses": [f.to_json() for f in exc.failures]}) from None
     await _close(writer, timeout)
 
 
-async def check_tls(host: str, port: int, *, ssl_context: ssl.SSLContext, server_hostname: str,
-                    timeout: float) -> None:
-    """Complete a real TLS handshake with ``host:port`` verifying ``server_hostname``.
+async def check_tls(addresses: Sequence[str], port: int, *, ssl_context: ssl.SSLContext,
+                    server_hostname: str, timeout: float) -> None:
+    """Complete a real TLS handshake with ``server_hostname`` on any of its ``addresses``.
 
-    Raises NetworkError(TLS_VERIFICATION_FAILED) when the certificate does not verify (the detail
-    carries OpenSSL's reason, e.g. "certificate has expired") or the handshake fails, and
-    NetworkError(CLOUD_UNREACHABLE) when the endpoint refuses, resets or times out.
+    The TCP connection goes to the first address that answers (Happy Eyeballs); the handshake
+    runs on it. Raises NetworkError(TLS_VERIFICATION_FAILED) when the certificate does not verify
+    (the detail carries OpenSSL's reason, e.g. "certificate has expired") or the handshake fails,
+    and NetworkError(CLOUD_UNREACHABLE) when every address refuses, resets or times out (the
+    detail and ``raw["addresses"]`` name each address and its reason).
     """
-    where = f"{server_hostname} ({host}:{port})"
+    where = f"{server_hostname} port {port}"
     try:
-        async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(
-                host, port, ssl=ssl_context, server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout)
+        _, writer, _ = await open_stream(addresses, port, timeout=timeout,
+                                            ssl_context=ssl_context,
+                                            server_hostname=server_hostname,
+                                            target=server_hostname)
+    except DialError as exc:
+        raise NetworkError(Code.CLOUD_UNREACHABLE, f"{where}: {exc.reason}",
+                           raw={"host": server_hostname, "port": port, "reason": exc.reason,
+                                "addresses": [f.to_json() for f in exc.failures]}) from None
     except ssl.SSLCertVerificationError as exc:
         reason = exc.verify_message or exc.reason or str(exc)
         raise NetworkError(Code.TLS_VERIFICATION_FAILED, f"{where}: {reason}",
@@ -133,7 +142,7 @@ async def check_tls(host: str, port: int, *, ssl_context: ssl.SSLContext, server
                            raw={"host": server_hostname, "port": port, "reason": reason}) from None
     except (TimeoutError, OSError) as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
-        raise NetworkError(Code.CLOUD_UNREACHABLE, f"{where}: {reason}",
+        raise NetworkError(Code.CLOUD_UNREACHABLE, f"{where}: TLS handshake: {reason}",
                            raw={"host": server_hostname, "port": port, "reason": reason}) from None
     await _close(writer, timeout)
 
@@ -149,7 +158,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return _reason(exc.os_error)
+        return describe_connect_error(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__

@@ -309,8 +309,9 @@ class SimulatedBackend(NetworkBackend):
             _emit(on_phase, Phase.DNS, {"hosts": [PROBE_HOST, CLOUD_HOST]})
             await self._sleep(steps.dns.delay_ms)
             resolver = _resolver(steps.dns)
-            probe_ip = (await check_dns(PROBE_HOST, resolver=resolver, timeout=timeout))[0]
-            cloud_ip = (await check_dns(CLOUD_HOST, resolver=resolver, timeout=timeout))[0]
+            probe_ips = await check_dns(PROBE_HOST, resolver=resolver, timeout=timeout)
+            cloud_ips = await check_dns(CLOUD_HOST, resolver=resolver, timeout=timeout)
+            probe_ip = probe_ips[0]
 
             # A portal answers locally; otherwise the probe needs the internet.
             reachable = (steps.captive_portal.result == "portal" or steps.internet.result == "ok")
@@ -322,12 +323,12 @@ class SimulatedBackend(NetworkBackend):
 
             _emit(on_phase, Phase.INTERNET, {"host": probe_ip, "port": port})
             await self._sleep(steps.internet.delay_ms)
-            await check_internet(probe_ip, port, timeout=timeout)
+            await check_internet(probe_ips, port, timeout=timeout)
 
             tls_port = self._tls_ports[steps.tls.result]
             _emit(on_phase, Phase.TLS, {"host": CLOUD_HOST, "port": tls_port})
             await self._sleep(steps.tls.delay_ms)
-            await check_tls(cloud_ip, tls_port, ssl_context=self._device_ssl,
+            await check_tls(cloud_ips, tls_port, ssl_context=self._device_ssl,
                             server_hostname=CLOUD_HOST, timeout=timeout)
 
     async def disconnect(self) -> None:

@@ -1,4 +1,4 @@
-"""Run BlueZoo with one fix: a disconnect removes the GATT client objects its connect exported.
+"""Run BlueZoo with two fixes that make it behave as BlueZ does towards phones.
 
 Interop quirk 4: BlueZoo 1.0.2 exports a peripheral's GATT services under the phone's Device1
 path on connect and never removes them on disconnect, so the next connect of that phone to that
@@ -6,6 +6,17 @@ peripheral fails with EEXIST ("sd_bus_add_object_vtable ... error number: 17"). 
 those objects when the link goes down. The virtual-BLE harness starts BlueZoo through this module
 so phones can reconnect, as apps and third-party clients (py-improv-ble-client reconnects after a
 failed provisioning) do.
+
+Interop quirk 6: BlueZoo reports a peripheral to a scanning adapter once, when it exports the
+Device1 object; later scans find the object already there, change none of its properties and
+send no signal. bleak (like any BlueZ client) reports a device when it sees InterfacesAdded or a
+PropertiesChanged during its scan, so a second phone-side process on the same adapter (`client
+scan`, then `client networks`) never sees the device. BlueZ invalidates RSSI when discovery
+stops and sets it again for the first advertisement of the next discovery, and drops temporary
+devices (never connected or paired) it no longer sees. :func:`patch_rediscovery` does the
+equivalent: when an adapter starts discovering afresh, its cached devices that are neither
+connected, connecting nor paired are removed, so the scan that follows adds them again and every
+client command finds the device, as on real BlueZ.
 
     python -m device_sim.virtual.bluezoo_launch [bluezoo options]
 """
@@ -51,8 +62,36 @@ def patch_disconnect() -> None:
     device.Device.disconnect = disconnect
 
 
+def patch_rediscovery() -> None:
+    from bluezoo import bluezoo
+
+    original = bluezoo.BluezMockService.create_discovering_task
+    if getattr(original, "_device_sim_fixed", False):
+        return
+
+    def create_discovering_task(self: Any, id: int) -> Any:
+        adapter = self.adapters[id]
+        if not adapter.discovering:  # a fresh discovery, not a second scanner joining one
+            for path, dev in list(adapter.devices.items()):
+                if dev.connected or dev.paired or not dev.connecting_task.done():
+                    continue
+                LOG.debug("fresh discovery on %s: forgetting cached %s", adapter, dev)
+                adapter.devices.pop(path, None)
+                try:
+                    adapter.mock.remove_object(dev)
+                except KeyError:  # not exported
+                    pass
+                dev.pairing_task.cancel()
+                dev.connecting_task.cancel()
+        return original(self, id)
+
+    create_discovering_task._device_sim_fixed = True  # type: ignore[attr-defined]
+    bluezoo.BluezMockService.create_discovering_task = create_discovering_task
+
+
 def main() -> int:
     patch_disconnect()
+    patch_rediscovery()
     from bluezoo.bluezoo import main as bluezoo_main
 
     return int(bluezoo_main() or 0)

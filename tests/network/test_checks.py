@@ -193,12 +193,12 @@ async def test_probe_timeout_is_no_internet(silent: Silent) -> None:
 # -- internet reachability ------------------------------------------------------------------------
 
 async def test_internet_reachable(silent: Silent) -> None:
-    await check_internet(LOOPBACK, silent.port, timeout=5)
+    await check_internet([LOOPBACK], silent.port, timeout=5)
     await silent.was_connected()
 
 
 async def test_internet_refused(refusing_port: int) -> None:
-    await expect_error(Code.NO_INTERNET, check_internet(LOOPBACK, refusing_port, timeout=5))
+    await expect_error(Code.NO_INTERNET, check_internet([LOOPBACK], refusing_port, timeout=5))
 
 
 # -- TLS ------------------------------------------------------------------------------------------
@@ -206,14 +206,14 @@ async def test_internet_refused(refusing_port: int) -> None:
 async def test_tls_trusted_certificate(cloud_ca: CertificateAuthority, device_context: ssl.SSLContext,
                                        tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]]) -> None:
     port = await tls_server(cloud_ca.issue(HOST))
-    await check_tls(LOOPBACK, port, ssl_context=device_context, server_hostname=HOST, timeout=5)
+    await check_tls([LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5)
 
 
 async def test_tls_expired_certificate(cloud_ca: CertificateAuthority, device_context: ssl.SSLContext,
                                        tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]]) -> None:
     port = await tls_server(cloud_ca.issue(HOST, expired=True))
     err = await expect_error(Code.TLS_VERIFICATION_FAILED, check_tls(
-        LOOPBACK, port, ssl_context=device_context, server_hostname=HOST, timeout=5))
+        [LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5))
     assert "certificate has expired" in err.detail
 
 
@@ -221,7 +221,7 @@ async def test_tls_wrong_host(cloud_ca: CertificateAuthority, device_context: ss
                               tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]]) -> None:
     port = await tls_server(cloud_ca.issue("elsewhere.device-sim.test"))
     err = await expect_error(Code.TLS_VERIFICATION_FAILED, check_tls(
-        LOOPBACK, port, ssl_context=device_context, server_hostname=HOST, timeout=5))
+        [LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5))
     assert "hostname mismatch" in err.detail.lower()
 
 
@@ -230,7 +230,7 @@ async def test_tls_untrusted_ca(device_context: ssl.SSLContext,
     interceptor = CertificateAuthority("intercepting proxy CA")
     port = await tls_server(interceptor.issue(HOST))
     err = await expect_error(Code.TLS_VERIFICATION_FAILED, check_tls(
-        LOOPBACK, port, ssl_context=device_context, server_hostname=HOST, timeout=5))
+        [LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5))
     assert "issuer certificate" in err.detail
 
 
@@ -241,19 +241,19 @@ async def test_tls_to_plain_http_fails_handshake(
 
     port = int((await http_server(ok)).split(":")[2].split("/")[0])
     err = await expect_error(Code.TLS_VERIFICATION_FAILED, check_tls(
-        LOOPBACK, port, ssl_context=device_context, server_hostname=HOST, timeout=5))
+        [LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5))
     assert "handshake failed" in err.detail
 
 
 async def test_tls_refused(device_context: ssl.SSLContext, refusing_port: int) -> None:
     err = await expect_error(Code.CLOUD_UNREACHABLE, check_tls(
-        LOOPBACK, refusing_port, ssl_context=device_context, server_hostname=HOST, timeout=5))
+        [LOOPBACK], refusing_port, ssl_context=device_context, server_hostname=HOST, timeout=5))
     assert "refused" in err.detail
 
 
 async def test_tls_timeout(device_context: ssl.SSLContext, silent: Silent) -> None:
     err = await expect_error(Code.CLOUD_UNREACHABLE, check_tls(
-        LOOPBACK, silent.port, ssl_context=device_context, server_hostname=HOST, timeout=SHORT))
+        [LOOPBACK], silent.port, ssl_context=device_context, server_hostname=HOST, timeout=SHORT))
     assert "timed out" in err.detail
     await silent.was_connected()
 

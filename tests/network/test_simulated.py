@@ -307,7 +307,7 @@ async def test_servers_are_closed_after_exit() -> None:
         await check_captive_portal(details["captive_portal"]["url"], timeout=5)
     assert info.value.code is Code.NO_INTERNET
     with pytest.raises(NetworkError) as info:
-        await check_tls("127.0.0.1", details["tls"]["port"], ssl_context=client_ssl_context(ca_pem),
+        await check_tls(["127.0.0.1"], details["tls"]["port"], ssl_context=client_ssl_context(ca_pem),
                         server_hostname="cloud.device-sim.test", timeout=5)
     assert info.value.code is Code.CLOUD_UNREACHABLE
     with pytest.raises(NetworkError) as info:

@@ -293,7 +293,7 @@ class NetworkManagerBackend(NetworkBackend):
                 addresses = addresses or found
             _emit(on_phase, Phase.TLS, {"host": self._cloud_host, "port": self._cloud_port})
             assert self._ssl is not None
-            await check_tls(addresses[0], self._cloud_port, ssl_context=self._ssl,
+            await check_tls(addresses, self._cloud_port, ssl_context=self._ssl,
                             server_hostname=self._cloud_host, timeout=timeout)
             await profiles.save(client, self._ledger, profile)
 
