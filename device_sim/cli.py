@@ -11,13 +11,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from .commands import admin, client, device
+from .commands.args import (
+    Parser,
+    hex_bytes,
+    host_port,
+    http_url,
+    non_negative_float,
+    port_number,
+    positive_float,
+    positive_int,
+    setup_code,
+)
 from .commands.client import format_result
-from .errors import ConfigError, DeviceSimError, OnboardingError
+from .errors import ConfigError, DeviceSimError, OnboardingError, SetupError
 
 __all__ = ["build_parser", "format_result", "main"]
 
@@ -35,31 +49,37 @@ def _setup_logging(verbose: int) -> None:
 def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", default="hci1", help="the phone-side adapter (default hci1)")
     p.add_argument("--name", help="the device's advertised name (default: the first found)")
-    p.add_argument("--discover-timeout", type=float, default=20.0)
-    p.add_argument("--softap", metavar="URL",
+    p.add_argument("--discover-timeout", type=positive_float, default=20.0, metavar="S",
+                   help="seconds to look for the device (default 20)")
+    p.add_argument("--softap", metavar="URL", type=http_url,
                    help="provision over the device's SoftAP HTTP API at URL instead of BLE")
     p.add_argument("--personality", default="native", choices=["native", "improv"],
                    help="BLE service to use: native (SRP session) or Improv Wi-Fi")
-    p.add_argument("--fragment-size", type=int, help="bytes per GATT write (default MTU-3)")
+    p.add_argument("--fragment-size", type=positive_int,
+                   help="bytes per GATT write (default MTU-3)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
 
 def _add_credentials(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--ssid", help="network name (UTF-8)")
-    p.add_argument("--ssid-hex", help="network name as hex bytes (for non-UTF-8 SSIDs)")
+    p.add_argument("--ssid-hex", type=hex_bytes,
+                   help="network name as hex bytes (for non-UTF-8 SSIDs)")
     p.add_argument("--passphrase", help="Wi-Fi passphrase (omit for open networks)")
     p.add_argument("--hidden", action="store_true", help="the network does not broadcast its SSID")
-    p.add_argument("--setup-code", required=required, help="the code on the device label")
+    p.add_argument("--setup-code", required=required, type=setup_code,
+                   help="the code on the device label")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="device-sim", description=__doc__.splitlines()[0])
+    parser = Parser(prog="device-sim", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("--version", action="version", version=f"device-sim {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="create a device identity (id + setup-code verifier)")
     p.add_argument("--state-dir", type=Path, required=True)
-    p.add_argument("--setup-code", help="use this code instead of a random one")
+    p.add_argument("--setup-code", type=setup_code,
+                   help="use this code (8 digits) instead of a random one")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="run the device daemon")
@@ -74,25 +94,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", help="scenario name or YAML path (default typical-home)")
     p.add_argument("--interface", help="networkmanager: the Wi-Fi interface (default: the first)")
     p.add_argument("--cloud-host", help="the TLS endpoint the connectivity check verifies")
-    p.add_argument("--cloud-port", type=int, help="its port (default 443)")
+    p.add_argument("--cloud-port", type=port_number, help="its port (default 443)")
     p.add_argument("--cloud-ca", type=Path, help="a PEM CA bundle for it (default: the system's)")
     p.add_argument("--activation", choices=["zero-touch", "claim", "registration"],
                    help="activate with the cloud after the checks (default: no cloud)")
-    p.add_argument("--cloud-url", help="the cloud for activation, e.g. https://localhost:8443")
+    p.add_argument("--cloud-url", type=http_url,
+                   help="the cloud for activation, e.g. https://localhost:8443")
     p.add_argument("--activation-password", choices=["user", "cloud"],
                    help="registration: the device user's password comes from the app or cloud")
     p.add_argument("--zero-delay", action="store_true", help="no simulated delays (benchmarks)")
-    p.add_argument("--time-scale", type=float, default=1.0, help="multiply simulated delays")
-    p.add_argument("--timeout-scale", type=float,
+    p.add_argument("--time-scale", type=non_negative_float, default=1.0,
+                   help="multiply simulated delays")
+    p.add_argument("--timeout-scale", type=positive_float,
                    help="multiply the profile's state timeouts (tests shorten them; default 1)")
-    p.add_argument("--idle-timeout", type=float, help="session idle timeout in seconds")
-    p.add_argument("--notify-size", type=int, help="bytes per notification (default 244)")
+    p.add_argument("--idle-timeout", type=positive_float,
+                   help="session idle timeout in seconds")
+    p.add_argument("--notify-size", type=positive_int,
+                   help="bytes per notification (default 244)")
     g = p.add_argument_group("BLE personalities (native, Improv Wi-Fi)")
     g.add_argument("--personality", choices=["native", "improv", "both"],
                    help="GATT services to present (default: the profile's `personalities`)")
     g.add_argument("--improv-auth", choices=["none", "required"],
                    help="Improv authorization (default: the profile's improv.authorization)")
-    g.add_argument("--improv-auth-timeout", type=float, metavar="S",
+    g.add_argument("--improv-auth-timeout", type=positive_float, metavar="S",
                    help="an Improv authorization lapses after S s (default 60)")
     g.add_argument("--improv-redirect-url", metavar="URL",
                    help="returned to the Improv client after a successful join")
@@ -101,13 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("doors (BLE and the SoftAP fallback)")
     g.add_argument("--doors", choices=["ble-only", "softap-only", "ble-then-softap", "both"],
                    help="fallback policy (default ble-then-softap)")
-    g.add_argument("--softap-window", type=float, metavar="S",
+    g.add_argument("--softap-window", type=non_negative_float, metavar="S",
                    help="ble-then-softap: open the AP when no BLE session started within S s "
                         "(default 60)")
-    g.add_argument("--softap-listen", metavar="HOST:PORT",
+    g.add_argument("--softap-listen", metavar="HOST:PORT", type=host_port,
                    help="the device's address on its AP (port 0: any free port; "
                         "default 127.0.0.1:8380)")
-    g.add_argument("--softap-lan", metavar="HOST:PORT",
+    g.add_argument("--softap-lan", metavar="HOST:PORT", type=host_port,
                    help="where the outcome is served on the home network after a SoftAP join "
                         "(default 127.0.0.1:8381)")
     g.add_argument("--softap-lan-announce", metavar="HOST",
@@ -128,11 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(c)
     c = csub.add_parser("networks", help="the device's Wi-Fi scan list")
     _add_target(c)
-    c.add_argument("--setup-code", required=True)
+    c.add_argument("--setup-code", required=True, type=setup_code,
+                   help="the code on the device label")
     c = csub.add_parser("provision", help="send Wi-Fi credentials and follow the onboarding")
     _add_target(c)
     _add_credentials(c, required=False)  # the setup code: required except for Improv
-    c.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the outcome")
+    c.add_argument("--timeout", type=positive_float, default=120.0,
+                   help="seconds to wait for the outcome")
     c.add_argument("--activate", action="store_true",
                    help="send activation details (below; none needed for zero-touch) and "
                         "report the device's cloud activation")
@@ -141,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device-password", help="registration: the device user's password")
     c = csub.add_parser("portal", help="detect a captive portal as a phone OS does (SoftAP)")
     c.add_argument("--probe-url", default="http://connectivitycheck.gstatic.com/generate_204",
+                   type=http_url,
                    help="the OS connectivity probe to send (default Android's)")
-    c.add_argument("--api-url", help="the RFC 8908 API URI (DHCP option 114) to read too")
+    c.add_argument("--api-url", type=http_url,
+                   help="the RFC 8908 API URI (DHCP option 114) to read too")
     c.add_argument("--json", action="store_true", help="print one JSON document")
 
     p = sub.add_parser("demo", help="virtual adapters + daemon + client: one onboarding, timeline")
@@ -185,7 +213,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("device-sim")
+    except PackageNotFoundError:
+        return "(not installed: run from a source tree)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status: 0 done, 1 a coded failure, 2 usage or this machine's
+    setup, 130 interrupted, 141 output pipe closed, 70 an unexpected error (a bug: report it)."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a reader that went away is a closed pipe here
+        return code
+    except BrokenPipeError:
+        # `device-sim codes --json | head -1`: the reader left. No message, no traceback; point
+        # stdout at /dev/null so the interpreter's last flush does not fail again.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
@@ -200,13 +257,32 @@ def main(argv: list[str] | None = None) -> int:
             return run_cloud(args)
         return asyncio.run(_dispatch(args))
     except KeyboardInterrupt:
+        _say("device-sim: interrupted")
         return 130
-    except OnboardingError as exc:
-        print(f"device-sim: {exc}", file=sys.stderr)
-        return 1
-    except DeviceSimError as exc:
-        print(f"device-sim: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        raise
+    except SetupError as exc:
+        _say(f"device-sim: {exc}")
         return 2
+    except OnboardingError as exc:
+        from .profile import load_profile
+
+        entry = load_profile().code(exc.code)
+        _say(f"device-sim: {entry.name} ({entry.id}): {exc.detail or entry.user_message}\n"
+             f"  next step: {entry.next_step}")
+        return 1
+    except ConfigError as exc:
+        _say(f"device-sim: {exc}")
+        return 2
+    except DeviceSimError as exc:
+        _say(f"device-sim: {exc.detail or exc}")
+        return 2
+    except Exception as exc:  # a bug: one line (the traceback with -v), never a bare trace
+        if args.verbose:
+            traceback.print_exc()
+        _say(f"device-sim: unexpected error {type(exc).__name__}: {exc} (this is a bug: "
+             "run again with -v and report the output)")
+        return 70
 
 
 async def _dispatch(args: argparse.Namespace) -> int:

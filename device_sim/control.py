@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .codes import Code
-from .errors import ConfigError, DeviceSimError, OnboardingError, TransportError
+from .errors import ConfigError, DaemonAlreadyRunning, DeviceSimError, OnboardingError, TransportError
 from .lifecycle import Component
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,10 @@ class ControlServer(Component):
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-        raise TransportError(f"another daemon is already running for {path.parent} "
-                             f"(it answers on {path})")
+        raise DaemonAlreadyRunning(
+            f"another daemon is already running for {path.parent} (it answers on {path})",
+            f"stop it first (device-sim ctl --state-dir {path.parent} status shows it), or "
+            f"give this one another --state-dir")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .client.flow import Target, provision
+from .commands.client import outcome_text
 from .errors import ConfigError, TransportError
 from .identity import create_identity
 from .network.scenario import load_scenario
 from .profile import load_profile
 from .security.secret import Secret
-from .security.setup_code import normalize_setup_code
 from .store import DeviceStore
 from .virtual.harness import VirtualBle, use_bus
 
@@ -108,7 +108,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     profile = load_profile()
     scenario = load_scenario(args.scenario)
     creds = scenario.default_credentials
-    ssid = bytes.fromhex(args.ssid_hex) if args.ssid_hex else (
+    ssid = bytes(args.ssid_hex) if args.ssid_hex else (
         args.ssid.encode() if args.ssid else creds.ssid)
     passphrase = args.passphrase if args.passphrase is not None else creds.passphrase
     hidden = bool(args.hidden or (creds.hidden if args.ssid is None and not args.ssid_hex else False))
@@ -132,11 +132,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 identity, label_code = create_identity(store)
             device_id = identity.device_id
             say(f"device {device_id}  label setup code {label_code.reveal()}")
-        try:
-            setup_code = (Secret(normalize_setup_code(args.setup_code)) if args.setup_code
-                          else label_code)
-        except ValueError as exc:
-            raise ConfigError("--setup-code", str(exc)) from None
+        setup_code = args.setup_code or label_code  # checked by the parser (commands.args)
         say(f"scenario {scenario.name}: {scenario.description}")
         retries = None
         if args.retry_with_default:
@@ -266,10 +262,13 @@ class _DemoCloud:
 def _activation_line(activation: dict[str, Any] | None) -> str:
     if not activation:
         return "ACTIVATION: no status from the device"
-    user = f", device user {activation['device_user']}" if activation.get("device_user") else ""
-    return (f"ACTIVATION: {activation.get('status')}  mode {activation.get('mode')}, "
-            f"account {activation.get('account')}, generation {activation.get('generation')}"
-            f"{user}")
+    status = activation.get("status") or "none"
+    if status == "none":
+        return "ACTIVATION: none (the device has not activated with the cloud)"
+    parts = [f"{label} {activation[key]}" for key, label in
+             (("mode", "mode"), ("account", "account"), ("generation", "generation"),
+              ("device_user", "device user")) if activation.get(key) is not None]
+    return f"ACTIVATION: {status}" + (f"  {', '.join(parts)}" if parts else "")
 
 
 async def _improv(args: argparse.Namespace, profile: Any, state_dir: Path, target: Target,
@@ -309,7 +308,7 @@ def _timeline(result: dict[str, Any]) -> str:
         f"{k} {v}" for k, v in t.items() if v is not None))
     lines.append(f"round trips ({result.get('transport', 'ble')}): "
                  f"{result.get('gatt_round_trips')}")
-    lines.append(f"RESULT: {result.get('state')}  [{result.get('code')} {result.get('code_name')}]"
+    lines.append(f"RESULT: {outcome_text(result)}  [{result.get('code')} {result.get('code_name')}]"
                  f"  {result.get('message')}")
     if result.get("code"):
         lines.append(f"  next step: {result.get('next_step')}")

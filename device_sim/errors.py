@@ -81,6 +81,18 @@ class ConfigError(DeviceSimError, ValueError):
         return f"{self.where}: {self.problem}"
 
 
+class StoreError(DeviceSimError):
+    """The device store (SQLite) could not be opened or written."""
+
+
+class VirtualBleError(DeviceSimError, RuntimeError):
+    """The virtual BLE harness (private dbus-daemon + BlueZoo) could not start or stop."""
+
+
+class TransportError(DeviceSimError, RuntimeError):
+    """A door (BLE, HTTP) failed below the protocol: adapter missing, advertising refused."""
+
+
 class SetupError(DeviceSimError):
     """This machine or its files are not in the state a command needs, and the user can fix it.
 
@@ -97,13 +109,44 @@ class SetupError(DeviceSimError):
         return f"{self.detail}\n  fix: {self.fix}"
 
 
-class StoreError(DeviceSimError):
-    """The device store (SQLite) could not be opened or written."""
+class IdentityExists(SetupError, StoreError):
+    """``init`` on a state directory that already holds a device identity."""
 
 
-class VirtualBleError(DeviceSimError, RuntimeError):
-    """The virtual BLE harness (private dbus-daemon + BlueZoo) could not start or stop."""
+class DaemonAlreadyRunning(SetupError, TransportError):
+    """A second daemon on a state directory whose daemon is running (its control socket answers)."""
 
 
-class TransportError(DeviceSimError, RuntimeError):
-    """A door (BLE, HTTP) failed below the protocol: adapter missing, advertising refused."""
+class NoSystemBus(SetupError, TransportError):
+    """No D-Bus system bus at ``DBUS_SYSTEM_BUS_ADDRESS`` (or the default socket)."""
+
+
+class NoAdapter(SetupError, TransportError):
+    """The bus answers but has no usable Bluetooth adapter of that name."""
+
+
+def bus_address() -> str:
+    """The system bus address in force (what a D-Bus client would use)."""
+    import os
+
+    return os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/var/run/dbus/system_bus_socket")
+
+
+def ble_setup_error(exc: BaseException, adapter: str, *, doing: str) -> SetupError:
+    """Classify an exception from bless/bleak while opening ``adapter``: no bus, or no adapter."""
+    text = str(exc)
+    no_bus = isinstance(exc, (FileNotFoundError, ConnectionRefusedError, PermissionError)) or any(
+        marker in text for marker in ("No such file or directory", "Connection refused",
+                                      "org.freedesktop.DBus.Error.ServiceUnknown",
+                                      "org.freedesktop.DBus.Error.NoServer"))
+    if no_bus:
+        return NoSystemBus(
+            f"{doing}: no usable BLE adapter {adapter!r}: no BlueZ on the system D-Bus "
+            f"{bus_address()} ({text or type(exc).__name__})",
+            "on a machine without Bluetooth start the virtual adapters: "
+            "eval \"$(device-sim virtual-ble up)\"; on a Raspberry Pi: "
+            "sudo systemctl start bluetooth (device-sim doctor checks it)")
+    return NoAdapter(
+        f"{doing}: no usable BLE adapter {adapter!r} ({text or type(exc).__name__})",
+        "pick an adapter that exists and is powered with --adapter (device-sim virtual-ble "
+        "status lists the virtual ones; on real hardware: bluetoothctl list)")

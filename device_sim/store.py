@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .codes import Code, State
-from .errors import StoreError
+from .errors import IdentityExists, StoreError
 from .security.secret import Secret
 
 SCHEMA_VERSION = 1
@@ -213,7 +213,11 @@ class DeviceStore:
                                 " created_at, softap_passphrase) VALUES (1, ?, ?, ?, ?, ?)",
                                 (device_id, salt, verifier, time.time(), ap))
         except sqlite3.IntegrityError:
-            raise StoreError(f"{self.path} already holds a device identity") from None
+            raise IdentityExists(
+                f"{self.path} already holds a device identity",
+                f"use another --state-dir for a new device; to start this one over, run "
+                f"device-sim ctl --state-dir {self.path.parent} factory-reset (its daemon "
+                f"running), or remove {self.path.parent}") from None
         identity = self.identity()
         assert identity is not None
         return identity

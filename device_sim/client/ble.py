@@ -19,7 +19,13 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from ..codes import Code, MessageType
-from ..errors import OnboardingError, ProtocolError, SessionError, TransportError
+from ..errors import (
+    DeviceUnreachable,
+    OnboardingError,
+    ProtocolError,
+    SessionError,
+    ble_setup_error,
+)
 from ..profile import Profile
 from ..security.secret import Secret
 from ..security.session import ClientHandshake, SecureChannel
@@ -69,7 +75,12 @@ async def discover(profile: Profile, *, adapter: str, timeout: float,
         if (name is not None and local == name) or (first and name is None):
             done.set()
 
-    async with BleakScanner(on_adv, service_uuids=[service_uuid], bluez={"adapter": adapter}):
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(BleakScanner(
+                on_adv, service_uuids=[service_uuid], bluez={"adapter": adapter}))
+        except Exception as exc:  # bleak/D-Bus: no bus, no BlueZ, no such adapter
+            raise ble_setup_error(exc, adapter, doing="scanning") from exc
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await done.wait()
@@ -106,10 +117,13 @@ class BleLink:
     async def __aenter__(self) -> BleLink:
         try:
             await self._client.connect()
-        except Exception as exc:
-            raise TransportError(f"cannot connect: {exc}") from exc
-        svc = self.profile.service
-        await self._client.start_notify(svc.char("response").uuid, self._on_response)
+            svc = self.profile.service
+            await self._client.start_notify(svc.char("response").uuid, self._on_response)
+        except Exception as exc:  # bleak/D-Bus errors, timeouts
+            with contextlib.suppress(Exception):
+                await self._client.disconnect()
+            raise DeviceUnreachable(f"cannot connect to the device over BLE: "
+                                    f"{exc or type(exc).__name__}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..codes import Code, MessageType
-from ..errors import DeviceSimError, OnboardingError
+from ..errors import DeviceSimError, DeviceUnreachable, OnboardingError, SetupError
 from ..profile import Profile
 from ..security.secret import Secret
 from .ble import BleLink, ClientSession, FoundDevice, discover
@@ -59,8 +59,9 @@ async def find_device(profile: Profile, target: Target) -> FoundDevice:
     devices = await discover(profile, adapter=target.adapter, timeout=target.discover_timeout,
                              name=target.name, first=True)
     if not devices:
-        raise OnboardingError(Code.CLIENT_TIMEOUT,
-                              f"no provisioning device seen in {target.discover_timeout:.0f} s")
+        named = f" named {target.name!r}" if target.name else ""
+        raise DeviceUnreachable(f"no provisioning device{named} seen on {target.adapter} in "
+                                f"{target.discover_timeout:g} s", code=Code.DEVICE_NOT_FOUND)
     return devices[0]
 
 
@@ -215,6 +216,8 @@ async def provision(profile: Profile, target: Target, *, setup_code: Secret, ssi
                 attempts.append(prov.result(outcome))
                 if outcome["state"] == "online":
                     break
+    except SetupError:  # this machine's problem (no bus, no adapter): the caller reports it
+        raise
     except DeviceSimError as exc:
         attempts.append(await failure_result(profile, exc, prov))
     result = dict(attempts[-1])
@@ -231,12 +234,12 @@ async def _follow(session: ClientSession, clock: _Clock, events: list[dict[str, 
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise OnboardingError(Code.CLIENT_TIMEOUT, f"no outcome within {timeout:.0f} s")
+            raise DeviceUnreachable(f"no outcome from the device within {timeout:g} s")
         try:
             event = await session.next_event(remaining)
         except TimeoutError:  # the device went silent (e.g. it lost power)
-            raise OnboardingError(Code.CLIENT_TIMEOUT,
-                                  f"no outcome within {timeout:.0f} s") from None
+            raise DeviceUnreachable(f"the device went silent: no outcome within {timeout:g} s"
+                                    ) from None
         events.append(event)
         progress("event", event)
         if event["state"] == "verifying" and not joined:

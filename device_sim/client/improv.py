@@ -21,7 +21,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from ..codes import Code, State
-from ..errors import OnboardingError, TransportError
+from ..errors import DeviceUnreachable, OnboardingError, ble_setup_error
 from ..profile import Profile
 from ..security.secret import Secret
 from ..transports.improv.codec import (Command, ImprovError, ImprovState, PacketError,
@@ -61,14 +61,18 @@ async def discover_improv(profile: Profile, *, adapter: str, timeout: float,
                 state = ImprovState(raw[0])
         found.set_result(FoundImprov(device, local, state))
 
-    async with BleakScanner(on_adv, service_uuids=[spec.service_uuid],
-                            bluez={"adapter": adapter}):
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(BleakScanner(
+                on_adv, service_uuids=[spec.service_uuid], bluez={"adapter": adapter}))
+        except Exception as exc:  # bleak/D-Bus: no bus, no BlueZ, no such adapter
+            raise ble_setup_error(exc, adapter, doing="scanning") from exc
         try:
             async with asyncio.timeout(timeout):
                 return await found
         except TimeoutError:
-            raise OnboardingError(Code.CLIENT_TIMEOUT,
-                                  f"no Improv device seen in {timeout:.0f} s") from None
+            raise DeviceUnreachable(f"no Improv device seen on {adapter} in {timeout:g} s",
+                                    code=Code.DEVICE_NOT_FOUND) from None
 
 
 class ImprovLink:
@@ -89,7 +93,8 @@ class ImprovLink:
         try:
             await self._client.connect()
         except Exception as exc:
-            raise TransportError(f"cannot connect: {exc}") from exc
+            raise DeviceUnreachable(f"cannot connect to the device over BLE: "
+                                    f"{exc or type(exc).__name__}") from exc
         c = self.spec.characteristics
         await self._client.start_notify(c["state"], lambda _, d: self._on_byte(self.states,
                                                                                 ImprovState, d))

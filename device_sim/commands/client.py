@@ -46,7 +46,7 @@ async def run(args: argparse.Namespace) -> int:
         return 0
     if args.personality != "improv" and not args.setup_code:
         raise ConfigError("--setup-code", "required (the code on the device label)")
-    setup_code = Secret(args.setup_code or "")
+    setup_code = args.setup_code or Secret("")
     if args.client_command == "networks":
         nets = await list_networks(profile, target, setup_code)
         emit(args, nets, lambda: "\n".join(
@@ -101,7 +101,7 @@ async def _portal(args: argparse.Namespace) -> int:
 
 def _ssid_bytes(args: argparse.Namespace) -> bytes:
     if getattr(args, "ssid_hex", None):
-        return bytes.fromhex(args.ssid_hex)
+        return bytes(args.ssid_hex)  # checked by the parser (commands.args.hex_bytes)
     if args.ssid is None:
         raise ConfigError("--ssid", "give --ssid or --ssid-hex")
     return str(args.ssid).encode("utf-8")
@@ -115,10 +115,20 @@ def _print_progress(phase: str, info: dict[str, Any]) -> None:
         print(f"- {phase} {json.dumps(info) if info else ''}", flush=True)
 
 
+def outcome_text(result: dict[str, Any]) -> str:
+    """The device's state in a result, or why there is none (never "None")."""
+    state = result.get("state")
+    if state:
+        return str(state)
+    if result.get("code_name") in ("DEVICE_NOT_FOUND", "DEVICE_UNREACHABLE"):
+        return "device not reached"
+    return "not onboarded (stopped before the device reported a state)"
+
+
 def format_result(result: dict[str, Any]) -> str:
     """A provisioning result (the client's JSON document) as a few lines for people."""
     t = result.get("timings_ms", {})
-    lines = [f"result: {result.get('state')}  code {result.get('code')} {result.get('code_name')}",
+    lines = [f"result: {outcome_text(result)}  code {result.get('code')} {result.get('code_name')}",
              f"  {result.get('message')}",
              f"  next step: {result.get('next_step')}",
              "  timings (ms): " + ", ".join(f"{k} {v}" for k, v in t.items() if v is not None),

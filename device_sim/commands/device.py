@@ -22,17 +22,14 @@ def init(args: argparse.Namespace) -> int:
     """
     from ..identity import create_identity
     from ..security.secret import Secret
-    from ..security.setup_code import format_setup_code, normalize_setup_code
+    from ..security.setup_code import format_setup_code
     from ..store import DeviceStore
 
     from ..profile import load_profile
     from ..security.ap_credentials import wifi_qr_string
 
     profile = load_profile()
-    try:
-        code = Secret(normalize_setup_code(args.setup_code)) if args.setup_code else None
-    except ValueError as exc:
-        raise ConfigError("--setup-code", str(exc)) from None
+    code: Secret | None = args.setup_code  # normalised by the parser (commands.args)
     with DeviceStore(args.state_dir) as store:
         identity, setup_code = create_identity(
             store, code, ap_passphrase_length=profile.softap.passphrase_length)
@@ -86,10 +83,9 @@ async def run(args: argparse.Namespace) -> int:
     kwargs.update({k: v for k, v in flags.items() if v is not None})
     softap: dict[str, Any] = {}
     if args.softap_listen:
-        softap["listen_host"], softap["listen_port"] = _host_port(args.softap_listen,
-                                                                  "--softap-listen")
+        softap["listen_host"], softap["listen_port"] = args.softap_listen  # (host, port)
     if args.softap_lan:
-        softap["lan_host"], softap["lan_port"] = _host_port(args.softap_lan, "--softap-lan")
+        softap["lan_host"], softap["lan_port"] = args.softap_lan
     if args.softap_lan_announce:
         softap["lan_announce"] = args.softap_lan_announce
     if args.captive_mode:
@@ -105,10 +101,3 @@ async def run(args: argparse.Namespace) -> int:
 
 def _personalities(choice: str | None) -> tuple[str, ...] | None:
     return None if choice is None else ("native", "improv") if choice == "both" else (choice,)
-
-
-def _host_port(text: str, flag: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(flag, f"expected HOST:PORT, not {text!r}")
-    return host.strip("[]"), int(port)

@@ -166,11 +166,19 @@ def _batch(args: argparse.Namespace) -> int:
                "elapsed_s": round(result.elapsed_s, 3),
                "units_per_minute": round(result.units_per_minute, 1),
                "serials": [u.serial for u in result.units]}
+    summary["interrupted"] = result.interrupted
+    made = len(result.units) + len(result.errors)
     if args.json:
         _print_json(summary)
+    elif result.interrupted:
+        print(f"batch interrupted: {made} of {result.requested} units made "
+              f"({result.passed} passed, {result.failed} failed) in {result.elapsed_s:.1f} s; "
+              f"serials: {', '.join(summary['serials']) or 'none'}")
     else:
         print(f"batch: {result.requested} units, {result.passed} passed, {result.failed} failed "
               f"in {result.elapsed_s:.1f} s ({result.units_per_minute:.1f} units/min)")
+    if result.interrupted:
+        return 130
     return 0 if result.ok else EXIT_FAILED
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import pki
 from ..errors import ConfigError, DeviceSimError
@@ -21,7 +24,6 @@ from ..profile import load_profile
 from .registration import RegistrationKey
 from .unit import UnitResult, provision_unit
 
-_BAR_WIDTH = 30
 
 
 @dataclass
@@ -30,6 +32,7 @@ class BatchResult:
     units: list[UnitResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # units that raised (no self-test report)
     elapsed_s: float = 0.0
+    interrupted: bool = False  # Ctrl-C: the units being made were finished, no more started
 
     @property
     def passed(self) -> int:
@@ -54,36 +57,34 @@ class BatchResult:
 
 
 class _Progress:
-    """``[#########.....]  12/20 units  1 failed  31.5/min`` redrawn with ``\\r``."""
+    """A rich progress bar on a terminal; in a file or pipe only the failure lines (no ``\r``,
+    no colour), so a station's log stays readable."""
 
-    def __init__(self, total: int, stream: TextIO | None) -> None:
-        self.total, self.stream, self.t0 = total, stream, time.perf_counter()
-        self.done = self.failed = 0
+    def __init__(self, total: int, stream: TextIO, show_bar: bool) -> None:
+        self.console = Console(file=stream, highlight=False)
+        self.bar: Progress | None = None
+        if show_bar and self.console.is_terminal:
+            self.bar = Progress(TextColumn("units"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[failed]} failed"),
+                                TimeElapsedColumn(), console=self.console, transient=False)
+            self.task = self.bar.add_task("units", total=total, failed=0)
+        self.failed = 0
 
-    def _draw(self) -> None:
-        if self.stream is None:
-            return
-        filled = _BAR_WIDTH * self.done // max(self.total, 1)
-        rate = 60 * self.done / max(time.perf_counter() - self.t0, 1e-9)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] "
-                          f"{self.done}/{self.total} units  {self.failed} failed  "
-                          f"{rate:.1f}/min")
-        self.stream.flush()
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
 
-    def start(self) -> None:
-        self._draw()
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
     def step(self, failed: bool, note: str | None) -> None:
-        self.done += 1
         self.failed += failed
-        if note is not None and self.stream is not None:
-            self.stream.write("\r" + " " * (_BAR_WIDTH + 40) + "\r" + note + "\n")
-        self._draw()
-
-    def finish(self) -> None:
-        if self.stream is not None:
-            self.stream.write("\n")
-            self.stream.flush()
+        if note is not None:
+            self.console.print(note, markup=False, soft_wrap=True)
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, failed=self.failed)
 
 
 def batch(factory_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], count: int, *,
@@ -106,38 +107,45 @@ def batch(factory_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     ca = pki.load_issuer(factory_dir)
     profile = load_profile()
     result = BatchResult(count)
-    bar = _Progress(count, out if progress else None)
     t0 = time.perf_counter()
 
     def one(_: int) -> UnitResult:
         return provision_unit(factory_dir, out_dir, station=station, registration=registration,
                               ca=ca, profile=profile)
 
-    bar.start()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="factory") as pool:
+    def collect(future: Future[UnitResult], bar: _Progress) -> None:
+        note: str | None = None
+        try:
+            unit = future.result()
+        except (DeviceSimError, OSError, ValueError) as exc:
+            note = f"UNIT ERROR {type(exc).__name__}: {exc}"
+            result.errors.append(note)
+            failed = True
+        else:
+            result.units.append(unit)
+            failed = not unit.passed
+            if failed:
+                bad = ", ".join(f"{c.name}: {c.message}" for c in unit.report.checks
+                                if not c.passed)
+                note = f"{unit.report.summary} - {bad}"
+        bar.step(failed, note)
+
+    with _Progress(count, out, progress) as bar, \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="factory") as pool:
         futures = [pool.submit(one, i) for i in range(count)]
-        for future in as_completed(futures):
-            note: str | None = None
-            try:
-                unit = future.result()
-            except (DeviceSimError, OSError, ValueError) as exc:
-                note = f"UNIT ERROR {type(exc).__name__}: {exc}"
-                result.errors.append(note)
-                failed = True
-            else:
-                result.units.append(unit)
-                failed = not unit.passed
-                if failed:
-                    bad = ", ".join(f"{c.name}: {c.message}" for c in unit.report.checks
-                                    if not c.passed)
-                    note = f"{unit.report.summary} - {bad}"
-            if note is not None and not progress:
-                out.write(note + "\n")
-            else:
-                bar.step(failed, note)
-    if progress:
-        bar.finish()
+        done: set[Future[UnitResult]] = set()
+        try:
+            for future in as_completed(futures):
+                done.add(future)
+                collect(future, bar)
+        except KeyboardInterrupt:
+            # Ctrl-C: start no new unit, finish the ones being made (a unit stopped half-way
+            # would hold a serial with no record), then report what was made.
+            result.interrupted = True
+            running = [f for f in futures if not f.cancel() and f not in done]
+            wait(running)
+            for future in running:
+                collect(future, bar)
     result.units.sort(key=lambda u: u.serial)
     result.elapsed_s = time.perf_counter() - t0
     return result
-

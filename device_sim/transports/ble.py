@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from bless import BlessServer, GATTAttributePermissions, GATTCharacteristicProperties
 
 from ..codes import Code
-from ..errors import OnboardingError, ProtocolError, TransportError
+from ..errors import OnboardingError, ProtocolError, TransportError, ble_setup_error
 from ..events import DiagnosticEvent
 from ..profile import Profile
 from ..provisioning import ProvisioningService
@@ -116,7 +116,7 @@ class BleDoor(Door):
             server = BlessServer(name=self.local_name, loop=loop, adapter=self.adapter)
             await server.setup_task
         except Exception as exc:
-            raise TransportError(f"no usable BLE adapter {self.adapter!r}: {exc}") from exc
+            raise ble_setup_error(exc, self.adapter, doing="advertising") from exc
         self._server = server
         server.read_request_func = self._on_read
         server.write_request_func = self._on_write

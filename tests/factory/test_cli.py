@@ -124,3 +124,50 @@ def test_factory_line_script(tmp_path: Path) -> None:
     no_station = subprocess.run([script, "1"], env={**env, "STATION": ""},
                                 capture_output=True, text=True, timeout=60)
     assert no_station.returncode == 2
+
+
+def test_batch_progress_in_a_log_file_is_plain(ca_dir: Path, tmp_path: Path) -> None:
+    """A station's log (stderr to a file) gets no carriage returns and no colour codes."""
+    log = tmp_path / "station.log"
+    with log.open("w") as err:
+        proc = subprocess.run(
+            [sys.executable, "-m", "device_sim", "factory", "batch", "--factory-dir",
+             str(ca_dir), "--out", str(tmp_path / "o"), "--count", "2", "--station", "s"],
+            stdout=subprocess.PIPE, stderr=err, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, log.read_text()
+    text = log.read_text()
+    assert "\r" not in text and "\x1b" not in text
+    assert "batch: 2 units, 2 passed" in proc.stdout
+
+
+def test_batch_ctrl_c_stops_after_the_unit_being_made(ca_dir: Path, tmp_path: Path) -> None:
+    """SIGINT during a 300-unit batch: the unit in progress is finished, no other starts, and
+    the summary lists exactly the units whose records were written."""
+    import signal
+    import time
+
+    out = tmp_path / "o"
+    records = out / "records.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device_sim", "factory", "batch", "--factory-dir", str(ca_dir),
+         "--out", str(out), "--count", "300", "--station", "s", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60   # bounded wait for the first finished unit's record
+        while not (records.exists() and records.read_text().count("\n") >= 1):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no unit made in 60 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    made = [json.loads(line) for line in records.read_text().splitlines()]
+    assert 1 <= len(made) < 300
+    assert f"batch interrupted: {len(made)} of 300 units made" in stdout
+    for record in made:
+        assert record["serial"] in stdout

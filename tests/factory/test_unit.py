@@ -40,7 +40,8 @@ def test_batch_of_five_units_is_unique_and_chains(factory: Path, out: Path) -> N
     stream = io.StringIO()
     result = batch(factory, out, 5, station="line-2", workers=2, stream=stream)
     assert result.ok and result.passed == 5 and result.failed == 0
-    assert "\r" in stream.getvalue() and "5/5 units" in stream.getvalue()
+    assert stream.getvalue() == ""  # not a terminal: no bar (and no unit failed)
+
     units = result.units
     assert len({u.serial for u in units}) == 5
     assert len({u.device_id for u in units}) == 5
@@ -69,6 +70,14 @@ def test_batch_of_five_units_is_unique_and_chains(factory: Path, out: Path) -> N
     cloud = json.loads((out / outputs.CLOUD_IMPORT).read_text())
     assert sorted(e["serial"] for e in cloud["units"]) == sorted(u.serial for u in units)
     assert {u.serial for u in SerialRegistry(factory).units()} == {u.serial for u in units}
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Terminal()
+    assert batch(factory, out.parent / "tty", 2, station="line-2", stream=tty).ok
+    assert "2/2" in tty.getvalue()  # at a terminal: rich's bar
 
 
 def test_record_fields(unit: UnitResult, out: Path, factory: Path) -> None:

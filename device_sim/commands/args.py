@@ -1,0 +1,119 @@
+"""Argument checking for the command line: every value is checked when it is parsed.
+
+:class:`Parser` answers a bad invocation with one line that names the command and the flag, and
+exit status 2 (argparse prints its whole usage first; ``-h`` still shows it). The ``type=``
+functions below turn a bad value into that line before the command does anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+from ..security.secret import Secret
+
+__all__ = [
+    "Parser",
+    "host_port",
+    "hex_bytes",
+    "http_url",
+    "non_negative_float",
+    "port_number",
+    "positive_float",
+    "positive_int",
+    "setup_code",
+]
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: ``device-sim demo: argument --x: why``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, not {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, not {text!r}")
+    return value
+
+
+def hex_bytes(text: str) -> bytes:
+    """``--ssid-hex``: 1-32 bytes written as hex digits."""
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected hex digits in pairs (e.g. 4d696c6c6572), not {text!r}") from None
+    if not 1 <= len(value) <= 32:
+        raise argparse.ArgumentTypeError(f"an SSID is 1-32 bytes, not {len(value)}")
+    return value
+
+
+def setup_code(text: str) -> Secret:
+    """``--setup-code``: 8 digits, normalised; kept as a Secret so it is never printed."""
+    from ..security.setup_code import normalize_setup_code
+
+    try:
+        return Secret(normalize_setup_code(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def http_url(text: str) -> str:
+    """``--softap``, ``--cloud-url``: an http(s) URL with a host."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"expected http://HOST[:PORT] (e.g. http://192.168.4.1), not {text!r}")
+    return text
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[v6]:PORT`` (the config file's parser: one rule for both); port 0 means
+    any free port."""
+    from ..config import parse_host_port
+
+    try:
+        return parse_host_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
