@@ -36,10 +36,12 @@ from .errors import ConfigError, DeviceSimError, OnboardingError, SetupError
 __all__ = ["build_parser", "format_result", "main"]
 
 
-def _setup_logging(verbose: int) -> None:
+def _setup_logging(verbose: int, command: str = "") -> None:
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(logging.DEBUG, level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if command == "run":  # each onboarding's outcome reaches the journal without -v
+        logging.getLogger("device_sim.outcome").setLevel(logging.INFO)
     if verbose < 2:
         # bleak warns that it cannot run `bluetoothctl` to read the BlueZ version (there is no
         # BlueZ package under BlueZoo) and when the virtual bus goes away at the end of a demo.
@@ -244,7 +246,7 @@ def _say(text: str) -> None:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.command)
     try:
         if args.command == "virtual-ble":
             from .virtual.cli import run as run_virtual

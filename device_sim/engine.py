@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .activation import CloudActivator
 
 LOG = logging.getLogger(__name__)
+OUTCOME_LOG = logging.getLogger("device_sim.outcome")
+"""One INFO line per onboarding outcome (``run`` shows it without -v: the journal has it)."""
 
 S = State
 TRANSITIONS: dict[State, frozenset[State]] = {
@@ -96,6 +98,7 @@ class OnboardingEngine:
         self.timeouts = timeouts or Timeouts.from_profile(profile)
         self._clock = clock
         self._epoch = clock()
+        self._phase = "joining"  # the attempt's current phase, for its outcome line
         self._event_seq = 0
         self._attempt_task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -245,6 +248,7 @@ class OnboardingEngine:
         # `joining` is committed before CONNECT is acknowledged, so a client (or a crash) never
         # sees an accepted CONNECT with the device still waiting for one.
         self._epoch = self._clock()
+        self._phase = "joining"
         self._transition(S.JOINING, phase="joining", new_attempt=True)
         self._attempt_task = asyncio.get_running_loop().create_task(self._attempt(),
                                                                     name="onboarding-attempt")
@@ -337,6 +341,7 @@ class OnboardingEngine:
         return Code[name] if name else Code.INTERNAL_ERROR
 
     def _on_phase(self, phase: str, detail: dict[str, Any]) -> None:
+        self._phase = phase
         self._emit(self.state, Code.OK, phase, data=detail)
 
     def _transition(self, state: State, code: Code = Code.OK, *, phase: str, detail: str = "",
@@ -355,10 +360,23 @@ class OnboardingEngine:
         record = self.store.transition(state, code, **kwargs)
         LOG.info("state %s -> %s (%s)%s", current.wire_name, state.wire_name, code.name,
                  f": {detail}" if detail else "")
+        if state in (S.ONLINE, S.FAILED) and current in (S.JOINING, S.VERIFYING):
+            self._log_outcome(state, code, detail)
         self._emit(state, code, phase, detail, data=data)
         self._arm_timer(state)
         asyncio.get_running_loop().create_task(self._notify_settled())
         return record
+
+    def _log_outcome(self, state: State, code: Code, detail: str) -> None:
+        """The attempt's outcome as one line: state, code, the phase it ended in, elapsed."""
+        elapsed = self._clock() - self._epoch
+        phase = "online" if state is S.ONLINE else self._phase
+        if state is S.ONLINE:
+            OUTCOME_LOG.info("onboarding online: code OK (0), elapsed %.1f s%s", elapsed,
+                             f" ({detail})" if detail else "")
+        else:
+            OUTCOME_LOG.info("onboarding failed: code %s (%d) in phase %s after %.1f s: %s",
+                             code.name, int(code), phase, elapsed, detail or "no detail")
 
     async def _notify_settled(self) -> None:
         async with self._settled:

@@ -59,3 +59,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if in_ci():
         pytest.fail(f"CI is set, but this machine cannot run this test: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def require(reason: str | None) -> None:
+    """In a fixture or test body: skip with ``reason`` (fail under CI) unless it is None."""
+    if reason is None:
+        return
+    if in_ci():
+        pytest.fail(f"CI is set, but this machine cannot run this test: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(name="require")
+def require_fixture() -> object:
+    """:func:`require` for fixtures and tests of any package (no import of this conftest)."""
+    return require

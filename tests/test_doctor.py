@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -36,12 +35,8 @@ NAMES = ["dbus", "bluez", "networkmanager", "ap_capability", "regulatory_country
 NO_BUS = "unix:path=/nonexistent/device-sim-doctor/bus.sock"
 AP_CAPS = 0x7ff & ~defs.WifiCapabilities.AP  # everything but AP mode
 
-needs_bus = pytest.mark.skipif(
-    shutil.which("dbus-daemon") is None or importlib.util.find_spec("bluezoo") is None,
-    reason="needs dbus-daemon (apt dbus) and BlueZoo (pip install 'device-sim[virtual]')")
-needs_dbusmock = pytest.mark.skipif(
-    importlib.util.find_spec("dbusmock") is None or importlib.util.find_spec("dbus") is None,
-    reason="needs python-dbusmock (and dbus-python) for NMMock")
+needs_bus = pytest.mark.requires_tools("dbus-daemon", modules=("bluezoo",))
+needs_dbusmock = pytest.mark.requires_tools(modules=("dbusmock", "dbus"))
 
 
 def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
@@ -83,9 +78,8 @@ async def vb() -> AsyncIterator[VirtualBle]:
 @pytest.fixture
 async def nm(vb: VirtualBle, tmp_path: Path) -> AsyncIterator[Any]:
     """The project's NetworkManager mock (python-dbusmock's template, extended) on ``vb``'s bus."""
-    mock = pytest.importorskip(
-        "device_sim.network.nm.mock",
-        reason="device_sim/network/nm/mock.py (NMMock) is not importable yet")
+    from device_sim.network.nm import mock
+
     async with mock.NMMock(vb.bus_address, timeout=WAIT, log_path=tmp_path / "nm.log") as nm_mock:
         yield nm_mock
 

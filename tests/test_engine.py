@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,27 @@ async def test_join_success_and_failure_then_retry(tmp_path: Path) -> None:
             assert (record.state, record.code, record.attempt) == (State.ONLINE, Code.OK, 2)
     states = [e.state for e in seen if e.phase in ("joining", "verifying", "online", "failed")]
     assert states == [State.JOINING, State.FAILED, State.JOINING, State.VERIFYING, State.ONLINE]
+
+
+async def test_each_outcome_is_one_info_line(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The journal of a daemon without -v shows each onboarding's state, code, phase, elapsed."""
+    caplog.set_level(logging.INFO, logger="device_sim.outcome")
+    with DeviceStore(tmp_path) as store:
+        engine, backend, _ = _engine(store, "captive-portal")
+        home = load_scenario("captive-portal").default_credentials
+        async with backend, engine:
+            engine.session_opened()
+            engine.set_credentials(home.ssid, Secret(home.passphrase) if home.passphrase
+                                   else None, home.hidden)
+            engine.connect()
+            assert (await engine.wait_settled(5)).code is Code.CAPTIVE_PORTAL
+    lines = [r for r in caplog.records if r.name == "device_sim.outcome"]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    text = lines[0].getMessage()
+    assert text.startswith("onboarding failed: code CAPTIVE_PORTAL (106) in phase "
+                           "captive_portal after ")
+    assert " s: " in text
 
 
 @pytest.mark.parametrize("state, code", [(State.SESSION_OPEN, Code.CLIENT_TIMEOUT),

@@ -9,6 +9,7 @@ user message and next step), per-phase timings in milliseconds and the GATT roun
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -39,6 +40,9 @@ class Target:
     def transport(self) -> str:
         return "softap" if self.softap_url else "ble"
 
+
+END_SESSION_TIMEOUT_S = 3.0   # a polite goodbye, bounded: the device may be gone
+LINK_CLOSE_TIMEOUT_S = 2.0    # bleak's disconnect when BlueZ or the bus went away
 
 class _Clock:
     def __init__(self) -> None:
@@ -119,16 +123,24 @@ class Provisioner:
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self.link is None:
             return
-        if self.session is not None and self.session.channel is not None:
+        interrupted = exc_type is not None and issubclass(
+            exc_type, (asyncio.CancelledError, KeyboardInterrupt))
+        # Interrupted (Ctrl-C): leave at once; the device frees the session on disconnect.
+        if not interrupted and self.session is not None and self.session.channel is not None:
             try:
-                await self.session.call(MessageType.END_SESSION, {})
+                async with asyncio.timeout(END_SESSION_TIMEOUT_S):
+                    await self.session.call(MessageType.END_SESSION, {})
             except Exception:  # noqa: BLE001 - the device may be gone (bleak/D-Bus errors)
                 LOG.debug("END_SESSION not delivered; the device frees the session on "
                           "disconnect or idle timeout")
-        await self.link.__aexit__(None, None, None)
+        try:
+            async with asyncio.timeout(LINK_CLOSE_TIMEOUT_S):
+                await self.link.__aexit__(None, None, None)
+        except TimeoutError:
+            LOG.debug("the link did not close within %s s", LINK_CLOSE_TIMEOUT_S)
 
     async def attempt(self, ssid: bytes, passphrase: Secret | None, *, hidden: bool = False,
                       outcome_timeout: float = 120.0,

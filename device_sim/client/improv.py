@@ -21,7 +21,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from ..codes import Code, State
-from ..errors import DeviceUnreachable, OnboardingError, ble_setup_error
+from ..errors import DeviceUnreachable, ble_setup_error
 from ..profile import Profile
 from ..security.secret import Secret
 from ..transports.improv.codec import (Command, ImprovError, ImprovState, PacketError,

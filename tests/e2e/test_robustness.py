@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -142,7 +141,7 @@ async def test_daemon_killed_while_joining_restarts_consistent(device: Device, p
     assert result["state"] == "online", result.get("detail")
 
 
-@pytest.mark.skipif(shutil.which("dbus-monitor") is None, reason="needs dbus-monitor")
+@pytest.mark.requires_tools("dbus-monitor")
 async def test_no_secret_crosses_the_bus_or_reaches_the_logs(device: Device, profile,
                                                              setup_code) -> None:
     await device.start("engineering-wifi")

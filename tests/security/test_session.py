@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import secrets
 from types import ModuleType
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -338,11 +339,12 @@ def _backend(name: str) -> ModuleType | None:
 @pytest.mark.parametrize("client_backend", ["_pysrp", "_ctsrp"])
 @pytest.mark.parametrize("device_backend", ["_pysrp", "_ctsrp"])
 def test_srp_backends_interoperate(monkeypatch: pytest.MonkeyPatch, client_backend: str,
-                                   device_backend: str) -> None:
+                                   device_backend: str,
+                                   require: Callable[[str | None], None]) -> None:
     """srp picks its backend by whether libssl.so loads; a phone and a Pi may differ."""
     client_mod, device_mod = _backend(client_backend), _backend(device_backend)
-    if client_mod is None or device_mod is None:
-        pytest.skip("srp's ctypes/OpenSSL backend is not available here")
+    require(None if client_mod is not None and device_mod is not None else
+            "srp's ctypes/OpenSSL backend cannot load libssl.so (apt install libssl-dev)")
     monkeypatch.setattr(srp, "create_salted_verification_key",
                         device_mod.create_salted_verification_key)
     salt, verifier = make_verifier(CODE)

@@ -15,10 +15,7 @@ from device_sim.profile import Profile
 
 from .conftest import StackFactory
 
-try:
-    from device_sim.client.captive import probe_connectivity
-except ImportError:  # a colleague's module, maybe not there yet
-    probe_connectivity = None  # type: ignore[assignment]
+from device_sim.client.captive import probe_connectivity
 
 CAPTIVE_JSON = "application/captive+json"
 FOREIGN_HOST = "connectivitycheck.gstatic.com"
@@ -108,7 +105,6 @@ async def test_app_mode_unknown_path_is_json_404(make_stack: StackFactory, profi
     assert (status, ctype) == (200, "text/html")
 
 
-@pytest.mark.skipif(probe_connectivity is None, reason="device_sim.client.captive not there yet")
 async def test_phone_probe_in_app_mode_sees_no_portal(make_stack: StackFactory) -> None:
     stack = await make_stack(captive_mode="app")
     probe = await probe_connectivity(stack.url + "/generate_204",
@@ -117,7 +113,6 @@ async def test_phone_probe_in_app_mode_sees_no_portal(make_stack: StackFactory) 
     assert probe.api is not None and probe.api["captive"] is False
 
 
-@pytest.mark.skipif(probe_connectivity is None, reason="device_sim.client.captive not there yet")
 async def test_phone_probe_in_portal_mode_finds_the_page(make_stack: StackFactory) -> None:
     stack = await make_stack(captive_mode="portal")
     probe = await probe_connectivity(stack.url + "/generate_204",

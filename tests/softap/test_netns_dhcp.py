@@ -31,7 +31,7 @@ def _unavailable() -> str | None:
 
 
 REASON = _unavailable()
-needs_netns = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+needs_netns = pytest.mark.requires(REASON)
 
 RESOLVE = "import socket, sys; print(*(socket.gethostbyname(n) for n in sys.argv[1:]))"
 

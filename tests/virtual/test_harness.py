@@ -24,7 +24,7 @@ from device_sim.virtual.harness import BUS_ENV, adapter_states, find_bluezoo
 
 pytestmark = [
     pytest.mark.ble,
-    pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon (apt dbus)"),
+    pytest.mark.requires_tools("dbus-daemon"),
 ]
 
 WAIT = 5.0  # bound for any single event the tests await (BlueZoo scans every 1 s here)

@@ -40,11 +40,12 @@ _BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configu
 
 
 @pytest.fixture(scope="session")
-def system_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def system_bus(tmp_path_factory: pytest.TempPathFactory,
+               require: Callable[[str | None], None]) -> Iterator[str]:
     """A private, permissive system-type dbus-daemon; yields its address."""
     daemon = shutil.which("dbus-daemon")
-    if daemon is None:
-        pytest.skip("needs dbus-daemon (apt install dbus)")
+    require(None if daemon else "needs dbus-daemon (apt install dbus)")
+    assert daemon is not None
     workdir = tmp_path_factory.mktemp("nm-bus")
     conf = workdir / "bus.conf"
     conf.write_text(_BUS_CONF.format(socket=workdir / "bus.sock"))
