@@ -70,7 +70,7 @@ def require(reason: str | None) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(name="require")
+@pytest.fixture(name="require", scope="session")
 def require_fixture() -> object:
     """:func:`require` for fixtures and tests of any package (no import of this conftest)."""
     return require

@@ -33,42 +33,36 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def positive_float(text: str) -> float:
+def _number(text: str, convert: type[float] | type[int], lowest: float, rule: str) -> float:
+    """``text`` as a finite number of at least ``lowest``; ``rule`` words the limit."""
     try:
-        value = float(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not value > 0 or value == float("inf"):
+        what = "a whole number" if convert is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+    if not value >= lowest or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{rule}, not {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(_number(text, float, 0.0, "must be a positive number"))
+    if value == 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text!r}")
-    return value
+    return float(_number(text, float, 0.0, "must be 0 or more"))
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text!r}")
-    return value
+    return int(_number(text, int, 1, "must be 1 or more"))
 
 
 def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, not {text!r}") from None
-    if not 1 <= value <= 65535:
+    value = int(_number(text, int, 1, "a port is 1-65535"))
+    if value > 65535:
         raise argparse.ArgumentTypeError(f"a port is 1-65535, not {text!r}")
     return value
 
