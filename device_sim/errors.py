@@ -125,11 +125,15 @@ class NoAdapter(SetupError, TransportError):
     """The bus answers but has no usable Bluetooth adapter of that name."""
 
 
+SYSTEM_BUS_ENV = "DBUS_SYSTEM_BUS_ADDRESS"
+DEFAULT_SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket"
+
+
 def bus_address() -> str:
     """The system bus address in force (what a D-Bus client would use)."""
     import os
 
-    return os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/var/run/dbus/system_bus_socket")
+    return os.environ.get(SYSTEM_BUS_ENV) or DEFAULT_SYSTEM_BUS
 
 
 def ble_setup_error(exc: BaseException, adapter: str, *, doing: str) -> SetupError:

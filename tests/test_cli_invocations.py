@@ -5,6 +5,7 @@ ends quietly (141)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 from device_sim.client.flow import describe
 from device_sim.codes import Code
 from device_sim.commands.client import format_result
-from device_sim.demo import _activation_line, _timeline
+from device_sim.demo import DaemonProcess, _activation_line, _timeline
 from device_sim.profile import load_profile
 
 NO_BUS = "unix:path=/nonexistent/device-sim-test/bus.sock"
@@ -102,12 +103,9 @@ def test_daemon_without_bus_is_a_setup_problem(tmp_path: Path) -> None:
 
 
 def test_second_daemon_on_one_state_dir_is_a_setup_problem(tmp_path: Path) -> None:
-    from device_sim.demo import DaemonProcess
-
     assert run("init", "--state-dir", str(tmp_path), "--setup-code", "1234-5678").returncode == 0
     argv = ["run", "--state-dir", str(tmp_path), "--doors", "softap-only",
             "--softap-listen", "127.0.0.1:0", "--softap-lan", "127.0.0.1:0", "--zero-delay"]
-    import asyncio
 
     async def scenario() -> subprocess.CompletedProcess[str]:
         daemon = DaemonProcess(argv, dict(os.environ), tmp_path / "daemon.log")

@@ -94,7 +94,7 @@ class Provisioner:
         self.device: dict[str, Any] | None = None
 
     async def __aenter__(self) -> Provisioner:
-        """Discover, connect and open the session. Raises OnboardingError / TransportError."""
+        """Discover, connect and open the session. Raises OnboardingError (DeviceUnreachable when no device answers) or SetupError."""
         if self.target.softap_url:
             self.clock.mark("discover")  # the phone joined the device's AP: nothing to scan
             self.progress("connect", {"url": self.target.softap_url})
@@ -188,7 +188,7 @@ class Provisioner:
 
 
 async def list_networks(profile: Profile, target: Target, setup_code: Secret) -> list[dict[str, Any]]:
-    """The device's Wi-Fi scan list. Raises OnboardingError / TransportError."""
+    """The device's Wi-Fi scan list. Raises OnboardingError (DeviceUnreachable when no device answers) or SetupError."""
     async with Provisioner(profile, target, setup_code) as prov:
         assert prov.session is not None
         _, body = await prov.session.call(MessageType.SCAN_REQUEST, {})

@@ -14,14 +14,15 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageFlag, MessageType
 from dbus_fast.aio import MessageBus
 
+from ..errors import DEFAULT_SYSTEM_BUS, SYSTEM_BUS_ENV, bus_address
 from ..network.nm import defs
 from .base import Context, Failed
 
 __all__ = ["BLUEZ", "BUS_ENV", "DEFAULT_BUS", "NM_PERMISSIONS", "check_ap_capability",
            "check_bluez", "check_dbus", "check_dbus_permissions", "check_networkmanager"]
 
-BUS_ENV = "DBUS_SYSTEM_BUS_ADDRESS"
-DEFAULT_BUS = "unix:path=/run/dbus/system_bus_socket"
+BUS_ENV = SYSTEM_BUS_ENV
+DEFAULT_BUS = DEFAULT_SYSTEM_BUS
 
 BLUEZ = "org.bluez"
 OBJECT_MANAGER_IFACE = "org.freedesktop.DBus.ObjectManager"
@@ -71,7 +72,7 @@ def _bus(ctx: Context) -> MessageBus:
 
 
 async def check_dbus(ctx: Context) -> str:
-    address = ctx.bus_address or os.environ.get(BUS_ENV) or DEFAULT_BUS
+    address = ctx.bus_address or bus_address()
     bus: MessageBus | None = None
     try:
         bus = MessageBus(bus_address=ctx.bus_address, bus_type=BusType.SYSTEM)

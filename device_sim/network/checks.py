@@ -79,7 +79,7 @@ async def check_captive_portal(url: str, *, timeout: float,
             location = response.headers.get("Location")
             body = await response.content.read(_MAX_BODY)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
+        reason = describe_connect_error(exc)
         raise NetworkError(Code.NO_INTERNET, f"connectivity probe {url}: {reason}",
                            raw={"url": url, "reason": reason}) from None
     if status == 204 or (200 <= status < 300 and not body):
@@ -141,7 +141,7 @@ async def check_tls(addresses: Sequence[str], port: int, *, ssl_context: ssl.SSL
         raise NetworkError(Code.TLS_VERIFICATION_FAILED, f"{where}: {reason}",
                            raw={"host": server_hostname, "port": port, "reason": reason}) from None
     except (TimeoutError, OSError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
+        reason = describe_connect_error(exc)
         raise NetworkError(Code.CLOUD_UNREACHABLE, f"{where}: TLS handshake: {reason}",
                            raw={"host": server_hostname, "port": port, "reason": reason}) from None
     await _close(writer, timeout)
@@ -152,13 +152,3 @@ async def _close(writer: asyncio.StreamWriter, timeout: float) -> None:
     with contextlib.suppress(OSError, TimeoutError):
         async with asyncio.timeout(timeout):
             await writer.wait_closed()
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return describe_connect_error(exc)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__

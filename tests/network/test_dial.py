@@ -80,7 +80,6 @@ class Listener:
         self.address = address
         self.port = 0
         self.accepted = asyncio.Event()
-        self.server: asyncio.Server | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted.set()
@@ -95,7 +94,6 @@ async def listen() -> AsyncIterator:  # type: ignore[type-arg]
         listener = Listener(address)
         server = await asyncio.start_server(listener.handle, address, 0, ssl=ssl_context)
         servers.append(server)
-        listener.server = server
         listener.port = int(server.sockets[0].getsockname()[1])
         return listener
 
