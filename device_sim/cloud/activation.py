@@ -11,7 +11,9 @@
 4. the binding rule: bound to another account without ``after_reset`` -> 409
    ``claimed_by_another_account``; with ``after_reset`` (or when unbound) the binding is replaced,
    every credential of the old one revoked and the generation bumped; bound to the same account
-   -> success within the current generation;
+   -> success within the current generation. A registration key is the same on every unit of a
+   batch, so it never touches a unit that is bound: a registration for a bound unit must also
+   carry the unit's factory client certificate (else 403);
 5. when the binding changes in claim mode: an expired token -> 410, a used token (without
    ``after_reset``) -> 409 ``claim_token_used``.
 """
@@ -130,6 +132,11 @@ def activate(db: CloudDb, req: ActivationRequest, peer: PeerCertificate | None,
                                (req.device_id,)).fetchone()
         bound_to = binding["account"] if binding is not None else None
         generation = binding["generation"] if binding is not None else 0
+        if req.mode == "registration" and bound_to is not None and not _is_unit(peer, req, unit):
+            # The fleet key proves "a unit of this batch", not "this unit": with it alone anyone
+            # could rebind (after_reset) or re-credential a unit that someone owns.
+            raise rejected(f"the device is bound; registering it again needs its factory client "
+                           f"certificate, not only the fleet registration key")
         if bound_to is not None and bound_to != account and not req.after_reset:
             raise CloudApiError(409, "claimed_by_another_account",
                                 "the device is bound to another account; factory-reset it first")
@@ -161,11 +168,10 @@ def _authenticate(db: CloudDb, req: ActivationRequest, unit: dict[str, Any],
     if req.mode in ("zero-touch", "claim"):
         if peer is None:
             raise rejected(f"{req.mode} needs the device's factory client certificate")
-        if (peer.device_id != req.device_id
-                or not hmac.compare_digest(peer.fingerprint_sha256,
-                                           unit["cert_fingerprint_sha256"])
-                or (peer.serial is not None and peer.serial != unit["serial"])):
+        if not _is_unit(peer, req, unit):
             raise rejected("the client certificate is not the one imported for this device")
+    elif peer is not None and not _is_unit(peer, req, unit):
+        raise rejected("the client certificate is not the one imported for this device")
     if req.mode == "claim":
         assert req.claim_token is not None
         expected = unit["claim_token_sha256"]
@@ -179,6 +185,13 @@ def _authenticate(db: CloudDb, req: ActivationRequest, unit: dict[str, Any],
         if row is None or not hmac.compare_digest(sha256_hex(req.key_secret.reveal()),
                                                   row["secret_sha256"]):
             raise rejected("invalid registration key")
+
+
+def _is_unit(peer: PeerCertificate | None, req: ActivationRequest, unit: Any) -> bool:
+    """Whether the TLS-verified client certificate is the one imported for this unit."""
+    return (peer is not None and peer.device_id == req.device_id
+            and hmac.compare_digest(peer.fingerprint_sha256, unit["cert_fingerprint_sha256"])
+            and (peer.serial is None or peer.serial == unit["serial"]))
 
 
 def _account(db: CloudDb, req: ActivationRequest, serial: str) -> str:

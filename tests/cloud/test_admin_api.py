@@ -129,10 +129,10 @@ async def test_secrets_never_logged(cloud: CloudEmulator, admin: CloudAdmin, dev
     registration = body(device, "registration", account="bob", after_reset=True,
                         registration={"key_id": "k", "secret": key_secret},
                         device_password="users-device-password")
-    status, registered = await dev.activate(device, registration, cert=False)
+    status, registered = await dev.activate(device, registration)
     secrets_seen += [registered["credentials"]["token"], "users-device-password"]
     status, cloud_pw = await dev.activate(device, registration | {
-        "request_id": "r2", "device_password": None, "password_mode": "cloud"}, cert=False)
+        "request_id": "r2", "device_password": None, "password_mode": "cloud"})
     secrets_seen.append(cloud_pw["device_password"])
     await dev.activate(device, body(device, "claim", account="bob", claim_token="wrong-token"))
     await dev.activate(device, registration | {"request_id": "r3", "device_password": "x"},

@@ -67,9 +67,10 @@ async def test_cloud_generated_password_returned_once(dev: DeviceClient, unit: D
     status, me = await dev.request("GET", "/v1/devices/self",
                                    headers=basic(answer["device_user"], password))
     assert status == 200
-    # A retry of the same request gets the identical answer; a new request a new password.
+    # A retry of the same request gets the identical answer; a new request (the device, with its
+    # certificate, since it is bound now) a new password.
     assert await dev.activate(unit, request, cert=False) == (200, answer)
-    status, again = await dev.activate(unit, register(unit, password_mode="cloud"), cert=False)
+    status, again = await dev.activate(unit, register(unit, password_mode="cloud"))
     assert status == 200 and again["device_password"] != password
 
 
@@ -96,23 +97,53 @@ async def test_account_from_supply_chain_when_none_named(
     assert (status, answer["error"]) == (403, "activation_rejected")
 
 
-async def test_after_reset_with_key_rebinds_and_revokes_the_device_user(
+async def test_after_reset_with_key_and_certificate_rebinds_and_revokes_the_device_user(
         dev: DeviceClient, unit: Device) -> None:
     status, old = await dev.activate(unit, register(unit, "alice", password_mode="cloud"),
                                      cert=False)
-    status, answer = await dev.activate(unit, register(unit, "bob"), cert=False)
+    status, answer = await dev.activate(unit, register(unit, "bob"))
     assert (status, answer["error"]) == (409, "claimed_by_another_account")
     status, answer = await dev.activate(unit, register(unit, "bob", secret="guessed",
-                                                       after_reset=True), cert=False)
+                                                       after_reset=True))
     assert (status, answer["error"]) == (403, "activation_rejected")
     status, new = await dev.activate(
-        unit, register(unit, "bob", after_reset=True, device_password="bobs-device-pw"),
-        cert=False)
+        unit, register(unit, "bob", after_reset=True, device_password="bobs-device-pw"))
     assert (status, new["account"], new["generation"]) == (200, "bob", 2)
     assert (await dev.self_(old["credentials"]["token"]))[1]["error"] == "credentials_revoked"
     status, _ = await dev.request("GET", "/v1/devices/self",
                                   headers=basic(old["device_user"], old["device_password"]))
     assert status == 401
+
+
+async def test_the_fleet_key_alone_cannot_take_over_a_bound_unit(
+        dev: DeviceClient, admin: CloudAdmin, unit: Device, factory: Factory) -> None:
+    """The registration key is the same on every unit of the batch: whoever holds it (any unit,
+    or an attacker who read one) must not rebind, or re-credential, a unit that is bound."""
+    status, owner = await dev.activate(unit, register(unit, "alice", password_mode="cloud"),
+                                       cert=False)
+    assert status == 200
+    token = owner["credentials"]["token"]
+    other = factory.device("SN-R2")
+    await admin.import_units({"units": [other.unit()]})
+    attacks = [
+        (register(unit, "bob", after_reset=True, password_mode="cloud"), False),   # rebind
+        (register(unit, "alice", password_mode="user", device_password="mallorys-pw"), False),
+        (register(unit, "alice", after_reset=True, password_mode="cloud"), False),
+        # another unit's genuine certificate is not this unit's either
+        (register(unit, "bob", after_reset=True, password_mode="cloud"), other),
+    ]
+    for request, cert in attacks:
+        status, answer = await dev.activate(other if cert else unit, request, cert=bool(cert))
+        assert (status, answer["error"]) == (403, "activation_rejected"), request
+        assert "factory client certificate" in answer["detail"] or "not the one" in \
+            answer["detail"]
+    # The owner's binding, token and device user are untouched.
+    assert await dev.self_(token) == (200, {"device_id": unit.device_id, "account": "alice",
+                                            "generation": 1})
+    status, _ = await dev.request("GET", "/v1/devices/self",
+                                  headers=basic(owner["device_user"], owner["device_password"]))
+    assert status == 200
+    assert await admin.list_devices("bob", PASSWORD) == []
 
 
 async def test_a_registration_key_can_do_nothing_else(
