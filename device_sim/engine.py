@@ -106,7 +106,8 @@ class OnboardingEngine:
         self.radio_users: list[RadioUser] = []
         self.activator = activator
         # Failure injection for QA (DEVICE_SIM_FAULT): "crash-after-cloud-answer" kills the
-        # process between the cloud's answer and the local commit, as a power cut would.
+        # process between the cloud's answer and the local commit, "crash-after-cloud-release"
+        # between the cloud's release and the local factory reset, as a power cut would.
         self.fault = fault
         self.last_scan: list[AccessPoint] = []
 
@@ -114,6 +115,15 @@ class OnboardingEngine:
 
     async def __aenter__(self) -> OnboardingEngine:
         record = self.recover()
+        interrupted_reset = self.store.pending_reset()
+        if interrupted_reset is not None:
+            # Killed during a factory reset (perhaps after the cloud released the device): a
+            # reset that was asked for is finished, never undone, so the device and the cloud
+            # agree that it is unbound.
+            LOG.warning("a factory reset %s was interrupted by a restart: finishing it",
+                        interrupted_reset)
+            await self.factory_reset(interrupted_reset)
+            return self
         has_credentials = self.store.credentials() is not None
         if record.state is S.ONLINE and has_credentials:
             # A device that was online reconnects on boot, through the same checked path.
@@ -211,14 +221,22 @@ class OnboardingEngine:
                 await self._attempt_task
             except asyncio.CancelledError:
                 pass
+        # The intent is committed before the cloud hears of it: a device killed between the
+        # release and the local reset finishes the reset on boot (see __aenter__).
+        self.store.begin_factory_reset(source)
         cloud = self.store.cloud()
         if self.activator is not None and cloud.token is not None:
             try:  # an online device releases itself; an offline one is rebound after reset
                 async with asyncio.timeout(5):
                     await self.activator.release(cloud.token)
             except (OnboardingError, TimeoutError) as exc:
+                # Also the answer to a repeated release (its token is revoked already).
                 LOG.info("cloud release at factory reset failed (%s); the next activation "
                          "says it follows a reset", exc)
+            if self.fault == "crash-after-cloud-release":
+                LOG.critical("fault injection: exiting between the cloud's release and the "
+                             "local reset")
+                os._exit(137)
         await self.backend.disconnect()
         await self.backend.forget_all()
         self.store.reset_auth_failures()

@@ -308,6 +308,7 @@ class DeviceStore:
                         " account = NULL, generation = NULL, token = NULL, device_user = NULL,"
                         " device_password = NULL, after_reset = 1, in_account = NULL,"
                         " in_claim_token = NULL, in_device_password = NULL")
+                    self.db.execute("DELETE FROM meta WHERE key = 'reset_pending'")
         except sqlite3.Error as exc:
             raise StoreError(f"transition to {state.wire_name} failed: {exc}") from exc
         return self.record()
@@ -346,6 +347,20 @@ class DeviceStore:
         with _tx(self.db):
             self.db.execute("UPDATE cloud SET status = CASE WHEN token IS NULL THEN 'none'"
                             " ELSE 'active' END, request_id = NULL WHERE status = 'pending'")
+
+    # --- factory reset intent -------------------------------------------------------------------
+
+    def begin_factory_reset(self, source: str) -> None:
+        """Record that a factory reset was asked for, before anything of it happens (the cloud
+        release first): a restart finds it and finishes the reset. The transition with
+        ``forget_cloud`` clears it in the same transaction that clears the binding."""
+        with _tx(self.db):
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('reset_pending', ?)", (source,))
+
+    def pending_reset(self) -> str | None:
+        """Who asked for a factory reset that has not finished, or None."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'reset_pending'").fetchone()
+        return str(row[0]) if row is not None else None
 
     # --- setup-code failures (backoff) ----------------------------------------------------------
 

@@ -111,3 +111,15 @@ def test_init_with_a_malformed_setup_code_is_a_usage_error(tmp_path: Path) -> No
                          text=True, timeout=60)
     assert out.returncode == 2 and "--setup-code" in out.stderr and "Traceback" not in out.stderr
     assert "abc" not in out.stderr  # a mistyped code is close to the real one: never echoed
+
+
+def test_a_factory_reset_intent_lasts_until_the_reset_commits(tmp_path: Path) -> None:
+    with DeviceStore(tmp_path) as store:
+        store.transition(State.CREDENTIALS_RECEIVED, credentials=Credentials(b"x", None, False))
+        assert store.pending_reset() is None
+        store.begin_factory_reset("the CLI")
+    with DeviceStore(tmp_path) as store:  # a restart still sees it
+        assert store.pending_reset() == "the CLI"
+        store.transition(State.UNPROVISIONED, credentials=None, forget_cloud=True)
+        assert store.pending_reset() is None
+        assert store.cloud().after_reset is True

@@ -464,6 +464,42 @@ async def test_offline_factory_reset_rebinds_and_revokes(make_bench: MakeBench) 
     assert await bench.devices("alice") == []
 
 
+async def test_reset_killed_after_the_cloud_release_finishes_on_boot(
+        make_bench: MakeBench) -> None:
+    """Killed after the cloud released the device but before the local reset: the device must
+    not come back with a binding the cloud revoked; the restart finishes the reset."""
+    bench = await make_bench()
+    await bench.start("claim", fault="crash-after-cloud-release")
+    first = await bench.provision(bench.inputs("claim", "alice"))
+    assert (first["state"], first["activation"]["account"]) == ("online", "alice")
+    token = bench.binding().token
+    assert token is not None
+    assert bench.device.daemon is not None and bench.device.daemon.proc is not None
+    proc = bench.device.daemon.proc
+    with pytest.raises(DeviceSimError):  # the daemon dies before it answers
+        await control_request(bench.state_dir, "factory-reset", {})
+    async with asyncio.timeout(30):
+        assert await proc.wait() == 137
+    await bench.device.stop()
+    # The cloud released it; locally it was still online with alice's (revoked) token.
+    assert await bench.devices("alice") == []
+    assert (await bench.device_self(f"Bearer {token.reveal()}"))[0] == 401
+    with DeviceStore(bench.state_dir) as store:
+        assert store.record().state.wire_name == "online"
+        assert store.pending_reset() is not None
+
+    await bench.start("claim")
+    status = await bench.wait_status(lambda s: s["state"] == "unprovisioned")
+    assert status["activation"]["status"] == "none"
+    binding = bench.binding()
+    assert (binding.status, binding.token, binding.after_reset) == ("none", None, True)
+    with DeviceStore(bench.state_dir) as store:
+        assert (store.pending_reset(), store.credentials()) == (None, None)
+    # ... and it onboards again for the next owner.
+    second = await bench.provision(bench.inputs("claim", "bob"), phone=2)
+    assert (second["state"], second["activation"]["account"]) == ("online", "bob"), second
+
+
 async def test_factory_reset_over_ble(make_bench: MakeBench) -> None:
     bench = await make_bench()
     await bench.start("zero-touch")
