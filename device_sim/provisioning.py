@@ -4,7 +4,11 @@ A door hands over whole (reassembled) messages tagged with a *peer* key (for BLE
 channel) and gets back the messages to send to that peer. This layer enforces:
 
 * one session at a time: another peer gets BUSY until the holder ends, times out or vanishes;
-* SRP6a on the setup code, with the persisted exponential backoff on wrong codes;
+  a peer is the door's notion of one client on one connection (BLE: the central and its
+  channel), so another client cannot end, answer or finish the holder's handshake or session;
+* SRP6a on the setup code, with the persisted exponential backoff on wrong codes; a handshake
+  that ends without a proof (abandoned, timed out, restarted) counts as a wrong code too, or a
+  client that only ever sends PAKE_START could hold the one session forever at no cost;
 * AES-256-GCM with per-direction counters for everything after the handshake;
 * idle and handshake timeouts (CLIENT_TIMEOUT), never while a join the session started runs
   (the SoftAP phone loses the AP during the join and comes back for the outcome);
@@ -170,6 +174,11 @@ class ProvisioningService:
         exc.retry_after_ms = self.backoff.retry_after_ms(failures, self._wall_ms(), self._wall_ms())
         LOG.warning("wrong setup code (%d failures in a row)", failures)
 
+    def _count_unfinished_handshake(self, code: Code) -> None:
+        failures = self.store.record_auth_failure(self._wall_ms())
+        LOG.warning("a handshake ended without a proof (%s): counted as a wrong setup code "
+                    "(%d failures in a row)", code.name, failures)
+
     def _pake_start(self, peer: Hashable, body: bytes, send: Sender) -> bytes:
         self._check_free(peer)
         self._check_backoff()
@@ -192,6 +201,7 @@ class ProvisioningService:
         except SessionError as exc:
             if exc.code is Code.WRONG_SETUP_CODE:
                 self._count_wrong_code(exc)
+                s.handshake = None  # counted once
             self._close(exc.code, notify=False)
             raise
         self.store.reset_auth_failures()
@@ -352,6 +362,8 @@ class ProvisioningService:
         s, self._session = self._session, None
         if s is None:
             return
+        if s.handshake is not None:
+            self._count_unfinished_handshake(code)
         if notify and s.send is not None and code is not Code.OK:
             s.send(ErrorBody(code, 0, "session closed").to_message())
         if s.established:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,11 +79,14 @@ class _Partial:
 
 
 class Reassembler:
-    """Reassembles fragments into messages, per channel.
+    """Reassembles fragments into messages, per source and channel.
 
     ``feed`` returns ``(channel, message)`` when a message completes, ``None`` while more
     fragments are due, and raises ProtocolError for a bad sequence (after which that channel's
-    partial message is dropped, so the next FIRST fragment starts clean).
+    partial message is dropped, so the next FIRST fragment starts clean). ``source`` is the
+    connection the frame came from (the device side passes the central's BlueZ path): a channel
+    id is chosen by the client, so another central that uses the same id must not be able to
+    inject into, or break, this one's partial message.
     """
 
     def __init__(self, max_message_length: int, timeout_s: float,
@@ -91,30 +94,40 @@ class Reassembler:
         self.max_message_length = max_message_length
         self.timeout_s = timeout_s
         self._clock = clock
-        self._partials: dict[int, _Partial] = {}
+        self._partials: dict[tuple[Hashable, int], _Partial] = {}
 
-    def pending_channels(self) -> list[int]:
-        return list(self._partials)
+    def pending_channels(self, source: Hashable = None) -> list[int]:
+        return [channel for (src, channel) in self._partials if src == source]
 
-    def drop(self, channel: int) -> None:
-        self._partials.pop(channel, None)
+    def drop(self, channel: int, source: Hashable = None) -> None:
+        self._partials.pop((source, channel), None)
+
+    def sources(self, channel: int) -> set[Hashable]:
+        """The sources with a partial message on ``channel``."""
+        return {src for (src, ch) in self._partials if ch == channel}
+
+    def drop_source(self, source: Hashable) -> None:
+        """Forget every partial message of ``source`` (it disconnected)."""
+        for key in [k for k in self._partials if k[0] == source]:
+            del self._partials[key]
 
     def _expire(self, now: float) -> None:
-        for channel, partial in list(self._partials.items()):
+        for key, partial in list(self._partials.items()):
             if now - partial.started > self.timeout_s:
-                del self._partials[channel]
+                del self._partials[key]
 
-    def feed(self, frame: bytes) -> tuple[int, bytes] | None:
+    def feed(self, frame: bytes, source: Hashable = None) -> tuple[int, bytes] | None:
         channel = peek_channel(frame)
+        key = (source, channel)
         flags = frame[0]
         index = flags & INDEX_MASK
         now = self._clock()
         self._expire(now)
-        partial = self._partials.get(channel)
+        partial = self._partials.get(key)
         body = frame[HEADER.size:]
         if flags & FLAG_FIRST:
             if partial is not None:
-                self.drop(channel)
+                self._partials.pop(key, None)
                 raise ProtocolError(Code.MALFORMED_REQUEST,
                                     "a new message started before the previous one ended")
             if index != 0:
@@ -129,26 +142,26 @@ class Reassembler:
                 raise ProtocolError(Code.MESSAGE_TOO_LARGE,
                                     f"message of {total} bytes; the limit is "
                                     f"{self.max_message_length}")
-            if channel not in self._partials and len(self._partials) >= MAX_PENDING_CHANNELS:
+            if key not in self._partials and len(self._partials) >= MAX_PENDING_CHANNELS:
                 raise ProtocolError(Code.BUSY,
                                     "too many partial messages at once")
             partial = _Partial(total=total, next_index=0, started=now)
-            self._partials[channel] = partial
+            self._partials[key] = partial
         elif partial is None:
             raise ProtocolError(Code.MALFORMED_REQUEST,
                                 f"continuation fragment {index} without a first fragment")
         if index != partial.next_index:
-            self.drop(channel)
+            self._partials.pop(key, None)
             raise ProtocolError(Code.MALFORMED_REQUEST,
                                 f"fragment {index} arrived, expected {partial.next_index}")
         partial.next_index = (partial.next_index + 1) & INDEX_MASK
         partial.data += body
         if len(partial.data) > partial.total:
-            self.drop(channel)
+            self._partials.pop(key, None)
             raise ProtocolError(Code.MALFORMED_REQUEST,
                                 f"fragments carry more than the announced {partial.total} bytes")
         if flags & FLAG_LAST:
-            self.drop(channel)
+            self._partials.pop(key, None)
             if len(partial.data) != partial.total:
                 raise ProtocolError(Code.MALFORMED_REQUEST,
                                     f"message ended after {len(partial.data)} of "

@@ -186,3 +186,64 @@ async def test_session_idle_timeout_frees_the_session(tmp_path: Path) -> None:
             assert ErrorBody.from_body(split_type(sent[-1])[1]).code is Code.CLIENT_TIMEOUT
             assert service.session_peer is None and engine.state is State.UNPROVISIONED
             await service.aclose()
+
+
+async def test_a_stranger_cannot_touch_the_holders_handshake_and_squatting_costs(
+        tmp_path: Path) -> None:
+    """Peers are the door's connections: another peer's PAKE_START or PAKE_PROOF during the
+    holder's handshake gets BUSY and counts nothing; a handshake that never proves (it timed
+    out, or was started over) counts as a wrong setup code, so holding the only session with
+    bare PAKE_STARTs runs into the backoff like guessing does."""
+    with DeviceStore(tmp_path) as store:
+        identity, code = create_identity(store, Secret("1357-2468"))
+        engine, backend, _ = _engine(store, timeouts=Timeouts(60, 60, 60, 60))
+        async with backend, engine:
+            service = ProvisioningService(PROFILE, engine, store, identity,
+                                          handshake_timeout_s=5)
+            sent: list[bytes] = []
+            pushed = asyncio.Event()
+
+            def send(message: bytes) -> None:
+                sent.append(message)
+                pushed.set()
+
+            def error(message: bytes) -> Code:
+                kind, body = split_type(message)
+                assert kind is MessageType.ERROR, kind
+                return ErrorBody.from_body(body).code
+
+            start = bytes([MessageType.PAKE_START])
+            holder, stranger = ("central-A", 7), ("central-B", 7)  # same channel id
+            hs = ClientHandshake(code)
+            (challenge,) = await service.handle(holder, start + hs.start(), send)
+            assert challenge[0] == MessageType.PAKE_CHALLENGE
+            for message in (start + ClientHandshake(code).start(),
+                            bytes([MessageType.PAKE_PROOF]) + b"\x00" * 96):
+                (reply,) = await service.handle(stranger, message, send)
+                assert error(reply) is Code.BUSY
+            assert store.auth_failures()[0] == 0
+            confirm = await service.handle(
+                holder, bytes([MessageType.PAKE_PROOF]) + hs.process_challenge(challenge[1:]),
+                send)
+            assert confirm[0][0] == MessageType.PAKE_CONFIRM
+            (busy,) = await service.handle(stranger, start + ClientHandshake(code).start(), send)
+            assert error(busy) is Code.BUSY and service.session_peer == holder
+            service.release(holder)
+
+            # A squatter's handshake that times out costs one failure ...
+            service.handshake_timeout_s = 0.05
+            await service.handle(stranger, start + ClientHandshake(code).start(), send)
+            pushed.clear()
+            await asyncio.wait_for(pushed.wait(), 5)
+            assert error(sent[-1]) is Code.CLIENT_TIMEOUT
+            assert store.auth_failures()[0] == 1
+            # ... and so does each start-over, until PAKE_START meets the backoff.
+            answers = []
+            for _ in range(4):
+                (reply,) = await service.handle(stranger, start + ClientHandshake(code).start(),
+                                                send)
+                answers.append(reply[0])
+            assert answers[:3] == [MessageType.PAKE_CHALLENGE] * 3
+            assert answers[3] == MessageType.ERROR and error(reply) is Code.TOO_MANY_ATTEMPTS
+            assert store.auth_failures()[0] == 3
+            await service.aclose()

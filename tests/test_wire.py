@@ -117,3 +117,20 @@ def test_public_values() -> None:
     assert AdvertisedInfo.from_bytes(a.to_bytes()) == a
     with pytest.raises(ProtocolError):
         PublicState.from_bytes(b"\x09\x00\x00\x00")
+
+
+def test_partial_messages_are_kept_apart_per_source() -> None:
+    """Another central writing on the same channel id cannot complete or break this one's
+    partial message."""
+    r = Reassembler(4096, 5.0)
+    frames = fragment(b"\x20" + b"a" * 300, 9, 100)
+    intruder = fragment(b"\x20" + b"b" * 50, 9, 100)
+    assert r.feed(frames[0], source="A") is None
+    assert r.feed(intruder[0], source="B") == (9, b"\x20" + b"b" * 50)
+    assert r.sources(9) == {"A"}
+    for frame in frames[1:-1]:
+        assert r.feed(frame, source="A") is None
+    assert r.feed(frames[-1], source="A") == (9, b"\x20" + b"a" * 300)
+    r.feed(frames[0], source="A")
+    r.drop_source("A")
+    assert r.sources(9) == set()

@@ -14,6 +14,15 @@ Native characteristics (UUIDs and limits from the profile):
 
 bless calls read/write handlers synchronously on its D-Bus thread of control; reads are served
 from cached values and writes are handed to asyncio tasks that this door keeps references to.
+
+A session belongs to the connection that opened it: writes to ``request`` carry the central's
+BlueZ object path (WriteValue's ``device`` option), and the session layer's peer is the pair
+(central, channel). Another central is another peer: it gets BUSY and cannot end, answer or
+break into the holder's handshake, session or partial messages. A frame on a channel id that
+another central is using (the session holder's, or one with a partial message) is dropped
+unanswered: a notification reaches every subscriber, so an answer to the intruder would land in
+the holder's inbox on that channel. When the holder's central disconnects, its session ends at
+once.
 """
 
 from __future__ import annotations
@@ -31,10 +40,12 @@ from ..errors import OnboardingError, ProtocolError, TransportError, ble_setup_e
 from ..events import DiagnosticEvent
 from ..profile import Profile
 from ..provisioning import ProvisioningService
+from ..ratelimit import LimitedLog
 from ..store import Identity
 from ..wire import AdvertisedInfo, PublicState, Reassembler, fragment, peek_channel
 from .base import Door
-from .bluez import ConnectionWatcher, ProvisioningAdvertisement, is_bluezoo
+from .bluez import (ConnectionWatcher, ProvisioningAdvertisement, is_bluezoo,
+                    route_writes_with_origin)
 
 LOG = logging.getLogger(__name__)
 
@@ -104,7 +115,8 @@ class BleDoor(Door):
         self._adv_task: asyncio.Task[None] | None = None
         self._watcher = ConnectionWatcher(adapter, self._on_connections)
         self._unsubscribe = lambda: None
-        self._channels_seen: set[int] = set()
+        self._connected: frozenset[str] = frozenset()
+        self._intrusions = LimitedLog(LOG, "ble: frame dropped", burst=5, window_s=60)
         self._adv_index = 0
         self._on_bluezoo = False
 
@@ -136,6 +148,12 @@ class BleDoor(Door):
                                                          bytearray(value), _permissions(props))
                     self._char_service[char_uuid] = service_uuid
                     self._char_owner[char_uuid] = personality
+        if self.native:
+            request_uuid = svc.char("request").uuid
+            for gatt_service in server.app.services:
+                for gatt_char in gatt_service.characteristics:
+                    if str(gatt_char._uuid).lower() == request_uuid:
+                        route_writes_with_origin(gatt_char, self._on_request_write)
         # Interop quirk 2: bless starts notify characteristics with Notifying=True although
         # nobody subscribed; BlueZoo then takes the AcquireNotify path on StartNotify, which
         # bless does not implement, and the subscription fails. Start them as not notifying.
@@ -275,34 +293,44 @@ class BleDoor(Door):
         return bytearray(characteristic.value)
 
     def _on_write(self, characteristic: Any, value: Any, **_: Any) -> None:
+        """bless's write callback: the personalities' characteristics (the native ``request``
+        characteristic is routed to :meth:`_on_request_write` with the writer's path)."""
         uuid = str(characteristic.uuid).lower()
         owner = self._char_owner.get(uuid)
         if owner is not None:
             owner.on_write(uuid, bytes(value))
+
+    def _on_request_write(self, frame: bytes, central: str | None) -> None:
+        """A fragment written to ``request`` by ``central`` (None: the stack did not say)."""
+        if len(frame) >= 3 and self._taken_by_another(frame[1] << 8 | frame[2], central):
+            self._intrusions.log(logging.WARNING, "a central wrote on channel %d, which another "
+                                 "central is using", frame[1] << 8 | frame[2])
             return
-        if not self.native or uuid != self.profile.service.char("request").uuid:
-            return
-        frame = bytes(value)
         try:
             channel = peek_channel(frame)
-            complete = self.reassembler.feed(frame)
+            complete = self.reassembler.feed(frame, source=central)
         except ProtocolError as exc:
             channel = frame[1] << 8 | frame[2] if len(frame) >= 3 else 0
-            self._send(channel, self.service.error_for(channel, exc))
+            self._send(channel, self.service.error_for((central, channel), exc))
             return
-        self._channels_seen.add(channel)
         if complete is not None:
-            task = asyncio.get_running_loop().create_task(self._handle(*complete))
+            task = asyncio.get_running_loop().create_task(self._handle(central, *complete))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, channel: int, message: bytes) -> None:
+    def _taken_by_another(self, channel: int, central: str | None) -> bool:
+        holder = self.service.session_peer
+        if isinstance(holder, tuple) and holder[1:] == (channel,) and holder[0] != central:
+            return True
+        return bool(self.reassembler.sources(channel) - {central})
+
+    async def _handle(self, central: str | None, channel: int, message: bytes) -> None:
+        peer = (central, channel)
         try:
-            replies = await self.service.handle(channel, message,
-                                                lambda m: self._send(channel, m))
+            replies = await self.service.handle(peer, message, lambda m: self._send(channel, m))
         except Exception as exc:  # the service answers bad input itself; this is a bug path
             LOG.exception("handling a message from channel %d failed", channel)
-            replies = [self.service.error_for(channel, OnboardingError(
+            replies = [self.service.error_for(peer, OnboardingError(
                 Code.INTERNAL_ERROR, type(exc).__name__))]
         for reply in replies:
             self._send(channel, reply)
@@ -347,14 +375,21 @@ class BleDoor(Door):
             self._adv_dirty.set()
 
     def _on_connections(self, connected: frozenset[str]) -> None:
-        # BlueZ does not tell bless which central wrote; when the last central is gone, the
-        # session holder is gone too. With several centrals, the idle timeout frees it.
-        if not connected and self.service.session_peer is not None:
-            self.service.peer_gone(self.service.session_peer)
+        gone, self._connected = self._connected - connected, connected
+        holder = self.service.session_peer
+        holder_central = holder[0] if isinstance(holder, tuple) else None
+        # The holder's own central left: its session ends now. A session whose central is not
+        # known (a stack that does not name the writer, or a personality's session such as
+        # Improv's) ends when the last central is gone; with several centrals, the idle
+        # timeout frees it.
+        personal = {getattr(p, "session_peer", None) for p in self.personalities}
+        if holder is not None and (holder_central in gone or (not connected and (
+                holder_central is None or holder in personal))):
+            self.service.peer_gone(holder)
+        for central in gone:
+            self.reassembler.drop_source(central)
         if not connected:
-            for channel in list(self._channels_seen):
-                self.reassembler.drop(channel)
-            self._channels_seen.clear()
+            self.reassembler.drop_source(None)
             for personality in self.personalities:
                 personality.on_disconnected()
 

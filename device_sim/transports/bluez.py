@@ -1,10 +1,12 @@
-"""BlueZ-side helpers for the BLE door: the advertisement object and a connection watcher.
+"""BlueZ-side helpers for the BLE door: the advertisement object, the writer of a write, and a
+connection watcher.
 
 Both work the same against BlueZ on a Raspberry Pi and against BlueZoo virtual adapters.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +15,7 @@ from bless.backends.bluezdbus.dbus.advertisement import BlueZLEAdvertisement, Ty
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_next.constants import PropertyAccess
-from dbus_next.service import dbus_property
+from dbus_next.service import ServiceInterface, dbus_property
 from dbus_next.signature import Variant
 
 LOG = logging.getLogger(__name__)
@@ -46,6 +48,34 @@ class ProvisioningAdvertisement(BlueZLEAdvertisement):
     @dbus_property(access=PropertyAccess.READ)
     def Discoverable(self) -> "b":  # type: ignore[name-defined]  # noqa: F821 N802
         return True
+
+
+def route_writes_with_origin(characteristic: ServiceInterface,
+                             on_write: Callable[[bytes, str | None], None]) -> None:
+    """Call ``on_write(value, central_path)`` for every WriteValue on ``characteristic``.
+
+    BlueZ (and BlueZoo) name the central that wrote in WriteValue's ``device`` option (its
+    object path, e.g. ``/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF``), but bless drops the options
+    before its write callback. The provisioning session must be bound to the connection that
+    opened it, so this replaces the D-Bus method of this one characteristic object (a copy of
+    bless's method description with another function; the shared class stays as it is).
+    ``central_path`` is None if the stack gives no ``device`` option.
+    """
+    methods = ServiceInterface._get_methods(characteristic)  # the instance's own list
+    for i, method in enumerate(methods):
+        if method.name != "WriteValue":
+            continue
+        replacement = copy.copy(method)
+
+        def write_value(interface: Any, value: bytes, options: dict[str, Any]) -> None:
+            device = options.get("device")
+            path = device.value if isinstance(device, Variant) else None
+            on_write(bytes(value), path if isinstance(path, str) else None)
+
+        replacement.fn = write_value
+        methods[i] = replacement
+        return
+    raise TypeError(f"{characteristic!r} has no WriteValue method")
 
 
 async def is_bluezoo(bus: Any) -> bool:

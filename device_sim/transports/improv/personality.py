@@ -64,6 +64,7 @@ def valid_hostname(name: bytes) -> bool:
 
 class ImprovPersonality:
     name = "improv"
+    session_peer = PEER  # the session-layer peer of Improv's (direct) sessions
 
     def __init__(self, profile: Profile, service: ProvisioningService, engine: OnboardingEngine,
                  store: DeviceStore, identity: Identity, *, authorization: str | None = None,
