@@ -165,12 +165,26 @@ class ImprovPersonality:
 
     def _lapsed(self) -> None:
         self._lapse = None
-        if self._provisioning:  # lapses after the running attempt, not in the middle of it
+        if not self.authorized:
             return
         self.authorized = False
         LOG.info("improv: authorization lapsed")
         self.engine.note("improv", "authorization lapsed", {"authorized": False})
         self._publish_state()
+
+    def _consume_authorization(self) -> None:
+        if self.authorization != "required":
+            return
+        self.authorized = False
+        if self._lapse is not None:
+            self._lapse.cancel()
+            self._lapse = None
+
+    def _restore_authorization(self) -> None:
+        if self.authorization != "required":
+            return
+        self.authorized = True
+        self._arm_lapse()
 
     # --- notifications -----------------------------------------------------------------------------
 
@@ -272,6 +286,10 @@ class ImprovPersonality:
             passphrase = Secret(password.decode("utf-8")) if password else None
         except UnicodeDecodeError:
             raise PacketError(ImprovError.INVALID_RPC_PACKET, "the password is not UTF-8") from None
+        # The settings consume the authorization they used (Improv: it restarts only after a
+        # failed connect): without a new button press, no further settings are taken while
+        # this join runs or after it succeeded.
+        self._consume_authorization()
         self._provisioning = True
         self._publish_state()
         try:
@@ -280,6 +298,7 @@ class ImprovPersonality:
             except OnboardingError as exc:
                 LOG.info("improv: Wi-Fi settings refused: %s", exc)
                 self._set_error(ImprovError(self.spec.error_for(exc.code)))
+                self._restore_authorization()  # nothing was tried with it
                 return
             t = self.engine.timeouts
             try:
@@ -296,8 +315,7 @@ class ImprovPersonality:
             code = record.code if record.code is not Code.OK else Code.JOIN_FAILED
             LOG.info("improv: unable to connect (%s)", code.name)
             self._set_error(ImprovError(self.spec.error_for(code)))
-            if self.authorization == "required":
-                self._arm_lapse()  # the authorization timeout starts over after a failure
+            self._restore_authorization()  # the timeout starts over after a failed connect
         finally:
             self._provisioning = False
             self.service.release(PEER)
