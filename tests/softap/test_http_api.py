@@ -676,7 +676,7 @@ async def test_routes_match_the_profile(make_stack: StackFactory, profile: Profi
         assert extra == {("GET", p.path) for p in profile.softap.probes} | {("*", "/{tail}")}
         assert ("POST", "/portal/v1/provision") in registered
     else:
-        assert extra == set()
+        assert extra == {("*", "/{tail}")}  # the catch-all that answers in coded JSON
         assert not any(path.startswith(("/portal/", "/captive")) or path == "/"
                        for _, path in registered)
     # Served, that app answers what it lacks with coded JSON too.
@@ -770,3 +770,46 @@ async def test_info_and_state_hold_no_secrets(make_stack: StackFactory, profile:
     open_stack = await make_stack(open_ap=True)
     async with http.get(open_stack.url + "/api/v1/info") as resp:
         assert (await resp.json())["open"] is True
+
+
+async def test_a_session_cookie_moves_to_the_home_network_once_and_never_again(
+        make_stack: StackFactory, profile: Profile,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The phone comes back from the home network (a new address) for the outcome: that one
+    move is allowed, on the lan listener, for the session holder. Anyone else who presents the
+    cookie from yet another address afterwards (it travels in clear on the home LAN) is refused,
+    and the cookie token itself never reaches the log."""
+    caplog.set_level(logging.DEBUG)
+    stack = await make_stack()
+    async with HttpLink(profile, stack.url) as link:
+        session = ClientSession(link, timeout=WAIT)
+        await session.open(Secret(SETUP_CODE))
+        assert link.token is not None
+        await session.call(MessageType.SET_CREDENTIALS, {
+            "ssid_hex": HOME.ssid.hex(), "passphrase": HOME_PASSPHRASE, "hidden": False})
+        await session.call(MessageType.CONNECT, {})
+        record = await stack.engine.wait_settled(WAIT)
+        assert record.state is State.ONLINE
+        await until(lambda: stack.door.lan.up, "the lan listener")
+        cookie = {"Cookie": f"{profile.softap.http.session_cookie}={link.token}"}
+
+        async def poll_from(address: str) -> tuple[int, Any]:
+            connector = aiohttp.TCPConnector(local_addr=(address, 0))
+            async with aiohttp.ClientSession(connector=connector) as http:
+                async with http.get(stack.door.lan.url + "/api/v1/events?wait_ms=0",
+                                    headers=cookie) as resp:
+                    body = await resp.read()
+                    return resp.status, (json.loads(body) if resp.content_type ==
+                                         "application/json" else None)
+
+        status, _ = await poll_from("127.0.0.2")  # the phone, back from the home network
+        assert status in (200, 204)
+        status, answer = await poll_from("127.0.0.3")  # someone else on the LAN
+        assert (status, answer["code_name"]) == (profile.softap.http.status(
+            Code.SESSION_REQUIRED), "SESSION_REQUIRED")
+        status, _ = await poll_from("127.0.0.2")
+        assert status in (200, 204)
+        assert stack.service.session_peer is not None
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "session open with http client" in logged
+    assert link.token not in logged

@@ -35,10 +35,12 @@ from ...events import DiagnosticEvent
 from ...network.base import AccessPoint, AccessPointConfig, NetworkBackend
 from ...profile import Profile
 from ...provisioning import ProvisioningService
+from ...ratelimit import LimitedLog
 from ...security.ap_credentials import wifi_qr_string
 from ...security.secret import Secret
 from ...store import Identity
 from ..base import Door
+from .server import JsonErrorRunner
 from .sessions import HttpClients
 
 LOG = logging.getLogger(__name__)
@@ -69,10 +71,12 @@ class SoftApOptions:
 class _Listener:
     """One aiohttp server on one address; the port chosen first is kept across reopenings."""
 
-    def __init__(self, name: str, host: str, port: int, grace_s: float,
+    def __init__(self, name: str, host: str, port: int, grace_s: float, *,
+                 profile: Profile, header_timeout_s: float, rejected: LimitedLog,
                  announce: str | None = None) -> None:
         self.name, self.host, self.port, self.grace_s = name, host, port, grace_s
         self.announce = announce  # the host in the URL clients are given (default: host)
+        self.profile, self.header_timeout_s, self.rejected = profile, header_timeout_s, rejected
         self._runner: web.AppRunner | None = None
 
     @property
@@ -96,8 +100,10 @@ class _Listener:
     async def open(self, app: web.Application) -> None:
         if self._runner is not None:
             return
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.grace_s,
-                               keepalive_timeout=5.0)
+        runner = JsonErrorRunner(app, profile=self.profile,
+                                 header_timeout_s=self.header_timeout_s, rejected=self.rejected,
+                                 access_log=None, shutdown_timeout=self.grace_s,
+                                 keepalive_timeout=5.0)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
@@ -138,10 +144,15 @@ class SoftApDoor(Door):
             passphrase = identity.softap_passphrase
         self.ap_config = AccessPointConfig(ssid, passphrase, address=options.listen_host)
         self.clients = HttpClients(lambda peer: service.session_peer == peer)
+        # A rejected request is logged once, briefly; a flood of them at most 10 lines a minute.
+        self.rejected = LimitedLog(LOG, "softap: rejected request", burst=10, window_s=60)
+        header_timeout_s = profile.softap.http.body_timeout_ms / 1000
         self.ap = _Listener("ap", options.listen_host, options.listen_port,
-                            options.shutdown_grace_s)
+                            options.shutdown_grace_s, profile=profile,
+                            header_timeout_s=header_timeout_s, rejected=self.rejected)
         self.lan = _Listener("lan", options.lan_host, options.lan_port, options.shutdown_grace_s,
-                             announce=options.lan_announce)
+                             announce=options.lan_announce, profile=profile,
+                             header_timeout_s=header_timeout_s, rejected=self.rejected)
         try:
             self.ap.reserve()
             self.lan.reserve()

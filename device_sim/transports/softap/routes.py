@@ -22,6 +22,7 @@ from ...security.setup_code import normalize_setup_code
 from ...wire import ErrorBody
 from .http import (error_body, error_response, json_response, pack_messages, query_ms, read_body,
                    require_content_type, retry_headers)
+from .server import expect_handler, handler_state
 from .sessions import Outbox
 
 if TYPE_CHECKING:
@@ -60,45 +61,59 @@ class Routes:
         app = web.Application(middlewares=[self._errors],
                               client_max_size=self.profile.framing.max_message_length)
         app[LISTENER] = listener
+        expect = expect_handler(self.profile, self.door.rejected)
         for ep in self.http.endpoints:
             if listener in ep.listeners:
-                app.router.add_route(ep.method, ep.path, self._handlers[(ep.method, ep.path)])
+                app.router.add_route(ep.method, ep.path, self._handlers[(ep.method, ep.path)],
+                                     expect_handler=expect)
         if listener == "ap":
             for probe in self.profile.softap.probes:
-                app.router.add_get(probe.path, self._probe_handler(probe.path))
-            app.router.add_route("*", "/{tail:.*}", self.fallback)
+                app.router.add_route("GET", probe.path, self._probe_handler(probe.path),
+                                     expect_handler=expect)
+        # A catch-all, so that unknown paths and methods (and their Expect headers) get the
+        # coded JSON too, not aiohttp's own answers.
+        app.router.add_route("*", "/{tail:.*}", self.fallback, expect_handler=expect)
         return app
 
     # --- middleware ------------------------------------------------------------------------
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every answer is coded JSON; a rejected request is logged briefly, at a bounded rate
+        (anyone on the AP can send them as fast as they like)."""
+        handler_state(request, busy=True)
+        where = f"{request.method[:16]} {request.path[:80]}"
         try:
             return await handler(request)
         except OnboardingError as exc:
-            LOG.info("softap %s %s: %s", request.method, request.path, exc)
+            self.door.rejected.log(logging.INFO, "%s: %s", where, exc)
             return error_response(self.profile, exc)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
+            self.door.rejected.log(logging.INFO, "%s: %d %s", where, exc.status, exc.reason)
             code = Code.MALFORMED_REQUEST
             allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}  # 405
-            return json_response(error_body(self.profile, code, f"{exc.reason}: "
-                                            f"{request.method} {request.path}"), exc.status,
-                                 **allow)
+            return json_response(error_body(self.profile, code, f"{exc.reason}: {where}"),
+                                 exc.status, **allow)
         except Exception as exc:  # a bug must still answer with a code, and be logged
-            LOG.exception("softap %s %s failed", request.method, request.path)
+            LOG.exception("softap %s failed", where)
             return json_response(error_body(self.profile, Code.INTERNAL_ERROR,
                                             type(exc).__name__), 500)
+        finally:
+            handler_state(request, busy=False)
 
     # --- the app's session API ---------------------------------------------------------------
 
     def _client(self, request: web.Request, *, create: bool) -> tuple[Outbox | None, bool]:
-        """The cookie's client; on the ap listener it must come from the address it began on."""
+        """The cookie's client, bound to the address it began on. The one exception: the phone
+        that holds the session comes back from the home network for the outcome (a new address
+        on the lan listener), once; from then on the cookie is bound to that address too."""
         box = self.door.clients.get(request.cookies.get(self.http.session_cookie))
         if box is not None and box.remote != request.remote:
-            if request.app[LISTENER] == "lan" and self.door.service.session_peer == box.peer:
-                box.remote = request.remote  # the phone came back from the home network
+            if request.app[LISTENER] == "lan" and not box.moved_to_lan \
+                    and self.door.service.session_peer == box.peer:
+                box.remote, box.moved_to_lan = request.remote, True
             else:
                 raise OnboardingError(Code.SESSION_REQUIRED, "the session cookie belongs to "
                                       "another client address; start a new session")
@@ -248,11 +263,14 @@ class Routes:
 
     async def fallback(self, request: web.Request) -> web.StreamResponse:
         if request.method == "GET" and self.door.options.captive_mode == "portal" \
+                and request.app[LISTENER] == "ap" \
                 and not request.path.startswith(("/api/", "/portal/")):
             raise web.HTTPFound(self.door.ap.url + "/")  # every page leads to the sign-in page
         # The catch-all route also shadows aiohttp's own 405 for known paths: answer it here.
         allowed = sorted({ep.method for ep in self.http.endpoints if ep.path == request.path
                           and request.app[LISTENER] in ep.listeners})
+        self.door.rejected.log(logging.INFO, "%s %s: %s", request.method[:16], request.path[:80],
+                               "wrong method" if allowed else "no such endpoint")
         if allowed:
             return json_response(error_body(self.profile, Code.MALFORMED_REQUEST,
                                             f"{request.path} takes {', '.join(allowed)}, "

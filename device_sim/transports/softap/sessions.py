@@ -9,6 +9,7 @@ session-closed ERROR) waits in that peer's outbox until the client long-polls
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import time
 from collections import deque
@@ -19,9 +20,22 @@ MAX_QUEUED = 256       # messages per outbox; one onboarding attempt pushes abou
 MAX_CLIENTS = 16       # outboxes kept; the oldest ones not holding the session go first
 
 
+@dataclass(frozen=True)
+class HttpPeer:
+    """The session layer's peer for an HTTP client: equal by its cookie token, shown (in logs,
+    reprs) by a short digest of it, never the token itself (it is a bearer credential)."""
+
+    token: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"http client {hashlib.sha256(self.token.encode()).hexdigest()[:8]}"
+
+    __repr__ = __str__
+
+
 def peer_of(token: str) -> Hashable:
-    """The session layer's peer key for an HTTP client (BLE peers are channel numbers)."""
-    return ("http", token)
+    """The session layer's peer key for an HTTP client (BLE peers are (central, channel))."""
+    return HttpPeer(token)
 
 
 @dataclass
@@ -31,6 +45,7 @@ class Outbox:
     created: float = field(default_factory=time.monotonic)
     queue: deque[bytes] = field(default_factory=deque)
     overflowed: bool = False
+    moved_to_lan: bool = False  # the one move of its address: from the AP to the home network
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
