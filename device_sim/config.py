@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from .document import check_document, parse_errors
 from .errors import ConfigError
 
 __all__ = [
@@ -276,10 +277,10 @@ class _Table:
         return _Table(self.data.get(key, {}), self.where, f"{self.prefix}{key}.")
 
     def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
+        unknown = sorted(set(self.data) - self.used, key=str)
         if unknown:
             known = ", ".join(sorted(self.used))
-            raise self.fail(unknown[0], f"unknown key (known here: {known})")
+            raise self.fail(str(unknown[0]), f"unknown key (known here: {known})")
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -309,7 +310,8 @@ def load_config(path: Path) -> DaemonConfig:
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        with parse_errors(str(path)):
+            data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(str(path), "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
@@ -319,6 +321,7 @@ def load_config(path: Path) -> DaemonConfig:
 
 def parse_config(data: Mapping[str, Any], source: Path) -> DaemonConfig:
     """Validate a parsed TOML document read from ``source``. Raises ConfigError."""
+    check_document(data, str(source))
     base = source.parent.absolute()
     root = _Table(data, f"{source.name}: ", "")
     d = DaemonConfig()

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from .codes import Code, MessageType, State
+from .document import check_document, parse_errors
 from .errors import ConfigError
 from .profile_improv import PERSONALITIES, ImprovDef, parse_improv, parse_personalities
 from .profile_reader import Reader
@@ -171,7 +172,7 @@ def _service(r: Reader) -> ServiceDef:
     cr = r.child("characteristics")
     for key in list(cr.data):
         c = cr.child(key)
-        props = c.get("properties", list)
+        props = c.strings("properties")
         for i, p in enumerate(props):
             if p not in GATT_PROPERTIES:
                 raise ConfigError(f"{c.at('properties')}[{i}]", f"unknown GATT property {p!r}")
@@ -311,6 +312,7 @@ def _codes(r: Reader) -> dict[str, CodeDef]:
 
 def parse_profile(data: Any, source: Path) -> Profile:
     """Validate a parsed YAML document. Raises ConfigError naming the bad place."""
+    check_document(data, source.name)
     root = Reader(data, f"{source.name}: ")
     version = root.get("protocol_version", int)
     codes = _codes(root.child("codes"))
@@ -347,7 +349,8 @@ def load_profile(path: str | os.PathLike[str] | None = None) -> Profile:
     try:
         # libyaml's loader when present (5x faster: the factory self-test loads the profile
         # once per unit), else the pure-Python one.
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        with parse_errors(str(chosen)):
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise ConfigError(str(chosen), f"not valid YAML: {exc}") from None
     return parse_profile(data, chosen)

@@ -70,7 +70,7 @@ def parse_improv(r: Reader, code_names: set[str]) -> ImprovDef:
         tables[key] = table
     folded = r.get("error_for_code", dict)
     for name, err in folded.items():
-        if name not in code_names or err not in tables["errors"]:
+        if name not in code_names or not isinstance(err, str) or err not in tables["errors"]:
             raise ConfigError(r.at(f"error_for_code.{name}"), "unknown code or Improv error")
     auth = r.get("authorization", str)
     if auth not in ("none", "required"):
@@ -87,7 +87,9 @@ def parse_improv(r: Reader, code_names: set[str]) -> ImprovDef:
 
 
 def parse_personalities(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not set(value) <= set(PERSONALITIES) \
+    if not isinstance(value, list) or not value \
+            or not all(isinstance(v, str) for v in value) \
+            or not set(value) <= set(PERSONALITIES) \
             or len(set(value)) != len(value):
         raise ConfigError(where, f"a non-empty list of {list(PERSONALITIES)}")
     return tuple(value)

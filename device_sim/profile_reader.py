@@ -41,6 +41,14 @@ class Reader:
             raise ConfigError(self.at(key), f"expected {names}, got {value!r}")
         return value
 
+    def strings(self, key: str, *, required: bool = True) -> list[str]:
+        """A list whose every item is a string (``properties``, ``listeners``)."""
+        items = self.get(key, list, required=required, default=[])
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise ConfigError(f"{self.at(key)}[{i}]", f"expected a string, got {item!r}")
+        return list(items)
+
     def child(self, key: str) -> Reader:
         return Reader(self.get(key, dict), self.at(key))
 
@@ -58,6 +66,6 @@ class Reader:
             raise ConfigError(self.at(key), f"not a UUID: {text!r}") from None
 
     def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
+        unknown = sorted(set(self.data) - self.used, key=str)  # YAML keys need not be strings
         if unknown:
-            raise ConfigError(self.at(unknown[0]), "unknown key")
+            raise ConfigError(self.at(str(unknown[0])), "unknown key")

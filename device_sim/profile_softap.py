@@ -76,7 +76,7 @@ def parse_softap(r: Reader, code_names: set[str]) -> SoftApDef:
     for i, item in enumerate(h.get("endpoints", list)):
         e = Reader(item, h.at(f"endpoints[{i}]"))
         ep = EndpointDef(e.get("method", str), e.get("path", str),
-                         tuple(e.get("listeners", list)), e.get("request", str),
+                         tuple(e.strings("listeners")), e.get("request", str),
                          e.get("response", str), e.get("description", str))
         if ep.method not in ("GET", "POST") or not ep.path.startswith("/"):
             raise ConfigError(e.where, f"bad endpoint {ep.method} {ep.path}")
@@ -99,7 +99,7 @@ def parse_softap(r: Reader, code_names: set[str]) -> SoftApDef:
                                p.get("content_type", str), p.get("body", str)))
         p.done()
     soft = SoftApDef(r.get("ssid_pattern", str), int(r.positive("passphrase_length") or 0),
-                     r.get("ap_address", str), http, tuple(r.get("captive_modes", list)),
+                     r.get("ap_address", str), http, tuple(r.strings("captive_modes")),
                      tuple(probes))
     if "{short_id}" not in soft.ssid_pattern:
         raise ConfigError(r.at("ssid_pattern"), "must contain {short_id}")

@@ -20,6 +20,7 @@ import yaml
 import device_sim
 
 from ..codes import Code
+from ..document import check_document, parse_errors
 from ..errors import ConfigError, NetworkError
 from .base import AccessPoint, Band, Security, validate_credentials
 
@@ -186,7 +187,8 @@ def load_scenario(name_or_path: str | os.PathLike[str]) -> Scenario:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, f"cannot read: {exc}") from exc
     try:
-        data = yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        with parse_errors(source):
+            data = yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as exc:
         raise ConfigError(f"{source}: line {exc.line}", f"duplicate key {exc.key!r}") from None
     except yaml.YAMLError as exc:
@@ -230,6 +232,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def parse_scenario(data: Any, source: str, *, expected_name: str | None = None) -> Scenario:
     """Validate already-loaded YAML data into a :class:`Scenario`. Raises ConfigError."""
+    check_document(data, source)
     return _Parser(source).scenario(data, expected_name)
 
 
