@@ -72,6 +72,16 @@ class DaemonOptions:
 
 async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> int:
     """Run until ``stop`` is set (or SIGTERM/SIGINT). Raises ConfigError, StoreError, TransportError."""
+    # Everything the daemon creates in its state directory (the store, the event log, the
+    # control socket, dnsmasq's files) is private, whatever umask it was started with.
+    previous_umask = os.umask(0o077)
+    try:
+        return await _run_daemon(opts, stop)
+    finally:
+        os.umask(previous_umask)
+
+
+async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
     stop = stop or asyncio.Event()
     profile = load_profile(opts.profile_path)
     loop = asyncio.get_running_loop()

@@ -242,6 +242,7 @@ class OnboardingEngine:
         self.store.reset_auth_failures()
         self._transition(S.UNPROVISIONED, phase="factory_reset", detail=f"by {source}",
                          credentials=None, forget_cloud=True)
+        self.store.forget_secrets()
 
     def note(self, phase: str, detail: str = "", data: dict[str, Any] | None = None,
              code: Code = Code.OK) -> None:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .codes import Code, State
 
@@ -69,15 +69,50 @@ class EventBus:
 
 
 class JsonlLog:
-    """Appends events as JSON lines to ``<state_dir>/onboarding.jsonl`` (flushed per line)."""
+    """Appends events as JSON lines to ``<state_dir>/onboarding.jsonl`` (flushed per line).
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    The file is private (0600, whatever the umask) and bounded, as on a device with a small
+    flash: past ``max_bytes`` it is renamed to ``onboarding.jsonl.1`` (replacing the previous
+    one) and a new file starts, so the two never hold more than about ``2 * max_bytes``
+    (256 KiB each by default: some 90 onboardings). A write that fails (a full disk) is logged
+    once and dropped: the event log never stops onboarding.
+    """
+
+    DEFAULT_MAX_BYTES = 256 * 1024
+
+    def __init__(self, path: str | os.PathLike[str], *,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.path = Path(path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.max_bytes = max_bytes
+        self._failed = False
+        self._file = self._open()
+
+    def _open(self) -> TextIO:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)  # also a file made before, or under a permissive umask
+        return os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, event: DiagnosticEvent) -> None:
-        self._file.write(json.dumps(event.to_json(), sort_keys=True) + "\n")
-        self._file.flush()
+        line = json.dumps(event.to_json(), sort_keys=True) + "\n"
+        try:
+            if self._file.tell() + len(line) > self.max_bytes and self._file.tell() > 0:
+                self._rotate()
+            self._file.write(line)
+            self._file.flush()
+            self._failed = False
+        except OSError as exc:
+            if not self._failed:
+                LOG.warning("cannot write the event log %s (%s); events are dropped until it "
+                            "works again", self.path, exc.strerror or exc)
+            self._failed = True
+
+    def _rotate(self) -> None:
+        self._file.close()
+        os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        self._file = self._open()
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # the last lines could not be written (already reported)
+            pass

@@ -167,12 +167,17 @@ class DeviceStore:
     def open(self) -> None:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():
-                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            _private(self.state_dir, 0o700)
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            try:
+                _private(fd, 0o600)  # SQLite gives the -wal and -shm files the same mode
+            finally:
                 os.close(fd)
             db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            # Deleted secrets are overwritten, not left in free pages (see forget_secrets()).
+            db.execute("PRAGMA secure_delete=ON")
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(identity)")}
             if "softap_passphrase" not in columns:  # a store made before the SoftAP door
@@ -348,6 +353,15 @@ class DeviceStore:
             self.db.execute("UPDATE cloud SET status = CASE WHEN token IS NULL THEN 'none'"
                             " ELSE 'active' END, request_id = NULL WHERE status = 'pending'")
 
+    def forget_secrets(self) -> None:
+        """After a factory reset: move the WAL into the database and truncate it, so the
+        cleared credentials (overwritten in the database by ``secure_delete``) are not left in
+        old WAL frames either."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StoreError(f"checkpoint after the factory reset failed: {exc}") from exc
+
     # --- factory reset intent -------------------------------------------------------------------
 
     def begin_factory_reset(self, source: str) -> None:
@@ -377,6 +391,18 @@ class DeviceStore:
     def reset_auth_failures(self) -> None:
         with _tx(self.db):
             self.db.execute("UPDATE auth SET failures = 0, last_failure_ms = 0")
+
+
+def _private(target: Path | int, mode: int) -> None:
+    """chmod ``target`` (a path or an fd) to ``mode`` if this user owns it (a state directory
+    shared read-only with a service is left alone: the doctor reports it)."""
+    try:
+        if isinstance(target, int):
+            os.fchmod(target, mode)
+        elif target.stat().st_uid == os.geteuid():
+            os.chmod(target, mode)
+    except PermissionError:
+        pass
 
 
 @contextmanager
