@@ -168,6 +168,9 @@ class DeviceStore:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             _private(self.state_dir, 0o700)
+            for entry in self.state_dir.iterdir():  # e.g. certificates a factory wrote 0644
+                if entry.is_file() and not entry.is_symlink():
+                    _private(entry, 0o600)
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
             try:
                 _private(fd, 0o600)  # SQLite gives the -wal and -shm files the same mode

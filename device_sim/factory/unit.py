@@ -172,14 +172,15 @@ def _build(unit_dir: Path, factory: Path, ca: pki.FactoryCA, profile: Profile, s
                              credentials=credentials)
     assert identity.softap_passphrase is not None
     write_private(state / "device.key", pki.key_pem(key))
-    (state / "device.pem").write_bytes(pki.cert_pem(cert))
-    (state / "chain.pem").write_bytes(ca.chain_pem())
+    # Everything in a state directory is 0600 (the daemon checks it too at every start).
+    write_private(state / "device.pem", pki.cert_pem(cert))
+    write_private(state / "chain.pem", ca.chain_pem())
     claim_token = _claim_token()
     now = dt.datetime.now(dt.UTC)
     claim_hash, cert_fp = _sha256(claim_token.reveal()), pki.fingerprint_sha256(cert)
-    (state / "unit.json").write_text(json.dumps(
+    write_private(state / "unit.json", (json.dumps(
         {"serial": serial, "device_id": device_id, "cert_fingerprint_sha256": cert_fp,
-         "claim_token_sha256": claim_hash}, indent=2) + "\n", encoding="utf-8")
+         "claim_token_sha256": claim_hash}, indent=2) + "\n").encode())
     if registration is not None:
         write_private(state / "registration.json", registration.file_content())
 

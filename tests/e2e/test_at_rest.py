@@ -32,7 +32,8 @@ async def test_private_state_and_a_reset_that_really_clears(device: Device, prof
                                                             setup_code) -> None:
     previous = os.umask(0o022)  # a permissive umask, as a shell often has
     try:
-        os.chmod(device.state_dir, 0o755)  # and a directory someone loosened
+        os.chmod(device.state_dir, 0o755)  # and a directory someone loosened,
+        (device.state_dir / "chain.pem").write_text("a certificate, written 0644\n")
         await device.start("engineering-wifi")
     finally:
         os.umask(previous)
