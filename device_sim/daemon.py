@@ -89,6 +89,7 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
         store = stack.enter_context(DeviceStore(opts.state_dir))
+        store.harden()
         identity = store.identity()
         if identity is None:
             raise ConfigError(str(opts.state_dir), "no device identity: run `device-sim init` first")

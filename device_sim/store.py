@@ -167,15 +167,8 @@ class DeviceStore:
     def open(self) -> None:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _private(self.state_dir, 0o700)
-            for entry in self.state_dir.iterdir():  # e.g. certificates a factory wrote 0644
-                if entry.is_file() and not entry.is_symlink():
-                    _private(entry, 0o600)
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-            try:
-                _private(fd, 0o600)  # SQLite gives the -wal and -shm files the same mode
-            finally:
-                os.close(fd)
+            os.close(fd)
             db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -196,6 +189,21 @@ class DeviceStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._db = db
+
+    def harden(self) -> None:
+        """Make the state directory 0700 and every file in it 0600 (the daemon does this at
+        every start, whatever the umask or whoever loosened them; e.g. certificates copied in
+        0644). SQLite gives the -wal and -shm files the database's mode.
+
+        Raises StoreError if a file cannot be changed (not ours, read-only file system).
+        """
+        try:
+            _private(self.state_dir, 0o700)
+            for entry in self.state_dir.iterdir():
+                if entry.is_file() and not entry.is_symlink():
+                    _private(entry, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot make {self.state_dir} private: {exc}") from exc
 
     def close(self) -> None:
         if self._db is not None:
@@ -396,16 +404,11 @@ class DeviceStore:
             self.db.execute("UPDATE auth SET failures = 0, last_failure_ms = 0")
 
 
-def _private(target: Path | int, mode: int) -> None:
-    """chmod ``target`` (a path or an fd) to ``mode`` if this user owns it (a state directory
-    shared read-only with a service is left alone: the doctor reports it)."""
-    try:
-        if isinstance(target, int):
-            os.fchmod(target, mode)
-        elif target.stat().st_uid == os.geteuid():
-            os.chmod(target, mode)
-    except PermissionError:
-        pass
+def _private(target: Path, mode: int) -> None:
+    """chmod ``target`` to ``mode`` if this user owns it (what is not ours is left alone: the
+    doctor reports a loose state directory)."""
+    if target.stat().st_uid == os.geteuid():
+        os.chmod(target, mode)
 
 
 @contextmanager
