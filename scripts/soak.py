@@ -11,8 +11,9 @@ phone-side reference client over HTTP and reset over the control socket, ``--cyc
 one daemon process. Every ``--every`` cycles the script samples the daemon from /proc (VmRSS,
 open fds, threads) and the state directory's size (store, WAL, event log and its rotation).
 Slopes are least-squares fits over the samples after the first 10% (warm-up), given per 1,000
-cycles. The run passes when RSS grows less than 4 MiB, fds and threads not at all, and the
-state directory less than 1 MiB per 1,000 cycles (the event log is bounded by rotation).
+cycles. The run passes when, per 1,000 cycles, RSS grows less than 4 MiB, fds by at most 2 and
+threads by at most 1 (sampling noise), and the state directory by less than 1 MiB (the event
+log is bounded by rotation).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from unit_bench import UnitBench  # noqa: E402
 
-LIMITS = {"rss_kib": 4096, "fds": 0.5, "threads": 0.5, "state_dir_kib": 1024}  # per 1,000 cycles
+# Growth allowed per 1,000 cycles. fds and threads move by one or two with the connections that
+# happen to be open at a sample; a leak of one per cycle would be +1,000.
+LIMITS = {"rss_kib": 4096, "fds": 2.0, "threads": 1.0, "state_dir_kib": 1024}
 
 
 def sample(pid: int, state_dir: Path) -> dict[str, float]:
@@ -79,8 +82,7 @@ async def run(cycles: int, every: int, work: Path) -> dict[str, Any]:
     steady = [s for s in samples if s[0] > cycles // 10] or samples
     slopes = {key: round(slope([c for c, _ in steady], [v[key] for _, v in steady]) * 1000, 2)
               for key in LIMITS}
-    flat = all(abs(slopes[k]) <= LIMITS[k] if k in ("fds", "threads") else slopes[k] <= LIMITS[k]
-               for k in LIMITS)
+    flat = all(slopes[k] <= LIMITS[k] for k in LIMITS)
     return {"cycles": cycles, "failed_cycles": failures, "seconds": round(elapsed, 1),
             "cycle_ms": round(1000 * elapsed / cycles, 1),
             "slope_per_1000_cycles": slopes, "limits_per_1000_cycles": LIMITS, "flat": flat,
