@@ -9,12 +9,13 @@ One factory unit (real certificates, zero-touch activation) runs as ``device-sim
 SoftAP door on loopback and the simulated network at zero delay; the cloud emulator runs in this
 process. Each round the phone-side reference client onboards the unit over HTTP (when it is not
 online) or the control socket factory-resets it (when it is), and the daemon is SIGKILLed after
-a random delay drawn from 0 to 1.2 times that action's measured duration, so kills land in every
-part of it: the join, the checks, the activation request, the commit, the release, the local
-reset. The daemon is restarted, allowed to settle (bounded), and the invariants are checked:
+a random delay drawn from 0 to 0.9 (onboarding) or 1.2 (reset) times that action's measured
+duration, so kills land in every part of it: the join, the checks, the activation request, the
+commit, the release, the local reset. The daemon is restarted, allowed to settle (bounded), and the invariants are checked:
 
 * the store is consistent with itself: online has credentials, an active binding has its token,
-  nothing is left pending (an activation or a factory reset) once the device settled;
+  nothing is left pending (an activation or a factory reset) once the device settled (no join
+  or check running; a state that waits for the phone the kill took away ends by its timeout);
 * with the cloud: an active binding's token is accepted by the cloud (no device active in the
   store whose credential the cloud revoked), and a device with no binding (after a reset, or
   never activated) has none in the cloud.
