@@ -135,8 +135,8 @@ def activate(db: CloudDb, req: ActivationRequest, peer: PeerCertificate | None,
         if req.mode == "registration" and bound_to is not None and not _is_unit(peer, req, unit):
             # The fleet key proves "a unit of this batch", not "this unit": with it alone anyone
             # could rebind (after_reset) or re-credential a unit that someone owns.
-            raise rejected(f"the device is bound; registering it again needs its factory client "
-                           f"certificate, not only the fleet registration key")
+            raise rejected("the device is bound; registering it again needs its factory client "
+                           "certificate, not only the fleet registration key")
         if bound_to is not None and bound_to != account and not req.after_reset:
             raise CloudApiError(409, "claimed_by_another_account",
                                 "the device is bound to another account; factory-reset it first")
