@@ -377,14 +377,15 @@ class BleDoor(Door):
     def _on_connections(self, connected: frozenset[str]) -> None:
         gone, self._connected = self._connected - connected, connected
         holder = self.service.session_peer
-        holder_central = holder[0] if isinstance(holder, tuple) else None
-        # The holder's own central left: its session ends now. A session whose central is not
-        # known (a stack that does not name the writer, or a personality's session such as
-        # Improv's) ends when the last central is gone; with several centrals, the idle
-        # timeout frees it.
+        # The holder's own central left: its session ends now. A native session whose central
+        # the stack did not name, or a personality's session (Improv's), ends when the last
+        # central is gone; with several centrals, the idle timeout frees it. Other doors'
+        # sessions (SoftAP) are not this door's to end.
+        native = (isinstance(holder, tuple) and len(holder) == 2 and isinstance(holder[1], int)
+                  and (holder[0] is None or str(holder[0]).startswith("/")))
         personal = {getattr(p, "session_peer", None) for p in self.personalities}
-        if holder is not None and (holder_central in gone or (not connected and (
-                holder_central is None or holder in personal))):
+        if native and (holder[0] in gone or (holder[0] is None and not connected)) \
+                or (holder in personal and not connected):
             self.service.peer_gone(holder)
         for central in gone:
             self.reassembler.drop_source(central)

@@ -6,12 +6,14 @@ Each daemon is a subprocess; its decisions are read through the control socket
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
 import pytest
 
-from device_sim.client.flow import Provisioner, provision
+from device_sim.client.ble import BleLink
+from device_sim.client.flow import Provisioner, find_device, provision
 from device_sim.codes import Code, MessageType
 from device_sim.control import control_request
 from device_sim.errors import OnboardingError
@@ -126,3 +128,23 @@ async def test_a_factory_reset_reopens_the_access_point(device, setup_code) -> N
     status = await _status(device, wait_ms=10_000)
     assert status["state"] == "unprovisioned" and status["softap"]["up"] is True
     assert (await _public_state(ready["doors"]["softap"]["ap_url"]))["state"] == "unprovisioned"
+
+
+async def test_a_ble_central_leaving_does_not_end_a_softap_session(device, setup_code) -> None:
+    """Sessions belong to their own door and connection: a phone that connects over BLE and
+    leaves again (a scan, a curious neighbour) ends no HTTP session on the access point."""
+    await device.start("engineering-wifi", "--softap-window", "0", doors="both")
+    status = await _status(device, wait_ms=10_000)
+    assert status["softap"]["up"] is True, status
+    target = device.target_softap({"doors": {"softap": status["softap"]}})
+    async with Provisioner(device.profile, target, setup_code) as http_phone:
+        assert http_phone.session is not None
+        found = await find_device(device.profile, device.target(2))
+        async with BleLink(device.profile, found.device, adapter=device.vb.adapters[2]) as link:
+            assert (await link.read_state()).state.wire_name == "session_open"
+        # The daemon logs every change of its connected centrals; wait for the departure.
+        async with asyncio.timeout(10):
+            while "BLE centrals connected: 0" not in device.log.read_text():
+                await asyncio.sleep(0.05)
+        kind, state = await http_phone.session.call(MessageType.STATUS_REQUEST, {})
+        assert (kind, state["state"]) == (MessageType.STATUS, "session_open")
