@@ -9,11 +9,12 @@ The unit (see ``unit_bench.py``: real certificates, zero-touch activation with t
 emulator, SoftAP door on loopback, simulated network at zero delay) is onboarded by the
 phone-side reference client over HTTP and reset over the control socket, ``--cycles`` times, by
 one daemon process. Every ``--every`` cycles the script samples the daemon from /proc (VmRSS,
-open fds, threads) and the state directory's size (store, WAL, event log and its rotation).
+open fds, threads), the database's size (store, WAL and shared memory) and the whole state
+directory's (with the event log and its rotation).
 Slopes are least-squares fits over the samples after the first 10% (warm-up), given per 1,000
 cycles. The run passes when, per 1,000 cycles, RSS grows less than 4 MiB, fds by at most 2 and
-threads by at most 1 (sampling noise), and the state directory by less than 1 MiB (the event
-log is bounded by rotation).
+threads by at most 1 (sampling noise), the database by less than 64 KiB and the state
+directory by less than 1 MiB (the event log is bounded by rotation).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from unit_bench import UnitBench  # noqa: E402
 
 # Growth allowed per 1,000 cycles. fds and threads move by one or two with the connections that
 # happen to be open at a sample; a leak of one per cycle would be +1,000.
-LIMITS = {"rss_kib": 4096, "fds": 2.0, "threads": 1.0, "state_dir_kib": 1024}
+LIMITS = {"rss_kib": 4096, "fds": 2.0, "threads": 1.0, "database_kib": 64,
+          "state_dir_kib": 1024}
 
 
 def sample(pid: int, state_dir: Path) -> dict[str, float]:
@@ -44,6 +46,7 @@ def sample(pid: int, state_dir: Path) -> dict[str, float]:
         "rss_kib": float(fields["VmRSS"].split()[0]),
         "fds": float(len(list(Path(f"/proc/{pid}/fd").iterdir()))),
         "threads": float(fields["Threads"].strip()),
+        "database_kib": sum(p.stat().st_size for p in state_dir.glob("device.sqlite3*")) / 1024,
         "state_dir_kib": sum(p.stat().st_size for p in state_dir.rglob("*") if p.is_file())
         / 1024,
     }
