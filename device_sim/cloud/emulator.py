@@ -273,7 +273,9 @@ def _load_admin_token(state_dir: Path) -> str:
         token = path.read_text().strip() if path.exists() else ""
         if token:
             return token
-        token = secrets.token_urlsafe(24)
+        # Prefixed: a token_urlsafe value starts with "-" one time in 64, and a command line
+        # (`--admin-token -xyz...`) would take it for an option.
+        token = "adm_" + secrets.token_urlsafe(24)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.unlink(missing_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -91,3 +91,14 @@ async def test_serve_refuses_a_bad_listen_address(tmp_path: Path,
     args = _parse(["serve", "--state-dir", str(tmp_path / "c"), "--listen", "nowhere"])
     assert await async_run(args) == 1
     assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_admin_tokens_can_always_be_passed_as_a_flag_value(tmp_path: Path) -> None:
+    """A token that starts with "-" (token_urlsafe does, one time in 64) would be read by
+    argparse as an option: `--admin-token -abc` fails. Every new token must be safe."""
+    from device_sim.cloud.emulator import _load_admin_token
+
+    tokens = [_load_admin_token(tmp_path / str(i)) for i in range(300)
+              if (tmp_path / str(i)).mkdir() is None]
+    assert len(set(tokens)) == 300
+    assert not [t for t in tokens if t.startswith("-")]
