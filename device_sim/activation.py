@@ -38,17 +38,19 @@ from .store import ActivationResult, CloudBinding
 
 LOG = logging.getLogger(__name__)
 MODES = ("zero-touch", "claim", "registration")
-_ERRORS = {"claim_token_expired": Code.CLAIM_TOKEN_EXPIRED,
-           "claim_token_used": Code.CLAIM_TOKEN_USED,
-           "claimed_by_another_account": Code.CLAIMED_BY_ANOTHER_ACCOUNT}
+_ERRORS = {
+    "claim_token_expired": Code.CLAIM_TOKEN_EXPIRED,
+    "claim_token_used": Code.CLAIM_TOKEN_USED,
+    "claimed_by_another_account": Code.CLAIMED_BY_ANOTHER_ACCOUNT,
+}
 
 
 @dataclass(frozen=True)
 class ActivationConfig:
     mode: str
-    url: str                           # https://host:port of the cloud
-    ca_file: Path | None = None        # the cloud's CA (None: the system trust store)
-    password_mode: str = "user"        # registration: user | cloud
+    url: str  # https://host:port of the cloud
+    ca_file: Path | None = None  # the cloud's CA (None: the system trust store)
+    password_mode: str = "user"  # registration: user | cloud
     timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -61,8 +63,14 @@ class ActivationConfig:
 class CloudActivator:
     """Activates one device (its state directory holds the factory key, cert and chain)."""
 
-    def __init__(self, config: ActivationConfig, state_dir: Path, device_id: str, *,
-                 resolver: Resolver | None = None) -> None:
+    def __init__(
+        self,
+        config: ActivationConfig,
+        state_dir: Path,
+        device_id: str,
+        *,
+        resolver: Resolver | None = None,
+    ) -> None:
         """``resolver``: how the cloud's host name resolves (default the system's); every
         address it gives is tried (Happy Eyeballs)."""
         self.config = config
@@ -72,20 +80,28 @@ class CloudActivator:
         self.chain = state_dir / "chain.pem"
         self.registration_file = state_dir / "registration.json"
         self._context: ssl.SSLContext | None = None
-        if config.mode in ("zero-touch", "claim") and not (self.cert.exists()
-                                                            and self.key.exists()):
-            raise ConfigError(str(state_dir), f"{config.mode} activation needs the factory "
-                              "certificate (device.pem, device.key): make the device with "
-                              "`device-sim factory unit`")
+        if config.mode in ("zero-touch", "claim") and not (
+            self.cert.exists() and self.key.exists()
+        ):
+            raise ConfigError(
+                str(state_dir),
+                f"{config.mode} activation needs the factory "
+                "certificate (device.pem, device.key): make the device with "
+                "`device-sim factory unit`",
+            )
         if config.mode == "registration" and not self.registration_file.exists():
-            raise ConfigError(str(state_dir), "registration activation needs the fleet "
-                              "registration credential (registration.json) from the factory")
+            raise ConfigError(
+                str(state_dir),
+                "registration activation needs the fleet "
+                "registration credential (registration.json) from the factory",
+            )
 
     def _ssl(self) -> ssl.SSLContext:
         """Trusts the cloud's CA; presents the factory certificate when the device has one."""
         if self._context is None:
             ctx = ssl.create_default_context(
-                cafile=str(self.config.ca_file) if self.config.ca_file else None)
+                cafile=str(self.config.ca_file) if self.config.ca_file else None
+            )
             if self.cert.exists() and self.key.exists():
                 ctx.load_cert_chain(str(self._client_chain()), str(self.key))
             self._context = ctx
@@ -105,14 +121,20 @@ class CloudActivator:
         return combined
 
     def request_body(self, binding: CloudBinding, request_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"mode": self.config.mode, "request_id": request_id,
-                                "device_id": self.device_id, "after_reset": binding.after_reset}
+        body: dict[str, Any] = {
+            "mode": self.config.mode,
+            "request_id": request_id,
+            "device_id": self.device_id,
+            "after_reset": binding.after_reset,
+        }
         if binding.in_account:
             body["account"] = binding.in_account
         if self.config.mode == "claim":
             if binding.in_claim_token is None or not binding.in_account:
-                raise NetworkError(Code.CLOUD_ACTIVATION_REJECTED, "claim activation needs the "
-                                   "account and the label's claim token from the app")
+                raise NetworkError(
+                    Code.CLOUD_ACTIVATION_REJECTED,
+                    "claim activation needs the account and the label's claim token from the app",
+                )
             body["claim_token"] = binding.in_claim_token.reveal()
         if self.config.mode == "registration":
             reg = json.loads(self.registration_file.read_text())
@@ -120,8 +142,10 @@ class CloudActivator:
             body["password_mode"] = self.config.password_mode
             if self.config.password_mode == "user":
                 if binding.in_device_password is None:
-                    raise NetworkError(Code.CLOUD_ACTIVATION_REJECTED, "registration with a "
-                                       "user-provided password needs it from the app")
+                    raise NetworkError(
+                        Code.CLOUD_ACTIVATION_REJECTED,
+                        "registration with a user-provided password needs it from the app",
+                    )
                 body["device_password"] = binding.in_device_password.reveal()
         return body
 
@@ -134,37 +158,48 @@ class CloudActivator:
         body = self.request_body(binding, request_id)
         data = await self._post("/v1/activate", body)
         password = data.get("device_password")
-        return ActivationResult(mode=str(data["mode"]), account=str(data["account"]),
-                                generation=int(data.get("generation", 1)),
-                                token=Secret(str(data["credentials"]["token"])),
-                                device_user=data.get("device_user"),
-                                device_password=Secret(password) if password else None)
+        return ActivationResult(
+            mode=str(data["mode"]),
+            account=str(data["account"]),
+            generation=int(data.get("generation", 1)),
+            token=Secret(str(data["credentials"]["token"])),
+            device_user=data.get("device_user"),
+            device_password=Secret(password) if password else None,
+        )
 
     async def release(self, token: Secret) -> None:
         """Tell the cloud the device was reset (best effort: an offline device cannot)."""
-        await self._post("/v1/devices/self/release", {},
-                         headers={"Authorization": f"Bearer {token.reveal()}"})
+        await self._post(
+            "/v1/devices/self/release", {}, headers={"Authorization": f"Bearer {token.reveal()}"}
+        )
 
-    async def _post(self, path: str, body: dict[str, Any],
-                    headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def _post(
+        self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         url = self.config.url.rstrip("/") + path
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
         try:
-            async with aiohttp.ClientSession(connector=http_connector(self._resolver),
-                                             timeout=timeout) as http:
-                async with http.post(url, json=body, ssl=self._ssl(),
-                                     headers=headers or {}) as resp:
-                    text = await resp.text()
-                    status = resp.status
+            async with (
+                aiohttp.ClientSession(
+                    connector=http_connector(self._resolver), timeout=timeout
+                ) as http,
+                http.post(url, json=body, ssl=self._ssl(), headers=headers or {}) as resp,
+            ):
+                text = await resp.text()
+                status = resp.status
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise NetworkError(Code.TLS_VERIFICATION_FAILED,
-                               f"{url}: certificate verification failed ({exc.certificate_error})"
-                               ) from None
+            raise NetworkError(
+                Code.TLS_VERIFICATION_FAILED,
+                f"{url}: certificate verification failed ({exc.certificate_error})",
+            ) from None
         except aiohttp.ClientSSLError as exc:
             raise NetworkError(Code.TLS_VERIFICATION_FAILED, f"{url}: TLS failed ({exc})") from None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            reason = (f"no answer within {self.config.timeout_s:g} s"
-                      if isinstance(exc, asyncio.TimeoutError) else describe_connect_error(exc))
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            reason = (
+                f"no answer within {self.config.timeout_s:g} s"
+                if isinstance(exc, asyncio.TimeoutError)
+                else describe_connect_error(exc)
+            )
             raise NetworkError(Code.CLOUD_UNREACHABLE, f"{url}: {reason}") from None
         try:
             data = json.loads(text) if text else {}

@@ -38,8 +38,11 @@ __all__ = ["build_parser", "format_result", "main"]
 
 def _setup_logging(verbose: int, command: str = "") -> None:
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(logging.DEBUG, level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(logging.DEBUG, level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if command == "run":  # each onboarding's outcome reaches the journal without -v
         logging.getLogger("device_sim.outcome").setLevel(logging.INFO)
     if verbose < 2:
@@ -51,25 +54,41 @@ def _setup_logging(verbose: int, command: str = "") -> None:
 def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", default="hci1", help="the phone-side adapter (default hci1)")
     p.add_argument("--name", help="the device's advertised name (default: the first found)")
-    p.add_argument("--discover-timeout", type=positive_float, default=20.0, metavar="S",
-                   help="seconds to look for the device (default 20)")
-    p.add_argument("--softap", metavar="URL", type=http_url,
-                   help="provision over the device's SoftAP HTTP API at URL instead of BLE")
-    p.add_argument("--personality", default="native", choices=["native", "improv"],
-                   help="BLE service to use: native (SRP session) or Improv Wi-Fi")
-    p.add_argument("--fragment-size", type=positive_int,
-                   help="bytes per GATT write (default MTU-3)")
+    p.add_argument(
+        "--discover-timeout",
+        type=positive_float,
+        default=20.0,
+        metavar="S",
+        help="seconds to look for the device (default 20)",
+    )
+    p.add_argument(
+        "--softap",
+        metavar="URL",
+        type=http_url,
+        help="provision over the device's SoftAP HTTP API at URL instead of BLE",
+    )
+    p.add_argument(
+        "--personality",
+        default="native",
+        choices=["native", "improv"],
+        help="BLE service to use: native (SRP session) or Improv Wi-Fi",
+    )
+    p.add_argument(
+        "--fragment-size", type=positive_int, help="bytes per GATT write (default MTU-3)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
 
 def _add_credentials(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--ssid", help="network name (UTF-8)")
-    p.add_argument("--ssid-hex", type=hex_bytes,
-                   help="network name as hex bytes (for non-UTF-8 SSIDs)")
+    p.add_argument(
+        "--ssid-hex", type=hex_bytes, help="network name as hex bytes (for non-UTF-8 SSIDs)"
+    )
     p.add_argument("--passphrase", help="Wi-Fi passphrase (omit for open networks)")
     p.add_argument("--hidden", action="store_true", help="the network does not broadcast its SSID")
-    p.add_argument("--setup-code", required=required, type=setup_code,
-                   help="the code on the device label")
+    p.add_argument(
+        "--setup-code", required=required, type=setup_code, help="the code on the device label"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,73 +99,133 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="create a device identity (id + setup-code verifier)")
     p.add_argument("--state-dir", type=Path, required=True)
-    p.add_argument("--setup-code", type=setup_code,
-                   help="use this code (8 digits) instead of a random one")
+    p.add_argument(
+        "--setup-code", type=setup_code, help="use this code (8 digits) instead of a random one"
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="run the device daemon")
-    p.add_argument("--config", type=Path, metavar="TOML",
-                   help="daemon config file (packaging/device-sim.toml shows every key); "
-                        "flags given here override it")
-    p.add_argument("--state-dir", type=Path,
-                   help="required without --config (the config's default: /var/lib/device-sim)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="TOML",
+        help="daemon config file (packaging/device-sim.toml shows every key); "
+        "flags given here override it",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="required without --config (the config's default: /var/lib/device-sim)",
+    )
     p.add_argument("--adapter", help="BLE adapter (default hci0)")
-    p.add_argument("--backend", choices=["simulated", "networkmanager"],
-                   help="network backend (default simulated)")
+    p.add_argument(
+        "--backend",
+        choices=["simulated", "networkmanager"],
+        help="network backend (default simulated)",
+    )
     p.add_argument("--scenario", help="scenario name or YAML path (default typical-home)")
     p.add_argument("--interface", help="networkmanager: the Wi-Fi interface (default: the first)")
     p.add_argument("--cloud-host", help="the TLS endpoint the connectivity check verifies")
     p.add_argument("--cloud-port", type=port_number, help="its port (default 443)")
     p.add_argument("--cloud-ca", type=Path, help="a PEM CA bundle for it (default: the system's)")
-    p.add_argument("--activation", choices=["zero-touch", "claim", "registration"],
-                   help="activate with the cloud after the checks (default: no cloud)")
-    p.add_argument("--cloud-url", type=http_url,
-                   help="the cloud for activation, e.g. https://localhost:8443")
-    p.add_argument("--activation-password", choices=["user", "cloud"],
-                   help="registration: the device user's password comes from the app or cloud")
+    p.add_argument(
+        "--activation",
+        choices=["zero-touch", "claim", "registration"],
+        help="activate with the cloud after the checks (default: no cloud)",
+    )
+    p.add_argument(
+        "--cloud-url", type=http_url, help="the cloud for activation, e.g. https://localhost:8443"
+    )
+    p.add_argument(
+        "--activation-password",
+        choices=["user", "cloud"],
+        help="registration: the device user's password comes from the app or cloud",
+    )
     p.add_argument("--zero-delay", action="store_true", help="no simulated delays (benchmarks)")
-    p.add_argument("--time-scale", type=non_negative_float, default=1.0,
-                   help="multiply simulated delays")
-    p.add_argument("--timeout-scale", type=positive_float,
-                   help="multiply the profile's state timeouts (tests shorten them; default 1)")
-    p.add_argument("--idle-timeout", type=positive_float,
-                   help="session idle timeout in seconds")
-    p.add_argument("--notify-size", type=positive_int,
-                   help="bytes per notification (default 244)")
+    p.add_argument(
+        "--time-scale", type=non_negative_float, default=1.0, help="multiply simulated delays"
+    )
+    p.add_argument(
+        "--timeout-scale",
+        type=positive_float,
+        help="multiply the profile's state timeouts (tests shorten them; default 1)",
+    )
+    p.add_argument("--idle-timeout", type=positive_float, help="session idle timeout in seconds")
+    p.add_argument("--notify-size", type=positive_int, help="bytes per notification (default 244)")
     g = p.add_argument_group("BLE personalities (native, Improv Wi-Fi)")
-    g.add_argument("--personality", choices=["native", "improv", "both"],
-                   help="GATT services to present (default: the profile's `personalities`)")
-    g.add_argument("--improv-auth", choices=["none", "required"],
-                   help="Improv authorization (default: the profile's improv.authorization)")
-    g.add_argument("--improv-auth-timeout", type=positive_float, metavar="S",
-                   help="an Improv authorization lapses after S s (default 60)")
-    g.add_argument("--improv-redirect-url", metavar="URL",
-                   help="returned to the Improv client after a successful join")
-    g.add_argument("--improv-button", metavar="CHIP:LINE",
-                   help="a GPIO button that authorizes Improv (e.g. gpiochip0:17)")
+    g.add_argument(
+        "--personality",
+        choices=["native", "improv", "both"],
+        help="GATT services to present (default: the profile's `personalities`)",
+    )
+    g.add_argument(
+        "--improv-auth",
+        choices=["none", "required"],
+        help="Improv authorization (default: the profile's improv.authorization)",
+    )
+    g.add_argument(
+        "--improv-auth-timeout",
+        type=positive_float,
+        metavar="S",
+        help="an Improv authorization lapses after S s (default 60)",
+    )
+    g.add_argument(
+        "--improv-redirect-url",
+        metavar="URL",
+        help="returned to the Improv client after a successful join",
+    )
+    g.add_argument(
+        "--improv-button",
+        metavar="CHIP:LINE",
+        help="a GPIO button that authorizes Improv (e.g. gpiochip0:17)",
+    )
     g = p.add_argument_group("doors (BLE and the SoftAP fallback)")
-    g.add_argument("--doors", choices=["ble-only", "softap-only", "ble-then-softap", "both"],
-                   help="fallback policy (default ble-then-softap)")
-    g.add_argument("--softap-window", type=non_negative_float, metavar="S",
-                   help="ble-then-softap: open the AP when no BLE session started within S s "
-                        "(default 60)")
-    g.add_argument("--softap-listen", metavar="HOST:PORT", type=host_port,
-                   help="the device's address on its AP (port 0: any free port; "
-                        "default 127.0.0.1:8380)")
-    g.add_argument("--softap-lan", metavar="HOST:PORT", type=host_port,
-                   help="where the outcome is served on the home network after a SoftAP join "
-                        "(default 127.0.0.1:8381)")
-    g.add_argument("--softap-lan-announce", metavar="HOST",
-                   help="the host name phones are told for the LAN listener (e.g. the Pi's "
-                        "mDNS name raspberrypi.local; default: the --softap-lan host)")
-    g.add_argument("--captive-mode", choices=["app", "portal"],
-                   help="app: answer OS probes as online; portal: redirect them to the page "
-                        "(default app)")
-    g.add_argument("--softap-open", action="store_true",
-                   help="run the AP without WPA2 (bench only; logged loudly)")
-    g.add_argument("--softap-dnsmasq", metavar="IFACE",
-                   help="run dnsmasq on IFACE while the AP is up (DHCP with option 114, "
-                        "every DNS name -> the device)")
+    g.add_argument(
+        "--doors",
+        choices=["ble-only", "softap-only", "ble-then-softap", "both"],
+        help="fallback policy (default ble-then-softap)",
+    )
+    g.add_argument(
+        "--softap-window",
+        type=non_negative_float,
+        metavar="S",
+        help="ble-then-softap: open the AP when no BLE session started within S s (default 60)",
+    )
+    g.add_argument(
+        "--softap-listen",
+        metavar="HOST:PORT",
+        type=host_port,
+        help="the device's address on its AP (port 0: any free port; default 127.0.0.1:8380)",
+    )
+    g.add_argument(
+        "--softap-lan",
+        metavar="HOST:PORT",
+        type=host_port,
+        help="where the outcome is served on the home network after a SoftAP join "
+        "(default 127.0.0.1:8381)",
+    )
+    g.add_argument(
+        "--softap-lan-announce",
+        metavar="HOST",
+        help="the host name phones are told for the LAN listener (e.g. the Pi's "
+        "mDNS name raspberrypi.local; default: the --softap-lan host)",
+    )
+    g.add_argument(
+        "--captive-mode",
+        choices=["app", "portal"],
+        help="app: answer OS probes as online; portal: redirect them to the page (default app)",
+    )
+    g.add_argument(
+        "--softap-open",
+        action="store_true",
+        help="run the AP without WPA2 (bench only; logged loudly)",
+    )
+    g.add_argument(
+        "--softap-dnsmasq",
+        metavar="IFACE",
+        help="run dnsmasq on IFACE while the AP is up (DHCP with option 114, "
+        "every DNS name -> the device)",
+    )
 
     p = sub.add_parser("client", help="the phone-side reference client")
     csub = p.add_subparsers(dest="client_command", required=True)
@@ -154,25 +233,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(c)
     c = csub.add_parser("networks", help="the device's Wi-Fi scan list")
     _add_target(c)
-    c.add_argument("--setup-code", required=True, type=setup_code,
-                   help="the code on the device label")
+    c.add_argument(
+        "--setup-code", required=True, type=setup_code, help="the code on the device label"
+    )
     c = csub.add_parser("provision", help="send Wi-Fi credentials and follow the onboarding")
     _add_target(c)
     _add_credentials(c, required=False)  # the setup code: required except for Improv
-    c.add_argument("--timeout", type=positive_float, default=120.0,
-                   help="seconds to wait for the outcome")
-    c.add_argument("--activate", action="store_true",
-                   help="send activation details (below; none needed for zero-touch) and "
-                        "report the device's cloud activation")
+    c.add_argument(
+        "--timeout", type=positive_float, default=120.0, help="seconds to wait for the outcome"
+    )
+    c.add_argument(
+        "--activate",
+        action="store_true",
+        help="send activation details (below; none needed for zero-touch) and "
+        "report the device's cloud activation",
+    )
     c.add_argument("--account", help="activation: the user's cloud account")
     c.add_argument("--claim-token", help="activation: the claim token from the label's QR")
     c.add_argument("--device-password", help="registration: the device user's password")
     c = csub.add_parser("portal", help="detect a captive portal as a phone OS does (SoftAP)")
-    c.add_argument("--probe-url", default="http://connectivitycheck.gstatic.com/generate_204",
-                   type=http_url,
-                   help="the OS connectivity probe to send (default Android's)")
-    c.add_argument("--api-url", type=http_url,
-                   help="the RFC 8908 API URI (DHCP option 114) to read too")
+    c.add_argument(
+        "--probe-url",
+        default="http://connectivitycheck.gstatic.com/generate_204",
+        type=http_url,
+        help="the OS connectivity probe to send (default Android's)",
+    )
+    c.add_argument(
+        "--api-url", type=http_url, help="the RFC 8908 API URI (DHCP option 114) to read too"
+    )
     c.add_argument("--json", action="store_true", help="print one JSON document")
 
     p = sub.add_parser("demo", help="virtual adapters + daemon + client: one onboarding, timeline")
@@ -180,37 +268,66 @@ def build_parser() -> argparse.ArgumentParser:
     _add_credentials(p, required=False)
     p.add_argument("--json", action="store_true", help="print the client's JSON result")
     p.add_argument("--zero-delay", action="store_true")
-    p.add_argument("--retry-with-default", action="store_true",
-                   help="after a failure, try again with the scenario's right credentials")
-    p.add_argument("--transport", default="ble", choices=["ble", "softap"],
-                   help="onboard over BLE (virtual adapters) or the SoftAP HTTP API (loopback)")
-    p.add_argument("--personality", default="native", choices=["native", "improv"],
-                   help="over BLE: the native service or the Improv Wi-Fi service")
-    p.add_argument("--activation", choices=["zero-touch", "claim", "registration"],
-                   help="a factory unit activated with the cloud emulator (in-process, account "
-                        "alice): the demo succeeds only when online and activated")
+    p.add_argument(
+        "--retry-with-default",
+        action="store_true",
+        help="after a failure, try again with the scenario's right credentials",
+    )
+    p.add_argument(
+        "--transport",
+        default="ble",
+        choices=["ble", "softap"],
+        help="onboard over BLE (virtual adapters) or the SoftAP HTTP API (loopback)",
+    )
+    p.add_argument(
+        "--personality",
+        default="native",
+        choices=["native", "improv"],
+        help="over BLE: the native service or the Improv Wi-Fi service",
+    )
+    p.add_argument(
+        "--activation",
+        choices=["zero-touch", "claim", "registration"],
+        help="a factory unit activated with the cloud emulator (in-process, account "
+        "alice): the demo succeeds only when online and activated",
+    )
 
     sub.add_parser("codes", help="print the diagnostic-code catalogue").add_argument(
-        "--json", action="store_true")
+        "--json", action="store_true"
+    )
 
-    p = sub.add_parser("doctor", help="check this machine can run the daemon "
-                                      "(D-Bus, BlueZ, NetworkManager, AP mode, country, state)")
-    p.add_argument("--config", type=Path, metavar="TOML",
-                   help="the daemon config (default /etc/device-sim/device-sim.toml if present)")
+    p = sub.add_parser(
+        "doctor",
+        help="check this machine can run the daemon "
+        "(D-Bus, BlueZ, NetworkManager, AP mode, country, state)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="TOML",
+        help="the daemon config (default /etc/device-sim/device-sim.toml if present)",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
     p = sub.add_parser("ctl", help="send a command to a running daemon (its control socket)")
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("ctl_command", metavar="COMMAND", help="e.g. ping, commands")
-    p.add_argument("params", metavar="KEY=VALUE", nargs="*",
-                   help="command arguments; VALUE is read as JSON if it parses, else as text")
+    p.add_argument(
+        "params",
+        metavar="KEY=VALUE",
+        nargs="*",
+        help="command arguments; VALUE is read as JSON if it parses, else as text",
+    )
 
     from .virtual.cli import add_parser as add_virtual_parser
+
     add_virtual_parser(sub)
     from .factory.cli import add_parser as add_factory_parser
+
     add_factory_parser(sub)
     from .cloud.cli import add_parser as add_cloud_parser
+
     add_cloud_parser(sub)
     return parser
 
@@ -250,12 +367,15 @@ def _main(argv: list[str] | None) -> int:
     try:
         if args.command == "virtual-ble":
             from .virtual.cli import run as run_virtual
+
             return run_virtual(args)
         if args.command == "factory":
             from .factory.cli import run as run_factory
+
             return run_factory(args)
         if args.command == "cloud":
             from .cloud.cli import run as run_cloud
+
             return run_cloud(args)
         return asyncio.run(_dispatch(args))
     except KeyboardInterrupt:
@@ -270,8 +390,10 @@ def _main(argv: list[str] | None) -> int:
         from .profile import load_profile
 
         entry = load_profile().code(exc.code)
-        _say(f"device-sim: {entry.name} ({entry.id}): {exc.detail or entry.user_message}\n"
-             f"  next step: {entry.next_step}")
+        _say(
+            f"device-sim: {entry.name} ({entry.id}): {exc.detail or entry.user_message}\n"
+            f"  next step: {entry.next_step}"
+        )
         return 1
     except ConfigError as exc:
         _say(f"device-sim: {exc}")
@@ -282,8 +404,10 @@ def _main(argv: list[str] | None) -> int:
     except Exception as exc:  # a bug: one line (the traceback with -v), never a bare trace
         if args.verbose:
             traceback.print_exc()
-        _say(f"device-sim: unexpected error {type(exc).__name__}: {exc} (this is a bug: "
-             "run again with -v and report the output)")
+        _say(
+            f"device-sim: unexpected error {type(exc).__name__}: {exc} (this is a bug: "
+            "run again with -v and report the output)"
+        )
         return 70
 
 
@@ -296,6 +420,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await client.run(args)
     if args.command == "demo":
         from .demo import run_demo
+
         return await run_demo(args)
     if args.command == "codes":
         return admin.codes(args)

@@ -2,7 +2,8 @@
 
 ``load_config(path)`` reads a file such as ``packaging/device-sim.toml``. Every key is optional;
 the defaults are those of ``device-sim run``. Unknown sections or keys and bad values raise
-:class:`~device_sim.errors.ConfigError` naming the place, e.g. ``device-sim.toml: network.interface``.
+:class:`~device_sim.errors.ConfigError` naming the place, e.g.
+``device-sim.toml: network.interface``.
 Relative paths (``state_dir``, ``profile``, ``cloud.ca``, a scenario file) are resolved against
 the directory holding the config file, so a systemd unit (working directory ``/``) reads the
 same file the same way.
@@ -47,14 +48,14 @@ DEFAULT_CONFIG_PATH = Path("/etc/device-sim/device-sim.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/device-sim")
 DEFAULT_NOTIFY_SIZE = 244  # device_sim.transports.ble.DEFAULT_NOTIFY_SIZE (not imported: bless)
 
-BACKENDS = ("simulated", "networkmanager")               # network.base.BackendKind
-PERSONALITIES = ("native", "improv")                     # profile.PERSONALITIES
+BACKENDS = ("simulated", "networkmanager")  # network.base.BackendKind
+PERSONALITIES = ("native", "improv")  # profile.PERSONALITIES
 DOOR_POLICIES = ("ble-only", "softap-only", "ble-then-softap", "both")  # doors.Policy
-CAPTIVE_MODES = ("app", "portal")                        # transports.softap.door.CAPTIVE_MODES
+CAPTIVE_MODES = ("app", "portal")  # transports.softap.door.CAPTIVE_MODES
 AUTHORIZATIONS = ("none", "required")
 
 _ADAPTER_RE = re.compile(r"^hci[0-9]{1,3}$")
-_IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")              # Linux IFNAMSIZ - 1, no '/', ':' or space
+_IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")  # Linux IFNAMSIZ - 1, no '/', ':' or space
 _HOST_RE = re.compile(r"^[A-Za-z0-9._:-]+$")
 _GPIO_RE = re.compile(r"^[^\s:]+:[0-9]{1,4}$")
 
@@ -72,15 +73,15 @@ class BleConfig:
 @dataclass(frozen=True)
 class NetworkConfig:
     backend: str = "simulated"
-    interface: str | None = None        # the Wi-Fi interface (networkmanager); None: the first
-    scenario: str = "typical-home"      # the simulated backend's world: a name or a YAML path
-    scan_timeout_s: float = 10.0        # NetworkManagerBackend's scan_timeout (at most 120)
+    interface: str | None = None  # the Wi-Fi interface (networkmanager); None: the first
+    scenario: str = "typical-home"  # the simulated backend's world: a name or a YAML path
+    scan_timeout_s: float = 10.0  # NetworkManagerBackend's scan_timeout (at most 120)
 
 
 @dataclass(frozen=True)
 class TimeoutsConfig:
-    scale: float = 1.0                  # multiplies the profile's state timeouts
-    idle_s: float | None = None         # session idle timeout; None: the profile's
+    scale: float = 1.0  # multiplies the profile's state timeouts
+    idle_s: float | None = None  # session idle timeout; None: the profile's
 
 
 @dataclass(frozen=True)
@@ -97,22 +98,22 @@ class DoorsConfig:
 
 @dataclass(frozen=True)
 class ImprovConfig:
-    authorization: str | None = None          # None: the profile's improv.authorization
+    authorization: str | None = None  # None: the profile's improv.authorization
     authorization_timeout_s: float | None = None
     redirect_url: str | None = None
-    button: str | None = None                 # CHIP:LINE, e.g. gpiochip0:17
+    button: str | None = None  # CHIP:LINE, e.g. gpiochip0:17
 
 
 @dataclass(frozen=True)
 class CloudConfig:
     """The TLS endpoint the connectivity check verifies after a join (networkmanager backend)."""
 
-    host: str | None = None                   # None: the backend's default
+    host: str | None = None  # None: the backend's default
     port: int = 443
-    ca: Path | None = None                    # a PEM CA bundle; None: the system's trust store
-    activation: str | None = None             # zero-touch | claim | registration; None: none
-    url: str | None = None                    # the cloud's https://host:port for activation
-    activation_password: str = "user"         # registration: the password comes from user|cloud
+    ca: Path | None = None  # a PEM CA bundle; None: the system's trust store
+    activation: str | None = None  # zero-touch | claim | registration; None: none
+    url: str | None = None  # the cloud's https://host:port for activation
+    activation_password: str = "user"  # registration: the password comes from user|cloud
 
 
 @dataclass(frozen=True)
@@ -136,11 +137,16 @@ class DaemonConfig:
         from .transports.softap.door import SoftApOptions
 
         d = self.doors
-        softap = SoftApOptions(listen_host=d.softap_listen[0], listen_port=d.softap_listen[1],
-                               lan_host=d.softap_lan[0], lan_port=d.softap_lan[1],
-                               lan_announce=d.softap_lan_announce,
-                               captive_mode=d.captive_mode, open_ap=d.softap_open,
-                               dnsmasq_interface=d.softap_dnsmasq)
+        softap = SoftApOptions(
+            listen_host=d.softap_listen[0],
+            listen_port=d.softap_listen[1],
+            lan_host=d.softap_lan[0],
+            lan_port=d.softap_lan[1],
+            lan_announce=d.softap_lan_announce,
+            captive_mode=d.captive_mode,
+            open_ap=d.softap_open,
+            dnsmasq_interface=d.softap_dnsmasq,
+        )
         return {
             "state_dir": self.state_dir,
             "adapter": self.ble.adapter,
@@ -182,8 +188,11 @@ class DaemonConfig:
         defaults = DaemonConfig(state_dir=self.state_dir).option_values()
         for name in sorted(set(values) - known):
             if values[name] != defaults[name]:
-                LOG.warning("%s = %r is set but this daemon does not support it yet; ignored",
-                            name, values[name])
+                LOG.warning(
+                    "%s = %r is set but this daemon does not support it yet; ignored",
+                    name,
+                    values[name],
+                )
         return {k: v for k, v in values.items() if k in known}
 
 
@@ -211,8 +220,15 @@ class _Table:
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(self.at(key), problem)
 
-    def string(self, key: str, default: T, *, choices: tuple[str, ...] = (),
-               pattern: re.Pattern[str] | None = None, what: str = "") -> str | T:
+    def string(
+        self,
+        key: str,
+        default: T,
+        *,
+        choices: tuple[str, ...] = (),
+        pattern: re.Pattern[str] | None = None,
+        what: str = "",
+    ) -> str | T:
         value = self.raw(key)
         if value is None:
             return default
@@ -224,13 +240,23 @@ class _Table:
             raise self.fail(key, f"expected {what}, not {value!r}")
         return value
 
-    def number(self, key: str, default: T, *, minimum: float = 0.0, exclusive: bool = True,
-               maximum: float = math.inf) -> float | T:
+    def number(
+        self,
+        key: str,
+        default: T,
+        *,
+        minimum: float = 0.0,
+        exclusive: bool = True,
+        maximum: float = math.inf,
+    ) -> float | T:
         value = self.raw(key)
         if value is None:
             return default
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise self.fail(key, f"must be a number, not {value!r}")
         low_ok = value > minimum if exclusive else value >= minimum
         if not low_ok or value > maximum:
@@ -261,7 +287,7 @@ class _Table:
             return default
         if "\0" in value:
             raise self.fail(key, "must be a path")
-        return base / Path(value).expanduser()   # an absolute value replaces base
+        return base / Path(value).expanduser()  # an absolute value replaces base
 
     def host_port(self, key: str, default: tuple[str, int]) -> tuple[str, int]:
         value = self.string(key, None)
@@ -293,8 +319,7 @@ def parse_host_port(text: str) -> tuple[str, int]:
         host = host[1:-1]
     elif ":" in host:
         host = ""  # an IPv6 address must be bracketed
-    if not sep or not host or not _HOST_RE.match(host) or not port.isdigit() \
-            or int(port) > 65535:
+    if not sep or not host or not _HOST_RE.match(host) or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"expected HOST:PORT (IPv6 as [::1]:8380), not {text!r}")
     return host, int(port)
 
@@ -331,16 +356,23 @@ def parse_config(data: Mapping[str, Any], source: Path) -> DaemonConfig:
     t = root.table("ble")
     personalities = t.raw("personalities")
     if personalities is not None:
-        if not isinstance(personalities, list) or not personalities \
-                or not all(isinstance(p, str) and p in PERSONALITIES for p in personalities) \
-                or len(set(personalities)) != len(personalities):
-            raise t.fail("personalities", f"must be a non-empty list of distinct names from "
-                         f"{list(PERSONALITIES)}, not {personalities!r}")
+        if (
+            not isinstance(personalities, list)
+            or not personalities
+            or not all(isinstance(p, str) and p in PERSONALITIES for p in personalities)
+            or len(set(personalities)) != len(personalities)
+        ):
+            raise t.fail(
+                "personalities",
+                f"must be a non-empty list of distinct names from "
+                f"{list(PERSONALITIES)}, not {personalities!r}",
+            )
         personalities = tuple(personalities)
     ble = BleConfig(
         adapter=t.string("adapter", d.ble.adapter, pattern=_ADAPTER_RE, what="hciN"),
         personalities=personalities,
-        notify_size=t.integer("notify_size", d.ble.notify_size, 20, 512))
+        notify_size=t.integer("notify_size", d.ble.notify_size, 20, 512),
+    )
     t.done()
 
     t = root.table("network")
@@ -351,26 +383,32 @@ def parse_config(data: Mapping[str, Any], source: Path) -> DaemonConfig:
         backend=t.string("backend", d.network.backend, choices=BACKENDS),
         interface=t.string("interface", None, pattern=_IFNAME_RE, what="an interface name"),
         scenario=scenario,
-        scan_timeout_s=t.number("scan_timeout_s", d.network.scan_timeout_s, maximum=120))
+        scan_timeout_s=t.number("scan_timeout_s", d.network.scan_timeout_s, maximum=120),
+    )
     t.done()
 
     t = root.table("timeouts")
-    timeouts = TimeoutsConfig(scale=t.number("scale", d.timeouts.scale, maximum=1000),
-                              idle_s=t.number("idle_s", None, maximum=86400))
+    timeouts = TimeoutsConfig(
+        scale=t.number("scale", d.timeouts.scale, maximum=1000),
+        idle_s=t.number("idle_s", None, maximum=86400),
+    )
     t.done()
 
     t = root.table("doors")
     doors = DoorsConfig(
         policy=t.string("policy", d.doors.policy, choices=DOOR_POLICIES),
-        softap_window_s=t.number("softap_window_s", d.doors.softap_window_s, exclusive=False,
-                                 maximum=86400),
+        softap_window_s=t.number(
+            "softap_window_s", d.doors.softap_window_s, exclusive=False, maximum=86400
+        ),
         softap_listen=t.host_port("softap_listen", d.doors.softap_listen),
         softap_lan=t.host_port("softap_lan", d.doors.softap_lan),
         softap_lan_announce=t.string("softap_lan_announce", None),
         captive_mode=t.string("captive_mode", d.doors.captive_mode, choices=CAPTIVE_MODES),
         softap_open=t.boolean("softap_open", d.doors.softap_open),
-        softap_dnsmasq=t.string("softap_dnsmasq", None, pattern=_IFNAME_RE,
-                                what="an interface name"))
+        softap_dnsmasq=t.string(
+            "softap_dnsmasq", None, pattern=_IFNAME_RE, what="an interface name"
+        ),
+    )
     t.done()
 
     t = root.table("improv")
@@ -383,7 +421,8 @@ def parse_config(data: Mapping[str, Any], source: Path) -> DaemonConfig:
         authorization=t.string("authorization", None, choices=AUTHORIZATIONS),
         authorization_timeout_s=t.number("authorization_timeout_s", None, maximum=86400),
         redirect_url=redirect,
-        button=t.string("button", None, pattern=_GPIO_RE, what="CHIP:LINE (gpiochip0:17)"))
+        button=t.string("button", None, pattern=_GPIO_RE, what="CHIP:LINE (gpiochip0:17)"),
+    )
     t.done()
 
     t = root.table("cloud")
@@ -392,15 +431,26 @@ def parse_config(data: Mapping[str, Any], source: Path) -> DaemonConfig:
         port=t.integer("port", d.cloud.port, 1, 65535),
         ca=t.path("ca", None, base),
         activation=t.string("activation", None, choices=("zero-touch", "claim", "registration")),
-        url=t.string("url", None, pattern=re.compile(r"^https://[^/\s]+(/\S*)?$"),
-                     what="an https:// URL"),
-        activation_password=t.string("activation_password", d.cloud.activation_password,
-                                     choices=("user", "cloud")))
+        url=t.string(
+            "url", None, pattern=re.compile(r"^https://[^/\s]+(/\S*)?$"), what="an https:// URL"
+        ),
+        activation_password=t.string(
+            "activation_password", d.cloud.activation_password, choices=("user", "cloud")
+        ),
+    )
     if cloud.activation and not cloud.url:
         raise ConfigError(f"{source.name}: cloud.url", "activation needs the cloud's URL")
     t.done()
 
     root.done()
-    return DaemonConfig(state_dir=state_dir, profile=profile, ble=ble, network=network,
-                        timeouts=timeouts, doors=doors, improv=improv, cloud=cloud,
-                        source=source)
+    return DaemonConfig(
+        state_dir=state_dir,
+        profile=profile,
+        ble=ble,
+        network=network,
+        timeouts=timeouts,
+        doors=doors,
+        improv=improv,
+        cloud=cloud,
+        source=source,
+    )

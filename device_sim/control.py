@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from .codes import Code
-from .errors import ConfigError, DaemonAlreadyRunning, DeviceSimError, OnboardingError, TransportError
+from .errors import (
+    ConfigError,
+    DaemonAlreadyRunning,
+    DeviceSimError,
+    OnboardingError,
+    TransportError,
+)
 from .lifecycle import Component
 
 log = logging.getLogger(__name__)
@@ -51,8 +57,13 @@ class ControlServer(Component):
     its code and detail; any other exception is logged and answers ``INTERNAL_ERROR``.
     """
 
-    def __init__(self, state_dir: Path, handlers: Mapping[str, Handler] | None = None, *,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        handlers: Mapping[str, Handler] | None = None,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
         self.path = socket_path(state_dir)
         self.idle_timeout = idle_timeout
         self._handlers: dict[str, Handler] = {"ping": self._ping, "commands": self._commands}
@@ -89,8 +100,9 @@ class ControlServer(Component):
             os.chmod(path, 0o600)  # before listen(): nobody can connect until then
             self._inode = os.stat(path).st_ino
             self._open = True
-            self._server = await asyncio.start_unix_server(self._serve, sock=sock,
-                                                           limit=MAX_REQUEST)
+            self._server = await asyncio.start_unix_server(
+                self._serve, sock=sock, limit=MAX_REQUEST
+            )
         except OSError as exc:
             sock.close()
             await self.stop()
@@ -128,7 +140,7 @@ class ControlServer(Component):
         except (ConnectionRefusedError, FileNotFoundError):
             log.info("replacing stale control socket %s", path)
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                path.unlink()  # noqa: ASYNC240 - one local unlink
             return
         except OSError as exc:  # includes TimeoutError: something holds it but does not answer
             raise TransportError(f"control socket {path} is in use but unusable: {exc!r}") from exc
@@ -138,7 +150,8 @@ class ControlServer(Component):
         raise DaemonAlreadyRunning(
             f"another daemon is already running for {path.parent} (it answers on {path})",
             f"stop it first (device-sim ctl --state-dir {path.parent} status shows it), or "
-            f"give this one another --state-dir")
+            f"give this one another --state-dir",
+        )
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -153,8 +166,12 @@ class ControlServer(Component):
                     log.debug("control client silent for %.1f s; dropped", self.idle_timeout)
                     return
                 except ValueError:  # the line overran MAX_REQUEST
-                    await self._send(writer, _error(
-                        Code.MESSAGE_TOO_LARGE, f"request line longer than {MAX_REQUEST} bytes"))
+                    await self._send(
+                        writer,
+                        _error(
+                            Code.MESSAGE_TOO_LARGE, f"request line longer than {MAX_REQUEST} bytes"
+                        ),
+                    )
                     return
                 if not line:
                     return
@@ -188,8 +205,10 @@ class ControlServer(Component):
             return _error(Code.MALFORMED_REQUEST, '"args" must be a JSON object')
         handler = self._handlers.get(command)
         if handler is None:
-            return _error(Code.MALFORMED_REQUEST, f"unknown command {command!r}; known: "
-                          + ", ".join(sorted(self._handlers)))
+            return _error(
+                Code.MALFORMED_REQUEST,
+                f"unknown command {command!r}; known: " + ", ".join(sorted(self._handlers)),
+            )
         try:
             result = dict(await handler(args))
             json.dumps(result)  # fail here, as this command's error, if it cannot be sent
@@ -198,8 +217,9 @@ class ControlServer(Component):
             return _error(exc.code, exc.detail)
         except Exception as exc:
             log.exception("control command %s raised %s: %s", command, type(exc).__name__, exc)
-            return _error(Code.INTERNAL_ERROR, f"{command} failed ({type(exc).__name__}); "
-                          "see the daemon log")
+            return _error(
+                Code.INTERNAL_ERROR, f"{command} failed ({type(exc).__name__}); see the daemon log"
+            )
         log.info("control command %s ok", command)
         return {"ok": True, "result": result}
 
@@ -210,8 +230,9 @@ class ControlServer(Component):
         return {"commands": sorted(self._handlers)}
 
 
-async def control_request(state_dir: Path, command: str, args: dict[str, Any] | None = None,
-                          *, timeout: float = 10.0) -> dict[str, Any]:
+async def control_request(
+    state_dir: Path, command: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
+) -> dict[str, Any]:
     """Send one command to the daemon for ``state_dir`` and return its result.
 
     Raises :class:`OnboardingError` with the daemon's code for an error response, and
@@ -223,8 +244,7 @@ async def control_request(state_dir: Path, command: str, args: dict[str, Any] | 
     line = json.dumps({"command": command, "args": args or {}}).encode() + b"\n"
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_unix_connection(os.fspath(path),
-                                                                limit=MAX_RESPONSE)
+            reader, writer = await asyncio.open_unix_connection(os.fspath(path), limit=MAX_RESPONSE)
             try:
                 writer.write(line)
                 await writer.drain()
@@ -234,12 +254,16 @@ async def control_request(state_dir: Path, command: str, args: dict[str, Any] | 
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
     except (FileNotFoundError, ConnectionRefusedError) as exc:
-        why = "no control socket" if isinstance(exc, FileNotFoundError) else \
-            f"control socket {path} refuses connections"
+        why = (
+            "no control socket"
+            if isinstance(exc, FileNotFoundError)
+            else f"control socket {path} refuses connections"
+        )
         raise TransportError(f"no daemon is running for {state_dir} ({why})") from exc
     except TimeoutError as exc:
-        raise TransportError(f"the daemon for {state_dir} did not answer {command!r} "
-                             f"within {timeout:g} s") from exc
+        raise TransportError(
+            f"the daemon for {state_dir} did not answer {command!r} within {timeout:g} s"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise TransportError(f"control socket {path}: {exc}") from exc
     try:
@@ -248,8 +272,9 @@ async def control_request(state_dir: Path, command: str, args: dict[str, Any] | 
             return dict(response["result"])
         code_id, detail = int(response["code"]), str(response.get("detail", ""))
     except (ValueError, KeyError, TypeError) as exc:
-        raise TransportError(f"the daemon for {state_dir} sent no valid answer "
-                             f"to {command!r}") from exc
+        raise TransportError(
+            f"the daemon for {state_dir} sent no valid answer to {command!r}"
+        ) from exc
     try:
         code = Code(code_id)
     except ValueError:

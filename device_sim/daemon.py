@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import logging
+import os
 import signal
 import sys
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .activation import ActivationConfig, CloudActivator
+from .codes import Code
 from .control import ControlServer
 from .doors import DoorSupervisor, Policy
 from .engine import OnboardingEngine, Timeouts
-from .codes import Code
 from .errors import ConfigError, OnboardingError
 from .events import EventBus, JsonlLog
 from .network import create_backend
@@ -54,24 +54,27 @@ class DaemonOptions:
     profile_path: Path | None = None
     doors: Policy = Policy.BLE_THEN_SOFTAP
     softap_window_s: float = 60.0
-    softap: SoftApOptions = SoftApOptions()
+    softap: SoftApOptions = field(default_factory=SoftApOptions)
     personalities: tuple[str, ...] | None = None  # native, improv (default: the profile's)
-    improv_authorization: str | None = None       # none | required (default: the profile's)
+    improv_authorization: str | None = None  # none | required (default: the profile's)
     improv_authorization_timeout_s: float | None = None
     improv_redirect_url: str | None = None
-    improv_button: str | None = None              # CHIP:LINE of a GPIO button (Raspberry Pi)
-    interface: str | None = None      # networkmanager: the Wi-Fi interface (None: first managed)
+    improv_button: str | None = None  # CHIP:LINE of a GPIO button (Raspberry Pi)
+    interface: str | None = None  # networkmanager: the Wi-Fi interface (None: first managed)
     scan_timeout_s: float = 10.0
-    cloud_host: str | None = None     # None: the backend's default
+    cloud_host: str | None = None  # None: the backend's default
     cloud_port: int = 443
-    cloud_ca: Path | None = None      # PEM CA bundle; None: the system trust store
-    activation: str | None = None     # zero-touch | claim | registration (None: no cloud)
-    cloud_url: str | None = None      # https://host:port of the cloud for activation
-    activation_password: str = "user" # registration: the device user's password from user|cloud
+    cloud_ca: Path | None = None  # PEM CA bundle; None: the system trust store
+    activation: str | None = None  # zero-touch | claim | registration (None: no cloud)
+    cloud_url: str | None = None  # https://host:port of the cloud for activation
+    activation_password: str = "user"  # registration: the device user's password from user|cloud
 
 
 async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> int:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT). Raises ConfigError, StoreError, TransportError."""
+    """Run until ``stop`` is set (or SIGTERM/SIGINT).
+
+    Raises ConfigError, StoreError, TransportError.
+    """
     # Everything the daemon creates in its state directory (the store, the event log, the
     # control socket, dnsmasq's files) is private, whatever umask it was started with.
     previous_umask = os.umask(0o077)
@@ -92,46 +95,72 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
         store.harden()
         identity = store.identity()
         if identity is None:
-            raise ConfigError(str(opts.state_dir), "no device identity: run `device-sim init` first")
+            raise ConfigError(
+                str(opts.state_dir), "no device identity: run `device-sim init` first"
+            )
         if identity.softap_passphrase is None:  # made before the SoftAP door existed
             identity = store.set_softap_passphrase(
-                generate_ap_passphrase(profile.softap.passphrase_length))
+                generate_ap_passphrase(profile.softap.passphrase_length)
+            )
         events = EventBus()
         log = JsonlLog(opts.state_dir / "onboarding.jsonl")
         stack.callback(log.close)
         events.subscribe(log)
         if opts.backend == "networkmanager":
-            nm: dict[str, object] = {"interface": opts.interface,
-                                     "scan_timeout": opts.scan_timeout_s,
-                                     "cloud_port": opts.cloud_port, "cloud_ca": opts.cloud_ca}
+            nm: dict[str, object] = {
+                "interface": opts.interface,
+                "scan_timeout": opts.scan_timeout_s,
+                "cloud_port": opts.cloud_port,
+                "cloud_ca": opts.cloud_ca,
+            }
             if opts.cloud_host:
                 nm["cloud_host"] = opts.cloud_host
             port = opts.softap.listen_port  # DHCP option 114 must name the door's port
-            nm["captive_api_url"] = ("http://{address}" + ("" if port == 80 else f":{port}")
-                                     + "/captive-portal/api")
+            nm["captive_api_url"] = (
+                "http://{address}" + ("" if port == 80 else f":{port}") + "/captive-portal/api"
+            )
             backend = create_backend(opts.backend, store=store, **nm)
         else:
-            backend = create_backend(opts.backend, scenario=load_scenario(opts.scenario),
-                                     zero_delay=opts.zero_delay, time_scale=opts.time_scale)
+            backend = create_backend(
+                opts.backend,
+                scenario=load_scenario(opts.scenario),
+                zero_delay=opts.zero_delay,
+                time_scale=opts.time_scale,
+            )
         await stack.enter_async_context(backend)
         activator = None
         if opts.activation:
             if not opts.cloud_url:
                 raise ConfigError("--cloud-url", "activation needs the cloud's URL")
             activator = CloudActivator(
-                ActivationConfig(opts.activation, opts.cloud_url, opts.cloud_ca,
-                                 password_mode=opts.activation_password),
-                opts.state_dir, identity.device_id)
-        engine = OnboardingEngine(profile, store, backend, events,
-                                  timeouts=Timeouts.from_profile(profile, opts.timeout_scale),
-                                  activator=activator,
-                                  fault=os.environ.get("DEVICE_SIM_FAULT"))
+                ActivationConfig(
+                    opts.activation,
+                    opts.cloud_url,
+                    opts.cloud_ca,
+                    password_mode=opts.activation_password,
+                ),
+                opts.state_dir,
+                identity.device_id,
+            )
+        engine = OnboardingEngine(
+            profile,
+            store,
+            backend,
+            events,
+            timeouts=Timeouts.from_profile(profile, opts.timeout_scale),
+            activator=activator,
+            fault=os.environ.get("DEVICE_SIM_FAULT"),
+        )
         await stack.enter_async_context(engine)
-        service = ProvisioningService(profile, engine, store, identity,
-                                      idle_timeout_s=opts.idle_timeout_s)
+        service = ProvisioningService(
+            profile, engine, store, identity, idle_timeout_s=opts.idle_timeout_s
+        )
         stack.push_async_callback(service.aclose)
-        softap_opts = opts.softap if opts.softap.state_dir else \
-            dataclasses.replace(opts.softap, state_dir=opts.state_dir)
+        softap_opts = (
+            opts.softap
+            if opts.softap.state_dir
+            else dataclasses.replace(opts.softap, state_dir=opts.state_dir)
+        )
         supervisor: DoorSupervisor | None = None
 
         def doors_status() -> dict[str, object]:
@@ -141,19 +170,34 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
         improv: ImprovPersonality | None = None
         if "improv" in personalities:
             improv = ImprovPersonality(
-                profile, service, engine, store, identity,
+                profile,
+                service,
+                engine,
+                store,
+                identity,
                 authorization=opts.improv_authorization,
                 authorization_timeout_s=opts.improv_authorization_timeout_s,
                 redirect_url=opts.improv_redirect_url,
-                with_diagnostics="native" not in personalities)
+                with_diagnostics="native" not in personalities,
+            )
         supervisor = DoorSupervisor(
-            opts.doors, engine, service,
-            ble=lambda: BleDoor(profile, service, identity, adapter=opts.adapter,
-                                notify_size=opts.notify_size, native="native" in personalities,
-                                personalities=[improv] if improv else []),
-            softap=lambda: SoftApDoor(profile, service, engine, backend, identity, softap_opts,
-                                      doors_status=doors_status),
-            window_s=opts.softap_window_s)
+            opts.doors,
+            engine,
+            service,
+            ble=lambda: BleDoor(
+                profile,
+                service,
+                identity,
+                adapter=opts.adapter,
+                notify_size=opts.notify_size,
+                native="native" in personalities,
+                personalities=[improv] if improv else [],
+            ),
+            softap=lambda: SoftApDoor(
+                profile, service, engine, backend, identity, softap_opts, doors_status=doors_status
+            ),
+            window_s=opts.softap_window_s,
+        )
         await stack.enter_async_context(supervisor)
         control = ControlServer(opts.state_dir)
         _register_commands(control, supervisor, engine, improv)
@@ -163,20 +207,32 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
         ble = supervisor.ble
         # One machine-readable line on stdout says the daemon is serving (supervisors and the
         # tests wait for it instead of sleeping); everything else goes to the log on stderr.
-        sys.stdout.write(json.dumps({
-            "ready": True, "device_id": identity.device_id,
-            "local_name": ble.local_name if isinstance(ble, BleDoor) else None,
-            "adapter": opts.adapter, "state": engine.state.wire_name,
-            "doors": supervisor.status(),
-            "personalities": ble.personality_names if isinstance(ble, BleDoor) else []}) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "ready": True,
+                    "device_id": identity.device_id,
+                    "local_name": ble.local_name if isinstance(ble, BleDoor) else None,
+                    "adapter": opts.adapter,
+                    "state": engine.state.wire_name,
+                    "doors": supervisor.status(),
+                    "personalities": ble.personality_names if isinstance(ble, BleDoor) else [],
+                }
+            )
+            + "\n"
+        )
         sys.stdout.flush()
         await stop.wait()
         LOG.info("stopping")
     return 0
 
 
-def _register_commands(control: ControlServer, supervisor: DoorSupervisor,
-                       engine: OnboardingEngine, improv: ImprovPersonality | None) -> None:
+def _register_commands(
+    control: ControlServer,
+    supervisor: DoorSupervisor,
+    engine: OnboardingEngine,
+    improv: ImprovPersonality | None,
+) -> None:
     """The daemon's ``device-sim ctl`` commands."""
 
     async def status(args: dict[str, object]) -> dict[str, object]:
@@ -190,17 +246,24 @@ def _register_commands(control: ControlServer, supervisor: DoorSupervisor,
             except TimeoutError:
                 pass
         record = engine.record
-        return {"state": record.state.wire_name, "code": int(record.code),
-                "code_name": record.code.name, "attempt": record.attempt,
-                "activation": engine.store.cloud().public(), **supervisor.status()}
+        return {
+            "state": record.state.wire_name,
+            "code": int(record.code),
+            "code_name": record.code.name,
+            "attempt": record.attempt,
+            "activation": engine.store.cloud().public(),
+            **supervisor.status(),
+        }
 
     async def softap_start(args: dict[str, object]) -> dict[str, object]:
         return await supervisor.open_softap("requested by the CLI")
 
     async def improv_authorize(args: dict[str, object]) -> dict[str, object]:
         if improv is None:
-            raise OnboardingError(Code.INVALID_STATE, "this device presents no Improv service "
-                                  "(run --personality improv or both)")
+            raise OnboardingError(
+                Code.INVALID_STATE,
+                "this device presents no Improv service (run --personality improv or both)",
+            )
         return improv.authorize("the CLI (simulated button press)")
 
     async def factory_reset(args: dict[str, object]) -> dict[str, object]:
@@ -217,8 +280,9 @@ def _register_commands(control: ControlServer, supervisor: DoorSupervisor,
             return {"action": "factory-reset", "state": engine.state.wire_name}
         if improv is not None:
             return {"action": "improv-authorize", **improv.authorize("the button")}
-        engine.note("button", f"pressed {hold:g} s: nothing to do (hold {LONG_PRESS_S} s to "
-                    "factory-reset)")
+        engine.note(
+            "button", f"pressed {hold:g} s: nothing to do (hold {LONG_PRESS_S} s to factory-reset)"
+        )
         return {"action": "none"}
 
     control.register("status", status)

@@ -53,10 +53,16 @@ class DaemonProcess:
 
     async def start(self, timeout: float = 30.0) -> dict[str, Any]:
         """Raises TransportError with the log's tail if the daemon exits or is not ready in time."""
-        with open(self.log_path, "ab") as log:
+        with open(self.log_path, "ab") as log:  # noqa: ASYNC230 - opened for the child
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "device_sim", *self.argv, env=self.env,
-                stdout=asyncio.subprocess.PIPE, stderr=log)
+                sys.executable,
+                "-m",
+                "device_sim",
+                *self.argv,
+                env=self.env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+            )
         assert self.proc.stdout is not None
         try:
             async with asyncio.timeout(timeout):
@@ -92,11 +98,27 @@ class DaemonProcess:
             self.proc.kill()
 
 
-def daemon_argv(state_dir: Path, *, adapter: str, scenario: str, zero_delay: bool,
-                extra: list[str] | None = None, doors: str = "ble-only") -> list[str]:
+def daemon_argv(
+    state_dir: Path,
+    *,
+    adapter: str,
+    scenario: str,
+    zero_delay: bool,
+    extra: list[str] | None = None,
+    doors: str = "ble-only",
+) -> list[str]:
     """``device-sim run`` arguments; SoftAP listeners on free loopback ports unless ble-only."""
-    argv = ["run", "--state-dir", str(state_dir), "--adapter", adapter, "--scenario", scenario,
-            "--doors", doors]
+    argv = [
+        "run",
+        "--state-dir",
+        str(state_dir),
+        "--adapter",
+        adapter,
+        "--scenario",
+        scenario,
+        "--doors",
+        doors,
+    ]
     if doors != "ble-only":
         argv += ["--softap-listen", "127.0.0.1:0", "--softap-lan", "127.0.0.1:0"]
     if zero_delay:
@@ -108,24 +130,31 @@ async def run_demo(args: argparse.Namespace) -> int:
     profile = load_profile()
     scenario = load_scenario(args.scenario)
     creds = scenario.default_credentials
-    ssid = bytes(args.ssid_hex) if args.ssid_hex else (
-        args.ssid.encode() if args.ssid else creds.ssid)
+    ssid = (
+        bytes(args.ssid_hex) if args.ssid_hex else (args.ssid.encode() if args.ssid else creds.ssid)
+    )
     passphrase = args.passphrase if args.passphrase is not None else creds.passphrase
-    hidden = bool(args.hidden or (creds.hidden if args.ssid is None and not args.ssid_hex else False))
+    hidden = bool(
+        args.hidden or (creds.hidden if args.ssid is None and not args.ssid_hex else False)
+    )
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
 
     mode = getattr(args, "activation", None)
     if mode and args.transport == "ble" and args.personality == "improv":
-        raise ConfigError("--activation", "the Improv personality has no activation inputs; "
-                          "use --personality native")
+        raise ConfigError(
+            "--activation",
+            "the Improv personality has no activation inputs; use --personality native",
+        )
 
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="device-sim-demo-") as tmp:
         if mode:
             unit = _factory_unit(Path(tmp))
             state_dir, label_code, device_id = unit.state_dir, unit.setup_code, unit.device_id
-            say(f"factory unit {unit.serial}, device {device_id}  "
-                f"label setup code {label_code.reveal()}")
+            say(
+                f"factory unit {unit.serial}, device {device_id}  "
+                f"label setup code {label_code.reveal()}"
+            )
         else:
             state_dir = Path(tmp) / "device"
             with DeviceStore(state_dir) as store:
@@ -136,14 +165,17 @@ async def run_demo(args: argparse.Namespace) -> int:
         say(f"scenario {scenario.name}: {scenario.description}")
         retries = None
         if args.retry_with_default:
-            retries = [(creds.ssid, Secret(creds.passphrase) if creds.passphrase else None,
-                        creds.hidden)]
+            retries = [
+                (creds.ssid, Secret(creds.passphrase) if creds.passphrase else None, creds.hidden)
+            ]
         async with contextlib.AsyncExitStack() as stack:
             cloud: _DemoCloud | None = None
             if mode:
                 cloud = await stack.enter_async_context(_DemoCloud(Path(tmp), unit, mode))
-                say(f"cloud emulator at {cloud.url}: account {DEMO_ACCOUNT}, supply chain "
-                    f"{unit.serial} -> {DEMO_ACCOUNT}; device activation: {mode}")
+                say(
+                    f"cloud emulator at {cloud.url}: account {DEMO_ACCOUNT}, supply chain "
+                    f"{unit.serial} -> {DEMO_ACCOUNT}; device activation: {mode}"
+                )
             if args.transport == "softap":
                 env, adapter, doors = dict(os.environ), "hci0", "softap-only"
             else:
@@ -153,38 +185,61 @@ async def run_demo(args: argparse.Namespace) -> int:
                 env, adapter, doors = vb.env(), vb.adapters[0], "ble-only"
             extra = ["--personality", args.personality] if args.transport == "ble" else []
             extra += cloud.daemon_args() if cloud is not None else []
-            daemon = DaemonProcess(daemon_argv(state_dir, adapter=adapter, scenario=args.scenario,
-                                               zero_delay=args.zero_delay, doors=doors,
-                                               extra=extra),
-                                   env, Path(tmp) / "daemon.log")
+            daemon = DaemonProcess(
+                daemon_argv(
+                    state_dir,
+                    adapter=adapter,
+                    scenario=args.scenario,
+                    zero_delay=args.zero_delay,
+                    doors=doors,
+                    extra=extra,
+                ),
+                env,
+                Path(tmp) / "daemon.log",
+            )
             stack.push_async_callback(daemon.stop)
             ready = await daemon.start()
             if args.transport == "softap":
                 softap = ready["doors"]["softap"]
                 say(f"device daemon: access point {softap['ssid']} up, API at {softap['ap_url']}")
                 target = Target(softap_url=softap["ap_url"])
-                say(f"\nphone joined {softap['ssid']}: provisioning {_ssid_text(ssid)} over HTTP ...")
+                say(
+                    f"\nphone joined {softap['ssid']}: provisioning {_ssid_text(ssid)} "
+                    "over HTTP ..."
+                )
             else:
                 say(f"device daemon advertising as {ready['local_name']} on {adapter}")
                 target = Target(adapter=vb.adapters[1], name=ready["local_name"])
                 say(f"\nphone on {vb.adapters[1]}: provisioning {_ssid_text(ssid)} ...")
             if args.transport == "ble" and args.personality == "improv":
-                result = await _improv(args, profile, state_dir, target, ssid, passphrase,
-                                       retries, say)
+                result = await _improv(
+                    args, profile, state_dir, target, ssid, passphrase, retries, say
+                )
             else:
                 result = await provision(
-                    profile, target, setup_code=setup_code, ssid=ssid,
-                    passphrase=Secret(passphrase) if passphrase else None, hidden=hidden,
-                    on_progress=None if args.json else _progress, retries=retries,
-                    activation=cloud.inputs() if cloud is not None else None)
+                    profile,
+                    target,
+                    setup_code=setup_code,
+                    ssid=ssid,
+                    passphrase=Secret(passphrase) if passphrase else None,
+                    hidden=hidden,
+                    on_progress=None if args.json else _progress,
+                    retries=retries,
+                    activation=cloud.inputs() if cloud is not None else None,
+                )
             for attempt in result.get("attempts", [result]):
                 say(_timeline(attempt))
             if cloud is not None:
                 say(_activation_line(result.get("activation")))
                 listed = await cloud.listed(device_id)
-                say(f"cloud: account {DEMO_ACCOUNT} lists the device: "
-                    + (f"mode {listed['mode']}, generation {listed['generation']}"
-                       if listed else "no"))
+                say(
+                    f"cloud: account {DEMO_ACCOUNT} lists the device: "
+                    + (
+                        f"mode {listed['mode']}, generation {listed['generation']}"
+                        if listed
+                        else "no"
+                    )
+                )
     if args.json:
         print(json.dumps(result, indent=2))
     online = result.get("state") == "online"
@@ -204,8 +259,7 @@ def _factory_unit(tmp: Path) -> UnitResult:
 
     create_factory_ca(tmp / "factory", "Demo Factory")
     registration = ensure_registration_key(tmp / "factory")
-    return provision_unit(tmp / "factory", tmp / "units", station="demo",
-                          registration=registration)
+    return provision_unit(tmp / "factory", tmp / "units", station="demo", registration=registration)
 
 
 class _DemoCloud:
@@ -216,7 +270,7 @@ class _DemoCloud:
 
         self.unit, self.mode, self.tmp = unit, mode, tmp
         self.emulator = CloudEmulator(tmp / "cloud", factory_chain=tmp / "factory" / "chain.pem")
-        self.password = secrets.token_urlsafe(12)           # the account's; never printed
+        self.password = secrets.token_urlsafe(12)  # the account's; never printed
         self.device_password = Secret(secrets.token_urlsafe(12))
         self._stack = contextlib.AsyncExitStack()
         self.admin: CloudAdmin | None = None
@@ -231,7 +285,8 @@ class _DemoCloud:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self.emulator)
             self.admin = await stack.enter_async_context(
-                CloudAdmin(self.emulator.url, self.emulator.ca_file, self.emulator.admin_token))
+                CloudAdmin(self.emulator.url, self.emulator.ca_file, self.emulator.admin_token)
+            )
             await self.admin.import_units(self.tmp / "units" / "cloud-import.json")
             await self.admin.add_account(DEMO_ACCOUNT, self.password)
             await self.admin.set_supply_chain(self.unit.serial, DEMO_ACCOUNT)
@@ -242,8 +297,14 @@ class _DemoCloud:
         await self._stack.aclose()
 
     def daemon_args(self) -> list[str]:
-        return ["--activation", self.mode, "--cloud-url", self.emulator.url,
-                "--cloud-ca", str(self.emulator.ca_file)]
+        return [
+            "--activation",
+            self.mode,
+            "--cloud-url",
+            self.emulator.url,
+            "--cloud-ca",
+            str(self.emulator.ca_file),
+        ]
 
     def inputs(self) -> dict[str, Secret | str | None]:
         """What the app sends with SET_ACTIVATION (claim: the token from the label's QR)."""
@@ -265,25 +326,47 @@ def _activation_line(activation: dict[str, Any] | None) -> str:
     status = activation.get("status") or "none"
     if status == "none":
         return "ACTIVATION: none (the device has not activated with the cloud)"
-    parts = [f"{label} {activation[key]}" for key, label in
-             (("mode", "mode"), ("account", "account"), ("generation", "generation"),
-              ("device_user", "device user")) if activation.get(key) is not None]
+    parts = [
+        f"{label} {activation[key]}"
+        for key, label in (
+            ("mode", "mode"),
+            ("account", "account"),
+            ("generation", "generation"),
+            ("device_user", "device user"),
+        )
+        if activation.get(key) is not None
+    ]
     return f"ACTIVATION: {status}" + (f"  {', '.join(parts)}" if parts else "")
 
 
-async def _improv(args: argparse.Namespace, profile: Any, state_dir: Path, target: Target,
-                  ssid: bytes, passphrase: str | None, retries: Any,
-                  say: Any) -> dict[str, Any]:
+async def _improv(
+    args: argparse.Namespace,
+    profile: Any,
+    state_dir: Path,
+    target: Target,
+    ssid: bytes,
+    passphrase: str | None,
+    retries: Any,
+    say: Any,
+) -> dict[str, Any]:
     """The same onboarding through the device's Improv Wi-Fi service (authorization required)."""
     from .client.improv import provision_improv
     from .control import control_request
 
-    say("the device requires Improv authorization: pressing its button "
-        "(device-sim ctl improv-authorize)")
+    say(
+        "the device requires Improv authorization: pressing its button "
+        "(device-sim ctl improv-authorize)"
+    )
     await control_request(state_dir, "improv-authorize")
     return await provision_improv(
-        profile, adapter=target.adapter, name=target.name, discover_timeout=20.0, ssid=ssid,
-        passphrase=Secret(passphrase) if passphrase else None, retries=retries)
+        profile,
+        adapter=target.adapter,
+        name=target.name,
+        discover_timeout=20.0,
+        ssid=ssid,
+        passphrase=Secret(passphrase) if passphrase else None,
+        retries=retries,
+    )
 
 
 def _ssid_text(ssid: bytes) -> str:
@@ -299,20 +382,26 @@ def _progress(phase: str, info: dict[str, Any]) -> None:
 
 
 def _timeline(result: dict[str, Any]) -> str:
-    lines = ["", "onboarding timeline (device events; ms since the session opened, then since CONNECT):"]
+    lines = [
+        "",
+        "onboarding timeline (device events; ms since the session opened, then since CONNECT):",
+    ]
     for ev in result.get("events", []):
         code = f"  {ev.get('code_name', ev.get('code'))}" if ev.get("code") else ""
         lines.append(f"  +{ev['t_ms']:>6}  {ev['state']:<21} {ev['phase']:<15}{code}")
     t = result.get("timings_ms", {})
-    lines.append("phone timings (ms): " + "  ".join(
-        f"{k} {v}" for k, v in t.items() if v is not None))
-    lines.append(f"round trips ({result.get('transport', 'ble')}): "
-                 f"{result.get('gatt_round_trips')}")
-    lines.append(f"RESULT: {outcome_text(result)}  [{result.get('code')} {result.get('code_name')}]"
-                 f"  {result.get('message')}")
+    lines.append(
+        "phone timings (ms): " + "  ".join(f"{k} {v}" for k, v in t.items() if v is not None)
+    )
+    lines.append(
+        f"round trips ({result.get('transport', 'ble')}): {result.get('gatt_round_trips')}"
+    )
+    lines.append(
+        f"RESULT: {outcome_text(result)}  [{result.get('code')} {result.get('code_name')}]"
+        f"  {result.get('message')}"
+    )
     if result.get("code"):
         lines.append(f"  next step: {result.get('next_step')}")
         if result.get("detail"):
             lines.append(f"  detail: {result.get('detail')}")
     return "\n".join(lines)
-

@@ -26,8 +26,8 @@ from .errors import ConfigError
 
 __all__ = ["MAX_DEPTH", "MAX_NODES", "check_document", "parse_errors"]
 
-MAX_DEPTH = 32        # our deepest real document (the profile) is 6 levels
-MAX_NODES = 100_000   # the profile, the largest, has about 1,500
+MAX_DEPTH = 32  # our deepest real document (the profile) is 6 levels
+MAX_NODES = 100_000  # the profile, the largest, has about 1,500
 
 
 @contextmanager
@@ -51,11 +51,15 @@ def check_document(data: Any, where: str) -> None:
         value, depth, path = stack.pop()
         nodes += 1
         if nodes > MAX_NODES:
-            raise ConfigError(where.rstrip(": "), f"more than {MAX_NODES} values (YAML aliases "
-                              "count each time they are used)")
+            raise ConfigError(
+                where.rstrip(": "),
+                f"more than {MAX_NODES} values (YAML aliases count each time they are used)",
+            )
         if depth > MAX_DEPTH:
-            raise ConfigError(f"{where.rstrip(': ')}: {path.lstrip('.') or 'top level'}",
-                              f"nested deeper than {MAX_DEPTH} levels")
+            raise ConfigError(
+                f"{where.rstrip(': ')}: {path.lstrip('.') or 'top level'}",
+                f"nested deeper than {MAX_DEPTH} levels",
+            )
         if isinstance(value, Mapping):
             stack.extend((v, depth + 1, f"{path}.{k}") for k, v in value.items())
         elif isinstance(value, list | tuple):

@@ -25,8 +25,8 @@ from typing import Any
 
 from .codes import Code, State
 from .engine import BUSY_STATES, OnboardingEngine
-from .events import DiagnosticEvent
 from .errors import DeviceSimError, OnboardingError
+from .events import DiagnosticEvent
 from .lifecycle import Component
 from .provisioning import ProvisioningService
 from .transports.base import Door
@@ -45,9 +45,16 @@ class Policy(StrEnum):
 class DoorSupervisor(Component):
     """Starts the doors by the policy, opens the SoftAP on fallback or request, stops all."""
 
-    def __init__(self, policy: Policy, engine: OnboardingEngine, service: ProvisioningService,
-                 *, ble: Callable[[], Door] | None, softap: Callable[[], SoftApDoor] | None,
-                 window_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        engine: OnboardingEngine,
+        service: ProvisioningService,
+        *,
+        ble: Callable[[], Door] | None,
+        softap: Callable[[], SoftApDoor] | None,
+        window_s: float = 60.0,
+    ) -> None:
         if policy is not Policy.SOFTAP_ONLY and ble is None:
             raise ValueError(f"policy {policy} needs a BLE door")
         if policy is not Policy.BLE_ONLY and softap is None:
@@ -150,21 +157,31 @@ class DoorSupervisor(Component):
             doors.append("ble")
         if self.softap is not None and (self.softap.ap_up or self.softap_reason):
             doors.append("softap")
-        return {"policy": str(self.policy), "doors": doors, "softap_reason": self.softap_reason,
-                "ble_error": self.ble_error, "softap_error": self.softap_error,
-                "fallback_pending": not self.decided.is_set(), "decision": self.decision,
-                "softap": self.softap.describe() if self.softap is not None else None}
+        return {
+            "policy": str(self.policy),
+            "doors": doors,
+            "softap_reason": self.softap_reason,
+            "ble_error": self.ble_error,
+            "softap_error": self.softap_error,
+            "fallback_pending": not self.decided.is_set(),
+            "decision": self.decision,
+            "softap": self.softap.describe() if self.softap is not None else None,
+        }
 
     async def open_softap(self, reason: str) -> dict[str, Any]:
         """Open the access point on request. Raises OnboardingError (SOFTAP_UNAVAILABLE,
         INVALID_STATE while joining or online)."""
         if self.softap is None:
-            raise OnboardingError(Code.SOFTAP_UNAVAILABLE,
-                                  f"this device runs no SoftAP door (policy {self.policy})")
+            raise OnboardingError(
+                Code.SOFTAP_UNAVAILABLE, f"this device runs no SoftAP door (policy {self.policy})"
+            )
         state = self.engine.state
         if state in BUSY_STATES or state is State.ONLINE:
-            raise OnboardingError(Code.INVALID_STATE, f"the device is {state.wire_name}: opening "
-                                  "the access point would take its radio from the station")
+            raise OnboardingError(
+                Code.INVALID_STATE,
+                f"the device is {state.wire_name}: opening "
+                "the access point would take its radio from the station",
+            )
         await self._open(reason, strict=True)
         return self.softap.describe()
 

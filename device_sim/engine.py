@@ -40,8 +40,9 @@ S = State
 TRANSITIONS: dict[State, frozenset[State]] = {
     S.UNPROVISIONED: frozenset({S.SESSION_OPEN, S.UNPROVISIONED}),
     S.SESSION_OPEN: frozenset({S.CREDENTIALS_RECEIVED, S.UNPROVISIONED}),
-    S.CREDENTIALS_RECEIVED: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.FAILED,
-                                       S.UNPROVISIONED}),
+    S.CREDENTIALS_RECEIVED: frozenset(
+        {S.CREDENTIALS_RECEIVED, S.JOINING, S.FAILED, S.UNPROVISIONED}
+    ),
     S.JOINING: frozenset({S.VERIFYING, S.FAILED, S.UNPROVISIONED}),
     S.VERIFYING: frozenset({S.ONLINE, S.FAILED, S.UNPROVISIONED}),
     S.ONLINE: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.UNPROVISIONED}),
@@ -78,8 +79,10 @@ class Timeouts:
             assert value is not None, f"state {name} has no timeout in the profile"
             return value / 1000 * scale
 
-        values = {name: ms(name) for name in
-                  ("session_open", "credentials_received", "joining", "verifying")}
+        values = {
+            name: ms(name)
+            for name in ("session_open", "credentials_received", "joining", "verifying")
+        }
         values.update({k: v for k, v in override.items() if v is not None})
         return cls(**values)
 
@@ -87,10 +90,18 @@ class Timeouts:
 class OnboardingEngine:
     """Owns the onboarding state machine. Use ``async with`` to recover and run its tasks."""
 
-    def __init__(self, profile: Profile, store: DeviceStore, backend: NetworkBackend,
-                 events: EventBus, *, timeouts: Timeouts | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 activator: CloudActivator | None = None, fault: str | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        store: DeviceStore,
+        backend: NetworkBackend,
+        events: EventBus,
+        *,
+        timeouts: Timeouts | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        activator: CloudActivator | None = None,
+        fault: str | None = None,
+    ) -> None:
         self.profile = profile
         self.store = store
         self.backend = backend
@@ -120,16 +131,20 @@ class OnboardingEngine:
             # Killed during a factory reset (perhaps after the cloud released the device): a
             # reset that was asked for is finished, never undone, so the device and the cloud
             # agree that it is unbound.
-            LOG.warning("a factory reset %s was interrupted by a restart: finishing it",
-                        interrupted_reset)
+            LOG.warning(
+                "a factory reset %s was interrupted by a restart: finishing it", interrupted_reset
+            )
             await self.factory_reset(interrupted_reset)
             return self
         has_credentials = self.store.credentials() is not None
         if record.state is S.ONLINE and has_credentials:
             # A device that was online reconnects on boot, through the same checked path.
             self._start_attempt()
-        elif has_credentials and self.activator is not None \
-                and self.store.cloud().status == "pending":
+        elif (
+            has_credentials
+            and self.activator is not None
+            and self.store.cloud().status == "pending"
+        ):
             # Killed between asking the cloud and committing its answer: ask again with the
             # same request id (the cloud answers it again), so both sides agree.
             LOG.warning("activation was pending at restart: reconciling with the cloud")
@@ -162,10 +177,18 @@ class OnboardingEngine:
             return record
         target = State[definition.recover_to.upper()] if definition.recover_to else S.FAILED
         code = Code[definition.recover_code] if definition.recover_code else Code.OK
-        LOG.warning("restarted in %s: recovering to %s (%s)", record.state.wire_name,
-                    target.wire_name, code.name)
-        return self._transition(target, code, phase="recovered",
-                                detail=f"daemon restarted during {record.state.wire_name}")
+        LOG.warning(
+            "restarted in %s: recovering to %s (%s)",
+            record.state.wire_name,
+            target.wire_name,
+            code.name,
+        )
+        return self._transition(
+            target,
+            code,
+            phase="recovered",
+            detail=f"daemon restarted during {record.state.wire_name}",
+        )
 
     @property
     def record(self) -> OnboardingRecord:
@@ -190,19 +213,30 @@ class OnboardingEngine:
     async def scan(self) -> list[AccessPoint]:
         """Scan, or, while the radio is an access point (one radio), the last scan's list."""
         if self.backend.access_point is not None:
-            self._emit(self.state, Code.OK, "scanning", "cached: the radio is the access point",
-                       data={"cached": True})
+            self._emit(
+                self.state,
+                Code.OK,
+                "scanning",
+                "cached: the radio is the access point",
+                data={"cached": True},
+            )
             return list(self.last_scan)
         self._emit(self.state, Code.OK, "scanning")
         self.last_scan = await self.backend.scan()
         return list(self.last_scan)
 
     def set_credentials(self, ssid: bytes, passphrase: Secret | None, hidden: bool) -> None:
-        """Store new credentials. Raises OnboardingError (INVALID_STATE, INVALID_CREDENTIALS_FORMAT)."""
+        """Store new credentials.
+
+        Raises OnboardingError (INVALID_STATE, INVALID_CREDENTIALS_FORMAT).
+        """
         self._require_idle("set credentials")
         validate_credentials(ssid, passphrase.reveal() if passphrase else None, None)
-        self._transition(S.CREDENTIALS_RECEIVED, phase="credentials",
-                         credentials=Credentials(ssid, passphrase, hidden))
+        self._transition(
+            S.CREDENTIALS_RECEIVED,
+            phase="credentials",
+            credentials=Credentials(ssid, passphrase, hidden),
+        )
 
     def connect(self) -> None:
         """Start joining with the stored credentials; progress arrives as events."""
@@ -231,21 +265,31 @@ class OnboardingEngine:
                     await self.activator.release(cloud.token)
             except (OnboardingError, TimeoutError) as exc:
                 # Also the answer to a repeated release (its token is revoked already).
-                LOG.info("cloud release at factory reset failed (%s); the next activation "
-                         "says it follows a reset", exc)
+                LOG.info(
+                    "cloud release at factory reset failed (%s); the next activation "
+                    "says it follows a reset",
+                    exc,
+                )
             if self.fault == "crash-after-cloud-release":
-                LOG.critical("fault injection: exiting between the cloud's release and the "
-                             "local reset")
+                LOG.critical(
+                    "fault injection: exiting between the cloud's release and the local reset"
+                )
                 os._exit(137)
         await self.backend.disconnect()
         await self.backend.forget_all()
         self.store.reset_auth_failures()
-        self._transition(S.UNPROVISIONED, phase="factory_reset", detail=f"by {source}",
-                         credentials=None, forget_cloud=True)
+        self._transition(
+            S.UNPROVISIONED,
+            phase="factory_reset",
+            detail=f"by {source}",
+            credentials=None,
+            forget_cloud=True,
+        )
         self.store.forget_secrets()
 
-    def note(self, phase: str, detail: str = "", data: dict[str, Any] | None = None,
-             code: Code = Code.OK) -> None:
+    def note(
+        self, phase: str, detail: str = "", data: dict[str, Any] | None = None, code: Code = Code.OK
+    ) -> None:
         """Emit an event without a transition: which door is open and why, a refused request."""
         self._emit(self.state, code, phase, detail, data=data)
 
@@ -260,8 +304,10 @@ class OnboardingEngine:
 
     def _require_idle(self, what: str) -> None:
         if self.state in BUSY_STATES:
-            raise OnboardingError(Code.INVALID_STATE,
-                                  f"cannot {what} while {self.state.wire_name}; wait for the result")
+            raise OnboardingError(
+                Code.INVALID_STATE,
+                f"cannot {what} while {self.state.wire_name}; wait for the result",
+            )
 
     def _start_attempt(self) -> None:
         # `joining` is committed before CONNECT is acknowledged, so a client (or a crash) never
@@ -269,8 +315,9 @@ class OnboardingEngine:
         self._epoch = self._clock()
         self._phase = "joining"
         self._transition(S.JOINING, phase="joining", new_attempt=True)
-        self._attempt_task = asyncio.get_running_loop().create_task(self._attempt(),
-                                                                    name="onboarding-attempt")
+        self._attempt_task = asyncio.get_running_loop().create_task(
+            self._attempt(), name="onboarding-attempt"
+        )
 
     async def _attempt(self) -> None:
         for user in self.radio_users:
@@ -294,22 +341,31 @@ class OnboardingEngine:
             try:
                 async with asyncio.timeout(self.timeouts.joining):
                     result = await self.backend.join(
-                        creds.ssid, creds.passphrase.reveal() if creds.passphrase else None,
-                        hidden=creds.hidden, on_phase=self._on_phase)
+                        creds.ssid,
+                        creds.passphrase.reveal() if creds.passphrase else None,
+                        hidden=creds.hidden,
+                        on_phase=self._on_phase,
+                    )
             except TimeoutError:
-                raise NetworkError(self._timeout_code(S.JOINING),
-                                   f"no result within {self.timeouts.joining:.0f} s") from None
-            self._transition(S.VERIFYING, phase="verifying",
-                             detail=f"{result.band} ip {result.ip}")
+                raise NetworkError(
+                    self._timeout_code(S.JOINING), f"no result within {self.timeouts.joining:.0f} s"
+                ) from None
+            self._transition(S.VERIFYING, phase="verifying", detail=f"{result.band} ip {result.ip}")
             try:
                 async with asyncio.timeout(self.timeouts.verifying):
                     await self.backend.verify(on_phase=self._on_phase)
             except TimeoutError:
-                raise NetworkError(self._timeout_code(S.VERIFYING),
-                                   f"checks took over {self.timeouts.verifying:.0f} s") from None
+                raise NetworkError(
+                    self._timeout_code(S.VERIFYING),
+                    f"checks took over {self.timeouts.verifying:.0f} s",
+                ) from None
             activation = await self._activate()
-            self._transition(S.ONLINE, phase="online", detail=f"{result.band} ip {result.ip}",
-                             activation=activation)
+            self._transition(
+                S.ONLINE,
+                phase="online",
+                detail=f"{result.band} ip {result.ip}",
+                activation=activation,
+            )
         except OnboardingError as exc:
             failure = (exc.code, exc.detail, exc.raw)
         except asyncio.CancelledError:
@@ -336,16 +392,21 @@ class OnboardingEngine:
                 self.store.set_activation_inputs(None, None, None)
             return None
         mode = self.activator.config.mode
-        request_id = cloud.request_id if cloud.status == "pending" and cloud.request_id \
+        request_id = (
+            cloud.request_id
+            if cloud.status == "pending" and cloud.request_id
             else self.activator.new_request_id()
+        )
         self.store.begin_activation(request_id)  # committed before the request leaves
         self._emit(self.state, Code.OK, "activation", mode, data={"mode": mode})
         try:
             async with asyncio.timeout(self.timeouts.verifying):
                 result = await self.activator.activate(self.store.cloud(), request_id)
         except TimeoutError:
-            raise NetworkError(Code.CLOUD_UNREACHABLE, f"no answer from the cloud within "
-                               f"{self.timeouts.verifying:.0f} s") from None
+            raise NetworkError(
+                Code.CLOUD_UNREACHABLE,
+                f"no answer from the cloud within {self.timeouts.verifying:.0f} s",
+            ) from None
         except OnboardingError as exc:
             if exc.code is not Code.CLOUD_UNREACHABLE:  # a definite answer: ask anew next time
                 self.store.abandon_activation()
@@ -363,22 +424,41 @@ class OnboardingEngine:
         self._phase = phase
         self._emit(self.state, Code.OK, phase, data=detail)
 
-    def _transition(self, state: State, code: Code = Code.OK, *, phase: str, detail: str = "",
-                    credentials: Credentials | None | object = ..., new_attempt: bool = False,
-                    data: dict[str, Any] | None = None,
-                    activation: ActivationResult | None = None,
-                    forget_cloud: bool = False) -> OnboardingRecord:
+    def _transition(
+        self,
+        state: State,
+        code: Code = Code.OK,
+        *,
+        phase: str,
+        detail: str = "",
+        credentials: Credentials | object | None = ...,
+        new_attempt: bool = False,
+        data: dict[str, Any] | None = None,
+        activation: ActivationResult | None = None,
+        forget_cloud: bool = False,
+    ) -> OnboardingRecord:
         current = self.store.record().state
         if state not in TRANSITIONS[current]:
-            raise OnboardingError(Code.INVALID_STATE,
-                                  f"{current.wire_name} -> {state.wire_name} is not allowed")
-        kwargs: dict[str, Any] = {"phase": phase, "detail": detail, "new_attempt": new_attempt,
-                                  "activation": activation, "forget_cloud": forget_cloud}
+            raise OnboardingError(
+                Code.INVALID_STATE, f"{current.wire_name} -> {state.wire_name} is not allowed"
+            )
+        kwargs: dict[str, Any] = {
+            "phase": phase,
+            "detail": detail,
+            "new_attempt": new_attempt,
+            "activation": activation,
+            "forget_cloud": forget_cloud,
+        }
         if credentials is not ...:
             kwargs["credentials"] = credentials
         record = self.store.transition(state, code, **kwargs)
-        LOG.info("state %s -> %s (%s)%s", current.wire_name, state.wire_name, code.name,
-                 f": {detail}" if detail else "")
+        LOG.info(
+            "state %s -> %s (%s)%s",
+            current.wire_name,
+            state.wire_name,
+            code.name,
+            f": {detail}" if detail else "",
+        )
         if state in (S.ONLINE, S.FAILED) and current in (S.JOINING, S.VERIFYING):
             self._log_outcome(state, code, detail)
         self._emit(state, code, phase, detail, data=data)
@@ -391,29 +471,47 @@ class OnboardingEngine:
         elapsed = self._clock() - self._epoch
         phase = "online" if state is S.ONLINE else self._phase
         if state is S.ONLINE:
-            OUTCOME_LOG.info("onboarding online: code OK (0), elapsed %.1f s%s", elapsed,
-                             f" ({detail})" if detail else "")
+            OUTCOME_LOG.info(
+                "onboarding online: code OK (0), elapsed %.1f s%s",
+                elapsed,
+                f" ({detail})" if detail else "",
+            )
         else:
-            OUTCOME_LOG.info("onboarding failed: code %s (%d) in phase %s after %.1f s: %s",
-                             code.name, int(code), phase, elapsed, detail or "no detail")
+            OUTCOME_LOG.info(
+                "onboarding failed: code %s (%d) in phase %s after %.1f s: %s",
+                code.name,
+                int(code),
+                phase,
+                elapsed,
+                detail or "no detail",
+            )
 
     async def _notify_settled(self) -> None:
         async with self._settled:
             self._settled.notify_all()
 
-    def _emit(self, state: State, code: Code, phase: str, detail: str = "",
-              data: dict[str, Any] | None = None) -> None:
+    def _emit(
+        self,
+        state: State,
+        code: Code,
+        phase: str,
+        detail: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
         self._event_seq += 1
         t_ms = int((self._clock() - self._epoch) * 1000)
-        self.events.emit(DiagnosticEvent(self._event_seq, t_ms, state, code, phase, detail,
-                                         dict(data or {})))
+        self.events.emit(
+            DiagnosticEvent(self._event_seq, t_ms, state, code, phase, detail, dict(data or {}))
+        )
 
     def _arm_timer(self, state: State) -> None:
         if self._timer is not None and not self._timer.done():
             self._timer.cancel()
         self._timer = None
-        seconds = {S.SESSION_OPEN: self.timeouts.session_open,
-                   S.CREDENTIALS_RECEIVED: self.timeouts.credentials_received}.get(state)
+        seconds = {
+            S.SESSION_OPEN: self.timeouts.session_open,
+            S.CREDENTIALS_RECEIVED: self.timeouts.credentials_received,
+        }.get(state)
         if seconds is not None:
             self._timer = asyncio.get_running_loop().create_task(self._expire(state, seconds))
 
@@ -422,5 +520,9 @@ class OnboardingEngine:
         if self.state is state:
             target = S.UNPROVISIONED if state is S.SESSION_OPEN else S.FAILED
             self._timer = None
-            self._transition(target, self._timeout_code(state), phase="timeout",
-                             detail=f"waited {seconds:.0f} s in {state.wire_name}")
+            self._transition(
+                target,
+                self._timeout_code(state),
+                phase="timeout",
+                detail=f"waited {seconds:.0f} s in {state.wire_name}",
+            )

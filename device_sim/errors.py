@@ -140,17 +140,24 @@ def ble_setup_error(exc: BaseException, adapter: str, *, doing: str) -> SetupErr
     """Classify an exception from bless/bleak while opening ``adapter``: no bus, or no adapter."""
     text = str(exc)
     no_bus = isinstance(exc, (FileNotFoundError, ConnectionRefusedError, PermissionError)) or any(
-        marker in text for marker in ("No such file or directory", "Connection refused",
-                                      "org.freedesktop.DBus.Error.ServiceUnknown",
-                                      "org.freedesktop.DBus.Error.NoServer"))
+        marker in text
+        for marker in (
+            "No such file or directory",
+            "Connection refused",
+            "org.freedesktop.DBus.Error.ServiceUnknown",
+            "org.freedesktop.DBus.Error.NoServer",
+        )
+    )
     if no_bus:
         return NoSystemBus(
             f"{doing}: no usable BLE adapter {adapter!r}: no BlueZ on the system D-Bus "
             f"{bus_address()} ({text or type(exc).__name__})",
             "on a machine without Bluetooth start the virtual adapters: "
-            "eval \"$(device-sim virtual-ble up)\"; on a Raspberry Pi: "
-            "sudo systemctl start bluetooth (device-sim doctor checks it)")
+            'eval "$(device-sim virtual-ble up)"; on a Raspberry Pi: '
+            "sudo systemctl start bluetooth (device-sim doctor checks it)",
+        )
     return NoAdapter(
         f"{doing}: no usable BLE adapter {adapter!r} ({text or type(exc).__name__})",
         "pick an adapter that exists and is powered with --adapter (device-sim virtual-ble "
-        "status lists the virtual ones; on real hardware: bluetoothctl list)")
+        "status lists the virtual ones; on real hardware: bluetoothctl list)",
+    )

@@ -24,7 +24,7 @@ LOG = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DiagnosticEvent:
     seq: int
-    t_ms: int              # milliseconds since the current attempt (or the daemon) started
+    t_ms: int  # milliseconds since the current attempt (or the daemon) started
     state: State
     code: Code
     phase: str
@@ -40,8 +40,13 @@ class DiagnosticEvent:
 
     def compact(self) -> dict[str, Any]:
         """The short form for the diagnostics characteristic (fits 128 bytes)."""
-        return {"seq": self.seq, "state": int(self.state), "code": int(self.code),
-                "phase": self.phase[:16], "t_ms": self.t_ms}
+        return {
+            "seq": self.seq,
+            "state": int(self.state),
+            "code": int(self.code),
+            "phase": self.phase[:16],
+            "t_ms": self.t_ms,
+        }
 
 
 Subscriber = Callable[[DiagnosticEvent], None]
@@ -80,8 +85,7 @@ class JsonlLog:
 
     DEFAULT_MAX_BYTES = 256 * 1024
 
-    def __init__(self, path: str | os.PathLike[str], *,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self._failed = False
@@ -102,8 +106,11 @@ class JsonlLog:
             self._failed = False
         except OSError as exc:
             if not self._failed:
-                LOG.warning("cannot write the event log %s (%s); events are dropped until it "
-                            "works again", self.path, exc.strerror or exc)
+                LOG.warning(
+                    "cannot write the event log %s (%s); events are dropped until it works again",
+                    self.path,
+                    exc.strerror or exc,
+                )
             self._failed = True
 
     def _rotate(self) -> None:

@@ -40,13 +40,36 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import ConfigError
-from .pki_verify import (cert_matches_key, fingerprint_sha256, load_certificates,
-                         public_key_fingerprint, verify_chain)
+from .pki_verify import (
+    cert_matches_key,
+    fingerprint_sha256,
+    load_certificates,
+    public_key_fingerprint,
+    verify_chain,
+)
 
-__all__ = ["CHAIN", "ISSUING_DIR", "ORGANIZATION", "ROOT_DIR", "CertificateAuthority", "FactoryCA",
-           "cert_matches_key", "cert_pem", "create_factory_ca", "fingerprint_sha256", "key_pem",
-           "load_certificates", "load_issuer", "load_private_key", "make_csr", "make_device_key",
-           "make_key", "public_key_fingerprint", "subject_alt_names", "verify_chain"]
+__all__ = [
+    "CHAIN",
+    "ISSUING_DIR",
+    "ORGANIZATION",
+    "ROOT_DIR",
+    "CertificateAuthority",
+    "FactoryCA",
+    "cert_matches_key",
+    "cert_pem",
+    "create_factory_ca",
+    "fingerprint_sha256",
+    "key_pem",
+    "load_certificates",
+    "load_issuer",
+    "load_private_key",
+    "make_csr",
+    "make_device_key",
+    "make_key",
+    "public_key_fingerprint",
+    "subject_alt_names",
+    "verify_chain",
+]
 
 ROOT_DIR = "root"
 ISSUING_DIR = "issuing"
@@ -74,6 +97,7 @@ def _now() -> dt.datetime:
 
 # -- keys, names, extensions ----------------------------------------------------------------------
 
+
 def make_key() -> PrivateKey:
     """A fresh P-256 private key."""
     return ec.generate_private_key(ec.SECP256R1())
@@ -82,17 +106,25 @@ def make_key() -> PrivateKey:
 make_device_key = make_key  # the factory's name for it
 
 
-def _name(common_name: str, *extra: x509.NameAttribute,
-          organization: str | None = ORGANIZATION) -> x509.Name:
+def _name(
+    common_name: str, *extra: x509.NameAttribute, organization: str | None = ORGANIZATION
+) -> x509.Name:
     org = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)] if organization else []
     return x509.Name([*org, x509.NameAttribute(NameOID.COMMON_NAME, common_name), *extra])
 
 
 def _key_usage(*, digital_signature: bool, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(digital_signature=digital_signature, content_commitment=False,
-                         key_encipherment=False, data_encipherment=False, key_agreement=False,
-                         key_cert_sign=cert_sign, crl_sign=cert_sign, encipher_only=False,
-                         decipher_only=False)
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def subject_alt_names(hosts: Iterable[str]) -> list[x509.GeneralName]:
@@ -113,8 +145,9 @@ def subject_alt_names(hosts: Iterable[str]) -> list[x509.GeneralName]:
 
 def key_pem(key: PrivateKey) -> bytes:
     """``key`` as unencrypted PKCS#8 PEM (write it with mode 0600)."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:
@@ -123,48 +156,74 @@ def cert_pem(cert: x509.Certificate) -> bytes:
 
 # -- certificates ---------------------------------------------------------------------------------
 
-def _ca_cert(subject: x509.Name, key: PrivateKey, issuer: x509.Name, issuer_key: PrivateKey, *,
-             path_length: int, not_before: dt.datetime, not_after: dt.datetime,
-             digital_signature: bool = False, authority_key_id: bool = True) -> x509.Certificate:
+
+def _ca_cert(
+    subject: x509.Name,
+    key: PrivateKey,
+    issuer: x509.Name,
+    issuer_key: PrivateKey,
+    *,
+    path_length: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    digital_signature: bool = False,
+    authority_key_id: bool = True,
+) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_key_usage(digital_signature=digital_signature, cert_sign=True),
-                       critical=True)
+        .add_extension(
+            _key_usage(digital_signature=digital_signature, cert_sign=True), critical=True
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if authority_key_id:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False)
+            critical=False,
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _leaf_cert(subject: x509.Name, key: PublicKey, issuer: x509.Name, issuer_key: PrivateKey,
-               aki: x509.AuthorityKeyIdentifier, *, eku: x509.ObjectIdentifier,
-               not_before: dt.datetime, not_after: dt.datetime,
-               sans: list[x509.GeneralName] | None = None,
-               subject_key_id: bool = True) -> x509.Certificate:
+def _leaf_cert(
+    subject: x509.Name,
+    key: PublicKey,
+    issuer: x509.Name,
+    issuer_key: PrivateKey,
+    aki: x509.AuthorityKeyIdentifier,
+    *,
+    eku: x509.ObjectIdentifier,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    sans: list[x509.GeneralName] | None = None,
+    subject_key_id: bool = True,
+) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(issuer).public_key(key)
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key)
         .serial_number(x509.random_serial_number())  # 159 random bits
-        .not_valid_before(not_before).not_valid_after(not_after)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
     )
     if sans is not None:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     builder = (
-        builder
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True, cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
     )
     if subject_key_id:
-        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key),
-                                        critical=False)
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key), critical=False
+        )
     return builder.add_extension(aki, critical=False).sign(issuer_key, hashes.SHA256())
 
 
@@ -176,15 +235,31 @@ class CertificateAuthority:
     name unless ``organization`` is given. :meth:`load` reads one back from PEM files.
     """
 
-    def __init__(self, common_name: str, *, organization: str | None = None,
-                 now: dt.datetime | None = None, backdate: dt.timedelta = dt.timedelta(days=1),
-                 valid_days: int = TLS_CA_DAYS) -> None:
+    def __init__(
+        self,
+        common_name: str,
+        *,
+        organization: str | None = None,
+        now: dt.datetime | None = None,
+        backdate: dt.timedelta = dt.timedelta(days=1),
+        valid_days: int = TLS_CA_DAYS,
+    ) -> None:
         key, start = make_key(), now or _now()
         subject = _name(common_name, organization=organization)
-        self._adopt(key, _ca_cert(subject, key, subject, key, path_length=0,
-                                  not_before=start - backdate,
-                                  not_after=start + dt.timedelta(days=valid_days),
-                                  digital_signature=True, authority_key_id=False))
+        self._adopt(
+            key,
+            _ca_cert(
+                subject,
+                key,
+                subject,
+                key,
+                path_length=0,
+                not_before=start - backdate,
+                not_after=start + dt.timedelta(days=valid_days),
+                digital_signature=True,
+                authority_key_id=False,
+            ),
+        )
 
     @classmethod
     def load(cls, cert_file: Path, key_file: Path) -> CertificateAuthority:
@@ -206,7 +281,8 @@ class CertificateAuthority:
         self.certificate = certificate
         try:
             self._ski = certificate.extensions.get_extension_for_class(
-                x509.SubjectKeyIdentifier).value
+                x509.SubjectKeyIdentifier
+            ).value
         except x509.ExtensionNotFound:
             self._ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
 
@@ -219,9 +295,15 @@ class CertificateAuthority:
         """The CA's private key as unencrypted PKCS#8 PEM (write it with mode 0600)."""
         return key_pem(self._key)
 
-    def issue(self, *hosts: str, common_name: str | None = None, expired: bool = False,
-              valid_days: int = TLS_SERVER_DAYS, now: dt.datetime | None = None,
-              subject_key_id: bool = True) -> tuple[bytes, bytes]:
+    def issue(
+        self,
+        *hosts: str,
+        common_name: str | None = None,
+        expired: bool = False,
+        valid_days: int = TLS_SERVER_DAYS,
+        now: dt.datetime | None = None,
+        subject_key_id: bool = True,
+    ) -> tuple[bytes, bytes]:
         """A TLS server certificate (serverAuth) and a fresh key: (certificate PEM, key PEM).
 
         ``hosts`` become the SANs (:func:`subject_alt_names`); the subject is
@@ -234,15 +316,24 @@ class CertificateAuthority:
         if not hosts:
             raise ValueError("a server certificate needs at least one host")
         now = now or _now()
-        start, end = ((now - _EXPIRED[0], now - _EXPIRED[1]) if expired
-                      else (now - _SERVER_BACKDATE, now + dt.timedelta(days=valid_days)))
+        start, end = (
+            (now - _EXPIRED[0], now - _EXPIRED[1])
+            if expired
+            else (now - _SERVER_BACKDATE, now + dt.timedelta(days=valid_days))
+        )
         key = make_key()
         cert = _leaf_cert(
-            _name(common_name or hosts[0], organization=None), key.public_key(),
-            self.certificate.subject, self._key,
+            _name(common_name or hosts[0], organization=None),
+            key.public_key(),
+            self.certificate.subject,
+            self._key,
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
-            eku=ExtendedKeyUsageOID.SERVER_AUTH, not_before=start, not_after=end,
-            sans=subject_alt_names(hosts), subject_key_id=subject_key_id)
+            eku=ExtendedKeyUsageOID.SERVER_AUTH,
+            not_before=start,
+            not_after=end,
+            sans=subject_alt_names(hosts),
+            subject_key_id=subject_key_id,
+        )
         return cert_pem(cert), key_pem(key)
 
     def __repr__(self) -> str:
@@ -268,8 +359,9 @@ class FactoryCA:
     def chain_pem(self) -> bytes:
         return b"".join(cert_pem(c) for c in self.chain)
 
-    def sign_csr(self, csr: x509.CertificateSigningRequest, *,
-                 valid_days: int = DEVICE_DAYS) -> x509.Certificate:
+    def sign_csr(
+        self, csr: x509.CertificateSigningRequest, *, valid_days: int = DEVICE_DAYS
+    ) -> x509.Certificate:
         """A device certificate for ``csr``'s subject and key (clientAuth, digitalSignature).
 
         Only the CSR's subject and public key are used; requested extensions are ignored. The
@@ -288,15 +380,23 @@ class FactoryCA:
             raise ValueError("device keys must be P-256 (secp256r1)")
         now = _now()
         return _leaf_cert(
-            csr.subject, key, self.issuing_cert.subject, self._issuing_key,
+            csr.subject,
+            key,
+            self.issuing_cert.subject,
+            self._issuing_key,
             x509.AuthorityKeyIdentifier.from_issuer_public_key(self._issuing_key.public_key()),
-            eku=ExtendedKeyUsageOID.CLIENT_AUTH, not_before=now - _BACKDATE,
-            not_after=min(now + dt.timedelta(days=valid_days),
-                          self.issuing_cert.not_valid_after_utc))
+            eku=ExtendedKeyUsageOID.CLIENT_AUTH,
+            not_before=now - _BACKDATE,
+            not_after=min(
+                now + dt.timedelta(days=valid_days), self.issuing_cert.not_valid_after_utc
+            ),
+        )
 
     def __repr__(self) -> str:
-        return (f"FactoryCA(directory={str(self.directory)!r}, "
-                f"issuing={self.issuing_cert.subject.rfc4514_string()!r})")
+        return (
+            f"FactoryCA(directory={str(self.directory)!r}, "
+            f"issuing={self.issuing_cert.subject.rfc4514_string()!r})"
+        )
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -317,18 +417,32 @@ def create_factory_ca(directory: str | os.PathLike[str], name: str) -> FactoryCA
         raise ConfigError("--name", "the CA name must not be empty")
     for existing in (base / ROOT_DIR, base / ISSUING_DIR, base / CHAIN):
         if existing.exists():
-            raise ConfigError(str(existing), "a factory CA already exists here; refusing to "
-                              "overwrite it")
+            raise ConfigError(
+                str(existing), "a factory CA already exists here; refusing to overwrite it"
+            )
     base.mkdir(parents=True, exist_ok=True)
     (base / ROOT_DIR).mkdir(mode=0o700)
     (base / ISSUING_DIR).mkdir(mode=0o700)
     root_key, issuing_key = make_key(), make_key()
     root_name, now = _name(f"{name} Root CA"), _now()
-    root = _ca_cert(root_name, root_key, root_name, root_key, path_length=1,
-                    not_before=now - _BACKDATE, not_after=now + dt.timedelta(days=ROOT_DAYS))
-    issuing = _ca_cert(_name(f"{name} Issuing CA"), issuing_key, root_name, root_key,
-                       path_length=0, not_before=now - _BACKDATE,
-                       not_after=now + dt.timedelta(days=ISSUING_DAYS))
+    root = _ca_cert(
+        root_name,
+        root_key,
+        root_name,
+        root_key,
+        path_length=1,
+        not_before=now - _BACKDATE,
+        not_after=now + dt.timedelta(days=ROOT_DAYS),
+    )
+    issuing = _ca_cert(
+        _name(f"{name} Issuing CA"),
+        issuing_key,
+        root_name,
+        root_key,
+        path_length=0,
+        not_before=now - _BACKDATE,
+        not_after=now + dt.timedelta(days=ISSUING_DAYS),
+    )
     _write_private(base / ROOT_DIR / ROOT_KEY, key_pem(root_key))
     (base / ROOT_DIR / ROOT_CERT).write_bytes(cert_pem(root))
     _write_private(base / ISSUING_DIR / ISSUING_KEY, key_pem(issuing_key))

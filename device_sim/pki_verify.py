@@ -15,8 +15,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-__all__ = ["cert_matches_key", "fingerprint_sha256", "load_certificates", "public_key_fingerprint",
-           "verify_chain"]
+__all__ = [
+    "cert_matches_key",
+    "fingerprint_sha256",
+    "load_certificates",
+    "public_key_fingerprint",
+    "verify_chain",
+]
 
 PrivateKey = ec.EllipticCurvePrivateKey
 PublicKey = ec.EllipticCurvePublicKey
@@ -37,14 +42,13 @@ def fingerprint_sha256(cert: x509.Certificate) -> str:
 
 def public_key_fingerprint(cert_or_key: x509.Certificate | PrivateKey | PublicKey) -> str:
     """SHA-256 of the SubjectPublicKeyInfo DER, lowercase hex."""
-    if isinstance(cert_or_key, x509.Certificate):
-        public = cert_or_key.public_key()
-    elif isinstance(cert_or_key, ec.EllipticCurvePrivateKey):
+    if isinstance(cert_or_key, x509.Certificate | ec.EllipticCurvePrivateKey):
         public = cert_or_key.public_key()
     else:
         public = cert_or_key
-    spki = public.public_bytes(serialization.Encoding.DER,
-                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     digest = hashes.Hash(hashes.SHA256())
     digest.update(spki)
     return digest.finalize().hex()
@@ -59,8 +63,9 @@ def cert_matches_key(cert: x509.Certificate, key: PrivateKey) -> bool:
         return False
     challenge = os.urandom(32)
     try:
-        public.verify(key.sign(challenge, ec.ECDSA(hashes.SHA256())), challenge,
-                      ec.ECDSA(hashes.SHA256()))
+        public.verify(
+            key.sign(challenge, ec.ECDSA(hashes.SHA256())), challenge, ec.ECDSA(hashes.SHA256())
+        )
     except InvalidSignature:  # pragma: no cover - a key whose public half was forged
         return False
     return True
@@ -72,8 +77,9 @@ def _check_signed_by(cert: x509.Certificate, issuer: x509.Certificate, what: str
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature) as exc:
-        raise ValueError(f"{what} is not signed by {issuer.subject.rfc4514_string()}: "
-                         f"{exc or 'bad signature'}") from None
+        raise ValueError(
+            f"{what} is not signed by {issuer.subject.rfc4514_string()}: {exc or 'bad signature'}"
+        ) from None
 
 
 def _check_valid_at(cert: x509.Certificate, what: str, now: dt.datetime) -> None:
@@ -110,9 +116,12 @@ def _check_leaf(cert: x509.Certificate) -> None:
         raise ValueError("device certificate extended key usage lacks clientAuth")
 
 
-def verify_chain(cert: x509.Certificate,
-                 chain_pems: bytes | Sequence[bytes | x509.Certificate],
-                 *, now: dt.datetime | None = None) -> None:
+def verify_chain(
+    cert: x509.Certificate,
+    chain_pems: bytes | Sequence[bytes | x509.Certificate],
+    *,
+    now: dt.datetime | None = None,
+) -> None:
     """Check ``cert`` against ``[issuing, root]`` (a PEM bundle, PEMs or certificates).
 
     Checks the signatures (device by issuing, issuing by root, root by itself, all SHA-256),
@@ -134,8 +143,11 @@ def verify_chain(cert: x509.Certificate,
     _check_signed_by(cert, issuing, "device certificate")
     _check_signed_by(issuing, root, "issuing certificate")
     _check_signed_by(root, root, "root certificate")
-    for c, what in ((cert, "device certificate"), (issuing, "issuing certificate"),
-                    (root, "root certificate")):
+    for c, what in (
+        (cert, "device certificate"),
+        (issuing, "issuing certificate"),
+        (root, "root certificate"),
+    ):
         _check_valid_at(c, what, when)
     _check_ca(root, "root certificate", max_path=1)
     _check_ca(issuing, "issuing certificate", max_path=0)

@@ -28,15 +28,30 @@ from .profile_reader import Reader
 from .profile_softap import EndpointDef, HttpDef, ProbeDef, SoftApDef, parse_softap
 
 DEFAULT_PROFILE_PATH = Path(__file__).resolve().parent.parent / "gatt_profile.yaml"
-GATT_PROPERTIES = frozenset(
-    {"read", "write", "write-without-response", "notify", "indicate"}
-)
+GATT_PROPERTIES = frozenset({"read", "write", "write-without-response", "notify", "indicate"})
 
 __all__ = [
-    "DEFAULT_PROFILE_PATH", "GATT_PROPERTIES", "PERSONALITIES",
-    "AdvertisingDef", "BackoffDef", "CharacteristicDef", "CodeDef", "EndpointDef", "FramingDef",
-    "HttpDef", "ImprovDef", "MessageDef", "ProbeDef", "Profile", "ServiceDef", "SessionDef",
-    "SoftApDef", "StateDef", "enum_drift", "load_profile", "parse_profile",
+    "DEFAULT_PROFILE_PATH",
+    "GATT_PROPERTIES",
+    "PERSONALITIES",
+    "AdvertisingDef",
+    "BackoffDef",
+    "CharacteristicDef",
+    "CodeDef",
+    "EndpointDef",
+    "FramingDef",
+    "HttpDef",
+    "ImprovDef",
+    "MessageDef",
+    "ProbeDef",
+    "Profile",
+    "ServiceDef",
+    "SessionDef",
+    "SoftApDef",
+    "StateDef",
+    "enum_drift",
+    "load_profile",
+    "parse_profile",
 ]
 
 
@@ -179,8 +194,9 @@ def _service(r: Reader) -> ServiceDef:
         max_length = c.positive("max_length")
         if max_length is not None and max_length > 512:
             raise ConfigError(c.at("max_length"), "an attribute value is at most 512 bytes")
-        chars[key] = CharacteristicDef(key, c.uuid("uuid"), tuple(props), int(max_length or 0),
-                                       c.get("description", str))
+        chars[key] = CharacteristicDef(
+            key, c.uuid("uuid"), tuple(props), int(max_length or 0), c.get("description", str)
+        )
         c.done()
     cr.done()
     for needed in ("request", "response", "state", "diagnostics", "info"):
@@ -209,16 +225,24 @@ def _advertising(r: Reader) -> AdvertisingDef:
     pattern = r.get("local_name_pattern", str)
     if "{short_id}" not in pattern:
         raise ConfigError(r.at("local_name_pattern"), "must contain {short_id}")
-    adv = AdvertisingDef(pattern, r.uuid("service_uuid"), manufacturer_id, tuple(fields),
-                         int(r.positive("interval_ms") or 0))
+    adv = AdvertisingDef(
+        pattern,
+        r.uuid("service_uuid"),
+        manufacturer_id,
+        tuple(fields),
+        int(r.positive("interval_ms") or 0),
+    )
     r.done()
     return adv
 
 
 def _framing(r: Reader) -> FramingDef:
-    f = FramingDef(int(r.positive("header_length") or 0), int(r.positive("first_extra_length") or 0),
-                   int(r.positive("max_message_length") or 0),
-                   int(r.positive("reassembly_timeout_ms") or 0))
+    f = FramingDef(
+        int(r.positive("header_length") or 0),
+        int(r.positive("first_extra_length") or 0),
+        int(r.positive("max_message_length") or 0),
+        int(r.positive("reassembly_timeout_ms") or 0),
+    )
     if f.max_message_length > 0xFFFF:
         raise ConfigError(r.at("max_message_length"), "must fit the u16 length field")
     r.done()
@@ -247,15 +271,26 @@ def _messages(r: Reader) -> dict[str, MessageDef]:
 def _session(r: Reader) -> SessionDef:
     srp = r.child("srp")
     b = r.child("backoff")
-    backoff = BackoffDef(int(b.positive("free_attempts") or 0), int(b.positive("base_ms") or 0),
-                         int(b.positive("max_ms") or 0))
+    backoff = BackoffDef(
+        int(b.positive("free_attempts") or 0),
+        int(b.positive("base_ms") or 0),
+        int(b.positive("max_ms") or 0),
+    )
     b.done()
-    s = SessionDef(srp.get("group", str), srp.get("hash", str), srp.get("username", str),
-                   r.get("aead", str), r.get("key_derivation", str),
-                   int(r.positive("idle_timeout_ms") or 0),
-                   int(r.positive("handshake_timeout_ms") or 0), backoff)
+    s = SessionDef(
+        srp.get("group", str),
+        srp.get("hash", str),
+        srp.get("username", str),
+        r.get("aead", str),
+        r.get("key_derivation", str),
+        int(r.positive("idle_timeout_ms") or 0),
+        int(r.positive("handshake_timeout_ms") or 0),
+        backoff,
+    )
     if s.srp_group != "rfc5054-3072" or s.srp_hash != "sha512" or s.aead != "aes-256-gcm":
-        raise ConfigError(srp.where, "this build implements rfc5054-3072 / sha512 / aes-256-gcm only")
+        raise ConfigError(
+            srp.where, "this build implements rfc5054-3072 / sha512 / aes-256-gcm only"
+        )
     srp.done()
     r.done()
     return s
@@ -265,11 +300,16 @@ def _states(r: Reader, code_names: set[str]) -> dict[str, StateDef]:
     out: dict[str, StateDef] = {}
     for name in list(r.data):
         s = r.child(name)
-        st = StateDef(name, s.get("id", int), s.get("stable", bool), s.get("meaning", str),
-                      s.get("recover_to", str, required=False),
-                      s.get("recover_code", str, required=False),
-                      s.positive("timeout_ms", required=False),
-                      s.get("timeout_code", str, required=False))
+        st = StateDef(
+            name,
+            s.get("id", int),
+            s.get("stable", bool),
+            s.get("meaning", str),
+            s.get("recover_to", str, required=False),
+            s.get("recover_code", str, required=False),
+            s.positive("timeout_ms", required=False),
+            s.get("timeout_code", str, required=False),
+        )
         for key in ("recover_code", "timeout_code"):
             value = getattr(st, key)
             if value is not None and value not in code_names:
@@ -298,9 +338,16 @@ def _codes(r: Reader) -> dict[str, CodeDef]:
         if code_id in seen:
             raise ConfigError(c.at("id"), f"{code_id} is already used by {seen[code_id]}")
         seen[code_id] = name
-        entry = CodeDef(name, code_id, c.get("category", str), c.get("meaning", str),
-                        c.get("user_message", str), c.get("next_step", str),
-                        c.get("support_question", str), c.get("recoverable", bool))
+        entry = CodeDef(
+            name,
+            code_id,
+            c.get("category", str),
+            c.get("meaning", str),
+            c.get("user_message", str),
+            c.get("next_step", str),
+            c.get("support_question", str),
+            c.get("recoverable", bool),
+        )
         for key in ("meaning", "user_message", "next_step"):
             if not getattr(entry, key).strip():
                 raise ConfigError(c.at(key), "must not be empty")
@@ -327,7 +374,9 @@ def parse_profile(data: Any, source: Path) -> Profile:
         states=_states(root.child("states"), set(codes)),
         codes=codes,
         softap=parse_softap(root.child("softap"), set(codes)),
-        personalities=parse_personalities(root.get("personalities", list), root.at("personalities")),
+        personalities=parse_personalities(
+            root.get("personalities", list), root.at("personalities")
+        ),
         improv=parse_improv(root.child("improv"), set(codes)),
     )
     root.done()
@@ -361,10 +410,16 @@ def enum_drift(profile: Profile) -> list[str]:
     problems: list[str] = []
     pairs: list[tuple[str, dict[str, int], dict[str, int]]] = [
         ("codes", {n: c.id for n, c in profile.codes.items()}, {c.name: c.value for c in Code}),
-        ("states", {n: s.id for n, s in profile.states.items()},
-         {s.wire_name: s.value for s in State}),
-        ("messages", {n: m.id for n, m in profile.messages.items()},
-         {m.name: m.value for m in MessageType}),
+        (
+            "states",
+            {n: s.id for n, s in profile.states.items()},
+            {s.wire_name: s.value for s in State},
+        ),
+        (
+            "messages",
+            {n: m.id for n, m in profile.messages.items()},
+            {m.name: m.value for m in MessageType},
+        ),
     ]
     for section, yaml_side, code_side in pairs:
         for name in sorted(set(yaml_side) | set(code_side)):
@@ -373,6 +428,8 @@ def enum_drift(profile: Profile) -> list[str]:
             elif name not in yaml_side:
                 problems.append(f"{section}.{name} is in codes.py but not in the profile")
             elif yaml_side[name] != code_side[name]:
-                problems.append(f"{section}.{name}: profile says {yaml_side[name]}, "
-                                f"codes.py says {code_side[name]}")
+                problems.append(
+                    f"{section}.{name}: profile says {yaml_side[name]}, "
+                    f"codes.py says {code_side[name]}"
+                )
     return problems

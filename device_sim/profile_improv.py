@@ -46,10 +46,23 @@ PERSONALITIES = ("native", "improv")
 _IMPROV_KEYS = {
     "characteristics": {"state", "error", "rpc_command", "rpc_result", "capabilities"},
     "states": {"authorization_required", "authorized", "provisioning", "provisioned"},
-    "errors": {"none", "invalid_rpc_packet", "unknown_rpc_command", "unable_to_connect",
-               "not_authorized", "bad_hostname", "unknown"},
-    "commands": {"wifi_settings", "identify", "device_info", "scan_wifi", "hostname",
-                 "device_name"},
+    "errors": {
+        "none",
+        "invalid_rpc_packet",
+        "unknown_rpc_command",
+        "unable_to_connect",
+        "not_authorized",
+        "bad_hostname",
+        "unknown",
+    },
+    "commands": {
+        "wifi_settings",
+        "identify",
+        "device_info",
+        "scan_wifi",
+        "hostname",
+        "device_name",
+    },
     "capabilities": {"identify", "device_info", "scan_wifi", "hostname", "device_name"},
 }
 
@@ -62,11 +75,16 @@ def parse_improv(r: Reader, code_names: set[str]) -> ImprovDef:
             raise ConfigError(r.at(key), f"needs exactly {sorted(names)}")
         kind = str if key == "characteristics" else int
         for name, value in table.items():
-            if not isinstance(value, kind) or (kind is int and not 0 <= value <= 255):
+            if kind is int:
+                bad = isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255
+            else:
+                bad = not isinstance(value, str)
+            if bad:
                 raise ConfigError(r.at(f"{key}.{name}"), f"bad value {value!r}")
         if key == "characteristics":
-            table = {name: Reader({"u": v}, r.at(f"{key}.{name}")).uuid("u")
-                     for name, v in table.items()}
+            table = {
+                name: Reader({"u": v}, r.at(f"{key}.{name}")).uuid("u") for name, v in table.items()
+            }
         tables[key] = table
     folded = r.get("error_for_code", dict)
     for name, err in folded.items():
@@ -75,21 +93,33 @@ def parse_improv(r: Reader, code_names: set[str]) -> ImprovDef:
     auth = r.get("authorization", str)
     if auth not in ("none", "required"):
         raise ConfigError(r.at("authorization"), "none or required")
-    out = ImprovDef(r.get("spec_revision", str), r.uuid("service_uuid"),
-                    r.uuid("service_data_uuid"), tables["characteristics"],
-                    r.uuid("diagnostics_service_uuid"), tables["states"], tables["errors"],
-                    tables["commands"], tables["capabilities"], auth,
-                    int(r.positive("authorization_timeout_ms") or 0),
-                    int(r.positive("reassembly_timeout_ms") or 0), r.get("redirect_url", str),
-                    dict(folded))
+    out = ImprovDef(
+        r.get("spec_revision", str),
+        r.uuid("service_uuid"),
+        r.uuid("service_data_uuid"),
+        tables["characteristics"],
+        r.uuid("diagnostics_service_uuid"),
+        tables["states"],
+        tables["errors"],
+        tables["commands"],
+        tables["capabilities"],
+        auth,
+        int(r.positive("authorization_timeout_ms") or 0),
+        int(r.positive("reassembly_timeout_ms") or 0),
+        r.get("redirect_url", str),
+        dict(folded),
+    )
     r.done()
     return out
 
 
 def parse_personalities(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value \
-            or not all(isinstance(v, str) for v in value) \
-            or not set(value) <= set(PERSONALITIES) \
-            or len(set(value)) != len(value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) for v in value)
+        or not set(value) <= set(PERSONALITIES)
+        or len(set(value)) != len(value)
+    ):
         raise ConfigError(where, f"a non-empty list of {list(PERSONALITIES)}")
     return tuple(value)

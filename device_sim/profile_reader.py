@@ -24,10 +24,15 @@ class Reader:
         self.used: set[str] = set()
 
     def at(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where and not self.where.endswith(": ") else f"{self.where}{key}"
+        return (
+            f"{self.where}.{key}"
+            if self.where and not self.where.endswith(": ")
+            else f"{self.where}{key}"
+        )
 
-    def get(self, key: str, kind: type | tuple[type, ...], *, required: bool = True,
-            default: Any = None) -> Any:
+    def get(
+        self, key: str, kind: type | tuple[type, ...], *, required: bool = True, default: Any = None
+    ) -> Any:
         self.used.add(key)
         if key not in self.data:
             if required:

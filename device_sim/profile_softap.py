@@ -60,8 +60,10 @@ class SoftApDef:
     probes: tuple[ProbeDef, ...]
 
 
-_ENDPOINT_KINDS = {"request": {"message", "json", "none"},
-                   "response": {"messages", "json", "captive-json", "html"}}
+_ENDPOINT_KINDS = {
+    "request": {"message", "json", "none"},
+    "response": {"messages", "json", "captive-json", "html"},
+}
 
 
 def parse_softap(r: Reader, code_names: set[str]) -> SoftApDef:
@@ -75,9 +77,14 @@ def parse_softap(r: Reader, code_names: set[str]) -> SoftApDef:
     endpoints: list[EndpointDef] = []
     for i, item in enumerate(h.get("endpoints", list)):
         e = Reader(item, h.at(f"endpoints[{i}]"))
-        ep = EndpointDef(e.get("method", str), e.get("path", str),
-                         tuple(e.strings("listeners")), e.get("request", str),
-                         e.get("response", str), e.get("description", str))
+        ep = EndpointDef(
+            e.get("method", str),
+            e.get("path", str),
+            tuple(e.strings("listeners")),
+            e.get("request", str),
+            e.get("response", str),
+            e.get("description", str),
+        )
         if ep.method not in ("GET", "POST") or not ep.path.startswith("/"):
             raise ConfigError(e.where, f"bad endpoint {ep.method} {ep.path}")
         if not set(ep.listeners) <= {"ap", "lan"} or not ep.listeners:
@@ -87,20 +94,38 @@ def parse_softap(r: Reader, code_names: set[str]) -> SoftApDef:
                 raise ConfigError(e.at(key), f"one of {sorted(allowed)}")
         e.done()
         endpoints.append(ep)
-    http = HttpDef(h.get("message_content_type", str), h.get("messages_content_type", str),
-                   int(h.positive("max_json_bytes") or 0), int(h.positive("body_timeout_ms") or 0),
-                   int(h.positive("long_poll_max_ms") or 0), h.get("session_cookie", str),
-                   dict(statuses), tuple(endpoints))
+    http = HttpDef(
+        h.get("message_content_type", str),
+        h.get("messages_content_type", str),
+        int(h.positive("max_json_bytes") or 0),
+        int(h.positive("body_timeout_ms") or 0),
+        int(h.positive("long_poll_max_ms") or 0),
+        h.get("session_cookie", str),
+        dict(statuses),
+        tuple(endpoints),
+    )
     h.done()
     probes: list[ProbeDef] = []
     for i, item in enumerate(r.get("probes", list)):
         p = Reader(item, r.at(f"probes[{i}]"))
-        probes.append(ProbeDef(p.get("os", str), p.get("path", str), p.get("status", int),
-                               p.get("content_type", str), p.get("body", str)))
+        probes.append(
+            ProbeDef(
+                p.get("os", str),
+                p.get("path", str),
+                p.get("status", int),
+                p.get("content_type", str),
+                p.get("body", str),
+            )
+        )
         p.done()
-    soft = SoftApDef(r.get("ssid_pattern", str), int(r.positive("passphrase_length") or 0),
-                     r.get("ap_address", str), http, tuple(r.strings("captive_modes")),
-                     tuple(probes))
+    soft = SoftApDef(
+        r.get("ssid_pattern", str),
+        int(r.positive("passphrase_length") or 0),
+        r.get("ap_address", str),
+        http,
+        tuple(r.strings("captive_modes")),
+        tuple(probes),
+    )
     if "{short_id}" not in soft.ssid_pattern:
         raise ConfigError(r.at("ssid_pattern"), "must contain {short_id}")
     if not 8 <= soft.passphrase_length <= 63:

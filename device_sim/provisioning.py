@@ -61,18 +61,26 @@ class _Session:
 class ProvisioningService:
     """Turns peer messages into engine requests and answers. One instance per daemon."""
 
-    def __init__(self, profile: Profile, engine: OnboardingEngine, store: DeviceStore,
-                 identity: Identity, *, idle_timeout_s: float | None = None,
-                 handshake_timeout_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        engine: OnboardingEngine,
+        store: DeviceStore,
+        identity: Identity,
+        *,
+        idle_timeout_s: float | None = None,
+        handshake_timeout_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
         self.profile = profile
         self.engine = engine
         self.store = store
         self.identity = identity
         self.idle_timeout_s = idle_timeout_s or profile.session.idle_timeout_ms / 1000
-        self.handshake_timeout_s = (handshake_timeout_s
-                                    or profile.session.handshake_timeout_ms / 1000)
+        self.handshake_timeout_s = (
+            handshake_timeout_s or profile.session.handshake_timeout_ms / 1000
+        )
         b = profile.session.backoff
         self.backoff = SetupCodeBackoff(b.free_attempts, b.base_ms, b.max_ms)
         self._clock = clock
@@ -132,12 +140,19 @@ class ProvisioningService:
                 return [self._pake_proof(peer, body)]
             if msg_type is MessageType.SECURE:
                 return await self._secure(peer, message)
-            raise ProtocolError(Code.MALFORMED_REQUEST,
-                                f"{msg_type.name} is not a request a client may send in clear")
+            raise ProtocolError(
+                Code.MALFORMED_REQUEST,
+                f"{msg_type.name} is not a request a client may send in clear",
+            )
         except OnboardingError as exc:
             LOG.info("peer %s: %s", peer, exc)
-            if session is not None and session.peer == peer and session.established \
-                    and self._session is session and not isinstance(exc, SessionError):
+            if (
+                session is not None
+                and session.peer == peer
+                and session.established
+                and self._session is session
+                and not isinstance(exc, SessionError)
+            ):
                 return [self._secure_error(session, exc)]
             return [ErrorBody(exc.code, exc.retry_after_ms, exc.detail).to_message()]
 
@@ -165,9 +180,11 @@ class ProvisioningService:
         failures, last_ms = self.store.auth_failures()
         wait = self.backoff.retry_after_ms(failures, last_ms, self._wall_ms())
         if wait > 0:
-            raise SessionError(Code.TOO_MANY_ATTEMPTS,
-                               f"{failures} wrong setup codes; try again in {wait / 1000:.0f} s",
-                               retry_after_ms=wait)
+            raise SessionError(
+                Code.TOO_MANY_ATTEMPTS,
+                f"{failures} wrong setup codes; try again in {wait / 1000:.0f} s",
+                retry_after_ms=wait,
+            )
 
     def _count_wrong_code(self, exc: SessionError) -> None:
         failures = self.store.record_auth_failure(self._wall_ms())
@@ -176,8 +193,12 @@ class ProvisioningService:
 
     def _count_unfinished_handshake(self, code: Code) -> None:
         failures = self.store.record_auth_failure(self._wall_ms())
-        LOG.warning("a handshake ended without a proof (%s): counted as a wrong setup code "
-                    "(%d failures in a row)", code.name, failures)
+        LOG.warning(
+            "a handshake ended without a proof (%s): counted as a wrong setup code "
+            "(%d failures in a row)",
+            code.name,
+            failures,
+        )
 
     def _pake_start(self, peer: Hashable, body: bytes, send: Sender) -> bytes:
         self._check_free(peer)
@@ -186,8 +207,9 @@ class ProvisioningService:
             self._close(Code.OK, notify=False)
         handshake = DeviceHandshake(self.identity.srp_salt, self.identity.srp_verifier)
         challenge = handshake.challenge(body)
-        self._session = _Session(peer, handshake, send=send,
-                                 deadline=self._clock() + self.handshake_timeout_s)
+        self._session = _Session(
+            peer, handshake, send=send, deadline=self._clock() + self.handshake_timeout_s
+        )
         self._ensure_watchdog()
         return bytes([MessageType.PAKE_CHALLENGE]) + challenge
 
@@ -218,8 +240,14 @@ class ProvisioningService:
 
     # --- the browser page (SoftAP door) -----------------------------------------------------
 
-    def portal_provision(self, peer: Hashable, setup_code: Secret, ssid: bytes,
-                         passphrase: Secret | None, hidden: bool) -> None:
+    def portal_provision(
+        self,
+        peer: Hashable,
+        setup_code: Secret,
+        ssid: bytes,
+        passphrase: Secret | None,
+        hidden: bool,
+    ) -> None:
         """One browser-page submit: check the setup code, store credentials, start the join.
 
         A browser on the SoftAP cannot run the SRP/AES-GCM session (no WebCrypto outside secure
@@ -241,8 +269,9 @@ class ProvisioningService:
         self.store.reset_auth_failures()
         self.direct_provision(peer, ssid, passphrase, hidden)
 
-    def direct_provision(self, peer: Hashable, ssid: bytes, passphrase: Secret | None,
-                         hidden: bool) -> None:
+    def direct_provision(
+        self, peer: Hashable, ssid: bytes, passphrase: Secret | None, hidden: bool
+    ) -> None:
         """Credentials from a door that authorized its user its own way (the browser page's
         setup-code check, Improv's physical authorization): ``peer`` holds the session (others
         get BUSY) until it is released, idles out, or the join it started ends and is read.
@@ -291,7 +320,9 @@ class ProvisioningService:
             self._close(Code.OK, notify=False)
         return out
 
-    async def _dispatch(self, inner: MessageType, body: bytes) -> tuple[MessageType, dict[str, Any]]:
+    async def _dispatch(
+        self, inner: MessageType, body: bytes
+    ) -> tuple[MessageType, dict[str, Any]]:
         request = decode_json(body)
         if inner is MessageType.SCAN_REQUEST:
             networks = await self.engine.scan()
@@ -319,18 +350,26 @@ class ProvisioningService:
             return MessageType.ACK, {"request": "FACTORY_RESET"}
         if inner is MessageType.START_SOFTAP:
             if self.softap_opener is None:
-                raise OnboardingError(Code.SOFTAP_UNAVAILABLE,
-                                      "this device runs no SoftAP door (fallback policy ble-only)")
+                raise OnboardingError(
+                    Code.SOFTAP_UNAVAILABLE,
+                    "this device runs no SoftAP door (fallback policy ble-only)",
+                )
             info = await self.softap_opener("requested over BLE")
             return MessageType.ACK, {"request": "START_SOFTAP", **info}
         raise ProtocolError(Code.MALFORMED_REQUEST, f"{inner.name} is not a request")
 
     def status(self) -> dict[str, Any]:
         record = self.engine.record
-        return {"state": record.state.wire_name, "code": int(record.code),
-                "code_name": record.code.name, "phase": record.phase, "attempt": record.attempt,
-                "detail": record.detail, "ssid_hex": record.ssid.hex() if record.ssid else None,
-                "activation": self.store.cloud().public()}
+        return {
+            "state": record.state.wire_name,
+            "code": int(record.code),
+            "code_name": record.code.name,
+            "phase": record.phase,
+            "attempt": record.attempt,
+            "detail": record.detail,
+            "ssid_hex": record.ssid.hex() if record.ssid else None,
+            "activation": self.store.cloud().public(),
+        }
 
     async def _factory_reset(self) -> None:
         await asyncio.sleep(0)  # let the ACK leave first
@@ -339,9 +378,17 @@ class ProvisioningService:
 
     def _secure_error(self, s: _Session, exc: OnboardingError) -> bytes:
         assert s.channel is not None
-        return s.channel.seal(MessageType.SECURE_ERROR, encode_json(
-            {"code": int(exc.code), "code_name": exc.code.name, "detail": exc.detail,
-             "retry_after_ms": exc.retry_after_ms}))
+        return s.channel.seal(
+            MessageType.SECURE_ERROR,
+            encode_json(
+                {
+                    "code": int(exc.code),
+                    "code_name": exc.code.name,
+                    "detail": exc.detail,
+                    "retry_after_ms": exc.retry_after_ms,
+                }
+            ),
+        )
 
     # --- events and timeouts --------------------------------------------------------------------
 
@@ -403,11 +450,16 @@ def _parse_credentials(request: dict[str, Any]) -> tuple[bytes, Secret | None, b
     ssid_hex = request.get("ssid_hex")
     passphrase = request.get("passphrase")
     hidden = request.get("hidden", False)
-    if not isinstance(ssid_hex, str) or not isinstance(hidden, bool) \
-            or not (passphrase is None or isinstance(passphrase, str)) \
-            or set(request) - {"ssid_hex", "passphrase", "hidden"}:
-        raise ProtocolError(Code.MALFORMED_REQUEST,
-                            "SET_CREDENTIALS needs {ssid_hex: str, passphrase: str|null, hidden: bool}")
+    if (
+        not isinstance(ssid_hex, str)
+        or not isinstance(hidden, bool)
+        or not (passphrase is None or isinstance(passphrase, str))
+        or set(request) - {"ssid_hex", "passphrase", "hidden"}
+    ):
+        raise ProtocolError(
+            Code.MALFORMED_REQUEST,
+            "SET_CREDENTIALS needs {ssid_hex: str, passphrase: str|null, hidden: bool}",
+        )
     try:
         ssid = bytes.fromhex(ssid_hex)
     except ValueError:
@@ -415,14 +467,16 @@ def _parse_credentials(request: dict[str, Any]) -> tuple[bytes, Secret | None, b
     return ssid, Secret(passphrase) if passphrase is not None else None, hidden
 
 
-def _parse_activation(request: dict[str, Any]) -> tuple[str | None, Secret | None,
-                                                          Secret | None]:
+def _parse_activation(request: dict[str, Any]) -> tuple[str | None, Secret | None, Secret | None]:
     fields = {"account", "claim_token", "device_password"}
     if set(request) - fields or not all(isinstance(request.get(k), str | None) for k in fields):
-        raise ProtocolError(Code.MALFORMED_REQUEST,
-                            "SET_ACTIVATION takes {account, claim_token, device_password}: str")
-    account, token, password = (request.get(k) for k in ("account", "claim_token",
-                                                         "device_password"))
+        raise ProtocolError(
+            Code.MALFORMED_REQUEST,
+            "SET_ACTIVATION takes {account, claim_token, device_password}: str",
+        )
+    account, token, password = (
+        request.get(k) for k in ("account", "claim_token", "device_password")
+    )
     if account is not None and not 0 < len(account) <= 128:
         raise ProtocolError(Code.MALFORMED_REQUEST, "account: 1 to 128 characters")
     return (account, Secret(token) if token else None, Secret(password) if password else None)

@@ -24,8 +24,15 @@ __all__ = ["LimitedLog"]
 class LimitedLog:
     """At most ``burst`` lines per ``window_s`` for one kind of event (see the module)."""
 
-    def __init__(self, logger: logging.Logger, what: str, *, burst: int = 10,
-                 window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        burst: int = 10,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.logger = logger
         self.what = what
         self.burst = burst
@@ -33,8 +40,8 @@ class LimitedLog:
         self._clock = clock
         self._window_start = float("-inf")
         self._logged = 0
-        self.suppressed = 0   # in the current window
-        self.total = 0        # every event, logged or not
+        self.suppressed = 0  # in the current window
+        self.total = 0  # every event, logged or not
 
     def log(self, level: int, msg: str, *args: Any) -> bool:
         """Log ``msg % args`` unless this window's budget is spent; True if it was logged."""
@@ -42,8 +49,13 @@ class LimitedLog:
         now = self._clock()
         if now - self._window_start >= self.window_s:
             if self.suppressed:
-                self.logger.log(level, "%s: %d more not logged in the last %.0f s", self.what,
-                                self.suppressed, self.window_s)
+                self.logger.log(
+                    level,
+                    "%s: %d more not logged in the last %.0f s",
+                    self.what,
+                    self.suppressed,
+                    self.window_s,
+                )
             self._window_start, self._logged, self.suppressed = now, 0, 0
         if self._logged >= self.burst:
             self.suppressed += 1

@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .codes import Code, State
 from .errors import IdentityExists, StoreError
@@ -119,8 +119,13 @@ class CloudBinding:
 
     def public(self) -> dict[str, object]:
         """What STATUS and ``ctl status`` show: never a token, password or claim token."""
-        return {"status": self.status, "mode": self.mode, "account": self.account,
-                "generation": self.generation, "device_user": self.device_user}
+        return {
+            "status": self.status,
+            "mode": self.mode,
+            "account": self.account,
+            "generation": self.generation,
+            "device_user": self.device_user,
+        }
 
 
 @dataclass(frozen=True)
@@ -179,13 +184,18 @@ class DeviceStore:
             if "softap_passphrase" not in columns:  # a store made before the SoftAP door
                 db.execute("ALTER TABLE identity ADD COLUMN softap_passphrase TEXT")
             with _tx(db):
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 db.execute(
-                    "INSERT OR IGNORE INTO onboarding VALUES (1, ?, 0, '', '', 0, NULL, NULL, 0, 0, ?)",
-                    (int(State.UNPROVISIONED), time.time()))
+                    "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+                db.execute(
+                    "INSERT OR IGNORE INTO onboarding"
+                    " VALUES (1, ?, 0, '', '', 0, NULL, NULL, 0, 0, ?)",
+                    (int(State.UNPROVISIONED), time.time()),
+                )
                 db.execute("INSERT OR IGNORE INTO auth VALUES (1, 0, 0)")
-                db.execute("INSERT OR IGNORE INTO cloud (one, status, after_reset)"
-                           " VALUES (1, 'none', 0)")
+                db.execute(
+                    "INSERT OR IGNORE INTO cloud (one, status, after_reset) VALUES (1, 'none', 0)"
+                )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._db = db
@@ -218,39 +228,52 @@ class DeviceStore:
 
     # --- identity ------------------------------------------------------------------------------
 
-    def create_identity(self, device_id: str, salt: bytes, verifier: bytes,
-                        softap_passphrase: Secret | None = None) -> Identity:
+    def create_identity(
+        self, device_id: str, salt: bytes, verifier: bytes, softap_passphrase: Secret | None = None
+    ) -> Identity:
         """Store the identity once. Raises StoreError if the device already has one."""
         bytes.fromhex(device_id)  # ValueError for a malformed id
         ap = softap_passphrase.reveal() if softap_passphrase is not None else None
         try:
             with _tx(self.db):
-                self.db.execute("INSERT INTO identity (one, device_id, srp_salt, srp_verifier,"
-                                " created_at, softap_passphrase) VALUES (1, ?, ?, ?, ?, ?)",
-                                (device_id, salt, verifier, time.time(), ap))
+                self.db.execute(
+                    "INSERT INTO identity (one, device_id, srp_salt, srp_verifier,"
+                    " created_at, softap_passphrase) VALUES (1, ?, ?, ?, ?, ?)",
+                    (device_id, salt, verifier, time.time(), ap),
+                )
         except sqlite3.IntegrityError:
             raise IdentityExists(
                 f"{self.path} already holds a device identity",
                 f"use another --state-dir for a new device; to start this one over, run "
                 f"device-sim ctl --state-dir {self.path.parent} factory-reset (its daemon "
-                f"running), or remove {self.path.parent}") from None
+                f"running), or remove {self.path.parent}",
+            ) from None
         identity = self.identity()
         assert identity is not None
         return identity
 
     def identity(self) -> Identity | None:
-        row = self.db.execute("SELECT device_id, srp_salt, srp_verifier, created_at,"
-                              " softap_passphrase FROM identity").fetchone()
+        row = self.db.execute(
+            "SELECT device_id, srp_salt, srp_verifier, created_at, softap_passphrase FROM identity"
+        ).fetchone()
         if row is None:
             return None
-        return Identity(row[0], bytes(row[1]), bytes(row[2]), row[3],
-                        Secret(row[4]) if row[4] is not None else None)
+        return Identity(
+            row[0],
+            bytes(row[1]),
+            bytes(row[2]),
+            row[3],
+            Secret(row[4]) if row[4] is not None else None,
+        )
 
     def set_softap_passphrase(self, passphrase: Secret) -> Identity:
         """Give an identity made before the SoftAP door its AP passphrase (once)."""
         with _tx(self.db):
-            self.db.execute("UPDATE identity SET softap_passphrase = ? WHERE one = 1"
-                            " AND softap_passphrase IS NULL", (passphrase.reveal(),))
+            self.db.execute(
+                "UPDATE identity SET softap_passphrase = ? WHERE one = 1"
+                " AND softap_passphrase IS NULL",
+                (passphrase.reveal(),),
+            )
         identity = self.identity()
         if identity is None:
             raise StoreError(f"{self.path} holds no device identity")
@@ -259,7 +282,9 @@ class DeviceStore:
     # --- device settings (hostname, device name) ------------------------------------------------
 
     def setting(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (f"setting.{key}",)).fetchone()
+        row = self.db.execute(
+            "SELECT value FROM meta WHERE key = ?", (f"setting.{key}",)
+        ).fetchone()
         return str(row[0]) if row else None
 
     def set_setting(self, key: str, value: str) -> None:
@@ -271,22 +296,41 @@ class DeviceStore:
     def record(self) -> OnboardingRecord:
         row = self.db.execute(
             "SELECT state, code, phase, detail, attempt, ssid, hidden, passphrase IS NOT NULL, seq,"
-            " updated_at FROM onboarding").fetchone()
-        return OnboardingRecord(State(row[0]), Code(row[1]), row[2], row[3], row[4],
-                                bytes(row[5]) if row[5] is not None else None, bool(row[6]),
-                                bool(row[7]), row[8], row[9])
+            " updated_at FROM onboarding"
+        ).fetchone()
+        return OnboardingRecord(
+            State(row[0]),
+            Code(row[1]),
+            row[2],
+            row[3],
+            row[4],
+            bytes(row[5]) if row[5] is not None else None,
+            bool(row[6]),
+            bool(row[7]),
+            row[8],
+            row[9],
+        )
 
     def credentials(self) -> Credentials | None:
         row = self.db.execute("SELECT ssid, passphrase, hidden FROM onboarding").fetchone()
         if row[0] is None:
             return None
-        return Credentials(bytes(row[0]), Secret(row[1]) if row[1] is not None else None,
-                           bool(row[2]))
+        return Credentials(
+            bytes(row[0]), Secret(row[1]) if row[1] is not None else None, bool(row[2])
+        )
 
-    def transition(self, state: State, code: Code = Code.OK, *, phase: str = "",
-                   detail: str = "", credentials: Credentials | None | object = KEEP,
-                   new_attempt: bool = False, activation: ActivationResult | None = None,
-                   forget_cloud: bool = False) -> OnboardingRecord:
+    def transition(
+        self,
+        state: State,
+        code: Code = Code.OK,
+        *,
+        phase: str = "",
+        detail: str = "",
+        credentials: Credentials | object | None = KEEP,
+        new_attempt: bool = False,
+        activation: ActivationResult | None = None,
+        forget_cloud: bool = False,
+    ) -> OnboardingRecord:
         """Commit one transition atomically and return the new record.
 
         ``credentials``: KEEP (default) leaves them, None clears them, a Credentials replaces.
@@ -295,8 +339,14 @@ class DeviceStore:
         ``forget_cloud`` clears the binding (factory reset) and marks the next activation as
         following a reset.
         """
-        sets = ["state = ?", "code = ?", "phase = ?", "detail = ?", "seq = seq + 1",
-                "updated_at = ?"]
+        sets = [
+            "state = ?",
+            "code = ?",
+            "phase = ?",
+            "detail = ?",
+            "seq = seq + 1",
+            "updated_at = ?",
+        ]
         args: list[object] = [int(state), int(code), phase, detail, time.time()]
         if new_attempt:
             sets.append("attempt = attempt + 1")
@@ -304,9 +354,11 @@ class DeviceStore:
             sets += ["ssid = NULL", "passphrase = NULL", "hidden = 0", "attempt = 0"]
         elif isinstance(credentials, Credentials):
             sets += ["ssid = ?", "passphrase = ?", "hidden = ?"]
-            args += [credentials.ssid,
-                     credentials.passphrase.reveal() if credentials.passphrase else None,
-                     int(credentials.hidden)]
+            args += [
+                credentials.ssid,
+                credentials.passphrase.reveal() if credentials.passphrase else None,
+                int(credentials.hidden),
+            ]
         try:
             with _tx(self.db):
                 self.db.execute(f"UPDATE onboarding SET {', '.join(sets)}", args)
@@ -316,14 +368,22 @@ class DeviceStore:
                         "UPDATE cloud SET status = 'active', mode = ?, account = ?,"
                         " generation = ?, token = ?, device_user = ?, device_password = ?,"
                         " after_reset = 0, in_claim_token = NULL, in_device_password = NULL",
-                        (a.mode, a.account, a.generation, a.token.reveal(), a.device_user,
-                         a.device_password.reveal() if a.device_password else None))
+                        (
+                            a.mode,
+                            a.account,
+                            a.generation,
+                            a.token.reveal(),
+                            a.device_user,
+                            a.device_password.reveal() if a.device_password else None,
+                        ),
+                    )
                 if forget_cloud:
                     self.db.execute(
                         "UPDATE cloud SET status = 'none', mode = NULL, request_id = NULL,"
                         " account = NULL, generation = NULL, token = NULL, device_user = NULL,"
                         " device_password = NULL, after_reset = 1, in_account = NULL,"
-                        " in_claim_token = NULL, in_device_password = NULL")
+                        " in_claim_token = NULL, in_device_password = NULL"
+                    )
                     self.db.execute("DELETE FROM meta WHERE key = 'reset_pending'")
         except sqlite3.Error as exc:
             raise StoreError(f"transition to {state.wire_name} failed: {exc}") from exc
@@ -335,23 +395,40 @@ class DeviceStore:
         row = self.db.execute(
             "SELECT status, mode, request_id, account, generation, token, device_user,"
             " device_password, after_reset, in_account, in_claim_token, in_device_password"
-            " FROM cloud").fetchone()
+            " FROM cloud"
+        ).fetchone()
 
         def secret(value: object) -> Secret | None:
             return Secret(str(value)) if value is not None else None
 
-        return CloudBinding(row[0], row[1], row[2], row[3], row[4], secret(row[5]), row[6],
-                            secret(row[7]), bool(row[8]), row[9], secret(row[10]),
-                            secret(row[11]))
+        return CloudBinding(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            secret(row[5]),
+            row[6],
+            secret(row[7]),
+            bool(row[8]),
+            row[9],
+            secret(row[10]),
+            secret(row[11]),
+        )
 
-    def set_activation_inputs(self, account: str | None, claim_token: Secret | None,
-                              device_password: Secret | None) -> None:
+    def set_activation_inputs(
+        self, account: str | None, claim_token: Secret | None, device_password: Secret | None
+    ) -> None:
         """What the app sent for the next activation (SET_ACTIVATION)."""
         with _tx(self.db):
-            self.db.execute("UPDATE cloud SET in_account = ?, in_claim_token = ?,"
-                            " in_device_password = ?",
-                            (account, claim_token.reveal() if claim_token else None,
-                             device_password.reveal() if device_password else None))
+            self.db.execute(
+                "UPDATE cloud SET in_account = ?, in_claim_token = ?, in_device_password = ?",
+                (
+                    account,
+                    claim_token.reveal() if claim_token else None,
+                    device_password.reveal() if device_password else None,
+                ),
+            )
 
     def begin_activation(self, request_id: str) -> None:
         """Mark an activation as asked before the request leaves (a crash then repeats it)."""
@@ -361,8 +438,10 @@ class DeviceStore:
     def abandon_activation(self) -> None:
         """The cloud refused: the next attempt asks anew (a new request id)."""
         with _tx(self.db):
-            self.db.execute("UPDATE cloud SET status = CASE WHEN token IS NULL THEN 'none'"
-                            " ELSE 'active' END, request_id = NULL WHERE status = 'pending'")
+            self.db.execute(
+                "UPDATE cloud SET status = CASE WHEN token IS NULL THEN 'none'"
+                " ELSE 'active' END, request_id = NULL WHERE status = 'pending'"
+            )
 
     def forget_secrets(self) -> None:
         """After a factory reset: move the WAL into the database and truncate it, so the
@@ -395,8 +474,9 @@ class DeviceStore:
 
     def record_auth_failure(self, now_ms: int) -> int:
         with _tx(self.db):
-            self.db.execute("UPDATE auth SET failures = failures + 1, last_failure_ms = ?",
-                            (now_ms,))
+            self.db.execute(
+                "UPDATE auth SET failures = failures + 1, last_failure_ms = ?", (now_ms,)
+            )
         return self.auth_failures()[0]
 
     def reset_auth_failures(self) -> None:

@@ -48,7 +48,7 @@ def fragment(message: bytes, channel: int, fragment_size: int) -> list[bytes]:
     if room_first < 1:
         raise ValueError(f"fragment size {fragment_size} leaves no room for data")
     chunks = [message[:room_first]]
-    chunks += [message[i:i + room_next] for i in range(room_first, len(message), room_next)]
+    chunks += [message[i : i + room_next] for i in range(room_first, len(message), room_next)]
     out: list[bytes] = []
     for index, chunk in enumerate(chunks):
         flags = index & INDEX_MASK
@@ -89,8 +89,9 @@ class Reassembler:
     inject into, or break, this one's partial message.
     """
 
-    def __init__(self, max_message_length: int, timeout_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_message_length: int, timeout_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.max_message_length = max_message_length
         self.timeout_s = timeout_s
         self._clock = clock
@@ -124,48 +125,54 @@ class Reassembler:
         now = self._clock()
         self._expire(now)
         partial = self._partials.get(key)
-        body = frame[HEADER.size:]
+        body = frame[HEADER.size :]
         if flags & FLAG_FIRST:
             if partial is not None:
                 self._partials.pop(key, None)
-                raise ProtocolError(Code.MALFORMED_REQUEST,
-                                    "a new message started before the previous one ended")
+                raise ProtocolError(
+                    Code.MALFORMED_REQUEST, "a new message started before the previous one ended"
+                )
             if index != 0:
                 raise ProtocolError(Code.MALFORMED_REQUEST, f"first fragment has index {index}")
             if len(body) < LENGTH.size:
                 raise ProtocolError(Code.MALFORMED_REQUEST, "first fragment has no length field")
             (total,) = LENGTH.unpack_from(body)
-            body = body[LENGTH.size:]
+            body = body[LENGTH.size :]
             if total == 0:
                 raise ProtocolError(Code.MALFORMED_REQUEST, "message length 0")
             if total > self.max_message_length:
-                raise ProtocolError(Code.MESSAGE_TOO_LARGE,
-                                    f"message of {total} bytes; the limit is "
-                                    f"{self.max_message_length}")
+                raise ProtocolError(
+                    Code.MESSAGE_TOO_LARGE,
+                    f"message of {total} bytes; the limit is {self.max_message_length}",
+                )
             if key not in self._partials and len(self._partials) >= MAX_PENDING_CHANNELS:
-                raise ProtocolError(Code.BUSY,
-                                    "too many partial messages at once")
+                raise ProtocolError(Code.BUSY, "too many partial messages at once")
             partial = _Partial(total=total, next_index=0, started=now)
             self._partials[key] = partial
         elif partial is None:
-            raise ProtocolError(Code.MALFORMED_REQUEST,
-                                f"continuation fragment {index} without a first fragment")
+            raise ProtocolError(
+                Code.MALFORMED_REQUEST, f"continuation fragment {index} without a first fragment"
+            )
         if index != partial.next_index:
             self._partials.pop(key, None)
-            raise ProtocolError(Code.MALFORMED_REQUEST,
-                                f"fragment {index} arrived, expected {partial.next_index}")
+            raise ProtocolError(
+                Code.MALFORMED_REQUEST, f"fragment {index} arrived, expected {partial.next_index}"
+            )
         partial.next_index = (partial.next_index + 1) & INDEX_MASK
         partial.data += body
         if len(partial.data) > partial.total:
             self._partials.pop(key, None)
-            raise ProtocolError(Code.MALFORMED_REQUEST,
-                                f"fragments carry more than the announced {partial.total} bytes")
+            raise ProtocolError(
+                Code.MALFORMED_REQUEST,
+                f"fragments carry more than the announced {partial.total} bytes",
+            )
         if flags & FLAG_LAST:
             self._partials.pop(key, None)
             if len(partial.data) != partial.total:
-                raise ProtocolError(Code.MALFORMED_REQUEST,
-                                    f"message ended after {len(partial.data)} of "
-                                    f"{partial.total} bytes (truncated)")
+                raise ProtocolError(
+                    Code.MALFORMED_REQUEST,
+                    f"message ended after {len(partial.data)} of {partial.total} bytes (truncated)",
+                )
             return channel, bytes(partial.data)
         return None
 
@@ -175,8 +182,9 @@ def split_type(message: bytes) -> tuple[MessageType, bytes]:
     try:
         return MessageType(message[0]), message[1:]
     except (IndexError, ValueError):
-        raise ProtocolError(Code.MALFORMED_REQUEST,
-                            f"unknown message type 0x{message[:1].hex() or '--'}") from None
+        raise ProtocolError(
+            Code.MALFORMED_REQUEST, f"unknown message type 0x{message[:1].hex() or '--'}"
+        ) from None
 
 
 # --- ERROR (clear) ----------------------------------------------------------------------------
@@ -203,10 +211,11 @@ class ErrorBody:
             parsed = Code(code)
         except ValueError:
             parsed = Code.INTERNAL_ERROR
-        return cls(parsed, retry, body[ERROR_HEAD.size:].decode("utf-8", "replace"))
+        return cls(parsed, retry, body[ERROR_HEAD.size :].decode("utf-8", "replace"))
 
 
 # --- JSON bodies of secure messages ------------------------------------------------------------
+
 
 def encode_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8")
@@ -261,8 +270,11 @@ class AdvertisedInfo:
     device_id_low: bytes
 
     def to_bytes(self) -> bytes:
-        return MANUFACTURER_VALUE.pack((self.protocol_version & 0x0F) << 4 | int(self.state),
-                                       self.code, self.device_id_low[-3:])
+        return MANUFACTURER_VALUE.pack(
+            (self.protocol_version & 0x0F) << 4 | int(self.state),
+            self.code,
+            self.device_id_low[-3:],
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AdvertisedInfo:
@@ -287,9 +299,9 @@ def unpack_messages(body: bytes) -> list[bytes]:
     while i < len(body):
         if i + 2 > len(body):
             raise ProtocolError(Code.MALFORMED_REQUEST, "truncated message record header")
-        n = int.from_bytes(body[i:i + 2], "big")
+        n = int.from_bytes(body[i : i + 2], "big")
         if n == 0 or i + 2 + n > len(body):
             raise ProtocolError(Code.MALFORMED_REQUEST, "truncated or empty message record")
-        out.append(body[i + 2:i + 2 + n])
+        out.append(body[i + 2 : i + 2 + n])
         i += 2 + n
     return out

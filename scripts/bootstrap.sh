@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up device-sim on a fresh Debian 12 machine (idempotent), then run the demo or the tests.
 #   bash scripts/bootstrap.sh demo [device-sim demo options]   -> one onboarding on virtual adapters
-#   bash scripts/bootstrap.sh test [pytest options]            -> the whole test suite
+#   bash scripts/bootstrap.sh test [pytest options]            -> ruff + mypy, then the test suite
 # Installs, when missing (as root), and says so: Debian's dbus (dbus-daemon for the private bus)
 # and python3-venv; for the tests also dnsmasq-base (SoftAP DHCP/DNS), udhcpc (the phone's DHCP
 # client), iproute2 (network namespaces), chromium (the browser-page test), dbus-bin (dbus-monitor),
@@ -61,7 +61,13 @@ fi
 
 case "$what" in
   demo) exec .venv/bin/device-sim demo "$@" ;;
-  test) exec .venv/bin/python -m pytest "$@" ;;
+  test)
+    # The code checks first (a few seconds): lint, formatting and types of device_sim/.
+    echo "bootstrap: ruff check, ruff format --check and mypy on device_sim/" >&2
+    .venv/bin/ruff check --quiet device_sim
+    .venv/bin/ruff format --check --quiet device_sim
+    .venv/bin/mypy
+    exec .venv/bin/python -m pytest "$@" ;;
   setup) exit 0 ;;
   *) echo "usage: bash scripts/bootstrap.sh demo|test|setup [args]" >&2; exit 2 ;;
 esac

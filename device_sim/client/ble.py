@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
@@ -29,8 +29,16 @@ from ..errors import (
 from ..profile import Profile
 from ..security.secret import Secret
 from ..security.session import ClientHandshake, SecureChannel
-from ..wire import (AdvertisedInfo, ErrorBody, PublicState, Reassembler, decode_json,
-                    encode_json, fragment, split_type)
+from ..wire import (
+    AdvertisedInfo,
+    ErrorBody,
+    PublicState,
+    Reassembler,
+    decode_json,
+    encode_json,
+    fragment,
+    split_type,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -43,15 +51,20 @@ class FoundDevice:
     info: AdvertisedInfo | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"address": self.device.address, "name": self.name, "rssi": self.rssi,
-                "state": self.info.state.wire_name if self.info else None,
-                "code": int(self.info.code) if self.info else None,
-                "code_name": self.info.code.name if self.info else None,
-                "device_id_low": self.info.device_id_low.hex() if self.info else None}
+        return {
+            "address": self.device.address,
+            "name": self.name,
+            "rssi": self.rssi,
+            "state": self.info.state.wire_name if self.info else None,
+            "code": int(self.info.code) if self.info else None,
+            "code_name": self.info.code.name if self.info else None,
+            "device_id_low": self.info.device_id_low.hex() if self.info else None,
+        }
 
 
-async def discover(profile: Profile, *, adapter: str, timeout: float,
-                   name: str | None = None, first: bool = False) -> list[FoundDevice]:
+async def discover(
+    profile: Profile, *, adapter: str, timeout: float, name: str | None = None, first: bool = False
+) -> list[FoundDevice]:
     """Scan for provisioning devices (by the profile's service UUID) for up to ``timeout`` s.
 
     With ``first`` (or a ``name``), returns as soon as a matching device is seen.
@@ -77,8 +90,9 @@ async def discover(profile: Profile, *, adapter: str, timeout: float,
 
     async with contextlib.AsyncExitStack() as stack:
         try:
-            await stack.enter_async_context(BleakScanner(
-                on_adv, service_uuids=[service_uuid], bluez={"adapter": adapter}))
+            await stack.enter_async_context(
+                BleakScanner(on_adv, service_uuids=[service_uuid], bluez={"adapter": adapter})
+            )
         except Exception as exc:  # bleak/D-Bus: no bus, no BlueZ, no such adapter
             raise ble_setup_error(exc, adapter, doing="scanning") from exc
         with contextlib.suppress(TimeoutError):
@@ -90,15 +104,23 @@ async def discover(profile: Profile, *, adapter: str, timeout: float,
 class BleLink:
     """One GATT connection to a device: fragments out, reassembled messages in."""
 
-    def __init__(self, profile: Profile, device: BLEDevice | str, *, adapter: str,
-                 fragment_size: int | None = None, connect_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        device: BLEDevice | str,
+        *,
+        adapter: str,
+        fragment_size: int | None = None,
+        connect_timeout: float = 20.0,
+    ) -> None:
         self.profile = profile
         self.channel = secrets.randbelow(0xFFFE) + 1
         self._client = BleakClient(device, bluez={"adapter": adapter}, timeout=connect_timeout)
         self._fragment_size = fragment_size
         framing = profile.framing
-        self._reassembler = Reassembler(framing.max_message_length,
-                                        framing.reassembly_timeout_ms / 1000)
+        self._reassembler = Reassembler(
+            framing.max_message_length, framing.reassembly_timeout_ms / 1000
+        )
         self.inbox: asyncio.Queue[bytes | OnboardingError] = asyncio.Queue()
         self.writes = 0
         self.round_trips = 0
@@ -122,8 +144,9 @@ class BleLink:
         except Exception as exc:  # bleak/D-Bus errors, timeouts
             with contextlib.suppress(Exception):
                 await self._client.disconnect()
-            raise DeviceUnreachable(f"cannot connect to the device over BLE: "
-                                    f"{exc or type(exc).__name__}") from exc
+            raise DeviceUnreachable(
+                f"cannot connect to the device over BLE: {exc or type(exc).__name__}"
+            ) from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -145,8 +168,9 @@ class BleLink:
 
     async def send_raw(self, frame: bytes, uuid: str | None = None) -> None:
         """Write one raw frame (tests use it to send malformed ones)."""
-        await self._client.write_gatt_char(uuid or self.profile.service.char("request").uuid,
-                                           frame, response=True)
+        await self._client.write_gatt_char(
+            uuid or self.profile.service.char("request").uuid, frame, response=True
+        )
         self.writes += 1
 
     async def receive(self, timeout: float) -> bytes:
@@ -178,10 +202,22 @@ def raise_for_error(message: bytes) -> None:
         raise SessionError(err.code, err.detail, retry_after_ms=err.retry_after_ms)
 
 
+class MessageLink(Protocol):
+    """What a session needs of a link: whole messages out and in, and counters for the report.
+    :class:`BleLink` (GATT) and :class:`~device_sim.client.http.HttpLink` (SoftAP) are both."""
+
+    round_trips: int
+    writes: int
+
+    async def send(self, message: bytes) -> None: ...
+
+    async def receive(self, timeout: float) -> bytes: ...
+
+
 class ClientSession:
     """SRP handshake + encrypted requests over a link. Events land in ``events``."""
 
-    def __init__(self, link: BleLink, *, timeout: float = 15.0) -> None:
+    def __init__(self, link: MessageLink, *, timeout: float = 15.0) -> None:
         self.link = link
         self.timeout = timeout
         self.channel: SecureChannel | None = None
@@ -208,8 +244,9 @@ class ClientSession:
             raise ProtocolError(Code.MALFORMED_REQUEST, f"expected PAKE_CONFIRM, got {kind.name}")
         self.channel = hs.confirm(body)
 
-    async def call(self, request: MessageType, body: dict[str, Any]) -> tuple[MessageType,
-                                                                             dict[str, Any]]:
+    async def call(
+        self, request: MessageType, body: dict[str, Any]
+    ) -> tuple[MessageType, dict[str, Any]]:
         """One encrypted request; returns the response. Raises OnboardingError for errors."""
         if self.channel is None:
             raise SessionError(Code.SESSION_REQUIRED, "open() first")
@@ -224,8 +261,11 @@ class ClientSession:
                 self.events.put_nowait(data)
                 continue
             if kind is MessageType.SECURE_ERROR:
-                raise OnboardingError(Code(data["code"]), data.get("detail", ""),
-                                      retry_after_ms=data.get("retry_after_ms", 0))
+                raise OnboardingError(
+                    Code(data["code"]),
+                    data.get("detail", ""),
+                    retry_after_ms=data.get("retry_after_ms", 0),
+                )
             return kind, data
 
     async def next_event(self, timeout: float) -> dict[str, Any]:

@@ -8,7 +8,6 @@ whose ``user-portal-url`` then names the portal.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -35,9 +34,13 @@ class PortalProbe:
     api: dict[str, Any] | None  # the RFC 8908 API's JSON, when an API URI was given
 
 
-async def probe_connectivity(probe_url: str = DEFAULT_PROBE_URL, *, api_url: str | None = None,
-                             timeout: float = 5.0,
-                             session: aiohttp.ClientSession | None = None) -> PortalProbe:
+async def probe_connectivity(
+    probe_url: str = DEFAULT_PROBE_URL,
+    *,
+    api_url: str | None = None,
+    timeout: float = 5.0,
+    session: aiohttp.ClientSession | None = None,
+) -> PortalProbe:
     """Probe ``probe_url`` (and the captive-portal API at ``api_url``) like a phone.
 
     Verdicts: 204, or 200 with an empty body, is open; any 3xx is captive with ``portal_url``
@@ -56,8 +59,9 @@ async def probe_connectivity(probe_url: str = DEFAULT_PROBE_URL, *, api_url: str
     return await _probe(session, probe_url, api_url, timeout)
 
 
-async def _probe(session: aiohttp.ClientSession, probe_url: str, api_url: str | None,
-                 timeout: float) -> PortalProbe:
+async def _probe(
+    session: aiohttp.ClientSession, probe_url: str, api_url: str | None, timeout: float
+) -> PortalProbe:
     status, location, body = await _get(session, probe_url, timeout)
     portal_url: str | None = None
     if 300 <= status < 400:
@@ -73,43 +77,54 @@ async def _probe(session: aiohttp.ClientSession, probe_url: str, api_url: str | 
         user_portal = api.get("user-portal-url")
         if isinstance(user_portal, str) and user_portal and api_url:
             portal_url = urljoin(api_url, user_portal)
-    return PortalProbe(probe_url=probe_url, status=status, captive=captive,
-                       portal_url=portal_url, api=api)
+    return PortalProbe(
+        probe_url=probe_url, status=status, captive=captive, portal_url=portal_url, api=api
+    )
 
 
-async def fetch_api(session: aiohttp.ClientSession, api_url: str,
-                    timeout: float = 5.0) -> dict[str, Any]:
+async def fetch_api(
+    session: aiohttp.ClientSession, api_url: str, timeout: float = 5.0
+) -> dict[str, Any]:
     """GET an RFC 8908 captive-portal API. Raises TransportError unless 2xx with a JSON object."""
     status, _, body = await _get(session, api_url, timeout, accept=CAPTIVE_JSON)
     if not 200 <= status < 300:
-        raise TransportError(f"captive-portal API {api_url} answered HTTP {status}",
-                             code=Code.SOFTAP_UNAVAILABLE)
+        raise TransportError(
+            f"captive-portal API {api_url} answered HTTP {status}", code=Code.SOFTAP_UNAVAILABLE
+        )
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise TransportError(f"captive-portal API {api_url} sent no JSON: {exc}",
-                             code=Code.SOFTAP_UNAVAILABLE) from exc
+        raise TransportError(
+            f"captive-portal API {api_url} sent no JSON: {exc}", code=Code.SOFTAP_UNAVAILABLE
+        ) from exc
     if not isinstance(data, dict):
-        raise TransportError(f"captive-portal API {api_url} sent {type(data).__name__}, "
-                             "not a JSON object", code=Code.SOFTAP_UNAVAILABLE)
+        raise TransportError(
+            f"captive-portal API {api_url} sent {type(data).__name__}, not a JSON object",
+            code=Code.SOFTAP_UNAVAILABLE,
+        )
     return data
 
 
-async def _get(session: aiohttp.ClientSession, url: str, timeout: float,
-               accept: str | None = None) -> tuple[int, str | None, bytes]:
+async def _get(
+    session: aiohttp.ClientSession, url: str, timeout: float, accept: str | None = None
+) -> tuple[int, str | None, bytes]:
     """GET without following redirects: (status, Location header, first MAX_BODY bytes)."""
     headers = {"Cache-Control": "no-cache"}
     if accept:
         headers["Accept"] = accept
     try:
-        async with session.get(url, allow_redirects=False, headers=headers,
-                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        async with session.get(
+            url,
+            allow_redirects=False,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
             body = bytearray()
             async for chunk in resp.content.iter_any():
                 body += chunk
                 if len(body) >= MAX_BODY:
                     break
             return resp.status, resp.headers.get("Location"), bytes(body[:MAX_BODY])
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         detail = str(exc) or type(exc).__name__
         raise TransportError(f"GET {url} failed: {detail}", code=Code.SOFTAP_UNAVAILABLE) from exc

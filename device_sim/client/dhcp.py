@@ -114,8 +114,9 @@ def parse_lease_env(text: str) -> Lease:
     )
 
 
-async def take_lease(interface: str, *, netns: str | None = None, timeout: float = 15.0,
-                     udhcpc: str = "udhcpc") -> Lease:
+async def take_lease(
+    interface: str, *, netns: str | None = None, timeout: float = 15.0, udhcpc: str = "udhcpc"
+) -> Lease:
     """Take a DHCP lease on ``interface`` (inside ``netns`` if given) and configure it.
 
     The interface keeps the address and a default route through the router afterwards.
@@ -129,8 +130,22 @@ async def take_lease(interface: str, *, netns: str | None = None, timeout: float
         script.write_text(_EVENT_SCRIPT)
         script.chmod(0o700)
         record = Path(tmp) / "lease.env"
-        argv = [udhcpc, "-i", interface, "-f", "-q", "-n", "-t", str(tries), "-T", "1",
-                "-O", "114", "-s", str(script)]
+        argv = [
+            udhcpc,
+            "-i",
+            interface,
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            str(tries),
+            "-T",
+            "1",
+            "-O",
+            "114",
+            "-s",
+            str(script),
+        ]
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]
         env = {**os.environ, LEASE_FILE_ENV: str(record)}
@@ -138,19 +153,27 @@ async def take_lease(interface: str, *, netns: str | None = None, timeout: float
         try:
             return parse_lease_env(record.read_text())
         except (OSError, ValueError) as exc:
-            raise TransportError(f"udhcpc on {where} reported a lease the event script did not "
-                                 f"record ({exc}): {output}", code=Code.NO_DHCP_LEASE) from exc
+            raise TransportError(
+                f"udhcpc on {where} reported a lease the event script did not "
+                f"record ({exc}): {output}",
+                code=Code.NO_DHCP_LEASE,
+            ) from exc
 
 
 async def _run_client(argv: list[str], env: dict[str, str], timeout: float, where: str) -> str:
     """Run udhcpc to exit; return its output. Raises TransportError unless it exits 0 in time."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=env)
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     except OSError as exc:
-        raise TransportError(f"cannot run {shlex.join(argv)}: {exc}",
-                             code=Code.NO_DHCP_LEASE) from exc
+        raise TransportError(
+            f"cannot run {shlex.join(argv)}: {exc}", code=Code.NO_DHCP_LEASE
+        ) from exc
     lines: list[str] = []
 
     async def pump() -> None:
@@ -167,14 +190,18 @@ async def _run_client(argv: list[str], env: dict[str, str], timeout: float, wher
         rest = await _reap(proc)
         lines += rest.decode(errors="replace").splitlines()
         if isinstance(exc, TimeoutError):
-            raise TransportError(f"no DHCP lease on {where} within {timeout:g} s: "
-                                 f"{' | '.join(lines) or 'no output'}",
-                                 code=Code.NO_DHCP_LEASE) from None
+            raise TransportError(
+                f"no DHCP lease on {where} within {timeout:g} s: "
+                f"{' | '.join(lines) or 'no output'}",
+                code=Code.NO_DHCP_LEASE,
+            ) from None
         raise
     output = " | ".join(lines) or "no output"
     if proc.returncode != 0:
-        raise TransportError(f"no DHCP lease on {where} (udhcpc exit {proc.returncode}): "
-                             f"{output}", code=Code.NO_DHCP_LEASE)
+        raise TransportError(
+            f"no DHCP lease on {where} (udhcpc exit {proc.returncode}): {output}",
+            code=Code.NO_DHCP_LEASE,
+        )
     return output
 
 

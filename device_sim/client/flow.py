@@ -41,8 +41,9 @@ class Target:
         return "softap" if self.softap_url else "ble"
 
 
-END_SESSION_TIMEOUT_S = 3.0   # a polite goodbye, bounded: the device may be gone
-LINK_CLOSE_TIMEOUT_S = 2.0    # bleak's disconnect when BlueZ or the bus went away
+END_SESSION_TIMEOUT_S = 3.0  # a polite goodbye, bounded: the device may be gone
+LINK_CLOSE_TIMEOUT_S = 2.0  # bleak's disconnect when BlueZ or the bus went away
+
 
 class _Clock:
     def __init__(self) -> None:
@@ -60,19 +61,31 @@ class _Clock:
 
 async def find_device(profile: Profile, target: Target) -> FoundDevice:
     """The first provisioning device seen (or the one named). Raises OnboardingError."""
-    devices = await discover(profile, adapter=target.adapter, timeout=target.discover_timeout,
-                             name=target.name, first=True)
+    devices = await discover(
+        profile,
+        adapter=target.adapter,
+        timeout=target.discover_timeout,
+        name=target.name,
+        first=True,
+    )
     if not devices:
         named = f" named {target.name!r}" if target.name else ""
-        raise DeviceUnreachable(f"no provisioning device{named} seen on {target.adapter} in "
-                                f"{target.discover_timeout:g} s", code=Code.DEVICE_NOT_FOUND)
+        raise DeviceUnreachable(
+            f"no provisioning device{named} seen on {target.adapter} in "
+            f"{target.discover_timeout:g} s",
+            code=Code.DEVICE_NOT_FOUND,
+        )
     return devices[0]
 
 
 def describe(profile: Profile, code: Code | int) -> dict[str, Any]:
     entry = profile.code(code)
-    return {"code": entry.id, "code_name": entry.name, "message": entry.user_message,
-            "next_step": entry.next_step}
+    return {
+        "code": entry.id,
+        "code_name": entry.name,
+        "message": entry.user_message,
+        "next_step": entry.next_step,
+    }
 
 
 class Provisioner:
@@ -82,8 +95,14 @@ class Provisioner:
     another network) without reconnecting: ``attempt`` may be called again after a failure.
     """
 
-    def __init__(self, profile: Profile, target: Target, setup_code: Secret, *,
-                 on_progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        target: Target,
+        setup_code: Secret,
+        *,
+        on_progress: Progress | None = None,
+    ) -> None:
         self.profile = profile
         self.target = target
         self.setup_code = setup_code
@@ -94,23 +113,38 @@ class Provisioner:
         self.device: dict[str, Any] | None = None
 
     async def __aenter__(self) -> Provisioner:
-        """Discover, connect and open the session. Raises OnboardingError (DeviceUnreachable when no device answers) or SetupError."""
+        """Discover, connect and open the session.
+
+        Raises OnboardingError (DeviceUnreachable when no device answers) or SetupError.
+        """
+        link: BleLink | HttpLink
         if self.target.softap_url:
             self.clock.mark("discover")  # the phone joined the device's AP: nothing to scan
             self.progress("connect", {"url": self.target.softap_url})
-            link = HttpLink(self.profile, self.target.softap_url)
-            await link.__aenter__()
-            self.device = {"transport": "softap", "url": link.ap_url, "lan_url": link.lan_url,
-                           "id": link.info.get("id"), "name": link.info.get("ssid")}
+            http_link = HttpLink(self.profile, self.target.softap_url)
+            await http_link.__aenter__()
+            link = http_link
+            self.device = {
+                "transport": "softap",
+                "url": http_link.ap_url,
+                "lan_url": http_link.lan_url,
+                "id": http_link.info.get("id"),
+                "name": http_link.info.get("ssid"),
+            }
         else:
             self.progress("discover", {"adapter": self.target.adapter})
             found = await find_device(self.profile, self.target)
             self.clock.mark("discover")
             self.device = {"transport": "ble", **found.to_json()}
             self.progress("connect", {"address": found.device.address, "name": found.name})
-            link = BleLink(self.profile, found.device, adapter=self.target.adapter,
-                           fragment_size=self.target.fragment_size)
-            await link.__aenter__()
+            ble_link = BleLink(
+                self.profile,
+                found.device,
+                adapter=self.target.adapter,
+                fragment_size=self.target.fragment_size,
+            )
+            await ble_link.__aenter__()
+            link = ble_link
         self.link = link
         try:
             self.clock.mark("connect")
@@ -127,25 +161,33 @@ class Provisioner:
         if self.link is None:
             return
         interrupted = exc_type is not None and issubclass(
-            exc_type, (asyncio.CancelledError, KeyboardInterrupt))
+            exc_type, (asyncio.CancelledError, KeyboardInterrupt)
+        )
         # Interrupted (Ctrl-C): leave at once; the device frees the session on disconnect.
         if not interrupted and self.session is not None and self.session.channel is not None:
             try:
                 async with asyncio.timeout(END_SESSION_TIMEOUT_S):
                     await self.session.call(MessageType.END_SESSION, {})
-            except Exception:  # noqa: BLE001 - the device may be gone (bleak/D-Bus errors)
-                LOG.debug("END_SESSION not delivered; the device frees the session on "
-                          "disconnect or idle timeout")
+            except Exception:
+                LOG.debug(
+                    "END_SESSION not delivered; the device frees the session on "
+                    "disconnect or idle timeout"
+                )
         try:
             async with asyncio.timeout(LINK_CLOSE_TIMEOUT_S):
                 await self.link.__aexit__(None, None, None)
         except TimeoutError:
             LOG.debug("the link did not close within %s s", LINK_CLOSE_TIMEOUT_S)
 
-    async def attempt(self, ssid: bytes, passphrase: Secret | None, *, hidden: bool = False,
-                      outcome_timeout: float = 120.0,
-                      activation: dict[str, Secret | str | None] | None = None
-                      ) -> dict[str, Any]:
+    async def attempt(
+        self,
+        ssid: bytes,
+        passphrase: Secret | None,
+        *,
+        hidden: bool = False,
+        outcome_timeout: float = 120.0,
+        activation: dict[str, Secret | str | None] | None = None,
+    ) -> dict[str, Any]:
         """Send credentials, CONNECT, follow events to online/failed. Raises OnboardingError.
 
         ``activation`` ({account, claim_token, device_password}; {} for zero-touch) is sent as
@@ -154,18 +196,32 @@ class Provisioner:
         assert self.session is not None
         events: list[dict[str, Any]] = []
         self.progress("credentials", {})
-        await self.session.call(MessageType.SET_CREDENTIALS, {
-            "ssid_hex": ssid.hex(), "hidden": hidden,
-            "passphrase": passphrase.reveal() if passphrase else None})
+        await self.session.call(
+            MessageType.SET_CREDENTIALS,
+            {
+                "ssid_hex": ssid.hex(),
+                "hidden": hidden,
+                "passphrase": passphrase.reveal() if passphrase else None,
+            },
+        )
         if activation is not None:
-            await self.session.call(MessageType.SET_ACTIVATION, {
-                k: v.reveal() if isinstance(v, Secret) else v
-                for k, v in activation.items() if v is not None})
+            await self.session.call(
+                MessageType.SET_ACTIVATION,
+                {
+                    k: v.reveal() if isinstance(v, Secret) else v
+                    for k, v in activation.items()
+                    if v is not None
+                },
+            )
         self.clock.mark("credentials")
         await self.session.call(MessageType.CONNECT, {})
         final = await _follow(self.session, self.clock, events, self.progress, outcome_timeout)
-        outcome = {"state": final["state"], **describe(self.profile, final["code"]),
-                   "detail": final.get("detail", ""), "events": events}
+        outcome = {
+            "state": final["state"],
+            **describe(self.profile, final["code"]),
+            "detail": final.get("detail", ""),
+            "events": events,
+        }
         if activation is not None:
             _, status = await self.session.call(MessageType.STATUS_REQUEST, {})
             outcome["activation"] = status.get("activation")
@@ -173,45 +229,69 @@ class Provisioner:
 
     def result(self, outcome: dict[str, Any]) -> dict[str, Any]:
         """The JSON result: outcome + device + timings + GATT round trips."""
-        return {"device": self.device, "events": [], **outcome,
-                "timings_ms": {**{p: self.clock.marks.get(p) for p in
-                                  ("discover", "connect", "session", "credentials", "join",
-                                   "verify")}, "total": self.clock.total()},
-                "transport": self.target.transport,
-                # request/response round trips on the transport (GATT or HTTP)
-                "gatt_round_trips": self.link.round_trips if self.link else 0,
-                "gatt_writes": self.link.writes if self.link else 0}
+        return {
+            "device": self.device,
+            "events": [],
+            **outcome,
+            "timings_ms": {
+                **{
+                    p: self.clock.marks.get(p)
+                    for p in ("discover", "connect", "session", "credentials", "join", "verify")
+                },
+                "total": self.clock.total(),
+            },
+            "transport": self.target.transport,
+            # request/response round trips on the transport (GATT or HTTP)
+            "gatt_round_trips": self.link.round_trips if self.link else 0,
+            "gatt_writes": self.link.writes if self.link else 0,
+        }
 
     def restart_clock(self) -> None:
         """Time the next attempt on its own (the session is already open)."""
         self.clock = _Clock()
 
 
-async def list_networks(profile: Profile, target: Target, setup_code: Secret) -> list[dict[str, Any]]:
-    """The device's Wi-Fi scan list. Raises OnboardingError (DeviceUnreachable when no device answers) or SetupError."""
+async def list_networks(
+    profile: Profile, target: Target, setup_code: Secret
+) -> list[dict[str, Any]]:
+    """The device's Wi-Fi scan list.
+
+    Raises OnboardingError (DeviceUnreachable when no device answers) or SetupError.
+    """
     async with Provisioner(profile, target, setup_code) as prov:
         assert prov.session is not None
         _, body = await prov.session.call(MessageType.SCAN_REQUEST, {})
         return list(body["networks"])
 
 
-async def failure_result(profile: Profile, exc: DeviceSimError,
-                         prov: Provisioner | None) -> dict[str, Any]:
+async def failure_result(
+    profile: Profile, exc: DeviceSimError, prov: Provisioner | None
+) -> dict[str, Any]:
     outcome: dict[str, Any] = {"state": None, **describe(profile, exc.code), "detail": exc.detail}
     if isinstance(exc, OnboardingError) and exc.retry_after_ms:
         outcome["retry_after_ms"] = exc.retry_after_ms
     if prov is not None and prov.link is not None:
         outcome["state"] = await _public_state(prov.link)
-    return prov.result(outcome) if prov is not None else {
-        **outcome, "device": None, "events": [], "timings_ms": {}, "gatt_round_trips": 0}
+    return (
+        prov.result(outcome)
+        if prov is not None
+        else {**outcome, "device": None, "events": [], "timings_ms": {}, "gatt_round_trips": 0}
+    )
 
 
-async def provision(profile: Profile, target: Target, *, setup_code: Secret, ssid: bytes,
-                    passphrase: Secret | None, hidden: bool = False, outcome_timeout: float = 120.0,
-                    on_progress: Progress | None = None,
-                    retries: list[tuple[bytes, Secret | None, bool]] | None = None,
-                    activation: dict[str, Secret | str | None] | None = None
-                    ) -> dict[str, Any]:
+async def provision(
+    profile: Profile,
+    target: Target,
+    *,
+    setup_code: Secret,
+    ssid: bytes,
+    passphrase: Secret | None,
+    hidden: bool = False,
+    outcome_timeout: float = 120.0,
+    on_progress: Progress | None = None,
+    retries: list[tuple[bytes, Secret | None, bool]] | None = None,
+    activation: dict[str, Secret | str | None] | None = None,
+) -> dict[str, Any]:
     """Run the whole onboarding; never raises for device-reported failures (they are the result).
 
     ``retries``: further (ssid, passphrase, hidden) to try in the same session after a failure.
@@ -222,9 +302,13 @@ async def provision(profile: Profile, target: Target, *, setup_code: Secret, ssi
     try:
         async with prov:
             for creds in [(ssid, passphrase, hidden), *(retries or [])]:
-                outcome = await prov.attempt(creds[0], creds[1], hidden=creds[2],
-                                             outcome_timeout=outcome_timeout,
-                                             activation=activation)
+                outcome = await prov.attempt(
+                    creds[0],
+                    creds[1],
+                    hidden=creds[2],
+                    outcome_timeout=outcome_timeout,
+                    activation=activation,
+                )
                 attempts.append(prov.result(outcome))
                 if outcome["state"] == "online":
                     break
@@ -238,8 +322,13 @@ async def provision(profile: Profile, target: Target, *, setup_code: Secret, ssi
     return result
 
 
-async def _follow(session: ClientSession, clock: _Clock, events: list[dict[str, Any]],
-                  progress: Progress, timeout: float) -> dict[str, Any]:
+async def _follow(
+    session: ClientSession,
+    clock: _Clock,
+    events: list[dict[str, Any]],
+    progress: Progress,
+    timeout: float,
+) -> dict[str, Any]:
     """Consume pushed events until the device reaches online or failed."""
     deadline = time.monotonic() + timeout
     joined = False
@@ -250,8 +339,9 @@ async def _follow(session: ClientSession, clock: _Clock, events: list[dict[str, 
         try:
             event = await session.next_event(remaining)
         except TimeoutError:  # the device went silent (e.g. it lost power)
-            raise DeviceUnreachable(f"the device went silent: no outcome within {timeout:g} s"
-                                    ) from None
+            raise DeviceUnreachable(
+                f"the device went silent: no outcome within {timeout:g} s"
+            ) from None
         events.append(event)
         progress("event", event)
         if event["state"] == "verifying" and not joined:

@@ -29,14 +29,20 @@ from ..profile import Profile
 from ..wire import PublicState, unpack_messages
 
 LOG = logging.getLogger(__name__)
-RETRY_INTERVAL_S = 0.25   # between attempts to reach a device whose AP is down (bounded by timeout)
+RETRY_INTERVAL_S = 0.25  # between attempts to reach a device whose AP is down (bounded by timeout)
 
 
 class HttpLink:
     """One client of a device's SoftAP API. Use as an async context manager."""
 
-    def __init__(self, profile: Profile, url: str, *, request_timeout: float = 10.0,
-                 resolver: Resolver | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        url: str,
+        *,
+        request_timeout: float = 10.0,
+        resolver: Resolver | None = None,
+    ) -> None:
         """``resolver``: how host names in the URLs resolve (default the system's); every
         address is tried (Happy Eyeballs)."""
         self.profile = profile
@@ -54,9 +60,11 @@ class HttpLink:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpLink:
-        self._session = aiohttp.ClientSession(connector=http_connector(self._resolver),
-                                              cookie_jar=aiohttp.DummyCookieJar(),
-                                              timeout=aiohttp.ClientTimeout(total=None))
+        self._session = aiohttp.ClientSession(
+            connector=http_connector(self._resolver),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
         try:
             self.info = await self.read_info()
         except BaseException:
@@ -74,9 +82,15 @@ class HttpLink:
     def _headers(self) -> dict[str, str]:
         return {"Cookie": f"{self.http.session_cookie}={self.token}"} if self.token else {}
 
-    async def _request(self, method: str, path: str, *, timeout: float | None = None,
-                       data: bytes | None = None, content_type: str | None = None
-                       ) -> tuple[int, bytes, str]:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        timeout: float | None = None,
+        data: bytes | None = None,
+        content_type: str | None = None,
+    ) -> tuple[int, bytes, str]:
         """One request to the current base URL. Raises DeviceUnreachable when nothing answers."""
         assert self._session is not None, "use 'async with HttpLink(...)'"
         url = self.base + path
@@ -85,16 +99,18 @@ class HttpLink:
             headers["Content-Type"] = content_type
         try:
             async with asyncio.timeout(timeout or self.request_timeout):
-                async with self._session.request(method, url, data=data, headers=headers,
-                                                 allow_redirects=False) as resp:
+                async with self._session.request(
+                    method, url, data=data, headers=headers, allow_redirects=False
+                ) as resp:
                     body = await resp.read()
                     cookie = resp.cookies.get(self.http.session_cookie)
                     if cookie is not None:
                         self.token = cookie.value
                     return resp.status, body, resp.content_type
         except TimeoutError:
-            raise DeviceUnreachable(f"{method} {url}: no answer within "
-                                    f"{timeout or self.request_timeout:g} s") from None
+            raise DeviceUnreachable(
+                f"{method} {url}: no answer within {timeout or self.request_timeout:g} s"
+            ) from None
         except aiohttp.ClientConnectionError as exc:
             raise DeviceUnreachable(f"{method} {url}: {describe_connect_error(exc)}") from None
 
@@ -104,14 +120,19 @@ class HttpLink:
                 err = json.loads(body)
                 code = Code(err["code"])
             except (ValueError, KeyError, TypeError):
-                raise DeviceUnreachable(f"{self.base}: HTTP {status} with a JSON body that is "
-                                        "not a device-sim error: not a device-sim device?"
-                                        ) from None
-            raise OnboardingError(code, str(err.get("detail", "")),
-                                  retry_after_ms=int(err.get("retry_after_ms", 0) or 0))
+                raise DeviceUnreachable(
+                    f"{self.base}: HTTP {status} with a JSON body that is "
+                    "not a device-sim error: not a device-sim device?"
+                ) from None
+            raise OnboardingError(
+                code,
+                str(err.get("detail", "")),
+                retry_after_ms=int(err.get("retry_after_ms", 0) or 0),
+            )
         if status >= 400 and ctype != self.http.messages_content_type:
-            raise DeviceUnreachable(f"{self.base}: HTTP {status} ({ctype or 'no body'}): no "
-                                    "device-sim SoftAP API there")
+            raise DeviceUnreachable(
+                f"{self.base}: HTTP {status} ({ctype or 'no body'}): no device-sim SoftAP API there"
+            )
 
     def _json(self, path: str, body: bytes) -> dict[str, Any]:
         try:
@@ -119,8 +140,10 @@ class HttpLink:
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise DeviceUnreachable(f"{self.base}{path}: the answer is not a device-sim JSON "
-                                    "document: not a device-sim device?")
+            raise DeviceUnreachable(
+                f"{self.base}{path}: the answer is not a device-sim JSON "
+                "document: not a device-sim device?"
+            )
         return data
 
     async def read_info(self) -> dict[str, Any]:
@@ -133,16 +156,19 @@ class HttpLink:
         self._raise_json_error(status, body, ctype)
         data = self._json("/api/v1/state", body)
         try:
-            return PublicState(State[str(data["state"]).upper()], Code(data["code"]),
-                               int(data["attempt"]))
+            return PublicState(
+                State[str(data["state"]).upper()], Code(data["code"]), int(data["attempt"])
+            )
         except (KeyError, ValueError, TypeError):
-            raise DeviceUnreachable(f"{self.base}/api/v1/state: not a device-sim state document"
-                                    ) from None
+            raise DeviceUnreachable(
+                f"{self.base}/api/v1/state: not a device-sim state document"
+            ) from None
 
     async def send(self, message: bytes) -> None:
         """POST one message; the answers (reply, then the events it caused) wait in the inbox."""
-        status, body, ctype = await self._request("POST", "/api/v1/message", data=message,
-                                                  content_type=self.http.message_content_type)
+        status, body, ctype = await self._request(
+            "POST", "/api/v1/message", data=message, content_type=self.http.message_content_type
+        )
         self.writes += 1
         self._raise_json_error(status, body, ctype)
         self.inbox.extend(unpack_messages(body))
@@ -161,7 +187,8 @@ class HttpLink:
             wait_ms = int(min(remaining, self.http.long_poll_max_ms / 1000) * 1000)
             try:
                 status, body, ctype = await self._request(
-                    "GET", f"/api/v1/events?wait_ms={wait_ms}", timeout=wait_ms / 1000 + 5)
+                    "GET", f"/api/v1/events?wait_ms={wait_ms}", timeout=wait_ms / 1000 + 5
+                )
             except DeviceUnreachable as exc:
                 LOG.debug("device not reachable at %s (%s)", self.base, exc)
                 self._switch_base()

@@ -27,8 +27,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..security.secret import Secret
-from .db import (DEVICE_USER_PREFIX, MAX_TEXT, MIN_PASSWORD, CloudDb, hash_password, issue_token,
-                 name_field, revoke_all, sha256_hex, text_field)
+from .db import (
+    DEVICE_USER_PREFIX,
+    MAX_TEXT,
+    MIN_PASSWORD,
+    CloudDb,
+    hash_password,
+    issue_token,
+    name_field,
+    revoke_all,
+    sha256_hex,
+    text_field,
+)
 from .errors import CloudApiError, bad_request, rejected
 from .tls import PeerCertificate
 
@@ -90,8 +100,9 @@ def _registration_fields(body: dict[str, Any]) -> dict[str, Any]:
     password_mode = body.get("password_mode", "cloud" if password is None else "user")
     if password_mode not in PASSWORD_MODES:
         raise bad_request("password_mode: 'user' or 'cloud'")
-    if password_mode == "user" and (not isinstance(password, str)
-                                    or not MIN_PASSWORD <= len(password) <= MAX_TEXT):
+    if password_mode == "user" and (
+        not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_TEXT
+    ):
         raise bad_request(f"device_password: {MIN_PASSWORD}-{MAX_TEXT} characters are required")
     if password_mode == "cloud" and password is not None:
         raise bad_request("device_password: not allowed with password_mode 'cloud'")
@@ -104,8 +115,9 @@ def _registration_fields(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def activate(db: CloudDb, req: ActivationRequest, peer: PeerCertificate | None,
-             now: float) -> tuple[dict[str, Any], bool]:
+def activate(
+    db: CloudDb, req: ActivationRequest, peer: PeerCertificate | None, now: float
+) -> tuple[dict[str, Any], bool]:
     """Apply the activation rules in one transaction; returns (response, replayed).
 
     ``peer`` is the TLS-verified client certificate, if the device presented one.
@@ -115,56 +127,75 @@ def activate(db: CloudDb, req: ActivationRequest, peer: PeerCertificate | None,
             ``claim_token_used`` or ``request_id_conflict``, 410 ``claim_token_expired``.
     """
     with db.transaction() as conn:
-        unit = conn.execute("SELECT * FROM units WHERE device_id = ?",
-                            (req.device_id,)).fetchone()
+        unit = conn.execute("SELECT * FROM units WHERE device_id = ?", (req.device_id,)).fetchone()
         if unit is None:
             raise rejected(f"unknown device {req.device_id}")
         _authenticate(db, req, dict(unit), peer)
-        stored = conn.execute("SELECT mode, response FROM activations WHERE device_id = ? "
-                              "AND request_id = ?", (req.device_id, req.request_id)).fetchone()
+        stored = conn.execute(
+            "SELECT mode, response FROM activations WHERE device_id = ? AND request_id = ?",
+            (req.device_id, req.request_id),
+        ).fetchone()
         if stored is not None:
             if stored["mode"] != req.mode:
-                raise CloudApiError(409, "request_id_conflict", f"request_id was used for a "
-                                    f"{stored['mode']} activation")
+                raise CloudApiError(
+                    409,
+                    "request_id_conflict",
+                    f"request_id was used for a {stored['mode']} activation",
+                )
             return json.loads(stored["response"]), True
         account = _account(db, req, unit["serial"])
-        binding = conn.execute("SELECT account, generation FROM bindings WHERE device_id = ?",
-                               (req.device_id,)).fetchone()
+        binding = conn.execute(
+            "SELECT account, generation FROM bindings WHERE device_id = ?", (req.device_id,)
+        ).fetchone()
         bound_to = binding["account"] if binding is not None else None
         generation = binding["generation"] if binding is not None else 0
         if req.mode == "registration" and bound_to is not None and not _is_unit(peer, req, unit):
             # The fleet key proves "a unit of this batch", not "this unit": with it alone anyone
             # could rebind (after_reset) or re-credential a unit that someone owns.
-            raise rejected("the device is bound; registering it again needs its factory client "
-                           "certificate, not only the fleet registration key")
+            raise rejected(
+                "the device is bound; registering it again needs its factory client "
+                "certificate, not only the fleet registration key"
+            )
         if bound_to is not None and bound_to != account and not req.after_reset:
-            raise CloudApiError(409, "claimed_by_another_account",
-                                "the device is bound to another account; factory-reset it first")
+            raise CloudApiError(
+                409,
+                "claimed_by_another_account",
+                "the device is bound to another account; factory-reset it first",
+            )
         rebind = bound_to is None or req.after_reset
         if req.mode == "claim":
             _check_claim(unit, rebind=rebind, after_reset=req.after_reset, now=now)
-            conn.execute("UPDATE units SET claim_used_at = CASE WHEN ? THEN ? ELSE "
-                         "COALESCE(claim_used_at, ?) END WHERE serial = ?",
-                         (rebind, now, now, unit["serial"]))
+            conn.execute(
+                "UPDATE units SET claim_used_at = CASE WHEN ? THEN ? ELSE "
+                "COALESCE(claim_used_at, ?) END WHERE serial = ?",
+                (rebind, now, now, unit["serial"]),
+            )
         if rebind:
             revoke_all(conn, req.device_id, now)
             generation += 1
-            conn.execute("INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?)",
-                         (req.device_id, account, req.mode, now, generation))
+            conn.execute(
+                "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?)",
+                (req.device_id, account, req.mode, now, generation),
+            )
         response: dict[str, Any] = {
-            "device_id": req.device_id, "account": account, "mode": req.mode,
+            "device_id": req.device_id,
+            "account": account,
+            "mode": req.mode,
             "generation": generation,
             "credentials": {"token": issue_token(conn, req.device_id, account, generation, now)},
         }
         if req.mode == "registration":
             response.update(_device_user(db, req, account, generation, now))
-        conn.execute("INSERT INTO activations VALUES (?, ?, ?, ?, ?)",
-                     (req.device_id, req.request_id, req.mode, json.dumps(response), now))
+        conn.execute(
+            "INSERT INTO activations VALUES (?, ?, ?, ?, ?)",
+            (req.device_id, req.request_id, req.mode, json.dumps(response), now),
+        )
     return response, False
 
 
-def _authenticate(db: CloudDb, req: ActivationRequest, unit: dict[str, Any],
-                  peer: PeerCertificate | None) -> None:
+def _authenticate(
+    db: CloudDb, req: ActivationRequest, unit: dict[str, Any], peer: PeerCertificate | None
+) -> None:
     if req.mode in ("zero-touch", "claim"):
         if peer is None:
             raise rejected(f"{req.mode} needs the device's factory client certificate")
@@ -175,23 +206,29 @@ def _authenticate(db: CloudDb, req: ActivationRequest, unit: dict[str, Any],
     if req.mode == "claim":
         assert req.claim_token is not None
         expected = unit["claim_token_sha256"]
-        if expected is None or not hmac.compare_digest(sha256_hex(req.claim_token.reveal()),
-                                                       expected):
+        if expected is None or not hmac.compare_digest(
+            sha256_hex(req.claim_token.reveal()), expected
+        ):
             raise rejected("wrong claim token")
     if req.mode == "registration":
         assert req.key_secret is not None
-        row = db.conn.execute("SELECT secret_sha256 FROM registration_keys WHERE key_id = ?",
-                              (req.key_id,)).fetchone()
-        if row is None or not hmac.compare_digest(sha256_hex(req.key_secret.reveal()),
-                                                  row["secret_sha256"]):
+        row = db.conn.execute(
+            "SELECT secret_sha256 FROM registration_keys WHERE key_id = ?", (req.key_id,)
+        ).fetchone()
+        if row is None or not hmac.compare_digest(
+            sha256_hex(req.key_secret.reveal()), row["secret_sha256"]
+        ):
             raise rejected("invalid registration key")
 
 
 def _is_unit(peer: PeerCertificate | None, req: ActivationRequest, unit: Any) -> bool:
     """Whether the TLS-verified client certificate is the one imported for this unit."""
-    return (peer is not None and peer.device_id == req.device_id
-            and hmac.compare_digest(peer.fingerprint_sha256, unit["cert_fingerprint_sha256"])
-            and (peer.serial is None or peer.serial == unit["serial"]))
+    return (
+        peer is not None
+        and peer.device_id == req.device_id
+        and hmac.compare_digest(peer.fingerprint_sha256, unit["cert_fingerprint_sha256"])
+        and (peer.serial is None or peer.serial == unit["serial"])
+    )
 
 
 def _account(db: CloudDb, req: ActivationRequest, serial: str) -> str:
@@ -199,11 +236,13 @@ def _account(db: CloudDb, req: ActivationRequest, serial: str) -> str:
         if not db.account_exists(req.account):
             raise rejected(f"no account {req.account}")
         return req.account
-    row = db.conn.execute("SELECT account FROM supply_chain WHERE serial = ?",
-                          (serial,)).fetchone()
+    row = db.conn.execute("SELECT account FROM supply_chain WHERE serial = ?", (serial,)).fetchone()
     if row is None:
-        raise rejected("no supply-chain record" if req.mode == "zero-touch"
-                       else "no account named and no supply-chain record")
+        raise rejected(
+            "no supply-chain record"
+            if req.mode == "zero-touch"
+            else "no account named and no supply-chain record"
+        )
     return str(row["account"])
 
 
@@ -217,8 +256,9 @@ def _check_claim(unit: Any, *, rebind: bool, after_reset: bool, now: float) -> N
         raise CloudApiError(409, "claim_token_used", "the claim token was already used")
 
 
-def _device_user(db: CloudDb, req: ActivationRequest, account: str, generation: int,
-                 now: float) -> dict[str, str]:
+def _device_user(
+    db: CloudDb, req: ActivationRequest, account: str, generation: int, now: float
+) -> dict[str, str]:
     """Create (or replace) the device user ``dev-<device_id>``; the only thing a key may make."""
     name = DEVICE_USER_PREFIX + req.device_id
     cloud = req.password_mode == "cloud"
@@ -227,6 +267,8 @@ def _device_user(db: CloudDb, req: ActivationRequest, account: str, generation: 
     else:
         assert req.device_password is not None
         password = req.device_password.reveal()
-    db.conn.execute("INSERT OR REPLACE INTO device_users VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                    (name, req.device_id, account, hash_password(password), generation, now))
+    db.conn.execute(
+        "INSERT OR REPLACE INTO device_users VALUES (?, ?, ?, ?, ?, ?, NULL)",
+        (name, req.device_id, account, hash_password(password), generation, now),
+    )
     return {"device_user": name, "device_password": password} if cloud else {"device_user": name}

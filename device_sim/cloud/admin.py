@@ -40,8 +40,7 @@ class CloudAdmin:
     reached.
     """
 
-    def __init__(self, url: str, ca_file: Path, admin_token: str, *,
-                 timeout: float = 10.0) -> None:
+    def __init__(self, url: str, ca_file: Path, admin_token: str, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.ca_file = Path(ca_file)
         self._admin_token = admin_token
@@ -56,8 +55,12 @@ class CloudAdmin:
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -68,7 +71,8 @@ class CloudAdmin:
         Raises:
             OSError, ValueError: the file cannot be read or is not JSON.
         """
-        body = json.loads(Path(data).read_text()) if isinstance(data, Path) else data
+        # A small local file: reading it blocks the loop for microseconds.
+        body = json.loads(Path(data).read_text()) if isinstance(data, Path) else data  # noqa: ASYNC240
         return int((await self._request("POST", "/v1/units/import", json=body))["imported"])
 
     async def add_account(self, name: str, password: str) -> None:
@@ -79,19 +83,23 @@ class CloudAdmin:
 
     async def list_devices(self, account: str, password: str) -> list[dict[str, Any]]:
         """The devices bound to ``account`` (authenticated as the account, not as admin)."""
-        result = await self._request("GET", f"/v1/accounts/{account}/devices", admin=False,
-                                     headers={"Authorization": basic_auth(account, password)})
+        result = await self._request(
+            "GET",
+            f"/v1/accounts/{account}/devices",
+            admin=False,
+            headers={"Authorization": basic_auth(account, password)},
+        )
         assert isinstance(result, list)
         return result
 
-    async def _request(self, method: str, path: str, *, admin: bool = True,
-                       **kwargs: Any) -> Any:
+    async def _request(self, method: str, path: str, *, admin: bool = True, **kwargs: Any) -> Any:
         if self._session is None:
             raise RuntimeError("use CloudAdmin as an async context manager")
         headers = {ADMIN_HEADER: self._admin_token} if admin else {}
         headers.update(kwargs.pop("headers", {}))
-        async with self._session.request(method, self.url + path, headers=headers,
-                                         **kwargs) as resp:
+        async with self._session.request(
+            method, self.url + path, headers=headers, **kwargs
+        ) as resp:
             try:
                 body = await resp.json(content_type=None)
             except ValueError:

@@ -34,20 +34,34 @@ __all__ = ["add_parser", "async_run", "main", "run"]
 DEFAULT_LISTEN = "127.0.0.1:8443"
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``cloud`` subcommand (serve, import, account add, supply-chain, devices)."""
     parser = subparsers.add_parser(
-        "cloud", help="the cloud emulator (activation, claim, registration) and its admin client",
-        description="Run the loopback cloud emulator, or administer a running one.")
+        "cloud",
+        help="the cloud emulator (activation, claim, registration) and its admin client",
+        description="Run the loopback cloud emulator, or administer a running one.",
+    )
     sub = parser.add_subparsers(dest="cloud_command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the emulator until SIGTERM/SIGINT")
-    serve.add_argument("--state-dir", type=Path, required=True,
-                       help="CA, server certificate, admin token and database (made if missing)")
-    serve.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                       help="address to listen on; port 0 picks one (default: %(default)s)")
-    serve.add_argument("--factory-chain", type=Path, metavar="PEM",
-                       help="the factory's issuing + root certificates (device client certs)")
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        required=True,
+        help="CA, server certificate, admin token and database (made if missing)",
+    )
+    serve.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help="address to listen on; port 0 picks one (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--factory-chain",
+        type=Path,
+        metavar="PEM",
+        help="the factory's issuing + root certificates (device client certs)",
+    )
 
     def client(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--url", required=True, help="the emulator's URL (from the ready line)")
@@ -56,7 +70,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         return p
 
     client(sub.add_parser("import", help="import the factory's cloud-import file")).add_argument(
-        "file", type=Path, metavar="FILE")
+        "file", type=Path, metavar="FILE"
+    )
     account = sub.add_parser("account", help="accounts")
     asub = account.add_subparsers(dest="account_command", required=True, metavar="COMMAND")
     add = client(asub.add_parser("add", help="create an account"))
@@ -93,10 +108,20 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with CloudEmulator(args.state_dir, host=host, port=port,
-                                 factory_chain=args.factory_chain) as cloud:
-            print(json.dumps({"ready": True, "url": cloud.url, "ca_file": str(cloud.ca_file),
-                              "admin_token": cloud.admin_token}), flush=True)
+        async with CloudEmulator(
+            args.state_dir, host=host, port=port, factory_chain=args.factory_chain
+        ) as cloud:
+            print(
+                json.dumps(
+                    {
+                        "ready": True,
+                        "url": cloud.url,
+                        "ca_file": str(cloud.ca_file),
+                        "admin_token": cloud.admin_token,
+                    }
+                ),
+                flush=True,
+            )
             await stop.wait()
             logging.getLogger(__name__).info("stopping the cloud emulator")
     finally:
@@ -141,11 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_parser(parser.add_subparsers(dest="command", required=True))
     args_list = list(sys.argv[1:] if argv is None else argv)
     first = next((i for i, a in enumerate(args_list) if not a.startswith("-")), len(args_list))
-    if args_list[first:first + 1] != ["cloud"]:  # allow the short form: `... cli serve`
+    if args_list[first : first + 1] != ["cloud"]:  # allow the short form: `... cli serve`
         args_list.insert(first, "cloud")
     args = parser.parse_args(args_list)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     return run(args)
 
 

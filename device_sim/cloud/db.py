@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS activations (
 
 # -- hashing --------------------------------------------------------------------------------------
 
+
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
@@ -80,8 +81,16 @@ def hash_password(password: str) -> str:
     """A salted scrypt hash: ``scrypt$n$r$p$salt$hash`` (base64 parts)."""
     salt = os.urandom(16)
     digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, dklen=32, **_SCRYPT)
-    return "$".join(["scrypt", str(_SCRYPT["n"]), str(_SCRYPT["r"]), str(_SCRYPT["p"]),
-                     base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
+    return "$".join(
+        [
+            "scrypt",
+            str(_SCRYPT["n"]),
+            str(_SCRYPT["r"]),
+            str(_SCRYPT["p"]),
+            base64.b64encode(salt).decode(),
+            base64.b64encode(digest).decode(),
+        ]
+    )
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -91,8 +100,14 @@ def verify_password(password: str, stored: str) -> bool:
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt),
-                                n=int(n), r=int(r), p=int(p), dklen=len(expected))
+        actual = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
@@ -100,8 +115,15 @@ def verify_password(password: str, stored: str) -> bool:
 
 # -- validation -----------------------------------------------------------------------------------
 
-def text_field(obj: dict[str, Any], key: str, *, where: str, required: bool = True,
-               pattern: re.Pattern[str] | None = None) -> str | None:
+
+def text_field(
+    obj: dict[str, Any],
+    key: str,
+    *,
+    where: str,
+    required: bool = True,
+    pattern: re.Pattern[str] | None = None,
+) -> str | None:
     """``obj[key]`` as a non-empty string of at most 128 characters (or None if optional).
 
     Raises:
@@ -155,6 +177,7 @@ def _password(obj: dict[str, Any], key: str) -> str:
 
 # -- the database ---------------------------------------------------------------------------------
 
+
 class CloudDb:
     """The emulator's database. Not thread-safe: use it from one thread at a time."""
 
@@ -181,8 +204,9 @@ class CloudDb:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(_SCHEMA)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                         (str(SCHEMA_VERSION),))
+            conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot initialise the cloud database {path}: {exc}") from exc
@@ -225,24 +249,44 @@ class CloudDb:
             where = f"registration[{i}]."
             if not isinstance(key, dict):
                 raise bad_request(f"{where[:-1]}: an object is required")
-            parsed_keys.append((name_field(key, "key_id", where=where),
-                                _hex64(key, "secret_sha256", where)))
+            parsed_keys.append(
+                (name_field(key, "key_id", where=where), _hex64(key, "secret_sha256", where))
+            )
         with self.transaction() as conn:
             for u in parsed:
-                old = conn.execute("SELECT * FROM units WHERE serial = ? OR device_id = ?",
-                                   (u["serial"], u["device_id"])).fetchall()
+                old = conn.execute(
+                    "SELECT * FROM units WHERE serial = ? OR device_id = ?",
+                    (u["serial"], u["device_id"]),
+                ).fetchall()
                 if any((r["serial"], r["device_id"]) != (u["serial"], u["device_id"]) for r in old):
-                    raise CloudApiError(409, "conflict", f"serial {u['serial']} or device "
-                                        f"{u['device_id']} is already imported with another pair")
-                used = (old[0]["claim_used_at"] if old and old[0]["claim_token_sha256"]
-                        == u["claim_token_sha256"] else None)
+                    raise CloudApiError(
+                        409,
+                        "conflict",
+                        f"serial {u['serial']} or device "
+                        f"{u['device_id']} is already imported with another pair",
+                    )
+                used = (
+                    old[0]["claim_used_at"]
+                    if old and old[0]["claim_token_sha256"] == u["claim_token_sha256"]
+                    else None
+                )
                 conn.execute(
                     "INSERT OR REPLACE INTO units VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (u["serial"], u["device_id"], u["cert_fingerprint_sha256"],
-                     u["claim_token_sha256"], u["claim_expires_at"], used, now))
+                    (
+                        u["serial"],
+                        u["device_id"],
+                        u["cert_fingerprint_sha256"],
+                        u["claim_token_sha256"],
+                        u["claim_expires_at"],
+                        used,
+                        now,
+                    ),
+                )
             for key_id, secret in parsed_keys:
-                conn.execute("INSERT OR REPLACE INTO registration_keys VALUES (?, ?, ?)",
-                             (key_id, secret, now))
+                conn.execute(
+                    "INSERT OR REPLACE INTO registration_keys VALUES (?, ?, ?)",
+                    (key_id, secret, now),
+                )
         return len(parsed), len(parsed_keys)
 
     @staticmethod
@@ -289,13 +333,16 @@ class CloudDb:
         with self.transaction() as conn:
             if not self.account_exists(account):
                 raise CloudApiError(404, "unknown_account", f"no account {account}")
-            conn.execute("INSERT OR REPLACE INTO supply_chain VALUES (?, ?, ?)",
-                         (serial, account, now))
+            conn.execute(
+                "INSERT OR REPLACE INTO supply_chain VALUES (?, ?, ?)", (serial, account, now)
+            )
         return serial, account
 
     def account_exists(self, name: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM accounts WHERE name = ?",
-                                 (name,)).fetchone() is not None
+        return (
+            self.conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone()
+            is not None
+        )
 
     def list_devices(self, account: str, password: str) -> list[dict[str, Any]]:
         """The devices bound to ``account``, if ``password`` is its password.
@@ -303,42 +350,56 @@ class CloudDb:
         Raises:
             CloudApiError: 401 ``invalid_credentials`` (unknown account or wrong password).
         """
-        row = self.conn.execute("SELECT password_hash FROM accounts WHERE name = ?",
-                                (account,)).fetchone()
+        row = self.conn.execute(
+            "SELECT password_hash FROM accounts WHERE name = ?", (account,)
+        ).fetchone()
         if row is None or not verify_password(password, row["password_hash"]):
             raise CloudApiError(401, "invalid_credentials", "wrong account name or password")
-        rows = self.conn.execute("SELECT device_id, mode, generation FROM bindings "
-                                 "WHERE account = ? ORDER BY device_id", (account,))
+        rows = self.conn.execute(
+            "SELECT device_id, mode, generation FROM bindings WHERE account = ? ORDER BY device_id",
+            (account,),
+        )
         return [dict(r) for r in rows]
 
     # -- devices --------------------------------------------------------------------------------
 
-    def authenticate_device(self, token: str | None, basic: tuple[str, str] | None
-                            ) -> dict[str, Any]:
+    def authenticate_device(
+        self, token: str | None, basic: tuple[str, str] | None
+    ) -> dict[str, Any]:
         """The current binding for a bearer token (or a device user's name and password).
 
         Raises:
             CloudApiError: 401 ``invalid_token`` (unknown), ``credentials_revoked``.
         """
         if token is not None:
-            row = self.conn.execute("SELECT * FROM credentials WHERE token_sha256 = ?",
-                                    (sha256_hex(token),)).fetchone()
+            row = self.conn.execute(
+                "SELECT * FROM credentials WHERE token_sha256 = ?", (sha256_hex(token),)
+            ).fetchone()
         elif basic is not None:
-            row = self.conn.execute("SELECT * FROM device_users WHERE name = ?",
-                                    (basic[0],)).fetchone()
+            row = self.conn.execute(
+                "SELECT * FROM device_users WHERE name = ?", (basic[0],)
+            ).fetchone()
             if row is not None and not verify_password(basic[1], row["password_hash"]):
                 row = None
         else:
             row = None
         if row is None:
             raise CloudApiError(401, "invalid_token", "unknown device credentials")
-        binding = self.conn.execute("SELECT * FROM bindings WHERE device_id = ?",
-                                    (row["device_id"],)).fetchone()
-        if (row["revoked_at"] is not None or binding is None or binding["account"] is None
-                or binding["generation"] != row["generation"]):
+        binding = self.conn.execute(
+            "SELECT * FROM bindings WHERE device_id = ?", (row["device_id"],)
+        ).fetchone()
+        if (
+            row["revoked_at"] is not None
+            or binding is None
+            or binding["account"] is None
+            or binding["generation"] != row["generation"]
+        ):
             raise CloudApiError(401, "credentials_revoked", "these credentials were revoked")
-        return {"device_id": binding["device_id"], "account": binding["account"],
-                "generation": binding["generation"]}
+        return {
+            "device_id": binding["device_id"],
+            "account": binding["account"],
+            "generation": binding["generation"],
+        }
 
     def release(self, token: str, now: float) -> dict[str, Any]:
         """Unbind the device the token belongs to and revoke all its credentials.
@@ -349,23 +410,33 @@ class CloudDb:
         with self.transaction() as conn:
             bound = self.authenticate_device(token, None)
             revoke_all(conn, bound["device_id"], now)
-            conn.execute("UPDATE bindings SET account = NULL, mode = NULL, bound_at = NULL "
-                         "WHERE device_id = ?", (bound["device_id"],))
+            conn.execute(
+                "UPDATE bindings SET account = NULL, mode = NULL, bound_at = NULL "
+                "WHERE device_id = ?",
+                (bound["device_id"],),
+            )
         return {"device_id": bound["device_id"], "released": True}
 
 
 def revoke_all(conn: sqlite3.Connection, device_id: str, now: float) -> None:
     """Revoke every token and the device user of ``device_id``."""
-    conn.execute("UPDATE credentials SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL",
-                 (now, device_id))
-    conn.execute("UPDATE device_users SET revoked_at = ? WHERE device_id = ? "
-                 "AND revoked_at IS NULL", (now, device_id))
+    conn.execute(
+        "UPDATE credentials SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL",
+        (now, device_id),
+    )
+    conn.execute(
+        "UPDATE device_users SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL",
+        (now, device_id),
+    )
 
 
-def issue_token(conn: sqlite3.Connection, device_id: str, account: str, generation: int,
-                now: float) -> str:
+def issue_token(
+    conn: sqlite3.Connection, device_id: str, account: str, generation: int, now: float
+) -> str:
     """A new opaque bearer token for the binding; only its SHA-256 is stored."""
     token = secrets.token_urlsafe(32)
-    conn.execute("INSERT INTO credentials VALUES (?, ?, ?, ?, ?, NULL)",
-                 (sha256_hex(token), device_id, account, generation, now))
+    conn.execute(
+        "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, NULL)",
+        (sha256_hex(token), device_id, account, generation, now),
+    )
     return token

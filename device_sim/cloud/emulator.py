@@ -56,9 +56,15 @@ class CloudEmulator(Component):
     the epoch (tests inject one to expire claim tokens).
     """
 
-    def __init__(self, state_dir: Path, *, host: str = "127.0.0.1", port: int = 0,
-                 factory_chain: Path | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        factory_chain: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
         self.port = port
@@ -93,21 +99,24 @@ class CloudEmulator(Component):
             except OSError as exc:
                 raise ConfigError(f"cloud state dir {self.state_dir}", str(exc)) from exc
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="cloud-db")
-            pki = await self._call(ensure_server_pki, self.state_dir,
-                                   ("localhost", "127.0.0.1", self.host))
+            pki = await self._call(
+                ensure_server_pki, self.state_dir, ("localhost", "127.0.0.1", self.host)
+            )
             context = server_context(pki, self.factory_chain)
             self.admin_token = await self._call(_load_admin_token, self.state_dir)
             self._db = await self._call(CloudDb.open, self.state_dir / DB_FILE)
             app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY)
-            app.add_routes([
-                web.post("/v1/units/import", self._admin(self._import)),
-                web.post("/v1/accounts", self._admin(self._add_account)),
-                web.post("/v1/supply-chain", self._admin(self._supply_chain)),
-                web.post("/v1/activate", self._activate),
-                web.get("/v1/devices/self", self._device_self),
-                web.post("/v1/devices/self/release", self._release),
-                web.get("/v1/accounts/{name}/devices", self._account_devices),
-            ])
+            app.add_routes(
+                [
+                    web.post("/v1/units/import", self._admin(self._import)),
+                    web.post("/v1/accounts", self._admin(self._add_account)),
+                    web.post("/v1/supply-chain", self._admin(self._supply_chain)),
+                    web.post("/v1/activate", self._activate),
+                    web.get("/v1/devices/self", self._device_self),
+                    web.post("/v1/devices/self/release", self._release),
+                    web.get("/v1/accounts/{name}/devices", self._account_devices),
+                ]
+            )
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, self.port, ssl_context=context)
@@ -147,9 +156,11 @@ class CloudEmulator(Component):
         async def checked(request: web.Request) -> web.StreamResponse:
             given = request.headers.get(ADMIN_HEADER, "")
             if not hmac.compare_digest(given.encode(), self.admin_token.encode()):
-                raise CloudApiError(401, "admin_token_required",
-                                    f"the {ADMIN_HEADER} header is missing or wrong")
+                raise CloudApiError(
+                    401, "admin_token_required", f"the {ADMIN_HEADER} header is missing or wrong"
+                )
             return await handler(request)
+
         return checked
 
     async def _import(self, request: web.Request) -> web.Response:
@@ -163,8 +174,9 @@ class CloudEmulator(Component):
         return web.json_response({"name": name}, status=201)
 
     async def _supply_chain(self, request: web.Request) -> web.Response:
-        serial, account = await self._call(self.db.set_supply_chain, await _body(request),
-                                           self.clock())
+        serial, account = await self._call(
+            self.db.set_supply_chain, await _body(request), self.clock()
+        )
         log.info("supply chain: serial %s -> account %s", serial, account)
         return web.json_response({"serial": serial, "account": account}, status=201)
 
@@ -176,11 +188,18 @@ class CloudEmulator(Component):
         try:
             response, replayed = await self._call(activate, self.db, req, peer, self.clock())
         except CloudApiError as exc:
-            log.info("activation %s of %s refused: %s %s", req.mode, req.device_id, exc.error,
-                     exc.detail)
+            log.info(
+                "activation %s of %s refused: %s %s", req.mode, req.device_id, exc.error, exc.detail
+            )
             raise
-        log.info("activation %s of %s -> account %s, generation %d%s", req.mode, req.device_id,
-                 response["account"], response["generation"], " (replayed)" if replayed else "")
+        log.info(
+            "activation %s of %s -> account %s, generation %d%s",
+            req.mode,
+            req.device_id,
+            response["account"],
+            response["generation"],
+            " (replayed)" if replayed else "",
+        )
         return web.json_response(response)
 
     async def _device_self(self, request: web.Request) -> web.Response:
@@ -199,12 +218,14 @@ class CloudEmulator(Component):
         name = request.match_info["name"]
         basic = _basic(request)
         if basic is None or basic[0] != name:
-            raise CloudApiError(401, "invalid_credentials",
-                                f"HTTP Basic authentication as {name} is required")
+            raise CloudApiError(
+                401, "invalid_credentials", f"HTTP Basic authentication as {name} is required"
+            )
         return web.json_response(await self._call(self.db.list_devices, name, basic[1]))
 
 
 # -- request helpers ------------------------------------------------------------------------------
+
 
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -212,8 +233,11 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         return await handler(request)
     except CloudApiError as exc:
-        headers = ({"WWW-Authenticate": 'Basic realm="device-sim cloud"'}
-                   if exc.error == "invalid_credentials" else None)
+        headers = (
+            {"WWW-Authenticate": 'Basic realm="device-sim cloud"'}
+            if exc.error == "invalid_credentials"
+            else None
+        )
         return web.json_response(exc.to_json(), status=exc.status, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -222,8 +246,9 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return web.json_response({"error": name, "detail": exc.reason}, status=exc.status)
     except Exception:
         log.exception("internal error in %s %s", request.method, request.path)
-        return web.json_response({"error": "internal_error", "detail": "see the emulator log"},
-                                 status=500)
+        return web.json_response(
+            {"error": "internal_error", "detail": "see the emulator log"}, status=500
+        )
 
 
 async def _body(request: web.Request) -> Any:
@@ -242,8 +267,9 @@ def _peer_certificate(request: web.Request) -> PeerCertificate | None:
     try:
         return PeerCertificate.from_der(der)
     except ValueError as exc:
-        raise CloudApiError(403, "activation_rejected", f"unusable client certificate: {exc}") \
-            from None
+        raise CloudApiError(
+            403, "activation_rejected", f"unusable client certificate: {exc}"
+        ) from None
 
 
 def _bearer(request: web.Request) -> str | None:

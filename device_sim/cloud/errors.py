@@ -33,8 +33,11 @@ class CloudApiError(DeviceSimError):
         return {"error": self.error, "detail": self.detail}
 
     def __str__(self) -> str:
-        return f"{self.status} {self.error}: {self.detail}" if self.detail else \
-            f"{self.status} {self.error}"
+        return (
+            f"{self.status} {self.error}: {self.detail}"
+            if self.detail
+            else f"{self.status} {self.error}"
+        )
 
     def __repr__(self) -> str:
         return f"CloudApiError({self.status}, {self.error!r}, {self.detail!r})"

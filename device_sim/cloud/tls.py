@@ -33,8 +33,15 @@ from cryptography.x509.oid import NameOID
 from ..errors import ConfigError
 from ..pki import ORGANIZATION, CertificateAuthority, subject_alt_names
 
-__all__ = ["CA_FILE", "PeerCertificate", "ServerPki", "client_context", "ensure_server_pki",
-           "fingerprint_sha256", "server_context"]
+__all__ = [
+    "CA_FILE",
+    "PeerCertificate",
+    "ServerPki",
+    "client_context",
+    "ensure_server_pki",
+    "fingerprint_sha256",
+    "server_context",
+]
 
 CA_FILE = "server-ca.pem"
 CA_KEY_FILE = "server-ca.key"
@@ -74,9 +81,11 @@ class PeerCertificate:
         if not cns:
             raise ValueError("client certificate has no subject CN")
         serials = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-        return cls(device_id=_text(cns[0].value),
-                   serial=_text(serials[0].value) if serials else None,
-                   fingerprint_sha256=fingerprint_sha256(der))
+        return cls(
+            device_id=_text(cns[0].value),
+            serial=_text(serials[0].value) if serials else None,
+            fingerprint_sha256=fingerprint_sha256(der),
+        )
 
 
 def _text(value: str | bytes) -> str:
@@ -88,8 +97,12 @@ def fingerprint_sha256(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def ensure_server_pki(state_dir: Path, hosts: Iterable[str] = ("localhost", "127.0.0.1"),
-                      *, now: datetime | None = None) -> ServerPki:
+def ensure_server_pki(
+    state_dir: Path,
+    hosts: Iterable[str] = ("localhost", "127.0.0.1"),
+    *,
+    now: datetime | None = None,
+) -> ServerPki:
     """Create (or reuse) the CA and a server certificate for ``hosts`` in ``state_dir``.
 
     Host names that parse as IP addresses become IP SANs, the others DNS SANs.
@@ -104,13 +117,19 @@ def ensure_server_pki(state_dir: Path, hosts: Iterable[str] = ("localhost", "127
         ca = _load_or_make_ca(state_dir, now)
         if not _leaf_is_current(paths, ca.certificate, subject_alt_names(hosts), now):
             # No subjectKeyIdentifier on this leaf, as the emulator has always issued it.
-            cert_pem, key_pem = ca.issue(*hosts, common_name="localhost", valid_days=_LEAF_DAYS,
-                                         now=now, subject_key_id=False)
+            cert_pem, key_pem = ca.issue(
+                *hosts,
+                common_name="localhost",
+                valid_days=_LEAF_DAYS,
+                now=now,
+                subject_key_id=False,
+            )
             _write_private(paths.key_file, key_pem)
             _write(paths.cert_file, cert_pem)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cloud state dir {state_dir}", f"cannot create or read the server "
-                          f"certificates: {exc}") from exc
+        raise ConfigError(
+            f"cloud state dir {state_dir}", f"cannot create or read the server certificates: {exc}"
+        ) from exc
     return paths
 
 
@@ -140,8 +159,9 @@ def server_context(pki: ServerPki, factory_chain: Path | None) -> ssl.SSLContext
     return context
 
 
-def client_context(ca_file: Path, cert_file: Path | None = None,
-                   key_file: Path | None = None) -> ssl.SSLContext:
+def client_context(
+    ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None
+) -> ssl.SSLContext:
     """A client context that trusts only ``ca_file`` and optionally presents a client certificate.
 
     Raises:
@@ -155,19 +175,22 @@ def client_context(ca_file: Path, cert_file: Path | None = None,
 
 # -- helpers --------------------------------------------------------------------------------------
 
+
 def _load_or_make_ca(state_dir: Path, now: datetime) -> CertificateAuthority:
     ca_file, key_file = state_dir / CA_FILE, state_dir / CA_KEY_FILE
     if ca_file.exists() and key_file.exists():
         return CertificateAuthority.load(ca_file, key_file)
-    ca = CertificateAuthority(_CA_NAME, organization=ORGANIZATION, now=now,
-                              backdate=timedelta(hours=1))
+    ca = CertificateAuthority(
+        _CA_NAME, organization=ORGANIZATION, now=now, backdate=timedelta(hours=1)
+    )
     _write_private(key_file, ca.key_pem)
     _write(ca_file, ca.cert_pem)
     return ca
 
 
-def _leaf_is_current(paths: ServerPki, ca_cert: x509.Certificate,
-                     sans: list[x509.GeneralName], now: datetime) -> bool:
+def _leaf_is_current(
+    paths: ServerPki, ca_cert: x509.Certificate, sans: list[x509.GeneralName], now: datetime
+) -> bool:
     if not (paths.cert_file.exists() and paths.key_file.exists()):
         return False
     cert = x509.load_pem_x509_certificate(paths.cert_file.read_bytes())
@@ -175,8 +198,11 @@ def _leaf_is_current(paths: ServerPki, ca_cert: x509.Certificate,
         have = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
-    return (cert.issuer == ca_cert.subject and set(have) == set(sans)
-            and cert.not_valid_after_utc - _RENEW_BEFORE > now)
+    return (
+        cert.issuer == ca_cert.subject
+        and set(have) == set(sans)
+        and cert.not_valid_after_utc - _RENEW_BEFORE > now
+    )
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -1,4 +1,5 @@
-"""The implementations of the ``device-sim`` subcommands; :mod:`device_sim.cli` parses and dispatches.
+"""The implementations of the ``device-sim`` subcommands; :mod:`device_sim.cli` parses and
+dispatches.
 
 Each function takes the parsed :class:`argparse.Namespace` and returns the exit code.
 

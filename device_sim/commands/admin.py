@@ -1,4 +1,5 @@
-"""``device-sim codes``, ``doctor`` and ``ctl``: the catalogue, the machine check, the daemon's socket."""
+"""``device-sim codes``, ``doctor`` and ``ctl``: the catalogue, the machine check, the daemon's
+socket."""
 
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ def codes(args: argparse.Namespace) -> int:
 
     profile = load_profile()
     rows = [vars(c) for c in profile.codes.values()]
-    emit(args, rows, lambda: "\n".join(
-        f"{r['id']:>4} {r['name']:<26} {r['user_message']}\n{'':>31}next: {r['next_step']}"
-        for r in rows))
+    emit(
+        args,
+        rows,
+        lambda: "\n".join(
+            f"{r['id']:>4} {r['name']:<26} {r['user_message']}\n{'':>31}next: {r['next_step']}"
+            for r in rows
+        ),
+    )
     return 0
 
 
@@ -58,6 +64,14 @@ async def ctl(args: argparse.Namespace) -> int:
     except TransportError as exc:
         print(f"device-sim: {exc.detail}", file=sys.stderr)
         return 2
-    emit(args, result, lambda: "\n".join(
-        f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in result.items()) or "ok")
+    emit(
+        args,
+        result,
+        lambda: (
+            "\n".join(
+                f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in result.items()
+            )
+            or "ok"
+        ),
+    )
     return 0

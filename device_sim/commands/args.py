@@ -15,8 +15,8 @@ from ..security.secret import Secret
 
 __all__ = [
     "Parser",
-    "host_port",
     "hex_bytes",
+    "host_port",
     "http_url",
     "non_negative_float",
     "port_number",
@@ -73,7 +73,8 @@ def hex_bytes(text: str) -> bytes:
         value = bytes.fromhex(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected hex digits in pairs (e.g. 4d696c6c6572), not {text!r}") from None
+            f"expected hex digits in pairs (e.g. 4d696c6c6572), not {text!r}"
+        ) from None
     if not 1 <= len(value) <= 32:
         raise argparse.ArgumentTypeError(f"an SSID is 1-32 bytes, not {len(value)}")
     return value
@@ -98,7 +99,8 @@ def http_url(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise argparse.ArgumentTypeError(
-            f"expected http://HOST[:PORT] (e.g. http://192.168.4.1), not {text!r}")
+            f"expected http://HOST[:PORT] (e.g. http://192.168.4.1), not {text!r}"
+        )
     return text
 
 

@@ -33,46 +33,79 @@ async def run(args: argparse.Namespace) -> int:
     if args.client_command == "portal":
         return await _portal(args)
     profile = load_profile()
-    target = Target(adapter=args.adapter, name=args.name,
-                    discover_timeout=args.discover_timeout, fragment_size=args.fragment_size,
-                    softap_url=args.softap)
+    target = Target(
+        adapter=args.adapter,
+        name=args.name,
+        discover_timeout=args.discover_timeout,
+        fragment_size=args.fragment_size,
+        softap_url=args.softap,
+    )
     if args.client_command == "scan":
-        devices = await discover(profile, adapter=args.adapter, timeout=args.discover_timeout,
-                                 name=args.name)
+        devices = await discover(
+            profile, adapter=args.adapter, timeout=args.discover_timeout, name=args.name
+        )
         rows = [d.to_json() for d in devices]
-        emit(args, rows, lambda: "\n".join(
-            f"{r['name']:<10} {r['address']}  rssi {r['rssi']:>4}  {r['state']} ({r['code_name']})"
-            for r in rows) or "no provisioning devices found")
+        emit(
+            args,
+            rows,
+            lambda: (
+                "\n".join(
+                    f"{r['name']:<10} {r['address']}  rssi {r['rssi']:>4}  "
+                    f"{r['state']} ({r['code_name']})"
+                    for r in rows
+                )
+                or "no provisioning devices found"
+            ),
+        )
         return 0
     if args.personality != "improv" and not args.setup_code:
         raise ConfigError("--setup-code", "required (the code on the device label)")
     setup_code = args.setup_code or Secret("")
     if args.client_command == "networks":
         nets = await list_networks(profile, target, setup_code)
-        emit(args, nets, lambda: "\n".join(
-            f"{(n['ssid'] if n['ssid'] is not None else '<hex ' + n['ssid_hex'] + '>') if not n['hidden'] else '<hidden>':<24}"
-            f" {n['rssi']:>4} dBm  {n['band']:<6} ch {n['channel']:<3} {n['security']}"
-            for n in nets))
+        emit(
+            args,
+            nets,
+            lambda: "\n".join(
+                f"{_network_name(n):<24} {n['rssi']:>4} dBm  {n['band']:<6} ch {n['channel']:<3} "
+                f"{n['security']}"
+                for n in nets
+            ),
+        )
         return 0
     if args.personality == "improv":
         from ..client.improv import provision_improv
 
         result = await provision_improv(
-            profile, adapter=args.adapter, name=args.name, discover_timeout=args.discover_timeout,
-            ssid=_ssid_bytes(args), outcome_timeout=args.timeout,
-            passphrase=Secret(args.passphrase) if args.passphrase is not None else None)
+            profile,
+            adapter=args.adapter,
+            name=args.name,
+            discover_timeout=args.discover_timeout,
+            ssid=_ssid_bytes(args),
+            outcome_timeout=args.timeout,
+            passphrase=Secret(args.passphrase) if args.passphrase is not None else None,
+        )
         emit(args, result, lambda: format_result(result))
         return 0 if result.get("state") == "online" else 1
     result = await provision(
-        profile, target, setup_code=setup_code, ssid=_ssid_bytes(args),
+        profile,
+        target,
+        setup_code=setup_code,
+        ssid=_ssid_bytes(args),
         passphrase=Secret(args.passphrase) if args.passphrase is not None else None,
-        hidden=args.hidden, outcome_timeout=args.timeout,
+        hidden=args.hidden,
+        outcome_timeout=args.timeout,
         on_progress=None if args.json else _print_progress,
-        activation=({"account": args.account,
-                     "claim_token": Secret(args.claim_token) if args.claim_token else None,
-                     "device_password": (Secret(args.device_password)
-                                         if args.device_password else None)}
-                    if args.activate or args.account or args.claim_token else None))
+        activation=(
+            {
+                "account": args.account,
+                "claim_token": Secret(args.claim_token) if args.claim_token else None,
+                "device_password": (Secret(args.device_password) if args.device_password else None),
+            }
+            if args.activate or args.account or args.claim_token
+            else None
+        ),
+    )
     emit(args, result, lambda: format_result(result))
     return 0 if result.get("state") == "online" else 1
 
@@ -92,9 +125,15 @@ async def _portal(args: argparse.Namespace) -> int:
         addresses = []
         print(f"device-sim: cannot resolve {host}: {exc}", file=sys.stderr)
     probe = await probe_connectivity(args.probe_url, api_url=args.api_url)
-    data = {"probe_host": host, "resolved": addresses, "probe_url": probe.probe_url,
-            "status": probe.status, "captive": probe.captive, "portal_url": probe.portal_url,
-            "api": probe.api}
+    data = {
+        "probe_host": host,
+        "resolved": addresses,
+        "probe_url": probe.probe_url,
+        "status": probe.status,
+        "captive": probe.captive,
+        "portal_url": probe.portal_url,
+        "api": probe.api,
+    }
     emit(args, data, lambda: "\n".join(f"{k}: {v}" for k, v in data.items()))
     return 0
 
@@ -109,8 +148,11 @@ def _ssid_bytes(args: argparse.Namespace) -> bytes:
 
 def _print_progress(phase: str, info: dict[str, Any]) -> None:
     if phase == "event":
-        print(f"  device +{info['t_ms']:>6} ms  {info['state']:<20} {info['phase']:<16}"
-              f" {info['code_name'] if info['code'] else ''}", flush=True)
+        print(
+            f"  device +{info['t_ms']:>6} ms  {info['state']:<20} {info['phase']:<16}"
+            f" {info['code_name'] if info['code'] else ''}",
+            flush=True,
+        )
     else:
         print(f"- {phase} {json.dumps(info) if info else ''}", flush=True)
 
@@ -128,12 +170,20 @@ def outcome_text(result: dict[str, Any]) -> str:
 def format_result(result: dict[str, Any]) -> str:
     """A provisioning result (the client's JSON document) as a few lines for people."""
     t = result.get("timings_ms", {})
-    lines = [f"result: {outcome_text(result)}  code {result.get('code')} {result.get('code_name')}",
-             f"  {result.get('message')}",
-             f"  next step: {result.get('next_step')}",
-             "  timings (ms): " + ", ".join(f"{k} {v}" for k, v in t.items() if v is not None),
-             f"  round trips ({result.get('transport', 'ble')}): "
-             f"{result.get('gatt_round_trips')}"]
+    lines = [
+        f"result: {outcome_text(result)}  code {result.get('code')} {result.get('code_name')}",
+        f"  {result.get('message')}",
+        f"  next step: {result.get('next_step')}",
+        "  timings (ms): " + ", ".join(f"{k} {v}" for k, v in t.items() if v is not None),
+        f"  round trips ({result.get('transport', 'ble')}): {result.get('gatt_round_trips')}",
+    ]
     if result.get("detail"):
         lines.insert(2, f"  detail: {result['detail']}")
     return "\n".join(lines)
+
+
+def _network_name(network: dict[str, Any]) -> str:
+    """A scan entry's name for a terminal: the SSID, its hex when it is not UTF-8, or hidden."""
+    if network["hidden"]:
+        return "<hidden>"
+    return network["ssid"] if network["ssid"] is not None else f"<hex {network['ssid_hex']}>"

@@ -24,5 +24,14 @@ from .checks_bus import NM_PERMISSIONS
 from .checks_host import REGDOM_PARAM
 from .runner import CHECK_TIMEOUT, CHECKS, diagnose, exit_code, format_results, run_checks
 
-__all__ = ["CHECKS", "CHECK_TIMEOUT", "NM_PERMISSIONS", "REGDOM_PARAM", "CheckResult", "diagnose",
-           "exit_code", "format_results", "run_checks"]
+__all__ = [
+    "CHECKS",
+    "CHECK_TIMEOUT",
+    "NM_PERMISSIONS",
+    "REGDOM_PARAM",
+    "CheckResult",
+    "diagnose",
+    "exit_code",
+    "format_results",
+    "run_checks",
+]

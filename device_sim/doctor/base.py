@@ -26,8 +26,7 @@ class CheckResult:
     fix: str = ""  # what to run or change; empty when ok
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail,
-                "fix": self.fix or None}
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix or None}
 
 
 class Failed(Exception):
@@ -43,10 +42,10 @@ class Context:
     config: DaemonConfig
     config_error: ConfigError | None
     bus_address: str | None
-    defaults: bool = False              # no config given: a Raspberry Pi install's defaults
+    defaults: bool = False  # no config given: a Raspberry Pi install's defaults
     bus: MessageBus | None = None
     nm_up: bool = False
-    wifi_path: str | None = None        # the Wi-Fi device the networkmanager check chose
+    wifi_path: str | None = None  # the Wi-Fi device the networkmanager check chose
     wifi_iface: str | None = None
 
     @property

@@ -17,12 +17,19 @@ from pathlib import Path
 from ..errors import ConfigError, StoreError
 from .base import Context, Failed
 
-__all__ = ["REGDOM_FIX", "REGDOM_PARAM", "check_config", "check_regulatory_country",
-           "check_state_dir"]
+__all__ = [
+    "REGDOM_FIX",
+    "REGDOM_PARAM",
+    "check_config",
+    "check_regulatory_country",
+    "check_state_dir",
+]
 
 REGDOM_PARAM = Path("/sys/module/cfg80211/parameters/ieee80211_regdom")
-REGDOM_FIX = ("set the Wi-Fi country: sudo raspi-config nonint do_wifi_country XX "
-              "(XX: your ISO 3166 code, e.g. GB)")
+REGDOM_FIX = (
+    "set the Wi-Fi country: sudo raspi-config nonint do_wifi_country XX "
+    "(XX: your ISO 3166 code, e.g. GB)"
+)
 
 
 async def check_regulatory_country(ctx: Context) -> str:
@@ -37,29 +44,37 @@ async def check_regulatory_country(ctx: Context) -> str:
             chosen = [c for c in countries if c != "00"]
             if chosen:
                 return f"country {chosen[0]} (iw reg get)"
-            raise Failed(f"no Wi-Fi country set (iw reg get: country "
-                         f"{', '.join(countries) or 'none'})", REGDOM_FIX)
+            raise Failed(
+                f"no Wi-Fi country set (iw reg get: country {', '.join(countries) or 'none'})",
+                REGDOM_FIX,
+            )
         last = out.strip().splitlines()[-1:]
         tried.append(f"iw reg get failed: {last[0] if last else f'exit status {code}'}")
     else:
         tried.append("no iw")
     try:
-        value = REGDOM_PARAM.read_text(encoding="ascii").strip()
+        value = REGDOM_PARAM.read_text(encoding="ascii").strip()  # noqa: ASYNC240 - sysfs
     except OSError:
         tried.append(f"no {REGDOM_PARAM}")
     else:
         if value and value != "00":
             return f"country {value} ({REGDOM_PARAM})"
         raise Failed(f"no Wi-Fi country set ({REGDOM_PARAM}: {value or 'empty'})", REGDOM_FIX)
-    raise Failed(f"unknown: cannot read the Wi-Fi country ({'; '.join(tried)})",
-                 f"sudo apt install iw; then, if unset, {REGDOM_FIX}")
+    raise Failed(
+        f"unknown: cannot read the Wi-Fi country ({'; '.join(tried)})",
+        f"sudo apt install iw; then, if unset, {REGDOM_FIX}",
+    )
 
 
 async def _run(argv: list[str]) -> tuple[int, str]:
     """Run ``argv``; (exit status, stdout + stderr). The caller's timeout bounds it."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env={**os.environ, "LC_ALL": "C"})
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "LC_ALL": "C"},
+    )
     try:
         out, _ = await proc.communicate()
     except BaseException:
@@ -82,10 +97,12 @@ async def check_state_dir(ctx: Context) -> str:
         if not path.exists():
             parent = next(p for p in path.parents if p.exists())
             if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-                raise Failed(f"{path} does not exist and cannot be created "
-                             f"({parent} is not a writable directory)", fix)
-            raise Failed(f"{path} does not exist yet (it can be created): no device identity",
-                         init)
+                raise Failed(
+                    f"{path} does not exist and cannot be created "
+                    f"({parent} is not a writable directory)",
+                    fix,
+                )
+            raise Failed(f"{path} does not exist yet (it can be created): no device identity", init)
         if not path.is_dir():
             raise Failed(f"{path} is not a writable directory: not a directory", fix)
         fd, tmp = tempfile.mkstemp(dir=path, prefix=".doctor-")
@@ -97,8 +114,9 @@ async def check_state_dir(ctx: Context) -> str:
             if store.identity() is None:
                 raise Failed(f"{path} is writable but holds no device identity", init)
         mode = path.stat().st_mode & 0o777
-        tail = f", mode {mode:04o} (0700 recommended: sudo chmod 700 {path})" if mode & 0o077 \
-            else ""
+        tail = (
+            f", mode {mode:04o} (0700 recommended: sudo chmod 700 {path})" if mode & 0o077 else ""
+        )
         return f"{path}: writable, store opens, identity present{tail}"
 
     try:
@@ -117,8 +135,11 @@ async def check_config(ctx: Context) -> str:
     if ctx.config_error is not None:
         raise Failed(str(ctx.config_error), fix)
     cfg = ctx.config
-    parts = ["no config file: checked a Raspberry Pi install's defaults" if ctx.defaults else
-             f"{cfg.source or 'the configuration'} is valid"]
+    parts = [
+        "no config file: checked a Raspberry Pi install's defaults"
+        if ctx.defaults
+        else f"{cfg.source or 'the configuration'} is valid"
+    ]
     try:
         profile = load_profile(cfg.profile)
         parts.append(f"profile {profile.source.name} loads")
@@ -130,7 +151,8 @@ async def check_config(ctx: Context) -> str:
         try:
             ssl.create_default_context(cafile=str(cfg.cloud.ca))
         except (OSError, ssl.SSLError) as exc:
-            raise Failed(f"cloud.ca {cfg.cloud.ca}: not a readable PEM CA bundle ({exc})",
-                         fix) from None
+            raise Failed(
+                f"cloud.ca {cfg.cloud.ca}: not a readable PEM CA bundle ({exc})", fix
+            ) from None
         parts.append("cloud CA loads")
     return "; ".join(parts)

@@ -14,8 +14,13 @@ from pathlib import Path
 from ..config import DEFAULT_CONFIG_PATH, DaemonConfig, NetworkConfig, load_config
 from ..errors import ConfigError
 from .base import Check, CheckResult, Context, Failed
-from .checks_bus import (check_ap_capability, check_bluez, check_dbus, check_dbus_permissions,
-                         check_networkmanager)
+from .checks_bus import (
+    check_ap_capability,
+    check_bluez,
+    check_dbus,
+    check_dbus_permissions,
+    check_networkmanager,
+)
 from .checks_host import REGDOM_FIX, check_config, check_regulatory_country, check_state_dir
 
 __all__ = ["CHECKS", "CHECK_TIMEOUT", "diagnose", "exit_code", "format_results", "run_checks"]
@@ -35,8 +40,9 @@ CHECKS: tuple[tuple[str, Check, str], ...] = (
 """(name, check, the fix when it fails unexpectedly), in the order they run."""
 
 
-async def _guarded(name: str, check: Check, fallback_fix: str, ctx: Context,
-                   timeout: float) -> CheckResult:
+async def _guarded(
+    name: str, check: Check, fallback_fix: str, ctx: Context, timeout: float
+) -> CheckResult:
     try:
         async with asyncio.timeout(timeout):
             return CheckResult(name, True, await check(ctx))
@@ -44,7 +50,7 @@ async def _guarded(name: str, check: Check, fallback_fix: str, ctx: Context,
         return CheckResult(name, False, exc.detail, exc.fix)
     except TimeoutError:
         return CheckResult(name, False, f"no answer within {timeout:g} s", fallback_fix)
-    except Exception as exc:  # noqa: BLE001 - a check never raises: the failure is its result
+    except Exception as exc:
         return CheckResult(name, False, f"{type(exc).__name__}: {exc}", fallback_fix)
 
 
@@ -52,16 +58,24 @@ def _pi_defaults() -> DaemonConfig:
     return DaemonConfig(network=NetworkConfig(backend="networkmanager"))
 
 
-async def run_checks(config: DaemonConfig | None, *, bus_address: str | None = None,
-                     config_error: ConfigError | None = None,
-                     timeout: float = CHECK_TIMEOUT) -> list[CheckResult]:
+async def run_checks(
+    config: DaemonConfig | None,
+    *,
+    bus_address: str | None = None,
+    config_error: ConfigError | None = None,
+    timeout: float = CHECK_TIMEOUT,
+) -> list[CheckResult]:
     """Run every check in :data:`CHECKS` order; never raises (but is cancellable).
 
     ``config`` None: a Raspberry Pi install's defaults. ``config_error``: why the config file
     did not load (the ``config`` check reports it; the others use the defaults).
     """
-    ctx = Context(config or _pi_defaults(), config_error, bus_address,
-                  defaults=config is None and config_error is None)
+    ctx = Context(
+        config or _pi_defaults(),
+        config_error,
+        bus_address,
+        defaults=config is None and config_error is None,
+    )
     try:
         return [await _guarded(name, check, fix, ctx, timeout) for name, check, fix in CHECKS]
     finally:
@@ -72,8 +86,9 @@ async def run_checks(config: DaemonConfig | None, *, bus_address: str | None = N
                     await ctx.bus.wait_for_disconnect()
 
 
-async def diagnose(config_path: Path | None, *, bus_address: str | None = None,
-                   timeout: float = CHECK_TIMEOUT) -> list[CheckResult]:
+async def diagnose(
+    config_path: Path | None, *, bus_address: str | None = None, timeout: float = CHECK_TIMEOUT
+) -> list[CheckResult]:
     """Load ``config_path`` (None: /etc/device-sim/device-sim.toml if it exists) and check."""
     if config_path is None and DEFAULT_CONFIG_PATH.is_file():
         config_path = DEFAULT_CONFIG_PATH
@@ -84,8 +99,7 @@ async def diagnose(config_path: Path | None, *, bus_address: str | None = None,
             config = load_config(config_path)
         except ConfigError as exc:
             error = exc
-    return await run_checks(config, bus_address=bus_address, config_error=error,
-                            timeout=timeout)
+    return await run_checks(config, bus_address=bus_address, config_error=error, timeout=timeout)
 
 
 def format_results(results: Iterable[CheckResult]) -> str:

@@ -21,13 +21,21 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "BatchResult": "line", "batch": "line",
-    "LabelPayload": "label", "make_payload": "label", "parse_payload": "label",
-    "RegistrationKey": "registration", "create_registration_key": "registration",
-    "ensure_registration_key": "registration", "load_registration_key": "registration",
+    "BatchResult": "line",
+    "batch": "line",
+    "LabelPayload": "label",
+    "make_payload": "label",
+    "parse_payload": "label",
+    "RegistrationKey": "registration",
+    "create_registration_key": "registration",
+    "ensure_registration_key": "registration",
+    "load_registration_key": "registration",
     "SerialRegistry": "registry",
-    "CheckResult": "checks", "SelfTestReport": "checks", "selftest": "checks",
-    "UnitResult": "unit", "provision_unit": "unit",
+    "CheckResult": "checks",
+    "SelfTestReport": "checks",
+    "selftest": "checks",
+    "UnitResult": "unit",
+    "provision_unit": "unit",
 }
 
 __all__ = sorted(_EXPORTS)

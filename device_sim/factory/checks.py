@@ -43,8 +43,14 @@ from ..security.setup_code import normalize_setup_code
 from ..store import DeviceStore
 from .label import decode_qr_texts, parse_payload
 
-CHECKS = ("certificate_chain", "certificate_key", "label_qr", "setup_code", "gatt_profile",
-          "state_store")
+CHECKS = (
+    "certificate_chain",
+    "certificate_key",
+    "label_qr",
+    "setup_code",
+    "gatt_profile",
+    "state_store",
+)
 STATE_DIR = "state"
 UNIT_JSON = "unit.json"
 LABEL_PNG = "label.png"
@@ -91,31 +97,50 @@ class SelfTestReport:
         return f"SELFTEST {self.serial} {verdict} ({self.passed_count}/{len(self.checks)})"
 
     def to_json(self) -> dict[str, Any]:
-        return {"serial": self.serial, "device_id": self.device_id, "passed": self.passed,
-                "started_at": self.started_at, "duration_ms": round(self.duration_ms, 3),
-                "summary": self.summary, "checks": [asdict(c) for c in self.checks]}
+        return {
+            "serial": self.serial,
+            "device_id": self.device_id,
+            "passed": self.passed,
+            "started_at": self.started_at,
+            "duration_ms": round(self.duration_ms, 3),
+            "summary": self.summary,
+            "checks": [asdict(c) for c in self.checks],
+        }
 
     def to_junit_xml(self) -> str:
-        suite = ET.Element("testsuite", name=self.serial, tests=str(len(self.checks)),
-                           failures=str(len(self.checks) - self.passed_count), errors="0",
-                           skipped="0", time=f"{self.duration_ms / 1000:.3f}",
-                           timestamp=self.started_at)
+        suite = ET.Element(
+            "testsuite",
+            name=self.serial,
+            tests=str(len(self.checks)),
+            failures=str(len(self.checks) - self.passed_count),
+            errors="0",
+            skipped="0",
+            time=f"{self.duration_ms / 1000:.3f}",
+            timestamp=self.started_at,
+        )
         for c in self.checks:
-            case = ET.SubElement(suite, "testcase", classname="device_sim.factory.selftest",
-                                 name=c.name, time=f"{c.duration_ms / 1000:.3f}")
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname="device_sim.factory.selftest",
+                name=c.name,
+                time=f"{c.duration_ms / 1000:.3f}",
+            )
             if c.passed:
                 ET.SubElement(case, "system-out").text = c.message
             else:
-                ET.SubElement(case, "failure", message=c.message,
-                              type="SelfTestFailure").text = c.message
+                ET.SubElement(
+                    case, "failure", message=c.message, type="SelfTestFailure"
+                ).text = c.message
         ET.indent(suite)
         return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def _unit_json(state: Path) -> dict[str, Any]:
     data = json.loads((state / UNIT_JSON).read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), str)
-                                             for k in ("serial", "device_id")):
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), str) for k in ("serial", "device_id")
+    ):
         raise CheckFailed(f"{UNIT_JSON} lacks serial/device_id")
     return data
 
@@ -123,8 +148,14 @@ def _unit_json(state: Path) -> dict[str, Any]:
 class _Unit:
     """What the checks read, loaded lazily so one missing file fails only its checks."""
 
-    def __init__(self, unit_dir: Path, factory_dir: Path, setup_code: Secret,
-                 payload: Secret | None, profile_path: Path | None) -> None:
+    def __init__(
+        self,
+        unit_dir: Path,
+        factory_dir: Path,
+        setup_code: Secret,
+        payload: Secret | None,
+        profile_path: Path | None,
+    ) -> None:
         self.dir = unit_dir
         self.state = unit_dir / STATE_DIR
         self.factory_dir = factory_dir
@@ -156,7 +187,8 @@ class _Unit:
         cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         sn = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
         if [a.value for a in cn] != [info["device_id"]] or [a.value for a in sn] != [
-                info["serial"]]:
+            info["serial"]
+        ]:
             raise CheckFailed("the certificate's subject does not name this unit")
         if info.get("cert_fingerprint_sha256") != pki.fingerprint_sha256(cert):
             raise CheckFailed(f"device.pem is not the certificate {UNIT_JSON} recorded")
@@ -181,8 +213,9 @@ class _Unit:
         token_hash = hashlib.sha256(fields.claim_token.reveal().encode()).hexdigest()
         if fields.device_id != info["device_id"]:
             raise CheckFailed("the label's QR names another device id")
-        if not hmac.compare_digest(fields.setup_code.reveal().encode(),
-                                   normalize_setup_code(self.setup_code).encode()):
+        if not hmac.compare_digest(
+            fields.setup_code.reveal().encode(), normalize_setup_code(self.setup_code).encode()
+        ):
             raise CheckFailed("the label's QR carries another setup code")
         if token_hash != info.get("claim_token_sha256"):
             raise CheckFailed("the label's QR carries another claim token")
@@ -195,8 +228,9 @@ class _Unit:
             raise CheckFailed("the store holds no identity")
         client = ClientHandshake(self.setup_code)
         device = DeviceHandshake(identity.srp_salt, identity.srp_verifier)
-        hamk, device_channel = device.verify(client.process_challenge(
-            device.challenge(client.start())))
+        hamk, device_channel = device.verify(
+            client.process_challenge(device.challenge(client.start()))
+        )
         client_channel = client.confirm(hamk)
         probe = b"factory self-test"
         _, got = device_channel.open(client_channel.seal(MessageType.STATUS_REQUEST, probe))
@@ -229,9 +263,15 @@ class _Unit:
         return self.state
 
 
-def selftest(unit_dir: str | Path, factory_dir: str | Path, *, setup_code: Secret | str,
-             payload: Secret | str | None, profile_path: str | Path | None = None,
-             write: bool = True) -> SelfTestReport:
+def selftest(
+    unit_dir: str | Path,
+    factory_dir: str | Path,
+    *,
+    setup_code: Secret | str,
+    payload: Secret | str | None,
+    profile_path: str | Path | None = None,
+    write: bool = True,
+) -> SelfTestReport:
     """Run the six checks on ``unit_dir`` (``<out>/<serial>``) and write the reports.
 
     ``payload`` is the QR payload the label must carry; ``None`` checks instead that the
@@ -241,12 +281,21 @@ def selftest(unit_dir: str | Path, factory_dir: str | Path, *, setup_code: Secre
     """
     code = setup_code if isinstance(setup_code, Secret) else Secret(setup_code)
     expected = Secret(payload) if isinstance(payload, str) else payload
-    unit = _Unit(Path(unit_dir), Path(factory_dir), code, expected,
-                 Path(profile_path) if profile_path else None)
+    unit = _Unit(
+        Path(unit_dir),
+        Path(factory_dir),
+        code,
+        expected,
+        Path(profile_path) if profile_path else None,
+    )
     runners: dict[str, Callable[[], str]] = {
-        "certificate_chain": unit.certificate_chain, "certificate_key": unit.certificate_key,
-        "label_qr": unit.label_qr, "setup_code": unit.setup_code_check,
-        "gatt_profile": unit.gatt_profile, "state_store": unit.state_store}
+        "certificate_chain": unit.certificate_chain,
+        "certificate_key": unit.certificate_key,
+        "label_qr": unit.label_qr,
+        "setup_code": unit.setup_code_check,
+        "gatt_profile": unit.gatt_profile,
+        "state_store": unit.state_store,
+    }
     secrets_ = [code] + ([expected] if expected is not None else [])
     started, t0 = dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), time.perf_counter()
     results = []
@@ -254,17 +303,25 @@ def selftest(unit_dir: str | Path, factory_dir: str | Path, *, setup_code: Secre
         t = time.perf_counter()
         try:
             message, ok = runners[name](), True
-        except Exception as exc:  # noqa: BLE001 - any failure of a check is its result
+        except Exception as exc:
             message = str(exc) if isinstance(exc, CheckFailed) else f"{type(exc).__name__}: {exc}"
             ok = False
-        results.append(CheckResult(name, ok, round((time.perf_counter() - t) * 1000, 3),
-                                   redact(message, *secrets_)))
+        results.append(
+            CheckResult(
+                name, ok, round((time.perf_counter() - t) * 1000, 3), redact(message, *secrets_)
+            )
+        )
     info = unit.info or {}
-    report = SelfTestReport(str(info.get("serial", unit.dir.name)),
-                            str(info.get("device_id", "")), started,
-                            (time.perf_counter() - t0) * 1000, tuple(results))
+    report = SelfTestReport(
+        str(info.get("serial", unit.dir.name)),
+        str(info.get("device_id", "")),
+        started,
+        (time.perf_counter() - t0) * 1000,
+        tuple(results),
+    )
     if write:
-        (unit.dir / REPORT_JSON).write_text(json.dumps(report.to_json(), indent=2) + "\n",
-                                            encoding="utf-8")
+        (unit.dir / REPORT_JSON).write_text(
+            json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8"
+        )
         (unit.dir / REPORT_XML).write_text(report.to_junit_xml(), encoding="utf-8")
     return report

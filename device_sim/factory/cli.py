@@ -28,12 +28,14 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``factory`` subcommand (with ``ca``, ``unit``, ``batch``, ``selftest``)."""
     parser = subparsers.add_parser(
-        "factory", help="factory line: CA, unit provisioning, labels, self-test",
+        "factory",
+        help="factory line: CA, unit provisioning, labels, self-test",
         description="Provision units as a production line does: certificates from a factory "
-                    "CA, serials, labels, end-of-line self-test and manufacturing records.")
+        "CA, serials, labels, end-of-line self-test and manufacturing records.",
+    )
     configure(parser)
 
 
@@ -43,21 +45,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     def base(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--factory-dir", type=Path, required=True,
-                       help="the factory CA, serial registry and registration key")
+        p.add_argument(
+            "--factory-dir",
+            type=Path,
+            required=True,
+            help="the factory CA, serial registry and registration key",
+        )
         return p
 
     p = base("ca", "create the factory's root and issuing CA (once)")
     p.add_argument("--name", default="device-sim Factory", help="CA name (default: %(default)s)")
 
     def unit_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--out", type=Path, required=True,
-                       help="output directory: <serial>/ per unit, records.jsonl, "
-                            "cloud-import.json")
+        p.add_argument(
+            "--out",
+            type=Path,
+            required=True,
+            help="output directory: <serial>/ per unit, records.jsonl, cloud-import.json",
+        )
         p.add_argument("--station", required=True, help="this station's name (in the records)")
-        p.add_argument("--registration", action="store_true",
-                       help="program the factory's fleet registration key into the unit(s) "
-                            "(created on first use)")
+        p.add_argument(
+            "--registration",
+            action="store_true",
+            help="program the factory's fleet registration key into the unit(s) "
+            "(created on first use)",
+        )
         p.add_argument("--json", action="store_true", help="print one JSON document")
 
     p = base("unit", "provision one unit")
@@ -65,8 +77,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--serial", help="use this serial (DS-YY-NNNNNN) instead of the next one")
     p.add_argument("--site-ssid", help="pre-provision this site Wi-Fi (UTF-8 SSID)")
     p.add_argument("--site-passphrase", help="its passphrase (omit for an open network)")
-    p.add_argument("--claim-ttl-days", type=int, default=365,
-                   help="days the claim token stays valid (default: %(default)s)")
+    p.add_argument(
+        "--claim-ttl-days",
+        type=int,
+        default=365,
+        help="days the claim token stays valid (default: %(default)s)",
+    )
 
     p = base("batch", "provision N units with a progress bar")
     unit_args(p)
@@ -79,9 +95,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--setup-code", required=True, help="the setup code printed on the label")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--payload", help="the exact QR payload the label must carry")
-    which.add_argument("--payload-from-label", action="store_true",
-                       help="read the payload from the label's QR and check its fields against "
-                            "this unit (device id, setup code, claim-token hash)")
+    which.add_argument(
+        "--payload-from-label",
+        action="store_true",
+        help="read the payload from the label's QR and check its fields against "
+        "this unit (device id, setup code, claim-token hash)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -110,12 +129,18 @@ def _ca(args: argparse.Namespace) -> int:
     from .. import pki
 
     ca = pki.create_factory_ca(args.factory_dir, args.name)
-    print(f"root CA:    {ca.root_cert.subject.rfc4514_string()}  "
-          f"sha256 {pki.fingerprint_sha256(ca.root_cert)}")
-    print(f"issuing CA: {ca.issuing_cert.subject.rfc4514_string()}  "
-          f"sha256 {pki.fingerprint_sha256(ca.issuing_cert)}")
-    print(f"Move {args.factory_dir / pki.ROOT_DIR} offline now: issuing units needs only "
-          f"{pki.ISSUING_DIR}/ and {pki.CHAIN}.")
+    print(
+        f"root CA:    {ca.root_cert.subject.rfc4514_string()}  "
+        f"sha256 {pki.fingerprint_sha256(ca.root_cert)}"
+    )
+    print(
+        f"issuing CA: {ca.issuing_cert.subject.rfc4514_string()}  "
+        f"sha256 {pki.fingerprint_sha256(ca.issuing_cert)}"
+    )
+    print(
+        f"Move {args.factory_dir / pki.ROOT_DIR} offline now: issuing units needs only "
+        f"{pki.ISSUING_DIR}/ and {pki.CHAIN}."
+    )
     return 0
 
 
@@ -126,10 +151,15 @@ def _registration(args: argparse.Namespace) -> Any:
 
 
 def _unit_json(unit: Any) -> dict[str, Any]:
-    return {"serial": unit.serial, "device_id": unit.device_id, "unit_dir": str(unit.unit_dir),
-            "passed": unit.passed, "summary": unit.report.summary,
-            "failed_checks": unit.report.failed_checks,
-            "label_png": str(unit.unit_dir / "label.png")}
+    return {
+        "serial": unit.serial,
+        "device_id": unit.device_id,
+        "unit_dir": str(unit.unit_dir),
+        "passed": unit.passed,
+        "summary": unit.report.summary,
+        "failed_checks": unit.report.failed_checks,
+        "label_png": str(unit.unit_dir / "label.png"),
+    }
 
 
 def _unit(args: argparse.Namespace) -> int:
@@ -141,9 +171,15 @@ def _unit(args: argparse.Namespace) -> int:
     elif args.site_passphrase is not None:
         print("device-sim factory unit: --site-passphrase needs --site-ssid", file=sys.stderr)
         return EXIT_USAGE
-    unit = provision_unit(args.factory_dir, args.out, station=args.station, serial=args.serial,
-                          site_wifi=site, claim_ttl_days=args.claim_ttl_days,
-                          registration=_registration(args))
+    unit = provision_unit(
+        args.factory_dir,
+        args.out,
+        station=args.station,
+        serial=args.serial,
+        site_wifi=site,
+        claim_ttl_days=args.claim_ttl_days,
+        registration=_registration(args),
+    )
     if args.json:
         _print_json(_unit_json(unit))
     else:
@@ -158,25 +194,40 @@ def _unit(args: argparse.Namespace) -> int:
 def _batch(args: argparse.Namespace) -> int:
     from .line import batch
 
-    result = batch(args.factory_dir, args.out, args.count, station=args.station,
-                   workers=args.workers, progress=not args.no_progress,
-                   registration=_registration(args))
-    summary = {"requested": result.requested, "passed": result.passed, "failed": result.failed,
-               "failed_serials": result.failed_serials, "errors": result.errors,
-               "elapsed_s": round(result.elapsed_s, 3),
-               "units_per_minute": round(result.units_per_minute, 1),
-               "serials": [u.serial for u in result.units]}
+    result = batch(
+        args.factory_dir,
+        args.out,
+        args.count,
+        station=args.station,
+        workers=args.workers,
+        progress=not args.no_progress,
+        registration=_registration(args),
+    )
+    summary = {
+        "requested": result.requested,
+        "passed": result.passed,
+        "failed": result.failed,
+        "failed_serials": result.failed_serials,
+        "errors": result.errors,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "units_per_minute": round(result.units_per_minute, 1),
+        "serials": [u.serial for u in result.units],
+    }
     summary["interrupted"] = result.interrupted
     made = len(result.units) + len(result.errors)
     if args.json:
         _print_json(summary)
     elif result.interrupted:
-        print(f"batch interrupted: {made} of {result.requested} units made "
-              f"({result.passed} passed, {result.failed} failed) in {result.elapsed_s:.1f} s; "
-              f"serials: {', '.join(summary['serials']) or 'none'}")
+        print(
+            f"batch interrupted: {made} of {result.requested} units made "
+            f"({result.passed} passed, {result.failed} failed) in {result.elapsed_s:.1f} s; "
+            f"serials: {', '.join(u.serial for u in result.units) or 'none'}"
+        )
     else:
-        print(f"batch: {result.requested} units, {result.passed} passed, {result.failed} failed "
-              f"in {result.elapsed_s:.1f} s ({result.units_per_minute:.1f} units/min)")
+        print(
+            f"batch: {result.requested} units, {result.passed} passed, {result.failed} failed "
+            f"in {result.elapsed_s:.1f} s ({result.units_per_minute:.1f} units/min)"
+        )
     if result.interrupted:
         return 130
     return 0 if result.ok else EXIT_FAILED
@@ -186,8 +237,12 @@ def _selftest(args: argparse.Namespace) -> int:
     from ..security.secret import Secret
     from .checks import selftest
 
-    report = selftest(args.unit, args.factory_dir, setup_code=Secret(args.setup_code),
-                      payload=None if args.payload_from_label else Secret(args.payload))
+    report = selftest(
+        args.unit,
+        args.factory_dir,
+        setup_code=Secret(args.setup_code),
+        payload=None if args.payload_from_label else Secret(args.payload),
+    )
     if args.json:
         _print_json(report.to_json())
     else:

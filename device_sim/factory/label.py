@@ -27,7 +27,8 @@ from ..security.setup_code import format_setup_code, normalize_setup_code
 
 PAYLOAD_VERSION = 1
 _PAYLOAD_RE = re.compile(
-    r"DSIM:1;ID:(?P<id>[0-9a-f]{16});SC:(?P<sc>[0-9]{8});CT:(?P<ct>[A-Z2-7]{26});;")
+    r"DSIM:1;ID:(?P<id>[0-9a-f]{16});SC:(?P<sc>[0-9]{8});CT:(?P<ct>[A-Z2-7]{26});;"
+)
 _SCALE = 6
 _BORDER = 4
 _FONT_SIZE = 15
@@ -53,21 +54,26 @@ class LabelText:
     softap_passphrase: Secret
 
     def fields(self) -> list[tuple[str, str]]:
-        return [("Serial", self.serial),
-                ("Device ID", self.device_id),
-                ("Setup code", format_setup_code(self.setup_code.reveal())),
-                ("Setup Wi-Fi", self.softap_ssid),
-                ("Wi-Fi password", self.softap_passphrase.reveal())]
+        return [
+            ("Serial", self.serial),
+            ("Device ID", self.device_id),
+            ("Setup code", format_setup_code(self.setup_code.reveal())),
+            ("Setup Wi-Fi", self.softap_ssid),
+            ("Wi-Fi password", self.softap_passphrase.reveal()),
+        ]
 
 
 def make_payload(device_id: str, setup_code: Secret, claim_token: Secret) -> Secret:
     """The QR payload. Raises ValueError if a field is malformed (the message names only the
     field, never its value)."""
-    text = (f"DSIM:{PAYLOAD_VERSION};ID:{device_id};SC:{normalize_setup_code(setup_code)};"
-            f"CT:{claim_token.reveal()};;")
+    text = (
+        f"DSIM:{PAYLOAD_VERSION};ID:{device_id};SC:{normalize_setup_code(setup_code)};"
+        f"CT:{claim_token.reveal()};;"
+    )
     if not _PAYLOAD_RE.fullmatch(text):
-        raise ValueError("label payload: device id must be 16 lowercase hex, claim token 26 "
-                         "base32 characters")
+        raise ValueError(
+            "label payload: device id must be 16 lowercase hex, claim token 26 base32 characters"
+        )
     return Secret(text)
 
 
@@ -130,16 +136,21 @@ def render_svg(payload: Secret, text: LabelText) -> bytes:
     height = qr_w + len(fields) * _LINE + 2 * _MARGIN
     inner = qr.svg_inline(scale=_SCALE, border=_BORDER, omitsize=False)
     inner = inner.replace("<svg ", f'<svg x="{(width - qr_w) // 2}" y="0" ', 1)
-    parts = [f'<?xml version="1.0" encoding="utf-8"?>\n'
-             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}">',
-             f'<rect width="{width}" height="{height}" fill="#fff"/>', inner]
+    parts = [
+        f'<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}">',
+        f'<rect width="{width}" height="{height}" fill="#fff"/>',
+        inner,
+    ]
     for i, (name, value) in enumerate(fields):
         y = qr_w + i * _LINE + _FONT_SIZE
-        parts.append(f'<text x="{_MARGIN}" y="{y}" font-family="monospace" '
-                     f'font-size="{_FONT_SIZE}" data-field={quoteattr(name)}>'
-                     f'{escape(name)}: <tspan x="{_MARGIN + name_w}">{escape(value)}</tspan>'
-                     f'</text>')
+        parts.append(
+            f'<text x="{_MARGIN}" y="{y}" font-family="monospace" '
+            f'font-size="{_FONT_SIZE}" data-field={quoteattr(name)}>'
+            f'{escape(name)}: <tspan x="{_MARGIN + name_w}">{escape(value)}</tspan>'
+            f"</text>"
+        )
     parts.append("</svg>\n")
     return "\n".join(parts).encode("utf-8")
 
@@ -154,6 +165,9 @@ def decode_qr_texts(png_path: str | Path) -> list[str]:
 
     with Image.open(png_path) as img:
         gray = img.convert("L")
-    found = zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode,
-                                   text_mode=zxingcpp.TextMode.Plain)
+    found = zxingcpp.read_barcodes(
+        gray,
+        formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode),
+        text_mode=zxingcpp.TextMode.Plain,
+    )
     return [b.text for b in found if b.valid]

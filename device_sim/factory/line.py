@@ -25,7 +25,6 @@ from .registration import RegistrationKey
 from .unit import UnitResult, provision_unit
 
 
-
 @dataclass
 class BatchResult:
     requested: int
@@ -64,9 +63,15 @@ class _Progress:
         self.console = Console(file=stream, highlight=False)
         self.bar: Progress | None = None
         if show_bar and self.console.is_terminal:
-            self.bar = Progress(TextColumn("units"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[failed]} failed"),
-                                TimeElapsedColumn(), console=self.console, transient=False)
+            self.bar = Progress(
+                TextColumn("units"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[failed]} failed"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+            )
             self.task = self.bar.add_task("units", total=total, failed=0)
         self.failed = 0
 
@@ -87,10 +92,17 @@ class _Progress:
             self.bar.update(self.task, advance=1, failed=self.failed)
 
 
-def batch(factory_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], count: int, *,
-          station: str, workers: int = 1, progress: bool = True,
-          registration: RegistrationKey | None = None, stream: TextIO | None = None
-          ) -> BatchResult:
+def batch(
+    factory_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    count: int,
+    *,
+    station: str,
+    workers: int = 1,
+    progress: bool = True,
+    registration: RegistrationKey | None = None,
+    stream: TextIO | None = None,
+) -> BatchResult:
     """Provision ``count`` units with allocated serials; see the module docstring.
 
     ``stream`` receives the progress bar and failure lines (default: stderr; with ``progress``
@@ -110,8 +122,9 @@ def batch(factory_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     t0 = time.perf_counter()
 
     def one(_: int) -> UnitResult:
-        return provision_unit(factory_dir, out_dir, station=station, registration=registration,
-                              ca=ca, profile=profile)
+        return provision_unit(
+            factory_dir, out_dir, station=station, registration=registration, ca=ca, profile=profile
+        )
 
     def collect(future: Future[UnitResult], bar: _Progress) -> None:
         note: str | None = None
@@ -125,13 +138,16 @@ def batch(factory_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
             result.units.append(unit)
             failed = not unit.passed
             if failed:
-                bad = ", ".join(f"{c.name}: {c.message}" for c in unit.report.checks
-                                if not c.passed)
+                bad = ", ".join(
+                    f"{c.name}: {c.message}" for c in unit.report.checks if not c.passed
+                )
                 note = f"{unit.report.summary} - {bad}"
         bar.step(failed, note)
 
-    with _Progress(count, out, progress) as bar, \
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="factory") as pool:
+    with (
+        _Progress(count, out, progress) as bar,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="factory") as pool,
+    ):
         futures = [pool.submit(one, i) for i in range(count)]
         done: set[Future[UnitResult]] = set()
         try:

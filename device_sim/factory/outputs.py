@@ -65,8 +65,12 @@ def append_record(out_dir: Path, record: dict[str, Any], secrets: list[Secret]) 
         os.fsync(f.fileno())
 
 
-def add_to_cloud_import(out_dir: Path, unit: dict[str, Any] | None,
-                        registration: dict[str, Any] | None, secrets: list[Secret]) -> None:
+def add_to_cloud_import(
+    out_dir: Path,
+    unit: dict[str, Any] | None,
+    registration: dict[str, Any] | None,
+    secrets: list[Secret],
+) -> None:
     """Add a unit and/or a registration key entry (deduplicated by key_id) to the import file.
 
     Raises ValueError (an entry holds one of ``secrets``; or the existing file is not an import
@@ -79,12 +83,14 @@ def add_to_cloud_import(out_dir: Path, unit: dict[str, Any] | None,
         if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data.get("units"), list) or not isinstance(
-                    data.get("registration"), list):
+                data.get("registration"), list
+            ):
                 raise ValueError(f"{path} is not a cloud import file")
         if unit is not None:
             data["units"].append(unit)
         if registration is not None and all(
-                r.get("key_id") != registration["key_id"] for r in data["registration"]):
+            r.get("key_id") != registration["key_id"] for r in data["registration"]
+        ):
             data["registration"].append(registration)
         tmp = path.with_name(f".{CLOUD_IMPORT}.tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

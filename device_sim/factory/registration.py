@@ -39,8 +39,10 @@ class RegistrationKey:
 
     def file_content(self) -> bytes:
         """The JSON written to a 0600 file (it holds the secret)."""
-        return json.dumps({"key_id": self.key_id, "secret": self.secret.reveal()},
-                          indent=2).encode() + b"\n"
+        return (
+            json.dumps({"key_id": self.key_id, "secret": self.secret.reveal()}, indent=2).encode()
+            + b"\n"
+        )
 
     def cloud_entry(self) -> dict[str, Any]:
         return {"key_id": self.key_id, "secret_sha256": self.secret_sha256}
@@ -90,8 +92,9 @@ def read_registration_file(path: Path) -> RegistrationKey:
             raise TypeError("key_id and secret must be non-empty strings")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         # The message names the problem's type only: a JSON error could quote the secret.
-        raise ConfigError(str(path), f"not a usable registration key ({type(exc).__name__})"
-                          ) from None
+        raise ConfigError(
+            str(path), f"not a usable registration key ({type(exc).__name__})"
+        ) from None
     return RegistrationKey(key_id, Secret(secret))
 
 

@@ -50,8 +50,10 @@ class IssuedUnit:
 def validate_serial(serial: str) -> str:
     """``serial`` if it has the form ``DS-25-000123``; raises ConfigError naming it otherwise."""
     if not SERIAL_RE.fullmatch(serial):
-        raise ConfigError(f"serial {serial!r}", "must look like DS-25-000123 "
-                          "(1-8 capital letters, 2-digit year, 6 digits)")
+        raise ConfigError(
+            f"serial {serial!r}",
+            "must look like DS-25-000123 (1-8 capital letters, 2-digit year, 6 digits)",
+        )
     return serial
 
 
@@ -103,8 +105,9 @@ class SerialRegistry:
         with self._tx() as db:
             row = db.execute("SELECT last FROM counters WHERE scope = ?", (scope,)).fetchone()
             number = (row[0] if row else 0) + 1
-            while db.execute("SELECT 1 FROM units WHERE serial = ?",
-                             (f"{scope}-{number:06d}",)).fetchone():
+            while db.execute(
+                "SELECT 1 FROM units WHERE serial = ?", (f"{scope}-{number:06d}",)
+            ).fetchone():
                 number += 1
             if number > _MAX_NUMBER:
                 raise ConfigError(f"serial scope {scope}", "all 999999 serials are used")
@@ -122,12 +125,21 @@ class SerialRegistry:
         with self._tx() as db:
             _refuse_reuse(db, serial)
             try:
-                db.execute("INSERT INTO units VALUES (?, ?, ?, ?, ?, 'pending')",
-                           (serial, device_id, cert_serial,
-                            dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), station))
+                db.execute(
+                    "INSERT INTO units VALUES (?, ?, ?, ?, ?, 'pending')",
+                    (
+                        serial,
+                        device_id,
+                        cert_serial,
+                        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                        station,
+                    ),
+                )
             except sqlite3.IntegrityError:
-                raise ConfigError(f"serial {serial}", "device id or certificate serial is "
-                                  "already registered to another unit") from None
+                raise ConfigError(
+                    f"serial {serial}",
+                    "device id or certificate serial is already registered to another unit",
+                ) from None
 
     def check_unissued(self, serial: str) -> None:
         """Raise ConfigError if ``serial`` is malformed or already issued."""
@@ -138,8 +150,12 @@ class SerialRegistry:
     def set_result(self, serial: str, result: str) -> None:
         """Store the self-test result (``passed`` / ``failed``). Raises ConfigError if unknown."""
         with self._tx() as db:
-            if db.execute("UPDATE units SET result = ? WHERE serial = ?",
-                          (result, serial)).rowcount != 1:
+            if (
+                db.execute(
+                    "UPDATE units SET result = ? WHERE serial = ?", (result, serial)
+                ).rowcount
+                != 1
+            ):
                 raise ConfigError(f"serial {serial}", "is not registered")
 
     def lookup(self, serial: str) -> IssuedUnit | None:
@@ -154,8 +170,11 @@ class SerialRegistry:
 
 
 def _refuse_reuse(db: sqlite3.Connection, serial: str) -> None:
-    previous = db.execute("SELECT station, issued_at FROM units WHERE serial = ?",
-                          (serial,)).fetchone()
+    previous = db.execute(
+        "SELECT station, issued_at FROM units WHERE serial = ?", (serial,)
+    ).fetchone()
     if previous:
-        raise ConfigError(f"serial {serial}", f"already issued at station {previous[0]} on "
-                          f"{previous[1]}; a serial is never reused")
+        raise ConfigError(
+            f"serial {serial}",
+            f"already issued at station {previous[0]} on {previous[1]}; a serial is never reused",
+        )

@@ -41,10 +41,10 @@ from ..profile import Profile, load_profile
 from ..security.secret import Secret
 from ..store import Credentials, DeviceStore
 from . import outputs
+from .checks import SelfTestReport, selftest
 from .label import LabelText, make_payload, render_png, render_svg
 from .registration import RegistrationKey, write_private
 from .registry import DEFAULT_PREFIX, SerialRegistry
-from .checks import SelfTestReport, selftest
 
 SiteWifi = tuple[bytes, str | Secret | None]  # (SSID bytes, passphrase or None: open)
 
@@ -73,8 +73,10 @@ class UnitResult:
         return self.report.passed
 
     def __repr__(self) -> str:
-        return (f"UnitResult(serial={self.serial!r}, device_id={self.device_id!r}, "
-                f"passed={self.passed})")
+        return (
+            f"UnitResult(serial={self.serial!r}, device_id={self.device_id!r}, "
+            f"passed={self.passed})"
+        )
 
 
 def _claim_token() -> Secret:
@@ -101,16 +103,26 @@ def _site_credentials(site_wifi: SiteWifi | None) -> Credentials | None:
         value = secret.reveal()
         hex64 = len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
         if not hex64 and not (8 <= len(value) <= 63 and value.isascii() and value.isprintable()):
-            raise ConfigError("--site-passphrase", "a WPA2 passphrase is 8-63 printable ASCII "
-                              "characters (or 64 hex digits)")
+            raise ConfigError(
+                "--site-passphrase",
+                "a WPA2 passphrase is 8-63 printable ASCII characters (or 64 hex digits)",
+            )
     return Credentials(ssid, secret, hidden=False)
 
 
-def provision_unit(factory_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-                   station: str, serial: str | None = None, site_wifi: SiteWifi | None = None,
-                   claim_ttl_days: int = 365, registration: RegistrationKey | None = None,
-                   ca: pki.FactoryCA | None = None, profile: Profile | None = None,
-                   prefix: str = DEFAULT_PREFIX) -> UnitResult:
+def provision_unit(
+    factory_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    station: str,
+    serial: str | None = None,
+    site_wifi: SiteWifi | None = None,
+    claim_ttl_days: int = 365,
+    registration: RegistrationKey | None = None,
+    ca: pki.FactoryCA | None = None,
+    profile: Profile | None = None,
+    prefix: str = DEFAULT_PREFIX,
+) -> UnitResult:
     """Make one unit in ``out_dir/<serial>/`` (layout in the module docstring) and self-test it.
 
     ``ca`` and ``profile`` default to loading them (a batch passes them once). A unit that
@@ -145,11 +157,24 @@ def provision_unit(factory_dir: str | os.PathLike[str], out_dir: str | os.PathLi
     device_id = secrets.token_hex(8)
     key = pki.make_device_key()
     cert = ca.sign_csr(pki.make_csr(key, device_id, serial))
-    registry.register(serial, device_id=device_id, cert_serial=f"{cert.serial_number:x}",
-                      station=station)
+    registry.register(
+        serial, device_id=device_id, cert_serial=f"{cert.serial_number:x}", station=station
+    )
     try:
-        built = _build(unit_dir, factory, ca, profile, serial, device_id, key, cert,
-                       credentials, registration, claim_ttl_days, station)
+        built = _build(
+            unit_dir,
+            factory,
+            ca,
+            profile,
+            serial,
+            device_id,
+            key,
+            cert,
+            credentials,
+            registration,
+            claim_ttl_days,
+            station,
+        )
     except BaseException:
         registry.set_result(serial, "failed")  # the serial is burnt, never reissued
         raise
@@ -157,19 +182,31 @@ def provision_unit(factory_dir: str | os.PathLike[str], out_dir: str | os.PathLi
     return dataclasses.replace(built, duration_s=time.perf_counter() - t0)
 
 
-def _build(unit_dir: Path, factory: Path, ca: pki.FactoryCA, profile: Profile, serial: str,
-           device_id: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate,
-           credentials: Credentials | None, registration: RegistrationKey | None,
-           claim_ttl_days: int, station: str) -> UnitResult:
+def _build(
+    unit_dir: Path,
+    factory: Path,
+    ca: pki.FactoryCA,
+    profile: Profile,
+    serial: str,
+    device_id: str,
+    key: ec.EllipticCurvePrivateKey,
+    cert: x509.Certificate,
+    credentials: Credentials | None,
+    registration: RegistrationKey | None,
+    claim_ttl_days: int,
+    station: str,
+) -> UnitResult:
     state = unit_dir / "state"
     unit_dir.mkdir(parents=True)
     state.mkdir(mode=0o700)
     with DeviceStore(state) as store:
         identity, setup_code = create_identity(
-            store, device_id=device_id, ap_passphrase_length=profile.softap.passphrase_length)
+            store, device_id=device_id, ap_passphrase_length=profile.softap.passphrase_length
+        )
         if credentials is not None:  # QR pre-provisioning: tried at first boot
-            store.transition(State.CREDENTIALS_RECEIVED, Code.OK, phase="factory",
-                             credentials=credentials)
+            store.transition(
+                State.CREDENTIALS_RECEIVED, Code.OK, phase="factory", credentials=credentials
+            )
     assert identity.softap_passphrase is not None
     write_private(state / "device.key", pki.key_pem(key))
     # Everything in a state directory is 0600 (the daemon checks it too at every start).
@@ -178,49 +215,99 @@ def _build(unit_dir: Path, factory: Path, ca: pki.FactoryCA, profile: Profile, s
     claim_token = _claim_token()
     now = dt.datetime.now(dt.UTC)
     claim_hash, cert_fp = _sha256(claim_token.reveal()), pki.fingerprint_sha256(cert)
-    write_private(state / "unit.json", (json.dumps(
-        {"serial": serial, "device_id": device_id, "cert_fingerprint_sha256": cert_fp,
-         "claim_token_sha256": claim_hash}, indent=2) + "\n").encode())
+    write_private(
+        state / "unit.json",
+        (
+            json.dumps(
+                {
+                    "serial": serial,
+                    "device_id": device_id,
+                    "cert_fingerprint_sha256": cert_fp,
+                    "claim_token_sha256": claim_hash,
+                },
+                indent=2,
+            )
+            + "\n"
+        ).encode(),
+    )
     if registration is not None:
         write_private(state / "registration.json", registration.file_content())
 
     payload = make_payload(device_id, setup_code, claim_token)
-    text = LabelText(serial, device_id, setup_code,
-                     profile.softap.ssid_pattern.format(short_id=identity.short_id),
-                     identity.softap_passphrase)
+    text = LabelText(
+        serial,
+        device_id,
+        setup_code,
+        profile.softap.ssid_pattern.format(short_id=identity.short_id),
+        identity.softap_passphrase,
+    )
     # The labels hold the setup code, claim token and SoftAP passphrase: 0600 until printed.
     write_private(unit_dir / "label.png", render_png(payload, text))
     write_private(unit_dir / "label.svg", render_svg(payload, text))
 
-    report = selftest(unit_dir, factory, setup_code=setup_code, payload=payload,
-                      profile_path=profile.source)
+    report = selftest(
+        unit_dir, factory, setup_code=setup_code, payload=payload, profile_path=profile.source
+    )
     result = "passed" if report.passed else "failed"
     claim_expires = _iso(now + dt.timedelta(days=claim_ttl_days))
     record: dict[str, Any] = {
-        "record_version": 1, "serial": serial, "device_id": device_id,
+        "record_version": 1,
+        "serial": serial,
+        "device_id": device_id,
         "public_key_fingerprint_sha256": pki.public_key_fingerprint(cert),
-        "cert_serial": f"{cert.serial_number:x}", "cert_fingerprint_sha256": cert_fp,
-        "issuer": {"subject": ca.issuing_cert.subject.rfc4514_string(),
-                   "fingerprint_sha256": pki.fingerprint_sha256(ca.issuing_cert)},
+        "cert_serial": f"{cert.serial_number:x}",
+        "cert_fingerprint_sha256": cert_fp,
+        "issuer": {
+            "subject": ca.issuing_cert.subject.rfc4514_string(),
+            "fingerprint_sha256": pki.fingerprint_sha256(ca.issuing_cert),
+        },
         "not_before": _iso(cert.not_valid_before_utc),
         "not_after": _iso(cert.not_valid_after_utc),
-        "station": station, "timestamp": _iso(now), "result": result,
-        "selftest": {"passed": report.passed_count, "total": len(report.checks),
-                     "failed_checks": report.failed_checks},
-        "claim_token_sha256": claim_hash, "claim_expires_at": claim_expires,
+        "station": station,
+        "timestamp": _iso(now),
+        "result": result,
+        "selftest": {
+            "passed": report.passed_count,
+            "total": len(report.checks),
+            "failed_checks": report.failed_checks,
+        },
+        "claim_token_sha256": claim_hash,
+        "claim_expires_at": claim_expires,
         "site_wifi_preprovisioned": credentials is not None,
         "registration_key_id": registration.key_id if registration else None,
     }
-    forbidden = [setup_code, claim_token, payload, identity.softap_passphrase,
-                 Secret(setup_code.reveal().replace("-", ""))]
+    forbidden = [
+        setup_code,
+        claim_token,
+        payload,
+        identity.softap_passphrase,
+        Secret(setup_code.reveal().replace("-", "")),
+    ]
     forbidden += [credentials.passphrase] if credentials and credentials.passphrase else []
     forbidden += [registration.secret] if registration else []
     outputs.append_record(unit_dir.parent, record, forbidden)
     outputs.add_to_cloud_import(
         unit_dir.parent,
-        {"serial": serial, "device_id": device_id, "cert_fingerprint_sha256": cert_fp,
-         "claim_token_sha256": claim_hash, "claim_expires_at": claim_expires}
-        if report.passed else None,
-        registration.cloud_entry() if registration else None, forbidden)
-    return UnitResult(serial, device_id, unit_dir, setup_code, claim_token, payload, record,
-                      report, duration_s=0.0)
+        {
+            "serial": serial,
+            "device_id": device_id,
+            "cert_fingerprint_sha256": cert_fp,
+            "claim_token_sha256": claim_hash,
+            "claim_expires_at": claim_expires,
+        }
+        if report.passed
+        else None,
+        registration.cloud_entry() if registration else None,
+        forbidden,
+    )
+    return UnitResult(
+        serial,
+        device_id,
+        unit_dir,
+        setup_code,
+        claim_token,
+        payload,
+        record,
+        report,
+        duration_s=0.0,
+    )

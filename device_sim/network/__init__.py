@@ -10,8 +10,17 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .base import (AccessPoint, BackendKind, Band, JoinResult, NetworkBackend, Phase,
-                   PhaseCallback, Security, validate_credentials)
+from .base import (
+    AccessPoint,
+    BackendKind,
+    Band,
+    JoinResult,
+    NetworkBackend,
+    Phase,
+    PhaseCallback,
+    Security,
+    validate_credentials,
+)
 from .scenario import Scenario, list_scenarios, load_scenario, scenarios_dir
 
 if TYPE_CHECKING:
@@ -47,8 +56,9 @@ def create_backend(kind: BackendKind | str, **options: Any) -> NetworkBackend:
         kind = BackendKind(kind)
     except ValueError:
         choices = ", ".join(k.value for k in BackendKind)
-        raise ConfigError("network backend",
-                          f"unknown kind {kind!r} (choose from {choices})") from None
+        raise ConfigError(
+            "network backend", f"unknown kind {kind!r} (choose from {choices})"
+        ) from None
     if kind is BackendKind.SIMULATED:
         from .simulated import SimulatedBackend
 

@@ -148,8 +148,10 @@ class AccessPointConfig:
     address: str = "192.168.4.1"
 
     def __repr__(self) -> str:
-        return (f"AccessPointConfig(ssid={self.ssid!r}, "
-                f"{'open' if self.passphrase is None else 'wpa2-psk'}, {self.band} ch {self.channel})")
+        return (
+            f"AccessPointConfig(ssid={self.ssid!r}, "
+            f"{'open' if self.passphrase is None else 'wpa2-psk'}, {self.band} ch {self.channel})"
+        )
 
 
 _PRINTABLE_ASCII = frozenset(chr(c) for c in range(0x20, 0x7F))
@@ -212,8 +214,14 @@ class NetworkBackend(Component):
         """Scan and return the BSSes seen, strongest first; hidden ones with ``ssid=b""``."""
 
     @abc.abstractmethod
-    async def join(self, ssid: bytes, passphrase: str | None, *, hidden: bool = False,
-                   on_phase: PhaseCallback | None = None) -> JoinResult:
+    async def join(
+        self,
+        ssid: bytes,
+        passphrase: str | None,
+        *,
+        hidden: bool = False,
+        on_phase: PhaseCallback | None = None,
+    ) -> JoinResult:
         """Join ``ssid``; ``hidden=True`` probes for a network that does not broadcast its SSID.
 
         Raises NetworkError with WRONG_CREDENTIALS, NETWORK_NOT_FOUND, ASSOCIATION_TIMEOUT,

@@ -48,20 +48,30 @@ async def check_dns(host: str, *, resolver: Resolver, timeout: float) -> list[st
         async with asyncio.timeout(timeout):
             addresses = list(await resolver(host))
     except TimeoutError:
-        raise NetworkError(Code.DNS_FAILURE, f"resolving {host} timed out after {timeout:g} s",
-                           raw={"host": host, "reason": "timeout"}) from None
+        raise NetworkError(
+            Code.DNS_FAILURE,
+            f"resolving {host} timed out after {timeout:g} s",
+            raw={"host": host, "reason": "timeout"},
+        ) from None
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
-        raise NetworkError(Code.DNS_FAILURE, f"resolving {host} failed: {reason}",
-                           raw={"host": host, "reason": reason}) from None
+        raise NetworkError(
+            Code.DNS_FAILURE,
+            f"resolving {host} failed: {reason}",
+            raw={"host": host, "reason": reason},
+        ) from None
     if not addresses:
-        raise NetworkError(Code.DNS_FAILURE, f"resolving {host} returned no address",
-                           raw={"host": host, "reason": "empty"})
+        raise NetworkError(
+            Code.DNS_FAILURE,
+            f"resolving {host} returned no address",
+            raw={"host": host, "reason": "empty"},
+        )
     return addresses
 
 
-async def check_captive_portal(url: str, *, timeout: float,
-                               resolver: Resolver | None = None) -> None:
+async def check_captive_portal(
+    url: str, *, timeout: float, resolver: Resolver | None = None
+) -> None:
     """Fetch the connectivity probe ``url`` (an endpoint answering 204) without following redirects.
 
     204, or a 2xx with an empty body, means open internet. A redirect or a 2xx page means a
@@ -71,8 +81,9 @@ async def check_captive_portal(url: str, *, timeout: float,
     """
     try:
         async with (
-            aiohttp.ClientSession(connector=http_connector(resolver),
-                                  timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            aiohttp.ClientSession(
+                connector=http_connector(resolver), timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as session,
             session.get(url, allow_redirects=False) as response,
         ):
             status = response.status
@@ -80,20 +91,30 @@ async def check_captive_portal(url: str, *, timeout: float,
             body = await response.content.read(_MAX_BODY)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         reason = describe_connect_error(exc)
-        raise NetworkError(Code.NO_INTERNET, f"connectivity probe {url}: {reason}",
-                           raw={"url": url, "reason": reason}) from None
+        raise NetworkError(
+            Code.NO_INTERNET,
+            f"connectivity probe {url}: {reason}",
+            raw={"url": url, "reason": reason},
+        ) from None
     if status == 204 or (200 <= status < 300 and not body):
         return
     if 300 <= status < 400:
-        raise NetworkError(Code.CAPTIVE_PORTAL,
-                           f"connectivity probe {url} redirected ({status}) to {location or '?'}",
-                           raw={"url": url, "status": status, "location": location})
+        raise NetworkError(
+            Code.CAPTIVE_PORTAL,
+            f"connectivity probe {url} redirected ({status}) to {location or '?'}",
+            raw={"url": url, "status": status, "location": location},
+        )
     if 200 <= status < 300:
-        raise NetworkError(Code.CAPTIVE_PORTAL,
-                           f"connectivity probe {url} answered {status} with a page "
-                           f"instead of 204", raw={"url": url, "status": status})
-    raise NetworkError(Code.NO_INTERNET, f"connectivity probe {url} answered HTTP {status}",
-                       raw={"url": url, "status": status})
+        raise NetworkError(
+            Code.CAPTIVE_PORTAL,
+            f"connectivity probe {url} answered {status} with a page instead of 204",
+            raw={"url": url, "status": status},
+        )
+    raise NetworkError(
+        Code.NO_INTERNET,
+        f"connectivity probe {url} answered HTTP {status}",
+        raw={"url": url, "status": status},
+    )
 
 
 async def check_internet(addresses: Sequence[str], port: int, *, timeout: float) -> None:
@@ -105,14 +126,26 @@ async def check_internet(addresses: Sequence[str], port: int, *, timeout: float)
     try:
         _, writer, _ = await open_stream(addresses, port, timeout=timeout)
     except DialError as exc:
-        raise NetworkError(Code.NO_INTERNET, f"connecting to port {port}: {exc.reason}",
-                           raw={"port": port, "reason": exc.reason,
-                                "addresses": [f.to_json() for f in exc.failures]}) from None
+        raise NetworkError(
+            Code.NO_INTERNET,
+            f"connecting to port {port}: {exc.reason}",
+            raw={
+                "port": port,
+                "reason": exc.reason,
+                "addresses": [f.to_json() for f in exc.failures],
+            },
+        ) from None
     await _close(writer, timeout)
 
 
-async def check_tls(addresses: Sequence[str], port: int, *, ssl_context: ssl.SSLContext,
-                    server_hostname: str, timeout: float) -> None:
+async def check_tls(
+    addresses: Sequence[str],
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext,
+    server_hostname: str,
+    timeout: float,
+) -> None:
     """Complete a real TLS handshake with ``server_hostname`` on any of its ``addresses``.
 
     The TCP connection goes to the first address that answers (Happy Eyeballs); the handshake
@@ -123,27 +156,51 @@ async def check_tls(addresses: Sequence[str], port: int, *, ssl_context: ssl.SSL
     """
     where = f"{server_hostname} port {port}"
     try:
-        _, writer, _ = await open_stream(addresses, port, timeout=timeout,
-                                            ssl_context=ssl_context,
-                                            server_hostname=server_hostname,
-                                            target=server_hostname)
+        _, writer, _ = await open_stream(
+            addresses,
+            port,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            target=server_hostname,
+        )
     except DialError as exc:
-        raise NetworkError(Code.CLOUD_UNREACHABLE, f"{where}: {exc.reason}",
-                           raw={"host": server_hostname, "port": port, "reason": exc.reason,
-                                "addresses": [f.to_json() for f in exc.failures]}) from None
+        raise NetworkError(
+            Code.CLOUD_UNREACHABLE,
+            f"{where}: {exc.reason}",
+            raw={
+                "host": server_hostname,
+                "port": port,
+                "reason": exc.reason,
+                "addresses": [f.to_json() for f in exc.failures],
+            },
+        ) from None
     except ssl.SSLCertVerificationError as exc:
         reason = exc.verify_message or exc.reason or str(exc)
-        raise NetworkError(Code.TLS_VERIFICATION_FAILED, f"{where}: {reason}",
-                           raw={"host": server_hostname, "port": port, "reason": reason,
-                                "verify_code": exc.verify_code}) from None
+        raise NetworkError(
+            Code.TLS_VERIFICATION_FAILED,
+            f"{where}: {reason}",
+            raw={
+                "host": server_hostname,
+                "port": port,
+                "reason": reason,
+                "verify_code": exc.verify_code,
+            },
+        ) from None
     except ssl.SSLError as exc:
         reason = f"TLS handshake failed: {exc.reason or exc}"
-        raise NetworkError(Code.TLS_VERIFICATION_FAILED, f"{where}: {reason}",
-                           raw={"host": server_hostname, "port": port, "reason": reason}) from None
+        raise NetworkError(
+            Code.TLS_VERIFICATION_FAILED,
+            f"{where}: {reason}",
+            raw={"host": server_hostname, "port": port, "reason": reason},
+        ) from None
     except (TimeoutError, OSError) as exc:
         reason = describe_connect_error(exc)
-        raise NetworkError(Code.CLOUD_UNREACHABLE, f"{where}: TLS handshake: {reason}",
-                           raw={"host": server_hostname, "port": port, "reason": reason}) from None
+        raise NetworkError(
+            Code.CLOUD_UNREACHABLE,
+            f"{where}: TLS handshake: {reason}",
+            raw={"host": server_hostname, "port": port, "reason": reason},
+        ) from None
     await _close(writer, timeout)
 
 

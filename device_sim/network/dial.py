@@ -137,9 +137,14 @@ async def _attempt(address: str, port: int) -> socket.socket:
     return sock
 
 
-async def dial(addresses: Sequence[str], port: int, *, timeout: float,
-               attempt_delay: float = ATTEMPT_DELAY_S, target: str | None = None
-               ) -> tuple[socket.socket, str]:
+async def dial(
+    addresses: Sequence[str],
+    port: int,
+    *,
+    timeout: float,
+    attempt_delay: float = ATTEMPT_DELAY_S,
+    target: str | None = None,
+) -> tuple[socket.socket, str]:
     """Connect to ``port`` on the first of ``addresses`` that answers (Happy Eyeballs).
 
     Returns the connected (non-blocking) socket and its address; the caller owns the socket.
@@ -164,8 +169,10 @@ async def dial(addresses: Sequence[str], port: int, *, timeout: float,
                 if not pending:
                     break
                 done, _ = await asyncio.wait(
-                    pending, timeout=attempt_delay if next_address is not None else None,
-                    return_when=asyncio.FIRST_COMPLETED)
+                    pending,
+                    timeout=attempt_delay if next_address is not None else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 for task in done:
                     address = pending.pop(task)
                     exc = task.exception()
@@ -192,10 +199,15 @@ async def dial(addresses: Sequence[str], port: int, *, timeout: float,
     raise DialError(label, port, failures)
 
 
-async def open_stream(addresses: Sequence[str], port: int, *, timeout: float,
-                      ssl_context: ssl.SSLContext | None = None,
-                      server_hostname: str | None = None, target: str | None = None
-                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+async def open_stream(
+    addresses: Sequence[str],
+    port: int,
+    *,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    target: str | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
     """:func:`dial`, then (with ``ssl_context``) a TLS handshake on that connection.
 
     Raises DialError (no address connected) and, with TLS, ssl.SSLError / OSError / TimeoutError
@@ -205,9 +217,11 @@ async def open_stream(addresses: Sequence[str], port: int, *, timeout: float,
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(
-                sock=sock, ssl=ssl_context,
+                sock=sock,
+                ssl=ssl_context,
                 server_hostname=server_hostname if ssl_context is not None else None,
-                ssl_handshake_timeout=timeout if ssl_context is not None else None)
+                ssl_handshake_timeout=timeout if ssl_context is not None else None,
+            )
     except BaseException:
         sock.close()
         raise
@@ -220,15 +234,26 @@ class _AiohttpResolver(AbstractResolver):
     def __init__(self, resolver: Resolver) -> None:
         self._resolver = resolver
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         addresses = await resolve(host, self._resolver)
-        wanted = [a for a in addresses
-                  if family == socket.AF_UNSPEC or (":" in a) == (family == socket.AF_INET6)]
-        return [ResolveResult(hostname=host, host=a, port=port,
-                              family=socket.AF_INET6 if ":" in a else socket.AF_INET,
-                              proto=0, flags=socket.AI_NUMERICHOST)
-                for a in interleave(wanted)]
+        wanted = [
+            a
+            for a in addresses
+            if family == socket.AF_UNSPEC or (":" in a) == (family == socket.AF_INET6)
+        ]
+        return [
+            ResolveResult(
+                hostname=host,
+                host=a,
+                port=port,
+                family=socket.AF_INET6 if ":" in a else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for a in interleave(wanted)
+        ]
 
     async def close(self) -> None:
         return None
@@ -242,8 +267,9 @@ def http_connector(resolver: Resolver | None = None, **kwargs: Any) -> aiohttp.T
     """
     if resolver is not None:
         kwargs["resolver"] = _AiohttpResolver(resolver)
-    return aiohttp.TCPConnector(happy_eyeballs_delay=ATTEMPT_DELAY_S, interleave=1,
-                                family=socket.AF_UNSPEC, **kwargs)
+    return aiohttp.TCPConnector(
+        happy_eyeballs_delay=ATTEMPT_DELAY_S, interleave=1, family=socket.AF_UNSPEC, **kwargs
+    )
 
 
 _CONNECT_FAILED = re.compile(r"\[Errno (\d+)\] Connect call failed \('([^']+)', (\d+)[^)]*\)")
@@ -260,8 +286,9 @@ def describe_connect_error(exc: BaseException) -> str:
         inner = exc.os_error
         text = str(inner.strerror or inner)
         if text.startswith("Multiple exceptions: "):  # aiohttp tried several addresses
-            return (f"{exc.host} port {exc.port}: every address failed: "
-                    + _CONNECT_FAILED.sub(_tidy, text.removeprefix("Multiple exceptions: ")))
+            return f"{exc.host} port {exc.port}: every address failed: " + _CONNECT_FAILED.sub(
+                _tidy, text.removeprefix("Multiple exceptions: ")
+            )
         return f"{exc.host} port {exc.port}: {os_reason(inner)}"
     if isinstance(exc, DialError):
         return exc.reason

@@ -48,13 +48,13 @@ DEFAULT_MIN_RSSI_DBM = -85
 @dataclass(frozen=True)
 class AssociationStep:
     delay_ms: int = 0
-    result: str = "ok"          # ok | timeout
+    result: str = "ok"  # ok | timeout
 
 
 @dataclass(frozen=True)
 class DhcpStep:
     delay_ms: int = 0
-    result: str = "ok"          # ok | timeout
+    result: str = "ok"  # ok | timeout
     ip: str = "192.168.1.50"
     gateway: str = "192.168.1.1"
     dns: tuple[str, ...] = ("192.168.1.1",)
@@ -63,26 +63,26 @@ class DhcpStep:
 @dataclass(frozen=True)
 class DnsStep:
     delay_ms: int = 0
-    result: str = "ok"          # ok | fail
+    result: str = "ok"  # ok | fail
 
 
 @dataclass(frozen=True)
 class CaptivePortalStep:
     delay_ms: int = 0
-    result: str = "none"        # none | portal
+    result: str = "none"  # none | portal
     login_url: str | None = None
 
 
 @dataclass(frozen=True)
 class InternetStep:
     delay_ms: int = 0
-    result: str = "ok"          # ok | none
+    result: str = "ok"  # ok | none
 
 
 @dataclass(frozen=True)
 class TlsStep:
     delay_ms: int = 0
-    result: str = "ok"          # ok | untrusted | hostname_mismatch | expired
+    result: str = "ok"  # ok | untrusted | hostname_mismatch | expired
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,7 @@ class Scenario:
 
 # -- locating files -------------------------------------------------------------------------------
 
+
 def scenarios_dir() -> Path:
     """Where bare scenario names resolve: ``$DEVICE_SIM_SCENARIOS`` or the repo's ``scenarios/``."""
     env = os.environ.get(ENV_SCENARIOS)
@@ -169,8 +170,12 @@ def load_scenario(name_or_path: str | os.PathLike[str]) -> Scenario:
     Raises ConfigError when it cannot be found, read or validated.
     """
     text = os.fspath(name_or_path)
-    is_path = (not isinstance(name_or_path, str) or "/" in text or os.sep in text
-               or text.endswith((".yaml", ".yml")))
+    is_path = (
+        not isinstance(name_or_path, str)
+        or "/" in text
+        or os.sep in text
+        or text.endswith((".yaml", ".yml"))
+    )
     if is_path:
         path = Path(text)
     else:
@@ -179,8 +184,9 @@ def load_scenario(name_or_path: str | os.PathLike[str]) -> Scenario:
         path = scenarios_dir() / f"{text}.yaml"
         if not path.is_file():
             known = ", ".join(list_scenarios()) or "none"
-            raise ConfigError(f"scenario {text!r}",
-                              f"not found in {scenarios_dir()} (known: {known})")
+            raise ConfigError(
+                f"scenario {text!r}", f"not found in {scenarios_dir()} (known: {known})"
+            )
     source = _display(path)
     try:
         raw = path.read_text(encoding="utf-8")
@@ -188,7 +194,7 @@ def load_scenario(name_or_path: str | os.PathLike[str]) -> Scenario:
         raise ConfigError(source, f"cannot read: {exc}") from exc
     try:
         with parse_errors(source):
-            data = yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+            data = yaml.load(raw, Loader=_UniqueKeyLoader)
     except _DuplicateKey as exc:
         raise ConfigError(f"{source}: line {exc.line}", f"duplicate key {exc.key!r}") from None
     except yaml.YAMLError as exc:
@@ -230,16 +236,34 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 # -- validation -----------------------------------------------------------------------------------
 
+
 def parse_scenario(data: Any, source: str, *, expected_name: str | None = None) -> Scenario:
     """Validate already-loaded YAML data into a :class:`Scenario`. Raises ConfigError."""
     check_document(data, source)
     return _Parser(source).scenario(data, expected_name)
 
 
-_TOP_KEYS = {"name", "description", "default_credentials", "access_points", "after_association",
-             "min_rssi_dbm", "scan_delay_ms"}
-_AP_KEYS = {"ssid", "ssid_hex", "hidden", "bssid", "band", "channel", "rssi", "security",
-            "passphrase", "after_association"}
+_TOP_KEYS = {
+    "name",
+    "description",
+    "default_credentials",
+    "access_points",
+    "after_association",
+    "min_rssi_dbm",
+    "scan_delay_ms",
+}
+_AP_KEYS = {
+    "ssid",
+    "ssid_hex",
+    "hidden",
+    "bssid",
+    "band",
+    "channel",
+    "rssi",
+    "security",
+    "passphrase",
+    "after_association",
+}
 _CRED_KEYS = {"ssid", "ssid_hex", "passphrase", "hidden", "expect"}
 _CHANNELS = {Band.GHZ_2_4: range(1, 15), Band.GHZ_5: range(32, 178)}
 _DEFAULT_CHANNEL = {Band.GHZ_2_4: 6, Band.GHZ_5: 36}
@@ -257,14 +281,16 @@ class _Parser:
         return ConfigError(f"{self.source}: {path}" if path else self.source, problem)
 
     # primitives
-    def mapping(self, value: Any, path: str, allowed: set[str],
-                required: tuple[str, ...] = ()) -> Mapping[str, Any]:
+    def mapping(
+        self, value: Any, path: str, allowed: set[str], required: tuple[str, ...] = ()
+    ) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
             raise self.error(path, "must be a mapping")
         for key in value:
             if key not in allowed:
-                raise self.error(_join(path, str(key)),
-                                 f"unknown key (allowed: {', '.join(sorted(allowed))})")
+                raise self.error(
+                    _join(path, str(key)), f"unknown key (allowed: {', '.join(sorted(allowed))})"
+                )
         for key in required:
             if key not in value:
                 raise self.error(_join(path, key), "missing")
@@ -322,23 +348,28 @@ class _Parser:
 
     # structures
     def scenario(self, data: Any, expected_name: str | None) -> Scenario:
-        top = self.mapping(data, "", _TOP_KEYS,
-                           ("name", "description", "default_credentials", "access_points"))
+        top = self.mapping(
+            data, "", _TOP_KEYS, ("name", "description", "default_credentials", "access_points")
+        )
         name = self.text(top["name"], "name")
         if expected_name is not None and name != expected_name:
             raise self.error("name", f"must match the file name {expected_name!r}, not {name!r}")
-        after = self.after_association(top.get("after_association", {}), "after_association",
-                                       AfterAssociation())
+        after = self.after_association(
+            top.get("after_association", {}), "after_association", AfterAssociation()
+        )
         aps_raw = top["access_points"]
         if not isinstance(aps_raw, list):
             raise self.error("access_points", "must be a list")
-        aps = tuple(self.access_point(raw, f"access_points[{i}]", i, after)
-                    for i, raw in enumerate(aps_raw))
+        aps = tuple(
+            self.access_point(raw, f"access_points[{i}]", i, after) for i, raw in enumerate(aps_raw)
+        )
         seen: dict[str, int] = {}
         for i, sap in enumerate(aps):
             if sap.ap.bssid in seen:
-                raise self.error(f"access_points[{i}].bssid",
-                                 f"duplicate of access_points[{seen[sap.ap.bssid]}].bssid")
+                raise self.error(
+                    f"access_points[{i}].bssid",
+                    f"duplicate of access_points[{seen[sap.ap.bssid]}].bssid",
+                )
             seen[sap.ap.bssid] = i
         return Scenario(
             name=name,
@@ -347,10 +378,12 @@ class _Parser:
             default_credentials=self.credentials(top["default_credentials"], "default_credentials"),
             access_points=aps,
             after_association=after,
-            min_rssi_dbm=self.integer(top.get("min_rssi_dbm", DEFAULT_MIN_RSSI_DBM),
-                                      "min_rssi_dbm", -100, 0),
-            scan_delay_ms=self.integer(top.get("scan_delay_ms", 0), "scan_delay_ms",
-                                       0, _MAX_DELAY_MS),
+            min_rssi_dbm=self.integer(
+                top.get("min_rssi_dbm", DEFAULT_MIN_RSSI_DBM), "min_rssi_dbm", -100, 0
+            ),
+            scan_delay_ms=self.integer(
+                top.get("scan_delay_ms", 0), "scan_delay_ms", 0, _MAX_DELAY_MS
+            ),
         )
 
     def credentials(self, value: Any, path: str) -> DefaultCredentials:
@@ -365,25 +398,31 @@ class _Parser:
             expect=Code[expect],
         )
 
-    def access_point(self, value: Any, path: str, index: int,
-                     after: AfterAssociation) -> ScenarioAccessPoint:
+    def access_point(
+        self, value: Any, path: str, index: int, after: AfterAssociation
+    ) -> ScenarioAccessPoint:
         node = self.mapping(value, path, _AP_KEYS, ("security",))
         ssid = self.ssid(node, path)
         band_raw = node.get("band", str(Band.GHZ_2_4))
         band = Band(self.choice(band_raw, _join(path, "band"), tuple(str(b) for b in Band)))
-        security = Security(self.choice(node["security"], _join(path, "security"),
-                                        tuple(str(s) for s in Security)))
-        channel = self.integer(node.get("channel", _DEFAULT_CHANNEL[band]), _join(path, "channel"),
-                               0, 255)
+        security = Security(
+            self.choice(node["security"], _join(path, "security"), tuple(str(s) for s in Security))
+        )
+        channel = self.integer(
+            node.get("channel", _DEFAULT_CHANNEL[band]), _join(path, "channel"), 0, 255
+        )
         if channel not in _CHANNELS[band]:
             allowed = _CHANNELS[band]
-            raise self.error(_join(path, "channel"),
-                             f"{channel} is not a {band} channel ({allowed[0]}..{allowed[-1]})")
+            raise self.error(
+                _join(path, "channel"),
+                f"{channel} is not a {band} channel ({allowed[0]}..{allowed[-1]})",
+            )
         bssid = node.get("bssid", f"02:00:00:00:{index >> 8:02x}:{index & 0xFF:02x}")
         bssid = self.text(bssid, _join(path, "bssid")).lower()
         if not _BSSID_RE.match(bssid):
-            raise self.error(_join(path, "bssid"),
-                             f"not a MAC address like 02:00:00:00:00:01: {bssid!r}")
+            raise self.error(
+                _join(path, "bssid"), f"not a MAC address like 02:00:00:00:00:01: {bssid!r}"
+            )
         passphrase = self.passphrase(node.get("passphrase"), _join(path, "passphrase"))
         if security.needs_passphrase or security is Security.OPEN:
             try:
@@ -402,14 +441,17 @@ class _Parser:
             ),
             passphrase=passphrase,
             after_association=self.after_association(
-                node.get("after_association", {}), _join(path, "after_association"), after),
+                node.get("after_association", {}), _join(path, "after_association"), after
+            ),
         )
 
     def after_association(self, value: Any, path: str, base: AfterAssociation) -> AfterAssociation:
         """Steps given here replace the same fields of ``base``; others are inherited."""
         node = self.mapping(value, path, set(_RESULTS))
-        steps = {name: self.step(name, raw, _join(path, name), getattr(base, name))
-                 for name, raw in node.items()}
+        steps = {
+            name: self.step(name, raw, _join(path, name), getattr(base, name))
+            for name, raw in node.items()
+        }
         return replace(base, **steps)
 
     def step(self, name: str, value: Any, path: str, base: _S) -> _S:

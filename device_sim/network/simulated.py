@@ -31,13 +31,28 @@ from aiohttp import web
 from ..codes import Code
 from ..errors import ConfigError, NetworkError
 from ..pki import CertificateAuthority  # re-exported: tests make their own cloud CAs with it
-from .base import (AccessPoint, AccessPointConfig, Band, JoinResult, NetworkBackend, Phase,
-                   PhaseCallback, Security, validate_credentials)
+from .base import (
+    AccessPoint,
+    AccessPointConfig,
+    Band,
+    JoinResult,
+    NetworkBackend,
+    Phase,
+    PhaseCallback,
+    Security,
+    validate_credentials,
+)
 from .checks import Resolver, check_captive_portal, check_dns, check_internet, check_tls
 from .scenario import DnsStep, Scenario, ScenarioAccessPoint, load_scenario
 
-__all__ = ["CLOUD_HOST", "PROBE_HOST", "CertificateAuthority", "SimulatedBackend",
-           "client_ssl_context", "server_ssl_context"]
+__all__ = [
+    "CLOUD_HOST",
+    "PROBE_HOST",
+    "CertificateAuthority",
+    "SimulatedBackend",
+    "client_ssl_context",
+    "server_ssl_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +64,7 @@ PREFER_5GHZ_DBM = -70
 
 
 # -- TLS contexts ---------------------------------------------------------------------------------
+
 
 def server_ssl_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     """A TLS server context for the given certificate and key (ssl only loads them from files)."""
@@ -70,6 +86,7 @@ def client_ssl_context(ca_pem: bytes) -> ssl.SSLContext:
 
 # -- the backend ----------------------------------------------------------------------------------
 
+
 class SimulatedBackend(NetworkBackend):
     """A :class:`NetworkBackend` whose world is a :class:`Scenario`.
 
@@ -78,15 +95,27 @@ class SimulatedBackend(NetworkBackend):
     ``check_timeout`` bounds each real check in :meth:`verify`, in seconds.
     """
 
-    def __init__(self, scenario: Scenario | str | os.PathLike[str], *, zero_delay: bool = False,
-                 time_scale: float = 1.0, check_timeout: float = 5.0) -> None:
-        if (not isinstance(time_scale, int | float) or not math.isfinite(time_scale)
-                or time_scale < 0):
-            raise ConfigError("simulated backend: time_scale",
-                              f"must be a number >= 0, not {time_scale!r}")
+    def __init__(
+        self,
+        scenario: Scenario | str | os.PathLike[str],
+        *,
+        zero_delay: bool = False,
+        time_scale: float = 1.0,
+        check_timeout: float = 5.0,
+    ) -> None:
+        if (
+            not isinstance(time_scale, int | float)
+            or not math.isfinite(time_scale)
+            or time_scale < 0
+        ):
+            raise ConfigError(
+                "simulated backend: time_scale", f"must be a number >= 0, not {time_scale!r}"
+            )
         if not isinstance(check_timeout, int | float) or not 0 < check_timeout <= 300:
-            raise ConfigError("simulated backend: check_timeout",
-                              f"must be between 0 and 300 seconds, not {check_timeout!r}")
+            raise ConfigError(
+                "simulated backend: check_timeout",
+                f"must be between 0 and 300 seconds, not {check_timeout!r}",
+            )
         self._scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self._zero_delay = zero_delay
         self._time_scale = float(time_scale)
@@ -155,14 +184,22 @@ class SimulatedBackend(NetworkBackend):
                 else:
                     cert = self._cloud_ca.issue(CLOUD_HOST, expired=result == "expired")
                 server = await asyncio.start_server(
-                    self._serve_tls, "127.0.0.1", 0, ssl=server_ssl_context(*cert),
-                    ssl_handshake_timeout=self._check_timeout)
+                    self._serve_tls,
+                    "127.0.0.1",
+                    0,
+                    ssl=server_ssl_context(*cert),
+                    ssl_handshake_timeout=self._check_timeout,
+                )
                 stack.push_async_callback(_close_server, server)
                 self._tls_ports[result] = int(server.sockets[0].getsockname()[1])
             self._device_ssl = client_ssl_context(self._cloud_ca.cert_pem)
             self._stack = stack.pop_all()
-        log.debug("%s started: probe port %d, tls ports %s", self.name, self._internet_port,
-                  self._tls_ports)
+        log.debug(
+            "%s started: probe port %d, tls ports %s",
+            self.name,
+            self._internet_port,
+            self._tls_ports,
+        )
 
     async def stop(self) -> None:
         stack, self._stack = self._stack, None
@@ -179,12 +216,15 @@ class SimulatedBackend(NetworkBackend):
 
     def _tls_results(self) -> set[str]:
         return {self._scenario.after_association.tls.result} | {
-            sap.after_association.tls.result for sap in self._scenario.access_points}
+            sap.after_association.tls.result for sap in self._scenario.access_points
+        }
 
     def _started(self) -> CertificateAuthority:
         if self._stack is None or self._cloud_ca is None:
-            raise NetworkError(Code.INTERNAL_ERROR,
-                               "the simulated backend is not started (use 'async with backend:')")
+            raise NetworkError(
+                Code.INTERNAL_ERROR,
+                "the simulated backend is not started (use 'async with backend:')",
+            )
         return self._cloud_ca
 
     # -- servers
@@ -205,8 +245,10 @@ class SimulatedBackend(NetworkBackend):
     def _radio_free(self, what: str) -> None:
         # One radio, as on most hardware: the SoftAP door must take its AP down first.
         if self._ap is not None:
-            raise NetworkError(Code.INTERNAL_ERROR,
-                               f"cannot {what}: the radio is the access point {self._ap.ssid!r}")
+            raise NetworkError(
+                Code.INTERNAL_ERROR,
+                f"cannot {what}: the radio is the access point {self._ap.ssid!r}",
+            )
 
     @property
     def access_point(self) -> AccessPointConfig | None:
@@ -228,12 +270,20 @@ class SimulatedBackend(NetworkBackend):
         self._started()
         self._radio_free("scan")
         await self._sleep(self._scenario.scan_delay_ms)
-        seen = [replace(sap.ap, ssid=b"") if sap.ap.hidden else sap.ap
-                for sap in self._scenario.access_points]
+        seen = [
+            replace(sap.ap, ssid=b"") if sap.ap.hidden else sap.ap
+            for sap in self._scenario.access_points
+        ]
         return sorted(seen, key=lambda ap: ap.rssi, reverse=True)
 
-    async def join(self, ssid: bytes, passphrase: str | None, *, hidden: bool = False,
-                   on_phase: PhaseCallback | None = None) -> JoinResult:
+    async def join(
+        self,
+        ssid: bytes,
+        passphrase: str | None,
+        *,
+        hidden: bool = False,
+        on_phase: PhaseCallback | None = None,
+    ) -> JoinResult:
         ssid = bytes(ssid)
         async with self._lock:
             self._started()
@@ -244,48 +294,82 @@ class SimulatedBackend(NetworkBackend):
             sap = self._choose_bss(ssid, hidden)
             ap, steps = sap.ap, sap.after_association
             if not ap.security.supported:
-                raise _fail(Code.UNSUPPORTED_SECURITY, Phase.SCANNING,
-                            f"{_show(ssid)} uses {ap.security}, which the device cannot join",
-                            security=str(ap.security))
+                raise _fail(
+                    Code.UNSUPPORTED_SECURITY,
+                    Phase.SCANNING,
+                    f"{_show(ssid)} uses {ap.security}, which the device cannot join",
+                    security=str(ap.security),
+                )
             validate_credentials(ssid, passphrase, ap.security)
 
-            _emit(on_phase, Phase.ASSOCIATING, {"bssid": ap.bssid, "band": str(ap.band),
-                                                "channel": ap.channel, "rssi": ap.rssi})
+            _emit(
+                on_phase,
+                Phase.ASSOCIATING,
+                {"bssid": ap.bssid, "band": str(ap.band), "channel": ap.channel, "rssi": ap.rssi},
+            )
             await self._sleep(steps.association.delay_ms)
             if ap.rssi < self._scenario.min_rssi_dbm:
-                raise _fail(Code.ASSOCIATION_TIMEOUT, Phase.ASSOCIATING,
-                            f"no answer from {ap.bssid}: signal {ap.rssi} dBm is below "
-                            f"{self._scenario.min_rssi_dbm} dBm", rssi=ap.rssi, bssid=ap.bssid)
+                raise _fail(
+                    Code.ASSOCIATION_TIMEOUT,
+                    Phase.ASSOCIATING,
+                    f"no answer from {ap.bssid}: signal {ap.rssi} dBm is below "
+                    f"{self._scenario.min_rssi_dbm} dBm",
+                    rssi=ap.rssi,
+                    bssid=ap.bssid,
+                )
             if steps.association.result == "timeout":
-                raise _fail(Code.ASSOCIATION_TIMEOUT, Phase.ASSOCIATING,
-                            f"association with {ap.bssid} timed out", rssi=ap.rssi, bssid=ap.bssid)
+                raise _fail(
+                    Code.ASSOCIATION_TIMEOUT,
+                    Phase.ASSOCIATING,
+                    f"association with {ap.bssid} timed out",
+                    rssi=ap.rssi,
+                    bssid=ap.bssid,
+                )
 
             _emit(on_phase, Phase.AUTHENTICATING, {"security": str(ap.security)})
             if not _passphrase_matches(ap, sap.passphrase, passphrase):
-                how = "SAE authentication" if ap.security is Security.WPA3_SAE else "4-way handshake"
-                raise _fail(Code.WRONG_CREDENTIALS, Phase.AUTHENTICATING,
-                            f"{ap.bssid} rejected the passphrase ({how} failed)", bssid=ap.bssid)
+                how = (
+                    "SAE authentication" if ap.security is Security.WPA3_SAE else "4-way handshake"
+                )
+                raise _fail(
+                    Code.WRONG_CREDENTIALS,
+                    Phase.AUTHENTICATING,
+                    f"{ap.bssid} rejected the passphrase ({how} failed)",
+                    bssid=ap.bssid,
+                )
 
             _emit(on_phase, Phase.DHCP, {"bssid": ap.bssid})
             await self._sleep(steps.dhcp.delay_ms)
             if steps.dhcp.result == "timeout":
-                raise _fail(Code.NO_DHCP_LEASE, Phase.DHCP,
-                            f"associated with {ap.bssid} but no DHCP server answered",
-                            bssid=ap.bssid)
+                raise _fail(
+                    Code.NO_DHCP_LEASE,
+                    Phase.DHCP,
+                    f"associated with {ap.bssid} but no DHCP server answered",
+                    bssid=ap.bssid,
+                )
 
             self._connected = sap
             self._saved[ssid] = passphrase
-            return JoinResult(ssid=ssid, bssid=ap.bssid, band=ap.band, ip=steps.dhcp.ip,
-                              gateway=steps.dhcp.gateway, dns=steps.dhcp.dns)
+            return JoinResult(
+                ssid=ssid,
+                bssid=ap.bssid,
+                band=ap.band,
+                ip=steps.dhcp.ip,
+                gateway=steps.dhcp.gateway,
+                dns=steps.dhcp.dns,
+            )
 
     def _choose_bss(self, ssid: bytes, hidden: bool) -> ScenarioAccessPoint:
         matching = self._scenario.bsses(ssid)
         visible = [sap for sap in matching if hidden or not sap.ap.hidden]
         if not visible:
             hint = " (it is hidden: join with hidden=true)" if matching else ""
-            raise _fail(Code.NETWORK_NOT_FOUND, Phase.SCANNING,
-                        f"no access point with SSID {_show(ssid)} was seen{hint}",
-                        ssid_hex=ssid.hex())
+            raise _fail(
+                Code.NETWORK_NOT_FOUND,
+                Phase.SCANNING,
+                f"no access point with SSID {_show(ssid)} was seen{hint}",
+                ssid_hex=ssid.hex(),
+            )
 
         def strongest(saps: Sequence[ScenarioAccessPoint]) -> ScenarioAccessPoint:
             return max(saps, key=lambda sap: sap.ap.rssi)
@@ -314,7 +398,7 @@ class SimulatedBackend(NetworkBackend):
             probe_ip = probe_ips[0]
 
             # A portal answers locally; otherwise the probe needs the internet.
-            reachable = (steps.captive_portal.result == "portal" or steps.internet.result == "ok")
+            reachable = steps.captive_portal.result == "portal" or steps.internet.result == "ok"
             port = self._internet_port if reachable else self._refusing_port
             url = f"http://{probe_ip}:{port}{PROBE_PATH}"
             _emit(on_phase, Phase.CAPTIVE_PORTAL, {"url": url})
@@ -328,8 +412,13 @@ class SimulatedBackend(NetworkBackend):
             tls_port = self._tls_ports[steps.tls.result]
             _emit(on_phase, Phase.TLS, {"host": CLOUD_HOST, "port": tls_port})
             await self._sleep(steps.tls.delay_ms)
-            await check_tls(cloud_ips, tls_port, ssl_context=self._device_ssl,
-                            server_hostname=CLOUD_HOST, timeout=timeout)
+            await check_tls(
+                cloud_ips,
+                tls_port,
+                ssl_context=self._device_ssl,
+                server_hostname=CLOUD_HOST,
+                timeout=timeout,
+            )
 
     async def disconnect(self) -> None:
         self._connected = None
@@ -346,6 +435,7 @@ class SimulatedBackend(NetworkBackend):
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
 
 async def _close_server(server: asyncio.Server) -> None:
     server.close()
@@ -376,6 +466,7 @@ def _resolver(step: DnsStep) -> Resolver:
         if host in (CLOUD_HOST, PROBE_HOST):
             return ["127.0.0.1"]
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
     return resolve
 
 

@@ -41,7 +41,7 @@ from ..codes import Code, MessageType
 from ..errors import ProtocolError, SessionError
 from .secret import Secret
 from .setup_code import SetupCodeVerifier, normalize_setup_code
-from .srp_group import HASH_LEN, N, N_BYTES, USERNAME, is_portable_salt, srp_kwargs
+from .srp_group import HASH_LEN, N_BYTES, USERNAME, N, is_portable_salt, srp_kwargs
 
 #: ``protocol_version`` byte of PAKE_START (``gatt_profile.yaml`` top-level ``protocol_version``).
 PROTOCOL_VERSION: Final[int] = 1
@@ -281,7 +281,7 @@ class SecureChannel:
         "_send_prefix",
     )
 
-    def __init__(self, role: Role, session_key: bytes, A: bytes, B: bytes) -> None:  # noqa: N803
+    def __init__(self, role: Role, session_key: bytes, A: bytes, B: bytes) -> None:
         """Raises ValueError for an unknown role, an empty key or A/B not 384 bytes."""
         if role not in ("device", "client"):
             raise ValueError("role must be 'device' or 'client'")
@@ -359,9 +359,7 @@ class SecureChannel:
         counter = int.from_bytes(ctr, "big")
         expected = self._recv_counter + 1
         if counter != expected:
-            raise SessionError(
-                Code.REPLAYED_MESSAGE, f"expected counter {expected}, got {counter}"
-            )
+            raise SessionError(Code.REPLAYED_MESSAGE, f"expected counter {expected}, got {counter}")
         try:
             plain = self._recv_aead.decrypt(
                 self._recv_prefix + ctr, data[1 + COUNTER_LENGTH :], _SECURE + ctr

@@ -19,7 +19,7 @@ import srp
 from ..codes import Code
 from ..errors import DeviceSimError
 from .secret import Secret
-from .srp_group import N, N_BYTES, SALT_LEN, USERNAME, is_portable_salt, srp_kwargs
+from .srp_group import N_BYTES, SALT_LEN, USERNAME, N, is_portable_salt, srp_kwargs
 
 SETUP_CODE_DIGITS = 8
 _SEPARATORS = re.compile(r"[\s\-]")

@@ -31,7 +31,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from bless import BlessServer, GATTAttributePermissions, GATTCharacteristicProperties
 
@@ -44,8 +44,12 @@ from ..ratelimit import LimitedLog
 from ..store import Identity
 from ..wire import AdvertisedInfo, PublicState, Reassembler, fragment, peek_channel
 from .base import Door
-from .bluez import (ConnectionWatcher, ProvisioningAdvertisement, is_bluezoo,
-                    route_writes_with_origin)
+from .bluez import (
+    ConnectionWatcher,
+    ProvisioningAdvertisement,
+    is_bluezoo,
+    route_writes_with_origin,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -88,9 +92,17 @@ class BleDoor(Door):
 
     name = "ble"
 
-    def __init__(self, profile: Profile, service: ProvisioningService, identity: Identity, *,
-                 adapter: str = "hci0", notify_size: int = DEFAULT_NOTIFY_SIZE,
-                 native: bool = True, personalities: Sequence[Personality] = ()) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        service: ProvisioningService,
+        identity: Identity,
+        *,
+        adapter: str = "hci0",
+        notify_size: int = DEFAULT_NOTIFY_SIZE,
+        native: bool = True,
+        personalities: Sequence[Personality] = (),
+    ) -> None:
         if not native and not personalities:
             raise ValueError("the BLE door needs at least one personality")
         self.native = native
@@ -102,8 +114,9 @@ class BleDoor(Door):
         self.notify_size = min(notify_size, profile.service.char("response").max_length)
         self.local_name = profile.advertising.local_name_pattern.format(short_id=identity.short_id)
         framing = profile.framing
-        self.reassembler = Reassembler(framing.max_message_length,
-                                       framing.reassembly_timeout_ms / 1000)
+        self.reassembler = Reassembler(
+            framing.max_message_length, framing.reassembly_timeout_ms / 1000
+        )
         self._server: BlessServer | None = None
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -136,16 +149,25 @@ class BleDoor(Door):
         if self.native:
             await server.add_new_service(svc.uuid)
             for char in svc.characteristics.values():
-                await server.add_new_characteristic(svc.uuid, char.uuid, _flags(char.properties),
-                                                     bytearray(self._initial_value(char.key)),
-                                                     _permissions(char.properties))
+                await server.add_new_characteristic(
+                    svc.uuid,
+                    char.uuid,
+                    _flags(char.properties),
+                    bytearray(self._initial_value(char.key)),
+                    _permissions(char.properties),
+                )
                 self._char_service[char.uuid] = svc.uuid
         for personality in self.personalities:
             for service_uuid, chars in personality.gatt():
                 await server.add_new_service(service_uuid)
                 for char_uuid, props, value in chars:
-                    await server.add_new_characteristic(service_uuid, char_uuid, _flags(props),
-                                                         bytearray(value), _permissions(props))
+                    await server.add_new_characteristic(
+                        service_uuid,
+                        char_uuid,
+                        _flags(props),
+                        bytearray(value),
+                        _permissions(props),
+                    )
                     self._char_service[char_uuid] = service_uuid
                     self._char_owner[char_uuid] = personality
         if self.native:
@@ -177,8 +199,12 @@ class BleDoor(Door):
         self._adv_task = loop.create_task(self._refresh_advertising(), name="ble-adv")
         for personality in self.personalities:
             personality.attach(self)
-        LOG.info("advertising %s on %s (personalities %s)", self.local_name, self.adapter,
-                 ", ".join(self.personality_names))
+        LOG.info(
+            "advertising %s on %s (personalities %s)",
+            self.local_name,
+            self.adapter,
+            ", ".join(self.personality_names),
+        )
 
     @property
     def personality_names(self) -> list[str]:
@@ -207,8 +233,9 @@ class BleDoor(Door):
 
     def _manufacturer_data(self) -> bytes:
         record = self.service.engine.record
-        return AdvertisedInfo(self.profile.protocol_version, record.state, record.code,
-                              self.identity.id_low_bytes).to_bytes()
+        return AdvertisedInfo(
+            self.profile.protocol_version, record.state, record.code, self.identity.id_low_bytes
+        ).to_bytes()
 
     def advertisement_changed(self) -> None:
         """A personality's advertised data changed: re-register the advertisements."""
@@ -247,8 +274,9 @@ class BleDoor(Door):
         iface = self._server.adapter.get_interface("org.bluez.LEAdvertisingManager1")
         for uuids, data, manufacturer in self._advertising_sets():
             self._adv_index += 1
-            adv = ProvisioningAdvertisement(self._adv_index, app, self.local_name, uuids, data,
-                                            manufacturer)
+            adv = ProvisioningAdvertisement(
+                self._adv_index, app, self.local_name, uuids, data, manufacturer
+            )
             self._server.bus.export(adv.path, adv)
             await iface.call_register_advertisement(adv.path, {})
             self._advs.append(adv)
@@ -280,10 +308,15 @@ class BleDoor(Door):
         if key == "state":
             return PublicState(record.state, record.code, record.attempt).to_bytes()
         if key == "info":
-            return json.dumps({"v": self.profile.protocol_version, "id": self.identity.device_id,
-                               "max_msg": self.profile.framing.max_message_length,
-                               "caps": ["scan", "wpa2", "wpa3", "hidden"]},
-                              separators=(",", ":")).encode()
+            return json.dumps(
+                {
+                    "v": self.profile.protocol_version,
+                    "id": self.identity.device_id,
+                    "max_msg": self.profile.framing.max_message_length,
+                    "caps": ["scan", "wpa2", "wpa3", "hidden"],
+                },
+                separators=(",", ":"),
+            ).encode()
         if key == "diagnostics":
             last = self.service.engine.events.last
             return json.dumps(last.compact() if last else {}, separators=(",", ":")).encode()
@@ -303,8 +336,11 @@ class BleDoor(Door):
     def _on_request_write(self, frame: bytes, central: str | None) -> None:
         """A fragment written to ``request`` by ``central`` (None: the stack did not say)."""
         if len(frame) >= 3 and self._taken_by_another(frame[1] << 8 | frame[2], central):
-            self._intrusions.log(logging.WARNING, "a central wrote on channel %d, which another "
-                                 "central is using", frame[1] << 8 | frame[2])
+            self._intrusions.log(
+                logging.WARNING,
+                "a central wrote on channel %d, which another central is using",
+                frame[1] << 8 | frame[2],
+            )
             return
         try:
             channel = peek_channel(frame)
@@ -330,8 +366,11 @@ class BleDoor(Door):
             replies = await self.service.handle(peer, message, lambda m: self._send(channel, m))
         except Exception as exc:  # the service answers bad input itself; this is a bug path
             LOG.exception("handling a message from channel %d failed", channel)
-            replies = [self.service.error_for(peer, OnboardingError(
-                Code.INTERNAL_ERROR, type(exc).__name__))]
+            replies = [
+                self.service.error_for(
+                    peer, OnboardingError(Code.INTERNAL_ERROR, type(exc).__name__)
+                )
+            ]
         for reply in replies:
             self._send(channel, reply)
 
@@ -363,15 +402,30 @@ class BleDoor(Door):
             self._set_and_notify(uuid, frame)
 
     def _on_event(self, event: DiagnosticEvent) -> None:
-        record_state = PublicState(event.state, event.code,
-                                   self.service.engine.record.attempt).to_bytes()
+        record_state = PublicState(
+            event.state, event.code, self.service.engine.record.attempt
+        ).to_bytes()
         svc = self.profile.service
         self._outbox.put_nowait((svc.char("state").uuid, record_state))
-        self._outbox.put_nowait((svc.char("diagnostics").uuid,
-                                 json.dumps(event.compact(), separators=(",", ":")).encode()))
-        if event.phase in ("boot", "session", "session_closed", "credentials", "joining",
-                           "verifying", "online", "failed", "timeout", "factory_reset",
-                           "recovered"):
+        self._outbox.put_nowait(
+            (
+                svc.char("diagnostics").uuid,
+                json.dumps(event.compact(), separators=(",", ":")).encode(),
+            )
+        )
+        if event.phase in (
+            "boot",
+            "session",
+            "session_closed",
+            "credentials",
+            "joining",
+            "verifying",
+            "online",
+            "failed",
+            "timeout",
+            "factory_reset",
+            "recovered",
+        ):
             self._adv_dirty.set()
 
     def _on_connections(self, connected: frozenset[str]) -> None:
@@ -381,11 +435,17 @@ class BleDoor(Door):
         # the stack did not name, or a personality's session (Improv's), ends when the last
         # central is gone; with several centrals, the idle timeout frees it. Other doors'
         # sessions (SoftAP) are not this door's to end.
-        native = (isinstance(holder, tuple) and len(holder) == 2 and isinstance(holder[1], int)
-                  and (holder[0] is None or str(holder[0]).startswith("/")))
+        native = (
+            isinstance(holder, tuple)
+            and len(holder) == 2
+            and isinstance(holder[1], int)
+            and (holder[0] is None or str(holder[0]).startswith("/"))
+        )
+        central = cast(tuple[str | None, int], holder)[0] if native else None
         personal = {getattr(p, "session_peer", None) for p in self.personalities}
-        if native and (holder[0] in gone or (holder[0] is None and not connected)) \
-                or (holder in personal and not connected):
+        if (native and (central in gone or (central is None and not connected))) or (
+            holder in personal and not connected
+        ):
             self.service.peer_gone(holder)
         for central in gone:
             self.reassembler.drop_source(central)
@@ -409,4 +469,3 @@ def _permissions(properties: Sequence[str]) -> GATTAttributePermissions:
     if {"write", "write-without-response"} & set(properties):
         perms |= GATTAttributePermissions.writeable
     return perms
-

@@ -34,9 +34,15 @@ class ProvisioningAdvertisement(BlueZLEAdvertisement):
     device should send) and leaves the adapter's BR/EDR discoverability alone.
     """
 
-    def __init__(self, index: int, app: Any, local_name: str, service_uuids: list[str],
-                 service_data: dict[str, bytes],
-                 manufacturer_data: dict[int, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        app: Any,
+        local_name: str,
+        service_uuids: list[str],
+        service_data: dict[str, bytes],
+        manufacturer_data: dict[int, bytes] | None = None,
+    ) -> None:
         super().__init__(Type.PERIPHERAL, index, app)
         self._local_name = local_name
         self._service_uuids = list(service_uuids)
@@ -46,12 +52,13 @@ class ProvisioningAdvertisement(BlueZLEAdvertisement):
             self._manufacturer_data = {k: Variant("ay", v) for k, v in manufacturer_data.items()}
 
     @dbus_property(access=PropertyAccess.READ)
-    def Discoverable(self) -> "b":  # type: ignore[name-defined]  # noqa: F821 N802
+    def Discoverable(self) -> b:  # type: ignore[name-defined]  # noqa: F821
         return True
 
 
-def route_writes_with_origin(characteristic: ServiceInterface,
-                             on_write: Callable[[bytes, str | None], None]) -> None:
+def route_writes_with_origin(
+    characteristic: ServiceInterface, on_write: Callable[[bytes, str | None], None]
+) -> None:
     """Call ``on_write(value, central_path)`` for every WriteValue on ``characteristic``.
 
     BlueZ (and BlueZoo) name the central that wrote in WriteValue's ``device`` option (its
@@ -102,19 +109,36 @@ class ConnectionWatcher:
     async def start(self) -> None:
         self._bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         self._bus.add_message_handler(self._on_message)
-        await self._bus.call(Message(
-            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-            body=[f"type='signal',sender='{BLUEZ}',interface='{PROPS_IFACE}',"
-                  f"member='PropertiesChanged',arg0='{DEVICE_IFACE}'"]))
-        reply = await self._bus.call(Message(
-            destination=BLUEZ, path="/", interface="org.freedesktop.DBus.ObjectManager",
-            member="GetManagedObjects"))
+        await self._bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="AddMatch",
+                signature="s",
+                body=[
+                    f"type='signal',sender='{BLUEZ}',interface='{PROPS_IFACE}',"
+                    f"member='PropertiesChanged',arg0='{DEVICE_IFACE}'"
+                ],
+            )
+        )
+        reply = await self._bus.call(
+            Message(
+                destination=BLUEZ,
+                path="/",
+                interface="org.freedesktop.DBus.ObjectManager",
+                member="GetManagedObjects",
+            )
+        )
         if reply is not None and reply.message_type is MessageType.METHOD_RETURN:
             for path, ifaces in reply.body[0].items():
                 dev = ifaces.get(DEVICE_IFACE)
-                if path.startswith(self.prefix) and dev and dev.get("Connected") \
-                        and dev["Connected"].value:
+                if (
+                    path.startswith(self.prefix)
+                    and dev
+                    and dev.get("Connected")
+                    and dev["Connected"].value
+                ):
                     self.connected.add(path)
 
     def stop(self) -> None:
@@ -123,15 +147,18 @@ class ConnectionWatcher:
             self._bus = None
 
     def _on_message(self, msg: Message) -> None:
-        if msg.message_type is not MessageType.SIGNAL or msg.member != "PropertiesChanged" \
-                or not (msg.path or "").startswith(self.prefix):
+        if (
+            msg.message_type is not MessageType.SIGNAL
+            or msg.member != "PropertiesChanged"
+            or not (msg.path or "").startswith(self.prefix)
+        ):
             return
         iface, changed = msg.body[0], msg.body[1]
         if iface != DEVICE_IFACE or "Connected" not in changed:
             return
         before = frozenset(self.connected)
         if changed["Connected"].value:
-            self.connected.add(msg.path)
+            self.connected.add(msg.path or "")
         else:
             self.connected.discard(msg.path)
         if before != self.connected:

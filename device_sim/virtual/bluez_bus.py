@@ -36,22 +36,47 @@ async def watch_bluez(bus: MessageBus, changed: asyncio.Event) -> None:
         "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'",
         "type='signal',member='NameOwnerChanged',arg0='org.bluez'",
     ):
-        reply = await _call(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                            "org.freedesktop.DBus", "AddMatch", "s", [rule])
+        reply = await _call(
+            bus,
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "AddMatch",
+            "s",
+            [rule],
+        )
         if reply.message_type != MessageType.METHOD_RETURN:
             raise VirtualBleError(f"the private bus refused AddMatch {rule}: {reply.body}")
 
 
-async def _call(bus: MessageBus, dest: str, path: str, iface: str, member: str,
-                signature: str = "", body: list[Any] | None = None) -> Message:
-    return await bus.call(Message(destination=dest, path=path, interface=iface, member=member,
-                                  signature=signature, body=body or [],
-                                  flags=MessageFlag.NO_AUTOSTART))
+async def _call(
+    bus: MessageBus,
+    dest: str,
+    path: str,
+    iface: str,
+    member: str,
+    signature: str = "",
+    body: list[Any] | None = None,
+) -> Message:
+    return await bus.call(
+        Message(
+            destination=dest,
+            path=path,
+            interface=iface,
+            member=member,
+            signature=signature,
+            body=body or [],
+            flags=MessageFlag.NO_AUTOSTART,
+        )
+    )
 
 
 async def adapter_states(bus: MessageBus) -> dict[str, tuple[str, bool]]:
-    """``{"hci0": (address, powered), ...}`` from BlueZ's ObjectManager; empty if BlueZ is absent."""
-    reply = await _call(bus, "org.bluez", "/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects")
+    """``{"hci0": (address, powered), ...}`` from BlueZ's ObjectManager; empty if BlueZ is
+    absent."""
+    reply = await _call(
+        bus, "org.bluez", "/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"
+    )
     if reply.message_type != MessageType.METHOD_RETURN:
         return {}
     states: dict[str, tuple[str, bool]] = {}
@@ -73,17 +98,33 @@ async def add_adapter(bus_address: str, index: int, address: str) -> str:
     """
     bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
     try:
-        reply = await bus.call(Message(
-            destination="org.bluez", path="/org/bluezoo", interface="org.bluezoo.Manager1",
-            member="AddAdapter", signature="ys", body=[index, address]))
+        reply = await bus.call(
+            Message(
+                destination="org.bluez",
+                path="/org/bluezoo",
+                interface="org.bluezoo.Manager1",
+                member="AddAdapter",
+                signature="ys",
+                body=[index, address],
+            )
+        )
         if reply is None or reply.message_type is not MessageType.METHOD_RETURN:
             raise VirtualBleError(f"AddAdapter hci{index} failed: {reply.body if reply else None}")
-        powered = await bus.call(Message(
-            destination="org.bluez", path=f"/org/bluez/hci{index}",
-            interface="org.freedesktop.DBus.Properties", member="Get", signature="ss",
-            body=["org.bluez.Adapter1", "Powered"]))
-        if powered is None or powered.message_type is not MessageType.METHOD_RETURN \
-                or powered.body[0].value is not True:
+        powered = await bus.call(
+            Message(
+                destination="org.bluez",
+                path=f"/org/bluez/hci{index}",
+                interface="org.freedesktop.DBus.Properties",
+                member="Get",
+                signature="ss",
+                body=["org.bluez.Adapter1", "Powered"],
+            )
+        )
+        if (
+            powered is None
+            or powered.message_type is not MessageType.METHOD_RETURN
+            or powered.body[0].value is not True
+        ):
             raise VirtualBleError(f"hci{index} was added but is not powered")
     finally:
         bus.disconnect()

@@ -50,7 +50,7 @@ _DEFAULT_ADAPTERS = 2
 _DEFAULT_SCAN_INTERVAL = 1
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``virtual-ble`` subcommand (with ``up``, ``down``, ``status``) to a CLI."""
     parser = subparsers.add_parser(
         "virtual-ble",
@@ -60,20 +60,42 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sub = parser.add_subparsers(dest="virtual_ble_command", required=True, metavar="COMMAND")
 
     def with_run_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR,
-                       help="state, bus socket and logs (default: %(default)s)")
+        p.add_argument(
+            "--run-dir",
+            type=Path,
+            default=DEFAULT_RUN_DIR,
+            help="state, bus socket and logs (default: %(default)s)",
+        )
         return p
 
     up = with_run_dir(sub.add_parser("up", help="start (or reuse) the bus and BlueZoo"))
-    up.add_argument("--adapters", type=int, default=None, metavar="N",
-                    help=f"number of adapters hci0..hciN-1 (default: {_DEFAULT_ADAPTERS})")
-    up.add_argument("--scan-interval", type=int, default=None, metavar="S",
-                    help=f"BlueZoo seconds between scan rounds (default: {_DEFAULT_SCAN_INTERVAL})")
-    up.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                    help="how long to wait for powered adapters (default: %(default)s)")
+    up.add_argument(
+        "--adapters",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"number of adapters hci0..hciN-1 (default: {_DEFAULT_ADAPTERS})",
+    )
+    up.add_argument(
+        "--scan-interval",
+        type=int,
+        default=None,
+        metavar="S",
+        help=f"BlueZoo seconds between scan rounds (default: {_DEFAULT_SCAN_INTERVAL})",
+    )
+    up.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait for powered adapters (default: %(default)s)",
+    )
     with_run_dir(sub.add_parser("down", help="stop them and remove the state"))
-    status = with_run_dir(sub.add_parser(
-        "status", help="report; exit 0 if up and powered, 1 if unhealthy, 3 if not up"))
+    status = with_run_dir(
+        sub.add_parser(
+            "status", help="report; exit 0 if up and powered, 1 if unhealthy, 3 if not up"
+        )
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -100,13 +122,17 @@ async def _up(args: argparse.Namespace) -> int:
     with _locked(run_dir):
         state = _load(run_dir)
         if state is not None and all(is_running(p) for p in state.processes):
-            wanted = {"adapters": (args.adapters, len(state.adapters)),
-                      "scan interval": (args.scan_interval, state.scan_interval)}
+            wanted = {
+                "adapters": (args.adapters, len(state.adapters)),
+                "scan interval": (args.scan_interval, state.scan_interval),
+            }
             for what, (asked, actual) in wanted.items():
                 if asked is not None and asked != actual:
-                    print(f"virtual-ble up: already up in {run_dir} with {what} {actual}, not "
-                          f"{asked}; run `device-sim virtual-ble down --run-dir {run_dir}` first",
-                          file=sys.stderr)
+                    print(
+                        f"virtual-ble up: already up in {run_dir} with {what} {actual}, not "
+                        f"{asked}; run `device-sim virtual-ble down --run-dir {run_dir}` first",
+                        file=sys.stderr,
+                    )
                     return 1
             print(f"# virtual-ble already up in {run_dir}; reusing it")
             _print_env(state)
@@ -117,7 +143,9 @@ async def _up(args: argparse.Namespace) -> int:
         _remove_state(run_dir)  # also a socket or config left by a failed or killed `up`
         vb = VirtualBle(
             _DEFAULT_ADAPTERS if args.adapters is None else args.adapters,
-            scan_interval=_DEFAULT_SCAN_INTERVAL if args.scan_interval is None else args.scan_interval,
+            scan_interval=_DEFAULT_SCAN_INTERVAL
+            if args.scan_interval is None
+            else args.scan_interval,
             timeout=args.timeout,
             workdir=run_dir,
         )
@@ -160,8 +188,10 @@ async def _status(args: argparse.Namespace) -> int:
             bus_address=state.bus_address,
             export=_export_line(state),
             processes=procs,
-            adapters=[{"name": n, "address": a, "powered": adapters.get(n, ("", False))[1]}
-                      for n, a in zip(state.adapters, state.addresses, strict=True)],
+            adapters=[
+                {"name": n, "address": a, "powered": adapters.get(n, ("", False))[1]}
+                for n, a in zip(state.adapters, state.addresses, strict=True)
+            ],
             bluezoo_log=str(state.bluezoo_log),
         )
         report["up"] = all(a["powered"] for a in report["adapters"]) and bool(adapters)
@@ -185,7 +215,9 @@ async def _status(args: argparse.Namespace) -> int:
 # -- helpers ------------------------------------------------------------------------------
 
 
-async def _read_adapters(state: VirtualBleState, timeout: float = 3.0) -> dict[str, tuple[str, bool]]:
+async def _read_adapters(
+    state: VirtualBleState, timeout: float = 3.0
+) -> dict[str, tuple[str, bool]]:
     """Adapter states over the bus; empty if the bus does not answer within ``timeout``."""
     try:
         async with asyncio.timeout(timeout):
@@ -194,7 +226,7 @@ async def _read_adapters(state: VirtualBleState, timeout: float = 3.0) -> dict[s
                 return await adapter_states(bus)
             finally:
                 bus.disconnect()
-                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+                await bus.wait_for_disconnect()
     except (OSError, TimeoutError, EOFError) as exc:
         logging.getLogger(__name__).debug("bus %s unreachable: %s", state.bus_address, exc)
         return {}
@@ -209,7 +241,10 @@ def _export_line(state: VirtualBleState) -> str:
 
 def _print_env(state: VirtualBleState) -> None:
     print(_export_line(state))
-    print("# adapters: " + " ".join(f"{n}={a}" for n, a in zip(state.adapters, state.addresses, strict=True)))
+    print(
+        "# adapters: "
+        + " ".join(f"{n}={a}" for n, a in zip(state.adapters, state.addresses, strict=True))
+    )
 
 
 @contextlib.contextmanager
@@ -252,14 +287,17 @@ def _load(run_dir: Path) -> VirtualBleState | None:
             scan_interval=int(raw["scan_interval"]),
             workdir=Path(raw["workdir"]),
             bluezoo_log=Path(raw["bluezoo_log"]),
-            processes=tuple(ProcInfo(str(p["name"]), int(p["pid"]), int(p["start_ticks"]))
-                            for p in raw["processes"]),
+            processes=tuple(
+                ProcInfo(str(p["name"]), int(p["pid"]), int(p["start_ticks"]))
+                for p in raw["processes"]
+            ),
         )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise VirtualBleError(f"unreadable state file {path} ({exc}); stop the processes "
-                              f"by hand and delete it") from exc
+        raise VirtualBleError(
+            f"unreadable state file {path} ({exc}); stop the processes by hand and delete it"
+        ) from exc
 
 
 def _save(run_dir: Path, state: VirtualBleState) -> None:
@@ -272,8 +310,9 @@ def _save(run_dir: Path, state: VirtualBleState) -> None:
         "scan_interval": state.scan_interval,
         "workdir": str(state.workdir),
         "bluezoo_log": str(state.bluezoo_log),
-        "processes": [{"name": p.name, "pid": p.pid, "start_ticks": p.start_ticks}
-                      for p in state.processes],
+        "processes": [
+            {"name": p.name, "pid": p.pid, "start_ticks": p.start_ticks} for p in state.processes
+        ],
     }
     tmp = run_dir / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(raw, indent=2) + "\n")
@@ -297,8 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = next((i for i, a in enumerate(args_list) if not a.startswith("-")), len(args_list))
         args_list.insert(first, "virtual-ble")
     args = parser.parse_args(args_list)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     return run(args)
 
 

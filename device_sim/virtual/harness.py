@@ -49,9 +49,19 @@ from .process import (
 )
 
 __all__ = [
-    "BUS_ENV", "DEFAULT_TIMEOUT", "STOP_TIMEOUT", "ProcInfo", "VirtualBle", "VirtualBleState",
-    "add_adapter", "adapter_states", "default_addresses", "find_bluezoo", "is_running",
-    "terminate", "use_bus",
+    "BUS_ENV",
+    "DEFAULT_TIMEOUT",
+    "STOP_TIMEOUT",
+    "ProcInfo",
+    "VirtualBle",
+    "VirtualBleState",
+    "adapter_states",
+    "add_adapter",
+    "default_addresses",
+    "find_bluezoo",
+    "is_running",
+    "terminate",
+    "use_bus",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -154,8 +164,14 @@ class VirtualBle:
         dbus_daemon: str = "dbus-daemon",
     ) -> None:
         self._addresses = _check_addresses(adapters, addresses)
-        if not isinstance(scan_interval, int) or isinstance(scan_interval, bool) or scan_interval < 1:
-            raise ConfigError("VirtualBle.scan_interval", f"must be an int >= 1 s, got {scan_interval!r}")
+        if (
+            not isinstance(scan_interval, int)
+            or isinstance(scan_interval, bool)
+            or scan_interval < 1
+        ):
+            raise ConfigError(
+                "VirtualBle.scan_interval", f"must be an int >= 1 s, got {scan_interval!r}"
+            )
         self._scan_interval = scan_interval
         self._timeout = timeout
         self._keep = keep
@@ -231,7 +247,10 @@ class VirtualBle:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 
@@ -245,7 +264,9 @@ class VirtualBle:
         """
         if self._procs:
             raise VirtualBleError("VirtualBle is already started")
-        dbus_daemon = _resolve_executable(self._dbus_daemon, "dbus-daemon not found: apt-get install dbus")
+        dbus_daemon = _resolve_executable(
+            self._dbus_daemon, "dbus-daemon not found: apt-get install dbus"
+        )
         program, *args = self._bluezoo_command or find_bluezoo()
         bluezoo = [_resolve_executable(program, _BLUEZOO_HINT), *args]
         self._infos, self._stage, self._seen = [], "dbus-daemon", {}
@@ -329,7 +350,9 @@ class VirtualBle:
         finally:
             os.close(read_end)
         if not address:
-            raise VirtualBleError(f"dbus-daemon exited before printing its address\n{log_tail(dbus_log)}")
+            raise VirtualBleError(
+                f"dbus-daemon exited before printing its address\n{log_tail(dbus_log)}"
+            )
         self._bus_address = address
         _LOG.debug("private system bus at %s", address)
 
@@ -347,7 +370,7 @@ class VirtualBle:
         finally:
             bus.disconnect()
             with contextlib.suppress(Exception):
-                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+                await bus.wait_for_disconnect()
 
     def _add(self, proc: Proc) -> None:
         self._procs.append(proc)
@@ -373,7 +396,9 @@ class VirtualBle:
                     woke.cancel()
                 if exited.done():
                     name = exited.result().info.name
-                    log = self.bluezoo_log if name == "bluezoo" else self.workdir / "dbus-daemon.log"
+                    log = (
+                        self.bluezoo_log if name == "bluezoo" else self.workdir / "dbus-daemon.log"
+                    )
                     raise VirtualBleError(f"{name} exited during start-up\n{log_tail(log)}")
             raise VirtualBleError(f"adapters not powered after {_MAX_READY_ROUNDS} bus signals")
         finally:
@@ -385,7 +410,9 @@ class VirtualBle:
             head = f"dbus-daemon {what} (no address printed within {self._timeout:g} s)"
             return f"{head}\n{log_tail(self.workdir / 'dbus-daemon.log')}"
         missing = [n for n in self.adapters if not self._seen.get(n, ("", False))[1]]
-        head = f"BlueZoo {what}: adapters not powered within {self._timeout:g} s: {', '.join(missing)}"
+        head = (
+            f"BlueZoo {what}: adapters not powered within {self._timeout:g} s: {', '.join(missing)}"
+        )
         return f"{head}\n{log_tail(self.bluezoo_log)}"
 
 
@@ -405,8 +432,14 @@ def _check_addresses(count: int | None, addresses: Sequence[str] | None) -> list
     result = [a.upper() for a in addresses]
     if count is not None and count != len(result):
         raise ConfigError("VirtualBle.addresses", f"{len(result)} addresses for {count} adapters")
-    if not result or len(set(result)) != len(result) or not all(_ADDRESS_RE.match(a) for a in result):
-        raise ConfigError("VirtualBle.addresses", f"need distinct XX:XX:XX:XX:XX:XX, got {addresses!r}")
+    if (
+        not result
+        or len(set(result)) != len(result)
+        or not all(_ADDRESS_RE.match(a) for a in result)
+    ):
+        raise ConfigError(
+            "VirtualBle.addresses", f"need distinct XX:XX:XX:XX:XX:XX, got {addresses!r}"
+        )
     return result
 
 

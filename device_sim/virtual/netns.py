@@ -50,19 +50,23 @@ def netns_unavailable_reason() -> str | None:
     if ip is None:
         return "iproute2 'ip' not found on PATH (apt install iproute2)"
     name = f"dsim-probe-{secrets.token_hex(3)}"
-    steps = [[ip, "netns", "add", name],
-             [ip, "-n", name, "link", "add", "probe0", "type", "veth", "peer", "name", "probe1"]]
+    steps = [
+        [ip, "netns", "add", name],
+        [ip, "-n", name, "link", "add", "probe0", "type", "veth", "peer", "name", "probe1"],
+    ]
     try:
         for argv in steps:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-                                  check=False)
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+            )
             if done.returncode != 0:
                 return f"cannot run {shlex.join(argv[1:])} (root needed): {done.stderr.strip()}"
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"ip netns trial failed: {exc}"
     finally:
-        subprocess.run([ip, "netns", "del", name], capture_output=True, timeout=COMMAND_TIMEOUT,
-                       check=False)
+        subprocess.run(
+            [ip, "netns", "del", name], capture_output=True, timeout=COMMAND_TIMEOUT, check=False
+        )
     return None
 
 
@@ -94,7 +98,8 @@ async def run(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> str:
     cmd = shlex.join(argv)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
     except OSError as exc:
         raise TransportError(f"{cmd}: {exc}", code=Code.SOFTAP_UNAVAILABLE) from exc
     try:
@@ -102,13 +107,15 @@ async def run(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> str:
     except BaseException as exc:  # timeout or cancellation: never leave the child behind
         await reap(proc)
         if isinstance(exc, TimeoutError):
-            raise TransportError(f"{cmd}: no exit within {timeout:g} s",
-                                 code=Code.SOFTAP_UNAVAILABLE) from None
+            raise TransportError(
+                f"{cmd}: no exit within {timeout:g} s", code=Code.SOFTAP_UNAVAILABLE
+            ) from None
         raise
     if proc.returncode != 0:
         stderr = err.decode(errors="replace").strip() or "no stderr"
-        raise TransportError(f"{cmd} failed (exit {proc.returncode}): {stderr}",
-                             code=Code.SOFTAP_UNAVAILABLE)
+        raise TransportError(
+            f"{cmd} failed (exit {proc.returncode}): {stderr}", code=Code.SOFTAP_UNAVAILABLE
+        )
     return out.decode(errors="replace")
 
 
@@ -121,16 +128,26 @@ class VethLink(Component):
     TransportError from :meth:`start` after undoing whatever it had already created.
     """
 
-    def __init__(self, *, device_address: str = "192.168.4.1/24", prefix: str = "dsim",
-                 timeout: float = COMMAND_TIMEOUT) -> None:
+    def __init__(
+        self,
+        *,
+        device_address: str = "192.168.4.1/24",
+        prefix: str = "dsim",
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> None:
         if not _PREFIX_RE.match(prefix):
-            raise ValueError(f"namespace prefix {prefix!r}: 1-7 lowercase letters/digits "
-                             "(interface names are limited to 15 characters)")
+            raise ValueError(
+                f"namespace prefix {prefix!r}: 1-7 lowercase letters/digits "
+                "(interface names are limited to 15 characters)"
+            )
         iface = ipaddress.IPv4Interface(device_address)  # ValueError when malformed
-        if iface.network.prefixlen > 30 or iface.ip in (iface.network.network_address,
-                                                        iface.network.broadcast_address):
-            raise ValueError(f"device address {device_address}: needs a host address in a /30 "
-                             "or larger subnet")
+        if iface.network.prefixlen > 30 or iface.ip in (
+            iface.network.network_address,
+            iface.network.broadcast_address,
+        ):
+            raise ValueError(
+                f"device address {device_address}: needs a host address in a /30 or larger subnet"
+            )
         suffix = secrets.token_hex(3)
         self.device_ns = f"{prefix}-dev-{suffix}"
         self.phone_ns = f"{prefix}-phone-{suffix}"
@@ -145,8 +162,10 @@ class VethLink(Component):
         self._made_netns_etc = False
 
     def __repr__(self) -> str:
-        return (f"VethLink({self.device_ns}:{self.device_if} {self.device_address}/"
-                f"{self.prefix_len} <-> {self.phone_ns}:{self.phone_if})")
+        return (
+            f"VethLink({self.device_ns}:{self.device_if} {self.device_address}/"
+            f"{self.prefix_len} <-> {self.phone_ns}:{self.phone_if})"
+        )
 
     @staticmethod
     def exec_argv(ns: str, argv: Sequence[str]) -> list[str]:
@@ -167,10 +186,29 @@ class VethLink(Component):
             for ns in (self.device_ns, self.phone_ns):
                 await self._ip("netns", "add", ns)
                 self._namespaces.append(ns)
-            await self._ip("link", "add", self.device_if, "netns", self.device_ns, "type", "veth",
-                           "peer", "name", self.phone_if, "netns", self.phone_ns)
-            await self._ip("-n", self.device_ns, "addr", "add",
-                           f"{self.device_address}/{self.prefix_len}", "dev", self.device_if)
+            await self._ip(
+                "link",
+                "add",
+                self.device_if,
+                "netns",
+                self.device_ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.phone_if,
+                "netns",
+                self.phone_ns,
+            )
+            await self._ip(
+                "-n",
+                self.device_ns,
+                "addr",
+                "add",
+                f"{self.device_address}/{self.prefix_len}",
+                "dev",
+                self.device_if,
+            )
             for ns, ifname in ((self.device_ns, self.device_if), (self.phone_ns, self.phone_if)):
                 await self._ip("-n", ns, "link", "set", "lo", "up")
                 await self._ip("-n", ns, "link", "set", ifname, "up")
@@ -209,7 +247,7 @@ class VethLink(Component):
         self._etc_dirs.clear()
         if self._made_netns_etc:  # leave /etc as found; another link may still be using it
             with contextlib.suppress(OSError):
-                NETNS_ETC.rmdir()
+                NETNS_ETC.rmdir()  # noqa: ASYNC240 - one local rmdir
             self._made_netns_etc = False
         failures: list[str] = []
         while self._namespaces:

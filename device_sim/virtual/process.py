@@ -46,7 +46,8 @@ def _stat(pid: int) -> tuple[str, int] | None:
 
 
 def is_running(info: ProcInfo) -> bool:
-    """True while ``info.pid`` is the recorded process and it has not exited (zombies count as gone)."""
+    """True while ``info.pid`` is the recorded process and it has not exited (zombies count as
+    gone)."""
     stat = _stat(info.pid)
     return stat is not None and stat[1] == info.start_ticks and stat[0] not in "ZXx"
 
@@ -75,8 +76,14 @@ class Proc:
             self._pidfd = os.pidfd_open(info.pid)
 
     @classmethod
-    def spawn(cls, name: str, argv: list[str], env: dict[str, str], log: Path,
-              stdout_fd: int | None = None) -> Proc:
+    def spawn(
+        cls,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log: Path,
+        stdout_fd: int | None = None,
+    ) -> Proc:
         """Start ``argv`` in a new session; stdin /dev/null, stderr (and stdout) to ``log``.
 
         Raises:
@@ -128,7 +135,7 @@ class Proc:
                     await _readable(self._pidfd)  # a pidfd turns readable when its process exits
                 else:
                     # No pidfd to await: poll briefly; the timeout (or the caller) bounds it.
-                    while not self.exited():
+                    while not self.exited():  # noqa: ASYNC110 - nothing to await but the poll
                         await asyncio.sleep(0.05)
         except TimeoutError:
             return False
@@ -169,8 +176,12 @@ async def stop_all(procs: Sequence[Proc], timeout: float) -> None:
             if not proc.exited():
                 proc.signal_group(signal.SIGTERM)
                 if not await proc.wait(timeout):
-                    _LOG.warning("%s (pid %d) ignored SIGTERM for %g s; killing it",
-                                 proc.info.name, proc.info.pid, timeout)
+                    _LOG.warning(
+                        "%s (pid %d) ignored SIGTERM for %g s; killing it",
+                        proc.info.name,
+                        proc.info.pid,
+                        timeout,
+                    )
                     proc.signal_group(signal.SIGKILL)
                     await proc.wait(timeout)
             pending.pop(0).finish()

@@ -1,1 +1,2 @@
-"""The NetworkManager network backend (Raspberry Pi OS bookworm and later), over D-Bus with dbus-fast."""
+"""The NetworkManager network backend (Raspberry Pi OS bookworm and later), over D-Bus with
+dbus-fast."""

@@ -24,13 +24,27 @@ from dbus_fast.errors import AuthError, DBusError
 
 from ...codes import Code
 from ...errors import ConfigError, NetworkError
-from ..base import (AccessPoint, AccessPointConfig, JoinResult, NetworkBackend, Phase,
-                    PhaseCallback, validate_credentials)
+from ..base import (
+    AccessPoint,
+    AccessPointConfig,
+    JoinResult,
+    NetworkBackend,
+    Phase,
+    PhaseCallback,
+    validate_credentials,
+)
 from ..checks import Resolver, check_dns, check_tls, system_resolver
 from . import device, hotspot, mapping, profiles
 from .client import NMClient, translate
-from .defs import (DEVICE_IFACE, ERR_NAME_HAS_NO_OWNER, ERR_SERVICE_UNKNOWN,
-                   MANAGER_IFACE, MANAGER_PATH, Connectivity, DeviceState)
+from .defs import (
+    DEVICE_IFACE,
+    ERR_NAME_HAS_NO_OWNER,
+    ERR_SERVICE_UNKNOWN,
+    MANAGER_IFACE,
+    MANAGER_PATH,
+    Connectivity,
+    DeviceState,
+)
 from .hotspot import CAPTIVE_CONF_NAME, DEFAULT_CAPTIVE_API_URL, DEFAULT_DNSMASQ_SHARED_DIR
 from .profiles import STORE_KEY, Profile
 
@@ -57,29 +71,48 @@ class NetworkManagerBackend(NetworkBackend):
     Raises ConfigError for bad options.
     """
 
-    def __init__(self, store: DeviceStore | None = None, *, interface: str | None = None,
-                 scan_timeout: float = 10.0, cloud_host: str = "device-sim.example",
-                 cloud_port: int = 443, cloud_ca: Path | None = None,
-                 dns_names: Sequence[str] | None = None, check_timeout: float = 5.0,
-                 resolver: Resolver = system_resolver, join_timeout: float = 90.0,
-                 dnsmasq_shared_dir: Path | None = DEFAULT_DNSMASQ_SHARED_DIR,
-                 captive_api_url: str = DEFAULT_CAPTIVE_API_URL,
-                 bus_address: str | None = None) -> None:
-        for field, value, high in (("scan_timeout", scan_timeout, 120),
-                                   ("check_timeout", check_timeout, 300),
-                                   ("join_timeout", join_timeout, 600)):
-            if isinstance(value, bool) or not isinstance(value, int | float) \
-                    or not 0 < value <= high:
-                raise ConfigError(f"networkmanager backend: {field}",
-                                  f"must be between 0 and {high} seconds, not {value!r}")
+    def __init__(
+        self,
+        store: DeviceStore | None = None,
+        *,
+        interface: str | None = None,
+        scan_timeout: float = 10.0,
+        cloud_host: str = "device-sim.example",
+        cloud_port: int = 443,
+        cloud_ca: Path | None = None,
+        dns_names: Sequence[str] | None = None,
+        check_timeout: float = 5.0,
+        resolver: Resolver = system_resolver,
+        join_timeout: float = 90.0,
+        dnsmasq_shared_dir: Path | None = DEFAULT_DNSMASQ_SHARED_DIR,
+        captive_api_url: str = DEFAULT_CAPTIVE_API_URL,
+        bus_address: str | None = None,
+    ) -> None:
+        for field, value, high in (
+            ("scan_timeout", scan_timeout, 120),
+            ("check_timeout", check_timeout, 300),
+            ("join_timeout", join_timeout, 600),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value <= high
+            ):
+                raise ConfigError(
+                    f"networkmanager backend: {field}",
+                    f"must be between 0 and {high} seconds, not {value!r}",
+                )
         if not isinstance(cloud_port, int) or not 0 < cloud_port < 65536:
-            raise ConfigError("networkmanager backend: cloud_port",
-                              f"{cloud_port!r} not in 1..65535")
+            raise ConfigError(
+                "networkmanager backend: cloud_port", f"{cloud_port!r} not in 1..65535"
+            )
         if not cloud_host:
             raise ConfigError("networkmanager backend: cloud_host", "must not be empty")
         if '"' in captive_api_url or "{address}" not in captive_api_url:
-            raise ConfigError("networkmanager backend: captive_api_url",
-                              f"{captive_api_url!r} needs '{{address}}' and no quotes")
+            raise ConfigError(
+                "networkmanager backend: captive_api_url",
+                f"{captive_api_url!r} needs '{{address}}' and no quotes",
+            )
         self._ledger = profiles.Ledger(store, self._started)
         self._interface = interface
         self._scan_timeout = float(scan_timeout)
@@ -98,7 +131,7 @@ class NetworkManagerBackend(NetworkBackend):
         self.version = ""
         self._lock = asyncio.Lock()
         self._seen: dict[bytes, AccessPoint] = {}  # strongest BSS per SSID in the last scan
-        self._current: Profile | None = None        # the station profile joined last
+        self._current: Profile | None = None  # the station profile joined last
         self._ap: AccessPointConfig | None = None
         self._ap_profile: Profile | None = None
 
@@ -126,10 +159,12 @@ class NetworkManagerBackend(NetworkBackend):
             return
         try:
             self._ssl = ssl.create_default_context(
-                cafile=str(self._cloud_ca) if self._cloud_ca else None)
+                cafile=str(self._cloud_ca) if self._cloud_ca else None
+            )
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError("networkmanager backend: cloud_ca",
-                              f"cannot load {self._cloud_ca}: {exc}") from None
+            raise ConfigError(
+                "networkmanager backend: cloud_ca", f"cannot load {self._cloud_ca}: {exc}"
+            ) from None
         client = NMClient(self._bus_address)
         try:
             await client.connect()
@@ -138,8 +173,9 @@ class NetworkManagerBackend(NetworkBackend):
         except BaseException as exc:
             await client.close()
             if isinstance(exc, DBusError | OSError | EOFError | AuthError):
-                raise translate(exc, doing="starting the NetworkManager backend",
-                                interface=self._interface) from None
+                raise translate(
+                    exc, doing="starting the NetworkManager backend", interface=self._interface
+                ) from None
             raise
         self._client = client
         log.info("%s: NetworkManager %s, device %s", self.name, self.version, self._device)
@@ -157,14 +193,17 @@ class NetworkManagerBackend(NetworkBackend):
 
     def _started(self) -> NMClient:
         if self._client is None:
-            raise NetworkError(Code.INTERNAL_ERROR, f"{self.name} is not started "
-                                                    "(use 'async with backend:')")
+            raise NetworkError(
+                Code.INTERNAL_ERROR, f"{self.name} is not started (use 'async with backend:')"
+            )
         return self._client
 
     def _radio_free(self, what: str) -> None:
         if self._ap is not None:
-            raise NetworkError(Code.INTERNAL_ERROR,
-                               f"cannot {what}: the radio is the access point {self._ap.ssid!r}")
+            raise NetworkError(
+                Code.INTERNAL_ERROR,
+                f"cannot {what}: the radio is the access point {self._ap.ssid!r}",
+            )
 
     # -- scan -----------------------------------------------------------------------------------
     async def scan(self) -> list[AccessPoint]:
@@ -178,8 +217,9 @@ class NetworkManagerBackend(NetworkBackend):
             return await self._scan_locked()
 
     async def _scan_locked(self) -> list[AccessPoint]:
-        aps = await device.scan(self._started(), self._device, timeout=self._scan_timeout,
-                                version=self.version)
+        aps = await device.scan(
+            self._started(), self._device, timeout=self._scan_timeout, version=self.version
+        )
         self._seen = {}
         for ap in aps:
             if ap.ssid:
@@ -187,8 +227,14 @@ class NetworkManagerBackend(NetworkBackend):
         return aps
 
     # -- join -----------------------------------------------------------------------------------
-    async def join(self, ssid: bytes, passphrase: str | None, *, hidden: bool = False,
-                   on_phase: PhaseCallback | None = None) -> JoinResult:
+    async def join(
+        self,
+        ssid: bytes,
+        passphrase: str | None,
+        *,
+        hidden: bool = False,
+        on_phase: PhaseCallback | None = None,
+    ) -> JoinResult:
         """Join ``ssid`` with an in-memory profile; see :class:`NetworkBackend` for the codes."""
         ssid = bytes(ssid)
         async with self._lock:
@@ -200,39 +246,71 @@ class NetworkManagerBackend(NetworkBackend):
             if seen is None and not hidden:
                 await self._scan_locked()
                 if (seen := self._seen.get(ssid)) is None:
-                    raise _fail(Code.NETWORK_NOT_FOUND, Phase.SCANNING,
-                                f"no access point with SSID {label} was seen (if it is hidden, "
-                                f"join with hidden=true)", ssid_hex=ssid.hex())
+                    raise _fail(
+                        Code.NETWORK_NOT_FOUND,
+                        Phase.SCANNING,
+                        f"no access point with SSID {label} was seen (if it is hidden, "
+                        f"join with hidden=true)",
+                        ssid_hex=ssid.hex(),
+                    )
             security = seen.security if seen is not None else None
             if security is not None and not security.supported:
-                raise _fail(Code.UNSUPPORTED_SECURITY, Phase.SCANNING,
-                            f"{label} uses {security}, which the device cannot join",
-                            security=str(security))
+                raise _fail(
+                    Code.UNSUPPORTED_SECURITY,
+                    Phase.SCANNING,
+                    f"{label} uses {security}, which the device cannot join",
+                    security=str(security),
+                )
             validate_credentials(ssid, passphrase, security)
             await self._drop_current()
             settings = mapping.station_settings(ssid, passphrase, security, hidden=hidden)
-            log.info("joining %s (%s%s)", label, security or "security unknown",
-                     ", hidden" if hidden else "")
-            _emit(on_phase, Phase.ASSOCIATING,
-                  {"bssid": seen.bssid, "band": str(seen.band), "channel": seen.channel,
-                   "rssi": seen.rssi} if seen else {"ssid_hex": ssid.hex(), "hidden": True})
+            log.info(
+                "joining %s (%s%s)",
+                label,
+                security or "security unknown",
+                ", hidden" if hidden else "",
+            )
+            _emit(
+                on_phase,
+                Phase.ASSOCIATING,
+                {
+                    "bssid": seen.bssid,
+                    "band": str(seen.band),
+                    "channel": seen.channel,
+                    "rssi": seen.rssi,
+                }
+                if seen
+                else {"ssid_hex": ssid.hex(), "hidden": True},
+            )
             emitted: set[int] = set()
 
             def on_state(state: int) -> None:
-                phase = {DeviceState.NEED_AUTH: Phase.AUTHENTICATING,
-                         DeviceState.IP_CONFIG: Phase.DHCP}.get(DeviceState(state))
+                phase = {
+                    DeviceState.NEED_AUTH: Phase.AUTHENTICATING,
+                    DeviceState.IP_CONFIG: Phase.DHCP,
+                }.get(DeviceState(state))
                 if phase is not None and state not in emitted:
                     emitted.add(state)
                     _emit(on_phase, phase, {"nm_state": DeviceState(state).name})
 
             profile, outcome = await profiles.activate(
-                client, self._ledger, settings, "station", ssid, on_state, device=self._device,
-                iface=self._iface, timeout=self._join_timeout, doing=f"joining {label}",
-                code=Code.JOIN_FAILED)
+                client,
+                self._ledger,
+                settings,
+                "station",
+                ssid,
+                on_state,
+                device=self._device,
+                iface=self._iface,
+                timeout=self._join_timeout,
+                doing=f"joining {label}",
+                code=Code.JOIN_FAILED,
+            )
             if not outcome.ok:
                 await self._ledger.discard(profile)
-                error = mapping.join_error(outcome, ssid=ssid, scan_security=security,
-                                           timeout=self._join_timeout)
+                error = mapping.join_error(
+                    outcome, ssid=ssid, scan_security=security, timeout=self._join_timeout
+                )
                 log.info("joining %s failed: %s", label, error.detail)
                 raise error
             try:
@@ -240,8 +318,9 @@ class NetworkManagerBackend(NetworkBackend):
             except BaseException as exc:
                 await self._ledger.discard(profile)
                 if isinstance(exc, DBusError | OSError | EOFError):
-                    raise translate(exc, doing=f"reading the lease on {label}",
-                                    code=Code.JOIN_FAILED) from None
+                    raise translate(
+                        exc, doing=f"reading the lease on {label}", code=Code.JOIN_FAILED
+                    ) from None
                 raise
             self._current = profile
             log.info("joined %s: %s via %s", label, result.ip, result.gateway or "no gateway")
@@ -262,9 +341,12 @@ class NetworkManagerBackend(NetworkBackend):
             try:
                 state = int(await client.get(self._device, DEVICE_IFACE, "State"))
                 if state != DeviceState.ACTIVATED:
-                    raise _fail(Code.NO_INTERNET, Phase.CAPTIVE_PORTAL,
-                                f"the Wi-Fi connection dropped (NetworkManager: "
-                                f"{mapping.describe(state, 0).split(', ')[0]})")
+                    raise _fail(
+                        Code.NO_INTERNET,
+                        Phase.CAPTIVE_PORTAL,
+                        f"the Wi-Fi connection dropped (NetworkManager: "
+                        f"{mapping.describe(state, 0).split(', ')[0]})",
+                    )
                 _emit(on_phase, Phase.CAPTIVE_PORTAL, {"check": "networkmanager"})
                 value = await self._connectivity(client)
             except (DBusError, OSError, EOFError) as exc:
@@ -275,17 +357,27 @@ class NetworkManagerBackend(NetworkBackend):
                 connectivity = Connectivity.UNKNOWN
             raw = {"nm_connectivity": connectivity.name}
             if connectivity == Connectivity.PORTAL:
-                raise _fail(Code.CAPTIVE_PORTAL, Phase.CAPTIVE_PORTAL,
-                            "NetworkManager's connectivity check found a captive portal: the "
-                            "network wants a sign-in page first", **raw)
+                raise _fail(
+                    Code.CAPTIVE_PORTAL,
+                    Phase.CAPTIVE_PORTAL,
+                    "NetworkManager's connectivity check found a captive portal: the "
+                    "network wants a sign-in page first",
+                    **raw,
+                )
             _emit(on_phase, Phase.INTERNET, {"connectivity": connectivity.name})
             if connectivity in (Connectivity.NONE, Connectivity.LIMITED):
-                raise _fail(Code.NO_INTERNET, Phase.INTERNET,
-                            f"NetworkManager reports connectivity {connectivity.name}: the "
-                            f"network does not reach the internet", **raw)
+                raise _fail(
+                    Code.NO_INTERNET,
+                    Phase.INTERNET,
+                    f"NetworkManager reports connectivity {connectivity.name}: the "
+                    f"network does not reach the internet",
+                    **raw,
+                )
             if connectivity == Connectivity.UNKNOWN:
-                log.info("connectivity UNKNOWN (NetworkManager's check disabled?); relying on "
-                         "the DNS and TLS checks")
+                log.info(
+                    "connectivity UNKNOWN (NetworkManager's check disabled?); relying on "
+                    "the DNS and TLS checks"
+                )
             _emit(on_phase, Phase.DNS, {"hosts": list(self._dns_names)})
             addresses: list[str] = []
             for host in self._dns_names:
@@ -293,8 +385,13 @@ class NetworkManagerBackend(NetworkBackend):
                 addresses = addresses or found
             _emit(on_phase, Phase.TLS, {"host": self._cloud_host, "port": self._cloud_port})
             assert self._ssl is not None
-            await check_tls(addresses, self._cloud_port, ssl_context=self._ssl,
-                            server_hostname=self._cloud_host, timeout=timeout)
+            await check_tls(
+                addresses,
+                self._cloud_port,
+                ssl_context=self._ssl,
+                server_hostname=self._cloud_host,
+                timeout=timeout,
+            )
             await profiles.save(client, self._ledger, profile)
 
     async def _connectivity(self, client: NMClient) -> int:
@@ -307,8 +404,11 @@ class NetworkManagerBackend(NetworkBackend):
         except DBusError as exc:
             if exc.type in (ERR_SERVICE_UNKNOWN, ERR_NAME_HAS_NO_OWNER):
                 raise
-            log.info("CheckConnectivity refused (%s: %s); using NetworkManager's last result",
-                     exc.type, exc.text)
+            log.info(
+                "CheckConnectivity refused (%s: %s); using NetworkManager's last result",
+                exc.type,
+                exc.text,
+            )
         return int(await client.get(MANAGER_PATH, MANAGER_IFACE, "Connectivity"))
 
     # -- leaving --------------------------------------------------------------------------------
@@ -331,8 +431,11 @@ class NetworkManagerBackend(NetworkBackend):
                 try:
                     await profiles.delete(client, profile)
                 except (DBusError, OSError, EOFError) as exc:
-                    raise translate(exc, doing="deleting device-sim's network profiles",
-                                    code=Code.INTERNAL_ERROR) from None
+                    raise translate(
+                        exc,
+                        doing="deleting device-sim's network profiles",
+                        code=Code.INTERNAL_ERROR,
+                    ) from None
                 self._ledger.remove(profile.uuid)
             self._seen = {}
 
@@ -362,9 +465,14 @@ class NetworkManagerBackend(NetworkBackend):
             await self._drop_current()
             conf = self._captive.write(config)
             try:
-                profile = await hotspot.activate(client, self._ledger, config,
-                                                 device=self._device, iface=self._iface,
-                                                 timeout=self._join_timeout)
+                profile = await hotspot.activate(
+                    client,
+                    self._ledger,
+                    config,
+                    device=self._device,
+                    iface=self._iface,
+                    timeout=self._join_timeout,
+                )
             except BaseException:
                 if conf is not None:
                     self._captive.remove()

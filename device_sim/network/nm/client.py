@@ -19,8 +19,16 @@ from dbus_fast.errors import AuthError, DBusError
 
 from ...codes import Code
 from ...errors import DeviceSimError, NetworkError, TransportError
-from .defs import (BUS_NAME, ERR_ACCESS_DENIED, ERR_NAME_HAS_NO_OWNER, ERR_NM_PERMISSION_DENIED,
-                   ERR_NM_UNKNOWN_DEVICE, ERR_SERVICE_UNKNOWN, ERR_UNKNOWN_METHOD, PROPS_IFACE)
+from .defs import (
+    BUS_NAME,
+    ERR_ACCESS_DENIED,
+    ERR_NAME_HAS_NO_OWNER,
+    ERR_NM_PERMISSION_DENIED,
+    ERR_NM_UNKNOWN_DEVICE,
+    ERR_SERVICE_UNKNOWN,
+    ERR_UNKNOWN_METHOD,
+    PROPS_IFACE,
+)
 
 __all__ = ["NMClient", "SignalCallback", "Unsubscribe", "translate", "unwrap"]
 
@@ -31,9 +39,11 @@ Unsubscribe = Callable[[], Awaitable[None]]
 
 _DBUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
 
-POLKIT_HINT = ("run device-sim as root or grant the polkit action "
-               "org.freedesktop.NetworkManager.network-control (and "
-               "org.freedesktop.NetworkManager.settings.modify.system) to its user")
+POLKIT_HINT = (
+    "run device-sim as root or grant the polkit action "
+    "org.freedesktop.NetworkManager.network-control (and "
+    "org.freedesktop.NetworkManager.settings.modify.system) to its user"
+)
 NOT_RUNNING_HINT = "start it with `systemctl start NetworkManager`"
 
 
@@ -48,8 +58,9 @@ def unwrap(value: Any) -> Any:
     return value
 
 
-def translate(error: BaseException, *, doing: str, code: Code | None = None,
-              interface: str | None = None) -> DeviceSimError:
+def translate(
+    error: BaseException, *, doing: str, code: Code | None = None, interface: str | None = None
+) -> DeviceSimError:
     """A device-sim error for a failed NetworkManager request ``doing`` (e.g. "joining 'Home'").
 
     ``error`` is a :class:`DBusError` reply, or the exception a bus connection raised. With
@@ -66,16 +77,22 @@ def translate(error: BaseException, *, doing: str, code: Code | None = None,
         elif error.type in (ERR_SERVICE_UNKNOWN, ERR_NAME_HAS_NO_OWNER):
             what = f"NetworkManager is not running (nothing owns {BUS_NAME}); {NOT_RUNNING_HINT}"
         elif error.type == ERR_NM_UNKNOWN_DEVICE:
-            what = (f"the Wi-Fi interface {interface or '?'} does not exist or is not managed by "
-                    f"NetworkManager; see `nmcli device`")
+            what = (
+                f"the Wi-Fi interface {interface or '?'} does not exist or is not managed by "
+                f"NetworkManager; see `nmcli device`"
+            )
         elif error.type == ERR_UNKNOWN_METHOD:
-            what = (f"NetworkManager does not know this request ({error.text}); device-sim needs "
-                    f"NetworkManager 1.16 or later")
+            what = (
+                f"NetworkManager does not know this request ({error.text}); device-sim needs "
+                f"NetworkManager 1.16 or later"
+            )
         else:
             what = f"NetworkManager answered {error.type}: {error.text}"
     elif isinstance(error, OSError | EOFError | AuthError):
-        what = (f"cannot talk to the system D-Bus ({type(error).__name__}: {error}); is dbus "
-                f"running, and DBUS_SYSTEM_BUS_ADDRESS right if set?")
+        what = (
+            f"cannot talk to the system D-Bus ({type(error).__name__}: {error}); is dbus "
+            f"running, and DBUS_SYSTEM_BUS_ADDRESS right if set?"
+        )
         raw = {"reason": str(error) or type(error).__name__}
     else:
         what = f"D-Bus request failed: {type(error).__name__}: {error}"
@@ -116,27 +133,43 @@ class NMClient:
             return
         bus.disconnect()
         with contextlib.suppress(Exception):
-            await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+            await bus.wait_for_disconnect()
 
     def _require(self) -> MessageBus:
         if self._bus is None:
             raise EOFError("not connected to the system bus")
         return self._bus
 
-    async def call(self, path: str, iface: str, member: str, signature: str = "",
-                   body: list[Any] | None = None, *, destination: str | None = None) -> list[Any]:
+    async def call(
+        self,
+        path: str,
+        iface: str,
+        member: str,
+        signature: str = "",
+        body: list[Any] | None = None,
+        *,
+        destination: str | None = None,
+    ) -> list[Any]:
         """Call ``iface.member`` on ``path``; return the reply body (Variants kept).
 
         Raises DBusError for an error reply; EOFError or OSError when the bus is gone.
         """
         bus = self._require()
-        reply = await bus.call(Message(destination=destination or self._destination, path=path,
-                                       interface=iface, member=member, signature=signature,
-                                       body=body or [], flags=MessageFlag.NO_AUTOSTART))
+        reply = await bus.call(
+            Message(
+                destination=destination or self._destination,
+                path=path,
+                interface=iface,
+                member=member,
+                signature=signature,
+                body=body or [],
+                flags=MessageFlag.NO_AUTOSTART,
+            )
+        )
         if reply is None:
             raise EOFError(f"no reply to {member}")
         if reply.message_type == MessageType.ERROR:
-            raise DBusError._from_message(reply)  # noqa: SLF001 - dbus-fast's own constructor
+            raise DBusError._from_message(reply)
         return list(reply.body)
 
     async def get(self, path: str, iface: str, prop: str) -> Any:
@@ -149,8 +182,9 @@ class NMClient:
         body = await self.call(path, PROPS_IFACE, "GetAll", "s", [iface])
         return {str(k): unwrap(v) for k, v in body[0].items()}
 
-    async def subscribe(self, path_prefix: str, iface: str, member: str,
-                        callback: SignalCallback) -> Unsubscribe:
+    async def subscribe(
+        self, path_prefix: str, iface: str, member: str, callback: SignalCallback
+    ) -> Unsubscribe:
         """Call ``callback(message)`` for each ``iface.member`` signal at or below ``path_prefix``.
 
         The match is registered with the bus before this returns, so no signal sent after it is
@@ -158,14 +192,16 @@ class NMClient:
         Raises DBusError when the bus refuses the match rule.
         """
         bus = self._require()
-        rule = (f"type='signal',interface='{iface}',member='{member}',"
-                f"path_namespace='{path_prefix}'")
+        rule = f"type='signal',interface='{iface}',member='{member}',path_namespace='{path_prefix}'"
 
         def on_message(msg: Message) -> None:
-            if (msg.message_type == MessageType.SIGNAL and msg.interface == iface
-                    and msg.member == member and msg.path is not None
-                    and (msg.path == path_prefix or msg.path.startswith(path_prefix.rstrip("/")
-                                                                        + "/"))):
+            if (
+                msg.message_type == MessageType.SIGNAL
+                and msg.interface == iface
+                and msg.member == member
+                and msg.path is not None
+                and (msg.path == path_prefix or msg.path.startswith(path_prefix.rstrip("/") + "/"))
+            ):
                 try:
                     callback(msg)
                 except Exception:  # a broken callback must not break the bus's reader
@@ -182,7 +218,8 @@ class NMClient:
             bus.remove_message_handler(on_message)
             if bus.connected:
                 with contextlib.suppress(Exception):
-                    await self.call(_DBUS[1], _DBUS[2], "RemoveMatch", "s", [rule],
-                                    destination=_DBUS[0])
+                    await self.call(
+                        _DBUS[1], _DBUS[2], "RemoveMatch", "s", [rule], destination=_DBUS[0]
+                    )
 
         return unsubscribe

@@ -24,8 +24,14 @@ from . import mapping, profiles
 from .client import NMClient, translate
 from .defs import WIRELESS_IFACE, WifiCapabilities
 
-__all__ = ["CAPTIVE_CONF_NAME", "DEFAULT_CAPTIVE_API_URL", "DEFAULT_DNSMASQ_SHARED_DIR",
-           "CaptiveConf", "activate", "require_ap_mode"]
+__all__ = [
+    "CAPTIVE_CONF_NAME",
+    "DEFAULT_CAPTIVE_API_URL",
+    "DEFAULT_DNSMASQ_SHARED_DIR",
+    "CaptiveConf",
+    "activate",
+    "require_ap_mode",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +45,53 @@ async def require_ap_mode(client: NMClient, device: str) -> None:
     try:
         caps = int(await client.get(device, WIRELESS_IFACE, "WirelessCapabilities"))
     except (DBusError, OSError, EOFError) as exc:
-        raise translate(exc, doing="starting the access point",
-                        code=Code.SOFTAP_UNAVAILABLE) from None
+        raise translate(
+            exc, doing="starting the access point", code=Code.SOFTAP_UNAVAILABLE
+        ) from None
     if not caps & WifiCapabilities.AP:
-        raise NetworkError(Code.SOFTAP_UNAVAILABLE, "this Wi-Fi device cannot be an access point",
-                           raw={"wireless_capabilities": caps})
+        raise NetworkError(
+            Code.SOFTAP_UNAVAILABLE,
+            "this Wi-Fi device cannot be an access point",
+            raw={"wireless_capabilities": caps},
+        )
 
 
-async def activate(client: NMClient, ledger: profiles.Ledger, config: AccessPointConfig, *,
-                   device: str, iface: str, timeout: float) -> profiles.Profile:
+async def activate(
+    client: NMClient,
+    ledger: profiles.Ledger,
+    config: AccessPointConfig,
+    *,
+    device: str,
+    iface: str,
+    timeout: float,
+) -> profiles.Profile:
     """Start the hotspot connection for ``config`` on ``device``; returns its (recorded) profile.
 
     Raises NetworkError(SOFTAP_UNAVAILABLE) when NetworkManager refuses or fails to start it.
     """
     settings = mapping.hotspot_settings(config, interface=iface)
     profile, outcome = await profiles.activate(
-        client, ledger, settings, "hotspot", config.ssid.encode(), lambda state: None,
-        device=device, iface=iface, timeout=timeout,
-        doing=f"starting the access point {config.ssid!r}", code=Code.SOFTAP_UNAVAILABLE)
+        client,
+        ledger,
+        settings,
+        "hotspot",
+        config.ssid.encode(),
+        lambda state: None,
+        device=device,
+        iface=iface,
+        timeout=timeout,
+        doing=f"starting the access point {config.ssid!r}",
+        code=Code.SOFTAP_UNAVAILABLE,
+    )
     if not outcome.ok:
         await ledger.discard(profile)
-        raise NetworkError(Code.SOFTAP_UNAVAILABLE, f"NetworkManager could not start "
-                           f"the access point {config.ssid!r} (NetworkManager: "
-                           f"{mapping.describe(outcome.state, outcome.reason)})",
-                           raw=mapping.nm_raw(outcome.state, outcome.reason))
+        raise NetworkError(
+            Code.SOFTAP_UNAVAILABLE,
+            f"NetworkManager could not start "
+            f"the access point {config.ssid!r} (NetworkManager: "
+            f"{mapping.describe(outcome.state, outcome.reason)})",
+            raw=mapping.nm_raw(outcome.state, outcome.reason),
+        )
     return profile
 
 
@@ -81,8 +110,9 @@ class CaptiveConf:
         try:
             address = str(ipaddress.IPv4Address(config.address))
         except ValueError:
-            raise NetworkError(Code.SOFTAP_UNAVAILABLE,
-                               f"the access point address {config.address!r} is not IPv4") from None
+            raise NetworkError(
+                Code.SOFTAP_UNAVAILABLE, f"the access point address {config.address!r} is not IPv4"
+            ) from None
         if self._dir is None:
             return None
         path = self._dir / CAPTIVE_CONF_NAME
@@ -95,9 +125,12 @@ class CaptiveConf:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            raise NetworkError(Code.SOFTAP_UNAVAILABLE,
-                               f"cannot write {path}: {exc.strerror or exc}; run device-sim as "
-                               f"root or set dnsmasq_shared_dir", raw={"path": str(path)}) from None
+            raise NetworkError(
+                Code.SOFTAP_UNAVAILABLE,
+                f"cannot write {path}: {exc.strerror or exc}; run device-sim as "
+                f"root or set dnsmasq_shared_dir",
+                raw={"path": str(path)},
+            ) from None
         return path
 
     def remove(self) -> None:

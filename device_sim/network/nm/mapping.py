@@ -37,9 +37,9 @@ __all__ = [
     "captive_conf",
     "describe",
     "failure_for",
+    "hotspot_settings",
     "join_error",
     "lease",
-    "hotspot_settings",
     "nm_raw",
     "redacted",
     "rssi_from_strength",
@@ -57,6 +57,7 @@ _SECRET_KEYS = frozenset({"psk", "wep-key0", "wep-key1", "wep-key2", "wep-key3",
 
 
 # -- scan results ---------------------------------------------------------------------------------
+
 
 def rssi_from_strength(strength: int) -> int:
     """Signal in dBm from NetworkManager's ``Strength`` percentage.
@@ -131,13 +132,15 @@ def access_point(props: Mapping[str, Any]) -> AccessPoint | None:
         band=where[0],
         channel=where[1],
         rssi=rssi_from_strength(int(props.get("Strength", 0))),
-        security=security_from_flags(int(props.get("Flags", 0)), int(props.get("WpaFlags", 0)),
-                                     int(props.get("RsnFlags", 0))),
+        security=security_from_flags(
+            int(props.get("Flags", 0)), int(props.get("WpaFlags", 0)), int(props.get("RsnFlags", 0))
+        ),
         hidden=not ssid,
     )
 
 
 # -- connection settings --------------------------------------------------------------------------
+
 
 def ssid_label(ssid: bytes) -> str:
     """The SSID as text when it is printable UTF-8, else ``0x`` + hex (for ids and details)."""
@@ -148,8 +151,14 @@ def ssid_label(ssid: bytes) -> str:
     return text if text.isprintable() else f"0x{ssid.hex()}"
 
 
-def station_settings(ssid: bytes, passphrase: str | None, security: Security | None, *,
-                     hidden: bool = False, uuid: str | None = None) -> Settings:
+def station_settings(
+    ssid: bytes,
+    passphrase: str | None,
+    security: Security | None,
+    *,
+    hidden: bool = False,
+    uuid: str | None = None,
+) -> Settings:
     """Settings that join ``ssid`` as a station, with DHCP for IPv4 and automatic IPv6.
 
     ``security`` is the mode from the scan (None when unknown, e.g. hidden): WPA3-SAE uses
@@ -182,8 +191,9 @@ def station_settings(ssid: bytes, passphrase: str | None, security: Security | N
     return settings
 
 
-def hotspot_settings(config: AccessPointConfig, *, uuid: str | None = None,
-                     interface: str | None = None) -> Settings:
+def hotspot_settings(
+    config: AccessPointConfig, *, uuid: str | None = None, interface: str | None = None
+) -> Settings:
     """Settings for the device's own access point (NetworkManager "shared" mode).
 
     NetworkManager gives the device ``config.address``/24 and runs dnsmasq for DHCP and DNS.
@@ -208,8 +218,9 @@ def hotspot_settings(config: AccessPointConfig, *, uuid: str | None = None,
         "802-11-wireless": wireless,
         "ipv4": {
             "method": Variant("s", "shared"),
-            "address-data": Variant("aa{sv}", [{"address": Variant("s", config.address),
-                                                "prefix": Variant("u", 24)}]),
+            "address-data": Variant(
+                "aa{sv}", [{"address": Variant("s", config.address), "prefix": Variant("u", 24)}]
+            ),
         },
         "ipv6": {"method": Variant("s", "ignore")},
     }
@@ -237,6 +248,7 @@ def redacted(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, A
 
 # -- failures -------------------------------------------------------------------------------------
 
+
 def _name(enum: type[IntEnum], value: int) -> str:
     try:
         return enum(value).name
@@ -246,25 +258,41 @@ def _name(enum: type[IntEnum], value: int) -> str:
 
 def describe(state: int, reason: int) -> str:
     """``state NEED_AUTH (60), reason NO_SECRETS (7)``: NetworkManager's numbers, named."""
-    return (f"state {_name(DeviceState, state)} ({int(state)}), "
-            f"reason {_name(DeviceStateReason, reason)} ({int(reason)})")
+    return (
+        f"state {_name(DeviceState, state)} ({int(state)}), "
+        f"reason {_name(DeviceStateReason, reason)} ({int(reason)})"
+    )
 
 
 def nm_raw(state: int, reason: int) -> dict[str, Any]:
     """The raw NetworkManager state and reason for an error's ``raw`` dict."""
-    return {"nm_state": _name(DeviceState, state), "nm_state_value": int(state),
-            "nm_reason": _name(DeviceStateReason, reason), "nm_reason_value": int(reason)}
+    return {
+        "nm_state": _name(DeviceState, state),
+        "nm_state_value": int(state),
+        "nm_reason": _name(DeviceStateReason, reason),
+        "nm_reason_value": int(reason),
+    }
 
 
-_DHCP_REASONS = frozenset({
-    DeviceStateReason.IP_CONFIG_UNAVAILABLE, DeviceStateReason.IP_CONFIG_EXPIRED,
-    DeviceStateReason.DHCP_START_FAILED, DeviceStateReason.DHCP_ERROR,
-    DeviceStateReason.DHCP_FAILED,
-})
+_DHCP_REASONS = frozenset(
+    {
+        DeviceStateReason.IP_CONFIG_UNAVAILABLE,
+        DeviceStateReason.IP_CONFIG_EXPIRED,
+        DeviceStateReason.DHCP_START_FAILED,
+        DeviceStateReason.DHCP_ERROR,
+        DeviceStateReason.DHCP_FAILED,
+    }
+)
 
 
-def failure_for(state: int, reason: int, *, ssid: bytes, scan_security: Security | None,
-                need_auth_seen: bool = False) -> tuple[Code, str]:
+def failure_for(
+    state: int,
+    reason: int,
+    *,
+    ssid: bytes,
+    scan_security: Security | None,
+    need_auth_seen: bool = False,
+) -> tuple[Code, str]:
     """The diagnostic code and detail for an activation that failed from ``state`` with ``reason``.
 
     ``state`` is the device state the failure left (the StateChanged "old" state);
@@ -284,23 +312,31 @@ def failure_for(state: int, reason: int, *, ssid: bytes, scan_security: Security
     nm = f"(NetworkManager: {describe(state, reason)})"
     name = ssid_label(ssid)
     in_auth = need_auth_seen or state == DeviceState.NEED_AUTH
-    if reason in (DeviceStateReason.NO_SECRETS, DeviceStateReason.SUPPLICANT_DISCONNECT) \
-            and in_auth:
+    if (
+        reason in (DeviceStateReason.NO_SECRETS, DeviceStateReason.SUPPLICANT_DISCONNECT)
+        and in_auth
+    ):
         return Code.WRONG_CREDENTIALS, f"{name} rejected the passphrase {nm}"
     if reason == DeviceStateReason.SSID_NOT_FOUND:
         if scan_security is Security.WPA3_SAE:
-            return (Code.WRONG_CREDENTIALS,
-                    f"{name} is a WPA3 network, which reports a wrong password as 'network not "
-                    f"found'; the scan saw it, so the passphrase is most likely wrong {nm}")
+            return (
+                Code.WRONG_CREDENTIALS,
+                f"{name} is a WPA3 network, which reports a wrong password as 'network not "
+                f"found'; the scan saw it, so the passphrase is most likely wrong {nm}",
+            )
         return Code.NETWORK_NOT_FOUND, f"no access point with SSID {name} answered {nm}"
     if reason == DeviceStateReason.SUPPLICANT_TIMEOUT:
-        return (Code.ASSOCIATION_TIMEOUT,
-                f"{name} did not complete association in time (weak signal?) {nm}")
+        return (
+            Code.ASSOCIATION_TIMEOUT,
+            f"{name} did not complete association in time (weak signal?) {nm}",
+        )
     if reason in _DHCP_REASONS:
         return Code.NO_DHCP_LEASE, f"associated with {name} but got no IPv4 address (DHCP) {nm}"
     if reason == DeviceStateReason.SUPPLICANT_DISCONNECT:
-        return (Code.JOIN_FAILED, f"{name} disconnected during association (a wrong passphrase "
-                                  f"or a weak signal) {nm}")
+        return (
+            Code.JOIN_FAILED,
+            f"{name} disconnected during association (a wrong passphrase or a weak signal) {nm}",
+        )
     return Code.JOIN_FAILED, f"joining {name} failed {nm}"
 
 
@@ -319,22 +355,37 @@ def timeout_failure(state: int, *, ssid: bytes, timeout: float) -> tuple[Code, s
     return Code.JOIN_FAILED, f"joining {name} did not finish within {timeout:g} s {nm}"
 
 
-def join_error(outcome: Outcome, *, ssid: bytes, scan_security: Security | None,
-               timeout: float) -> NetworkError:
+def join_error(
+    outcome: Outcome, *, ssid: bytes, scan_security: Security | None, timeout: float
+) -> NetworkError:
     """The NetworkError for a failed (or timed-out) station activation; raw holds NM's numbers."""
     if outcome.timed_out:
         code, detail = timeout_failure(outcome.state, ssid=ssid, timeout=timeout)
     else:
-        code, detail = failure_for(outcome.state, outcome.reason, ssid=ssid,
-                                   scan_security=scan_security, need_auth_seen=outcome.need_auth)
-    return NetworkError(code, detail, raw={"ssid_hex": ssid.hex(),
-                                           **nm_raw(outcome.state, outcome.reason)})
+        code, detail = failure_for(
+            outcome.state,
+            outcome.reason,
+            ssid=ssid,
+            scan_security=scan_security,
+            need_auth_seen=outcome.need_auth,
+        )
+    return NetworkError(
+        code, detail, raw={"ssid_hex": ssid.hex(), **nm_raw(outcome.state, outcome.reason)}
+    )
 
 
 # -- following an activation ----------------------------------------------------------------------
 
-_ACTIVATING = frozenset({DeviceState.PREPARE, DeviceState.CONFIG, DeviceState.NEED_AUTH,
-                         DeviceState.IP_CONFIG, DeviceState.IP_CHECK, DeviceState.SECONDARIES})
+_ACTIVATING = frozenset(
+    {
+        DeviceState.PREPARE,
+        DeviceState.CONFIG,
+        DeviceState.NEED_AUTH,
+        DeviceState.IP_CONFIG,
+        DeviceState.IP_CHECK,
+        DeviceState.SECONDARIES,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -384,6 +435,7 @@ class Activation:
 
 # -- IP configuration and the captive DNS file ----------------------------------------------------
 
+
 def _ipv4(value: int) -> str:
     """NetworkManager's legacy u32 IPv4 (network byte order in memory) as dotted text."""
     return socket.inet_ntoa(struct.pack("=I", int(value)))
@@ -405,5 +457,7 @@ def lease(props: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...]]:
 def captive_conf(address: str, api_url: str) -> str:
     """dnsmasq lines for NetworkManager's shared-mode dnsmasq: every DNS name answers
     ``address``; DHCP hands out ``api_url`` as option 114 (RFC 8910 captive-portal API)."""
-    return ("# written by device-sim while its setup access point is up; removed after\n"
-            f"address=/#/{address}\ndhcp-option=114,\"{api_url}\"\n")
+    return (
+        "# written by device-sim while its setup access point is up; removed after\n"
+        f'address=/#/{address}\ndhcp-option=114,"{api_url}"\n'
+    )

@@ -14,9 +14,20 @@ import json
 import time
 from typing import Any
 
-from .defs import (ACTIVE_IFACE, AP_IFACE, CONNECTION_IFACE, DEVICE_IFACE, IP4_CONFIG_IFACE,
-                   MANAGER_IFACE, MANAGER_PATH, SETTINGS_IFACE, SETTINGS_PATH, WIRELESS_IFACE,
-                   DeviceState, DeviceStateReason)
+from .defs import (
+    ACTIVE_IFACE,
+    AP_IFACE,
+    CONNECTION_IFACE,
+    DEVICE_IFACE,
+    IP4_CONFIG_IFACE,
+    MANAGER_IFACE,
+    MANAGER_PATH,
+    SETTINGS_IFACE,
+    SETTINGS_PATH,
+    WIRELESS_IFACE,
+    DeviceState,
+    DeviceStateReason,
+)
 
 __all__ = ["CALL"]
 
@@ -28,13 +39,13 @@ _KEEP: list[Any] = []  # ctypes callbacks handed to GLib
 
 def _dbus() -> Any:
     """dbus-python (only in the mock process: the test side never imports it)."""
-    import dbus  # type: ignore[import-untyped]  # noqa: PLC0415
+    import dbus  # type: ignore[import-untyped]
 
     return dbus
 
 
 def _dbusmock() -> Any:
-    import dbusmock  # type: ignore[import-untyped]  # noqa: PLC0415
+    import dbusmock
 
     return dbusmock
 
@@ -46,7 +57,7 @@ def _obj(path: str) -> Any:
 def _ds(manager: Any) -> dict[str, Any]:
     if not hasattr(manager, "device_sim"):
         manager.device_sim = {"outcome": {"result": "activated"}, "scan": "ok"}
-    return manager.device_sim  # type: ignore[no-any-return]
+    return manager.device_sim
 
 
 def _free(prefix: str) -> str:
@@ -78,22 +89,44 @@ def _in_mock_request_scan(dev: Any, _options: Any) -> None:
     if mode == "refuse":
         raise dbus.exceptions.DBusException(
             "Scanning not allowed immediately following previous scan",
-            name="org.freedesktop.NetworkManager.Device.NotAllowed")
+            name="org.freedesktop.NetworkManager.Device.NotAllowed",
+        )
     if mode == "ok":
         last = int(dev.Get(WIRELESS_IFACE, "LastScan"))
         dev.Set(WIRELESS_IFACE, "LastScan", dbus.Int64(max(last + 1, int(time.monotonic() * 1000))))
 
 
-def _in_mock_addaccesspoint(manager: Any, device: str, name: str, ssid: Any, bssid: str,
-                            freq: int, strength: int, flags: int, wpa: int, rsn: int) -> str:
+def _in_mock_addaccesspoint(
+    manager: Any,
+    device: str,
+    name: str,
+    ssid: Any,
+    bssid: str,
+    freq: int,
+    strength: int,
+    flags: int,
+    wpa: int,
+    rsn: int,
+) -> str:
     dbus = _dbus()
     dev, path = _obj(device), f"/org/freedesktop/NetworkManager/AccessPoint/{name}"
-    manager.AddObject(path, AP_IFACE, {
-        "Ssid": dbus.ByteArray(bytes(bytearray(ssid))), "HwAddress": dbus.String(bssid),
-        "Flags": dbus.UInt32(flags), "WpaFlags": dbus.UInt32(wpa), "RsnFlags": dbus.UInt32(rsn),
-        "Frequency": dbus.UInt32(freq), "Strength": dbus.Byte(strength),
-        "MaxBitrate": dbus.UInt32(54000), "Mode": dbus.UInt32(2), "LastSeen": dbus.Int32(1),
-    }, [])
+    manager.AddObject(
+        path,
+        AP_IFACE,
+        {
+            "Ssid": dbus.ByteArray(bytes(bytearray(ssid))),
+            "HwAddress": dbus.String(bssid),
+            "Flags": dbus.UInt32(flags),
+            "WpaFlags": dbus.UInt32(wpa),
+            "RsnFlags": dbus.UInt32(rsn),
+            "Frequency": dbus.UInt32(freq),
+            "Strength": dbus.Byte(strength),
+            "MaxBitrate": dbus.UInt32(54000),
+            "Mode": dbus.UInt32(2),
+            "LastSeen": dbus.Int32(1),
+        },
+        [],
+    )
     manager.object_manager_emit_added(path)
     dev.access_points.append(path)
     dev.Set(WIRELESS_IFACE, "AccessPoints", dbus.Array(dev.access_points, signature="o"))
@@ -101,8 +134,9 @@ def _in_mock_addaccesspoint(manager: Any, device: str, name: str, ssid: Any, bss
     return path
 
 
-def _in_mock_add_and_activate2(manager: Any, settings: Any, device: str, specific: str,
-                               options: Any) -> tuple[Any, ...]:
+def _in_mock_add_and_activate2(
+    manager: Any, settings: Any, device: str, specific: str, options: Any
+) -> tuple[Any, ...]:
     dbus = _dbus()
     unsaved = str(options.get("persist", "disk")) != "disk"
     conn = _new_connection(manager, settings, unsaved)
@@ -112,12 +146,25 @@ def _in_mock_add_and_activate2(manager: Any, settings: Any, device: str, specifi
         _set_state(dev, DeviceState.DEACTIVATING, DeviceStateReason.NEW_ACTIVATION)
         manager.RemoveActiveConnection(device, old)
     active = _free("/org/freedesktop/NetworkManager/ActiveConnection")
-    manager.AddObject(active, ACTIVE_IFACE, {
-        "Connection": dbus.ObjectPath(conn), "SpecificObject": dbus.ObjectPath(specific),
-        "Id": settings["connection"]["id"], "Uuid": settings["connection"]["uuid"],
-        "Type": "802-11-wireless", "Devices": dbus.Array([dbus.ObjectPath(device)], signature="o"),
-        "State": dbus.UInt32(1), "Default": False, "Default6": False, "Vpn": False,
-        "Master": dbus.ObjectPath("/"), "Ip4Config": dbus.ObjectPath("/")}, [])
+    manager.AddObject(
+        active,
+        ACTIVE_IFACE,
+        {
+            "Connection": dbus.ObjectPath(conn),
+            "SpecificObject": dbus.ObjectPath(specific),
+            "Id": settings["connection"]["id"],
+            "Uuid": settings["connection"]["uuid"],
+            "Type": "802-11-wireless",
+            "Devices": dbus.Array([dbus.ObjectPath(device)], signature="o"),
+            "State": dbus.UInt32(1),
+            "Default": False,
+            "Default6": False,
+            "Vpn": False,
+            "Master": dbus.ObjectPath("/"),
+            "Ip4Config": dbus.ObjectPath("/"),
+        },
+        [],
+    )
     manager.object_manager_emit_added(active)
     actives = manager.Get(MANAGER_IFACE, "ActiveConnections")
     actives.append(dbus.ObjectPath(active))
@@ -140,13 +187,22 @@ def _in_mock_scriptjoin(manager: Any, device: str, text: str) -> None:
 def _new_connection(manager: Any, settings: Any, unsaved: bool) -> str:
     dbus = _dbus()
     path = _free(SETTINGS_PATH)
-    methods = [("Delete", "", "", CALL.format("delete")),
-               ("Save", "", "", CALL.format("save")),
-               ("GetSettings", "", "a{sa{sv}}", CALL.format("get_settings")),
-               ("GetSecrets", "s", "a{sa{sv}}", CALL.format("get_secrets"))]
-    manager.AddObject(path, CONNECTION_IFACE, {"Unsaved": dbus.Boolean(unsaved),
-                                               "Flags": dbus.UInt32(1 if unsaved else 0),
-                                               "Filename": ""}, methods)
+    methods = [
+        ("Delete", "", "", CALL.format("delete")),
+        ("Save", "", "", CALL.format("save")),
+        ("GetSettings", "", "a{sa{sv}}", CALL.format("get_settings")),
+        ("GetSecrets", "s", "a{sa{sv}}", CALL.format("get_secrets")),
+    ]
+    manager.AddObject(
+        path,
+        CONNECTION_IFACE,
+        {
+            "Unsaved": dbus.Boolean(unsaved),
+            "Flags": dbus.UInt32(1 if unsaved else 0),
+            "Filename": "",
+        },
+        methods,
+    )
     conn = _obj(path)
     conn.settings, conn.connection_path = settings, path
     manager.object_manager_emit_added(path)
@@ -165,8 +221,10 @@ def _in_mock_save(conn: Any) -> None:
 
 
 def _in_mock_get_settings(conn: Any) -> Any:
-    return {group: {k: v for k, v in values.items() if k != "psk"}
-            for group, values in conn.settings.items()}
+    return {
+        group: {k: v for k, v in values.items() if k != "psk"}
+        for group, values in conn.settings.items()
+    }
 
 
 def _in_mock_get_secrets(conn: Any, group: str) -> Any:
@@ -182,8 +240,13 @@ def _in_mock_delete(conn: Any) -> None:
             for device in list(_obj(active).Get(ACTIVE_IFACE, "Devices")):
                 manager.RemoveActiveConnection(device, active)
     store = _obj(SETTINGS_PATH)
-    store.Set(SETTINGS_IFACE, "Connections", dbus.Array(
-        [p for p in store.Get(SETTINGS_IFACE, "Connections") if str(p) != path], signature="o"))
+    store.Set(
+        SETTINGS_IFACE,
+        "Connections",
+        dbus.Array(
+            [p for p in store.Get(SETTINGS_IFACE, "Connections") if str(p) != path], signature="o"
+        ),
+    )
     store.EmitSignal(SETTINGS_IFACE, "ConnectionRemoved", "o", [path])
     conn.EmitSignal(CONNECTION_IFACE, "Removed", "", [])
     manager.object_manager_emit_removed(path)
@@ -194,10 +257,17 @@ def _set_state(dev: Any, new: int, reason: int) -> None:
     dbus = _dbus()
     old = int(dev.Get(DEVICE_IFACE, "State"))
     dev.Set(DEVICE_IFACE, "State", dbus.UInt32(new))
-    dev.Set(DEVICE_IFACE, "StateReason", dbus.Struct((dbus.UInt32(new), dbus.UInt32(reason)),
-                                                     signature="uu"))
-    dev.EmitSignal(DEVICE_IFACE, "StateChanged", "uuu",
-                   [dbus.UInt32(new), dbus.UInt32(old), dbus.UInt32(reason)])
+    dev.Set(
+        DEVICE_IFACE,
+        "StateReason",
+        dbus.Struct((dbus.UInt32(new), dbus.UInt32(reason)), signature="uu"),
+    )
+    dev.EmitSignal(
+        DEVICE_IFACE,
+        "StateChanged",
+        "uuu",
+        [dbus.UInt32(new), dbus.UInt32(old), dbus.UInt32(reason)],
+    )
 
 
 def _run(manager: Any, device: str, active: str, outcome: dict[str, Any]) -> None:
@@ -225,21 +295,36 @@ def _run(manager: Any, device: str, active: str, outcome: dict[str, Any]) -> Non
     if hotspot:
         ip = str(conn.settings["ipv4"]["address-data"][0]["address"])
     ip4 = _free("/org/freedesktop/NetworkManager/IP4Config")
-    manager.AddObject(ip4, IP4_CONFIG_IFACE, {
-        "AddressData": dbus.Array([{"address": dbus.String(ip, variant_level=1),
-                                    "prefix": dbus.UInt32(outcome.get("prefix", 24),
-                                                          variant_level=1)}],
-                                  signature="a{sv}"),
-        "Gateway": dbus.String(outcome.get("gateway", "")),
-        "NameserverData": dbus.Array([{"address": dbus.String(d, variant_level=1)}
-                                      for d in outcome.get("dns", [])], signature="a{sv}"),
-    }, [])
+    manager.AddObject(
+        ip4,
+        IP4_CONFIG_IFACE,
+        {
+            "AddressData": dbus.Array(
+                [
+                    {
+                        "address": dbus.String(ip, variant_level=1),
+                        "prefix": dbus.UInt32(outcome.get("prefix", 24), variant_level=1),
+                    }
+                ],
+                signature="a{sv}",
+            ),
+            "Gateway": dbus.String(outcome.get("gateway", "")),
+            "NameserverData": dbus.Array(
+                [{"address": dbus.String(d, variant_level=1)} for d in outcome.get("dns", [])],
+                signature="a{sv}",
+            ),
+        },
+        [],
+    )
     dev.Set(DEVICE_IFACE, "Ip4Config", dbus.ObjectPath(ip4))
     ssid = bytes(bytearray(wireless.get("ssid", b"")))
     seen = [p for p in dev.access_points if bytes(bytearray(_obj(p).Get(AP_IFACE, "Ssid"))) == ssid]
     seen.sort(key=lambda p: int(_obj(p).Get(AP_IFACE, "Strength")), reverse=True)
-    dev.Set(WIRELESS_IFACE, "ActiveAccessPoint", dbus.ObjectPath(seen[0] if seen and not hotspot
-                                                                 else "/"))
+    dev.Set(
+        WIRELESS_IFACE,
+        "ActiveAccessPoint",
+        dbus.ObjectPath(seen[0] if seen and not hotspot else "/"),
+    )
     dev.Set(WIRELESS_IFACE, "Mode", dbus.UInt32(3 if hotspot else 2))
     _set_state(dev, DeviceState.ACTIVATED, DeviceStateReason.NONE)
     ac.Set(ACTIVE_IFACE, "State", dbus.UInt32(2))
@@ -248,8 +333,8 @@ def _run(manager: Any, device: str, active: str, outcome: dict[str, Any]) -> Non
 
 def _defer(fn: Any) -> None:
     """Run ``fn`` from the mock's GLib main loop once idle (after the current reply is sent)."""
-    import ctypes  # noqa: PLC0415
-    import traceback  # noqa: PLC0415
+    import ctypes
+    import traceback
 
     glib = ctypes.CDLL("libglib-2.0.so.0")
     proto = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
@@ -257,7 +342,7 @@ def _defer(fn: Any) -> None:
     def once(_data: Any) -> int:
         try:
             fn()
-        except Exception:  # noqa: BLE001 - shown in the mock's log
+        except Exception:
             traceback.print_exc()
         return 0  # G_SOURCE_REMOVE
 

@@ -22,9 +22,19 @@ from dbus_fast.errors import DBusError
 from ...codes import Code
 from . import mapping
 from .client import NMClient, translate
-from .defs import (ACTIVE_IFACE, CONNECTION_IFACE, DEVICE_IFACE, ERR_ACCESS_DENIED,
-                   ERR_NAME_HAS_NO_OWNER, ERR_NM_PERMISSION_DENIED, ERR_SERVICE_UNKNOWN,
-                   MANAGER_IFACE, MANAGER_PATH, SETTINGS_IFACE, SETTINGS_PATH)
+from .defs import (
+    ACTIVE_IFACE,
+    CONNECTION_IFACE,
+    DEVICE_IFACE,
+    ERR_ACCESS_DENIED,
+    ERR_NAME_HAS_NO_OWNER,
+    ERR_NM_PERMISSION_DENIED,
+    ERR_SERVICE_UNKNOWN,
+    MANAGER_IFACE,
+    MANAGER_PATH,
+    SETTINGS_IFACE,
+    SETTINGS_PATH,
+)
 
 if TYPE_CHECKING:
     from ...store import DeviceStore
@@ -34,8 +44,9 @@ __all__ = ["FATAL", "STORE_KEY", "Ledger", "Profile", "activate", "deactivate", 
 log = logging.getLogger(__name__)
 
 STORE_KEY = "nm.connections"
-FATAL = frozenset({ERR_ACCESS_DENIED, ERR_NM_PERMISSION_DENIED, ERR_SERVICE_UNKNOWN,
-                   ERR_NAME_HAS_NO_OWNER})
+FATAL = frozenset(
+    {ERR_ACCESS_DENIED, ERR_NM_PERMISSION_DENIED, ERR_SERVICE_UNKNOWN, ERR_NAME_HAS_NO_OWNER}
+)
 """D-Bus errors that mean NetworkManager refuses us or is gone: never skipped over."""
 
 
@@ -87,15 +98,26 @@ class Ledger:
         """Best-effort delete after a failure (the failure is the error that matters)."""
         try:
             await delete(self._client(), profile)
-        except Exception as exc:  # noqa: BLE001 - logged; never masks the original failure
+        except Exception as exc:
             log.warning("could not delete profile %s: %s", profile.uuid, exc)
             return
         self.remove(profile.uuid)
 
 
-async def activate(client: NMClient, ledger: Ledger, settings: mapping.Settings, purpose: str,
-                   ssid: bytes, on_state: Callable[[int], None], *, device: str, iface: str,
-                   timeout: float, doing: str, code: Code) -> tuple[Profile, mapping.Outcome]:
+async def activate(
+    client: NMClient,
+    ledger: Ledger,
+    settings: mapping.Settings,
+    purpose: str,
+    ssid: bytes,
+    on_state: Callable[[int], None],
+    *,
+    device: str,
+    iface: str,
+    timeout: float,
+    doing: str,
+    code: Code,
+) -> tuple[Profile, mapping.Outcome]:
     """AddAndActivateConnection2 (persist=memory) on ``device``, recorded, followed to its end.
 
     Raises NetworkError(code) when NetworkManager refuses the request.
@@ -103,16 +125,22 @@ async def activate(client: NMClient, ledger: Ledger, settings: mapping.Settings,
     events: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
     try:
         unsubscribe = await client.subscribe(
-            device, DEVICE_IFACE, "StateChanged",
-            lambda msg: events.put_nowait((int(msg.body[0]), int(msg.body[1]),
-                                           int(msg.body[2]))))
+            device,
+            DEVICE_IFACE,
+            "StateChanged",
+            lambda msg: events.put_nowait((int(msg.body[0]), int(msg.body[1]), int(msg.body[2]))),
+        )
         # Recorded by UUID first: a cancelled call still leaves nothing behind.
         profile = Profile(settings["connection"]["uuid"].value, "", ssid.hex(), purpose)
         ledger.put(profile)
         try:
             path, _active, _ = await client.call(
-                MANAGER_PATH, MANAGER_IFACE, "AddAndActivateConnection2", "a{sa{sv}}ooa{sv}",
-                [settings, device, "/", {"persist": Variant("s", "memory")}])
+                MANAGER_PATH,
+                MANAGER_IFACE,
+                "AddAndActivateConnection2",
+                "a{sa{sv}}ooa{sv}",
+                [settings, device, "/", {"persist": Variant("s", "memory")}],
+            )
             profile.path = str(path)
             ledger.put(profile)
             return profile, await _follow(events, on_state, iface=iface, timeout=timeout)
@@ -125,8 +153,13 @@ async def activate(client: NMClient, ledger: Ledger, settings: mapping.Settings,
         raise translate(exc, doing=doing, code=code, interface=iface) from None
 
 
-async def _follow(events: asyncio.Queue[tuple[int, int, int]], on_state: Callable[[int], None],
-                  *, iface: str, timeout: float) -> mapping.Outcome:
+async def _follow(
+    events: asyncio.Queue[tuple[int, int, int]],
+    on_state: Callable[[int], None],
+    *,
+    iface: str,
+    timeout: float,
+) -> mapping.Outcome:
     """Read device StateChanged events until the activation ends or the timeout."""
     activation = mapping.Activation()
     try:
@@ -151,8 +184,7 @@ async def save(client: NMClient, ledger: Ledger, profile: Profile) -> None:
     try:
         await client.call(profile.path, CONNECTION_IFACE, "Save")
     except (DBusError, OSError, EOFError) as exc:
-        raise translate(exc, doing="saving the network profile",
-                        code=Code.JOIN_FAILED) from None
+        raise translate(exc, doing="saving the network profile", code=Code.JOIN_FAILED) from None
     profile.saved = True
     ledger.put(profile)
     for old in ledger.all():
@@ -164,8 +196,7 @@ async def save(client: NMClient, ledger: Ledger, profile: Profile) -> None:
 async def deactivate(client: NMClient, device: str, profile: Profile) -> None:
     """Deactivate ``profile`` if it is what ``device`` runs. Raises DBusError."""
     active = str(await client.get(device, DEVICE_IFACE, "ActiveConnection"))
-    if active != "/" and str(await client.get(active, ACTIVE_IFACE, "Connection")) \
-            == profile.path:
+    if active != "/" and str(await client.get(active, ACTIVE_IFACE, "Connection")) == profile.path:
         await client.call(MANAGER_PATH, MANAGER_IFACE, "DeactivateConnection", "o", [active])
 
 
@@ -173,8 +204,13 @@ async def delete(client: NMClient, profile: Profile) -> None:
     """Delete ``profile`` (found by UUID, else its recorded path). Raises DBusError."""
     path = profile.path
     try:
-        path = str((await client.call(SETTINGS_PATH, SETTINGS_IFACE, "GetConnectionByUuid",
-                                      "s", [profile.uuid]))[0])
+        path = str(
+            (
+                await client.call(
+                    SETTINGS_PATH, SETTINGS_IFACE, "GetConnectionByUuid", "s", [profile.uuid]
+                )
+            )[0]
+        )
     except DBusError as exc:
         if exc.type in FATAL:
             raise

@@ -42,22 +42,32 @@ class GpioButton(Component):
 
     async def start(self) -> None:
         try:
-            import gpiod  # type: ignore[import-not-found]
-            from gpiod.line import Bias, Edge  # type: ignore[import-not-found]
+            import gpiod
+            from gpiod.line import Bias, Edge
         except ImportError:
-            raise ConfigError("--improv-button", "libgpiod's Python bindings are not installed "
-                              "(apt install python3-libgpiod, or pip install gpiod)") from None
+            raise ConfigError(
+                "--improv-button",
+                "libgpiod's Python bindings are not installed "
+                "(apt install python3-libgpiod, or pip install gpiod)",
+            ) from None
         try:
             self._request = gpiod.request_lines(
-                self.chip, consumer="device-sim improv button",
-                config={self.line: gpiod.LineSettings(
-                    edge_detection=Edge.FALLING, bias=Bias.PULL_UP,
-                    debounce_period=timedelta(milliseconds=self.debounce_ms))})
+                self.chip,
+                consumer="device-sim improv button",
+                config={
+                    self.line: gpiod.LineSettings(
+                        edge_detection=Edge.FALLING,
+                        bias=Bias.PULL_UP,
+                        debounce_period=timedelta(milliseconds=self.debounce_ms),
+                    )
+                },
+            )
         except OSError as exc:
             raise TransportError(f"cannot watch {self.chip} line {self.line}: {exc}") from exc
         loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._watch, args=(loop,), daemon=True,
-                                        name="improv-button")
+        self._thread = threading.Thread(
+            target=self._watch, args=(loop,), daemon=True, name="improv-button"
+        )
         self._thread.start()
         LOG.info("improv: button on %s line %d", self.chip, self.line)
 

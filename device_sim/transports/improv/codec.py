@@ -95,20 +95,25 @@ def parse_packet(packet: bytes) -> Packet:
     if len(packet) < 3:
         raise PacketError(ImprovError.INVALID_RPC_PACKET, f"{len(packet)} bytes is too short")
     if packet[1] != len(packet) - 3:
-        raise PacketError(ImprovError.INVALID_RPC_PACKET,
-                          f"length byte {packet[1]} but {len(packet) - 3} data bytes")
+        raise PacketError(
+            ImprovError.INVALID_RPC_PACKET,
+            f"length byte {packet[1]} but {len(packet) - 3} data bytes",
+        )
     if packet[-1] != checksum(packet[:-1]):
-        raise PacketError(ImprovError.INVALID_RPC_PACKET,
-                          f"checksum {packet[-1]:#04x}, expected {checksum(packet[:-1]):#04x}")
+        raise PacketError(
+            ImprovError.INVALID_RPC_PACKET,
+            f"checksum {packet[-1]:#04x}, expected {checksum(packet[:-1]):#04x}",
+        )
     data = packet[2:-1]
     strings: list[bytes] = []
     i = 0
     while i < len(data):
         n = data[i]
         if i + 1 + n > len(data):
-            raise PacketError(ImprovError.INVALID_RPC_PACKET,
-                              f"string {len(strings) + 1} runs past the data")
-        strings.append(data[i + 1:i + 1 + n])
+            raise PacketError(
+                ImprovError.INVALID_RPC_PACKET, f"string {len(strings) + 1} runs past the data"
+            )
+        strings.append(data[i + 1 : i + 1 + n])
         i += 1 + n
     return Packet(packet[0], tuple(strings))
 
@@ -161,6 +166,7 @@ class RpcAssembler:
         packet, extra = bytes(self._buf[:total]), len(self._buf) - total
         self._buf.clear()
         if extra:
-            raise PacketError(ImprovError.INVALID_RPC_PACKET,
-                              f"{extra} bytes more than the announced length")
+            raise PacketError(
+                ImprovError.INVALID_RPC_PACKET, f"{extra} bytes more than the announced length"
+            )
         return packet

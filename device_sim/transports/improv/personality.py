@@ -37,8 +37,18 @@ from ...profile import Profile
 from ...provisioning import ProvisioningService
 from ...security.secret import Secret
 from ...store import DeviceStore, Identity
-from .codec import (Capability, Command, ImprovError, ImprovState, Packet, PacketError,
-                    RpcAssembler, build_packet, parse_packet, service_data)
+from .codec import (
+    Capability,
+    Command,
+    ImprovError,
+    ImprovState,
+    Packet,
+    PacketError,
+    RpcAssembler,
+    build_packet,
+    parse_packet,
+    service_data,
+)
 
 if TYPE_CHECKING:
     from ..ble import BleDoor
@@ -47,10 +57,21 @@ LOG = logging.getLogger(__name__)
 PEER = ("improv", 0)
 MAX_RESULT = 244  # one notification at the door's fragment size (ATT MTU 247)
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_AUTH_NAMES = {"open": "NO", "wep": "WEP", "wpa2-psk": "WPA2", "wpa3-sae": "WPA3",
-               "wpa2-wpa3": "WPA2/WPA3", "enterprise": "WPA2 EAP"}
-CAPABILITIES = (Capability.IDENTIFY | Capability.DEVICE_INFO | Capability.SCAN_WIFI
-                | Capability.HOSTNAME | Capability.DEVICE_NAME)
+_AUTH_NAMES = {
+    "open": "NO",
+    "wep": "WEP",
+    "wpa2-psk": "WPA2",
+    "wpa3-sae": "WPA3",
+    "wpa2-wpa3": "WPA2/WPA3",
+    "enterprise": "WPA2 EAP",
+}
+CAPABILITIES = (
+    Capability.IDENTIFY
+    | Capability.DEVICE_INFO
+    | Capability.SCAN_WIFI
+    | Capability.HOSTNAME
+    | Capability.DEVICE_NAME
+)
 
 
 def valid_hostname(name: bytes) -> bool:
@@ -66,17 +87,27 @@ class ImprovPersonality:
     name = "improv"
     session_peer = PEER  # the session-layer peer of Improv's (direct) sessions
 
-    def __init__(self, profile: Profile, service: ProvisioningService, engine: OnboardingEngine,
-                 store: DeviceStore, identity: Identity, *, authorization: str | None = None,
-                 authorization_timeout_s: float | None = None, redirect_url: str | None = None,
-                 with_diagnostics: bool = False,
-                 on_identify: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        service: ProvisioningService,
+        engine: OnboardingEngine,
+        store: DeviceStore,
+        identity: Identity,
+        *,
+        authorization: str | None = None,
+        authorization_timeout_s: float | None = None,
+        redirect_url: str | None = None,
+        with_diagnostics: bool = False,
+        on_identify: Callable[[], None] | None = None,
+    ) -> None:
         spec = profile.improv
         self.spec, self.service, self.engine, self.store = spec, service, engine, store
         self.identity = identity
         self.authorization = authorization or spec.authorization
-        self.authorization_timeout_s = (authorization_timeout_s
-                                        or spec.authorization_timeout_ms / 1000)
+        self.authorization_timeout_s = (
+            authorization_timeout_s or spec.authorization_timeout_ms / 1000
+        )
         self.redirect_url = spec.redirect_url if redirect_url is None else redirect_url
         self.with_diagnostics = with_diagnostics
         self.on_identify = on_identify
@@ -108,22 +139,33 @@ class ImprovPersonality:
 
     def gatt(self) -> list[tuple[str, list[tuple[str, tuple[str, ...], bytes]]]]:
         c = self.chars
-        services = [(self.spec.service_uuid, [
-            (c["state"], ("read", "notify"), bytes([self.state])),
-            (c["error"], ("read", "notify"), bytes([self.error])),
-            (c["rpc_command"], ("write", "write-without-response"), b""),
-            (c["rpc_result"], ("read", "notify"), b""),
-            (c["capabilities"], ("read",), bytes([CAPABILITIES])),
-        ])]
+        services = [
+            (
+                self.spec.service_uuid,
+                [
+                    (c["state"], ("read", "notify"), bytes([self.state])),
+                    (c["error"], ("read", "notify"), bytes([self.error])),
+                    (c["rpc_command"], ("write", "write-without-response"), b""),
+                    (c["rpc_result"], ("read", "notify"), b""),
+                    (c["capabilities"], ("read",), bytes([CAPABILITIES])),
+                ],
+            )
+        ]
         if self.with_diagnostics:  # an improv-only device keeps its specific codes readable
             last = self.engine.events.last
-            services.append((self.spec.diagnostics_service_uuid, [
-                (self.diagnostics_uuid, ("read", "notify"), _compact(last))]))
+            services.append(
+                (
+                    self.spec.diagnostics_service_uuid,
+                    [(self.diagnostics_uuid, ("read", "notify"), _compact(last))],
+                )
+            )
         return services
 
     def advertised(self) -> tuple[list[str], dict[str, bytes]]:
-        return ([self.spec.service_uuid],
-                {self.spec.service_data_uuid: service_data(self.state, CAPABILITIES)})
+        return (
+            [self.spec.service_uuid],
+            {self.spec.service_data_uuid: service_data(self.state, CAPABILITIES)},
+        )
 
     def attach(self, door: BleDoor) -> None:
         self._door = door
@@ -160,8 +202,9 @@ class ImprovPersonality:
     def _arm_lapse(self) -> None:
         if self._lapse is not None:
             self._lapse.cancel()
-        self._lapse = asyncio.get_running_loop().call_later(self.authorization_timeout_s,
-                                                            self._lapsed)
+        self._lapse = asyncio.get_running_loop().call_later(
+            self.authorization_timeout_s, self._lapsed
+        )
 
     def _lapsed(self) -> None:
         self._lapse = None
@@ -186,7 +229,7 @@ class ImprovPersonality:
         self.authorized = True
         self._arm_lapse()
 
-    # --- notifications -----------------------------------------------------------------------------
+    # --- notifications ---------------------------------------------------------------------
 
     def _notify(self, key: str, value: bytes) -> None:
         if self._door is not None:
@@ -211,7 +254,7 @@ class ImprovPersonality:
         if event.phase in ("online", "failed", "joining", "verifying", "factory_reset", "boot"):
             self._publish_state()
 
-    # --- RPCs --------------------------------------------------------------------------------------
+    # --- RPCs ------------------------------------------------------------------------------
 
     def on_write(self, char_uuid: str, value: bytes) -> None:
         if char_uuid != self.chars["rpc_command"]:
@@ -233,7 +276,8 @@ class ImprovPersonality:
         if self._expiry is not None:
             self._expiry.cancel()
         self._expiry = asyncio.get_running_loop().call_later(
-            self._assembler.timeout_s, self._expire_partial)
+            self._assembler.timeout_s, self._expire_partial
+        )
 
     def _expire_partial(self) -> None:
         self._expiry = None
@@ -248,14 +292,19 @@ class ImprovPersonality:
             try:
                 command = Command(packet.command)
             except ValueError:
-                raise PacketError(ImprovError.UNKNOWN_RPC_COMMAND,
-                                  f"unknown command {packet.command:#04x}") from None
+                raise PacketError(
+                    ImprovError.UNKNOWN_RPC_COMMAND, f"unknown command {packet.command:#04x}"
+                ) from None
             if self.error is not ImprovError.NONE:
                 self._set_error(ImprovError.NONE)
-            handler = {Command.WIFI_SETTINGS: self._wifi_settings, Command.IDENTIFY: self._identify,
-                       Command.DEVICE_INFO: self._device_info, Command.SCAN_WIFI: self._scan,
-                       Command.HOSTNAME: self._hostname,
-                       Command.DEVICE_NAME: self._device_name}[command]
+            handler = {
+                Command.WIFI_SETTINGS: self._wifi_settings,
+                Command.IDENTIFY: self._identify,
+                Command.DEVICE_INFO: self._device_info,
+                Command.SCAN_WIFI: self._scan,
+                Command.HOSTNAME: self._hostname,
+                Command.DEVICE_NAME: self._device_name,
+            }[command]
             await handler(packet)
         except PacketError as exc:
             LOG.info("improv: %s", exc.detail)
@@ -269,9 +318,10 @@ class ImprovPersonality:
 
     def _need(self, packet: Packet, counts: tuple[int, ...]) -> None:
         if len(packet.strings) not in counts:
-            raise PacketError(ImprovError.INVALID_RPC_PACKET,
-                              f"command {packet.command} takes {counts} strings, "
-                              f"not {len(packet.strings)}")
+            raise PacketError(
+                ImprovError.INVALID_RPC_PACKET,
+                f"command {packet.command} takes {counts} strings, not {len(packet.strings)}",
+            )
 
     def _need_authorized(self) -> None:
         if not self.authorized:
@@ -308,8 +358,9 @@ class ImprovPersonality:
             if record.state is State.ONLINE:
                 self._provisioning = False
                 self._publish_state()
-                self._result(Command.WIFI_SETTINGS,
-                             [self.redirect_url.encode()] if self.redirect_url else [])
+                self._result(
+                    Command.WIFI_SETTINGS, [self.redirect_url.encode()] if self.redirect_url else []
+                )
                 LOG.info("improv: provisioned")
                 return
             code = record.code if record.code is not Code.OK else Code.JOIN_FAILED
@@ -325,8 +376,9 @@ class ImprovPersonality:
         self._need(packet, (0,))
         self.identify_count += 1
         LOG.info("improv: identify (simulated: the status LED blinks)")
-        self.engine.note("identify", "status LED blinks (simulated)",
-                         {"count": self.identify_count})
+        self.engine.note(
+            "identify", "status LED blinks (simulated)", {"count": self.identify_count}
+        )
         if self.on_identify is not None:
             self.on_identify()
 
@@ -337,8 +389,10 @@ class ImprovPersonality:
         except PackageNotFoundError:
             release = "0"
         chip = f"{platform.machine() or 'unknown'} (simulated)"
-        self._result(Command.DEVICE_INFO, [b"device-sim", release.encode(), chip.encode(),
-                                           self._get_name().encode("utf-8")])
+        self._result(
+            Command.DEVICE_INFO,
+            [b"device-sim", release.encode(), chip.encode(), self._get_name().encode("utf-8")],
+        )
 
     async def _scan(self, packet: Packet) -> None:
         self._need(packet, (0,))
@@ -384,8 +438,9 @@ class ImprovPersonality:
             except UnicodeDecodeError:
                 text = ""
             if not 0 < len(new) <= 64 or not text.isprintable():
-                raise PacketError(ImprovError.BAD_HOSTNAME,
-                                  "a device name is 1-64 bytes of printable UTF-8")
+                raise PacketError(
+                    ImprovError.BAD_HOSTNAME, "a device name is 1-64 bytes of printable UTF-8"
+                )
             self.store.set_setting("device_name", text)
         self._result(Command.DEVICE_NAME, [self._get_name().encode("utf-8")])
 

@@ -77,8 +77,11 @@ class DnsmasqConfig:
             if not ok:
                 raise ConfigError(f"DnsmasqConfig.{field}", problem)
 
-        need(bool(_IFNAME_RE.match(self.interface)), "interface", f"{self.interface!r} is not "
-             "an interface name (1-15 of letters, digits, '_', '.', '-')")
+        need(
+            bool(_IFNAME_RE.match(self.interface)),
+            "interface",
+            f"{self.interface!r} is not an interface name (1-15 of letters, digits, '_', '.', '-')",
+        )
         need(8 <= self.prefix_len <= 30, "prefix_len", f"{self.prefix_len} not in 8..30")
         ips: dict[str, ipaddress.IPv4Address] = {}
         for field in ("address", "dhcp_start", "dhcp_end"):
@@ -90,21 +93,36 @@ class DnsmasqConfig:
         net = self.network
         for field, ip in ips.items():
             need(ip in net, field, f"{ip} is outside the device's subnet {net}")
-            need(ip not in (net.network_address, net.broadcast_address), field,
-                 f"{ip} is the network or broadcast address of {net}")
+            need(
+                ip not in (net.network_address, net.broadcast_address),
+                field,
+                f"{ip} is the network or broadcast address of {net}",
+            )
         address, start, end = ips["address"], ips["dhcp_start"], ips["dhcp_end"]
         need(start <= end, "dhcp_end", f"range {start} -- {end} is empty (end before start)")
-        need(not start <= address <= end, "address",
-             f"{address} lies inside the DHCP range {start} -- {end}")
-        need(MIN_LEASE_SECONDS <= self.lease_seconds < 2**31, "lease_seconds",
-             f"{self.lease_seconds} s: dnsmasq needs at least {MIN_LEASE_SECONDS} s")
+        need(
+            not start <= address <= end,
+            "address",
+            f"{address} lies inside the DHCP range {start} -- {end}",
+        )
+        need(
+            MIN_LEASE_SECONDS <= self.lease_seconds < 2**31,
+            "lease_seconds",
+            f"{self.lease_seconds} s: dnsmasq needs at least {MIN_LEASE_SECONDS} s",
+        )
         uri = self.captive_portal_api
         parts = urlsplit(uri)
-        need(parts.scheme in ("http", "https") and bool(parts.hostname), "captive_portal_api",
-             f"{uri!r} is not an absolute http(s) URL")
-        need(not _URI_FORBIDDEN.search(uri) and len(uri.encode()) <= 255, "captive_portal_api",
-             f"{uri!r}: no spaces, quotes, commas, '#' or control characters, at most 255 "
-             "bytes (one DHCP option)")
+        need(
+            parts.scheme in ("http", "https") and bool(parts.hostname),
+            "captive_portal_api",
+            f"{uri!r} is not an absolute http(s) URL",
+        )
+        need(
+            not _URI_FORBIDDEN.search(uri) and len(uri.encode()) <= 255,
+            "captive_portal_api",
+            f"{uri!r}: no spaces, quotes, commas, '#' or control characters, at most 255 "
+            "bytes (one DHCP option)",
+        )
         need(1 <= self.dns_port <= 65535, "dns_port", f"{self.dns_port} not in 1..65535")
 
     @property
@@ -156,9 +174,15 @@ class Dnsmasq(Component):
     prefix must exec dnsmasq (not fork it) so that stop's signals reach dnsmasq itself.
     """
 
-    def __init__(self, config: DnsmasqConfig, *, argv_prefix: Sequence[str] = (),
-                 binary: str = "dnsmasq", ready_timeout: float = 10.0,
-                 stop_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        config: DnsmasqConfig,
+        *,
+        argv_prefix: Sequence[str] = (),
+        binary: str = "dnsmasq",
+        ready_timeout: float = 10.0,
+        stop_timeout: float = 5.0,
+    ) -> None:
         self.config = config
         self.argv_prefix = list(argv_prefix)
         self.binary = binary
@@ -172,8 +196,14 @@ class Dnsmasq(Component):
     @property
     def argv(self) -> list[str]:
         cfg = self.config
-        return [*self.argv_prefix, self.binary, "--keep-in-foreground", "--log-facility=-",
-                f"--conf-file={cfg.conf_path}", f"--pid-file={cfg.pid_path}"]
+        return [
+            *self.argv_prefix,
+            self.binary,
+            "--keep-in-foreground",
+            "--log-facility=-",
+            f"--conf-file={cfg.conf_path}",
+            f"--pid-file={cfg.pid_path}",
+        ]
 
     @property
     def running(self) -> bool:
@@ -193,32 +223,40 @@ class Dnsmasq(Component):
         cfg.conf_path.write_text(cfg.render())
         cfg.lease_path.unlink(missing_ok=True)  # every opening of the AP starts without leases
         if not self.argv_prefix and shutil.which(self.binary) is None:
-            raise TransportError(f"dnsmasq binary not found: {self.binary!r} (apt install "
-                                 "dnsmasq-base)", code=Code.SOFTAP_UNAVAILABLE)
+            raise TransportError(
+                f"dnsmasq binary not found: {self.binary!r} (apt install dnsmasq-base)",
+                code=Code.SOFTAP_UNAVAILABLE,
+            )
         self._ready.clear()
         self._tail.clear()
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT)
+                *self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
         except OSError as exc:
-            raise TransportError(f"cannot run {self.argv[0]}: {exc}",
-                                 code=Code.SOFTAP_UNAVAILABLE) from exc
+            raise TransportError(
+                f"cannot run {self.argv[0]}: {exc}", code=Code.SOFTAP_UNAVAILABLE
+            ) from exc
         try:
             self._reader = asyncio.create_task(self._read_log(), name="dnsmasq-log")
             await self._wait_ready()
         except BaseException:
             await self.stop()
             raise
-        LOG.info("dnsmasq serving on %s (%s, pid %s)", cfg.interface, cfg.address,
-                 self._proc.pid)
+        LOG.info("dnsmasq serving on %s (%s, pid %s)", cfg.interface, cfg.address, self._proc.pid)
 
     async def _wait_ready(self) -> None:
         assert self._proc is not None and self._reader is not None
         ready = asyncio.create_task(self._ready.wait())
         try:
-            await asyncio.wait({ready, self._reader}, timeout=self.ready_timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {ready, self._reader},
+                timeout=self.ready_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             ready.cancel()
         if self._ready.is_set():
@@ -232,8 +270,9 @@ class Dnsmasq(Component):
         else:
             why = f"not ready within {self.ready_timeout:g} s"
         tail = " | ".join(self._tail) or "no output"
-        raise TransportError(f"dnsmasq on {self.config.interface} {why}: {tail}",
-                             code=Code.SOFTAP_UNAVAILABLE)
+        raise TransportError(
+            f"dnsmasq on {self.config.interface} {why}: {tail}", code=Code.SOFTAP_UNAVAILABLE
+        )
 
     async def _read_log(self) -> None:
         """Copy dnsmasq's output into the DEBUG log until EOF, so its pipe never fills."""
@@ -269,8 +308,9 @@ class Dnsmasq(Component):
             try:
                 await asyncio.wait_for(proc.wait(), self.stop_timeout)
             except TimeoutError:
-                LOG.warning("dnsmasq pid %s ignored SIGTERM for %g s; killing", proc.pid,
-                            self.stop_timeout)
+                LOG.warning(
+                    "dnsmasq pid %s ignored SIGTERM for %g s; killing", proc.pid, self.stop_timeout
+                )
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
@@ -279,7 +319,7 @@ class Dnsmasq(Component):
                 await asyncio.wait_for(reader, self.stop_timeout)
             except TimeoutError:
                 LOG.warning("dnsmasq output still open after exit; stopped reading it")
-            except Exception:  # noqa: BLE001 - the log copy must not mask the stop
+            except Exception:
                 LOG.exception("reading dnsmasq's log failed")
         LOG.debug("dnsmasq on %s stopped (status %s)", self.config.interface, proc.returncode)
 
@@ -297,6 +337,7 @@ class Dnsmasq(Component):
         for line in text.splitlines():
             fields = line.split()  # expiry mac ip hostname client-id
             if len(fields) >= 4 and fields[0] != "duid":
-                entries.append(LeaseEntry(fields[1], fields[2],
-                                          None if fields[3] == "*" else fields[3]))
+                entries.append(
+                    LeaseEntry(fields[1], fields[2], None if fields[3] == "*" else fields[3])
+                )
         return entries

@@ -51,29 +51,39 @@ CAPTIVE_MODES = ("app", "portal")
 class SoftApOptions:
     """Where and how the door serves. Port 0 picks a free port once and keeps it."""
 
-    listen_host: str = "127.0.0.1"   # the device's address on its AP (loopback when simulated)
+    listen_host: str = "127.0.0.1"  # the device's address on its AP (loopback when simulated)
     listen_port: int = 8380
-    lan_host: str = "127.0.0.1"      # the device on the home network after a successful join
+    lan_host: str = "127.0.0.1"  # the device on the home network after a successful join
     lan_port: int = 8381
     lan_announce: str | None = None  # the host phones are told for it (e.g. "pi.local"; mDNS)
-    captive_mode: str = "app"        # app | portal (see gatt_profile.yaml softap.probes)
-    open_ap: bool = False            # no WPA2 on the AP: only when configured so, logged loudly
+    captive_mode: str = "app"  # app | portal (see gatt_profile.yaml softap.probes)
+    open_ap: bool = False  # no WPA2 on the AP: only when configured so, logged loudly
     dnsmasq_interface: str | None = None  # run dnsmasq on this interface while the AP is up
-    state_dir: Path | None = None    # dnsmasq's files go here
-    shutdown_grace_s: float = 2.0    # in-flight answers delivered before a listener closes
+    state_dir: Path | None = None  # dnsmasq's files go here
+    shutdown_grace_s: float = 2.0  # in-flight answers delivered before a listener closes
 
     def __post_init__(self) -> None:
         if self.captive_mode not in CAPTIVE_MODES:
-            raise ValueError(f"captive mode must be one of {CAPTIVE_MODES}, "
-                             f"not {self.captive_mode!r}")
+            raise ValueError(
+                f"captive mode must be one of {CAPTIVE_MODES}, not {self.captive_mode!r}"
+            )
 
 
 class _Listener:
     """One aiohttp server on one address; the port chosen first is kept across reopenings."""
 
-    def __init__(self, name: str, host: str, port: int, grace_s: float, *,
-                 profile: Profile, header_timeout_s: float, rejected: LimitedLog,
-                 announce: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        grace_s: float,
+        *,
+        profile: Profile,
+        header_timeout_s: float,
+        rejected: LimitedLog,
+        announce: str | None = None,
+    ) -> None:
         self.name, self.host, self.port, self.grace_s = name, host, port, grace_s
         self.announce = announce  # the host in the URL clients are given (default: host)
         self.profile, self.header_timeout_s, self.rejected = profile, header_timeout_s, rejected
@@ -100,17 +110,24 @@ class _Listener:
     async def open(self, app: web.Application) -> None:
         if self._runner is not None:
             return
-        runner = JsonErrorRunner(app, profile=self.profile,
-                                 header_timeout_s=self.header_timeout_s, rejected=self.rejected,
-                                 access_log=None, shutdown_timeout=self.grace_s,
-                                 keepalive_timeout=5.0)
+        runner = JsonErrorRunner(
+            app,
+            profile=self.profile,
+            header_timeout_s=self.header_timeout_s,
+            rejected=self.rejected,
+            access_log=None,
+            shutdown_timeout=self.grace_s,
+            keepalive_timeout=5.0,
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
         except OSError as exc:
             await runner.cleanup()
-            raise TransportError(f"cannot listen on {self.host}:{self.port} ({self.name}): "
-                                 f"{exc.strerror or exc}", code=Code.SOFTAP_UNAVAILABLE) from exc
+            raise TransportError(
+                f"cannot listen on {self.host}:{self.port} ({self.name}): {exc.strerror or exc}",
+                code=Code.SOFTAP_UNAVAILABLE,
+            ) from exc
         if self.port == 0:
             self.port = int(runner.addresses[0][1])
         self._runner = runner
@@ -126,9 +143,17 @@ class _Listener:
 class SoftApDoor(Door):
     name = "softap"
 
-    def __init__(self, profile: Profile, service: ProvisioningService, engine: OnboardingEngine,
-                 backend: NetworkBackend, identity: Identity, options: SoftApOptions, *,
-                 doors_status: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        service: ProvisioningService,
+        engine: OnboardingEngine,
+        backend: NetworkBackend,
+        identity: Identity,
+        options: SoftApOptions,
+        *,
+        doors_status: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         from .routes import Routes  # the routes module imports this one's types
 
         self.profile, self.service, self.engine = profile, service, engine
@@ -138,8 +163,9 @@ class SoftApDoor(Door):
         if options.open_ap:
             passphrase = None
         elif identity.softap_passphrase is None:
-            raise TransportError("the device identity has no SoftAP passphrase",
-                                 code=Code.SOFTAP_UNAVAILABLE)
+            raise TransportError(
+                "the device identity has no SoftAP passphrase", code=Code.SOFTAP_UNAVAILABLE
+            )
         else:
             passphrase = identity.softap_passphrase
         self.ap_config = AccessPointConfig(ssid, passphrase, address=options.listen_host)
@@ -147,24 +173,39 @@ class SoftApDoor(Door):
         # A rejected request is logged once, briefly; a flood of them at most 10 lines a minute.
         self.rejected = LimitedLog(LOG, "softap: rejected request", burst=10, window_s=60)
         header_timeout_s = profile.softap.http.body_timeout_ms / 1000
-        self.ap = _Listener("ap", options.listen_host, options.listen_port,
-                            options.shutdown_grace_s, profile=profile,
-                            header_timeout_s=header_timeout_s, rejected=self.rejected)
-        self.lan = _Listener("lan", options.lan_host, options.lan_port, options.shutdown_grace_s,
-                             announce=options.lan_announce, profile=profile,
-                             header_timeout_s=header_timeout_s, rejected=self.rejected)
+        self.ap = _Listener(
+            "ap",
+            options.listen_host,
+            options.listen_port,
+            options.shutdown_grace_s,
+            profile=profile,
+            header_timeout_s=header_timeout_s,
+            rejected=self.rejected,
+        )
+        self.lan = _Listener(
+            "lan",
+            options.lan_host,
+            options.lan_port,
+            options.shutdown_grace_s,
+            announce=options.lan_announce,
+            profile=profile,
+            header_timeout_s=header_timeout_s,
+            rejected=self.rejected,
+        )
         try:
             self.ap.reserve()
             self.lan.reserve()
         except OSError as exc:
-            raise TransportError(f"cannot use {options.listen_host} / {options.lan_host}: {exc}",
-                                 code=Code.SOFTAP_UNAVAILABLE) from exc
+            raise TransportError(
+                f"cannot use {options.listen_host} / {options.lan_host}: {exc}",
+                code=Code.SOFTAP_UNAVAILABLE,
+            ) from exc
         self.networks: list[AccessPoint] = []
         self.scanned_at_ms = 0
         self.latest: DiagnosticEvent | None = None
         self._changed = asyncio.Event()
-        self.closing = False     # a listener is going down: long polls answer at once
-        self._wanted = False     # the AP should be up (started and not stopped)
+        self.closing = False  # a listener is going down: long polls answer at once
+        self._wanted = False  # the AP should be up (started and not stopped)
         self._suspended = False  # down for a join, to come back if it fails
         self._dnsmasq: Any = None
         self._lock = asyncio.Lock()
@@ -184,9 +225,14 @@ class SoftApDoor(Door):
 
     def describe(self) -> dict[str, Any]:
         """For /api/v1/info and the doors diagnostics: never the AP passphrase."""
-        return {"ssid": self.ap_config.ssid, "open": self.ap_config.passphrase is None,
-                "ap_url": self.ap.url, "lan_url": self.lan.url, "up": self.ap.up,
-                "captive_mode": self.options.captive_mode}
+        return {
+            "ssid": self.ap_config.ssid,
+            "open": self.ap_config.passphrase is None,
+            "ap_url": self.ap.url,
+            "lan_url": self.lan.url,
+            "up": self.ap.up,
+            "captive_mode": self.options.captive_mode,
+        }
 
     async def start(self) -> None:
         """Scan, bring the AP up and serve. Raises TransportError(SOFTAP_UNAVAILABLE)."""
@@ -239,8 +285,11 @@ class SoftApDoor(Door):
                 await self._bring_up()
             except OnboardingError as exc:
                 LOG.error("softap: cannot bring the access point back: %s", exc)
-                self.engine.note("door", f"softap could not come back: {exc.detail}",
-                                 {"door": "softap", "up": False, "code": int(exc.code)})
+                self.engine.note(
+                    "door",
+                    f"softap could not come back: {exc.detail}",
+                    {"door": "softap", "up": False, "code": int(exc.code)},
+                )
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -254,9 +303,12 @@ class SoftApDoor(Door):
             LOG.warning("softap: scan before the AP failed (%s); the page lists no networks", exc)
             self.networks = []
         if self.ap_config.passphrase is None:
-            LOG.warning("softap: the access point %r is OPEN (no WPA2): anyone nearby can join "
-                        "it and read the setup code and Wi-Fi passphrase a phone sends. Use an "
-                        "open AP only on a bench.", self.ap_config.ssid)
+            LOG.warning(
+                "softap: the access point %r is OPEN (no WPA2): anyone nearby can join "
+                "it and read the setup code and Wi-Fi passphrase a phone sends. Use an "
+                "open AP only on a bench.",
+                self.ap_config.ssid,
+            )
         try:
             await self.backend.start_access_point(self.ap_config)
             if self.options.dnsmasq_interface:
@@ -287,10 +339,14 @@ class SoftApDoor(Door):
         address = self.options.listen_host
         prefix = address.rsplit(".", 1)[0]
         config = DnsmasqConfig(
-            interface=self.options.dnsmasq_interface or "", address=address, prefix_len=24,
-            dhcp_start=f"{prefix}.10", dhcp_end=f"{prefix}.100",
+            interface=self.options.dnsmasq_interface or "",
+            address=address,
+            prefix_len=24,
+            dhcp_start=f"{prefix}.10",
+            dhcp_end=f"{prefix}.100",
             captive_portal_api=f"{self.ap.url}/captive-portal/api",
-            state_dir=self.options.state_dir / "dnsmasq")
+            state_dir=self.options.state_dir / "dnsmasq",
+        )
         dnsmasq = Dnsmasq(config)
         await dnsmasq.start()
         self._dnsmasq = dnsmasq

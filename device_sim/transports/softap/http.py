@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -17,20 +18,42 @@ from ...errors import OnboardingError
 from ...profile import Profile
 from ...wire import pack_messages, unpack_messages
 
-__all__ = ["error_body", "error_response", "json_response", "pack_messages", "query_ms",
-           "read_body", "require_content_type", "retry_headers", "unpack_messages"]
+__all__ = [
+    "error_body",
+    "error_response",
+    "json_response",
+    "pack_messages",
+    "query_ms",
+    "read_body",
+    "require_content_type",
+    "retry_headers",
+    "unpack_messages",
+]
 
 
-def json_response(data: dict[str, Any], status: int = 200, **headers: str) -> web.Response:
-    return web.Response(status=status, text=json.dumps(data), content_type="application/json",
-                        headers={"Cache-Control": "no-store", **headers})
+def json_response(
+    data: dict[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(data),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
 
 
-def error_body(profile: Profile, code: Code, detail: str, retry_after_ms: int = 0
-               ) -> dict[str, Any]:
+def error_body(
+    profile: Profile, code: Code, detail: str, retry_after_ms: int = 0
+) -> dict[str, Any]:
     entry = profile.code(code)
-    return {"code": entry.id, "code_name": entry.name, "message": entry.user_message,
-            "next_step": entry.next_step, "detail": detail, "retry_after_ms": retry_after_ms}
+    return {
+        "code": entry.id,
+        "code_name": entry.name,
+        "message": entry.user_message,
+        "next_step": entry.next_step,
+        "detail": detail,
+        "retry_after_ms": retry_after_ms,
+    }
 
 
 def retry_headers(retry_after_ms: int) -> dict[str, str]:
@@ -38,15 +61,20 @@ def retry_headers(retry_after_ms: int) -> dict[str, str]:
 
 
 def error_response(profile: Profile, exc: OnboardingError) -> web.Response:
-    return json_response(error_body(profile, exc.code, exc.detail, exc.retry_after_ms),
-                         profile.softap.http.status(exc.code), **retry_headers(exc.retry_after_ms))
+    return json_response(
+        error_body(profile, exc.code, exc.detail, exc.retry_after_ms),
+        profile.softap.http.status(exc.code),
+        headers=retry_headers(exc.retry_after_ms),
+    )
 
 
 def require_content_type(request: web.Request, expected: str) -> None:
     if request.content_type != expected:
-        raise OnboardingError(Code.UNSUPPORTED_MEDIA_TYPE,
-                              f"{request.method} {request.path} takes {expected}, "
-                              f"not {request.content_type or 'no content type'}")
+        raise OnboardingError(
+            Code.UNSUPPORTED_MEDIA_TYPE,
+            f"{request.method} {request.path} takes {expected}, "
+            f"not {request.content_type or 'no content type'}",
+        )
 
 
 async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
@@ -55,8 +83,9 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     Raises OnboardingError: MESSAGE_TOO_LARGE, CLIENT_TIMEOUT, MALFORMED_REQUEST (empty).
     """
     if request.content_length is not None and request.content_length > limit:
-        raise OnboardingError(Code.MESSAGE_TOO_LARGE,
-                              f"body of {request.content_length} bytes; the limit is {limit}")
+        raise OnboardingError(
+            Code.MESSAGE_TOO_LARGE, f"body of {request.content_length} bytes; the limit is {limit}"
+        )
     chunks: list[bytes] = []
     total = 0
     try:
@@ -64,12 +93,14 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
             while chunk := await request.content.readany():
                 total += len(chunk)
                 if total > limit:
-                    raise OnboardingError(Code.MESSAGE_TOO_LARGE,
-                                          f"body over {limit} bytes; the limit is {limit}")
+                    raise OnboardingError(
+                        Code.MESSAGE_TOO_LARGE, f"body over {limit} bytes; the limit is {limit}"
+                    )
                 chunks.append(chunk)
     except TimeoutError:
-        raise OnboardingError(Code.CLIENT_TIMEOUT,
-                              f"the request body did not arrive within {timeout_s:g} s") from None
+        raise OnboardingError(
+            Code.CLIENT_TIMEOUT, f"the request body did not arrive within {timeout_s:g} s"
+        ) from None
     if not total:
         raise OnboardingError(Code.MALFORMED_REQUEST, "empty request body")
     return b"".join(chunks)

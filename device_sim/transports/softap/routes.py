@@ -20,8 +20,16 @@ from ...errors import ConfigError, OnboardingError
 from ...security.secret import Secret
 from ...security.setup_code import normalize_setup_code
 from ...wire import ErrorBody
-from .http import (error_body, error_response, json_response, pack_messages, query_ms, read_body,
-                   require_content_type, retry_headers)
+from .http import (
+    error_body,
+    error_response,
+    json_response,
+    pack_messages,
+    query_ms,
+    read_body,
+    require_content_type,
+    retry_headers,
+)
 from .server import expect_handler, handler_state
 from .sessions import Outbox
 
@@ -51,8 +59,10 @@ class Routes:
         }
         listed = {(e.method, e.path) for e in self.http.endpoints}
         if listed != set(handlers):
-            raise ConfigError("gatt_profile.yaml: softap.http.endpoints",
-                              f"endpoints and handlers differ: {sorted(listed ^ set(handlers))}")
+            raise ConfigError(
+                "gatt_profile.yaml: softap.http.endpoints",
+                f"endpoints and handlers differ: {sorted(listed ^ set(handlers))}",
+            )
         self._handlers = handlers
         self._page: bytes | None = None
         self._apps: dict[str, web.Application] = {}
@@ -67,18 +77,21 @@ class Routes:
         return self._apps[listener]
 
     def _build(self, listener: str) -> web.Application:
-        app = web.Application(middlewares=[self._errors],
-                              client_max_size=self.profile.framing.max_message_length)
+        app = web.Application(
+            middlewares=[self._errors], client_max_size=self.profile.framing.max_message_length
+        )
         app[LISTENER] = listener
         expect = expect_handler(self.profile, self.door.rejected)
         for ep in self.http.endpoints:
             if listener in ep.listeners:
-                app.router.add_route(ep.method, ep.path, self._handlers[(ep.method, ep.path)],
-                                     expect_handler=expect)
+                app.router.add_route(
+                    ep.method, ep.path, self._handlers[(ep.method, ep.path)], expect_handler=expect
+                )
         if listener == "ap":
             for probe in self.profile.softap.probes:
-                app.router.add_route("GET", probe.path, self._probe_handler(probe.path),
-                                     expect_handler=expect)
+                app.router.add_route(
+                    "GET", probe.path, self._probe_handler(probe.path), expect_handler=expect
+                )
         # A catch-all, so that unknown paths and methods (and their Expect headers) get the
         # coded JSON too, not aiohttp's own answers.
         app.router.add_route("*", "/{tail:.*}", self.fallback, expect_handler=expect)
@@ -103,12 +116,14 @@ class Routes:
             self.door.rejected.log(logging.INFO, "%s: %d %s", where, exc.status, exc.reason)
             code = Code.MALFORMED_REQUEST
             allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}  # 405
-            return json_response(error_body(self.profile, code, f"{exc.reason}: {where}"),
-                                 exc.status, **allow)
+            return json_response(
+                error_body(self.profile, code, f"{exc.reason}: {where}"), exc.status, allow
+            )
         except Exception as exc:  # a bug must still answer with a code, and be logged
             LOG.exception("softap %s failed", where)
-            return json_response(error_body(self.profile, Code.INTERNAL_ERROR,
-                                            type(exc).__name__), 500)
+            return json_response(
+                error_body(self.profile, Code.INTERNAL_ERROR, type(exc).__name__), 500
+            )
         finally:
             handler_state(request, busy=False)
 
@@ -120,47 +135,65 @@ class Routes:
         on the lan listener), once; from then on the cookie is bound to that address too."""
         box = self.door.clients.get(request.cookies.get(self.http.session_cookie))
         if box is not None and box.remote != request.remote:
-            if request.app[LISTENER] == "lan" and not box.moved_to_lan \
-                    and self.door.service.session_peer == box.peer:
+            if (
+                request.app[LISTENER] == "lan"
+                and not box.moved_to_lan
+                and self.door.service.session_peer == box.peer
+            ):
                 box.remote, box.moved_to_lan = request.remote, True
             else:
-                raise OnboardingError(Code.SESSION_REQUIRED, "the session cookie belongs to "
-                                      "another client address; start a new session")
+                raise OnboardingError(
+                    Code.SESSION_REQUIRED,
+                    "the session cookie belongs to another client address; start a new session",
+                )
         if box is None and create:
             return self.door.clients.new(request.remote), True
         return box, False
 
-    def _with_cookie(self, response: web.StreamResponse, box: Outbox, new: bool
-                     ) -> web.StreamResponse:
+    def _with_cookie(
+        self, response: web.StreamResponse, box: Outbox, new: bool
+    ) -> web.StreamResponse:
         if new:
-            response.set_cookie(self.http.session_cookie, box.token, httponly=True,
-                                samesite="Strict", path="/")
+            response.set_cookie(
+                self.http.session_cookie, box.token, httponly=True, samesite="Strict", path="/"
+            )
         return response
 
     async def message(self, request: web.Request) -> web.StreamResponse:
         require_content_type(request, self.http.message_content_type)
-        body = await read_body(request, self.profile.framing.max_message_length,
-                               self.http.body_timeout_ms / 1000)
+        body = await read_body(
+            request, self.profile.framing.max_message_length, self.http.body_timeout_ms / 1000
+        )
         box, new = self._client(request, create=body[0] == MessageType.PAKE_START)
         if box is not None:
             replies = await self.door.service.handle(box.peer, body, box.push)
         elif body[0] in (MessageType.PAKE_PROOF, MessageType.SECURE):
             raise OnboardingError(Code.SESSION_REQUIRED, "no session cookie: start with PAKE_START")
         else:  # not a session request at all: the clear ERROR a BLE peer gets for it
-            replies = [ErrorBody(Code.MALFORMED_REQUEST, 0, f"message type 0x{body[0]:02x} is "
-                                 "not a request a client may send").to_message()]
+            replies = [
+                ErrorBody(
+                    Code.MALFORMED_REQUEST,
+                    0,
+                    f"message type 0x{body[0]:02x} is not a request a client may send",
+                ).to_message()
+            ]
         status, headers = 200, {"Cache-Control": "no-store"}
         if replies and replies[0][:1] == bytes([MessageType.ERROR]):
             err = ErrorBody.from_body(replies[0][1:])
             status = self.http.status(err.code)
             headers.update(retry_headers(err.retry_after_ms))
-        response = web.Response(status=status, body=pack_messages(replies), headers=headers,
-                                content_type=self.http.messages_content_type)
+        response = web.Response(
+            status=status,
+            body=pack_messages(replies),
+            headers=headers,
+            content_type=self.http.messages_content_type,
+        )
         return response if box is None else self._with_cookie(response, box, new)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        wait_ms = query_ms(request, "wait_ms", self.http.long_poll_max_ms,
-                           self.http.long_poll_max_ms)
+        wait_ms = query_ms(
+            request, "wait_ms", self.http.long_poll_max_ms, self.http.long_poll_max_ms
+        )
         box, _ = self._client(request, create=False)
         if box is None:
             raise OnboardingError(Code.SESSION_REQUIRED, "no session cookie: start with PAKE_START")
@@ -175,8 +208,11 @@ class Routes:
                 self.door.clients.drop(box.token)
                 raise OnboardingError(Code.SESSION_REQUIRED, "the session has ended")
             return web.Response(status=204, headers={"Cache-Control": "no-store"})
-        return web.Response(body=pack_messages(messages), headers={"Cache-Control": "no-store"},
-                            content_type=self.http.messages_content_type)
+        return web.Response(
+            body=pack_messages(messages),
+            headers={"Cache-Control": "no-store"},
+            content_type=self.http.messages_content_type,
+        )
 
     # --- public, no secrets ------------------------------------------------------------------
 
@@ -184,34 +220,50 @@ class Routes:
         record = self.door.engine.record
         latest = self.door.latest
         entry = self.profile.code(record.code)
-        return {"seq": latest.seq if latest else 0, "state": record.state.wire_name,
-                "code": entry.id, "code_name": entry.name, "message": entry.user_message,
-                "next_step": entry.next_step, "phase": latest.phase if latest else record.phase,
-                "attempt": record.attempt, "doors": self.door.doors_status()}
+        return {
+            "seq": latest.seq if latest else 0,
+            "state": record.state.wire_name,
+            "code": entry.id,
+            "code_name": entry.name,
+            "message": entry.user_message,
+            "next_step": entry.next_step,
+            "phase": latest.phase if latest else record.phase,
+            "attempt": record.attempt,
+            "doors": self.door.doors_status(),
+        }
 
     async def state(self, request: web.Request) -> web.StreamResponse:
         if "after" in request.query:
             after = query_ms(request, "after", 0, 1 << 62)
-            wait_ms = query_ms(request, "wait_ms", self.http.long_poll_max_ms,
-                               self.http.long_poll_max_ms)
+            wait_ms = query_ms(
+                request, "wait_ms", self.http.long_poll_max_ms, self.http.long_poll_max_ms
+            )
             await self.door.wait_event_after(after, wait_ms / 1000)
-        return json_response(self.public_state(), **{"Access-Control-Allow-Origin": "*"})
+        return json_response(self.public_state(), headers={"Access-Control-Allow-Origin": "*"})
 
     async def info(self, request: web.Request) -> web.StreamResponse:
         t = self.door.engine.timeouts
-        return json_response({
-            "v": self.profile.protocol_version, "id": self.door.identity.device_id,
-            "max_msg": self.profile.framing.max_message_length,
-            "caps": ["pake-srp6a", "aes-256-gcm", "scan", "hidden-ssid", "portal"],
-            **self.door.describe(),
-            "outcome_within_ms": int((t.joining + t.verifying) * 1000),
-        }, **{"Access-Control-Allow-Origin": "*"})
+        return json_response(
+            {
+                "v": self.profile.protocol_version,
+                "id": self.door.identity.device_id,
+                "max_msg": self.profile.framing.max_message_length,
+                "caps": ["pake-srp6a", "aes-256-gcm", "scan", "hidden-ssid", "portal"],
+                **self.door.describe(),
+                "outcome_within_ms": int((t.joining + t.verifying) * 1000),
+            },
+            headers={"Access-Control-Allow-Origin": "*"},
+        )
 
     # --- the browser page ---------------------------------------------------------------------
 
     async def networks(self, request: web.Request) -> web.StreamResponse:
-        return json_response({"networks": [ap.to_wire() for ap in self.door.networks],
-                              "scanned_at_ms": self.door.scanned_at_ms})
+        return json_response(
+            {
+                "networks": [ap.to_wire() for ap in self.door.networks],
+                "scanned_at_ms": self.door.scanned_at_ms,
+            }
+        )
 
     async def provision(self, request: web.Request) -> web.StreamResponse:
         require_content_type(request, "application/json")
@@ -230,10 +282,16 @@ class Routes:
             # was proved): the cookie lets the same browser correct it instead of getting BUSY.
             return self._with_cookie(error_response(self.profile, exc), box, new)
         t = self.door.engine.timeouts
-        response = json_response({"accepted": True, "lan_url": self.door.lan.url,
-                                  "ap_url": self.door.ap.url, "ap_returns_on_failure": True,
-                                  "outcome_within_ms": int((t.joining + t.verifying) * 1000)},
-                                 202)
+        response = json_response(
+            {
+                "accepted": True,
+                "lan_url": self.door.lan.url,
+                "ap_url": self.door.ap.url,
+                "ap_returns_on_failure": True,
+                "outcome_within_ms": int((t.joining + t.verifying) * 1000),
+            },
+            202,
+        )
         return self._with_cookie(response, box, new)
 
     async def page(self, request: web.Request) -> web.StreamResponse:
@@ -241,19 +299,30 @@ class Routes:
             raise web.HTTPFound(self.door.ap.url + "/")
         if self._page is None:
             self._page = resources.files(__package__).joinpath(PAGE).read_bytes()
-        return web.Response(body=self._page, content_type="text/html", charset="utf-8", headers={
-            "Cache-Control": "no-store",
-            "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
-                                       "style-src 'unsafe-inline'; img-src data:; "
-                                       "connect-src *; form-action 'self'"})
+        return web.Response(
+            body=self._page,
+            content_type="text/html",
+            charset="utf-8",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+                "style-src 'unsafe-inline'; img-src data:; "
+                "connect-src *; form-action 'self'",
+            },
+        )
 
     # --- captive-portal behaviour -------------------------------------------------------------
 
     async def captive_api(self, request: web.Request) -> web.StreamResponse:
-        body = {"captive": self.door.options.captive_mode == "portal",
-                "user-portal-url": self.door.ap.url + "/"}
-        return web.Response(text=json.dumps(body), content_type="application/captive+json",
-                            headers={"Cache-Control": "private"})
+        body = {
+            "captive": self.door.options.captive_mode == "portal",
+            "user-portal-url": self.door.ap.url + "/",
+        }
+        return web.Response(
+            text=json.dumps(body),
+            content_type="application/captive+json",
+            headers={"Cache-Control": "private"},
+        )
 
     def _probe_handler(self, path: str) -> Handler:
         probe = next(p for p in self.profile.softap.probes if p.path == path)
@@ -261,9 +330,13 @@ class Routes:
         async def answer(request: web.Request) -> web.StreamResponse:
             if self.door.options.captive_mode == "portal":
                 raise web.HTTPFound(self.door.ap.url + "/")
-            return web.Response(status=probe.status, text=probe.body or None,
-                                content_type=probe.content_type,
-                                headers={"Cache-Control": "no-cache"})
+            return web.Response(
+                status=probe.status,
+                text=probe.body or None,
+                content_type=probe.content_type,
+                headers={"Cache-Control": "no-cache"},
+            )
+
         return answer
 
     def _redirect_foreign_host(self, request: web.Request) -> bool:
@@ -271,22 +344,44 @@ class Routes:
         return self.door.options.captive_mode == "portal" and host != self.door.ap.host
 
     async def fallback(self, request: web.Request) -> web.StreamResponse:
-        if request.method == "GET" and self.door.options.captive_mode == "portal" \
-                and request.app[LISTENER] == "ap" \
-                and not request.path.startswith(("/api/", "/portal/")):
+        if (
+            request.method == "GET"
+            and self.door.options.captive_mode == "portal"
+            and request.app[LISTENER] == "ap"
+            and not request.path.startswith(("/api/", "/portal/"))
+        ):
             raise web.HTTPFound(self.door.ap.url + "/")  # every page leads to the sign-in page
         # The catch-all route also shadows aiohttp's own 405 for known paths: answer it here.
-        allowed = sorted({ep.method for ep in self.http.endpoints if ep.path == request.path
-                          and request.app[LISTENER] in ep.listeners})
-        self.door.rejected.log(logging.INFO, "%s %s: %s", request.method[:16], request.path[:80],
-                               "wrong method" if allowed else "no such endpoint")
+        allowed = sorted(
+            {
+                ep.method
+                for ep in self.http.endpoints
+                if ep.path == request.path and request.app[LISTENER] in ep.listeners
+            }
+        )
+        self.door.rejected.log(
+            logging.INFO,
+            "%s %s: %s",
+            request.method[:16],
+            request.path[:80],
+            "wrong method" if allowed else "no such endpoint",
+        )
         if allowed:
-            return json_response(error_body(self.profile, Code.MALFORMED_REQUEST,
-                                            f"{request.path} takes {', '.join(allowed)}, "
-                                            f"not {request.method}"), 405,
-                                 Allow=", ".join(allowed))
-        return json_response(error_body(self.profile, Code.MALFORMED_REQUEST,
-                                        f"no endpoint {request.method} {request.path}"), 404)
+            return json_response(
+                error_body(
+                    self.profile,
+                    Code.MALFORMED_REQUEST,
+                    f"{request.path} takes {', '.join(allowed)}, not {request.method}",
+                ),
+                405,
+                {"Allow": ", ".join(allowed)},
+            )
+        return json_response(
+            error_body(
+                self.profile, Code.MALFORMED_REQUEST, f"no endpoint {request.method} {request.path}"
+            ),
+            404,
+        )
 
 
 def _parse_provision(raw: bytes) -> tuple[bytes, Secret | None, bool, Secret]:
@@ -297,22 +392,30 @@ def _parse_provision(raw: bytes) -> tuple[bytes, Secret | None, bool, Secret]:
         raise OnboardingError(Code.MALFORMED_REQUEST, "the body is not JSON") from None
     fields = {"setup_code", "ssid", "ssid_hex", "hidden", "passphrase"}
     if not isinstance(data, dict) or set(data) - fields:
-        raise OnboardingError(Code.MALFORMED_REQUEST,
-                              f"expected an object with some of {sorted(fields)}")
-    code, passphrase, hidden = data.get("setup_code"), data.get("passphrase"), data.get("hidden",
-                                                                                       False)
-    if not isinstance(code, str) or not isinstance(hidden, bool) \
-            or not (passphrase is None or isinstance(passphrase, str)):
-        raise OnboardingError(Code.MALFORMED_REQUEST,
-                              "setup_code: str, hidden: bool, passphrase: str or null")
+        raise OnboardingError(
+            Code.MALFORMED_REQUEST, f"expected an object with some of {sorted(fields)}"
+        )
+    code, passphrase, hidden = (
+        data.get("setup_code"),
+        data.get("passphrase"),
+        data.get("hidden", False),
+    )
+    if (
+        not isinstance(code, str)
+        or not isinstance(hidden, bool)
+        or not (passphrase is None or isinstance(passphrase, str))
+    ):
+        raise OnboardingError(
+            Code.MALFORMED_REQUEST, "setup_code: str, hidden: bool, passphrase: str or null"
+        )
     if ("ssid" in data) == ("ssid_hex" in data):
         raise OnboardingError(Code.MALFORMED_REQUEST, "give exactly one of ssid and ssid_hex")
     try:
-        ssid = (data["ssid"].encode("utf-8") if "ssid" in data
-                else bytes.fromhex(data["ssid_hex"]))
+        ssid = data["ssid"].encode("utf-8") if "ssid" in data else bytes.fromhex(data["ssid_hex"])
     except (AttributeError, TypeError, ValueError):
-        raise OnboardingError(Code.MALFORMED_REQUEST,
-                              "ssid must be text, ssid_hex hexadecimal") from None
+        raise OnboardingError(
+            Code.MALFORMED_REQUEST, "ssid must be text, ssid_hex hexadecimal"
+        ) from None
     try:
         digits = normalize_setup_code(code)
     except ValueError as exc:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -61,7 +62,8 @@ class _JsonRequestHandler(web.RequestHandler):
     def arm_header_timer(self) -> None:
         self.cancel_header_timer()
         self._header_timer = asyncio.get_running_loop().call_later(
-            self.header_timeout_s, self._headers_too_slow)
+            self.header_timeout_s, self._headers_too_slow
+        )
 
     def cancel_header_timer(self) -> None:
         timer, self._header_timer = getattr(self, "_header_timer", None), None
@@ -73,36 +75,55 @@ class _JsonRequestHandler(web.RequestHandler):
         transport = self.transport
         if transport is None or transport.is_closing() or self.device_sim_busy:
             return
-        self.rejected.log(logging.INFO, "request headers not complete within %g s; closing",
-                          self.header_timeout_s)
-        body = json.dumps(error_body(self.profile, Code.CLIENT_TIMEOUT,
-                                     f"the request headers did not arrive within "
-                                     f"{self.header_timeout_s:g} s")).encode()
-        transport.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-                        b"Cache-Control: no-store\r\nConnection: close\r\n"
-                        + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        self.rejected.log(
+            logging.INFO, "request headers not complete within %g s; closing", self.header_timeout_s
+        )
+        body = json.dumps(
+            error_body(
+                self.profile,
+                Code.CLIENT_TIMEOUT,
+                f"the request headers did not arrive within {self.header_timeout_s:g} s",
+            )
+        ).encode()
+        transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+            b"Cache-Control: no-store\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         transport.close()
 
-    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         if isinstance(exc, LineTooLong) or status == 413:
             code = Code.MESSAGE_TOO_LARGE
         elif status >= 500 and not isinstance(exc, HttpProcessingError):
             code = Code.INTERNAL_ERROR
         else:
             code = Code.MALFORMED_REQUEST
-        reason = (exc.message if isinstance(exc, HttpProcessingError) and exc.message
-                  else message or (type(exc).__name__ if exc else f"HTTP {status}"))
+        reason = (
+            exc.message
+            if isinstance(exc, HttpProcessingError) and exc.message
+            else message or (type(exc).__name__ if exc else f"HTTP {status}")
+        )
         reason = " ".join(str(reason).split())[:200]
-        self.rejected.log(logging.INFO, "%s from %s: %s", code.name,
-                          getattr(request, "remote", None), reason)
+        self.rejected.log(
+            logging.INFO, "%s from %s: %s", code.name, getattr(request, "remote", None), reason
+        )
         if code is Code.INTERNAL_ERROR and exc is not None:
-            LOG.error("softap: internal error while handling a request: %s: %s",
-                      type(exc).__name__, exc)
+            LOG.error(
+                "softap: internal error while handling a request: %s: %s", type(exc).__name__, exc
+            )
         if request.writer.output_size > 0:  # an answer is already under way: only close
             raise ConnectionError("the answer was sent already; closing the connection")
-        response = json_response(error_body(self.profile, code, reason),
-                                 self.profile.softap.http.status(code))
+        response = json_response(
+            error_body(self.profile, code, reason), self.profile.softap.http.status(code)
+        )
         response.force_close()
         return response
 
@@ -123,8 +144,15 @@ class _JsonErrorServer(web.Server):
 class JsonErrorRunner(web.AppRunner):
     """An ``AppRunner`` whose connections answer in the profile's JSON (see the module)."""
 
-    def __init__(self, app: web.Application, *, profile: Profile, header_timeout_s: float,
-                 rejected: LimitedLog, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        profile: Profile,
+        header_timeout_s: float,
+        rejected: LimitedLog,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, **kwargs)
         self._profile = profile
         self._header_timeout_s = header_timeout_s
@@ -152,7 +180,9 @@ def handler_state(request: web.Request, busy: bool) -> None:
             protocol.arm_header_timer()
 
 
-def expect_handler(profile: Profile, rejected: LimitedLog):  # type: ignore[no-untyped-def]
+def expect_handler(
+    profile: Profile, rejected: LimitedLog
+) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:
     """An aiohttp ``expect_handler``: ``100-continue`` goes on, anything else is a JSON 417."""
 
     async def handle(request: web.Request) -> web.StreamResponse | None:
@@ -161,7 +191,8 @@ def expect_handler(profile: Profile, rejected: LimitedLog):  # type: ignore[no-u
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return None
         rejected.log(logging.INFO, "unsupported Expect header from %s", request.remote)
-        return json_response(error_body(profile, Code.MALFORMED_REQUEST,
-                                        f"unsupported Expect: {expect[:60]}"), 417)
+        return json_response(
+            error_body(profile, Code.MALFORMED_REQUEST, f"unsupported Expect: {expect[:60]}"), 417
+        )
 
     return handle

@@ -13,11 +13,11 @@ import hashlib
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
-MAX_QUEUED = 256       # messages per outbox; one onboarding attempt pushes about 15
-MAX_CLIENTS = 16       # outboxes kept; the oldest ones not holding the session go first
+MAX_QUEUED = 256  # messages per outbox; one onboarding attempt pushes about 15
+MAX_CLIENTS = 16  # outboxes kept; the oldest ones not holding the session go first
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,11 @@ class HttpClients:
 
     def new(self, remote: str | None) -> Outbox:
         if len(self._outboxes) >= MAX_CLIENTS:
-            idle = sorted((o for o in self._outboxes.values() if not self._holds_session(o.peer)),
-                          key=lambda o: o.created)
-            for old in idle[:len(self._outboxes) - MAX_CLIENTS + 1]:
+            idle = sorted(
+                (o for o in self._outboxes.values() if not self._holds_session(o.peer)),
+                key=lambda o: o.created,
+            )
+            for old in idle[: len(self._outboxes) - MAX_CLIENTS + 1]:
                 del self._outboxes[old.token]
         box = Outbox(secrets.token_urlsafe(24), remote)
         self._outboxes[box.token] = box
@@ -104,5 +106,5 @@ class HttpClients:
         for box in self._outboxes.values():
             box.wake()
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Outbox]:
         return iter(list(self._outboxes.values()))
