@@ -24,7 +24,7 @@ from .control import ControlServer
 from .doors import DoorSupervisor, Policy
 from .engine import OnboardingEngine, Timeouts
 from .errors import ConfigError, OnboardingError
-from .events import EventBus, JsonlLog
+from .events import EventBus, EventPhase, JsonlLog
 from .network import create_backend
 from .network.scenario import load_scenario
 from .profile import load_profile
@@ -281,7 +281,8 @@ def _register_commands(
         if improv is not None:
             return {"action": "improv-authorize", **improv.authorize("the button")}
         engine.note(
-            "button", f"pressed {hold:g} s: nothing to do (hold {LONG_PRESS_S} s to factory-reset)"
+            EventPhase.BUTTON,
+            f"pressed {hold:g} s: nothing to do (hold {LONG_PRESS_S} s to factory-reset)",
         )
         return {"action": "none"}
 

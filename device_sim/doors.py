@@ -26,7 +26,7 @@ from typing import Any
 from .codes import Code, State
 from .engine import BUSY_STATES, OnboardingEngine
 from .errors import DeviceSimError, OnboardingError
-from .events import DiagnosticEvent
+from .events import DiagnosticEvent, EventPhase
 from .lifecycle import Component
 from .provisioning import ProvisioningService
 from .transports.base import Door
@@ -116,7 +116,7 @@ class DoorSupervisor(Component):
         self._note("doors opened")
 
     def _on_event(self, event: DiagnosticEvent) -> None:
-        if event.phase == "factory_reset" and self.softap is not None:
+        if event.phase == EventPhase.FACTORY_RESET and self.softap is not None:
             self.decided.clear()  # until the policy has applied anew (ctl status waits on it)
             task = asyncio.get_running_loop().create_task(self._reapply())
             self._tasks.add(task)
@@ -233,4 +233,4 @@ class DoorSupervisor(Component):
     def _note(self, what: str, **extra: Any) -> None:
         status = self.status()
         detail = f"{what}: {', '.join(status['doors']) or 'none'}"
-        self.engine.note("door", detail, {**status, **extra, "softap": None})
+        self.engine.note(EventPhase.DOOR, detail, {**status, **extra, "softap": None})

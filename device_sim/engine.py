@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .codes import Code, State
 from .errors import NetworkError, OnboardingError
-from .events import DiagnosticEvent, EventBus
+from .events import DiagnosticEvent, EventBus, EventPhase
 from .network.base import AccessPoint, NetworkBackend, validate_credentials
 from .profile import Profile
 from .security.secret import Secret
@@ -109,7 +109,7 @@ class OnboardingEngine:
         self.timeouts = timeouts or Timeouts.from_profile(profile)
         self._clock = clock
         self._epoch = clock()
-        self._phase = "joining"  # the attempt's current phase, for its outcome line
+        self._phase: str = EventPhase.JOINING  # the attempt's current phase, for its outcome line
         self._event_seq = 0
         self._attempt_task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -149,7 +149,7 @@ class OnboardingEngine:
             # same request id (the cloud answers it again), so both sides agree.
             LOG.warning("activation was pending at restart: reconciling with the cloud")
             self._start_attempt()
-        elif record.state is S.CREDENTIALS_RECEIVED and record.phase == "factory":
+        elif record.state is S.CREDENTIALS_RECEIVED and record.phase == EventPhase.FACTORY:
             # QR pre-provisioning: site credentials loaded at the factory are tried on first
             # boot; a failure leaves its code for the app, as any failed attempt does.
             LOG.info("first boot with factory-loaded Wi-Fi credentials: joining")
@@ -172,7 +172,7 @@ class OnboardingEngine:
         record = self.store.record()
         definition = self.profile.state(record.state)
         if definition.stable:
-            self._emit(record.state, record.code, "boot", record.detail)
+            self._emit(record.state, record.code, EventPhase.BOOT, record.detail)
             self._arm_timer(record.state)
             return record
         target = State[definition.recover_to.upper()] if definition.recover_to else S.FAILED
@@ -186,7 +186,7 @@ class OnboardingEngine:
         return self._transition(
             target,
             code,
-            phase="recovered",
+            phase=EventPhase.RECOVERED,
             detail=f"daemon restarted during {record.state.wire_name}",
         )
 
@@ -203,12 +203,12 @@ class OnboardingEngine:
     def session_opened(self) -> None:
         self._epoch = self._clock()  # event times count from the session, then from the join
         if self.state is S.UNPROVISIONED:
-            self._transition(S.SESSION_OPEN, phase="session")
+            self._transition(S.SESSION_OPEN, phase=EventPhase.SESSION)
 
     def session_closed(self, code: Code = Code.OK) -> None:
         """The client's session ended (cleanly, timed out, or the client vanished)."""
         if self.state is S.SESSION_OPEN:
-            self._transition(S.UNPROVISIONED, code, phase="session_closed")
+            self._transition(S.UNPROVISIONED, code, phase=EventPhase.SESSION_CLOSED)
 
     async def scan(self) -> list[AccessPoint]:
         """Scan, or, while the radio is an access point (one radio), the last scan's list."""
@@ -216,12 +216,12 @@ class OnboardingEngine:
             self._emit(
                 self.state,
                 Code.OK,
-                "scanning",
+                EventPhase.SCANNING,
                 "cached: the radio is the access point",
                 data={"cached": True},
             )
             return list(self.last_scan)
-        self._emit(self.state, Code.OK, "scanning")
+        self._emit(self.state, Code.OK, EventPhase.SCANNING)
         self.last_scan = await self.backend.scan()
         return list(self.last_scan)
 
@@ -234,7 +234,7 @@ class OnboardingEngine:
         validate_credentials(ssid, passphrase.reveal() if passphrase else None, None)
         self._transition(
             S.CREDENTIALS_RECEIVED,
-            phase="credentials",
+            phase=EventPhase.CREDENTIALS,
             credentials=Credentials(ssid, passphrase, hidden),
         )
 
@@ -280,7 +280,7 @@ class OnboardingEngine:
         self.store.reset_auth_failures()
         self._transition(
             S.UNPROVISIONED,
-            phase="factory_reset",
+            phase=EventPhase.FACTORY_RESET,
             detail=f"by {source}",
             credentials=None,
             forget_cloud=True,
@@ -313,8 +313,8 @@ class OnboardingEngine:
         # `joining` is committed before CONNECT is acknowledged, so a client (or a crash) never
         # sees an accepted CONNECT with the device still waiting for one.
         self._epoch = self._clock()
-        self._phase = "joining"
-        self._transition(S.JOINING, phase="joining", new_attempt=True)
+        self._phase = EventPhase.JOINING
+        self._transition(S.JOINING, phase=EventPhase.JOINING, new_attempt=True)
         self._attempt_task = asyncio.get_running_loop().create_task(
             self._attempt(), name="onboarding-attempt"
         )
@@ -350,7 +350,9 @@ class OnboardingEngine:
                 raise NetworkError(
                     self._timeout_code(S.JOINING), f"no result within {self.timeouts.joining:.0f} s"
                 ) from None
-            self._transition(S.VERIFYING, phase="verifying", detail=f"{result.band} ip {result.ip}")
+            self._transition(
+                S.VERIFYING, phase=EventPhase.VERIFYING, detail=f"{result.band} ip {result.ip}"
+            )
             try:
                 async with asyncio.timeout(self.timeouts.verifying):
                     await self.backend.verify(on_phase=self._on_phase)
@@ -362,7 +364,7 @@ class OnboardingEngine:
             activation = await self._activate()
             self._transition(
                 S.ONLINE,
-                phase="online",
+                phase=EventPhase.ONLINE,
                 detail=f"{result.band} ip {result.ip}",
                 activation=activation,
             )
@@ -379,7 +381,7 @@ class OnboardingEngine:
                 await self.backend.disconnect()
             except Exception:
                 LOG.exception("disconnect after a failed join failed")
-            self._transition(S.FAILED, code, phase="failed", detail=detail, data=raw)
+            self._transition(S.FAILED, code, phase=EventPhase.FAILED, detail=detail, data=raw)
 
     async def _activate(self) -> ActivationResult | None:
         """Cloud activation after the checks; None when none is configured or still valid
@@ -398,7 +400,7 @@ class OnboardingEngine:
             else self.activator.new_request_id()
         )
         self.store.begin_activation(request_id)  # committed before the request leaves
-        self._emit(self.state, Code.OK, "activation", mode, data={"mode": mode})
+        self._emit(self.state, Code.OK, EventPhase.ACTIVATION, mode, data={"mode": mode})
         try:
             async with asyncio.timeout(self.timeouts.verifying):
                 result = await self.activator.activate(self.store.cloud(), request_id)
@@ -469,7 +471,7 @@ class OnboardingEngine:
     def _log_outcome(self, state: State, code: Code, detail: str) -> None:
         """The attempt's outcome as one line: state, code, the phase it ended in, elapsed."""
         elapsed = self._clock() - self._epoch
-        phase = "online" if state is S.ONLINE else self._phase
+        phase = EventPhase.ONLINE if state is S.ONLINE else self._phase
         if state is S.ONLINE:
             OUTCOME_LOG.info(
                 "onboarding online: code OK (0), elapsed %.1f s%s",
@@ -523,6 +525,6 @@ class OnboardingEngine:
             self._transition(
                 target,
                 self._timeout_code(state),
-                phase="timeout",
+                phase=EventPhase.TIMEOUT,
                 detail=f"waited {seconds:.0f} s in {state.wire_name}",
             )

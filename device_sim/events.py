@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,13 +22,65 @@ from .codes import Code, State
 LOG = logging.getLogger(__name__)
 
 
+class EventPhase(StrEnum):
+    """Every phase a diagnostic event can carry. A StrEnum: the JSON, the logs and the BLE
+    characteristics carry the plain names, and comparisons with those names still hold."""
+
+    # The engine's transitions and notes.
+    BOOT = "boot"
+    RECOVERED = "recovered"
+    SESSION = "session"
+    SESSION_CLOSED = "session_closed"
+    CREDENTIALS = "credentials"
+    FACTORY = "factory"  # credentials loaded at the factory (QR pre-provisioning)
+    JOINING = "joining"
+    VERIFYING = "verifying"
+    ACTIVATION = "activation"
+    ONLINE = "online"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    FACTORY_RESET = "factory_reset"
+    # The backend's join and checks (network.base.Phase).
+    SCANNING = "scanning"
+    ASSOCIATING = "associating"
+    AUTHENTICATING = "authenticating"
+    DHCP = "dhcp"
+    DNS = "dns"
+    CAPTIVE_PORTAL = "captive_portal"
+    INTERNET = "internet"
+    TLS = "tls"
+    # Notes of the doors and the daemon.
+    DOOR = "door"
+    IMPROV = "improv"
+    IDENTIFY = "identify"
+    BUTTON = "button"
+
+
+# Phases that change what the device advertises or its doors show (state, code, attempt).
+STATE_PHASES = frozenset(
+    {
+        EventPhase.BOOT,
+        EventPhase.RECOVERED,
+        EventPhase.SESSION,
+        EventPhase.SESSION_CLOSED,
+        EventPhase.CREDENTIALS,
+        EventPhase.JOINING,
+        EventPhase.VERIFYING,
+        EventPhase.ONLINE,
+        EventPhase.FAILED,
+        EventPhase.TIMEOUT,
+        EventPhase.FACTORY_RESET,
+    }
+)
+
+
 @dataclass(frozen=True)
 class DiagnosticEvent:
     seq: int
     t_ms: int  # milliseconds since the current attempt (or the daemon) started
     state: State
     code: Code
-    phase: str
+    phase: str  # an EventPhase (a str)
     detail: str = ""
     data: dict[str, Any] = field(default_factory=dict)
 

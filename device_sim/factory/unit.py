@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .. import pki
 from ..codes import Code, State
 from ..errors import ConfigError
+from ..events import EventPhase
 from ..identity import create_identity
 from ..profile import Profile, load_profile
 from ..security.secret import Secret
@@ -205,7 +206,10 @@ def _build(
         )
         if credentials is not None:  # QR pre-provisioning: tried at first boot
             store.transition(
-                State.CREDENTIALS_RECEIVED, Code.OK, phase="factory", credentials=credentials
+                State.CREDENTIALS_RECEIVED,
+                Code.OK,
+                phase=EventPhase.FACTORY,
+                credentials=credentials,
             )
     assert identity.softap_passphrase is not None
     write_private(state / "device.key", pki.key_pem(key))

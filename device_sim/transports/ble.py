@@ -37,7 +37,7 @@ from bless import BlessServer, GATTAttributePermissions, GATTCharacteristicPrope
 
 from ..codes import Code
 from ..errors import OnboardingError, ProtocolError, TransportError, ble_setup_error
-from ..events import DiagnosticEvent
+from ..events import STATE_PHASES, DiagnosticEvent
 from ..profile import Profile
 from ..provisioning import ProvisioningService
 from ..ratelimit import LimitedLog
@@ -413,19 +413,7 @@ class BleDoor(Door):
                 json.dumps(event.compact(), separators=(",", ":")).encode(),
             )
         )
-        if event.phase in (
-            "boot",
-            "session",
-            "session_closed",
-            "credentials",
-            "joining",
-            "verifying",
-            "online",
-            "failed",
-            "timeout",
-            "factory_reset",
-            "recovered",
-        ):
+        if event.phase in STATE_PHASES:
             self._adv_dirty.set()
 
     def _on_connections(self, connected: frozenset[str]) -> None:

@@ -73,6 +73,18 @@ def blackhole(address: str, port: int) -> Iterator[int]:
         yield port
 
 
+def free_on_the_other_family(address: str, port: int) -> bool:
+    """Whether ``port`` can be bound on the other loopback (V4 for V6 and back): the tests
+    then hold it there (``refusing``), and another process may be using it."""
+    other, family = (V4, socket.AF_INET) if ":" in address else (V6, socket.AF_INET6)
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((other, port))
+        except OSError:
+            return False
+    return True
+
+
 class Listener:
     """A TCP server on one address; ``port`` is free on the other family (checked)."""
 
@@ -92,10 +104,13 @@ async def listen() -> AsyncIterator:  # type: ignore[type-arg]
 
     async def start(address: str, ssl_context: ssl.SSLContext | None = None) -> Listener:
         listener = Listener(address)
-        server = await asyncio.start_server(listener.handle, address, 0, ssl=ssl_context)
-        servers.append(server)
-        listener.port = int(server.sockets[0].getsockname()[1])
-        return listener
+        for _ in range(20):  # a port also free on the other family, bounded
+            server = await asyncio.start_server(listener.handle, address, 0, ssl=ssl_context)
+            servers.append(server)
+            listener.port = int(server.sockets[0].getsockname()[1])
+            if free_on_the_other_family(address, listener.port):
+                return listener
+        raise AssertionError("no port free on both loopback families in 20 tries")
 
     yield start
     for server in servers:
@@ -182,13 +197,17 @@ async def http_app() -> AsyncIterator:  # type: ignore[type-arg]
 
     async def start(address: str, routes: list[web.RouteDef],
                     ssl_context: ssl.SSLContext | None = None) -> int:
-        app = web.Application()
-        app.add_routes(routes)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        runners.append(runner)
-        await web.TCPSite(runner, address, 0, ssl_context=ssl_context).start()
-        return int(runner.addresses[0][1])
+        for _ in range(20):  # a port also free on the other family, bounded
+            app = web.Application()
+            app.add_routes(routes)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, address, 0, ssl_context=ssl_context).start()
+            port = int(runner.addresses[0][1])
+            if free_on_the_other_family(address, port):
+                return port
+        raise AssertionError("no port free on both loopback families in 20 tries")
 
     yield start
     for runner in runners:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ...codes import Code, State
 from ...engine import BUSY_STATES, OnboardingEngine
 from ...errors import OnboardingError
-from ...events import DiagnosticEvent
+from ...events import STATE_PHASES, DiagnosticEvent, EventPhase
 from ...profile import Profile
 from ...provisioning import ProvisioningService
 from ...security.secret import Secret
@@ -195,7 +195,7 @@ class ImprovPersonality:
         self.authorized = True
         self._arm_lapse()
         LOG.info("improv: authorized by %s for %g s", source, self.authorization_timeout_s)
-        self.engine.note("improv", f"authorized by {source}", {"authorized": True})
+        self.engine.note(EventPhase.IMPROV, f"authorized by {source}", {"authorized": True})
         self._publish_state()
         return {"authorized": True, "timeout_s": self.authorization_timeout_s}
 
@@ -212,7 +212,7 @@ class ImprovPersonality:
             return
         self.authorized = False
         LOG.info("improv: authorization lapsed")
-        self.engine.note("improv", "authorization lapsed", {"authorized": False})
+        self.engine.note(EventPhase.IMPROV, "authorization lapsed", {"authorized": False})
         self._publish_state()
 
     def _consume_authorization(self) -> None:
@@ -251,7 +251,7 @@ class ImprovPersonality:
     def _on_event(self, event: DiagnosticEvent) -> None:
         if self.with_diagnostics and self._door is not None:
             self._door.notify(self.diagnostics_uuid, _compact(event))
-        if event.phase in ("online", "failed", "joining", "verifying", "factory_reset", "boot"):
+        if event.phase in STATE_PHASES:
             self._publish_state()
 
     # --- RPCs ------------------------------------------------------------------------------
@@ -325,7 +325,9 @@ class ImprovPersonality:
 
     def _need_authorized(self) -> None:
         if not self.authorized:
-            self.engine.note("improv", "refused: waiting for the button", code=Code.NOT_AUTHORIZED)
+            self.engine.note(
+                EventPhase.IMPROV, "refused: waiting for the button", code=Code.NOT_AUTHORIZED
+            )
             raise PacketError(ImprovError.NOT_AUTHORIZED, "not authorized: press the button")
 
     async def _wifi_settings(self, packet: Packet) -> None:
@@ -377,7 +379,7 @@ class ImprovPersonality:
         self.identify_count += 1
         LOG.info("improv: identify (simulated: the status LED blinks)")
         self.engine.note(
-            "identify", "status LED blinks (simulated)", {"count": self.identify_count}
+            EventPhase.IDENTIFY, "status LED blinks (simulated)", {"count": self.identify_count}
         )
         if self.on_identify is not None:
             self.on_identify()

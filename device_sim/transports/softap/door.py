@@ -31,7 +31,7 @@ from aiohttp import web
 from ...codes import Code, State
 from ...engine import OnboardingEngine
 from ...errors import OnboardingError, TransportError
-from ...events import DiagnosticEvent
+from ...events import DiagnosticEvent, EventPhase
 from ...network.base import AccessPoint, AccessPointConfig, NetworkBackend
 from ...profile import Profile
 from ...provisioning import ProvisioningService
@@ -286,7 +286,7 @@ class SoftApDoor(Door):
             except OnboardingError as exc:
                 LOG.error("softap: cannot bring the access point back: %s", exc)
                 self.engine.note(
-                    "door",
+                    EventPhase.DOOR,
                     f"softap could not come back: {exc.detail}",
                     {"door": "softap", "up": False, "code": int(exc.code)},
                 )
