@@ -18,6 +18,8 @@ import shutil
 
 import pytest
 
+from device_sim.profile import Profile, load_profile
+
 _SBIN = ("/usr/sbin", "/sbin")
 
 
@@ -74,3 +76,9 @@ def require(reason: str | None) -> None:
 def require_fixture() -> object:
     """:func:`require` for fixtures and tests of any package (no import of this conftest)."""
     return require
+
+
+@pytest.fixture(scope="session")
+def profile() -> Profile:
+    """The repository's gatt_profile.yaml, loaded once for the whole run."""
+    return load_profile()

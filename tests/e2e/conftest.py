@@ -15,17 +15,12 @@ import pytest_asyncio
 from device_sim.client.flow import Target
 from device_sim.demo import DaemonProcess, daemon_argv
 from device_sim.identity import create_identity
-from device_sim.profile import Profile, load_profile
+from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
 from device_sim.store import DeviceStore
 from device_sim.virtual.harness import VirtualBle, add_adapter, use_bus
 
 SETUP_CODE = "2468-1357"
-
-
-@pytest.fixture(scope="session")
-def profile() -> Profile:
-    return load_profile()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -8,12 +8,7 @@ import pytest
 
 from device_sim import pki
 from device_sim.factory.unit import UnitResult, provision_unit
-from device_sim.profile import Profile, load_profile
-
-
-@pytest.fixture(scope="session")
-def profile() -> Profile:
-    return load_profile()
+from device_sim.profile import Profile
 
 
 @pytest.fixture

@@ -10,25 +10,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_asyncio
 
 from device_sim.engine import OnboardingEngine, Timeouts
 from device_sim.events import DiagnosticEvent, EventBus
 from device_sim.identity import create_identity
 from device_sim.network.simulated import SimulatedBackend
-from device_sim.profile import Profile, load_profile
+from device_sim.profile import Profile
 from device_sim.provisioning import ProvisioningService
 from device_sim.security.secret import Secret
 from device_sim.store import DeviceStore
 from device_sim.transports.softap.door import SoftApDoor, SoftApOptions
 
 SETUP_CODE = "2468-1357"
-
-
-@pytest.fixture(scope="session")
-def profile() -> Profile:
-    return load_profile()
 
 
 @dataclass
