@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from device_sim.client.flow import Provisioner, Target
-from device_sim.demo import DaemonProcess, daemon_argv
+from device_sim.testing.daemon_process import DaemonProcess, daemon_argv
 from device_sim.identity import create_identity
 from device_sim.network.scenario import load_scenario
 from device_sim.profile import load_profile

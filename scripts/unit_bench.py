@@ -32,7 +32,7 @@ from device_sim.cloud.admin import CloudAdmin  # noqa: E402
 from device_sim.cloud.emulator import CloudEmulator  # noqa: E402
 from device_sim.cloud.tls import client_context  # noqa: E402
 from device_sim.control import control_request  # noqa: E402
-from device_sim.demo import DaemonProcess  # noqa: E402
+from device_sim.testing.daemon_process import DaemonProcess  # noqa: E402
 from device_sim.errors import DeviceSimError  # noqa: E402
 from device_sim.factory.registration import ensure_registration_key  # noqa: E402
 from device_sim.factory.unit import UnitResult, provision_unit  # noqa: E402

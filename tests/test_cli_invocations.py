@@ -20,7 +20,8 @@ import pytest
 from device_sim.client.flow import describe
 from device_sim.codes import Code
 from device_sim.commands.client import format_result
-from device_sim.demo import DaemonProcess, _activation_line, _timeline
+from device_sim.demo import _activation_line, _timeline
+from device_sim.testing.daemon_process import DaemonProcess
 from device_sim.profile import load_profile
 
 NO_BUS = "unix:path=/nonexistent/device-sim-test/bus.sock"

@@ -78,7 +78,7 @@ async def vb() -> AsyncIterator[VirtualBle]:
 @pytest.fixture
 async def nm(vb: VirtualBle, tmp_path: Path) -> AsyncIterator[Any]:
     """The project's NetworkManager mock (python-dbusmock's template, extended) on ``vb``'s bus."""
-    from device_sim.network.nm import mock
+    from device_sim.testing import nm_mock as mock
 
     async with mock.NMMock(vb.bus_address, timeout=WAIT, log_path=tmp_path / "nm.log") as nm_mock:
         yield nm_mock

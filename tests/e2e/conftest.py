@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from device_sim.client.flow import Target
-from device_sim.demo import DaemonProcess, daemon_argv
+from device_sim.testing.daemon_process import DaemonProcess, daemon_argv
 from device_sim.identity import create_identity
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret

@@ -32,7 +32,7 @@ from device_sim.cloud.emulator import CloudEmulator
 from device_sim.cloud.tls import client_context
 from device_sim.codes import Code, MessageType
 from device_sim.control import control_request
-from device_sim.demo import DaemonProcess, daemon_argv
+from device_sim.testing.daemon_process import DaemonProcess, daemon_argv
 from device_sim.errors import DeviceSimError
 from device_sim.factory.registration import RegistrationKey, ensure_registration_key
 from device_sim.factory.unit import SiteWifi, UnitResult, provision_unit

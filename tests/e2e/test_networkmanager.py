@@ -17,7 +17,7 @@ import pytest_asyncio
 from device_sim.client.flow import provision
 from device_sim.network.base import Security
 from device_sim.network.nm.defs import Connectivity, DeviceStateReason as R
-from device_sim.network.nm.mock import NMMock
+from device_sim.testing.nm_mock import NMMock
 from device_sim.network.simulated import CertificateAuthority, server_ssl_context
 from device_sim.security.secret import Secret
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.demo import DaemonProcess
+from device_sim.testing.daemon_process import DaemonProcess
 from device_sim.network.scenario import load_scenario
 
 pytestmark = [pytest.mark.ble, pytest.mark.timeout(240),

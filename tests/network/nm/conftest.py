@@ -19,7 +19,7 @@ import pytest
 
 from device_sim.network.base import Security
 from device_sim.network.nm.backend import NetworkManagerBackend
-from device_sim.network.nm.mock import NMMock
+from device_sim.testing.nm_mock import NMMock
 from device_sim.network.simulated import CertificateAuthority, server_ssl_context
 from device_sim.store import DeviceStore
 

@@ -11,7 +11,7 @@ from device_sim.errors import NetworkError
 from device_sim.network.base import AccessPointConfig, Band
 from device_sim.network.nm.backend import CAPTIVE_CONF_NAME, NetworkManagerBackend
 from device_sim.network.nm.defs import DeviceStateReason as R, WifiCapabilities
-from device_sim.network.nm.mock import DEFAULT_CAPS, NMMock
+from device_sim.testing.nm_mock import DEFAULT_CAPS, NMMock
 from device_sim.security.secret import Secret
 
 from .conftest import MakeBackend

@@ -16,7 +16,7 @@ from device_sim.network.nm.backend import STORE_KEY, NetworkManagerBackend
 from device_sim.network.nm.client import unwrap
 from device_sim.network.nm.defs import (ERR_ACCESS_DENIED, MANAGER_IFACE, MANAGER_PATH,
                                         DeviceState as S, DeviceStateReason as R)
-from device_sim.network.nm.mock import MOCK_IFACE, NMMock
+from device_sim.testing.nm_mock import MOCK_IFACE, NMMock
 from device_sim.store import DeviceStore
 
 from ..recorder import Recorder

@@ -13,7 +13,7 @@ from device_sim.network.base import AccessPointConfig
 from device_sim.network.nm.backend import STORE_KEY, NetworkManagerBackend
 from device_sim.network.nm.defs import (ERR_ACCESS_DENIED, ERR_NM_PERMISSION_DENIED,
                                         MANAGER_IFACE, MANAGER_PATH)
-from device_sim.network.nm.mock import NMMock
+from device_sim.testing.nm_mock import NMMock
 from device_sim.store import DeviceStore
 
 from .conftest import MakeBackend

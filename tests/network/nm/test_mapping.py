@@ -15,7 +15,7 @@ from device_sim.network.nm.defs import (ERR_ACCESS_DENIED, ERR_NAME_HAS_NO_OWNER
                                         ERR_NM_PERMISSION_DENIED, ERR_NM_UNKNOWN_DEVICE,
                                         ERR_SERVICE_UNKNOWN, ApFlags, ApSecurityFlags,
                                         DeviceState as S, DeviceStateReason as R)
-from device_sim.network.nm.mock import flags_for
+from device_sim.testing.nm_mock import flags_for
 from device_sim.security.secret import Secret
 
 PSK, SAE, X1 = (ApSecurityFlags.KEY_MGMT_PSK, ApSecurityFlags.KEY_MGMT_SAE,

@@ -12,7 +12,7 @@ from device_sim.errors import NetworkError
 from device_sim.network.base import AccessPoint, AccessPointConfig, Band, Security
 from device_sim.network.nm.backend import NetworkManagerBackend
 from device_sim.network.nm.defs import WIRELESS_IFACE, ApFlags, ApSecurityFlags
-from device_sim.network.nm.mock import MOCK_IFACE, NMMock
+from device_sim.testing.nm_mock import MOCK_IFACE, NMMock
 
 from .conftest import MakeBackend
 

@@ -13,7 +13,7 @@ from device_sim.errors import NetworkError
 from device_sim.network.nm.backend import STORE_KEY, NetworkManagerBackend
 from device_sim.network.nm.defs import (ERR_NM_PERMISSION_DENIED, MANAGER_IFACE, MANAGER_PATH,
                                         Connectivity)
-from device_sim.network.nm.mock import NMMock
+from device_sim.testing.nm_mock import NMMock
 from device_sim.network.simulated import CertificateAuthority
 from device_sim.store import DeviceStore
 

@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from .defs import (
+from ..network.nm.defs import (
     ACTIVE_IFACE,
     AP_IFACE,
     CONNECTION_IFACE,
@@ -31,7 +31,7 @@ from .defs import (
 
 __all__ = ["CALL"]
 
-CALL = "import device_sim.network.nm.mock_service as m; ret = m._in_mock_{}(self, *args)"
+CALL = "import device_sim.testing.nm_mock_service as m; ret = m._in_mock_{}(self, *args)"
 """An ``AddMethod`` code string calling ``_in_mock_<name>`` (fill in ``<name>`` with format)."""
 
 _KEEP: list[Any] = []  # ctypes callbacks handed to GLib

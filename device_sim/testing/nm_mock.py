@@ -14,7 +14,7 @@ The mock runs the activation itself, inside the ``AddAndActivateConnection2`` ca
 device in place for :meth:`NMMock.script_join`.
 
 The activation and the other additions run inside the dbusmock process: see
-:mod:`.mock_service`, reached from the code strings the mock's ``AddMethod`` installs.
+:mod:`.nm_mock_service`, reached from the code strings the mock's ``AddMethod`` installs.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from typing import Any, Self
 
 from dbus_fast import Message, Variant
 
-from ...errors import TransportError
-from ..base import Security
-from .client import NMClient, unwrap
-from .defs import (
+from ..errors import TransportError
+from ..network.base import Security
+from ..network.nm.client import NMClient, unwrap
+from ..network.nm.defs import (
     BUS_NAME,
     CONNECTION_IFACE,
     MANAGER_IFACE,
@@ -47,7 +47,7 @@ from .defs import (
     DeviceStateReason,
     WifiCapabilities,
 )
-from .mock_service import CALL
+from .nm_mock_service import CALL
 
 __all__ = ["DEFAULT_CAPS", "EXT_IFACE", "MOCK_IFACE", "NMMock", "flags_for"]
 
@@ -151,7 +151,7 @@ class NMMock:
 
     async def _spawn(self) -> None:
         # So the mock can import device_sim (resolve() touches the disk once, locally).
-        root = str(Path(__file__).resolve().parents[3])  # noqa: ASYNC240
+        root = str(Path(__file__).resolve().parents[2])  # noqa: ASYNC240
         env = {
             **os.environ,
             "DBUS_SYSTEM_BUS_ADDRESS": self.bus_address,
