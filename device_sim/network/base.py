@@ -12,7 +12,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from ..codes import Code
 from ..errors import NetworkError
@@ -29,6 +29,7 @@ __all__ = [
     "Phase",
     "PhaseCallback",
     "Security",
+    "SettingsStore",
     "validate_credentials",
 ]
 
@@ -59,6 +60,16 @@ class Security(StrEnum):
     def needs_passphrase(self) -> bool:
         """True for WPA2/WPA3 personal networks."""
         return self in (Security.WPA2_PSK, Security.WPA3_SAE, Security.WPA2_WPA3)
+
+
+class SettingsStore(Protocol):
+    """The small key-value store a backend may keep its own records in (the NetworkManager
+    backend's ledger of the connections it made). The device store is one; a backend never
+    gets the whole store."""
+
+    def setting(self, key: str) -> str | None: ...
+
+    def set_setting(self, key: str, value: str) -> None: ...
 
 
 class Phase(StrEnum):

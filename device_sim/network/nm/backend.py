@@ -49,7 +49,7 @@ from .hotspot import CAPTIVE_CONF_NAME, DEFAULT_CAPTIVE_API_URL, DEFAULT_DNSMASQ
 from .profiles import STORE_KEY, Profile
 
 if TYPE_CHECKING:
-    from ...store import DeviceStore
+    from ..base import SettingsStore
 
 __all__ = ["CAPTIVE_CONF_NAME", "DEFAULT_DNSMASQ_SHARED_DIR", "STORE_KEY", "NetworkManagerBackend"]
 
@@ -73,7 +73,7 @@ class NetworkManagerBackend(NetworkBackend):
 
     def __init__(
         self,
-        store: DeviceStore | None = None,
+        store: SettingsStore | None = None,
         *,
         interface: str | None = None,
         scan_timeout: float = 10.0,

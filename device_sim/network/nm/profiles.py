@@ -37,7 +37,7 @@ from .defs import (
 )
 
 if TYPE_CHECKING:
-    from ...store import DeviceStore
+    from ..base import SettingsStore
 
 __all__ = ["FATAL", "STORE_KEY", "Ledger", "Profile", "activate", "deactivate", "delete", "save"]
 
@@ -67,7 +67,7 @@ class Ledger:
     ``client`` returns the live NetworkManager client (or raises): :meth:`discard` uses it.
     """
 
-    def __init__(self, store: DeviceStore | None, client: Callable[[], NMClient]) -> None:
+    def __init__(self, store: SettingsStore | None, client: Callable[[], NMClient]) -> None:
         self._store = store
         self._client = client
         self._memory: list[Profile] = []
