@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .codes import Code, State
 from .errors import NetworkError, OnboardingError
 from .events import DiagnosticEvent, EventBus, EventPhase
-from .network.base import AccessPoint, NetworkBackend, validate_credentials
+from .network.base import AccessPoint, NetworkBackend, Phase, validate_credentials
 from .profile import Profile
 from .security.secret import Secret
 from .store import ActivationResult, Credentials, DeviceStore, OnboardingRecord
@@ -216,12 +216,12 @@ class OnboardingEngine:
             self._emit(
                 self.state,
                 Code.OK,
-                EventPhase.SCANNING,
+                Phase.SCANNING,
                 "cached: the radio is the access point",
                 data={"cached": True},
             )
             return list(self.last_scan)
-        self._emit(self.state, Code.OK, EventPhase.SCANNING)
+        self._emit(self.state, Code.OK, Phase.SCANNING)
         self.last_scan = await self.backend.scan()
         return list(self.last_scan)
 

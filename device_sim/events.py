@@ -23,8 +23,10 @@ LOG = logging.getLogger(__name__)
 
 
 class EventPhase(StrEnum):
-    """Every phase a diagnostic event can carry. A StrEnum: the JSON, the logs and the BLE
-    characteristics carry the plain names, and comparisons with those names still hold."""
+    """The phases of the engine, the doors and the daemon. The backend's join and check phases
+    (scanning, associating, dhcp, ..., tls) are :class:`device_sim.network.base.Phase`; an event
+    carries one or the other. Both are StrEnums: the JSON, the logs and the BLE characteristics
+    carry the plain names, and comparisons with those names still hold."""
 
     # The engine's transitions and notes.
     BOOT = "boot"
@@ -40,15 +42,6 @@ class EventPhase(StrEnum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     FACTORY_RESET = "factory_reset"
-    # The backend's join and checks (network.base.Phase).
-    SCANNING = "scanning"
-    ASSOCIATING = "associating"
-    AUTHENTICATING = "authenticating"
-    DHCP = "dhcp"
-    DNS = "dns"
-    CAPTIVE_PORTAL = "captive_portal"
-    INTERNET = "internet"
-    TLS = "tls"
     # Notes of the doors and the daemon.
     DOOR = "door"
     IMPROV = "improv"
@@ -80,7 +73,7 @@ class DiagnosticEvent:
     t_ms: int  # milliseconds since the current attempt (or the daemon) started
     state: State
     code: Code
-    phase: str  # an EventPhase (a str)
+    phase: str  # an EventPhase, or a backend's network.base.Phase (both str)
     detail: str = ""
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -147,15 +140,18 @@ class JsonlLog:
     def _open(self) -> TextIO:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)  # also a file made before, or under a permissive umask
+        self._size = os.fstat(fd).st_size
         return os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, event: DiagnosticEvent) -> None:
         line = json.dumps(event.to_json(), sort_keys=True) + "\n"
         try:
-            if self._file.tell() + len(line) > self.max_bytes and self._file.tell() > 0:
+            size = len(line.encode("utf-8"))
+            if self._size + size > self.max_bytes and self._size > 0:
                 self._rotate()
             self._file.write(line)
             self._file.flush()
+            self._size += size
             self._failed = False
         except OSError as exc:
             if not self._failed:

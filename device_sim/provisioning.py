@@ -186,19 +186,14 @@ class ProvisioningService:
                 retry_after_ms=wait,
             )
 
-    def _count_wrong_code(self, exc: SessionError) -> None:
+    def _count_failure(self, what: str) -> int:
+        """One more failed setup-code attempt (persisted); returns the backoff to report."""
         failures = self.store.record_auth_failure(self._wall_ms())
-        exc.retry_after_ms = self.backoff.retry_after_ms(failures, self._wall_ms(), self._wall_ms())
-        LOG.warning("wrong setup code (%d failures in a row)", failures)
+        LOG.warning("%s (%d failures in a row)", what, failures)
+        return self.backoff.retry_after_ms(failures, self._wall_ms(), self._wall_ms())
 
-    def _count_unfinished_handshake(self, code: Code) -> None:
-        failures = self.store.record_auth_failure(self._wall_ms())
-        LOG.warning(
-            "a handshake ended without a proof (%s): counted as a wrong setup code "
-            "(%d failures in a row)",
-            code.name,
-            failures,
-        )
+    def _count_wrong_code(self, exc: SessionError) -> None:
+        exc.retry_after_ms = self._count_failure("wrong setup code")
 
     def _pake_start(self, peer: Hashable, body: bytes, send: Sender) -> bytes:
         self._check_free(peer)
@@ -410,7 +405,9 @@ class ProvisioningService:
         if s is None:
             return
         if s.handshake is not None:
-            self._count_unfinished_handshake(code)
+            self._count_failure(
+                f"a handshake ended without a proof ({code.name}): counted as a wrong setup code"
+            )
         if notify and s.send is not None and code is not Code.OK:
             s.send(ErrorBody(code, 0, "session closed").to_message())
         if s.established:

@@ -56,7 +56,6 @@ async def run(kills: int, seed: int, work: Path, budget_s: float) -> dict[str, A
     async with contextlib.AsyncExitStack() as stack:
         await loop.setup(stack)
         await loop.start()
-        stack.push_async_callback(lambda: loop.daemon.stop() if loop.daemon else _none())
         await loop.calibrate()
         done = 0
         while done < kills and time.monotonic() - started < budget_s:
@@ -87,10 +86,6 @@ async def run(kills: int, seed: int, work: Path, budget_s: float) -> dict[str, A
                              loop.durations.items() if v},
             "problems": problems[:20], "seconds": round(time.monotonic() - started, 1),
             "seed": seed}
-
-
-async def _none() -> None:
-    return None
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -53,10 +54,10 @@ def sample(pid: int, state_dir: Path) -> dict[str, float]:
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    var = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+    """Least-squares slope (0 for a single sample or a constant series)."""
+    if len(set(xs)) < 2:
+        return 0.0
+    return statistics.linear_regression(xs, ys).slope
 
 
 async def run(cycles: int, every: int, work: Path) -> dict[str, Any]:
@@ -69,7 +70,6 @@ async def run(cycles: int, every: int, work: Path) -> dict[str, Any]:
         await bench.start()
         assert bench.daemon is not None and bench.daemon.proc is not None
         pid = bench.daemon.proc.pid
-        stack.push_async_callback(bench.daemon.stop)
         for cycle in range(1, cycles + 1):
             await bench.onboard()
             status = await bench.settle()

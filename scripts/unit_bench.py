@@ -87,6 +87,11 @@ class UnitBench:
         await self.admin.import_units(self.work / "units" / "cloud-import.json")
         await self.admin.add_account(ACCOUNT, PASSWORD)
         await self.admin.set_supply_chain(self.unit.serial, ACCOUNT)
+        stack.push_async_callback(self.stop)  # runs before the cloud closes
+
+    async def stop(self) -> None:
+        if self.daemon is not None:
+            await self.daemon.stop()
 
     async def start(self) -> None:
         argv = ["-v", "run", "--state-dir", str(self.state_dir), "--scenario", "engineering-wifi",

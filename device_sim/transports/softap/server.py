@@ -39,7 +39,6 @@ from .http import error_body, json_response
 __all__ = ["JsonErrorRunner", "expect_handler", "handler_state"]
 
 LOG = logging.getLogger(__name__)
-_BUSY = "device_sim_busy"  # set on the protocol while the application handles a request
 
 
 class _JsonRequestHandler(web.RequestHandler):
