@@ -46,7 +46,7 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path("/etc/device-sim/device-sim.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/device-sim")
-DEFAULT_NOTIFY_SIZE = 244  # device_sim.transports.ble.DEFAULT_NOTIFY_SIZE (not imported: bless)
+DEFAULT_NOTIFY_SIZE = 244  # device_sim.doors.ble.host.DEFAULT_NOTIFY_SIZE (not imported: bless)
 
 BACKENDS = ("simulated", "networkmanager")  # network.base.BackendKind
 PERSONALITIES = ("native", "improv")  # profile.PERSONALITIES
@@ -133,8 +133,8 @@ class DaemonConfig:
 
         ``doors`` and ``softap`` are built as the daemon wants them (Policy, SoftApOptions).
         """
-        from .doors import Policy
-        from .transports.softap.door import SoftApOptions
+        from .doors.softap.door import SoftApOptions
+        from .doors.supervisor import Policy
 
         d = self.doors
         softap = SoftApOptions(

@@ -18,23 +18,23 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .activation import ActivationConfig, CloudActivator
 from .codes import Code
 from .control import ControlServer
-from .doors import DoorSupervisor, Policy
-from .engine import OnboardingEngine, Timeouts
+from .core.activation import ActivationConfig, CloudActivator
+from .core.engine import OnboardingEngine, Timeouts
+from .core.events import EventBus, EventPhase, JsonlLog
+from .core.store import DeviceStore
+from .doors.ble.host import DEFAULT_NOTIFY_SIZE, BleDoor
+from .doors.improv.button import GpioButton
+from .doors.improv.device import ImprovPersonality
+from .doors.softap.door import SoftApDoor, SoftApOptions
+from .doors.supervisor import DoorSupervisor, Policy
 from .errors import ConfigError, OnboardingError
-from .events import EventBus, EventPhase, JsonlLog
 from .network import create_backend
 from .network.scenario import load_scenario
 from .profile import load_profile
-from .provisioning import ProvisioningService
 from .security.ap_credentials import generate_ap_passphrase
-from .store import DeviceStore
-from .transports.ble import DEFAULT_NOTIFY_SIZE, BleDoor
-from .transports.improv.button import GpioButton
-from .transports.improv.personality import ImprovPersonality
-from .transports.softap.door import SoftApDoor, SoftApOptions
+from .session.service import ProvisioningService
 
 LOG = logging.getLogger(__name__)
 LONG_PRESS_S = 10  # holding the button this long factory-resets the device

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from .client.flow import Target, provision
 from .commands.client import outcome_text
+from .core.identity import create_identity
+from .core.store import DeviceStore
 from .errors import ConfigError
-from .identity import create_identity
 from .network.scenario import load_scenario
 from .profile import load_profile
 from .security.secret import Secret
-from .store import DeviceStore
 from .testing.daemon_process import DaemonProcess, daemon_argv
 from .virtual.harness import VirtualBle, use_bus
 
@@ -264,8 +264,8 @@ async def _improv(
     say: Any,
 ) -> dict[str, Any]:
     """The same onboarding through the device's Improv Wi-Fi service (authorization required)."""
-    from .client.improv import provision_improv
     from .control import control_request
+    from .doors.improv.client import provision_improv
 
     say(
         "the device requires Improv authorization: pressing its button "

@@ -32,11 +32,11 @@ from typing import Any
 
 from device_sim.client.flow import Provisioner, Target
 from device_sim.testing.daemon_process import DaemonProcess, daemon_argv
-from device_sim.identity import create_identity
+from device_sim.core.identity import create_identity
 from device_sim.network.scenario import load_scenario
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
-from device_sim.store import DeviceStore
+from device_sim.core.store import DeviceStore
 from device_sim.virtual.harness import VirtualBle, add_adapter, use_bus
 
 
@@ -132,7 +132,7 @@ async def bench_softap(count: int, scenario_name: str) -> dict[str, Any]:
 
 
 async def bench_improv(count: int, scenario_name: str) -> dict[str, Any]:
-    from device_sim.client.improv import provision_improv
+    from device_sim.doors.improv.client import provision_improv
 
     profile = load_profile()
     creds = load_scenario(scenario_name).default_credentials

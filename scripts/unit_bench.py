@@ -40,7 +40,7 @@ from device_sim.network.scenario import load_scenario  # noqa: E402
 from device_sim.pki import create_factory_ca  # noqa: E402
 from device_sim.profile import load_profile  # noqa: E402
 from device_sim.security.secret import Secret  # noqa: E402
-from device_sim.store import DeviceStore  # noqa: E402
+from device_sim.core.store import DeviceStore  # noqa: E402
 
 ACCOUNT, PASSWORD = "alice", "alice-password"
 # States that must end on their own after a restart; session_open and credentials_received wait

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.config import (BACKENDS, CAPTIVE_MODES, DOOR_POLICIES, DaemonConfig,
-                               load_config, parse_config, parse_host_port)
+from device_sim.config import (
+    BACKENDS,
+    CAPTIVE_MODES,
+    DOOR_POLICIES,
+    DaemonConfig,
+    load_config,
+    parse_config,
+    parse_host_port,
+)
 from device_sim.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,9 +119,9 @@ def test_defaults_match_device_sim_run() -> None:
     """The defaults equal DaemonOptions' and those of every `device-sim run` flag that has one."""
     from device_sim.cli import build_parser
     from device_sim.daemon import DaemonOptions
-    from device_sim.doors import Policy
-    from device_sim.transports.ble import DEFAULT_NOTIFY_SIZE
-    from device_sim.transports.softap.door import CAPTIVE_MODES as DOOR_CAPTIVE_MODES
+    from device_sim.doors.ble.host import DEFAULT_NOTIFY_SIZE
+    from device_sim.doors.softap.door import CAPTIVE_MODES as DOOR_CAPTIVE_MODES
+    from device_sim.doors.supervisor import Policy
 
     cfg = DaemonConfig()
     assert DaemonOptions(**cfg.to_daemon_options()) == \
@@ -145,7 +152,7 @@ def test_defaults_match_device_sim_run() -> None:
 def test_to_daemon_options_builds_the_daemon_objects(tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     from device_sim.daemon import DaemonOptions
-    from device_sim.doors import Policy
+    from device_sim.doors.supervisor import Policy
 
     cfg = load_config(write(tmp_path, FULL))
     with caplog.at_level(logging.WARNING, logger="device_sim.config"):

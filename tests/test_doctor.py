@@ -21,12 +21,19 @@ from dbus_fast.aio import MessageBus
 
 from device_sim import doctor
 from device_sim.config import BleConfig, CloudConfig, DaemonConfig, DoorsConfig, NetworkConfig
-from device_sim.doctor import CheckResult, diagnose, exit_code, format_results, run_checks
-from device_sim.doctor import checks_host, runner
+from device_sim.core.identity import create_identity
+from device_sim.core.store import DeviceStore
+from device_sim.doctor import (
+    CheckResult,
+    checks_host,
+    diagnose,
+    exit_code,
+    format_results,
+    run_checks,
+    runner,
+)
 from device_sim.errors import ConfigError
-from device_sim.identity import create_identity
 from device_sim.network.nm import defs
-from device_sim.store import DeviceStore
 from device_sim.virtual import VirtualBle
 
 WAIT = 5.0

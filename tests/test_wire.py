@@ -6,8 +6,15 @@ import pytest
 
 from device_sim.codes import Code, MessageType, State
 from device_sim.errors import ProtocolError
-from device_sim.wire import (AdvertisedInfo, ErrorBody, PublicState, Reassembler, decode_json,
-                             fragment, split_type)
+from device_sim.wire import (
+    AdvertisedInfo,
+    ErrorBody,
+    PublicState,
+    Reassembler,
+    decode_json,
+    fragment,
+    split_type,
+)
 
 
 def test_single_fragment_layout() -> None:

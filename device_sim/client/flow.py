@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..codes import Code, MessageType
+from ..doors.native.client import BleLink, ClientSession, FoundDevice, discover
+from ..doors.softap.client import HttpLink
 from ..errors import DeviceSimError, DeviceUnreachable, OnboardingError, SetupError
 from ..profile import Profile
 from ..security.secret import Secret
-from .ble import BleLink, ClientSession, FoundDevice, discover
-from .http import HttpLink
 
 LOG = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]

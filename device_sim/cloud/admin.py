@@ -19,7 +19,7 @@ from typing import Any, Self
 
 import aiohttp
 
-from ..network.dial import http_connector
+from ..dial import http_connector
 from .emulator import ADMIN_HEADER
 from .errors import CloudApiError
 from .tls import client_context

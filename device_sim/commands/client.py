@@ -25,8 +25,8 @@ async def run(args: argparse.Namespace) -> int:
         OnboardingError: the device reported a coded failure.
         DeviceSimError: no device found, or the link failed.
     """
-    from ..client.ble import discover
     from ..client.flow import Target, list_networks, provision
+    from ..doors.native.client import discover
     from ..profile import load_profile
     from ..security.secret import Secret
 
@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.personality == "improv":
-        from ..client.improv import provision_improv
+        from ..doors.improv.client import provision_improv
 
         result = await provision_improv(
             profile,

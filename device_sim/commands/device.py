@@ -20,12 +20,12 @@ def init(args: argparse.Namespace) -> int:
         ValueError: ``--setup-code`` is not 8 digits.
         StoreError: the state directory cannot be opened or already holds an identity.
     """
-    from ..identity import create_identity
+    from ..core.identity import create_identity
+    from ..core.store import DeviceStore
     from ..profile import load_profile
     from ..security.ap_credentials import wifi_qr_string
     from ..security.secret import Secret
     from ..security.setup_code import format_setup_code
-    from ..store import DeviceStore
 
     profile = load_profile()
     code: Secret | None = args.setup_code  # normalised by the parser (commands.args)
@@ -71,7 +71,7 @@ async def run(args: argparse.Namespace) -> int:
 
     from ..config import DaemonConfig, load_config
     from ..daemon import DaemonOptions, run_daemon
-    from ..doors import Policy
+    from ..doors.supervisor import Policy
 
     if args.config is None and args.state_dir is None:
         raise ConfigError("--state-dir", "give --state-dir or --config")

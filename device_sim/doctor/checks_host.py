@@ -92,7 +92,7 @@ async def check_state_dir(ctx: Context) -> str:
     fix, init = f"sudo install -d -m 700 {path}", f"sudo device-sim init --state-dir {path}"
 
     def probe() -> str:
-        from ..store import DeviceStore
+        from ..core.store import DeviceStore
 
         if not path.exists():
             parent = next(p for p in path.parents if p.exists())

@@ -37,10 +37,10 @@ from cryptography.x509.oid import NameOID
 
 from .. import pki
 from ..codes import MessageType
+from ..core.store import DeviceStore
 from ..security.secret import Secret, redact
 from ..security.session import ClientHandshake, DeviceHandshake
 from ..security.setup_code import normalize_setup_code
-from ..store import DeviceStore
 from .label import decode_qr_texts, parse_payload
 
 CHECKS = (

@@ -35,12 +35,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import pki
 from ..codes import Code, State
+from ..core.events import EventPhase
+from ..core.identity import create_identity
+from ..core.store import Credentials, DeviceStore
 from ..errors import ConfigError
-from ..events import EventPhase
-from ..identity import create_identity
 from ..profile import Profile, load_profile
 from ..security.secret import Secret
-from ..store import Credentials, DeviceStore
 from . import outputs
 from .checks import SelfTestReport, selftest
 from .label import LabelText, make_payload, render_png, render_svg

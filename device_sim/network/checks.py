@@ -17,8 +17,7 @@ from collections.abc import Sequence
 import aiohttp
 
 from ..codes import Code
-from ..errors import NetworkError
-from .dial import (
+from ..dial import (
     DialError,
     Resolver,
     describe_connect_error,
@@ -26,6 +25,7 @@ from .dial import (
     open_stream,
     system_resolver,
 )
+from ..errors import NetworkError
 
 __all__ = [
     "Resolver",

@@ -12,10 +12,10 @@ import json
 import aiohttp
 import pytest
 
-from device_sim.client.ble import BleLink
 from device_sim.client.flow import Provisioner, find_device, provision
 from device_sim.codes import Code, MessageType
 from device_sim.control import control_request
+from device_sim.doors.native.client import BleLink
 from device_sim.errors import OnboardingError
 from device_sim.security.secret import Secret
 
@@ -29,10 +29,9 @@ async def _status(device, wait_ms: int = 0) -> dict:  # type: ignore[no-untyped-
 
 
 async def _public_state(url: str) -> dict:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url + "/api/v1/state") as resp:
-            assert resp.status == 200
-            return dict(await resp.json())
+    async with aiohttp.ClientSession() as http, http.get(url + "/api/v1/state") as resp:
+        assert resp.status == 200
+        return dict(await resp.json())
 
 
 async def test_no_usable_ble_adapter_opens_the_access_point(device, setup_code) -> None:

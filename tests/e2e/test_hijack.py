@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from device_sim.client.ble import BleLink, ClientSession
 from device_sim.client.flow import find_device
 from device_sim.codes import Code, MessageType
+from device_sim.core.store import DeviceStore
+from device_sim.doors.native.client import BleLink, ClientSession
 from device_sim.errors import SessionError
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake
-from device_sim.store import DeviceStore
 from device_sim.wire import ErrorBody, split_type
 
 from .conftest import Device

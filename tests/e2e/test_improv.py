@@ -34,8 +34,8 @@ from improv_ble_client.errors import ProvisioningFailed
 from improv_ble_client.models import DisconnectReason
 from improv_ble_client.protocol import CHARACTERISTIC_UUID_ERROR, Capabilities
 
-from device_sim.client.ble import discover
 from device_sim.control import control_request
+from device_sim.doors.native.client import discover
 from device_sim.network.scenario import load_scenario
 
 from .conftest import Device
@@ -78,14 +78,14 @@ def _improv_state(adv: AdvertisementData) -> int:
 
 async def _settle(client: ImprovBLEClient) -> None:
     """Wait for the disconnect the client schedules after an error (first quirk, module doc)."""
-    tasks = list(client._background_tasks)  # noqa: SLF001 (no public way to wait for it)
+    tasks = list(client._background_tasks)
     if tasks:
         await _bounded(asyncio.gather(*tasks, return_exceptions=True))
 
 
 async def _close(client: ImprovBLEClient) -> None:
     """Disconnect now, by the path the client's own idle timer takes (no public disconnect())."""
-    await _bounded(client._execute_disconnect(DisconnectReason.TIMEOUT))  # noqa: SLF001
+    await _bounded(client._execute_disconnect(DisconnectReason.TIMEOUT))
     await _settle(client)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from device_sim.client.improv import provision_improv
 from device_sim.control import control_request
+from device_sim.doors.improv.client import provision_improv
 from device_sim.security.secret import Secret
 
 pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session")]

@@ -16,10 +16,11 @@ import pytest_asyncio
 
 from device_sim.client.flow import provision
 from device_sim.network.base import Security
-from device_sim.network.nm.defs import Connectivity, DeviceStateReason as R
-from device_sim.testing.nm_mock import NMMock
+from device_sim.network.nm.defs import Connectivity
+from device_sim.network.nm.defs import DeviceStateReason as R
 from device_sim.network.simulated import CertificateAuthority, server_ssl_context
 from device_sim.security.secret import Secret
+from device_sim.testing.nm_mock import NMMock
 
 pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session")]
 

@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from device_sim.client.ble import BleLink, ClientSession
 from device_sim.client.flow import Provisioner, find_device, provision
 from device_sim.codes import Code, MessageType
+from device_sim.doors.native.client import BleLink, ClientSession
 from device_sim.errors import SessionError
 from device_sim.network.scenario import load_scenario
 from device_sim.security.secret import Secret

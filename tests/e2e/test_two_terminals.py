@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.testing.daemon_process import DaemonProcess
 from device_sim.network.scenario import load_scenario
+from device_sim.testing.daemon_process import DaemonProcess
 
 pytestmark = [pytest.mark.ble, pytest.mark.timeout(240),
               pytest.mark.requires_tools("dbus-daemon", modules=("bluezoo",))]

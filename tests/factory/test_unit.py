@@ -15,6 +15,7 @@ from cryptography import x509
 
 from device_sim import pki
 from device_sim.codes import State
+from device_sim.core.store import DeviceStore
 from device_sim.errors import ConfigError
 from device_sim.factory import outputs
 from device_sim.factory import unit as unit_mod
@@ -25,7 +26,6 @@ from device_sim.factory.registry import SerialRegistry
 from device_sim.factory.unit import UnitResult, provision_unit
 from device_sim.profile import Profile
 from device_sim.security.secret import Secret
-from device_sim.store import DeviceStore
 
 
 def _mode(path: Path) -> int:

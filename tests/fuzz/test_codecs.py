@@ -8,11 +8,18 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
+from device_sim.doors.improv.codec import PacketError, RpcAssembler, build_packet, parse_packet
 from device_sim.errors import OnboardingError
-from device_sim.transports.improv.codec import (PacketError, RpcAssembler, build_packet,
-                                                parse_packet)
-from device_sim.wire import (AdvertisedInfo, ErrorBody, PublicState, Reassembler, decode_json,
-                             fragment, split_type, unpack_messages)
+from device_sim.wire import (
+    AdvertisedInfo,
+    ErrorBody,
+    PublicState,
+    Reassembler,
+    decode_json,
+    fragment,
+    split_type,
+    unpack_messages,
+)
 
 from .conftest import FUZZ
 

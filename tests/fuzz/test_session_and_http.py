@@ -17,16 +17,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device_sim.codes import Code, MessageType
-from device_sim.engine import OnboardingEngine, Timeouts
-from device_sim.events import EventBus
-from device_sim.identity import create_identity
+from device_sim.core.engine import OnboardingEngine, Timeouts
+from device_sim.core.events import EventBus
+from device_sim.core.identity import create_identity
+from device_sim.core.store import DeviceStore
+from device_sim.doors.softap.door import SoftApDoor, SoftApOptions
 from device_sim.network.simulated import SimulatedBackend
 from device_sim.profile import load_profile
-from device_sim.provisioning import ProvisioningService
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake, SecureChannel
-from device_sim.store import DeviceStore
-from device_sim.transports.softap.door import SoftApDoor, SoftApOptions
+from device_sim.session.service import ProvisioningService
 from device_sim.wire import ErrorBody, encode_json, split_type
 
 from .conftest import FUZZ

@@ -13,10 +13,18 @@ from aiohttp import web
 
 from device_sim.codes import Code
 from device_sim.errors import NetworkError
-from device_sim.network.checks import (check_captive_portal, check_dns, check_internet, check_tls,
-                                       system_resolver)
-from device_sim.network.simulated import (CertificateAuthority, client_ssl_context,
-                                          server_ssl_context)
+from device_sim.network.checks import (
+    check_captive_portal,
+    check_dns,
+    check_internet,
+    check_tls,
+    system_resolver,
+)
+from device_sim.network.simulated import (
+    CertificateAuthority,
+    client_ssl_context,
+    server_ssl_context,
+)
 
 HOST = "cloud.device-sim.test"
 LOOPBACK = "127.0.0.1"

@@ -19,16 +19,19 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from device_sim.activation import ActivationConfig, CloudActivator
-from device_sim.client.http import HttpLink
 from device_sim.codes import Code
+from device_sim.core.activation import ActivationConfig, CloudActivator
+from device_sim.core.store import CloudBinding
+from device_sim.dial import DialError, dial, interleave
+from device_sim.doors.softap.client import HttpLink
 from device_sim.errors import DeviceUnreachable, NetworkError
 from device_sim.network.checks import check_captive_portal, check_internet, check_tls
-from device_sim.network.dial import DialError, dial, interleave
-from device_sim.network.simulated import (CertificateAuthority, client_ssl_context,
-                                          server_ssl_context)
+from device_sim.network.simulated import (
+    CertificateAuthority,
+    client_ssl_context,
+    server_ssl_context,
+)
 from device_sim.profile import load_profile
-from device_sim.store import CloudBinding
 
 NO_BINDING = CloudBinding("none", None, None, None, None, None, None, None, False, None, None,
                           None)

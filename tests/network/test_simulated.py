@@ -11,14 +11,22 @@ import pytest
 
 from device_sim.codes import Code
 from device_sim.errors import ConfigError, NetworkError
-from device_sim.network import (AccessPoint, BackendKind, Band, Phase, Security, create_backend,
-                                load_scenario, validate_credentials)
+from device_sim.network import (
+    AccessPoint,
+    BackendKind,
+    Band,
+    Phase,
+    Security,
+    create_backend,
+    load_scenario,
+    validate_credentials,
+)
 from device_sim.network.checks import check_captive_portal, check_tls
 from device_sim.network.scenario import parse_scenario
 from device_sim.network.simulated import SimulatedBackend, client_ssl_context
 
-from .test_scenario import SHIPPED
 from .recorder import Recorder
+from .test_scenario import SHIPPED
 
 JOIN_PHASES = ["scanning", "associating", "authenticating", "dhcp"]
 VERIFY_PHASES = ["dns", "captive_portal", "internet", "tls"]

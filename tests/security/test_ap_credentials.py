@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from device_sim.core.store import DeviceStore
 from device_sim.network.base import Security, validate_credentials
 from device_sim.security.ap_credentials import ALPHABET, generate_ap_passphrase, wifi_qr_string
 from device_sim.security.secret import Secret
-from device_sim.store import DeviceStore
 
 
 def test_passphrases_are_valid_wpa2_random_and_unambiguous() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import secrets
-from types import ModuleType
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from device_sim.security import (
     make_verifier,
 )
 from device_sim.security.session import MAX_COUNTER, PROTOCOL_VERSION
-from device_sim.security.srp_group import G, N, N_BYTES
+from device_sim.security.srp_group import N_BYTES, G, N
 
 CODE = Secret("3141-5926")
 WRONG = Secret("3141-5927")
@@ -33,7 +33,7 @@ WRONG = Secret("3141-5927")
 # --- an independent SRP-6a (library-default encoding, SHA-512) and channel ----------------------
 
 
-def H(*parts: bytes) -> bytes:  # noqa: N802
+def H(*parts: bytes) -> bytes:
     return hashlib.sha512(b"".join(parts)).digest()
 
 

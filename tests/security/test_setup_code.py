@@ -17,7 +17,7 @@ from device_sim.security import (
     normalize_setup_code,
     redact,
 )
-from device_sim.security.srp_group import G, N, N_BYTES
+from device_sim.security.srp_group import N_BYTES, G, N
 
 # --- Secret -------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import srp
 from device_sim.codes import Code
 from device_sim.errors import DeviceSimError
 from device_sim.security import srp_group
-from device_sim.security.srp_group import G, N, N_BYTES, N_HEX, is_portable_salt, srp_kwargs
+from device_sim.security.srp_group import N_BYTES, N_HEX, G, N, is_portable_salt, srp_kwargs
 
 # --- integer-only pi (Machin: pi = 16 atan(1/5) - 4 atan(1/239)) -----------------------------
 

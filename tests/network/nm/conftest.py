@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from device_sim.core.store import DeviceStore
 from device_sim.network.base import Security
 from device_sim.network.nm.backend import NetworkManagerBackend
-from device_sim.testing.nm_mock import NMMock
 from device_sim.network.simulated import CertificateAuthority, server_ssl_context
-from device_sim.store import DeviceStore
+from device_sim.testing.nm_mock import NMMock
 
 CLOUD = "cloud.device-sim.test"
 WAIT = 5.0

@@ -10,9 +10,10 @@ from device_sim.codes import Code
 from device_sim.errors import NetworkError
 from device_sim.network.base import AccessPointConfig, Band
 from device_sim.network.nm.backend import CAPTIVE_CONF_NAME, NetworkManagerBackend
-from device_sim.network.nm.defs import DeviceStateReason as R, WifiCapabilities
-from device_sim.testing.nm_mock import DEFAULT_CAPS, NMMock
+from device_sim.network.nm.defs import DeviceStateReason as R
+from device_sim.network.nm.defs import WifiCapabilities
 from device_sim.security.secret import Secret
+from device_sim.testing.nm_mock import DEFAULT_CAPS, NMMock
 
 from .conftest import MakeBackend
 

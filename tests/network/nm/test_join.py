@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 
 from device_sim.codes import Code
+from device_sim.core.store import DeviceStore
 from device_sim.errors import NetworkError
 from device_sim.network.base import Band
 from device_sim.network.nm.backend import STORE_KEY, NetworkManagerBackend
 from device_sim.network.nm.client import unwrap
-from device_sim.network.nm.defs import (ERR_ACCESS_DENIED, MANAGER_IFACE, MANAGER_PATH,
-                                        DeviceState as S, DeviceStateReason as R)
+from device_sim.network.nm.defs import ERR_ACCESS_DENIED, MANAGER_IFACE, MANAGER_PATH
+from device_sim.network.nm.defs import DeviceState as S
+from device_sim.network.nm.defs import DeviceStateReason as R
 from device_sim.testing.nm_mock import MOCK_IFACE, NMMock
-from device_sim.store import DeviceStore
 
 from ..recorder import Recorder
 from .conftest import WAIT, MakeBackend

@@ -8,13 +8,17 @@ from pathlib import Path
 import pytest
 
 from device_sim.codes import Code
+from device_sim.core.store import DeviceStore
 from device_sim.errors import ConfigError, NetworkError, TransportError
 from device_sim.network.base import AccessPointConfig
 from device_sim.network.nm.backend import STORE_KEY, NetworkManagerBackend
-from device_sim.network.nm.defs import (ERR_ACCESS_DENIED, ERR_NM_PERMISSION_DENIED,
-                                        MANAGER_IFACE, MANAGER_PATH)
+from device_sim.network.nm.defs import (
+    ERR_ACCESS_DENIED,
+    ERR_NM_PERMISSION_DENIED,
+    MANAGER_IFACE,
+    MANAGER_PATH,
+)
 from device_sim.testing.nm_mock import NMMock
-from device_sim.store import DeviceStore
 
 from .conftest import MakeBackend
 

@@ -11,12 +11,19 @@ from device_sim.errors import NetworkError, TransportError
 from device_sim.network.base import AccessPointConfig, Band, Security
 from device_sim.network.nm import mapping
 from device_sim.network.nm.client import translate, unwrap
-from device_sim.network.nm.defs import (ERR_ACCESS_DENIED, ERR_NAME_HAS_NO_OWNER,
-                                        ERR_NM_PERMISSION_DENIED, ERR_NM_UNKNOWN_DEVICE,
-                                        ERR_SERVICE_UNKNOWN, ApFlags, ApSecurityFlags,
-                                        DeviceState as S, DeviceStateReason as R)
-from device_sim.testing.nm_mock import flags_for
+from device_sim.network.nm.defs import (
+    ERR_ACCESS_DENIED,
+    ERR_NAME_HAS_NO_OWNER,
+    ERR_NM_PERMISSION_DENIED,
+    ERR_NM_UNKNOWN_DEVICE,
+    ERR_SERVICE_UNKNOWN,
+    ApFlags,
+    ApSecurityFlags,
+)
+from device_sim.network.nm.defs import DeviceState as S
+from device_sim.network.nm.defs import DeviceStateReason as R
 from device_sim.security.secret import Secret
+from device_sim.testing.nm_mock import flags_for
 
 PSK, SAE, X1 = (ApSecurityFlags.KEY_MGMT_PSK, ApSecurityFlags.KEY_MGMT_SAE,
                 ApSecurityFlags.KEY_MGMT_802_1X)

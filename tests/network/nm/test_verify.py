@@ -9,13 +9,17 @@ from typing import Any
 import pytest
 
 from device_sim.codes import Code
+from device_sim.core.store import DeviceStore
 from device_sim.errors import NetworkError
 from device_sim.network.nm.backend import STORE_KEY, NetworkManagerBackend
-from device_sim.network.nm.defs import (ERR_NM_PERMISSION_DENIED, MANAGER_IFACE, MANAGER_PATH,
-                                        Connectivity)
-from device_sim.testing.nm_mock import NMMock
+from device_sim.network.nm.defs import (
+    ERR_NM_PERMISSION_DENIED,
+    MANAGER_IFACE,
+    MANAGER_PATH,
+    Connectivity,
+)
 from device_sim.network.simulated import CertificateAuthority
-from device_sim.store import DeviceStore
+from device_sim.testing.nm_mock import NMMock
 
 from .conftest import CLOUD, Cloud, MakeBackend
 

@@ -1,0 +1,530 @@
+"""OnboardingEngine: the one owner of onboarding state.
+
+States and their timeouts come from ``gatt_profile.yaml``. Allowed transitions are the table
+``TRANSITIONS`` below; every transition is one SQLite transaction (``DeviceStore.transition``)
+followed by a diagnostic event. On start the engine applies the profile's restart rule: a state
+marked ``stable`` is kept, any other is brought to its ``recover_to`` state with its
+``recover_code`` (e.g. a daemon killed while joining comes back ``failed``/``INTERRUPTED`` with
+its credentials kept), so no device is ever left half-onboarded.
+
+Doors never call the backend or the store themselves: they go through the session layer, which
+calls the engine's request methods. Those raise OnboardingError with a code the client can show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..codes import Code, State
+from ..errors import NetworkError, OnboardingError
+from ..network.base import AccessPoint, NetworkBackend, Phase, validate_credentials
+from ..profile import Profile
+from ..security.secret import Secret
+from .events import DiagnosticEvent, EventBus, EventPhase
+from .store import ActivationResult, Credentials, DeviceStore, OnboardingRecord
+
+if TYPE_CHECKING:
+    from .activation import CloudActivator
+
+LOG = logging.getLogger(__name__)
+OUTCOME_LOG = logging.getLogger("device_sim.outcome")
+"""One INFO line per onboarding outcome (``run`` shows it without -v: the journal has it)."""
+
+S = State
+TRANSITIONS: dict[State, frozenset[State]] = {
+    S.UNPROVISIONED: frozenset({S.SESSION_OPEN, S.UNPROVISIONED}),
+    S.SESSION_OPEN: frozenset({S.CREDENTIALS_RECEIVED, S.UNPROVISIONED}),
+    S.CREDENTIALS_RECEIVED: frozenset(
+        {S.CREDENTIALS_RECEIVED, S.JOINING, S.FAILED, S.UNPROVISIONED}
+    ),
+    S.JOINING: frozenset({S.VERIFYING, S.FAILED, S.UNPROVISIONED}),
+    S.VERIFYING: frozenset({S.ONLINE, S.FAILED, S.UNPROVISIONED}),
+    S.ONLINE: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.UNPROVISIONED}),
+    S.FAILED: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.UNPROVISIONED}),
+}
+BUSY_STATES = frozenset({S.JOINING, S.VERIFYING})
+
+
+class RadioUser(Protocol):
+    """Something else that needs the Wi-Fi radio (the SoftAP door). Most hardware has one radio:
+    an access point and a station cannot be up at once, so every join asks the radio's other
+    users to step aside first and tells them the outcome afterwards."""
+
+    async def before_station(self) -> None:
+        """Release the radio (take the access point down) before the join starts."""
+
+    async def after_station(self, state: State) -> None:
+        """The attempt ended ``online`` or ``failed`` (already committed)."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Waiting-state timeouts in seconds (defaults from the profile, overridable per daemon)."""
+
+    session_open: float
+    credentials_received: float
+    joining: float
+    verifying: float
+
+    @classmethod
+    def from_profile(cls, profile: Profile, scale: float = 1.0, **override: float) -> Timeouts:
+        def ms(name: str) -> float:
+            value = profile.states[name].timeout_ms
+            assert value is not None, f"state {name} has no timeout in the profile"
+            return value / 1000 * scale
+
+        values = {
+            name: ms(name)
+            for name in ("session_open", "credentials_received", "joining", "verifying")
+        }
+        values.update({k: v for k, v in override.items() if v is not None})
+        return cls(**values)
+
+
+class OnboardingEngine:
+    """Owns the onboarding state machine. Use ``async with`` to recover and run its tasks."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        store: DeviceStore,
+        backend: NetworkBackend,
+        events: EventBus,
+        *,
+        timeouts: Timeouts | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        activator: CloudActivator | None = None,
+        fault: str | None = None,
+    ) -> None:
+        self.profile = profile
+        self.store = store
+        self.backend = backend
+        self.events = events
+        self.timeouts = timeouts or Timeouts.from_profile(profile)
+        self._clock = clock
+        self._epoch = clock()
+        self._phase: str = EventPhase.JOINING  # the attempt's current phase, for its outcome line
+        self._event_seq = 0
+        self._attempt_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._settled = asyncio.Condition()
+        self.radio_users: list[RadioUser] = []
+        self.activator = activator
+        # Failure injection for QA (DEVICE_SIM_FAULT): "crash-after-cloud-answer" kills the
+        # process between the cloud's answer and the local commit, "crash-after-cloud-release"
+        # between the cloud's release and the local factory reset, as a power cut would.
+        self.fault = fault
+        self.last_scan: list[AccessPoint] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> OnboardingEngine:
+        record = self.recover()
+        interrupted_reset = self.store.pending_reset()
+        if interrupted_reset is not None:
+            # Killed during a factory reset (perhaps after the cloud released the device): a
+            # reset that was asked for is finished, never undone, so the device and the cloud
+            # agree that it is unbound.
+            LOG.warning(
+                "a factory reset %s was interrupted by a restart: finishing it", interrupted_reset
+            )
+            await self.factory_reset(interrupted_reset)
+            return self
+        has_credentials = self.store.credentials() is not None
+        if record.state is S.ONLINE and has_credentials:
+            # A device that was online reconnects on boot, through the same checked path.
+            self._start_attempt()
+        elif (
+            has_credentials
+            and self.activator is not None
+            and self.store.cloud().status == "pending"
+        ):
+            # Killed between asking the cloud and committing its answer: ask again with the
+            # same request id (the cloud answers it again), so both sides agree.
+            LOG.warning("activation was pending at restart: reconciling with the cloud")
+            self._start_attempt()
+        elif record.state is S.CREDENTIALS_RECEIVED and record.phase == EventPhase.FACTORY:
+            # QR pre-provisioning: site credentials loaded at the factory are tried on first
+            # boot; a failure leaves its code for the app, as any failed attempt does.
+            LOG.info("first boot with factory-loaded Wi-Fi credentials: joining")
+            self._start_attempt()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in (self._timer, self._attempt_task):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        # A join cancelled by shutdown stays `joining` in the store on purpose: the next start
+        # recovers it exactly like a crash would (failed / INTERRUPTED, credentials kept).
+
+    def recover(self) -> OnboardingRecord:
+        """Apply the profile's restart rule to the stored state and return the record."""
+        record = self.store.record()
+        definition = self.profile.state(record.state)
+        if definition.stable:
+            self._emit(record.state, record.code, EventPhase.BOOT, record.detail)
+            self._arm_timer(record.state)
+            return record
+        target = State[definition.recover_to.upper()] if definition.recover_to else S.FAILED
+        code = Code[definition.recover_code] if definition.recover_code else Code.OK
+        LOG.warning(
+            "restarted in %s: recovering to %s (%s)",
+            record.state.wire_name,
+            target.wire_name,
+            code.name,
+        )
+        return self._transition(
+            target,
+            code,
+            phase=EventPhase.RECOVERED,
+            detail=f"daemon restarted during {record.state.wire_name}",
+        )
+
+    @property
+    def record(self) -> OnboardingRecord:
+        return self.store.record()
+
+    @property
+    def state(self) -> State:
+        return self.store.record().state
+
+    # --- requests from the session layer -----------------------------------------------------
+
+    def session_opened(self) -> None:
+        self._epoch = self._clock()  # event times count from the session, then from the join
+        if self.state is S.UNPROVISIONED:
+            self._transition(S.SESSION_OPEN, phase=EventPhase.SESSION)
+
+    def session_closed(self, code: Code = Code.OK) -> None:
+        """The client's session ended (cleanly, timed out, or the client vanished)."""
+        if self.state is S.SESSION_OPEN:
+            self._transition(S.UNPROVISIONED, code, phase=EventPhase.SESSION_CLOSED)
+
+    async def scan(self) -> list[AccessPoint]:
+        """Scan, or, while the radio is an access point (one radio), the last scan's list."""
+        if self.backend.access_point is not None:
+            self._emit(
+                self.state,
+                Code.OK,
+                Phase.SCANNING,
+                "cached: the radio is the access point",
+                data={"cached": True},
+            )
+            return list(self.last_scan)
+        self._emit(self.state, Code.OK, Phase.SCANNING)
+        self.last_scan = await self.backend.scan()
+        return list(self.last_scan)
+
+    def set_credentials(self, ssid: bytes, passphrase: Secret | None, hidden: bool) -> None:
+        """Store new credentials.
+
+        Raises OnboardingError (INVALID_STATE, INVALID_CREDENTIALS_FORMAT).
+        """
+        self._require_idle("set credentials")
+        validate_credentials(ssid, passphrase.reveal() if passphrase else None, None)
+        self._transition(
+            S.CREDENTIALS_RECEIVED,
+            phase=EventPhase.CREDENTIALS,
+            credentials=Credentials(ssid, passphrase, hidden),
+        )
+
+    def connect(self) -> None:
+        """Start joining with the stored credentials; progress arrives as events."""
+        self._require_idle("connect")
+        if self.store.credentials() is None or self.state in (S.UNPROVISIONED, S.SESSION_OPEN):
+            raise OnboardingError(Code.INVALID_STATE, "no credentials: send SET_CREDENTIALS first")
+        self._start_attempt()
+
+    async def factory_reset(self, source: str = "request") -> None:
+        """Forget Wi-Fi credentials, saved networks, the cloud binding and its credentials;
+        keep the factory identity (keys, certificate, setup-code verifier). Back to
+        unprovisioned; the next activation tells the cloud it follows a reset."""
+        if self._attempt_task is not None and not self._attempt_task.done():
+            self._attempt_task.cancel()
+            try:
+                await self._attempt_task
+            except asyncio.CancelledError:
+                pass
+        # The intent is committed before the cloud hears of it: a device killed between the
+        # release and the local reset finishes the reset on boot (see __aenter__).
+        self.store.begin_factory_reset(source)
+        cloud = self.store.cloud()
+        if self.activator is not None and cloud.token is not None:
+            try:  # an online device releases itself; an offline one is rebound after reset
+                async with asyncio.timeout(5):
+                    await self.activator.release(cloud.token)
+            except (OnboardingError, TimeoutError) as exc:
+                # Also the answer to a repeated release (its token is revoked already).
+                LOG.info(
+                    "cloud release at factory reset failed (%s); the next activation "
+                    "says it follows a reset",
+                    exc,
+                )
+            if self.fault == "crash-after-cloud-release":
+                LOG.critical(
+                    "fault injection: exiting between the cloud's release and the local reset"
+                )
+                os._exit(137)
+        await self.backend.disconnect()
+        await self.backend.forget_all()
+        self.store.reset_auth_failures()
+        self._transition(
+            S.UNPROVISIONED,
+            phase=EventPhase.FACTORY_RESET,
+            detail=f"by {source}",
+            credentials=None,
+            forget_cloud=True,
+        )
+        self.store.forget_secrets()
+
+    def note(
+        self, phase: str, detail: str = "", data: dict[str, Any] | None = None, code: Code = Code.OK
+    ) -> None:
+        """Emit an event without a transition: which door is open and why, a refused request."""
+        self._emit(self.state, code, phase, detail, data=data)
+
+    async def wait_settled(self, timeout: float) -> OnboardingRecord:
+        """Wait until no attempt runs (state online, failed or idle). Raises TimeoutError."""
+        async with asyncio.timeout(timeout):
+            async with self._settled:
+                await self._settled.wait_for(lambda: self.state not in BUSY_STATES)
+        return self.record
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _require_idle(self, what: str) -> None:
+        if self.state in BUSY_STATES:
+            raise OnboardingError(
+                Code.INVALID_STATE,
+                f"cannot {what} while {self.state.wire_name}; wait for the result",
+            )
+
+    def _start_attempt(self) -> None:
+        # `joining` is committed before CONNECT is acknowledged, so a client (or a crash) never
+        # sees an accepted CONNECT with the device still waiting for one.
+        self._epoch = self._clock()
+        self._phase = EventPhase.JOINING
+        self._transition(S.JOINING, phase=EventPhase.JOINING, new_attempt=True)
+        self._attempt_task = asyncio.get_running_loop().create_task(
+            self._attempt(), name="onboarding-attempt"
+        )
+
+    async def _attempt(self) -> None:
+        for user in self.radio_users:
+            try:
+                await user.before_station()
+            except Exception:  # the join itself reports what the radio cannot do
+                LOG.exception("%r could not release the radio", user)
+        await self._join_and_verify()
+        final = self.state
+        for user in self.radio_users:
+            try:
+                await user.after_station(final)
+            except Exception:
+                LOG.exception("%r failed after the attempt ended %s", user, final.wire_name)
+
+    async def _join_and_verify(self) -> None:
+        creds = self.store.credentials()
+        assert creds is not None
+        failure: tuple[Code, str, dict[str, Any]] | None = None
+        try:
+            try:
+                async with asyncio.timeout(self.timeouts.joining):
+                    result = await self.backend.join(
+                        creds.ssid,
+                        creds.passphrase.reveal() if creds.passphrase else None,
+                        hidden=creds.hidden,
+                        on_phase=self._on_phase,
+                    )
+            except TimeoutError:
+                raise NetworkError(
+                    self._timeout_code(S.JOINING), f"no result within {self.timeouts.joining:.0f} s"
+                ) from None
+            self._transition(
+                S.VERIFYING, phase=EventPhase.VERIFYING, detail=f"{result.band} ip {result.ip}"
+            )
+            try:
+                async with asyncio.timeout(self.timeouts.verifying):
+                    await self.backend.verify(on_phase=self._on_phase)
+            except TimeoutError:
+                raise NetworkError(
+                    self._timeout_code(S.VERIFYING),
+                    f"checks took over {self.timeouts.verifying:.0f} s",
+                ) from None
+            activation = await self._activate()
+            self._transition(
+                S.ONLINE,
+                phase=EventPhase.ONLINE,
+                detail=f"{result.band} ip {result.ip}",
+                activation=activation,
+            )
+        except OnboardingError as exc:
+            failure = (exc.code, exc.detail, exc.raw)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a backend bug must still end in a coded, recoverable state
+            LOG.exception("join attempt crashed")
+            failure = (Code.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", {})
+        if failure is not None:
+            code, detail, raw = failure
+            try:
+                await self.backend.disconnect()
+            except Exception:
+                LOG.exception("disconnect after a failed join failed")
+            self._transition(S.FAILED, code, phase=EventPhase.FAILED, detail=detail, data=raw)
+
+    async def _activate(self) -> ActivationResult | None:
+        """Cloud activation after the checks; None when none is configured or still valid
+        (a re-onboard keeps the claim). Raises OnboardingError with the cloud's code."""
+        cloud = self.store.cloud()
+        if self.activator is None or (cloud.status == "active" and not cloud.after_reset):
+            if cloud.in_claim_token or cloud.in_device_password:
+                # A re-onboard keeps the claim: what the app sent for activation is not needed
+                # and is not kept (a claim token or password has no business at rest).
+                self.store.set_activation_inputs(None, None, None)
+            return None
+        mode = self.activator.config.mode
+        request_id = (
+            cloud.request_id
+            if cloud.status == "pending" and cloud.request_id
+            else self.activator.new_request_id()
+        )
+        self.store.begin_activation(request_id)  # committed before the request leaves
+        self._emit(self.state, Code.OK, EventPhase.ACTIVATION, mode, data={"mode": mode})
+        try:
+            async with asyncio.timeout(self.timeouts.verifying):
+                result = await self.activator.activate(self.store.cloud(), request_id)
+        except TimeoutError:
+            raise NetworkError(
+                Code.CLOUD_UNREACHABLE,
+                f"no answer from the cloud within {self.timeouts.verifying:.0f} s",
+            ) from None
+        except OnboardingError as exc:
+            if exc.code is not Code.CLOUD_UNREACHABLE:  # a definite answer: ask anew next time
+                self.store.abandon_activation()
+            raise
+        if self.fault == "crash-after-cloud-answer":
+            LOG.critical("fault injection: exiting between the cloud's answer and the commit")
+            os._exit(137)
+        return result
+
+    def _timeout_code(self, state: State) -> Code:
+        name = self.profile.state(state).timeout_code
+        return Code[name] if name else Code.INTERNAL_ERROR
+
+    def _on_phase(self, phase: str, detail: dict[str, Any]) -> None:
+        self._phase = phase
+        self._emit(self.state, Code.OK, phase, data=detail)
+
+    def _transition(
+        self,
+        state: State,
+        code: Code = Code.OK,
+        *,
+        phase: str,
+        detail: str = "",
+        credentials: Credentials | object | None = ...,
+        new_attempt: bool = False,
+        data: dict[str, Any] | None = None,
+        activation: ActivationResult | None = None,
+        forget_cloud: bool = False,
+    ) -> OnboardingRecord:
+        current = self.store.record().state
+        if state not in TRANSITIONS[current]:
+            raise OnboardingError(
+                Code.INVALID_STATE, f"{current.wire_name} -> {state.wire_name} is not allowed"
+            )
+        kwargs: dict[str, Any] = {
+            "phase": phase,
+            "detail": detail,
+            "new_attempt": new_attempt,
+            "activation": activation,
+            "forget_cloud": forget_cloud,
+        }
+        if credentials is not ...:
+            kwargs["credentials"] = credentials
+        record = self.store.transition(state, code, **kwargs)
+        LOG.info(
+            "state %s -> %s (%s)%s",
+            current.wire_name,
+            state.wire_name,
+            code.name,
+            f": {detail}" if detail else "",
+        )
+        if state in (S.ONLINE, S.FAILED) and current in (S.JOINING, S.VERIFYING):
+            self._log_outcome(state, code, detail)
+        self._emit(state, code, phase, detail, data=data)
+        self._arm_timer(state)
+        asyncio.get_running_loop().create_task(self._notify_settled())
+        return record
+
+    def _log_outcome(self, state: State, code: Code, detail: str) -> None:
+        """The attempt's outcome as one line: state, code, the phase it ended in, elapsed."""
+        elapsed = self._clock() - self._epoch
+        phase = EventPhase.ONLINE if state is S.ONLINE else self._phase
+        if state is S.ONLINE:
+            OUTCOME_LOG.info(
+                "onboarding online: code OK (0), elapsed %.1f s%s",
+                elapsed,
+                f" ({detail})" if detail else "",
+            )
+        else:
+            OUTCOME_LOG.info(
+                "onboarding failed: code %s (%d) in phase %s after %.1f s: %s",
+                code.name,
+                int(code),
+                phase,
+                elapsed,
+                detail or "no detail",
+            )
+
+    async def _notify_settled(self) -> None:
+        async with self._settled:
+            self._settled.notify_all()
+
+    def _emit(
+        self,
+        state: State,
+        code: Code,
+        phase: str,
+        detail: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self._event_seq += 1
+        t_ms = int((self._clock() - self._epoch) * 1000)
+        self.events.emit(
+            DiagnosticEvent(self._event_seq, t_ms, state, code, phase, detail, dict(data or {}))
+        )
+
+    def _arm_timer(self, state: State) -> None:
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+        self._timer = None
+        seconds = {
+            S.SESSION_OPEN: self.timeouts.session_open,
+            S.CREDENTIALS_RECEIVED: self.timeouts.credentials_received,
+        }.get(state)
+        if seconds is not None:
+            self._timer = asyncio.get_running_loop().create_task(self._expire(state, seconds))
+
+    async def _expire(self, state: State, seconds: float) -> None:
+        await asyncio.sleep(seconds)  # a timeout, not synchronisation: the state waited too long
+        if self.state is state:
+            target = S.UNPROVISIONED if state is S.SESSION_OPEN else S.FAILED
+            self._timer = None
+            self._transition(
+                target,
+                self._timeout_code(state),
+                phase=EventPhase.TIMEOUT,
+                detail=f"waited {seconds:.0f} s in {state.wire_name}",
+            )

@@ -1,0 +1,16 @@
+"""The small base every door shares: a started/stopped component with a name."""
+
+from __future__ import annotations
+
+from ..lifecycle import Component
+
+
+class Door(Component):
+    """A transport that carries provisioning messages (BLE GATT, SoftAP HTTP, ...).
+
+    A door knows bytes and connections, nothing about Wi-Fi: it hands whole messages to the
+    :class:`~device_sim.session.service.ProvisioningService` and sends back what it returns.
+    ``start`` raises TransportError when the door cannot open; ``stop`` is safe to call twice.
+    """
+
+    name: str = "door"

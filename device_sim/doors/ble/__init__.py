@@ -1,0 +1,1 @@
+"""The BLE host: one bless GATT server presenting the personalities given to it."""

@@ -1,0 +1,1 @@
+"""The native personality: the SRP6a session protocol over BLE (device side and phone side)."""

@@ -1,0 +1,387 @@
+"""The SoftAP door: a temporary access point serving the provisioning API over HTTP.
+
+Lifecycle (one radio, as on most hardware):
+
+1. ``start()``: scan and cache the network list, bring the access point up (the backend's radio
+   in AP mode; dnsmasq for DHCP with option 114 and catch-all DNS when configured), then open
+   the ``ap`` HTTP listener.
+2. A join (from this door, BLE or a restart) calls :meth:`before_station`: in-flight answers are
+   delivered, then the listener, dnsmasq and the AP go down.
+3. :meth:`after_station`: after ``failed`` the AP comes back with a fresh scan, and the failure
+   code is readable there (public state, and the HTTP session's queued events); after ``online``
+   the AP stays down and, while the HTTP session that started the join is open, the ``lan``
+   listener serves the same API on the home network so that phone reads the outcome.
+
+The routes live in :mod:`.routes`; the door owns listeners, the radio and the clients' outboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ...codes import Code, State
+from ...core.engine import OnboardingEngine
+from ...core.events import DiagnosticEvent, EventPhase
+from ...core.store import Identity
+from ...errors import OnboardingError, TransportError
+from ...network.base import AccessPoint, AccessPointConfig, NetworkBackend
+from ...profile import Profile
+from ...ratelimit import LimitedLog
+from ...security.ap_credentials import wifi_qr_string
+from ...security.secret import Secret
+from ...session.service import ProvisioningService
+from ..base import Door
+from .server import JsonErrorRunner
+from .sessions import HttpClients
+
+LOG = logging.getLogger(__name__)
+CAPTIVE_MODES = ("app", "portal")
+
+
+@dataclass(frozen=True)
+class SoftApOptions:
+    """Where and how the door serves. Port 0 picks a free port once and keeps it."""
+
+    listen_host: str = "127.0.0.1"  # the device's address on its AP (loopback when simulated)
+    listen_port: int = 8380
+    lan_host: str = "127.0.0.1"  # the device on the home network after a successful join
+    lan_port: int = 8381
+    lan_announce: str | None = None  # the host phones are told for it (e.g. "pi.local"; mDNS)
+    captive_mode: str = "app"  # app | portal (see gatt_profile.yaml softap.probes)
+    open_ap: bool = False  # no WPA2 on the AP: only when configured so, logged loudly
+    dnsmasq_interface: str | None = None  # run dnsmasq on this interface while the AP is up
+    state_dir: Path | None = None  # dnsmasq's files go here
+    shutdown_grace_s: float = 2.0  # in-flight answers delivered before a listener closes
+
+    def __post_init__(self) -> None:
+        if self.captive_mode not in CAPTIVE_MODES:
+            raise ValueError(
+                f"captive mode must be one of {CAPTIVE_MODES}, not {self.captive_mode!r}"
+            )
+
+
+class _Listener:
+    """One aiohttp server on one address; the port chosen first is kept across reopenings."""
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        grace_s: float,
+        *,
+        profile: Profile,
+        header_timeout_s: float,
+        rejected: LimitedLog,
+        announce: str | None = None,
+    ) -> None:
+        self.name, self.host, self.port, self.grace_s = name, host, port, grace_s
+        self.announce = announce  # the host in the URL clients are given (default: host)
+        self.profile, self.header_timeout_s, self.rejected = profile, header_timeout_s, rejected
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def up(self) -> bool:
+        return self._runner is not None
+
+    @property
+    def url(self) -> str:
+        name = self.announce or self.host
+        host = f"[{name}]" if ":" in name else name
+        return f"http://{host}" + ("" if self.port == 80 else f":{self.port}")
+
+    def reserve(self) -> None:
+        """Fix a free port now when asked for port 0, so the URL is known before it listens."""
+        if self.port == 0:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((self.host, 0))
+                self.port = int(probe.getsockname()[1])
+
+    async def open(self, app: web.Application) -> None:
+        if self._runner is not None:
+            return
+        runner = JsonErrorRunner(
+            app,
+            profile=self.profile,
+            header_timeout_s=self.header_timeout_s,
+            rejected=self.rejected,
+            access_log=None,
+            shutdown_timeout=self.grace_s,
+            keepalive_timeout=5.0,
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise TransportError(
+                f"cannot listen on {self.host}:{self.port} ({self.name}): {exc.strerror or exc}",
+                code=Code.SOFTAP_UNAVAILABLE,
+            ) from exc
+        if self.port == 0:
+            self.port = int(runner.addresses[0][1])
+        self._runner = runner
+        LOG.info("softap: %s listener on %s", self.name, self.url)
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()  # stops accepting, lets in-flight answers finish (grace_s)
+            LOG.info("softap: %s listener closed", self.name)
+
+
+class SoftApDoor(Door):
+    name = "softap"
+
+    def __init__(
+        self,
+        profile: Profile,
+        service: ProvisioningService,
+        engine: OnboardingEngine,
+        backend: NetworkBackend,
+        identity: Identity,
+        options: SoftApOptions,
+        *,
+        doors_status: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        from .routes import Routes  # the routes module imports this one's types
+
+        self.profile, self.service, self.engine = profile, service, engine
+        self.backend, self.identity, self.options = backend, identity, options
+        self.doors_status = doors_status or (lambda: {})
+        ssid = profile.softap.ssid_pattern.format(short_id=identity.short_id)
+        if options.open_ap:
+            passphrase = None
+        elif identity.softap_passphrase is None:
+            raise TransportError(
+                "the device identity has no SoftAP passphrase", code=Code.SOFTAP_UNAVAILABLE
+            )
+        else:
+            passphrase = identity.softap_passphrase
+        self.ap_config = AccessPointConfig(ssid, passphrase, address=options.listen_host)
+        self.clients = HttpClients(lambda peer: service.session_peer == peer)
+        # A rejected request is logged once, briefly; a flood of them at most 10 lines a minute.
+        self.rejected = LimitedLog(LOG, "softap: rejected request", burst=10, window_s=60)
+        header_timeout_s = profile.softap.http.body_timeout_ms / 1000
+        self.ap = _Listener(
+            "ap",
+            options.listen_host,
+            options.listen_port,
+            options.shutdown_grace_s,
+            profile=profile,
+            header_timeout_s=header_timeout_s,
+            rejected=self.rejected,
+        )
+        self.lan = _Listener(
+            "lan",
+            options.lan_host,
+            options.lan_port,
+            options.shutdown_grace_s,
+            announce=options.lan_announce,
+            profile=profile,
+            header_timeout_s=header_timeout_s,
+            rejected=self.rejected,
+        )
+        try:
+            self.ap.reserve()
+            self.lan.reserve()
+        except OSError as exc:
+            raise TransportError(
+                f"cannot use {options.listen_host} / {options.lan_host}: {exc}",
+                code=Code.SOFTAP_UNAVAILABLE,
+            ) from exc
+        self.networks: list[AccessPoint] = []
+        self.scanned_at_ms = 0
+        self.latest: DiagnosticEvent | None = None
+        self._changed = asyncio.Event()
+        self.closing = False  # a listener is going down: long polls answer at once
+        self._wanted = False  # the AP should be up (started and not stopped)
+        self._suspended = False  # down for a join, to come back if it fails
+        self._dnsmasq: Any = None
+        self._lock = asyncio.Lock()
+        self._routes = Routes(self)
+        self._unsubscribe: Callable[[], None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- public ------------------------------------------------------------------------------
+
+    @property
+    def ap_up(self) -> bool:
+        return self.ap.up
+
+    @property
+    def wifi_qr(self) -> Secret:
+        return wifi_qr_string(self.ap_config.ssid, self.ap_config.passphrase)
+
+    def describe(self) -> dict[str, Any]:
+        """For /api/v1/info and the doors diagnostics: never the AP passphrase."""
+        return {
+            "ssid": self.ap_config.ssid,
+            "open": self.ap_config.passphrase is None,
+            "ap_url": self.ap.url,
+            "lan_url": self.lan.url,
+            "up": self.ap.up,
+            "captive_mode": self.options.captive_mode,
+        }
+
+    async def start(self) -> None:
+        """Scan, bring the AP up and serve. Raises TransportError(SOFTAP_UNAVAILABLE)."""
+        if self._unsubscribe is None:
+            self.engine.radio_users.append(self)
+            self.service.on_session_closed.append(self._session_closed)
+            self._unsubscribe = self.engine.events.subscribe(self._on_event)
+            self.latest = None
+        async with self._lock:
+            self._wanted = True
+            if self.engine.state in (State.JOINING, State.VERIFYING):
+                self._suspended = True  # comes up when the running attempt fails
+                return
+            await self._bring_up()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            self._wanted = self._suspended = False
+            await self._take_down()
+            await self._close_lan()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+            self.service.on_session_closed.remove(self._session_closed)
+            self.engine.radio_users.remove(self)
+
+    # --- RadioUser (called by the engine around every join) ------------------------------------
+
+    async def before_station(self) -> None:
+        async with self._lock:
+            await self._close_lan()
+            if self.ap.up:
+                self._suspended = True
+                LOG.info("softap: access point down for the join (one radio)")
+                await self._take_down()
+
+    async def after_station(self, state: State) -> None:
+        async with self._lock:
+            if not self._suspended or not self._wanted:
+                return
+            self._suspended = False
+            if state is State.ONLINE:
+                self._wanted = False
+                holder = self.service.session_peer
+                if any(holder == box.peer for box in self.clients):
+                    await self.lan.open(self._routes.app("lan"))
+                return
+            LOG.info("softap: join ended %s: access point back up", state.wire_name)
+            try:
+                await self._bring_up()
+            except OnboardingError as exc:
+                LOG.error("softap: cannot bring the access point back: %s", exc)
+                self.engine.note(
+                    EventPhase.DOOR,
+                    f"softap could not come back: {exc.detail}",
+                    {"door": "softap", "up": False, "code": int(exc.code)},
+                )
+
+    # --- internals -----------------------------------------------------------------------------
+
+    async def _bring_up(self) -> None:
+        if self.ap.up:
+            return
+        try:
+            self.networks = await self.engine.scan()  # one radio: scan before the AP takes it
+            self.scanned_at_ms = int(time.time() * 1000)
+        except OnboardingError as exc:
+            LOG.warning("softap: scan before the AP failed (%s); the page lists no networks", exc)
+            self.networks = []
+        if self.ap_config.passphrase is None:
+            LOG.warning(
+                "softap: the access point %r is OPEN (no WPA2): anyone nearby can join "
+                "it and read the setup code and Wi-Fi passphrase a phone sends. Use an "
+                "open AP only on a bench.",
+                self.ap_config.ssid,
+            )
+        try:
+            await self.backend.start_access_point(self.ap_config)
+            if self.options.dnsmasq_interface:
+                await self._start_dnsmasq()
+            await self.ap.open(self._routes.app("ap"))
+        except BaseException:
+            await self._take_down()
+            raise
+
+    async def _take_down(self) -> None:
+        self.closing = True  # long polls (now and arriving) answer at once, not after the grace
+        self.clients.wake_all()
+        self._changed.set()
+        try:
+            await self.ap.close()
+        finally:
+            self.closing = False
+        if self._dnsmasq is not None:
+            dnsmasq, self._dnsmasq = self._dnsmasq, None
+            await dnsmasq.stop()
+        await self.backend.stop_access_point()
+
+    async def _start_dnsmasq(self) -> None:
+        from .dnsmasq import Dnsmasq, DnsmasqConfig
+
+        if self.options.state_dir is None:
+            raise TransportError("dnsmasq needs a state directory", code=Code.SOFTAP_UNAVAILABLE)
+        address = self.options.listen_host
+        prefix = address.rsplit(".", 1)[0]
+        config = DnsmasqConfig(
+            interface=self.options.dnsmasq_interface or "",
+            address=address,
+            prefix_len=24,
+            dhcp_start=f"{prefix}.10",
+            dhcp_end=f"{prefix}.100",
+            captive_portal_api=f"{self.ap.url}/captive-portal/api",
+            state_dir=self.options.state_dir / "dnsmasq",
+        )
+        dnsmasq = Dnsmasq(config)
+        await dnsmasq.start()
+        self._dnsmasq = dnsmasq
+
+    async def _close_lan(self) -> None:
+        if self.lan.up:
+            self.closing = True
+            self.clients.wake_all()
+            try:
+                await self.lan.close()
+            finally:
+                self.closing = False
+
+    def _on_event(self, event: DiagnosticEvent) -> None:
+        self.latest = event
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_event_after(self, seq: int, wait_s: float) -> None:
+        """Return when an event newer than ``seq`` exists, or after ``wait_s``."""
+        deadline = time.monotonic() + wait_s
+        while (self.latest is None or self.latest.seq <= seq) and not self.closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            changed = self._changed
+            try:
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
+                return
+
+    def _session_closed(self, peer: Hashable, code: Code) -> None:
+        if self.lan.up and any(peer == box.peer for box in self.clients):
+            # The session that read its outcome over the home network is over: stop serving.
+            task = asyncio.get_running_loop().create_task(self._close_lan())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)

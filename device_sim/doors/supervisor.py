@@ -1,0 +1,236 @@
+"""Which doors a device opens, and when: the fallback policy between BLE and the SoftAP.
+
+Policies (``device-sim run --doors``):
+
+* ``ble-only``: BLE; no access point ever (a failing BLE door fails the daemon).
+* ``softap-only``: the access point only.
+* ``ble-then-softap`` (default): BLE first; the access point opens when no usable BLE adapter
+  exists or advertising fails, or when no BLE session started within the window.
+* ``both``: both at once (the access point still steps aside while the device joins).
+
+An explicit request also opens the access point: ``device-sim ctl softap-start`` on the running
+daemon, or START_SOFTAP over an authenticated BLE session. A device that is online (or joining)
+keeps its radio: the request is refused with INVALID_STATE. Every decision is a ``door``
+diagnostic event (BLE diagnostics, the JSONL log, the SoftAP's public state) naming the open
+doors and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+from enum import StrEnum
+from typing import Any
+
+from ..codes import Code, State
+from ..core.engine import BUSY_STATES, OnboardingEngine
+from ..core.events import DiagnosticEvent, EventPhase
+from ..errors import DeviceSimError, OnboardingError
+from ..lifecycle import Component
+from ..session.service import ProvisioningService
+from .base import Door
+from .softap.door import SoftApDoor
+
+LOG = logging.getLogger(__name__)
+
+
+class Policy(StrEnum):
+    BLE_ONLY = "ble-only"
+    SOFTAP_ONLY = "softap-only"
+    BLE_THEN_SOFTAP = "ble-then-softap"
+    BOTH = "both"
+
+
+class DoorSupervisor(Component):
+    """Starts the doors by the policy, opens the SoftAP on fallback or request, stops all."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        engine: OnboardingEngine,
+        service: ProvisioningService,
+        *,
+        ble: Callable[[], Door] | None,
+        softap: Callable[[], SoftApDoor] | None,
+        window_s: float = 60.0,
+    ) -> None:
+        if policy is not Policy.SOFTAP_ONLY and ble is None:
+            raise ValueError(f"policy {policy} needs a BLE door")
+        if policy is not Policy.BLE_ONLY and softap is None:
+            raise ValueError(f"policy {policy} needs a SoftAP door")
+        self.policy, self.engine, self.service = policy, engine, service
+        self._make_ble, self._make_softap = ble, softap
+        self.window_s = window_s
+        self.ble: Door | None = None
+        self.softap: SoftApDoor | None = None
+        self.ble_error: str | None = None
+        self.softap_reason: str | None = None
+        self.softap_error: str | None = None
+        self.decision: str | None = None  # how the fallback was settled, once it is
+        self._timer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.decided = asyncio.Event()  # set once the fallback window is resolved either way
+        self._unsubscribe: Callable[[], None] = lambda: None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Raises TransportError when ``ble-only``'s door (or ``softap-only``'s AP) cannot open."""
+        if self._make_softap is not None and self.policy is not Policy.BLE_ONLY:
+            self.softap = self._make_softap()
+            self.service.softap_opener = self.open_softap
+        if self.policy is not Policy.SOFTAP_ONLY:
+            assert self._make_ble is not None
+            try:
+                door = self._make_ble()
+                try:
+                    await door.start()
+                except BaseException:
+                    await door.stop()
+                    raise
+                self.ble = door
+            except DeviceSimError as exc:
+                if self.policy is Policy.BLE_ONLY:
+                    raise
+                self.ble_error = exc.detail or str(exc)
+                LOG.warning("BLE door unavailable (%s): falling back to the SoftAP", self.ble_error)
+        if self.policy is Policy.SOFTAP_ONLY:
+            await self._open("policy softap-only", strict=True)
+        elif self.policy is Policy.BOTH:
+            await self._open("policy both", strict=False)
+        elif self.policy is Policy.BLE_THEN_SOFTAP:
+            if self.ble is None:
+                await self._open(f"no usable BLE: {self.ble_error}", strict=False)
+            elif self._provisioned():
+                self.decision = f"no access point: the device is {self.engine.state.wire_name}"
+                self.decided.set()
+            else:
+                self.service.on_session_opened.append(self._session_opened)
+                self._timer = asyncio.get_running_loop().create_task(self._window())
+        if self.policy is not Policy.BLE_THEN_SOFTAP or self.ble is None:
+            self.decision = self.decision or f"policy {self.policy}"
+            self.decided.set()
+        self._unsubscribe = self.engine.events.subscribe(self._on_event)
+        self._note("doors opened")
+
+    def _on_event(self, event: DiagnosticEvent) -> None:
+        if event.phase == EventPhase.FACTORY_RESET and self.softap is not None:
+            self.decided.clear()  # until the policy has applied anew (ctl status waits on it)
+            task = asyncio.get_running_loop().create_task(self._reapply())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _reapply(self) -> None:
+        """After a factory reset the device waits for a new owner: the policy applies anew."""
+        if self.policy is Policy.BLE_THEN_SOFTAP and self.ble is not None:
+            self.decision = None
+            if self._session_opened not in self.service.on_session_opened:
+                self.service.on_session_opened.append(self._session_opened)
+            if self._timer is None or self._timer.done():
+                self._timer = asyncio.get_running_loop().create_task(self._window())
+            self._note("factory reset: BLE first again")
+        else:
+            await self._open("factory reset", strict=False)
+
+    async def stop(self) -> None:
+        self._unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._session_opened in self.service.on_session_opened:
+            self.service.on_session_opened.remove(self._session_opened)
+        self.service.softap_opener = None
+        for door in (self.softap, self.ble):
+            if door is not None:
+                await door.stop()
+
+    # --- decisions -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The open doors and why (for diagnostics, /api/v1/state and ``ctl status``)."""
+        doors = []
+        if self.ble is not None:
+            doors.append("ble")
+        if self.softap is not None and (self.softap.ap_up or self.softap_reason):
+            doors.append("softap")
+        return {
+            "policy": str(self.policy),
+            "doors": doors,
+            "softap_reason": self.softap_reason,
+            "ble_error": self.ble_error,
+            "softap_error": self.softap_error,
+            "fallback_pending": not self.decided.is_set(),
+            "decision": self.decision,
+            "softap": self.softap.describe() if self.softap is not None else None,
+        }
+
+    async def open_softap(self, reason: str) -> dict[str, Any]:
+        """Open the access point on request. Raises OnboardingError (SOFTAP_UNAVAILABLE,
+        INVALID_STATE while joining or online)."""
+        if self.softap is None:
+            raise OnboardingError(
+                Code.SOFTAP_UNAVAILABLE, f"this device runs no SoftAP door (policy {self.policy})"
+            )
+        state = self.engine.state
+        if state in BUSY_STATES or state is State.ONLINE:
+            raise OnboardingError(
+                Code.INVALID_STATE,
+                f"the device is {state.wire_name}: opening "
+                "the access point would take its radio from the station",
+            )
+        await self._open(reason, strict=True)
+        return self.softap.describe()
+
+    async def _open(self, reason: str, *, strict: bool) -> None:
+        assert self.softap is not None
+        async with self._lock:
+            if self._timer is not None and asyncio.current_task() is not self._timer:
+                self._timer.cancel()
+                self._timer = None
+            self.decision = self.decision or f"softap: {reason}"
+            if self.softap.ap_up:
+                self.decided.set()
+                return
+            if self._provisioned() and not reason.startswith("requested"):
+                LOG.info("device is %s: no access point (%s)", self.engine.state.wire_name, reason)
+                self.decided.set()
+                return
+            try:
+                await self.softap.start()
+            except DeviceSimError as exc:
+                self.softap_error = exc.detail or str(exc)
+                self._note("softap failed", reason=reason)
+                self.decided.set()
+                if strict:
+                    raise OnboardingError(Code.SOFTAP_UNAVAILABLE, self.softap_error) from exc
+                LOG.error("SoftAP door could not open (%s): %s", reason, self.softap_error)
+                return
+            self.softap_reason, self.softap_error = reason, None
+            LOG.info("SoftAP door open (%s): %s", reason, self.softap.describe()["ap_url"])
+            self.decided.set()
+            self._note("softap opened", reason=reason)
+
+    def _provisioned(self) -> bool:
+        return self.engine.state in BUSY_STATES or self.engine.state is State.ONLINE
+
+    def _session_opened(self, peer: Hashable) -> None:
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+            self._timer = None
+            self.decision = "ble session in time: no access point"
+            self.decided.set()
+            self._note(self.decision)
+
+    async def _window(self) -> None:
+        await asyncio.sleep(self.window_s)  # the fallback window is a timeout, not a sync
+        self._timer = None
+        await self._open(f"no BLE session within {self.window_s:g} s", strict=False)
+
+    def _note(self, what: str, **extra: Any) -> None:
+        status = self.status()
+        detail = f"{what}: {', '.join(status['doors']) or 'none'}"
+        self.engine.note(EventPhase.DOOR, detail, {**status, **extra, "softap": None})
