@@ -22,15 +22,13 @@ from .commands import admin, client, device
 from .commands.args import (
     Parser,
     hex_bytes,
-    host_port,
     http_url,
-    non_negative_float,
-    port_number,
     positive_float,
     positive_int,
     setup_code,
 )
 from .commands.client import format_result
+from .doors import registry
 from .errors import ConfigError, DeviceSimError, OnboardingError, SetupError
 
 __all__ = ["build_parser", "format_result", "main"]
@@ -70,8 +68,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--personality",
         default="native",
-        choices=["native", "improv"],
-        help="BLE service to use: native (SRP session) or Improv Wi-Fi",
+        choices=registry.names(),
+        help="the protocol to speak (default native: its SRP session)",
     )
     p.add_argument(
         "--fragment-size", type=positive_int, help="bytes per GATT write (default MTU-3)"
@@ -110,122 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="TOML",
         help="daemon config file (packaging/device-sim.toml shows every key); "
-        "flags given here override it",
+        "DEVICE_SIM_* variables and the flags given here override it",
     )
-    p.add_argument(
-        "--state-dir",
-        type=Path,
-        help="required without --config (the config's default: /var/lib/device-sim)",
-    )
-    p.add_argument("--adapter", help="BLE adapter (default hci0)")
-    p.add_argument(
-        "--backend",
-        choices=["simulated", "networkmanager"],
-        help="network backend (default simulated)",
-    )
-    p.add_argument("--scenario", help="scenario name or YAML path (default typical-home)")
-    p.add_argument("--interface", help="networkmanager: the Wi-Fi interface (default: the first)")
-    p.add_argument("--cloud-host", help="the TLS endpoint the connectivity check verifies")
-    p.add_argument("--cloud-port", type=port_number, help="its port (default 443)")
-    p.add_argument("--cloud-ca", type=Path, help="a PEM CA bundle for it (default: the system's)")
-    p.add_argument(
-        "--activation",
-        choices=["zero-touch", "claim", "registration"],
-        help="activate with the cloud after the checks (default: no cloud)",
-    )
-    p.add_argument(
-        "--cloud-url", type=http_url, help="the cloud for activation, e.g. https://localhost:8443"
-    )
-    p.add_argument(
-        "--activation-password",
-        choices=["user", "cloud"],
-        help="registration: the device user's password comes from the app or cloud",
-    )
-    p.add_argument("--zero-delay", action="store_true", help="no simulated delays (benchmarks)")
-    p.add_argument(
-        "--time-scale", type=non_negative_float, default=1.0, help="multiply simulated delays"
-    )
-    p.add_argument(
-        "--timeout-scale",
-        type=positive_float,
-        help="multiply the profile's state timeouts (tests shorten them; default 1)",
-    )
-    p.add_argument("--idle-timeout", type=positive_float, help="session idle timeout in seconds")
-    p.add_argument("--notify-size", type=positive_int, help="bytes per notification (default 244)")
-    g = p.add_argument_group("BLE personalities (native, Improv Wi-Fi)")
-    g.add_argument(
-        "--personality",
-        choices=["native", "improv", "both"],
-        help="GATT services to present (default: the profile's `personalities`)",
-    )
-    g.add_argument(
-        "--improv-auth",
-        choices=["none", "required"],
-        help="Improv authorization (default: the profile's improv.authorization)",
-    )
-    g.add_argument(
-        "--improv-auth-timeout",
-        type=positive_float,
-        metavar="S",
-        help="an Improv authorization lapses after S s (default 60)",
-    )
-    g.add_argument(
-        "--improv-redirect-url",
-        metavar="URL",
-        help="returned to the Improv client after a successful join",
-    )
-    g.add_argument(
-        "--improv-button",
-        metavar="CHIP:LINE",
-        help="a GPIO button that authorizes Improv (e.g. gpiochip0:17)",
-    )
-    g = p.add_argument_group("doors (BLE and the SoftAP fallback)")
-    g.add_argument(
-        "--doors",
-        choices=["ble-only", "softap-only", "ble-then-softap", "both"],
-        help="fallback policy (default ble-then-softap)",
-    )
-    g.add_argument(
-        "--softap-window",
-        type=non_negative_float,
-        metavar="S",
-        help="ble-then-softap: open the AP when no BLE session started within S s (default 60)",
-    )
-    g.add_argument(
-        "--softap-listen",
-        metavar="HOST:PORT",
-        type=host_port,
-        help="the device's address on its AP (port 0: any free port; default 127.0.0.1:8380)",
-    )
-    g.add_argument(
-        "--softap-lan",
-        metavar="HOST:PORT",
-        type=host_port,
-        help="where the outcome is served on the home network after a SoftAP join "
-        "(default 127.0.0.1:8381)",
-    )
-    g.add_argument(
-        "--softap-lan-announce",
-        metavar="HOST",
-        help="the host name phones are told for the LAN listener (e.g. the Pi's "
-        "mDNS name raspberrypi.local; default: the --softap-lan host)",
-    )
-    g.add_argument(
-        "--captive-mode",
-        choices=["app", "portal"],
-        help="app: answer OS probes as online; portal: redirect them to the page (default app)",
-    )
-    g.add_argument(
-        "--softap-open",
-        action="store_true",
-        help="run the AP without WPA2 (bench only; logged loudly)",
-    )
-    g.add_argument(
-        "--softap-dnsmasq",
-        metavar="IFACE",
-        help="run dnsmasq on IFACE while the AP is up (DHCP with option 114, "
-        "every DNS name -> the device)",
-    )
+    from .config import add_run_flags
+
+    add_run_flags(p)
 
     p = sub.add_parser("client", help="the phone-side reference client")
     csub = p.add_subparsers(dest="client_command", required=True)
@@ -282,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--personality",
         default="native",
-        choices=["native", "improv"],
-        help="over BLE: the native service or the Improv Wi-Fi service",
+        choices=registry.names(),
+        help="over BLE: the protocol the phone speaks (default native)",
     )
     p.add_argument(
         "--activation",

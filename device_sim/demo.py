@@ -24,10 +24,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .client.flow import Target, provision
+from .client.target import ProvisionRequest, Target
 from .commands.client import outcome_text
+from .control import control_request
 from .core.identity import create_identity
 from .core.store import DeviceStore
+from .doors import registry
 from .errors import ConfigError
 from .network.scenario import load_scenario
 from .profile import load_profile
@@ -54,10 +56,11 @@ async def run_demo(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
 
     mode = getattr(args, "activation", None)
-    if mode and args.transport == "ble" and args.personality == "improv":
+    entry = registry.get(args.personality if args.transport == "ble" else "native")
+    if mode and not entry.activation:
         raise ConfigError(
             "--activation",
-            "the Improv personality has no activation inputs; use --personality native",
+            f"the {entry.name} personality has no activation inputs; use --personality native",
         )
 
     result: dict[str, Any] = {}
@@ -125,22 +128,18 @@ async def run_demo(args: argparse.Namespace) -> int:
                 say(f"device daemon advertising as {ready['local_name']} on {adapter}")
                 target = Target(adapter=vb.adapters[1], name=ready["local_name"])
                 say(f"\nphone on {vb.adapters[1]}: provisioning {_ssid_text(ssid)} ...")
-            if args.transport == "ble" and args.personality == "improv":
-                result = await _improv(
-                    args, profile, state_dir, target, ssid, passphrase, retries, say
-                )
-            else:
-                result = await provision(
-                    profile,
-                    target,
-                    setup_code=setup_code,
-                    ssid=ssid,
-                    passphrase=Secret(passphrase) if passphrase else None,
-                    hidden=hidden,
-                    on_progress=None if args.json else _progress,
-                    retries=retries,
-                    activation=cloud.inputs() if cloud is not None else None,
-                )
+            for command in entry.bench_commands:  # e.g. Improv: press the device's button
+                say(f"the {entry.name} personality asks for it: device-sim ctl {command}")
+                await control_request(state_dir, command)
+            request = ProvisionRequest(
+                ssid=ssid,
+                passphrase=Secret(passphrase) if passphrase else None,
+                hidden=hidden,
+                setup_code=setup_code,
+                activation=cloud.inputs() if cloud is not None else None,
+                retries=retries or [],
+            )
+            result = await entry.phone(profile, target, request, None if args.json else _progress)
             for attempt in result.get("attempts", [result]):
                 say(_timeline(attempt))
             if cloud is not None:
@@ -251,36 +250,6 @@ def _activation_line(activation: dict[str, Any] | None) -> str:
         if activation.get(key) is not None
     ]
     return f"ACTIVATION: {status}" + (f"  {', '.join(parts)}" if parts else "")
-
-
-async def _improv(
-    args: argparse.Namespace,
-    profile: Any,
-    state_dir: Path,
-    target: Target,
-    ssid: bytes,
-    passphrase: str | None,
-    retries: Any,
-    say: Any,
-) -> dict[str, Any]:
-    """The same onboarding through the device's Improv Wi-Fi service (authorization required)."""
-    from .control import control_request
-    from .doors.improv.client import provision_improv
-
-    say(
-        "the device requires Improv authorization: pressing its button "
-        "(device-sim ctl improv-authorize)"
-    )
-    await control_request(state_dir, "improv-authorize")
-    return await provision_improv(
-        profile,
-        adapter=target.adapter,
-        name=target.name,
-        discover_timeout=20.0,
-        ssid=ssid,
-        passphrase=Secret(passphrase) if passphrase else None,
-        retries=retries,
-    )
 
 
 def _ssid_text(ssid: bytes) -> str:

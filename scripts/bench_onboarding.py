@@ -10,12 +10,14 @@ come back for a re-onboarding). Prints p50/p90 of the time from connect to onlin
 SoftAP this includes the access point going down for the join and the outcome being read on the
 home-network listener), round trips per onboarding, and the daemons' peak RSS (VmHWM).
 
-Improv (``--transport improv``): one daemon presenting only the Improv Wi-Fi service
-(authorization none) on BlueZoo, onboarded K times (``device-sim client provision
---personality improv``), each from a fresh phone adapter as in the BLE run (a BlueZoo phone that
-already knows the device sees no new advertisement for it).
+Another personality over BLE (``--personality improv``, any name of the door registry): one
+daemon presenting only it, onboarded K times through its phone side from the registry, each from
+a fresh phone adapter as in the BLE run (a BlueZoo phone that already knows the device sees no
+new advertisement for it), with the control commands its bench needs sent first (Improv: the
+button press that authorizes it).
 
-    .venv/bin/python scripts/bench_onboarding.py --count 20 [--transport softap|improv] [--json]
+    .venv/bin/python scripts/bench_onboarding.py --count 20 [--transport softap] \
+        [--personality improv] [--json]
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from device_sim.client.flow import Provisioner, Target
+from device_sim.client.target import ProvisionRequest, Target
+from device_sim.control import control_request
+from device_sim.doors import registry
+from device_sim.doors.native.flow import Provisioner
 from device_sim.testing.daemon_process import DaemonProcess, daemon_argv
 from device_sim.core.identity import create_identity
 from device_sim.network.scenario import load_scenario
@@ -65,7 +70,10 @@ async def onboard_once(profile: Any, target: Target, code: Secret, creds: Any, i
     return {**result, "connect_to_online": t["total"] - t["discover"]}
 
 
-async def bench(count: int, scenario_name: str) -> dict[str, Any]:
+async def bench_ble(count: int, scenario_name: str, personality: str) -> dict[str, Any]:
+    """K onboardings of one daemon presenting ``personality``, through that personality's
+    phone side from the door registry (and the control commands its bench needs first)."""
+    entry = registry.get(personality, "--personality")
     profile = load_profile()
     creds = load_scenario(scenario_name).default_credentials
     code = Secret("8642-9753")
@@ -76,9 +84,9 @@ async def bench(count: int, scenario_name: str) -> dict[str, Any]:
         with DeviceStore(state) as store:
             create_identity(store, code)
         async with VirtualBle(adapters=1) as vb:
-            daemon = DaemonProcess(["-v", *daemon_argv(state, adapter=vb.adapters[0],
-                                                        scenario=scenario_name, zero_delay=True)],
-                                   vb.env(), Path(tmp) / "daemon.log")
+            argv = daemon_argv(state, adapter=vb.adapters[0], scenario=scenario_name,
+                               zero_delay=True, extra=["--personality", personality])
+            daemon = DaemonProcess(["-v", *argv], vb.env(), Path(tmp) / "daemon.log")
             ready = await daemon.start()
             assert daemon.proc is not None
             pid = daemon.proc.pid
@@ -87,9 +95,17 @@ async def bench(count: int, scenario_name: str) -> dict[str, Any]:
                     for i in range(count):
                         phone = await add_adapter(vb.bus_address, 20 + i,
                                                   f"00:11:22:33:66:{20 + i:02X}")
+                        for command in entry.bench_commands:
+                            await control_request(state, command)
+                        request = ProvisionRequest(
+                            creds.ssid, Secret(creds.passphrase) if creds.passphrase else None,
+                            hidden=creds.hidden, setup_code=code, outcome_timeout=30)
                         target = Target(adapter=phone, name=ready["local_name"])
-                        result = await onboard_once(profile, target, code, creds, i)
-                        connect_to_online.append(result["connect_to_online"])
+                        result = await entry.phone(profile, target, request, None)
+                        if result["state"] != "online":
+                            raise RuntimeError(f"onboarding {i} ended {result['code_name']}")
+                        t = result["timings_ms"]
+                        connect_to_online.append(t["total"] - t["discover"])
                         round_trips.append(result["gatt_round_trips"])
                 rss = peak_rss_kib(pid)
             except Exception:
@@ -97,7 +113,8 @@ async def bench(count: int, scenario_name: str) -> dict[str, Any]:
                 raise
             finally:
                 await daemon.stop()
-    return _report(count, scenario_name, "ble", connect_to_online, round_trips, rss)
+    label = "ble" if personality == "native" else f"ble-{personality}"
+    return _report(count, scenario_name, label, connect_to_online, round_trips, rss)
 
 
 async def bench_softap(count: int, scenario_name: str) -> dict[str, Any]:
@@ -131,48 +148,6 @@ async def bench_softap(count: int, scenario_name: str) -> dict[str, Any]:
     return _report(count, scenario_name, "softap", connect_to_online, round_trips, rss)
 
 
-async def bench_improv(count: int, scenario_name: str) -> dict[str, Any]:
-    from device_sim.doors.improv.client import provision_improv
-
-    profile = load_profile()
-    creds = load_scenario(scenario_name).default_credentials
-    connect_to_online: list[float] = []
-    round_trips: list[int] = []
-    with tempfile.TemporaryDirectory(prefix="device-sim-bench-") as tmp:
-        state = Path(tmp) / "device"
-        with DeviceStore(state) as store:
-            create_identity(store, Secret("8642-9753"))
-        async with VirtualBle(adapters=1) as vb:
-            argv = daemon_argv(state, adapter=vb.adapters[0], scenario=scenario_name,
-                               zero_delay=True,
-                               extra=["--personality", "improv", "--improv-auth", "none"])
-            daemon = DaemonProcess(["-v", *argv], vb.env(), Path(tmp) / "daemon.log")
-            ready = await daemon.start()
-            assert daemon.proc is not None
-            try:
-                with use_bus(vb):
-                    for i in range(count):
-                        phone = await add_adapter(vb.bus_address, 20 + i,
-                                                  f"00:11:22:33:77:{20 + i:02X}")
-                        result = await provision_improv(
-                            profile, adapter=phone, name=ready["local_name"],
-                            discover_timeout=20, ssid=creds.ssid,
-                            passphrase=Secret(creds.passphrase) if creds.passphrase else None,
-                            outcome_timeout=30)
-                        if result["state"] != "online":
-                            raise RuntimeError(f"onboarding {i} ended {result['code_name']}")
-                        t = result["timings_ms"]
-                        connect_to_online.append(t["total"] - t["discover"])
-                        round_trips.append(result["gatt_round_trips"])
-                rss = peak_rss_kib(daemon.proc.pid)
-            except Exception:
-                sys.stderr.write((Path(tmp) / "daemon.log").read_text()[-3000:])
-                raise
-            finally:
-                await daemon.stop()
-    return _report(count, scenario_name, "improv", connect_to_online, round_trips, rss)
-
-
 def _report(count: int, scenario: str, transport: str, connect_to_online: list[float],
             round_trips: list[int], rss_kib: int) -> dict[str, Any]:
     return {
@@ -190,13 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--scenario", default="zero-delay")
-    parser.add_argument("--transport", default="ble", choices=["ble", "softap", "improv"])
+    parser.add_argument("--transport", default="ble", choices=["ble", "softap"])
+    parser.add_argument("--personality", default="native", choices=registry.names(),
+                        help="over BLE: the personality onboarded (default native)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 200:
         parser.error("--count must be 1..200")
-    run = {"ble": bench, "softap": bench_softap, "improv": bench_improv}[args.transport]
-    report = asyncio.run(run(args.count, args.scenario))
+    if args.transport == "softap":
+        report = asyncio.run(bench_softap(args.count, args.scenario))
+    else:
+        report = asyncio.run(bench_ble(args.count, args.scenario, args.personality))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -27,7 +27,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from device_sim.client.flow import Target, provision  # noqa: E402
+from device_sim.doors.native.flow import Target, provision  # noqa: E402
 from device_sim.cloud.admin import CloudAdmin  # noqa: E402
 from device_sim.cloud.emulator import CloudEmulator  # noqa: E402
 from device_sim.cloud.tls import client_context  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.client.flow import describe
+from device_sim.doors.native.flow import describe
 from device_sim.codes import Code
 from device_sim.commands.client import format_result
 from device_sim.demo import _activation_line, _timeline

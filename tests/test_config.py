@@ -1,26 +1,37 @@
-"""The daemon config file (TOML), the example in packaging/ and the systemd unit."""
+"""The daemon's options: one model (device_sim.config.DaemonOptions) read from the config file
+(TOML), the DEVICE_SIM_* variables and the `device-sim run` flags; the example in packaging/ and
+the systemd unit."""
 
 from __future__ import annotations
 
 import configparser
 import dataclasses
-import logging
 import re
 import shlex
 from pathlib import Path
 
 import pytest
 
+from device_sim.cli import build_parser
 from device_sim.config import (
-    BACKENDS,
-    CAPTIVE_MODES,
-    DOOR_POLICIES,
-    DaemonConfig,
+    DaemonOptions,
+    HostPort,
     load_config,
     parse_config,
     parse_host_port,
+    personality_models,
+    resolve_options,
 )
+from device_sim.core.options import CloudOptions, TimeoutOptions
+from device_sim.doors import registry
+from device_sim.doors.ble.options import BleOptions
+from device_sim.doors.improv.options import ImprovOptions
+from device_sim.doors.softap.door import SoftApOptions
+from device_sim.doors.supervisor import DoorOptions, Policy
 from device_sim.errors import ConfigError
+from device_sim.network.base import BackendKind
+from device_sim.network.options import NetworkOptions
+from device_sim.options import all_options
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "packaging" / "device-sim.toml"
@@ -41,6 +52,8 @@ backend = "networkmanager"
 interface = "wlan0"
 scenario = "weak-signal"
 scan_timeout_s = 20
+zero_delay = true
+time_scale = 0.5
 
 [timeouts]
 scale = 0.5
@@ -49,11 +62,14 @@ idle_s = 30.5
 [doors]
 policy = "both"
 softap_window_s = 0
-softap_listen = "10.42.0.1:80"
-softap_lan = "[::]:8381"
+
+[softap]
+listen = "10.42.0.1:80"
+lan = "[::]:8381"
+lan_announce = "pi.local"
 captive_mode = "portal"
-softap_open = true
-softap_dnsmasq = "wlan0"
+open = true
+dnsmasq = "wlan0"
 
 [improv]
 authorization = "required"
@@ -65,7 +81,28 @@ button = "gpiochip0:17"
 host = "cloud.example.com"
 port = 8443
 ca = "ca.pem"
+activation = "claim"
+url = "https://cloud.example.com:8443"
+activation_password = "cloud"
 """
+
+# Every option of FULL, as flags and as environment variables (same values).
+FULL_FLAGS = [
+    "--state-dir", "/srv/state", "--profile", "/opt/device-sim/gatt_profile.yaml",
+    "--adapter", "hci1", "--personality", "native,improv", "--notify-size", "100",
+    "--backend", "networkmanager", "--interface", "wlan0", "--scenario", "weak-signal",
+    "--scan-timeout", "20", "--zero-delay", "--time-scale", "0.5",
+    "--timeout-scale", "0.5", "--idle-timeout", "30.5",
+    "--doors", "both", "--softap-window", "0",
+    "--softap-listen", "10.42.0.1:80", "--softap-lan", "[::]:8381",
+    "--softap-lan-announce", "pi.local", "--captive-mode", "portal", "--softap-open",
+    "--softap-dnsmasq", "wlan0",
+    "--improv-auth", "required", "--improv-auth-timeout", "90",
+    "--improv-redirect-url", "https://example.com/welcome", "--improv-button", "gpiochip0:17",
+    "--cloud-host", "cloud.example.com", "--cloud-port", "8443", "--cloud-ca", "/srv/ca.pem",
+    "--activation", "claim", "--cloud-url", "https://cloud.example.com:8443",
+    "--activation-password", "cloud",
+]
 
 
 def write(tmp_path: Path, text: str, name: str = "device-sim.toml") -> Path:
@@ -74,99 +111,97 @@ def write(tmp_path: Path, text: str, name: str = "device-sim.toml") -> Path:
     return path
 
 
+def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
+    return DaemonOptions(
+        state_dir=state_dir,
+        profile=Path("/opt/device-sim/gatt_profile.yaml"),
+        ble=BleOptions("hci1", ("native", "improv"), 100),
+        network=NetworkOptions(BackendKind.NETWORK_MANAGER, "wlan0", "weak-signal", 20.0, True,
+                               0.5),
+        timeouts=TimeoutOptions(0.5, 30.5),
+        doors=DoorOptions(Policy.BOTH, 0.0),
+        softap=SoftApOptions(HostPort("10.42.0.1", 80), HostPort("::", 8381), "pi.local",
+                             "portal", True, "wlan0"),
+        cloud=CloudOptions("cloud.example.com", 8443, ca, "claim",
+                           "https://cloud.example.com:8443", "cloud"),
+        personality_options={"improv": ImprovOptions("required", 90.0,
+                                                     "https://example.com/welcome",
+                                                     "gpiochip0:17")},
+    )
+
+
 def test_full_config(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, FULL))
-    assert cfg.state_dir == tmp_path / "state"          # relative to the file's directory
-    assert cfg.profile == Path("/opt/device-sim/gatt_profile.yaml")
-    assert (cfg.ble.adapter, cfg.ble.personalities, cfg.ble.notify_size) == \
-        ("hci1", ("native", "improv"), 100)
-    assert cfg.network.backend == "networkmanager" and cfg.network.interface == "wlan0"
-    assert cfg.network.scenario == "weak-signal" and cfg.network.scan_timeout_s == 20.0
-    assert (cfg.timeouts.scale, cfg.timeouts.idle_s) == (0.5, 30.5)
-    d = cfg.doors
-    assert (d.policy, d.softap_window_s, d.captive_mode, d.softap_open, d.softap_dnsmasq) == \
-        ("both", 0.0, "portal", True, "wlan0")
-    assert d.softap_listen == ("10.42.0.1", 80) and d.softap_lan == ("::", 8381)
-    assert cfg.improv.authorization == "required"
-    assert cfg.improv.authorization_timeout_s == 90.0
-    assert cfg.improv.redirect_url == "https://example.com/welcome"
-    assert cfg.improv.button == "gpiochip0:17"
-    assert (cfg.cloud.host, cfg.cloud.port, cfg.cloud.ca) == \
-        ("cloud.example.com", 8443, tmp_path / "ca.pem")
+    # relative paths are relative to the file's directory
+    assert cfg == expected_full(tmp_path / "state", tmp_path / "ca.pem")
     assert cfg.source == tmp_path / "device-sim.toml"
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.ble.adapter = "hci2"  # type: ignore[misc]
 
 
+def test_flags_and_environment_set_the_same_options(tmp_path: Path) -> None:
+    """One model: every key of the file has a flag and a variable that give the same value."""
+    expected = expected_full(Path("/srv/state"), Path("/srv/ca.pem"))
+    args = build_parser().parse_args(["run", *FULL_FLAGS])
+    assert resolve_options(None, args, environ={}) == expected
+    env = {o.env: str(v) for o, v in _option_values(expected).items()}
+    env["DEVICE_SIM_BLE_PERSONALITIES"] = "native,improv"
+    env["DEVICE_SIM_SOFTAP_LISTEN"] = "10.42.0.1:80"
+    assert resolve_options(None, None, environ=env) == expected
+    # Every option has its three names, none of them shared.
+    options = all_options(DaemonOptions, personality_models())
+    for names in ([o.flag for o in options], [o.env for o in options],
+                  [o.place for o in options]):
+        assert len(set(names)) == len(names)
+    # FULL (and so FULL_FLAGS and the variables) sets every option away from its default.
+    defaults = _option_values(DaemonOptions(personality_options={"improv": ImprovOptions()}))
+    for o, value in _option_values(expected).items():
+        assert value != defaults[o], o.place
+
+
+def _option_values(opts: DaemonOptions) -> dict:
+    out = {}
+    for o in all_options(DaemonOptions, personality_models()):
+        holder = (opts if not o.section else opts.personality_options[o.section]
+                  if o.section in personality_models() else getattr(opts, o.section))
+        value = getattr(holder, o.key)
+        out[o] = value.value if hasattr(value, "value") else value
+    return out
+
+
+def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, '[ble]\nadapter = "hci1"\nnotify_size = 100\n'
+                           '[softap]\nlisten = "10.0.0.1:80"\n')
+    env = {"DEVICE_SIM_BLE_ADAPTER": "hci2", "DEVICE_SIM_SOFTAP_LISTEN": "[::1]:8080"}
+    args = build_parser().parse_args(["run", "--adapter", "hci3"])
+    opts = resolve_options(path, args, environ=env)
+    assert opts.ble.adapter == "hci3"                             # the flag
+    assert opts.softap.listen == HostPort("::1", 8080)            # the variable
+    assert opts.ble.notify_size == 100                            # the file
+    assert opts.network == NetworkOptions()                       # the defaults
+    assert opts.source == path
+    # A boolean flag can also turn off what the file turned on.
+    path = write(tmp_path, "[softap]\nopen = true\n", "open.toml")
+    args = build_parser().parse_args(["run", "--no-softap-open"])
+    assert resolve_options(path, args, environ={}).softap.open is False
+
+
 def test_empty_file_gives_the_run_defaults(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, ""))
-    assert cfg == DaemonConfig()
+    assert cfg == DaemonOptions(personality_options={"improv": ImprovOptions()})
     assert cfg.state_dir == Path("/var/lib/device-sim") and cfg.profile is None
     assert (cfg.ble.adapter, cfg.ble.personalities, cfg.ble.notify_size) == ("hci0", None, 244)
-    assert (cfg.network.backend, cfg.network.interface, cfg.network.scenario) == \
-        ("simulated", None, "typical-home")
-    assert (cfg.timeouts.scale, cfg.timeouts.idle_s) == (1.0, None)
-    assert cfg.doors.policy == "ble-then-softap" and cfg.doors.softap_window_s == 60.0
-    assert cfg.doors.softap_listen == ("127.0.0.1", 8380)
-    assert cfg.doors.softap_lan == ("127.0.0.1", 8381)
-    assert (cfg.doors.captive_mode, cfg.doors.softap_open, cfg.doors.softap_dnsmasq) == \
-        ("app", False, None)
-    assert cfg.improv == type(cfg.improv)()
-    assert (cfg.cloud.host, cfg.cloud.port, cfg.cloud.ca) == (None, 443, None)
+    assert cfg.network.backend is BackendKind.SIMULATED and cfg.network.scenario == "typical-home"
+    assert cfg.doors.policy is Policy.BLE_THEN_SOFTAP and cfg.doors.softap_window_s == 60.0
+    assert cfg.softap.listen == ("127.0.0.1", 8380) and cfg.softap.lan == ("127.0.0.1", 8381)
+    assert resolve_options(None, build_parser().parse_args(["run"]), environ={}) == cfg
 
 
-def test_defaults_match_device_sim_run() -> None:
-    """The defaults equal DaemonOptions' and those of every `device-sim run` flag that has one."""
-    from device_sim.cli import build_parser
-    from device_sim.daemon import DaemonOptions
-    from device_sim.doors.ble.host import DEFAULT_NOTIFY_SIZE
-    from device_sim.doors.softap.door import CAPTIVE_MODES as DOOR_CAPTIVE_MODES
-    from device_sim.doors.supervisor import Policy
-
-    cfg = DaemonConfig()
-    assert DaemonOptions(**cfg.to_daemon_options()) == \
-        DaemonOptions(state_dir=Path("/var/lib/device-sim"))
-    assert cfg.ble.notify_size == DEFAULT_NOTIFY_SIZE
-    args = build_parser().parse_args(["run", "--state-dir", "/x"])
-    expected = {"adapter": cfg.ble.adapter, "backend": cfg.network.backend,
-                "scenario": cfg.network.scenario, "timeout_scale": cfg.timeouts.scale,
-                "idle_timeout": cfg.timeouts.idle_s, "notify_size": None,
-                "doors": cfg.doors.policy, "softap_window": cfg.doors.softap_window_s,
-                "softap_listen": cfg.doors.softap_listen, "softap_lan": cfg.doors.softap_lan,
-                "captive_mode": cfg.doors.captive_mode, "softap_open": cfg.doors.softap_open,
-                "softap_dnsmasq": cfg.doors.softap_dnsmasq, "personality": None,
-                "improv_auth": None, "improv_auth_timeout": None, "improv_redirect_url": None,
-                "improv_button": None}
-    for flag, value in expected.items():
-        given = getattr(args, flag)
-        if given is None:  # no default of its own: the config's (or the profile's) applies
-            continue
-        if flag in ("softap_listen", "softap_lan"):
-            given = parse_host_port(given)
-        assert given == value, flag
-    assert set(DOOR_POLICIES) == {p.value for p in Policy}
-    assert set(CAPTIVE_MODES) == set(DOOR_CAPTIVE_MODES)
-    assert "networkmanager" in BACKENDS
-
-
-def test_to_daemon_options_builds_the_daemon_objects(tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
-    from device_sim.daemon import DaemonOptions
-    from device_sim.doors.supervisor import Policy
-
-    cfg = load_config(write(tmp_path, FULL))
-    with caplog.at_level(logging.WARNING, logger="device_sim.config"):
-        kwargs = cfg.to_daemon_options()
-    opts = DaemonOptions(**kwargs)
-    assert opts.doors is Policy.BOTH and opts.softap.listen_port == 80
-    assert opts.softap.lan_host == "::" and opts.softap.open_ap is True
-    assert opts.personalities == ("native", "improv") and opts.profile_path == cfg.profile
-    assert opts.improv_button == "gpiochip0:17" and opts.idle_timeout_s == 30.5
-    # Settings DaemonOptions has no field for yet are dropped, loudly when not the default.
-    missing = set(cfg.option_values()) - {f.name for f in dataclasses.fields(DaemonOptions)}
-    for name in missing:
-        assert name not in kwargs
-        assert name in caplog.text
+def test_personality_sections_come_from_the_registry() -> None:
+    models = personality_models()
+    assert models == {name: registry.get(name).options for name in registry.names()
+                      if registry.get(name).options is not None}
+    assert models["improv"] is ImprovOptions
 
 
 @pytest.mark.parametrize(("text", "where"), [
@@ -192,6 +227,7 @@ def test_to_daemon_options_builds_the_daemon_objects(tmp_path: Path,
     ('[network]\nscan_timeout_s = inf', "network.scan_timeout_s"),
     ('[network]\nscan_timeout_s = 121', "network.scan_timeout_s"),
     ('[network]\nssid = "x"', "network.ssid"),
+    ('[network]\nzero_delay = 1', "network.zero_delay"),
     ('[timeouts]\nscale = 0', "timeouts.scale"),
     ('[timeouts]\nscale = -1.0', "timeouts.scale"),
     ('[timeouts]\nscale = nan', "timeouts.scale"),
@@ -199,31 +235,64 @@ def test_to_daemon_options_builds_the_daemon_objects(tmp_path: Path,
     ('[timeouts]\nidle = 5', "timeouts.idle"),
     ('[doors]\npolicy = "ble-first"', "doors.policy"),
     ('[doors]\nsoftap_window_s = -1', "doors.softap_window_s"),
-    ('[doors]\nsoftap_listen = "8380"', "doors.softap_listen"),
-    ('[doors]\nsoftap_listen = "0.0.0.0:http"', "doors.softap_listen"),
-    ('[doors]\nsoftap_lan = "0.0.0.0:65536"', "doors.softap_lan"),
-    ('[doors]\nsoftap_lan = ":8381"', "doors.softap_lan"),
-    ('[doors]\nsoftap_lan = "::1:8381"', "doors.softap_lan"),
-    ('[doors]\ncaptive_mode = "captive"', "doors.captive_mode"),
-    ('[doors]\nsoftap_open = "yes"', "doors.softap_open"),
-    ('[doors]\nsoftap_dnsmasq = "wlan0/x"', "doors.softap_dnsmasq"),
+    ('[doors]\nsoftap_listen = "10.0.0.1:80"', "doors.softap_listen"),
+    ('[softap]\nlisten = "8380"', "softap.listen"),
+    ('[softap]\nlisten = "0.0.0.0:http"', "softap.listen"),
+    ('[softap]\nlan = "0.0.0.0:65536"', "softap.lan"),
+    ('[softap]\nlan = ":8381"', "softap.lan"),
+    ('[softap]\nlan = "::1:8381"', "softap.lan"),
+    ('[softap]\ncaptive_mode = "captive"', "softap.captive_mode"),
+    ('[softap]\nopen = "yes"', "softap.open"),
+    ('[softap]\ndnsmasq = "wlan0/x"', "softap.dnsmasq"),
     ('[improv]\nauthorization = "optional"', "improv.authorization"),
     ('[improv]\nauthorization_timeout_s = 0', "improv.authorization_timeout_s"),
     ('[improv]\nredirect_url = "example.com"', "improv.redirect_url"),
     ('[improv]\nbutton = "17"', "improv.button"),
     ('[improv]\nbutton = "gpiochip0:x"', "improv.button"),
+    ('[native]\nx = 1', "native"),
     ('[cloud]\nport = 0', "cloud.port"),
     ('[cloud]\nport = 65536', "cloud.port"),
     ('[cloud]\nport = "443"', "cloud.port"),
     ('[cloud]\nhost = "https://cloud.example.com"', "cloud.host"),
     ('[cloud]\nca = 5', "cloud.ca"),
     ('[cloud]\nurl = "x"', "cloud.url"),
+    ('[cloud]\nurl = "http://cloud.example.com"', "cloud.url"),
+    ('[cloud]\nactivation = "claim"', "cloud.url"),
 ])
 def test_invalid_values_name_the_key(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert info.value.where == f"device-sim.toml: {where}"
     assert str(info.value).startswith(f"device-sim.toml: {where}: ")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--adapter", "wlan0"], "argument --adapter: expected hciN"),
+    (["--softap-listen", "::1:8380"], "argument --softap-listen: expected HOST:PORT"),
+    (["--notify-size", "10"], "argument --notify-size: must be >= 20"),
+    (["--doors", "ble-first"], "argument --doors"),
+    (["--cloud-url", "http://x"], "argument --cloud-url: expected an https:// URL"),
+])
+def test_invalid_flags_are_one_line(flags: list[str], message: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["run", *flags])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("env", "where"), [
+    ({"DEVICE_SIM_BLE_ADAPTER": "wlan0"}, "DEVICE_SIM_BLE_ADAPTER"),
+    ({"DEVICE_SIM_SOFTAP_OPEN": "maybe"}, "DEVICE_SIM_SOFTAP_OPEN"),
+    ({"DEVICE_SIM_TIMEOUTS_SCALE": "fast"}, "DEVICE_SIM_TIMEOUTS_SCALE"),
+    ({"DEVICE_SIM_BLE_PERSONALITIES": "native,nativ"}, "--personality"),
+    ({"DEVICE_SIM_CLOUD_ACTIVATION": "claim"}, "--cloud-url"),
+])
+def test_invalid_environment_names_the_variable(env: dict[str, str], where: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_options(None, None, environ=env)
+    assert info.value.where == where
 
 
 def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
@@ -254,6 +323,7 @@ def test_not_toml_and_unreadable(tmp_path: Path) -> None:
 ])
 def test_host_port(text: str, expected: tuple[str, int]) -> None:
     assert parse_host_port(text) == expected
+    assert parse_host_port(str(parse_host_port(text))) == expected  # it prints as it parses
 
 
 @pytest.mark.parametrize("text", ["", "8380", "host:", ":80", "host:-1", "host:99999", "::1:80",
@@ -276,8 +346,8 @@ def test_scenario_path_is_relative_to_the_file(tmp_path: Path) -> None:
 def test_example_config_loads() -> None:
     cfg = load_config(EXAMPLE)
     assert cfg.network.backend == "networkmanager" and cfg.network.interface == "wlan0"
-    assert cfg.ble.adapter == "hci0" and cfg.doors.policy == "ble-then-softap"
-    assert cfg.doors.captive_mode == "portal"
+    assert cfg.ble.adapter == "hci0" and cfg.doors.policy is Policy.BLE_THEN_SOFTAP
+    assert cfg.softap.captive_mode == "portal" and cfg.softap.lan_announce == "raspberrypi.local"
     assert cfg.state_dir == Path("/var/lib/device-sim")
 
 

@@ -20,7 +20,12 @@ from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from device_sim import doctor
-from device_sim.config import BleConfig, CloudConfig, DaemonConfig, DoorsConfig, NetworkConfig
+from device_sim.config import DaemonOptions
+from device_sim.core.options import CloudOptions
+from device_sim.doors.ble.options import BleOptions
+from device_sim.doors.supervisor import DoorOptions, Policy
+from device_sim.network.base import BackendKind
+from device_sim.network.options import NetworkOptions
 from device_sim.core.identity import create_identity
 from device_sim.core.store import DeviceStore
 from device_sim.doctor import (
@@ -51,9 +56,9 @@ def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
     return {r.name: r for r in results}
 
 
-def nm_config(state_dir: Path, **changes: Any) -> DaemonConfig:
+def nm_config(state_dir: Path, **changes: Any) -> DaemonOptions:
     return dataclasses.replace(
-        DaemonConfig(state_dir=state_dir, network=NetworkConfig(backend="networkmanager")),
+        DaemonOptions(state_dir=state_dir, network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER)),
         **changes)
 
 
@@ -121,7 +126,7 @@ async def test_on_virtual_bus_bluez_passes_and_missing_networkmanager_fails(
 @needs_bus
 async def test_missing_adapter_fails_naming_the_ones_present(vb: VirtualBle,
                                                              state_dir: Path) -> None:
-    cfg = nm_config(state_dir, ble=BleConfig(adapter="hci9"))
+    cfg = nm_config(state_dir, ble=BleOptions(adapter="hci9"))
     r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
     assert not r["bluez"].ok
     assert "hci9 not found" in r["bluez"].detail and "hci0" in r["bluez"].detail
@@ -146,7 +151,7 @@ async def test_unpowered_adapter_fails_with_power_on(vb: VirtualBle, state_dir: 
 
 @needs_bus
 async def test_checks_a_configuration_does_not_need_pass(vb: VirtualBle, state_dir: Path) -> None:
-    cfg = DaemonConfig(state_dir=state_dir, doors=DoorsConfig(policy="softap-only"))
+    cfg = DaemonOptions(state_dir=state_dir, doors=DoorOptions(policy=Policy.SOFTAP_ONLY))
     results = await run_checks(cfg, bus_address=vb.bus_address)  # simulated backend
     r = by_name(results)
     assert r["bluez"].ok and "not needed" in r["bluez"].detail
@@ -176,7 +181,7 @@ async def test_networkmanager_with_an_ap_capable_wifi_device(
                                                | defs.WifiCapabilities.FREQ_2GHZ))
     await grant(nm, "yes")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not root: the answer must be "yes"
-    cfg = nm_config(state_dir, network=NetworkConfig(backend="networkmanager", interface="wlan0"))
+    cfg = nm_config(state_dir, network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER, interface="wlan0"))
     r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
     assert r["networkmanager"].ok, r["networkmanager"]
     assert "NetworkManager 1.42.4" in r["networkmanager"].detail
@@ -195,7 +200,7 @@ async def test_wifi_device_without_ap_mode(nm: Any, vb: VirtualBle,
     assert r["networkmanager"].ok, r["networkmanager"]
     assert not r["ap_capability"].ok and "does not offer AP mode" in r["ap_capability"].detail
     assert "ble-only" in r["ap_capability"].fix
-    cfg = nm_config(state_dir, doors=DoorsConfig(policy="ble-only"))
+    cfg = nm_config(state_dir, doors=DoorOptions(policy=Policy.BLE_ONLY))
     r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
     assert r["ap_capability"].ok and "AP mode: no" in r["ap_capability"].detail
 
@@ -211,7 +216,7 @@ async def test_unmanaged_or_missing_wifi_device(nm: Any, vb: VirtualBle,
     assert not r["networkmanager"].ok and "wlan0 is unmanaged" in r["networkmanager"].detail
     assert "nmcli device set wlan0 managed yes" in r["networkmanager"].fix
     assert r["ap_capability"].ok  # the device is known, its driver still reports AP mode
-    cfg = nm_config(state_dir, network=NetworkConfig(backend="networkmanager", interface="wlan1"))
+    cfg = nm_config(state_dir, network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER, interface="wlan1"))
     r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
     assert not r["networkmanager"].ok and "no Wi-Fi device wlan1" in r["networkmanager"].detail
     assert "wlan0" in r["networkmanager"].fix
@@ -342,7 +347,7 @@ async def test_config_check(tmp_path: Path, state_dir: Path) -> None:
     assert not r["config"].ok and "missing.yaml" in r["config"].detail
 
     (tmp_path / "ca.pem").write_text("not a certificate\n")
-    cfg = nm_config(state_dir, cloud=CloudConfig(host="cloud.example.com", ca=tmp_path / "ca.pem"))
+    cfg = nm_config(state_dir, cloud=CloudOptions(host="cloud.example.com", ca=tmp_path / "ca.pem"))
     r = by_name(await run_checks(cfg, bus_address=NO_BUS))
     assert not r["config"].ok and "cloud.ca" in r["config"].detail
 

@@ -25,8 +25,10 @@ async def run(args: argparse.Namespace) -> int:
         OnboardingError: the device reported a coded failure.
         DeviceSimError: no device found, or the link failed.
     """
-    from ..client.flow import Target, list_networks, provision
+    from ..client.target import ProvisionRequest, Target
+    from ..doors import registry
     from ..doors.native.client import discover
+    from ..doors.native.flow import list_networks
     from ..profile import load_profile
     from ..security.secret import Secret
 
@@ -58,11 +60,13 @@ async def run(args: argparse.Namespace) -> int:
             ),
         )
         return 0
-    if args.personality != "improv" and not args.setup_code:
+    entry = registry.get(args.personality, "--personality")
+    if entry.setup_code and not args.setup_code:
         raise ConfigError("--setup-code", "required (the code on the device label)")
-    setup_code = args.setup_code or Secret("")
     if args.client_command == "networks":
-        nets = await list_networks(profile, target, setup_code)
+        if args.personality != "native":
+            raise ConfigError("--personality", "the network list is read over the native session")
+        nets = await list_networks(profile, target, args.setup_code)
         emit(
             args,
             nets,
@@ -73,39 +77,24 @@ async def run(args: argparse.Namespace) -> int:
             ),
         )
         return 0
-    if args.personality == "improv":
-        from ..doors.improv.client import provision_improv
-
-        result = await provision_improv(
-            profile,
-            adapter=args.adapter,
-            name=args.name,
-            discover_timeout=args.discover_timeout,
-            ssid=_ssid_bytes(args),
-            outcome_timeout=args.timeout,
-            passphrase=Secret(args.passphrase) if args.passphrase is not None else None,
-        )
-        emit(args, result, lambda: format_result(result))
-        return 0 if result.get("state") == "online" else 1
-    result = await provision(
-        profile,
-        target,
-        setup_code=setup_code,
+    activation = None
+    if args.activate or args.account or args.claim_token:
+        if not entry.activation:
+            raise ConfigError("--activate", f"the {entry.name} personality sends no activation")
+        activation = {
+            "account": args.account,
+            "claim_token": Secret(args.claim_token) if args.claim_token else None,
+            "device_password": Secret(args.device_password) if args.device_password else None,
+        }
+    request = ProvisionRequest(
         ssid=_ssid_bytes(args),
         passphrase=Secret(args.passphrase) if args.passphrase is not None else None,
         hidden=args.hidden,
+        setup_code=args.setup_code,
+        activation=activation,
         outcome_timeout=args.timeout,
-        on_progress=None if args.json else _print_progress,
-        activation=(
-            {
-                "account": args.account,
-                "claim_token": Secret(args.claim_token) if args.claim_token else None,
-                "device_password": (Secret(args.device_password) if args.device_password else None),
-            }
-            if args.activate or args.account or args.claim_token
-            else None
-        ),
     )
+    result = await entry.phone(profile, target, request, None if args.json else _print_progress)
     emit(args, result, lambda: format_result(result))
     return 0 if result.get("state") == "online" else 1
 

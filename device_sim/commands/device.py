@@ -1,14 +1,13 @@
 """``device-sim init`` and ``device-sim run``: the device's identity and its daemon.
 
-``run`` merges the daemon config file (or the built-in defaults) with the flags given on the
-command line, flags winning, into :class:`~device_sim.daemon.DaemonOptions`.
+``run`` reads :class:`~device_sim.config.DaemonOptions` from the config file (or the built-in
+defaults), the ``DEVICE_SIM_*`` variables and the flags, in that order.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from ..errors import ConfigError
 
@@ -65,59 +64,16 @@ async def run(args: argparse.Namespace) -> int:
     """Run the daemon until it is stopped; return its exit code.
 
     Raises:
-        ConfigError: neither ``--state-dir`` nor ``--config``, a bad config file or flag value.
+        ConfigError: no state directory given (``--state-dir``, ``DEVICE_SIM_STATE_DIR`` or
+            ``--config``), a bad config file, variable or flag value.
     """
-    import dataclasses
+    import os
 
-    from ..config import DaemonConfig, load_config
-    from ..daemon import DaemonOptions, run_daemon
-    from ..doors.supervisor import Policy
+    from ..config import resolve_options
+    from ..daemon import run_daemon
 
-    if args.config is None and args.state_dir is None:
+    given = hasattr(args, "opt__state_dir") or "DEVICE_SIM_STATE_DIR" in os.environ
+    if args.config is None and not given:
         raise ConfigError("--state-dir", "give --state-dir or --config")
-    # The config file (or the built-in defaults), then every flag given on the command line.
-    kwargs = (load_config(args.config) if args.config else DaemonConfig()).to_daemon_options()
-    flags = {
-        "state_dir": args.state_dir,
-        "adapter": args.adapter,
-        "backend": args.backend,
-        "scenario": args.scenario,
-        "timeout_scale": args.timeout_scale,
-        "idle_timeout_s": args.idle_timeout,
-        "notify_size": args.notify_size,
-        "doors": Policy(args.doors) if args.doors else None,
-        "softap_window_s": args.softap_window,
-        "personalities": _personalities(args.personality),
-        "improv_authorization": args.improv_auth,
-        "improv_authorization_timeout_s": args.improv_auth_timeout,
-        "improv_redirect_url": args.improv_redirect_url,
-        "improv_button": args.improv_button,
-        "interface": args.interface,
-        "cloud_host": args.cloud_host,
-        "cloud_port": args.cloud_port,
-        "cloud_ca": args.cloud_ca,
-        "activation": args.activation,
-        "cloud_url": args.cloud_url,
-        "activation_password": args.activation_password,
-    }
-    kwargs.update({k: v for k, v in flags.items() if v is not None})
-    softap: dict[str, Any] = {}
-    if args.softap_listen:
-        softap["listen_host"], softap["listen_port"] = args.softap_listen  # (host, port)
-    if args.softap_lan:
-        softap["lan_host"], softap["lan_port"] = args.softap_lan
-    if args.softap_lan_announce:
-        softap["lan_announce"] = args.softap_lan_announce
-    if args.captive_mode:
-        softap["captive_mode"] = args.captive_mode
-    if args.softap_open:
-        softap["open_ap"] = True
-    if args.softap_dnsmasq:
-        softap["dnsmasq_interface"] = args.softap_dnsmasq
-    kwargs["softap"] = dataclasses.replace(kwargs["softap"], **softap)
-    opts = DaemonOptions(**kwargs, zero_delay=args.zero_delay, time_scale=args.time_scale)
-    return await run_daemon(opts)
-
-
-def _personalities(choice: str | None) -> tuple[str, ...] | None:
-    return None if choice is None else ("native", "improv") if choice == "both" else (choice,)
+    # The config file (or the built-in defaults), the DEVICE_SIM_* variables, then the flags.
+    return await run_daemon(resolve_options(args.config, args))

@@ -34,10 +34,11 @@ from ..codes import Code
 from ..dial import Resolver, describe_connect_error, http_connector
 from ..errors import ConfigError, NetworkError
 from ..security.secret import Secret
+from .options import ACTIVATION_MODES
 from .store import ActivationResult, CloudBinding
 
 LOG = logging.getLogger(__name__)
-MODES = ("zero-touch", "claim", "registration")
+MODES = ACTIVATION_MODES
 _ERRORS = {
     "claim_token_expired": Code.CLAIM_TOKEN_EXPIRED,
     "claim_token_used": Code.CLAIM_TOKEN_USED,

@@ -114,7 +114,7 @@ class OnboardingEngine:
         self._attempt_task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._settled = asyncio.Condition()
-        self.radio_users: list[RadioUser] = []
+        self._radio_users: list[RadioUser] = []
         self.activator = activator
         # Failure injection for QA (DEVICE_SIM_FAULT): "crash-after-cloud-answer" kills the
         # process between the cloud's answer and the local commit, "crash-after-cloud-release"
@@ -199,6 +199,17 @@ class OnboardingEngine:
         return self.store.record().state
 
     # --- requests from the session layer -----------------------------------------------------
+
+    def add_radio_user(self, user: RadioUser) -> Callable[[], None]:
+        """``user`` shares the radio from now on (asked to step aside around every join);
+        returns the function that ends it."""
+        self._radio_users.append(user)
+
+        def remove() -> None:
+            if user in self._radio_users:
+                self._radio_users.remove(user)
+
+        return remove
 
     def session_opened(self) -> None:
         self._epoch = self._clock()  # event times count from the session, then from the join
@@ -320,14 +331,14 @@ class OnboardingEngine:
         )
 
     async def _attempt(self) -> None:
-        for user in self.radio_users:
+        for user in self._radio_users:
             try:
                 await user.before_station()
             except Exception:  # the join itself reports what the radio cannot do
                 LOG.exception("%r could not release the radio", user)
         await self._join_and_verify()
         final = self.state
-        for user in self.radio_users:
+        for user in self._radio_users:
             try:
                 await user.after_station(final)
             except Exception:

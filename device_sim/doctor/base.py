@@ -12,7 +12,7 @@ from typing import Any
 
 from dbus_fast.aio import MessageBus
 
-from ..config import DaemonConfig
+from ..config import DaemonOptions
 from ..errors import ConfigError
 
 __all__ = ["Check", "CheckResult", "Context", "Failed"]
@@ -39,7 +39,7 @@ class Failed(Exception):
 
 @dataclass
 class Context:
-    config: DaemonConfig
+    config: DaemonOptions
     config_error: ConfigError | None
     bus_address: str | None
     defaults: bool = False  # no config given: a Raspberry Pi install's defaults

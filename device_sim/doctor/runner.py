@@ -11,8 +11,10 @@ import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..config import DEFAULT_CONFIG_PATH, DaemonConfig, NetworkConfig, load_config
+from ..config import DEFAULT_CONFIG_PATH, DaemonOptions, load_config
 from ..errors import ConfigError
+from ..network.base import BackendKind
+from ..network.options import NetworkOptions
 from .base import Check, CheckResult, Context, Failed
 from .checks_bus import (
     check_ap_capability,
@@ -54,12 +56,12 @@ async def _guarded(
         return CheckResult(name, False, f"{type(exc).__name__}: {exc}", fallback_fix)
 
 
-def _pi_defaults() -> DaemonConfig:
-    return DaemonConfig(network=NetworkConfig(backend="networkmanager"))
+def _pi_defaults() -> DaemonOptions:
+    return DaemonOptions(network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER))
 
 
 async def run_checks(
-    config: DaemonConfig | None,
+    config: DaemonOptions | None,
     *,
     bus_address: str | None = None,
     config_error: ConfigError | None = None,
@@ -92,7 +94,7 @@ async def diagnose(
     """Load ``config_path`` (None: /etc/device-sim/device-sim.toml if it exists) and check."""
     if config_path is None and DEFAULT_CONFIG_PATH.is_file():
         config_path = DEFAULT_CONFIG_PATH
-    config: DaemonConfig | None = None
+    config: DaemonOptions | None = None
     error: ConfigError | None = None
     if config_path is not None:
         try:

@@ -20,15 +20,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ..codes import Code, State
-from ..core.engine import BUSY_STATES, OnboardingEngine
-from ..core.events import DiagnosticEvent, EventPhase
+from ..codes import Code
 from ..errors import DeviceSimError, OnboardingError
 from ..lifecycle import Component
-from ..session.service import ProvisioningService
+from ..options import opt
+from ..session.port import DiagnosticEvent, DoorPort, EventPhase
 from .base import Door
 from .softap.door import SoftApDoor
 
@@ -42,14 +42,27 @@ class Policy(StrEnum):
     BOTH = "both"
 
 
+@dataclass(frozen=True)
+class DoorOptions:
+    """The fallback policy's options (the config file's ``[doors]`` section)."""
+
+    policy: Policy = opt(Policy.BLE_THEN_SOFTAP, "fallback policy", flag="--doors")
+    softap_window_s: float = opt(
+        60.0,
+        "ble-then-softap: open the AP when no BLE session started within this many seconds",
+        flag="--softap-window",
+        low=0,
+        high=86400,
+    )
+
+
 class DoorSupervisor(Component):
     """Starts the doors by the policy, opens the SoftAP on fallback or request, stops all."""
 
     def __init__(
         self,
         policy: Policy,
-        engine: OnboardingEngine,
-        service: ProvisioningService,
+        port: DoorPort,
         *,
         ble: Callable[[], Door] | None,
         softap: Callable[[], SoftApDoor] | None,
@@ -59,7 +72,7 @@ class DoorSupervisor(Component):
             raise ValueError(f"policy {policy} needs a BLE door")
         if policy is not Policy.BLE_ONLY and softap is None:
             raise ValueError(f"policy {policy} needs a SoftAP door")
-        self.policy, self.engine, self.service = policy, engine, service
+        self.policy, self.port = policy, port
         self._make_ble, self._make_softap = ble, softap
         self.window_s = window_s
         self.ble: Door | None = None
@@ -72,6 +85,8 @@ class DoorSupervisor(Component):
         self._lock = asyncio.Lock()
         self.decided = asyncio.Event()  # set once the fallback window is resolved either way
         self._unsubscribe: Callable[[], None] = lambda: None
+        self._unfollow: Callable[[], None] = lambda: None
+        self._unserve: Callable[[], None] = lambda: None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -80,7 +95,8 @@ class DoorSupervisor(Component):
         """Raises TransportError when ``ble-only``'s door (or ``softap-only``'s AP) cannot open."""
         if self._make_softap is not None and self.policy is not Policy.BLE_ONLY:
             self.softap = self._make_softap()
-            self.service.softap_opener = self.open_softap
+            self._unserve = self.port.serve_softap_requests(self.open_softap)
+        self._unfollow = self.port.follow_sessions(opened=self._session_opened)
         if self.policy is not Policy.SOFTAP_ONLY:
             assert self._make_ble is not None
             try:
@@ -104,15 +120,14 @@ class DoorSupervisor(Component):
             if self.ble is None:
                 await self._open(f"no usable BLE: {self.ble_error}", strict=False)
             elif self._provisioned():
-                self.decision = f"no access point: the device is {self.engine.state.wire_name}"
+                self.decision = f"no access point: the device is {self.port.state.wire_name}"
                 self.decided.set()
             else:
-                self.service.on_session_opened.append(self._session_opened)
                 self._timer = asyncio.get_running_loop().create_task(self._window())
         if self.policy is not Policy.BLE_THEN_SOFTAP or self.ble is None:
             self.decision = self.decision or f"policy {self.policy}"
             self.decided.set()
-        self._unsubscribe = self.engine.events.subscribe(self._on_event)
+        self._unsubscribe = self.port.subscribe(self._on_event)
         self._note("doors opened")
 
     def _on_event(self, event: DiagnosticEvent) -> None:
@@ -126,8 +141,6 @@ class DoorSupervisor(Component):
         """After a factory reset the device waits for a new owner: the policy applies anew."""
         if self.policy is Policy.BLE_THEN_SOFTAP and self.ble is not None:
             self.decision = None
-            if self._session_opened not in self.service.on_session_opened:
-                self.service.on_session_opened.append(self._session_opened)
             if self._timer is None or self._timer.done():
                 self._timer = asyncio.get_running_loop().create_task(self._window())
             self._note("factory reset: BLE first again")
@@ -141,9 +154,8 @@ class DoorSupervisor(Component):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._session_opened in self.service.on_session_opened:
-            self.service.on_session_opened.remove(self._session_opened)
-        self.service.softap_opener = None
+        self._unfollow()
+        self._unserve()
         for door in (self.softap, self.ble):
             if door is not None:
                 await door.stop()
@@ -175,11 +187,10 @@ class DoorSupervisor(Component):
             raise OnboardingError(
                 Code.SOFTAP_UNAVAILABLE, f"this device runs no SoftAP door (policy {self.policy})"
             )
-        state = self.engine.state
-        if state in BUSY_STATES or state is State.ONLINE:
+        if self.port.provisioned:
             raise OnboardingError(
                 Code.INVALID_STATE,
-                f"the device is {state.wire_name}: opening "
+                f"the device is {self.port.state.wire_name}: opening "
                 "the access point would take its radio from the station",
             )
         await self._open(reason, strict=True)
@@ -196,7 +207,7 @@ class DoorSupervisor(Component):
                 self.decided.set()
                 return
             if self._provisioned() and not reason.startswith("requested"):
-                LOG.info("device is %s: no access point (%s)", self.engine.state.wire_name, reason)
+                LOG.info("device is %s: no access point (%s)", self.port.state.wire_name, reason)
                 self.decided.set()
                 return
             try:
@@ -215,7 +226,7 @@ class DoorSupervisor(Component):
             self._note("softap opened", reason=reason)
 
     def _provisioned(self) -> bool:
-        return self.engine.state in BUSY_STATES or self.engine.state is State.ONLINE
+        return self.port.provisioned
 
     def _session_opened(self, peer: Hashable) -> None:
         if self._timer is not None and not self._timer.done():
@@ -233,4 +244,4 @@ class DoorSupervisor(Component):
     def _note(self, what: str, **extra: Any) -> None:
         status = self.status()
         detail = f"{what}: {', '.join(status['doors']) or 'none'}"
-        self.engine.note(EventPhase.DOOR, detail, {**status, **extra, "softap": None})
+        self.port.note(EventPhase.DOOR, detail, {**status, **extra, "softap": None})

@@ -5,9 +5,11 @@ limits, the message types, the onboarding states and the diagnostic-code catalog
 strict: an unknown key or a bad value raises :class:`~device_sim.errors.ConfigError` whose
 ``where`` names the place, e.g. ``gatt_profile.yaml: codes.BUSY.id``.
 
-This module parses the core sections and assembles :class:`Profile`. The door-specific sections
-live in :mod:`device_sim.profile.softap` and :mod:`device_sim.doors.improv.profile` (their dataclasses
-are re-exported here); all of them read the YAML through :mod:`device_sim.profile.reader`.
+This module parses the core sections and assembles :class:`Profile`; the SoftAP door's section
+lives in :mod:`device_sim.profile.softap`. A personality's own section (under ``personalities``)
+is kept as read here and parsed by its folder under :mod:`device_sim.doors` (the door registry
+checks every one when the daemon starts). All of them read the YAML through
+:mod:`device_sim.profile.reader`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import yaml
 
 from ..codes import Code, MessageType, State
 from ..document import check_document, parse_errors
-from ..doors.improv.profile import PERSONALITIES, ImprovDef, parse_improv, parse_personalities
 from ..errors import ConfigError
 from .reader import Reader
 from .softap import EndpointDef, HttpDef, ProbeDef, SoftApDef, parse_softap
@@ -33,7 +34,6 @@ GATT_PROPERTIES = frozenset({"read", "write", "write-without-response", "notify"
 __all__ = [
     "DEFAULT_PROFILE_PATH",
     "GATT_PROPERTIES",
-    "PERSONALITIES",
     "AdvertisingDef",
     "BackoffDef",
     "CharacteristicDef",
@@ -41,8 +41,8 @@ __all__ = [
     "EndpointDef",
     "FramingDef",
     "HttpDef",
-    "ImprovDef",
     "MessageDef",
+    "PersonalitiesDef",
     "ProbeDef",
     "Profile",
     "ServiceDef",
@@ -144,6 +144,23 @@ class CodeDef:
 
 
 @dataclass(frozen=True)
+class PersonalitiesDef:
+    """The ``personalities`` section: the default set, and each personality's own section as
+    read (its folder under :mod:`device_sim.doors` parses it through :meth:`section`)."""
+
+    default: tuple[str, ...]
+    sections: Mapping[str, Mapping[str, Any]]
+    where: str  # e.g. "gatt_profile.yaml: personalities"
+
+    def section(self, name: str) -> Reader:
+        """A strict reader over personality ``name``'s section. Raises ConfigError if absent."""
+        place = f"{self.where}.{name}"
+        if name not in self.sections:
+            raise ConfigError(place, "missing (the personality needs its section)")
+        return Reader(dict(self.sections[name]), place)
+
+
+@dataclass(frozen=True)
 class Profile:
     source: Path
     protocol_version: int
@@ -155,8 +172,7 @@ class Profile:
     states: Mapping[str, StateDef]
     codes: Mapping[str, CodeDef]
     softap: SoftApDef
-    personalities: tuple[str, ...]
-    improv: ImprovDef
+    personalities: PersonalitiesDef
 
     def code(self, code: Code | int | str) -> CodeDef:
         """The catalogue entry of ``code`` (enum, number or name). Raises KeyError if unknown."""
@@ -357,6 +373,19 @@ def _codes(r: Reader) -> dict[str, CodeDef]:
     return out
 
 
+def _personalities(r: Reader) -> PersonalitiesDef:
+    default = r.strings("default")
+    if not default or len(set(default)) != len(default):
+        raise ConfigError(r.at("default"), "a non-empty list of distinct personality names")
+    sections: dict[str, Mapping[str, Any]] = {}
+    for name in r.data:
+        if name == "default":
+            continue
+        sections[str(name)] = r.child(str(name)).data  # a mapping; its folder checks the rest
+    r.done()
+    return PersonalitiesDef(tuple(default), sections, r.where)
+
+
 def parse_profile(data: Any, source: Path) -> Profile:
     """Validate a parsed YAML document. Raises ConfigError naming the bad place."""
     check_document(data, source.name)
@@ -374,10 +403,7 @@ def parse_profile(data: Any, source: Path) -> Profile:
         states=_states(root.child("states"), set(codes)),
         codes=codes,
         softap=parse_softap(root.child("softap"), set(codes)),
-        personalities=parse_personalities(
-            root.get("personalities", list), root.at("personalities")
-        ),
-        improv=parse_improv(root.child("improv"), set(codes)),
+        personalities=_personalities(root.child("personalities")),
     )
     root.done()
     if profile.advertising.service_uuid != profile.service.uuid:

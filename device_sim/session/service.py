@@ -1,5 +1,7 @@
 """The provisioning session layer, shared by every door (BLE GATT, SoftAP HTTP).
 
+Doors reach it through a :class:`~.port.DoorPort` each, never directly.
+
 A door hands over whole (reassembled) messages tagged with a *peer* key (for BLE: the client's
 channel) and gets back the messages to send to that peer. This layer enforces:
 
@@ -91,11 +93,12 @@ class ProvisioningService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._held: list[DiagnosticEvent] | None = None
         self._current_peer: Hashable | None = None
-        # Doors and the door supervisor follow sessions through these (peer; peer, code).
-        self.on_session_opened: list[Callable[[Hashable], None]] = []
-        self.on_session_closed: list[Callable[[Hashable, Code], None]] = []
-        # Set by the door supervisor when a SoftAP door exists: START_SOFTAP calls it.
-        self.softap_opener: SoftApOpener | None = None
+        # Who follows sessions (doors, the door supervisor): registered through follow_sessions.
+        self._opened_listeners: list[Callable[[Hashable], None]] = []
+        self._closed_listeners: list[Callable[[Hashable, Code], None]] = []
+        # Who opens the access point on START_SOFTAP (the door supervisor, when a SoftAP door
+        # exists): registered through serve_softap_requests.
+        self._softap_opener: SoftApOpener | None = None
 
     async def aclose(self) -> None:
         self._unsubscribe()
@@ -103,6 +106,39 @@ class ProvisioningService:
             self._watchdog.cancel()
         for task in list(self._tasks):
             task.cancel()
+
+    def follow_sessions(
+        self,
+        opened: Callable[[Hashable], None] | None = None,
+        closed: Callable[[Hashable, Code], None] | None = None,
+    ) -> Callable[[], None]:
+        """Call ``opened(peer)`` / ``closed(peer, code)`` for every session from now on;
+        returns the function that stops it."""
+        if opened is not None:
+            self._opened_listeners.append(opened)
+        if closed is not None:
+            self._closed_listeners.append(closed)
+
+        def stop() -> None:
+            if opened in self._opened_listeners:
+                self._opened_listeners.remove(opened)
+            if closed in self._closed_listeners:
+                self._closed_listeners.remove(closed)
+
+        return stop
+
+    def serve_softap_requests(self, opener: SoftApOpener) -> Callable[[], None]:
+        """START_SOFTAP calls ``opener(reason)`` from now on (one server at a time; the door
+        supervisor registers itself when it starts). Returns the function that ends it."""
+        if self._softap_opener is not None:
+            raise RuntimeError("START_SOFTAP already has a server")
+        self._softap_opener = opener
+
+        def stop() -> None:
+            if self._softap_opener is opener:
+                self._softap_opener = None
+
+        return stop
 
     @property
     def session_peer(self) -> Hashable | None:
@@ -230,7 +266,7 @@ class ProvisioningService:
     def _opened(self, peer: Hashable) -> None:
         self.engine.session_opened()
         LOG.info("session open with %s", peer)
-        for listener in list(self.on_session_opened):
+        for listener in list(self._opened_listeners):
             listener(peer)
 
     # --- the browser page (SoftAP door) -----------------------------------------------------
@@ -344,12 +380,12 @@ class ProvisioningService:
             task.add_done_callback(self._tasks.discard)
             return MessageType.ACK, {"request": "FACTORY_RESET"}
         if inner is MessageType.START_SOFTAP:
-            if self.softap_opener is None:
+            if self._softap_opener is None:
                 raise OnboardingError(
                     Code.SOFTAP_UNAVAILABLE,
                     "this device runs no SoftAP door (fallback policy ble-only)",
                 )
-            info = await self.softap_opener("requested over BLE")
+            info = await self._softap_opener("requested over BLE")
             return MessageType.ACK, {"request": "START_SOFTAP", **info}
         raise ProtocolError(Code.MALFORMED_REQUEST, f"{inner.name} is not a request")
 
@@ -412,7 +448,7 @@ class ProvisioningService:
             s.send(ErrorBody(code, 0, "session closed").to_message())
         if s.established:
             self.engine.session_closed(code)
-            for listener in list(self.on_session_closed):
+            for listener in list(self._closed_listeners):
                 listener(s.peer, code)
         LOG.info("session with %s closed (%s)", s.peer, code.name)
 

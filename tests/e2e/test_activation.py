@@ -25,7 +25,7 @@ import pytest
 import pytest_asyncio
 from bleak.exc import BleakError
 
-from device_sim.client.flow import Provisioner, provision
+from device_sim.doors.native.flow import Provisioner, provision
 from device_sim.cloud.admin import CloudAdmin, basic_auth
 from device_sim.cloud.db import DB_FILE
 from device_sim.cloud.emulator import CloudEmulator

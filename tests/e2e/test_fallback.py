@@ -12,7 +12,7 @@ import json
 import aiohttp
 import pytest
 
-from device_sim.client.flow import Provisioner, find_device, provision
+from device_sim.doors.native.flow import Provisioner, find_device, provision
 from device_sim.codes import Code, MessageType
 from device_sim.control import control_request
 from device_sim.doors.native.client import BleLink

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from device_sim.client.flow import find_device
+from device_sim.doors.native.flow import find_device
 from device_sim.codes import Code, MessageType
 from device_sim.core.store import DeviceStore
 from device_sim.doors.native.client import BleLink, ClientSession

@@ -240,7 +240,7 @@ async def test_hostname(device: Device) -> None:
 
 
 async def test_both_personalities(device: Device, profile) -> None:
-    ready = await device.start("engineering-wifi", "--personality", "both",
+    ready = await device.start("engineering-wifi", "--personality", "native,improv",
                                "--improv-auth", "none")
     assert ready["personalities"] == ["native", "improv"]
     native = await discover(profile, adapter=device.vb.adapters[2], timeout=DISCOVER,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from device_sim.client.flow import provision
+from device_sim.doors.native.flow import provision
 from device_sim.network.base import Security
 from device_sim.network.nm.defs import Connectivity
 from device_sim.network.nm.defs import DeviceStateReason as R

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device_sim.client.flow import Provisioner, provision
+from device_sim.doors.native.flow import Provisioner, provision
 from device_sim.codes import MessageType
 from device_sim.network.scenario import load_scenario
 from device_sim.security.secret import Secret

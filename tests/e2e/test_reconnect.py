@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from device_sim.client.flow import provision
+from device_sim.doors.native.flow import provision
 from device_sim.security.secret import Secret
 
 pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session")]

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from device_sim.client.flow import Provisioner, find_device, provision
+from device_sim.doors.native.flow import Provisioner, find_device, provision
 from device_sim.codes import Code, MessageType
 from device_sim.doors.native.client import BleLink, ClientSession
 from device_sim.errors import SessionError

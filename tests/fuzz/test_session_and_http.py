@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,22 +18,41 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device_sim.codes import Code, MessageType
-from device_sim.core.engine import OnboardingEngine, Timeouts
-from device_sim.core.events import EventBus
-from device_sim.core.identity import create_identity
+from device_sim.core.engine import Timeouts
 from device_sim.core.store import DeviceStore
 from device_sim.doors.softap.door import SoftApDoor, SoftApOptions
-from device_sim.network.simulated import SimulatedBackend
+from device_sim.options import HostPort
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake, SecureChannel
+from device_sim.session.port import DoorPort
 from device_sim.session.service import ProvisioningService
+from device_sim.testing.stack import build_stack
 from device_sim.wire import ErrorBody, encode_json, split_type
 
 from .conftest import FUZZ
 
 PROFILE = load_profile()
 CODE = Secret("2468-1357")
+FAST_PROFILE = replace(PROFILE, softap=replace(PROFILE.softap, http=replace(
+    PROFILE.softap.http, body_timeout_ms=200)))
+METHODS = st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "BREW", "G ET",
+                           "get", "POST\x00", "\u00e9", ""])
+PATHS = st.one_of(st.sampled_from([ep.path for ep in PROFILE.softap.http.endpoints]
+                                  + ["/", "/generate_204", "/hotspot-detect.html", "*",
+                                     "http://x/api/v1/state", "//..//", "/%00", "/api/v1/state?"
+                                     "wait_ms=-1", "/api/v1/events?wait_ms=99999999999"]),
+                  st.text(max_size=60).map(lambda t: "/" + t))
+HEADER_NAMES = st.sampled_from(["Content-Type", "Content-Length", "Transfer-Encoding", "Expect",
+                                "Cookie", "Host", "Connection", "X-Any", "Bad Name", ""])
+HEADER_VALUES = st.one_of(
+    st.sampled_from(["application/octet-stream", "application/json", "chunked", "gzip",
+                     "100-continue", "200-ok", "close", "-1", "99999999999", "0", "5",
+                     "session=abc", "session="]),
+    st.text(max_size=40))
+# Backoff off: a fuzzer guessing codes would otherwise only ever see TOO_MANY_ATTEMPTS.
+FUZZ_PROFILE = replace(FAST_PROFILE, session=replace(FAST_PROFILE.session, backoff=replace(
+    FAST_PROFILE.session.backoff, free_attempts=10**9)))
 PEERS = st.sampled_from([("central-A", 1), ("central-A", 2), ("central-B", 1), ("improv", 0)])
 
 
@@ -49,28 +69,18 @@ class Device:
 
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[Device]:
-    """A whole device stack in its own event loop (hypothesis drives it synchronously)."""
+    """A whole device stack (the daemon's wiring) in its own event loop (hypothesis drives it
+    synchronously)."""
     loop = asyncio.new_event_loop()
-    store = DeviceStore(tmp_path)
-    store.open()
-    identity, _ = create_identity(store, CODE)
-    backend = SimulatedBackend("engineering-wifi", zero_delay=True)
-    engine = OnboardingEngine(PROFILE, store, backend, EventBus(),
-                              timeouts=Timeouts(60, 60, 60, 60))
-    loop.run_until_complete(backend.__aenter__())
-    loop.run_until_complete(engine.__aenter__())
-    # Backoff off: a fuzzer guessing codes would otherwise only ever see TOO_MANY_ATTEMPTS.
-    profile = replace(PROFILE, session=replace(PROFILE.session, backoff=replace(
-        PROFILE.session.backoff, free_attempts=10**9)))
-    service = ProvisioningService(profile, engine, store, identity)
-    dev = Device(loop, store, service)
+    stack = AsyncExitStack()
+    built = loop.run_until_complete(build_stack(
+        stack, tmp_path / "device", scenario="engineering-wifi", profile=FUZZ_PROFILE,
+        setup_code=CODE.reveal(), timeouts=Timeouts(60, 60, 60, 60)))
+    dev = Device(loop, built.store, built.service)
     try:
         yield dev
     finally:
-        loop.run_until_complete(service.aclose())
-        loop.run_until_complete(engine.__aexit__(None, None, None))
-        loop.run_until_complete(backend.__aexit__(None, None, None))
-        store.close()
+        loop.run_until_complete(stack.aclose())
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
@@ -142,22 +152,7 @@ def test_session_layer(device: Device, fuzz_counts: Counter[str],
 
 # --- the SoftAP HTTP API ---------------------------------------------------------------------------
 
-FAST_PROFILE = replace(PROFILE, softap=replace(PROFILE.softap, http=replace(
-    PROFILE.softap.http, body_timeout_ms=200)))
-METHODS = st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "BREW", "G ET",
-                           "get", "POST\x00", "\u00e9", ""])
-PATHS = st.one_of(st.sampled_from([ep.path for ep in PROFILE.softap.http.endpoints]
-                                  + ["/", "/generate_204", "/hotspot-detect.html", "*",
-                                     "http://x/api/v1/state", "//..//", "/%00", "/api/v1/state?"
-                                     "wait_ms=-1", "/api/v1/events?wait_ms=99999999999"]),
-                  st.text(max_size=60).map(lambda t: "/" + t))
-HEADER_NAMES = st.sampled_from(["Content-Type", "Content-Length", "Transfer-Encoding", "Expect",
-                                "Cookie", "Host", "Connection", "X-Any", "Bad Name", ""])
-HEADER_VALUES = st.one_of(
-    st.sampled_from(["application/octet-stream", "application/json", "chunked", "gzip",
-                     "100-continue", "200-ok", "close", "-1", "99999999999", "0", "5",
-                     "session=abc", "session="]),
-    st.text(max_size=40))
+
 
 
 @st.composite
@@ -200,11 +195,9 @@ async def _ask(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes] | Non
 
 @pytest.fixture
 def softap(device: Device, tmp_path: Path) -> Iterator[tuple[Device, SoftApDoor]]:
-    identity = device.store.identity()
-    assert identity is not None
-    engine = device.service.engine
-    door = SoftApDoor(FAST_PROFILE, device.service, engine, engine.backend, identity,
-                      SoftApOptions(listen_port=0, lan_port=0, state_dir=tmp_path))
+    door = SoftApDoor(DoorPort(device.service, "softap"),
+                      SoftApOptions(listen=HostPort("127.0.0.1", 0),
+                                    lan=HostPort("127.0.0.1", 0), state_dir=tmp_path))
     device.run(door.start())
     try:
         yield device, door

@@ -23,7 +23,7 @@ from device_sim.codes import Code
 from device_sim.core.activation import ActivationConfig, CloudActivator
 from device_sim.core.store import CloudBinding
 from device_sim.dial import DialError, dial, interleave
-from device_sim.doors.softap.client import HttpLink
+from device_sim.doors.native.http_link import HttpLink
 from device_sim.errors import DeviceUnreachable, NetworkError
 from device_sim.network.checks import check_captive_portal, check_internet, check_tls
 from device_sim.network.simulated import (

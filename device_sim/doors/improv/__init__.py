@@ -1,1 +1,65 @@
-"""The Improv Wi-Fi personality of the BLE door (improv-wifi.com, BLE spec revision 2.4)."""
+"""The Improv Wi-Fi personality (improv-wifi.com, BLE spec revision 2.4).
+
+Device side: :mod:`.device` (a GATT service of the BLE host) and :mod:`.button` (a GPIO button
+for its authorization). Phone side: :mod:`.client`. Codec: :mod:`.codec`. Its section of
+``gatt_profile.yaml`` (``personalities.improv``): :mod:`.profile`. Options: :mod:`.options`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..personality import DeviceContext, Personality
+from .options import ImprovOptions
+
+if TYPE_CHECKING:
+    from ...client.target import Progress, ProvisionRequest, Target
+    from ...profile import Profile
+    from ..personality import DeviceSide
+
+
+async def _device(ctx: DeviceContext) -> DeviceSide:
+    from .device import ImprovPersonality
+
+    options = ctx.options or ImprovOptions()
+    improv = ImprovPersonality(
+        ctx.port,
+        authorization=options.authorization,
+        authorization_timeout_s=options.authorization_timeout_s,
+        redirect_url=options.redirect_url,
+        # An Improv-only device keeps the specific codes readable in a diagnostics service.
+        with_diagnostics="native" not in ctx.personalities,
+    )
+    if options.button:
+        from .button import GpioButton
+
+        await ctx.stack.enter_async_context(GpioButton(options.button, improv.authorize))
+    return improv
+
+
+async def _phone(
+    profile: Profile, target: Target, request: ProvisionRequest, progress: Progress | None
+) -> dict[str, Any]:
+    from .client import provision_request
+
+    return await provision_request(profile, target, request, progress)
+
+
+def _check_profile(profile: Profile) -> object:
+    from .profile import improv_def
+
+    return improv_def(profile)
+
+
+PERSONALITY = Personality(
+    name="improv",
+    summary="the open Improv Wi-Fi BLE service: physical authorization, no session",
+    device=_device,
+    phone=_phone,
+    options=ImprovOptions,
+    check_profile=_check_profile,
+    setup_code=False,
+    activation=False,
+    commands=("improv-authorize",),
+    bench_commands=("improv-authorize",),
+)

@@ -20,6 +20,7 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from ...client.target import Progress, ProvisionRequest, Target
 from ...codes import Code, State
 from ...errors import DeviceUnreachable, ble_setup_error
 from ...profile import Profile
@@ -32,6 +33,7 @@ from .codec import (
     build_packet,
     parse_packet,
 )
+from .profile import improv_def
 
 
 class ImprovFailed(Exception):
@@ -52,7 +54,7 @@ async def discover_improv(
 ) -> FoundImprov:
     """The first device advertising the Improv service (or the one named). Raises
     OnboardingError(CLIENT_TIMEOUT) when none is seen in time."""
-    spec = profile.improv
+    spec = improv_def(profile)
     found: asyncio.Future[FoundImprov] = asyncio.get_running_loop().create_future()
 
     def on_adv(device: BLEDevice, adv: AdvertisementData) -> None:
@@ -90,7 +92,7 @@ class ImprovLink:
     def __init__(
         self, profile: Profile, device: BLEDevice, *, adapter: str, connect_timeout: float = 20.0
     ) -> None:
-        self.spec = profile.improv
+        self.spec = improv_def(profile)
         self.diagnostics_uuid = profile.service.char("diagnostics").uuid
         self._client = BleakClient(device, bluez={"adapter": adapter}, timeout=connect_timeout)
         self.states: asyncio.Queue[ImprovState] = asyncio.Queue()
@@ -274,3 +276,23 @@ async def provision_improv(
     if retries:
         result["attempts"] = attempts
     return result
+
+
+async def provision_request(
+    profile: Profile,
+    target: Target,
+    request: ProvisionRequest,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """:func:`provision_improv` for the door registry's uniform phone-side call (Improv has no
+    setup code, no activation inputs and no progress events of its own)."""
+    return await provision_improv(
+        profile,
+        adapter=target.adapter,
+        name=target.name,
+        discover_timeout=target.discover_timeout,
+        ssid=request.ssid,
+        passphrase=request.passphrase,
+        outcome_timeout=request.outcome_timeout,
+        retries=list(request.retries) or None,
+    )

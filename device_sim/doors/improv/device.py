@@ -1,4 +1,4 @@
-"""The Improv Wi-Fi personality of the BLE door, over the same onboarding engine.
+"""The Improv Wi-Fi personality, device side: a GATT service of the BLE host over the session.
 
 State (characteristic ``...8001``, and the service data under ``4677``):
 
@@ -27,16 +27,14 @@ import platform
 import re
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...codes import Code, State
-from ...core.engine import BUSY_STATES, OnboardingEngine
-from ...core.events import STATE_PHASES, DiagnosticEvent, EventPhase
-from ...core.store import DeviceStore, Identity
 from ...errors import OnboardingError
-from ...profile import Profile
 from ...security.secret import Secret
-from ...session.service import ProvisioningService
+from ...session.port import STATE_PHASES, DiagnosticEvent, DoorPort, EventPhase
+from ..ble.host import Advertised, BleHost, GattChar, GattService
+from ..personality import Handler
 from .codec import (
     Capability,
     Command,
@@ -49,9 +47,7 @@ from .codec import (
     parse_packet,
     service_data,
 )
-
-if TYPE_CHECKING:
-    from ..ble.host import BleDoor
+from .profile import improv_def
 
 LOG = logging.getLogger(__name__)
 PEER = ("improv", 0)
@@ -89,11 +85,7 @@ class ImprovPersonality:
 
     def __init__(
         self,
-        profile: Profile,
-        service: ProvisioningService,
-        engine: OnboardingEngine,
-        store: DeviceStore,
-        identity: Identity,
+        port: DoorPort,
         *,
         authorization: str | None = None,
         authorization_timeout_s: float | None = None,
@@ -101,9 +93,9 @@ class ImprovPersonality:
         with_diagnostics: bool = False,
         on_identify: Callable[[], None] | None = None,
     ) -> None:
-        spec = profile.improv
-        self.spec, self.service, self.engine, self.store = spec, service, engine, store
-        self.identity = identity
+        profile = port.profile
+        spec = improv_def(profile)
+        self.spec, self.port, self.identity = spec, port, port.identity
         self.authorization = authorization or spec.authorization
         self.authorization_timeout_s = (
             authorization_timeout_s or spec.authorization_timeout_ms / 1000
@@ -113,13 +105,15 @@ class ImprovPersonality:
         self.on_identify = on_identify
         self.chars = spec.characteristics
         self.diagnostics_uuid = profile.service.char("diagnostics").uuid
-        self.local_name = profile.advertising.local_name_pattern.format(short_id=identity.short_id)
+        self.local_name = profile.advertising.local_name_pattern.format(
+            short_id=self.identity.short_id
+        )
         self.authorized = self.authorization == "none"
         self.error = ImprovError.NONE
         self.identify_count = 0
         self._provisioning = False
         self._assembler = RpcAssembler(spec.reassembly_timeout_ms / 1000)
-        self._door: BleDoor | None = None
+        self._door: BleHost | None = None
         self._published: ImprovState | None = None
         self._lapse: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
@@ -130,52 +124,71 @@ class ImprovPersonality:
 
     @property
     def state(self) -> ImprovState:
-        engine_state = self.engine.state
-        if engine_state is State.ONLINE:
+        if self.port.state is State.ONLINE:
             return ImprovState.PROVISIONED
-        if self._provisioning or engine_state in BUSY_STATES:
+        if self._provisioning or self.port.busy:
             return ImprovState.PROVISIONING
         return ImprovState.AUTHORIZED if self.authorized else ImprovState.AUTHORIZATION_REQUIRED
 
-    def gatt(self) -> list[tuple[str, list[tuple[str, tuple[str, ...], bytes]]]]:
+    def gatt(self) -> list[GattService]:
         c = self.chars
         services = [
-            (
+            GattService(
                 self.spec.service_uuid,
                 [
-                    (c["state"], ("read", "notify"), bytes([self.state])),
-                    (c["error"], ("read", "notify"), bytes([self.error])),
-                    (c["rpc_command"], ("write", "write-without-response"), b""),
-                    (c["rpc_result"], ("read", "notify"), b""),
-                    (c["capabilities"], ("read",), bytes([CAPABILITIES])),
+                    GattChar(c["state"], ("read", "notify"), bytes([self.state])),
+                    GattChar(c["error"], ("read", "notify"), bytes([self.error])),
+                    GattChar(c["rpc_command"], ("write", "write-without-response"), b""),
+                    GattChar(c["rpc_result"], ("read", "notify"), b""),
+                    GattChar(c["capabilities"], ("read",), bytes([CAPABILITIES])),
                 ],
             )
         ]
         if self.with_diagnostics:  # an improv-only device keeps its specific codes readable
-            last = self.engine.events.last
             services.append(
-                (
+                GattService(
                     self.spec.diagnostics_service_uuid,
-                    [(self.diagnostics_uuid, ("read", "notify"), _compact(last))],
+                    [
+                        GattChar(
+                            self.diagnostics_uuid,
+                            ("read", "notify"),
+                            _compact(self.port.last_event),
+                        )
+                    ],
                 )
             )
         return services
 
-    def advertised(self) -> tuple[list[str], dict[str, bytes]]:
-        return (
+    def advertised(self) -> Advertised:
+        return Advertised(
             [self.spec.service_uuid],
             {self.spec.service_data_uuid: service_data(self.state, CAPABILITIES)},
+            {},
         )
 
-    def attach(self, door: BleDoor) -> None:
-        self._door = door
+    def attach(self, host: BleHost) -> None:
+        self._door = host
         self._published = self.state  # the value gatt() registered
-        self._unsubscribe = self.engine.events.subscribe(self._on_event)
+        self._unsubscribe = self.port.subscribe(self._on_event)
         if self.authorized and self.authorization == "required":
             self._arm_lapse()
 
-    def on_disconnected(self) -> None:
+    def on_connections(self, connected: frozenset[str], gone: frozenset[str]) -> None:
+        if connected:
+            return
+        # Improv's session is the link's: it ends when the last central is gone.
+        if self.port.session_peer == PEER:
+            self.port.peer_gone(PEER)
         self._assembler.reset()
+
+    def commands(self) -> dict[str, Handler]:
+        async def authorize(args: dict[str, object]) -> dict[str, object]:
+            return self.authorize("the CLI (simulated button press)")
+
+        return {"improv-authorize": authorize}
+
+    def press_button(self, source: str) -> dict[str, object] | None:
+        return {"action": "improv-authorize", **self.authorize(source)}
 
     async def stop(self) -> None:
         self._unsubscribe()
@@ -186,7 +199,7 @@ class ImprovPersonality:
             task.cancel()
         self._door = None
 
-    # --- authorization ----------------------------------------------------------------------------
+    # --- authorization ---------------------------------------------------------------------------
 
     def authorize(self, source: str = "button") -> dict[str, Any]:
         """The physical action: authorize for ``authorization_timeout_s`` seconds."""
@@ -195,7 +208,7 @@ class ImprovPersonality:
         self.authorized = True
         self._arm_lapse()
         LOG.info("improv: authorized by %s for %g s", source, self.authorization_timeout_s)
-        self.engine.note(EventPhase.IMPROV, f"authorized by {source}", {"authorized": True})
+        self.port.note(EventPhase.IMPROV, f"authorized by {source}", {"authorized": True})
         self._publish_state()
         return {"authorized": True, "timeout_s": self.authorization_timeout_s}
 
@@ -212,7 +225,7 @@ class ImprovPersonality:
             return
         self.authorized = False
         LOG.info("improv: authorization lapsed")
-        self.engine.note(EventPhase.IMPROV, "authorization lapsed", {"authorized": False})
+        self.port.note(EventPhase.IMPROV, "authorization lapsed", {"authorized": False})
         self._publish_state()
 
     def _consume_authorization(self) -> None:
@@ -229,7 +242,7 @@ class ImprovPersonality:
         self.authorized = True
         self._arm_lapse()
 
-    # --- notifications ---------------------------------------------------------------------
+    # --- notifications ---------------------------------------------------------------------------
 
     def _notify(self, key: str, value: bytes) -> None:
         if self._door is not None:
@@ -254,9 +267,9 @@ class ImprovPersonality:
         if event.phase in STATE_PHASES:
             self._publish_state()
 
-    # --- RPCs ------------------------------------------------------------------------------
+    # --- RPCs ------------------------------------------------------------------------------------
 
-    def on_write(self, char_uuid: str, value: bytes) -> None:
+    def on_write(self, char_uuid: str, value: bytes, central: str | None = None) -> None:
         if char_uuid != self.chars["rpc_command"]:
             return
         try:
@@ -325,7 +338,7 @@ class ImprovPersonality:
 
     def _need_authorized(self) -> None:
         if not self.authorized:
-            self.engine.note(
+            self.port.note(
                 EventPhase.IMPROV, "refused: waiting for the button", code=Code.NOT_AUTHORIZED
             )
             raise PacketError(ImprovError.NOT_AUTHORIZED, "not authorized: press the button")
@@ -346,17 +359,16 @@ class ImprovPersonality:
         self._publish_state()
         try:
             try:
-                self.service.direct_provision(PEER, ssid, passphrase, hidden=False)
+                self.port.direct_provision(PEER, ssid, passphrase, hidden=False)
             except OnboardingError as exc:
                 LOG.info("improv: Wi-Fi settings refused: %s", exc)
                 self._set_error(ImprovError(self.spec.error_for(exc.code)))
                 self._restore_authorization()  # nothing was tried with it
                 return
-            t = self.engine.timeouts
             try:
-                record = await self.engine.wait_settled(t.joining + t.verifying + 10)
+                record = await self.port.wait_settled(self.port.outcome_within_s + 10)
             except TimeoutError:
-                record = self.engine.record
+                record = self.port.record
             if record.state is State.ONLINE:
                 self._provisioning = False
                 self._publish_state()
@@ -371,14 +383,14 @@ class ImprovPersonality:
             self._restore_authorization()  # the timeout starts over after a failed connect
         finally:
             self._provisioning = False
-            self.service.release(PEER)
+            self.port.release(PEER)
             self._publish_state()
 
     async def _identify(self, packet: Packet) -> None:
         self._need(packet, (0,))
         self.identify_count += 1
         LOG.info("improv: identify (simulated: the status LED blinks)")
-        self.engine.note(
+        self.port.note(
             EventPhase.IDENTIFY, "status LED blinks (simulated)", {"count": self.identify_count}
         )
         if self.on_identify is not None:
@@ -399,7 +411,7 @@ class ImprovPersonality:
     async def _scan(self, packet: Packet) -> None:
         self._need(packet, (0,))
         try:
-            networks = await self.engine.scan()
+            networks = await self.port.scan()
         except OnboardingError as exc:
             raise PacketError(ImprovError.UNKNOWN, f"scan failed: {exc}") from None
         strings: list[bytes] = []
@@ -418,7 +430,7 @@ class ImprovPersonality:
         self._result(Command.SCAN_WIFI, strings)
 
     def _get_name(self) -> str:
-        return self.store.setting("device_name") or self.local_name
+        return self.port.setting("device_name") or self.local_name
 
     async def _hostname(self, packet: Packet) -> None:
         self._need(packet, (0, 1))
@@ -426,8 +438,8 @@ class ImprovPersonality:
         if packet.strings:
             if not valid_hostname(packet.strings[0]):
                 raise PacketError(ImprovError.BAD_HOSTNAME, "not an RFC 1123 hostname")
-            self.store.set_setting("hostname", packet.strings[0].decode("ascii"))
-        name = self.store.setting("hostname") or f"device-sim-{self.identity.short_id.lower()}"
+            self.port.set_setting("hostname", packet.strings[0].decode("ascii"))
+        name = self.port.setting("hostname") or f"device-sim-{self.identity.short_id.lower()}"
         self._result(Command.HOSTNAME, [name.encode("ascii")])
 
     async def _device_name(self, packet: Packet) -> None:
@@ -443,7 +455,7 @@ class ImprovPersonality:
                 raise PacketError(
                     ImprovError.BAD_HOSTNAME, "a device name is 1-64 bytes of printable UTF-8"
                 )
-            self.store.set_setting("device_name", text)
+            self.port.set_setting("device_name", text)
         self._result(Command.DEVICE_NAME, [self._get_name().encode("utf-8")])
 
 

@@ -1,9 +1,8 @@
-"""The ``improv`` and ``personalities`` sections of ``gatt_profile.yaml``.
+"""The Improv personality's section of ``gatt_profile.yaml`` (``personalities.improv``).
 
-``personalities`` says which BLE personalities the device offers (the native protocol, Improv
-Wi-Fi); ``improv`` holds the Improv service's UUIDs, byte tables and timeouts. Parsed by
-:func:`parse_improv` and :func:`parse_personalities`; :mod:`device_sim.profile` re-exports them.
-Raises :class:`~device_sim.errors.ConfigError` naming the bad place, like the rest of the profile.
+It holds the Improv service's UUIDs, byte tables and timeouts. :func:`improv_def` parses it
+from a loaded profile; a bad value raises :class:`~device_sim.errors.ConfigError` naming the
+place, like the rest of the profile.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 
 from ...codes import Code
 from ...errors import ConfigError
+from ...profile import Profile
 from ...profile.reader import Reader
 
 
@@ -38,9 +38,6 @@ class ImprovDef:
         """The Improv error byte reporting one of the engine's codes."""
         name = code if isinstance(code, str) else code.name
         return self.errors[self.error_for_code.get(name, "unable_to_connect")]
-
-
-PERSONALITIES = ("native", "improv")
 
 
 _IMPROV_KEYS = {
@@ -113,13 +110,6 @@ def parse_improv(r: Reader, code_names: set[str]) -> ImprovDef:
     return out
 
 
-def parse_personalities(value: Any, where: str) -> tuple[str, ...]:
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(v, str) for v in value)
-        or not set(value) <= set(PERSONALITIES)
-        or len(set(value)) != len(value)
-    ):
-        raise ConfigError(where, f"a non-empty list of {list(PERSONALITIES)}")
-    return tuple(value)
+def improv_def(profile: Profile) -> ImprovDef:
+    """The parsed ``personalities.improv`` section of ``profile``. Raises ConfigError."""
+    return parse_improv(profile.personalities.section("improv"), set(profile.codes))

@@ -204,7 +204,7 @@ def raise_for_error(message: bytes) -> None:
 
 class MessageLink(Protocol):
     """What a session needs of a link: whole messages out and in, and counters for the report.
-    :class:`BleLink` (GATT) and :class:`~device_sim.doors.softap.client.HttpLink` (SoftAP)
+    :class:`BleLink` (GATT) and :class:`~device_sim.doors.native.http_link.HttpLink` (SoftAP)
     are both."""
 
     round_trips: int

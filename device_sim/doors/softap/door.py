@@ -29,17 +29,15 @@ from typing import Any
 from aiohttp import web
 
 from ...codes import Code, State
-from ...core.engine import OnboardingEngine
-from ...core.events import DiagnosticEvent, EventPhase
-from ...core.store import Identity
 from ...errors import OnboardingError, TransportError
-from ...network.base import AccessPoint, AccessPointConfig, NetworkBackend
+from ...options import IFNAME, HostPort, opt
 from ...profile import Profile
 from ...ratelimit import LimitedLog
 from ...security.ap_credentials import wifi_qr_string
 from ...security.secret import Secret
-from ...session.service import ProvisioningService
+from ...session.port import AccessPoint, AccessPointConfig, DiagnosticEvent, DoorPort, EventPhase
 from ..base import Door
+from .routes import Routes
 from .server import JsonErrorRunner
 from .sessions import HttpClients
 
@@ -49,24 +47,51 @@ CAPTIVE_MODES = ("app", "portal")
 
 @dataclass(frozen=True)
 class SoftApOptions:
-    """Where and how the door serves. Port 0 picks a free port once and keeps it."""
+    """Where and how the door serves (the config file's ``[softap]`` section). Port 0 picks a
+    free port once and keeps it."""
 
-    listen_host: str = "127.0.0.1"  # the device's address on its AP (loopback when simulated)
-    listen_port: int = 8380
-    lan_host: str = "127.0.0.1"  # the device on the home network after a successful join
-    lan_port: int = 8381
-    lan_announce: str | None = None  # the host phones are told for it (e.g. "pi.local"; mDNS)
-    captive_mode: str = "app"  # app | portal (see gatt_profile.yaml softap.probes)
-    open_ap: bool = False  # no WPA2 on the AP: only when configured so, logged loudly
-    dnsmasq_interface: str | None = None  # run dnsmasq on this interface while the AP is up
-    state_dir: Path | None = None  # dnsmasq's files go here
+    listen: HostPort = opt(
+        HostPort("127.0.0.1", 8380),
+        "the device's address on its AP (port 0: any free port)",
+        flag="--softap-listen",
+    )
+    lan: HostPort = opt(
+        HostPort("127.0.0.1", 8381),
+        "where the outcome is served on the home network after a SoftAP join",
+        flag="--softap-lan",
+    )
+    lan_announce: str | None = opt(
+        None,
+        "the host name phones are told for the LAN listener (e.g. the Pi's mDNS name "
+        "raspberrypi.local; default: the --softap-lan host)",
+        flag="--softap-lan-announce",
+        metavar="HOST",
+    )
+    captive_mode: str = opt(
+        "app",
+        "app: answer OS probes as online; portal: redirect them to the page",
+        flag="--captive-mode",
+        choices=CAPTIVE_MODES,
+    )
+    open: bool = opt(False, "run the AP without WPA2 (bench only; logged loudly)")
+    dnsmasq: str | None = opt(
+        None,
+        "run dnsmasq on this interface while the AP is up (DHCP with option 114, every DNS "
+        "name -> the device)",
+        pattern=IFNAME,
+        what="an interface name",
+        metavar="IFACE",
+    )
+    state_dir: Path | None = None  # dnsmasq's files go here (the daemon's state directory)
     shutdown_grace_s: float = 2.0  # in-flight answers delivered before a listener closes
 
-    def __post_init__(self) -> None:
-        if self.captive_mode not in CAPTIVE_MODES:
-            raise ValueError(
-                f"captive mode must be one of {CAPTIVE_MODES}, not {self.captive_mode!r}"
-            )
+    @property
+    def listen_host(self) -> str:
+        return self.listen.host
+
+    @property
+    def lan_host(self) -> str:
+        return self.lan.host
 
 
 class _Listener:
@@ -145,22 +170,16 @@ class SoftApDoor(Door):
 
     def __init__(
         self,
-        profile: Profile,
-        service: ProvisioningService,
-        engine: OnboardingEngine,
-        backend: NetworkBackend,
-        identity: Identity,
+        port: DoorPort,
         options: SoftApOptions,
         *,
         doors_status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        from .routes import Routes  # the routes module imports this one's types
-
-        self.profile, self.service, self.engine = profile, service, engine
-        self.backend, self.identity, self.options = backend, identity, options
-        self.doors_status = doors_status or (lambda: {})
+        profile, identity = port.profile, port.identity
+        self.port, self.profile, self.identity, self.options = port, profile, identity, options
+        self._doors_status = doors_status or (lambda: {})
         ssid = profile.softap.ssid_pattern.format(short_id=identity.short_id)
-        if options.open_ap:
+        if options.open:
             passphrase = None
         elif identity.softap_passphrase is None:
             raise TransportError(
@@ -169,14 +188,14 @@ class SoftApDoor(Door):
         else:
             passphrase = identity.softap_passphrase
         self.ap_config = AccessPointConfig(ssid, passphrase, address=options.listen_host)
-        self.clients = HttpClients(lambda peer: service.session_peer == peer)
+        self.clients = HttpClients(lambda peer: port.session_peer == peer)
         # A rejected request is logged once, briefly; a flood of them at most 10 lines a minute.
         self.rejected = LimitedLog(LOG, "softap: rejected request", burst=10, window_s=60)
         header_timeout_s = profile.softap.http.body_timeout_ms / 1000
         self.ap = _Listener(
             "ap",
             options.listen_host,
-            options.listen_port,
+            options.listen.port,
             options.shutdown_grace_s,
             profile=profile,
             header_timeout_s=header_timeout_s,
@@ -185,7 +204,7 @@ class SoftApDoor(Door):
         self.lan = _Listener(
             "lan",
             options.lan_host,
-            options.lan_port,
+            options.lan.port,
             options.shutdown_grace_s,
             announce=options.lan_announce,
             profile=profile,
@@ -209,8 +228,10 @@ class SoftApDoor(Door):
         self._suspended = False  # down for a join, to come back if it fails
         self._dnsmasq: Any = None
         self._lock = asyncio.Lock()
-        self._routes = Routes(self)
+        self._routes = Routes(port, self)
         self._unsubscribe: Callable[[], None] | None = None
+        self._unfollow: Callable[[], None] = lambda: None
+        self._release_radio: Callable[[], None] = lambda: None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- public ------------------------------------------------------------------------------
@@ -218,6 +239,27 @@ class SoftApDoor(Door):
     @property
     def ap_up(self) -> bool:
         return self.ap.up
+
+    # What the routes read (routes.SoftApView).
+
+    @property
+    def ap_url(self) -> str:
+        return self.ap.url
+
+    @property
+    def ap_host(self) -> str:
+        return self.ap.host
+
+    @property
+    def lan_url(self) -> str:
+        return self.lan.url
+
+    @property
+    def captive_mode(self) -> str:
+        return self.options.captive_mode
+
+    def doors_status(self) -> dict[str, Any]:
+        return self._doors_status()
 
     @property
     def wifi_qr(self) -> Secret:
@@ -237,13 +279,13 @@ class SoftApDoor(Door):
     async def start(self) -> None:
         """Scan, bring the AP up and serve. Raises TransportError(SOFTAP_UNAVAILABLE)."""
         if self._unsubscribe is None:
-            self.engine.radio_users.append(self)
-            self.service.on_session_closed.append(self._session_closed)
-            self._unsubscribe = self.engine.events.subscribe(self._on_event)
+            self._release_radio = self.port.claim_radio(self)
+            self._unfollow = self.port.follow_sessions(closed=self._session_closed)
+            self._unsubscribe = self.port.subscribe(self._on_event)
             self.latest = None
         async with self._lock:
             self._wanted = True
-            if self.engine.state in (State.JOINING, State.VERIFYING):
+            if self.port.busy:
                 self._suspended = True  # comes up when the running attempt fails
                 return
             await self._bring_up()
@@ -256,8 +298,8 @@ class SoftApDoor(Door):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-            self.service.on_session_closed.remove(self._session_closed)
-            self.engine.radio_users.remove(self)
+            self._unfollow()
+            self._release_radio()
 
     # --- RadioUser (called by the engine around every join) ------------------------------------
 
@@ -276,7 +318,7 @@ class SoftApDoor(Door):
             self._suspended = False
             if state is State.ONLINE:
                 self._wanted = False
-                holder = self.service.session_peer
+                holder = self.port.session_peer
                 if any(holder == box.peer for box in self.clients):
                     await self.lan.open(self._routes.app("lan"))
                 return
@@ -285,7 +327,7 @@ class SoftApDoor(Door):
                 await self._bring_up()
             except OnboardingError as exc:
                 LOG.error("softap: cannot bring the access point back: %s", exc)
-                self.engine.note(
+                self.port.note(
                     EventPhase.DOOR,
                     f"softap could not come back: {exc.detail}",
                     {"door": "softap", "up": False, "code": int(exc.code)},
@@ -297,7 +339,7 @@ class SoftApDoor(Door):
         if self.ap.up:
             return
         try:
-            self.networks = await self.engine.scan()  # one radio: scan before the AP takes it
+            self.networks = await self.port.scan()  # one radio: scan before the AP takes it
             self.scanned_at_ms = int(time.time() * 1000)
         except OnboardingError as exc:
             LOG.warning("softap: scan before the AP failed (%s); the page lists no networks", exc)
@@ -310,8 +352,8 @@ class SoftApDoor(Door):
                 self.ap_config.ssid,
             )
         try:
-            await self.backend.start_access_point(self.ap_config)
-            if self.options.dnsmasq_interface:
+            await self.port.start_access_point(self.ap_config)
+            if self.options.dnsmasq:
                 await self._start_dnsmasq()
             await self.ap.open(self._routes.app("ap"))
         except BaseException:
@@ -329,7 +371,7 @@ class SoftApDoor(Door):
         if self._dnsmasq is not None:
             dnsmasq, self._dnsmasq = self._dnsmasq, None
             await dnsmasq.stop()
-        await self.backend.stop_access_point()
+        await self.port.stop_access_point()
 
     async def _start_dnsmasq(self) -> None:
         from .dnsmasq import Dnsmasq, DnsmasqConfig
@@ -339,7 +381,7 @@ class SoftApDoor(Door):
         address = self.options.listen_host
         prefix = address.rsplit(".", 1)[0]
         config = DnsmasqConfig(
-            interface=self.options.dnsmasq_interface or "",
+            interface=self.options.dnsmasq or "",
             address=address,
             prefix_len=24,
             dhcp_start=f"{prefix}.10",

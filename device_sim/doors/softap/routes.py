@@ -11,14 +11,16 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from ...codes import Code, MessageType
 from ...errors import ConfigError, OnboardingError
+from ...ratelimit import LimitedLog
 from ...security.secret import Secret
 from ...security.setup_code import normalize_setup_code
+from ...session.port import AccessPoint, DiagnosticEvent, DoorPort
 from ...wire import ErrorBody
 from .http import (
     error_body,
@@ -31,10 +33,7 @@ from .http import (
     retry_headers,
 )
 from .server import expect_handler, handler_state
-from .sessions import Outbox
-
-if TYPE_CHECKING:
-    from .door import SoftApDoor
+from .sessions import HttpClients, Outbox
 
 LOG = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -42,11 +41,41 @@ PAGE = "portal.html"
 LISTENER = web.AppKey("listener", str)  # which listener an app serves: ap | lan
 
 
+class SoftApView(Protocol):
+    """What the routes read of the SoftAP door that serves them (the door implements it)."""
+
+    clients: HttpClients  # the HTTP sessions' outboxes, by cookie
+    rejected: LimitedLog  # rejected requests, logged at a bounded rate
+    networks: list[AccessPoint]  # the scan made before the AP took the radio
+    scanned_at_ms: int
+    closing: bool  # a listener is going down: long polls answer at once
+    latest: DiagnosticEvent | None
+
+    @property
+    def captive_mode(self) -> str: ...  # app | portal
+
+    @property
+    def ap_url(self) -> str: ...
+
+    @property
+    def ap_host(self) -> str: ...
+
+    @property
+    def lan_url(self) -> str: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def doors_status(self) -> dict[str, Any]: ...
+
+    async def wait_event_after(self, seq: int, wait_s: float) -> None: ...
+
+
 class Routes:
-    def __init__(self, door: SoftApDoor) -> None:
+    def __init__(self, port: DoorPort, door: SoftApView) -> None:
+        self.port = port
         self.door = door
-        self.profile = door.profile
-        self.http = door.profile.softap.http
+        self.profile = port.profile
+        self.http = port.profile.softap.http
         handlers: dict[tuple[str, str], Handler] = {
             ("POST", "/api/v1/message"): self.message,
             ("GET", "/api/v1/events"): self.events,
@@ -138,7 +167,7 @@ class Routes:
             if (
                 request.app[LISTENER] == "lan"
                 and not box.moved_to_lan
-                and self.door.service.session_peer == box.peer
+                and self.port.session_peer == box.peer
             ):
                 box.remote, box.moved_to_lan = request.remote, True
             else:
@@ -166,7 +195,7 @@ class Routes:
         )
         box, new = self._client(request, create=body[0] == MessageType.PAKE_START)
         if box is not None:
-            replies = await self.door.service.handle(box.peer, body, box.push)
+            replies = await self.port.handle(box.peer, body, box.push)
         elif body[0] in (MessageType.PAKE_PROOF, MessageType.SECURE):
             raise OnboardingError(Code.SESSION_REQUIRED, "no session cookie: start with PAKE_START")
         else:  # not a session request at all: the clear ERROR a BLE peer gets for it
@@ -197,10 +226,10 @@ class Routes:
         box, _ = self._client(request, create=False)
         if box is None:
             raise OnboardingError(Code.SESSION_REQUIRED, "no session cookie: start with PAKE_START")
-        holds = self.door.service.touch(box.peer)
+        holds = self.port.touch(box.peer)
         if box.overflowed:
             self.door.clients.drop(box.token)
-            self.door.service.peer_gone(box.peer)
+            self.port.peer_gone(box.peer)
             raise OnboardingError(Code.CLIENT_TIMEOUT, "events were not collected; session closed")
         messages = await box.take(wait_ms / 1000 if holds and not self.door.closing else 0)
         if not messages:
@@ -217,7 +246,7 @@ class Routes:
     # --- public, no secrets ------------------------------------------------------------------
 
     def public_state(self) -> dict[str, Any]:
-        record = self.door.engine.record
+        record = self.port.record
         latest = self.door.latest
         entry = self.profile.code(record.code)
         return {
@@ -242,15 +271,14 @@ class Routes:
         return json_response(self.public_state(), headers={"Access-Control-Allow-Origin": "*"})
 
     async def info(self, request: web.Request) -> web.StreamResponse:
-        t = self.door.engine.timeouts
         return json_response(
             {
                 "v": self.profile.protocol_version,
-                "id": self.door.identity.device_id,
+                "id": self.port.identity.device_id,
                 "max_msg": self.profile.framing.max_message_length,
                 "caps": ["pake-srp6a", "aes-256-gcm", "scan", "hidden-ssid", "portal"],
                 **self.door.describe(),
-                "outcome_within_ms": int((t.joining + t.verifying) * 1000),
+                "outcome_within_ms": int(self.port.outcome_within_s * 1000),
             },
             headers={"Access-Control-Allow-Origin": "*"},
         )
@@ -272,23 +300,22 @@ class Routes:
         box, new = self._client(request, create=True)
         assert box is not None
         try:
-            self.door.service.portal_provision(box.peer, code, ssid, passphrase, hidden)
+            self.port.portal_provision(box.peer, code, ssid, passphrase, hidden)
         except OnboardingError as exc:
             LOG.info("softap %s %s: %s", request.method, request.path, exc)
-            if new and self.door.service.session_peer != box.peer:
+            if new and self.port.session_peer != box.peer:
                 self.door.clients.drop(box.token)  # wrong codes must not fill the client table
                 return error_response(self.profile, exc)
             # The page session is open even so (e.g. the passphrase was refused after the code
             # was proved): the cookie lets the same browser correct it instead of getting BUSY.
             return self._with_cookie(error_response(self.profile, exc), box, new)
-        t = self.door.engine.timeouts
         response = json_response(
             {
                 "accepted": True,
-                "lan_url": self.door.lan.url,
-                "ap_url": self.door.ap.url,
+                "lan_url": self.door.lan_url,
+                "ap_url": self.door.ap_url,
                 "ap_returns_on_failure": True,
-                "outcome_within_ms": int((t.joining + t.verifying) * 1000),
+                "outcome_within_ms": int(self.port.outcome_within_s * 1000),
             },
             202,
         )
@@ -296,7 +323,7 @@ class Routes:
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         if self._redirect_foreign_host(request):
-            raise web.HTTPFound(self.door.ap.url + "/")
+            raise web.HTTPFound(self.door.ap_url + "/")
         if self._page is None:
             self._page = resources.files(__package__).joinpath(PAGE).read_bytes()
         return web.Response(
@@ -315,8 +342,8 @@ class Routes:
 
     async def captive_api(self, request: web.Request) -> web.StreamResponse:
         body = {
-            "captive": self.door.options.captive_mode == "portal",
-            "user-portal-url": self.door.ap.url + "/",
+            "captive": self.door.captive_mode == "portal",
+            "user-portal-url": self.door.ap_url + "/",
         }
         return web.Response(
             text=json.dumps(body),
@@ -328,8 +355,8 @@ class Routes:
         probe = next(p for p in self.profile.softap.probes if p.path == path)
 
         async def answer(request: web.Request) -> web.StreamResponse:
-            if self.door.options.captive_mode == "portal":
-                raise web.HTTPFound(self.door.ap.url + "/")
+            if self.door.captive_mode == "portal":
+                raise web.HTTPFound(self.door.ap_url + "/")
             return web.Response(
                 status=probe.status,
                 text=probe.body or None,
@@ -341,16 +368,16 @@ class Routes:
 
     def _redirect_foreign_host(self, request: web.Request) -> bool:
         host = (request.host or "").rsplit(":", 1)[0].strip("[]")
-        return self.door.options.captive_mode == "portal" and host != self.door.ap.host
+        return self.door.captive_mode == "portal" and host != self.door.ap_host
 
     async def fallback(self, request: web.Request) -> web.StreamResponse:
         if (
             request.method == "GET"
-            and self.door.options.captive_mode == "portal"
+            and self.door.captive_mode == "portal"
             and request.app[LISTENER] == "ap"
             and not request.path.startswith(("/api/", "/portal/"))
         ):
-            raise web.HTTPFound(self.door.ap.url + "/")  # every page leads to the sign-in page
+            raise web.HTTPFound(self.door.ap_url + "/")  # every page leads to the sign-in page
         # The catch-all route also shadows aiohttp's own 405 for known paths: answer it here.
         allowed = sorted(
             {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,13 @@ import pytest_asyncio
 
 from device_sim.codes import Code, State
 from device_sim.core.engine import OnboardingEngine, Timeouts
-from device_sim.core.events import DiagnosticEvent, EventBus
-from device_sim.core.identity import create_identity
-from device_sim.core.store import DeviceStore
+from device_sim.core.events import DiagnosticEvent
 from device_sim.doors.improv.codec import Command, ImprovError, build_packet
 from device_sim.doors.improv.device import ImprovPersonality
 from device_sim.network.scenario import load_scenario
 from device_sim.network.simulated import SimulatedBackend
 from device_sim.profile import load_profile
-from device_sim.security.secret import Secret
-from device_sim.session.service import ProvisioningService
+from device_sim.testing.stack import build_stack
 
 PROFILE = load_profile()
 LAB = load_scenario("engineering-wifi").default_credentials
@@ -68,32 +66,28 @@ class Bench:
 
 @pytest_asyncio.fixture
 async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
-    with DeviceStore(tmp_path) as store:
-        identity, _ = create_identity(store, Secret("1357-2468"))
-        events, seen = EventBus(), []
-        changed = asyncio.Condition()
+    seen: list[DiagnosticEvent] = []
+    changed = asyncio.Condition()
 
-        def record(event: DiagnosticEvent) -> None:
-            seen.append(event)
+    def record(event: DiagnosticEvent) -> None:
+        seen.append(event)
 
-            async def wake() -> None:
-                async with changed:
-                    changed.notify_all()
-            asyncio.get_running_loop().create_task(wake())
+        async def wake() -> None:
+            async with changed:
+                changed.notify_all()
+        asyncio.get_running_loop().create_task(wake())
 
-        events.subscribe(record)
-        backend = GatedBackend()
-        engine = OnboardingEngine(PROFILE, store, backend, events,
-                                  timeouts=Timeouts(60, 60, 60, 60))
-        async with backend, engine:
-            service = ProvisioningService(PROFILE, engine, store, identity)
-            improv = ImprovPersonality(PROFILE, service, engine, store, identity,
-                                       authorization="required", authorization_timeout_s=0.2)
-            try:
-                yield Bench(improv, engine, backend, seen, changed)
-            finally:
-                await improv.stop()
-                await service.aclose()
+    backend = GatedBackend()
+    async with AsyncExitStack() as stack:
+        device = await build_stack(stack, tmp_path, backend=lambda store: backend,
+                                   timeouts=Timeouts(60, 60, 60, 60))
+        device.events.subscribe(record)
+        improv = ImprovPersonality(device.port("improv"), authorization="required",
+                                   authorization_timeout_s=0.2)
+        try:
+            yield Bench(improv, device.engine, backend, seen, changed)
+        finally:
+            await improv.stop()
 
 
 async def test_settings_consume_the_authorization(bench: Bench) -> None:

@@ -19,6 +19,7 @@ from device_sim.doors.improv.codec import (
     service_data,
 )
 from device_sim.doors.improv.device import CAPABILITIES, valid_hostname
+from device_sim.doors.improv.profile import improv_def
 from device_sim.profile import load_profile
 
 SSID, PASSWORD = b"MyWirelessAP", b"mysecurepassword"
@@ -249,7 +250,7 @@ def test_service_data_layout() -> None:
 
 
 def test_enums_match_the_profile() -> None:
-    spec = load_profile().improv
+    spec = improv_def(load_profile())
     assert {m.name.lower(): m.value for m in ImprovState} == dict(spec.states)
     assert {m.name.lower(): m.value for m in ImprovError} == dict(spec.errors)
     assert {m.name.lower(): m.value for m in Command} == dict(spec.commands)
@@ -257,7 +258,7 @@ def test_enums_match_the_profile() -> None:
 
 
 def test_profile_matches_the_third_party_client() -> None:
-    spec = load_profile().improv
+    spec = improv_def(load_profile())
     assert spec.service_uuid == client_prot.SERVICE_UUID
     assert spec.service_data_uuid == client_prot.SERVICE_DATA_UUID
     c = spec.characteristics

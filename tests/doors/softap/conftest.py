@@ -12,17 +12,15 @@ from typing import Any
 
 import pytest_asyncio
 
-from device_sim.core.engine import OnboardingEngine, Timeouts
-from device_sim.core.events import DiagnosticEvent, EventBus
-from device_sim.core.identity import create_identity
+from device_sim.core.engine import OnboardingEngine
+from device_sim.core.events import DiagnosticEvent
 from device_sim.core.store import DeviceStore
 from device_sim.doors.softap.door import SoftApDoor, SoftApOptions
 from device_sim.network.simulated import SimulatedBackend
+from device_sim.options import HostPort
 from device_sim.profile import Profile
-from device_sim.security.secret import Secret
 from device_sim.session.service import ProvisioningService
-
-SETUP_CODE = "2468-1357"
+from device_sim.testing.stack import SETUP_CODE, build_stack
 
 
 @dataclass
@@ -46,7 +44,8 @@ StackFactory = Callable[..., Any]
 
 @pytest_asyncio.fixture
 async def make_stack(tmp_path: Path, profile: Profile) -> AsyncIterator[StackFactory]:
-    """``await make_stack(scenario=..., captive_mode=..., **SoftApOptions fields)``.
+    """``await make_stack(scenario=..., captive_mode=..., **SoftApOptions fields)``: the
+    daemon's wiring (device_sim.testing.build_stack) plus a SoftAP door on free loopback ports.
 
     ``profile=`` takes a modified profile (e.g. a short ``softap.http.body_timeout_ms``)."""
     async with AsyncExitStack() as stack:
@@ -54,25 +53,19 @@ async def make_stack(tmp_path: Path, profile: Profile) -> AsyncIterator[StackFac
                         idle_timeout_s: float | None = None, profile: Profile = profile,
                         zero_delay: bool = True, **options: Any) -> Stack:
             state_dir = tmp_path / f"device{len(list(tmp_path.iterdir()))}"
-            store = stack.enter_context(DeviceStore(state_dir))
-            identity, _ = create_identity(store, Secret(SETUP_CODE))
-            backend = SimulatedBackend(scenario, zero_delay=zero_delay)
-            await stack.enter_async_context(backend)
-            bus = EventBus()
             seen: list[DiagnosticEvent] = []
-            bus.subscribe(seen.append)
-            engine = OnboardingEngine(profile, store, backend, bus,
-                                      timeouts=Timeouts.from_profile(profile))
-            await stack.enter_async_context(engine)
-            service = ProvisioningService(profile, engine, store, identity,
-                                          idle_timeout_s=idle_timeout_s)
-            stack.push_async_callback(service.aclose)
-            opts = replace(SoftApOptions(listen_port=0, lan_port=0, state_dir=state_dir),
+            device = await build_stack(stack, state_dir, scenario=scenario, profile=profile,
+                                       setup_code=SETUP_CODE, idle_timeout_s=idle_timeout_s,
+                                       zero_delay=zero_delay, seen=seen)
+            opts = replace(SoftApOptions(listen=HostPort("127.0.0.1", 0),
+                                         lan=HostPort("127.0.0.1", 0), state_dir=state_dir),
                            **options)
-            door = SoftApDoor(profile, service, engine, backend, identity, opts)
+            door = SoftApDoor(device.port("softap"), opts)
             stack.push_async_callback(door.stop)
             if start:
                 await door.start()
-            return Stack(profile, state_dir, store, backend, engine, service, door, seen)
+            assert isinstance(device.backend, SimulatedBackend)
+            return Stack(profile, state_dir, device.store, device.backend, device.engine,
+                         device.service, door, seen)
 
         yield build

@@ -18,11 +18,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
-from device_sim.client.flow import Provisioner, Target, provision
+from device_sim.doors.native.flow import Provisioner, Target, provision
 from device_sim.codes import Code, MessageType, State
 from device_sim.core.events import DiagnosticEvent
 from device_sim.doors.native.client import ClientSession
-from device_sim.doors.softap.client import HttpLink
+from device_sim.doors.native.http_link import HttpLink
 from device_sim.network.scenario import load_scenario
 from device_sim.profile import Profile
 from device_sim.security.secret import Secret
@@ -161,7 +161,7 @@ def session_closed_event(stack: Stack) -> tuple[asyncio.Event, list[tuple[Hashab
         seen.append((peer, code))
         closed.set()
 
-    stack.service.on_session_closed.append(on_closed)
+    stack.service.follow_sessions(closed=on_closed)
     return closed, seen
 
 
@@ -767,7 +767,7 @@ async def test_info_and_state_hold_no_secrets(make_stack: StackFactory, profile:
                    ap_pass.reveal()):
         assert secret not in text
     assert reply.headers["Access-Control-Allow-Origin"] == "*"
-    open_stack = await make_stack(open_ap=True)
+    open_stack = await make_stack(open=True)
     async with http.get(open_stack.url + "/api/v1/info") as resp:
         assert (await resp.json())["open"] is True
 

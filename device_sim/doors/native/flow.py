@@ -1,4 +1,4 @@
-"""The reference client's flows: find a device, open a session, list networks, provision.
+"""The native personality's phone side: find a device, open a session, list networks, provision.
 
 Over BLE (bleak; the default) or over the SoftAP door's HTTP API (``Target.softap_url``): the
 same handshake, requests, events and JSON result.
@@ -12,51 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from ..codes import Code, MessageType
-from ..doors.native.client import BleLink, ClientSession, FoundDevice, discover
-from ..doors.softap.client import HttpLink
-from ..errors import DeviceSimError, DeviceUnreachable, OnboardingError, SetupError
-from ..profile import Profile
-from ..security.secret import Secret
+from ...client.target import TERMINAL, Clock, Progress, ProvisionRequest, Target, describe
+from ...codes import Code, MessageType
+from ...errors import ConfigError, DeviceSimError, DeviceUnreachable, OnboardingError, SetupError
+from ...profile import Profile
+from ...security.secret import Secret
+from .client import BleLink, ClientSession, FoundDevice, discover
+from .http_link import HttpLink
 
 LOG = logging.getLogger(__name__)
-Progress = Callable[[str, dict[str, Any]], None]
-TERMINAL = ("online", "failed")
-
-
-@dataclass(frozen=True)
-class Target:
-    adapter: str = "hci1"
-    name: str | None = None
-    discover_timeout: float = 20.0
-    fragment_size: int | None = None
-    softap_url: str | None = None  # provision over the SoftAP door's HTTP API instead of BLE
-
-    @property
-    def transport(self) -> str:
-        return "softap" if self.softap_url else "ble"
 
 
 END_SESSION_TIMEOUT_S = 3.0  # a polite goodbye, bounded: the device may be gone
 LINK_CLOSE_TIMEOUT_S = 2.0  # bleak's disconnect when BlueZ or the bus went away
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.t0 = self.last = time.monotonic()
-        self.marks: dict[str, int] = {}
-
-    def mark(self, phase: str) -> None:
-        now = time.monotonic()
-        self.marks[phase] = int((now - self.last) * 1000)
-        self.last = now
-
-    def total(self) -> int:
-        return int((time.monotonic() - self.t0) * 1000)
 
 
 async def find_device(profile: Profile, target: Target) -> FoundDevice:
@@ -78,16 +48,6 @@ async def find_device(profile: Profile, target: Target) -> FoundDevice:
     return devices[0]
 
 
-def describe(profile: Profile, code: Code | int) -> dict[str, Any]:
-    entry = profile.code(code)
-    return {
-        "code": entry.id,
-        "code_name": entry.name,
-        "message": entry.user_message,
-        "next_step": entry.next_step,
-    }
-
-
 class Provisioner:
     """One connection and secure session to a device, for one or more provisioning attempts.
 
@@ -107,7 +67,7 @@ class Provisioner:
         self.target = target
         self.setup_code = setup_code
         self.progress = on_progress or (lambda phase, info: None)
-        self.clock = _Clock()
+        self.clock = Clock()
         self.link: BleLink | HttpLink | None = None
         self.session: ClientSession | None = None
         self.device: dict[str, Any] | None = None
@@ -248,7 +208,7 @@ class Provisioner:
 
     def restart_clock(self) -> None:
         """Time the next attempt on its own (the session is already open)."""
-        self.clock = _Clock()
+        self.clock = Clock()
 
 
 async def list_networks(
@@ -324,7 +284,7 @@ async def provision(
 
 async def _follow(
     session: ClientSession,
-    clock: _Clock,
+    clock: Clock,
     events: list[dict[str, Any]],
     progress: Progress,
     timeout: float,
@@ -357,3 +317,26 @@ async def _public_state(link: BleLink | HttpLink) -> str | None:
         return (await link.read_state()).state.wire_name
     except Exception:
         return None
+
+
+async def provision_request(
+    profile: Profile,
+    target: Target,
+    request: ProvisionRequest,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """:func:`provision` for the door registry's uniform phone-side call."""
+    if request.setup_code is None:
+        raise ConfigError("--setup-code", "required (the code on the device label)")
+    return await provision(
+        profile,
+        target,
+        setup_code=request.setup_code,
+        ssid=request.ssid,
+        passphrase=request.passphrase,
+        hidden=request.hidden,
+        outcome_timeout=request.outcome_timeout,
+        on_progress=on_progress,
+        retries=list(request.retries) or None,
+        activation=request.activation,
+    )

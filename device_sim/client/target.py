@@ -1,0 +1,78 @@
+"""What every phone-side client shares: the device to reach, the onboarding asked for, progress
+callbacks, phase timings and the code descriptions of a result.
+
+Each personality's phone side (``device_sim/doors/<name>/``) takes a :class:`Target` and a
+:class:`ProvisionRequest` and returns the same JSON-ready result shape, so the CLI, the demo and
+the benchmarks drive any of them through the door registry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..codes import Code
+from ..profile import Profile
+from ..security.secret import Secret
+
+Progress = Callable[[str, dict[str, Any]], None]
+TERMINAL = ("online", "failed")
+Credentials = tuple[bytes, Secret | None, bool]  # ssid, passphrase, hidden
+
+
+@dataclass(frozen=True)
+class Target:
+    """The device to reach: over BLE (an adapter of this machine, the device's advertised name)
+    or over the SoftAP door's HTTP API (``softap_url``)."""
+
+    adapter: str = "hci1"
+    name: str | None = None
+    discover_timeout: float = 20.0
+    fragment_size: int | None = None
+    softap_url: str | None = None  # provision over the SoftAP door's HTTP API instead of BLE
+
+    @property
+    def transport(self) -> str:
+        return "softap" if self.softap_url else "ble"
+
+
+@dataclass(frozen=True)
+class ProvisionRequest:
+    """One onboarding as a phone asks for it."""
+
+    ssid: bytes
+    passphrase: Secret | None
+    hidden: bool = False
+    setup_code: Secret | None = None  # the label's code (personalities with a PAKE session)
+    activation: dict[str, Secret | str | None] | None = None  # SET_ACTIVATION's inputs
+    retries: list[Credentials] = field(default_factory=list)  # tried in turn after a failure
+    outcome_timeout: float = 120.0
+
+
+class Clock:
+    """Per-phase timings of one attempt, in milliseconds."""
+
+    def __init__(self) -> None:
+        self.t0 = self.last = time.monotonic()
+        self.marks: dict[str, int] = {}
+
+    def mark(self, phase: str) -> None:
+        now = time.monotonic()
+        self.marks[phase] = int((now - self.last) * 1000)
+        self.last = now
+
+    def total(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000)
+
+
+def describe(profile: Profile, code: Code | int) -> dict[str, Any]:
+    """A code as a result shows it: number, name, the user's message and next step."""
+    entry = profile.code(code)
+    return {
+        "code": entry.id,
+        "code_name": entry.name,
+        "message": entry.user_message,
+        "next_step": entry.next_step,
+    }

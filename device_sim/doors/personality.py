@@ -1,0 +1,63 @@
+"""What a personality folder gives the registry (:mod:`.registry`): its :class:`Personality`
+entry, and the :class:`DeviceContext` its device side is built from."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..client.target import Progress, ProvisionRequest, Target
+from ..profile import Profile
+from ..session.port import DoorPort
+
+if TYPE_CHECKING:  # bless loads only with a device side
+    from .ble.host import BlePersonality
+
+
+Handler = Callable[[dict[str, object]], Awaitable[dict[str, object]]]
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """What a personality's device side is built from."""
+
+    port: DoorPort  # its interface to the session layer
+    options: Any  # its options model's values (None when it has no options)
+    personalities: tuple[str, ...]  # every personality this device presents
+    stack: AsyncExitStack  # for components of its own (a GPIO button); closed at shutdown
+
+
+if TYPE_CHECKING:
+
+    class DeviceSide(BlePersonality, Protocol):
+        """A personality's device side as the daemon sees it: a BLE personality that also
+        serves control commands and the device's button."""
+
+        def commands(self) -> dict[str, Handler]:
+            """``device-sim ctl`` commands it serves, by name."""
+
+        def press_button(self, source: str) -> dict[str, object] | None:
+            """The device's button was pressed briefly; what it did (None: nothing to do)."""
+
+
+PhoneSide = Callable[
+    [Profile, Target, ProvisionRequest, Progress | None], Awaitable[dict[str, Any]]
+]
+
+
+@dataclass(frozen=True)
+class Personality:
+    name: str
+    summary: str  # one line for --help and the README
+    device: Callable[[DeviceContext], Awaitable[DeviceSide]]
+    phone: PhoneSide  # the reference client's onboarding through it
+    options: type | None = None  # its options model (a section of the config, flags, env)
+    check_profile: Callable[[Profile], object] | None = None  # parses its profile section
+    setup_code: bool = True  # the phone needs the label's setup code
+    activation: bool = True  # the phone can send activation inputs (account, claim token)
+    commands: tuple[str, ...] = ()  # the control commands its device side serves
+    transports: tuple[str, ...] = ("ble",)
+    # Control commands a bench sends the device before its phone onboards (Improv: the button).
+    bench_commands: tuple[str, ...] = field(default=())

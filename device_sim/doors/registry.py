@@ -1,0 +1,72 @@
+"""The registry of personalities: name -> device side, phone side, options and profile section.
+
+The daemon, the config file, the command line, the demo and the benchmarks read the names and
+what each personality offers from here, so no list of personality names is written anywhere
+else. A personality is a folder under :mod:`device_sim.doors` whose ``__init__`` defines
+``PERSONALITY`` (a :class:`Personality`); adding one means adding its folder, its section of
+``gatt_profile.yaml`` (``personalities.<name>``) and its line in :data:`FOLDERS` below.
+
+Modules load lazily: asking for the names imports nothing; asking for an entry imports only
+that personality's ``__init__``, and its entry imports its device side (bless) or phone side
+(bleak) only when called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Sequence
+
+from ..errors import ConfigError
+from ..profile import Profile
+from .personality import Personality
+
+# One line per personality: its name and its folder (a package under device_sim.doors).
+FOLDERS: dict[str, str] = {
+    "native": "device_sim.doors.native",
+    "improv": "device_sim.doors.improv",
+}
+
+
+def names() -> tuple[str, ...]:
+    """Every personality's name, in the registry's order."""
+    return tuple(FOLDERS)
+
+
+def get(name: str, where: str = "personality") -> Personality:
+    """The entry of ``name``. Raises ConfigError (naming ``where``) for an unknown name."""
+    if name not in FOLDERS:
+        raise ConfigError(where, f"unknown personality {name!r} (known: {', '.join(FOLDERS)})")
+    entry = importlib.import_module(FOLDERS[name]).PERSONALITY
+    assert isinstance(entry, Personality) and entry.name == name
+    return entry
+
+
+def resolve(chosen: Sequence[str] | None, profile: Profile, where: str) -> list[Personality]:
+    """The personalities a device presents: ``chosen`` or the profile's default.
+
+    Raises ConfigError for an unknown or repeated name, or a bad profile section."""
+    picked = tuple(chosen) if chosen else profile.personalities.default
+    if len(set(picked)) != len(picked):
+        raise ConfigError(where, f"a personality is named twice: {', '.join(picked)}")
+    if not chosen:
+        where = f"{profile.personalities.where}.default"
+    entries = [get(name, where) for name in picked]
+    check_profile(profile, picked)
+    return entries
+
+
+def check_profile(profile: Profile, chosen: Iterable[str] = ()) -> None:
+    """The profile's personality sections belong to registered personalities and parse, and
+    every personality in ``chosen`` (and the default) that needs a section has one.
+
+    Raises ConfigError naming the place."""
+    p = profile.personalities
+    for name in p.default:
+        get(name, f"{p.where}.default")
+    for name in p.sections:
+        if get(name, f"{p.where}.{name}").check_profile is None:
+            raise ConfigError(f"{p.where}.{name}", f"the {name} personality takes no section")
+    for name in dict.fromkeys([*p.sections, *p.default, *chosen]):
+        entry = get(name, f"{p.where}.{name}")
+        if entry.check_profile is not None:
+            entry.check_profile(profile)

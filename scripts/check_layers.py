@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Check the import rules of ``device_sim/``: imports run downward only and nothing imports in a
+circle (issue 12). Reads the source with :mod:`ast` (nothing is imported or run), so every import
+counts: at module level, inside functions and under ``TYPE_CHECKING``.
+
+Layers, lowest first (a module may import its own layer or any lower one):
+
+  0 vocabulary  codes, errors, lifecycle, document, ratelimit, wire, dial, options, pki*,
+                security/
+  1 profile/    gatt_profile.yaml as frozen dataclasses
+  2 network/    backends (simulated world, NetworkManager) and connectivity checks
+  3 core/       engine, events, store, identity, activation
+  4 session/    the one door-facing interface
+  5 client/     the shared phone-side flow
+  6 doors/      base.py, personality.py and ble/ (the GATT host), then one folder per door or
+                personality,
+                then supervisor.py and registry.py (which know the doors)
+  7 the rest    daemon, config, options, control, cli, commands/, demo, doctor/, factory/,
+                cloud/, virtual/, testing/
+
+Further rules:
+  * a door skips no layer: doors/ imports session/ and below, never core/ or network/;
+  * a door or personality folder does not import another one (shared parts live in doors/base.py
+    and doors/ble/);
+  * no circle among modules.
+
+Exit status 0 when clean; 1 with one line per finding. ``--graph`` prints the module graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "device_sim"
+
+VOCABULARY = {"codes", "errors", "lifecycle", "document", "ratelimit", "wire", "dial", "options",
+              "pki",
+              "pki_verify", "security", "__init__"}
+RANKS = {"profile": 1, "network": 2, "core": 3, "session": 4, "client": 5, "doors": 6}
+TOP = 7
+DOOR_SHARED = {"base", "ble", "personality", "__init__"}  # doors/ rank 6.0
+DOOR_KNOWERS = {"supervisor", "registry"}  # doors/ rank 6.2
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def rank(module: str) -> float:
+    parts = module.split(".")[1:]
+    if not parts or parts[0] in VOCABULARY:
+        return 0
+    if parts[0] not in RANKS:
+        return TOP
+    if parts[0] != "doors" or len(parts) == 1:
+        return RANKS[parts[0]]
+    if parts[1] in DOOR_SHARED:
+        return 6.0
+    if parts[1] in DOOR_KNOWERS:
+        return 6.2
+    return 6.1
+
+
+def door_folder(module: str) -> str | None:
+    """``device_sim.doors.improv.device`` -> ``improv`` (a door or personality folder)."""
+    parts = module.split(".")
+    if len(parts) >= 3 and parts[1] == "doors" and rank(module) == 6.1:
+        return parts[2]
+    return None
+
+
+def imports(path: Path, module: str, known: set[str]) -> Iterator[tuple[str, int]]:
+    """The device_sim modules ``path`` imports, with line numbers."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == PACKAGE:
+                    yield _nearest(alias.name, known), node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != PACKAGE:
+                continue
+            for alias in node.names:  # `from .pkg import submodule` imports the submodule
+                sub = f"{target}.{alias.name}"
+                yield (sub if sub in known else _nearest(target, known)), node.lineno
+
+
+def _nearest(name: str, known: set[str]) -> str:
+    while name not in known and "." in name:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def check(root: Path = ROOT) -> tuple[list[str], dict[str, set[str]]]:
+    files = {module_name(p): p for p in sorted((root / PACKAGE).rglob("*.py"))}
+    known = set(files)
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    findings: list[str] = []
+    for module, path in files.items():
+        where = path.relative_to(root)
+        for target, line in sorted(set(imports(path, module, known))):
+            if target == module or target not in known:
+                continue
+            graph[module].add(target)
+            if target == PACKAGE:
+                continue
+            if rank(target) > rank(module):
+                findings.append(
+                    f"{where}:{line}: imports upward: {target} (layer {rank(target):g}) "
+                    f"from layer {rank(module):g}"
+                )
+            if rank(module) >= 6 and rank(module) < TOP and rank(target) in (2, 3):
+                findings.append(f"{where}:{line}: a door skips the session layer: {target}")
+            mine, theirs = door_folder(module), door_folder(target)
+            if mine and theirs and mine != theirs:
+                findings.append(f"{where}:{line}: door {mine} imports door {theirs}: {target}")
+    for component in cycles(graph):
+        findings.append("circular import: " + " -> ".join(component))
+    return findings, graph
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--graph", action="store_true", help="print every module's imports")
+    args = parser.parse_args(argv)
+    findings, graph = check()
+    if args.graph:
+        for module in sorted(graph):
+            print(f"{module} ({rank(module):g}): {', '.join(sorted(graph[module])) or '-'}")
+    for finding in findings:
+        print(finding)
+    print(
+        f"check_layers: {len(graph)} modules, "
+        f"{sum(len(v) for v in graph.values())} imports, {len(findings)} findings",
+        file=sys.stderr,
+    )
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
