@@ -67,7 +67,7 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--personality",
-        default="native",
+        default=registry.NATIVE,
         choices=registry.names(),
         help="the protocol to speak (default native: its SRP session)",
     )
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--personality",
-        default="native",
+        default=registry.NATIVE,
         choices=registry.names(),
         help="over BLE: the protocol the phone speaks (default native)",
     )

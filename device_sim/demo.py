@@ -56,7 +56,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
 
     mode = getattr(args, "activation", None)
-    entry = registry.get(args.personality if args.transport == "ble" else "native")
+    entry = registry.get(args.personality if args.transport == "ble" else registry.NATIVE)
     if mode and not entry.activation:
         raise ConfigError(
             "--activation",

@@ -154,7 +154,12 @@ async def open_doors(
         doors.policy,
         device.port("supervisor"),
         ble=make_ble,
-        softap=lambda: SoftApDoor(device.port("softap"), softap, doors_status=doors_status),
+        softap=lambda: SoftApDoor(
+            device.port("softap"),
+            softap,
+            doors_status=doors_status,
+            routes=[route for side in sides for route in side.http_routes()],
+        ),
         window_s=doors.softap_window_s,
     )
     await stack.enter_async_context(supervisor)

@@ -62,11 +62,13 @@ fi
 case "$what" in
   demo) exec .venv/bin/device-sim demo "$@" ;;
   test)
-    # The code checks first (a few seconds): lint, formatting and types of device_sim/.
-    echo "bootstrap: ruff check, ruff format --check and mypy on device_sim/" >&2
+    # The code checks first (a few seconds): lint, formatting and types of device_sim/, and
+    # its import rules (downward only, no circle: scripts/check_layers.py).
+    echo "bootstrap: ruff check, ruff format --check, mypy and check_layers on device_sim/" >&2
     .venv/bin/ruff check --quiet device_sim
     .venv/bin/ruff format --check --quiet device_sim
     .venv/bin/mypy
+    .venv/bin/python scripts/check_layers.py
     exec .venv/bin/python -m pytest "$@" ;;
   setup) exit 0 ;;
   *) echo "usage: bash scripts/bootstrap.sh demo|test|setup [args]" >&2; exit 2 ;;

@@ -47,8 +47,8 @@ DOOR_SHARED = {"base", "ble", "personality", "__init__"}  # doors/ rank 6.0
 DOOR_KNOWERS = {"supervisor", "registry"}  # doors/ rank 6.2
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
@@ -152,7 +152,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def check(root: Path = ROOT) -> tuple[list[str], dict[str, set[str]]]:
-    files = {module_name(p): p for p in sorted((root / PACKAGE).rglob("*.py"))}
+    files = {module_name(p, root): p for p in sorted((root / PACKAGE).rglob("*.py"))}
     known = set(files)
     graph: dict[str, set[str]] = {m: set() for m in files}
     findings: list[str] = []

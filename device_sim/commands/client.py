@@ -64,7 +64,7 @@ async def run(args: argparse.Namespace) -> int:
     if entry.setup_code and not args.setup_code:
         raise ConfigError("--setup-code", "required (the code on the device label)")
     if args.client_command == "networks":
-        if args.personality != "native":
+        if args.personality != registry.NATIVE:
             raise ConfigError("--personality", "the network list is read over the native session")
         nets = await list_networks(profile, target, args.setup_code)
         emit(

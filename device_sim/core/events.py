@@ -42,9 +42,9 @@ class EventPhase(StrEnum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     FACTORY_RESET = "factory_reset"
-    # Notes of the doors and the daemon.
+    # Notes of the doors and the daemon. (A personality's own notes carry its name as their
+    # phase, e.g. "improv": see DoorPort.note_own.)
     DOOR = "door"
-    IMPROV = "improv"
     IDENTIFY = "identify"
     BUTTON = "button"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..client.target import Progress, ProvisionRequest, Target
 from ..profile import Profile
@@ -40,6 +40,18 @@ if TYPE_CHECKING:
 
         def press_button(self, source: str) -> dict[str, object] | None:
             """The device's button was pressed briefly; what it did (None: nothing to do)."""
+
+        def http_routes(self) -> list[HttpRoute]:
+            """Its endpoints on the SoftAP door's listeners (a personality over SoftAP)."""
+
+
+class HttpRoute(NamedTuple):
+    """One endpoint a personality serves on the SoftAP door's HTTP listeners."""
+
+    method: str
+    path: str
+    handler: Callable[[Any], Awaitable[Any]]  # an aiohttp handler: request -> response
+    listeners: tuple[str, ...] = ("ap",)  # ap: on its access point; lan: the home network
 
 
 PhoneSide = Callable[

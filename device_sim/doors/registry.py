@@ -25,6 +25,7 @@ FOLDERS: dict[str, str] = {
     "native": "device_sim.doors.native",
     "improv": "device_sim.doors.improv",
 }
+NATIVE = "native"  # the reference client's default: the personality with the full session API
 
 
 def names() -> tuple[str, ...]:

@@ -156,6 +156,12 @@ class DoorPort:
         """An event without a transition (a door opened, a refused request)."""
         self._engine.note(phase, detail, data, code)
 
+    def note_own(
+        self, detail: str, data: dict[str, Any] | None = None, code: Code = Code.OK
+    ) -> None:
+        """An event of this door's own, its phase the door's name (``improv``: authorized)."""
+        self._engine.note(self.door, detail, data, code)
+
     async def wait_settled(self, timeout: float) -> OnboardingRecord:
         """Until no attempt runs. Raises TimeoutError."""
         return await self._engine.wait_settled(timeout)

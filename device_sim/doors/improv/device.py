@@ -34,7 +34,7 @@ from ...errors import OnboardingError
 from ...security.secret import Secret
 from ...session.port import STATE_PHASES, DiagnosticEvent, DoorPort, EventPhase
 from ..ble.host import Advertised, BleHost, GattChar, GattService
-from ..personality import Handler
+from ..personality import Handler, HttpRoute
 from .codec import (
     Capability,
     Command,
@@ -190,6 +190,9 @@ class ImprovPersonality:
     def press_button(self, source: str) -> dict[str, object] | None:
         return {"action": "improv-authorize", **self.authorize(source)}
 
+    def http_routes(self) -> list[HttpRoute]:
+        return []  # Improv is a BLE-only protocol
+
     async def stop(self) -> None:
         self._unsubscribe()
         for timer in (self._lapse, self._expiry):
@@ -208,7 +211,7 @@ class ImprovPersonality:
         self.authorized = True
         self._arm_lapse()
         LOG.info("improv: authorized by %s for %g s", source, self.authorization_timeout_s)
-        self.port.note(EventPhase.IMPROV, f"authorized by {source}", {"authorized": True})
+        self.port.note_own(f"authorized by {source}", {"authorized": True})
         self._publish_state()
         return {"authorized": True, "timeout_s": self.authorization_timeout_s}
 
@@ -225,7 +228,7 @@ class ImprovPersonality:
             return
         self.authorized = False
         LOG.info("improv: authorization lapsed")
-        self.port.note(EventPhase.IMPROV, "authorization lapsed", {"authorized": False})
+        self.port.note_own("authorization lapsed", {"authorized": False})
         self._publish_state()
 
     def _consume_authorization(self) -> None:
@@ -338,9 +341,7 @@ class ImprovPersonality:
 
     def _need_authorized(self) -> None:
         if not self.authorized:
-            self.port.note(
-                EventPhase.IMPROV, "refused: waiting for the button", code=Code.NOT_AUTHORIZED
-            )
+            self.port.note_own("refused: waiting for the button", code=Code.NOT_AUTHORIZED)
             raise PacketError(ImprovError.NOT_AUTHORIZED, "not authorized: press the button")
 
     async def _wifi_settings(self, packet: Packet) -> None:

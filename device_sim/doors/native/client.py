@@ -77,7 +77,7 @@ async def discover(
         if service_uuid not in [u.lower() for u in adv.service_uuids]:
             return
         raw = adv.manufacturer_data.get(profile.advertising.manufacturer_id)
-        if raw is None:  # BlueZoo carries it as service data (quirk 3, transports/bluez.py)
+        if raw is None:  # BlueZoo carries it as service data (quirk 3, doors/ble/host.py)
             raw = adv.service_data.get(service_uuid)
         info = None
         if raw is not None:

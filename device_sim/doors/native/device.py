@@ -33,7 +33,7 @@ from ...ratelimit import LimitedLog
 from ...session.port import STATE_PHASES, DiagnosticEvent, DoorPort
 from ...wire import AdvertisedInfo, PublicState, Reassembler, fragment, peek_channel
 from ..ble.host import Advertised, BleHost, GattChar, GattService
-from ..personality import Handler
+from ..personality import Handler, HttpRoute
 
 LOG = logging.getLogger(__name__)
 CAPABILITIES = ["scan", "wpa2", "wpa3", "hidden"]
@@ -99,6 +99,9 @@ class NativePersonality:
 
     def press_button(self, source: str) -> dict[str, object] | None:
         return None  # the native service has no use for a button
+
+    def http_routes(self) -> list[HttpRoute]:
+        return []  # over the SoftAP the door's own API carries the native messages
 
     async def stop(self) -> None:
         self._unsubscribe()

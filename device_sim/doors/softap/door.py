@@ -21,7 +21,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from ...security.ap_credentials import wifi_qr_string
 from ...security.secret import Secret
 from ...session.port import AccessPoint, AccessPointConfig, DiagnosticEvent, DoorPort, EventPhase
 from ..base import Door
+from ..personality import HttpRoute
 from .routes import Routes
 from .server import JsonErrorRunner
 from .sessions import HttpClients
@@ -174,7 +175,10 @@ class SoftApDoor(Door):
         options: SoftApOptions,
         *,
         doors_status: Callable[[], dict[str, Any]] | None = None,
+        routes: Sequence[HttpRoute] = (),
     ) -> None:
+        """``routes``: the personalities' own endpoints, served next to the door's (a clash
+        with one of them is a ConfigError)."""
         profile, identity = port.profile, port.identity
         self.port, self.profile, self.identity, self.options = port, profile, identity, options
         self._doors_status = doors_status or (lambda: {})
@@ -228,7 +232,7 @@ class SoftApDoor(Door):
         self._suspended = False  # down for a join, to come back if it fails
         self._dnsmasq: Any = None
         self._lock = asyncio.Lock()
-        self._routes = Routes(port, self)
+        self._routes = Routes(port, self, routes)
         self._unsubscribe: Callable[[], None] | None = None
         self._unfollow: Callable[[], None] = lambda: None
         self._release_radio: Callable[[], None] = lambda: None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from ...security.secret import Secret
 from ...security.setup_code import normalize_setup_code
 from ...session.port import AccessPoint, DiagnosticEvent, DoorPort
 from ...wire import ErrorBody
+from ..personality import HttpRoute
 from .http import (
     error_body,
     error_response,
@@ -71,11 +72,12 @@ class SoftApView(Protocol):
 
 
 class Routes:
-    def __init__(self, port: DoorPort, door: SoftApView) -> None:
+    def __init__(self, port: DoorPort, door: SoftApView, extra: Sequence[HttpRoute] = ()) -> None:
         self.port = port
         self.door = door
         self.profile = port.profile
         self.http = port.profile.softap.http
+        self.extra = list(extra)  # the personalities' own endpoints
         handlers: dict[tuple[str, str], Handler] = {
             ("POST", "/api/v1/message"): self.message,
             ("GET", "/api/v1/events"): self.events,
@@ -93,6 +95,17 @@ class Routes:
                 f"endpoints and handlers differ: {sorted(listed ^ set(handlers))}",
             )
         self._handlers = handlers
+        own = {(e.method, e.path) for e in self.http.endpoints} | {
+            ("GET", p.path) for p in self.profile.softap.probes
+        }
+        seen: set[tuple[str, str]] = set()
+        for route in self.extra:
+            key = (route.method, route.path)
+            if key in own or key in seen or not route.path.startswith("/"):
+                raise ConfigError(
+                    "SoftAP routes", f"{route.method} {route.path} is taken or not a path"
+                )
+            seen.add(key)
         self._page: bytes | None = None
         self._apps: dict[str, web.Application] = {}
 
@@ -121,6 +134,9 @@ class Routes:
                 app.router.add_route(
                     "GET", probe.path, self._probe_handler(probe.path), expect_handler=expect
                 )
+        for route in self.extra:
+            if listener in route.listeners:
+                app.router.add_route(route.method, route.path, route.handler, expect_handler=expect)
         # A catch-all, so that unknown paths and methods (and their Expect headers) get the
         # coded JSON too, not aiohttp's own answers.
         app.router.add_route("*", "/{tail:.*}", self.fallback, expect_handler=expect)
@@ -379,12 +395,14 @@ class Routes:
         ):
             raise web.HTTPFound(self.door.ap_url + "/")  # every page leads to the sign-in page
         # The catch-all route also shadows aiohttp's own 405 for known paths: answer it here.
+        listener = request.app[LISTENER]
         allowed = sorted(
             {
                 ep.method
                 for ep in self.http.endpoints
-                if ep.path == request.path and request.app[LISTENER] in ep.listeners
+                if ep.path == request.path and listener in ep.listeners
             }
+            | {r.method for r in self.extra if r.path == request.path and listener in r.listeners}
         )
         self.door.rejected.log(
             logging.INFO,

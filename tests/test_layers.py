@@ -1,0 +1,64 @@
+"""The import rules of device_sim/ (scripts/check_layers.py): downward only, no circle, doors
+through the session layer, no door importing another."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _checker() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_layers", ROOT / "scripts" / "check_layers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_package_keeps_the_rules() -> None:
+    findings, graph = _checker().check(ROOT)
+    assert findings == []
+    assert len(graph) > 100  # it read the package, not an empty tree
+    # The personalities and the SoftAP door reach only the session layer below them.
+    for module, imports in graph.items():
+        if module.startswith("device_sim.doors."):
+            assert not {i for i in imports if i.startswith(("device_sim.core",
+                                                            "device_sim.network"))}, module
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in {"device_sim/__init__.py": "", **files}.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+def test_it_finds_each_kind_of_breach(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "device_sim/core/__init__.py": "",
+        "device_sim/core/engine.py": "from ..session import port\n",           # upward
+        "device_sim/session/__init__.py": "",
+        "device_sim/session/port.py": "from ..core import engine\n",
+        "device_sim/doors/__init__.py": "",
+        "device_sim/doors/esp/__init__.py": "",
+        "device_sim/doors/esp/device.py": ("from ...core.engine import X\n"   # skips session
+                                           "from ..improv import codec\n"),   # another door
+        "device_sim/doors/improv/__init__.py": "",
+        "device_sim/doors/improv/codec.py": "",
+        "device_sim/profile/__init__.py": "",
+        "device_sim/profile/a.py": "def f():\n    from . import b\n",        # a lazy circle
+        "device_sim/profile/b.py": "from typing import TYPE_CHECKING\n"
+                                   "if TYPE_CHECKING:\n    from . import a\n",
+    })
+    findings, _ = _checker().check(root)
+    text = "\n".join(findings)
+    assert "device_sim/core/engine.py:1: imports upward: device_sim.session.port" in text
+    assert "device_sim/doors/esp/device.py:1: a door skips the session layer" in text
+    assert "door esp imports door improv" in text
+    assert "circular import: device_sim.profile.a -> device_sim.profile.b" in text
+    assert "circular import: device_sim.core.engine -> device_sim.session.port" in text
+    assert len(findings) == 5
