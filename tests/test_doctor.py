@@ -161,6 +161,21 @@ async def test_checks_a_configuration_does_not_need_pass(vb: VirtualBle, state_d
     assert exit_code(results) == 0
 
 
+async def test_config_check_reads_the_personalities(state_dir: Path, tmp_path: Path) -> None:
+    from device_sim.profile import DEFAULT_PROFILE_PATH
+
+    text = DEFAULT_PROFILE_PATH.read_text()
+    assert "  default: [native]\n" in text
+    bad = tmp_path / "gatt_profile.yaml"
+    bad.write_text(text.replace("  default: [native]\n", "  default: [nativ]\n"))
+    r = by_name(await run_checks(nm_config(state_dir, profile=bad), bus_address=NO_BUS))
+    assert not r["config"].ok
+    assert "gatt_profile.yaml: personalities.default" in r["config"].detail
+    cfg = nm_config(state_dir, ble=BleOptions(personalities=("native", "improv")))
+    r = by_name(await run_checks(cfg, bus_address=NO_BUS))
+    assert r["config"].ok and "(personalities native, improv)" in r["config"].detail
+
+
 async def test_unreachable_bus_fails_every_bus_check_and_runs_the_rest(state_dir: Path) -> None:
     r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))
     assert not r["dbus"].ok and NO_BUS in r["dbus"].detail and "dbus" in r["dbus"].fix

@@ -16,10 +16,7 @@ from ..security.secret import Secret
 __all__ = [
     "Parser",
     "hex_bytes",
-    "host_port",
     "http_url",
-    "non_negative_float",
-    "port_number",
     "positive_float",
     "positive_int",
     "setup_code",
@@ -52,19 +49,8 @@ def positive_float(text: str) -> float:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    return float(_number(text, float, 0.0, "must be 0 or more"))
-
-
 def positive_int(text: str) -> int:
     return int(_number(text, int, 1, "must be 1 or more"))
-
-
-def port_number(text: str) -> int:
-    value = int(_number(text, int, 1, "a port is 1-65535"))
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1-65535, not {text!r}")
-    return value
 
 
 def hex_bytes(text: str) -> bytes:
@@ -102,14 +88,3 @@ def http_url(text: str) -> str:
             f"expected http://HOST[:PORT] (e.g. http://192.168.4.1), not {text!r}"
         )
     return text
-
-
-def host_port(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[v6]:PORT`` (the config file's parser: one rule for both); port 0 means
-    any free port."""
-    from ..config import parse_host_port
-
-    try:
-        return parse_host_port(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -128,6 +128,7 @@ async def check_state_dir(ctx: Context) -> str:
 
 
 async def check_config(ctx: Context) -> str:
+    from ..doors import registry
     from ..network.scenario import load_scenario
     from ..profile import load_profile
 
@@ -142,7 +143,11 @@ async def check_config(ctx: Context) -> str:
     ]
     try:
         profile = load_profile(cfg.profile)
-        parts.append(f"profile {profile.source.name} loads")
+        chosen = registry.resolve(cfg.ble.personalities, profile, "ble.personalities")
+        parts.append(
+            f"profile {profile.source.name} loads "
+            f"(personalities {', '.join(e.name for e in chosen)})"
+        )
         if cfg.network.backend == "simulated":
             parts.append(f"scenario {load_scenario(cfg.network.scenario).name} loads")
     except ConfigError as exc:

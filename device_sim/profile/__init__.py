@@ -5,48 +5,5 @@ section; :mod:`.reader` the strict reader all of them use. A personality's own s
 parsed in its folder under :mod:`device_sim.doors`.
 """
 
-from .model import (
-    DEFAULT_PROFILE_PATH,
-    GATT_PROPERTIES,
-    AdvertisingDef,
-    BackoffDef,
-    CharacteristicDef,
-    CodeDef,
-    EndpointDef,
-    FramingDef,
-    HttpDef,
-    MessageDef,
-    PersonalitiesDef,
-    ProbeDef,
-    Profile,
-    ServiceDef,
-    SessionDef,
-    SoftApDef,
-    StateDef,
-    enum_drift,
-    load_profile,
-    parse_profile,
-)
-
-__all__ = [
-    "DEFAULT_PROFILE_PATH",
-    "GATT_PROPERTIES",
-    "AdvertisingDef",
-    "BackoffDef",
-    "CharacteristicDef",
-    "CodeDef",
-    "EndpointDef",
-    "FramingDef",
-    "HttpDef",
-    "MessageDef",
-    "PersonalitiesDef",
-    "ProbeDef",
-    "Profile",
-    "ServiceDef",
-    "SessionDef",
-    "SoftApDef",
-    "StateDef",
-    "enum_drift",
-    "load_profile",
-    "parse_profile",
-]
+from .model import *  # noqa: F403 - the names of model.__all__
+from .model import __all__ as __all__
