@@ -65,6 +65,7 @@ async def run_demo(args: argparse.Namespace) -> int:
 
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="device-sim-demo-") as tmp:
+        labels: dict[str, str] = {}
         if mode:
             unit = _factory_unit(Path(tmp))
             state_dir, label_code, device_id = unit.state_dir, unit.setup_code, unit.device_id
@@ -76,6 +77,10 @@ async def run_demo(args: argparse.Namespace) -> int:
             state_dir = Path(tmp) / "device"
             with DeviceStore(state_dir) as store:
                 identity, label_code = create_identity(store)
+                local_name = profile.advertising.local_name_pattern.format(
+                    short_id=identity.short_id
+                )
+                labels = registry.make_labels(store, profile, local_name)
             device_id = identity.device_id
             say(f"device {device_id}  label setup code {label_code.reveal()}")
         setup_code = args.setup_code or label_code  # checked by the parser (commands.args)
@@ -138,6 +143,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 setup_code=setup_code,
                 activation=cloud.inputs() if cloud is not None else None,
                 retries=retries or [],
+                extra=labels,  # what the phone scans from the label (e.g. ESP's QR)
             )
             result = await entry.phone(profile, target, request, None if args.json else _progress)
             for attempt in result.get("attempts", [result]):

@@ -9,7 +9,7 @@ the benchmarks drive any of them through the door registry.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,9 @@ class ProvisionRequest:
     activation: dict[str, Secret | str | None] | None = None  # SET_ACTIVATION's inputs
     retries: list[Credentials] = field(default_factory=list)  # tried in turn after a failure
     outcome_timeout: float = 120.0
+    # A personality's own phone-side settings from the label or the command line, e.g. ESP's
+    # {"pop": Secret, "sec": 2}; the personality's phone side says which it reads.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Clock:

@@ -21,6 +21,7 @@ def init(args: argparse.Namespace) -> int:
     """
     from ..core.identity import create_identity
     from ..core.store import DeviceStore
+    from ..doors import registry
     from ..profile import load_profile
     from ..security.ap_credentials import wifi_qr_string
     from ..security.secret import Secret
@@ -32,6 +33,8 @@ def init(args: argparse.Namespace) -> int:
         identity, setup_code = create_identity(
             store, code, ap_passphrase_length=profile.softap.passphrase_length
         )
+        local_name = profile.advertising.local_name_pattern.format(short_id=identity.short_id)
+        labels = registry.make_labels(store, profile, local_name)  # the personalities' lines
     shown = format_setup_code(setup_code.reveal())
     ap_ssid = profile.softap.ssid_pattern.format(short_id=identity.short_id)
     assert identity.softap_passphrase is not None
@@ -47,6 +50,7 @@ def init(args: argparse.Namespace) -> int:
                     "softap_ssid": ap_ssid,
                     "softap_passphrase": ap_pass,
                     "softap_wifi_qr": qr,
+                    **labels,
                 }
             )
         )
@@ -57,6 +61,8 @@ def init(args: argparse.Namespace) -> int:
             f"setup Wi-Fi (SoftAP): {ap_ssid}  passphrase {ap_pass}\n"
             f"Wi-Fi QR:   {qr}"
         )
+        for key, value in labels.items():
+            print(f"{key}: {value}")
     return 0
 
 

@@ -45,6 +45,11 @@ if TYPE_CHECKING:
             """Its endpoints on the SoftAP door's listeners (a personality over SoftAP)."""
 
 
+LabelMaker = Callable[
+    [Callable[[str], "str | None"], Callable[[str, str], None], Profile, str], dict[str, str]
+]
+
+
 class HttpRoute(NamedTuple):
     """One endpoint a personality serves on the SoftAP door's HTTP listeners."""
 
@@ -73,3 +78,6 @@ class Personality:
     transports: tuple[str, ...] = ("ble",)
     # Control commands a bench sends the device before its phone onboards (Improv: the button).
     bench_commands: tuple[str, ...] = field(default=())
+    # Its secrets and label lines, made with the device's identity (init, factory, demo):
+    # label(setting, set_setting, profile, local_name) -> label fields; settings under its name.
+    label: LabelMaker | None = None

@@ -14,7 +14,8 @@ that personality's ``__init__``, and its entry imports its device side (bless) o
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from ..profile import Profile
@@ -24,6 +25,7 @@ from .personality import Personality
 FOLDERS: dict[str, str] = {
     "native": "device_sim.doors.native",
     "improv": "device_sim.doors.improv",
+    "esp": "device_sim.doors.esp",
 }
 NATIVE = "native"  # the reference client's default: the personality with the full session API
 
@@ -71,3 +73,27 @@ def check_profile(profile: Profile, chosen: Iterable[str] = ()) -> None:
         entry = get(name, f"{p.where}.{name}")
         if entry.check_profile is not None:
             entry.check_profile(profile)
+
+
+def make_labels(store: Any, profile: Profile, local_name: str) -> dict[str, str]:
+    """Every personality's secrets and label lines for a new identity (``device-sim init``,
+    the factory, the demo): each writes its settings under its own name in ``store``."""
+    fields: dict[str, str] = {}
+    for name in names():
+        entry = get(name)
+        if entry.label is not None:
+            fields.update(entry.label(*_settings_of(store, name), profile, local_name))
+    return fields
+
+
+def _settings_of(
+    store: Any, name: str
+) -> tuple[Callable[[str], str | None], Callable[[str, str], None]]:
+    def setting(key: str) -> str | None:
+        value = store.setting(f"{name}.{key}")
+        return None if value is None else str(value)
+
+    def set_setting(key: str, value: str) -> None:
+        store.set_setting(f"{name}.{key}", value)
+
+    return setting, set_setting

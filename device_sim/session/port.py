@@ -106,6 +106,19 @@ class DoorPort:
         returns the function that ends it. One server at a time (the door supervisor)."""
         return self._service.serve_softap_requests(opener)
 
+    def check_backoff(self) -> None:
+        """Before a door checks a proof of its own (a PoP, an SRP password): raises
+        SessionError(TOO_MANY_ATTEMPTS) while the persisted backoff on wrong proofs runs."""
+        self._service.check_backoff()
+
+    def proof_failed(self, what: str) -> None:
+        """A door's own proof was wrong: one more failure for the shared backoff."""
+        self._service.count_failure(what)
+
+    def proof_succeeded(self) -> None:
+        """A door's own proof was right: the failure count starts over."""
+        self._service.store.reset_auth_failures()
+
     def follow_sessions(
         self, opened: SessionOpened | None = None, closed: SessionClosed | None = None
     ) -> Callable[[], None]:

@@ -212,7 +212,7 @@ class ProvisioningService:
                 raise SessionError(Code.BUSY, "another client holds the provisioning session")
             self._close(Code.CLIENT_TIMEOUT)
 
-    def _check_backoff(self) -> None:
+    def check_backoff(self) -> None:
         failures, last_ms = self.store.auth_failures()
         wait = self.backoff.retry_after_ms(failures, last_ms, self._wall_ms())
         if wait > 0:
@@ -222,18 +222,18 @@ class ProvisioningService:
                 retry_after_ms=wait,
             )
 
-    def _count_failure(self, what: str) -> int:
+    def count_failure(self, what: str) -> int:
         """One more failed setup-code attempt (persisted); returns the backoff to report."""
         failures = self.store.record_auth_failure(self._wall_ms())
         LOG.warning("%s (%d failures in a row)", what, failures)
         return self.backoff.retry_after_ms(failures, self._wall_ms(), self._wall_ms())
 
     def _count_wrong_code(self, exc: SessionError) -> None:
-        exc.retry_after_ms = self._count_failure("wrong setup code")
+        exc.retry_after_ms = self.count_failure("wrong setup code")
 
     def _pake_start(self, peer: Hashable, body: bytes, send: Sender) -> bytes:
         self._check_free(peer)
-        self._check_backoff()
+        self.check_backoff()
         if self._session is not None:  # the same peer starts over: drop its old session
             self._close(Code.OK, notify=False)
         handshake = DeviceHandshake(self.identity.srp_salt, self.identity.srp_verifier)
@@ -288,7 +288,7 @@ class ProvisioningService:
         :meth:`direct_provision` raises).
         """
         self._check_free(peer)
-        self._check_backoff()
+        self.check_backoff()
         client = ClientHandshake(setup_code)
         device = DeviceHandshake(self.identity.srp_salt, self.identity.srp_verifier)
         try:
@@ -441,7 +441,7 @@ class ProvisioningService:
         if s is None:
             return
         if s.handshake is not None:
-            self._count_failure(
+            self.count_failure(
                 f"a handshake ended without a proof ({code.name}): counted as a wrong setup code"
             )
         if notify and s.send is not None and code is not Code.OK:

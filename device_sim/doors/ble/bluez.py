@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bless.backends.bluezdbus.dbus.advertisement import BlueZLEAdvertisement, Type
@@ -83,6 +83,52 @@ def route_writes_with_origin(
         methods[i] = replacement
         return
     raise TypeError(f"{characteristic!r} has no WriteValue method")
+
+
+def serve_request_response(
+    characteristic: ServiceInterface,
+    respond: Callable[[bytes, str | None], Awaitable[bytes]],
+) -> None:
+    """A characteristic a client writes a request to and then reads the answer from (ESP-IDF's
+    protocomm endpoints). WriteValue waits for ``respond(value, central)`` (the ATT write
+    response leaves when it is done); ReadValue returns that central's answer from the
+    ``offset`` the stack asks for, so long reads of answers larger than the MTU work. A write
+    with an ``offset`` (a prepared long write) extends that central's request instead of
+    starting one: the answer is made when the request is read back, if not before.
+    """
+    answers: dict[str | None, bytes] = {}
+    partial: dict[str | None, bytearray] = {}
+
+    def central_of(options: dict[str, Any]) -> str | None:
+        device = options.get("device")
+        path = device.value if isinstance(device, Variant) else None
+        return path if isinstance(path, str) else None
+
+    def offset_of(options: dict[str, Any]) -> int:
+        offset = options.get("offset")
+        value = offset.value if isinstance(offset, Variant) else 0
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    async def write_value(interface: Any, value: bytes, options: dict[str, Any]) -> None:
+        central, offset = central_of(options), offset_of(options)
+        if offset:
+            partial.setdefault(central, bytearray()).extend(value)
+            return
+        partial.pop(central, None)
+        answers[central] = await respond(bytes(value), central)
+
+    async def read_value(interface: Any, options: dict[str, Any]) -> bytes:
+        central, offset = central_of(options), offset_of(options)
+        if offset == 0 and central in partial:  # a long write ended: answer it now
+            answers[central] = await respond(bytes(partial.pop(central)), central)
+        return answers.get(central, b"")[offset:]
+
+    methods = ServiceInterface._get_methods(characteristic)
+    for i, method in enumerate(methods):
+        if method.name in ("WriteValue", "ReadValue"):
+            replacement = copy.copy(method)
+            replacement.fn = write_value if method.name == "WriteValue" else read_value
+            methods[i] = replacement
 
 
 async def is_bluezoo(bus: Any) -> bool:

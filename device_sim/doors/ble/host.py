@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from bless import BlessServer, GATTAttributePermissions, GATTCharacteristicProperties
+from bless import (
+    BlessServer,
+    GATTAttributePermissions,
+    GATTCharacteristicProperties,
+    GATTDescriptorProperties,
+)
 
 from ...errors import TransportError, ble_setup_error
 from ..base import Door
@@ -32,6 +37,7 @@ from .bluez import (
     ProvisioningAdvertisement,
     is_bluezoo,
     route_writes_with_origin,
+    serve_request_response,
 )
 from .options import DEFAULT_NOTIFY_SIZE
 
@@ -50,6 +56,11 @@ class GattChar(NamedTuple):
     uuid: str
     properties: tuple[str, ...]
     value: bytes  # the initial value
+    # (descriptor UUID, value) of read-only descriptors, e.g. a 0x2901 user description
+    descriptors: tuple[tuple[str, bytes], ...] = ()
+    # A request/response characteristic: a write is answered by respond(request, central) and
+    # the answer read back by that central (bluez.serve_request_response); on_write is not called
+    respond: Callable[[bytes, str | None], Awaitable[bytes]] | None = None
 
 
 class GattService(NamedTuple):
@@ -115,6 +126,7 @@ class BleHost(Door):
         self._advs: list[ProvisioningAdvertisement] = []
         self._char_service: dict[str, str] = {}
         self._char_owner: dict[str, BlePersonality] = {}
+        self._responders: dict[str, Callable[[bytes, str | None], Awaitable[bytes]]] = {}
         self._adv_dirty = asyncio.Event()
         self._adv_task: asyncio.Task[None] | None = None
         self._watcher = ConnectionWatcher(adapter, self._on_connections)
@@ -149,13 +161,26 @@ class BleHost(Door):
                         bytearray(char.value),
                         _permissions(char.properties),
                     )
+                    for desc_uuid, desc_value in char.descriptors:
+                        await server.add_new_descriptor(
+                            service.uuid,
+                            char.uuid,
+                            desc_uuid,
+                            GATTDescriptorProperties.read,
+                            bytearray(desc_value),
+                            GATTAttributePermissions.readable,
+                        )
                     self._char_service[char.uuid] = service.uuid
                     self._char_owner[char.uuid] = personality
+                    if char.respond is not None:
+                        self._responders[char.uuid] = char.respond
         for gatt_service in server.app.services:
             for gatt_char in gatt_service.characteristics:
                 uuid = str(gatt_char._uuid).lower()
                 owner = self._char_owner.get(uuid)
-                if owner is not None and {"write", "write-without-response"} & set(
+                if uuid in self._responders:
+                    serve_request_response(gatt_char, self._responders[uuid])
+                elif owner is not None and {"write", "write-without-response"} & set(
                     gatt_char._flags
                 ):
                     route_writes_with_origin(gatt_char, self._writer_for(owner, uuid))

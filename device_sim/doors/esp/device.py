@@ -1,0 +1,410 @@
+"""The ESP personality, device side: protocomm endpoints over BLE and over the SoftAP listener.
+
+:class:`EspEndpoints` answers one endpoint request of one protocomm session (bytes in, bytes
+out), whatever carried it; :class:`EspPersonality` puts it on the BLE host (one read+write
+characteristic per endpoint, its name in a 0x2901 user description; write the request, read the
+answer) and on the SoftAP door (``POST /<endpoint>``, the session bound by a ``session`` cookie).
+
+The protocol under it is wifi_provisioning's: ``prov-config`` SetConfig stores the network,
+ApplyConfig starts the join through the session layer (the device authorized its user with the
+protocomm session), GetStatus answers Connecting while the engine works and keeps the outcome
+for the next poll; a failed join can be retried in the same session (another SetConfig +
+ApplyConfig), ``prov-ctrl`` reset/reprov clear the attempt. ``device-sim-diag`` gives a client
+that knows device-sim the specific code, its message and next step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...codes import State
+from ...errors import OnboardingError
+from ...security.secret import Secret
+from ...session.port import AccessPoint, DoorPort
+from ..ble.host import Advertised, BleHost, GattChar, GattService
+from ..personality import Handler, HttpRoute
+from . import proto
+from .identity import credentials
+from .profile import DIAG, ENDPOINTS, EspDef, esp_def
+from .security import DeviceSecurity, EspSessionError
+
+LOG = logging.getLogger(__name__)
+USER_DESCRIPTION = "00002901-0000-1000-8000-00805f9b34fb"
+COOKIE = "session"
+MAX_REQUEST = 4096  # the largest endpoint request (security 2's first is about 420 bytes)
+_AUTH = {
+    "open": "open",
+    "wep": "wep",
+    "wpa2-psk": "wpa2-psk",
+    "wpa3-sae": "wpa3-sae",
+    "wpa2-wpa3": "wpa2-wpa3",
+    "enterprise": "enterprise",
+}
+
+
+class EndpointError(Exception):
+    """A request the endpoint cannot answer at all (no session, undecodable): the transport
+    reports a failure (BLE: an empty answer; HTTP: 400)."""
+
+
+@dataclass
+class _Session:
+    security: DeviceSecurity
+    ssid: bytes | None = None
+    passphrase: Secret | None = None
+    applied: bool = False  # ApplyConfig started a join this session follows
+    networks: list[AccessPoint] = field(default_factory=list)
+    last_error: dict[str, Any] | None = None
+
+
+class EspEndpoints:
+    """The endpoints of every protocomm session of one device."""
+
+    def __init__(self, port: DoorPort, spec: EspDef, *, security: int, patch: int) -> None:
+        self.port, self.spec, self.version, self.patch = port, spec, security, patch
+        self.pop, self.salt, self.verifier = credentials(port, spec)
+        self._sessions: OrderedDict[Hashable, _Session] = OrderedDict()
+
+    def proto_ver(self) -> bytes:
+        caps = list(self.spec.caps)
+        if self.version == 0:
+            caps.append("no_sec")
+        prov: dict[str, Any] = {"ver": self.spec.proto_ver, "sec_ver": self.version, "cap": caps}
+        if self.version == 2:
+            prov["sec_patch_ver"] = self.patch
+        info = {
+            "prov": prov,
+            "device_sim": {"diag": DIAG, "id": self.port.identity.device_id},
+        }
+        return json.dumps(info, separators=(",", ":")).encode()
+
+    async def call(self, endpoint: str, key: Hashable, data: bytes) -> bytes:
+        """Answer ``data`` sent to ``endpoint`` by session ``key``. Raises EndpointError."""
+        if len(data) > MAX_REQUEST:
+            raise EndpointError(f"a request of {len(data)} bytes")
+        if endpoint == "proto-ver":
+            return self.proto_ver()
+        if endpoint == "prov-session":
+            return self._session_step(key, data)
+        session = self._sessions.get(key)
+        if session is None or session.security.cipher is None:
+            raise EndpointError(f"{endpoint} without an established session")
+        self._sessions.move_to_end(key)
+        try:
+            plain = session.security.cipher.decrypt(data)
+        except EspSessionError as exc:
+            raise EndpointError(exc.detail) from None
+        try:
+            if endpoint == "prov-config":
+                answer = proto.encode(proto.CONFIG, await self._config(key, session, plain))
+            elif endpoint == "prov-scan":
+                answer = proto.encode(proto.SCAN, await self._scan(session, plain))
+            elif endpoint == "prov-ctrl":
+                answer = proto.encode(proto.CTRL, self._ctrl(key, session, plain))
+            elif endpoint == DIAG:
+                answer = json.dumps(self.diagnostics(session), separators=(",", ":")).encode()
+            else:
+                raise EndpointError(f"no endpoint {endpoint}")
+        except proto.DecodeError as exc:
+            raise EndpointError(f"{endpoint}: {exc}") from None
+        return session.security.cipher.encrypt(answer)
+
+    def drop(self, key: Hashable) -> None:
+        """The transport of session ``key`` is gone (BLE disconnect)."""
+        if self._sessions.pop(key, None) is not None and self.port.session_peer == key:
+            self.port.peer_gone(key)
+
+    # --- prov-session ------------------------------------------------------------------------
+
+    def _session_step(self, key: Hashable, data: bytes) -> bytes:
+        try:
+            request = proto.decode(proto.SESSION, data)
+        except proto.DecodeError as exc:
+            raise EndpointError(f"prov-session: {exc}") from None
+        payload = request.get(f"sec{request.get('sec_ver', 0)}", {})
+        session = self._sessions.get(key)
+        if session is None or payload.get("msg", 0) == proto.CMD0:
+            session = self._open(key)
+        try:
+            if session.security.version and payload.get("msg", 0) == proto.CMD0:
+                self.port.check_backoff()
+            answer = session.security.handle(request)
+        except OnboardingError as exc:  # TOO_MANY_ATTEMPTS
+            session.last_error = _error(exc)
+            return proto.encode(proto.SESSION, session.security.error("InvalidSession"))
+        except EspSessionError as exc:
+            LOG.info("esp: session %s: %s", _short(key), exc.detail)
+            if session.security.proof_failed:
+                self.port.proof_failed(f"esp: {exc.detail}")
+            self._sessions.pop(key, None)
+            return proto.encode(proto.SESSION, session.security.error(exc.status))
+        if session.security.cipher is not None:
+            self.port.proof_succeeded()
+            LOG.info("esp: security %d session open (%s)", self.version, _short(key))
+        return proto.encode(proto.SESSION, answer)
+
+    def _open(self, key: Hashable) -> _Session:
+        old = self._sessions.pop(key, None)
+        if old is not None and self.port.session_peer == key:
+            self.port.release(key)
+        while len(self._sessions) >= self.spec.max_sessions:
+            oldest, _ = self._sessions.popitem(last=False)
+            if self.port.session_peer == oldest:
+                self.port.release(oldest)
+        security = DeviceSecurity(
+            self.version,
+            pop=self.pop.reveal().encode() if self.version == 1 else None,
+            username=self.spec.username,
+            salt=self.salt,
+            verifier=self.verifier,
+            patch=self.patch,
+        )
+        session = _Session(security)
+        self._sessions[key] = session
+        return session
+
+    # --- prov-config -------------------------------------------------------------------------
+
+    async def _config(self, key: Hashable, session: _Session, plain: bytes) -> dict[str, Any]:
+        request = proto.decode(proto.CONFIG, plain)
+        msg = request.get("msg", 0)
+        if msg == proto.CMD_GET_STATUS:
+            return {"msg": proto.RESP_GET_STATUS, "resp_get_status": self._status(key, session)}
+        if msg == proto.CMD_SET_CONFIG:
+            cfg = request.get("cmd_set_config", {})
+            status = 0
+            try:
+                passphrase = cfg.get("passphrase", b"").decode("utf-8")
+            except UnicodeDecodeError:
+                passphrase, status = "", proto.STATUS["InvalidArgument"]
+            ssid = cfg.get("ssid", b"")
+            if not 1 <= len(ssid) <= 32:
+                status = proto.STATUS["InvalidArgument"]
+            if status == 0:
+                session.ssid = ssid
+                session.passphrase = Secret(passphrase) if passphrase else None
+            return {"msg": proto.RESP_SET_CONFIG, "resp_set_config": {"status": status}}
+        if msg == proto.CMD_APPLY_CONFIG:
+            return {"msg": proto.RESP_APPLY_CONFIG, "resp_apply_config": self._apply(key, session)}
+        raise proto.DecodeError(f"prov-config message {msg}")
+
+    def _apply(self, key: Hashable, session: _Session) -> dict[str, Any]:
+        if session.ssid is None:
+            return {"status": proto.STATUS["InvalidArgument"]}
+        try:
+            self.port.direct_provision(key, session.ssid, session.passphrase, hidden=False)
+        except OnboardingError as exc:
+            LOG.info("esp: ApplyConfig refused: %s", exc)
+            session.last_error = _error(exc)
+            bad = exc.code.name == "INVALID_CREDENTIALS_FORMAT"
+            return {"status": proto.STATUS["InvalidArgument" if bad else "InternalError"]}
+        session.applied, session.last_error = True, None
+        return {"status": 0}
+
+    def _status(self, key: Hashable, session: _Session) -> dict[str, Any]:
+        record, state = self.port.record, self.port.state
+        if self.port.busy or (session.applied and state is State.CREDENTIALS_RECEIVED):
+            return {"status": 0, "sta_state": proto.STA_CONNECTING}
+        if state is State.ONLINE:
+            self._finished(key, session)
+            match = re.search(r"\bip (\S+)", record.detail or "")
+            connected = {
+                "ip4_addr": match.group(1) if match else "0.0.0.0",
+                "ssid": record.ssid or b"",
+            }
+            return {"status": 0, "sta_state": proto.STA_CONNECTED, "connected": connected}
+        if state is State.FAILED:
+            self._finished(key, session)
+            auth = record.code.name in self.spec.auth_error_codes
+            reason = proto.FAIL_AUTH_ERROR if auth else proto.FAIL_NETWORK_NOT_FOUND
+            return {"status": 0, "sta_state": proto.STA_FAILED, "fail_reason": reason}
+        return {"status": 0, "sta_state": proto.STA_DISCONNECTED}
+
+    def _finished(self, key: Hashable, session: _Session) -> None:
+        """The phone read the outcome of its join: the device is free for others again."""
+        if session.applied and self.port.session_peer == key:
+            self.port.release(key)
+
+    # --- prov-scan and prov-ctrl -------------------------------------------------------------
+
+    async def _scan(self, session: _Session, plain: bytes) -> dict[str, Any]:
+        request = proto.decode(proto.SCAN, plain)
+        msg = request.get("msg", 0)
+        if msg == proto.CMD_SCAN_START:
+            try:
+                networks = await self.port.scan()
+            except OnboardingError as exc:
+                session.last_error = _error(exc)
+                return {"msg": proto.RESP_SCAN_START, "status": proto.STATUS["InternalError"]}
+            session.networks = [ap for ap in networks if ap.ssid]
+            return {"msg": proto.RESP_SCAN_START, "resp_scan_start": {}}
+        if msg == proto.CMD_SCAN_STATUS:
+            status = {"scan_finished": 1, "result_count": len(session.networks)}
+            return {"msg": proto.RESP_SCAN_STATUS, "resp_scan_status": status}
+        if msg == proto.CMD_SCAN_RESULT:
+            ask = request.get("cmd_scan_result", {})
+            start = ask.get("start_index", 0)
+            count = min(ask.get("count", 0), self.spec.scan_page)
+            if start + count > len(session.networks):
+                return {"msg": proto.RESP_SCAN_RESULT, "status": proto.STATUS["InvalidArgument"]}
+            entries = [_entry(ap) for ap in session.networks[start : start + count]]
+            return {"msg": proto.RESP_SCAN_RESULT, "resp_scan_result": {"entries": entries}}
+        raise proto.DecodeError(f"prov-scan message {msg}")
+
+    def _ctrl(self, key: Hashable, session: _Session, plain: bytes) -> dict[str, Any]:
+        request = proto.decode(proto.CTRL, plain)
+        msg = request.get("msg", 0)
+        if msg not in (proto.CMD_CTRL_RESET, proto.CMD_CTRL_REPROV):
+            raise proto.DecodeError(f"prov-ctrl message {msg}")
+        if self.port.busy:  # a join runs: neither may interrupt it
+            return {"msg": msg + 1, "status": proto.STATUS["InvalidSession"]}
+        # reset: after a failure, start over; reprov: a provisioned device takes new settings.
+        session.ssid = session.passphrase = None
+        session.applied, session.last_error = False, None
+        if self.port.session_peer == key:
+            self.port.release(key)
+        LOG.info("esp: %s", "reset" if msg == proto.CMD_CTRL_RESET else "reprovision")
+        if msg == proto.CMD_CTRL_RESET:
+            return {"msg": proto.RESP_CTRL_RESET, "resp_ctrl_reset": {}}
+        return {"msg": proto.RESP_CTRL_REPROV, "resp_ctrl_reprov": {}}
+
+    def diagnostics(self, session: _Session | None = None) -> dict[str, Any]:
+        """device-sim's specific outcome, for an ESP app that knows device-sim."""
+        record = self.port.record
+        entry = self.port.profile.code(record.code)
+        out: dict[str, Any] = {
+            "state": record.state.wire_name,
+            "code": entry.id,
+            "code_name": entry.name,
+            "message": entry.user_message,
+            "next_step": entry.next_step,
+            "phase": record.phase,
+            "attempt": record.attempt,
+        }
+        if session is not None and session.last_error is not None:
+            out["request_error"] = session.last_error
+        return out
+
+
+def _error(exc: OnboardingError) -> dict[str, Any]:
+    return {"code": int(exc.code), "code_name": exc.code.name, "detail": exc.detail}
+
+
+def _entry(ap: AccessPoint) -> dict[str, Any]:
+    try:
+        bssid = bytes.fromhex(ap.bssid.replace(":", ""))
+    except ValueError:
+        bssid = b""
+    auth = proto.AUTH_MODES.get(_AUTH.get(str(ap.security), "open"), 0)
+    return {"ssid": ap.ssid, "channel": ap.channel, "rssi": ap.rssi, "bssid": bssid, "auth": auth}
+
+
+def _short(key: Hashable) -> str:
+    return str(key[0]) if isinstance(key, tuple) and key else "peer"
+
+
+class EspPersonality:
+    """The ESP personality on the BLE host and the SoftAP door."""
+
+    name = "esp"
+
+    def __init__(self, port: DoorPort, *, security: int | None, patch: int | None) -> None:
+        self.port = port
+        self.spec = esp_def(port.profile)
+        self.endpoints = EspEndpoints(
+            port,
+            self.spec,
+            security=self.spec.security if security is None else security,
+            patch=self.spec.sec_patch_ver if patch is None else patch,
+        )
+        self.security = self.endpoints.version
+
+    # --- BLE ---------------------------------------------------------------------------------
+
+    def gatt(self) -> list[GattService]:
+        chars = [
+            GattChar(
+                uuid,
+                ("read", "write"),
+                b"",
+                descriptors=((USER_DESCRIPTION, name.encode()),),
+                respond=self._responder(name),
+            )
+            for name, uuid in self.spec.endpoints.items()
+        ]
+        return [GattService(self.spec.service_uuid, chars)]
+
+    def _responder(self, endpoint: str) -> Any:
+        async def respond(data: bytes, central: str | None) -> bytes:
+            try:
+                return await self.endpoints.call(endpoint, ("esp", central), data)
+            except EndpointError as exc:
+                LOG.info("esp: %s over BLE: %s", endpoint, exc)
+                return b""
+            except Exception:  # a bug must still answer
+                LOG.exception("esp: %s failed", endpoint)
+                return b""
+
+        return respond
+
+    def advertised(self) -> Advertised:
+        return Advertised([self.spec.service_uuid], {}, {})
+
+    def attach(self, host: BleHost) -> None:
+        pass  # answers are read back; nothing is notified
+
+    def on_write(self, char_uuid: str, value: bytes, central: str | None) -> None:
+        pass  # every endpoint is a request/response characteristic
+
+    def on_connections(self, connected: frozenset[str], gone: frozenset[str]) -> None:
+        for central in gone:
+            self.endpoints.drop(("esp", central))
+
+    def commands(self) -> dict[str, Handler]:
+        async def label(args: dict[str, object]) -> dict[str, object]:
+            from .identity import qr_payload
+
+            return {
+                "qr": qr_payload(self.port, self.spec, transport=str(args.get("transport", "ble")))
+            }
+
+        return {"esp-label": label}
+
+    def press_button(self, source: str) -> dict[str, object] | None:
+        return None
+
+    async def stop(self) -> None:
+        pass
+
+    # --- SoftAP ------------------------------------------------------------------------------
+
+    def http_routes(self) -> list[HttpRoute]:
+        return [HttpRoute("POST", f"/{name}", self._http(name)) for name in (*ENDPOINTS, DIAG)]
+
+    def _http(self, endpoint: str) -> Any:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            token = request.cookies.get(COOKIE)
+            new = token is None or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", token)
+            if new:
+                token = secrets.token_urlsafe(24)
+            body = await request.content.read(MAX_REQUEST + 1)
+            try:
+                answer = await self.endpoints.call(endpoint, ("esp-http", token), body)
+            except EndpointError as exc:
+                LOG.info("esp: %s over HTTP: %s", endpoint, exc)
+                return web.Response(status=400, text=str(exc))
+            response = web.Response(body=answer, content_type="application/octet-stream")
+            if new:
+                response.headers["Set-Cookie"] = f"{COOKIE}={token}"
+            return response
+
+        return handle
