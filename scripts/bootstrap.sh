@@ -56,6 +56,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: installing device-sim[$extra] and its dependencies into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".[$extra]"
+  if [ "$extra" = "test" ]; then
+    # Espressif's provisioning client as shipped in esp-rainmaker-cli, driven unmodified by the
+    # ESP tests. Without its other dependencies (OpenCV, boto3, esptool, ... for RainMaker's
+    # cloud and flashing): the provisioning modules need only bleak, cryptography and protobuf.
+    .venv/bin/python -m pip install -q --no-deps "esp-rainmaker-cli==1.14.1"
+  fi
   touch "$stamp"
 fi
 

@@ -157,6 +157,8 @@ class AccessPointConfig:
     band: Band = Band.GHZ_2_4
     channel: int = 6
     address: str = "192.168.4.1"
+    # The AP stays up while the station joins (an ESP32's APSTA mode): the radio does both.
+    concurrent: bool = False
 
     def __repr__(self) -> str:
         return (

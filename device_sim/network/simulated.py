@@ -243,8 +243,9 @@ class SimulatedBackend(NetworkBackend):
 
     # -- NetworkBackend
     def _radio_free(self, what: str) -> None:
-        # One radio, as on most hardware: the SoftAP door must take its AP down first.
-        if self._ap is not None:
+        # One radio, as on most hardware: the SoftAP door must take its AP down first, unless
+        # it asked for a concurrent AP (AP and station at once, an ESP32's APSTA mode).
+        if self._ap is not None and not self._ap.concurrent:
             raise NetworkError(
                 Code.INTERNAL_ERROR,
                 f"cannot {what}: the radio is the access point {self._ap.ssid!r}",
@@ -257,7 +258,8 @@ class SimulatedBackend(NetworkBackend):
     async def start_access_point(self, config: AccessPointConfig) -> None:
         """The simulated AP: the radio changes mode; the door serves HTTP on loopback or netns."""
         self._started()
-        self._connected = None  # the station goes down with the mode change
+        if not config.concurrent:
+            self._connected = None  # the station goes down with the mode change
         self._ap = config
         log.info("radio: access point %r up", config)
 

@@ -41,8 +41,10 @@ def labels(device: Device) -> dict[str, str]:
 class Phone:
     """Espressif's client pieces, driven as esp_prov drives them (sync parts in a thread)."""
 
-    def __init__(self, transport: Any, security: Any, is_async: bool) -> None:
+    def __init__(self, transport: Any, security: Any, is_async: bool,
+                 reconnect: Any = None) -> None:
         self.tp, self.sec, self.is_async = transport, security, is_async
+        self.reconnect = reconnect  # a new transport, for a phone that re-joins the AP
 
     async def send(self, endpoint: str, data: str) -> str:
         if self.is_async:
@@ -75,6 +77,8 @@ class Phone:
                                              prov.config_get_status_request(self.sec))
                 except (OSError, RuntimeError):
                     await asyncio.sleep(0.1)
+                    if self.reconnect is not None:
+                        await self.reconnect(self)
                     continue
                 state = prov.config_get_status_response(self.sec, answer)
                 if state in ("connected", "failed"):
@@ -186,3 +190,100 @@ async def test_ble_wrong_proof_is_refused(device: Device, ble_phone: Any, versio
     with pytest.raises(RuntimeError, match="verify device"):
         await phone.handshake()
     assert device.record().state.wire_name == "unprovisioned"
+
+
+# --- over the SoftAP -----------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def softap_phone(device: Device) -> AsyncIterator[Any]:
+    """Espressif's HTTP transport on the device's access point (its address from the daemon)."""
+    from rmaker_tools.common import transport
+    made: list[Any] = []
+
+    async def connect() -> Any:
+        url = device.ready["doors"]["softap"]["ap_url"].removeprefix("http://")
+        tp = await asyncio.to_thread(transport.Transport_HTTP, url)
+        made.append(tp)
+        return tp
+
+    async def phone(version: int, pop: str, patch: int = 1) -> Phone:
+        async def reconnect(phone: Phone) -> None:
+            """The phone lost the AP during the join (one radio) and joins it again: a new
+            connection with the same session cookie (Transport_HTTP's get/set_cookie) and a
+            new protocomm session, since requests lost with the AP moved the old cipher on."""
+            phone.tp.conn.close()
+            try:
+                tp = await connect()
+            except OSError:  # the AP is still down
+                return
+            tp.set_cookie(phone.tp.get_cookie())
+            phone.tp, phone.sec = tp, security(version, pop, patch)
+            try:
+                await phone.handshake()
+            except (OSError, RuntimeError):
+                return
+
+        return Phone(await connect(), security(version, pop, patch), is_async=False,
+                     reconnect=reconnect)
+
+    yield phone
+    for tp in made:  # its HTTPConnection stays open until closed
+        tp.conn.close()
+
+
+@pytest.mark.parametrize(("version", "patch"), [(0, 1), (1, 1), (2, 0), (2, 1)])
+async def test_softap_onboarding_each_security(device: Device, softap_phone: Any, version: int,
+                                               patch: int) -> None:
+    pop = json.loads(labels(device)["esp_qr"])["pop"]
+    await device.start("engineering-wifi", "--personality", "esp", "--esp-sec", str(version),
+                       "--esp-sec-patch", str(patch), "--softap-concurrent", doors="softap-only")
+    phone = await softap_phone(version, pop, patch)
+    info = json.loads(await phone.send("proto-ver", "---"))
+    assert info["prov"]["sec_ver"] == version
+    await phone.handshake()
+    assert SSID in [e["ssid"] for e in await phone.scan()]
+    await phone.set_and_apply(SSID, PASSPHRASE)
+    assert await phone.outcome() == "connected"       # read on the AP, still up (concurrent)
+    assert device.record().state.wire_name == "online"
+
+
+async def test_softap_wrong_password_then_success(device: Device, softap_phone: Any,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a concurrent AP (one radio) the phone loses the AP during the join, joins it
+    again and reads the outcome the device kept; then it retries (the device ends online)."""
+    pop = json.loads(labels(device)["esp_qr"])["pop"]
+    await device.start("engineering-wifi", "--personality", "esp", doors="softap-only")
+    phone = await softap_phone(2, pop)
+    await phone.handshake()
+    await phone.set_and_apply(SSID, "not-the-passphrase")
+    capsys.readouterr()
+    assert await phone.outcome() == "failed"
+    assert "Failure reason: Incorrect Password" in capsys.readouterr().out   # AuthError
+    await phone.set_and_apply(SSID, PASSPHRASE)
+    await asyncio.sleep(0)
+    assert await device_online(device)
+
+
+async def device_online(device: Device, timeout: float = 30.0) -> bool:
+    """The device's own state (the phone lost the AP for good: one radio, joined)."""
+    from device_sim.control import control_request
+    async with asyncio.timeout(timeout):
+        while (await control_request(device.state_dir, "status"))["state"] != "online":
+            await asyncio.sleep(0.1)
+    return True
+
+
+async def test_softap_concurrent_wrong_password_then_success_in_the_same_session(
+        device: Device, softap_phone: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    pop = json.loads(labels(device)["esp_qr"])["pop"]
+    await device.start("engineering-wifi", "--personality", "esp", "--softap-concurrent",
+                       doors="softap-only")
+    phone = await softap_phone(2, pop)
+    await phone.handshake()
+    await phone.set_and_apply(SSID, "not-the-passphrase")
+    capsys.readouterr()
+    assert await phone.outcome() == "failed"
+    assert "Failure reason: Incorrect Password" in capsys.readouterr().out   # AuthError
+    await phone.set_and_apply(SSID, PASSPHRASE)
+    assert await phone.outcome() == "connected"

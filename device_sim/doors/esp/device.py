@@ -250,10 +250,10 @@ class EspEndpoints:
             return {"msg": proto.RESP_SCAN_STATUS, "resp_scan_status": status}
         if msg == proto.CMD_SCAN_RESULT:
             ask = request.get("cmd_scan_result", {})
-            start = ask.get("start_index", 0)
-            count = min(ask.get("count", 0), self.spec.scan_page)
-            if start + count > len(session.networks):
+            start, asked = ask.get("start_index", 0), ask.get("count", 0)
+            if start >= len(session.networks) or asked == 0:
                 return {"msg": proto.RESP_SCAN_RESULT, "status": proto.STATUS["InvalidArgument"]}
+            count = min(asked, self.spec.scan_page, len(session.networks) - start)
             entries = [_entry(ap) for ap in session.networks[start : start + count]]
             return {"msg": proto.RESP_SCAN_RESULT, "resp_scan_result": {"entries": entries}}
         raise proto.DecodeError(f"prov-scan message {msg}")

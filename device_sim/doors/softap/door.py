@@ -75,6 +75,12 @@ class SoftApOptions:
         choices=CAPTIVE_MODES,
     )
     open: bool = opt(False, "run the AP without WPA2 (bench only; logged loudly)")
+    concurrent: bool = opt(
+        False,
+        "keep the AP up while the device joins, until the phone that started the join has "
+        "its outcome (AP and station at once, as an ESP32 in APSTA mode; the simulated radio "
+        "can, the NetworkManager backend cannot)",
+    )
     dnsmasq: str | None = opt(
         None,
         "run dnsmasq on this interface while the AP is up (DHCP with option 114, every DNS "
@@ -191,7 +197,9 @@ class SoftApDoor(Door):
             )
         else:
             passphrase = identity.softap_passphrase
-        self.ap_config = AccessPointConfig(ssid, passphrase, address=options.listen_host)
+        self.ap_config = AccessPointConfig(
+            ssid, passphrase, address=options.listen_host, concurrent=options.concurrent
+        )
         self.clients = HttpClients(lambda peer: port.session_peer == peer)
         # A rejected request is logged once, briefly; a flood of them at most 10 lines a minute.
         self.rejected = LimitedLog(LOG, "softap: rejected request", burst=10, window_s=60)
@@ -230,6 +238,7 @@ class SoftApDoor(Door):
         self.closing = False  # a listener is going down: long polls answer at once
         self._wanted = False  # the AP should be up (started and not stopped)
         self._suspended = False  # down for a join, to come back if it fails
+        self._down_after_session = False  # concurrent AP: down when the holder's session ends
         self._dnsmasq: Any = None
         self._lock = asyncio.Lock()
         self._routes = Routes(port, self, routes)
@@ -310,6 +319,9 @@ class SoftApDoor(Door):
     async def before_station(self) -> None:
         async with self._lock:
             await self._close_lan()
+            if self.ap.up and self.options.concurrent:
+                LOG.info("softap: access point stays up during the join (concurrent)")
+                return
             if self.ap.up:
                 self._suspended = True
                 LOG.info("softap: access point down for the join (one radio)")
@@ -317,6 +329,15 @@ class SoftApDoor(Door):
 
     async def after_station(self, state: State) -> None:
         async with self._lock:
+            if self.options.concurrent and self.ap.up and state is State.ONLINE:
+                # The phone on the AP reads its outcome there; the AP goes when its session
+                # does (or now, when no session started the join).
+                self._wanted = False
+                if self.port.session_peer is None:
+                    await self._take_down()
+                else:
+                    self._down_after_session = True
+                return
             if not self._suspended or not self._wanted:
                 return
             self._suspended = False
@@ -397,6 +418,11 @@ class SoftApDoor(Door):
         await dnsmasq.start()
         self._dnsmasq = dnsmasq
 
+    async def _take_down_locked(self) -> None:
+        async with self._lock:
+            if not self._wanted:
+                await self._take_down()
+
     async def _close_lan(self) -> None:
         if self.lan.up:
             self.closing = True
@@ -426,6 +452,12 @@ class SoftApDoor(Door):
                 return
 
     def _session_closed(self, peer: Hashable, code: Code) -> None:
+        if self._down_after_session:  # a concurrent AP's phone has its outcome: AP down
+            self._down_after_session = False
+            task = asyncio.get_running_loop().create_task(self._take_down_locked())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         if self.lan.up and any(peer == box.peer for box in self.clients):
             # The session that read its outcome over the home network is over: stop serving.
             task = asyncio.get_running_loop().create_task(self._close_lan())

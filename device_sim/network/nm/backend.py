@@ -456,6 +456,12 @@ class NetworkManagerBackend(NetworkBackend):
         Raises NetworkError(SOFTAP_UNAVAILABLE) when the device cannot be an AP, the file cannot
         be written, or NetworkManager refuses or fails to start it.
         """
+        if config.concurrent:
+            raise NetworkError(
+                Code.SOFTAP_UNAVAILABLE,
+                "the NetworkManager backend runs the access point or the station, not both "
+                "(turn softap.concurrent off)",
+            )
         async with self._lock:
             client = self._started()
             if self._ap == config and self._ap_profile is not None:
