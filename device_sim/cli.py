@@ -138,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--account", help="activation: the user's cloud account")
     c.add_argument("--claim-token", help="activation: the claim token from the label's QR")
     c.add_argument("--device-password", help="registration: the device user's password")
+    c.add_argument(
+        "--pop",
+        help="esp: the proof of possession on the label (also the security 2 password)",
+    )
+    c.add_argument(
+        "--sec",
+        type=int,
+        choices=[0, 1, 2],
+        help="esp: the protocomm security (default: what the device's proto-ver says)",
+    )
     c = csub.add_parser("portal", help="detect a captive portal as a phone OS does (SoftAP)")
     c.add_argument(
         "--probe-url",

@@ -56,7 +56,11 @@ async def run_demo(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
 
     mode = getattr(args, "activation", None)
-    entry = registry.get(args.personality if args.transport == "ble" else registry.NATIVE)
+    entry = registry.get(args.personality)
+    if args.transport not in entry.transports:
+        raise ConfigError(
+            "--transport", f"the {entry.name} personality does not run over {args.transport}"
+        )
     if mode and not entry.activation:
         raise ConfigError(
             "--activation",
@@ -105,7 +109,11 @@ async def run_demo(args: argparse.Namespace) -> int:
                 say(f"virtual BLE: {', '.join(vb.adapters)} on {vb.bus_address}")
                 stack.enter_context(use_bus(vb))
                 env, adapter, doors = vb.env(), vb.adapters[0], "ble-only"
-            extra = ["--personality", args.personality] if args.transport == "ble" else []
+            extra = ["--personality", args.personality]
+            if args.transport == "softap" and entry.name != registry.NATIVE:
+                # A personality's own SoftAP API (ESP's) is read on the AP after the join, as
+                # an ESP32 keeps its AP up (APSTA): the emulated radio does both at once.
+                extra.append("--softap-concurrent")
             extra += cloud.daemon_args() if cloud is not None else []
             daemon = DaemonProcess(
                 daemon_argv(

@@ -93,6 +93,14 @@ async def run(args: argparse.Namespace) -> int:
         setup_code=args.setup_code,
         activation=activation,
         outcome_timeout=args.timeout,
+        extra={
+            k: v
+            for k, v in {
+                "pop": Secret(args.pop) if args.pop else None,
+                "sec": args.sec,
+            }.items()
+            if v is not None
+        },
     )
     result = await entry.phone(profile, target, request, None if args.json else _print_progress)
     emit(args, result, lambda: format_result(result))

@@ -63,6 +63,17 @@ class LabelText:
         ]
 
 
+@dataclass(frozen=True)
+class PersonalityLabel:
+    """A personality's own label, next to the device-sim one: its QR (e.g. Espressif's
+    provisioning JSON) and a few text lines. Secrets are revealed only when rendered."""
+
+    lines: tuple[tuple[str, str], ...]
+
+    def fields(self) -> list[tuple[str, str]]:
+        return list(self.lines)
+
+
 def make_payload(device_id: str, setup_code: Secret, claim_token: Secret) -> Secret:
     """The QR payload. Raises ValueError if a field is malformed (the message names only the
     field, never its value)."""
@@ -99,7 +110,7 @@ def _font(size: int) -> Any:
         return ImageFont.load_default()
 
 
-def render_png(payload: Secret, text: LabelText) -> bytes:
+def render_png(payload: Secret, text: LabelText | PersonalityLabel) -> bytes:
     """The label as PNG bytes (QR on top, text lines below)."""
     from PIL import Image, ImageDraw
 
@@ -126,7 +137,7 @@ def render_png(payload: Secret, text: LabelText) -> bytes:
     return out.getvalue()
 
 
-def render_svg(payload: Secret, text: LabelText) -> bytes:
+def render_svg(payload: Secret, text: LabelText | PersonalityLabel) -> bytes:
     """The label as an SVG document: segno's QR SVG nested in an outer SVG, plus text."""
     qr = _qr(payload)
     qr_w, _ = qr.symbol_size(scale=_SCALE, border=_BORDER)

@@ -38,12 +38,13 @@ from ..codes import Code, State
 from ..core.events import EventPhase
 from ..core.identity import create_identity
 from ..core.store import Credentials, DeviceStore
+from ..doors import registry
 from ..errors import ConfigError
 from ..profile import Profile, load_profile
 from ..security.secret import Secret
 from . import outputs
 from .checks import SelfTestReport, selftest
-from .label import LabelText, make_payload, render_png, render_svg
+from .label import LabelText, PersonalityLabel, make_payload, render_png, render_svg
 from .registration import RegistrationKey, write_private
 from .registry import DEFAULT_PREFIX, SerialRegistry
 
@@ -204,6 +205,8 @@ def _build(
         identity, setup_code = create_identity(
             store, device_id=device_id, ap_passphrase_length=profile.softap.passphrase_length
         )
+        local_name = profile.advertising.local_name_pattern.format(short_id=identity.short_id)
+        personal = registry.make_labels(store, profile, local_name)  # e.g. ESP's PoP and QR
         if credentials is not None:  # QR pre-provisioning: tried at first boot
             store.transition(
                 State.CREDENTIALS_RECEIVED,
@@ -248,6 +251,19 @@ def _build(
     # The labels hold the setup code, claim token and SoftAP passphrase: 0600 until printed.
     write_private(unit_dir / "label.png", render_png(payload, text))
     write_private(unit_dir / "label.svg", render_svg(payload, text))
+    # Each personality's own QR (Espressif's apps scan theirs) on a label of its own: the
+    # device-sim label keeps exactly one QR, as the self-test checks.
+    for field_name, value in personal.items():
+        if field_name.endswith("_qr"):
+            name = field_name.removesuffix("_qr")
+            lines = tuple(
+                (k.removeprefix(f"{name}_").replace("_", " "), v)
+                for k, v in personal.items()
+                if k.startswith(f"{name}_") and not k.endswith(("_qr", "_qr_softap"))
+            )
+            extra = PersonalityLabel(((f"{name} device", local_name), *lines))
+            write_private(unit_dir / f"label-{name}.png", render_png(Secret(value), extra))
+            write_private(unit_dir / f"label-{name}.svg", render_svg(Secret(value), extra))
 
     report = selftest(
         unit_dir, factory, setup_code=setup_code, payload=payload, profile_path=profile.source

@@ -149,6 +149,20 @@ class EspSession:
 
     def __init__(self, link: EspLink, security: ClientSecurity) -> None:
         self.link, self.security = link, security
+        self._params = (security.version, security.pop, security.username, security.password)
+
+    async def reopen(self) -> bool:
+        """A new session on the same link (a phone that lost the AP and joined it again: the
+        requests lost with it moved the old cipher on). False while the device is unreachable."""
+        version, pop, username, password = self._params
+        self.security = ClientSecurity(
+            version, pop=pop, username=username, password=password, patch=self.security.patch
+        )
+        try:
+            await self.open()
+        except DeviceUnreachable:
+            return False
+        return True
 
     async def open(self) -> None:
         """Raises OnboardingError(WRONG_SETUP_CODE) when the device refuses the proof."""
@@ -297,7 +311,9 @@ async def _attempt(
         except DeviceUnreachable:
             if not target.softap_url:
                 raise
-            await asyncio.sleep(POLL_S)  # the AP is down while the device joins: poll again
+            # The AP is down while the device joins (one radio): join it again, new session.
+            await asyncio.sleep(POLL_S)
+            await session.reopen()
             continue
         status = answer.get("resp_get_status", {})
         state = status.get("sta_state", proto.STA_CONNECTED)

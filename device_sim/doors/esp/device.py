@@ -15,6 +15,7 @@ that knows device-sim the specific code, its message and next step.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -38,6 +39,7 @@ from .security import DeviceSecurity, EspSessionError
 LOG = logging.getLogger(__name__)
 USER_DESCRIPTION = "00002901-0000-1000-8000-00805f9b34fb"
 COOKIE = "session"
+RELEASE_GRACE_S = 1.0  # after success, the phone's session ends this much later
 MAX_REQUEST = 4096  # the largest endpoint request (security 2's first is about 420 bytes)
 _AUTH = {
     "open": "open",
@@ -71,6 +73,7 @@ class EspEndpoints:
         self.port, self.spec, self.version, self.patch = port, spec, security, patch
         self.pop, self.salt, self.verifier = credentials(port, spec)
         self._sessions: OrderedDict[Hashable, _Session] = OrderedDict()
+        self._release_timer: asyncio.TimerHandle | None = None
 
     def proto_ver(self) -> bytes:
         caps = list(self.spec.caps)
@@ -115,6 +118,10 @@ class EspEndpoints:
         except proto.DecodeError as exc:
             raise EndpointError(f"{endpoint}: {exc}") from None
         return session.security.cipher.encrypt(answer)
+
+    def close(self) -> None:
+        if self._release_timer is not None:
+            self._release_timer.cancel()
 
     def drop(self, key: Hashable) -> None:
         """The transport of session ``key`` is gone (BLE disconnect)."""
@@ -213,7 +220,7 @@ class EspEndpoints:
         if self.port.busy or (session.applied and state is State.CREDENTIALS_RECEIVED):
             return {"status": 0, "sta_state": proto.STA_CONNECTING}
         if state is State.ONLINE:
-            self._finished(key, session)
+            self._finished(key, session, online=True)
             match = re.search(r"\bip (\S+)", record.detail or "")
             connected = {
                 "ip4_addr": match.group(1) if match else "0.0.0.0",
@@ -227,10 +234,20 @@ class EspEndpoints:
             return {"status": 0, "sta_state": proto.STA_FAILED, "fail_reason": reason}
         return {"status": 0, "sta_state": proto.STA_DISCONNECTED}
 
-    def _finished(self, key: Hashable, session: _Session) -> None:
-        """The phone read the outcome of its join: the device is free for others again."""
-        if session.applied and self.port.session_peer == key:
+    def _finished(self, key: Hashable, session: _Session, *, online: bool = False) -> None:
+        """The phone read the outcome of its join: the device is free for others again. After
+        success, a moment later (ESP-IDF's cleanup delay), so the phone can still read the
+        diagnostics endpoint before a concurrent access point goes down with the session."""
+        if not session.applied or self.port.session_peer != key:
+            return
+        if not online:
             self.port.release(key)
+            return
+        session.applied = False
+        loop = asyncio.get_running_loop()
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        self._release_timer = loop.call_later(RELEASE_GRACE_S, self.port.release, key)
 
     # --- prov-scan and prov-ctrl -------------------------------------------------------------
 
@@ -381,7 +398,7 @@ class EspPersonality:
         return None
 
     async def stop(self) -> None:
-        pass
+        self.endpoints.close()
 
     # --- SoftAP ------------------------------------------------------------------------------
 

@@ -120,7 +120,12 @@ async def test_status_from_connecting_to_failed_to_connected_in_one_session(devi
     assert online.get("sta_state", 0) == proto.STA_CONNECTED  # 0: absent on the wire
     assert online["connected"]["ip4_addr"] == "10.20.0.50"
     assert online["connected"]["ssid"] == LAB.ssid
-    assert dev.service.session_peer is None   # the outcome was read: the device is free
+    assert dev.service.session_peer == app.key   # still there to read the diagnostics
+    released = asyncio.Event()
+    dev.service.follow_sessions(closed=lambda peer, code: released.set())
+    async with asyncio.timeout(5):               # then the device is free (ESP's cleanup delay)
+        await released.wait()
+    assert dev.service.session_peer is None
 
 
 async def test_bad_input_is_refused_without_a_session(device: Any) -> None:
