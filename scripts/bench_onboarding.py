@@ -82,7 +82,9 @@ async def bench_ble(count: int, scenario_name: str, personality: str) -> dict[st
     with tempfile.TemporaryDirectory(prefix="device-sim-bench-") as tmp:
         state = Path(tmp) / "device"
         with DeviceStore(state) as store:
-            create_identity(store, code)
+            identity, _ = create_identity(store, code)
+            local_name = profile.advertising.local_name_pattern.format(short_id=identity.short_id)
+            labels = registry.make_labels(store, profile, local_name)  # e.g. ESP's PoP
         async with VirtualBle(adapters=1) as vb:
             argv = daemon_argv(state, adapter=vb.adapters[0], scenario=scenario_name,
                                zero_delay=True, extra=["--personality", personality])
@@ -99,7 +101,8 @@ async def bench_ble(count: int, scenario_name: str, personality: str) -> dict[st
                             await control_request(state, command)
                         request = ProvisionRequest(
                             creds.ssid, Secret(creds.passphrase) if creds.passphrase else None,
-                            hidden=creds.hidden, setup_code=code, outcome_timeout=30)
+                            hidden=creds.hidden, setup_code=code, outcome_timeout=30,
+                            extra=labels)
                         target = Target(adapter=phone, name=ready["local_name"])
                         result = await entry.phone(profile, target, request, None)
                         if result["state"] != "online":
@@ -166,14 +169,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--scenario", default="zero-delay")
     parser.add_argument("--transport", default="ble", choices=["ble", "softap"])
-    parser.add_argument("--personality", default="native", choices=registry.names(),
-                        help="over BLE: the personality onboarded (default native)")
+    parser.add_argument("--personality", default="native", choices=[*registry.names(), "all"],
+                        help="over BLE: the personality onboarded (default native); all: each "
+                             "in turn, one table")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 200:
         parser.error("--count must be 1..200")
     if args.transport == "softap":
         report = asyncio.run(bench_softap(args.count, args.scenario))
+    elif args.personality == "all":
+        reports = [asyncio.run(bench_ble(args.count, args.scenario, name))
+                   for name in registry.names()]
+        if args.json:
+            print(json.dumps(reports, indent=2))
+            return 0
+        print(f"{args.count} onboardings each over BLE ({args.scenario}), connect -> online:")
+        print(f"  {'personality':<12} {'p50 ms':>7} {'p90 ms':>7} {'mean ms':>8} "
+              f"{'round trips':>12} {'peak RSS MiB':>13}")
+        for r in reports:
+            c, t = r["connect_to_online_ms"], r["round_trips_per_onboarding"]
+            print(f"  {r['transport']:<12} {c['p50']:>7} {c['p90']:>7} {c['mean']:>8} "
+                  f"{t['min']:>5}-{t['max']:<6} {r['daemon_peak_rss_mib']:>13}")
+        return 0
     else:
         report = asyncio.run(bench_ble(args.count, args.scenario, args.personality))
     if args.json:
