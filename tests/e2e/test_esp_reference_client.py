@@ -246,6 +246,9 @@ async def test_softap_onboarding_each_security(device: Device, softap_phone: Any
     await phone.set_and_apply(SSID, PASSPHRASE)
     assert await phone.outcome() == "connected"       # read on the AP, still up (concurrent)
     assert device.record().state.wire_name == "online"
+    cookie = phone.tp.get_cookie().split("=", 1)[1]
+    log = device.log.read_text()
+    assert cookie not in log and pop not in log        # bearer cookie and PoP never logged
 
 
 async def test_softap_wrong_password_then_success(device: Device, softap_phone: Any,

@@ -16,6 +16,7 @@ that knows device-sim the specific code, its message and next step.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -54,6 +55,19 @@ _AUTH = {
 class EndpointError(Exception):
     """A request the endpoint cannot answer at all (no session, undecodable): the transport
     reports a failure (BLE: an empty answer; HTTP: 400)."""
+
+
+@dataclass(frozen=True)
+class CookiePeer:
+    """The session-layer peer of an HTTP client: equal by its cookie, shown (in logs, reprs) by
+    a short digest of it, never the cookie itself (a bearer credential)."""
+
+    token: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"esp http client {hashlib.sha256(self.token.encode()).hexdigest()[:8]}"
+
+    __repr__ = __str__
 
 
 @dataclass
@@ -324,7 +338,7 @@ def _entry(ap: AccessPoint) -> dict[str, Any]:
 
 
 def _short(key: Hashable) -> str:
-    return str(key[0]) if isinstance(key, tuple) and key else "peer"
+    return str(key[0]) if isinstance(key, tuple) and key else str(key)
 
 
 class EspPersonality:
@@ -409,13 +423,12 @@ class EspPersonality:
         from aiohttp import web
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            token = request.cookies.get(COOKIE)
-            new = token is None or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", token)
-            if new:
-                token = secrets.token_urlsafe(24)
+            given = request.cookies.get(COOKIE)
+            new = given is None or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", given)
+            token = secrets.token_urlsafe(24) if new or given is None else given
             body = await request.content.read(MAX_REQUEST + 1)
             try:
-                answer = await self.endpoints.call(endpoint, ("esp-http", token), body)
+                answer = await self.endpoints.call(endpoint, CookiePeer(token), body)
             except EndpointError as exc:
                 LOG.info("esp: %s over HTTP: %s", endpoint, exc)
                 return web.Response(status=400, text=str(exc))
