@@ -29,6 +29,7 @@ TARGETS = {
     "tests/fuzz/test_codecs.py::test_reassembler": 1,
     "tests/fuzz/test_codecs.py::test_message_decoders": 1,
     "tests/fuzz/test_codecs.py::test_improv_codec": 1,
+    "tests/fuzz/test_codecs.py::test_esp_codec": 1,
     "tests/fuzz/test_session_and_http.py::test_session_layer": 6,
     "tests/fuzz/test_session_and_http.py::test_http_api": 1,
     "tests/fuzz/test_loaders.py::test_scenario_documents": 1,

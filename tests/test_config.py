@@ -25,6 +25,7 @@ from device_sim.config import (
 from device_sim.core.options import CloudOptions, TimeoutOptions
 from device_sim.doors import registry
 from device_sim.doors.ble.options import BleOptions
+from device_sim.doors.esp.options import EspOptions
 from device_sim.doors.improv.options import ImprovOptions
 from device_sim.doors.softap.door import SoftApOptions
 from device_sim.doors.supervisor import DoorOptions, Policy
@@ -69,6 +70,7 @@ lan = "[::]:8381"
 lan_announce = "pi.local"
 captive_mode = "portal"
 open = true
+concurrent = true
 dnsmasq = "wlan0"
 
 [improv]
@@ -76,6 +78,10 @@ authorization = "required"
 authorization_timeout_s = 90
 redirect_url = "https://example.com/welcome"
 button = "gpiochip0:17"
+
+[esp]
+sec = 1
+sec_patch = 0
 
 [cloud]
 host = "cloud.example.com"
@@ -96,13 +102,18 @@ FULL_FLAGS = [
     "--doors", "both", "--softap-window", "0",
     "--softap-listen", "10.42.0.1:80", "--softap-lan", "[::]:8381",
     "--softap-lan-announce", "pi.local", "--captive-mode", "portal", "--softap-open",
+    "--softap-concurrent",
     "--softap-dnsmasq", "wlan0",
     "--improv-auth", "required", "--improv-auth-timeout", "90",
     "--improv-redirect-url", "https://example.com/welcome", "--improv-button", "gpiochip0:17",
+    "--esp-sec", "1", "--esp-sec-patch", "0",
     "--cloud-host", "cloud.example.com", "--cloud-port", "8443", "--cloud-ca", "/srv/ca.pem",
     "--activation", "claim", "--cloud-url", "https://cloud.example.com:8443",
     "--activation-password", "cloud",
 ]
+
+
+DEFAULT_PERSONAL = {"improv": ImprovOptions(), "esp": EspOptions()}
 
 
 def write(tmp_path: Path, text: str, name: str = "device-sim.toml") -> Path:
@@ -120,13 +131,15 @@ def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
                                0.5),
         timeouts=TimeoutOptions(0.5, 30.5),
         doors=DoorOptions(Policy.BOTH, 0.0),
-        softap=SoftApOptions(HostPort("10.42.0.1", 80), HostPort("::", 8381), "pi.local",
-                             "portal", True, "wlan0"),
+        softap=SoftApOptions(listen=HostPort("10.42.0.1", 80), lan=HostPort("::", 8381),
+                             lan_announce="pi.local", captive_mode="portal", open=True,
+                             concurrent=True, dnsmasq="wlan0"),
         cloud=CloudOptions("cloud.example.com", 8443, ca, "claim",
                            "https://cloud.example.com:8443", "cloud"),
         personality_options={"improv": ImprovOptions("required", 90.0,
                                                      "https://example.com/welcome",
-                                                     "gpiochip0:17")},
+                                                     "gpiochip0:17"),
+                             "esp": EspOptions(1, 0)},
     )
 
 
@@ -154,7 +167,7 @@ def test_flags_and_environment_set_the_same_options(tmp_path: Path) -> None:
                   [o.place for o in options]):
         assert len(set(names)) == len(names)
     # FULL (and so FULL_FLAGS and the variables) sets every option away from its default.
-    defaults = _option_values(DaemonOptions(personality_options={"improv": ImprovOptions()}))
+    defaults = _option_values(DaemonOptions(personality_options=DEFAULT_PERSONAL))
     for o, value in _option_values(expected).items():
         assert value != defaults[o], o.place
 
@@ -188,7 +201,7 @@ def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
 
 def test_empty_file_gives_the_run_defaults(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, ""))
-    assert cfg == DaemonOptions(personality_options={"improv": ImprovOptions()})
+    assert cfg == DaemonOptions(personality_options=DEFAULT_PERSONAL)
     assert cfg.state_dir == Path("/var/lib/device-sim") and cfg.profile is None
     assert (cfg.ble.adapter, cfg.ble.personalities, cfg.ble.notify_size) == ("hci0", None, 244)
     assert cfg.network.backend is BackendKind.SIMULATED and cfg.network.scenario == "typical-home"
@@ -201,7 +214,7 @@ def test_personality_sections_come_from_the_registry() -> None:
     models = personality_models()
     assert models == {name: registry.get(name).options for name in registry.names()
                       if registry.get(name).options is not None}
-    assert models["improv"] is ImprovOptions
+    assert models["improv"] is ImprovOptions and models["esp"] is EspOptions
 
 
 @pytest.mark.parametrize(("text", "where"), [

@@ -1,4 +1,5 @@
-"""The wire codec (fragments, messages, public characteristics) and the Improv codec, fed
+"""The wire codec (fragments, messages, public characteristics), the Improv codec and the ESP
+protobuf codec, fed
 anything: they answer with their coded error (ProtocolError, PacketError), never a crash."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
+from device_sim.doors.esp import proto
 from device_sim.doors.improv.codec import PacketError, RpcAssembler, build_packet, parse_packet
 from device_sim.errors import OnboardingError
 from device_sim.wire import (
@@ -91,3 +93,41 @@ def test_improv_codec(fuzz_counts: Counter[str], writes: list[bytes]) -> None:
                 parse_packet(packet)
             except PacketError:
                 pass
+
+
+# --- ESP-IDF provisioning (protobuf) -----------------------------------------------------------
+
+ESP_SCHEMAS = [proto.SESSION, proto.CONFIG, proto.SCAN, proto.CTRL]
+
+
+@st.composite
+def esp_messages(draw: st.DrawFn) -> bytes:
+    """Valid encodings of real shapes, mutated, truncated, or random bytes."""
+    kind = draw(st.sampled_from(["valid", "mutated", "random"]))
+    if kind == "random":
+        return draw(st.binary(max_size=80))
+    message = draw(st.sampled_from([
+        {"sec_ver": 2, "sec2": {"msg": 0, "sc0": {"client_username": b"wifiprov",
+                                                  "client_pubkey": b"\x05" * 48}}},
+        {"msg": 2, "cmd_set_config": {"ssid": b"Lab", "passphrase": b"pass-word"}},
+        {"msg": 5, "resp_scan_result": {"entries": [{"ssid": b"A", "rssi": -60}]}},
+        {"msg": 1, "cmd_ctrl_reset": {}},
+    ]))
+    schema = next(s for s in ESP_SCHEMAS if set(message) <= set(s))
+    data = bytearray(proto.encode(schema, message))
+    if kind == "mutated" and data:
+        for _ in range(draw(st.integers(1, 4))):
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+        data = data[: draw(st.integers(0, len(data)))]
+    return bytes(data)
+
+
+@FUZZ
+@given(esp_messages(), st.sampled_from(ESP_SCHEMAS))
+def test_esp_codec(fuzz_counts: Counter[str], data: bytes, schema: proto.Schema) -> None:
+    fuzz_counts["esp: protobuf messages"] += 1
+    try:
+        decoded = proto.decode(schema, data)
+    except proto.DecodeError:
+        return
+    assert proto.decode(schema, proto.encode(schema, decoded)) == decoded  # stable round trip
