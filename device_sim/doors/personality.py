@@ -3,6 +3,7 @@ entry, and the :class:`DeviceContext` its device side is built from."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -81,3 +82,14 @@ class Personality:
     # Its secrets and label lines, made with the device's identity (init, factory, demo):
     # label(setting, set_setting, profile, local_name) -> label fields; settings under its name.
     label: LabelMaker | None = None
+
+
+def lazy(module: str, function: str) -> Callable[..., Any]:
+    """``module.function``, imported when first called: a registry entry names its device and
+    phone sides without loading bless or bleak until they are used."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), function)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = f"{module}.{function}"
+    return call

@@ -7,14 +7,12 @@ for its authorization). Phone side: :mod:`.client`. Codec: :mod:`.codec`. Its se
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..personality import DeviceContext, Personality
+from ..personality import DeviceContext, Personality, lazy
 from .options import ImprovOptions
 
 if TYPE_CHECKING:
-    from ...client.target import Progress, ProvisionRequest, Target
-    from ...profile import Profile
     from ..personality import DeviceSide
 
 
@@ -37,27 +35,13 @@ async def _device(ctx: DeviceContext) -> DeviceSide:
     return improv
 
 
-async def _phone(
-    profile: Profile, target: Target, request: ProvisionRequest, progress: Progress | None
-) -> dict[str, Any]:
-    from .client import provision_request
-
-    return await provision_request(profile, target, request, progress)
-
-
-def _check_profile(profile: Profile) -> object:
-    from .profile import improv_def
-
-    return improv_def(profile)
-
-
 PERSONALITY = Personality(
     name="improv",
     summary="the open Improv Wi-Fi BLE service: physical authorization, no session",
     device=_device,
-    phone=_phone,
+    phone=lazy(f"{__name__}.client", "provision_request"),
     options=ImprovOptions,
-    check_profile=_check_profile,
+    check_profile=lazy(f"{__name__}.profile", "improv_def"),
     setup_code=False,
     activation=False,
     commands=("improv-authorize",),

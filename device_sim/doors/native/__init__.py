@@ -8,13 +8,11 @@ API, which carries the same messages). Codec: :mod:`device_sim.wire` and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..personality import DeviceContext, Personality
+from ..personality import DeviceContext, Personality, lazy
 
 if TYPE_CHECKING:
-    from ...client.target import Progress, ProvisionRequest, Target
-    from ...profile import Profile
     from ..personality import DeviceSide
 
 
@@ -24,18 +22,10 @@ async def _device(ctx: DeviceContext) -> DeviceSide:
     return NativePersonality(ctx.port)
 
 
-async def _phone(
-    profile: Profile, target: Target, request: ProvisionRequest, progress: Progress | None
-) -> dict[str, Any]:
-    from .flow import provision_request
-
-    return await provision_request(profile, target, request, progress)
-
-
 PERSONALITY = Personality(
     name="native",
     summary="device-sim's own service: SRP6a session on the setup code, specific codes, events",
     device=_device,
-    phone=_phone,
+    phone=lazy(f"{__name__}.flow", "provision_request"),
     transports=("ble", "softap"),
 )
