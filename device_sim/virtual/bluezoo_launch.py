@@ -18,6 +18,14 @@ equivalent: when an adapter starts discovering afresh, its cached devices that a
 connected, connecting nor paired are removed, so the scan that follows adds them again and every
 client command finds the device, as on real BlueZ.
 
+Interop quirk 7: while an adapter discovers, BlueZ reports every advertisement it receives as a
+property change of the device (RSSI moves with every packet), so a client that starts scanning
+while another scan on the same adapter is still winding down still sees a device it already
+knows. BlueZoo updates a cached device only when an advertised value changed, so such a scan
+(Espressif's client scans, stops, and scans again to connect by address) sees nothing and gives
+up. :func:`patch_reannounce` re-announces a cached, unconnected device on every scan pass (its
+advertised UUIDs set again, the property change a BlueZ RSSI update would be).
+
     python -m device_sim.virtual.bluezoo_launch [bluezoo options]
 """
 
@@ -89,9 +97,35 @@ def patch_rediscovery() -> None:
     bluezoo.BluezMockService.create_discovering_task = create_discovering_task
 
 
+def patch_reannounce() -> None:
+    from bluezoo import adapter
+
+    original = adapter.Adapter.add_device
+    if getattr(original, "_device_sim_fixed", False):
+        return
+
+    async def add_device(self: Any, device: Any) -> None:
+        await original(self, device)  # it attaches the device first: its path is known after
+        cached = self.devices.get(device.get_object_path())
+        if (
+            cached is not device
+            and cached is not None
+            and self.discovering
+            and not cached.connected
+        ):
+            try:
+                await cached.UUIDs.set_async(list(device.uuids))
+            except Exception as exc:  # the device went away meanwhile
+                LOG.debug("re-announcing %s: %s", cached, exc)
+
+    add_device._device_sim_fixed = True  # type: ignore[attr-defined]
+    adapter.Adapter.add_device = add_device
+
+
 def main() -> int:
     patch_disconnect()
     patch_rediscovery()
+    patch_reannounce()
     from bluezoo.bluezoo import main as bluezoo_main
 
     return int(bluezoo_main() or 0)

@@ -117,30 +117,16 @@ async def ble_phone(device: Device, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
     # Espressif's client scans and connects on bleak's default adapter: on a phone or a laptop,
     # its only one. This machine has several virtual adapters on one bus (the device's among
     # them), and bleak's default is the first powered one in a set: point it at a phone's own,
-    # fresh adapter (the client scans, then scans again to connect by address: a fresh adapter
-    # has no cached devices for BlueZoo to stay silent about, interop quirk 6).
+    # fresh adapter.
     phone = f"/org/bluez/{await fresh_adapter(device.vb)}"
     monkeypatch.setattr(BlueZManager, "get_default_adapter", lambda self: phone)
     transports: list[Any] = []
 
     async def connect() -> Any:
-        from bleak.exc import BleakDeviceNotFoundError
-
-        for attempt in range(3):  # bounded: a phone app offers "retry" the same way
-            tp = transport.Transport_BLE(service_uuid=SPEC.service_uuid, nu_lookup=NU_LOOKUP)
-            try:
-                await tp.connect(devname=device.ready["local_name"])
-            except BleakDeviceNotFoundError:
-                # The client scans, stops, and scans again to connect by address; when the
-                # second scan starts while BlueZoo still winds the first one down, BlueZoo does
-                # not report the already-known device again (no RSSI updates in the mock), so
-                # the lookup by address times out. Real BlueZ reports it on every advertisement.
-                if attempt == 2:
-                    raise
-                continue
-            transports.append(tp)
-            return tp
-        raise AssertionError("unreachable")
+        tp = transport.Transport_BLE(service_uuid=SPEC.service_uuid, nu_lookup=NU_LOOKUP)
+        await tp.connect(devname=device.ready["local_name"])
+        transports.append(tp)
+        return tp
 
     yield connect
     for tp in transports:
