@@ -14,11 +14,12 @@ calls the engine's request methods. Those raise OnboardingError with a code the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..codes import Code, State
@@ -71,6 +72,8 @@ class Timeouts:
     credentials_received: float
     joining: float
     verifying: float
+    # Per join/check phase: (seconds, the code a phase that runs out ends with).
+    phases: Mapping[str, tuple[float, Code]] = field(default_factory=dict)
 
     @classmethod
     def from_profile(cls, profile: Profile, scale: float = 1.0, **override: float) -> Timeouts:
@@ -84,7 +87,11 @@ class Timeouts:
             for name in ("session_open", "credentials_received", "joining", "verifying")
         }
         values.update({k: v for k, v in override.items() if v is not None})
-        return cls(**values)
+        phases = {
+            name: (p.timeout_ms / 1000 * scale, Code[p.timeout_code])
+            for name, p in profile.phases.items()
+        }
+        return cls(**values, phases=phases)
 
 
 class OnboardingEngine:
@@ -115,6 +122,8 @@ class OnboardingEngine:
         self._timer: asyncio.Task[None] | None = None
         self._settled = asyncio.Condition()
         self._radio_users: list[RadioUser] = []
+        self._deadline: tuple[asyncio.Timeout, float] | None = None
+        self._timed_phase: str | None = None
         self.activator = activator
         # Failure injection for QA (DEVICE_SIM_FAULT): "crash-after-cloud-answer" kills the
         # process between the cloud's answer and the local commit, "crash-after-cloud-release"
@@ -350,7 +359,7 @@ class OnboardingEngine:
         failure: tuple[Code, str, dict[str, Any]] | None = None
         try:
             try:
-                async with asyncio.timeout(self.timeouts.joining):
+                async with self._deadlines(self.timeouts.joining):
                     result = await self.backend.join(
                         creds.ssid,
                         creds.passphrase.reveal() if creds.passphrase else None,
@@ -358,20 +367,15 @@ class OnboardingEngine:
                         on_phase=self._on_phase,
                     )
             except TimeoutError:
-                raise NetworkError(
-                    self._timeout_code(S.JOINING), f"no result within {self.timeouts.joining:.0f} s"
-                ) from None
+                raise self._ran_out(S.JOINING, self.timeouts.joining) from None
             self._transition(
                 S.VERIFYING, phase=EventPhase.VERIFYING, detail=f"{result.band} ip {result.ip}"
             )
             try:
-                async with asyncio.timeout(self.timeouts.verifying):
+                async with self._deadlines(self.timeouts.verifying):
                     await self.backend.verify(on_phase=self._on_phase)
             except TimeoutError:
-                raise NetworkError(
-                    self._timeout_code(S.VERIFYING),
-                    f"checks took over {self.timeouts.verifying:.0f} s",
-                ) from None
+                raise self._ran_out(S.VERIFYING, self.timeouts.verifying) from None
             activation = await self._activate()
             self._transition(
                 S.ONLINE,
@@ -435,7 +439,44 @@ class OnboardingEngine:
 
     def _on_phase(self, phase: str, detail: dict[str, Any]) -> None:
         self._phase = phase
+        self._arm_phase(phase)
         self._emit(self.state, Code.OK, phase, data=detail)
+
+    @contextlib.asynccontextmanager
+    async def _deadlines(self, state_s: float) -> AsyncIterator[None]:
+        """The state's timeout for a join or a check, tightened by each phase's own as it
+        starts (:meth:`_arm_phase`). Raises TimeoutError when either runs out."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(state_s) as timeout:
+            self._deadline = (timeout, loop.time() + state_s)
+            self._timed_phase = None
+            try:
+                yield
+            finally:
+                self._deadline = None
+
+    def _arm_phase(self, phase: str) -> None:
+        if self._deadline is None:
+            return
+        timeout, state_end = self._deadline
+        limit = self.timeouts.phases.get(phase)
+        if limit is None:  # a phase without its own timeout: the state's bounds it
+            self._timed_phase = None
+            timeout.reschedule(state_end)
+            return
+        phase_end = asyncio.get_running_loop().time() + limit[0]
+        self._timed_phase = phase if phase_end < state_end else None
+        timeout.reschedule(min(phase_end, state_end))
+
+    def _ran_out(self, state: State, state_s: float) -> NetworkError:
+        """The error of a join or check that ran out of time: the phase's own code when the
+        phase's timeout fired, else the state's."""
+        phase = self._timed_phase
+        if phase is not None:
+            seconds, code = self.timeouts.phases[phase]
+            return NetworkError(code, f"{phase} took over {seconds:g} s", raw={"phase": phase})
+        what = "no result" if state is S.JOINING else "checks took over"
+        return NetworkError(self._timeout_code(state), f"{what} within {state_s:.0f} s")
 
     def _transition(
         self,

@@ -43,6 +43,7 @@ __all__ = [
     "HttpDef",
     "MessageDef",
     "PersonalitiesDef",
+    "PhaseDef",
     "ProbeDef",
     "Profile",
     "ServiceDef",
@@ -144,6 +145,15 @@ class CodeDef:
 
 
 @dataclass(frozen=True)
+class PhaseDef:
+    """A join or check phase's own timeout and the code it ends with."""
+
+    name: str
+    timeout_ms: int
+    timeout_code: str
+
+
+@dataclass(frozen=True)
 class PersonalitiesDef:
     """The ``personalities`` section: the default set, and each personality's own section as
     read (its folder under :mod:`device_sim.doors` parses it through :meth:`section`)."""
@@ -173,6 +183,7 @@ class Profile:
     codes: Mapping[str, CodeDef]
     softap: SoftApDef
     personalities: PersonalitiesDef
+    phases: Mapping[str, PhaseDef]
 
     def code(self, code: Code | int | str) -> CodeDef:
         """The catalogue entry of ``code`` (enum, number or name). Raises KeyError if unknown."""
@@ -373,6 +384,19 @@ def _codes(r: Reader) -> dict[str, CodeDef]:
     return out
 
 
+def _phases(r: Reader, code_names: set[str]) -> dict[str, PhaseDef]:
+    out: dict[str, PhaseDef] = {}
+    for name in list(r.data):
+        p = r.child(str(name))
+        phase = PhaseDef(str(name), int(p.positive("timeout_ms") or 0), p.get("timeout_code", str))
+        if phase.timeout_code not in code_names:
+            raise ConfigError(p.at("timeout_code"), f"unknown code {phase.timeout_code!r}")
+        p.done()
+        out[phase.name] = phase
+    r.done()
+    return out
+
+
 def _personalities(r: Reader) -> PersonalitiesDef:
     default = r.strings("default")
     if not default or len(set(default)) != len(default):
@@ -404,6 +428,7 @@ def parse_profile(data: Any, source: Path) -> Profile:
         codes=codes,
         softap=parse_softap(root.child("softap"), set(codes)),
         personalities=_personalities(root.child("personalities")),
+        phases=_phases(root.child("phases"), set(codes)),
     )
     root.done()
     if profile.advertising.service_uuid != profile.service.uuid:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -247,3 +249,49 @@ async def test_a_stranger_cannot_touch_the_holders_handshake_and_squatting_costs
             assert answers[3] == MessageType.ERROR and error(reply) is Code.TOO_MANY_ATTEMPTS
             assert store.auth_failures()[0] == 3
             await service.aclose()
+
+
+async def _onboard_slow(tmp_path: Path, scenario: str, timeouts: Timeouts) -> tuple[Any, list]:
+    """One join on ``scenario`` played at 1/100 of its delays."""
+    with DeviceStore(tmp_path) as store:
+        events = EventBus()
+        seen: list = []
+        events.subscribe(seen.append)
+        backend = SimulatedBackend(load_scenario(scenario), time_scale=0.01)
+        engine = OnboardingEngine(PROFILE, store, backend, events, timeouts=timeouts)
+        async with backend, engine:
+            engine.session_opened()
+            creds = load_scenario(scenario).default_credentials
+            engine.set_credentials(creds.ssid, Secret(creds.passphrase or ""), False)
+            engine.connect()
+            return await engine.wait_settled(10), seen
+
+
+async def test_a_phase_that_runs_out_ends_with_its_own_code(tmp_path: Path) -> None:
+    """A 50 s DHCP (scaled 1/100: 0.5 s) outlasts the DHCP phase's 20 s (0.2 s) before the
+    joining state's 45 s (0.45 s): NO_DHCP_LEASE, not ASSOCIATION_TIMEOUT."""
+    record, seen = await _onboard_slow(tmp_path, "slow-dhcp",
+                                       Timeouts.from_profile(PROFILE, scale=0.01))
+    assert (record.state, record.code) == (State.FAILED, Code.NO_DHCP_LEASE)
+    assert "dhcp took over 0.2 s" in record.detail
+    assert [e.phase for e in seen if e.state is State.FAILED] == ["failed"]
+    assert "dhcp" in [e.phase for e in seen]
+
+
+async def test_without_phase_timeouts_the_state_timeout_decides(tmp_path: Path) -> None:
+    """The same DHCP with only the state timeouts (as before phases had their own): the joining
+    state's code; and a join inside every phase's limit is unaffected."""
+    scaled = Timeouts.from_profile(PROFILE, scale=0.01)
+    record, _ = await _onboard_slow(tmp_path / "a", "slow-dhcp",
+                                    dataclasses.replace(scaled, phases={}))
+    assert (record.state, record.code) == (State.FAILED, Code.ASSOCIATION_TIMEOUT)
+    record, _ = await _onboard_slow(tmp_path / "b", "engineering-wifi", scaled)
+    assert record.state is State.ONLINE
+
+
+def test_every_profile_phase_is_a_backend_phase() -> None:
+    from device_sim.network.base import Phase
+    assert set(PROFILE.phases) <= {str(p) for p in Phase}
+    assert PROFILE.phases["dhcp"].timeout_code == "NO_DHCP_LEASE"
+    assert {p.timeout_ms for p in PROFILE.phases.values()} and all(
+        p.timeout_ms < PROFILE.states["joining"].timeout_ms for p in PROFILE.phases.values())

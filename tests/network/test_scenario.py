@@ -12,11 +12,15 @@ from device_sim.errors import ConfigError
 from device_sim.network import Band, Security, list_scenarios, load_scenario, scenarios_dir
 from device_sim.network.scenario import DEFAULT_MIN_RSSI_DBM
 
+# Scenarios whose outcome the device's own timeouts decide (the world answers, too late):
+# tests/core/test_engine.py plays them through the engine.
+DECIDED_BY_THE_ENGINE = {"slow-dhcp"}
 SHIPPED = {
     "engineering-wifi": Code.OK,
     "typical-home": Code.OK,
     "difficult-network": Code.OK,         # on 2.4 GHz: the 5 GHz BSS is too weak
     "no-dhcp": Code.NO_DHCP_LEASE,
+    "slow-dhcp": Code.NO_DHCP_LEASE,      # decided by the engine's DHCP phase timeout
     "dns-failure": Code.DNS_FAILURE,
     "captive-portal": Code.CAPTIVE_PORTAL,
     "weak-signal": Code.ASSOCIATION_TIMEOUT,
