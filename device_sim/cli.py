@@ -206,6 +206,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
+    p = sub.add_parser("watch", help="watch a device's onboarding as it happens")
+    p.add_argument("--state-dir", type=Path, required=True)
+    p.add_argument("--json", action="store_true", help="print the event stream as JSON lines")
+    p.add_argument(
+        "--last",
+        type=int,
+        default=20,
+        choices=range(0, 201),
+        metavar="N",
+        help="events from before it joined to show first (0-200, default 20)",
+    )
+    p.add_argument(
+        "--until-outcome",
+        action="store_true",
+        help="exit at the next outcome: 0 online, 1 failed",
+    )
+    p.add_argument("--timeout", type=positive_float, metavar="S", help="stop after S seconds")
+
     p = sub.add_parser("ctl", help="send a command to a running daemon (its control socket)")
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -325,6 +343,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await admin.doctor(args)
     if args.command == "ctl":
         return await admin.ctl(args)
+    if args.command == "watch":
+        from .commands import watch
+
+        return await watch.run(args)
     raise ConfigError(args.command, "unknown command")
 
 

@@ -33,6 +33,7 @@ from .doors.supervisor import DoorOptions
 from .errors import ConfigError
 from .network.options import NetworkOptions
 from .options import HostPort, opt, parse_host_port, section
+from .watch.options import WatchOptions
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -57,6 +58,7 @@ GROUP_TITLES = {
     "doors": "doors (BLE and the SoftAP fallback)",
     "softap": "the SoftAP door",
     "cloud": "cloud",
+    "watch": "watching onboarding (a read-only event stream)",
 }
 
 
@@ -74,6 +76,7 @@ class DaemonOptions:
     doors: DoorOptions = section(DoorOptions)
     softap: SoftApOptions = section(SoftApOptions)
     cloud: CloudOptions = section(CloudOptions)
+    watch: WatchOptions = section(WatchOptions)
     # Each personality's own options model's values, by name (the registry says which have one).
     personality_options: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = field(default=None, compare=False)  # the config file, if any
@@ -175,6 +178,7 @@ def _finish(
         doors=result.doors,
         softap=result.softap,
         cloud=result.cloud,
+        watch=result.watch,
         personality_options=personal,
         source=source,
     )

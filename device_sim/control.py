@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ from .lifecycle import Component
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# A streaming command: answered by {"ok": true, "stream": true}, then one {"event": {...}} line
+# per item until the client hangs up or the daemon stops (e.g. `watch`).
+StreamHandler = Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]
 
 SOCKET_NAME = "control.sock"
 MAX_REQUEST = 4096  # bytes per request line, newline excluded
@@ -67,6 +70,7 @@ class ControlServer(Component):
         self.path = socket_path(state_dir)
         self.idle_timeout = idle_timeout
         self._handlers: dict[str, Handler] = {"ping": self._ping, "commands": self._commands}
+        self._streams: dict[str, StreamHandler] = {}
         self._server: asyncio.AbstractServer | None = None
         self._open = False  # False once stop() began: late-accepted connections end at once
         self._inode: int | None = None  # of the socket file we bound, to remove only our own
@@ -79,6 +83,12 @@ class ControlServer(Component):
         if not name or name in self._handlers:
             raise ConfigError(f"control command {name!r}", "empty or already registered")
         self._handlers[name] = handler
+
+    def register_stream(self, name: str, handler: StreamHandler) -> None:
+        """Add a streaming command. Raises :class:`ConfigError` for a taken name."""
+        if not name or name in self._handlers or name in self._streams:
+            raise ConfigError(f"control command {name!r}", "empty or already registered")
+        self._streams[name] = handler
 
     async def start(self) -> None:
         """Bind and serve.
@@ -175,6 +185,10 @@ class ControlServer(Component):
                     return
                 if not line:
                     return
+                stream = self._stream_of(line)
+                if stream is not None:
+                    await self._stream(writer, *stream)
+                    return
                 await self._send(writer, await self._answer(line))
         except (ConnectionError, TimeoutError):
             log.debug("control client went away")
@@ -187,6 +201,32 @@ class ControlServer(Component):
                         await writer.wait_closed()
             finally:
                 writer.transport.abort()  # no-op once closed; drops a client that never reads
+
+    def _stream_of(self, line: bytes) -> tuple[StreamHandler, dict[str, Any]] | None:
+        """The streaming command a request line asks for, with its args (None: not one)."""
+        try:
+            request = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if not isinstance(request, dict):
+            return None
+        handler = self._streams.get(request.get("command"))  # type: ignore[arg-type]
+        args = request.get("args", {})
+        if handler is None or not isinstance(args, dict):
+            return None
+        return handler, args
+
+    async def _stream(
+        self, writer: asyncio.StreamWriter, handler: StreamHandler, args: dict[str, Any]
+    ) -> None:
+        """Send items until the client goes (a write fails or it stops reading) or the daemon
+        stops. A handler's coded error ends the stream with an error line."""
+        await self._send(writer, {"ok": True, "stream": True})
+        try:
+            async for item in handler(args):
+                await self._send(writer, {"event": item})
+        except DeviceSimError as exc:
+            await self._send(writer, _error(exc.code, exc.detail))
 
     async def _send(self, writer: asyncio.StreamWriter, response: dict[str, Any]) -> None:
         writer.write(json.dumps(response).encode() + b"\n")
@@ -280,3 +320,45 @@ async def control_request(
     except ValueError:
         code, detail = Code.INTERNAL_ERROR, f"unknown code {code_id}: {detail}"
     raise OnboardingError(code, detail)
+
+
+async def control_stream(
+    state_dir: Path, command: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
+) -> AsyncIterator[dict[str, Any]]:
+    """The items of streaming command ``command`` of the daemon for ``state_dir``, as they come;
+    ends when the daemon closes the stream.
+
+    Raises TransportError (no daemon, no valid answer within ``timeout``), OnboardingError (the
+    daemon refused the command)."""
+    path = socket_path(state_dir)
+    line = json.dumps({"command": command, "args": args or {}}).encode() + b"\n"
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_unix_connection(os.fspath(path), limit=MAX_RESPONSE)
+            writer.write(line)
+            await writer.drain()
+            first = json.loads(await reader.readline())
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        raise TransportError(f"no daemon is running for {state_dir}") from exc
+    except (OSError, ValueError) as exc:  # TimeoutError is an OSError
+        raise TransportError(f"control socket {path}: {exc}") from exc
+    try:
+        if not isinstance(first, dict) or first.get("ok") is not True:
+            detail = first.get("detail", "") if isinstance(first, dict) else ""
+            raise OnboardingError(Code.MALFORMED_REQUEST, f"{command}: {detail}")
+        while True:
+            raw = await reader.readline()
+            if not raw:
+                return
+            try:
+                item = json.loads(raw)
+            except ValueError:
+                raise TransportError(f"the daemon for {state_dir} sent no valid line") from None
+            if "event" in item:
+                yield dict(item["event"])
+            else:
+                raise OnboardingError(Code(int(item.get("code", 0)) or 1), item.get("detail", ""))
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from .config import DaemonOptions
 from .control import ControlServer
 from .core.activation import ActivationConfig, CloudActivator
 from .core.engine import OnboardingEngine, Timeouts
-from .core.events import EventPhase
+from .core.events import DiagnosticEvent, EventPhase
 from .core.store import DeviceStore, Identity
 from .doors import registry
 from .doors.personality import Handler
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 LONG_PRESS_S = 10  # holding the button this long factory-resets the device
+WATCH_BACKLOG = 20  # events a watcher gets first (the last ones before it joined)
+WATCH_QUEUE = 1000  # events held for a slow watcher before it is let go
 
 
 async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> int:
@@ -83,6 +86,18 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
         control = ControlServer(opts.state_dir)
         _register_commands(control, supervisor, device.engine, doors.sides)
         await stack.enter_async_context(control)
+        watch_url = None
+        if opts.watch.enabled:
+            from .watch.server import WatchServer
+
+            watcher = WatchServer(
+                opts.watch,
+                device.events,
+                lambda: _snapshot(device.engine, supervisor),
+                opts.state_dir,
+            )
+            await stack.enter_async_context(watcher)
+            watch_url = watcher.url
         ble = supervisor.ble
         # One machine-readable line on stdout says the daemon is serving (supervisors and the
         # tests wait for it instead of sleeping); everything else goes to the log on stderr.
@@ -96,6 +111,7 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
                     "state": device.engine.state.wire_name,
                     "doors": supervisor.status(),
                     "personalities": list(doors.personalities) if ble is not None else [],
+                    "watch": watch_url,
                 }
             )
             + "\n"
@@ -198,6 +214,32 @@ def _register_commands(
         )
         return {"action": "none"}
 
+    async def watch(args: dict[str, object]) -> AsyncIterator[dict[str, object]]:
+        """The device's event stream: its current state, the last ``last`` events, then every
+        event as it happens (``device-sim watch``)."""
+        last = args.get("last", WATCH_BACKLOG)
+        if not isinstance(last, int) or not 0 <= last <= 200:
+            raise OnboardingError(Code.MALFORMED_REQUEST, "last: 0 to 200 events")
+        queue: asyncio.Queue[DiagnosticEvent | None] = asyncio.Queue()
+
+        def follow(event: DiagnosticEvent) -> None:
+            if queue.qsize() < WATCH_QUEUE:
+                queue.put_nowait(event)
+            elif queue.qsize() == WATCH_QUEUE:  # a watcher that cannot keep up is let go
+                queue.put_nowait(None)
+
+        backlog = list(engine.events.recent)[-last:] if last else []
+        unsubscribe = engine.events.subscribe(follow)
+        try:
+            yield _snapshot(engine, supervisor)
+            for old in backlog:
+                yield {"kind": "event", "backlog": True, **old.to_json()}
+            while (new := await queue.get()) is not None:
+                yield {"kind": "event", **new.to_json()}
+        finally:
+            unsubscribe()
+
+    control.register_stream("watch", watch)
     control.register("status", status)
     control.register("softap-start", softap_start)
     control.register("factory-reset", factory_reset)
@@ -210,6 +252,22 @@ def _register_commands(
     for name in registry.names():  # another personality's command: say which one serves it
         for command in set(registry.get(name).commands) - served:
             control.register(command, _not_presented(name))
+
+
+def _snapshot(engine: OnboardingEngine, supervisor: DoorSupervisor) -> dict[str, object]:
+    """The device's current state, first thing a watcher gets."""
+    record = engine.record
+    last = engine.events.last
+    return {
+        "kind": "state",
+        "state": record.state.wire_name,
+        "code": int(record.code),
+        "code_name": record.code.name,
+        "phase": record.phase,
+        "attempt": record.attempt,
+        "seq": last.seq if last else 0,
+        "doors": supervisor.status()["doors"],
+    }
 
 
 def _not_presented(personality: str) -> Handler:

@@ -254,3 +254,48 @@ async def test_cli_ctl_without_daemon(tmp_path: Path) -> None:
     rc, out, err = await _ctl(tmp_path, "ping")
     assert (rc, out) == (2, "")
     assert "no daemon is running" in err
+
+
+async def test_a_stream_sends_items_until_the_client_goes(tmp_path: Path) -> None:
+    from device_sim.control import control_stream
+
+    more = asyncio.Event()
+    ended = asyncio.Event()
+
+    async def counter(args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            for i in range(int(args["from"]), 1000):
+                yield {"n": i}
+                if i == int(args["from"]) + 1:
+                    await more.wait()   # the handler waits for news, as `watch` does
+        finally:
+            ended.set()
+
+    async def refusing(args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        raise OnboardingError(Code.MALFORMED_REQUEST, "last: 0 to 200 events")
+        yield {}  # pragma: no cover - makes it an async generator
+
+    async with ControlServer(tmp_path) as srv:
+        srv.register_stream("count", counter)
+        srv.register_stream("refuse", refusing)
+        with pytest.raises(ConfigError):
+            srv.register_stream("count", counter)
+        got: list[int] = []
+        async with asyncio.timeout(WAIT):
+            stream = control_stream(tmp_path, "count", {"from": 5})
+            async for item in stream:
+                got.append(item["n"])
+                if len(got) == 2:
+                    more.set()
+                if len(got) == 4:
+                    break
+            await stream.aclose()   # the client hangs up: the daemon's handler ends
+            await ended.wait()
+        assert got == [5, 6, 7, 8]
+        with pytest.raises(OnboardingError, match="0 to 200"):
+            async for _ in control_stream(tmp_path, "refuse"):
+                pass
+        with pytest.raises(OnboardingError, match="unknown command"):
+            async for _ in control_stream(tmp_path, "nope"):
+                pass
+        assert (await control_request(tmp_path, "ping"))["pong"] is True  # others unaffected

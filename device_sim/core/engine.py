@@ -27,7 +27,7 @@ from ..errors import NetworkError, OnboardingError
 from ..network.base import AccessPoint, NetworkBackend, Phase, validate_credentials
 from ..profile import Profile
 from ..security.secret import Secret
-from .events import DiagnosticEvent, EventBus, EventPhase
+from .events import DiagnosticEvent, EventBus, EventPhase, rfc3339
 from .store import ActivationResult, Credentials, DeviceStore, OnboardingRecord
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.FAILED: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.UNPROVISIONED}),
 }
 BUSY_STATES = frozenset({S.JOINING, S.VERIFYING})
+SEQ_BLOCK = 1000  # event sequence numbers reserved in the store at a time
 
 
 class RadioUser(Protocol):
@@ -108,6 +109,7 @@ class OnboardingEngine:
         clock: Callable[[], float] = time.monotonic,
         activator: CloudActivator | None = None,
         fault: str | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.profile = profile
         self.store = store
@@ -117,7 +119,11 @@ class OnboardingEngine:
         self._clock = clock
         self._epoch = clock()
         self._phase: str = EventPhase.JOINING  # the attempt's current phase, for its outcome line
-        self._event_seq = 0
+        self._wall = wall
+        self._session_at: float | None = None  # monotonic time the current session opened
+        self._connect_at: float | None = None  # monotonic time CONNECT started this attempt
+        self._event_seq = store.reserve_event_seqs(SEQ_BLOCK) - 1
+        self._seq_limit = self._event_seq + SEQ_BLOCK
         self._attempt_task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._settled = asyncio.Condition()
@@ -222,6 +228,7 @@ class OnboardingEngine:
 
     def session_opened(self) -> None:
         self._epoch = self._clock()  # event times count from the session, then from the join
+        self._session_at, self._connect_at = self._epoch, None
         if self.state is S.UNPROVISIONED:
             self._transition(S.SESSION_OPEN, phase=EventPhase.SESSION)
 
@@ -333,6 +340,7 @@ class OnboardingEngine:
         # `joining` is committed before CONNECT is acknowledged, so a client (or a crash) never
         # sees an accepted CONNECT with the device still waiting for one.
         self._epoch = self._clock()
+        self._connect_at = self._epoch
         self._phase = EventPhase.JOINING
         self._transition(S.JOINING, phase=EventPhase.JOINING, new_attempt=True)
         self._attempt_task = asyncio.get_running_loop().create_task(
@@ -553,9 +561,27 @@ class OnboardingEngine:
         data: dict[str, Any] | None = None,
     ) -> None:
         self._event_seq += 1
-        t_ms = int((self._clock() - self._epoch) * 1000)
+        if self._event_seq > self._seq_limit:  # the next block, persisted before it is used
+            self._event_seq = self.store.reserve_event_seqs(SEQ_BLOCK)
+            self._seq_limit = self._event_seq + SEQ_BLOCK - 1
+        now = self._clock()
+
+        def since(start: float | None) -> int | None:
+            return None if start is None else int((now - start) * 1000)
+
         self.events.emit(
-            DiagnosticEvent(self._event_seq, t_ms, state, code, phase, detail, dict(data or {}))
+            DiagnosticEvent(
+                self._event_seq,
+                int((now - self._epoch) * 1000),
+                state,
+                code,
+                phase,
+                detail,
+                dict(data or {}),
+                at=rfc3339(self._wall()),
+                since_session_ms=since(self._session_at),
+                since_connect_ms=since(self._connect_at),
+            )
         )
 
     def _arm_timer(self, state: State) -> None:

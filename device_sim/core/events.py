@@ -8,9 +8,11 @@ and does not stop the others. :class:`JsonlLog` appends each event to the device
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -69,13 +71,16 @@ STATE_PHASES = frozenset(
 
 @dataclass(frozen=True)
 class DiagnosticEvent:
-    seq: int
+    seq: int  # per device, rising across restarts
     t_ms: int  # milliseconds since the current attempt (or the daemon) started
     state: State
     code: Code
     phase: str  # an EventPhase, or a backend's network.base.Phase (both str)
     detail: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    at: str = ""  # wall-clock time, RFC 3339 UTC with milliseconds
+    since_session_ms: int | None = None  # since the session that led here opened
+    since_connect_ms: int | None = None  # since CONNECT started the current attempt
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -92,6 +97,7 @@ class DiagnosticEvent:
             "code": int(self.code),
             "phase": self.phase[:16],
             "t_ms": self.t_ms,
+            "at": self.at,
         }
 
 
@@ -101,9 +107,10 @@ Subscriber = Callable[[DiagnosticEvent], None]
 class EventBus:
     """Fan-out of diagnostic events to subscribers, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 200) -> None:
         self._subscribers: list[Subscriber] = []
         self.last: DiagnosticEvent | None = None
+        self.recent: deque[DiagnosticEvent] = deque(maxlen=keep)  # for late joiners
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Add a subscriber; returns a function that removes it."""
@@ -112,6 +119,7 @@ class EventBus:
 
     def emit(self, event: DiagnosticEvent) -> None:
         self.last = event
+        self.recent.append(event)
         for fn in list(self._subscribers):
             try:
                 fn(event)
@@ -172,3 +180,9 @@ class JsonlLog:
             self._file.close()
         except OSError:  # the last lines could not be written (already reported)
             pass
+
+
+def rfc3339(epoch_s: float) -> str:
+    """``epoch_s`` as RFC 3339 UTC with milliseconds, e.g. ``2026-11-30T10:43:18.123Z``."""
+    stamp = dt.datetime.fromtimestamp(epoch_s, dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"

@@ -287,6 +287,18 @@ class DeviceStore:
         ).fetchone()
         return str(row[0]) if row else None
 
+    def reserve_event_seqs(self, count: int) -> int:
+        """Reserve the next ``count`` event sequence numbers and return the first. The highest
+        reserved is persisted, so numbers keep rising across restarts (one write per block; a
+        restart skips what the last run reserved and did not use)."""
+        with _tx(self.db):
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'event_seq'").fetchone()
+            first = int(row[0]) + 1 if row else 1
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('event_seq', ?)", (str(first + count - 1),)
+            )
+        return first
+
     def set_setting(self, key: str, value: str) -> None:
         with _tx(self.db):
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"setting.{key}", value))

@@ -123,3 +123,11 @@ def test_a_factory_reset_intent_lasts_until_the_reset_commits(tmp_path: Path) ->
         store.transition(State.UNPROVISIONED, credentials=None, forget_cloud=True)
         assert store.pending_reset() is None
         assert store.cloud().after_reset is True
+
+
+def test_event_sequence_numbers_rise_across_reopenings(tmp_path: Path) -> None:
+    with DeviceStore(tmp_path) as store:
+        assert store.reserve_event_seqs(1000) == 1
+        assert store.reserve_event_seqs(1000) == 1001
+    with DeviceStore(tmp_path) as store:        # a restart: the next block, never reused
+        assert store.reserve_event_seqs(10) == 2001

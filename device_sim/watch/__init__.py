@@ -1,0 +1,1 @@
+"""Watching onboarding: the daemon's read-only watch listener (Server-Sent Events)."""

@@ -1,0 +1,164 @@
+"""The watch listener: a device's event stream over HTTP, read-only, separate from the SoftAP API.
+
+``GET /events`` is a Server-Sent Events stream: the device's current state (``event: state``),
+the last events before the watcher joined, then every event as it happens (``event: onboarding``,
+its ``id`` the event's sequence number; a comment every 15 s keeps idle connections open).
+``GET /state`` is the current state as JSON. Nothing can be changed through it.
+
+Bound to loopback (the default) it is open to local processes; bound elsewhere it requires the
+token in ``<state_dir>/watch.token`` (0600, made at start) as ``Authorization: Bearer <token>``
+or ``?token=``. The token is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..core.events import DiagnosticEvent, EventBus
+from ..errors import TransportError
+from ..lifecycle import Component
+from .options import WatchOptions
+
+LOG = logging.getLogger(__name__)
+TOKEN_FILE = "watch.token"
+BACKLOG = 20
+QUEUE = 1000  # events held for a slow watcher before it is let go
+KEEPALIVE_S = 15.0
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class WatchServer(Component):
+    def __init__(
+        self,
+        options: WatchOptions,
+        events: EventBus,
+        snapshot: Callable[[], dict[str, Any]],
+        state_dir: Path,
+    ) -> None:
+        self.options, self.events, self.snapshot = options, events, snapshot
+        self.state_dir = state_dir
+        self.token: str | None = None
+        self.url: str | None = None
+        self._runner: web.AppRunner | None = None
+        self._streams: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        """Raises TransportError when the address cannot be bound."""
+        host, port = self.options.listen
+        if not is_loopback(host):
+            self.token = secrets.token_urlsafe(24)
+            path = self.state_dir / TOKEN_FILE
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(self.token + "\n")
+        app = web.Application(middlewares=[self._guard])
+        app.router.add_get("/events", self._events)
+        app.router.add_get("/state", self._state)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise TransportError(f"cannot listen on {host}:{port} (watch): {exc}") from exc
+        self._runner = runner
+        bound = runner.addresses[0]
+        shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
+        self.url = f"http://{shown}:{bound[1]}"
+        LOG.info(
+            "watch listener on %s%s", self.url, "" if self.token is None else " (token required)"
+        )
+
+    async def stop(self) -> None:
+        for task in list(self._streams):
+            task.cancel()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.token is not None:
+            given = request.query.get("token", "")
+            auth = request.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                given = auth.removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return web.json_response({"error": "a token is required"}, status=401)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _state(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.snapshot(), headers={"Cache-Control": "no-store"})
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        self._streams.add(task)
+        queue: asyncio.Queue[DiagnosticEvent | None] = asyncio.Queue()
+
+        def follow(event: DiagnosticEvent) -> None:
+            if queue.qsize() < QUEUE:
+                queue.put_nowait(event)
+            elif queue.qsize() == QUEUE:  # a watcher that cannot keep up is let go
+                queue.put_nowait(None)
+
+        backlog = list(self.events.recent)[-BACKLOG:]
+        unsubscribe = self.events.subscribe(follow)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        try:
+            await response.prepare(request)
+            await response.write(_sse("state", self.snapshot()))
+            for event in backlog:
+                await response.write(_sse("onboarding", _item(event, backlog=True), event.seq))
+            while True:
+                try:
+                    async with asyncio.timeout(KEEPALIVE_S):
+                        event_or_end = await queue.get()
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if event_or_end is None:
+                    break
+                await response.write(_sse("onboarding", _item(event_or_end), event_or_end.seq))
+        except ConnectionResetError:  # the watcher went away
+            pass
+        finally:
+            unsubscribe()
+            self._streams.discard(task)
+        return response
+
+
+def _item(event: DiagnosticEvent, *, backlog: bool = False) -> dict[str, Any]:
+    out = {"kind": "event", **event.to_json()}
+    if backlog:
+        out["backlog"] = True
+    return out
+
+
+def _sse(kind: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    lines = [f"event: {kind}"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append("data: " + json.dumps(data, separators=(",", ":")))
+    return ("\n".join(lines) + "\n\n").encode()

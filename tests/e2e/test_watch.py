@@ -1,0 +1,155 @@
+"""`device-sim watch` in another process while the reference client onboards a device: the
+event stream (wall-clock time, sequence rising across restarts, time since CONNECT) shows each
+phase as it happens, before the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device_sim.doors.native.flow import provision
+from device_sim.network.scenario import load_scenario
+from device_sim.security.secret import Secret
+
+from .conftest import Device
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session")]
+SLOW = ["--time-scale", "0.05", "--timeout-scale", "0.05"]  # 50 s DHCP -> 2.5 s, its limit 1 s
+
+
+async def watcher(state_dir: Path, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "device_sim", "watch", "--state-dir", str(state_dir), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
+
+
+async def lines_until_done(proc: asyncio.subprocess.Process, timeout: float = 60) -> list[str]:
+    async with asyncio.timeout(timeout):
+        out, _ = await proc.communicate()
+    return out.decode().splitlines()
+
+
+async def test_watch_shows_dhcp_before_the_outcome(device: Device, setup_code: Secret) -> None:
+    ready = await device.start("slow-dhcp", *SLOW, zero_delay=False, doors="softap-only")
+    watch = await watcher(device.state_dir, "--json", "--until-outcome", "--timeout", "60")
+    assert watch.stdout is not None
+    joined = json.loads(await asyncio.wait_for(watch.stdout.readline(), 15))  # it is watching
+    creds = load_scenario("slow-dhcp").default_credentials
+    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
+                             ssid=creds.ssid, passphrase=Secret(creds.passphrase or ""),
+                             outcome_timeout=30)
+    assert result["code_name"] == "NO_DHCP_LEASE"
+    items = [joined, *(json.loads(line) for line in await lines_until_done(watch))]
+    assert watch.returncode == 1                        # the outcome: failed
+    assert items[0]["kind"] == "state"
+    live = [i for i in items if i["kind"] == "event" and not i.get("backlog")]
+    phases = [i["phase"] for i in live]
+    assert "dhcp" in phases and phases.index("dhcp") < phases.index("failed")
+    failed = live[phases.index("failed")]
+    assert failed["code_name"] == "NO_DHCP_LEASE" and "dhcp took over" in failed["detail"]
+    seqs = [i["seq"] for i in live]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    for item in live:                                   # RFC 3339 UTC wall-clock time
+        assert dt.datetime.fromisoformat(item["at"].replace("Z", "+00:00")).tzinfo is not None
+    dhcp = live[phases.index("dhcp")]
+    assert dhcp["since_connect_ms"] is not None and dhcp["since_session_ms"] is not None
+    assert failed["since_connect_ms"] >= dhcp["since_connect_ms"]
+
+    # The sequence keeps rising across a restart; the watcher follows the daemon across it.
+    follow = await watcher(device.state_dir, "--json", "--timeout", "20", "--last", "0")
+    assert follow.stdout is not None
+    first = json.loads(await asyncio.wait_for(follow.stdout.readline(), 10))
+    assert first["kind"] == "state" and first["code_name"] == "NO_DHCP_LEASE"
+    await device.stop()
+    await device.start("engineering-wifi", zero_delay=True, doors="softap-only")
+    again = json.loads(await asyncio.wait_for(follow.stdout.readline(), 15))
+    assert again["kind"] == "state"                     # reconnected to the new daemon
+    follow.terminate()
+    await follow.communicate()
+    text = await watcher(device.state_dir, "--last", "5", "--timeout", "2")
+    shown = "\n".join(await lines_until_done(text))
+    assert "device:" in shown
+    late = [e for e in await _events(device) if e["seq"] > max(seqs)]
+    assert late, "events after the restart have higher sequence numbers"
+
+
+async def _events(device: Device) -> list[dict[str, Any]]:
+    lines = (device.state_dir / "onboarding.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+async def _sse_events(url: str, headers: dict[str, str] | None = None,
+                      until: Any = None, timeout: float = 30) -> list[tuple[str, dict]]:
+    """Read a Server-Sent Events stream until ``until(kind, data)`` is true."""
+    import aiohttp
+
+    got: list[tuple[str, dict]] = []
+    async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
+        async with http.get(url, headers=headers or {}) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            kind = ""
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    got.append((kind, json.loads(line.removeprefix("data: "))))
+                    if until is not None and until(kind, got[-1][1]):
+                        return got
+    return got
+
+
+async def test_watch_listener_streams_server_sent_events(device: Device,
+                                                         setup_code: Secret) -> None:
+    ready = await device.start("slow-dhcp", *SLOW, "--watch", "--watch-listen", "127.0.0.1:0",
+                               zero_delay=False, doors="softap-only")
+    url = ready["watch"]
+    assert url.startswith("http://127.0.0.1:")
+    creds = load_scenario("slow-dhcp").default_credentials
+    done = lambda kind, data: data.get("phase") == "failed"  # noqa: E731
+
+    reading = asyncio.ensure_future(_sse_events(url + "/events", until=done))
+    await asyncio.sleep(0)  # the watcher's request goes out before the onboarding starts
+    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
+                             ssid=creds.ssid, passphrase=Secret(creds.passphrase or ""),
+                             outcome_timeout=30)
+    events = await reading
+    assert result["code_name"] == "NO_DHCP_LEASE"
+    assert events[0][0] == "state"
+    phases = [d["phase"] for kind, d in events if kind == "onboarding"]
+    assert phases.index("dhcp") < phases.index("failed")
+    assert events[-1][1]["code_name"] == "NO_DHCP_LEASE"
+    import aiohttp
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url + "/state") as resp:
+            assert (await resp.json())["code_name"] == "NO_DHCP_LEASE"
+        async with http.post(url + "/state") as resp:
+            assert resp.status == 405                      # read-only
+
+
+async def test_watch_listener_off_loopback_needs_its_token(device: Device) -> None:
+    import aiohttp
+
+    ready = await device.start("engineering-wifi", "--watch", "--watch-listen", "0.0.0.0:0",
+                               doors="softap-only")
+    port = ready["watch"].rsplit(":", 1)[1]
+    url = f"http://127.0.0.1:{port}"
+    token_file = device.state_dir / "watch.token"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    token = token_file.read_text().strip()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url + "/state") as resp:
+            assert resp.status == 401
+        async with http.get(url + "/state", headers={"Authorization": "Bearer nope"}) as resp:
+            assert resp.status == 401
+        async with http.get(url + "/state", headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 200 and (await r.json())["state"] == "unprovisioned"
+    assert token not in device.log.read_text()
