@@ -189,9 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
         "alice): the demo succeeds only when online and activated",
     )
 
-    sub.add_parser("codes", help="print the diagnostic-code catalogue").add_argument(
-        "--json", action="store_true"
-    )
+    p = sub.add_parser("codes", help="the diagnostic-code catalogue, or one code in full")
+    p.add_argument("code", nargs="?", help="a code's number or name (e.g. 104, NO_DHCP_LEASE)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("docs", help="write the per-error documentation (Markdown and an HTML page)")
+    p.add_argument("--out", type=Path, default=Path("docs"), help="directory (default docs)")
 
     p = sub.add_parser(
         "doctor",
@@ -339,6 +342,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await run_demo(args)
     if args.command == "codes":
         return admin.codes(args)
+    if args.command == "docs":
+        return admin.write_docs(args)
     if args.command == "doctor":
         return await admin.doctor(args)
     if args.command == "ctl":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OnboardingError
@@ -13,10 +14,20 @@ from .output import emit
 
 
 def codes(args: argparse.Namespace) -> int:
-    """Print the diagnostic-code catalogue of the bundled profile."""
+    """Print the diagnostic-code catalogue, or one code in full (``codes 104``).
+
+    Raises ConfigError for a code that does not exist."""
     from ..profile import load_profile
+    from ..support import docs
 
     profile = load_profile()
+    if args.code:
+        try:
+            doc = docs.find(profile, args.code)
+        except KeyError:
+            raise ConfigError(args.code, "no such code (device-sim codes lists them)") from None
+        emit(args, doc.to_json(), lambda: docs.text(doc))
+        return 0
     rows = [vars(c) for c in profile.codes.values()]
     emit(
         args,
@@ -26,6 +37,25 @@ def codes(args: argparse.Namespace) -> int:
             for r in rows
         ),
     )
+    return 0
+
+
+def write_docs(args: argparse.Namespace) -> int:
+    """``device-sim docs``: the per-error documentation as Markdown and a self-contained page."""
+    from ..profile import load_profile
+    from ..support import docs
+
+    profile = load_profile()
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "codes.md").write_text(docs.markdown(profile), encoding="utf-8")
+        (out / "codes.html").write_text(docs.html_page(profile), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            str(out), f"cannot write the documentation: {exc.strerror or exc}"
+        ) from None
+    print(f"wrote {out / 'codes.md'} and {out / 'codes.html'} ({len(profile.codes)} codes)")
     return 0
 
 

@@ -82,6 +82,9 @@ class Personality:
     # Its secrets and label lines, made with the device's identity (init, factory, demo):
     # label(setting, set_setting, profile, local_name) -> label fields; settings under its name.
     label: LabelMaker | None = None
+    # How it reports a code to its phones, for the per-error documentation (device-sim docs):
+    # reports(profile, code) -> one sentence.
+    reports: Callable[[Profile, Any], str] | None = None
 
 
 def lazy(module: str, function: str) -> Callable[..., Any]:

@@ -177,8 +177,12 @@ async def check_tls(
         ) from None
     except ssl.SSLCertVerificationError as exc:
         reason = exc.verify_message or exc.reason or str(exc)
+        # OpenSSL's X509_V_ERR_CERT_NOT_YET_VALID (9) and CERT_HAS_EXPIRED (10): the certificate
+        # is not valid now, by the device's clock, which is the usual culprit; the user's next
+        # step (let the clock set itself) differs from an untrusted certificate's.
+        dated = exc.verify_code in (9, 10)
         raise NetworkError(
-            Code.TLS_VERIFICATION_FAILED,
+            Code.TLS_CERTIFICATE_DATE if dated else Code.TLS_VERIFICATION_FAILED,
             f"{where}: {reason}",
             raw={
                 "host": server_hostname,

@@ -141,7 +141,9 @@ class CodeDef:
     user_message: str
     next_step: str
     support_question: str
-    recoverable: bool
+    recoverable: bool  # true only where trying again (maybe with other input) can help
+    reproduce: str = ""  # a runnable command that ends in this code ("" when none exists)
+    collect: tuple[str, ...] = ()  # what support collects, besides its category's list
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ class Profile:
     softap: SoftApDef
     personalities: PersonalitiesDef
     phases: Mapping[str, PhaseDef]
+    collect: Mapping[str, tuple[str, ...]]  # what support collects, by code category
 
     def code(self, code: Code | int | str) -> CodeDef:
         """The catalogue entry of ``code`` (enum, number or name). Raises KeyError if unknown."""
@@ -374,6 +377,8 @@ def _codes(r: Reader) -> dict[str, CodeDef]:
             c.get("next_step", str),
             c.get("support_question", str),
             c.get("recoverable", bool),
+            c.get("reproduce", str, required=False, default=""),
+            tuple(c.strings("collect", required=False)),
         )
         for key in ("meaning", "user_message", "next_step"):
             if not getattr(entry, key).strip():
@@ -381,6 +386,15 @@ def _codes(r: Reader) -> dict[str, CodeDef]:
         c.done()
         out[name] = entry
     r.done()
+    return out
+
+
+def _collect(r: Reader, categories: set[str]) -> dict[str, tuple[str, ...]]:
+    out = {str(name): tuple(r.strings(str(name))) for name in list(r.data)}
+    r.done()
+    missing = categories - set(out)
+    if missing:
+        raise ConfigError(r.at(sorted(missing)[0]), "a code category without its list")
     return out
 
 
@@ -429,6 +443,7 @@ def parse_profile(data: Any, source: Path) -> Profile:
         softap=parse_softap(root.child("softap"), set(codes)),
         personalities=_personalities(root.child("personalities")),
         phases=_phases(root.child("phases"), set(codes)),
+        collect=_collect(root.child("support_collect"), {c.category for c in codes.values()}),
     )
     root.done()
     if profile.advertising.service_uuid != profile.service.uuid:

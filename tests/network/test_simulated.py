@@ -271,17 +271,19 @@ async def test_portal_detail_names_the_login_page() -> None:
     assert "http://login.grandhotel.example/portal?ap=7000" in info.value.detail
 
 
-@pytest.mark.parametrize(("ssid", "passphrase", "reason"), [
-    (b"Corp-Inspected", "proxy-sees-all", "unable to get local issuer certificate"),
-    (b"Stale-Clock", "time-has-passed", "certificate has expired"),
-    (b"Wrong-Host", "somebody-elses-cert", "hostname mismatch"),
+@pytest.mark.parametrize(("ssid", "passphrase", "reason", "code"), [
+    (b"Corp-Inspected", "proxy-sees-all", "unable to get local issuer certificate",
+     Code.TLS_VERIFICATION_FAILED),
+    (b"Stale-Clock", "time-has-passed", "certificate has expired", Code.TLS_CERTIFICATE_DATE),
+    (b"Wrong-Host", "somebody-elses-cert", "hostname mismatch", Code.TLS_VERIFICATION_FAILED),
 ])
-async def test_tls_failures_carry_the_verify_reason(ssid: bytes, passphrase: str, reason: str) -> None:
+async def test_tls_failures_carry_the_verify_reason(ssid: bytes, passphrase: str, reason: str,
+                                                    code: Code) -> None:
     async with SimulatedBackend("tls-failure", zero_delay=True) as backend:
         await backend.join(ssid, passphrase)
         with pytest.raises(NetworkError) as info:
             await backend.verify()
-    assert info.value.code is Code.TLS_VERIFICATION_FAILED
+    assert info.value.code is code
     assert reason in info.value.detail.lower()
 
 

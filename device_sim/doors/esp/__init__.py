@@ -34,6 +34,7 @@ PERSONALITY = Personality(
     setup_code=False,
     activation=False,
     commands=("esp-label",),
+    reports=lazy(f"{__name__}.docs", "reports"),
     transports=("ble", "softap"),
     label=lazy(f"{__name__}.identity", "label_fields"),
 )

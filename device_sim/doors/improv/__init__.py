@@ -36,6 +36,7 @@ async def _device(ctx: DeviceContext) -> DeviceSide:
 
 
 PERSONALITY = Personality(
+    reports=lazy(f"{__name__}.docs", "reports"),
     name="improv",
     summary="the open Improv Wi-Fi BLE service: physical authorization, no session",
     device=_device,

@@ -27,5 +27,6 @@ PERSONALITY = Personality(
     summary="device-sim's own service: SRP6a session on the setup code, specific codes, events",
     device=_device,
     phone=lazy(f"{__name__}.flow", "provision_request"),
+    reports=lazy(f"{__name__}.docs", "reports"),
     transports=("ble", "softap"),
 )

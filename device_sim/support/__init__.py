@@ -1,0 +1,1 @@
+"""The support kit: per-error documentation generated from ``gatt_profile.yaml``."""

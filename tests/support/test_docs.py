@@ -1,0 +1,106 @@
+"""The per-error documentation: generated from the profile, committed in docs/, specific, and
+every reproduction command really ends in its code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from device_sim.cli import build_parser, main
+from device_sim.profile import load_profile
+from device_sim.support import docs
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE = load_profile()
+TIMED = {"device-sim demo --scenario slow-dhcp"}  # real time (20 s): tests/core/test_engine.py
+
+
+def test_the_committed_documentation_is_up_to_date() -> None:
+    """`device-sim docs` output is committed; regenerate it after changing the profile."""
+    assert (ROOT / "docs" / "codes.md").read_text() == docs.markdown(PROFILE), \
+        "docs/codes.md is out of date: run `device-sim docs`"
+    assert (ROOT / "docs" / "codes.html").read_text() == docs.html_page(PROFILE), \
+        "docs/codes.html is out of date: run `device-sim docs`"
+
+
+def test_every_code_is_documented_specifically() -> None:
+    all_docs = docs.code_docs(PROFILE)
+    assert [d.entry.name for d in all_docs] == sorted(PROFILE.codes, key=lambda n:
+                                                      PROFILE.codes[n].id)
+    md = docs.markdown(PROFILE)
+    for d in all_docs:
+        assert f"\n## {d.entry.name}\n" in md
+        assert d.collect or d.entry.category == "none"
+        assert {name for name, _ in d.reports} == {"native", "improv", "esp"}
+    steps = Counter(d.entry.next_step for d in all_docs)
+    assert [s for s, n in steps.items() if n > 1] == []
+    for d in all_docs:   # never a bare "try again"
+        assert not re.fullmatch(r"(?i)\W*try again\W*", d.entry.next_step)
+    date, trust = PROFILE.code("TLS_CERTIFICATE_DATE"), PROFILE.code("TLS_VERIFICATION_FAILED")
+    assert "clock" in date.next_step and "clock" not in trust.next_step
+    for name in ("MALFORMED_REQUEST", "UNSUPPORTED_VERSION", "CAPTIVE_PORTAL",
+                 "CLAIMED_BY_ANOTHER_ACCOUNT", "UNSUPPORTED_SECURITY"):
+        assert PROFILE.code(name).recoverable is False, name  # a retry alone cannot help
+    assert PROFILE.code("NO_DHCP_LEASE").recoverable is True
+
+
+def test_the_page_is_self_contained() -> None:
+    page = docs.html_page(PROFILE)
+    assert "<script" not in page
+    assert not re.search(r"""(?:src|href)\s*=\s*["'](?!#)""", page)  # only in-page links
+    assert page.count("<section ") == len(PROFILE.codes)
+
+
+def test_codes_shows_one_code_in_full(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["codes", "104"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("104 NO_DHCP_LEASE") and "support asks:" in out
+    assert "device-sim demo --scenario no-dhcp" in out and "esp:" in out
+    assert main(["codes", "no_dhcp_lease", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reproduce"][0].startswith("device-sim demo")
+    assert main(["codes", "999"]) == 2
+
+
+def test_docs_command_writes_both(tmp_path: Path) -> None:
+    assert main(["docs", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "codes.md").read_text() == docs.markdown(PROFILE)
+
+
+def test_every_reproduction_command_parses() -> None:
+    for d in docs.code_docs(PROFILE):
+        for command in d.reproduce:
+            argv = shlex.split(command)
+            assert argv[0] == "device-sim"
+            build_parser().parse_args(argv[1:])
+
+
+async def test_every_reproduction_command_ends_in_its_code() -> None:
+    """Each demo command, over the SoftAP on loopback, without delays: its code at the end."""
+    runs = [(d.entry.name, c) for d in docs.code_docs(PROFILE) for c in d.reproduce
+            if c.startswith("device-sim demo") and c not in TIMED]
+    assert len(runs) >= 12
+    gate = asyncio.Semaphore(4)
+
+    async def run(command: str) -> str:
+        argv = [*shlex.split(command)[1:], "--zero-delay", "--json"]
+        if "--transport" not in argv:
+            argv += ["--transport", "softap"]
+        async with gate:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "device_sim", *argv, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
+            async with asyncio.timeout(60):
+                out, err = await proc.communicate()
+        assert out, err.decode()[-500:]
+        return str(json.loads(out)["code_name"])
+
+    codes = await asyncio.gather(*(run(command) for _, command in runs))
+    assert [(name, c) for (name, _), c in zip(runs, codes, strict=True) if name != c] == []
