@@ -33,6 +33,7 @@ from device_sim.errors import ConfigError
 from device_sim.network.base import BackendKind
 from device_sim.network.options import NetworkOptions
 from device_sim.options import all_options
+from device_sim.watch.options import WatchOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "packaging" / "device-sim.toml"
@@ -83,6 +84,10 @@ button = "gpiochip0:17"
 sec = 1
 sec_patch = 0
 
+[watch]
+enabled = true
+listen = "127.0.0.1:8391"
+
 [cloud]
 host = "cloud.example.com"
 port = 8443
@@ -106,7 +111,7 @@ FULL_FLAGS = [
     "--softap-dnsmasq", "wlan0",
     "--improv-auth", "required", "--improv-auth-timeout", "90",
     "--improv-redirect-url", "https://example.com/welcome", "--improv-button", "gpiochip0:17",
-    "--esp-sec", "1", "--esp-sec-patch", "0",
+    "--esp-sec", "1", "--esp-sec-patch", "0", "--watch", "--watch-listen", "127.0.0.1:8391",
     "--cloud-host", "cloud.example.com", "--cloud-port", "8443", "--cloud-ca", "/srv/ca.pem",
     "--activation", "claim", "--cloud-url", "https://cloud.example.com:8443",
     "--activation-password", "cloud",
@@ -136,6 +141,7 @@ def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
                              concurrent=True, dnsmasq="wlan0"),
         cloud=CloudOptions("cloud.example.com", 8443, ca, "claim",
                            "https://cloud.example.com:8443", "cloud"),
+        watch=WatchOptions(True, HostPort("127.0.0.1", 8391)),
         personality_options={"improv": ImprovOptions("required", 90.0,
                                                      "https://example.com/welcome",
                                                      "gpiochip0:17"),
