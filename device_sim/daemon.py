@@ -22,7 +22,7 @@ from .config import DaemonOptions
 from .control import ControlServer
 from .core.activation import ActivationConfig, CloudActivator
 from .core.engine import OnboardingEngine, Timeouts
-from .core.events import DiagnosticEvent, EventPhase
+from .core.events import EventPhase
 from .core.store import DeviceStore, Identity
 from .doors import registry
 from .doors.personality import Handler
@@ -220,24 +220,9 @@ def _register_commands(
         last = args.get("last", WATCH_BACKLOG)
         if not isinstance(last, int) or not 0 <= last <= 200:
             raise OnboardingError(Code.MALFORMED_REQUEST, "last: 0 to 200 events")
-        queue: asyncio.Queue[DiagnosticEvent | None] = asyncio.Queue()
-
-        def follow(event: DiagnosticEvent) -> None:
-            if queue.qsize() < WATCH_QUEUE:
-                queue.put_nowait(event)
-            elif queue.qsize() == WATCH_QUEUE:  # a watcher that cannot keep up is let go
-                queue.put_nowait(None)
-
-        backlog = list(engine.events.recent)[-last:] if last else []
-        unsubscribe = engine.events.subscribe(follow)
-        try:
-            yield _snapshot(engine, supervisor)
-            for old in backlog:
-                yield {"kind": "event", "backlog": True, **old.to_json()}
-            while (new := await queue.get()) is not None:
-                yield {"kind": "event", **new.to_json()}
-        finally:
-            unsubscribe()
+        yield _snapshot(engine, supervisor)
+        async for event, past in engine.events.follow(last, WATCH_QUEUE):
+            yield {"kind": "event", **({"backlog": True} if past else {}), **event.to_json()}
 
     control.register_stream("watch", watch)
     control.register("status", status)

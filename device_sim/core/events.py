@@ -8,12 +8,13 @@ and does not stop the others. :class:`JsonlLog` appends each event to the device
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -116,6 +117,30 @@ class EventBus:
         """Add a subscriber; returns a function that removes it."""
         self._subscribers.append(fn)
         return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
+
+    async def follow(
+        self, backlog: int = 20, limit: int = 1000
+    ) -> AsyncGenerator[tuple[DiagnosticEvent, bool], None]:
+        """Each event from now on as ``(event, False)``, after the last ``backlog`` ones as
+        ``(event, True)``; ends when more than ``limit`` wait unread (a watcher that cannot keep
+        up is let go). Stops following when the iteration is closed."""
+        queue: asyncio.Queue[DiagnosticEvent | None] = asyncio.Queue()
+
+        def follow(event: DiagnosticEvent) -> None:
+            if queue.qsize() < limit:
+                queue.put_nowait(event)
+            elif queue.qsize() == limit:
+                queue.put_nowait(None)
+
+        past = list(self.recent)[-backlog:] if backlog else []
+        unsubscribe = self.subscribe(follow)
+        try:
+            for event in past:
+                yield event, True
+            while (new := await queue.get()) is not None:
+                yield new, False
+        finally:
+            unsubscribe()
 
     def emit(self, event: DiagnosticEvent) -> None:
         self.last = event

@@ -13,6 +13,7 @@ or ``?token=``. The token is never logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -113,38 +114,34 @@ class WatchServer(Component):
         task = asyncio.current_task()
         assert task is not None
         self._streams.add(task)
-        queue: asyncio.Queue[DiagnosticEvent | None] = asyncio.Queue()
-
-        def follow(event: DiagnosticEvent) -> None:
-            if queue.qsize() < QUEUE:
-                queue.put_nowait(event)
-            elif queue.qsize() == QUEUE:  # a watcher that cannot keep up is let go
-                queue.put_nowait(None)
-
-        backlog = list(self.events.recent)[-BACKLOG:]
-        unsubscribe = self.events.subscribe(follow)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
         try:
             await response.prepare(request)
             await response.write(_sse("state", self.snapshot()))
-            for event in backlog:
-                await response.write(_sse("onboarding", _item(event, backlog=True), event.seq))
-            while True:
-                try:
-                    async with asyncio.timeout(KEEPALIVE_S):
-                        event_or_end = await queue.get()
-                except TimeoutError:
-                    await response.write(b": keepalive\n\n")
-                    continue
-                if event_or_end is None:
-                    break
-                await response.write(_sse("onboarding", _item(event_or_end), event_or_end.seq))
+            events = self.events.follow(BACKLOG, QUEUE)
+            pending = asyncio.ensure_future(anext(events))
+            try:
+                while True:
+                    done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+                    if not done:
+                        await response.write(b": keepalive\n\n")
+                        continue
+                    try:
+                        event, past = pending.result()
+                    except StopAsyncIteration:
+                        break
+                    await response.write(_sse("onboarding", _item(event, backlog=past), event.seq))
+                    pending = asyncio.ensure_future(anext(events))
+            finally:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending  # the generator must be idle before it is closed
+                await events.aclose()
         except ConnectionResetError:  # the watcher went away
             pass
         finally:
-            unsubscribe()
             self._streams.discard(task)
         return response
 
