@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ctl", help="send a command to a running daemon (its control socket)")
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--out", type=Path, metavar="FILE", help="where a command's file goes (diagnostics)"
+    )
     p.add_argument("ctl_command", metavar="COMMAND", help="e.g. ping, commands")
     p.add_argument(
         "params",

@@ -84,7 +84,7 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
         )
         supervisor = doors.supervisor
         control = ControlServer(opts.state_dir)
-        _register_commands(control, supervisor, device.engine, doors.sides)
+        _register_commands(control, supervisor, device.engine, doors.sides, opts)
         await stack.enter_async_context(control)
         watch_url = None
         if opts.watch.enabled:
@@ -166,6 +166,7 @@ def _register_commands(
     supervisor: DoorSupervisor,
     engine: OnboardingEngine,
     sides: list[DeviceSide],
+    options: DaemonOptions,
 ) -> None:
     """The daemon's ``device-sim ctl`` commands."""
 
@@ -224,6 +225,60 @@ def _register_commands(
         async for event, past in engine.events.follow(last, WATCH_QUEUE):
             yield {"kind": "event", **({"backlog": True} if past else {}), **event.to_json()}
 
+    async def diagnostics(args: dict[str, object]) -> dict[str, object]:
+        """The diagnostics bundle (``ctl diagnostics --out FILE``): a gzip'd tar, base64."""
+        from .support import bundle
+
+        store, record = engine.store, engine.record
+        identity = store.identity()
+        cloud = store.cloud()
+        creds = store.credentials()
+        kept = (
+            creds.passphrase if creds else None,
+            cloud.token,
+            cloud.device_password,
+            cloud.in_claim_token,
+            cloud.in_device_password,
+        )
+        secrets = [secret.reveal() for secret in kept if secret is not None]
+        if identity is not None and identity.softap_passphrase is not None:
+            secrets.append(identity.softap_passphrase.reveal())
+        for name in registry.names():  # the personalities' own secrets (ESP's PoP)
+            for key in registry.get(name).secret_settings:
+                value = store.setting(f"{name}.{key}")
+                if value:
+                    secrets.append(value)
+        files: dict[str, object] = {
+            "identity.json": {
+                "device_id": identity.device_id if identity else None,
+                "created_at": identity.created_at if identity else None,
+                "factory_certificate": (engine.store.state_dir / "device.pem").exists(),
+            },
+            "versions.json": bundle.versions(),
+            "options.json": bundle.jsonable(options),
+            "state.json": {
+                "record": bundle.jsonable(
+                    {
+                        "state": record.state.wire_name,
+                        "code": record.code.name,
+                        "phase": record.phase,
+                        "detail": record.detail,
+                        "attempt": record.attempt,
+                        "ssid_hex": record.ssid.hex() if record.ssid else None,
+                        "hidden": record.hidden,
+                    }
+                ),
+                "activation": cloud.public(),
+                "doors": supervisor.status(),
+                "personalities": [side.name for side in sides],
+            },
+            "scan.json": [ap.to_wire() for ap in engine.last_scan],
+            "timeline.jsonl": bundle.timeline(engine.store.state_dir),
+        }
+        archive = bundle.build(files, secrets)  # type: ignore[arg-type]
+        return {"files": sorted(files), "bytes": len(archive), "archive": bundle.encode(archive)}
+
+    control.register("diagnostics", diagnostics)
     control.register_stream("watch", watch)
     control.register("status", status)
     control.register("softap-start", softap_start)

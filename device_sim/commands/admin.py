@@ -4,7 +4,9 @@ socket."""
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,13 +89,24 @@ async def ctl(args: argparse.Namespace) -> int:
         except ValueError:
             params[key] = value
     try:
-        result = await control_request(args.state_dir, args.ctl_command, params)
+        result = await control_request(args.state_dir, args.ctl_command, params, timeout=30)
     except OnboardingError as exc:
         print(f"error {exc.code.name} ({int(exc.code)}): {exc.detail}", file=sys.stderr)
         return 1
     except TransportError as exc:
         print(f"device-sim: {exc.detail}", file=sys.stderr)
         return 2
+    if "archive" in result:  # a file for the ticket (diagnostics): written, not printed
+        if args.out is None:
+            raise ConfigError("--out", f"{args.ctl_command} makes a file: give --out FILE")
+        data = base64.b64decode(result.pop("archive"))
+        try:
+            fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+        except OSError as exc:
+            raise ConfigError(str(args.out), f"cannot write: {exc.strerror or exc}") from None
+        result["written"] = str(args.out)
     emit(
         args,
         result,

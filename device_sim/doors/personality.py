@@ -85,6 +85,8 @@ class Personality:
     # How it reports a code to its phones, for the per-error documentation (device-sim docs):
     # reports(profile, code) -> one sentence.
     reports: Callable[[Profile, Any], str] | None = None
+    # Its settings that are secrets (kept out of the diagnostics bundle), e.g. ESP's PoP.
+    secret_settings: tuple[str, ...] = ()
 
 
 def lazy(module: str, function: str) -> Callable[..., Any]:

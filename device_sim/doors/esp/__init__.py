@@ -36,5 +36,6 @@ PERSONALITY = Personality(
     commands=("esp-label",),
     reports=lazy(f"{__name__}.docs", "reports"),
     transports=("ble", "softap"),
+    secret_settings=("pop", "srp_verifier"),
     label=lazy(f"{__name__}.identity", "label_fields"),
 )

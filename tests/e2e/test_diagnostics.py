@@ -1,0 +1,70 @@
+"""The diagnostics bundle of a device that onboarded (and failed once): everything support
+needs, none of the device's secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from device_sim.core.store import DeviceStore
+from device_sim.doors import registry
+from device_sim.doors.native.flow import provision
+from device_sim.network.scenario import load_scenario
+from device_sim.security.secret import Secret
+
+from .conftest import SETUP_CODE, Device
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session")]
+
+
+async def test_bundle_holds_the_story_and_no_secret(device: Device, setup_code: Secret,
+                                                    tmp_path: Path) -> None:
+    with DeviceStore(device.state_dir) as store:
+        labels = registry.make_labels(store, device.profile, "DS-TEST")  # ESP's PoP exists too
+    pop = json.loads(labels["esp_qr"])["pop"]
+    ready = await device.start("engineering-wifi", doors="softap-only")
+    creds = load_scenario("engineering-wifi").default_credentials
+    passphrase = creds.passphrase or ""
+    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
+                             ssid=creds.ssid, passphrase=Secret("wrong-passphrase-1"),
+                             retries=[(creds.ssid, Secret(passphrase), False)])
+    assert result["state"] == "online"
+    out = tmp_path / "bundle.tar.gz"
+    done = subprocess.run(
+        [sys.executable, "-m", "device_sim", "ctl", "--state-dir", str(device.state_dir),
+         "--out", str(out), "diagnostics"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    with tarfile.open(out) as archive:
+        names = sorted(Path(m.name).name for m in archive.getmembers())
+        texts = {Path(m.name).name: archive.extractfile(m).read().decode()  # type: ignore
+                 for m in archive.getmembers()}
+    assert names == ["identity.json", "options.json", "scan.json", "state.json",
+                     "timeline.jsonl", "versions.json"]
+    state = json.loads(texts["state.json"])
+    assert state["record"]["state"] == "online" and "softap" in state["doors"]["doors"]
+    events = [json.loads(line) for line in texts["timeline.jsonl"].splitlines()]
+    assert any(e["code_name"] == "WRONG_CREDENTIALS" for e in events)   # the failed attempt
+    assert json.loads(texts["scan.json"])                                # the scan list
+    assert json.loads(texts["versions.json"])["device-sim"]
+    everything = "\n".join(texts.values())
+    with DeviceStore(device.state_dir) as store:
+        identity = store.identity()
+    assert identity is not None and identity.softap_passphrase is not None
+    for secret in (passphrase, "wrong-passphrase-1", SETUP_CODE, SETUP_CODE.replace("-", ""),
+                   identity.softap_passphrase.reveal(), pop, "PRIVATE KEY"):
+        assert secret not in everything, "a secret in the bundle"
+
+
+async def test_without_out_it_says_what_to_give(device: Device) -> None:
+    await device.start("engineering-wifi", doors="softap-only")
+    done = subprocess.run(
+        [sys.executable, "-m", "device_sim", "ctl", "--state-dir", str(device.state_dir),
+         "diagnostics"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--out" in done.stderr and "Traceback" not in done.stderr
