@@ -95,6 +95,7 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
                 device.events,
                 lambda: _snapshot(device.engine, supervisor),
                 opts.state_dir,
+                profile,
             )
             await stack.enter_async_context(watcher)
             watch_url = watcher.url

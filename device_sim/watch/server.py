@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from aiohttp import web
 from ..core.events import DiagnosticEvent, EventBus
 from ..errors import TransportError
 from ..lifecycle import Component
+from ..profile import Profile
 from .options import WatchOptions
 
 LOG = logging.getLogger(__name__)
@@ -52,9 +54,12 @@ class WatchServer(Component):
         events: EventBus,
         snapshot: Callable[[], dict[str, Any]],
         state_dir: Path,
+        profile: Profile,
     ) -> None:
         self.options, self.events, self.snapshot = options, events, snapshot
         self.state_dir = state_dir
+        self.profile = profile
+        self._page_bytes: bytes | None = None
         self.token: str | None = None
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
@@ -70,6 +75,7 @@ class WatchServer(Component):
             with os.fdopen(fd, "w") as out:
                 out.write(self.token + "\n")
         app = web.Application(middlewares=[self._guard])
+        app.router.add_get("/", self._page)
         app.router.add_get("/events", self._events)
         app.router.add_get("/state", self._state)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -106,6 +112,22 @@ class WatchServer(Component):
                 return web.json_response({"error": "a token is required"}, status=401)
         response: web.StreamResponse = await handler(request)
         return response
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        """The watch page: one self-contained file (inline style and script, no assets) with
+        the codes' documentation inside, following /events live."""
+        if self._page_bytes is None:
+            self._page_bytes = page(self.profile)
+        return web.Response(
+            body=self._page_bytes,
+            content_type="text/html",
+            charset="utf-8",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+                "style-src 'unsafe-inline'; connect-src 'self'",
+            },
+        )
 
     async def _state(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.snapshot(), headers={"Cache-Control": "no-store"})
@@ -144,6 +166,16 @@ class WatchServer(Component):
         finally:
             self._streams.discard(task)
         return response
+
+
+def page(profile: Profile) -> bytes:
+    """The watch page with every code's documentation inlined (JSON, safe inside a script)."""
+    from ..support.docs import code_docs
+
+    codes = {str(d.entry.id): d.to_json() for d in code_docs(profile)}
+    data = json.dumps(codes, separators=(",", ":")).replace("<", "\\u003c")
+    template = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+    return template.replace("/*CODES*/{}", data).encode("utf-8")
 
 
 def _item(event: DiagnosticEvent, *, backlog: bool = False) -> dict[str, Any]:

@@ -104,3 +104,12 @@ async def test_every_reproduction_command_ends_in_its_code() -> None:
 
     codes = await asyncio.gather(*(run(command) for _, command in runs))
     assert [(name, c) for (name, _), c in zip(runs, codes, strict=True) if name != c] == []
+
+
+def test_the_watch_page_is_self_contained_and_carries_the_codes() -> None:
+    from device_sim.watch.server import page
+
+    html = page(PROFILE).decode()
+    assert not re.search(r"""(?:src|href)\s*=""", html)   # no asset, no link out
+    assert "/*CODES*/" not in html and '"104":' in html     # the codes' documentation inside
+    assert "</script" not in html.split("const CODES =")[1].split(";\n")[0]

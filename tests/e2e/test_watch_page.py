@@ -1,0 +1,86 @@
+"""The watch page in real headless Chromium (Debian's /usr/bin/chromium through Playwright): it
+shows each phase as it happens during a slowed-down onboarding, and the failure card with the
+code's documentation for a captive portal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from device_sim.doors.native.flow import provision
+from device_sim.network.scenario import load_scenario
+from device_sim.profile import load_profile
+from device_sim.security.secret import Secret
+
+from .conftest import Device
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session")]
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+STEP_MS = 10_000
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page(require: Callable[[str | None], None]) -> AsyncIterator[Page]:
+    require(None if CHROMIUM.exists() else f"{CHROMIUM} is missing (apt-get install chromium)")
+    async with async_playwright() as p:
+        browser: Browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS,
+                                                   timeout=STEP_MS * 2)
+        try:
+            page = await (await browser.new_context()).new_page()
+            page.set_default_timeout(STEP_MS)
+            yield page
+        finally:
+            await browser.close()
+
+
+async def _onboard(device: Device, ready: dict, scenario: str, setup_code: Secret) -> dict:
+    creds = load_scenario(scenario).default_credentials
+    return await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
+                           ssid=creds.ssid, passphrase=Secret(creds.passphrase or ""),
+                           outcome_timeout=30)
+
+
+async def test_the_page_shows_each_phase_as_it_happens(device: Device, page: Page,
+                                                       setup_code: Secret) -> None:
+    ready = await device.start("typical-home", "--watch", "--watch-listen", "127.0.0.1:0",
+                               zero_delay=False, doors="softap-only")   # ~3 s of real delays
+    await page.goto(ready["watch"] + "/")
+    await expect(page.locator("#link")).to_have_text("live")
+    onboarding = asyncio.ensure_future(_onboard(device, ready, "typical-home", setup_code))
+    dhcp = page.locator('#timeline tr[data-phase="dhcp"]')
+    await expect(dhcp).to_have_count(1, timeout=20_000)
+    # dhcp is on the page while the device still works: no outcome row yet
+    assert not onboarding.done()
+    assert await page.locator('#timeline tr[data-phase="online"]').count() == 0
+    assert (await onboarding)["state"] == "online"
+    await expect(page.locator('#timeline tr[data-phase="online"]')).to_have_count(1)
+    await expect(page.locator("#state")).to_have_text("online")
+    await expect(page.locator("#past li")).to_have_count(1)
+    await expect(page.locator("#card")).to_be_hidden()
+
+
+async def test_the_failure_card_for_a_captive_portal(device: Device, page: Page,
+                                                     setup_code: Secret) -> None:
+    ready = await device.start("captive-portal", "--watch", "--watch-listen", "127.0.0.1:0",
+                               doors="softap-only")
+    await page.goto(ready["watch"] + "/")
+    await expect(page.locator("#link")).to_have_text("live")
+    result = await _onboard(device, ready, "captive-portal", setup_code)
+    assert result["code_name"] == "CAPTIVE_PORTAL"
+    entry = load_profile().code("CAPTIVE_PORTAL")
+    card = page.locator("#card")
+    await expect(card).to_be_visible()
+    await expect(page.locator("#card-title")).to_have_text(f"{entry.id} CAPTIVE_PORTAL")
+    await expect(page.locator("#card-next")).to_have_text(entry.next_step)
+    await expect(page.locator("#card-reproduce")).to_contain_text(
+        "device-sim demo --scenario captive-portal")
+    # a late visitor (a reload) sees the same from the backlog
+    await page.reload()
+    await expect(page.locator("#card-title")).to_have_text(f"{entry.id} CAPTIVE_PORTAL")
