@@ -209,8 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
-    p = sub.add_parser("watch", help="watch a device's onboarding as it happens")
-    p.add_argument("--state-dir", type=Path, required=True)
+    p = sub.add_parser("watch", help="watch devices' onboarding as it happens")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        required=True,
+        help="a device's state directory, or a directory of them (every one is watched)",
+    )
     p.add_argument("--json", action="store_true", help="print the event stream as JSON lines")
     p.add_argument(
         "--last",
@@ -226,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit at the next outcome: 0 online, 1 failed",
     )
     p.add_argument("--timeout", type=positive_float, metavar="S", help="stop after S seconds")
+    p.add_argument("--plain", action="store_true", help="one line per event, even on a terminal")
 
     p = sub.add_parser("ctl", help="send a command to a running daemon (its control socket)")
     p.add_argument("--state-dir", type=Path, required=True)

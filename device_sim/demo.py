@@ -16,6 +16,7 @@ a device password) and the demo succeeds only when the device is online and acti
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .client.target import ProvisionRequest, Target
 from .commands.client import outcome_text
+from .commands.watch import Timeline, follow
 from .control import control_request
 from .core.identity import create_identity
 from .core.store import DeviceStore
@@ -129,6 +131,16 @@ async def run_demo(args: argparse.Namespace) -> int:
             )
             stack.push_async_callback(daemon.stop)
             ready = await daemon.start()
+            if not args.json:  # the device's events as they happen, as `device-sim watch` shows
+                view = Timeline("device", profile)
+
+                def live(item: dict[str, Any]) -> None:
+                    view.add(item)
+                    if item.get("kind") == "event":
+                        say(view.line(item))
+
+                watcher = asyncio.ensure_future(follow(state_dir, live, last=0))
+                stack.callback(watcher.cancel)
             if args.transport == "softap":
                 softap = ready["doors"]["softap"]
                 say(f"device daemon: access point {softap['ssid']} up, API at {softap['ap_url']}")

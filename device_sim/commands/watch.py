@@ -1,9 +1,11 @@
-"""``device-sim watch``: a device's onboarding as it happens, from its control socket.
+"""``device-sim watch``: devices' onboarding as it happens, from their control sockets.
 
-It prints the device's state, the last events before it joined, then each event as it comes:
-wall-clock time, time since CONNECT, state, phase, code. A failure adds the code's message, next
-step and the question support should ask. ``--json`` prints the stream as JSON lines. It follows
-the daemon across restarts (it waits for the control socket to come back).
+It shows each device's state, the last events before it joined, then each event as it comes:
+wall-clock time, time since CONNECT, state, phase, code, and how long each phase took. A failure
+adds the code's message, next step and the question support should ask. On a terminal it is a
+live view (rich); otherwise, and with ``--plain``, one line per event; ``--json`` prints the
+stream as JSON lines. ``--state-dir`` names one device, or a directory whose subdirectories are
+devices (every one is watched). It follows each daemon across restarts.
 """
 
 from __future__ import annotations
@@ -11,45 +13,207 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import sys
-import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..control import control_stream
+from ..control import SOCKET_NAME, control_stream
 from ..errors import TransportError
 from ..profile import Profile, load_profile
 
 RECONNECT_S = 0.5  # how often a watcher looks for a daemon that is not (yet) running
 TERMINAL = ("online", "failed")
+KEEP = 40  # events a device's live timeline shows
+
+
+@dataclass
+class Timeline:
+    """One device's view: its state, its events, and the failure to explain."""
+
+    name: str
+    profile: Profile
+    state: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    failure: int | None = None  # the code of the last failed outcome
+
+    def add(self, item: dict[str, Any]) -> None:
+        if item.get("kind") == "state":
+            self.state = item
+            self.failure = int(item["code"]) if item.get("state") == "failed" else None
+            return
+        self.events = [*self.events, item][-KEEP:]
+        self.state = {**self.state, "state": item["state"], "phase": item["phase"]}
+        if item.get("phase") == "joining":
+            self.failure = None
+        if item.get("phase") == "failed" and item.get("code"):
+            self.failure = int(item["code"])
+
+    def durations(self) -> list[int | None]:
+        """Each event's phase duration: until the next event of the same attempt, in ms."""
+        out: list[int | None] = []
+        for event, following in zip(self.events, [*self.events[1:], None], strict=True):
+            start, end = event.get("since_connect_ms"), (following or {}).get("since_connect_ms")
+            same = following is not None and following.get("phase") != "joining"
+            out.append(end - start if start is not None and end is not None and same else None)
+        return out
+
+    def line(self, item: dict[str, Any]) -> str:
+        """One plain line for ``item`` (a state or an event)."""
+        prefix = f"[{self.name}] " if self.name else ""
+        if item.get("kind") == "state":
+            return (
+                f"{prefix}device: {item['state']} ({item['code_name']}), attempt "
+                f"{item['attempt']}, doors {', '.join(item.get('doors', [])) or 'none'}"
+            )
+        since = item.get("since_connect_ms")
+        mark = "·" if item.get("backlog") else " "
+        code = item.get("code_name", "") if item.get("code") else ""
+        return (
+            f"{prefix}{mark}{str(item.get('at', ''))[11:23]}  "
+            f"{'+' + str(since) + ' ms' if since is not None else '':>11}  "
+            f"{item['state']:<21} {item['phase']:<15} {code}"
+        ).rstrip()
+
+    def card(self) -> list[str]:
+        """The failure's explanation (empty when the device has not failed)."""
+        if self.failure is None:
+            return []
+        entry = self.profile.code(self.failure)
+        return [
+            f"{entry.name} ({entry.id}): {entry.user_message}",
+            f"next step: {entry.next_step}",
+            f"support asks: {entry.support_question}",
+        ]
+
+    def renderable(self) -> Any:
+        """The live view of this device (rich)."""
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.table import Table
+
+        table = Table(expand=True, show_edge=False, pad_edge=False)
+        for column in ("time", "since CONNECT", "state", "phase", "took", "code"):
+            table.add_column(column, no_wrap=True)
+        for event, took in zip(self.events, self.durations(), strict=True):
+            since = event.get("since_connect_ms")
+            style = {"failed": "red", "online": "green"}.get(event.get("phase", ""), "")
+            table.add_row(
+                str(event.get("at", ""))[11:23],
+                "" if since is None else f"+{since} ms",
+                event["state"],
+                event["phase"],
+                "" if took is None else f"{took} ms",
+                event.get("code_name", "") if event.get("code") else "",
+                style=style,
+            )
+        parts: list[Any] = [table]
+        if self.failure is not None:
+            parts.append(Panel("\n".join(self.card()), title="failed", border_style="red"))
+        title = (
+            f"{self.name or 'device'}: {self.state.get('state', '?')} "
+            f"· {self.state.get('phase', '?')}"
+        )
+        return Panel(Group(*parts), title=title)
+
+
+def devices(root: Path) -> list[tuple[str, Path]]:
+    """``root`` itself when it is a device's state directory, else its device subdirectories."""
+
+    def is_device(path: Path) -> bool:
+        return (path / SOCKET_NAME).exists() or (path / "device.sqlite3").exists()
+
+    if is_device(root) or not root.is_dir():
+        return [("", root)]
+    found = sorted(p for p in root.iterdir() if p.is_dir() and is_device(p))
+    return [(p.name, p) for p in found] or [("", root)]
+
+
+async def follow(
+    state_dir: Path,
+    on_item: Callable[[dict[str, Any]], None],
+    *,
+    last: int = 20,
+    on_wait: Callable[[str], None] = lambda why: None,
+) -> None:
+    """Call ``on_item`` for every item of the device's stream, across daemon restarts, until
+    cancelled. ``on_wait`` hears why it is waiting (no daemon yet), once per wait."""
+    waiting = False
+    while True:
+        try:
+            async for item in control_stream(state_dir, "watch", {"last": last}):
+                waiting = False
+                on_item(item)
+        except TransportError as exc:
+            if not waiting:
+                on_wait(str(exc))
+                waiting = True
+        await asyncio.sleep(RECONNECT_S)  # a poll for the daemon coming back
 
 
 async def run(args: argparse.Namespace) -> int:
     """Watch until interrupted, ``--timeout`` seconds, or (``--until-outcome``) an outcome:
-    0 online, 1 failed. Raises nothing for a missing daemon: it waits for one."""
+    0 online, 1 failed (with several devices: when every one has one; 1 if any failed)."""
     profile = load_profile()
-    deadline = time.monotonic() + args.timeout if args.timeout else None
-    waiting = False
-    while deadline is None or time.monotonic() < deadline:
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                if deadline is not None:
-                    await stack.enter_async_context(
-                        asyncio.timeout(max(0.0, deadline - time.monotonic()))
-                    )
-                stream = control_stream(args.state_dir, "watch", {"last": args.last})
-                async for item in stream:
-                    waiting = False
-                    _show(profile, item, args.json)
-                    if args.until_outcome and _outcome(item) is not None:
-                        return 0 if _outcome(item) == "online" else 1
-        except TransportError as exc:
-            if not waiting:
-                print(f"device-sim watch: waiting for the daemon ({exc})", file=sys.stderr)
-                waiting = True
-        except TimeoutError:
-            break
-        await asyncio.sleep(RECONNECT_S)  # a poll for the daemon coming back, bounded above
+    targets = devices(Path(args.state_dir))
+    views = {name: Timeline(name, profile) for name, _ in targets}
+    outcomes: dict[str, str] = {}
+    done = asyncio.Event()
+    live = None
+    if not args.json and not args.plain and sys.stdout.isatty():
+        from rich.live import Live
+
+        live = Live(render(views), refresh_per_second=8, transient=False)
+
+    def on_item(name: str, item: dict[str, Any]) -> None:
+        view = views[name]
+        view.add(item)
+        if args.json:
+            print(json.dumps({"device": name, **item} if name else item), flush=True)
+        elif live is not None:
+            live.update(render(views))
+        else:
+            print(view.line(item), flush=True)
+            if item.get("kind") == "event" and not item.get("backlog"):
+                for text in view.card() if item.get("phase") == "failed" else []:
+                    print(f"    {text}", flush=True)
+        outcome = _outcome(item)
+        if outcome is not None:
+            outcomes[name] = outcome
+            if args.until_outcome and len(outcomes) == len(views):
+                done.set()
+
+    def on_wait(name: str, why: str) -> None:
+        label = f" {name}" if name else ""
+        print(f"device-sim watch{label}: waiting for the daemon ({why})", file=sys.stderr)
+
+    tasks = [
+        asyncio.ensure_future(
+            follow(
+                path,
+                functools.partial(on_item, name),
+                last=args.last,
+                on_wait=functools.partial(on_wait, name),
+            )
+        )
+        for name, path in targets
+    ]
+    try:
+        with (
+            live if live is not None else contextlib.nullcontext(),
+            contextlib.suppress(TimeoutError),
+        ):
+            async with asyncio.timeout(args.timeout):
+                await done.wait()  # until the outcomes, --timeout, or Ctrl-C
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if args.until_outcome and outcomes:
+        return 1 if "failed" in outcomes.values() else 0
     return 0
 
 
@@ -60,28 +224,8 @@ def _outcome(item: dict[str, Any]) -> str | None:
     return state if state in TERMINAL and item.get("phase") in TERMINAL else None
 
 
-def _show(profile: Profile, item: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(item), flush=True)
-        return
-    if item.get("kind") == "state":
-        print(
-            f"device: {item['state']} ({item['code_name']}), attempt {item['attempt']}, "
-            f"doors {', '.join(item.get('doors', [])) or 'none'}",
-            flush=True,
-        )
-        return
-    since = item.get("since_connect_ms")
-    clock = str(item.get("at", ""))[11:23]
-    mark = "·" if item.get("backlog") else " "
-    code = item.get("code_name", "") if item.get("code") else ""
-    line = (
-        f"{mark}{clock}  {'+' + str(since) + ' ms' if since is not None else '':>11}  "
-        f"{item['state']:<21} {item['phase']:<15} {code}"
-    )
-    print(line.rstrip(), flush=True)
-    if item.get("code") and not item.get("backlog") and item.get("phase") in TERMINAL:
-        entry = profile.code(int(item["code"]))
-        print(f"    {entry.name} ({entry.id}): {entry.user_message}", flush=True)
-        print(f"    next step: {entry.next_step}", flush=True)
-        print(f"    support asks: {entry.support_question}", flush=True)
+def render(views: dict[str, Timeline]) -> Any:
+    """Every device's live view, one under the other (rich)."""
+    from rich.console import Group
+
+    return Group(*(view.renderable() for view in views.values()))

@@ -1,0 +1,87 @@
+"""`device-sim watch` without radios: its timeline model and live view, and several devices in
+one directory followed at once (daemons played by control servers with a `watch` stream)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from device_sim.commands import watch
+from device_sim.control import ControlServer
+from device_sim.profile import load_profile
+
+PROFILE = load_profile()
+
+
+def event(seq: int, state: str, phase: str, since: int | None, code: int = 0,
+          name: str = "OK") -> dict[str, Any]:
+    return {"kind": "event", "seq": seq, "at": f"2026-11-30T10:00:0{seq}.000Z", "state": state,
+            "phase": phase, "code": code, "code_name": name, "since_connect_ms": since}
+
+
+STORY = [
+    {"kind": "state", "state": "session_open", "code": 0, "code_name": "OK", "attempt": 0,
+     "phase": "session", "doors": ["ble"]},
+    event(1, "joining", "joining", 0),
+    event(2, "joining", "associating", 120),
+    event(3, "joining", "dhcp", 400),
+    event(4, "failed", "failed", 20400, 104, "NO_DHCP_LEASE"),
+]
+
+
+def test_the_timeline_knows_phase_durations_and_explains_a_failure() -> None:
+    view = watch.Timeline("", PROFILE)
+    for item in STORY:
+        view.add(item)
+    assert view.durations() == [120, 280, 20000, None]
+    assert view.failure == 104
+    assert view.card()[1] == f"next step: {PROFILE.code(104).next_step}"
+    console = Console(record=True, width=140, color_system=None)
+    console.print(view.renderable())
+    text = console.export_text()
+    for expected in ("dhcp", "20000 ms", "NO_DHCP_LEASE", "failed", "next step:",
+                     "support asks:"):
+        assert expected in text
+    view.add(event(5, "joining", "joining", 0))        # a new attempt clears the card
+    assert view.failure is None and view.card() == []
+
+
+async def test_a_directory_of_devices_is_watched_at_once(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    outcomes = {"kitchen": ("online", "online", 0), "porch": ("failed", "failed", 104)}
+    servers = []
+    for name, (state, phase, code) in outcomes.items():
+        def stream(args: dict[str, Any], s=state, p=phase, c=code
+                   ) -> AsyncIterator[dict[str, Any]]:
+            async def gen() -> AsyncIterator[dict[str, Any]]:
+                yield STORY[0]
+                await asyncio.sleep(0)
+                yield event(9, s, p, 50, c, PROFILE.code(c).name)
+                await asyncio.Event().wait()   # a daemon keeps the stream open
+            return gen()
+        server = ControlServer(tmp_path / name)
+        server.register_stream("watch", stream)
+        servers.append(server)
+    (tmp_path / "not-a-device").mkdir()
+    assert [n for n, _ in watch.devices(tmp_path)] == [""]  # none yet: the directory itself
+    for server in servers:
+        await server.start()
+    try:
+        assert [n for n, _ in watch.devices(tmp_path)] == ["kitchen", "porch"]
+        args = argparse.Namespace(state_dir=tmp_path, json=True, plain=False, last=5,
+                                  until_outcome=True, timeout=10.0)
+        assert await watch.run(args) == 1                 # one of them failed
+    finally:
+        for server in servers:
+            await server.stop()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(i["device"], i.get("code_name")) for i in lines if i["kind"] == "event"} == {
+        ("kitchen", "OK"), ("porch", "NO_DHCP_LEASE")}
