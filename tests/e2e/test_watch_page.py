@@ -47,23 +47,31 @@ async def _onboard(device: Device, ready: dict, scenario: str, setup_code: Secre
                            outcome_timeout=30)
 
 
+@pytest.mark.parametrize(("scenario", "slow", "outcome"), [
+    ("typical-home", [], "online"),                                   # ~3 s of real delays
+    ("slow-dhcp", ["--time-scale", "0.05", "--timeout-scale", "0.05"], "failed"),
+])
 async def test_the_page_shows_each_phase_as_it_happens(device: Device, page: Page,
-                                                       setup_code: Secret) -> None:
-    ready = await device.start("typical-home", "--watch", "--watch-listen", "127.0.0.1:0",
-                               zero_delay=False, doors="softap-only")   # ~3 s of real delays
+                                                       setup_code: Secret, scenario: str,
+                                                       slow: list[str], outcome: str) -> None:
+    ready = await device.start(scenario, *slow, "--watch", "--watch-listen", "127.0.0.1:0",
+                               zero_delay=False, doors="softap-only")
     await page.goto(ready["watch"] + "/")
     await expect(page.locator("#link")).to_have_text("live")
-    onboarding = asyncio.ensure_future(_onboard(device, ready, "typical-home", setup_code))
+    onboarding = asyncio.ensure_future(_onboard(device, ready, scenario, setup_code))
     dhcp = page.locator('#timeline tr[data-phase="dhcp"]')
     await expect(dhcp).to_have_count(1, timeout=20_000)
     # dhcp is on the page while the device still works: no outcome row yet
     assert not onboarding.done()
-    assert await page.locator('#timeline tr[data-phase="online"]').count() == 0
-    assert (await onboarding)["state"] == "online"
-    await expect(page.locator('#timeline tr[data-phase="online"]')).to_have_count(1)
-    await expect(page.locator("#state")).to_have_text("online")
+    assert await page.locator(f'#timeline tr[data-phase="{outcome}"]').count() == 0
+    assert (await onboarding)["state"] == outcome
+    await expect(page.locator(f'#timeline tr[data-phase="{outcome}"]')).to_have_count(1)
+    await expect(page.locator("#state")).to_have_text(outcome)
     await expect(page.locator("#past li")).to_have_count(1)
-    await expect(page.locator("#card")).to_be_hidden()
+    if outcome == "online":
+        await expect(page.locator("#card")).to_be_hidden()
+    else:
+        await expect(page.locator("#card-title")).to_have_text("104 NO_DHCP_LEASE")
 
 
 async def test_the_failure_card_for_a_captive_portal(device: Device, page: Page,
