@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--setup-code", required=True, type=setup_code, help="the code on the device label"
     )
+    c = csub.add_parser("diagnostics", help="read the device's diagnostics bundle (a session)")
+    _add_target(c)
+    c.add_argument(
+        "--setup-code", required=True, type=setup_code, help="the code on the device label"
+    )
+    c.add_argument("--out", type=Path, required=True, metavar="FILE", help="where it goes")
     c = csub.add_parser("provision", help="send Wi-Fi credentials and follow the onboarding")
     _add_target(c)
     _add_credentials(c, required=False)  # the setup code: required except for Improv

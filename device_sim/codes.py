@@ -89,3 +89,5 @@ class MessageType(IntEnum):
     START_SOFTAP = 0x2A
     SET_ACTIVATION = 0x2B
     FACTORY_RESET = 0x2C
+    DIAGNOSTICS_REQUEST = 0x2D
+    DIAGNOSTICS = 0x2E

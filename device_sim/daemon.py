@@ -85,6 +85,9 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
         supervisor = doors.supervisor
         control = ControlServer(opts.state_dir)
         _register_commands(control, supervisor, device.engine, doors.sides, opts)
+        device.service.serve_diagnostics(  # DIAGNOSTICS_REQUEST over a session: the same bundle
+            lambda: _bundle_bytes(device.engine, supervisor, doors.sides, opts)
+        )
         await stack.enter_async_context(control)
         watch_url = None
         if opts.watch.enabled:
@@ -230,54 +233,8 @@ def _register_commands(
         """The diagnostics bundle (``ctl diagnostics --out FILE``): a gzip'd tar, base64."""
         from .support import bundle
 
-        store, record = engine.store, engine.record
-        identity = store.identity()
-        cloud = store.cloud()
-        creds = store.credentials()
-        kept = (
-            creds.passphrase if creds else None,
-            cloud.token,
-            cloud.device_password,
-            cloud.in_claim_token,
-            cloud.in_device_password,
-        )
-        secrets = [secret.reveal() for secret in kept if secret is not None]
-        if identity is not None and identity.softap_passphrase is not None:
-            secrets.append(identity.softap_passphrase.reveal())
-        for name in registry.names():  # the personalities' own secrets (ESP's PoP)
-            for key in registry.get(name).secret_settings:
-                value = store.setting(f"{name}.{key}")
-                if value:
-                    secrets.append(value)
-        files: dict[str, object] = {
-            "identity.json": {
-                "device_id": identity.device_id if identity else None,
-                "created_at": identity.created_at if identity else None,
-                "factory_certificate": (engine.store.state_dir / "device.pem").exists(),
-            },
-            "versions.json": bundle.versions(),
-            "options.json": bundle.jsonable(options),
-            "state.json": {
-                "record": bundle.jsonable(
-                    {
-                        "state": record.state.wire_name,
-                        "code": record.code.name,
-                        "phase": record.phase,
-                        "detail": record.detail,
-                        "attempt": record.attempt,
-                        "ssid_hex": record.ssid.hex() if record.ssid else None,
-                        "hidden": record.hidden,
-                    }
-                ),
-                "activation": cloud.public(),
-                "doors": supervisor.status(),
-                "personalities": [side.name for side in sides],
-            },
-            "scan.json": [ap.to_wire() for ap in engine.last_scan],
-            "timeline.jsonl": bundle.timeline(engine.store.state_dir),
-        }
-        archive = bundle.build(files, secrets)  # type: ignore[arg-type]
-        return {"files": sorted(files), "bytes": len(archive), "archive": bundle.encode(archive)}
+        files, archive = _bundle(engine, supervisor, sides, options)
+        return {"files": files, "bytes": len(archive), "archive": bundle.encode(archive)}
 
     control.register("diagnostics", diagnostics)
     control.register_stream("watch", watch)
@@ -293,6 +250,75 @@ def _register_commands(
     for name in registry.names():  # another personality's command: say which one serves it
         for command in set(registry.get(name).commands) - served:
             control.register(command, _not_presented(name))
+
+
+def _bundle(
+    engine: OnboardingEngine,
+    supervisor: DoorSupervisor,
+    sides: list[DeviceSide],
+    options: DaemonOptions,
+) -> tuple[list[str], bytes]:
+    """The diagnostics bundle (:mod:`device_sim.support.bundle`): its file names and bytes.
+    Raises OnboardingError(INTERNAL_ERROR) if a file would carry one of the device's secrets."""
+    from .support import bundle
+
+    store, record = engine.store, engine.record
+    identity = store.identity()
+    cloud = store.cloud()
+    creds = store.credentials()
+    kept = (
+        creds.passphrase if creds else None,
+        cloud.token,
+        cloud.device_password,
+        cloud.in_claim_token,
+        cloud.in_device_password,
+    )
+    secrets = [secret.reveal() for secret in kept if secret is not None]
+    if identity is not None and identity.softap_passphrase is not None:
+        secrets.append(identity.softap_passphrase.reveal())
+    for name in registry.names():  # the personalities' own secrets (ESP's PoP)
+        for key in registry.get(name).secret_settings:
+            value = store.setting(f"{name}.{key}")
+            if value:
+                secrets.append(value)
+    files: dict[str, object] = {
+        "identity.json": {
+            "device_id": identity.device_id if identity else None,
+            "created_at": identity.created_at if identity else None,
+            "factory_certificate": (engine.store.state_dir / "device.pem").exists(),
+        },
+        "versions.json": bundle.versions(),
+        "options.json": bundle.jsonable(options),
+        "state.json": {
+            "record": bundle.jsonable(
+                {
+                    "state": record.state.wire_name,
+                    "code": record.code.name,
+                    "phase": record.phase,
+                    "detail": record.detail,
+                    "attempt": record.attempt,
+                    "ssid_hex": record.ssid.hex() if record.ssid else None,
+                    "hidden": record.hidden,
+                }
+            ),
+            "activation": cloud.public(),
+            "doors": supervisor.status(),
+            "personalities": [side.name for side in sides],
+        },
+        "scan.json": [ap.to_wire() for ap in engine.last_scan],
+        "timeline.jsonl": bundle.timeline(engine.store.state_dir),
+    }
+    archive = bundle.build(files, secrets)  # type: ignore[arg-type]
+    return sorted(files), archive
+
+
+async def _bundle_bytes(
+    engine: OnboardingEngine,
+    supervisor: DoorSupervisor,
+    sides: list[DeviceSide],
+    options: DaemonOptions,
+) -> bytes:
+    return _bundle(engine, supervisor, sides, options)[1]
 
 
 def _snapshot(engine: OnboardingEngine, supervisor: DoorSupervisor) -> dict[str, object]:

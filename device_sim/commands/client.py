@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -59,6 +60,19 @@ async def run(args: argparse.Namespace) -> int:
                 or "no provisioning devices found"
             ),
         )
+        return 0
+    if args.client_command == "diagnostics":
+        from ..doors.native.flow import fetch_diagnostics
+
+        data = await fetch_diagnostics(profile, target, args.setup_code)
+        try:
+            fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+        except OSError as exc:
+            raise ConfigError(str(args.out), f"cannot write: {exc.strerror or exc}") from None
+        result = {"written": str(args.out), "bytes": len(data)}
+        emit(args, result, lambda: f"wrote {args.out} ({len(data)} bytes)")
         return 0
     entry = registry.get(args.personality, "--personality")
     if entry.setup_code and not args.setup_code:

@@ -23,6 +23,7 @@ errors inside a session travel as encrypted SECURE_ERROR.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -41,6 +42,7 @@ from ..security.session import ClientHandshake, DeviceHandshake, SecureChannel
 from ..wire import ErrorBody, decode_json, encode_json, split_type
 
 LOG = logging.getLogger(__name__)
+DIAGNOSTICS_CHUNK = 2048  # bundle bytes per DIAGNOSTICS answer (fits a 4 KiB message as base64)
 
 Sender = Callable[[bytes], None]
 SoftApOpener = Callable[[str], Awaitable[dict[str, Any]]]
@@ -54,6 +56,7 @@ class _Session:
     deadline: float = 0.0
     send: Sender | None = None
     direct: bool = False  # the door authorized its user (page, Improv): no channel
+    bundle: bytes | None = None  # the diagnostics bundle this session is reading
 
     @property
     def established(self) -> bool:
@@ -99,6 +102,8 @@ class ProvisioningService:
         # Who opens the access point on START_SOFTAP (the door supervisor, when a SoftAP door
         # exists): registered through serve_softap_requests.
         self._softap_opener: SoftApOpener | None = None
+        # Who makes the diagnostics bundle (the daemon): registered through serve_diagnostics.
+        self._diagnostics: Callable[[], Awaitable[bytes]] | None = None
 
     async def aclose(self) -> None:
         self._unsubscribe()
@@ -137,6 +142,17 @@ class ProvisioningService:
         def stop() -> None:
             if self._softap_opener is opener:
                 self._softap_opener = None
+
+        return stop
+
+    def serve_diagnostics(self, make: Callable[[], Awaitable[bytes]]) -> Callable[[], None]:
+        """DIAGNOSTICS_REQUEST gets the bundle ``make()`` builds from now on (one maker, the
+        daemon). Returns the function that ends it."""
+        self._diagnostics = make
+
+        def stop() -> None:
+            if self._diagnostics is make:
+                self._diagnostics = None
 
         return stop
 
@@ -379,6 +395,8 @@ class ProvisioningService:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return MessageType.ACK, {"request": "FACTORY_RESET"}
+        if inner is MessageType.DIAGNOSTICS_REQUEST:
+            return MessageType.DIAGNOSTICS, await self._diagnostics_chunk(request)
         if inner is MessageType.START_SOFTAP:
             if self._softap_opener is None:
                 raise OnboardingError(
@@ -388,6 +406,26 @@ class ProvisioningService:
             info = await self._softap_opener("requested over BLE")
             return MessageType.ACK, {"request": "START_SOFTAP", **info}
         raise ProtocolError(Code.MALFORMED_REQUEST, f"{inner.name} is not a request")
+
+    async def _diagnostics_chunk(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One page of the diagnostics bundle; offset 0 builds it for this session."""
+        offset = request.get("offset", 0)
+        if set(request) - {"offset"} or not isinstance(offset, int) or offset < 0:
+            raise ProtocolError(Code.MALFORMED_REQUEST, "DIAGNOSTICS_REQUEST takes {offset: int}")
+        if self._diagnostics is None:
+            raise OnboardingError(Code.INVALID_STATE, "this device makes no diagnostics bundle")
+        s = self._session
+        assert s is not None
+        if offset == 0 or s.bundle is None:
+            s.bundle = await self._diagnostics()
+        if offset > len(s.bundle):
+            raise ProtocolError(Code.MALFORMED_REQUEST, f"offset past the end ({len(s.bundle)})")
+        chunk = s.bundle[offset : offset + DIAGNOSTICS_CHUNK]
+        return {
+            "size": len(s.bundle),
+            "offset": offset,
+            "chunk_b64": base64.b64encode(chunk).decode("ascii"),
+        }
 
     def status(self) -> dict[str, Any]:
         record = self.engine.record

@@ -68,3 +68,21 @@ async def test_without_out_it_says_what_to_give(device: Device) -> None:
         [sys.executable, "-m", "device_sim", "ctl", "--state-dir", str(device.state_dir),
          "diagnostics"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--out" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_the_same_bundle_over_a_session(device: Device, setup_code: Secret,
+                                              tmp_path: Path) -> None:
+    """An app reads the bundle over its session (DIAGNOSTICS_REQUEST, page by page): the
+    reference client's `client diagnostics --out FILE`."""
+    ready = await device.start("engineering-wifi", doors="softap-only")
+    out = tmp_path / "from-the-phone.tar.gz"
+    done = subprocess.run(
+        [sys.executable, "-m", "device_sim", "client", "diagnostics", "--softap",
+         ready["doors"]["softap"]["ap_url"], "--setup-code", SETUP_CODE, "--out", str(out)],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(out) as archive:
+        names = sorted(Path(m.name).name for m in archive.getmembers())
+    assert names == ["identity.json", "options.json", "scan.json", "state.json",
+                     "timeline.jsonl", "versions.json"]
+    assert SETUP_CODE.replace("-", "") not in out.read_bytes().decode("latin-1")

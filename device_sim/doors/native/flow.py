@@ -10,6 +10,7 @@ user message and next step), per-phase timings in milliseconds and the GATT roun
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from typing import Any
@@ -222,6 +223,28 @@ async def list_networks(
         assert prov.session is not None
         _, body = await prov.session.call(MessageType.SCAN_REQUEST, {})
         return list(body["networks"])
+
+
+async def fetch_diagnostics(profile: Profile, target: Target, setup_code: Secret) -> bytes:
+    """The device's diagnostics bundle (a gzip'd tar), read page by page over a session.
+
+    Raises OnboardingError (DeviceUnreachable, the device's refusal) or SetupError."""
+    async with Provisioner(profile, target, setup_code) as prov:
+        assert prov.session is not None
+        data = bytearray()
+        size = None
+        while size is None or len(data) < size:
+            kind, page = await prov.session.call(
+                MessageType.DIAGNOSTICS_REQUEST, {"offset": len(data)}
+            )
+            if kind is not MessageType.DIAGNOSTICS or page.get("offset") != len(data):
+                raise DeviceUnreachable("the device answered DIAGNOSTICS_REQUEST out of order")
+            chunk = base64.b64decode(page["chunk_b64"])
+            size = int(page["size"])
+            if not chunk and len(data) < size:
+                raise DeviceUnreachable("the device sent an empty page of the bundle")
+            data += chunk
+        return bytes(data)
 
 
 async def failure_result(
