@@ -78,6 +78,7 @@ class WatchServer(Component):
         app.router.add_get("/", self._page)
         app.router.add_get("/events", self._events)
         app.router.add_get("/state", self._state)
+        app.router.add_get("/history", self._history)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -129,6 +130,12 @@ class WatchServer(Component):
             },
         )
 
+    async def _history(self, request: web.Request) -> web.StreamResponse:
+        """The device's past onboardings (their outcomes), newest first, from its event log."""
+        return web.json_response(
+            {"onboardings": history(self.state_dir)}, headers={"Cache-Control": "no-store"}
+        )
+
     async def _state(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.snapshot(), headers={"Cache-Control": "no-store"})
 
@@ -166,6 +173,28 @@ class WatchServer(Component):
         finally:
             self._streams.discard(task)
         return response
+
+
+def history(state_dir: Path, keep: int = 50) -> list[dict[str, Any]]:
+    """The outcomes (online or failed) in the device's event log, newest first."""
+    out: list[dict[str, Any]] = []
+    for name in ("onboarding.jsonl.1", "onboarding.jsonl"):
+        path = state_dir / name
+        if not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash
+            if isinstance(event, dict) and event.get("phase") in ("online", "failed"):
+                out.append(
+                    {
+                        key: event.get(key)
+                        for key in ("at", "seq", "state", "code", "code_name", "since_connect_ms")
+                    }
+                )
+    return out[::-1][:keep]
 
 
 def page(profile: Profile) -> bytes:

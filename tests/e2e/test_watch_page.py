@@ -89,6 +89,9 @@ async def test_the_failure_card_for_a_captive_portal(device: Device, page: Page,
     await expect(page.locator("#card-next")).to_have_text(entry.next_step)
     await expect(page.locator("#card-reproduce")).to_contain_text(
         "device-sim demo --scenario captive-portal")
-    # a late visitor (a reload) sees the same from the backlog
+    # a late visitor (a reload) sees the same from the backlog, and the past onboarding from
+    # the device's log (GET /history), listed once
     await page.reload()
     await expect(page.locator("#card-title")).to_have_text(f"{entry.id} CAPTIVE_PORTAL")
+    await expect(page.locator("#past li")).to_have_count(1)
+    await expect(page.locator("#past li")).to_contain_text("failed (CAPTIVE_PORTAL)")
