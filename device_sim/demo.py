@@ -1,5 +1,10 @@
 """``device-sim demo``: one onboarding on virtual adapters, end to end, with its timeline.
 
+Exit status: with the scenario's own credentials, 0 when the onboarding ends as the scenario's
+``expect`` says (``--scenario no-dhcp`` exits 0 on NO_DHCP_LEASE) and 1 with a mismatch message
+otherwise; with credentials of the user's (``--ssid``, ``--passphrase``, ...) or
+``--retry-with-default``, 0 online and 1 a coded failure.
+
 Gives a fresh device an identity (the setup code is shown as its label would show it) and runs
 the device daemon as a real subprocess. Over BLE (default): a private D-Bus with two BlueZoo
 adapters, the daemon on hci0 and the reference client on hci1. With ``--transport softap``: the
@@ -179,8 +184,22 @@ async def run_demo(args: argparse.Namespace) -> int:
                         else "no"
                     )
                 )
+    expect = scenario.default_credentials.expect
+    own = args.ssid is None and not args.ssid_hex and args.passphrase is None and not args.hidden
+    checked = own and not mode and not args.retry_with_default and args.setup_code is None
+    if checked:  # the scenario's own credentials: its `expect` is the outcome to check
+        result["expected"] = expect.name
+        matched = result.get("code_name") == expect.name
+        say(
+            f"as the scenario expects: {expect.name}"
+            if matched
+            else f"MISMATCH: the scenario {scenario.name} expects {expect.name}, "
+            f"the onboarding ended {result.get('code_name')}"
+        )
     if args.json:
         print(json.dumps(result, indent=2))
+    if checked:
+        return 0 if result.get("code_name") == expect.name else 1
     online = result.get("state") == "online"
     if mode:
         online = online and (result.get("activation") or {}).get("status") == "active"
