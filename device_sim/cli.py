@@ -195,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         "alice): the demo succeeds only when online and activated",
     )
 
+    p = sub.add_parser("scenario", help="check scenario files; write their JSON Schema")
+    ssub = p.add_subparsers(dest="scenario_command", required=True)
+    c = ssub.add_parser("check", help="validate scenario files, every error of each at once")
+    c.add_argument("scenarios", nargs="+", metavar="NAME|FILE")
+    c = ssub.add_parser("schema", help="the JSON Schema of scenario files (editor completion)")
+    c.add_argument("--out", type=Path, metavar="FILE", help="write it here (default: stdout)")
+
     p = sub.add_parser("codes", help="the diagnostic-code catalogue, or one code in full")
     p.add_argument("code", nargs="?", help="a code's number or name (e.g. 104, NO_DHCP_LEASE)")
     p.add_argument("--json", action="store_true")
@@ -245,7 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, metavar="FILE", help="where a command's file goes (diagnostics)"
     )
-    p.add_argument("ctl_command", metavar="COMMAND", help="e.g. ping, commands")
+    p.add_argument(
+        "ctl_command",
+        metavar="COMMAND",
+        help="e.g. ping, commands, status; fault add NAME step=dhcp [probability=0.5] "
+        "[delay_ms=3000] [jitter_ms=500] [result=timeout] | fault remove NAME | fault list",
+    )
     p.add_argument(
         "params",
         metavar="KEY=VALUE",
@@ -357,6 +369,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await run_demo(args)
     if args.command == "codes":
         return admin.codes(args)
+    if args.command == "scenario":
+        return admin.scenario(args)
     if args.command == "docs":
         return admin.write_docs(args)
     if args.command == "doctor":

@@ -85,6 +85,7 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
         supervisor = doors.supervisor
         control = ControlServer(opts.state_dir)
         _register_commands(control, supervisor, device.engine, doors.sides, opts)
+        _register_faults(control, device.engine, device.backend)
         device.service.serve_diagnostics(  # DIAGNOSTICS_REQUEST over a session: the same bundle
             lambda: _bundle_bytes(device.engine, supervisor, doors.sides, opts)
         )
@@ -147,6 +148,7 @@ def _backend(opts: DaemonOptions, store: DeviceStore) -> NetworkBackend:
         scenario=load_scenario(net.scenario),
         zero_delay=net.zero_delay,
         time_scale=net.time_scale,
+        seed=net.seed,
     )
 
 
@@ -250,6 +252,47 @@ def _register_commands(
     for name in registry.names():  # another personality's command: say which one serves it
         for command in set(registry.get(name).commands) - served:
             control.register(command, _not_presented(name))
+
+
+def _register_faults(
+    control: ControlServer, engine: OnboardingEngine, backend: NetworkBackend
+) -> None:
+    """``device-sim ctl fault add|remove|list``: faults in the simulated world, effective from
+    the next attempt, each change an event in the watch stream."""
+    from .network.faults import parse_fault
+
+    async def fault(args: dict[str, object]) -> dict[str, object]:
+        add = getattr(backend, "add_fault", None)
+        remove = getattr(backend, "remove_fault", None)
+        if add is None or remove is None:
+            raise OnboardingError(
+                Code.INVALID_STATE,
+                f"faults belong to the simulated world; this daemon runs {backend.name}",
+            )
+        action = args.get("action", "list")
+        done = None
+        if action == "add":
+            new = parse_fault({k: v for k, v in args.items() if k != "action"})
+            replaced = add(new)
+            done = f"{'replaced' if replaced else 'added'} {new.describe()}"
+            engine.note(EventPhase.FAULT, done, data={"fault": new.to_json(), "action": "add"})
+        elif action == "remove":
+            name = args.get("name")
+            if not isinstance(name, str):
+                raise OnboardingError(Code.MALFORMED_REQUEST, "fault remove needs a name")
+            old = remove(name)
+            if old is None:
+                raise OnboardingError(Code.INVALID_STATE, f"no fault named {name!r}")
+            done = f"removed {old.describe()}"
+            engine.note(EventPhase.FAULT, done, data={"fault": old.to_json(), "action": "remove"})
+        elif action != "list":
+            raise OnboardingError(
+                Code.MALFORMED_REQUEST, f"fault: add, remove or list, not {action!r}"
+            )
+        faults = [f.to_json() for f in getattr(backend, "faults", [])]
+        return {"done": done, "faults": faults} if done else {"faults": faults}
+
+    control.register("fault", fault)
 
 
 def _bundle(

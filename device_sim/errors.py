@@ -81,6 +81,23 @@ class ConfigError(DeviceSimError, ValueError):
         return f"{self.where}: {self.problem}"
 
 
+class ConfigErrors(ConfigError):
+    """Every problem of one file at once; ``where`` and ``problem`` are the first one's, so a
+    caller that shows one error shows the first, and ``str()`` lists them all, one a line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        if not errors:
+            raise ValueError("ConfigErrors needs at least one error")
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(first.where, first.problem + more)
+        self.problem = first.problem
+        self.errors = list(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{e.where}: {e.problem}" for e in self.errors)
+
+
 class StoreError(DeviceSimError):
     """The device store (SQLite) could not be opened or written."""
 

@@ -49,7 +49,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # The demo needs the package, BlueZoo and the factory extra; the tests need the test extra (Playwright,
 # python-dbusmock, ... whose builds want the apt packages above).
-extra=virtual,factory   # the demo's --activation makes a factory unit (its self-test reads the QR)
+extra=virtual,factory,qa   # qa: device-sim bench's report plots; the demo's --activation makes a factory unit (its self-test reads the QR)
 [ "$what" = test ] && extra=test
 stamp=.venv/.device-sim-installed-$extra
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then

@@ -56,6 +56,7 @@ scenario = "weak-signal"
 scan_timeout_s = 20
 zero_delay = true
 time_scale = 0.5
+seed = 42
 
 [timeouts]
 scale = 0.5
@@ -102,7 +103,7 @@ FULL_FLAGS = [
     "--state-dir", "/srv/state", "--profile", "/opt/device-sim/gatt_profile.yaml",
     "--adapter", "hci1", "--personality", "native,improv", "--notify-size", "100",
     "--backend", "networkmanager", "--interface", "wlan0", "--scenario", "weak-signal",
-    "--scan-timeout", "20", "--zero-delay", "--time-scale", "0.5",
+    "--scan-timeout", "20", "--zero-delay", "--time-scale", "0.5", "--seed", "42",
     "--timeout-scale", "0.5", "--idle-timeout", "30.5",
     "--doors", "both", "--softap-window", "0",
     "--softap-listen", "10.42.0.1:80", "--softap-lan", "[::]:8381",
@@ -133,7 +134,7 @@ def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
         profile=Path("/opt/device-sim/gatt_profile.yaml"),
         ble=BleOptions("hci1", ("native", "improv"), 100),
         network=NetworkOptions(BackendKind.NETWORK_MANAGER, "wlan0", "weak-signal", 20.0, True,
-                               0.5),
+                               0.5, 42),
         timeouts=TimeoutOptions(0.5, 30.5),
         doors=DoorOptions(Policy.BOTH, 0.0),
         softap=SoftApOptions(listen=HostPort("10.42.0.1", 80), lan=HostPort("::", 8381),

@@ -61,6 +61,41 @@ def write_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def scenario(args: argparse.Namespace) -> int:
+    """``scenario check``: 0 when every file is valid, 2 with each file's every error listed;
+    ``scenario schema``: the JSON Schema made from the same model that validates them."""
+    from ..errors import ConfigErrors
+    from ..network.scenario import load_scenario, schema_text
+
+    if args.scenario_command == "schema":
+        if args.out is None:
+            sys.stdout.write(schema_text())
+            return 0
+        try:
+            args.out.write_text(schema_text(), encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(str(args.out), f"cannot write: {exc.strerror or exc}") from None
+        print(f"wrote {args.out}")
+        return 0
+    bad = 0
+    for name in args.scenarios:
+        try:
+            world = load_scenario(name)
+        except ConfigErrors as exc:
+            bad += 1
+            print(f"{name}: {len(exc.errors)} error(s)")
+            for error in exc.errors:
+                print(f"  {error.where}: {error.problem}")
+            continue
+        except ConfigError as exc:
+            bad += 1
+            print(f"{name}: {exc}")
+            continue
+        expect = world.default_credentials.expect.name
+        print(f"{name}: ok ({len(world.access_points)} BSSes, expects {expect})")
+    return 2 if bad else 0
+
+
 async def doctor(args: argparse.Namespace) -> int:
     """Check this machine can run the daemon; the exit code says how it went."""
     from ..doctor import diagnose, exit_code, format_results
@@ -68,6 +103,20 @@ async def doctor(args: argparse.Namespace) -> int:
     results = await diagnose(args.config)
     emit(args, [r.to_json() for r in results], lambda: format_results(results))
     return exit_code(results)
+
+
+def _faults_text(result: dict[str, Any]) -> str:
+    lines = [str(result["done"])] if result.get("done") else []
+    faults = result["faults"]
+    lines.append(
+        f"{len(faults)} fault(s) in force (from the next attempt):" if faults else "no faults"
+    )
+    for f in faults:
+        lines.append(
+            f"  {f['name']:<16} {f['step']:<15} p={f['probability']:<5g} "
+            f"+{f['delay_ms']}±{f['jitter_ms']} ms  ends {f['result']}"
+        )
+    return "\n".join(lines)
 
 
 async def ctl(args: argparse.Namespace) -> int:
@@ -80,7 +129,12 @@ async def ctl(args: argparse.Namespace) -> int:
     from ..errors import TransportError
 
     params: dict[str, Any] = {}
-    for item in args.params:
+    items = list(args.params)
+    if args.ctl_command == "fault":  # ctl fault add|remove|list [NAME] [KEY=VALUE ...]
+        for key in ("action", "name"):
+            if items and "=" not in items[0]:
+                params[key] = items.pop(0)
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(item, "expected KEY=VALUE")
@@ -107,6 +161,9 @@ async def ctl(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(str(args.out), f"cannot write: {exc.strerror or exc}") from None
         result["written"] = str(args.out)
+    if args.ctl_command == "fault" and "faults" in result:
+        emit(args, result, lambda: _faults_text(result))
+        return 0
     emit(
         args,
         result,

@@ -50,6 +50,7 @@ class EventPhase(StrEnum):
     DOOR = "door"
     IDENTIFY = "identify"
     BUTTON = "button"
+    FAULT = "fault"  # a QA fault added to or removed from the simulated world
 
 
 # Phases that change what the device advertises or its doors show (state, code, attempt).

@@ -82,6 +82,7 @@ class Phase(StrEnum):
     DNS = "dns"
     CAPTIVE_PORTAL = "captive_portal"
     INTERNET = "internet"
+    CLOCK = "clock"  # network time before TLS (a device without a clock waits for it)
     TLS = "tls"
 
 

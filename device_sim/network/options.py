@@ -34,3 +34,10 @@ class NetworkOptions:
     )
     zero_delay: bool = opt(False, "simulated: no delays (benchmarks)", flag="--zero-delay")
     time_scale: float = opt(1.0, "simulated: multiply every delay", flag="--time-scale", low=0)
+    seed: int | None = opt(
+        None,
+        "simulated: seed the world's draws (delay ranges, jitter, failure probabilities); "
+        "default: the scenario's seed",
+        flag="--seed",
+        low=0,
+    )

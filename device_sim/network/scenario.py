@@ -1,17 +1,27 @@
 """Scenario files: the simulated Wi-Fi world the simulated backend plays.
 
-A scenario is YAML (format in ``scenarios/README.md``), validated here into frozen dataclasses.
-Unknown keys, duplicate keys and bad values raise :class:`~device_sim.errors.ConfigError` naming
-the place, e.g. ``scenarios/x.yaml: access_points[1].band``.
+A scenario is YAML (format in ``scenarios/README.md``). One declarative model, :data:`MODEL`,
+both validates a file and generates its JSON Schema (:func:`json_schema`, for editor
+completion): every key's type, range, choices, default and meaning are written once.
+Validation reports every error of a file at once (:class:`~device_sim.errors.ConfigErrors`),
+each naming its place, e.g. ``scenarios/x.yaml: access_points[1].band``.
+
+The world holds the device's radio (bands, antenna offset, IPv6, clock), BSSes per SSID with
+band, channel, RSSI and their own fate (a mesh node that fails, band steering), the steps after
+association as distributions (a delay range, jitter, a failure probability per attempt, drawn
+from a seeded generator), IPv6-only networks with or without NAT64, network time, and what the
+cloud does when the device activates.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import random
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,20 +31,26 @@ import device_sim
 
 from ..codes import Code
 from ..document import check_document, parse_errors
-from ..errors import ConfigError, NetworkError
+from ..errors import ConfigError, ConfigErrors, NetworkError
 from .base import AccessPoint, Band, Security, validate_credentials
 
 __all__ = [
+    "CLOUD_BEHAVIOURS",
     "AfterAssociation",
     "AssociationStep",
     "CaptivePortalStep",
+    "CloudBehaviour",
     "DefaultCredentials",
+    "DeviceRadio",
     "DhcpStep",
     "DnsStep",
     "InternetStep",
+    "NtpStep",
     "Scenario",
     "ScenarioAccessPoint",
+    "Step",
     "TlsStep",
+    "json_schema",
     "list_scenarios",
     "load_scenario",
     "parse_scenario",
@@ -43,68 +59,141 @@ __all__ = [
 
 ENV_SCENARIOS = "DEVICE_SIM_SCENARIOS"
 DEFAULT_MIN_RSSI_DBM = -85
+_MAX_DELAY_MS = 600_000
+
+
+# -- the model's dataclasses ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class AssociationStep:
+class Step:
+    """One step after association, as a distribution: a delay drawn from ``delay_ms`` ..
+    ``delay_max_ms`` (uniform) plus up to ``jitter_ms`` either way, and the step's failure
+    (``failure``, the first non-ok result) with ``fail_probability`` per attempt on top of its
+    fixed ``result``."""
+
     delay_ms: int = 0
-    result: str = "ok"  # ok | timeout
+    delay_max_ms: int | None = None
+    jitter_ms: int = 0
+    fail_probability: float = 0.0
+    result: str = "ok"
+
+    def draw_delay_ms(self, rng: random.Random) -> int:
+        delay = self.delay_ms
+        if self.delay_max_ms is not None and self.delay_max_ms > self.delay_ms:
+            delay = rng.randint(self.delay_ms, self.delay_max_ms)
+        if self.jitter_ms:
+            delay += rng.randint(-self.jitter_ms, self.jitter_ms)
+        return max(0, delay)
+
+    def draw_result(self, rng: random.Random, failure: str) -> str:
+        flaky = self.result == _OK_RESULT[type(self).__name__] and self.fail_probability > 0
+        if flaky and rng.random() < self.fail_probability:
+            return failure
+        return self.result
 
 
 @dataclass(frozen=True)
-class DhcpStep:
-    delay_ms: int = 0
-    result: str = "ok"  # ok | timeout
+class AssociationStep(Step):
+    pass
+
+
+@dataclass(frozen=True)
+class DhcpStep(Step):
     ip: str = "192.168.1.50"
     gateway: str = "192.168.1.1"
     dns: tuple[str, ...] = ("192.168.1.1",)
+    addressing: str = "ipv4"  # ipv4 | dual | ipv6-only
+    ip6: str = "2001:db8:1::50"
+    nat64: bool = False
 
 
 @dataclass(frozen=True)
-class DnsStep:
-    delay_ms: int = 0
-    result: str = "ok"  # ok | fail
+class DnsStep(Step):
+    pass
 
 
 @dataclass(frozen=True)
-class CaptivePortalStep:
-    delay_ms: int = 0
+class CaptivePortalStep(Step):
     result: str = "none"  # none | portal
     login_url: str | None = None
 
 
 @dataclass(frozen=True)
-class InternetStep:
-    delay_ms: int = 0
-    result: str = "ok"  # ok | none
+class InternetStep(Step):
+    pass
 
 
 @dataclass(frozen=True)
-class TlsStep:
-    delay_ms: int = 0
-    result: str = "ok"  # ok | untrusted | hostname_mismatch | expired
+class NtpStep(Step):
+    pass
+
+
+@dataclass(frozen=True)
+class TlsStep(Step):
+    pass
 
 
 @dataclass(frozen=True)
 class AfterAssociation:
-    """What happens once a BSS is chosen: association, DHCP and the verify checks."""
+    """What happens once a BSS is chosen: association, DHCP, network time and the checks."""
 
     association: AssociationStep = AssociationStep()
     dhcp: DhcpStep = DhcpStep()
     dns: DnsStep = DnsStep()
     captive_portal: CaptivePortalStep = CaptivePortalStep()
     internet: InternetStep = InternetStep()
+    ntp: NtpStep = NtpStep()
     tls: TlsStep = TlsStep()
 
 
-_RESULTS: dict[str, tuple[str, ...]] = {
+_STEP_TYPES: dict[str, type[Step]] = {
+    "association": AssociationStep,
+    "dhcp": DhcpStep,
+    "dns": DnsStep,
+    "captive_portal": CaptivePortalStep,
+    "internet": InternetStep,
+    "ntp": NtpStep,
+    "tls": TlsStep,
+}
+# Each step's results; the first is the good one, the second what a flaky attempt ends in.
+RESULTS: dict[str, tuple[str, ...]] = {
     "association": ("ok", "timeout"),
     "dhcp": ("ok", "timeout"),
     "dns": ("ok", "fail"),
     "captive_portal": ("none", "portal"),
     "internet": ("ok", "none"),
+    "ntp": ("ok", "blocked"),
     "tls": ("ok", "untrusted", "hostname_mismatch", "expired"),
 }
+_OK_RESULT = {_STEP_TYPES[name].__name__: results[0] for name, results in RESULTS.items()}
+
+
+@dataclass(frozen=True)
+class DeviceRadio:
+    """The device's side of the world: its radio and its clock."""
+
+    bands: tuple[Band, ...] = (Band.GHZ_2_4, Band.GHZ_5)
+    antenna_offset_db: int = 0  # added to every BSS's RSSI (a small PCB antenna: -6)
+    ipv6: bool = True  # the device's IP stack speaks IPv6 (SLAAC, AAAA)
+    rtc: bool = True  # a battery-backed clock; without one the clock is unset until NTP
+    clock_skew_s: int = 0  # how far the RTC is off (negative: behind)
+
+
+CLOUD_BEHAVIOURS = (
+    "ok",
+    "unreachable",
+    "rejecting",
+    "claim_token_expired",
+    "claimed_by_another_account",
+)
+
+
+@dataclass(frozen=True)
+class CloudBehaviour:
+    """What the cloud does when the device activates (``demo --activation``, the bench)."""
+
+    activation: str = "ok"
 
 
 @dataclass(frozen=True)
@@ -114,6 +203,8 @@ class ScenarioAccessPoint:
     ap: AccessPoint
     passphrase: str | None = field(repr=False)
     after_association: AfterAssociation
+    band_steering: bool = False  # on a 2.4 GHz BSS: holds dual-band clients off, to 5 GHz
+    steering_holdoff_ms: int = 3000  # how long it ignores a 2.4 GHz-only device
 
 
 @dataclass(frozen=True)
@@ -136,10 +227,409 @@ class Scenario:
     after_association: AfterAssociation
     min_rssi_dbm: int = DEFAULT_MIN_RSSI_DBM
     scan_delay_ms: int = 0
+    seed: int = 0
+    device: DeviceRadio = DeviceRadio()
+    cloud: CloudBehaviour = CloudBehaviour()
 
     def bsses(self, ssid: bytes) -> list[ScenarioAccessPoint]:
         """Every BSS broadcasting (or hiding) ``ssid``."""
         return [sap for sap in self.access_points if sap.ap.ssid == ssid]
+
+    def heard_rssi(self, sap: ScenarioAccessPoint) -> int:
+        """The RSSI the device hears from ``sap`` (its antenna offset applied)."""
+        return sap.ap.rssi + self.device.antenna_offset_db
+
+
+# -- the declarative model -----------------------------------------------------------------------
+
+
+class _Bad:
+    """A value that failed validation (its error is recorded)."""
+
+
+BAD = _Bad()
+_Errors = list[ConfigError]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One key's type: validates a YAML value and describes it in JSON Schema."""
+
+    doc: str
+    default: Any = None
+    check: Callable[[Any, str, _Errors], Any] = field(default=lambda v, p, e: v)
+    schema: dict[str, Any] = field(default_factory=dict)
+
+    def json(self) -> dict[str, Any]:
+        out = {"description": self.doc, **self.schema}
+        if self.default is not None:
+            out["default"] = self.default
+        return out
+
+
+def _err(errors: _Errors, path: str, problem: str) -> _Bad:
+    errors.append(ConfigError(path, problem))
+    return BAD
+
+
+def integer(doc: str, lo: int, hi: int, default: int | None = None) -> Kind:
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return _err(errors, path, f"must be an integer, not {v!r}")
+        if not lo <= v <= hi:
+            return _err(errors, path, f"must be between {lo} and {hi}, not {v}")
+        return v
+
+    return Kind(doc, default, check, {"type": "integer", "minimum": lo, "maximum": hi})
+
+
+def number(doc: str, lo: float, hi: float, default: float | None = None) -> Kind:
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return _err(errors, path, f"must be a number, not {v!r}")
+        if not lo <= v <= hi:
+            return _err(errors, path, f"must be between {lo} and {hi}, not {v}")
+        return float(v)
+
+    return Kind(doc, default, check, {"type": "number", "minimum": lo, "maximum": hi})
+
+
+def text(
+    doc: str, *, allow_empty: bool = False, default: str | None = None, nullable: bool = False
+) -> Kind:
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if v is None and nullable:
+            return None
+        if not isinstance(v, str):
+            return _err(errors, path, f"must be a string (quote it in YAML), not {v!r}")
+        if not v and not allow_empty:
+            return _err(errors, path, "must not be empty")
+        return v
+
+    schema: dict[str, Any] = {"type": ["string", "null"] if nullable else "string"}
+    if not allow_empty:
+        schema["minLength"] = 1
+    return Kind(doc, default, check, schema)
+
+
+def flag(doc: str, default: bool = False) -> Kind:
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if not isinstance(v, bool):
+            return _err(errors, path, f"must be true or false, not {v!r}")
+        return v
+
+    return Kind(doc, default, check, {"type": "boolean"})
+
+
+def choice(doc: str, choices: tuple[str, ...], default: str | None = None) -> Kind:
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if not isinstance(v, str) or v not in choices:
+            return _err(errors, path, f"must be one of {', '.join(choices)}, not {v!r}")
+        return v
+
+    return Kind(doc, default, check, {"enum": list(choices)})
+
+
+def ip_address(doc: str, default: str | None = None, version: int | None = None) -> Kind:
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if not isinstance(v, str):
+            return _err(errors, path, f"must be a string (quote it in YAML), not {v!r}")
+        try:
+            address = ipaddress.ip_address(v)
+        except ValueError:
+            return _err(errors, path, f"not an IP address: {v!r}")
+        if version is not None and address.version != version:
+            return _err(errors, path, f"must be an IPv{version} address, not {v!r}")
+        return str(address)
+
+    return Kind(doc, default, check, {"type": "string", "format": f"ipv{version or 4}"})
+
+
+def ip_list(doc: str, default: list[str]) -> Kind:
+    one = ip_address("an IP address")
+
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if not isinstance(v, list) or not 1 <= len(v) <= 3:
+            return _err(errors, path, "must be a list of 1 to 3 IP addresses")
+        items = [one.check(x, f"{path}[{i}]", errors) for i, x in enumerate(v)]
+        return BAD if any(x is BAD for x in items) else tuple(items)
+
+    schema = {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "string"}}
+    return Kind(doc, default, check, schema)
+
+
+def delay(doc: str) -> Kind:
+    """An int (ms) or a range ``[lo, hi]`` drawn uniformly each attempt."""
+
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        def one(x: Any) -> Any:
+            if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= _MAX_DELAY_MS:
+                return _err(errors, path, f"must be between 0 and {_MAX_DELAY_MS} ms, not {x!r}")
+            return x
+
+        if isinstance(v, list):
+            if len(v) != 2:
+                return _err(errors, path, f"a range is [low, high], not {v!r}")
+            lo, hi = one(v[0]), one(v[1])
+            if lo is BAD or hi is BAD:
+                return BAD
+            if lo > hi:
+                return _err(errors, path, f"the range's low end {lo} is above its high end {hi}")
+            return (lo, hi)
+        x = one(v)
+        return BAD if x is BAD else (x, None)
+
+    integer_ms = {"type": "integer", "minimum": 0, "maximum": _MAX_DELAY_MS}
+    schema = {
+        "oneOf": [integer_ms, {"type": "array", "items": integer_ms, "minItems": 2, "maxItems": 2}]
+    }
+    return Kind(doc, 0, check, schema)
+
+
+def bssid_kind(doc: str) -> Kind:
+    pattern = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
+
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if not isinstance(v, str) or not re.match(pattern, v):
+            return _err(errors, path, f"not a MAC address like 02:00:00:00:00:01: {v!r}")
+        return v.lower()
+
+    return Kind(doc, None, check, {"type": "string", "pattern": pattern})
+
+
+def code_name(doc: str) -> Kind:
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if not isinstance(v, str) or v not in Code.__members__:
+            return _err(errors, path, f"not a diagnostic code name: {v!r}")
+        return Code[v]
+
+    return Kind(doc, "OK", check, {"enum": list(Code.__members__)})
+
+
+def band_list(doc: str) -> Kind:
+    bands = tuple(str(b) for b in Band)
+
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if not isinstance(v, list) or not v:
+            return _err(errors, path, f"must be a non-empty list of bands ({', '.join(bands)})")
+        if len(set(map(str, v))) != len(v):
+            return _err(errors, path, f"lists a band twice: {v!r}")
+        out = []
+        for i, b in enumerate(v):
+            if b not in bands:
+                return _err(errors, f"{path}[{i}]", f"must be one of {', '.join(bands)}, not {b!r}")
+            out.append(Band(b))
+        return tuple(out)
+
+    schema = {"type": "array", "uniqueItems": True, "minItems": 1, "items": {"enum": list(bands)}}
+    return Kind(doc, list(bands), check, schema)
+
+
+@dataclass(frozen=True)
+class Mapping_:
+    """A mapping of known keys (every one described); unknown keys are errors."""
+
+    doc: str
+    keys: dict[str, Kind | Mapping_ | List_]
+    required: tuple[str, ...] = ()
+
+    def check(self, v: Any, path: str, errors: _Errors) -> Any:
+        if not isinstance(v, Mapping):
+            return _err(errors, path or "", "must be a mapping")
+        out: dict[str, Any] = {}
+        for key, raw in v.items():
+            where = _join(path, str(key))
+            kind = self.keys.get(key) if isinstance(key, str) else None
+            if kind is None:
+                _err(errors, where, f"unknown key (allowed: {', '.join(sorted(self.keys))})")
+                continue
+            out[key] = kind.check(raw, where, errors)  # BAD kept: builders skip its dependants
+        for key in self.required:
+            if key not in v:
+                _err(errors, _join(path, key), "missing")
+        return out
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "description": self.doc,
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: kind.json() for k, kind in self.keys.items()},
+        }
+        if self.required:
+            out["required"] = list(self.required)
+        return out
+
+
+@dataclass(frozen=True)
+class List_:
+    doc: str
+    item: Mapping_
+    max_items: int = 256
+
+    def check(self, v: Any, path: str, errors: _Errors) -> Any:
+        if not isinstance(v, list):
+            return _err(errors, path, "must be a list")
+        if len(v) > self.max_items:
+            return _err(errors, path, f"at most {self.max_items} entries, not {len(v)}")
+        return [self.item.check(x, f"{path}[{i}]", errors) for i, x in enumerate(v)]
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "description": self.doc,
+            "type": "array",
+            "items": self.item.json(),
+            "maxItems": self.max_items,
+        }
+
+
+def _step_kind(name: str, doc: str, extra: dict[str, Kind] | None = None) -> Mapping_:
+    results = RESULTS[name]
+    keys: dict[str, Kind | Mapping_ | List_] = {
+        "delay_ms": delay("how long the step takes: ms, or [low, high] drawn each attempt"),
+        "jitter_ms": integer("up to this much more or less, each attempt", 0, _MAX_DELAY_MS, 0),
+        "fail_probability": number(
+            f"chance per attempt that the step ends {results[1]!r} (a flaky network)", 0, 1, 0
+        ),
+        "result": choice("what the step does every attempt", results, results[0]),
+    }
+    return Mapping_(doc, keys | (extra or {}))
+
+
+_SSID_KEYS: dict[str, Kind | Mapping_ | List_] = {
+    "ssid": text("the SSID as text (UTF-8)"),
+    "ssid_hex": text("the SSID as hex digits (any bytes, 1-32)"),
+}
+_STEPS = Mapping_(
+    "what happens after association; every field optional",
+    {
+        "association": _step_kind("association", "associating with the chosen BSS"),
+        "dhcp": _step_kind(
+            "dhcp",
+            "getting an address",
+            {
+                "ip": ip_address("the leased IPv4 address", "192.168.1.50", 4),
+                "gateway": ip_address("the default gateway", "192.168.1.1"),
+                "dns": ip_list("DNS servers", ["192.168.1.1"]),
+                "addressing": choice(
+                    "ipv4 (DHCPv4), dual (DHCPv4 and SLAAC) or ipv6-only (SLAAC, no DHCPv4)",
+                    ("ipv4", "dual", "ipv6-only"),
+                    "ipv4",
+                ),
+                "ip6": ip_address("the SLAAC IPv6 address", "2001:db8:1::50", 6),
+                "nat64": flag("ipv6-only: DNS64/NAT64 reach IPv4-only servers (RFC 6146)"),
+            },
+        ),
+        "dns": _step_kind("dns", "resolving the cloud and the connectivity probe"),
+        "captive_portal": _step_kind(
+            "captive_portal",
+            "the HTTP connectivity probe (a portal redirects it)",
+            {"login_url": text("where a portal redirects (http:// or https://)")},
+        ),
+        "internet": _step_kind("internet", "a TCP connection to the probe host"),
+        "ntp": _step_kind(
+            "ntp", "network time (SNTP, UDP 123); blocked: the device keeps its own clock"
+        ),
+        "tls": _step_kind("tls", "the TLS handshake to the cloud (the device trusts its CA)"),
+    },
+)
+_AP = Mapping_(
+    "one BSS",
+    _SSID_KEYS
+    | {
+        "hidden": flag('hidden BSSes show ssid "" in scans'),
+        "bssid": bssid_kind("its MAC address; generated when absent; unique"),
+        "band": choice("its band", tuple(str(b) for b in Band), str(Band.GHZ_2_4)),
+        "channel": integer("1-14 on 2.4GHz, 32-177 on 5GHz (default 6 / 36)", 0, 255),
+        "rssi": integer("signal strength in dBm as a standard antenna hears it", -100, -10, -50),
+        "security": choice("its security mode", tuple(str(s) for s in Security)),
+        "passphrase": text(
+            "its key: 8-63 printable ASCII or 64 hex (WPA2/WPA3); none for open",
+            allow_empty=True,
+            nullable=True,
+        ),
+        "band_steering": flag(
+            "a 2.4 GHz BSS that holds dual-band clients off so they join 5 GHz; a 2.4 GHz-only "
+            "device gets in after the router's hold-off (steering_holdoff_ms)"
+        ),
+        "steering_holdoff_ms": integer(
+            "how long band steering ignores a 2.4 GHz-only device", 0, 60_000, 3000
+        ),
+        "after_association": _STEPS,
+    },
+    required=("security",),
+)
+_MODEL_DICT: dict[str, Kind | Mapping_ | List_] = {
+    "name": text("must equal the file name without .yaml"),
+    "description": text("one line saying what this world is and how it ends"),
+    "default_credentials": Mapping_(
+        "what demos and tests join with",
+        _SSID_KEYS
+        | {
+            "passphrase": text("null for open networks", allow_empty=True, nullable=True),
+            "hidden": flag("join with hidden=true (a probe for a hidden SSID)"),
+            "expect": code_name("the code a join + verify with these ends with (demo checks it)"),
+        },
+    ),
+    "min_rssi_dbm": integer(
+        "BSSes the device hears weaker than this time out on association", -100, 0, -85
+    ),
+    "scan_delay_ms": integer("how long a scan takes", 0, _MAX_DELAY_MS, 0),
+    "seed": integer(
+        "seeds the draws of delay ranges, jitter and failure probabilities: the same seed, the "
+        "same sequence of attempts (--seed overrides it)",
+        0,
+        2**63 - 1,
+        0,
+    ),
+    "device": Mapping_(
+        "the device's radio and clock",
+        {
+            "bands": band_list("the bands its radio can use (many IoT chips: 2.4GHz only)"),
+            "antenna_offset_db": integer(
+                "added to every RSSI the device hears (a small PCB antenna: -6)", -40, 20, 0
+            ),
+            "ipv6": flag("its IP stack speaks IPv6 (SLAAC, AAAA records)", True),
+            "clock": Mapping_(
+                "its clock before network time",
+                {
+                    "rtc": flag("a battery-backed real-time clock (else unset until NTP)", True),
+                    "skew_s": integer(
+                        "how far the RTC is off, in seconds (negative: behind)",
+                        -(2**40),
+                        2**40,
+                        0,
+                    ),
+                },
+            ),
+        },
+    ),
+    "cloud": Mapping_(
+        "what the cloud does when the device activates (demo --activation)",
+        {"activation": choice("the cloud's answer", CLOUD_BEHAVIOURS, "ok")},
+    ),
+    "access_points": List_("the BSSes of this world", _AP),
+    "after_association": _STEPS,
+}
+MODEL = Mapping_(
+    "device-sim scenario: a simulated Wi-Fi world",
+    _MODEL_DICT,
+    required=("name", "description", "default_credentials", "access_points"),
+)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of scenario files, from :data:`MODEL`."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://device-sim.dev/schemas/scenario.json",
+        "title": "device-sim scenario",
+        **MODEL.json(),
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
 
 
 # -- locating files -------------------------------------------------------------------------------
@@ -167,25 +657,26 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def load_scenario(name_or_path: str | os.PathLike[str]) -> Scenario:
     """Load a scenario by bare name (``typical-home``) or by path (``./x.yaml``).
 
-    Raises ConfigError when it cannot be found, read or validated.
+    Raises ConfigError when it cannot be found or read, ConfigErrors (every problem of the
+    file) when it does not validate.
     """
-    text = os.fspath(name_or_path)
+    text_ = os.fspath(name_or_path)
     is_path = (
         not isinstance(name_or_path, str)
-        or "/" in text
-        or os.sep in text
-        or text.endswith((".yaml", ".yml"))
+        or "/" in text_
+        or os.sep in text_
+        or text_.endswith((".yaml", ".yml"))
     )
     if is_path:
-        path = Path(text)
+        path = Path(text_)
     else:
-        if not _NAME_RE.match(text):
-            raise ConfigError(f"scenario {text!r}", "not a valid scenario name")
-        path = scenarios_dir() / f"{text}.yaml"
+        if not _NAME_RE.match(text_):
+            raise ConfigError(f"scenario {text_!r}", "not a valid scenario name")
+        path = scenarios_dir() / f"{text_}.yaml"
         if not path.is_file():
             known = ", ".join(list_scenarios()) or "none"
             raise ConfigError(
-                f"scenario {text!r}", f"not found in {scenarios_dir()} (known: {known})"
+                f"scenario {text_!r}", f"not found in {scenarios_dir()} (known: {known})"
             )
     source = _display(path)
     try:
@@ -238,247 +729,208 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def parse_scenario(data: Any, source: str, *, expected_name: str | None = None) -> Scenario:
-    """Validate already-loaded YAML data into a :class:`Scenario`. Raises ConfigError."""
+    """Validate already-loaded YAML data into a :class:`Scenario`.
+
+    Raises ConfigErrors listing every problem (``where`` and ``problem`` are the first's)."""
     check_document(data, source)
-    return _Parser(source).scenario(data, expected_name)
+    errors: _Errors = []
+    checked = MODEL.check(data, "", errors)
+    scenario = None if checked is BAD else _Builder(errors).scenario(checked, expected_name)
+    if errors or scenario is None:
+        located = [
+            ConfigError(f"{source}: {e.where}" if e.where else source, e.problem) for e in errors
+        ]
+        raise ConfigErrors(located)
+    return replace(scenario, source=source)
 
 
-_TOP_KEYS = {
-    "name",
-    "description",
-    "default_credentials",
-    "access_points",
-    "after_association",
-    "min_rssi_dbm",
-    "scan_delay_ms",
-}
-_AP_KEYS = {
-    "ssid",
-    "ssid_hex",
-    "hidden",
-    "bssid",
-    "band",
-    "channel",
-    "rssi",
-    "security",
-    "passphrase",
-    "after_association",
-}
-_CRED_KEYS = {"ssid", "ssid_hex", "passphrase", "hidden", "expect"}
 _CHANNELS = {Band.GHZ_2_4: range(1, 15), Band.GHZ_5: range(32, 178)}
 _DEFAULT_CHANNEL = {Band.GHZ_2_4: 6, Band.GHZ_5: 36}
-_BSSID_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_MAX_DELAY_MS = 600_000
 
-_S = TypeVar("_S")
+_S = TypeVar("_S", bound=Step)
 
 
-class _Parser:
-    def __init__(self, source: str) -> None:
-        self.source = source
+class _Builder:
+    """Checked values -> dataclasses, with the checks that span keys."""
 
-    def error(self, path: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {path}" if path else self.source, problem)
+    def __init__(self, errors: _Errors) -> None:
+        self.errors = errors
 
-    # primitives
-    def mapping(
-        self, value: Any, path: str, allowed: set[str], required: tuple[str, ...] = ()
-    ) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.error(path, "must be a mapping")
-        for key in value:
-            if key not in allowed:
-                raise self.error(
-                    _join(path, str(key)), f"unknown key (allowed: {', '.join(sorted(allowed))})"
-                )
-        for key in required:
-            if key not in value:
-                raise self.error(_join(path, key), "missing")
-        return value
-
-    def integer(self, value: Any, path: str, lo: int, hi: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(path, f"must be an integer, not {value!r}")
-        if not lo <= value <= hi:
-            raise self.error(path, f"must be between {lo} and {hi}, not {value}")
-        return value
-
-    def text(self, value: Any, path: str, *, allow_empty: bool = False) -> str:
-        if not isinstance(value, str):
-            raise self.error(path, f"must be a string (quote it in YAML), not {value!r}")
-        if not value and not allow_empty:
-            raise self.error(path, "must not be empty")
-        return value
-
-    def flag(self, value: Any, path: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.error(path, f"must be true or false, not {value!r}")
-        return value
-
-    def choice(self, value: Any, path: str, choices: tuple[str, ...]) -> str:
-        if not isinstance(value, str) or value not in choices:
-            raise self.error(path, f"must be one of {', '.join(choices)}, not {value!r}")
-        return value
-
-    def ip(self, value: Any, path: str) -> str:
-        try:
-            return str(ipaddress.ip_address(self.text(value, path)))
-        except ValueError:
-            raise self.error(path, f"not an IP address: {value!r}") from None
-
-    def ssid(self, node: Mapping[str, Any], path: str) -> bytes:
-        if ("ssid" in node) == ("ssid_hex" in node):
-            raise self.error(_join(path, "ssid"), "give exactly one of ssid or ssid_hex")
-        if "ssid" in node:
-            ssid = self.text(node["ssid"], _join(path, "ssid")).encode("utf-8")
-            where = _join(path, "ssid")
-        else:
-            where = _join(path, "ssid_hex")
-            hex_text = self.text(node["ssid_hex"], where)
-            try:
-                ssid = bytes.fromhex(hex_text)
-            except ValueError:
-                raise self.error(where, f"not an even number of hex digits: {hex_text!r}") from None
-        if not 1 <= len(ssid) <= 32:
-            raise self.error(where, f"an SSID is 1 to 32 bytes, this one is {len(ssid)}")
-        return ssid
-
-    def passphrase(self, value: Any, path: str) -> str | None:
-        return None if value is None else self.text(value, path, allow_empty=True)
-
-    # structures
-    def scenario(self, data: Any, expected_name: str | None) -> Scenario:
-        top = self.mapping(
-            data, "", _TOP_KEYS, ("name", "description", "default_credentials", "access_points")
-        )
-        name = self.text(top["name"], "name")
-        if expected_name is not None and name != expected_name:
-            raise self.error("name", f"must match the file name {expected_name!r}, not {name!r}")
+    def scenario(self, top: dict[str, Any], expected_name: str | None) -> Scenario | None:
+        top, _ = _good(top)
+        name = top.get("name")
+        if expected_name is not None and name is not None and name != expected_name:
+            _err(self.errors, "name", f"must match the file name {expected_name!r}, not {name!r}")
         after = self.after_association(
             top.get("after_association", {}), "after_association", AfterAssociation()
         )
-        aps_raw = top["access_points"]
-        if not isinstance(aps_raw, list):
-            raise self.error("access_points", "must be a list")
-        aps = tuple(
-            self.access_point(raw, f"access_points[{i}]", i, after) for i, raw in enumerate(aps_raw)
-        )
+        aps = [
+            self.access_point(raw, f"access_points[{i}]", i, after)
+            for i, raw in enumerate(top.get("access_points", []))
+        ]
         seen: dict[str, int] = {}
         for i, sap in enumerate(aps):
+            if sap is None:
+                continue
             if sap.ap.bssid in seen:
-                raise self.error(
+                _err(
+                    self.errors,
                     f"access_points[{i}].bssid",
                     f"duplicate of access_points[{seen[sap.ap.bssid]}].bssid",
                 )
             seen[sap.ap.bssid] = i
+        creds = (
+            self.credentials(top["default_credentials"], "default_credentials")
+            if "default_credentials" in top
+            else None
+        )
+        device, _ = _good(top.get("device", {}))
+        clock, _ = _good(device.get("clock", {}))
+        if self.errors or creds is None or None in aps or name is None:
+            return None
         return Scenario(
             name=name,
-            description=self.text(top["description"], "description"),
-            source=self.source,
-            default_credentials=self.credentials(top["default_credentials"], "default_credentials"),
-            access_points=aps,
+            description=top["description"],
+            source="",
+            default_credentials=creds,
+            access_points=tuple(sap for sap in aps if sap is not None),
             after_association=after,
-            min_rssi_dbm=self.integer(
-                top.get("min_rssi_dbm", DEFAULT_MIN_RSSI_DBM), "min_rssi_dbm", -100, 0
+            min_rssi_dbm=top.get("min_rssi_dbm", DEFAULT_MIN_RSSI_DBM),
+            scan_delay_ms=top.get("scan_delay_ms", 0),
+            seed=top.get("seed", 0),
+            device=DeviceRadio(
+                bands=device.get("bands", DeviceRadio.bands),
+                antenna_offset_db=device.get("antenna_offset_db", 0),
+                ipv6=device.get("ipv6", True),
+                rtc=clock.get("rtc", True),
+                clock_skew_s=clock.get("skew_s", 0),
             ),
-            scan_delay_ms=self.integer(
-                top.get("scan_delay_ms", 0), "scan_delay_ms", 0, _MAX_DELAY_MS
-            ),
+            cloud=CloudBehaviour(**_good(top.get("cloud", {}))[0]),
         )
 
-    def credentials(self, value: Any, path: str) -> DefaultCredentials:
-        node = self.mapping(value, path, _CRED_KEYS)
-        expect = node.get("expect", "OK")
-        if not isinstance(expect, str) or expect not in Code.__members__:
-            raise self.error(_join(path, "expect"), f"not a diagnostic code name: {expect!r}")
+    def ssid(self, node: Mapping[str, Any], path: str) -> bytes | None:
+        if ("ssid" in node) == ("ssid_hex" in node):
+            # both, or neither (a bad value was already reported and dropped)
+            if "ssid" in node or not self._reported(path, ("ssid", "ssid_hex")):
+                _err(self.errors, _join(path, "ssid"), "give exactly one of ssid or ssid_hex")
+            return None
+        if "ssid" in node:
+            ssid, where = node["ssid"].encode("utf-8"), _join(path, "ssid")
+        else:
+            where = _join(path, "ssid_hex")
+            try:
+                ssid = bytes.fromhex(node["ssid_hex"])
+            except ValueError:
+                _err(self.errors, where, f"not an even number of hex digits: {node['ssid_hex']!r}")
+                return None
+        if not 1 <= len(ssid) <= 32:
+            _err(self.errors, where, f"an SSID is 1 to 32 bytes, this one is {len(ssid)}")
+            return None
+        return ssid
+
+    def _reported(self, path: str, keys: tuple[str, ...]) -> bool:
+        wheres = {_join(path, k) for k in keys}
+        return any(e.where in wheres for e in self.errors)
+
+    def credentials(self, node: dict[str, Any], path: str) -> DefaultCredentials | None:
+        node, _ = _good(node)
+        ssid = self.ssid(node, path)
+        if ssid is None:
+            return None
         return DefaultCredentials(
-            ssid=self.ssid(node, path),
-            passphrase=self.passphrase(node.get("passphrase"), _join(path, "passphrase")),
-            hidden=self.flag(node.get("hidden", False), _join(path, "hidden")),
-            expect=Code[expect],
+            ssid=ssid,
+            passphrase=node.get("passphrase"),
+            hidden=node.get("hidden", False),
+            expect=node.get("expect", Code.OK),
         )
 
     def access_point(
-        self, value: Any, path: str, index: int, after: AfterAssociation
-    ) -> ScenarioAccessPoint:
-        node = self.mapping(value, path, _AP_KEYS, ("security",))
+        self, node: dict[str, Any], path: str, index: int, after: AfterAssociation
+    ) -> ScenarioAccessPoint | None:
+        node, bad = _good(node)
         ssid = self.ssid(node, path)
-        band_raw = node.get("band", str(Band.GHZ_2_4))
-        band = Band(self.choice(band_raw, _join(path, "band"), tuple(str(b) for b in Band)))
-        security = Security(
-            self.choice(node["security"], _join(path, "security"), tuple(str(s) for s in Security))
-        )
-        channel = self.integer(
-            node.get("channel", _DEFAULT_CHANNEL[band]), _join(path, "channel"), 0, 255
-        )
+        if "security" not in node or "band" in bad:
+            return None
+        band = Band(node.get("band", str(Band.GHZ_2_4)))
+        security = Security(node["security"])
+        channel = node.get("channel", _DEFAULT_CHANNEL[band])
         if channel not in _CHANNELS[band]:
             allowed = _CHANNELS[band]
-            raise self.error(
+            _err(
+                self.errors,
                 _join(path, "channel"),
                 f"{channel} is not a {band} channel ({allowed[0]}..{allowed[-1]})",
             )
         bssid = node.get("bssid", f"02:00:00:00:{index >> 8:02x}:{index & 0xFF:02x}")
-        bssid = self.text(bssid, _join(path, "bssid")).lower()
-        if not _BSSID_RE.match(bssid):
-            raise self.error(
-                _join(path, "bssid"), f"not a MAC address like 02:00:00:00:00:01: {bssid!r}"
-            )
-        passphrase = self.passphrase(node.get("passphrase"), _join(path, "passphrase"))
-        if security.needs_passphrase or security is Security.OPEN:
+        passphrase = node.get("passphrase")
+        if ssid is not None and (security.needs_passphrase or security is Security.OPEN):
             try:
                 validate_credentials(ssid, passphrase, security)
             except NetworkError as exc:
-                raise self.error(_join(path, "passphrase"), exc.detail) from None
+                _err(self.errors, _join(path, "passphrase"), exc.detail)
+        steering = node.get("band_steering", False)
+        if steering and band is not Band.GHZ_2_4:
+            _err(
+                self.errors,
+                _join(path, "band_steering"),
+                "band steering holds clients off a 2.4GHz BSS; this one is 5GHz",
+            )
+        steps = self.after_association(
+            node.get("after_association", {}), _join(path, "after_association"), after
+        )
+        if ssid is None:
+            return None
         return ScenarioAccessPoint(
             ap=AccessPoint(
                 ssid=ssid,
                 bssid=bssid,
                 band=band,
                 channel=channel,
-                rssi=self.integer(node.get("rssi", -50), _join(path, "rssi"), -100, -10),
+                rssi=node.get("rssi", -50),
                 security=security,
-                hidden=self.flag(node.get("hidden", False), _join(path, "hidden")),
+                hidden=node.get("hidden", False),
             ),
             passphrase=passphrase,
-            after_association=self.after_association(
-                node.get("after_association", {}), _join(path, "after_association"), after
-            ),
+            after_association=steps,
+            band_steering=steering,
+            steering_holdoff_ms=node.get("steering_holdoff_ms", 3000),
         )
 
-    def after_association(self, value: Any, path: str, base: AfterAssociation) -> AfterAssociation:
+    def after_association(
+        self, node: dict[str, Any], path: str, base: AfterAssociation
+    ) -> AfterAssociation:
         """Steps given here replace the same fields of ``base``; others are inherited."""
-        node = self.mapping(value, path, set(_RESULTS))
+        node, _ = _good(node)
         steps = {
-            name: self.step(name, raw, _join(path, name), getattr(base, name))
+            name: self.step(_good(raw)[0], _join(path, name), getattr(base, name))
             for name, raw in node.items()
         }
         return replace(base, **steps)
 
-    def step(self, name: str, value: Any, path: str, base: _S) -> _S:
-        allowed = {f.name for f in fields(base)}  # type: ignore[arg-type]
-        node = self.mapping(value, path, allowed)
-        changes: dict[str, Any] = {}
-        for key, raw in node.items():
-            where = _join(path, key)
-            if key == "delay_ms":
-                changes[key] = self.integer(raw, where, 0, _MAX_DELAY_MS)
-            elif key == "result":
-                changes[key] = self.choice(raw, where, _RESULTS[name])
-            elif key in ("ip", "gateway"):
-                changes[key] = self.ip(raw, where)
-            elif key == "dns":
-                if not isinstance(raw, list) or not 1 <= len(raw) <= 3:
-                    raise self.error(where, "must be a list of 1 to 3 IP addresses")
-                changes[key] = tuple(self.ip(v, f"{where}[{i}]") for i, v in enumerate(raw))
-            elif key == "login_url":
-                url = self.text(raw, where)
-                if not url.startswith(("http://", "https://")):
-                    raise self.error(where, f"must be an http:// or https:// URL, not {url!r}")
-                changes[key] = url
-        step = replace(base, **changes)  # type: ignore[type-var]
-        if isinstance(step, CaptivePortalStep) and step.result == "portal" and not step.login_url:
-            raise self.error(_join(path, "login_url"), "a portal needs a login_url")
+    def step(self, node: dict[str, Any], path: str, base: _S) -> _S:
+        changes = dict(node)
+        if "delay_ms" in changes:
+            changes["delay_ms"], changes["delay_max_ms"] = changes["delay_ms"]
+        step = replace(base, **changes)
+        if isinstance(step, CaptivePortalStep):
+            if step.login_url is not None and not step.login_url.startswith(
+                ("http://", "https://")
+            ):
+                _err(
+                    self.errors,
+                    _join(path, "login_url"),
+                    f"must be an http:// or https:// URL, not {step.login_url!r}",
+                )
+            if (step.result == "portal" or step.fail_probability > 0) and not step.login_url:
+                _err(self.errors, _join(path, "login_url"), "a portal needs a login_url")
         return step
+
+
+def _good(node: Any) -> tuple[dict[str, Any], set[str]]:
+    """A checked mapping without its bad values, and the keys that were bad."""
+    if not isinstance(node, dict):
+        return {}, set()
+    return {k: v for k, v in node.items() if v is not BAD}, {k for k, v in node.items() if v is BAD}
 
 
 def _join(path: str, key: str) -> str:

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import logging
 import math
 import os
+import random
 import socket
 import ssl
 import string
 import tempfile
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ from .base import (
     validate_credentials,
 )
 from .checks import Resolver, check_captive_portal, check_dns, check_internet, check_tls
-from .scenario import DnsStep, Scenario, ScenarioAccessPoint, load_scenario
+from .faults import DEFAULT_PORTAL_URL, MAX_FAULTS, Fault
+from .scenario import RESULTS, Scenario, ScenarioAccessPoint, Step, load_scenario
 
 __all__ = [
     "CLOUD_HOST",
@@ -61,6 +63,34 @@ PROBE_HOST = "connectivity-check.device-sim.test"
 PROBE_PATH = "/generate_204"
 MISMATCH_HOST = "other.device-sim.test"
 PREFER_5GHZ_DBM = -70
+LOOPBACK = {4: "127.0.0.1", 6: "::1"}
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass
+class _Attempt:
+    """One join + verify: its seeded draws, the faults in force when it started, and what the
+    join obtained (the address family the checks then use)."""
+
+    number: int
+    rng: random.Random
+    faults: tuple[Fault, ...]
+    family: int = 4
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def step(self, name: str, step: Step) -> tuple[int, str, list[str]]:
+        """The step's delay (ms) and result this attempt, and the faults that applied."""
+        delay, result = step.draw_delay_ms(self.rng), step.draw_result(self.rng, RESULTS[name][1])
+        applied = []
+        for fault in self.faults:
+            if fault.step != name or self.rng.random() >= fault.probability:
+                continue
+            applied.append(fault.name)
+            jitter = self.rng.randint(-fault.jitter_ms, fault.jitter_ms) if fault.jitter_ms else 0
+            delay += max(0, fault.delay_ms + jitter)
+            if fault.result != RESULTS[name][0]:
+                result = fault.result
+        return delay, result, applied
 
 
 # -- TLS contexts ---------------------------------------------------------------------------------
@@ -102,6 +132,7 @@ class SimulatedBackend(NetworkBackend):
         zero_delay: bool = False,
         time_scale: float = 1.0,
         check_timeout: float = 5.0,
+        seed: int | None = None,
     ) -> None:
         if (
             not isinstance(time_scale, int | float)
@@ -130,6 +161,32 @@ class SimulatedBackend(NetworkBackend):
         self._cloud_ca: CertificateAuthority | None = None
         self._device_ssl: ssl.SSLContext | None = None
         self._ap: AccessPointConfig | None = None
+        self._seed = self._scenario.seed if seed is None else int(seed)
+        self._attempts = 0
+        self._attempt: _Attempt | None = None
+        self._faults: dict[str, Fault] = {}
+        self._portal_url: str | None = None  # what the probe answers this attempt
+        self._probe_ports: dict[int, int] = {}
+        self._refusing_ports: dict[int, int] = {}
+        self._tls_servers: dict[tuple[str, int, int], int] = {}
+
+    # -- faults (device-sim ctl fault): effective from the next attempt
+    @property
+    def faults(self) -> list[Fault]:
+        return list(self._faults.values())
+
+    def add_fault(self, fault: Fault) -> bool:
+        """Add or replace (by name) a fault; True when it replaced one."""
+        replaced = fault.name in self._faults
+        if not replaced and len(self._faults) >= MAX_FAULTS:
+            raise NetworkError(
+                Code.INVALID_STATE, f"at most {MAX_FAULTS} faults at once; remove one first"
+            )
+        self._faults[fault.name] = fault
+        return replaced
+
+    def remove_fault(self, name: str) -> Fault | None:
+        return self._faults.pop(name, None)
 
     # -- properties
     @property
@@ -167,39 +224,22 @@ class SimulatedBackend(NetworkBackend):
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            self._internet_port = int(runner.addresses[0][1])
-            # Bound but never listening: connections to it are refused ("no internet").
-            refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            stack.callback(refusing.close)
-            refusing.bind(("127.0.0.1", 0))
-            self._refusing_port = int(refusing.getsockname()[1])
-            interceptor: CertificateAuthority | None = None
-            for result in sorted(self._tls_results()):
-                if result == "untrusted":
-                    interceptor = interceptor or CertificateAuthority("device-sim interceptor CA")
-                    cert = interceptor.issue(CLOUD_HOST)
-                elif result == "hostname_mismatch":
-                    cert = self._cloud_ca.issue(MISMATCH_HOST)
-                else:
-                    cert = self._cloud_ca.issue(CLOUD_HOST, expired=result == "expired")
-                server = await asyncio.start_server(
-                    self._serve_tls,
-                    "127.0.0.1",
-                    0,
-                    ssl=server_ssl_context(*cert),
-                    ssl_handshake_timeout=self._check_timeout,
+            # The probe and the cloud on IPv4 and IPv6 loopback: an IPv6-only network's checks
+            # really go over IPv6 (its NAT64 reaching the IPv4 cloud is loopback here).
+            for family, host in LOOPBACK.items():
+                await web.TCPSite(runner, host, 0).start()
+                (address,) = [a for a in runner.addresses if a[0] == host]
+                self._probe_ports[family] = int(address[1])
+                # Bound but never listening: connections to it are refused ("no internet").
+                refusing = socket.socket(
+                    socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM
                 )
-                stack.push_async_callback(_close_server, server)
-                self._tls_ports[result] = int(server.sockets[0].getsockname()[1])
+                stack.callback(refusing.close)
+                refusing.bind((host, 0))
+                self._refusing_ports[family] = int(refusing.getsockname()[1])
             self._device_ssl = client_ssl_context(self._cloud_ca.cert_pem)
             self._stack = stack.pop_all()
-        log.debug(
-            "%s started: probe port %d, tls ports %s",
-            self.name,
-            self._internet_port,
-            self._tls_ports,
-        )
+        log.debug("%s started: probe ports %s", self.name, self._probe_ports)
 
     async def stop(self) -> None:
         stack, self._stack = self._stack, None
@@ -209,15 +249,36 @@ class SimulatedBackend(NetworkBackend):
             await stack.aclose()
 
     def _reset_ports(self) -> None:
-        self._internet_port = self._refusing_port = 0
-        self._tls_ports = {}
+        self._probe_ports, self._refusing_ports, self._tls_servers = {}, {}, {}
         self._cloud_ca = None
         self._device_ssl = None
 
-    def _tls_results(self) -> set[str]:
-        return {self._scenario.after_association.tls.result} | {
-            sap.after_association.tls.result for sap in self._scenario.access_points
-        }
+    async def _tls_port(self, result: str, shift_s: int, family: int) -> int:
+        """The port of a TLS server presenting ``result``'s certificate, its validity moved by
+        ``shift_s`` (a device clock ``skew`` off sees the real certificate as one issued at
+        real time - skew: the same verdict, by the host's clock OpenSSL uses). Made once."""
+        key = (result, shift_s, family)
+        if key in self._tls_servers:
+            return self._tls_servers[key]
+        stack, ca = self._stack, self._started()
+        assert stack is not None
+        now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=shift_s)
+        if result == "untrusted":
+            cert = CertificateAuthority("device-sim interceptor CA").issue(CLOUD_HOST, now=now)
+        elif result == "hostname_mismatch":
+            cert = ca.issue(MISMATCH_HOST, now=now)
+        else:
+            cert = ca.issue(CLOUD_HOST, expired=result == "expired", now=now)
+        server = await asyncio.start_server(
+            self._serve_tls,
+            LOOPBACK[family],
+            0,
+            ssl=server_ssl_context(*cert),
+            ssl_handshake_timeout=self._check_timeout,
+        )
+        stack.push_async_callback(_close_server, server)
+        self._tls_servers[key] = int(server.sockets[0].getsockname()[1])
+        return self._tls_servers[key]
 
     def _started(self) -> CertificateAuthority:
         if self._stack is None or self._cloud_ca is None:
@@ -229,10 +290,8 @@ class SimulatedBackend(NetworkBackend):
 
     # -- servers
     async def _serve_probe(self, request: web.Request) -> web.Response:
-        sap = self._connected
-        portal = sap.after_association.captive_portal if sap else None
-        if portal is not None and portal.result == "portal" and portal.login_url:
-            return web.Response(status=302, headers={"Location": portal.login_url})
+        if self._portal_url:
+            return web.Response(status=302, headers={"Location": self._portal_url})
         return web.Response(status=204)
 
     async def _serve_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -269,14 +328,27 @@ class SimulatedBackend(NetworkBackend):
         self._ap = None
 
     async def scan(self) -> list[AccessPoint]:
+        """What the device's radio hears: BSSes on its bands, at their RSSI plus its antenna
+        offset."""
         self._started()
         self._radio_free("scan")
         await self._sleep(self._scenario.scan_delay_ms)
+        world, bands = self._scenario, self._scenario.device.bands
         seen = [
-            replace(sap.ap, ssid=b"") if sap.ap.hidden else sap.ap
-            for sap in self._scenario.access_points
+            replace(sap.ap, ssid=b"" if sap.ap.hidden else sap.ap.ssid, rssi=world.heard_rssi(sap))
+            for sap in world.access_points
+            if sap.ap.band in bands
         ]
         return sorted(seen, key=lambda ap: ap.rssi, reverse=True)
+
+    def _new_attempt(self) -> _Attempt:
+        """Each attempt draws from its own generator, seeded by the scenario's seed and the
+        attempt's number: the same seed replays the same sequence of attempts."""
+        self._attempts += 1
+        rng = random.Random(f"{self._seed}:{self._attempts}")
+        attempt = _Attempt(self._attempts, rng, tuple(self._faults.values()))
+        self._attempt = attempt
+        return attempt
 
     async def join(
         self,
@@ -291,80 +363,63 @@ class SimulatedBackend(NetworkBackend):
             self._started()
             self._radio_free("join")
             self._connected = None  # joining leaves the current network first
-            _emit(on_phase, Phase.SCANNING, {"ssid_hex": ssid.hex(), "hidden": hidden})
+            self._portal_url = None
+            attempt = self._new_attempt()
+            detail: dict[str, Any] = {"ssid_hex": ssid.hex(), "hidden": hidden}
+            if attempt.faults:
+                detail["faults"] = [f.name for f in attempt.faults]
+            _emit(on_phase, Phase.SCANNING, detail)
             await self._sleep(self._scenario.scan_delay_ms)
-            sap = self._choose_bss(ssid, hidden)
-            ap, steps = sap.ap, sap.after_association
-            if not ap.security.supported:
+            candidates = self._candidates(ssid, hidden)
+            first = candidates[0].ap
+            if not first.security.supported:
                 raise _fail(
                     Code.UNSUPPORTED_SECURITY,
                     Phase.SCANNING,
-                    f"{_show(ssid)} uses {ap.security}, which the device cannot join",
-                    security=str(ap.security),
+                    f"{_show(ssid)} uses {first.security}, which the device cannot join",
+                    security=str(first.security),
                 )
-            validate_credentials(ssid, passphrase, ap.security)
+            validate_credentials(ssid, passphrase, first.security)
+            # A mesh or a dual-band router: when one BSS does not answer or gives no lease, the
+            # device blocks it for this attempt and tries the next best, as wpa_supplicant does.
+            failed_on: list[str] = []
+            last: NetworkError | None = None
+            for sap in candidates:
+                try:
+                    result = await self._join_bss(
+                        sap, ssid, passphrase, attempt, failed_on, on_phase
+                    )
+                except NetworkError as exc:
+                    if exc.code not in (Code.ASSOCIATION_TIMEOUT, Code.NO_DHCP_LEASE):
+                        raise
+                    last = exc
+                    failed_on.append(sap.ap.bssid)
+                    log.info("join: %s failed (%s); next BSS", sap.ap.bssid, exc.code.name)
+                    continue
+                self._saved[ssid] = passphrase
+                return result
+            assert last is not None
+            raise last
 
-            _emit(
-                on_phase,
-                Phase.ASSOCIATING,
-                {"bssid": ap.bssid, "band": str(ap.band), "channel": ap.channel, "rssi": ap.rssi},
-            )
-            await self._sleep(steps.association.delay_ms)
-            if ap.rssi < self._scenario.min_rssi_dbm:
-                raise _fail(
-                    Code.ASSOCIATION_TIMEOUT,
-                    Phase.ASSOCIATING,
-                    f"no answer from {ap.bssid}: signal {ap.rssi} dBm is below "
-                    f"{self._scenario.min_rssi_dbm} dBm",
-                    rssi=ap.rssi,
-                    bssid=ap.bssid,
-                )
-            if steps.association.result == "timeout":
-                raise _fail(
-                    Code.ASSOCIATION_TIMEOUT,
-                    Phase.ASSOCIATING,
-                    f"association with {ap.bssid} timed out",
-                    rssi=ap.rssi,
-                    bssid=ap.bssid,
-                )
-
-            _emit(on_phase, Phase.AUTHENTICATING, {"security": str(ap.security)})
-            if not _passphrase_matches(ap, sap.passphrase, passphrase):
-                how = (
-                    "SAE authentication" if ap.security is Security.WPA3_SAE else "4-way handshake"
-                )
-                raise _fail(
-                    Code.WRONG_CREDENTIALS,
-                    Phase.AUTHENTICATING,
-                    f"{ap.bssid} rejected the passphrase ({how} failed)",
-                    bssid=ap.bssid,
-                )
-
-            _emit(on_phase, Phase.DHCP, {"bssid": ap.bssid})
-            await self._sleep(steps.dhcp.delay_ms)
-            if steps.dhcp.result == "timeout":
-                raise _fail(
-                    Code.NO_DHCP_LEASE,
-                    Phase.DHCP,
-                    f"associated with {ap.bssid} but no DHCP server answered",
-                    bssid=ap.bssid,
-                )
-
-            self._connected = sap
-            self._saved[ssid] = passphrase
-            return JoinResult(
-                ssid=ssid,
-                bssid=ap.bssid,
-                band=ap.band,
-                ip=steps.dhcp.ip,
-                gateway=steps.dhcp.gateway,
-                dns=steps.dhcp.dns,
-            )
-
-    def _choose_bss(self, ssid: bytes, hidden: bool) -> ScenarioAccessPoint:
-        matching = self._scenario.bsses(ssid)
+    def _candidates(self, ssid: bytes, hidden: bool) -> list[ScenarioAccessPoint]:
+        """The BSSes of ``ssid`` the device may try, best first: on its bands, the preferred
+        band first (5 GHz when heard at -70 dBm or better, or when band steering holds the
+        device off 2.4 GHz), then 2.4 GHz, then a weak 5 GHz, each by signal. Those below the
+        floor only if nothing is above."""
+        world = self._scenario
+        matching = world.bsses(ssid)
         visible = [sap for sap in matching if hidden or not sap.ap.hidden]
-        if not visible:
+        usable = [sap for sap in visible if sap.ap.band in world.device.bands]
+        if not usable:
+            if visible:  # heard, but only on a band the radio cannot use
+                raise _fail(
+                    Code.NETWORK_5GHZ_ONLY,
+                    Phase.SCANNING,
+                    f"{_show(ssid)} is only on 5GHz; the device's radio uses "
+                    f"{', '.join(map(str, world.device.bands))}",
+                    ssid_hex=ssid.hex(),
+                    bands=sorted({str(sap.ap.band) for sap in visible}),
+                )
             hint = " (it is hidden: join with hidden=true)" if matching else ""
             raise _fail(
                 Code.NETWORK_NOT_FOUND,
@@ -372,55 +427,214 @@ class SimulatedBackend(NetworkBackend):
                 f"no access point with SSID {_show(ssid)} was seen{hint}",
                 ssid_hex=ssid.hex(),
             )
+        steered = any(sap.band_steering for sap in usable)
 
-        def strongest(saps: Sequence[ScenarioAccessPoint]) -> ScenarioAccessPoint:
-            return max(saps, key=lambda sap: sap.ap.rssi)
+        def preference(sap: ScenarioAccessPoint) -> tuple[int, int]:
+            heard = world.heard_rssi(sap)
+            five = sap.ap.band is Band.GHZ_5 and heard >= world.min_rssi_dbm
+            preferred = five and (steered or heard >= PREFER_5GHZ_DBM)
+            rank = 0 if preferred else 1 if sap.ap.band is Band.GHZ_2_4 else 2
+            return (rank, -heard)
 
-        five = [sap for sap in visible if sap.ap.band is Band.GHZ_5]
-        two = [sap for sap in visible if sap.ap.band is Band.GHZ_2_4]
-        if five and two:
-            best5 = strongest(five)
-            return best5 if best5.ap.rssi >= PREFER_5GHZ_DBM else strongest(two)
-        return strongest(visible)
+        ordered = sorted(usable, key=preference)
+        strong = [sap for sap in ordered if world.heard_rssi(sap) >= world.min_rssi_dbm]
+        return strong or ordered[:1]
+
+    async def _join_bss(
+        self,
+        sap: ScenarioAccessPoint,
+        ssid: bytes,
+        passphrase: str | None,
+        attempt: _Attempt,
+        failed_on: list[str],
+        on_phase: PhaseCallback | None,
+    ) -> JoinResult:
+        world, ap, steps = self._scenario, sap.ap, sap.after_association
+        heard = world.heard_rssi(sap)
+        detail: dict[str, Any] = {
+            "bssid": ap.bssid,
+            "band": str(ap.band),
+            "channel": ap.channel,
+            "rssi": heard,
+        }
+        if failed_on:
+            detail["after_failing"] = list(failed_on)
+        delay, result, faults = attempt.step("association", steps.association)
+        if sap.band_steering and Band.GHZ_5 not in world.device.bands:
+            # The router ignores a 2.4 GHz-only client for a while, hoping it tries 5 GHz.
+            delay += sap.steering_holdoff_ms
+            detail["band_steering_holdoff_ms"] = sap.steering_holdoff_ms
+        _emit(on_phase, Phase.ASSOCIATING, _with_faults(detail, faults))
+        await self._sleep(delay)
+        if heard < world.min_rssi_dbm:
+            raise _fail(
+                Code.ASSOCIATION_TIMEOUT,
+                Phase.ASSOCIATING,
+                f"no answer from {ap.bssid}: signal {heard} dBm is below {world.min_rssi_dbm} dBm",
+                rssi=heard,
+                bssid=ap.bssid,
+            )
+        if result == "timeout":
+            raise _fail(
+                Code.ASSOCIATION_TIMEOUT,
+                Phase.ASSOCIATING,
+                f"association with {ap.bssid} timed out",
+                rssi=heard,
+                bssid=ap.bssid,
+            )
+
+        _emit(on_phase, Phase.AUTHENTICATING, {"security": str(ap.security)})
+        if not _passphrase_matches(ap, sap.passphrase, passphrase):
+            how = "SAE authentication" if ap.security is Security.WPA3_SAE else "4-way handshake"
+            raise _fail(
+                Code.WRONG_CREDENTIALS,
+                Phase.AUTHENTICATING,
+                f"{ap.bssid} rejected the passphrase ({how} failed)",
+                bssid=ap.bssid,
+            )
+
+        dhcp = steps.dhcp
+        delay, result, faults = attempt.step("dhcp", dhcp)
+        _emit(
+            on_phase,
+            Phase.DHCP,
+            _with_faults({"bssid": ap.bssid, "addressing": dhcp.addressing}, faults),
+        )
+        await self._sleep(delay)
+        if dhcp.addressing == "ipv6-only" and not world.device.ipv6:
+            raise _fail(
+                Code.IPV6_ONLY_NETWORK,
+                Phase.DHCP,
+                f"{ap.bssid} sends IPv6 router advertisements but no DHCPv4 server answers, "
+                "and the device's stack needs IPv4",
+                bssid=ap.bssid,
+            )
+        if result == "timeout":
+            raise _fail(
+                Code.NO_DHCP_LEASE,
+                Phase.DHCP,
+                f"associated with {ap.bssid} but no DHCP server answered",
+                bssid=ap.bssid,
+            )
+        six = dhcp.addressing == "ipv6-only" or (dhcp.addressing == "dual" and world.device.ipv6)
+        attempt.family = 6 if six else 4
+        self._connected = sap
+        return JoinResult(
+            ssid=ssid,
+            bssid=ap.bssid,
+            band=ap.band,
+            ip=dhcp.ip6 if dhcp.addressing == "ipv6-only" else dhcp.ip,
+            gateway=dhcp.gateway,
+            dns=dhcp.dns,
+        )
 
     async def verify(self, *, on_phase: PhaseCallback | None = None) -> None:
         async with self._lock:
             self._started()
             assert self._device_ssl is not None
-            sap = self._connected
-            if sap is None:
+            sap, attempt = self._connected, self._attempt
+            if sap is None or attempt is None:
                 raise _fail(Code.NO_INTERNET, Phase.DNS, "not connected to a network")
-            steps, timeout = sap.after_association, self._check_timeout
+            steps, timeout, world = sap.after_association, self._check_timeout, self._scenario
+            dhcp = steps.dhcp
+            # IPv6-only: the names resolve through DNS64 when the network has NAT64; without
+            # it the cloud's A records lead nowhere (the device has no IPv4 route).
+            v6_only = dhcp.addressing == "ipv6-only"
+            routable = not v6_only or dhcp.nat64
+            family = attempt.family
 
-            _emit(on_phase, Phase.DNS, {"hosts": [PROBE_HOST, CLOUD_HOST]})
-            await self._sleep(steps.dns.delay_ms)
-            resolver = _resolver(steps.dns)
+            delay, dns_result, faults = attempt.step("dns", steps.dns)
+            _emit(
+                on_phase,
+                Phase.DNS,
+                _with_faults({"hosts": [PROBE_HOST, CLOUD_HOST], "ipv": family}, faults),
+            )
+            await self._sleep(delay)
+            resolver = _resolver(dns_result, LOOPBACK[family] if routable else LOOPBACK[4])
             probe_ips = await check_dns(PROBE_HOST, resolver=resolver, timeout=timeout)
             cloud_ips = await check_dns(CLOUD_HOST, resolver=resolver, timeout=timeout)
-            probe_ip = probe_ips[0]
 
-            # A portal answers locally; otherwise the probe needs the internet.
-            reachable = steps.captive_portal.result == "portal" or steps.internet.result == "ok"
-            port = self._internet_port if reachable else self._refusing_port
-            url = f"http://{probe_ip}:{port}{PROBE_PATH}"
-            _emit(on_phase, Phase.CAPTIVE_PORTAL, {"url": url})
-            await self._sleep(steps.captive_portal.delay_ms)
+            delay, portal_result, faults = attempt.step("captive_portal", steps.captive_portal)
+            internet_delay, internet_result, internet_faults = attempt.step(
+                "internet", steps.internet
+            )
+            portal = portal_result == "portal"
+            self._portal_url = (
+                (steps.captive_portal.login_url or DEFAULT_PORTAL_URL) if portal else None
+            )
+            # A portal answers locally; otherwise the probe needs the internet (and a route).
+            reachable = portal or (internet_result == "ok" and routable)
+            port = (self._probe_ports if reachable else self._refusing_ports)[family]
+            host = probe_ips[0]
+            url = (
+                f"http://[{host}]:{port}{PROBE_PATH}"
+                if ":" in host
+                else f"http://{host}:{port}{PROBE_PATH}"
+            )
+            _emit(on_phase, Phase.CAPTIVE_PORTAL, _with_faults({"url": url}, faults))
+            await self._sleep(delay)
+            if not routable:
+                raise _fail(
+                    Code.NO_INTERNET,
+                    Phase.CAPTIVE_PORTAL,
+                    f"{CLOUD_HOST} has only IPv4 addresses and the IPv6-only network has no "
+                    "NAT64 to reach them",
+                    reason="no NAT64",
+                )
             await check_captive_portal(url, timeout=timeout)
 
-            _emit(on_phase, Phase.INTERNET, {"host": probe_ip, "port": port})
-            await self._sleep(steps.internet.delay_ms)
+            _emit(
+                on_phase,
+                Phase.INTERNET,
+                _with_faults({"host": host, "port": port}, internet_faults),
+            )
+            await self._sleep(internet_delay)
             await check_internet(probe_ips, port, timeout=timeout)
 
-            tls_port = self._tls_ports[steps.tls.result]
-            _emit(on_phase, Phase.TLS, {"host": CLOUD_HOST, "port": tls_port})
-            await self._sleep(steps.tls.delay_ms)
-            await check_tls(
-                cloud_ips,
-                tls_port,
-                ssl_context=self._device_ssl,
-                server_hostname=CLOUD_HOST,
-                timeout=timeout,
+            # Network time: a device sets its clock (SNTP) before it trusts a certificate. If
+            # time does not answer, it keeps its RTC's (maybe skewed) time, or none at all.
+            delay, ntp_result, faults = attempt.step("ntp", steps.ntp)
+            device = world.device
+            if ntp_result == "ok":
+                clock, skew_s = "ntp", 0
+            elif device.rtc:
+                clock, skew_s = "rtc", device.clock_skew_s
+            else:
+                clock = "unset"
+                skew_s = -int((dt.datetime.now(dt.UTC) - EPOCH).total_seconds())
+            _emit(
+                on_phase,
+                Phase.CLOCK,
+                _with_faults({"ntp": ntp_result, "clock": clock, "skew_s": skew_s}, faults),
             )
+            await self._sleep(delay)
+
+            delay, tls_result, faults = attempt.step("tls", steps.tls)
+            tls_port = await self._tls_port(tls_result, -skew_s, family)
+            _emit(
+                on_phase,
+                Phase.TLS,
+                _with_faults({"host": CLOUD_HOST, "port": tls_port, "clock": clock}, faults),
+            )
+            await self._sleep(delay)
+            try:
+                await check_tls(
+                    cloud_ips,
+                    tls_port,
+                    ssl_context=self._device_ssl,
+                    server_hostname=CLOUD_HOST,
+                    timeout=timeout,
+                )
+            except NetworkError as exc:
+                if exc.code is Code.TLS_CERTIFICATE_DATE and clock == "unset":
+                    raise _fail(
+                        Code.CLOCK_NOT_SET,
+                        Phase.TLS,
+                        "the device has no clock (no RTC) and network time did not answer: "
+                        f"at 1970-01-01 the cloud's certificate is not valid yet ({exc.detail})",
+                        ntp=ntp_result,
+                    ) from None
+                raise
 
     async def disconnect(self) -> None:
         self._connected = None
@@ -461,15 +675,19 @@ def _show(ssid: bytes) -> str:
         return f"0x{ssid.hex()}"
 
 
-def _resolver(step: DnsStep) -> Resolver:
+def _resolver(result: str, address: str) -> Resolver:
     async def resolve(host: str) -> list[str]:
-        if step.result == "fail":
+        if result == "fail":
             raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
         if host in (CLOUD_HOST, PROBE_HOST):
-            return ["127.0.0.1"]
+            return [address]
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     return resolve
+
+
+def _with_faults(detail: dict[str, Any], faults: list[str]) -> dict[str, Any]:
+    return {**detail, "faults": faults} if faults else detail
 
 
 def _psk(secret: str, ssid: bytes) -> bytes:

@@ -28,6 +28,15 @@ SHIPPED = {
     "no-internet": Code.NO_INTERNET,
     "edge-ssids": Code.OK,
     "zero-delay": Code.OK,
+    # the QA bench's world model
+    "five-ghz-only": Code.NETWORK_5GHZ_ONLY,
+    "mesh-failing-node": Code.OK,         # after the failing node, on the next best
+    "wrong-clock": Code.TLS_CERTIFICATE_DATE,
+    "no-rtc": Code.CLOCK_NOT_SET,
+    "flaky-dhcp": Code.OK,                # seed 1: the router drops it, the extender answers
+    "ipv6-only": Code.OK,                 # over IPv6, through NAT64
+    "ipv6-only-legacy": Code.IPV6_ONLY_NETWORK,
+    "band-steering": Code.OK,             # after the router's hold-off
 }
 
 GOOD = """\

@@ -1,0 +1,84 @@
+"""Faults a QA tester adds to a running simulated world (``device-sim ctl fault add``).
+
+Like toxiproxy's toxics: a named fault sits on one step of the join or the checks, applies to an
+attempt with ``probability`` (drawn from the attempt's seeded generator), adds ``delay_ms``
+(plus up to ``jitter_ms`` either way) to the step and ends it with ``result`` (by default the
+step's failure; the step's good result makes a latency-only fault). Faults are read when an
+attempt starts, so a change is effective from the next attempt, never halfway through one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..codes import Code
+from ..errors import OnboardingError
+from .scenario import RESULTS
+
+__all__ = ["DEFAULT_PORTAL_URL", "FAULT_STEPS", "MAX_FAULTS", "Fault", "parse_fault"]
+
+FAULT_STEPS = tuple(RESULTS)  # association, dhcp, dns, captive_portal, internet, ntp, tls
+MAX_FAULTS = 32
+MAX_FAULT_DELAY_MS = 600_000
+DEFAULT_PORTAL_URL = "http://portal.device-sim.test/login"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    step: str
+    probability: float = 1.0
+    delay_ms: int = 0
+    jitter_ms: int = 0
+    result: str = ""  # "" until parsed: the step's failure
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        parts = [f"{self.name}: {self.step}"]
+        if self.result != RESULTS[self.step][0]:
+            parts.append(f"ends {self.result}")
+        if self.delay_ms or self.jitter_ms:
+            parts.append(f"+{self.delay_ms}±{self.jitter_ms} ms")
+        parts.append(f"p={self.probability:g}")
+        return " ".join(parts)
+
+
+def parse_fault(args: dict[str, Any]) -> Fault:
+    """A fault from the control request's JSON. Raises OnboardingError(MALFORMED_REQUEST)."""
+
+    def bad(detail: str) -> OnboardingError:
+        return OnboardingError(Code.MALFORMED_REQUEST, f"fault: {detail}")
+
+    known = {"name", "step", "probability", "delay_ms", "jitter_ms", "result"}
+    unknown = sorted(set(args) - known - {"action"})
+    if unknown:
+        raise bad(f"unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    name = args.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise bad("name: 1-48 letters, digits, '.', '_' or '-'")
+    step = args.get("step")
+    if step not in FAULT_STEPS:
+        raise bad(f"step: one of {', '.join(FAULT_STEPS)}, not {step!r}")
+    probability = args.get("probability", 1.0)
+    if isinstance(probability, bool) or not isinstance(probability, int | float):
+        raise bad("probability: a number from 0 to 1")
+    if not 0 <= probability <= 1:
+        raise bad(f"probability: from 0 to 1, not {probability}")
+    ints = {}
+    for key in ("delay_ms", "jitter_ms"):
+        value = args.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(f"{key}: an integer number of ms")
+        if not 0 <= value <= MAX_FAULT_DELAY_MS:
+            raise bad(f"{key}: from 0 to {MAX_FAULT_DELAY_MS}, not {value}")
+        ints[key] = value
+    results = RESULTS[step]
+    result = args.get("result", results[1])
+    if result not in results:
+        raise bad(f"result of {step}: one of {', '.join(results)}, not {result!r}")
+    return Fault(name, step, float(probability), ints["delay_ms"], ints["jitter_ms"], result)
