@@ -19,7 +19,7 @@ from ...profile import Profile
 from ...security.secret import Secret
 from ...session.port import DoorPort
 from .profile import EspDef, esp_def
-from .security import make_verifier
+from .security import make_verifier, password_interoperates
 
 LOG = logging.getLogger(__name__)
 _ALPHABET = string.ascii_letters + string.digits
@@ -31,7 +31,10 @@ def make_credentials(
     """The PoP, salt and verifier from the settings, made and stored when absent."""
     pop, salt, verifier = setting("pop"), setting("srp_salt"), setting("srp_verifier")
     if pop is None or salt is None or verifier is None:
-        pop = "".join(secrets.choice(_ALPHABET) for _ in range(spec.pop_length))
+        while True:  # a PoP every client can use (security.password_interoperates)
+            pop = "".join(secrets.choice(_ALPHABET) for _ in range(spec.pop_length))
+            if password_interoperates(spec.username, pop):
+                break
         salt_b, verifier_b = make_verifier(spec.username, pop)
         salt, verifier = salt_b.hex(), verifier_b.hex()
         set_setting("pop", pop)
