@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,15 @@ async def run_demo(args: argparse.Namespace) -> int:
     )
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
 
-    mode = getattr(args, "activation", None)
+    cloud_world = scenario.cloud
+    mode = getattr(args, "activation", None) or cloud_world.mode
+    if cloud_world.activation != "ok" and not mode:
+        raise ConfigError(
+            "--activation",
+            f"the scenario's cloud is {cloud_world.activation}: give an activation mode",
+        )
+    if cloud_world.activation == "claim_token_expired" and mode != "claim":
+        raise ConfigError("--activation", "a claim token expires only in claim mode")
     entry = registry.get(args.personality)
     if args.transport not in entry.transports:
         raise ConfigError(
@@ -78,7 +87,9 @@ async def run_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="device-sim-demo-") as tmp:
         labels: dict[str, str] = {}
         if mode:
-            unit = _factory_unit(Path(tmp))
+            # 0 days: the claim token has expired by the time the device presents it
+            ttl = 0 if cloud_world.activation == "claim_token_expired" else 365
+            unit = _factory_unit(Path(tmp), claim_ttl_days=ttl)
             state_dir, label_code, device_id = unit.state_dir, unit.setup_code, unit.device_id
             say(
                 f"factory unit {unit.serial}, device {device_id}  "
@@ -104,10 +115,17 @@ async def run_demo(args: argparse.Namespace) -> int:
         async with contextlib.AsyncExitStack() as stack:
             cloud: _DemoCloud | None = None
             if mode:
-                cloud = await stack.enter_async_context(_DemoCloud(Path(tmp), unit, mode))
+                cloud = await stack.enter_async_context(
+                    _DemoCloud(Path(tmp), unit, mode, cloud_world.activation)
+                )
                 say(
                     f"cloud emulator at {cloud.url}: account {DEMO_ACCOUNT}, supply chain "
                     f"{unit.serial} -> {DEMO_ACCOUNT}; device activation: {mode}"
+                    + (
+                        f"; the cloud plays: {cloud_world.activation}"
+                        if cloud_world.activation != "ok"
+                        else ""
+                    )
                 )
             if args.transport == "softap":
                 env, adapter, doors = dict(os.environ), "hci0", "softap-only"
@@ -186,7 +204,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 )
     expect = scenario.default_credentials.expect
     own = args.ssid is None and not args.ssid_hex and args.passphrase is None and not args.hidden
-    checked = own and not mode and not args.retry_with_default and args.setup_code is None
+    checked = own and not args.retry_with_default and args.setup_code is None
     if checked:  # the scenario's own credentials: its `expect` is the outcome to check
         result["expected"] = expect.name
         matched = result.get("code_name") == expect.name
@@ -207,9 +225,10 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 
 DEMO_ACCOUNT = "alice"
+PREVIOUS_OWNER = "previous-owner"
 
 
-def _factory_unit(tmp: Path) -> UnitResult:
+def _factory_unit(tmp: Path, *, claim_ttl_days: int = 365) -> UnitResult:
     """A temporary factory (CA and fleet registration key) and one unit made on it."""
     from .factory.registration import ensure_registration_key
     from .factory.unit import provision_unit
@@ -217,16 +236,23 @@ def _factory_unit(tmp: Path) -> UnitResult:
 
     create_factory_ca(tmp / "factory", "Demo Factory")
     registration = ensure_registration_key(tmp / "factory")
-    return provision_unit(tmp / "factory", tmp / "units", station="demo", registration=registration)
+    return provision_unit(
+        tmp / "factory",
+        tmp / "units",
+        station="demo",
+        registration=registration,
+        claim_ttl_days=claim_ttl_days,
+    )
 
 
 class _DemoCloud:
     """The cloud emulator in-process, with the demo account and the unit imported."""
 
-    def __init__(self, tmp: Path, unit: UnitResult, mode: str) -> None:
+    def __init__(self, tmp: Path, unit: UnitResult, mode: str, behaviour: str = "ok") -> None:
         from .cloud.emulator import CloudEmulator
 
-        self.unit, self.mode, self.tmp = unit, mode, tmp
+        self.unit, self.mode, self.tmp, self.behaviour = unit, mode, tmp, behaviour
+        self._refusing: socket.socket | None = None
         self.emulator = CloudEmulator(tmp / "cloud", factory_chain=tmp / "factory" / "chain.pem")
         self.password = secrets.token_urlsafe(12)  # the account's; never printed
         self.device_password = Secret(secrets.token_urlsafe(12))
@@ -247,7 +273,17 @@ class _DemoCloud:
             )
             await self.admin.import_units(self.tmp / "units" / "cloud-import.json")
             await self.admin.add_account(DEMO_ACCOUNT, self.password)
-            await self.admin.set_supply_chain(self.unit.serial, DEMO_ACCOUNT)
+            if not (self.behaviour == "rejecting" and self.mode == "zero-touch"):
+                await self.admin.set_supply_chain(self.unit.serial, DEMO_ACCOUNT)
+            if self.behaviour == "claimed_by_another_account":
+                # A second-hand unit: its previous owner's binding is still in the cloud.
+                await self.admin.add_account(PREVIOUS_OWNER, secrets.token_urlsafe(12))
+                await self.emulator.record_binding(self.unit.device_id, PREVIOUS_OWNER, "claim")
+            if self.behaviour == "unreachable":
+                # Bound, never listening: the device's connection to the cloud is refused.
+                self._refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                stack.callback(self._refusing.close)
+                self._refusing.bind(("127.0.0.1", 0))
             self._stack = stack.pop_all()
         return self
 
@@ -255,21 +291,26 @@ class _DemoCloud:
         await self._stack.aclose()
 
     def daemon_args(self) -> list[str]:
+        url = self.emulator.url
+        if self._refusing is not None:
+            url = f"https://127.0.0.1:{self._refusing.getsockname()[1]}"
         return [
             "--activation",
             self.mode,
             "--cloud-url",
-            self.emulator.url,
+            url,
             "--cloud-ca",
             str(self.emulator.ca_file),
         ]
 
     def inputs(self) -> dict[str, Secret | str | None]:
         """What the app sends with SET_ACTIVATION (claim: the token from the label's QR)."""
+        # rejecting: the app names an account the cloud does not know
+        account = "nobody" if self.behaviour == "rejecting" else DEMO_ACCOUNT
         if self.mode == "claim":
-            return {"account": DEMO_ACCOUNT, "claim_token": self.unit.claim_token}
+            return {"account": account, "claim_token": self.unit.claim_token}
         if self.mode == "registration":
-            return {"account": DEMO_ACCOUNT, "device_password": self.device_password}
+            return {"account": account, "device_password": self.device_password}
         return {}
 
     async def listed(self, device_id: str) -> dict[str, Any] | None:

@@ -338,6 +338,20 @@ class CloudDb:
             )
         return serial, account
 
+    def record_binding(self, device_id: str, account: str, mode: str, now: float) -> int:
+        """Bind a unit to ``account`` as an activation would (a unit that was set up before:
+        QA's "claimed by another account"); returns the binding's generation."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT generation FROM bindings WHERE device_id = ?", (device_id,)
+            ).fetchone()
+            generation = (row["generation"] if row is not None else 0) + 1
+            conn.execute(
+                "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?)",
+                (device_id, account, mode, now, generation),
+            )
+        return generation
+
     def account_exists(self, name: str) -> bool:
         return (
             self.conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone()

@@ -144,6 +144,10 @@ class CloudEmulator(Component):
             raise CloudApiError(503, "unavailable", "the emulator is stopping")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def record_binding(self, device_id: str, account: str, mode: str) -> int:
+        """Bind a unit to ``account`` as if it had been set up there before (QA)."""
+        return await self._call(self.db.record_binding, device_id, account, mode, time.time())
+
     @property
     def db(self) -> CloudDb:
         if self._db is None:

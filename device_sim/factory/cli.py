@@ -81,7 +81,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--claim-ttl-days",
         type=int,
         default=365,
-        help="days the claim token stays valid (default: %(default)s)",
+        help="days the claim token stays valid (default: %(default)s; 0: expired at once, "
+        "to reproduce CLAIM_TOKEN_EXPIRED)",
     )
 
     p = base("batch", "provision N units with a progress bar")

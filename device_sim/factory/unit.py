@@ -133,7 +133,9 @@ def provision_unit(
 
     Raises:
         ConfigError: no usable CA, a malformed or already issued ``serial`` (reuse is refused),
-            an existing unit directory, bad site Wi-Fi, an empty station, ``claim_ttl_days`` < 1.
+            an existing unit directory, bad site Wi-Fi, an empty station, ``claim_ttl_days`` < 0
+            (0 makes a token that has expired by the time it is used: QA's "claim token
+            expired").
         StoreError: the device store cannot be written. OSError: files cannot be written.
         If making the unit raises after its serial was registered, the registry marks the
         serial ``failed``: it is burnt, never reissued.
@@ -141,8 +143,8 @@ def provision_unit(
     t0 = time.perf_counter()
     if not station.strip():
         raise ConfigError("--station", "must not be empty")
-    if claim_ttl_days < 1:
-        raise ConfigError("--claim-ttl-days", "must be at least 1")
+    if not 0 <= claim_ttl_days <= 3650:
+        raise ConfigError("--claim-ttl-days", "must be from 0 (expired at once) to 3650")
     credentials = _site_credentials(site_wifi)
     factory, out = Path(factory_dir), Path(out_dir)
     ca = ca or pki.load_issuer(factory)

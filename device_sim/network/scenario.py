@@ -191,9 +191,11 @@ CLOUD_BEHAVIOURS = (
 
 @dataclass(frozen=True)
 class CloudBehaviour:
-    """What the cloud does when the device activates (``demo --activation``, the bench)."""
+    """What the cloud does when the device activates (``demo``: ``mode`` activates without
+    ``--activation``)."""
 
     activation: str = "ok"
+    mode: str | None = None  # zero-touch | claim | registration
 
 
 @dataclass(frozen=True)
@@ -606,7 +608,13 @@ _MODEL_DICT: dict[str, Kind | Mapping_ | List_] = {
     ),
     "cloud": Mapping_(
         "what the cloud does when the device activates (demo --activation)",
-        {"activation": choice("the cloud's answer", CLOUD_BEHAVIOURS, "ok")},
+        {
+            "activation": choice("the cloud's answer", CLOUD_BEHAVIOURS, "ok"),
+            "mode": choice(
+                "demo activates in this mode (as with --activation)",
+                ("zero-touch", "claim", "registration"),
+            ),
+        },
     ),
     "access_points": List_("the BSSes of this world", _AP),
     "after_association": _STEPS,
@@ -786,6 +794,7 @@ class _Builder:
         )
         device, _ = _good(top.get("device", {}))
         clock, _ = _good(device.get("clock", {}))
+        cloud = self.cloud(_good(top.get("cloud", {}))[0])
         if self.errors or creds is None or None in aps or name is None:
             return None
         return Scenario(
@@ -805,8 +814,14 @@ class _Builder:
                 rtc=clock.get("rtc", True),
                 clock_skew_s=clock.get("skew_s", 0),
             ),
-            cloud=CloudBehaviour(**_good(top.get("cloud", {}))[0]),
+            cloud=cloud,
         )
+
+    def cloud(self, node: dict[str, Any]) -> CloudBehaviour:
+        cloud = CloudBehaviour(**node)
+        if cloud.activation == "claim_token_expired" and cloud.mode not in (None, "claim"):
+            _err(self.errors, "cloud.mode", "a claim token expires only in claim mode")
+        return cloud
 
     def ssid(self, node: Mapping[str, Any], path: str) -> bytes | None:
         if ("ssid" in node) == ("ssid_hex" in node):

@@ -41,3 +41,18 @@ def test_a_mismatch_exits_1_and_says_so(tmp_path: Path) -> None:
 def test_the_users_own_credentials_keep_online_or_not() -> None:
     done = demo("--scenario", "no-dhcp", "--passphrase", "not-the-key-123")
     assert done.returncode == 1 and "expects" not in done.stdout
+
+
+@pytest.mark.parametrize(("scenario", "code"), [
+    ("cloud-claim-expired", "CLAIM_TOKEN_EXPIRED"),
+    ("cloud-claimed-elsewhere", "CLAIMED_BY_ANOTHER_ACCOUNT"),
+    ("cloud-down", "CLOUD_UNREACHABLE"),
+    ("cloud-rejecting", "CLOUD_ACTIVATION_REJECTED"),
+])
+def test_the_clouds_behaviour_comes_from_the_scenario(scenario: str, code: str) -> None:
+    """The scenario's `cloud` section: the demo activates in its mode against the cloud
+    emulator playing that behaviour, and the device reports the cloud's code."""
+    done = demo("--scenario", scenario)
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-800:]
+    assert f"as the scenario expects: {code}" in done.stdout
+    assert "the cloud plays:" in done.stdout

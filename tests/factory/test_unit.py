@@ -242,3 +242,18 @@ def test_personalities_get_their_own_label(factory: Path, out: Path) -> None:
         assert data["name"].startswith("DS-")
     assert oct((unit.unit_dir / "label-esp.png").stat().st_mode & 0o777) == "0o600"
     assert data["pop"] not in repr(unit)
+
+
+def test_claim_lifetime_zero_makes_an_expired_token_and_bad_ones_are_refused(
+        factory: Path, out: Path, profile: Profile) -> None:
+    """0 days: QA's "claim token expired" (the token has expired by the time it is used)."""
+    u = provision_unit(factory, out, station="s", claim_ttl_days=0, profile=profile)
+    import datetime as dt
+
+    made = json.loads((out / "cloud-import.json").read_text())
+    (imported,) = [x for x in made["units"] if x["serial"] == u.serial]
+    expires = dt.datetime.fromisoformat(imported["claim_expires_at"])
+    assert expires <= dt.datetime.now(dt.UTC)                  # already expired when used
+    for days in (-1, 3651):
+        with pytest.raises(ConfigError, match="--claim-ttl-days"):
+            provision_unit(factory, out, station="s", claim_ttl_days=days, profile=profile)

@@ -15,6 +15,10 @@ from device_sim.network.scenario import DEFAULT_MIN_RSSI_DBM
 # Scenarios whose outcome the device's own timeouts decide (the world answers, too late):
 # tests/core/test_engine.py plays them through the engine.
 DECIDED_BY_THE_ENGINE = {"slow-dhcp"}
+# Scenarios whose outcome the cloud decides at activation (the network part ends OK):
+# tests/e2e/test_demo_expect.py plays them through demo and the cloud emulator.
+DECIDED_BY_THE_CLOUD = {"cloud-claim-expired", "cloud-claimed-elsewhere", "cloud-down",
+                        "cloud-rejecting"}
 SHIPPED = {
     "engineering-wifi": Code.OK,
     "typical-home": Code.OK,
@@ -37,6 +41,10 @@ SHIPPED = {
     "ipv6-only": Code.OK,                 # over IPv6, through NAT64
     "ipv6-only-legacy": Code.IPV6_ONLY_NETWORK,
     "band-steering": Code.OK,             # after the router's hold-off
+    "cloud-claim-expired": Code.CLAIM_TOKEN_EXPIRED,
+    "cloud-claimed-elsewhere": Code.CLAIMED_BY_ANOTHER_ACCOUNT,
+    "cloud-down": Code.CLOUD_UNREACHABLE,
+    "cloud-rejecting": Code.CLOUD_ACTIVATION_REJECTED,
 }
 
 GOOD = """\
