@@ -154,6 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[0, 1, 2],
         help="esp: the protocomm security (default: what the device's proto-ver says)",
     )
+    c.add_argument(
+        "--phone",
+        metavar="JSON",
+        help="play a phone and its user, e.g. '{\"bluetooth\": false}', "
+        '\'{"typo_probability": 0.3, "think_s": [5, 20]}\', '
+        "'{\"drops_no_internet_after_s\": 10}', '{\"walks_away_after_s\": 30}' "
+        "(keys: device_sim/bench/phone.py PhoneBehaviour)",
+    )
+    c.add_argument("--phone-seed", type=int, default=0, help="seeds the phone's draws (default 0)")
+    c.add_argument(
+        "--device-state-dir",
+        type=Path,
+        metavar="DIR",
+        help="an emulated device on this machine: its control socket says when its access "
+        "point is up (a phone without Bluetooth waits for it) and takes the button press a "
+        "personality needs (Improv)",
+    )
     c = csub.add_parser("portal", help="detect a captive portal as a phone OS does (SoftAP)")
     c.add_argument(
         "--probe-url",
@@ -201,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("scenarios", nargs="+", metavar="NAME|FILE")
     c = ssub.add_parser("schema", help="the JSON Schema of scenario files (editor completion)")
     c.add_argument("--out", type=Path, metavar="FILE", help="write it here (default: stdout)")
+
+    from .bench.cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
 
     p = sub.add_parser("codes", help="the diagnostic-code catalogue, or one code in full")
     p.add_argument("code", nargs="?", help="a code's number or name (e.g. 104, NO_DHCP_LEASE)")
@@ -371,6 +392,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return admin.codes(args)
     if args.command == "scenario":
         return admin.scenario(args)
+    if args.command == "bench":
+        from .bench.cli import run as run_bench
+
+        return await run_bench(args)
     if args.command == "docs":
         return admin.write_docs(args)
     if args.command == "doctor":

@@ -56,6 +56,14 @@ USAGE = [  # argv, the flag the one line must name
     (["init", "--state-dir", "/tmp/x", "--setup-code", "12345678901"], "--setup-code"),
     (["factory", "batch", "--count", "abc"], "--count"),
     (["nonsense"], "nonsense"),
+    (["bench", "--transports", "carrier-pigeon"], "--transports"),
+    (["bench", "--population", "0"], "--population"),
+    (["bench", "--personalities", "zigbee"], "--personalities"),
+    (["bench", "--concurrency", "99"], "--concurrency"),
+    (["bench", "--scenarios", "cloud-down"], "--scenarios"),
+    (["bench", "--phone", "{nope"], "--phone"),
+    (["bench", "--time-scale", "0"], "--time-scale"),
+    (["scenario", "check"], "NAME|FILE"),
 ]
 
 

@@ -75,6 +75,13 @@ async def run(args: argparse.Namespace) -> int:
         emit(args, result, lambda: f"wrote {args.out} ({len(data)} bytes)")
         return 0
     entry = registry.get(args.personality, "--personality")
+    if args.setup_code is None and os.environ.get("DEVICE_SIM_SETUP_CODE"):
+        from .args import setup_code
+
+        try:
+            args.setup_code = setup_code(os.environ["DEVICE_SIM_SETUP_CODE"])
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError("DEVICE_SIM_SETUP_CODE", str(exc)) from None
     if entry.setup_code and not args.setup_code:
         raise ConfigError("--setup-code", "required (the code on the device label)")
     if args.client_command == "networks":
@@ -100,9 +107,13 @@ async def run(args: argparse.Namespace) -> int:
             "claim_token": Secret(args.claim_token) if args.claim_token else None,
             "device_password": Secret(args.device_password) if args.device_password else None,
         }
+    # Secrets may come from the environment, kept out of the process list (the QA bench).
+    passphrase = args.passphrase
+    if passphrase is None:
+        passphrase = os.environ.get("DEVICE_SIM_PASSPHRASE")
     request = ProvisionRequest(
         ssid=_ssid_bytes(args),
-        passphrase=Secret(args.passphrase) if args.passphrase is not None else None,
+        passphrase=Secret(passphrase) if passphrase is not None else None,
         hidden=args.hidden,
         setup_code=args.setup_code,
         activation=activation,
@@ -116,9 +127,81 @@ async def run(args: argparse.Namespace) -> int:
             if v is not None
         },
     )
-    result = await entry.phone(profile, target, request, None if args.json else _print_progress)
+    if args.phone is not None:
+        result = await _play_phone(args, profile, target, request)
+    else:
+        result = await entry.phone(profile, target, request, None if args.json else _print_progress)
     emit(args, result, lambda: format_result(result))
     return 0 if result.get("state") == "online" else 1
+
+
+async def _play_phone(
+    args: argparse.Namespace, profile: Any, target: Any, request: Any
+) -> dict[str, Any]:
+    """``--phone``: the onboarding as that phone and its user play it (bench/phone.py)."""
+    import random
+
+    from ..bench.phone import parse_behaviour, play
+    from ..control import control_request
+    from ..doors import registry
+
+    try:
+        spec = json.loads(args.phone)
+    except ValueError:
+        raise ConfigError("--phone", "not a JSON object") from None
+    behaviour = parse_behaviour(
+        spec, "--phone", name=str(spec.get("name", "phone")) if isinstance(spec, dict) else "phone"
+    )
+    state_dir = args.device_state_dir
+    entry = registry.get(args.personality, "--personality")
+
+    async def softap_url() -> str:
+        if target.softap_url:
+            return str(target.softap_url)
+        if state_dir is None:
+            raise ConfigError(
+                "--device-state-dir",
+                "a phone without Bluetooth needs the "
+                "device's access point: give --softap URL or --device-state-dir",
+            )
+        status = await control_request(
+            state_dir, "status", {"wait_decided_ms": 600_000}, timeout=620
+        )
+        url = (status.get("softap") or {}).get("ap_url")
+        if not url:
+            from ..errors import DeviceUnreachable
+
+            raise DeviceUnreachable("the device did not open its access point")
+        return str(url)
+
+    async def before_phone() -> None:
+        if state_dir is not None:
+            for command in entry.bench_commands:
+                await control_request(state_dir, command)
+
+    run = await play(
+        behaviour,
+        profile=profile,
+        personality=args.personality,
+        ble_target=None if target.softap_url else target,
+        softap=softap_url,
+        request=request,
+        rng=random.Random(args.phone_seed),
+        before_phone=before_phone,
+    )
+    return {
+        **run.result,
+        "phone": {
+            "behaviour": behaviour.to_json(),
+            "transport": run.transport,
+            "tries": run.tries,
+            "typos": run.typos,
+            "drops": run.drops,
+            "walked_away": run.walked_away,
+            "seconds": round(run.seconds, 3),
+            "story": run.story,
+        },
+    }
 
 
 async def _portal(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -224,8 +225,13 @@ class ProvisioningService:
     def _check_free(self, peer: Hashable) -> None:
         s = self._session
         if s is not None and s.peer != peer:
-            if self._clock() < s.deadline:
-                raise SessionError(Code.BUSY, "another client holds the provisioning session")
+            left = s.deadline - self._clock()
+            if left > 0:  # says when the holder's session idles out, so a phone can come back
+                raise SessionError(
+                    Code.BUSY,
+                    "another client holds the provisioning session",
+                    retry_after_ms=max(1, math.ceil(left * 1000)),
+                )
             self._close(Code.CLIENT_TIMEOUT)
 
     def check_backoff(self) -> None:

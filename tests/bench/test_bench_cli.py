@@ -1,0 +1,120 @@
+"""`device-sim bench` end to end: real daemons and phones, JUnit, JSON and the HTML report
+(looked at in headless Chromium); a population's figures computed from its runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from playwright.async_api import async_playwright, expect
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.requires_tools(tools=("dbus-daemon",))]
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "device_sim", "bench", *args],
+                          capture_output=True, text=True, timeout=400)
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """Two QA scenarios over BLE and the SoftAP, and one whose `expect` is wrong."""
+    tmp = tmp_path_factory.mktemp("matrix")
+    text = (ROOT / "scenarios" / "no-dhcp.yaml").read_text()
+    wrong = tmp / "no-dhcp-mislabelled.yaml"
+    wrong.write_text(text.replace("name: no-dhcp", "name: no-dhcp-mislabelled")
+                     .replace("expect: NO_DHCP_LEASE", "expect: OK"))
+    out = tmp / "report"
+    done = bench("--scenarios", f"mesh-failing-node,five-ghz-only,{wrong}",
+                 "--transports", "ble,softap", "--time-scale", "0.05", "--concurrency", "4",
+                 "--out", str(out))
+    return out, done
+
+
+def test_the_matrix_runs_every_cell_and_fails_the_mislabelled_one(
+        matrix: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, done = matrix
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]   # one cell failed
+    assert "4/6 runs ended as their scenario expects" in done.stdout
+    result = json.loads((out / "results.json").read_text())
+    runs = {(r["scenario"], r["transport"]): r for r in result["runs"]}
+    assert len(runs) == 6
+    assert runs[("mesh-failing-node", "ble")]["code_name"] == "OK"
+    assert runs[("five-ghz-only", "softap")]["code_name"] == "NETWORK_5GHZ_ONLY"
+    mislabelled = runs[(str(out.parent / "no-dhcp-mislabelled.yaml"), "ble")]
+    assert mislabelled["code_name"] == "NO_DHCP_LEASE" and mislabelled["passed"] is False
+    mesh = runs[("mesh-failing-node", "softap")]
+    assert mesh["phases_ms"]["dhcp"] > 0 and mesh["timeline"][-1]["phase"] == "online"
+    assert [e["phase"] for e in mesh["timeline"]].count("associating") == 2   # the next node
+
+    suite = ET.parse(out / "junit.xml").getroot()
+    cases = suite.findall("testcase")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("6", "2", "0")
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert {c.get("classname").split(" / ")[0] for c in failed} == {   # type: ignore[union-attr]
+        str(out.parent / "no-dhcp-mislabelled.yaml")}
+    assert "expected OK" in failed[0].find("failure").get("message")   # type: ignore[union-attr]
+    output = cases[0].find("system-out").text   # type: ignore[union-attr]
+    assert "code " in output and "joining" in output                    # code and timeline
+
+
+async def test_the_report_in_a_browser(matrix: tuple[Path, subprocess.CompletedProcess[str]],
+                                       require: Callable[[str | None], None]) -> None:
+    out, _ = matrix
+    require(None if CHROMIUM.exists() else f"{CHROMIUM} is missing (apt-get install chromium)")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto((out / "report.html").as_uri())
+            await expect(page.locator("h1")).to_have_text("device-sim bench: matrix")
+            await expect(page.locator("td.ok")).to_have_count(4)
+            await expect(page.locator("td.bad")).to_have_count(2)
+            # the plot is an embedded PNG that really decodes
+            width = await page.locator("img").first.evaluate("i => i.naturalWidth")
+            assert width > 300
+            docs = page.locator("tr", has=page.locator("code", has_text="NO_DHCP_LEASE"))
+            await expect(docs.first).to_contain_text("Restart the router")   # its next step
+            await expect(page.locator("th", has_text="dhcp")).to_have_count(1)   # phase column
+            assert await page.evaluate("document.querySelectorAll('[src^=http]').length") == 0
+        finally:
+            await browser.close()
+
+
+def test_a_population_reports_its_figures(tmp_path: Path) -> None:
+    homes = tmp_path / "homes.yaml"
+    homes.write_text(
+        "name: small\nseed: 5\nhomes:\n"
+        "  - {weight: 2, scenario: typical-home}\n  - {weight: 1, scenario: five-ghz-only}\n"
+        "phones:\n  - {weight: 2, name: careful, think_s: [1, 4]}\n"
+        "  - {weight: 1, name: no-bluetooth, bluetooth: false, think_s: [1, 4]}\n")
+    out = tmp_path / "pop"
+    done = bench("--population", "6", "--homes", str(homes), "--time-scale", "0.05",
+                 "--softap-window", "40", "--concurrency", "6", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    (group,) = summary["groups"].values()
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    online = [r for r in runs if r["online"] and r["seconds"] <= 120]
+    assert group["online_within_2_min"] == len(online)
+    assert group["share_online_within_2_min"] == round(len(online) / 6, 4)
+    assert set(group["codes_costing_homes"]) <= {"NETWORK_5GHZ_ONLY", "ONLINE_AFTER_2_MIN"}
+    assert sum(group["codes_costing_homes"].values()) == 6 - len(online)
+    for r in runs:
+        assert r["code_name"] == ("NETWORK_5GHZ_ONLY" if r["scenario"] == "five-ghz-only"
+                                  else "OK"), r
+        if r["phone"] == "no-bluetooth":
+            assert r["phone_transport"] == "softap"
+    suite = ET.parse(out / "junit.xml").getroot()
+    assert suite.get("failures") == str(6 - len(online))
+    assert "of 6 homes online within 2 minutes" in (out / "report.html").read_text()
