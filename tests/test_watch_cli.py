@@ -53,6 +53,22 @@ def test_the_timeline_knows_phase_durations_and_explains_a_failure() -> None:
     assert view.failure is None and view.card() == []
 
 
+def test_faults_show_in_the_view() -> None:
+    """A QA fault's arrival, and the phase it hit, are on the lines and in the table."""
+    view = watch.Timeline("", PROFILE)
+    note = {**event(1, "unprovisioned", "fault", None),
+            "detail": "added dhcp-down: dhcp ends timeout p=1"}
+    hit = {**event(3, "joining", "dhcp", 400), "data": {"bssid": "x", "faults": ["dhcp-down"]}}
+    for item in (note, event(2, "joining", "joining", 0), hit):
+        view.add(item)
+    assert view.line(note).endswith("fault           added dhcp-down: dhcp ends timeout p=1")
+    assert view.line(hit).endswith("(fault: dhcp-down)")
+    assert "(fault: dhcp-down)" not in view.line(event(4, "joining", "dns", 500))
+    console = Console(record=True, width=160, color_system=None)
+    console.print(view.renderable())
+    assert "(fault: dhcp-down)" in console.export_text()
+
+
 async def test_a_directory_of_devices_is_watched_at_once(tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]
                                                          ) -> None:

@@ -72,6 +72,7 @@ class Timeline:
         since = item.get("since_connect_ms")
         mark = "·" if item.get("backlog") else " "
         code = item.get("code_name", "") if item.get("code") else ""
+        code = f"{code} {_fault_note(item)}".strip()
         return (
             f"{prefix}{mark}{str(item.get('at', ''))[11:23]}  "
             f"{'+' + str(since) + ' ms' if since is not None else '':>11}  "
@@ -107,7 +108,8 @@ class Timeline:
                 event["state"],
                 event["phase"],
                 "" if took is None else f"{took} ms",
-                event.get("code_name", "") if event.get("code") else "",
+                f"{event.get('code_name', '') if event.get('code') else ''} "
+                f"{_fault_note(event)}".strip(),
                 style=style,
             )
         parts: list[Any] = [table]
@@ -229,3 +231,14 @@ def render(views: dict[str, Timeline]) -> Any:
     from rich.console import Group
 
     return Group(*(view.renderable() for view in views.values()))
+
+
+def _fault_note(event: dict[str, Any]) -> str:
+    """QA faults in the stream: a fault added or removed (its description), or the faults that
+    hit this phase."""
+    if event.get("phase") == "fault":
+        return str(event.get("detail", ""))
+    hit = (event.get("data") or {}).get("faults")
+    return (
+        f"(fault: {', '.join(map(str, hit))})" if hit and event.get("phase") != "scanning" else ""
+    )
