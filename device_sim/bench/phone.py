@@ -119,6 +119,19 @@ class PhoneRun:
 SoftApWait = Callable[[], Awaitable[str]]  # waits until the device's AP is up: its API URL
 
 
+@dataclass(frozen=True)
+class _Scene:
+    """Where the phone plays: the device's doors, the request, the user's dice."""
+
+    profile: Profile
+    personality: str
+    ble_target: Target | None
+    softap: SoftApWait | None
+    request: ProvisionRequest
+    rng: random.Random
+    before_phone: Callable[[], Awaitable[None]] | None
+
+
 async def play(
     behaviour: PhoneBehaviour,
     *,
@@ -134,15 +147,10 @@ async def play(
     failures: they are the run's result (walking away ends it as CLIENT_TIMEOUT)."""
     run = PhoneRun()
     t0 = time.monotonic()
-    body = _play(
-        behaviour, run, profile, personality, ble_target, softap, request, rng, before_phone
-    )
+    scene = _Scene(profile, personality, ble_target, softap, request, rng, before_phone)
     try:
-        if behaviour.walks_away_after_s is None:
-            await body
-        else:
-            async with asyncio.timeout(behaviour.walks_away_after_s):
-                await body
+        async with asyncio.timeout(behaviour.walks_away_after_s):  # None: the user stays
+            await _play(behaviour, run, scene)
     except TimeoutError:
         run.walked_away = True
         run.story.append(f"walked away after {behaviour.walks_away_after_s:g} s")
@@ -156,39 +164,30 @@ async def play(
     return run
 
 
-async def _play(
-    behaviour: PhoneBehaviour,
-    run: PhoneRun,
-    profile: Profile,
-    personality: str,
-    ble_target: Target | None,
-    softap: SoftApWait | None,
-    request: ProvisionRequest,
-    rng: random.Random,
-    before_phone: Callable[[], Awaitable[None]] | None,
-) -> None:
-    if not behaviour.bluetooth or ble_target is None:
-        if softap is None:
+async def _play(behaviour: PhoneBehaviour, run: PhoneRun, scene: _Scene) -> None:
+    profile, request, rng = scene.profile, scene.request, scene.rng
+    if not behaviour.bluetooth or scene.ble_target is None:
+        if scene.softap is None:
             run.result = _refused("no SoftAP to fall back to and no Bluetooth")
             return
         run.transport = "softap"
-        if ble_target is not None:
+        if scene.ble_target is not None:
             run.story.append("Bluetooth denied: waiting for the device's Wi-Fi network")
-        url = await softap()
+        url = await scene.softap()
         await _softap_flow(behaviour, run, profile, Target(softap_url=url), request, rng)
         return
     await _think(behaviour.think_s, rng)
-    entry = registry.get(personality)
+    entry = registry.get(scene.personality)
     passphrase = request.passphrase
     while True:
         typed, wrong = _type(passphrase, behaviour, rng)
         run.tries += 1
         run.typos += wrong
-        if before_phone is not None:
-            await before_phone()
+        if scene.before_phone is not None:
+            await scene.before_phone()
         try:
             result = await entry.phone(
-                profile, ble_target, replace(request, passphrase=typed), None
+                profile, scene.ble_target, replace(request, passphrase=typed), None
             )
         except DeviceSimError as exc:
             result = await failure_result(profile, exc, None)
