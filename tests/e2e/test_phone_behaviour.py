@@ -21,13 +21,13 @@ LAB = load_scenario("engineering-wifi").default_credentials
 
 
 def phone(device: Device, behaviour: dict[str, Any], *target: str, seed: int = 0,
-          passphrase: str | None = LAB.passphrase) -> dict[str, Any]:
+          passphrase: str | None = LAB.passphrase, ssid: bytes = LAB.ssid) -> dict[str, Any]:
     env = {**device.vb.env(), "DEVICE_SIM_SETUP_CODE": SETUP_CODE}
     if passphrase is not None:
         env["DEVICE_SIM_PASSPHRASE"] = passphrase   # secrets out of the command line
     done = subprocess.run(
         [sys.executable, "-m", "device_sim", "client", "provision", "--json",
-         "--ssid", LAB.ssid.decode(), "--timeout", "30", "--phone", json.dumps(behaviour),
+         "--ssid", ssid.decode(), "--timeout", "30", "--phone", json.dumps(behaviour),
          "--phone-seed", str(seed), "--device-state-dir", str(device.state_dir), *target],
         capture_output=True, text=True, timeout=120, env={**os.environ, **env})
     assert done.stdout, done.stderr[-1500:]
@@ -93,10 +93,10 @@ async def test_the_os_leaving_the_ap_mid_typing_and_the_user_rejoining(device: D
 async def test_a_user_who_walks_away_leaves_a_device_that_recovers(device: Device) -> None:
     ready = await device.start("slow-dhcp", "--time-scale", "0.05", zero_delay=False,
                                doors="softap-only")
+    home = load_scenario("slow-dhcp").default_credentials  # its DHCP answers after 2.5 s
     result = phone(device, {"walks_away_after_s": 0.4}, "--softap",
-                   ready["doors"]["softap"]["ap_url"],
-                   passphrase=load_scenario("slow-dhcp").default_credentials.passphrase)
-    assert result["state"] == "abandoned" and result["code_name"] == "CLIENT_TIMEOUT"
+                   ready["doors"]["softap"]["ap_url"], passphrase=home.passphrase, ssid=home.ssid)
+    assert result["state"] == "abandoned" and result["code_name"] == "CLIENT_TIMEOUT", result
     assert result["phone"]["walked_away"] is True
     done = subprocess.run([sys.executable, "-m", "device_sim", "ctl", "--state-dir",
                            str(device.state_dir), "--json", "status", "wait_decided_ms=0"],

@@ -45,7 +45,7 @@ async def test_watch_shows_dhcp_before_the_outcome(device: Device, setup_code: S
     result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
                              ssid=creds.ssid, passphrase=Secret(creds.passphrase or ""),
                              outcome_timeout=30)
-    assert result["code_name"] == "NO_DHCP_LEASE"
+    assert result["code_name"] == "NO_DHCP_LEASE", (result.get("detail"), result.get("timings_ms"))
     items = [joined, *(json.loads(line) for line in await lines_until_done(watch))]
     assert watch.returncode == 1                        # the outcome: failed
     assert items[0]["kind"] == "state"
@@ -122,7 +122,7 @@ async def test_watch_listener_streams_server_sent_events(device: Device,
                              ssid=creds.ssid, passphrase=Secret(creds.passphrase or ""),
                              outcome_timeout=30)
     events = await reading
-    assert result["code_name"] == "NO_DHCP_LEASE"
+    assert result["code_name"] == "NO_DHCP_LEASE", (result.get("detail"), result.get("timings_ms"))
     assert events[0][0] == "state"
     phases = [d["phase"] for kind, d in events if kind == "onboarding"]
     assert phases.index("dhcp") < phases.index("failed")

@@ -5,10 +5,15 @@
 ``read_info``), so the same SRP handshake, encrypted requests and events run over HTTP:
 ``send`` POSTs one message and queues the answers, ``receive`` long-polls for pushed ones.
 
-One radio on the device: the AP disappears while the device joins. ``receive`` then keeps
-trying, within its timeout, both the AP URL (it comes back after a failed join, with the failure
-queued in this session) and the device's home-network URL announced in ``/api/v1/info`` (it
-answers after a successful join while this session is open).
+One radio on the device: the AP disappears while the device joins. The device keeps the
+sockets of both its listeners bound and listening meanwhile (a request waits in the kernel's
+backlog until its listener opens), so ``receive`` long-polls the AP URL and the device's
+home-network URL announced in ``/api/v1/info`` at once and takes the answer of whichever
+listener serves: the AP again after a failed join (the failure is queued in this session), the
+home network after a successful one (while this session is open). Each poll acknowledges the
+messages received so far (``after``): the device keeps the rest until then, so an answer lost
+with a dropped request is sent again. Only a device that refuses outright (it is gone) is
+retried after ``RETRY_INTERVAL_S``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import collections
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -29,7 +34,14 @@ from ...profile import Profile
 from ...wire import PublicState, unpack_messages
 
 LOG = logging.getLogger(__name__)
-RETRY_INTERVAL_S = 0.25  # between attempts to reach a device whose AP is down (bounded by timeout)
+RETRY_INTERVAL_S = 0.25  # between attempts to reach a device that refuses (bounded by timeout)
+RESENDS = 8  # per poll, of a request to one URL that failed while the other one waits
+
+
+class _Answer(NamedTuple):
+    status: int
+    body: bytes
+    ctype: str
 
 
 class HttpLink:
@@ -57,6 +69,7 @@ class HttpLink:
         self.writes = 0
         self.round_trips = 0
         self.info: dict[str, Any] = {}
+        self.received = 0  # messages polled so far: each poll acknowledges them (``after``)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpLink:
@@ -90,10 +103,12 @@ class HttpLink:
         timeout: float | None = None,
         data: bytes | None = None,
         content_type: str | None = None,
-    ) -> tuple[int, bytes, str]:
-        """One request to the current base URL. Raises DeviceUnreachable when nothing answers."""
+        base: str | None = None,
+    ) -> _Answer:
+        """One request to ``base`` (default the current base URL). Raises DeviceUnreachable
+        when nothing answers."""
         assert self._session is not None, "use 'async with HttpLink(...)'"
-        url = self.base + path
+        url = (base or self.base) + path
         headers = self._headers()
         if content_type is not None:
             headers["Content-Type"] = content_type
@@ -106,7 +121,7 @@ class HttpLink:
                     cookie = resp.cookies.get(self.http.session_cookie)
                     if cookie is not None:
                         self.token = cookie.value
-                    return resp.status, body, resp.content_type
+                    return _Answer(resp.status, body, resp.content_type)
         except TimeoutError:
             raise DeviceUnreachable(
                 f"{method} {url}: no answer within {timeout or self.request_timeout:g} s"
@@ -186,22 +201,65 @@ class HttpLink:
                 raise TimeoutError
             wait_ms = int(min(remaining, self.http.long_poll_max_ms / 1000) * 1000)
             try:
-                status, body, ctype = await self._request(
-                    "GET", f"/api/v1/events?wait_ms={wait_ms}", timeout=wait_ms / 1000 + 5
-                )
-            except DeviceUnreachable as exc:
-                LOG.debug("device not reachable at %s (%s)", self.base, exc)
-                self._switch_base()
+                async with asyncio.timeout(remaining):
+                    base, answer = await self._poll(
+                        f"/api/v1/events?wait_ms={wait_ms}&after={self.received}",
+                        wait_ms / 1000 + 5,
+                    )
+            except DeviceUnreachable as exc:  # refused: nothing listens there (a device gone)
+                LOG.debug("device not reachable (%s)", exc)
                 await asyncio.sleep(min(RETRY_INTERVAL_S, max(0.0, deadline - time.monotonic())))
                 continue
-            self._raise_json_error(status, body, ctype)
-            if status == 200:
-                self.inbox.extend(unpack_messages(body))
+            self.base = base
+            self._raise_json_error(answer.status, answer.body, answer.ctype)
+            if answer.status == 200:
+                messages = unpack_messages(answer.body)
+                self.received += len(messages)
+                self.inbox.extend(messages)
         return self.inbox.popleft()
 
-    def _switch_base(self) -> None:
-        """AP gone: try the home-network URL next, and the other way round."""
-        if self.lan_url and self.base == self.ap_url:
-            self.base = self.lan_url
-        else:
-            self.base = self.ap_url
+    async def _poll(self, path: str, timeout: float) -> tuple[str, _Answer]:
+        """GET ``path`` from the AP and the home-network URL at once: the first answer with
+        messages (or an error) wins, the other request is dropped. A URL that answers empty
+        (its listener going down) or fails (a kept-alive connection it closed) while the other
+        still waits is asked again, at most ``RESENDS`` times: the request then waits in that
+        listener's backlog until it is back. Only empty answers give an empty one."""
+        bases = [self.ap_url]
+        if self.lan_url and self.lan_url != self.ap_url:
+            bases.append(self.lan_url)
+
+        async def get(base: str, delay: float) -> _Answer:
+            if delay:
+                await asyncio.sleep(delay)
+            return await self._request("GET", path, timeout=timeout, base=base)
+
+        tasks = {asyncio.ensure_future(get(b, 0)): b for b in bases}
+        resends = dict.fromkeys(bases, 0)
+        pending = set(tasks)
+        empty: tuple[str, _Answer] | None = None
+        failure: BaseException | None = None
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    base, exc = tasks[task], task.exception()
+                    if exc is None and task.result().status != 204:
+                        return base, task.result()
+                    if exc is None:
+                        empty = base, task.result()
+                    else:
+                        failure = exc
+                    if pending and resends[base] < RESENDS:  # the other still waits: again
+                        resends[base] += 1
+                        delay = 0 if resends[base] == 1 else RETRY_INTERVAL_S
+                        again = asyncio.ensure_future(get(base, delay))
+                        tasks[again] = base
+                        pending.add(again)
+            if empty is not None:
+                return empty
+            assert failure is not None
+            raise failure
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

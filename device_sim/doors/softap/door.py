@@ -102,7 +102,18 @@ class SoftApOptions:
 
 
 class _Listener:
-    """One aiohttp server on one address; the port chosen first is kept across reopenings."""
+    """One aiohttp server on one address, on a socket bound once for the door's life.
+
+    The socket is bound and listening from :meth:`reserve` (the door's construction) until
+    :meth:`release` (the door's stop): the URL is known before the door serves, and no other
+    listener on the host can take the port while the AP is down for a join; there is no
+    bind-release-rebind anywhere. aiohttp serves a duplicate of it while the listener is up.
+    A phone that connects while it is down waits in the kernel's backlog and is answered when
+    the listener opens again, or reset when the door stops: it waits for the device to be
+    ready, as a phone does for an AP that is off the air, instead of polling.
+    """
+
+    BACKLOG = 128
 
     def __init__(
         self,
@@ -120,6 +131,7 @@ class _Listener:
         self.announce = announce  # the host in the URL clients are given (default: host)
         self.profile, self.header_timeout_s, self.rejected = profile, header_timeout_s, rejected
         self._runner: web.AppRunner | None = None
+        self._sock: socket.socket | None = None
 
     @property
     def up(self) -> bool:
@@ -132,16 +144,41 @@ class _Listener:
         return f"http://{host}" + ("" if self.port == 80 else f":{self.port}")
 
     def reserve(self) -> None:
-        """Fix a free port now when asked for port 0, so the URL is known before it listens."""
-        if self.port == 0:
-            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                probe.bind((self.host, 0))
-                self.port = int(probe.getsockname()[1])
+        """Bind and listen now (port 0: any free port, fixed from now on). Raises OSError."""
+        if self._sock is not None:
+            return
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(self.BACKLOG)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self.port = int(sock.getsockname()[1])
+
+    def release(self) -> None:
+        """Close the socket for good: connections still waiting are reset."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
     async def open(self, app: web.Application) -> None:
         if self._runner is not None:
             return
+        try:
+            self.reserve()  # only after release(): a door started again after its stop
+        except OSError as exc:
+            raise TransportError(
+                f"cannot listen on {self.host}:{self.port} ({self.name}): {exc.strerror or exc}",
+                code=Code.SOFTAP_UNAVAILABLE,
+            ) from exc
+        assert self._sock is not None
         runner = JsonErrorRunner(
             app,
             profile=self.profile,
@@ -153,15 +190,14 @@ class _Listener:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            # aiohttp closes the socket it serves when the listener closes: give it a copy.
+            await web.SockSite(runner, self._sock.dup()).start()
         except OSError as exc:
             await runner.cleanup()
             raise TransportError(
-                f"cannot listen on {self.host}:{self.port} ({self.name}): {exc.strerror or exc}",
+                f"cannot serve on {self.host}:{self.port} ({self.name}): {exc.strerror or exc}",
                 code=Code.SOFTAP_UNAVAILABLE,
             ) from exc
-        if self.port == 0:
-            self.port = int(runner.addresses[0][1])
         self._runner = runner
         LOG.info("softap: %s listener on %s", self.name, self.url)
 
@@ -223,14 +259,6 @@ class SoftApDoor(Door):
             header_timeout_s=header_timeout_s,
             rejected=self.rejected,
         )
-        try:
-            self.ap.reserve()
-            self.lan.reserve()
-        except OSError as exc:
-            raise TransportError(
-                f"cannot use {options.listen_host} / {options.lan_host}: {exc}",
-                code=Code.SOFTAP_UNAVAILABLE,
-            ) from exc
         self.networks: list[AccessPoint] = []
         self.scanned_at_ms = 0
         self.latest: DiagnosticEvent | None = None
@@ -246,6 +274,15 @@ class SoftApDoor(Door):
         self._unfollow: Callable[[], None] = lambda: None
         self._release_radio: Callable[[], None] = lambda: None
         self._tasks: set[asyncio.Task[None]] = set()
+        try:
+            self.ap.reserve()
+            self.lan.reserve()
+        except OSError as exc:
+            self.ap.release()
+            raise TransportError(
+                f"cannot use {options.listen_host} / {options.lan_host}: {exc}",
+                code=Code.SOFTAP_UNAVAILABLE,
+            ) from exc
 
     # --- public ------------------------------------------------------------------------------
 
@@ -308,6 +345,8 @@ class SoftApDoor(Door):
             self._wanted = self._suspended = False
             await self._take_down()
             await self._close_lan()
+            self.ap.release()
+            self.lan.release()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -247,7 +247,17 @@ class Routes:
             self.door.clients.drop(box.token)
             self.port.peer_gone(box.peer)
             raise OnboardingError(Code.CLIENT_TIMEOUT, "events were not collected; session closed")
-        messages = await box.take(wait_ms / 1000 if holds and not self.door.closing else 0)
+        after = request.query.get("after")
+        if after is not None:
+            try:
+                box.acknowledge(int(after))
+            except ValueError as exc:
+                raise OnboardingError(
+                    Code.MALFORMED_REQUEST, f"after: a count of messages received ({exc})"
+                ) from None
+        messages = await box.take(
+            wait_ms / 1000 if holds and not self.door.closing else 0, keep=after is not None
+        )
         if not messages:
             if not holds:
                 self.door.clients.drop(box.token)

@@ -2,8 +2,12 @@
 
 HTTP has no server push, so what the session layer pushes to a peer (sealed EVENTs, the
 session-closed ERROR) waits in that peer's outbox until the client long-polls
-``GET /api/v1/events``. An outbox is bounded: a client that stops reading loses its session
-(its counters could no longer line up) instead of growing the daemon's memory.
+``GET /api/v1/events``. A poll that says how many messages its client has (``?after=N``)
+acknowledges those: the rest stay queued until a later poll acknowledges them, so an answer
+lost on the way (a request left in a listener's backlog, a connection dropped as the AP goes
+down) is sent again rather than lost. A poll without ``after`` takes what it is given. An
+outbox is bounded: a client that stops reading loses its session (its counters could no longer
+line up) instead of growing the daemon's memory.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class Outbox:
     queue: deque[bytes] = field(default_factory=deque)
     overflowed: bool = False
     moved_to_lan: bool = False  # the one move of its address: from the AP to the home network
+    acked: int = 0  # messages the client acknowledged (or took without ``after``)
+    waiting: int = 0  # long polls waiting now
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -63,17 +69,36 @@ class Outbox:
         """End a waiting long poll early (the listener is closing)."""
         self._ready.set()
 
-    async def take(self, wait_s: float) -> list[bytes]:
-        """Everything queued, waiting up to ``wait_s`` for the first message."""
+    def acknowledge(self, after: int) -> None:
+        """The client has the first ``after`` messages: forget them. Raises ValueError when it
+        claims more than were ever pushed."""
+        if not self.acked <= after <= self.acked + len(self.queue):
+            raise ValueError(
+                f"after={after}: {self.acked} were acknowledged, "
+                f"{self.acked + len(self.queue)} sent"
+            )
+        while self.acked < after:
+            self.queue.popleft()
+            self.acked += 1
+
+    async def take(self, wait_s: float, *, keep: bool = False) -> list[bytes]:
+        """What is queued, waiting up to ``wait_s`` for the first message; ``keep``: leave it
+        queued until acknowledged (two polls waiting at once then both get it, and the phone
+        keeps one answer: nothing is split between them)."""
         if not self.queue and wait_s > 0:
             self._ready.clear()
+            self.waiting += 1
             try:
                 async with asyncio.timeout(wait_s):
                     await self._ready.wait()
             except TimeoutError:
                 pass
+            finally:
+                self.waiting -= 1
         out = list(self.queue)
-        self.queue.clear()
+        if not keep:
+            self.acked += len(out)
+            self.queue.clear()
         return out
 
 
