@@ -26,6 +26,13 @@ knows. BlueZoo updates a cached device only when an advertised value changed, so
 up. :func:`patch_reannounce` re-announces a cached, unconnected device on every scan pass (its
 advertised UUIDs set again, the property change a BlueZ RSSI update would be).
 
+Interop quirk 8: BlueZoo calls ``Confirm`` on a peripheral's characteristic after every value
+it relays to a subscribed phone, notifications included, and waits for the answer. BlueZ calls
+``Confirm`` only when a phone confirms an indication (and expects no reply). bless implements no
+``Confirm``, so each notification cost the bus an error reply and BlueZoo one pending call: 16.5
+per onboarding, and past 128 at once (a fleet onboarding together) the private bus refused
+BlueZoo's calls. :func:`patch_confirm` confirms indications only, as BlueZ does.
+
     python -m device_sim.virtual.bluezoo_launch [bluezoo options]
 """
 
@@ -122,8 +129,25 @@ def patch_reannounce() -> None:
     adapter.Adapter.add_device = add_device
 
 
+def patch_confirm() -> None:
+    from bluezoo.gatt import characteristic
+
+    client = characteristic.GattCharacteristicClient
+    if getattr(client.__dict__.get("Confirm"), "_device_sim_fixed", False):
+        return
+
+    async def Confirm(self: Any) -> None:  # the D-Bus method's name
+        if "indicate" not in (self.Flags.get() or ()):
+            return  # a notification: BlueZ sends no Confirm for it
+        await super(client, self).Confirm()
+
+    Confirm._device_sim_fixed = True  # type: ignore[attr-defined]
+    client.Confirm = Confirm
+
+
 def main() -> int:
     patch_disconnect()
+    patch_confirm()
     patch_rediscovery()
     patch_reannounce()
     from bluezoo.bluezoo import main as bluezoo_main

@@ -71,6 +71,8 @@ DEFAULT_TIMEOUT = 15.0
 _MAX_READY_ROUNDS = 1000  # each round is woken by a bus signal; the deadline bounds it too
 _ADDRESS_RE = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
 _BLUEZOO_HINT = "bluezoo not installed: pip install 'device-sim[virtual]'"
+# The private bus's limits, sized for a fleet of a few hundred BLE devices on one bus.
+BUS_LIMITS = {"connections": 4096, "match_rules": 65536, "replies": 8192}
 _BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -78,6 +80,15 @@ _BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configu
   <type>system</type>
   <listen>unix:path={socket}</listen>
   <auth>EXTERNAL</auth>
+  <!-- Sized for a fleet (device-sim fleet: one adapter per device on this bus). The system bus
+       defaults refuse BlueZoo's match rules (512 per connection: BlueZoo adds rules per device
+       and per link), its pending calls (128) and the bless connections (256 per user). -->
+  <limit name="max_connections_per_user">{connections}</limit>
+  <limit name="max_completed_connections">{connections}</limit>
+  <limit name="max_incomplete_connections">1024</limit>
+  <limit name="max_match_rules_per_connection">{match_rules}</limit>
+  <limit name="max_replies_per_connection">{replies}</limit>
+  <limit name="max_names_per_connection">{connections}</limit>
   <policy context="default">
     <allow user="*"/>
     <allow own="*"/>
@@ -336,7 +347,7 @@ class VirtualBle:
         if socket_path.exists():
             raise VirtualBleError(f"{socket_path} exists: another virtual BLE bus uses {workdir}?")
         conf = workdir / "bus.conf"
-        conf.write_text(_BUS_CONF.format(socket=_dbus_escape(str(socket_path))))
+        conf.write_text(_BUS_CONF.format(socket=_dbus_escape(str(socket_path)), **BUS_LIMITS))
         self._stage = "dbus-daemon"
         dbus_log = workdir / "dbus-daemon.log"
         argv = [dbus_daemon, f"--config-file={conf}", "--nofork", "--nosyslog", "--print-address"]

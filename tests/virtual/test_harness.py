@@ -228,3 +228,32 @@ def test_detached_up_status_down(tmp_path: Path) -> None:
         assert _cli("status", "--run-dir", run_dir).returncode == 3
     finally:
         asyncio.run(terminate(procs))  # only does anything if an assertion failed mid-way
+
+
+async def test_the_bus_is_sized_for_a_fleet() -> None:
+    """One connection may hold more match rules and pending calls than a system bus allows
+    (512 and 128): BlueZoo's one connection serves every device of a fleet."""
+    async with VirtualBle(adapters=1) as vb:
+        bus = await MessageBus(bus_address=vb.bus_address, bus_type=BusType.SYSTEM).connect()
+        try:
+            replies = []
+            for batch in range(6):  # in batches: dbus-fast does not queue past a full socket
+                replies += await asyncio.gather(*(
+                    bus.call(Message(
+                        destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                        interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+                        body=[f"type='signal',path='/org/bluez/hci0/dev_{batch}_{i}'"]))
+                    for i in range(100)))
+            assert len(replies) == 600
+            assert all(r.message_type == MessageType.METHOD_RETURN for r in replies), [
+                r.body for r in replies if r.message_type != MessageType.METHOD_RETURN][:1]
+            # 200 calls in flight at once: BlueZoo answers each (Introspect is cheap).
+            pending = await asyncio.gather(*(
+                bus.call(Message(destination="org.bluez", path="/org/bluez/hci0",
+                                 interface="org.freedesktop.DBus.Introspectable",
+                                 member="Introspect"))
+                for _ in range(200)))
+            assert all(r.message_type == MessageType.METHOD_RETURN for r in pending)
+        finally:
+            bus.disconnect()
+            await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]

@@ -1,0 +1,42 @@
+"""What one BLE onboarding asks of the private bus, watched with dbus-monitor.
+
+BlueZoo confirmed every relayed value, notifications included, with a ``Confirm`` call the
+peripheral answers with an error (interop quirk 8, device_sim/virtual/bluezoo_launch.py); BlueZ
+confirms indications only. The launcher's fix is checked here on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from device_sim.doors.native.flow import provision
+from device_sim.security.secret import Secret
+
+pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session"),
+              pytest.mark.requires_tools("dbus-monitor")]
+
+WAIT = 10.0
+
+
+async def test_an_onboarding_sends_no_confirm_for_notifications(device, setup_code) -> None:
+    await device.start("engineering-wifi")
+    monitor = await asyncio.create_subprocess_exec(
+        "dbus-monitor", "--address", device.vb.bus_address, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+    assert monitor.stdout is not None
+    try:
+        async with asyncio.timeout(WAIT):  # capturing once it has lost its name
+            while b"member=NameLost" not in await monitor.stdout.readline():
+                pass
+        result = await provision(device.profile, device.target(phone=1), setup_code=setup_code,
+                                 ssid=b"DeviceSim-Lab", passphrase=Secret("lab-bench-passphrase"))
+    finally:
+        monitor.terminate()
+        captured, _ = await asyncio.wait_for(monitor.communicate(), WAIT)
+    assert (result["state"], result["code_name"]) == ("online", "OK"), result
+    # The notifications did travel on this bus (the phone read its events from them) ...
+    assert captured.count(b"member=PropertiesChanged") >= 10
+    # ... and none was followed by a Confirm (the characteristics only notify).
+    assert b"member=Confirm" not in captured
