@@ -171,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
         "point is up (a phone without Bluetooth waits for it) and takes the button press a "
         "personality needs (Improv)",
     )
+    c.add_argument(
+        "--fleet",
+        type=Path,
+        metavar="ROOT",
+        help="onboard every device of a running `device-sim fleet --root ROOT`, several at "
+        "once, each with its world's credentials (--ssid/--passphrase: the same for all)",
+    )
+    c.add_argument("--devices", metavar="NAME[,NAME]", help="with --fleet: only these")
+    c.add_argument(
+        "--concurrency", type=positive_int, default=32, help="with --fleet: onboardings at once"
+    )
     c = csub.add_parser("portal", help="detect a captive portal as a phone OS does (SoftAP)")
     c.add_argument(
         "--probe-url",
@@ -268,7 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true", help="one line per event, even on a terminal")
 
     p = sub.add_parser("ctl", help="send a command to a running daemon (its control socket)")
-    p.add_argument("--state-dir", type=Path, required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--state-dir", type=Path)
+    where.add_argument(
+        "--fleet", type=Path, metavar="ROOT", help="every device of a fleet (or --device NAME)"
+    )
+    p.add_argument("--device", metavar="NAME", help="with --fleet: one device (dev-0001)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
         "--out", type=Path, metavar="FILE", help="where a command's file goes (diagnostics)"
@@ -286,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="command arguments; VALUE is read as JSON if it parses, else as text",
     )
 
+    from .fleet.cli import add_parser as add_fleet_parser
+
+    add_fleet_parser(sub)
     from .virtual.cli import add_parser as add_virtual_parser
 
     add_virtual_parser(sub)
@@ -406,6 +425,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from .commands import watch
 
         return await watch.run(args)
+    if args.command == "fleet":
+        from .fleet.cli import run as run_fleet
+
+        return await run_fleet(args)
     raise ConfigError(args.command, "unknown command")
 
 

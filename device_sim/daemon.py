@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .codes import Code
@@ -31,8 +32,8 @@ from .errors import ConfigError, OnboardingError
 from .network import create_backend
 from .network.base import BackendKind, NetworkBackend
 from .network.scenario import load_scenario
-from .profile import load_profile
-from .stack import open_device, open_doors
+from .profile import Profile, load_profile
+from .stack import DeviceStack, Doors, open_device, open_doors
 
 if TYPE_CHECKING:
     from .doors.personality import DeviceSide
@@ -57,6 +58,81 @@ async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> 
         os.umask(previous_umask)
 
 
+@dataclass
+class ServedDevice:
+    """One device as the daemon serves it: its stack, its doors and its control socket."""
+
+    options: DaemonOptions
+    device: DeviceStack
+    doors: Doors
+    watch_url: str | None = None
+
+    def ready(self) -> dict[str, object]:
+        """The daemon's ready line: what it serves, nothing secret."""
+        ble = self.doors.supervisor.ble
+        return {
+            "ready": True,
+            "device_id": self.device.identity.device_id,
+            "local_name": self.device.local_name if ble is not None else None,
+            "adapter": self.options.ble.adapter,
+            "state": self.device.engine.state.wire_name,
+            "doors": self.doors.supervisor.status(),
+            "personalities": list(self.doors.personalities) if ble is not None else [],
+            "watch": self.watch_url,
+        }
+
+
+async def serve_device(
+    stack: AsyncExitStack, opts: DaemonOptions, profile: Profile
+) -> ServedDevice:
+    """Open the device in ``opts.state_dir`` inside ``stack``: its stack, its doors, its control
+    socket (and watch page). ``device-sim run`` serves one; ``device-sim fleet`` many in one
+    event loop.
+
+    Raises ConfigError, StoreError, TransportError.
+    """
+    device = await open_device(
+        stack,
+        profile,
+        opts.state_dir,
+        lambda store: _backend(opts, store),
+        timeouts=Timeouts.from_profile(profile, opts.timeouts.scale),
+        idle_timeout_s=opts.timeouts.idle_s,
+        activator=lambda identity: _activator(opts, identity),
+        fault=os.environ.get("DEVICE_SIM_FAULT"),
+    )
+    doors = await open_doors(
+        stack,
+        device,
+        ble=opts.ble,
+        doors=opts.doors,
+        softap=opts.softap,
+        personality_options=dict(opts.personality_options),
+    )
+    supervisor = doors.supervisor
+    control = ControlServer(opts.state_dir)
+    _register_commands(control, supervisor, device.engine, doors.sides, opts)
+    _register_faults(control, device.engine, device.backend)
+    device.service.serve_diagnostics(  # DIAGNOSTICS_REQUEST over a session: the same bundle
+        lambda: _bundle_bytes(device.engine, supervisor, doors.sides, opts)
+    )
+    await stack.enter_async_context(control)
+    served = ServedDevice(opts, device, doors)
+    if opts.watch.enabled:
+        from .watch.server import WatchServer
+
+        watcher = WatchServer(
+            opts.watch,
+            device.events,
+            lambda: _snapshot(device.engine, supervisor),
+            opts.state_dir,
+            profile,
+        )
+        await stack.enter_async_context(watcher)
+        served.watch_url = watcher.url
+    return served
+
+
 async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
     stop = stop or asyncio.Event()
     profile = load_profile(opts.profile)
@@ -64,63 +140,10 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        device = await open_device(
-            stack,
-            profile,
-            opts.state_dir,
-            lambda store: _backend(opts, store),
-            timeouts=Timeouts.from_profile(profile, opts.timeouts.scale),
-            idle_timeout_s=opts.timeouts.idle_s,
-            activator=lambda identity: _activator(opts, identity),
-            fault=os.environ.get("DEVICE_SIM_FAULT"),
-        )
-        doors = await open_doors(
-            stack,
-            device,
-            ble=opts.ble,
-            doors=opts.doors,
-            softap=opts.softap,
-            personality_options=dict(opts.personality_options),
-        )
-        supervisor = doors.supervisor
-        control = ControlServer(opts.state_dir)
-        _register_commands(control, supervisor, device.engine, doors.sides, opts)
-        _register_faults(control, device.engine, device.backend)
-        device.service.serve_diagnostics(  # DIAGNOSTICS_REQUEST over a session: the same bundle
-            lambda: _bundle_bytes(device.engine, supervisor, doors.sides, opts)
-        )
-        await stack.enter_async_context(control)
-        watch_url = None
-        if opts.watch.enabled:
-            from .watch.server import WatchServer
-
-            watcher = WatchServer(
-                opts.watch,
-                device.events,
-                lambda: _snapshot(device.engine, supervisor),
-                opts.state_dir,
-                profile,
-            )
-            await stack.enter_async_context(watcher)
-            watch_url = watcher.url
-        ble = supervisor.ble
+        served = await serve_device(stack, opts, profile)
         # One machine-readable line on stdout says the daemon is serving (supervisors and the
         # tests wait for it instead of sleeping); everything else goes to the log on stderr.
-        sys.stdout.write(
-            json.dumps(
-                {
-                    "ready": True,
-                    "device_id": device.identity.device_id,
-                    "local_name": device.local_name if ble is not None else None,
-                    "adapter": opts.ble.adapter,
-                    "state": device.engine.state.wire_name,
-                    "doors": supervisor.status(),
-                    "personalities": list(doors.personalities) if ble is not None else [],
-                    "watch": watch_url,
-                }
-            )
-            + "\n"
-        )
+        sys.stdout.write(json.dumps(served.ready()) + "\n")
         sys.stdout.flush()
         await stop.wait()
         LOG.info("stopping")

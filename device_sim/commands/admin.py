@@ -119,6 +119,54 @@ def _faults_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def _ctl_fleet(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    """``ctl --fleet ROOT [--device NAME]``: the command to each device, results by name;
+    0 all done, 1 a device refused it, 2 a device did not answer."""
+    import asyncio
+
+    from ..control import control_request
+    from ..errors import TransportError
+    from ..fleet.host import read_index
+
+    if args.ctl_command == "diagnostics":
+        raise ConfigError("--fleet", "diagnostics makes one file per device: use --state-dir")
+    devices = read_index(args.fleet)["devices"]
+    if args.device is not None:
+        devices = [d for d in devices if d["name"] == args.device]
+        if not devices:
+            raise ConfigError("--device", f"no {args.device} in the fleet at {args.fleet}")
+    gate = asyncio.Semaphore(64)
+    worst = 0
+
+    async def one(device: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        nonlocal worst
+        async with gate:
+            try:
+                return device["name"], await control_request(
+                    Path(device["state_dir"]), args.ctl_command, params, timeout=30
+                )
+            except OnboardingError as exc:
+                worst = max(worst, 1)
+                return device["name"], {"error": exc.code.name, "detail": exc.detail}
+            except TransportError as exc:
+                worst = 2
+                return device["name"], {"error": "NO_DAEMON", "detail": exc.detail}
+
+    results = dict(await asyncio.gather(*(one(d) for d in devices)))
+    emit(
+        args,
+        results,
+        lambda: "\n".join(
+            f"{name}: "
+            + ", ".join(
+                f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in result.items()
+            )
+            for name, result in results.items()
+        ),
+    )
+    return worst
+
+
 async def ctl(args: argparse.Namespace) -> int:
     """Send one command to a running daemon: 0 done, 1 the daemon refused it, 2 no daemon.
 
@@ -142,6 +190,8 @@ async def ctl(args: argparse.Namespace) -> int:
             params[key] = json.loads(value)
         except ValueError:
             params[key] = value
+    if args.fleet is not None:
+        return await _ctl_fleet(args, params)
     try:
         result = await control_request(args.state_dir, args.ctl_command, params, timeout=30)
     except OnboardingError as exc:

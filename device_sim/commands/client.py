@@ -36,6 +36,8 @@ async def run(args: argparse.Namespace) -> int:
     if args.client_command == "portal":
         return await _portal(args)
     profile = load_profile()
+    if getattr(args, "fleet", None) is not None:
+        return await _provision_fleet(args, profile)
     target = Target(
         adapter=args.adapter,
         name=args.name,
@@ -133,6 +135,47 @@ async def run(args: argparse.Namespace) -> int:
         result = await entry.phone(profile, target, request, None if args.json else _print_progress)
     emit(args, result, lambda: format_result(result))
     return 0 if result.get("state") == "online" else 1
+
+
+async def _provision_fleet(args: argparse.Namespace, profile: Any) -> int:
+    """``provision --fleet ROOT``: every device of a running fleet; 0 when all are online."""
+    from ..fleet.phones import provision_fleet
+    from ..security.secret import Secret
+
+    credentials = None
+    if args.ssid is not None or args.ssid_hex is not None:
+        passphrase = args.passphrase or os.environ.get("DEVICE_SIM_PASSPHRASE")
+        credentials = (
+            _ssid_bytes(args),
+            Secret(passphrase) if passphrase is not None else None,
+            args.hidden,
+        )
+    names = [n for n in (args.devices or "").split(",") if n]
+    done = await provision_fleet(
+        profile,
+        args.fleet,
+        names=names or None,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        credentials=credentials,
+    )
+    summary = done["summary"]
+
+    def text() -> str:
+        lines = [
+            f"{d['name']}  {d['state'] or '-':<8} {d['code_name']:<22} {d['seconds']:>7.3f} s"
+            for d in done["devices"]
+        ]
+        per = summary["per_device_s"]
+        lines.append(
+            f"{summary['online']}/{summary['devices']} online in {summary['wall_s']:g} s "
+            f"(per device p50 {per['p50']} s, p90 {per['p90']} s)"
+            + (f"; not online: {summary['not_online']}" if summary["not_online"] else "")
+        )
+        return "\n".join(lines)
+
+    emit(args, done, text)
+    return 0 if summary["online"] == summary["devices"] else 1
 
 
 async def _play_phone(

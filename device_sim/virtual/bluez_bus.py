@@ -15,7 +15,7 @@ from dbus_fast.aio import MessageBus
 
 from ..errors import VirtualBleError
 
-__all__ = ["adapter_states", "add_adapter", "watch_bluez"]
+__all__ = ["adapter_states", "add_adapter", "add_adapters", "watch_bluez"]
 
 
 async def watch_bluez(bus: MessageBus, changed: asyncio.Event) -> None:
@@ -96,36 +96,50 @@ async def add_adapter(bus_address: str, index: int, address: str) -> str:
     benchmarks give each device, or each onboarding, a fresh adapter. Returns its name
     (``hci<index>``). Raises VirtualBleError if BlueZoo refuses or the adapter is not powered.
     """
+    (name,) = await add_adapters(bus_address, [(index, address)])
+    return name
+
+
+async def add_adapters(bus_address: str, adapters: list[tuple[int, str]]) -> list[str]:
+    """:func:`add_adapter` for many ``(index, address)`` pairs over one bus connection (a
+    fleet adds hundreds). Returns their names in order. Raises VirtualBleError."""
     bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
     try:
-        reply = await bus.call(
-            Message(
-                destination="org.bluez",
-                path="/org/bluezoo",
-                interface="org.bluezoo.Manager1",
-                member="AddAdapter",
-                signature="ys",
-                body=[index, address],
+        names = []
+        for index, address in adapters:
+            if not 0 <= index <= 255:
+                raise VirtualBleError(f"hci{index}: BlueZoo adapter indices are 0 to 255")
+            reply = await bus.call(
+                Message(
+                    destination="org.bluez",
+                    path="/org/bluezoo",
+                    interface="org.bluezoo.Manager1",
+                    member="AddAdapter",
+                    signature="ys",
+                    body=[index, address],
+                )
             )
-        )
-        if reply is None or reply.message_type is not MessageType.METHOD_RETURN:
-            raise VirtualBleError(f"AddAdapter hci{index} failed: {reply.body if reply else None}")
-        powered = await bus.call(
-            Message(
-                destination="org.bluez",
-                path=f"/org/bluez/hci{index}",
-                interface="org.freedesktop.DBus.Properties",
-                member="Get",
-                signature="ss",
-                body=["org.bluez.Adapter1", "Powered"],
+            if reply is None or reply.message_type is not MessageType.METHOD_RETURN:
+                raise VirtualBleError(
+                    f"AddAdapter hci{index} failed: {reply.body if reply else None}"
+                )
+            powered = await bus.call(
+                Message(
+                    destination="org.bluez",
+                    path=f"/org/bluez/hci{index}",
+                    interface="org.freedesktop.DBus.Properties",
+                    member="Get",
+                    signature="ss",
+                    body=["org.bluez.Adapter1", "Powered"],
+                )
             )
-        )
-        if (
-            powered is None
-            or powered.message_type is not MessageType.METHOD_RETURN
-            or powered.body[0].value is not True
-        ):
-            raise VirtualBleError(f"hci{index} was added but is not powered")
+            if (
+                powered is None
+                or powered.message_type is not MessageType.METHOD_RETURN
+                or powered.body[0].value is not True
+            ):
+                raise VirtualBleError(f"hci{index} was added but is not powered")
+            names.append(f"hci{index}")
     finally:
         bus.disconnect()
-    return f"hci{index}"
+    return names

@@ -36,7 +36,7 @@ def phone(device: Device, behaviour: dict[str, Any], *target: str, seed: int = 0
 
 
 def ap_url(device: Device) -> str:
-    """The device's access point now (it comes back on a new loopback port after a failure)."""
+    """The device's access point as its control socket reports it now."""
     done = subprocess.run([sys.executable, "-m", "device_sim", "ctl", "--state-dir",
                            str(device.state_dir), "--json", "status"],
                           capture_output=True, text=True, timeout=60)

@@ -187,10 +187,11 @@ class ConnectionWatcher:
                 ):
                     self.connected.add(path)
 
-    def stop(self) -> None:
-        if self._bus is not None:
-            self._bus.disconnect()
-            self._bus = None
+    async def stop(self) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            bus.disconnect()
+            await bus.wait_for_disconnect()
 
     def _on_message(self, msg: Message) -> None:
         if (

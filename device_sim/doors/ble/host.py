@@ -19,6 +19,7 @@ server and advertisements are made (numbered as in the README), each with a comm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -145,6 +146,13 @@ class BleHost(Door):
         try:
             server = BlessServer(name=self.local_name, loop=loop, adapter=self.adapter)
             await server.setup_task
+            # bless finds its adapter by substring ("hci1" in "/org/bluez/hci10"), so on a
+            # host with eleven adapters or more (a fleet) two devices could share one adapter
+            # and another be left silent. Pin the adapter's exact object path.
+            path = f"/org/bluez/{self.adapter}"
+            if server.adapter.path != path:
+                node = await server.bus.introspect("org.bluez", path)
+                server.adapter = server.bus.get_proxy_object("org.bluez", path, node)
         except Exception as exc:
             raise ble_setup_error(exc, self.adapter, doing="advertising") from exc
         self._server = server
@@ -212,7 +220,7 @@ class BleHost(Door):
         )
 
     async def stop(self) -> None:
-        self._watcher.stop()
+        await self._watcher.stop()
         for personality in self.personalities:
             await personality.stop()
         for task in (self._pump, self._adv_task):
@@ -228,6 +236,14 @@ class BleHost(Door):
         except Exception as exc:  # the bus may already be gone at shutdown
             LOG.debug("BLE teardown: %s", exc)
         server.bus.disconnect()
+        with contextlib.suppress(Exception):  # closed before the loop ends (a fleet's devices)
+            await server.bus.wait_for_disconnect()
+        # dbus-next (bless's D-Bus library) shuts its socket down but leaves closing it to the
+        # garbage collector: a fleet stopping a hundred devices would leak their descriptors.
+        for name in ("_stream", "_sock"):
+            opened = getattr(server.bus, name, None)
+            if opened is not None:
+                opened.close()
 
     # --- what personalities call ------------------------------------------------------------------
 
