@@ -176,6 +176,8 @@ class PersonalitiesDef:
 class Profile:
     source: Path
     protocol_version: int
+    protocol_revision: int  # advertised; 2: PAKE_PROOF may carry sealed requests
+    max_bundled_requests: int
     service: ServiceDef
     advertising: AdvertisingDef
     framing: FramingDef
@@ -429,10 +431,18 @@ def parse_profile(data: Any, source: Path) -> Profile:
     check_document(data, source.name)
     root = Reader(data, f"{source.name}: ")
     version = root.get("protocol_version", int)
+    revision = root.get("protocol_revision", int)
+    if not 1 <= revision <= 15:
+        raise ConfigError(root.at("protocol_revision"), "1 to 15 (a nibble of the advertisement)")
+    bundled = root.get("max_bundled_requests", int)
+    if not 0 <= bundled <= 16:
+        raise ConfigError(root.at("max_bundled_requests"), "0 to 16")
     codes = _codes(root.child("codes"))
     profile = Profile(
         source=source,
         protocol_version=version,
+        protocol_revision=revision,
+        max_bundled_requests=bundled,
         service=_service(root.child("service")),
         advertising=_advertising(root.child("advertising")),
         framing=_framing(root.child("framing")),

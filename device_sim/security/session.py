@@ -177,6 +177,7 @@ class ClientHandshake:
         self._a = b""
         self._b = b""
         self._state = "new"
+        self._early: SecureChannel | None = None
 
     @property
     def state(self) -> str:
@@ -228,6 +229,20 @@ class ClientHandshake:
         self._state = "proved"
         return bytes(m1)
 
+    def bundle_channel(self) -> SecureChannel:
+        """The client's channel once it has proved (before the device confirmed): it seals the
+        requests of a proof bundle. Only a holder of this code's verifier can open them, and
+        :meth:`confirm` still checks the device's HAMK before any answer is trusted; it
+        returns this same channel, its counters going on.
+
+        Raises SessionError(INVALID_STATE) before :meth:`process_challenge`.
+        """
+        if self._state != "proved":
+            raise _wrong_state("bundle", self._state)
+        if self._early is None:
+            self._early = SecureChannel("client", bytes(self._srp.K), self._a, self._b)
+        return self._early
+
     def confirm(self, body: bytes) -> SecureChannel:
         """Check the device's HAMK (PAKE_CONFIRM body); return the client's channel.
 
@@ -253,6 +268,8 @@ class ClientHandshake:
         if key is None or not user.authenticated():  # pragma: no cover - library disagreement
             raise SessionError(Code.WRONG_SETUP_CODE, "the device's proof did not match")
         self._state = "done"
+        if self._early is not None:  # the bundle's requests were sealed with it
+            return self._early
         return SecureChannel("client", bytes(key), self._a, self._b)
 
     def __repr__(self) -> str:

@@ -39,8 +39,13 @@ from ..errors import OnboardingError, ProtocolError, SessionError
 from ..profile import Profile
 from ..security.backoff import SetupCodeBackoff
 from ..security.secret import Secret
-from ..security.session import ClientHandshake, DeviceHandshake, SecureChannel
-from ..wire import ErrorBody, decode_json, encode_json, split_type
+from ..security.session import (
+    PAKE_PROOF_LENGTH,
+    ClientHandshake,
+    DeviceHandshake,
+    SecureChannel,
+)
+from ..wire import ErrorBody, decode_json, encode_json, split_type, unpack_messages
 
 LOG = logging.getLogger(__name__)
 DIAGNOSTICS_CHUNK = 2048  # bundle bytes per DIAGNOSTICS answer (fits a 4 KiB message as base64)
@@ -190,7 +195,7 @@ class ProvisioningService:
             if msg_type is MessageType.PAKE_START:
                 return [self._pake_start(peer, body, send)]
             if msg_type is MessageType.PAKE_PROOF:
-                return [self._pake_proof(peer, body)]
+                return await self._pake_proof(peer, body)
             if msg_type is MessageType.SECURE:
                 return await self._secure(peer, message)
             raise ProtocolError(
@@ -266,13 +271,16 @@ class ProvisioningService:
         self._ensure_watchdog()
         return bytes([MessageType.PAKE_CHALLENGE]) + challenge
 
-    def _pake_proof(self, peer: Hashable, body: bytes) -> bytes:
+    async def _pake_proof(self, peer: Hashable, body: bytes) -> list[bytes]:
+        """M1, then (the proof bundle) sealed requests: the proof is checked first, and on a
+        wrong code the rest is discarded unread. Answers PAKE_CONFIRM, then each request's."""
         s = self._session
         if s is None or s.peer != peer or s.handshake is None:
             self._check_free(peer)
             raise SessionError(Code.SESSION_REQUIRED, "PAKE_PROOF without PAKE_START")
+        proof, bundle = body[:PAKE_PROOF_LENGTH], body[PAKE_PROOF_LENGTH:]
         try:
-            confirm, channel = s.handshake.verify(body)
+            confirm, channel = s.handshake.verify(proof)
         except SessionError as exc:
             if exc.code is Code.WRONG_SETUP_CODE:
                 self._count_wrong_code(exc)
@@ -283,7 +291,41 @@ class ProvisioningService:
         s.handshake, s.channel = None, channel
         self._set_deadline(s, self._clock() + self.idle_timeout_s)
         self._opened(peer)
-        return bytes([MessageType.PAKE_CONFIRM]) + confirm
+        replies = [bytes([MessageType.PAKE_CONFIRM]) + confirm]
+        if bundle:
+            replies += await self._bundle(s, bundle)
+        return replies
+
+    async def _bundle(self, s: _Session, bundle: bytes) -> list[bytes]:
+        """The sealed requests after M1, answered in order as if sent one by one; the first
+        that fails ends the bundle (a CONNECT after a refused SET_CREDENTIALS would join the
+        network stored before). A bundle that is not whole frames of at most
+        ``max_bundled_requests`` SECURE messages gets one SECURE_ERROR; the session stays open
+        either way, so the client can go on one request at a time."""
+        assert s.channel is not None
+        limit = self.profile.max_bundled_requests
+        try:
+            requests = unpack_messages(bundle)
+            if not 1 <= len(requests) <= limit or any(
+                m[:1] != bytes([MessageType.SECURE]) for m in requests
+            ):
+                raise ProtocolError(
+                    Code.MALFORMED_REQUEST, f"a proof bundle holds 1 to {limit} SECURE requests"
+                )
+        except OnboardingError as exc:
+            return [self._secure_error(s, exc)]
+        replies: list[bytes] = []
+        for request in requests:
+            try:
+                inner, body = s.channel.open(request)
+            except OnboardingError as exc:  # REPLAYED_MESSAGE / MALFORMED_REQUEST
+                replies.append(self._secure_error(s, exc))
+                break
+            answer, done = await self._run_sealed(s, inner, body)
+            replies.append(answer)
+            if not done or self._session is not s:
+                break
+        return replies
 
     def _opened(self, peer: Hashable) -> None:
         self.engine.session_opened()
@@ -363,15 +405,21 @@ class ProvisioningService:
             self._check_free(peer)
             raise SessionError(Code.SESSION_REQUIRED, "no secure session: start with PAKE_START")
         inner, body = s.channel.open(message)  # REPLAYED_MESSAGE / MALFORMED_REQUEST
+        answer, _ = await self._run_sealed(s, inner, body)
+        return [answer]
+
+    async def _run_sealed(self, s: _Session, inner: MessageType, body: bytes) -> tuple[bytes, bool]:
+        """One opened request: its sealed answer, and whether it was done (not an error)."""
+        assert s.channel is not None
         s.deadline = self._clock() + self.idle_timeout_s
         try:
             reply = await self._dispatch(inner, body)
         except OnboardingError as exc:
-            return [self._secure_error(s, exc)]
-        out = [s.channel.seal(reply[0], encode_json(reply[1]))]
+            return self._secure_error(s, exc), False
+        out = s.channel.seal(reply[0], encode_json(reply[1]))
         if inner is MessageType.END_SESSION:
             self._close(Code.OK, notify=False)
-        return out
+        return out, True
 
     async def _dispatch(
         self, inner: MessageType, body: bytes

@@ -37,7 +37,7 @@ async def test_success_on_each_environment(device: Device, profile, setup_code, 
     t = result["timings_ms"]
     assert all(t[k] is not None for k in ("discover", "connect", "session", "credentials",
                                          "join", "verify", "total"))
-    assert result["gatt_round_trips"] == 4  # PAKE_START, PAKE_PROOF, SET_CREDENTIALS, CONNECT
+    assert result["gatt_round_trips"] == 2  # PAKE_START; PAKE_PROOF + SET_CREDENTIALS + CONNECT
     assert device.record().state.wire_name == "online"
 
 

@@ -60,3 +60,10 @@ def test_count_makes_a_fleet_of_one_group() -> None:
     assert fleet.count == 3 and {m.personality for m in fleet.members()} == {"improv"}
     with pytest.raises(ConfigError):
         fleet_of(0)
+
+
+def test_the_shipped_fleet_files_load() -> None:
+    shipped = sorted((Path(__file__).parents[2] / "scenarios" / "fleets").glob("*.yaml"))
+    assert shipped
+    for path in shipped:
+        assert load_fleet(path).count >= 1

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ from ...wire import (
     decode_json,
     encode_json,
     fragment,
+    pack_messages,
     split_type,
 )
 
@@ -231,19 +233,37 @@ class ClientSession:
         raise_for_error(reply)
         return reply
 
-    async def open(self, setup_code: Secret) -> None:
-        """Prove the setup code. Raises SessionError (WRONG_SETUP_CODE, TOO_MANY_ATTEMPTS, BUSY)."""
+    async def open(
+        self,
+        setup_code: Secret,
+        bundle: Sequence[tuple[MessageType, dict[str, Any]]] = (),
+    ) -> list[tuple[MessageType, dict[str, Any]]]:
+        """Prove the setup code; with ``bundle`` (a revision-2 device), send those requests
+        sealed in the same message as the proof: two round trips in all. Returns the bundle's
+        answers. Raises SessionError (WRONG_SETUP_CODE, TOO_MANY_ATTEMPTS, BUSY) and
+        OnboardingError (the first bundled request the device refused)."""
         hs = ClientHandshake(setup_code)
         challenge = await self._exchange(bytes([MessageType.PAKE_START]) + hs.start())
         kind, body = split_type(challenge)
         if kind is not MessageType.PAKE_CHALLENGE:
             raise ProtocolError(Code.MALFORMED_REQUEST, f"expected PAKE_CHALLENGE, got {kind.name}")
         proof = hs.process_challenge(body)
-        confirm = await self._exchange(bytes([MessageType.PAKE_PROOF]) + proof)
+        sealed = b""
+        if bundle:
+            early = hs.bundle_channel()
+            sealed = pack_messages([early.seal(r, encode_json(b)) for r, b in bundle])
+        confirm = await self._exchange(bytes([MessageType.PAKE_PROOF]) + proof + sealed)
         kind, body = split_type(confirm)
         if kind is not MessageType.PAKE_CONFIRM:
             raise ProtocolError(Code.MALFORMED_REQUEST, f"expected PAKE_CONFIRM, got {kind.name}")
         self.channel = hs.confirm(body)
+        answers = []
+        for _ in bundle:
+            answer = await self._answer()
+            answers.append(answer)
+            if answer[0] is MessageType.ACK and answer[1].get("request") == "END_SESSION":
+                break
+        return answers
 
     async def call(
         self, request: MessageType, body: dict[str, Any]
@@ -253,6 +273,11 @@ class ClientSession:
             raise SessionError(Code.SESSION_REQUIRED, "open() first")
         await self.link.send(self.channel.seal(request, encode_json(body)))
         self.link.round_trips += 1
+        return await self._answer()
+
+    async def _answer(self) -> tuple[MessageType, dict[str, Any]]:
+        """The next answer (events that come first are queued). Raises OnboardingError."""
+        assert self.channel is not None
         while True:
             reply = await self.link.receive(self.timeout)
             raise_for_error(reply)

@@ -80,7 +80,7 @@ class NativePersonality:
     def advertised(self) -> Advertised:
         record = self.port.record
         payload = AdvertisedInfo(
-            self.profile.protocol_version,
+            self.profile.protocol_revision,  # the phone sees here that it may bundle
             record.state,
             record.code,
             self.port.identity.id_low_bytes,
@@ -117,6 +117,7 @@ class NativePersonality:
             return json.dumps(
                 {
                     "v": self.profile.protocol_version,
+                    "rev": self.profile.protocol_revision,
                     "id": self.port.identity.device_id,
                     "max_msg": self.profile.framing.max_message_length,
                     "caps": CAPABILITIES,

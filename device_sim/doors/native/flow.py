@@ -63,7 +63,12 @@ class Provisioner:
         setup_code: Secret,
         *,
         on_progress: Progress | None = None,
+        bundle: bool = False,
     ) -> None:
+        """``bundle``: a device of revision 2 opens its session with the first
+        :meth:`attempt`, the credentials and CONNECT sealed in the proof's message (two round
+        trips); otherwise the session opens on entry."""
+        self.bundle = bundle
         self.profile = profile
         self.target = target
         self.setup_code = setup_code
@@ -72,6 +77,8 @@ class Provisioner:
         self.link: BleLink | HttpLink | None = None
         self.session: ClientSession | None = None
         self.device: dict[str, Any] | None = None
+        self.bundles = False  # credentials and CONNECT go with the proof (2 round trips)
+        self.found_revision = 1
 
     async def __aenter__(self) -> Provisioner:
         """Discover, connect and open the session.
@@ -95,6 +102,7 @@ class Provisioner:
         else:
             self.progress("discover", {"adapter": self.target.adapter})
             found = await find_device(self.profile, self.target)
+            self.found_revision = found.info.protocol_version if found.info else 1
             self.clock.mark("discover")
             self.device = {"transport": "ble", **found.to_json()}
             self.progress("connect", {"address": found.device.address, "name": found.name})
@@ -107,16 +115,39 @@ class Provisioner:
             await ble_link.__aenter__()
             link = ble_link
         self.link = link
-        try:
-            self.clock.mark("connect")
-            self.session = ClientSession(self.link)
-            self.progress("session", {})
-            await self.session.open(self.setup_code)
-            self.clock.mark("session")
-        except BaseException:
-            await link.__aexit__(None, None, None)
-            raise
+        self.clock.mark("connect")
+        self.session = ClientSession(self.link)
+        # A revision-2 device (its advertisement, its /api/v1/info) takes the credentials and
+        # CONNECT sealed in the proof's message: the session opens with the first attempt.
+        self.bundles = self.bundle and self.revision >= 2
+        if not self.bundles:
+            await self.open()
         return self
+
+    @property
+    def revision(self) -> int:
+        """The device's protocol revision as it announced it (1 when it said nothing)."""
+        if isinstance(self.link, HttpLink):
+            rev = self.link.info.get("rev", 1)
+            return rev if isinstance(rev, int) else 1
+        return self.found_revision
+
+    async def open(
+        self, bundle: list[tuple[MessageType, dict[str, Any]]] | None = None
+    ) -> list[tuple[MessageType, dict[str, Any]]]:
+        """Open the session (now, if not open yet), sending ``bundle`` with the proof."""
+        assert self.session is not None and self.link is not None
+        if self.session.channel is not None:
+            return []
+        try:
+            self.progress("session", {})
+            answers = await self.session.open(self.setup_code, bundle or ())
+            self.clock.mark("session")
+            return answers
+        except BaseException:
+            await self.link.__aexit__(None, None, None)
+            self.link = None
+            raise
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self.link is None:
@@ -157,25 +188,36 @@ class Provisioner:
         assert self.session is not None
         events: list[dict[str, Any]] = []
         self.progress("credentials", {})
-        await self.session.call(
-            MessageType.SET_CREDENTIALS,
-            {
-                "ssid_hex": ssid.hex(),
-                "hidden": hidden,
-                "passphrase": passphrase.reveal() if passphrase else None,
-            },
-        )
-        if activation is not None:
-            await self.session.call(
-                MessageType.SET_ACTIVATION,
+        requests: list[tuple[MessageType, dict[str, Any]]] = [
+            (
+                MessageType.SET_CREDENTIALS,
                 {
-                    k: v.reveal() if isinstance(v, Secret) else v
-                    for k, v in activation.items()
-                    if v is not None
+                    "ssid_hex": ssid.hex(),
+                    "hidden": hidden,
+                    "passphrase": passphrase.reveal() if passphrase else None,
                 },
             )
-        self.clock.mark("credentials")
-        await self.session.call(MessageType.CONNECT, {})
+        ]
+        if activation is not None:
+            requests.append(
+                (
+                    MessageType.SET_ACTIVATION,
+                    {
+                        k: v.reveal() if isinstance(v, Secret) else v
+                        for k, v in activation.items()
+                        if v is not None
+                    },
+                )
+            )
+        requests.append((MessageType.CONNECT, {}))
+        if self.session.channel is None:  # the proof bundle: everything in one message
+            await self.open(requests)
+            self.clock.mark("credentials")
+        else:
+            for request, body in requests:
+                if request is MessageType.CONNECT:
+                    self.clock.mark("credentials")
+                await self.session.call(request, body)
         final = await _follow(self.session, self.clock, events, self.progress, outcome_timeout)
         outcome = {
             "state": final["state"],
@@ -280,7 +322,7 @@ async def provision(
     ``retries``: further (ssid, passphrase, hidden) to try in the same session after a failure.
     With retries the result has ``attempts`` (each attempt's outcome), the last one on top.
     """
-    prov = Provisioner(profile, target, setup_code, on_progress=on_progress)
+    prov = Provisioner(profile, target, setup_code, on_progress=on_progress, bundle=True)
     attempts: list[dict[str, Any]] = []
     try:
         async with prov:

@@ -300,6 +300,7 @@ class Routes:
         return json_response(
             {
                 "v": self.profile.protocol_version,
+                "rev": self.profile.protocol_revision,
                 "id": self.port.identity.device_id,
                 "max_msg": self.profile.framing.max_message_length,
                 "caps": ["pake-srp6a", "aes-256-gcm", "scan", "hidden-ssid", "portal"],

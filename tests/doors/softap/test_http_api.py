@@ -202,7 +202,7 @@ async def test_whole_flow_over_http_ends_online(make_stack: StackFactory,
     assert result["code"] == 0 and result["message"] == profile.code(Code.OK).user_message
     phases = [e["phase"] for e in result["events"]]
     assert phases.index("joining") < phases.index("dhcp") < phases.index("online"), phases
-    assert result["gatt_round_trips"] == 4  # PAKE_START, PAKE_PROOF, SET_CREDENTIALS, CONNECT
+    assert result["gatt_round_trips"] == 2  # PAKE_START; PAKE_PROOF + SET_CREDENTIALS + CONNECT
     assert result["device"]["transport"] == "softap" and result["device"]["url"] == stack.url
     assert result["device"]["name"] == stack.door.ap_config.ssid
     assert all(result["timings_ms"][k] is not None for k in ("connect", "session", "credentials",
