@@ -211,6 +211,19 @@ async def test_whole_flow_over_http_ends_online(make_stack: StackFactory,
     assert stack.store.credentials().ssid == HOME.ssid
 
 
+async def test_a_revision_1_device_gets_the_four_step_flow(make_stack: StackFactory,
+                                                            profile: Profile) -> None:
+    """A device that announces revision 1 never sees a proof bundle: the client sends M1
+    alone, then SET_CREDENTIALS and CONNECT, one round trip each."""
+    old = replace(profile, protocol_revision=1)
+    stack = await make_stack(profile=old)
+    result = await provision(profile, Target(softap_url=stack.url),
+                             setup_code=Secret(SETUP_CODE), ssid=HOME.ssid,
+                             passphrase=Secret(HOME_PASSPHRASE), outcome_timeout=WAIT)
+    assert (result["state"], result["code_name"]) == ("online", "OK"), result
+    assert result["gatt_round_trips"] == 4
+
+
 async def test_wrong_passphrase_then_right_one_in_the_same_session(make_stack: StackFactory,
                                                                    profile: Profile) -> None:
     stack = await make_stack()
