@@ -83,11 +83,11 @@ class ServedDevice:
 
 
 async def serve_device(
-    stack: AsyncExitStack, opts: DaemonOptions, profile: Profile
+    stack: AsyncExitStack, opts: DaemonOptions, profile: Profile, *, durability: str = "full"
 ) -> ServedDevice:
     """Open the device in ``opts.state_dir`` inside ``stack``: its stack, its doors, its control
     socket (and watch page). ``device-sim run`` serves one; ``device-sim fleet`` many in one
-    event loop.
+    event loop. ``durability``: the store's (:class:`~device_sim.core.store.DeviceStore`).
 
     Raises ConfigError, StoreError, TransportError.
     """
@@ -100,6 +100,7 @@ async def serve_device(
         idle_timeout_s=opts.timeouts.idle_s,
         activator=lambda identity: _activator(opts, identity),
         fault=os.environ.get("DEVICE_SIM_FAULT"),
+        durability=durability,
     )
     doors = await open_doors(
         stack,

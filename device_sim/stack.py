@@ -69,13 +69,14 @@ async def open_device(
     fault: str | None = None,
     event_log: bool = True,
     subscribers: Sequence[Callable[[DiagnosticEvent], None]] = (),
+    durability: str = "full",
 ) -> DeviceStack:
     """Open the device in ``state_dir`` (its identity must exist). ``backend`` makes the network
     backend from the store (NetworkManager keeps a ledger in it).
 
     Raises ConfigError (no identity), StoreError, and what the backend raises on entry.
     """
-    store = stack.enter_context(DeviceStore(state_dir))
+    store = stack.enter_context(DeviceStore(state_dir, durability=durability))
     store.harden()
     identity = store.identity()
     if identity is None:

@@ -1,7 +1,12 @@
 """DeviceStore: the device's durable state in one SQLite file.
 
-Every onboarding transition is one ``BEGIN IMMEDIATE ... COMMIT`` transaction (WAL journal,
-``synchronous=FULL``), so a daemon killed at any instant restarts into the last committed state.
+Every onboarding transition is one ``BEGIN IMMEDIATE ... COMMIT`` transaction in WAL mode, so a
+daemon killed at any instant restarts into the last committed state: a commit is in the WAL
+before it returns. Durability is chosen per use (``durability``): ``full`` (the default, every
+device and ``device-sim run``) also fsyncs the WAL at each commit, so a device that loses power
+keeps what it committed, credentials included; ``normal`` (``device-sim fleet``: emulated
+devices on one host, where a power cut takes the whole fleet) leaves the fsync to checkpoints: a
+killed process still loses nothing committed, only a crash of the host's kernel could.
 The store keeps the identity (device id, SRP salt and verifier: never the setup code), the
 onboarding record (state, code, Wi-Fi credentials) and the setup-code failure counter that drives
 the backoff. The file is created with mode 0600: it holds the Wi-Fi passphrase, as
@@ -157,7 +162,12 @@ class DeviceStore:
 
     FILENAME = "device.sqlite3"
 
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+    DURABILITY = ("full", "normal")  # SQLite's synchronous= in WAL mode (see the module doc)
+
+    def __init__(self, state_dir: str | os.PathLike[str], *, durability: str = "full") -> None:
+        if durability not in self.DURABILITY:
+            raise ValueError(f"durability: full or normal, not {durability!r}")
+        self.durability = durability
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / self.FILENAME
         self._db: sqlite3.Connection | None = None
@@ -176,7 +186,7 @@ class DeviceStore:
             os.close(fd)
             db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA synchronous={self.durability.upper()}")
             # Deleted secrets are overwritten, not left in free pages (see forget_secrets()).
             db.execute("PRAGMA secure_delete=ON")
             db.executescript(_SCHEMA)

@@ -112,7 +112,10 @@ class FleetHost:
             async with gate:
                 own = AsyncExitStack()
                 try:
-                    served = await serve_device(own, self._options(member, adapter), profile)
+                    # A killed fleet loses nothing committed; fsyncs are left to checkpoints.
+                    served = await serve_device(
+                        own, self._options(member, adapter), profile, durability="normal"
+                    )
                 except BaseException as exc:
                     await own.aclose()
                     if isinstance(exc, DeviceSimError | OSError):

@@ -49,15 +49,19 @@ def test_transitions_keep_replace_and_clear_credentials(tmp_path: Path) -> None:
         assert store.credentials() is None and store.record().attempt == 0
 
 
-def test_committed_state_survives_a_killed_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durability, synchronous", [("full", 2), ("normal", 1)])
+def test_committed_state_survives_a_killed_process(tmp_path: Path, durability: str,
+                                                   synchronous: int) -> None:
     # A child commits a transition, then is SIGKILLed mid-way through nothing: the file, read
-    # by this process, holds exactly what was committed.
+    # by this process, holds exactly what was committed, with either durability (normal, the
+    # fleet's, leaves only the fsync to checkpoints).
     code = (
         "import os, signal, sys\n"
         "from device_sim.core.store import DeviceStore, Credentials\n"
         "from device_sim.codes import State\n"
         "from device_sim.security.secret import Secret\n"
-        "s = DeviceStore(sys.argv[1]); s.open()\n"
+        f"s = DeviceStore(sys.argv[1], durability={durability!r}); s.open()\n"
+        f"assert s.db.execute('PRAGMA synchronous').fetchone()[0] == {synchronous}\n"
         "s.transition(State.CREDENTIALS_RECEIVED, credentials=Credentials(b'n', Secret('12345678'), False))\n"
         "s.transition(State.JOINING, new_attempt=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n")
@@ -66,6 +70,11 @@ def test_committed_state_survives_a_killed_process(tmp_path: Path) -> None:
     with DeviceStore(tmp_path) as store:
         record = store.record()
         assert record.state is State.JOINING and record.attempt == 1 and record.ssid == b"n"
+
+
+def test_an_unknown_durability_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="full or normal"):
+        DeviceStore(tmp_path, durability="off")
 
 
 def test_auth_failures_count_and_reset(tmp_path: Path) -> None:

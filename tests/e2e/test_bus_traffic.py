@@ -2,12 +2,15 @@
 
 BlueZoo confirmed every relayed value, notifications included, with a ``Confirm`` call the
 peripheral answers with an error (interop quirk 8, device_sim/virtual/bluezoo_launch.py); BlueZ
-confirms indications only. The launcher's fix is checked here on the wire.
+confirms indications only. The device notifies only characteristics a phone subscribed to, and
+does not re-register its advertisement while a phone is connected. All checked on the wire.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+from collections import Counter
 
 import pytest
 
@@ -40,3 +43,13 @@ async def test_an_onboarding_sends_no_confirm_for_notifications(device, setup_co
     assert captured.count(b"member=PropertiesChanged") >= 10
     # ... and none was followed by a Confirm (the characteristics only notify).
     assert b"member=Confirm" not in captured
+    # The device's own GATT objects (not BlueZ's /org/bluez/hciN/...) changed a value only on
+    # the one characteristic the phone subscribed to (its responses).
+    changed = Counter(re.findall(
+        r"path=(/org/bluez/(?!hci)\S+); interface=org.freedesktop.DBus.Properties; "
+        r"member=PropertiesChanged\n   string \"org.bluez.GattCharacteristic1\"",
+        captured.decode(errors="replace")))
+    assert len(changed) == 1, changed
+    # The advertisement was left alone while the phone was connected (at most one refresh,
+    # after it left).
+    assert captured.count(b"member=RegisterAdvertisement") <= 1

@@ -132,6 +132,8 @@ class BleHost(Door):
         self._adv_task: asyncio.Task[None] | None = None
         self._watcher = ConnectionWatcher(adapter, self._on_connections)
         self._connected: frozenset[str] = frozenset()
+        self._no_phone = asyncio.Event()  # no phone connected: the advertisement may change
+        self._no_phone.set()
         self._adv_index = 0
         self.on_bluezoo = False
 
@@ -310,9 +312,12 @@ class BleHost(Door):
             server.bus.unexport(adv.path)
 
     async def _refresh_advertising(self) -> None:
-        """Re-register the advertisements when asked (BlueZ reads them once)."""
+        """Re-register the advertisements when asked (BlueZ reads them once), but not while a
+        phone is connected: that phone reads the state characteristic, and the advertisement
+        is brought up to date once the last phone has gone."""
         while True:
             await self._adv_dirty.wait()
+            await self._no_phone.wait()
             self._adv_dirty.clear()
             if self._server is None:
                 return
@@ -351,8 +356,12 @@ class BleHost(Door):
         characteristic = server.get_characteristic(uuid)
         if characteristic is None:
             return
-        characteristic.value = bytearray(value)
-        server.update_value(self._char_service[uuid], uuid)
+        characteristic.value = bytearray(value)  # what a read returns from now on
+        # A notification only to a characteristic somebody subscribed to: bless would signal
+        # every change on the bus (24 of a native onboarding's 41 went nowhere).
+        subscribed = {str(u).lower() for u in server.app.subscribed_characteristics}
+        if uuid in subscribed:
+            server.update_value(self._char_service[uuid], uuid)
 
     async def _pump_outbox(self) -> None:
         """One writer for all notifications, so fragments leave in order."""
@@ -362,6 +371,10 @@ class BleHost(Door):
 
     def _on_connections(self, connected: frozenset[str]) -> None:
         gone, self._connected = self._connected - connected, connected
+        if connected:
+            self._no_phone.clear()
+        else:
+            self._no_phone.set()
         for personality in self.personalities:
             personality.on_connections(connected, gone)
 
