@@ -89,7 +89,10 @@ def _add_credentials(p: argparse.ArgumentParser, required: bool) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
+    """The command line. ``daemon_only``: without the commands whose parsers load the test
+    harness, the cloud emulator and the factory (D-Bus and HTTP libraries): the daemon
+    (``device-sim run``) then starts with only what it serves."""
     parser = Parser(prog="device-sim", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("--version", action="version", version=f"device-sim {_version()}")
@@ -302,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="command arguments; VALUE is read as JSON if it parses, else as text",
     )
 
+    if daemon_only:
+        return parser
     from .fleet.cli import add_parser as add_fleet_parser
 
     add_fleet_parser(sub)
@@ -347,7 +352,8 @@ def _say(text: str) -> None:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    args = build_parser(daemon_only=words[:1] == ["run"]).parse_args(argv)
     _setup_logging(args.verbose, args.command)
     try:
         if args.command == "virtual-ble":

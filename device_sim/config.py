@@ -28,7 +28,7 @@ from .core.options import CloudOptions, TimeoutOptions
 from .document import check_document, parse_errors
 from .doors import registry
 from .doors.ble.options import BleOptions
-from .doors.softap.door import SoftApOptions
+from .doors.softap.options import SoftApOptions
 from .doors.supervisor import DoorOptions
 from .errors import ConfigError
 from .network.options import NetworkOptions

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from .codes import Code
 from .config import DaemonOptions
 from .control import ControlServer
-from .core.activation import ActivationConfig, CloudActivator
 from .core.engine import OnboardingEngine, Timeouts
 from .core.events import EventPhase
 from .core.store import DeviceStore, Identity
@@ -36,6 +35,7 @@ from .profile import Profile, load_profile
 from .stack import DeviceStack, Doors, open_device, open_doors
 
 if TYPE_CHECKING:
+    from .core.activation import CloudActivator
     from .doors.personality import DeviceSide
 
 LOG = logging.getLogger(__name__)
@@ -180,6 +180,8 @@ def _activator(opts: DaemonOptions, identity: Identity) -> CloudActivator | None
     cloud = opts.cloud
     if not cloud.activation:
         return None
+    from .core.activation import ActivationConfig, CloudActivator  # its HTTP client: aiohttp
+
     if not cloud.url:
         raise ConfigError("--cloud-url", "activation needs the cloud's URL")
     return CloudActivator(

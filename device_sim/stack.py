@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .core.activation import CloudActivator
 from .core.engine import OnboardingEngine, Timeouts
 from .core.events import DiagnosticEvent, EventBus, JsonlLog
 from .core.store import DeviceStore, Identity
 from .doors import registry
 from .doors.personality import DeviceContext
-from .doors.softap.door import SoftApDoor, SoftApOptions
+from .doors.softap.options import SoftApOptions
 from .doors.supervisor import DoorOptions, DoorSupervisor
 from .errors import ConfigError
 from .network.base import NetworkBackend
@@ -31,6 +30,7 @@ from .session.port import DoorPort
 from .session.service import ProvisioningService
 
 if TYPE_CHECKING:
+    from .core.activation import CloudActivator
     from .doors.ble.options import BleOptions
     from .doors.personality import DeviceSide
 
@@ -151,16 +151,21 @@ async def open_doors(
 
         return BleHost(device.local_name, sides, adapter=ble.adapter, notify_size=ble.notify_size)
 
-    supervisor = DoorSupervisor(
-        doors.policy,
-        device.port("supervisor"),
-        ble=make_ble,
-        softap=lambda: SoftApDoor(
+    def make_softap() -> Any:
+        from .doors.softap.door import SoftApDoor  # aiohttp loads only when a SoftAP door opens
+
+        return SoftApDoor(
             device.port("softap"),
             softap,
             doors_status=doors_status,
             routes=[route for side in sides for route in side.http_routes()],
-        ),
+        )
+
+    supervisor = DoorSupervisor(
+        doors.policy,
+        device.port("supervisor"),
+        ble=make_ble,
+        softap=make_softap,
         window_s=doors.softap_window_s,
     )
     await stack.enter_async_context(supervisor)

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..codes import Code
 from ..errors import DeviceSimError, OnboardingError
@@ -30,7 +30,9 @@ from ..lifecycle import Component
 from ..options import opt
 from ..session.port import DiagnosticEvent, DoorPort, EventPhase
 from .base import Door
-from .softap.door import SoftApDoor
+
+if TYPE_CHECKING:
+    from .softap.door import SoftApDoor
 
 LOG = logging.getLogger(__name__)
 

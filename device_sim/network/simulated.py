@@ -25,13 +25,10 @@ import tempfile
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from ..codes import Code
 from ..errors import ConfigError, NetworkError
-from ..pki import CertificateAuthority  # re-exported: tests make their own cloud CAs with it
 from .base import (
     AccessPoint,
     AccessPointConfig,
@@ -43,9 +40,25 @@ from .base import (
     Security,
     validate_credentials,
 )
-from .checks import Resolver, check_captive_portal, check_dns, check_internet, check_tls
 from .faults import DEFAULT_PORTAL_URL, MAX_FAULTS, Fault
 from .scenario import RESULTS, Scenario, ScenarioAccessPoint, Step, load_scenario
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ..pki import CertificateAuthority
+    from .checks import Resolver
+
+
+def __getattr__(name: str) -> object:
+    """``CertificateAuthority`` stays importable from here (tests make their own cloud CAs
+    with it) without loading X.509 code into every device."""
+    if name == "CertificateAuthority":
+        from ..pki import CertificateAuthority
+
+        return CertificateAuthority
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CLOUD_HOST",
@@ -214,32 +227,42 @@ class SimulatedBackend(NetworkBackend):
 
     # -- lifecycle
     async def start(self) -> None:
+        """Ready to join. The world's cloud CA and its servers (the probe, the refusing ports,
+        the cloud's TLS) are made at their first use, so an idle device makes no certificate
+        and loads no HTTP server."""
         if self._stack is not None:
             return
         async with AsyncExitStack() as stack:
             stack.callback(self._reset_ports)
-            self._cloud_ca = CertificateAuthority("device-sim cloud CA")
-            app = web.Application()
-            app.router.add_get(PROBE_PATH, self._serve_probe)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            # The probe and the cloud on IPv4 and IPv6 loopback: an IPv6-only network's checks
-            # really go over IPv6 (its NAT64 reaching the IPv4 cloud is loopback here).
-            for family, host in LOOPBACK.items():
-                await web.TCPSite(runner, host, 0).start()
-                (address,) = [a for a in runner.addresses if a[0] == host]
-                self._probe_ports[family] = int(address[1])
-                # Bound but never listening: connections to it are refused ("no internet").
-                refusing = socket.socket(
-                    socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM
-                )
-                stack.callback(refusing.close)
-                refusing.bind((host, 0))
-                self._refusing_ports[family] = int(refusing.getsockname()[1])
-            self._device_ssl = client_ssl_context(self._cloud_ca.cert_pem)
             self._stack = stack.pop_all()
-        log.debug("%s started: probe ports %s", self.name, self._probe_ports)
+
+    async def _serve_world(self) -> None:
+        """The probe on IPv4 and IPv6 loopback and a refusing port each, once."""
+        if self._probe_ports:
+            return
+        from aiohttp import web
+
+        stack = self._stack
+        assert stack is not None
+        app = web.Application()
+        app.router.add_get(PROBE_PATH, self._serve_probe)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        # The probe and the cloud on IPv4 and IPv6 loopback: an IPv6-only network's checks
+        # really go over IPv6 (its NAT64 reaching the IPv4 cloud is loopback here).
+        for family, host in LOOPBACK.items():
+            await web.TCPSite(runner, host, 0).start()
+            (address,) = [a for a in runner.addresses if a[0] == host]
+            self._probe_ports[family] = int(address[1])
+            # Bound but never listening: connections to it are refused ("no internet").
+            refusing = socket.socket(
+                socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM
+            )
+            stack.callback(refusing.close)
+            refusing.bind((host, 0))
+            self._refusing_ports[family] = int(refusing.getsockname()[1])
+        log.debug("%s serving: probe ports %s", self.name, self._probe_ports)
 
     async def stop(self) -> None:
         stack, self._stack = self._stack, None
@@ -264,7 +287,8 @@ class SimulatedBackend(NetworkBackend):
         assert stack is not None
         now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=shift_s)
         if result == "untrusted":
-            cert = CertificateAuthority("device-sim interceptor CA").issue(CLOUD_HOST, now=now)
+            interceptor = type(ca)("device-sim interceptor CA")
+            cert = interceptor.issue(CLOUD_HOST, now=now)
         elif result == "hostname_mismatch":
             cert = ca.issue(MISMATCH_HOST, now=now)
         else:
@@ -281,15 +305,23 @@ class SimulatedBackend(NetworkBackend):
         return self._tls_servers[key]
 
     def _started(self) -> CertificateAuthority:
-        if self._stack is None or self._cloud_ca is None:
+        """The world's cloud CA, made at its first use (an idle device makes none)."""
+        if self._stack is None:
             raise NetworkError(
                 Code.INTERNAL_ERROR,
                 "the simulated backend is not started (use 'async with backend:')",
             )
+        if self._cloud_ca is None:
+            from ..pki import CertificateAuthority
+
+            self._cloud_ca = CertificateAuthority("device-sim cloud CA")
+            self._device_ssl = client_ssl_context(self._cloud_ca.cert_pem)
         return self._cloud_ca
 
     # -- servers
     async def _serve_probe(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # loaded already: this server runs on it
+
         if self._portal_url:
             return web.Response(status=302, headers={"Location": self._portal_url})
         return web.Response(status=204)
@@ -529,8 +561,11 @@ class SimulatedBackend(NetworkBackend):
         )
 
     async def verify(self, *, on_phase: PhaseCallback | None = None) -> None:
+        from .checks import check_captive_portal, check_dns, check_internet, check_tls
+
         async with self._lock:
             self._started()
+            await self._serve_world()
             assert self._device_ssl is not None
             sap, attempt = self._connected, self._attempt
             if sap is None or attempt is None:

@@ -32,10 +32,6 @@ import hmac
 from typing import Any, Final, Literal
 
 import srp
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..codes import Code, MessageType
 from ..errors import ProtocolError, SessionError
@@ -277,6 +273,10 @@ class ClientHandshake:
 
 
 def _derive_key(session_key: bytes, salt: bytes, direction: str) -> bytes:
+    # cryptography loads with the first session, not with the daemon (7 MB of an idle one).
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     hkdf = HKDF(algorithm=hashes.SHA256(), length=_KEY_LENGTH, salt=salt, info=_INFO[direction])
     return hkdf.derive(session_key)
 
@@ -307,6 +307,8 @@ class SecureChannel:
         if len(A) != N_BYTES or len(B) != N_BYTES:
             raise ValueError(f"A and B must be the {N_BYTES}-byte wire encodings")
         salt = bytes(A) + bytes(B)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         keys = {d: AESGCM(_derive_key(bytes(session_key), salt, d)) for d in ("c2d", "d2c")}
         send, recv = ("d2c", "c2d") if role == "device" else ("c2d", "d2c")
         self._role: Role = role
@@ -377,6 +379,8 @@ class SecureChannel:
         expected = self._recv_counter + 1
         if counter != expected:
             raise SessionError(Code.REPLAYED_MESSAGE, f"expected counter {expected}, got {counter}")
+        from cryptography.exceptions import InvalidTag
+
         try:
             plain = self._recv_aead.decrypt(
                 self._recv_prefix + ctr, data[1 + COUNTER_LENGTH :], _SECURE + ctr

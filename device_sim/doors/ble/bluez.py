@@ -12,9 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bless.backends.bluezdbus.dbus.advertisement import BlueZLEAdvertisement, Type
-from dbus_fast import BusType, Message, MessageType
-from dbus_fast.aio import MessageBus
-from dbus_next.constants import PropertyAccess
+from dbus_next.constants import MessageType, PropertyAccess
+from dbus_next.message import Message
 from dbus_next.service import ServiceInterface, dbus_property
 from dbus_next.signature import Variant
 
@@ -141,7 +140,8 @@ async def is_bluezoo(bus: Any) -> bool:
 
 
 class ConnectionWatcher:
-    """Follows org.bluez.Device1 ``Connected`` under one adapter via dbus-fast.
+    """Follows org.bluez.Device1 ``Connected`` under one adapter, on the daemon's one D-Bus
+    connection (bless's, dbus-next): no second connection, no second D-Bus library.
 
     Calls ``on_change(connected_paths)`` whenever the set of connected devices changes.
     """
@@ -150,12 +150,13 @@ class ConnectionWatcher:
         self.prefix = f"/org/bluez/{adapter}/"
         self.on_change = on_change
         self.connected: set[str] = set()
-        self._bus: MessageBus | None = None
+        self._bus: Any = None
 
-    async def start(self) -> None:
-        self._bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-        self._bus.add_message_handler(self._on_message)
-        await self._bus.call(
+    async def start(self, bus: Any) -> None:
+        """Watch on ``bus`` (a connected dbus-next MessageBus the caller owns)."""
+        self._bus = bus
+        bus.add_message_handler(self._on_message)
+        await bus.call(
             Message(
                 destination="org.freedesktop.DBus",
                 path="/org/freedesktop/DBus",
@@ -168,7 +169,7 @@ class ConnectionWatcher:
                 ],
             )
         )
-        reply = await self._bus.call(
+        reply = await bus.call(
             Message(
                 destination=BLUEZ,
                 path="/",
@@ -187,11 +188,10 @@ class ConnectionWatcher:
                 ):
                     self.connected.add(path)
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         bus, self._bus = self._bus, None
         if bus is not None:
-            bus.disconnect()
-            await bus.wait_for_disconnect()
+            bus.remove_message_handler(self._on_message)
 
     def _on_message(self, msg: Message) -> None:
         if (

@@ -206,7 +206,7 @@ class BleHost(Door):
             server.bus.export(server.app.path, server.app)
             await server.app.register(server.adapter)
             await self._register_advertisements()
-            await self._watcher.start()
+            await self._watcher.start(server.bus)
         except Exception as exc:
             await self.stop()
             raise TransportError(f"advertising on {self.adapter} failed: {exc}") from exc
@@ -222,7 +222,7 @@ class BleHost(Door):
         )
 
     async def stop(self) -> None:
-        await self._watcher.stop()
+        self._watcher.stop()
         for personality in self.personalities:
             await personality.stop()
         for task in (self._pump, self._adv_task):

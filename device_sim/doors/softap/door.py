@@ -22,15 +22,12 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from ...codes import Code, State
 from ...errors import OnboardingError, TransportError
-from ...options import IFNAME, HostPort, opt
 from ...profile import Profile
 from ...ratelimit import LimitedLog
 from ...security.ap_credentials import wifi_qr_string
@@ -38,67 +35,12 @@ from ...security.secret import Secret
 from ...session.port import AccessPoint, AccessPointConfig, DiagnosticEvent, DoorPort, EventPhase
 from ..base import Door
 from ..personality import HttpRoute
+from .options import SoftApOptions
 from .routes import Routes
 from .server import JsonErrorRunner
 from .sessions import HttpClients
 
 LOG = logging.getLogger(__name__)
-CAPTIVE_MODES = ("app", "portal")
-
-
-@dataclass(frozen=True)
-class SoftApOptions:
-    """Where and how the door serves (the config file's ``[softap]`` section). Port 0 picks a
-    free port once and keeps it."""
-
-    listen: HostPort = opt(
-        HostPort("127.0.0.1", 8380),
-        "the device's address on its AP (port 0: any free port)",
-        flag="--softap-listen",
-    )
-    lan: HostPort = opt(
-        HostPort("127.0.0.1", 8381),
-        "where the outcome is served on the home network after a SoftAP join",
-        flag="--softap-lan",
-    )
-    lan_announce: str | None = opt(
-        None,
-        "the host name phones are told for the LAN listener (e.g. the Pi's mDNS name "
-        "raspberrypi.local; default: the --softap-lan host)",
-        flag="--softap-lan-announce",
-        metavar="HOST",
-    )
-    captive_mode: str = opt(
-        "app",
-        "app: answer OS probes as online; portal: redirect them to the page",
-        flag="--captive-mode",
-        choices=CAPTIVE_MODES,
-    )
-    open: bool = opt(False, "run the AP without WPA2 (bench only; logged loudly)")
-    concurrent: bool = opt(
-        False,
-        "keep the AP up while the device joins, until the phone that started the join has "
-        "its outcome (AP and station at once, as an ESP32 in APSTA mode; the simulated radio "
-        "can, the NetworkManager backend cannot)",
-    )
-    dnsmasq: str | None = opt(
-        None,
-        "run dnsmasq on this interface while the AP is up (DHCP with option 114, every DNS "
-        "name -> the device)",
-        pattern=IFNAME,
-        what="an interface name",
-        metavar="IFACE",
-    )
-    state_dir: Path | None = None  # dnsmasq's files go here (the daemon's state directory)
-    shutdown_grace_s: float = 2.0  # in-flight answers delivered before a listener closes
-
-    @property
-    def listen_host(self) -> str:
-        return self.listen.host
-
-    @property
-    def lan_host(self) -> str:
-        return self.lan.host
 
 
 class _Listener:
