@@ -104,11 +104,11 @@ class CloudActivator:
                 cafile=str(self.config.ca_file) if self.config.ca_file else None
             )
             if self.cert.exists() and self.key.exists():
-                ctx.load_cert_chain(str(self._client_chain()), str(self.key))
+                ctx.load_cert_chain(str(self.client_chain()), str(self.key))
             self._context = ctx
         return self._context
 
-    def _client_chain(self) -> Path:
+    def client_chain(self) -> Path:
         """The leaf and its issuing CA in one file, so the cloud can build the path to the
         factory root (ssl loads a certificate chain only from a file)."""
         if not self.chain.exists():

@@ -72,10 +72,11 @@ async def test_a_softap_fleet_onboards_together(tmp_path: Path) -> None:
 
 
 @pytest.mark.ble
-@pytest.mark.asyncio(loop_scope="session")  # bleak keeps one bus connection per event loop
 async def test_a_ble_fleet_of_twelve_onboards(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Twelve devices: hci1 and hci10-hci12 exist side by side, which bless alone confuses."""
+    """Twelve devices: hci1 and hci10-hci12 exist side by side, which bless alone confuses.
+    The phones are another process (bleak keeps one bus connection per event loop, which a
+    test's loop must not inherit from another test's bus)."""
     monkeypatch.delenv(BUS_ENV, raising=False)  # the fleet starts its own bus
     async with AsyncExitStack() as stack:
         host = FleetHost(fleet_of(12, "ble"), tmp_path / "fleet", base_options(), phones=4)
@@ -83,11 +84,16 @@ async def test_a_ble_fleet_of_twelve_onboards(tmp_path: Path,
         assert len(ready["phones"]) == 4
         index = read_index(tmp_path / "fleet")
         assert len({d["adapter"] for d in index["devices"]}) == 12
-        done = await asyncio.wait_for(
-            provision_fleet(load_profile(), tmp_path / "fleet", timeout=30), WAIT)
+        phones = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "device_sim", "client", "provision", "--fleet",
+            str(tmp_path / "fleet"), "--json", "--timeout", "30",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(phones.communicate(), WAIT)
+        done = json.loads(out)
         assert done["summary"]["online"] == 12, [
             (d["name"], d["code_name"], d["detail"]) for d in done["devices"]
             if d["state"] != "online"]
+        assert phones.returncode == 0, err.decode()[-800:]
 
 
 def test_the_command_line_fleet(tmp_path: Path) -> None:
