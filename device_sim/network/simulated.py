@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
@@ -739,4 +740,11 @@ def _passphrase_matches(ap: AccessPoint, expected: str | None, given: str | None
         return False
     if ap.security is Security.WPA3_SAE:  # SAE uses the password itself; a raw PSK cannot work
         return hmac.compare_digest(expected.encode(), given.encode())
-    return hmac.compare_digest(_psk(expected, ap.ssid), _psk(given, ap.ssid))
+    return hmac.compare_digest(_world_psk(expected, ap.ssid), _psk(given, ap.ssid))
+
+
+@functools.lru_cache(maxsize=256)
+def _world_psk(secret: str, ssid: bytes) -> bytes:
+    """The world's own AP key, derived once per process (a fleet's devices share their worlds'
+    networks); the phone's passphrase is derived on every attempt and never kept."""
+    return _psk(secret, ssid)

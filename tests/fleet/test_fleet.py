@@ -118,6 +118,14 @@ def test_the_command_line_fleet(tmp_path: Path) -> None:
         states = json.loads(ctl.stdout)
         assert sorted(states) == ["dev-0001", "dev-0002", "dev-0003"]
         assert {s["state"] for s in states.values()} == {"online"}
+        # watch follows every device of the fleet (ROOT), each line naming its device.
+        watch = subprocess.run(
+            [sys.executable, "-m", "device_sim", "watch", "--state-dir", str(root), "--json",
+             "--until-outcome", "--timeout", "30", "--last", "3"],
+            capture_output=True, text=True, timeout=60, env=env)
+        assert watch.returncode == 0, watch.stderr  # every device's outcome: online
+        named = {json.loads(line).get("device") for line in watch.stdout.splitlines()}
+        assert named == {"dev-0001", "dev-0002", "dev-0003"}
         one = subprocess.run(
             [sys.executable, "-m", "device_sim", "ctl", "--fleet", str(root), "--device",
              "dev-0009", "status"], capture_output=True, text=True, timeout=60, env=env)
