@@ -192,6 +192,13 @@ class ControlServer(Component):
                 await self._send(writer, await self._answer(line))
         except (ConnectionError, TimeoutError):
             log.debug("control client went away")
+        except asyncio.CancelledError:
+            if self._open:
+                raise
+            # stop() ends the connection (a watcher's stream). The handler ends normally: on
+            # Python 3.11 asyncio's streams ask a cancelled handler task for its exception
+            # and log the CancelledError that raises as an error with a traceback.
+            log.debug("control client dropped: the daemon is stopping")
         finally:
             self._clients.discard(task)
             writer.close()
