@@ -61,7 +61,7 @@ def percentile(values: list[float], q: float) -> float:
 async def onboard_once(profile: Any, target: Target, code: Secret, creds: Any, i: int
                        ) -> dict[str, Any]:
     """One onboarding; its result with ``connect_to_online`` in ms (whatever its outcome)."""
-    async with Provisioner(profile, target, code) as prov:
+    async with Provisioner(profile, target, code, bundle=True) as prov:  # 2 round trips (rev 2)
         out = await prov.attempt(creds.ssid, Secret(creds.passphrase or ""),
                                  hidden=creds.hidden, outcome_timeout=60)
         result = prov.result(out)
