@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import device_sim
 
+from ..document import read_mapping
 from ..errors import ConfigError
 from ..network.scenario import load_scenario
 from .phone import PhoneBehaviour, parse_behaviour
@@ -52,17 +51,9 @@ def load_homes(path: Path | None = None) -> HomesModel:
     Raises ConfigError naming the bad place."""
     path = path or default_homes_path()
     where = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(where, f"cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(where, f"not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(where, "must be a mapping")
-    unknown = set(data) - {"name", "description", "seed", "homes", "phones"}
-    if unknown:
-        raise ConfigError(f"{where}: {sorted(unknown)[0]}", "unknown key")
+    data = read_mapping(
+        path, ("name", "description", "seed", "homes", "phones"), "name, seed, homes, phones"
+    )
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{where}: seed", "a whole number >= 0")

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..document import read_mapping
 from ..doors import registry
 from ..errors import ConfigError
 from ..network.scenario import load_scenario
@@ -97,17 +96,11 @@ def fleet_of(
 def load_fleet(path: Path) -> Fleet:
     """Read and check a fleet file. Raises ConfigError naming the bad place."""
     where = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(where, f"cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(where, f"not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(where, "a fleet file is a mapping (name, transport, seed, groups)")
-    unknown = set(data) - {"name", "description", "transport", "seed", "groups"}
-    if unknown:
-        raise ConfigError(f"{where}: {sorted(map(str, unknown))[0]}", "unknown key")
+    data = read_mapping(
+        path,
+        ("name", "description", "transport", "seed", "groups"),
+        "name, transport, seed, groups",
+    )
     items = data.get("groups")
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{where}: groups", "a non-empty list of {count, scenario, personality}")

@@ -46,6 +46,8 @@ groups:
     ("transport: ble\ngroups: [{count: 500}]", "", "holds 1 to"),
     ("groups: [{count: 1, colour: red}]", "groups[0].colour", "unknown key"),
     ("[1, 2]", "", "mapping"),
+    ("a: &a [*a, *a]\ngroups: [{count: 1}]", "", "nested deeper than"),  # an anchor in itself
+    ("groups: [{count: 1}\n", "", "not valid YAML"),
 ])
 def test_a_bad_fleet_file_names_its_mistake(tmp_path: Path, text: str, where: str,
                                              words: str) -> None:
