@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import itertools
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -206,12 +207,37 @@ async def run(args: argparse.Namespace) -> int:
             )
         return result
 
-    with tempfile.TemporaryDirectory(prefix="device-sim-bench-") as tmp:
-        gate = asyncio.Semaphore(args.concurrency)
-        async with Bench(
-            profile, Path(tmp), time_scale=args.time_scale, softap_window_s=args.softap_window
-        ) as bench:
-            runs = await asyncio.gather(*(one(bench, s, gate) for s in specs))
+    # SIGTERM (a CI job cancelled, `kill`) ends the bench as Ctrl-C does: every run's device
+    # and phone processes and the BlueZoo buses are stopped, none is left behind.
+    main = asyncio.current_task()
+    assert main is not None
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        main.cancel()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        with tempfile.TemporaryDirectory(prefix="device-sim-bench-") as tmp:
+            gate = asyncio.Semaphore(args.concurrency)
+            async with Bench(
+                profile, Path(tmp), time_scale=args.time_scale, softap_window_s=args.softap_window
+            ) as bench:
+                # A task group, not gather: cancelled, it waits for every run to stop its
+                # processes before the bench goes on (gather would return at once).
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(one(bench, s, gate)) for s in specs]
+                runs = [task.result() for task in tasks]
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        print("device-sim bench: terminated; every run's processes stopped", file=sys.stderr)
+        return 143  # 128 + SIGTERM
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
     seconds = time.monotonic() - t0
     summary = summarize(list(runs), kind)
     document = {

@@ -33,7 +33,7 @@ from ..doors import registry
 from ..errors import ConfigError, DeviceSimError
 from ..network.scenario import Scenario, load_scenario
 from ..profile import Profile
-from ..testing.daemon_process import DaemonProcess
+from ..testing.daemon_process import DaemonProcess, spawn
 from ..virtual.harness import VirtualBle, add_adapter
 from .phone import PhoneBehaviour
 
@@ -318,12 +318,14 @@ class Bench:
         if creds.passphrase is not None:
             secrets_env["DEVICE_SIM_PASSPHRASE"] = creds.passphrase
         with open(home / "phone.log", "wb") as log:  # noqa: ASYNC230 - the child's stderr
-            proc = await asyncio.create_subprocess_exec(
-                *argv, env=secrets_env, stdout=asyncio.subprocess.PIPE, stderr=log
-            )
+            proc = await spawn(*argv, env=secrets_env, stdout=asyncio.subprocess.PIPE, stderr=log)
         try:
             async with asyncio.timeout(self.run_cap_s):
                 out, _ = await proc.communicate()
+        except asyncio.CancelledError:  # the bench is stopping: the phone goes with it
+            proc.kill()
+            await proc.wait()
+            raise
         except TimeoutError:
             proc.kill()
             await proc.wait()

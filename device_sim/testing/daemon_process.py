@@ -9,6 +9,7 @@ it is up), stops it (SIGTERM, then SIGKILL after a bound) or kills it outright.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ class DaemonProcess:
     async def start(self, timeout: float = 30.0) -> dict[str, Any]:
         """Raises TransportError with the log's tail if the daemon exits or is not ready in time."""
         with open(self.log_path, "ab") as log:  # noqa: ASYNC230 - opened for the child
-            self.proc = await asyncio.create_subprocess_exec(
+            self.proc = await spawn(
                 sys.executable,
                 "-m",
                 "device_sim",
@@ -47,6 +48,9 @@ class DaemonProcess:
                 line = await self.proc.stdout.readline()
         except TimeoutError:
             line = b""
+        except asyncio.CancelledError:  # the caller is stopping: so is the daemon it started
+            await asyncio.shield(self.stop())
+            raise
         try:
             self.ready = json.loads(line) if line else {}
         except json.JSONDecodeError:
@@ -74,6 +78,22 @@ class DaemonProcess:
     def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
+
+
+async def spawn(*argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
+    """``asyncio.create_subprocess_exec`` that leaves no child behind when cancelled: a
+    cancellation that arrives while the child is being made waits for it, kills it, and goes
+    on."""
+    making = asyncio.ensure_future(asyncio.create_subprocess_exec(*argv, **kwargs))
+    try:
+        return await asyncio.shield(making)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            child = await making
+            if child.returncode is None:
+                child.kill()
+            await child.wait()
+        raise
 
 
 def daemon_argv(

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Callable
 import sys
+import time
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -118,3 +121,45 @@ def test_a_population_reports_its_figures(tmp_path: Path) -> None:
     suite = ET.parse(out / "junit.xml").getroot()
     assert suite.get("failures") == str(6 - len(online))
     assert "of 6 homes online within 2 minutes" in (out / "report.html").read_text()
+
+
+def _processes_under(marker: str) -> list[int]:
+    """Live processes whose command line names ``marker`` (the bench's temporary tree)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            state = next((line for line in (entry / "status").read_text().splitlines()
+                          if line.startswith("State:")), "")
+        except OSError:  # gone meanwhile
+            continue
+        if marker.encode() in cmdline and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigterm_stops_every_run_it_started(tmp_path: Path) -> None:
+    """A cancelled CI job SIGTERMs the bench: its devices, phones and BlueZoo buses stop with
+    it (they run under its temporary tree, here in tmp_path through TMPDIR)."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device_sim", "bench", "--scenarios", "slow-dhcp",
+         "--transports", "ble,softap", "--concurrency", "2", "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60  # a device and a phone for each run, running
+        while len(_processes_under(str(tmp_path))) < 4:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.1)  # a bounded poll: no event announces another process starting
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err[-1500:]
+    assert "terminated" in err and "Traceback" not in err
+    left = _processes_under(str(tmp_path))
+    assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes()[:300] for pid in left]
