@@ -6,13 +6,12 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OnboardingError
-from .output import emit
+from .output import emit, write_out
 
 
 def codes(args: argparse.Namespace) -> int:
@@ -204,12 +203,7 @@ async def ctl(args: argparse.Namespace) -> int:
         if args.out is None:
             raise ConfigError("--out", f"{args.ctl_command} makes a file: give --out FILE")
         data = base64.b64decode(result.pop("archive"))
-        try:
-            fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-        except OSError as exc:
-            raise ConfigError(str(args.out), f"cannot write: {exc.strerror or exc}") from None
+        write_out(args.out, data)
         result["written"] = str(args.out)
     if args.ctl_command == "fault" and "faults" in result:
         emit(args, result, lambda: _faults_text(result))

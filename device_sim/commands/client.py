@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from ..errors import ConfigError
-from .output import emit
+from .output import emit, write_out
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -67,12 +67,7 @@ async def run(args: argparse.Namespace) -> int:
         from ..doors.native.flow import fetch_diagnostics
 
         data = await fetch_diagnostics(profile, target, args.setup_code)
-        try:
-            fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-        except OSError as exc:
-            raise ConfigError(str(args.out), f"cannot write: {exc.strerror or exc}") from None
+        write_out(args.out, data)
         result = {"written": str(args.out), "bytes": len(data)}
         emit(args, result, lambda: f"wrote {args.out} ({len(data)} bytes)")
         return 0
