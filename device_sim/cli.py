@@ -203,6 +203,14 @@ def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the client's JSON result")
     p.add_argument("--zero-delay", action="store_true")
     p.add_argument(
+        "--time-scale",
+        type=positive_float,
+        default=1.0,
+        metavar="X",
+        help="run the world and the device's timers (timeouts, retries, the doors reopening) "
+        "X times as slow: 0.1 plays a scenario's story ten times faster (default 1)",
+    )
+    p.add_argument(
         "--retry-with-default",
         action="store_true",
         help="after a failure, try again with the scenario's right credentials",

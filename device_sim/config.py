@@ -16,6 +16,7 @@ unit (working directory ``/``) reads it the same way.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import options as opts
-from .core.options import CloudOptions, TimeoutOptions
+from .core.options import CloudOptions, ReconnectOptions, TimeoutOptions
 from .document import check_document, parse_errors
 from .doors import registry
 from .doors.ble.options import BleOptions
@@ -55,6 +56,7 @@ GROUP_TITLES = {
     "ble": "BLE (the personalities' GATT services)",
     "network": "network backend",
     "timeouts": "timeouts",
+    "reconnect": "the connected life (watching the connection, retries, saved networks)",
     "doors": "doors (BLE and the SoftAP fallback)",
     "softap": "the SoftAP door",
     "cloud": "cloud",
@@ -73,6 +75,7 @@ class DaemonOptions:
     ble: BleOptions = section(BleOptions)
     network: NetworkOptions = section(NetworkOptions)
     timeouts: TimeoutOptions = section(TimeoutOptions)
+    reconnect: ReconnectOptions = section(ReconnectOptions)
     doors: DoorOptions = section(DoorOptions)
     softap: SoftApOptions = section(SoftApOptions)
     cloud: CloudOptions = section(CloudOptions)
@@ -173,12 +176,4 @@ def _finish(
         raise ConfigError(
             f"{where}cloud.url" if where else "--cloud-url", "activation needs the cloud's URL"
         )
-    return DaemonOptions(
-        **{k: getattr(result, k) for k in ("state_dir", "profile", "ble", "network", "timeouts")},
-        doors=result.doors,
-        softap=result.softap,
-        cloud=result.cloud,
-        watch=result.watch,
-        personality_options=personal,
-        source=source,
-    )
+    return dataclasses.replace(result, personality_options=personal, source=source)

@@ -23,6 +23,7 @@ from .config import DaemonOptions
 from .control import ControlServer
 from .core.engine import OnboardingEngine, Timeouts
 from .core.events import EventPhase
+from .core.life import LifeTimers
 from .core.store import DeviceStore, Identity
 from .doors import registry
 from .doors.personality import Handler
@@ -101,6 +102,7 @@ async def serve_device(
         activator=lambda identity: _activator(opts, identity),
         fault=os.environ.get("DEVICE_SIM_FAULT"),
         durability=durability,
+        life=LifeTimers.from_options(opts.reconnect, opts.timeouts.scale),
     )
     doors = await open_doors(
         stack,
@@ -218,6 +220,9 @@ def _register_commands(
             "code": int(record.code),
             "code_name": record.code.name,
             "attempt": record.attempt,
+            "ssid_hex": record.ssid.hex() if record.ssid else None,
+            "saved_networks": [n.public(record.ssid) for n in engine.saved_networks()],
+            "reconnecting": engine.life.retrying,
             "activation": engine.store.cloud().public(),
             **supervisor.status(),
         }

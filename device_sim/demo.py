@@ -16,6 +16,13 @@ factory CA, fleet registration key and label) and the cloud emulator runs in-pro
 with the account ``alice`` (also the unit's supply-chain account); the phone sends the
 activation inputs (claim: the account and the label's claim token; registration: the account and
 a device password) and the demo succeeds only when the device is online and activated.
+
+A scenario with a story (:mod:`device_sim.story`: a timeline, a history, a phone that comes
+back) is played to its end: the device lives on in the changing world after its first
+onboarding (none when the scenario gives it a history), the phone re-onboards it when the story
+says, and the story's expectations (its event sequence, doors reopening, the time back online,
+the phone's sessions, the network it ends on) are checked with the outcome. ``--time-scale``
+runs the world and the device's timers faster (0.1: ten times).
 """
 
 from __future__ import annotations
@@ -36,18 +43,21 @@ from .commands.client import outcome_text
 from .commands.watch import Timeline, follow
 from .control import control_request
 from .core.identity import create_identity
-from .core.store import DeviceStore
+from .core.store import Credentials, DeviceStore
 from .doors import registry
 from .errors import ConfigError
 from .network.scenario import load_scenario
-from .profile import load_profile
+from .profile import Profile, load_profile
 from .security.secret import Secret
+from .story import StoryLog, check, facts, has_story
 from .testing.daemon_process import DaemonProcess, daemon_argv
 from .virtual.harness import VirtualBle, use_bus
 
 if TYPE_CHECKING:  # the factory and cloud modules load only for --activation
     from .cloud.admin import CloudAdmin
+    from .doors.personality import Personality
     from .factory.unit import UnitResult
+    from .network.scenario import Scenario
 
 
 async def run_demo(args: argparse.Namespace) -> int:
@@ -84,6 +94,9 @@ async def run_demo(args: argparse.Namespace) -> int:
         )
 
     result: dict[str, Any] = {}
+    storied = has_story(scenario)
+    scale = args.time_scale
+    story_out: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="device-sim-demo-") as tmp:
         labels: dict[str, str] = {}
         if mode:
@@ -91,6 +104,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             ttl = 0 if cloud_world.activation == "claim_token_expired" else 365
             unit = _factory_unit(Path(tmp), claim_ttl_days=ttl)
             state_dir, label_code, device_id = unit.state_dir, unit.setup_code, unit.device_id
+            _give_history(state_dir, scenario)
             say(
                 f"factory unit {unit.serial}, device {device_id}  "
                 f"label setup code {label_code.reveal()}"
@@ -103,10 +117,17 @@ async def run_demo(args: argparse.Namespace) -> int:
                     short_id=identity.short_id
                 )
                 labels = registry.make_labels(store, profile, local_name)
+            _give_history(state_dir, scenario)
             device_id = identity.device_id
             say(f"device {device_id}  label setup code {label_code.reveal()}")
         setup_code = args.setup_code or label_code  # checked by the parser (commands.args)
         say(f"scenario {scenario.name}: {scenario.description}")
+        if scenario.history is not None:
+            names = ", ".join(_ssid_text(n.ssid) for n in scenario.history.networks)
+            say(
+                f"the device's past: saved networks {names}"
+                + (" (it was online on the first)" if scenario.history.online else "")
+            )
         retries = None
         if args.retry_with_default:
             retries = [
@@ -139,6 +160,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                 # A personality's own SoftAP API (ESP's) is read on the AP after the join, as
                 # an ESP32 keeps its AP up (APSTA): the emulated radio does both at once.
                 extra.append("--softap-concurrent")
+            if scale != 1.0:  # the world and the device's timers, both faster
+                extra += ["--time-scale", f"{scale:g}", "--timeout-scale", f"{scale:g}"]
             extra += cloud.daemon_args() if cloud is not None else []
             daemon = DaemonProcess(
                 daemon_argv(
@@ -154,43 +177,60 @@ async def run_demo(args: argparse.Namespace) -> int:
             )
             stack.push_async_callback(daemon.stop)
             ready = await daemon.start()
-            if not args.json:  # the device's events as they happen, as `device-sim watch` shows
-                view = Timeline("device", profile)
+            log = StoryLog()
+            view = Timeline("device", profile)
 
-                def live(item: dict[str, Any]) -> None:
-                    view.add(item)
-                    if item.get("kind") == "event":
-                        say(view.line(item))
+            def seen(item: dict[str, Any]) -> None:
+                log.add(item)
+                if args.json:
+                    return
+                view.add(item)  # the device's events as they happen, as `device-sim watch`
+                if item.get("kind") == "event":
+                    say(view.line(item))
 
-                watcher = asyncio.ensure_future(follow(state_dir, live, last=0))
-                stack.callback(watcher.cancel)
+            watcher = asyncio.ensure_future(follow(state_dir, seen, last=200 if storied else 0))
+            stack.callback(watcher.cancel)
             if args.transport == "softap":
                 softap = ready["doors"]["softap"]
-                say(f"device daemon: access point {softap['ssid']} up, API at {softap['ap_url']}")
+                say(f"device daemon: access point {softap['ssid']}, API at {softap['ap_url']}")
                 target = Target(softap_url=softap["ap_url"])
-                say(
-                    f"\nphone joined {softap['ssid']}: provisioning {_ssid_text(ssid)} "
-                    "over HTTP ..."
-                )
             else:
                 say(f"device daemon advertising as {ready['local_name']} on {adapter}")
                 target = Target(adapter=vb.adapters[1], name=ready["local_name"])
-                say(f"\nphone on {vb.adapters[1]}: provisioning {_ssid_text(ssid)} ...")
-            for command in entry.bench_commands:  # e.g. Improv: press the device's button
-                say(f"the {entry.name} personality asks for it: device-sim ctl {command}")
-                await control_request(state_dir, command)
-            request = ProvisionRequest(
-                ssid=ssid,
-                passphrase=Secret(passphrase) if passphrase else None,
-                hidden=hidden,
-                setup_code=setup_code,
-                activation=cloud.inputs() if cloud is not None else None,
-                retries=retries or [],
-                extra=labels,  # what the phone scans from the label (e.g. ESP's QR)
-            )
-            result = await entry.phone(profile, target, request, None if args.json else _progress)
-            for attempt in result.get("attempts", [result]):
-                say(_timeline(attempt))
+            phone = _Phone(profile, entry, target, state_dir, setup_code, labels, say, args.json)
+            first_seq = 0
+            if scenario.history is None:
+                say(f"\nphone: provisioning {_ssid_text(ssid)} ...")
+                request = ProvisionRequest(
+                    ssid=ssid,
+                    passphrase=Secret(passphrase) if passphrase else None,
+                    hidden=hidden,
+                    setup_code=setup_code,
+                    activation=cloud.inputs() if cloud is not None else None,
+                    retries=retries or [],
+                    extra=labels,  # what the phone scans from the label (e.g. ESP's QR)
+                )
+                result = await phone.provision(request)
+                if storied and result.get("state") in ("online", "failed"):
+                    async with asyncio.timeout(30):  # the outcome the phone read, in the stream
+                        outcome = await log.wait_for(lambda e: e["phase"] in ("online", "failed"))
+                    first_seq = int(outcome["seq"])
+                else:
+                    storied = False  # no outcome of the first onboarding: no story after it
+            if storied:
+                story_out = await _play_story(
+                    scenario, log, first_seq, phone, scale, args.transport, say
+                )
+                final = story_out.pop("final")
+                entry_code = profile.code(int(final["code"]))
+                result.update(
+                    state=final["state"],
+                    code=entry_code.id,
+                    code_name=entry_code.name,
+                    message=entry_code.user_message,
+                    next_step=entry_code.next_step,
+                )
+                result["story"] = story_out
             if cloud is not None:
                 say(_activation_line(result.get("activation")))
                 listed = await cloud.listed(device_id)
@@ -205,23 +245,168 @@ async def run_demo(args: argparse.Namespace) -> int:
     expect = scenario.default_credentials.expect
     own = args.ssid is None and not args.ssid_hex and args.passphrase is None and not args.hidden
     checked = own and not args.retry_with_default and args.setup_code is None
+    problems = list(story_out["mismatches"]) if story_out and checked else []
     if checked:  # the scenario's own credentials: its `expect` is the outcome to check
         result["expected"] = expect.name
-        matched = result.get("code_name") == expect.name
+        if result.get("code_name") != expect.name:
+            problems.insert(
+                0,
+                f"the scenario {scenario.name} expects {expect.name}, the onboarding ended "
+                f"{result.get('code_name')}",
+            )
         say(
-            f"as the scenario expects: {expect.name}"
-            if matched
-            else f"MISMATCH: the scenario {scenario.name} expects {expect.name}, "
-            f"the onboarding ended {result.get('code_name')}"
+            f"as the scenario expects: {expect.name}" + (" (and its story)" if storied else "")
+            if not problems
+            else "\n".join(f"MISMATCH: {problem}" for problem in problems)
         )
     if args.json:
         print(json.dumps(result, indent=2))
     if checked:
-        return 0 if result.get("code_name") == expect.name else 1
+        return 0 if not problems else 1
     online = result.get("state") == "online"
     if mode:
         online = online and (result.get("activation") or {}).get("status") == "active"
     return 0 if online else 1
+
+
+class _Phone:
+    """The demo's phone: one personality's phone side, on one target, with the label."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        entry: Personality,
+        target: Target,
+        state_dir: Path,
+        setup_code: Secret,
+        labels: dict[str, str],
+        say: Any,
+        quiet: bool,
+    ) -> None:
+        self.profile, self.entry, self.target, self.state_dir = profile, entry, target, state_dir
+        self.setup_code, self.labels, self.say, self.quiet = setup_code, labels, say, quiet
+        self.results: list[dict[str, Any]] = []
+
+    async def provision(self, request: ProvisionRequest) -> dict[str, Any]:
+        for command in self.entry.bench_commands:  # e.g. Improv: press the device's button
+            self.say(f"the {self.entry.name} personality asks for it: device-sim ctl {command}")
+            await control_request(self.state_dir, command)
+        result = await self.entry.phone(
+            self.profile, self.target, request, None if self.quiet else _progress
+        )
+        for attempt in result.get("attempts", [result]):
+            self.say(_timeline(attempt))
+        self.results.append(result)
+        return result
+
+    async def again(self, creds: Credentials) -> dict[str, Any]:
+        """The user sets the device up again (the story's phone): the same label, new Wi-Fi."""
+        return await self.provision(
+            ProvisionRequest(
+                ssid=creds.ssid,
+                passphrase=creds.passphrase,
+                hidden=creds.hidden,
+                setup_code=self.setup_code,
+                extra=self.labels,
+            )
+        )
+
+
+def _give_history(state_dir: Path, scenario: Scenario) -> None:
+    """The scenario's past: the networks the device saved, online on the first."""
+    history = scenario.history
+    if history is None:
+        return
+    with DeviceStore(state_dir) as store:
+        store.remember_history(
+            [
+                Credentials(n.ssid, Secret(n.passphrase) if n.passphrase else None, n.hidden)
+                for n in history.networks
+            ],
+            online=history.online,
+        )
+
+
+STORY_SLACK_S = 60.0  # real seconds on top of the story's own bound (phones, BlueZoo)
+
+
+async def _play_story(
+    scenario: Scenario,
+    log: StoryLog,
+    after_seq: int,
+    phone: _Phone,
+    scale: float,
+    transport: str,
+    say: Any,
+) -> dict[str, Any]:
+    """The story after the first onboarding, to its end or its bound; what it did."""
+    from .network.scenario import Story
+
+    story = scenario.story or Story()
+    world_steps = sum(1 + (step.for_s is not None) for step in scenario.timeline)
+    bound = story.within_s * scale + STORY_SLACK_S
+    ended = True
+    reonboarded: dict[str, Any] | None = None
+    say("\nthe story goes on" + (f" (world time x{1 / scale:g})" if scale != 1 else ""))
+    try:
+        async with asyncio.timeout(bound):
+            last = after_seq
+            if story.phone is not None:
+                wanted = {"reopen": {"reopen"}, "loss": {"link_lost", "lease_lost"}}[
+                    story.phone.when
+                ]
+                trigger = await log.wait_for(lambda e: e["phase"] in wanted, after=after_seq)
+                if transport == "softap":  # the phone joins the AP once it is on the air
+                    await log.wait_for(
+                        lambda e: (
+                            e["phase"] == "door"
+                            and str(e.get("detail", "")).startswith("softap opened")
+                        ),
+                        after=after_seq,
+                    )
+                creds = Credentials(
+                    story.phone.ssid,
+                    Secret(story.phone.passphrase) if story.phone.passphrase else None,
+                    story.phone.hidden,
+                )
+                say(
+                    f"\nphone: the device shows {trigger['phase']}: the user sets it up again "
+                    f"on {_ssid_text(creds.ssid)} ..."
+                )
+                reonboarded = await phone.again(creds)
+                last = int(trigger["seq"])
+            seen_world = after_seq
+            for _ in range(world_steps):  # every change of the world has happened
+                event = await log.wait_for(lambda e: e["phase"] == "world", after=seen_world)
+                seen_world = int(event["seq"])
+            outcome = "online" if scenario.default_credentials.expect.name == "OK" else "failed"
+            await log.wait_for(lambda e: e["phase"] == outcome, after=max(last, seen_world))
+    except TimeoutError:
+        ended = False
+    final = await control_request(phone.state_dir, "status")
+    got = facts(log.events, after_seq=after_seq, time_scale=scale, final=final)
+    mismatches = check(story, got)
+    if not ended:
+        mismatches.insert(0, f"the story did not end within {story.within_s:g} s (world time)")
+    say(
+        f"story: {' > '.join(got.sequence[-12:]) if got.sequence else 'no events'}"
+        f"\n  codes seen: {', '.join(got.codes) or 'none'}; doors reopened: "
+        f"{'yes' if got.doors_reopened else 'no'}; phone sessions: {got.phone_sessions}; "
+        + (
+            f"back online {got.back_online_s:.1f} s after the network came back"
+            if got.back_online_s is not None
+            else "not back online"
+        )
+        + f"; ends {final['state']} ({final['code_name']})"
+        + (f" on {_ssid_text(got.online_ssid)}" if got.online_ssid else "")
+    )
+    return {
+        **got.to_json(),
+        "ended": ended,
+        "mismatches": mismatches,
+        "reonboarding": reonboarded,
+        "final": final,
+    }
 
 
 DEMO_ACCOUNT = "alice"

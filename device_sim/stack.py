@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .core.engine import OnboardingEngine, Timeouts
 from .core.events import DiagnosticEvent, EventBus, JsonlLog
+from .core.life import LifeTimers
 from .core.store import DeviceStore, Identity
 from .doors import registry
 from .doors.personality import DeviceContext
@@ -70,9 +71,11 @@ async def open_device(
     event_log: bool = True,
     subscribers: Sequence[Callable[[DiagnosticEvent], None]] = (),
     durability: str = "full",
+    life: LifeTimers | None = None,
 ) -> DeviceStack:
     """Open the device in ``state_dir`` (its identity must exist). ``backend`` makes the network
-    backend from the store (NetworkManager keeps a ledger in it).
+    backend from the store (NetworkManager keeps a ledger in it); ``life``: the connected
+    life's timers (reconnect backoff, doors reopening, checks, saved networks).
 
     Raises ConfigError (no identity), StoreError, and what the backend raises on entry.
     """
@@ -102,6 +105,7 @@ async def open_device(
         timeouts=timeouts,
         activator=activator(identity),
         fault=fault,
+        life=life,
     )
     await stack.enter_async_context(engine)
     service = ProvisioningService(profile, engine, store, identity, idle_timeout_s=idle_timeout_s)

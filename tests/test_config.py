@@ -22,7 +22,7 @@ from device_sim.config import (
     personality_models,
     resolve_options,
 )
-from device_sim.core.options import CloudOptions, TimeoutOptions
+from device_sim.core.options import CloudOptions, ReconnectOptions, TimeoutOptions
 from device_sim.doors import registry
 from device_sim.doors.ble.options import BleOptions
 from device_sim.doors.esp.options import EspOptions
@@ -61,6 +61,13 @@ seed = 42
 [timeouts]
 scale = 0.5
 idle_s = 30.5
+
+[reconnect]
+initial_s = 1.5
+max_s = 120
+reopen_after_s = 45
+check_interval_s = 10
+saved_networks = 3
 
 [doors]
 policy = "both"
@@ -105,6 +112,8 @@ FULL_FLAGS = [
     "--backend", "networkmanager", "--interface", "wlan0", "--scenario", "weak-signal",
     "--scan-timeout", "20", "--zero-delay", "--time-scale", "0.5", "--seed", "42",
     "--timeout-scale", "0.5", "--idle-timeout", "30.5",
+    "--reconnect-initial", "1.5", "--reconnect-max", "120", "--reopen-after", "45",
+    "--check-interval", "10", "--saved-networks", "3",
     "--doors", "both", "--softap-window", "0",
     "--softap-listen", "10.42.0.1:80", "--softap-lan", "[::]:8381",
     "--softap-lan-announce", "pi.local", "--captive-mode", "portal", "--softap-open",
@@ -136,6 +145,7 @@ def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
         network=NetworkOptions(BackendKind.NETWORK_MANAGER, "wlan0", "weak-signal", 20.0, True,
                                0.5, 42),
         timeouts=TimeoutOptions(0.5, 30.5),
+        reconnect=ReconnectOptions(1.5, 120.0, 45.0, 10.0, 3),
         doors=DoorOptions(Policy.BOTH, 0.0),
         softap=SoftApOptions(listen=HostPort("10.42.0.1", 80), lan=HostPort("::", 8381),
                              lan_announce="pi.local", captive_mode="portal", open=True,

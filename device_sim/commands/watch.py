@@ -27,6 +27,23 @@ from ..profile import Profile, load_profile
 
 RECONNECT_S = 0.5  # how often a watcher looks for a daemon that is not (yet) running
 TERMINAL = ("online", "failed")
+# Phases whose detail a line shows: the connected life (a loss, a retry, the doors reopening,
+# the world changing) and the doors' decisions.
+TOLD = frozenset(
+    {
+        "link_lost",
+        "lease_lost",
+        "dns_lost",
+        "internet_lost",
+        "reconnect",
+        "reopen",
+        "world",
+        "door",
+        "networks",
+        "session",
+    }
+)
+LOSSES = frozenset({"link_lost", "lease_lost", "dns_lost", "internet_lost"})
 KEEP = 40  # events a device's live timeline shows
 
 
@@ -49,8 +66,10 @@ class Timeline:
         self.state = {**self.state, "state": item["state"], "phase": item["phase"]}
         if item.get("phase") == "joining":
             self.failure = None
-        if item.get("phase") == "failed" and item.get("code"):
+        if item.get("phase") in ("failed", *LOSSES) and item.get("code"):
             self.failure = int(item["code"])
+        if item.get("phase") == "online":
+            self.failure = None
 
     def durations(self) -> list[int | None]:
         """Each event's phase duration: until the next event of the same attempt, in ms."""
@@ -72,7 +91,7 @@ class Timeline:
         since = item.get("since_connect_ms")
         mark = "·" if item.get("backlog") else " "
         code = item.get("code_name", "") if item.get("code") else ""
-        code = f"{code} {_fault_note(item)}".strip()
+        code = f"{code} {_fault_note(item)} {_told(item)}".strip()
         return (
             f"{prefix}{mark}{str(item.get('at', ''))[11:23]}  "
             f"{'+' + str(since) + ' ms' if since is not None else '':>11}  "
@@ -101,7 +120,9 @@ class Timeline:
             table.add_column(column, no_wrap=True)
         for event, took in zip(self.events, self.durations(), strict=True):
             since = event.get("since_connect_ms")
-            style = {"failed": "red", "online": "green"}.get(event.get("phase", ""), "")
+            style = {"failed": "red", "online": "green", "reopen": "yellow"}.get(
+                event.get("phase", ""), "red" if event.get("phase") in LOSSES else ""
+            )
             table.add_row(
                 str(event.get("at", ""))[11:23],
                 "" if since is None else f"+{since} ms",
@@ -109,7 +130,7 @@ class Timeline:
                 event["phase"],
                 "" if took is None else f"{took} ms",
                 f"{event.get('code_name', '') if event.get('code') else ''} "
-                f"{_fault_note(event)}".strip(),
+                f"{_fault_note(event)} {_told(event)}".strip(),
                 style=style,
             )
         parts: list[Any] = [table]
@@ -180,7 +201,8 @@ async def run(args: argparse.Namespace) -> int:
         else:
             print(view.line(item), flush=True)
             if item.get("kind") == "event" and not item.get("backlog"):
-                for text in view.card() if item.get("phase") == "failed" else []:
+                failing = item.get("phase") in ("failed", *LOSSES) and item.get("code")
+                for text in view.card() if failing else []:
                     print(f"    {text}", flush=True)
         outcome = _outcome(item)
         if outcome is not None:
@@ -231,6 +253,14 @@ def render(views: dict[str, Timeline]) -> Any:
     from rich.console import Group
 
     return Group(*(view.renderable() for view in views.values()))
+
+
+def _told(event: dict[str, Any]) -> str:
+    """The detail of a connected-life or door event (a loss's cause, a retry's schedule)."""
+    detail = str(event.get("detail") or "")
+    if event.get("phase") not in TOLD or not detail:
+        return ""
+    return detail if len(detail) <= 90 else detail[:89] + "…"
 
 
 def _fault_note(event: dict[str, Any]) -> str:

@@ -5,7 +5,9 @@ States and their timeouts come from ``gatt_profile.yaml``. Allowed transitions a
 followed by a diagnostic event. On start the engine applies the profile's restart rule: a state
 marked ``stable`` is kept, any other is brought to its ``recover_to`` state with its
 ``recover_code`` (e.g. a daemon killed while joining comes back ``failed``/``INTERRUPTED`` with
-its credentials kept), so no device is ever left half-onboarded.
+its credentials kept), so no device is ever left half-onboarded. After ``online`` the device's
+connected life (:mod:`.life`) watches the connection, retries the saved networks and reopens the
+doors; a boot with saved networks retries them whatever state was stored.
 
 Doors never call the backend or the store themselves: they go through the session layer, which
 calls the engine's request methods. Those raise OnboardingError with a code the client can show.
@@ -28,7 +30,8 @@ from ..network.base import AccessPoint, NetworkBackend, Phase, validate_credenti
 from ..profile import Profile
 from ..security.secret import Secret
 from .events import DiagnosticEvent, EventBus, EventPhase, rfc3339
-from .store import ActivationResult, Credentials, DeviceStore, OnboardingRecord
+from .life import RECONNECT_CODE, ConnectedLife, LifeTimers
+from .store import ActivationResult, Credentials, DeviceStore, OnboardingRecord, SavedNetwork
 
 if TYPE_CHECKING:
     from .activation import CloudActivator
@@ -44,10 +47,16 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.CREDENTIALS_RECEIVED: frozenset(
         {S.CREDENTIALS_RECEIVED, S.JOINING, S.FAILED, S.UNPROVISIONED}
     ),
-    S.JOINING: frozenset({S.VERIFYING, S.FAILED, S.UNPROVISIONED}),
+    # joining -> joining: a reconnect round moves on to the next saved network.
+    S.JOINING: frozenset({S.JOINING, S.VERIFYING, S.FAILED, S.UNPROVISIONED}),
     S.VERIFYING: frozenset({S.ONLINE, S.FAILED, S.UNPROVISIONED}),
-    S.ONLINE: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.UNPROVISIONED}),
-    S.FAILED: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.UNPROVISIONED}),
+    # online -> failed: the connection was lost (link, lease, DNS, internet).
+    S.ONLINE: frozenset({S.CREDENTIALS_RECEIVED, S.JOINING, S.FAILED, S.UNPROVISIONED}),
+    # failed -> failed: a retry ends with another code; failed -> verifying: still associated
+    # after DNS or the internet went away, the device checks again.
+    S.FAILED: frozenset(
+        {S.CREDENTIALS_RECEIVED, S.JOINING, S.VERIFYING, S.FAILED, S.UNPROVISIONED}
+    ),
 }
 BUSY_STATES = frozenset({S.JOINING, S.VERIFYING})
 SEQ_BLOCK = 1000  # event sequence numbers reserved in the store at a time
@@ -63,6 +72,10 @@ class RadioUser(Protocol):
 
     async def after_station(self, state: State) -> None:
         """The attempt ended ``online`` or ``failed`` (already committed)."""
+
+    def in_use(self) -> bool:
+        """A phone uses the access point right now: a retry of the saved networks, which
+        would take the radio from it, waits."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,7 @@ class OnboardingEngine:
         activator: CloudActivator | None = None,
         fault: str | None = None,
         wall: Callable[[], float] = time.time,
+        life: LifeTimers | None = None,
     ) -> None:
         self.profile = profile
         self.store = store
@@ -127,6 +141,7 @@ class OnboardingEngine:
         self._attempt_task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._settled = asyncio.Condition()
+        self._settling: asyncio.Task[None] | None = None  # the task waking wait_settled
         self._radio_users: list[RadioUser] = []
         self._deadline: tuple[asyncio.Timeout, float] | None = None
         self._timed_phase: str | None = None
@@ -136,6 +151,8 @@ class OnboardingEngine:
         # between the cloud's release and the local factory reset, as a power cut would.
         self.fault = fault
         self.last_scan: list[AccessPoint] = []
+        self.life = ConnectedLife(self, life or LifeTimers())
+        backend.watch_world(lambda detail, data: self.note(EventPhase.WORLD, detail, data))
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -150,28 +167,37 @@ class OnboardingEngine:
                 "a factory reset %s was interrupted by a restart: finishing it", interrupted_reset
             )
             await self.factory_reset(interrupted_reset)
+            self.life.start(boot=False)
             return self
         has_credentials = self.store.credentials() is not None
-        if record.state is S.ONLINE and has_credentials:
-            # A device that was online reconnects on boot, through the same checked path.
-            self._start_attempt()
-        elif (
-            has_credentials
-            and self.activator is not None
-            and self.store.cloud().status == "pending"
-        ):
+        saved = self.store.saved_networks()
+        pending = self.activator is not None and self.store.cloud().status == "pending"
+        if has_credentials and pending:
             # Killed between asking the cloud and committing its answer: ask again with the
             # same request id (the cloud answers it again), so both sides agree.
             LOG.warning("activation was pending at restart: reconciling with the cloud")
             self._start_attempt()
+            self.life.start(boot=False)
         elif record.state is S.CREDENTIALS_RECEIVED and record.phase == EventPhase.FACTORY:
             # QR pre-provisioning: site credentials loaded at the factory are tried on first
             # boot; a failure leaves its code for the app, as any failed attempt does.
             LOG.info("first boot with factory-loaded Wi-Fi credentials: joining")
             self._start_attempt()
+            self.life.start(boot=False)
+        elif saved and record.state in (S.ONLINE, S.FAILED):
+            # Whatever was stored (online before a power cut, failed after a loss or a
+            # restart mid-join): a device with saved networks retries them now.
+            LOG.info("boot with %d saved network(s): reconnecting", len(saved))
+            self.life.start(boot=True)
+        elif record.state is S.ONLINE and has_credentials:
+            self._start_attempt()  # (no saved list: a store the migration did not fill)
+            self.life.start(boot=False)
+        else:
+            self.life.start(boot=False)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.life.halt()
         for task in (self._timer, self._attempt_task):
             if task is not None and not task.done():
                 task.cancel()
@@ -229,13 +255,44 @@ class OnboardingEngine:
     def session_opened(self) -> None:
         self._epoch = self._clock()  # event times count from the session, then from the join
         self._session_at, self._connect_at = self._epoch, None
+        self.life.session_opened()  # retries wait for the phone (one in flight stops)
         if self.state is S.UNPROVISIONED:
             self._transition(S.SESSION_OPEN, phase=EventPhase.SESSION)
+        else:  # a provisioned device: a phone to re-onboard it, or to manage it
+            self.note(EventPhase.SESSION, "a phone opened a session")
 
     def session_closed(self, code: Code = Code.OK) -> None:
         """The client's session ended (cleanly, timed out, or the client vanished)."""
         if self.state is S.SESSION_OPEN:
             self._transition(S.UNPROVISIONED, code, phase=EventPhase.SESSION_CLOSED)
+        self.life.session_closed()
+
+    def saved_networks(self) -> list[SavedNetwork]:
+        """The networks that worked, most recent first."""
+        return self.store.saved_networks()
+
+    async def forget_network(self, ssid: bytes) -> None:
+        """Drop one saved network (and the backend's profile of it).
+
+        Raises OnboardingError(INVALID_STATE) for one that is not saved, or the network the
+        device is online on (re-onboard it to another first, or factory-reset it).
+        """
+        record = self.record
+        if record.state in (S.ONLINE, *BUSY_STATES) and record.ssid == bytes(ssid):
+            raise OnboardingError(
+                Code.INVALID_STATE,
+                f"the device is {record.state.wire_name} on this network: set it up on another "
+                "network first, or factory-reset it",
+            )
+        if not self.store.forget_network(ssid):
+            raise OnboardingError(Code.INVALID_STATE, "no saved network with this SSID")
+        left = self.store.saved_networks()
+        self.note(
+            EventPhase.NETWORKS,
+            f"a saved network was forgotten; {len(left)} left",
+            {"forgotten": bytes(ssid).hex(), "saved": len(left)},
+        )
+        await self._keep_networks()
 
     async def scan(self) -> list[AccessPoint]:
         """Scan, or, while the radio is an access point (one radio), the last scan's list."""
@@ -257,6 +314,7 @@ class OnboardingEngine:
 
         Raises OnboardingError (INVALID_STATE, INVALID_CREDENTIALS_FORMAT).
         """
+        self._stop_retry("new credentials arrived")
         self._require_idle("set credentials")
         validate_credentials(ssid, passphrase.reveal() if passphrase else None, None)
         self._transition(
@@ -267,6 +325,7 @@ class OnboardingEngine:
 
     def connect(self) -> None:
         """Start joining with the stored credentials; progress arrives as events."""
+        self._stop_retry("CONNECT arrived")
         self._require_idle("connect")
         if self.store.credentials() is None or self.state in (S.UNPROVISIONED, S.SESSION_OPEN):
             raise OnboardingError(Code.INVALID_STATE, "no credentials: send SET_CREDENTIALS first")
@@ -276,6 +335,7 @@ class OnboardingEngine:
         """Forget Wi-Fi credentials, saved networks, the cloud binding and its credentials;
         keep the factory identity (keys, certificate, setup-code verifier). Back to
         unprovisioned; the next activation tells the cloud it follows a reset."""
+        await self.life.halt()  # a retry it cancels mid-join is reset from its state below
         if self._attempt_task is not None and not self._attempt_task.done():
             self._attempt_task.cancel()
             try:
@@ -311,6 +371,7 @@ class OnboardingEngine:
             detail=f"by {source}",
             credentials=None,
             forget_cloud=True,
+            forget_networks=True,
         )
         self.store.forget_secrets()
 
@@ -328,6 +389,49 @@ class OnboardingEngine:
         return self.record
 
     # --- internals -----------------------------------------------------------------------------
+
+    # --- for the connected life (core/life.py) ------------------------------------------------
+
+    def life_transition(self, state: State, code: Code = Code.OK, **kwargs: Any) -> None:
+        """A transition of the connected life (same rules as every other)."""
+        self._transition(state, code, **kwargs)
+
+    @property
+    def verify_timeout_s(self) -> float:
+        return self.timeouts.verifying
+
+    def record_code(self) -> Code:
+        return self.store.record().code
+
+    def radio_in_use(self) -> bool:
+        return any(getattr(user, "in_use", lambda: False)() for user in self._radio_users)
+
+    async def radio_step_aside(self) -> None:
+        """Ask the radio's other users (the SoftAP door) to release it before a join."""
+        for user in self._radio_users:
+            try:
+                await user.before_station()
+            except Exception:  # the join itself reports what the radio cannot do
+                LOG.exception("%r could not release the radio", user)
+
+    async def radio_back(self, final: State) -> None:
+        """Tell the radio's other users how the attempt ended (the AP comes back on failure)."""
+        for user in self._radio_users:
+            try:
+                await user.after_station(final)
+            except Exception:
+                LOG.exception("%r failed after the attempt ended %s", user, final.wire_name)
+
+    def _stop_retry(self, why: str) -> None:
+        """A phone's request while a retry of the saved networks runs: the phone wins."""
+        self.life.stop_for_phone()
+
+    async def _keep_networks(self) -> None:
+        """The backend keeps the saved networks (NetworkManager: its profiles, in order)."""
+        try:
+            await self.backend.keep_networks([n.ssid for n in self.store.saved_networks()])
+        except OnboardingError as exc:
+            LOG.warning("the backend could not keep the saved networks: %s", exc)
 
     def _require_idle(self, what: str) -> None:
         if self.state in BUSY_STATES:
@@ -348,20 +452,13 @@ class OnboardingEngine:
         )
 
     async def _attempt(self) -> None:
-        for user in self._radio_users:
-            try:
-                await user.before_station()
-            except Exception:  # the join itself reports what the radio cannot do
-                LOG.exception("%r could not release the radio", user)
-        await self._join_and_verify()
-        final = self.state
-        for user in self._radio_users:
-            try:
-                await user.after_station(final)
-            except Exception:
-                LOG.exception("%r failed after the attempt ended %s", user, final.wire_name)
+        await self.radio_step_aside()
+        await self.join_and_verify()
+        await self.radio_back(self.state)
 
-    async def _join_and_verify(self) -> None:
+    async def join_and_verify(self, *, reconnect: bool = False) -> None:
+        """Join with the stored credentials, check, activate: ``online`` or ``failed``.
+        ``reconnect``: a retry of a saved network (its failures get their own codes)."""
         creds = self.store.credentials()
         assert creds is not None
         failure: tuple[Code, str, dict[str, Any]] | None = None
@@ -400,11 +497,15 @@ class OnboardingEngine:
             failure = (Code.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", {})
         if failure is not None:
             code, detail, raw = failure
+            if reconnect:
+                code = RECONNECT_CODE.get(code, code)
             try:
                 await self.backend.disconnect()
             except Exception:
                 LOG.exception("disconnect after a failed join failed")
             self._transition(S.FAILED, code, phase=EventPhase.FAILED, detail=detail, data=raw)
+            return
+        await self._keep_networks()
 
     async def _activate(self) -> ActivationResult | None:
         """Cloud activation after the checks; None when none is configured or still valid
@@ -498,6 +599,7 @@ class OnboardingEngine:
         data: dict[str, Any] | None = None,
         activation: ActivationResult | None = None,
         forget_cloud: bool = False,
+        forget_networks: bool = False,
     ) -> OnboardingRecord:
         current = self.store.record().state
         if state not in TRANSITIONS[current]:
@@ -513,6 +615,10 @@ class OnboardingEngine:
         }
         if credentials is not ...:
             kwargs["credentials"] = credentials
+        if state is S.ONLINE:  # online on a network makes it the first saved one
+            kwargs["remember"] = self.life.timers.saved_networks
+        if forget_networks:
+            kwargs["forget_networks"] = True
         record = self.store.transition(state, code, **kwargs)
         LOG.info(
             "state %s -> %s (%s)%s",
@@ -525,7 +631,8 @@ class OnboardingEngine:
             self._log_outcome(state, code, detail)
         self._emit(state, code, phase, detail, data=data)
         self._arm_timer(state)
-        asyncio.get_running_loop().create_task(self._notify_settled())
+        self._settle()
+        self.life.entered(state, current)
         return record
 
     def _log_outcome(self, state: State, code: Code, detail: str) -> None:
@@ -547,6 +654,11 @@ class OnboardingEngine:
                 elapsed,
                 detail or "no detail",
             )
+
+    def _settle(self) -> None:
+        """Wake :meth:`wait_settled`'s waiters (once per burst of transitions)."""
+        if self._settling is None or self._settling.done():
+            self._settling = asyncio.get_running_loop().create_task(self._notify_settled())
 
     async def _notify_settled(self) -> None:
         async with self._settled:

@@ -45,6 +45,16 @@ class EventPhase(StrEnum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     FACTORY_RESET = "factory_reset"
+    # The connected life after `online` (core/life.py): a loss is a transition online -> failed
+    # with its own phase and code; the rest are notes.
+    LINK_LOST = "link_lost"  # the Wi-Fi link dropped (AP gone, deauthenticated)
+    LEASE_LOST = "lease_lost"  # the DHCP lease was not renewed: the address is gone
+    DNS_LOST = "dns_lost"  # still associated, name resolution stopped
+    INTERNET_LOST = "internet_lost"  # still associated, the internet stopped answering
+    RECONNECT = "reconnect"  # a retry of the saved networks: scheduled, postponed, its result
+    REOPEN = "reopen"  # no connectivity for a while: the doors reopen by the door policy
+    NETWORKS = "networks"  # the saved networks changed (forgotten by an app)
+    WORLD = "world"  # the simulated world changed (a scenario's timeline, a link fault)
     # Notes of the doors and the daemon. (A personality's own notes carry its name as their
     # phase, e.g. "improv": see DoorPort.note_own.)
     DOOR = "door"
@@ -67,7 +77,15 @@ STATE_PHASES = frozenset(
         EventPhase.FAILED,
         EventPhase.TIMEOUT,
         EventPhase.FACTORY_RESET,
+        EventPhase.LINK_LOST,
+        EventPhase.LEASE_LOST,
+        EventPhase.DNS_LOST,
+        EventPhase.INTERNET_LOST,
     }
+)
+# The connected life's losses: each the phase of a transition online -> failed, with its code.
+LOSS_PHASES = frozenset(
+    {EventPhase.LINK_LOST, EventPhase.LEASE_LOST, EventPhase.DNS_LOST, EventPhase.INTERNET_LOST}
 )
 
 

@@ -8,9 +8,11 @@ keeps what it committed, credentials included; ``normal`` (``device-sim fleet``:
 devices on one host, where a power cut takes the whole fleet) leaves the fsync to checkpoints: a
 killed process still loses nothing committed, only a crash of the host's kernel could.
 The store keeps the identity (device id, SRP salt and verifier: never the setup code), the
-onboarding record (state, code, Wi-Fi credentials) and the setup-code failure counter that drives
-the backoff. The file is created with mode 0600: it holds the Wi-Fi passphrase, as
-wpa_supplicant's and NetworkManager's own files do.
+onboarding record (state, code, the current Wi-Fi credentials), the saved networks (the last N
+that worked, most recent first: the current one joins the list in the same transaction that
+commits ``online``) and the setup-code failure counter that drives the backoff. The file is
+created with mode 0600: it holds the Wi-Fi passphrases, as wpa_supplicant's and
+NetworkManager's own files do.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..codes import Code, State
 from ..errors import IdentityExists, StoreError
 from ..security.secret import Secret
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the saved networks (a version-1 device's one network migrates in)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS identity (
@@ -66,6 +68,12 @@ CREATE TABLE IF NOT EXISTS cloud (
     in_claim_token TEXT,             -- (secret)
     in_device_password TEXT          -- (secret)
 );
+CREATE TABLE IF NOT EXISTS networks (
+    ssid BLOB PRIMARY KEY,
+    passphrase TEXT,                 -- (secret, as the onboarding row's)
+    hidden INTEGER NOT NULL,
+    last_online_at REAL NOT NULL     -- wall-clock time it was last online on it
+);
 CREATE TABLE IF NOT EXISTS auth (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     failures INTEGER NOT NULL,
@@ -102,6 +110,34 @@ class Credentials:
     ssid: bytes
     passphrase: Secret | None
     hidden: bool
+
+
+@dataclass(frozen=True)
+class SavedNetwork:
+    """A network the device was online on (its passphrase is a :class:`Secret`)."""
+
+    ssid: bytes
+    passphrase: Secret | None
+    hidden: bool
+    last_online_at: float
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(self.ssid, self.passphrase, self.hidden)
+
+    def public(self, current: bytes | None = None) -> dict[str, object]:
+        """What NETWORKS and ``ctl status`` show: never the passphrase."""
+        try:
+            text: str | None = self.ssid.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        return {
+            "ssid_hex": self.ssid.hex(),
+            "ssid": text,
+            "hidden": self.hidden,
+            "last_online_at": round(self.last_online_at, 3),
+            "current": self.ssid == current,
+        }
 
 
 @dataclass(frozen=True)
@@ -206,6 +242,7 @@ class DeviceStore:
                 db.execute(
                     "INSERT OR IGNORE INTO cloud (one, status, after_reset) VALUES (1, 'none', 0)"
                 )
+                _migrate(db)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._db = db
@@ -352,6 +389,8 @@ class DeviceStore:
         new_attempt: bool = False,
         activation: ActivationResult | None = None,
         forget_cloud: bool = False,
+        remember: int | None = None,
+        forget_networks: bool = False,
     ) -> OnboardingRecord:
         """Commit one transition atomically and return the new record.
 
@@ -359,7 +398,8 @@ class DeviceStore:
         ``new_attempt`` increments the attempt counter (a join starts). ``activation`` commits
         the cloud's answer in the same transaction (never bound in the cloud but not here);
         ``forget_cloud`` clears the binding (factory reset) and marks the next activation as
-        following a reset.
+        following a reset. ``remember`` (with ``online``) puts the current credentials first
+        in the saved networks and keeps that many; ``forget_networks`` empties them (reset).
         """
         sets = [
             "state = ?",
@@ -407,9 +447,84 @@ class DeviceStore:
                         " in_claim_token = NULL, in_device_password = NULL"
                     )
                     self.db.execute("DELETE FROM meta WHERE key = 'reset_pending'")
+                if forget_networks:
+                    self.db.execute("DELETE FROM networks")
+                if remember is not None:
+                    self._remember_current(remember)
         except sqlite3.Error as exc:
             raise StoreError(f"transition to {state.wire_name} failed: {exc}") from exc
         return self.record()
+
+    # --- saved networks ------------------------------------------------------------------------
+
+    def _remember_current(self, keep: int) -> None:
+        """Inside a transaction: the current credentials first in the list, ``keep`` at most."""
+        self.db.execute(
+            "INSERT INTO networks (ssid, passphrase, hidden, last_online_at)"
+            " SELECT ssid, passphrase, hidden, ? FROM onboarding WHERE ssid IS NOT NULL"
+            " ON CONFLICT (ssid) DO UPDATE SET passphrase = excluded.passphrase,"
+            " hidden = excluded.hidden, last_online_at = excluded.last_online_at",
+            (time.time(),),
+        )
+        self.db.execute(
+            "DELETE FROM networks WHERE ssid NOT IN (SELECT ssid FROM networks"
+            " ORDER BY last_online_at DESC, rowid DESC LIMIT ?)",
+            (max(1, keep),),
+        )
+
+    def saved_networks(self) -> list[SavedNetwork]:
+        """The networks the device was online on, most recent first."""
+        rows = self.db.execute(
+            "SELECT ssid, passphrase, hidden, last_online_at FROM networks"
+            " ORDER BY last_online_at DESC, rowid DESC"
+        ).fetchall()
+        return [
+            SavedNetwork(
+                bytes(r[0]), Secret(r[1]) if r[1] is not None else None, bool(r[2]), float(r[3])
+            )
+            for r in rows
+        ]
+
+    def forget_network(self, ssid: bytes) -> bool:
+        """Drop one saved network; False when it was not saved."""
+        try:
+            with _tx(self.db):
+                gone = self.db.execute("DELETE FROM networks WHERE ssid = ?", (bytes(ssid),))
+        except sqlite3.Error as exc:
+            raise StoreError(f"forgetting a saved network failed: {exc}") from exc
+        return gone.rowcount > 0
+
+    def remember_history(self, networks: list[Credentials], *, online: bool) -> None:
+        """A device's past, written at once (a scenario's history for ``demo``/``init``): the
+        networks as saved, the first the most recent; ``online`` leaves the device as it was
+        before a power cut: online on the first one. Only for a device with none saved."""
+        now = time.time()
+        with _tx(self.db):
+            if self.db.execute("SELECT COUNT(*) FROM networks").fetchone()[0]:
+                raise StoreError(f"{self.path} already has saved networks")
+            for age, net in enumerate(networks):
+                self.db.execute(
+                    "INSERT INTO networks VALUES (?, ?, ?, ?)",
+                    (
+                        net.ssid,
+                        net.passphrase.reveal() if net.passphrase else None,
+                        int(net.hidden),
+                        now - 3600 * (age + 1),
+                    ),
+                )
+            if online and networks:
+                first = networks[0]
+                self.db.execute(
+                    "UPDATE onboarding SET state = ?, code = 0, phase = 'history', detail = '',"
+                    " ssid = ?, passphrase = ?, hidden = ?, seq = seq + 1, updated_at = ?",
+                    (
+                        int(State.ONLINE),
+                        first.ssid,
+                        first.passphrase.reveal() if first.passphrase else None,
+                        int(first.hidden),
+                        now,
+                    ),
+                )
 
     # --- cloud binding -------------------------------------------------------------------------
 
@@ -504,6 +619,24 @@ class DeviceStore:
     def reset_auth_failures(self) -> None:
         with _tx(self.db):
             self.db.execute("UPDATE auth SET failures = 0, last_failure_ms = 0")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Inside the opening transaction: bring an older store to :data:`SCHEMA_VERSION`.
+
+    Version 1 kept one network, in the onboarding row; a device that was online on it keeps it
+    as its first saved network (one that never worked is not a network that worked)."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    version = int(row[0]) if row else SCHEMA_VERSION
+    if version < 2:
+        db.execute(
+            "INSERT OR IGNORE INTO networks (ssid, passphrase, hidden, last_online_at)"
+            " SELECT ssid, passphrase, hidden, updated_at FROM onboarding"
+            " WHERE ssid IS NOT NULL AND state = ?",
+            (int(State.ONLINE),),
+        )
+    if version < SCHEMA_VERSION:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 
 
 def _private(target: Path, mode: int) -> None:

@@ -13,6 +13,16 @@ daemon, or START_SOFTAP over an authenticated BLE session. A device that is onli
 keeps its radio: the request is refused with INVALID_STATE. Every decision is a ``door``
 diagnostic event (BLE diagnostics, the JSONL log, the SoftAP's public state) naming the open
 doors and the reason.
+
+The doors reopen by themselves when a device with saved networks has been without a connection
+for the configured time (the engine's ``reopen`` event, at boot or after a loss): by the policy
+again, with the same proofs as the first onboarding. ``ble-then-softap``: BLE first (it shows
+the device's failure code), the access point after the window unless a BLE session starts;
+``softap-only`` and ``both``: the access point now; ``ble-only``: BLE only. The access point
+shares the one radio with the retries of the saved networks (it steps aside for each). When the
+device is online again (a saved network came back, or a phone set it up), the access point is
+down and a pending window is cancelled. A device at boot whose saved networks are retried opens
+no access point before that time: it may be back online first.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from ..codes import Code
+from ..codes import Code, State
 from ..errors import DeviceSimError, OnboardingError
 from ..lifecycle import Component
 from ..options import opt
@@ -90,6 +100,7 @@ class DoorSupervisor(Component):
         self._unfollow: Callable[[], None] = lambda: None
         self._unserve: Callable[[], None] = lambda: None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.reopened = False  # the doors reopened for a device without a connection
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -114,16 +125,23 @@ class DoorSupervisor(Component):
                     raise
                 self.ble_error = exc.detail or str(exc)
                 LOG.warning("BLE door unavailable (%s): falling back to the SoftAP", self.ble_error)
-        if self.policy is Policy.SOFTAP_ONLY:
+        if self.policy is not Policy.BLE_ONLY and self._provisioned():
+            # Online, joining, or retrying its saved networks at boot: no access point now
+            # (the doors reopen if the device stays without a connection).
+            what = (
+                "retries its saved networks"
+                if self.port.retrying
+                else "is " + (self.port.state.wire_name)
+            )
+            self.decision = f"no access point: the device {what}"
+            self.decided.set()
+        elif self.policy is Policy.SOFTAP_ONLY:
             await self._open("policy softap-only", strict=True)
         elif self.policy is Policy.BOTH:
             await self._open("policy both", strict=False)
         elif self.policy is Policy.BLE_THEN_SOFTAP:
             if self.ble is None:
                 await self._open(f"no usable BLE: {self.ble_error}", strict=False)
-            elif self._provisioned():
-                self.decision = f"no access point: the device is {self.port.state.wire_name}"
-                self.decided.set()
             else:
                 self._timer = asyncio.get_running_loop().create_task(self._window())
         if self.policy is not Policy.BLE_THEN_SOFTAP or self.ble is None:
@@ -135,9 +153,46 @@ class DoorSupervisor(Component):
     def _on_event(self, event: DiagnosticEvent) -> None:
         if event.phase == EventPhase.FACTORY_RESET and self.softap is not None:
             self.decided.clear()  # until the policy has applied anew (ctl status waits on it)
-            task = asyncio.get_running_loop().create_task(self._reapply())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._reapply())
+        elif event.phase == EventPhase.REOPEN:
+            self.decided.clear()
+            self._spawn(self._reopen(event.detail))
+        elif event.phase == EventPhase.ONLINE and self.reopened:
+            # After the online event has reached every subscriber (a note emitted from here
+            # would reach the later ones first).
+            asyncio.get_running_loop().call_soon(self._closed_by_online)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reopen(self, why: str) -> None:
+        """No connection for a while: the doors open again by the policy (the same proofs)."""
+        self.reopened = True
+        if self.policy is Policy.BLE_THEN_SOFTAP and self.ble is not None:
+            self.decision = None
+            if self._timer is None or self._timer.done():
+                self._timer = asyncio.get_running_loop().create_task(self._window())
+            self._note("no connection: BLE first again, the access point after the window")
+        elif self.softap is not None:
+            await self._open("no connection: the doors reopen", strict=False, reopen=True)
+        else:  # ble-only: BLE is the door (its advertisement shows the device's failure)
+            self.decision = "no connection: BLE only (policy ble-only)"
+            self.decided.set()
+            self._note(self.decision)
+
+    def _closed_by_online(self) -> None:
+        """Online again after the doors reopened: a pending window ends (the access point
+        went down for the join that brought the device back)."""
+        self.reopened = False
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+            self._timer = None
+        self.softap_reason = None
+        self.decision = "online again: no access point"
+        self.decided.set()
+        self._note(self.decision)
 
     async def _reapply(self) -> None:
         """After a factory reset the device waits for a new owner: the policy applies anew."""
@@ -198,7 +253,9 @@ class DoorSupervisor(Component):
         await self._open(reason, strict=True)
         return self.softap.describe()
 
-    async def _open(self, reason: str, *, strict: bool) -> None:
+    async def _open(self, reason: str, *, strict: bool, reopen: bool = False) -> None:
+        """``reopen``: the doors reopen for a device without a connection; a retry of its saved
+        networks may be in flight (the access point then comes up when it ends)."""
         assert self.softap is not None
         async with self._lock:
             if self._timer is not None and asyncio.current_task() is not self._timer:
@@ -208,7 +265,10 @@ class DoorSupervisor(Component):
             if self.softap.ap_up:
                 self.decided.set()
                 return
-            if self._provisioned() and not reason.startswith("requested"):
+            if reopen and self.port.state is State.ONLINE:
+                self.decided.set()
+                return
+            if self._provisioned() and not reason.startswith("requested") and not reopen:
                 LOG.info("device is %s: no access point (%s)", self.port.state.wire_name, reason)
                 self.decided.set()
                 return
@@ -228,7 +288,8 @@ class DoorSupervisor(Component):
             self._note("softap opened", reason=reason)
 
     def _provisioned(self) -> bool:
-        return self.port.provisioned
+        """Online or joining, or retrying its saved networks before the doors reopen."""
+        return self.port.provisioned or self.port.retrying
 
     def _session_opened(self, peer: Hashable) -> None:
         if self._timer is not None and not self._timer.done():
@@ -241,7 +302,9 @@ class DoorSupervisor(Component):
     async def _window(self) -> None:
         await asyncio.sleep(self.window_s)  # the fallback window is a timeout, not a sync
         self._timer = None
-        await self._open(f"no BLE session within {self.window_s:g} s", strict=False)
+        await self._open(
+            f"no BLE session within {self.window_s:g} s", strict=False, reopen=self.reopened
+        )
 
     def _note(self, what: str, **extra: Any) -> None:
         status = self.status()

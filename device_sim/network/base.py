@@ -8,8 +8,9 @@ CI and QA benches) and later a NetworkManager one (Raspberry Pi). Both raise the
 from __future__ import annotations
 
 import abc
+import asyncio
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ __all__ = [
     "PhaseCallback",
     "Security",
     "SettingsStore",
+    "WorldNote",
     "validate_credentials",
 ]
 
@@ -85,6 +87,11 @@ class Phase(StrEnum):
     CLOCK = "clock"  # network time before TLS (a device without a clock waits for it)
     TLS = "tls"
 
+
+WorldNote = Callable[[str, dict[str, Any]], None]
+"""Told what changed in a backend's world (``detail``, ``data``): the simulated world's timeline
+(an access point off or back, a lease not renewed), a link fault. The engine makes each an
+event."""
 
 PhaseCallback = Callable[[str, dict[str, Any]], None]
 """Called synchronously at the start of each phase with the phase name (a :class:`Phase`, which
@@ -257,6 +264,30 @@ class NetworkBackend(Component):
     @abc.abstractmethod
     async def forget_all(self) -> None:
         """Factory reset: disconnect and drop every saved network."""
+
+    # The connected life after a successful verify (core/life.py).
+    async def wait_link_loss(self) -> NetworkError:
+        """Wait while the connection the last successful :meth:`verify` established holds at
+        the link; return the error that ended it: LINK_LOST (the access point went away or
+        disconnected the device) or LEASE_LOST (the DHCP lease was not renewed). Its own
+        doings (a :meth:`disconnect`, a new :meth:`join`, the access point coming up) are not
+        losses. The engine cancels the wait when it stops watching. A backend that cannot
+        tell waits forever (the engine's checks still find a dead connection)."""
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def check_connection(self) -> None:
+        """While online: name resolution and the internet still answer. Raises
+        NetworkError(DNS_LOST, INTERNET_LOST), LINK_LOST when there is no connection."""
+
+    async def keep_networks(self, saved: Sequence[bytes]) -> None:
+        """The device's saved networks changed (SSIDs, most recent first). A backend that keeps
+        its own profiles (NetworkManager) keeps these, in this order, and drops the others it
+        made. Raises NetworkError(INTERNAL_ERROR) when it cannot."""
+
+    def watch_world(self, note: WorldNote) -> None:
+        """Tell ``note`` what changes in this backend's world from now on (nothing by
+        default)."""
 
     # The radio as an access point (the SoftAP door). One radio: no scan or join while it is up.
     async def start_access_point(self, config: AccessPointConfig) -> None:

@@ -5,6 +5,12 @@ attempt with ``probability`` (drawn from the attempt's seeded generator), adds `
 (plus up to ``jitter_ms`` either way) to the step and ends it with ``result`` (by default the
 step's failure; the step's good result makes a latency-only fault). Faults are read when an
 attempt starts, so a change is effective from the next attempt, never halfway through one.
+
+Two more steps break an established connection on a running device: ``link`` (``down``: the
+device is deauthenticated at once, and while the fault stays each association fails with its
+probability, as under a deauthentication flood) and ``lease`` (``expired``: the lease is not
+renewed, so the address is gone at once, and DHCP fails while it stays). ``dns`` and
+``internet`` faults also fail the checks an online device makes.
 """
 
 from __future__ import annotations
@@ -17,9 +23,24 @@ from ..codes import Code
 from ..errors import OnboardingError
 from .scenario import RESULTS
 
-__all__ = ["DEFAULT_PORTAL_URL", "FAULT_STEPS", "MAX_FAULTS", "Fault", "parse_fault"]
+__all__ = [
+    "DEFAULT_PORTAL_URL",
+    "FAULT_RESULTS",
+    "FAULT_STEPS",
+    "LINK_STEPS",
+    "MAX_FAULTS",
+    "Fault",
+    "parse_fault",
+]
 
-FAULT_STEPS = tuple(RESULTS)  # association, dhcp, dns, captive_portal, internet, ntp, tls
+# The join's and the checks' steps, and the established connection's own two.
+FAULT_RESULTS: dict[str, tuple[str, ...]] = {
+    **RESULTS,
+    "link": ("ok", "down"),
+    "lease": ("ok", "expired"),
+}
+FAULT_STEPS = tuple(FAULT_RESULTS)
+LINK_STEPS = frozenset({"link", "lease"})
 MAX_FAULTS = 32
 MAX_FAULT_DELAY_MS = 600_000
 DEFAULT_PORTAL_URL = "http://portal.device-sim.test/login"
@@ -40,7 +61,7 @@ class Fault:
 
     def describe(self) -> str:
         parts = [f"{self.name}: {self.step}"]
-        if self.result != RESULTS[self.step][0]:
+        if self.result != FAULT_RESULTS[self.step][0]:
             parts.append(f"ends {self.result}")
         if self.delay_ms or self.jitter_ms:
             parts.append(f"+{self.delay_ms}±{self.jitter_ms} ms")
@@ -77,7 +98,7 @@ def parse_fault(args: dict[str, Any]) -> Fault:
         if not 0 <= value <= MAX_FAULT_DELAY_MS:
             raise bad(f"{key}: from 0 to {MAX_FAULT_DELAY_MS}, not {value}")
         ints[key] = value
-    results = RESULTS[step]
+    results = FAULT_RESULTS[step]
     result = args.get("result", results[1])
     if result not in results:
         raise bad(f"result of {step}: one of {', '.join(results)}, not {result!r}")

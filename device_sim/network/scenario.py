@@ -10,7 +10,12 @@ The world holds the device's radio (bands, antenna offset, IPv6, clock), BSSes p
 band, channel, RSSI and their own fate (a mesh node that fails, band steering), the steps after
 association as distributions (a delay range, jitter, a failure probability per attempt, drawn
 from a seeded generator), IPv6-only networks with or without NAT64, network time, and what the
-cloud does when the device activates.
+cloud does when the device activates. Over time: a ``timeline`` changes the world after boot or
+after the device is first online (an access point off and back, a router replaced, a lease not
+renewed, DNS or the internet down for a while), a ``history`` gives the device the networks it
+saved before the story starts, and a ``story`` says what ``demo`` checks beyond the outcome (the
+event sequence, doors reopening, the time back online, the phone's sessions) and what its
+phone does (re-onboarding once the doors reopen).
 """
 
 from __future__ import annotations
@@ -44,11 +49,15 @@ __all__ = [
     "DeviceRadio",
     "DhcpStep",
     "DnsStep",
+    "History",
     "InternetStep",
     "NtpStep",
     "Scenario",
     "ScenarioAccessPoint",
     "Step",
+    "Story",
+    "StoryPhone",
+    "TimelineStep",
     "TlsStep",
     "json_schema",
     "list_scenarios",
@@ -207,6 +216,60 @@ class ScenarioAccessPoint:
     after_association: AfterAssociation
     band_steering: bool = False  # on a 2.4 GHz BSS: holds dual-band clients off, to 5 GHz
     steering_holdoff_ms: int = 3000  # how long it ignores a 2.4 GHz-only device
+    present: bool = True  # on the air when the world starts (a timeline step may change it)
+
+
+TIMELINE_ACTIONS = ("ap_off", "ap_on", "passphrase", "lease", "dns_down", "internet_down")
+# Actions whose target is one network's BSSes (the others may name one, else act on all).
+TARGETED = frozenset({"ap_off", "ap_on", "passphrase"})
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    """One change of the world, ``at_s`` (world seconds) after ``after`` (boot: the backend's
+    start; online: the device's first successful checks), undone ``for_s`` later (None: for
+    good). ``bssids``: the BSSes it acts on (empty: every network, for lease/DNS/internet)."""
+
+    after: str
+    at_s: float
+    action: str
+    bssids: tuple[str, ...]
+    target: str  # what it acts on, for its note
+    passphrase: str | None = field(default=None, repr=False)
+    for_s: float | None = None
+
+
+@dataclass(frozen=True)
+class History:
+    """What the device did before the story: the networks it saved (most recent first) and
+    whether it was online on the first when the story starts (as before a power cut)."""
+
+    networks: tuple[DefaultCredentials, ...]
+    online: bool = True
+
+
+@dataclass(frozen=True)
+class StoryPhone:
+    """The phone of ``demo``'s story: it sets the device up again once it sees ``when``."""
+
+    when: str  # reopen: the device's doors reopened; loss: the connection was lost
+    ssid: bytes
+    passphrase: str | None = field(repr=False)
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
+class Story:
+    """What ``demo`` checks beyond the outcome (each None: not checked)."""
+
+    sequence: tuple[str, ...] = ()  # event phases in order ("phase" or "phase:CODE_NAME")
+    doors_reopened: bool | None = None
+    back_online_within_s: float | None = None  # world seconds after the network came back
+    phone_sessions: int | None = None  # sessions after the first onboarding (re-onboarding)
+    online_ssid: bytes | None = None  # the network it ends online on
+    associations: int | None = None  # association attempts during the story
+    within_s: float = 300.0  # the story's bound, in world seconds
+    phone: StoryPhone | None = None
 
 
 @dataclass(frozen=True)
@@ -232,6 +295,9 @@ class Scenario:
     seed: int = 0
     device: DeviceRadio = DeviceRadio()
     cloud: CloudBehaviour = CloudBehaviour()
+    timeline: tuple[TimelineStep, ...] = ()
+    history: History | None = None
+    story: Story | None = None
 
     def bsses(self, ssid: bytes) -> list[ScenarioAccessPoint]:
         """Every BSS broadcasting (or hiding) ``ssid``."""
@@ -427,6 +493,33 @@ def band_list(doc: str) -> Kind:
     return Kind(doc, list(bands), check, schema)
 
 
+_PHASE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}(:[A-Z][A-Z0-9_]*)?$")
+
+
+def sequence_kind(doc: str) -> Kind:
+    """A list of ``phase`` or ``phase:CODE_NAME`` strings (the code a known one)."""
+
+    def check(v: Any, path: str, errors: _Errors) -> Any:
+        if not isinstance(v, list) or len(v) > 64:
+            return _err(errors, path, "must be a list of at most 64 phase names")
+        out = []
+        for i, item in enumerate(v):
+            if not isinstance(item, str) or not _PHASE_RE.match(item):
+                return _err(errors, f"{path}[{i}]", f"not `phase` or `phase:CODE`: {item!r}")
+            code = item.partition(":")[2]
+            if code and code not in Code.__members__:
+                return _err(errors, f"{path}[{i}]", f"not a diagnostic code name: {code!r}")
+            out.append(item)
+        return tuple(out)
+
+    schema = {
+        "type": "array",
+        "maxItems": 64,
+        "items": {"type": "string", "pattern": _PHASE_RE.pattern},
+    }
+    return Kind(doc, None, check, schema)
+
+
 @dataclass(frozen=True)
 class Mapping_:
     """A mapping of known keys (every one described); unknown keys are errors."""
@@ -557,10 +650,81 @@ _AP = Mapping_(
         "steering_holdoff_ms": integer(
             "how long band steering ignores a 2.4 GHz-only device", 0, 60_000, 3000
         ),
+        "present": flag("on the air when the world starts (a timeline step brings it)", True),
         "after_association": _STEPS,
     },
     required=("security",),
 )
+_CREDENTIALS = Mapping_(
+    "a network the device joins",
+    _SSID_KEYS
+    | {
+        "passphrase": text("null for open networks", allow_empty=True, nullable=True),
+        "hidden": flag("a hidden network (joined with a probe for its SSID)"),
+    },
+)
+_TIMELINE_STEP = Mapping_(
+    "one change of the world",
+    _SSID_KEYS
+    | {
+        "after": choice(
+            "what at_s counts from: boot (the backend's start) or online (the first time the "
+            "device's checks passed)",
+            ("boot", "online"),
+            "online",
+        ),
+        "at_s": number("world seconds after `after`", 0, 86400),
+        "action": choice(
+            "ap_off: the access points go off the air (a router restarting, or gone); ap_on: "
+            "they come on; passphrase: the network's key changes (its clients are disconnected);"
+            " lease: DHCP stops renewing leases (a device on it loses its address); dns_down, "
+            "internet_down: name resolution or the internet stop answering",
+            TIMELINE_ACTIONS,
+        ),
+        "bssid": bssid_kind("one BSS instead of every BSS of the SSID"),
+        "passphrase": text("passphrase: the new key", allow_empty=True, nullable=True),
+        "for_s": number("undo the change this many seconds later (absent: for good)", 0, 86400),
+    },
+    required=("at_s", "action"),
+)
+_STORY = Mapping_(
+    "what demo checks beyond the outcome, and what its phone does later",
+    {
+        "sequence": sequence_kind(
+            "event phases that must happen in this order (others may come between): "
+            "`phase` or `phase:CODE_NAME`, e.g. link_lost:LINK_LOST, reopen, online"
+        ),
+        "doors_reopened": flag("whether the device's doors reopened during the story"),
+        "back_online_within_s": number(
+            "online again at most this many world seconds after the network came back (the "
+            "last world change that restores it; from boot when there is none)",
+            0,
+            86400,
+        ),
+        "phone_sessions": integer(
+            "sessions phones opened after the first onboarding (0: no user acted)", 0, 100
+        ),
+        "online_ssid": text("the network the device ends online on (UTF-8 SSID)"),
+        "associations": integer(
+            "association attempts during the story (1: one scan, then one join)", 0, 1000
+        ),
+        "within_s": number("the story's bound, in world seconds", 1, 86400, 300),
+        "phone": Mapping_(
+            "the phone sets the device up again when it sees `when`",
+            _SSID_KEYS
+            | {
+                "when": choice(
+                    "reopen: the device's doors reopened; loss: its connection was lost",
+                    ("reopen", "loss"),
+                    "reopen",
+                ),
+                "passphrase": text("null for open networks", allow_empty=True, nullable=True),
+                "hidden": flag("a hidden network"),
+            },
+        ),
+    },
+)
+
 _MODEL_DICT: dict[str, Kind | Mapping_ | List_] = {
     "name": text("must equal the file name without .yaml"),
     "description": text("one line saying what this world is and how it ends"),
@@ -618,6 +782,18 @@ _MODEL_DICT: dict[str, Kind | Mapping_ | List_] = {
     ),
     "access_points": List_("the BSSes of this world", _AP),
     "after_association": _STEPS,
+    "timeline": List_("the world over time: changes after boot or after online", _TIMELINE_STEP),
+    "history": Mapping_(
+        "what the device did before the story (demo and init --scenario give it this past)",
+        {
+            "networks": List_(
+                "the networks it saved, most recent first", _CREDENTIALS, max_items=32
+            ),
+            "online": flag("it was online on the first when the story starts", True),
+        },
+        required=("networks",),
+    ),
+    "story": _STORY,
 }
 MODEL = Mapping_(
     "device-sim scenario: a simulated Wi-Fi world",
@@ -795,6 +971,14 @@ class _Builder:
         device, _ = _good(top.get("device", {}))
         clock, _ = _good(device.get("clock", {}))
         cloud = self.cloud(_good(top.get("cloud", {}))[0])
+        good_aps = [sap for sap in aps if sap is not None]
+        timeline = tuple(
+            step
+            for i, raw in enumerate(top.get("timeline", []))
+            if (step := self.timeline_step(_good(raw)[0], f"timeline[{i}]", good_aps))
+        )
+        history = self.history(_good(top["history"])[0]) if "history" in top else None
+        story = self.story(_good(top["story"])[0]) if "story" in top else None
         if self.errors or creds is None or None in aps or name is None:
             return None
         return Scenario(
@@ -815,6 +999,98 @@ class _Builder:
                 clock_skew_s=clock.get("skew_s", 0),
             ),
             cloud=cloud,
+            timeline=timeline,
+            history=history,
+            story=story,
+        )
+
+    def timeline_step(
+        self, node: dict[str, Any], path: str, aps: list[ScenarioAccessPoint]
+    ) -> TimelineStep | None:
+        if "action" not in node or "at_s" not in node:
+            return None
+        action = node["action"]
+        named = "ssid" in node or "ssid_hex" in node
+        ssid = self.ssid(node, path) if named else None
+        if "bssid" in node:
+            bssids = tuple(s.ap.bssid for s in aps if s.ap.bssid == node["bssid"])
+            target = node["bssid"]
+            if not bssids:
+                _err(self.errors, _join(path, "bssid"), "no access point has this bssid")
+        elif ssid is not None:
+            bssids = tuple(s.ap.bssid for s in aps if s.ap.ssid == ssid)
+            target = _ssid_text(ssid)
+            if not bssids:
+                _err(self.errors, _join(path, "ssid"), "no access point has this SSID")
+        else:
+            bssids, target = (), "every network"
+            if action in TARGETED and not named:
+                _err(self.errors, _join(path, "ssid"), f"{action} needs an ssid or a bssid")
+        passphrase = node.get("passphrase")
+        if action == "passphrase":
+            if "passphrase" not in node:
+                _err(self.errors, _join(path, "passphrase"), "the new key is missing")
+            elif ssid is not None or bssids:
+                security = next((s.ap.security for s in aps if s.ap.bssid in bssids), None)
+                probe = ssid if ssid is not None else b"x"
+                try:
+                    validate_credentials(probe, passphrase, security)
+                except NetworkError as exc:
+                    _err(self.errors, _join(path, "passphrase"), exc.detail)
+        elif "passphrase" in node:
+            _err(self.errors, _join(path, "passphrase"), f"{action} takes no passphrase")
+        return TimelineStep(
+            after=node.get("after", "online"),
+            at_s=float(node["at_s"]),
+            action=action,
+            bssids=bssids,
+            target=target,
+            passphrase=passphrase,
+            for_s=node.get("for_s"),
+        )
+
+    def history(self, node: dict[str, Any]) -> History | None:
+        networks = []
+        for i, raw in enumerate(node.get("networks", [])):
+            net, _ = _good(raw)
+            path = f"history.networks[{i}]"
+            ssid = self.ssid(net, path)
+            if ssid is None:
+                continue
+            passphrase = net.get("passphrase")
+            try:
+                validate_credentials(ssid, passphrase, None)
+            except NetworkError as exc:
+                _err(self.errors, _join(path, "passphrase"), exc.detail)
+            networks.append(DefaultCredentials(ssid, passphrase, net.get("hidden", False)))
+        seen = [n.ssid for n in networks]
+        if len(set(seen)) != len(seen):
+            _err(self.errors, "history.networks", "lists a network twice")
+        if not networks:
+            if "networks" in node:
+                _err(self.errors, "history.networks", "lists no network")
+            return None
+        return History(tuple(networks), node.get("online", True))
+
+    def story(self, node: dict[str, Any]) -> Story:
+        phone = None
+        if "phone" in node:
+            raw, _ = _good(node["phone"])
+            ssid = self.ssid(raw, "story.phone")
+            if ssid is not None:
+                phone = StoryPhone(
+                    raw.get("when", "reopen"), ssid, raw.get("passphrase"), raw.get("hidden", False)
+                )
+        online = node.get("online_ssid")
+        return Story(
+            sequence=node.get("sequence", ()),
+            doors_reopened=node.get("doors_reopened"),
+            back_online_within_s=node.get("back_online_within_s"),
+            phone_sessions=node.get("phone_sessions"),
+            online_ssid=online.encode("utf-8") if online is not None else None,
+            associations=node.get("associations"),
+            within_s=node.get("within_s", 300.0),
+            phone=phone,
         )
 
     def cloud(self, node: dict[str, Any]) -> CloudBehaviour:
@@ -909,6 +1185,7 @@ class _Builder:
             after_association=steps,
             band_steering=steering,
             steering_holdoff_ms=node.get("steering_holdoff_ms", 3000),
+            present=node.get("present", True),
         )
 
     def after_association(
@@ -946,6 +1223,13 @@ def _good(node: Any) -> tuple[dict[str, Any], set[str]]:
     if not isinstance(node, dict):
         return {}, set()
     return {k: v for k, v in node.items() if v is not BAD}, {k for k, v in node.items() if v is BAD}
+
+
+def _ssid_text(ssid: bytes) -> str:
+    try:
+        return repr(ssid.decode("utf-8"))
+    except UnicodeDecodeError:
+        return f"0x{ssid.hex()}"
 
 
 def _join(path: str, key: str) -> str:

@@ -5,6 +5,12 @@ Verification is real where that is cheap: the backend serves a connectivity prob
 the "cloud" over TLS on 127.0.0.1, with certificates made at start-up, and runs the same
 :mod:`device_sim.network.checks` a real backend runs. Only DNS is modelled (the names resolve to
 127.0.0.1, or fail), since a bench may have no network at all.
+
+Once the checks pass, the connection is established until the world takes it away: the
+scenario's timeline (:mod:`.live`: an access point off, a new passphrase, a lease not renewed)
+or a ``link``/``lease`` fault ends it at the link (:meth:`SimulatedBackend.wait_link_loss`), and
+DNS or internet outages fail the checks an online device makes
+(:meth:`SimulatedBackend.check_connection`).
 """
 
 from __future__ import annotations
@@ -39,9 +45,11 @@ from .base import (
     Phase,
     PhaseCallback,
     Security,
+    WorldNote,
     validate_credentials,
 )
-from .faults import DEFAULT_PORTAL_URL, MAX_FAULTS, Fault
+from .faults import DEFAULT_PORTAL_URL, LINK_STEPS, MAX_FAULTS, Fault
+from .live import Change, LiveWorld
 from .scenario import RESULTS, Scenario, ScenarioAccessPoint, Step, load_scenario
 
 if TYPE_CHECKING:
@@ -77,6 +85,7 @@ PROBE_HOST = "connectivity-check.device-sim.test"
 PROBE_PATH = "/generate_204"
 MISMATCH_HOST = "other.device-sim.test"
 PREFER_5GHZ_DBM = -70
+FRESH_SCAN_S = 5.0  # a join within this long of a scan uses its results
 LOOPBACK = {4: "127.0.0.1", 6: "::1"}
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -105,6 +114,15 @@ class _Attempt:
             if fault.result != RESULTS[name][0]:
                 result = fault.result
         return delay, result, applied
+
+
+@dataclass
+class _Link:
+    """One established connection: set when the world takes it away, with the loss."""
+
+    sap: ScenarioAccessPoint
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+    loss: NetworkError | None = None
 
 
 # -- TLS contexts ---------------------------------------------------------------------------------
@@ -183,6 +201,12 @@ class SimulatedBackend(NetworkBackend):
         self._probe_ports: dict[int, int] = {}
         self._refusing_ports: dict[int, int] = {}
         self._tls_servers: dict[tuple[str, int, int], int] = {}
+        self._live = LiveWorld(self._scenario, self._time_scale)
+        self._live.changed = self._world_changed
+        self._link: _Link | None = None  # the connection established last, until it ends
+        self._note: WorldNote = lambda detail, data: None
+        self._life_rng = random.Random(f"{self._seed}:life")  # faults on a live connection
+        self._scanned_at = -FRESH_SCAN_S
 
     # -- faults (device-sim ctl fault): effective from the next attempt
     @property
@@ -199,8 +223,29 @@ class SimulatedBackend(NetworkBackend):
         self._faults[fault.name] = fault
         return replaced
 
+        if fault.step in LINK_STEPS and fault.result != "ok":
+            self._hit_by(fault)
+        return replaced
+
     def remove_fault(self, name: str) -> Fault | None:
         return self._faults.pop(name, None)
+
+    def _hit_by(self, fault: Fault) -> None:
+        """A link or lease fault arrives: an established connection ends at once."""
+        if self._link is None or self._life_rng.random() >= fault.probability:
+            return
+        if fault.step == "link":
+            self._lose(Code.LINK_LOST, f"deauthenticated by the access point (fault {fault.name})")
+        else:
+            self._lose(Code.LEASE_LOST, f"the DHCP lease was not renewed (fault {fault.name})")
+
+    def _faulted(self, step: str) -> Fault | None:
+        """A fault in force on ``step`` that hits now (each drawn with its probability)."""
+        for fault in self._faults.values():
+            hit = fault.step == step and fault.result != "ok"
+            if hit and self._life_rng.random() < fault.probability:
+                return fault
+        return None
 
     # -- properties
     @property
@@ -235,7 +280,9 @@ class SimulatedBackend(NetworkBackend):
             return
         async with AsyncExitStack() as stack:
             stack.callback(self._reset_ports)
+            stack.callback(self._live.stop)
             self._stack = stack.pop_all()
+        self._live.play("boot")
 
     async def _serve_world(self) -> None:
         """The probe on IPv4 and IPv6 loopback and a refusing port each, once."""
@@ -268,6 +315,7 @@ class SimulatedBackend(NetworkBackend):
     async def stop(self) -> None:
         stack, self._stack = self._stack, None
         self._connected = None
+        self._link = None
         self._ap = None
         if stack is not None:
             await stack.aclose()
@@ -351,7 +399,8 @@ class SimulatedBackend(NetworkBackend):
         """The simulated AP: the radio changes mode; the door serves HTTP on loopback or netns."""
         self._started()
         if not config.concurrent:
-            self._connected = None  # the station goes down with the mode change
+            # The station goes down with the mode change: our own doing, not a lost link.
+            self._connected, self._link = None, None
         self._ap = config
         log.info("radio: access point %r up", config)
 
@@ -366,11 +415,12 @@ class SimulatedBackend(NetworkBackend):
         self._started()
         self._radio_free("scan")
         await self._sleep(self._scenario.scan_delay_ms)
+        self._scanned_at = asyncio.get_running_loop().time()
         world, bands = self._scenario, self._scenario.device.bands
         seen = [
             replace(sap.ap, ssid=b"" if sap.ap.hidden else sap.ap.ssid, rssi=world.heard_rssi(sap))
             for sap in world.access_points
-            if sap.ap.band in bands
+            if sap.ap.band in bands and self._live.on_air(sap)
         ]
         return sorted(seen, key=lambda ap: ap.rssi, reverse=True)
 
@@ -395,14 +445,18 @@ class SimulatedBackend(NetworkBackend):
         async with self._lock:
             self._started()
             self._radio_free("join")
-            self._connected = None  # joining leaves the current network first
+            self._connected, self._link = None, None  # joining leaves the current network first
             self._portal_url = None
             attempt = self._new_attempt()
             detail: dict[str, Any] = {"ssid_hex": ssid.hex(), "hidden": hidden}
             if attempt.faults:
                 detail["faults"] = [f.name for f in attempt.faults]
-            _emit(on_phase, Phase.SCANNING, detail)
-            await self._sleep(self._scenario.scan_delay_ms)
+            # A scan of the last few seconds is what the radio joins from (wpa_supplicant's
+            # scan results); otherwise the join scans first.
+            fresh = asyncio.get_running_loop().time() - self._scanned_at < FRESH_SCAN_S
+            _emit(on_phase, Phase.SCANNING, {**detail, "cached": True} if fresh else detail)
+            if not fresh:
+                await self._sleep(self._scenario.scan_delay_ms)
             candidates = self._candidates(ssid, hidden)
             first = candidates[0].ap
             if not first.security.supported:
@@ -440,7 +494,7 @@ class SimulatedBackend(NetworkBackend):
         device off 2.4 GHz), then 2.4 GHz, then a weak 5 GHz, each by signal. Those below the
         floor only if nothing is above."""
         world = self._scenario
-        matching = world.bsses(ssid)
+        matching = [sap for sap in world.bsses(ssid) if self._live.on_air(sap)]
         visible = [sap for sap in matching if hidden or not sap.ap.hidden]
         usable = [sap for sap in visible if sap.ap.band in world.device.bands]
         if not usable:
@@ -515,9 +569,18 @@ class SimulatedBackend(NetworkBackend):
                 rssi=heard,
                 bssid=ap.bssid,
             )
+        deauth = self._faulted("link")
+        if deauth is not None:
+            raise _fail(
+                Code.ASSOCIATION_TIMEOUT,
+                Phase.ASSOCIATING,
+                f"{ap.bssid} deauthenticated the device during association (fault {deauth.name})",
+                rssi=heard,
+                bssid=ap.bssid,
+            )
 
         _emit(on_phase, Phase.AUTHENTICATING, {"security": str(ap.security)})
-        if not _passphrase_matches(ap, sap.passphrase, passphrase):
+        if not _passphrase_matches(ap, self._live.key(sap), passphrase):
             how = "SAE authentication" if ap.security is Security.WPA3_SAE else "4-way handshake"
             raise _fail(
                 Code.WRONG_CREDENTIALS,
@@ -542,7 +605,7 @@ class SimulatedBackend(NetworkBackend):
                 "and the device's stack needs IPv4",
                 bssid=ap.bssid,
             )
-        if result == "timeout":
+        if result == "timeout" or self._live.out("lease", ap.bssid) or self._faulted("lease"):
             raise _fail(
                 Code.NO_DHCP_LEASE,
                 Phase.DHCP,
@@ -580,6 +643,8 @@ class SimulatedBackend(NetworkBackend):
             family = attempt.family
 
             delay, dns_result, faults = attempt.step("dns", steps.dns)
+            if self._live.out("dns", sap.ap.bssid):
+                dns_result = "fail"
             _emit(
                 on_phase,
                 Phase.DNS,
@@ -594,6 +659,8 @@ class SimulatedBackend(NetworkBackend):
             internet_delay, internet_result, internet_faults = attempt.step(
                 "internet", steps.internet
             )
+            if self._live.out("internet", sap.ap.bssid):
+                internet_result = "none"
             portal = portal_result == "portal"
             self._portal_url = (
                 (steps.captive_portal.login_url or DEFAULT_PORTAL_URL) if portal else None
@@ -671,13 +738,87 @@ class SimulatedBackend(NetworkBackend):
                         ntp=ntp_result,
                     ) from None
                 raise
+            # Established: from now on the world may take it away.
+            self._link = _Link(sap)
+            self._live.play("online")
 
     async def disconnect(self) -> None:
-        self._connected = None
+        self._connected, self._link = None, None
 
     async def forget_all(self) -> None:
-        self._connected = None
+        self._connected, self._link = None, None
         self._saved.clear()
+
+    # -- the connected life
+    def watch_world(self, note: WorldNote) -> None:
+        self._note = note
+
+    async def wait_link_loss(self) -> NetworkError:
+        link = self._link
+        if link is None:
+            return await super().wait_link_loss()  # nothing established: nothing to lose
+        await link.lost.wait()
+        assert link.loss is not None
+        return link.loss
+
+    async def check_connection(self) -> None:
+        """DNS and the internet over the established connection, as :meth:`verify` checks
+        them (the modelled resolver, a real TCP connection to the probe or a refusing port)."""
+        from .checks import check_dns, check_internet
+
+        link, attempt = self._link, self._attempt
+        if link is None:
+            raise NetworkError(Code.LINK_LOST, "not connected to a network")
+        self._started()
+        await self._serve_world()
+        bssid = link.sap.ap.bssid
+        family = attempt.family if attempt is not None else 4
+        dns_out = self._live.out("dns", bssid) or self._faulted("dns") is not None
+        resolver = _resolver("fail" if dns_out else "ok", LOOPBACK[family])
+        try:
+            ips = await check_dns(PROBE_HOST, resolver=resolver, timeout=self._check_timeout)
+        except NetworkError as exc:
+            raise NetworkError(
+                Code.DNS_LOST, f"{exc.detail} (still associated with {bssid})", raw=exc.raw
+            ) from None
+        internet_out = self._live.out("internet", bssid) or self._faulted("internet") is not None
+        port = (self._refusing_ports if internet_out else self._probe_ports)[family]
+        try:
+            await check_internet(ips, port, timeout=self._check_timeout)
+        except NetworkError as exc:
+            raise NetworkError(
+                Code.INTERNET_LOST, f"{exc.detail} (still associated with {bssid})", raw=exc.raw
+            ) from None
+
+    def _lose(self, code: Code, detail: str) -> None:
+        """The established connection ends (the world's doing): tell whoever waits."""
+        link, self._link = self._link, None
+        if link is None:
+            return
+        self._connected = None
+        link.loss = NetworkError(code, detail, raw={"bssid": link.sap.ap.bssid})
+        log.info("connection to %s lost: %s", link.sap.ap.bssid, detail)
+        link.lost.set()
+
+    def _world_changed(self, change: Change) -> None:
+        self._note(f"world: {change.describe()}", change.data())
+        link = self._link
+        if link is None:
+            return
+        step, bssid = change.step, link.sap.ap.bssid
+        hits = not step.bssids or bssid in step.bssids
+        gone = (step.action == "ap_off" and not change.undone) or (
+            step.action == "ap_on" and change.undone
+        )
+        if hits and gone:
+            self._lose(Code.LINK_LOST, f"the access point {bssid} went off the air")
+        elif hits and step.action == "passphrase":
+            self._lose(
+                Code.LINK_LOST,
+                f"{bssid} restarted its Wi-Fi with another passphrase and disconnected the device",
+            )
+        elif hits and step.action == "lease" and not change.undone:
+            self._lose(Code.LEASE_LOST, f"the DHCP server on {bssid} did not renew the lease")
 
     async def _sleep(self, delay_ms: int) -> None:
         """Simulated time passing (the world's latency), not synchronisation."""

@@ -146,6 +146,24 @@ class DoorPort:
         return self.busy or self._engine.state is State.ONLINE
 
     @property
+    def associated(self) -> bool:
+        """On its network: online, or checking it again after DNS or the internet went away
+        (the link is still up)."""
+        record = self._engine.record
+        if record.state is State.ONLINE:
+            return True
+        if record.state is State.VERIFYING:
+            return self._engine.life.rechecking
+        return record.state is State.FAILED and record.code in (Code.DNS_LOST, Code.INTERNET_LOST)
+
+    @property
+    def retrying(self) -> bool:
+        """Not online, the device retries its saved networks and its doors have not reopened
+        yet (it may be back online before they do)."""
+        life = self._engine.life
+        return life.retrying and not life.reopened and self._engine.state is not State.ONLINE
+
+    @property
     def last_event(self) -> DiagnosticEvent | None:
         return self._engine.events.last
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..core.engine import Timeouts
 from ..core.events import DiagnosticEvent
 from ..core.identity import create_identity
+from ..core.life import LifeTimers
 from ..core.store import DeviceStore
 from ..network.base import NetworkBackend
 from ..network.simulated import SimulatedBackend
@@ -35,6 +36,7 @@ async def build_stack(
     idle_timeout_s: float | None = None,
     zero_delay: bool = True,
     seen: list[DiagnosticEvent] | None = None,
+    life: LifeTimers | None = None,
 ) -> DeviceStack:
     """A device with a new identity in ``state_dir`` (its label code ``setup_code``), opened
     in ``stack``. ``seen`` collects every event from the first one on."""
@@ -56,5 +58,6 @@ async def build_stack(
         idle_timeout_s=idle_timeout_s,
         event_log=False,
         subscribers=[seen.append] if seen is not None else [],
+        life=life,
     )
     return device

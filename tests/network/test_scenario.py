@@ -19,6 +19,9 @@ DECIDED_BY_THE_ENGINE = {"slow-dhcp"}
 # tests/e2e/test_demo_expect.py plays them through demo and the cloud emulator.
 DECIDED_BY_THE_CLOUD = {"cloud-claim-expired", "cloud-claimed-elsewhere", "cloud-down",
                         "cloud-rejecting"}
+# Scenarios whose device starts from a history in a world that is not there yet at boot: their
+# story decides (tests/e2e/test_stories.py plays them through demo).
+DECIDED_BY_THE_STORY = {"late-router"}
 SHIPPED = {
     "engineering-wifi": Code.OK,
     "typical-home": Code.OK,
@@ -45,6 +48,16 @@ SHIPPED = {
     "cloud-claimed-elsewhere": Code.CLAIMED_BY_ANOTHER_ACCOUNT,
     "cloud-down": Code.CLOUD_UNREACHABLE,
     "cloud-rejecting": Code.CLOUD_ACTIVATION_REJECTED,
+    # Stories: the world over time after the first onboarding (or from a history); each ends
+    # online again, its losses in its story (tests/e2e/test_stories.py plays them).
+    "router-reboot": Code.OK,
+    "router-replaced": Code.OK,
+    "late-router": Code.OK,
+    "moved": Code.OK,
+    "new-passphrase": Code.OK,
+    "lease-not-renewed": Code.OK,
+    "dns-outage": Code.OK,
+    "internet-outage": Code.OK,
 }
 
 GOOD = """\

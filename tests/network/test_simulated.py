@@ -26,7 +26,12 @@ from device_sim.network.scenario import parse_scenario
 from device_sim.network.simulated import SimulatedBackend, client_ssl_context
 
 from .recorder import Recorder
-from .test_scenario import DECIDED_BY_THE_CLOUD, DECIDED_BY_THE_ENGINE, SHIPPED
+from .test_scenario import (
+    DECIDED_BY_THE_CLOUD,
+    DECIDED_BY_THE_ENGINE,
+    DECIDED_BY_THE_STORY,
+    SHIPPED,
+)
 
 JOIN_PHASES = ["scanning", "associating", "authenticating", "dhcp"]
 VERIFY_PHASES = ["dns", "captive_portal", "internet", "clock", "tls"]
@@ -74,7 +79,7 @@ access_points: {access_points}
 # -- every shipped scenario -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(set(SHIPPED) - DECIDED_BY_THE_ENGINE
-                                         - DECIDED_BY_THE_CLOUD))
+                                         - DECIDED_BY_THE_CLOUD - DECIDED_BY_THE_STORY))
 async def test_default_credentials_give_the_scenarios_code(name: str) -> None:
     scenario = load_scenario(name)
     creds = scenario.default_credentials

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from device_sim.network.scenario import load_scenario
+from device_sim.story import has_story
+
 from device_sim.cli import build_parser, main
 from device_sim.profile import load_profile
 from device_sim.support import docs
@@ -83,27 +86,37 @@ def test_every_reproduction_command_parses() -> None:
 
 
 async def test_every_reproduction_command_ends_in_its_code() -> None:
-    """Each demo command, over the SoftAP on loopback, without delays: its code at the end."""
+    """Each demo command, over the SoftAP on loopback, without delays: its code at the end, or
+    (a scenario with a story: the connected life's codes) in the story it plays."""
     runs = [(d.entry.name, c) for d in docs.code_docs(PROFILE) for c in d.reproduce
             if c.startswith("device-sim demo") and c not in TIMED]
-    assert len(runs) >= 12
+    assert len(runs) >= 18
     gate = asyncio.Semaphore(4)
 
-    async def run(command: str) -> str:
+    async def run(command: str) -> list[str]:
         argv = [*shlex.split(command)[1:], "--zero-delay", "--json"]
+        scenario = argv[argv.index("--scenario") + 1] if "--scenario" in argv else ""
+        if scenario and has_story(load_scenario(scenario)):
+            argv += ["--time-scale", "0.1"]  # the story's world and timers, ten times faster
         if "--transport" not in argv:
             argv += ["--transport", "softap"]
         async with gate:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "device_sim", *argv, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
-            async with asyncio.timeout(60):
-                out, err = await proc.communicate()
+            try:
+                async with asyncio.timeout(90):
+                    out, err = await proc.communicate()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise AssertionError(f"{command}: no result within 90 s") from None
         assert out, err.decode()[-500:]
-        return str(json.loads(out)["code_name"])
+        result = json.loads(out)
+        return [str(result["code_name"]), *result.get("story", {}).get("codes", [])]
 
     codes = await asyncio.gather(*(run(command) for _, command in runs))
-    assert [(name, c) for (name, _), c in zip(runs, codes, strict=True) if name != c] == []
+    assert [(name, c) for (name, _), c in zip(runs, codes, strict=True) if name not in c] == []
 
 
 def test_the_watch_page_is_self_contained_and_carries_the_codes() -> None:

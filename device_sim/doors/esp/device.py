@@ -231,9 +231,11 @@ class EspEndpoints:
 
     def _status(self, key: Hashable, session: _Session) -> dict[str, Any]:
         record, state = self.port.record, self.port.state
-        if self.port.busy or (session.applied and state is State.CREDENTIALS_RECEIVED):
+        associated = self.port.associated  # online, or still on its Wi-Fi without internet
+        busy = self.port.busy and not associated
+        if busy or (session.applied and state is State.CREDENTIALS_RECEIVED):
             return {"status": 0, "sta_state": proto.STA_CONNECTING}
-        if state is State.ONLINE:
+        if associated:
             self._finished(key, session, online=True)
             match = re.search(r"\bip (\S+)", record.detail or "")
             connected = {

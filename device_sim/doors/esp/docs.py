@@ -12,6 +12,8 @@ def reports(profile: Profile, code: CodeDef) -> str:
     if code.name == "OK":
         return "GetStatus: sta_state Connected, with the address and SSID"
     diag = f"the specific code {code.id} on the {DIAG} endpoint"
+    if code.name in ("DNS_LOST", "INTERNET_LOST"):
+        return f"GetStatus: sta_state Connected (still on its Wi-Fi); {diag}"
     if code.category in ("network", "cloud", "device"):
         spec = esp_def(profile)
         reason = "AuthError" if code.name in spec.auth_error_codes else "NetworkNotFound"

@@ -2,7 +2,8 @@
 
 State (characteristic ``...8001``, and the service data under ``4677``):
 
-* ``provisioned`` when the engine is online;
+* ``provisioned`` when the engine is online (or still on its network after DNS or the internet
+  went away); after a lost link it is back to waiting for settings, as the first time;
 * ``provisioning`` while a join runs;
 * otherwise ``authorized`` or ``authorization_required``: with authorization ``required`` the
   device waits for a physical action (:meth:`ImprovPersonality.authorize`: ``device-sim ctl
@@ -124,7 +125,7 @@ class ImprovPersonality:
 
     @property
     def state(self) -> ImprovState:
-        if self.port.state is State.ONLINE:
+        if self.port.associated:
             return ImprovState.PROVISIONED
         if self._provisioning or self.port.busy:
             return ImprovState.PROVISIONING

@@ -41,6 +41,7 @@ from .server import JsonErrorRunner
 from .sessions import HttpClients
 
 LOG = logging.getLogger(__name__)
+IN_USE_S = 30.0  # a phone that asked the AP something this recently is using it
 
 
 class _Listener:
@@ -203,6 +204,7 @@ class SoftApDoor(Door):
         )
         self.networks: list[AccessPoint] = []
         self.scanned_at_ms = 0
+        self._last_request = -IN_USE_S  # monotonic time of the last request on the AP
         self.latest: DiagnosticEvent | None = None
         self._changed = asyncio.Event()
         self.closing = False  # a listener is going down: long polls answer at once
@@ -308,6 +310,20 @@ class SoftApDoor(Door):
                 LOG.info("softap: access point down for the join (one radio)")
                 await self._take_down()
 
+    def in_use(self) -> bool:
+        """A phone is on the access point: it holds the session, or asked something without
+        one within :data:`IN_USE_S` (retries of the saved networks, which take the radio,
+        wait)."""
+        if not self.ap.up:
+            return False
+        holder = self.port.session_peer
+        if holder is not None and any(holder == box.peer for box in self.clients):
+            return True
+        return time.monotonic() - self._last_request < IN_USE_S
+
+    def request_seen(self) -> None:
+        self._last_request = time.monotonic()
+
     async def after_station(self, state: State) -> None:
         async with self._lock:
             if self.options.concurrent and self.ap.up and state is State.ONLINE:
@@ -367,6 +383,7 @@ class SoftApDoor(Door):
             raise
 
     async def _take_down(self) -> None:
+        self._last_request = -IN_USE_S  # the phones on the AP go with it
         self.closing = True  # long polls (now and arriving) answer at once, not after the grace
         self.clients.wake_all()
         self._changed.set()

@@ -70,6 +70,8 @@ class SoftApView(Protocol):
 
     async def wait_event_after(self, seq: int, wait_s: float) -> None: ...
 
+    def request_seen(self) -> None: ...  # a phone without a session asked the AP something
+
 
 class Routes:
     def __init__(self, port: DoorPort, door: SoftApView, extra: Sequence[HttpRoute] = ()) -> None:
@@ -149,6 +151,11 @@ class Routes:
         """Every answer is coded JSON; a rejected request is logged briefly, at a bounded rate
         (anyone on the AP can send them as fast as they like)."""
         handler_state(request, busy=True)
+        if request.app[LISTENER] == "ap" and not request.cookies.get(self.http.session_cookie):
+            # A phone that has not started a session (a browser, an app looking first): one
+            # with a session's cookie uses the AP while it holds the session (a stale poll of
+            # an ended one, answered from the backlog when the AP is back, does not).
+            self.door.request_seen()
         where = f"{request.method[:16]} {request.path[:80]}"
         try:
             return await handler(request)
