@@ -203,7 +203,9 @@ class SimulatedBackend(NetworkBackend):
         self._tls_servers: dict[tuple[str, int, int], int] = {}
         self._live = LiveWorld(self._scenario, self._time_scale)
         self._live.changed = self._world_changed
-        self._link: _Link | None = None  # the connection established last, until it ends
+        # The connection established last: kept once lost (a watcher that comes late still
+        # hears of it), dropped by the device's own doings (a join, a disconnect, its AP).
+        self._link: _Link | None = None
         self._note: WorldNote = lambda detail, data: None
         self._life_rng = random.Random(f"{self._seed}:life")  # faults on a live connection
         self._scanned_at = -FRESH_SCAN_S
@@ -221,8 +223,6 @@ class SimulatedBackend(NetworkBackend):
                 Code.INVALID_STATE, f"at most {MAX_FAULTS} faults at once; remove one first"
             )
         self._faults[fault.name] = fault
-        return replaced
-
         if fault.step in LINK_STEPS and fault.result != "ok":
             self._hit_by(fault)
         return replaced
@@ -232,7 +232,7 @@ class SimulatedBackend(NetworkBackend):
 
     def _hit_by(self, fault: Fault) -> None:
         """A link or lease fault arrives: an established connection ends at once."""
-        if self._link is None or self._life_rng.random() >= fault.probability:
+        if self._live_link() is None or self._life_rng.random() >= fault.probability:
             return
         if fault.step == "link":
             self._lose(Code.LINK_LOST, f"deauthenticated by the access point (fault {fault.name})")
@@ -766,7 +766,7 @@ class SimulatedBackend(NetworkBackend):
         them (the modelled resolver, a real TCP connection to the probe or a refusing port)."""
         from .checks import check_dns, check_internet
 
-        link, attempt = self._link, self._attempt
+        link, attempt = self._live_link(), self._attempt
         if link is None:
             raise NetworkError(Code.LINK_LOST, "not connected to a network")
         self._started()
@@ -790,9 +790,13 @@ class SimulatedBackend(NetworkBackend):
                 Code.INTERNET_LOST, f"{exc.detail} (still associated with {bssid})", raw=exc.raw
             ) from None
 
+    def _live_link(self) -> _Link | None:
+        link = self._link
+        return link if link is not None and not link.lost.is_set() else None
+
     def _lose(self, code: Code, detail: str) -> None:
         """The established connection ends (the world's doing): tell whoever waits."""
-        link, self._link = self._link, None
+        link = self._live_link()
         if link is None:
             return
         self._connected = None
@@ -802,7 +806,7 @@ class SimulatedBackend(NetworkBackend):
 
     def _world_changed(self, change: Change) -> None:
         self._note(f"world: {change.describe()}", change.data())
-        link = self._link
+        link = self._live_link()
         if link is None:
             return
         step, bssid = change.step, link.sap.ap.bssid

@@ -140,3 +140,67 @@ def test_event_sequence_numbers_rise_across_reopenings(tmp_path: Path) -> None:
         assert store.reserve_event_seqs(1000) == 1001
     with DeviceStore(tmp_path) as store:        # a restart: the next block, never reused
         assert store.reserve_event_seqs(10) == 2001
+
+
+# The schema a version-1 device wrote (the onboarding row holds its one network).
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE identity (one INTEGER PRIMARY KEY CHECK (one = 1), device_id TEXT NOT NULL,
+    srp_salt BLOB NOT NULL, srp_verifier BLOB NOT NULL, created_at REAL NOT NULL,
+    softap_passphrase TEXT);
+CREATE TABLE onboarding (one INTEGER PRIMARY KEY CHECK (one = 1), state INTEGER NOT NULL,
+    code INTEGER NOT NULL, phase TEXT NOT NULL, detail TEXT NOT NULL, attempt INTEGER NOT NULL,
+    ssid BLOB, passphrase TEXT, hidden INTEGER NOT NULL, seq INTEGER NOT NULL,
+    updated_at REAL NOT NULL);
+CREATE TABLE cloud (one INTEGER PRIMARY KEY CHECK (one = 1), status TEXT NOT NULL, mode TEXT,
+    request_id TEXT, account TEXT, generation INTEGER, token TEXT, device_user TEXT,
+    device_password TEXT, after_reset INTEGER NOT NULL, in_account TEXT, in_claim_token TEXT,
+    in_device_password TEXT);
+CREATE TABLE auth (one INTEGER PRIMARY KEY CHECK (one = 1), failures INTEGER NOT NULL,
+    last_failure_ms INTEGER NOT NULL);
+INSERT INTO meta VALUES ('schema', '1');
+INSERT INTO cloud (one, status, after_reset) VALUES (1, 'none', 0);
+INSERT INTO auth VALUES (1, 0, 0);
+"""
+
+
+@pytest.mark.parametrize(("state", "kept"), [(State.ONLINE, True), (State.FAILED, False)])
+def test_a_version_1_device_keeps_its_network_as_the_first_saved(
+        tmp_path: Path, state: State, kept: bool) -> None:
+    """Migration: the one network a version-1 device was online on becomes its saved list
+    (one it never got online on is not a network that worked)."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / DeviceStore.FILENAME)
+    db.executescript(V1_SCHEMA)
+    db.execute("INSERT INTO onboarding VALUES (1, ?, 0, 'online', '', 3, ?, ?, 0, 9, 1.5e9)",
+               (int(state), b"Home", "home-passphrase"))
+    db.commit()
+    db.close()
+    with DeviceStore(tmp_path) as store:
+        saved = store.saved_networks()
+        assert store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
+        assert store.record().ssid == b"Home"  # the onboarding row itself is untouched
+    if kept:
+        assert [(n.ssid, n.passphrase.reveal(), n.last_online_at) for n in saved] == [
+            (b"Home", "home-passphrase", 1.5e9)]
+    else:
+        assert saved == []
+    with DeviceStore(tmp_path) as store:  # opening again migrates nothing twice
+        assert len(store.saved_networks()) == (1 if kept else 0)
+
+
+def test_online_puts_the_network_first_in_the_same_transaction(tmp_path: Path) -> None:
+    with DeviceStore(tmp_path) as store:
+        for ssid in (b"A", b"B", b"A", b"C"):
+            store.transition(State.CREDENTIALS_RECEIVED,
+                             credentials=Credentials(ssid, Secret("passphrase-1"), False))
+            store.transition(State.ONLINE, remember=2)
+        assert [n.ssid for n in store.saved_networks()] == [b"C", b"A"]
+        assert store.forget_network(b"A") and not store.forget_network(b"A")
+        store.transition(State.UNPROVISIONED, credentials=None, forget_networks=True)
+        assert store.saved_networks() == []
+        store.remember_history([Credentials(b"X", None, False)], online=True)
+        assert (store.record().state, store.record().ssid) == (State.ONLINE, b"X")
+        with pytest.raises(StoreError):  # a past is given once, to a device without one
+            store.remember_history([Credentials(b"Y", None, False)], online=True)
