@@ -126,6 +126,23 @@ def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
     c.add_argument(
         "--setup-code", required=True, type=setup_code, help="the code on the device label"
     )
+    c = csub.add_parser(
+        "saved-networks", help="the networks the device keeps, most recent first (a session)"
+    )
+    _add_target(c)
+    c.add_argument(
+        "--setup-code", required=True, type=setup_code, help="the code on the device label"
+    )
+    c = csub.add_parser("forget-network", help="make the device forget a saved network")
+    _add_target(c)
+    c.add_argument(
+        "--setup-code", required=True, type=setup_code, help="the code on the device label"
+    )
+    which = c.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ssid", help="the network's name (UTF-8)")
+    which.add_argument(
+        "--ssid-hex", type=hex_bytes, metavar="HEX", help="the network's SSID as hex (any bytes)"
+    )
     c = csub.add_parser("diagnostics", help="read the device's diagnostics bundle (a session)")
     _add_target(c)
     c.add_argument(

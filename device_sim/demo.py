@@ -229,11 +229,13 @@ async def run_demo(args: argparse.Namespace) -> int:
                     code_name=entry_code.name,
                     message=entry_code.user_message,
                     next_step=entry_code.next_step,
+                    activation=final.get("activation"),  # the binding after the story
                 )
                 result["story"] = story_out
             if cloud is not None:
                 say(_activation_line(result.get("activation")))
                 listed = await cloud.listed(device_id)
+                result["cloud_listing"] = listed
                 say(
                     f"cloud: account {DEMO_ACCOUNT} lists the device: "
                     + (

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from ..errors import ConfigError
@@ -62,6 +63,15 @@ async def run(args: argparse.Namespace) -> int:
                 or "no provisioning devices found"
             ),
         )
+        return 0
+    if args.client_command in ("saved-networks", "forget-network"):
+        from ..doors.native import flow
+
+        if args.client_command == "saved-networks":
+            saved = await flow.saved_networks(profile, target, args.setup_code)
+        else:
+            saved = await flow.forget_network(profile, target, args.setup_code, _ssid_bytes(args))
+        emit(args, saved, lambda: _saved_text(saved))
         return 0
     if args.client_command == "diagnostics":
         from ..doors.native.flow import fetch_diagnostics
@@ -312,6 +322,15 @@ def format_result(result: dict[str, Any]) -> str:
     if result.get("detail"):
         lines.insert(2, f"  detail: {result['detail']}")
     return "\n".join(lines)
+
+
+def _saved_text(saved: dict[str, Any]) -> str:
+    lines = [f"forgot {saved['forgotten']}"] if "forgotten" in saved else []
+    for n in saved["networks"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(n["last_online_at"]))
+        mark = "  (current)" if n.get("current") else ""
+        lines.append(f"{_network_name(n):<32} last online {when}{mark}")
+    return "\n".join(lines or ["no saved networks"])
 
 
 def _network_name(network: dict[str, Any]) -> str:

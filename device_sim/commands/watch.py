@@ -91,7 +91,7 @@ class Timeline:
         since = item.get("since_connect_ms")
         mark = "·" if item.get("backlog") else " "
         code = item.get("code_name", "") if item.get("code") else ""
-        code = f"{code} {_fault_note(item)} {_told(item)}".strip()
+        code = " ".join(part for part in (code, _fault_note(item), _told(item)) if part)
         return (
             f"{prefix}{mark}{str(item.get('at', ''))[11:23]}  "
             f"{'+' + str(since) + ' ms' if since is not None else '':>11}  "
@@ -129,8 +129,15 @@ class Timeline:
                 event["state"],
                 event["phase"],
                 "" if took is None else f"{took} ms",
-                f"{event.get('code_name', '') if event.get('code') else ''} "
-                f"{_fault_note(event)} {_told(event)}".strip(),
+                " ".join(
+                    part
+                    for part in (
+                        event.get("code_name", "") if event.get("code") else "",
+                        _fault_note(event),
+                        _told(event),
+                    )
+                    if part
+                ),
                 style=style,
             )
         parts: list[Any] = [table]

@@ -451,6 +451,25 @@ class ProvisioningService:
             return MessageType.ACK, {"request": "FACTORY_RESET"}
         if inner is MessageType.DIAGNOSTICS_REQUEST:
             return MessageType.DIAGNOSTICS, await self._diagnostics_chunk(request)
+        if inner is MessageType.LIST_NETWORKS:
+            if request:
+                raise ProtocolError(Code.MALFORMED_REQUEST, "LIST_NETWORKS takes {}")
+            current = self.engine.record.ssid
+            saved = self.engine.saved_networks()
+            return MessageType.NETWORKS, {
+                "networks": [n.public(current) for n in saved],
+                "max": self.engine.life.timers.saved_networks,
+            }
+        if inner is MessageType.FORGET_NETWORK:
+            ssid_hex = request.get("ssid_hex")
+            if set(request) != {"ssid_hex"} or not isinstance(ssid_hex, str):
+                raise ProtocolError(Code.MALFORMED_REQUEST, "FORGET_NETWORK takes {ssid_hex: str}")
+            try:
+                ssid = bytes.fromhex(ssid_hex)
+            except ValueError:
+                raise ProtocolError(Code.MALFORMED_REQUEST, "ssid_hex is not hexadecimal") from None
+            await self.engine.forget_network(ssid)
+            return MessageType.ACK, {"request": "FORGET_NETWORK", "ssid_hex": ssid.hex()}
         if inner is MessageType.START_SOFTAP:
             if self._softap_opener is None:
                 raise OnboardingError(

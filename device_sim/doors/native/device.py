@@ -36,7 +36,7 @@ from ..ble.host import Advertised, BleHost, GattChar, GattService
 from ..personality import Handler, HttpRoute
 
 LOG = logging.getLogger(__name__)
-CAPABILITIES = ["scan", "wpa2", "wpa3", "hidden"]
+CAPABILITIES = ["scan", "wpa2", "wpa3", "hidden", "saved_networks"]
 
 
 class NativePeer(NamedTuple):

@@ -267,6 +267,32 @@ async def list_networks(
         return list(body["networks"])
 
 
+async def saved_networks(profile: Profile, target: Target, setup_code: Secret) -> dict[str, Any]:
+    """The device's saved networks, most recent first: ``{networks, max}`` (no passphrase).
+
+    Raises OnboardingError (DeviceUnreachable, the device's refusal) or SetupError."""
+    async with Provisioner(profile, target, setup_code) as prov:
+        assert prov.session is not None
+        kind, body = await prov.session.call(MessageType.LIST_NETWORKS, {})
+        if kind is not MessageType.NETWORKS:
+            raise DeviceUnreachable(f"the device answered LIST_NETWORKS with {kind.name}")
+        return {"networks": list(body["networks"]), "max": body.get("max")}
+
+
+async def forget_network(
+    profile: Profile, target: Target, setup_code: Secret, ssid: bytes
+) -> dict[str, Any]:
+    """Make the device forget one saved network; what is saved afterwards.
+
+    Raises OnboardingError (INVALID_STATE: not saved, or the one it is online on) or
+    SetupError."""
+    async with Provisioner(profile, target, setup_code) as prov:
+        assert prov.session is not None
+        await prov.session.call(MessageType.FORGET_NETWORK, {"ssid_hex": ssid.hex()})
+        _, body = await prov.session.call(MessageType.LIST_NETWORKS, {})
+        return {"forgotten": ssid.hex(), "networks": list(body["networks"])}
+
+
 async def fetch_diagnostics(profile: Profile, target: Target, setup_code: Secret) -> bytes:
     """The device's diagnostics bundle (a gzip'd tar), read page by page over a session.
 
