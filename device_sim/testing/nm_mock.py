@@ -255,6 +255,7 @@ class NMMock:
             ("AddWifiDevice", "suu", "s"),
             ("AddAccessPoint", "ssaysuyuuu", "s"),
             ("ScriptJoin", "os", ""),
+            ("DropConnection", "ou", ""),
         ):
             await self.add_method(
                 MANAGER_PATH, EXT_IFACE, member, in_sig, out_sig, CALL.format(member.lower())
@@ -390,6 +391,11 @@ class NMMock:
                 json.dumps(_outcome(outcome, fail_in, need_auth, ip, 24, gateway, dns, False)),
             ],
         )
+
+    async def drop_connection(self, device: str, reason: int) -> None:
+        """The device's established connection ends on its own with ``reason`` (an
+        NMDeviceStateReason: SSID_NOT_FOUND, SUPPLICANT_DISCONNECT, IP_CONFIG_EXPIRED, ...)."""
+        await self.call(MANAGER_PATH, EXT_IFACE, "DropConnection", "ou", [device, int(reason)])
 
     async def set_scan(self, mode: str) -> None:
         """RequestScan behaviour: ``"ok"`` (bumps LastScan), ``"refuse"`` or ``"stale"``."""

@@ -184,12 +184,34 @@ def _in_mock_scriptjoin(manager: Any, device: str, text: str) -> None:
     _run(manager, str(device), active, json.loads(str(text)))
 
 
+def _in_mock_dropconnection(manager: Any, device: str, reason: int) -> None:
+    """The established connection ends on its own (the AP went away, a deauthentication, an
+    expired lease): the active connection deactivates, the device fails with ``reason`` and is
+    left disconnected, as NetworkManager does."""
+    dbus = _dbus()
+    dev = _obj(device)
+    active = str(dev.Get(DEVICE_IFACE, "ActiveConnection"))
+    if active != "/":
+        ac = _obj(active)
+        ac.Set(ACTIVE_IFACE, "State", dbus.UInt32(4))
+        ac.EmitSignal(ACTIVE_IFACE, "StateChanged", "uu", [dbus.UInt32(4), dbus.UInt32(0)])
+    _set_state(dev, DeviceState.FAILED, int(reason))
+    if active != "/":
+        manager.RemoveActiveConnection(device, active)
+
+
+def _in_mock_update(conn: Any, settings: Any) -> None:
+    conn.settings = settings
+    conn.EmitSignal(CONNECTION_IFACE, "Updated", "", [])
+
+
 def _new_connection(manager: Any, settings: Any, unsaved: bool) -> str:
     dbus = _dbus()
     path = _free(SETTINGS_PATH)
     methods = [
         ("Delete", "", "", CALL.format("delete")),
         ("Save", "", "", CALL.format("save")),
+        ("Update", "a{sa{sv}}", "", CALL.format("update")),
         ("GetSettings", "", "a{sa{sv}}", CALL.format("get_settings")),
         ("GetSecrets", "s", "a{sa{sv}}", CALL.format("get_secrets")),
     ]

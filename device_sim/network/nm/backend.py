@@ -8,6 +8,13 @@ device's ``StateChanged`` signal and maps NetworkManager's failure reasons to di
 device store under ``nm.connections`` when one is given), and
 :meth:`~NetworkManagerBackend.forget_all` deletes exactly those: a user's own profiles are never
 touched. The Wi-Fi device itself is read in :mod:`.device`, the access point run by :mod:`.hotspot`.
+
+After the checks, the established connection is watched over D-Bus (:mod:`.link`): the device's
+and the active connection's ``StateChanged`` tell a dropped link or an expired lease. The saved
+networks are NetworkManager profiles, one per SSID, their ``autoconnect-priority`` in the
+device's order (:meth:`~NetworkManagerBackend.keep_networks`), with autoconnect off: the
+engine, not NetworkManager, decides when to reconnect (it shares the radio with the access point
+and knows when a phone is setting the device up).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from .defs import (
     DeviceState,
 )
 from .hotspot import CAPTIVE_CONF_NAME, DEFAULT_CAPTIVE_API_URL, DEFAULT_DNSMASQ_SHARED_DIR
+from .link import LinkWatch
 from .profiles import STORE_KEY, Profile
 
 if TYPE_CHECKING:
@@ -134,6 +142,7 @@ class NetworkManagerBackend(NetworkBackend):
         self._current: Profile | None = None  # the station profile joined last
         self._ap: AccessPointConfig | None = None
         self._ap_profile: Profile | None = None
+        self._link: LinkWatch | None = None  # the established connection, watched
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -182,6 +191,7 @@ class NetworkManagerBackend(NetworkBackend):
 
     async def stop(self) -> None:
         """Take the access point down (best effort) and disconnect from the bus."""
+        await self._end_link()
         if self._ap_profile is not None:
             with contextlib.suppress(Exception):
                 async with self._lock:
@@ -393,6 +403,71 @@ class NetworkManagerBackend(NetworkBackend):
                 timeout=timeout,
             )
             await profiles.save(client, self._ledger, profile)
+            label = mapping.ssid_label(bytes.fromhex(profile.ssid_hex))
+            try:
+                self._link = await LinkWatch.start(client, self._device, label)
+            except (DBusError, OSError, EOFError) as exc:
+                raise translate(
+                    exc, doing="watching the connection", code=Code.JOIN_FAILED
+                ) from None
+
+    # -- the connected life -----------------------------------------------------------------
+    async def wait_link_loss(self) -> NetworkError:
+        """Until NetworkManager reports the watched connection gone (LINK_LOST, LEASE_LOST)."""
+        link = self._link
+        if link is None:
+            return await super().wait_link_loss()
+        loss = await link.wait()
+        if self._link is link:
+            self._current = None  # NetworkManager took it down: nothing of ours to deactivate
+        return loss
+
+    async def check_connection(self) -> None:
+        """NetworkManager's connectivity check, then DNS of the cloud's name. Raises
+        NetworkError(INTERNET_LOST, DNS_LOST; LINK_LOST when no connection is watched)."""
+        link = self._link
+        if link is None or link.lost.is_set():
+            raise NetworkError(Code.LINK_LOST, "not connected to a network")
+        client = self._started()
+        try:
+            value = await self._connectivity(client)
+        except (DBusError, OSError, EOFError) as exc:
+            raise translate(exc, doing="checking connectivity", code=Code.INTERNET_LOST) from None
+        try:
+            connectivity = Connectivity(value)
+        except ValueError:
+            connectivity = Connectivity.UNKNOWN
+        if connectivity in (Connectivity.NONE, Connectivity.LIMITED, Connectivity.PORTAL):
+            raise NetworkError(
+                Code.INTERNET_LOST,
+                f"NetworkManager reports connectivity {connectivity.name} on {link.label} "
+                "(still associated)",
+                raw={"nm_connectivity": connectivity.name},
+            )
+        try:
+            await check_dns(self._cloud_host, resolver=self._resolver, timeout=self._check_timeout)
+        except NetworkError as exc:
+            raise NetworkError(
+                Code.DNS_LOST, f"{exc.detail} (still associated with {link.label})", raw=exc.raw
+            ) from None
+
+    async def keep_networks(self, saved: Sequence[bytes]) -> None:
+        """Our station profiles: one per saved SSID, ``autoconnect-priority`` highest for the
+        most recent; the others we made are deleted. Raises NetworkError(INTERNAL_ERROR)."""
+        async with self._lock:
+            client = self._started()
+            try:
+                await profiles.keep(client, self._ledger, [s.hex() for s in saved])
+            except (DBusError, OSError, EOFError) as exc:
+                raise translate(
+                    exc, doing="keeping the saved networks' profiles", code=Code.INTERNAL_ERROR
+                ) from None
+
+    async def _end_link(self) -> None:
+        """Our own doing from here on (a join, a disconnect, the access point): not a loss."""
+        link, self._link = self._link, None
+        if link is not None:
+            await link.close()
 
     async def _connectivity(self, client: NMClient) -> int:
         """A fresh connectivity check; NetworkManager's last result when it is refused (polkit).
@@ -440,6 +515,7 @@ class NetworkManagerBackend(NetworkBackend):
             self._seen = {}
 
     async def _drop_current(self) -> None:
+        await self._end_link()
         profile, self._current = self._current, None
         if profile is None:
             return
@@ -468,7 +544,7 @@ class NetworkManagerBackend(NetworkBackend):
                 return
             await self._stop_ap_locked()
             await hotspot.require_ap_mode(client, self._device)
-            await self._drop_current()
+            await self._drop_current()  # the station goes for the AP: our doing, not a loss
             conf = self._captive.write(config)
             try:
                 profile = await hotspot.activate(

@@ -39,7 +39,17 @@ from .defs import (
 if TYPE_CHECKING:
     from ..base import SettingsStore
 
-__all__ = ["FATAL", "STORE_KEY", "Ledger", "Profile", "activate", "deactivate", "delete", "save"]
+__all__ = [
+    "FATAL",
+    "STORE_KEY",
+    "Ledger",
+    "Profile",
+    "activate",
+    "deactivate",
+    "delete",
+    "keep",
+    "save",
+]
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +185,9 @@ async def _follow(
 
 
 async def save(client: NMClient, ledger: Ledger, profile: Profile) -> None:
-    """Persist the verified profile; drop every older device-sim station profile.
-
-    Re-onboarding moves the device to one network: a profile device-sim made for the old
-    one would let NetworkManager wander back to it. Profiles the user made are not touched.
-    Raises NetworkError(JOIN_FAILED) when NetworkManager cannot save it.
+    """Persist the verified profile; drop the older device-sim profile of the same SSID (one
+    profile per saved network; which networks stay is :func:`keep`'s). Profiles the user made
+    are not touched. Raises NetworkError(JOIN_FAILED) when NetworkManager cannot save it.
     """
     try:
         await client.call(profile.path, CONNECTION_IFACE, "Save")
@@ -188,9 +196,45 @@ async def save(client: NMClient, ledger: Ledger, profile: Profile) -> None:
     profile.saved = True
     ledger.put(profile)
     for old in ledger.all():
-        if old.purpose == "station" and old.uuid != profile.uuid:
+        same = old.purpose == "station" and old.ssid_hex == profile.ssid_hex
+        if same and old.uuid != profile.uuid:
             await ledger.discard(old)
     log.info("saved the profile for %s", mapping.ssid_label(bytes.fromhex(profile.ssid_hex)))
+
+
+async def keep(client: NMClient, ledger: Ledger, saved_hex: list[str]) -> None:
+    """Our station profiles become the saved networks: those of other SSIDs are deleted, and
+    each kept one gets ``connection.autoconnect-priority`` by its place (the most recent the
+    highest), autoconnect off. Raises DBusError."""
+    order = {ssid: len(saved_hex) - i for i, ssid in enumerate(saved_hex)}
+    for profile in ledger.all():
+        if profile.purpose != "station":
+            continue
+        if profile.ssid_hex not in order:
+            await delete(client, profile)
+            ledger.remove(profile.uuid)
+        elif profile.saved:
+            await _prioritize(client, profile, order[profile.ssid_hex])
+
+
+async def _prioritize(client: NMClient, profile: Profile, priority: int) -> None:
+    """Set the profile's priority (Update takes every setting: its secrets are read first)."""
+    path = profile.path
+    settings = await client.call(path, CONNECTION_IFACE, "GetSettings")
+    current = settings[0]
+    connection = current.get("connection", {})
+    old = connection.get("autoconnect-priority")
+    if old is not None and int(old.value) == priority:
+        return
+    if "802-11-wireless-security" in current:
+        secrets = await client.call(
+            path, CONNECTION_IFACE, "GetSecrets", "s", ["802-11-wireless-security"]
+        )
+        current["802-11-wireless-security"].update(secrets[0].get("802-11-wireless-security", {}))
+    connection["autoconnect-priority"] = Variant("i", priority)
+    connection["autoconnect"] = Variant("b", False)
+    current["connection"] = connection
+    await client.call(path, CONNECTION_IFACE, "Update", "a{sa{sv}}", [current])
 
 
 async def deactivate(client: NMClient, device: str, profile: Profile) -> None:

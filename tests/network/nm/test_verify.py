@@ -138,14 +138,25 @@ async def test_a_new_onboarding_replaces_the_old_saved_profile(
     assert [e["path"] for e in json.loads(store.setting(STORE_KEY) or "[]")] == [path]
 
 
-async def test_re_onboarding_to_another_network_keeps_only_the_new_one(
+async def test_re_onboarding_to_another_network_keeps_both_as_saved_networks(
         nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore) -> None:
+    """One profile per saved network, in the device's order (autoconnect-priority, the most
+    recent highest), autoconnect off; dropped when the device forgets it; the user's own
+    profile never touched."""
     users = await nm.add_user_connection(b"Office", "the-users-own-one")
     await backend.join(b"Home", PASS)
     await backend.verify()
     await backend.join(b"Cafe", None)
     await backend.verify()
-    ours = [e["path"] for e in json.loads(store.setting(STORE_KEY) or "[]")]
-    assert len(ours) == 1 and (await nm.connection(ours[0]))["settings"]["802-11-wireless"][
-        "ssid"] == b"Cafe"
-    assert sorted(await nm.connections()) == sorted([users, ours[0]])
+    await backend.keep_networks([b"Cafe", b"Home"])
+    ours = {bytes((await nm.connection(e["path"]))["settings"]["802-11-wireless"]["ssid"]):
+            (await nm.connection(e["path"])) for e in json.loads(store.setting(STORE_KEY) or "[]")}
+    assert sorted(ours) == [b"Cafe", b"Home"]
+    priority = {ssid: c["settings"]["connection"]["autoconnect-priority"]
+                for ssid, c in ours.items()}
+    assert priority == {b"Cafe": 2, b"Home": 1}
+    assert all(c["settings"]["connection"]["autoconnect"] is False for c in ours.values())
+    assert ours[b"Home"]["secrets"]["psk"] == PASS  # the update kept the secret
+    await backend.keep_networks([b"Cafe"])  # the device forgot Home
+    left = [e["path"] for e in json.loads(store.setting(STORE_KEY) or "[]")]
+    assert sorted(await nm.connections()) == sorted([users, *left]) and len(left) == 1
