@@ -95,3 +95,33 @@ async def test_the_failure_card_for_a_captive_portal(device: Device, page: Page,
     await expect(page.locator("#card-title")).to_have_text(f"{entry.id} CAPTIVE_PORTAL")
     await expect(page.locator("#past li")).to_have_count(1)
     await expect(page.locator("#past li")).to_contain_text("failed (CAPTIVE_PORTAL)")
+
+
+async def test_the_page_shows_a_loss_the_retries_and_the_reopened_doors_live(
+        device: Device, page: Page, setup_code: Secret) -> None:
+    """An online device whose router is gone: the page shows the loss with its card, each
+    retry with when the next one comes, the doors reopening, and back online."""
+    ready = await device.start("engineering-wifi", "--watch", "--watch-listen", "127.0.0.1:0",
+                               "--reconnect-initial", "0.1", "--reconnect-max", "0.4",
+                               "--reopen-after", "1", doors="softap-only")
+    await page.goto(ready["watch"] + "/")
+    await expect(page.locator("#link")).to_have_text("live")
+    assert (await _onboard(device, ready, "engineering-wifi", setup_code))["state"] == "online"
+    from device_sim.control import control_request
+
+    await control_request(device.state_dir, "fault", {"action": "add", "name": "router-off",
+                                                      "step": "link"})
+    lost = page.locator('#timeline tr[data-phase="link_lost"]')
+    await expect(lost).to_have_count(1)
+    await expect(lost).to_contain_text("LINK_LOST")
+    await expect(page.locator("#card-title")).to_have_text("116 LINK_LOST")
+    await expect(page.locator('#timeline tr[data-phase="reconnect"]').first).to_contain_text(
+        "retry 1 in")
+    reopen = page.locator('#timeline tr[data-phase="reopen"]')
+    await expect(reopen).to_have_count(1)
+    await expect(reopen).to_contain_text("the doors reopen")
+    await expect(page.locator("#life")).not_to_be_empty()
+    await control_request(device.state_dir, "fault", {"action": "remove", "name": "router-off"})
+    await expect(page.locator("#state")).to_have_text("online", timeout=20_000)
+    await expect(page.locator("#card")).to_be_hidden()
+    await expect(page.locator("#life")).to_be_empty()
