@@ -188,6 +188,12 @@ class NetworkManagerBackend(NetworkBackend):
             raise
         self._client = client
         log.info("%s: NetworkManager %s, device %s", self.name, self.version, self._device)
+        # A previous run killed mid-join (or with its access point up) left in-memory profiles
+        # in NetworkManager: ours, recorded before NetworkManager made them. Gone now.
+        for stale in self._ledger.all():
+            if not stale.saved:
+                log.info("deleting a profile a previous run left unsaved (%s)", stale.purpose)
+                await self._ledger.discard(stale)
 
     async def stop(self) -> None:
         """Take the access point down (best effort) and disconnect from the bus."""
@@ -457,7 +463,8 @@ class NetworkManagerBackend(NetworkBackend):
         async with self._lock:
             client = self._started()
             try:
-                await profiles.keep(client, self._ledger, [s.hex() for s in saved])
+                current = self._current.uuid if self._current is not None else None
+                await profiles.keep(client, self._ledger, [s.hex() for s in saved], current)
             except (DBusError, OSError, EOFError) as exc:
                 raise translate(
                     exc, doing="keeping the saved networks' profiles", code=Code.INTERNAL_ERROR

@@ -202,18 +202,21 @@ async def save(client: NMClient, ledger: Ledger, profile: Profile) -> None:
     log.info("saved the profile for %s", mapping.ssid_label(bytes.fromhex(profile.ssid_hex)))
 
 
-async def keep(client: NMClient, ledger: Ledger, saved_hex: list[str]) -> None:
-    """Our station profiles become the saved networks: those of other SSIDs are deleted, and
-    each kept one gets ``connection.autoconnect-priority`` by its place (the most recent the
-    highest), autoconnect off. Raises DBusError."""
+async def keep(
+    client: NMClient, ledger: Ledger, saved_hex: list[str], current: str | None = None
+) -> None:
+    """Our station profiles become the saved networks: those of other SSIDs, and unsaved ones
+    but ``current`` (the join in flight), are deleted; each kept one gets
+    ``connection.autoconnect-priority`` by its place (the most recent the highest), autoconnect
+    off. Raises DBusError."""
     order = {ssid: len(saved_hex) - i for i, ssid in enumerate(saved_hex)}
     for profile in ledger.all():
-        if profile.purpose != "station":
+        if profile.purpose != "station" or (profile.uuid == current and not profile.saved):
             continue
-        if profile.ssid_hex not in order:
+        if profile.ssid_hex not in order or not profile.saved:
             await delete(client, profile)
             ledger.remove(profile.uuid)
-        elif profile.saved:
+        else:
             await _prioritize(client, profile, order[profile.ssid_hex])
 
 
