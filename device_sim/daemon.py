@@ -164,6 +164,8 @@ def _backend(opts: DaemonOptions, store: DeviceStore) -> NetworkBackend:
         }
         if cloud.host:
             nm["cloud_host"] = cloud.host
+        if net.dnsmasq_shared_dir is not None:
+            nm["dnsmasq_shared_dir"] = net.dnsmasq_shared_dir
         port = opts.softap.listen.port  # DHCP option 114 must name the door's port
         nm["captive_api_url"] = (
             "http://{address}" + ("" if port == 80 else f":{port}") + "/captive-portal/api"

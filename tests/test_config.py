@@ -57,6 +57,7 @@ scan_timeout_s = 20
 zero_delay = true
 time_scale = 0.5
 seed = 42
+dnsmasq_shared_dir = "/run/nm-shared.d"
 
 [timeouts]
 scale = 0.5
@@ -111,6 +112,7 @@ FULL_FLAGS = [
     "--adapter", "hci1", "--personality", "native,improv", "--notify-size", "100",
     "--backend", "networkmanager", "--interface", "wlan0", "--scenario", "weak-signal",
     "--scan-timeout", "20", "--zero-delay", "--time-scale", "0.5", "--seed", "42",
+    "--nm-dnsmasq-dir", "/run/nm-shared.d",
     "--timeout-scale", "0.5", "--idle-timeout", "30.5",
     "--reconnect-initial", "1.5", "--reconnect-max", "120", "--reopen-after", "45",
     "--check-interval", "10", "--saved-networks", "3",
@@ -143,7 +145,7 @@ def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
         profile=Path("/opt/device-sim/gatt_profile.yaml"),
         ble=BleOptions("hci1", ("native", "improv"), 100),
         network=NetworkOptions(BackendKind.NETWORK_MANAGER, "wlan0", "weak-signal", 20.0, True,
-                               0.5, 42),
+                               0.5, 42, Path("/run/nm-shared.d")),
         timeouts=TimeoutOptions(0.5, 30.5),
         reconnect=ReconnectOptions(1.5, 120.0, 45.0, 10.0, 3),
         doors=DoorOptions(Policy.BOTH, 0.0),

@@ -111,9 +111,10 @@ def _faults_text(result: dict[str, Any]) -> str:
         f"{len(faults)} fault(s) in force (from the next attempt):" if faults else "no faults"
     )
     for f in faults:
+        where = f"  on {bytes.fromhex(f['ssid'])!r}" if f.get("ssid") else ""
         lines.append(
             f"  {f['name']:<16} {f['step']:<15} p={f['probability']:<5g} "
-            f"+{f['delay_ms']}±{f['jitter_ms']} ms  ends {f['result']}"
+            f"+{f['delay_ms']}±{f['jitter_ms']} ms  ends {f['result']}{where}"
         )
     return "\n".join(lines)
 

@@ -10,7 +10,8 @@ Two more steps break an established connection on a running device: ``link`` (``
 device is deauthenticated at once, and while the fault stays each association fails with its
 probability, as under a deauthentication flood) and ``lease`` (``expired``: the lease is not
 renewed, so the address is gone at once, and DHCP fails while it stays). ``dns`` and
-``internet`` faults also fail the checks an online device makes.
+``internet`` faults also fail the checks an online device makes. A fault with an ``ssid`` (or
+``ssid_hex``) hits that network only: ``step=link ssid=Home`` is a router switched off.
 """
 
 from __future__ import annotations
@@ -55,12 +56,24 @@ class Fault:
     delay_ms: int = 0
     jitter_ms: int = 0
     result: str = ""  # "" until parsed: the step's failure
+    ssid: bytes | None = None  # only this network (None: every network)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["ssid"] = self.ssid.hex() if self.ssid is not None else None
+        return out
+
+    def hits(self, ssid: bytes | None) -> bool:
+        """On the network ``ssid`` (None: the fault's own network or any)."""
+        return self.ssid is None or ssid is None or self.ssid == ssid
 
     def describe(self) -> str:
         parts = [f"{self.name}: {self.step}"]
+        if self.ssid is not None:
+            try:
+                parts.append(f"on {self.ssid.decode('utf-8')!r}")
+            except UnicodeDecodeError:
+                parts.append(f"on 0x{self.ssid.hex()}")
         if self.result != FAULT_RESULTS[self.step][0]:
             parts.append(f"ends {self.result}")
         if self.delay_ms or self.jitter_ms:
@@ -75,7 +88,7 @@ def parse_fault(args: dict[str, Any]) -> Fault:
     def bad(detail: str) -> OnboardingError:
         return OnboardingError(Code.MALFORMED_REQUEST, f"fault: {detail}")
 
-    known = {"name", "step", "probability", "delay_ms", "jitter_ms", "result"}
+    known = {"name", "step", "probability", "delay_ms", "jitter_ms", "result", "ssid", "ssid_hex"}
     unknown = sorted(set(args) - known - {"action"})
     if unknown:
         raise bad(f"unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -102,4 +115,18 @@ def parse_fault(args: dict[str, Any]) -> Fault:
     result = args.get("result", results[1])
     if result not in results:
         raise bad(f"result of {step}: one of {', '.join(results)}, not {result!r}")
-    return Fault(name, step, float(probability), ints["delay_ms"], ints["jitter_ms"], result)
+    ssid = None
+    if "ssid" in args and "ssid_hex" in args:
+        raise bad("give ssid or ssid_hex, not both")
+    if "ssid" in args:
+        if not isinstance(args["ssid"], str) or not 1 <= len(args["ssid"].encode()) <= 32:
+            raise bad("ssid: 1-32 bytes of text")
+        ssid = args["ssid"].encode("utf-8")
+    elif "ssid_hex" in args:
+        try:
+            ssid = bytes.fromhex(str(args["ssid_hex"]))
+        except ValueError:
+            raise bad("ssid_hex: hex digits") from None
+        if not 1 <= len(ssid) <= 32:
+            raise bad("ssid_hex: 1-32 bytes")
+    return Fault(name, step, float(probability), ints["delay_ms"], ints["jitter_ms"], result, ssid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..options import IFNAME, opt
 from .base import BackendKind
@@ -40,4 +41,10 @@ class NetworkOptions:
         "default: the scenario's seed",
         flag="--seed",
         low=0,
+    )
+    dnsmasq_shared_dir: Path | None = opt(
+        None,
+        "networkmanager: the directory of its shared-mode dnsmasq's files, where the access "
+        "point's captive-portal file goes (default /etc/NetworkManager/dnsmasq-shared.d)",
+        flag="--nm-dnsmasq-dir",
     )

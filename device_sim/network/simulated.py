@@ -99,6 +99,7 @@ class _Attempt:
     rng: random.Random
     faults: tuple[Fault, ...]
     family: int = 4
+    ssid: bytes | None = None  # the network it joins (faults on another one do not apply)
     notes: dict[str, str] = field(default_factory=dict)
 
     def step(self, name: str, step: Step) -> tuple[int, str, list[str]]:
@@ -106,7 +107,9 @@ class _Attempt:
         delay, result = step.draw_delay_ms(self.rng), step.draw_result(self.rng, RESULTS[name][1])
         applied = []
         for fault in self.faults:
-            if fault.step != name or self.rng.random() >= fault.probability:
+            if fault.step != name or not fault.hits(self.ssid):
+                continue
+            if self.rng.random() >= fault.probability:
                 continue
             applied.append(fault.name)
             jitter = self.rng.randint(-fault.jitter_ms, fault.jitter_ms) if fault.jitter_ms else 0
@@ -232,17 +235,21 @@ class SimulatedBackend(NetworkBackend):
 
     def _hit_by(self, fault: Fault) -> None:
         """A link or lease fault arrives: an established connection ends at once."""
-        if self._live_link() is None or self._life_rng.random() >= fault.probability:
+        link = self._live_link()
+        if link is None or not fault.hits(link.sap.ap.ssid):
+            return
+        if self._life_rng.random() >= fault.probability:
             return
         if fault.step == "link":
             self._lose(Code.LINK_LOST, f"deauthenticated by the access point (fault {fault.name})")
         else:
             self._lose(Code.LEASE_LOST, f"the DHCP lease was not renewed (fault {fault.name})")
 
-    def _faulted(self, step: str) -> Fault | None:
-        """A fault in force on ``step`` that hits now (each drawn with its probability)."""
+    def _faulted(self, step: str, ssid: bytes | None = None) -> Fault | None:
+        """A fault in force on ``step`` (and network ``ssid``) that hits now (each drawn with
+        its probability)."""
         for fault in self._faults.values():
-            hit = fault.step == step and fault.result != "ok"
+            hit = fault.step == step and fault.result != "ok" and fault.hits(ssid)
             if hit and self._life_rng.random() < fault.probability:
                 return fault
         return None
@@ -448,6 +455,7 @@ class SimulatedBackend(NetworkBackend):
             self._connected, self._link = None, None  # joining leaves the current network first
             self._portal_url = None
             attempt = self._new_attempt()
+            attempt.ssid = ssid
             detail: dict[str, Any] = {"ssid_hex": ssid.hex(), "hidden": hidden}
             if attempt.faults:
                 detail["faults"] = [f.name for f in attempt.faults]
@@ -569,7 +577,7 @@ class SimulatedBackend(NetworkBackend):
                 rssi=heard,
                 bssid=ap.bssid,
             )
-        deauth = self._faulted("link")
+        deauth = self._faulted("link", ap.ssid)
         if deauth is not None:
             raise _fail(
                 Code.ASSOCIATION_TIMEOUT,
@@ -605,7 +613,8 @@ class SimulatedBackend(NetworkBackend):
                 "and the device's stack needs IPv4",
                 bssid=ap.bssid,
             )
-        if result == "timeout" or self._live.out("lease", ap.bssid) or self._faulted("lease"):
+        leased = self._live.out("lease", ap.bssid) or self._faulted("lease", ap.ssid)
+        if result == "timeout" or leased:
             raise _fail(
                 Code.NO_DHCP_LEASE,
                 Phase.DHCP,
@@ -773,7 +782,8 @@ class SimulatedBackend(NetworkBackend):
         await self._serve_world()
         bssid = link.sap.ap.bssid
         family = attempt.family if attempt is not None else 4
-        dns_out = self._live.out("dns", bssid) or self._faulted("dns") is not None
+        ssid = link.sap.ap.ssid
+        dns_out = self._live.out("dns", bssid) or self._faulted("dns", ssid) is not None
         resolver = _resolver("fail" if dns_out else "ok", LOOPBACK[family])
         try:
             ips = await check_dns(PROBE_HOST, resolver=resolver, timeout=self._check_timeout)
@@ -781,7 +791,9 @@ class SimulatedBackend(NetworkBackend):
             raise NetworkError(
                 Code.DNS_LOST, f"{exc.detail} (still associated with {bssid})", raw=exc.raw
             ) from None
-        internet_out = self._live.out("internet", bssid) or self._faulted("internet") is not None
+        internet_out = (
+            self._live.out("internet", bssid) or self._faulted("internet", ssid) is not None
+        )
         port = (self._refusing_ports if internet_out else self._probe_ports)[family]
         try:
             await check_internet(ips, port, timeout=self._check_timeout)

@@ -180,3 +180,26 @@ def test_a_scenario_file_with_a_story_round_trips_its_schema(tmp_path: Path) -> 
                               (Path(load_scenario(name).source)).read_text())
         jsonschema.validate(data, json_schema())
     assert json.dumps(json_schema())  # serialisable
+
+
+async def test_a_fault_on_one_network_leaves_the_others_alone() -> None:
+    """`step=link ssid=Home`: Home's router is off; another network still works."""
+    sim, _ = backend("timeline:\n  - {after: boot, at_s: 0, action: ap_on, ssid: Late}")
+    async with sim:
+        await establish(sim)
+        fault = parse_fault({"name": "home-off", "step": "link", "ssid": "Home"})
+        assert fault.ssid == b"Home" and "on 'Home'" in fault.describe()
+        assert fault.to_json()["ssid"] == b"Home".hex()
+        watch = asyncio.ensure_future(sim.wait_link_loss())
+        sim.add_fault(fault)
+        assert (await asyncio.wait_for(watch, 5)).code is Code.LINK_LOST
+        with pytest.raises(NetworkError) as home:
+            await establish(sim)
+        assert home.value.code is Code.ASSOCIATION_TIMEOUT
+        await establish(sim, b"Late", None)  # the other network is untouched
+        sim.add_fault(parse_fault({"name": "late-off", "step": "link", "ssid_hex": b"X".hex()}))
+        await sim.check_connection()  # a fault on a third network changes nothing here
+    for bad in ({"ssid": "A", "ssid_hex": "41"}, {"ssid_hex": "zz"}, {"ssid": ""}):
+        with pytest.raises(Exception) as refused:
+            parse_fault({"name": "x", "step": "link", **bad})
+        assert refused.value.code is Code.MALFORMED_REQUEST  # type: ignore[attr-defined]
