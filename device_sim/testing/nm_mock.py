@@ -256,6 +256,7 @@ class NMMock:
             ("AddAccessPoint", "ssaysuyuuu", "s"),
             ("ScriptJoin", "os", ""),
             ("DropConnection", "ou", ""),
+            ("RemoveAccessPoint", "oo", ""),
         ):
             await self.add_method(
                 MANAGER_PATH, EXT_IFACE, member, in_sig, out_sig, CALL.format(member.lower())
@@ -391,6 +392,10 @@ class NMMock:
                 json.dumps(_outcome(outcome, fail_in, need_auth, ip, 24, gateway, dns, False)),
             ],
         )
+
+    async def remove_access_point(self, device: str, ap: str) -> None:
+        """The access point ``ap`` (a path add_access_point returned) goes off the air."""
+        await self.call(MANAGER_PATH, EXT_IFACE, "RemoveAccessPoint", "oo", [device, ap])
 
     async def drop_connection(self, device: str, reason: int) -> None:
         """The device's established connection ends on its own with ``reason`` (an

@@ -184,6 +184,17 @@ def _in_mock_scriptjoin(manager: Any, device: str, text: str) -> None:
     _run(manager, str(device), active, json.loads(str(text)))
 
 
+def _in_mock_removeaccesspoint(manager: Any, device: str, ap: str) -> None:
+    """An access point goes off the air (a router switched off): gone from the next scan."""
+    dbus = _dbus()
+    dev = _obj(device)
+    dev.access_points = [p for p in dev.access_points if str(p) != str(ap)]
+    dev.Set(WIRELESS_IFACE, "AccessPoints", dbus.Array(dev.access_points, signature="o"))
+    dev.EmitSignal(WIRELESS_IFACE, "AccessPointRemoved", "o", [dbus.ObjectPath(ap)])
+    manager.object_manager_emit_removed(str(ap))
+    manager.RemoveObject(str(ap))
+
+
 def _in_mock_dropconnection(manager: Any, device: str, reason: int) -> None:
     """The established connection ends on its own (the AP went away, a deauthentication, an
     expired lease): the active connection deactivates, the device fails with ``reason`` and is

@@ -165,13 +165,14 @@ def station_settings(
     ``key-mgmt sae``; WPA2 and WPA2/WPA3 transition use ``wpa-psk`` (which also takes a 64-hex raw
     key); unknown security with a passphrase is taken as WPA2; no passphrase means open.
     ``connection.id`` is ``device-sim <ssid>`` so people can tell the profile apart in ``nmcli``.
+    Autoconnect is off: the device's engine owns reconnecting (see :mod:`.backend`).
     """
     settings: Settings = {
         "connection": {
             "id": Variant("s", f"{CONNECTION_ID_PREFIX} {ssid_label(ssid)}"),
             "uuid": Variant("s", uuid or str(uuid_mod.uuid4())),
             "type": Variant("s", "802-11-wireless"),
-            "autoconnect": Variant("b", True),
+            "autoconnect": Variant("b", False),
         },
         "802-11-wireless": {
             "ssid": Variant("ay", bytes(ssid)),
