@@ -61,9 +61,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unit_bench import UnitBench  # noqa: E402
+from unit_bench import UnitBench
 
-from device_sim.errors import DeviceSimError  # noqa: E402
+from device_sim.errors import DeviceSimError
 
 
 async def run(kills: int, seed: int, work: Path, budget_s: float,

@@ -30,21 +30,20 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from device_sim.doors.native.flow import Target, provision  # noqa: E402
 from device_sim.cloud.admin import CloudAdmin  # noqa: E402
 from device_sim.cloud.emulator import CloudEmulator  # noqa: E402
 from device_sim.cloud.tls import client_context  # noqa: E402
-from device_sim.control import control_request  # noqa: E402
-from device_sim.testing.daemon_process import DaemonProcess  # noqa: E402
+from device_sim.control import control_request, control_stream  # noqa: E402
+from device_sim.core.store import DeviceStore  # noqa: E402
+from device_sim.doors.native.flow import Target, provision  # noqa: E402
 from device_sim.errors import DeviceSimError  # noqa: E402
 from device_sim.factory.registration import ensure_registration_key  # noqa: E402
 from device_sim.factory.unit import UnitResult, provision_unit  # noqa: E402
-from device_sim.network.scenario import load_scenario  # noqa: E402
+from device_sim.network.nm.profiles import STORE_KEY  # noqa: E402
 from device_sim.pki import create_factory_ca  # noqa: E402
 from device_sim.profile import load_profile  # noqa: E402
 from device_sim.security.secret import Secret  # noqa: E402
-from device_sim.core.store import DeviceStore  # noqa: E402
-from device_sim.network.nm.profiles import STORE_KEY  # noqa: E402
+from device_sim.testing.daemon_process import DaemonProcess  # noqa: E402
 
 ACCOUNT, PASSWORD = "alice", "alice-password"
 NETWORKS = {b"Lab-A": "lab-a-passphrase", b"Lab-B": "lab-b-passphrase"}
@@ -83,18 +82,18 @@ class SimWorld:
         self.path.write_text(WORLD)
         self.env: dict[str, str] = dict(os.environ)
 
-    async def setup(self, stack: contextlib.AsyncExitStack, bench: "UnitBench") -> None:
+    async def setup(self, stack: contextlib.AsyncExitStack, bench: UnitBench) -> None:
         pass
 
     def daemon_args(self) -> list[str]:
         return ["--scenario", str(self.path), "--zero-delay"]
 
-    async def switch_off(self, bench: "UnitBench", ssid: bytes) -> None:
+    async def switch_off(self, bench: UnitBench, ssid: bytes) -> None:
         await control_request(bench.state_dir, "fault", {
             "action": "add", "name": f"off-{ssid.hex()}", "step": "link", "ssid_hex": ssid.hex()},
             timeout=5)
 
-    async def switch_on(self, bench: "UnitBench", ssid: bytes) -> None:
+    async def switch_on(self, bench: UnitBench, ssid: bytes) -> None:
         with contextlib.suppress(DeviceSimError):  # gone with a killed daemon
             await control_request(bench.state_dir, "fault", {
                 "action": "remove", "name": f"off-{ssid.hex()}"}, timeout=5)
@@ -102,7 +101,7 @@ class SimWorld:
     async def restore(self) -> None:
         pass
 
-    async def check(self, bench: "UnitBench", status: dict[str, Any]) -> list[str]:
+    async def check(self, bench: UnitBench, status: dict[str, Any]) -> list[str]:
         return []
 
 
@@ -120,7 +119,7 @@ class NmWorld:
         self.aps: dict[bytes, str] = {}
         self.serial = 0
 
-    async def setup(self, stack: contextlib.AsyncExitStack, bench: "UnitBench") -> None:
+    async def setup(self, stack: contextlib.AsyncExitStack, bench: UnitBench) -> None:
         from device_sim.testing.nm_mock import NMMock
         from device_sim.virtual.harness import VirtualBle
 
@@ -155,7 +154,7 @@ class NmWorld:
                     self.device, f"lab{i}n{self.serial}", ssid, bssid=f"02:d5:e1:00:0{i}:01",
                     strength=80, security=Security.WPA2_PSK)
 
-    async def switch_off(self, bench: "UnitBench", ssid: bytes) -> None:
+    async def switch_off(self, bench: UnitBench, ssid: bytes) -> None:
         from device_sim.network.nm.defs import DeviceStateReason
 
         if ssid in self.aps:
@@ -163,10 +162,10 @@ class NmWorld:
             del self.aps[ssid]
         await self.nm.drop_connection(self.device, DeviceStateReason.SSID_NOT_FOUND)
 
-    async def switch_on(self, bench: "UnitBench", ssid: bytes) -> None:
+    async def switch_on(self, bench: UnitBench, ssid: bytes) -> None:
         await self.restore()
 
-    async def check(self, bench: "UnitBench", status: dict[str, Any]) -> list[str]:
+    async def check(self, bench: UnitBench, status: dict[str, Any]) -> list[str]:
         """NetworkManager's profiles agree with the device: one saved profile per saved
         network, in priority order, autoconnect off; none left unsaved; the hotspot's only
         while the access point is up; nothing of ours NetworkManager does not have."""
@@ -287,9 +286,13 @@ class UnitBench:
         return bytes.fromhex(status["ssid_hex"]) if status.get("ssid_hex") else b"Lab-A"
 
     async def wait_online(self, timeout: float = 15) -> None:
+        """Until the unit is online: its event stream (the snapshot first, then each event)."""
         async with asyncio.timeout(timeout):
-            while (await self.status())["state"] != "online":
-                await asyncio.sleep(POLL_S)  # the control socket has no push channel: polled
+            async for item in control_stream(self.state_dir, "watch", {"last": 0}):
+                if item.get("state") == "online" and item.get("phase") in (None, "online"):
+                    return
+                if item.get("kind") == "state" and item.get("state") == "online":
+                    return
 
     async def reconnect(self) -> None:
         """The router restarts: off for a moment, back; the unit rejoins by itself."""
