@@ -49,7 +49,7 @@ from .errors import ConfigError
 from .network.scenario import load_scenario
 from .profile import Profile, load_profile
 from .security.secret import Secret
-from .story import StoryLog, check, facts, has_story
+from .story import StoryLog, has_story, play
 from .testing.daemon_process import DaemonProcess, daemon_argv
 from .virtual.harness import VirtualBle, use_bus
 
@@ -218,8 +218,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                 else:
                     storied = False  # no outcome of the first onboarding: no story after it
             if storied:
-                story_out = await _play_story(
-                    scenario, log, first_seq, phone, scale, args.transport, say
+                story_out = await play(
+                    scenario, log, state_dir, first_seq, phone.again, scale, args.transport, say
                 )
                 final = story_out.pop("final")
                 entry_code = profile.code(int(final["code"]))
@@ -327,88 +327,6 @@ def _give_history(state_dir: Path, scenario: Scenario) -> None:
             ],
             online=history.online,
         )
-
-
-STORY_SLACK_S = 60.0  # real seconds on top of the story's own bound (phones, BlueZoo)
-
-
-async def _play_story(
-    scenario: Scenario,
-    log: StoryLog,
-    after_seq: int,
-    phone: _Phone,
-    scale: float,
-    transport: str,
-    say: Any,
-) -> dict[str, Any]:
-    """The story after the first onboarding, to its end or its bound; what it did."""
-    from .network.scenario import Story
-
-    story = scenario.story or Story()
-    world_steps = sum(1 + (step.for_s is not None) for step in scenario.timeline)
-    bound = story.within_s * scale + STORY_SLACK_S
-    ended = True
-    reonboarded: dict[str, Any] | None = None
-    say("\nthe story goes on" + (f" (world time x{1 / scale:g})" if scale != 1 else ""))
-    try:
-        async with asyncio.timeout(bound):
-            last = after_seq
-            if story.phone is not None:
-                wanted = {"reopen": {"reopen"}, "loss": {"link_lost", "lease_lost"}}[
-                    story.phone.when
-                ]
-                trigger = await log.wait_for(lambda e: e["phase"] in wanted, after=after_seq)
-                if transport == "softap":  # the phone joins the AP once it is on the air
-                    await log.wait_for(
-                        lambda e: (
-                            e["phase"] == "door"
-                            and str(e.get("detail", "")).startswith("softap opened")
-                        ),
-                        after=after_seq,
-                    )
-                creds = Credentials(
-                    story.phone.ssid,
-                    Secret(story.phone.passphrase) if story.phone.passphrase else None,
-                    story.phone.hidden,
-                )
-                say(
-                    f"\nphone: the device shows {trigger['phase']}: the user sets it up again "
-                    f"on {_ssid_text(creds.ssid)} ..."
-                )
-                reonboarded = await phone.again(creds)
-                last = int(trigger["seq"])
-            seen_world = after_seq
-            for _ in range(world_steps):  # every change of the world has happened
-                event = await log.wait_for(lambda e: e["phase"] == "world", after=seen_world)
-                seen_world = int(event["seq"])
-            outcome = "online" if scenario.default_credentials.expect.name == "OK" else "failed"
-            await log.wait_for(lambda e: e["phase"] == outcome, after=max(last, seen_world))
-    except TimeoutError:
-        ended = False
-    final = await control_request(phone.state_dir, "status")
-    got = facts(log.events, after_seq=after_seq, time_scale=scale, final=final)
-    mismatches = check(story, got)
-    if not ended:
-        mismatches.insert(0, f"the story did not end within {story.within_s:g} s (world time)")
-    say(
-        f"story: {' > '.join(got.sequence[-12:]) if got.sequence else 'no events'}"
-        f"\n  codes seen: {', '.join(got.codes) or 'none'}; doors reopened: "
-        f"{'yes' if got.doors_reopened else 'no'}; phone sessions: {got.phone_sessions}; "
-        + (
-            f"back online {got.back_online_s:.1f} s after the network came back"
-            if got.back_online_s is not None
-            else "not back online"
-        )
-        + f"; ends {final['state']} ({final['code_name']})"
-        + (f" on {_ssid_text(got.online_ssid)}" if got.online_ssid else "")
-    )
-    return {
-        **got.to_json(),
-        "ended": ended,
-        "mismatches": mismatches,
-        "reonboarding": reonboarded,
-        "final": final,
-    }
 
 
 DEMO_ACCOUNT = "alice"

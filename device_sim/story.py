@@ -21,13 +21,28 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .control import control_request
+from .core.store import Credentials
 from .network.scenario import Scenario, Story
+from .security.secret import Secret
 
-__all__ = ["StoryFacts", "StoryLog", "check", "facts", "has_story", "match_sequence"]
+__all__ = [
+    "StoryFacts",
+    "StoryLog",
+    "check",
+    "facts",
+    "has_story",
+    "match_sequence",
+    "play",
+]
+
+STORY_SLACK_S = 60.0  # real seconds on top of the story's own bound (phones, BlueZoo)
+Reonboard = Callable[[Credentials], Awaitable[dict[str, Any]]]
 
 
 def has_story(scenario: Scenario) -> bool:
@@ -198,3 +213,91 @@ def _text(ssid: bytes | None) -> str | None:
         return ssid.decode("utf-8")
     except UnicodeDecodeError:
         return f"0x{ssid.hex()}"
+
+
+async def play(
+    scenario: Scenario,
+    log: StoryLog,
+    state_dir: Path,
+    after_seq: int,
+    reonboard: Reonboard | None,
+    scale: float,
+    transport: str,
+    say: Callable[[str], None] = lambda text: None,
+) -> dict[str, Any]:
+    """The story after the first onboarding (``after_seq``: its outcome's event; 0 when there
+    was none), to its end or its bound: the phone (``reonboard``) comes back when the story
+    says, every change of the world happens, and the device ends as the scenario expects.
+    What it did: :class:`StoryFacts`, ``ended``, ``mismatches``, the re-onboarding's result,
+    ``reonboard_s`` (world seconds from the trigger to the phone's result) and the device's
+    ``final`` status (``ctl status``)."""
+    story = scenario.story or Story()
+    world_steps = sum(1 + (step.for_s is not None) for step in scenario.timeline)
+    bound = story.within_s * scale + STORY_SLACK_S
+    ended = True
+    reonboarded: dict[str, Any] | None = None
+    reonboard_s: float | None = None
+    say("\nthe story goes on" + (f" (world time x{1 / scale:g})" if scale != 1 else ""))
+    try:
+        async with asyncio.timeout(bound):
+            last = after_seq
+            if story.phone is not None and reonboard is not None:
+                wanted = {"reopen": {"reopen"}, "loss": {"link_lost", "lease_lost"}}[
+                    story.phone.when
+                ]
+                trigger = await log.wait_for(lambda e: e["phase"] in wanted, after=after_seq)
+                seen_at = asyncio.get_running_loop().time()
+                if transport == "softap":  # the phone joins the AP once it is on the air
+                    await log.wait_for(
+                        lambda e: (
+                            e["phase"] == "door"
+                            and str(e.get("detail", "")).startswith("softap opened")
+                        ),
+                        after=after_seq,
+                    )
+                creds = Credentials(
+                    story.phone.ssid,
+                    Secret(story.phone.passphrase) if story.phone.passphrase else None,
+                    story.phone.hidden,
+                )
+                say(
+                    f"\nphone: the device shows {trigger['phase']}: the user sets it up again "
+                    f"on {_text(creds.ssid)!r} ..."
+                )
+                reonboarded = await reonboard(creds)
+                took = asyncio.get_running_loop().time() - seen_at
+                reonboard_s = took / scale if scale > 0 else took
+                last = int(trigger["seq"])
+            seen_world = after_seq
+            for _ in range(world_steps):  # every change of the world has happened
+                event = await log.wait_for(lambda e: e["phase"] == "world", after=seen_world)
+                seen_world = int(event["seq"])
+            outcome = "online" if scenario.default_credentials.expect.name == "OK" else "failed"
+            await log.wait_for(lambda e: e["phase"] == outcome, after=max(last, seen_world))
+    except TimeoutError:
+        ended = False
+    final = await control_request(state_dir, "status")
+    got = facts(log.events, after_seq=after_seq, time_scale=scale, final=final)
+    mismatches = check(story, got)
+    if not ended:
+        mismatches.insert(0, f"the story did not end within {story.within_s:g} s (world time)")
+    say(
+        f"story: {' > '.join(got.sequence[-12:]) if got.sequence else 'no events'}"
+        f"\n  codes seen: {', '.join(got.codes) or 'none'}; doors reopened: "
+        f"{'yes' if got.doors_reopened else 'no'}; phone sessions: {got.phone_sessions}; "
+        + (
+            f"back online {got.back_online_s:.1f} s after the network came back"
+            if got.back_online_s is not None
+            else "not back online"
+        )
+        + f"; ends {final['state']} ({final['code_name']})"
+        + (f" on {_text(got.online_ssid)!r}" if got.online_ssid else "")
+    )
+    return {
+        **got.to_json(),
+        "ended": ended,
+        "mismatches": mismatches,
+        "reonboarding": reonboarded,
+        "reonboard_s": None if reonboard_s is None else round(reonboard_s, 1),
+        "final": final,
+    }

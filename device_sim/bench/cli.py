@@ -303,6 +303,16 @@ def _print_summary(summary: dict[str, Any], out: Path, seconds: float) -> None:
             )
             costly = ", ".join(f"{c} {n}" for c, n in list(g["codes_costing_homes"].items())[:5])
             print(f"    cost homes: {costly or 'none'}")
+            again, back = g["reonboardings"], g["back_by_itself"]
+            if again["n"] or back["of"]:
+                print(
+                    f"    onboardings, re-onboardings included: "
+                    f"{g['share_onboardings_within_2_min']:.1%} of {g['onboardings']} online "
+                    f"within 2 minutes; re-onboardings {again['online_within_2_min']}/"
+                    f"{again['n']} (median {again['median_s']} s); back by itself "
+                    f"{back['n']}/{back['of']} (median {back['median_s']} s after the router); "
+                    f"stories as expected {g['stories_as_expected']}/{g['stories']}"
+                )
         else:
             codes = ", ".join(f"{c} x{n}" for c, n in g["outcomes"].items())
             print(f"  {name}: {g['passed']}/{g['runs']} as expected ({codes})")

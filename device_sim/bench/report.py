@@ -100,6 +100,7 @@ def summarize(runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
                     "codes_costing_homes": dict(lost.most_common()),
                     "by_home": _by(members, "scenario"),
                     "by_phone": _by(members, "phone"),
+                    **_after_online(members, len(within)),
                 }
             )
         out["groups"][name] = group
@@ -108,6 +109,49 @@ def summarize(runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     if kind == "matrix":
         out["passed"] = sum(1 for r in runs if r.get("passed"))
     return out
+
+
+def _after_online(members: list[dict[str, Any]], first_in_time: int) -> dict[str, Any]:
+    """The homes' life after the first onboarding: re-onboardings (a replaced router: from the
+    doors reopening to online, the user's time) count as onboardings of their own; a device
+    back by itself (a router that rebooted) counts its time from the network's return."""
+    stories = [r["story"] for r in members if r.get("story")]
+    again = [s for s in stories if s.get("reonboarding") is not None]
+    again_s = [
+        float(s["reonboard_s"])
+        for s in again
+        if s["reonboarding"].get("state") == "online" and s.get("reonboard_s") is not None
+    ]
+    again_in_time = [t for t in again_s if t <= TWO_MINUTES_S]
+    back = [
+        float(s["back_online_s"])
+        for s in stories
+        if s.get("reonboarding") is None
+        and s.get("back_online_s") is not None
+        and s["final"]["state"] == "online"
+    ]
+    onboardings = len(members) + len(again)
+    return {
+        "onboardings": onboardings,
+        "onboardings_within_2_min": first_in_time + len(again_in_time),
+        "share_onboardings_within_2_min": round(
+            (first_in_time + len(again_in_time)) / onboardings, 4
+        ),
+        "reonboardings": {
+            "n": len(again),
+            "online_within_2_min": len(again_in_time),
+            "median_s": percentile(again_s, 0.5),
+            "p90_s": percentile(again_s, 0.9),
+        },
+        "back_by_itself": {
+            "n": len(back),
+            "of": sum(1 for s in stories if s.get("reonboarding") is None),
+            "median_s": percentile(back, 0.5),
+            "p90_s": percentile(back, 0.9),
+        },
+        "stories_as_expected": sum(1 for s in stories if not s["mismatches"]),
+        "stories": len(stories),
+    }
 
 
 def _lost_reason(run: dict[str, Any]) -> str:
@@ -237,7 +281,8 @@ def _population_html(summary: dict[str, Any], opts: dict[str, Any]) -> str:
             f"<h2>{e(name)}</h2><p><span class='figure'>{share:.0%}</span> of {g['runs']} homes "
             f"online within 2 minutes ({g['online_within_2_min']}); time to online: median "
             f"{_s(t['median'])}, p90 {_s(t['p90'])}.</p>"
-            "<table><tr><th>what cost homes</th><th class='num'>homes</th></tr>"
+            + _after_online_html(g)
+            + "<table><tr><th>what cost homes</th><th class='num'>homes</th></tr>"
             + "".join(
                 f"<tr><td><code>{e(code)}</code></td><td class='num'>{n}</td></tr>"
                 for code, n in g["codes_costing_homes"].items()
@@ -258,6 +303,22 @@ def _population_html(summary: dict[str, Any], opts: dict[str, Any]) -> str:
         )
     out.append(_img(_codes_plot(summary)))
     return "".join(out)
+
+
+def _after_online_html(g: dict[str, Any]) -> str:
+    again, back = g["reonboardings"], g["back_by_itself"]
+    if not again["n"] and not back["of"]:
+        return ""
+    return (
+        f"<p>After the first onboarding: <b>{g['share_onboardings_within_2_min']:.0%}</b> of "
+        f"{g['onboardings']} onboardings (re-onboardings included) online within 2 minutes. "
+        f"Re-onboarded after a replaced router: {again['online_within_2_min']} of "
+        f"{again['n']} within 2 minutes of the doors reopening (median "
+        f"{_s(again['median_s'])}, p90 {_s(again['p90_s'])}). Back by itself after a router "
+        f"restart: {back['n']} of {back['of']} (median {_s(back['median_s'])} after the "
+        f"router). Stories as the scenario says: {g['stories_as_expected']} of "
+        f"{g['stories']}.</p>"
+    )
 
 
 def _matrix_html(runs: list[dict[str, Any]], summary: dict[str, Any]) -> str:

@@ -11,6 +11,13 @@ its environment, never its command line.
 
 The result is read from both sides: the phone's JSON (outcome, tries, drops) and the device's
 event log (``onboarding.jsonl``: per-phase durations, the timeline).
+
+A home with a story (a router that reboots or is replaced after the device is online) lives on
+after its first onboarding (:func:`device_sim.story.play`): the device daemon plays the world's
+timeline, and when the story's phone comes back (the doors reopened) the same person, with the
+same habits, sets the device up again in a second phone process. The run then also says how
+long that re-onboarding took (from the doors reopening to online) or how long the device took
+to be back by itself, and whether the story went as the scenario says.
 """
 
 from __future__ import annotations
@@ -27,12 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..commands.watch import follow
 from ..core.identity import create_identity
-from ..core.store import DeviceStore
+from ..core.store import Credentials, DeviceStore
 from ..doors import registry
 from ..errors import ConfigError, DeviceSimError
 from ..network.scenario import Scenario, load_scenario
 from ..profile import Profile
+from ..security.secret import Secret
+from ..story import StoryLog, has_story, play
 from ..testing.daemon_process import DaemonProcess, spawn
 from ..virtual.harness import VirtualBle, add_adapter
 from .phone import PhoneBehaviour
@@ -193,6 +203,14 @@ class Bench:
             "timeline": [_compact(e) for e in events],
         }
         result["passed"] = result["code_name"] == base["expected"]
+        story = phone.get("story")
+        if story is not None:  # the home's life after the first onboarding
+            result["story"] = story
+            result["passed"] = (
+                result["passed"]
+                and story["final"]["code_name"] == base["expected"]
+                and not story["mismatches"]
+            )
         return result
 
     async def _run(
@@ -262,13 +280,41 @@ class Bench:
                 argv.append("--softap-concurrent")
         daemon = DaemonProcess(["-v", *argv], env, home / "daemon.log")
         ready = await daemon.start()
+        log = StoryLog()
+        watcher = (
+            asyncio.ensure_future(follow(state, log.add, last=200)) if has_story(world) else None
+        )
         try:
             if spec.transport == "softap":
                 phone_args += ["--softap", ready["doors"]["softap"]["ap_url"]]
-            return await self._phone(
+            first = await self._phone(
                 spec, world, state, code.reveal(), labels, phone_args, env, home
             )
+            if watcher is None or first.get("state") != "online":
+                return first
+            outcome = await log.wait_for(lambda e: e["phase"] == "online")
+
+            async def again(creds: Credentials) -> dict[str, Any]:
+                return await self._phone(
+                    spec,
+                    world,
+                    state,
+                    code.reveal(),
+                    labels,
+                    phone_args,
+                    env,
+                    home,
+                    creds=creds,
+                    log_name="phone-again.log",
+                )
+
+            story = await play(
+                world, log, state, int(outcome["seq"]), again, self.time_scale, spec.transport
+            )
+            return {**first, "story": story}
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await daemon.stop()
 
     async def _phone(
@@ -281,8 +327,18 @@ class Bench:
         phone_args: list[str],
         env: dict[str, str],
         home: Path,
+        *,
+        creds: Credentials | None = None,
+        log_name: str = "phone.log",
     ) -> dict[str, Any]:
-        creds = world.default_credentials
+        """The phone process: the scenario's credentials, or ``creds`` (a re-onboarding)."""
+        if creds is None:
+            default = world.default_credentials
+            creds = Credentials(
+                default.ssid,
+                Secret(default.passphrase) if default.passphrase is not None else None,
+                default.hidden,
+            )
         behaviour = spec.phone.to_json()
         for key in ("think_s", "retype_s", "rejoin_s"):  # people's time, scaled like the world
             behaviour[key] = [v * self.time_scale for v in behaviour[key]]
@@ -316,8 +372,8 @@ class Bench:
             argv += ["--pop", json.loads(labels["esp_qr"])["pop"]]
         secrets_env = {**env, "DEVICE_SIM_SETUP_CODE": code}
         if creds.passphrase is not None:
-            secrets_env["DEVICE_SIM_PASSPHRASE"] = creds.passphrase
-        with open(home / "phone.log", "wb") as log:  # noqa: ASYNC230 - the child's stderr
+            secrets_env["DEVICE_SIM_PASSPHRASE"] = creds.passphrase.reveal()
+        with open(home / log_name, "wb") as log:  # noqa: ASYNC230 - the child's stderr
             proc = await spawn(*argv, env=secrets_env, stdout=asyncio.subprocess.PIPE, stderr=log)
         try:
             async with asyncio.timeout(self.run_cap_s):
@@ -337,7 +393,7 @@ class Bench:
         try:
             result = json.loads(out)
         except ValueError:
-            tail = (home / "phone.log").read_text(errors="replace")[-400:]
+            tail = (home / log_name).read_text(errors="replace")[-400:]
             return {
                 "state": None,
                 "code_name": "BENCH_ERROR",

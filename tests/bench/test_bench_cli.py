@@ -123,6 +123,36 @@ def test_a_population_reports_its_figures(tmp_path: Path) -> None:
     assert "of 6 homes online within 2 minutes" in (out / "report.html").read_text()
 
 
+def test_a_population_whose_routers_reboot_or_are_replaced(tmp_path: Path) -> None:
+    """Homes with a story: the device back by itself after a router restart, the same person
+    re-onboarding it after a router swap; the re-onboardings count as onboardings."""
+    homes = tmp_path / "homes.yaml"
+    homes.write_text(
+        "name: later\nseed: 3\nhomes:\n"
+        "  - {weight: 1, scenario: router-reboot}\n  - {weight: 1, scenario: router-replaced}\n"
+        "phones:\n  - {weight: 1, name: careful, think_s: [1, 4]}\n")
+    out = tmp_path / "pop"
+    done = bench("--population", "4", "--homes", str(homes), "--time-scale", "0.05",
+                 "--transports", "ble,softap", "--concurrency", "8", "--out", str(out),
+                 "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    replaced = [r for r in runs if r["scenario"] == "router-replaced"]
+    assert replaced and len(replaced) < len(runs)
+    for r in runs:
+        story = r["story"]
+        assert r["passed"] and story["mismatches"] == [], story
+        assert story["final"]["state"] == "online"
+        if r["scenario"] == "router-replaced":
+            assert story["reonboarding"]["state"] == "online" and story["reonboard_s"] > 0
+            assert story["phone_sessions"] == 1
+        else:
+            assert story["reonboarding"] is None and story["phone_sessions"] == 0
+    for group in json.loads(done.stdout)["groups"].values():
+        assert group["onboardings"] == group["runs"] + group["reonboardings"]["n"]
+    assert "re-onboardings included" in (out / "report.html").read_text()
+
+
 def _processes_under(marker: str) -> list[int]:
     """Live processes whose command line names ``marker`` (the bench's temporary tree)."""
     found = []

@@ -100,3 +100,25 @@ def test_the_population_summary() -> None:
     assert group["time_to_online_s"]["median"] == percentile([30.0 + i for i in range(7)]
                                                              + [150.0], 0.5)
     assert summary["all"]["phases_ms"]["dhcp"]["n"] == 10
+
+
+def test_reonboardings_count_as_onboardings_of_their_own() -> None:
+    """A replaced router's home re-onboards (its time from the doors reopening); a rebooted
+    router's device is back by itself; both are counted apart and in the onboardings."""
+    final = {"state": "online", "code_name": "OK"}
+    replaced = run("OK", 40.0, story={"reonboarding": {"state": "online"}, "reonboard_s": 35.0,
+                                      "back_online_s": None, "final": final, "mismatches": []})
+    slow = run("OK", 40.0, story={"reonboarding": {"state": "online"}, "reonboard_s": 150.0,
+                                  "back_online_s": None, "final": final, "mismatches": []})
+    rebooted = run("OK", 40.0, story={"reonboarding": None, "reonboard_s": None,
+                                      "back_online_s": 12.0, "final": final,
+                                      "mismatches": ["the doors did not reopen"]})
+    (group,) = summarize([replaced, slow, rebooted, run("OK", 30.0)],
+                         "population")["groups"].values()
+    assert group["online_within_2_min"] == 4  # the homes' first onboardings
+    assert (group["onboardings"], group["onboardings_within_2_min"]) == (6, 5)
+    assert group["share_onboardings_within_2_min"] == round(5 / 6, 4)
+    assert group["reonboardings"] == {"n": 2, "online_within_2_min": 1,
+                                      "median_s": 92.5, "p90_s": percentile([35.0, 150.0], 0.9)}
+    assert group["back_by_itself"] == {"n": 1, "of": 1, "median_s": 12.0, "p90_s": 12.0}
+    assert (group["stories_as_expected"], group["stories"]) == (2, 3)
