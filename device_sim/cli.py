@@ -103,6 +103,12 @@ def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
     p.add_argument(
         "--setup-code", type=setup_code, help="use this code (8 digits) instead of a random one"
     )
+    p.add_argument(
+        "--scenario",
+        metavar="NAME|FILE",
+        help="give the device the scenario's history (the networks it saved, online before a "
+        "power cut), e.g. late-router",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("run", help="run the device daemon")

@@ -54,6 +54,10 @@ USAGE = [  # argv, the flag the one line must name
     (["run", "--state-dir", "/tmp/x", "--cloud-port", "99999"], "--cloud-port"),
     (["run", "--state-dir", "/tmp/x", "--timeout-scale", "0"], "--timeout-scale"),
     (["init", "--state-dir", "/tmp/x", "--setup-code", "12345678901"], "--setup-code"),
+    (["init", "--state-dir", "/tmp/x-no-history", "--scenario", "typical-home"], "--scenario"),
+    (["run", "--state-dir", "/tmp/x", "--reconnect-max", "0"], "--reconnect-max"),
+    (["run", "--state-dir", "/tmp/x", "--saved-networks", "99"], "--saved-networks"),
+    (["client", "forget-network", "--setup-code", "1234-5678"], "--ssid"),
     (["factory", "batch", "--count", "abc"], "--count"),
     (["nonsense"], "nonsense"),
     (["bench", "--transports", "carrier-pigeon"], "--transports"),
@@ -79,6 +83,18 @@ def test_usage_error_is_one_line_naming_the_flag(argv: list[str], flag: str) -> 
 def test_version() -> None:
     proc = run("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("device-sim ")
+
+
+def test_init_gives_a_device_its_scenarios_history(tmp_path: Path) -> None:
+    """`init --scenario late-router`: a device that was online on its saved network before a
+    power cut, as the scenario's story starts (for the two-terminal flow)."""
+    proc = run("init", "--state-dir", str(tmp_path), "--scenario", "late-router", "--json")
+    assert proc.returncode == 0, proc.stderr
+    from device_sim.core.store import DeviceStore
+
+    with DeviceStore(tmp_path) as store:
+        assert [n.ssid for n in store.saved_networks()] == [b"Miller Family"]
+        assert store.record().state.wire_name == "online"
 
 
 def test_init_twice_names_the_fix(tmp_path: Path) -> None:

@@ -29,12 +29,29 @@ def init(args: argparse.Namespace) -> int:
 
     profile = load_profile()
     code: Secret | None = args.setup_code  # normalised by the parser (commands.args)
+    history = None
+    if getattr(args, "scenario", None):
+        from ..network.scenario import load_scenario
+
+        history = load_scenario(args.scenario).history  # ConfigError before any file is made
+        if history is None:
+            raise ConfigError("--scenario", f"{args.scenario} gives the device no history")
     with DeviceStore(args.state_dir) as store:
         identity, setup_code = create_identity(
             store, code, ap_passphrase_length=profile.softap.passphrase_length
         )
         local_name = profile.advertising.local_name_pattern.format(short_id=identity.short_id)
         labels = registry.make_labels(store, profile, local_name)  # the personalities' lines
+        if history is not None:  # the scenario's past: its saved networks, online on the first
+            from ..core.store import Credentials
+
+            store.remember_history(
+                [
+                    Credentials(n.ssid, Secret(n.passphrase) if n.passphrase else None, n.hidden)
+                    for n in history.networks
+                ],
+                online=history.online,
+            )
     shown = format_setup_code(setup_code.reveal())
     ap_ssid = profile.softap.ssid_pattern.format(short_id=identity.short_id)
     assert identity.softap_passphrase is not None
