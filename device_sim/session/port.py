@@ -157,6 +157,12 @@ class DoorPort:
         return record.state is State.FAILED and record.code in (Code.DNS_LOST, Code.INTERNET_LOST)
 
     @property
+    def reconnecting(self) -> bool:
+        """The device's own retry of its saved networks (or check again) is in flight: a join
+        no phone asked for."""
+        return self._engine.life.retrying
+
+    @property
     def retrying(self) -> bool:
         """Not online, the device retries its saved networks and its doors have not reopened
         yet (it may be back online before they do)."""

@@ -125,6 +125,7 @@ class BleHost(Door):
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
         self._advs: list[ProvisioningAdvertisement] = []
+        self._advertised: list[Advertised] = []  # what the registered advertisements say
         self._char_service: dict[str, str] = {}
         self._char_owner: dict[str, BlePersonality] = {}
         self._responders: dict[str, Callable[[bytes, str | None], Awaitable[bytes]]] = {}
@@ -290,7 +291,8 @@ class BleHost(Door):
         assert self._server is not None
         app = self._server.app
         iface = self._server.adapter.get_interface("org.bluez.LEAdvertisingManager1")
-        for adv in self._advertising_sets():
+        self._advertised = self._advertising_sets()
+        for adv in self._advertised:
             self._adv_index += 1
             obj = ProvisioningAdvertisement(
                 self._adv_index,
@@ -321,6 +323,8 @@ class BleHost(Door):
             self._adv_dirty.clear()
             if self._server is None:
                 return
+            if self._advertising_sets() == self._advertised:
+                continue  # the same bytes (a retry that ended as the last one): no gap on air
             try:
                 await self._unregister_advertisements(self._server)
                 await self._register_advertisements()

@@ -127,7 +127,8 @@ class ImprovPersonality:
     def state(self) -> ImprovState:
         if self.port.associated:
             return ImprovState.PROVISIONED
-        if self._provisioning or self.port.busy:
+        if self._provisioning or (self.port.busy and not self.port.reconnecting):
+            # (the device's own retries of its saved networks: still waiting for settings)
             return ImprovState.PROVISIONING
         return ImprovState.AUTHORIZED if self.authorized else ImprovState.AUTHORIZATION_REQUIRED
 
