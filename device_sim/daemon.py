@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from .codes import Code
 from .config import DaemonOptions
 from .control import ControlServer
-from .core.engine import OnboardingEngine, Timeouts
+from .core.deadlines import Timeouts
+from .core.engine import OnboardingEngine
 from .core.events import EventPhase
 from .core.life import LifeTimers
 from .core.store import DeviceStore, Identity

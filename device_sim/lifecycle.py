@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from types import TracebackType
 from typing import Self
 
@@ -29,3 +30,14 @@ class Component(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+async def cancel_and_wait(task: asyncio.Task[object] | asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` (if it runs) and wait until it has unwound."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

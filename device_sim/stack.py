@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .core.engine import OnboardingEngine, Timeouts
+from .core.deadlines import Timeouts
+from .core.engine import OnboardingEngine
 from .core.events import DiagnosticEvent, EventBus, JsonlLog
 from .core.life import LifeTimers
 from .core.store import DeviceStore, Identity

@@ -16,19 +16,19 @@ calls the engine's request methods. Those raise OnboardingError with a code the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..codes import Code, State
 from ..errors import NetworkError, OnboardingError
+from ..lifecycle import cancel_and_wait
 from ..network.base import AccessPoint, NetworkBackend, Phase, validate_credentials
 from ..profile import Profile
 from ..security.secret import Secret
+from .deadlines import Deadlines, Timeouts
 from .events import DiagnosticEvent, EventBus, EventPhase, rfc3339
 from .life import RECONNECT_CODE, ConnectedLife, LifeTimers
 from .store import ActivationResult, Credentials, DeviceStore, OnboardingRecord, SavedNetwork
@@ -78,36 +78,6 @@ class RadioUser(Protocol):
         would take the radio from it, waits."""
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    """Waiting-state timeouts in seconds (defaults from the profile, overridable per daemon)."""
-
-    session_open: float
-    credentials_received: float
-    joining: float
-    verifying: float
-    # Per join/check phase: (seconds, the code a phase that runs out ends with).
-    phases: Mapping[str, tuple[float, Code]] = field(default_factory=dict)
-
-    @classmethod
-    def from_profile(cls, profile: Profile, scale: float = 1.0, **override: float) -> Timeouts:
-        def ms(name: str) -> float:
-            value = profile.states[name].timeout_ms
-            assert value is not None, f"state {name} has no timeout in the profile"
-            return value / 1000 * scale
-
-        values = {
-            name: ms(name)
-            for name in ("session_open", "credentials_received", "joining", "verifying")
-        }
-        values.update({k: v for k, v in override.items() if v is not None})
-        phases = {
-            name: (p.timeout_ms / 1000 * scale, Code[p.timeout_code])
-            for name, p in profile.phases.items()
-        }
-        return cls(**values, phases=phases)
-
-
 class OnboardingEngine:
     """Owns the onboarding state machine. Use ``async with`` to recover and run its tasks."""
 
@@ -143,8 +113,7 @@ class OnboardingEngine:
         self._settled = asyncio.Condition()
         self._settling: asyncio.Task[None] | None = None  # the task waking wait_settled
         self._radio_users: list[RadioUser] = []
-        self._deadline: tuple[asyncio.Timeout, float] | None = None
-        self._timed_phase: str | None = None
+        self._deadlines = Deadlines(profile, self.timeouts)
         self.activator = activator
         # Failure injection for QA (DEVICE_SIM_FAULT): "crash-after-cloud-answer" kills the
         # process between the cloud's answer and the local commit, "crash-after-cloud-release"
@@ -199,12 +168,7 @@ class OnboardingEngine:
     async def __aexit__(self, *exc: object) -> None:
         await self.life.halt()
         for task in (self._timer, self._attempt_task):
-            if task is not None and not task.done():
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+            await cancel_and_wait(task)
         # A join cancelled by shutdown stays `joining` in the store on purpose: the next start
         # recovers it exactly like a crash would (failed / INTERRUPTED, credentials kept).
 
@@ -336,12 +300,7 @@ class OnboardingEngine:
         keep the factory identity (keys, certificate, setup-code verifier). Back to
         unprovisioned; the next activation tells the cloud it follows a reset."""
         await self.life.halt()  # a retry it cancels mid-join is reset from its state below
-        if self._attempt_task is not None and not self._attempt_task.done():
-            self._attempt_task.cancel()
-            try:
-                await self._attempt_task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._attempt_task)
         # The intent is committed before the cloud hears of it: a device killed between the
         # release and the local reset finishes the reset on boot (see __aenter__).
         self.store.begin_factory_reset(source)
@@ -464,7 +423,7 @@ class OnboardingEngine:
         failure: tuple[Code, str, dict[str, Any]] | None = None
         try:
             try:
-                async with self._deadlines(self.timeouts.joining):
+                async with self._deadlines.running(self.timeouts.joining):
                     result = await self.backend.join(
                         creds.ssid,
                         creds.passphrase.reveal() if creds.passphrase else None,
@@ -472,15 +431,15 @@ class OnboardingEngine:
                         on_phase=self._on_phase,
                     )
             except TimeoutError:
-                raise self._ran_out(S.JOINING, self.timeouts.joining) from None
+                raise self._deadlines.ran_out(S.JOINING, self.timeouts.joining) from None
             self._transition(
                 S.VERIFYING, phase=EventPhase.VERIFYING, detail=f"{result.band} ip {result.ip}"
             )
             try:
-                async with self._deadlines(self.timeouts.verifying):
+                async with self._deadlines.running(self.timeouts.verifying):
                     await self.backend.verify(on_phase=self._on_phase)
             except TimeoutError:
-                raise self._ran_out(S.VERIFYING, self.timeouts.verifying) from None
+                raise self._deadlines.ran_out(S.VERIFYING, self.timeouts.verifying) from None
             activation = await self._activate()
             self._transition(
                 S.ONLINE,
@@ -542,50 +501,10 @@ class OnboardingEngine:
             os._exit(137)
         return result
 
-    def _timeout_code(self, state: State) -> Code:
-        name = self.profile.state(state).timeout_code
-        return Code[name] if name else Code.INTERNAL_ERROR
-
     def _on_phase(self, phase: str, detail: dict[str, Any]) -> None:
         self._phase = phase
-        self._arm_phase(phase)
+        self._deadlines.arm(phase)
         self._emit(self.state, Code.OK, phase, data=detail)
-
-    @contextlib.asynccontextmanager
-    async def _deadlines(self, state_s: float) -> AsyncIterator[None]:
-        """The state's timeout for a join or a check, tightened by each phase's own as it
-        starts (:meth:`_arm_phase`). Raises TimeoutError when either runs out."""
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(state_s) as timeout:
-            self._deadline = (timeout, loop.time() + state_s)
-            self._timed_phase = None
-            try:
-                yield
-            finally:
-                self._deadline = None
-
-    def _arm_phase(self, phase: str) -> None:
-        if self._deadline is None:
-            return
-        timeout, state_end = self._deadline
-        limit = self.timeouts.phases.get(phase)
-        if limit is None:  # a phase without its own timeout: the state's bounds it
-            self._timed_phase = None
-            timeout.reschedule(state_end)
-            return
-        phase_end = asyncio.get_running_loop().time() + limit[0]
-        self._timed_phase = phase if phase_end < state_end else None
-        timeout.reschedule(min(phase_end, state_end))
-
-    def _ran_out(self, state: State, state_s: float) -> NetworkError:
-        """The error of a join or check that ran out of time: the phase's own code when the
-        phase's timeout fired, else the state's."""
-        phase = self._timed_phase
-        if phase is not None:
-            seconds, code = self.timeouts.phases[phase]
-            return NetworkError(code, f"{phase} took over {seconds:g} s", raw={"phase": phase})
-        what = "no result" if state is S.JOINING else "checks took over"
-        return NetworkError(self._timeout_code(state), f"{what} within {state_s:.0f} s")
 
     def _transition(
         self,
@@ -714,7 +633,7 @@ class OnboardingEngine:
             self._timer = None
             self._transition(
                 target,
-                self._timeout_code(state),
+                self._deadlines.state_code(state),
                 phase=EventPhase.TIMEOUT,
                 detail=f"waited {seconds:.0f} s in {state.wire_name}",
             )

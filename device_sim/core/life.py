@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from ..codes import Code, State
 from ..errors import NetworkError, OnboardingError
+from ..lifecycle import cancel_and_wait
 from ..network.base import AccessPoint, NetworkBackend, Phase
 from .events import EventPhase
 from .options import ReconnectOptions
@@ -234,12 +235,7 @@ class ConnectedLife:
         """Stop the task and the reopen timer and wait for them (a factory reset, shutdown)."""
         self._cancel_reopen()
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
 
     @property
     def rechecking(self) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from ..core.engine import Timeouts
+from ..core.deadlines import Timeouts
 from ..core.events import DiagnosticEvent
 from ..core.identity import create_identity
 from ..core.life import LifeTimers

@@ -364,13 +364,9 @@ class NetworkManagerBackend(NetworkBackend):
                         f"{mapping.describe(state, 0).split(', ')[0]})",
                     )
                 _emit(on_phase, Phase.CAPTIVE_PORTAL, {"check": "networkmanager"})
-                value = await self._connectivity(client)
             except (DBusError, OSError, EOFError) as exc:
                 raise translate(exc, doing="checking connectivity", code=Code.NO_INTERNET) from None
-            try:
-                connectivity = Connectivity(value)
-            except ValueError:
-                connectivity = Connectivity.UNKNOWN
+            connectivity = await self._connectivity_now(client, Code.NO_INTERNET)
             raw = {"nm_connectivity": connectivity.name}
             if connectivity == Connectivity.PORTAL:
                 raise _fail(
@@ -434,15 +430,7 @@ class NetworkManagerBackend(NetworkBackend):
         link = self._link
         if link is None or link.lost.is_set():
             raise NetworkError(Code.LINK_LOST, "not connected to a network")
-        client = self._started()
-        try:
-            value = await self._connectivity(client)
-        except (DBusError, OSError, EOFError) as exc:
-            raise translate(exc, doing="checking connectivity", code=Code.INTERNET_LOST) from None
-        try:
-            connectivity = Connectivity(value)
-        except ValueError:
-            connectivity = Connectivity.UNKNOWN
+        connectivity = await self._connectivity_now(self._started(), Code.INTERNET_LOST)
         if connectivity in (Connectivity.NONE, Connectivity.LIMITED, Connectivity.PORTAL):
             raise NetworkError(
                 Code.INTERNET_LOST,
@@ -475,6 +463,18 @@ class NetworkManagerBackend(NetworkBackend):
         link, self._link = self._link, None
         if link is not None:
             await link.close()
+
+    async def _connectivity_now(self, client: NMClient, code: Code) -> Connectivity:
+        """NetworkManager's connectivity (UNKNOWN for a value it added later). Raises
+        NetworkError(``code``) when NetworkManager cannot be asked."""
+        try:
+            value = await self._connectivity(client)
+        except (DBusError, OSError, EOFError) as exc:
+            raise translate(exc, doing="checking connectivity", code=code) from None
+        try:
+            return Connectivity(value)
+        except ValueError:
+            return Connectivity.UNKNOWN
 
     async def _connectivity(self, client: NMClient) -> int:
         """A fresh connectivity check; NetworkManager's last result when it is refused (polkit).
