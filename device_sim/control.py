@@ -369,3 +369,28 @@ async def control_stream(
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+RECONNECT_S = 0.5  # how often a follower looks for a daemon that is not (yet) running
+
+
+async def follow(
+    state_dir: Path,
+    on_item: Callable[[dict[str, Any]], None],
+    *,
+    last: int = 20,
+    on_wait: Callable[[str], None] = lambda why: None,
+) -> None:
+    """Call ``on_item`` for every item of the device's stream, across daemon restarts, until
+    cancelled. ``on_wait`` hears why it is waiting (no daemon yet), once per wait."""
+    waiting = False
+    while True:
+        try:
+            async for item in control_stream(state_dir, "watch", {"last": last}):
+                waiting = False
+                on_item(item)
+        except TransportError as exc:
+            if not waiting:
+                on_wait(str(exc))
+                waiting = True
+        await asyncio.sleep(RECONNECT_S)  # a poll for the daemon coming back

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from .client.target import ProvisionRequest, Target
 from .commands.client import outcome_text
-from .commands.watch import Timeline, follow
-from .control import control_request
+from .commands.watch import Timeline
+from .control import control_request, follow
 from .core.identity import create_identity
 from .core.store import Credentials, DeviceStore
 from .doors import registry

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..commands.watch import follow
+from ..control import follow
 from ..core.identity import create_identity
 from ..core.store import Credentials, DeviceStore
 from ..doors import registry

@@ -16,16 +16,13 @@ import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..control import SOCKET_NAME, control_stream
-from ..errors import TransportError
+from ..control import SOCKET_NAME, follow
 from ..profile import Profile, load_profile
 
-RECONNECT_S = 0.5  # how often a watcher looks for a daemon that is not (yet) running
 TERMINAL = ("online", "failed")
 # Phases whose detail a line shows: the connected life (a loss, a retry, the doors reopening,
 # the world changing) and the doors' decisions.
@@ -160,28 +157,6 @@ def devices(root: Path) -> list[tuple[str, Path]]:
         return [("", root)]
     found = sorted(p for p in root.iterdir() if p.is_dir() and is_device(p))
     return [(p.name, p) for p in found] or [("", root)]
-
-
-async def follow(
-    state_dir: Path,
-    on_item: Callable[[dict[str, Any]], None],
-    *,
-    last: int = 20,
-    on_wait: Callable[[str], None] = lambda why: None,
-) -> None:
-    """Call ``on_item`` for every item of the device's stream, across daemon restarts, until
-    cancelled. ``on_wait`` hears why it is waiting (no daemon yet), once per wait."""
-    waiting = False
-    while True:
-        try:
-            async for item in control_stream(state_dir, "watch", {"last": last}):
-                waiting = False
-                on_item(item)
-        except TransportError as exc:
-            if not waiting:
-                on_wait(str(exc))
-                waiting = True
-        await asyncio.sleep(RECONNECT_S)  # a poll for the daemon coming back
 
 
 async def run(args: argparse.Namespace) -> int:
