@@ -561,30 +561,16 @@ class SimulatedBackend(NetworkBackend):
             detail["band_steering_holdoff_ms"] = sap.steering_holdoff_ms
         _emit(on_phase, Phase.ASSOCIATING, _with_faults(detail, faults))
         await self._sleep(delay)
+        why = None
         if heard < world.min_rssi_dbm:
+            why = f"no answer from {ap.bssid}: signal {heard} dBm is below {world.min_rssi_dbm} dBm"
+        elif result == "timeout":
+            why = f"association with {ap.bssid} timed out"
+        elif (deauth := self._faulted("link", ap.ssid)) is not None:
+            why = f"{ap.bssid} deauthenticated the device during association (fault {deauth.name})"
+        if why is not None:
             raise _fail(
-                Code.ASSOCIATION_TIMEOUT,
-                Phase.ASSOCIATING,
-                f"no answer from {ap.bssid}: signal {heard} dBm is below {world.min_rssi_dbm} dBm",
-                rssi=heard,
-                bssid=ap.bssid,
-            )
-        if result == "timeout":
-            raise _fail(
-                Code.ASSOCIATION_TIMEOUT,
-                Phase.ASSOCIATING,
-                f"association with {ap.bssid} timed out",
-                rssi=heard,
-                bssid=ap.bssid,
-            )
-        deauth = self._faulted("link", ap.ssid)
-        if deauth is not None:
-            raise _fail(
-                Code.ASSOCIATION_TIMEOUT,
-                Phase.ASSOCIATING,
-                f"{ap.bssid} deauthenticated the device during association (fault {deauth.name})",
-                rssi=heard,
-                bssid=ap.bssid,
+                Code.ASSOCIATION_TIMEOUT, Phase.ASSOCIATING, why, rssi=heard, bssid=ap.bssid
             )
 
         _emit(on_phase, Phase.AUTHENTICATING, {"security": str(ap.security)})
