@@ -240,14 +240,17 @@ class ConnectedLife:
     @property
     def rechecking(self) -> bool:
         """Still associated after DNS or the internet went away: checking again."""
-        return self._task is not None and self._mode == "recheck"
+        return self._running() and self._mode == "recheck"
 
     @property
     def retrying(self) -> bool:
         """A retry of the saved networks (or a check again) is in flight."""
-        return self._task is not None and self._mode != "online"
+        return self._running() and self._mode != "online"
 
     # --- the task ------------------------------------------------------------------------------
+
+    def _running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     def _own(self) -> bool:
         return self._task is not None and asyncio.current_task() is self._task
@@ -295,6 +298,7 @@ class ConnectedLife:
                         link.cancel()
                         link = None
                     if not await self._wait_retry(delay):
+                        self._task = None  # nothing saved: nothing to retry until there is
                         return
                     if await self._round():
                         mode, delay = "online", 0.0

@@ -331,3 +331,26 @@ async def test_retries_wait_while_a_phone_uses_the_access_point(tmp_path: Path) 
             assert joins == []  # no round took the radio from the phone
             ap.in_use_now = False
             await device.until(phase_is("joining"), after=device.index(lost))
+
+
+async def test_forgetting_the_last_saved_network_ends_the_retries(tmp_path: Path) -> None:
+    """Nothing saved, nothing to retry: the device waits for a phone (its doors open)."""
+    text = world("timeline:\n  - {after: online, at_s: 0.05, action: ap_off, ssid: Home}")
+    with DeviceStore(tmp_path) as store:
+        device = Device(store, text)
+        async with device.backend, device.engine:
+            await device.onboard()
+            await device.until(phase_is("failed", Code.SAVED_NETWORKS_NOT_FOUND))
+            device.engine.session_opened()
+            await device.engine.forget_network(HOME)  # not online on it any more: allowed
+            device.engine.session_closed()
+            assert not device.engine.life.retrying  # none started for an empty list
+            assert device.engine.state is State.FAILED and store.saved_networks() == []
+            # A list emptied under a running loop (the store written elsewhere): it stops.
+            store.remember_history([Credentials(FLAT, Secret(FLAT_KEY), False)], online=False)
+            device.engine.life.session_closed()  # a failed device with a saved network: retries
+            assert device.engine.life.retrying
+            store.forget_network(FLAT)
+            await device.until(lambda e: e.phase == "reconnect"
+                               and e.detail == "no saved network to retry")
+            assert not device.engine.life.retrying
