@@ -91,7 +91,12 @@ def add_parser(sub: Any) -> None:
         help="over BLE, seconds before the device opens its SoftAP for a phone "
         "without Bluetooth (default 60, the device's default)",
     )
-    p.add_argument("--concurrency", type=positive_int, default=8, help="runs at once (default 8)")
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        help="runs at once (default 8; 16 with --population)",
+    )
     p.add_argument(
         "--seed", type=int, default=2026, help="seeds the homes and each run's world (default 2026)"
     )
