@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from device_sim.control import control_request
 from device_sim.core.store import Credentials, DeviceStore
@@ -48,22 +49,39 @@ async def demo(*args: str, timeout: float = 150) -> tuple[int, dict[str, Any], s
     return proc.returncode or 0, json.loads(out), err.decode()
 
 
-async def test_every_story_ends_as_it_expects_over_ble_and_the_softap() -> None:
+# The runs of `demo`, all at once (4 at a time), shared by the tests below: name -> argv.
+RUNS: dict[tuple[str, str], list[str]] = {
+    **{(name, transport): ["--scenario", name, "--transport", transport]
+       for name in STORIES for transport in ("ble", "softap")},
+    **{("router-replaced", f"{personality}-{transport}"): [
+        "--scenario", "router-replaced", "--personality", personality, "--transport", transport]
+       for personality, transport in (("improv", "ble"), ("esp", "ble"), ("esp", "softap"))},
+    ("router-replaced", "claim"): ["--scenario", "router-replaced", "--activation", "claim",
+                                   "--transport", "softap"],
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def played() -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
+    gate = asyncio.Semaphore(4)
+
+    async def one(key: tuple[str, str]) -> tuple[tuple[str, str], tuple[int, dict[str, Any]]]:
+        async with gate:
+            code, result, _ = await demo(*RUNS[key])
+        return key, (code, result)
+
+    return dict(await asyncio.gather(*(one(key) for key in RUNS)))
+
+
+async def test_every_story_ends_as_it_expects_over_ble_and_the_softap(
+        played: dict[tuple[str, str], tuple[int, dict[str, Any]]]) -> None:
     """`demo --scenario NAME` for the five stories, both transports: exit 0, online, and the
     story's own expectations (its events in order, doors, time back online, phone sessions,
     the network it ends on) all met."""
-    gate = asyncio.Semaphore(4)
-
-    async def one(name: str, transport: str) -> tuple[str, str, int, dict[str, Any]]:
-        async with gate:
-            code, result, _ = await demo("--scenario", name, "--transport", transport)
-        return name, transport, code, result
-
-    runs = await asyncio.gather(*(one(n, t) for n in STORIES for t in ("ble", "softap")))
-    failed = {(n, t): r["story"]["mismatches"] or r["code_name"] for n, t, code, r in runs
-              if code != 0}
+    failed = {key: r["story"]["mismatches"] or r["code_name"]
+              for key, (code, r) in played.items() if code != 0}
     assert failed == {}
-    by = {(n, t): r for n, t, _, r in runs}
+    by = {key: r for key, (_, r) in played.items()}
     for transport in ("ble", "softap"):
         replaced = by["router-replaced", transport]["story"]
         assert replaced["phone_sessions"] == 1 and replaced["online_ssid"] == "Miller Fiber"
@@ -77,21 +95,20 @@ async def test_every_story_ends_as_it_expects_over_ble_and_the_softap() -> None:
         assert "SAVED_NETWORK_REJECTED" in rejected["codes"]
 
 
-@pytest.mark.parametrize(("personality", "transport"), [
-    ("improv", "ble"), ("esp", "ble"), ("esp", "softap"), ("native", "softap")])
+@pytest.mark.parametrize("variant", ["improv-ble", "esp-ble", "esp-softap"])
 async def test_every_personality_reonboards_after_the_router_is_replaced(
-        personality: str, transport: str) -> None:
-    """The same proof as the first time: Improv's button, ESP's PoP, the native setup code."""
-    code, result, _ = await demo("--scenario", "router-replaced", "--personality", personality,
-                                 "--transport", transport)
+        played: dict[tuple[str, str], tuple[int, dict[str, Any]]], variant: str) -> None:
+    """The same proof as the first time: Improv's button, ESP's PoP (the native setup code:
+    the stories above)."""
+    code, result = played["router-replaced", variant]
     assert code == 0, result["story"]["mismatches"]
     assert result["story"]["online_ssid"] == "Miller Fiber"
     assert result["story"]["reonboarding"]["state"] == "online"
 
 
-async def test_a_reonboarded_device_keeps_its_cloud_binding_and_owner() -> None:
-    code, result, _ = await demo("--scenario", "router-replaced", "--activation", "claim",
-                                 "--transport", "softap")
+async def test_a_reonboarded_device_keeps_its_cloud_binding_and_owner(
+        played: dict[tuple[str, str], tuple[int, dict[str, Any]]]) -> None:
+    code, result = played["router-replaced", "claim"]
     assert code == 0, result["story"]["mismatches"]
     assert result["activation"]["status"] == "active" and result["activation"]["account"] == "alice"
     # Not claimed again: the cloud's binding is the first one (generation 1), same mode.
