@@ -188,6 +188,8 @@ class NmWorld:
             problems.append(f"{len(hotspots)} hotspot profile(s) with the AP "
                             f"{'up' if ap_up else 'down'}")
         for p in stations:
+            if p["path"] not in in_nm:
+                continue  # reported above
             settings = (await self.nm.connection(p["path"]))["settings"]["connection"]
             want = len(saved) - saved.index(p["ssid_hex"]) if p["ssid_hex"] in saved else None
             if settings.get("autoconnect") is not False:

@@ -188,12 +188,29 @@ class NetworkManagerBackend(NetworkBackend):
             raise
         self._client = client
         log.info("%s: NetworkManager %s, device %s", self.name, self.version, self._device)
-        # A previous run killed mid-join (or with its access point up) left in-memory profiles
-        # in NetworkManager: ours, recorded before NetworkManager made them. Gone now.
+        try:
+            await self._tidy_ledger(client)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _tidy_ledger(self, client: NMClient) -> None:
+        """What a previous run left: in-memory profiles of a run killed mid-join (or with its
+        access point up), ours since they were recorded before NetworkManager made them, are
+        deleted; a name in the ledger whose profile NetworkManager no longer has (a run killed
+        between deleting it and forgetting it) is forgotten. Raises TransportError."""
         for stale in self._ledger.all():
             if not stale.saved:
                 log.info("deleting a profile a previous run left unsaved (%s)", stale.purpose)
                 await self._ledger.discard(stale)
+                continue
+            try:
+                gone = await profiles.resolve(client, stale) is None
+            except (DBusError, OSError, EOFError) as exc:
+                raise translate(exc, doing="reading device-sim's profiles") from None
+            if gone:
+                log.info("NetworkManager no longer has profile %s: forgotten", stale.uuid)
+                self._ledger.remove(stale.uuid)
 
     async def stop(self) -> None:
         """Take the access point down (best effort) and disconnect from the bus."""

@@ -48,6 +48,7 @@ __all__ = [
     "deactivate",
     "delete",
     "keep",
+    "resolve",
     "save",
 ]
 
@@ -216,8 +217,27 @@ async def keep(
         if profile.ssid_hex not in order or not profile.saved:
             await delete(client, profile)
             ledger.remove(profile.uuid)
-        else:
-            await _prioritize(client, profile, order[profile.ssid_hex])
+            continue
+        path = await resolve(client, profile)
+        if path is None:  # gone from NetworkManager (deleted by someone, or before a crash)
+            ledger.remove(profile.uuid)
+            continue
+        profile.path = path
+        await _prioritize(client, profile, order[profile.ssid_hex])
+
+
+async def resolve(client: NMClient, profile: Profile) -> str | None:
+    """The profile's object path now (found by UUID), or None when NetworkManager no longer
+    has it. Raises DBusError when NetworkManager refuses us or is gone."""
+    try:
+        found = await client.call(
+            SETTINGS_PATH, SETTINGS_IFACE, "GetConnectionByUuid", "s", [profile.uuid]
+        )
+    except DBusError as exc:
+        if exc.type in FATAL:
+            raise
+        return None
+    return str(found[0])
 
 
 async def _prioritize(client: NMClient, profile: Profile, priority: int) -> None:

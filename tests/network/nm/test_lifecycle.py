@@ -139,3 +139,24 @@ async def test_unreadable_cloud_ca(tmp_path: Path) -> None:
     backend = NetworkManagerBackend(cloud_ca=tmp_path / "missing.pem")
     with pytest.raises(ConfigError):
         await backend.start()
+
+
+async def test_a_profile_gone_from_networkmanager_is_forgotten(
+        nm: NMMock, wifi: str, make_backend: MakeBackend, store: DeviceStore) -> None:
+    """A run killed between deleting a profile and forgetting it (or a user's `nmcli con
+    delete`): the next start forgets the name, and keeping the saved networks does too."""
+    from device_sim.network.nm.defs import CONNECTION_IFACE
+
+    backend = await make_backend()
+    await backend.join(b"Home", PASS)
+    await backend.verify()
+    await backend.join(b"Cafe", None)
+    await backend.verify()
+    home, cafe = (e for e in json.loads(store.setting(STORE_KEY) or "[]"))
+    await nm.call(home["path"], CONNECTION_IFACE, "Delete")
+    await backend.keep_networks([b"Cafe", b"Home"])  # no error: Home's profile is gone
+    assert [e["uuid"] for e in json.loads(store.setting(STORE_KEY) or "[]")] == [cafe["uuid"]]
+    await nm.call(cafe["path"], CONNECTION_IFACE, "Delete")
+    await backend.stop()
+    await make_backend()  # a new process
+    assert json.loads(store.setting(STORE_KEY) or "[]") == []
