@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .codes import Code
+from .document import JsonTooDeep, loads_json
 from .errors import (
     ConfigError,
     DaemonAlreadyRunning,
@@ -212,8 +213,8 @@ class ControlServer(Component):
     def _stream_of(self, line: bytes) -> tuple[StreamHandler, dict[str, Any]] | None:
         """The streaming command a request line asks for, with its args (None: not one)."""
         try:
-            request = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            request = loads_json(line)
+        except ValueError:
             return None
         if not isinstance(request, dict):
             return None
@@ -242,8 +243,10 @@ class ControlServer(Component):
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            request = loads_json(line)
+        except JsonTooDeep as exc:
+            return _error(Code.MALFORMED_REQUEST, f"request {exc}")
+        except ValueError:
             return _error(Code.MALFORMED_REQUEST, "request is not one UTF-8 JSON object per line")
         if not isinstance(request, dict) or not isinstance(request.get("command"), str):
             return _error(Code.MALFORMED_REQUEST, 'request needs "command": "<name>"')

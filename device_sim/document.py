@@ -18,6 +18,8 @@ file-and-key :class:`~device_sim.errors.ConfigError` as a simple mistake, never 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,10 +27,54 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["MAX_DEPTH", "MAX_NODES", "check_document", "parse_errors", "read_mapping"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "JsonTooDeep",
+    "check_document",
+    "json_depth",
+    "loads_json",
+    "parse_errors",
+    "read_mapping",
+]
 
 MAX_DEPTH = 32  # our deepest real document (the profile) is 6 levels
 MAX_NODES = 100_000  # the profile, the largest, has about 1,500
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+class JsonTooDeep(ValueError):
+    """A JSON text nests deeper than allowed (a ValueError, as json.JSONDecodeError is)."""
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep ``raw``'s arrays and objects nest (brackets inside strings do not count).
+
+    A linear scan, never a recursion: it is what runs before the parser, which recurses."""
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub(b"", raw)):
+        if match.group() in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def loads_json(raw: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """``json.loads`` for input from outside (a phone, a local client): nesting deeper than
+    ``max_depth`` is refused before parsing, and the parser's RecursionError is kept as a
+    backstop. Raises ValueError: JsonTooDeep, json.JSONDecodeError or UnicodeDecodeError."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if json_depth(data) > max_depth:
+        raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(data.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except RecursionError:
+        raise JsonTooDeep(f"JSON nested too deeply (the limit is {max_depth} levels)") from None
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .codes import Code, MessageType, State
+from .document import loads_json
 from .errors import ProtocolError
 
 FLAG_FIRST = 0x80
@@ -224,8 +225,8 @@ def encode_json(obj: Any) -> bytes:
 def decode_json(body: bytes) -> dict[str, Any]:
     """Parse a JSON object body. Raises ProtocolError(MALFORMED_REQUEST)."""
     try:
-        value = json.loads(body.decode("utf-8")) if body else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = loads_json(body) if body else {}
+    except ValueError as exc:  # not UTF-8, not JSON, or nested too deeply
         raise ProtocolError(Code.MALFORMED_REQUEST, f"body is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ProtocolError(Code.MALFORMED_REQUEST, "body must be a JSON object")

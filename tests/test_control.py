@@ -102,11 +102,14 @@ async def test_unknown_command_lists_known(server: ControlServer, tmp_path: Path
 
 async def test_malformed_lines_then_a_good_one(server: ControlServer) -> None:
     lines = await _raw(server.path, b"{not json\n", b'{"args": {}}\n', b"\xff\xfe\n",
-                       b'{"command": "echo", "args": [1]}\n', b'{"command": "ping"}\n')
+                       b'{"command": "echo", "args": [1]}\n', b"[" * 2000 + b"\n",
+                       b'{"command": "echo", "args": {"a": ' + b"[" * 40 + b"]" * 40 + b"}}\n",
+                       b'{"command": "ping"}\n')
     answers = [json.loads(line) for line in lines]
-    assert [a.get("code_name") for a in answers[:4]] == ["MALFORMED_REQUEST"] * 4
-    assert all(a["ok"] is False and a["code"] == 303 and a["detail"] for a in answers[:4])
-    assert answers[4] == {"ok": True, "result": {"pong": True}}
+    assert [a.get("code_name") for a in answers[:6]] == ["MALFORMED_REQUEST"] * 6
+    assert all(a["ok"] is False and a["code"] == 303 and a["detail"] for a in answers[:6])
+    assert "nested deeper than 32" in answers[5]["detail"]
+    assert answers[6] == {"ok": True, "result": {"pong": True}}
 
 
 async def test_sequential_requests_on_one_connection(server: ControlServer) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from device_sim.codes import Code, MessageType, State
+from device_sim.document import json_depth
 from device_sim.errors import ProtocolError
 from device_sim.wire import (
     AdvertisedInfo,
@@ -113,6 +116,21 @@ def test_error_body_and_types() -> None:
         decode_json(b"[1]")
     with pytest.raises(ProtocolError):
         decode_json(b"\xff")
+
+
+@pytest.mark.parametrize("nested", [b"[" * 1020 + b"]" * 1020, b'{"a":' * 33 + b"1" + b"}" * 33,
+                                    b"[" * 100_000])
+def test_json_nested_deeper_than_any_message_is_malformed_not_a_recursion(nested: bytes) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_json(nested)
+    assert info.value.code is Code.MALFORMED_REQUEST and "nested" in info.value.detail
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = json.dumps({"ssid": "[" * 200, "note": '"]{\\'}).encode()
+    assert json_depth(text) == 1
+    assert decode_json(text)["ssid"] == "[" * 200
+    assert decode_json(b'{"a":' * 31 + b"1" + b"}" * 31)  # 31 levels: at the limit, kept
 
 
 def test_public_values() -> None:

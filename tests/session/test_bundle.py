@@ -106,6 +106,32 @@ async def test_a_bad_bundle_is_one_error_and_the_session_stays_open(tmp_path: Pa
         assert answers[0][0] is MessageType.SECURE_ERROR and len(answers) <= 2
 
 
+async def test_json_nested_past_any_parser_in_a_bundle_is_one_coded_error(
+        tmp_path: Path) -> None:
+    """The proof is accepted, PAKE_CONFIRM is sent, and the nested SET_CREDENTIALS gets its
+    own MALFORMED_REQUEST: the session stays open for a corrected one."""
+    async with AsyncExitStack() as stack:
+        device = await build_stack(stack, tmp_path)
+        sent: list[bytes] = []
+
+        async def send(message: bytes) -> None:
+            sent.append(message)
+
+        hs = ClientHandshake(Secret(SETUP_CODE))
+        (challenge,) = await device.service.handle(
+            "phone", bytes([MessageType.PAKE_START]) + hs.start(), send)
+        proof = hs.process_challenge(challenge[1:])
+        nested = hs.bundle_channel().seal(MessageType.SET_CREDENTIALS,
+                                          b"[" * 1020 + b"]" * 1020)
+        replies = await device.service.handle(
+            "phone", bytes([MessageType.PAKE_PROOF]) + proof + pack_messages([nested]), send)
+        answers = opened(hs, replies)
+        assert answers[0][0] is MessageType.SECURE_ERROR
+        assert answers[0][1]["code"] == Code.MALFORMED_REQUEST
+        assert "nested" in answers[0][1]["detail"]
+        assert device.engine.state is State.SESSION_OPEN and device.store.credentials() is None
+
+
 async def test_a_replayed_request_in_a_bundle_is_refused(tmp_path: Path) -> None:
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ...codes import Code, MessageType
+from ...document import JsonTooDeep, loads_json
 from ...errors import ConfigError, OnboardingError
 from ...ratelimit import LimitedLog
 from ...security.secret import Secret
@@ -450,8 +451,10 @@ class Routes:
 def _parse_provision(raw: bytes) -> tuple[bytes, Secret | None, bool, Secret]:
     """Raises OnboardingError (MALFORMED_REQUEST, WRONG_SETUP_CODE for a malformed code)."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = loads_json(raw)
+    except JsonTooDeep as exc:
+        raise OnboardingError(Code.MALFORMED_REQUEST, f"the body is {exc}") from None
+    except ValueError:  # not UTF-8 or not JSON
         raise OnboardingError(Code.MALFORMED_REQUEST, "the body is not JSON") from None
     fields = {"setup_code", "ssid", "ssid_hex", "hidden", "passphrase"}
     if not isinstance(data, dict) or set(data) - fields:

@@ -672,6 +672,7 @@ async def test_portal_provision_bad_bodies(make_stack: StackFactory, profile: Pr
 
     bad_bodies: list[Any] = [
         b"{not json", b"\xff\xfe", [good], "just a string", None,
+        b"[" * 1020 + b"]" * 1020,                                  # nested past any parser
         {**good, "extra": 1},
         {**good, "ssid_hex": HOME.ssid.hex()},                      # both ssid and ssid_hex
         {"setup_code": SETUP_CODE, "passphrase": HOME_PASSPHRASE},  # neither
