@@ -269,8 +269,11 @@ def _register_commands(
         """The diagnostics bundle (``ctl diagnostics --out FILE``): a gzip'd tar, base64."""
         from .support import bundle
 
-        files, archive = _bundle(engine, supervisor, sides, options)
-        return {"files": files, "bytes": len(archive), "archive": bundle.encode(archive)}
+        files, redacted, archive = _bundle(engine, supervisor, sides, options)
+        out = {"files": files, "bytes": len(archive), "archive": bundle.encode(archive)}
+        if redacted:
+            out["redacted"] = redacted  # secrets found in free text, replaced: file -> count
+        return out
 
     control.register("diagnostics", diagnostics)
     control.register_stream("watch", watch)
@@ -334,9 +337,10 @@ def _bundle(
     supervisor: DoorSupervisor,
     sides: list[DeviceSide],
     options: DaemonOptions,
-) -> tuple[list[str], bytes]:
-    """The diagnostics bundle (:mod:`device_sim.support.bundle`): its file names and bytes.
-    Raises OnboardingError(INTERNAL_ERROR) if a file would carry one of the device's secrets."""
+) -> tuple[list[str], dict[str, int], bytes]:
+    """The diagnostics bundle (:mod:`device_sim.support.bundle`): its file names, the secrets
+    redacted from its free text (per file) and its bytes. Raises OnboardingError
+    (INTERNAL_ERROR) if a file would carry a private key."""
     from .support import bundle
 
     store, record = engine.store, engine.record
@@ -385,8 +389,10 @@ def _bundle(
         "scan.json": [ap.to_wire() for ap in engine.last_scan],
         "timeline.jsonl": bundle.timeline(engine.store.state_dir),
     }
-    archive = bundle.build(files, secrets)  # type: ignore[arg-type]
-    return sorted(files), archive
+    archive, redacted = bundle.build_with_report(files, secrets)  # type: ignore[arg-type]
+    if redacted:
+        LOG.info("diagnostics: secrets redacted from free text in %s", ", ".join(redacted))
+    return sorted(files) + (["redacted.json"] if redacted else []), redacted, archive
 
 
 async def _bundle_bytes(
@@ -395,7 +401,7 @@ async def _bundle_bytes(
     sides: list[DeviceSide],
     options: DaemonOptions,
 ) -> bytes:
-    return _bundle(engine, supervisor, sides, options)[1]
+    return _bundle(engine, supervisor, sides, options)[2]
 
 
 def _snapshot(engine: OnboardingEngine, supervisor: DoorSupervisor) -> dict[str, object]:

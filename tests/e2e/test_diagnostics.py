@@ -62,6 +62,29 @@ async def test_bundle_holds_the_story_and_no_secret(device: Device, setup_code: 
         assert secret not in everything, "a secret in the bundle"
 
 
+async def test_a_passphrase_that_is_a_state_name_still_gives_a_bundle(
+        device: Device, setup_code: Secret, tmp_path: Path) -> None:
+    """The Wi-Fi passphrase `credentials_received` (a state's name) fails to join: support
+    needs the bundle exactly then, and gets it, states and all."""
+    ready = await device.start("engineering-wifi", doors="softap-only")
+    creds = load_scenario("engineering-wifi").default_credentials
+    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
+                             ssid=creds.ssid, passphrase=Secret("credentials_received"))
+    assert result["state"] == "failed"
+    out = tmp_path / "bundle.tar.gz"
+    done = subprocess.run(
+        [sys.executable, "-m", "device_sim", "ctl", "--state-dir", str(device.state_dir),
+         "--out", str(out), "--json", "diagnostics"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(out) as archive:
+        texts = {Path(m.name).name: archive.extractfile(m).read().decode()  # type: ignore
+                 for m in archive.getmembers()}
+    events = [json.loads(line) for line in texts["timeline.jsonl"].splitlines()]
+    assert "credentials_received" in {e["state"] for e in events}
+    assert "WRONG_CREDENTIALS" in {e["code_name"] for e in events}
+    assert ("redacted.json" in texts) == ("redacted" in json.loads(done.stdout))
+
+
 async def test_without_out_it_says_what_to_give(device: Device) -> None:
     await device.start("engineering-wifi", doors="softap-only")
     done = subprocess.run(
