@@ -29,7 +29,8 @@ FLAG_LAST = 0x40
 INDEX_MASK = 0x3F
 HEADER = struct.Struct(">BH")
 LENGTH = struct.Struct(">H")
-MAX_PENDING_CHANNELS = 4
+MAX_PENDING_PER_SOURCE = 4  # partial messages one central may have at once
+MAX_PENDING_TOTAL = 16  # over all centrals: at most 64 KB held (4,096 bytes each)
 
 
 def fragment(message: bytes, channel: int, fragment_size: int) -> list[bytes]:
@@ -88,14 +89,25 @@ class Reassembler:
     connection the frame came from (the device side passes the central's BlueZ path): a channel
     id is chosen by the client, so another central that uses the same id must not be able to
     inject into, or break, this one's partial message.
+
+    Room is shared fairly, so that a neighbour in range cannot block the owner's central: a
+    message of one fragment needs no room at all; one central holds at most
+    MAX_PENDING_PER_SOURCE partial messages (beyond that, BUSY for it alone); when all
+    MAX_PENDING_TOTAL are taken, the oldest partial message of the central holding the most
+    is dropped for the new one, never one of a source ``keep`` names (the session holder's).
     """
 
     def __init__(
-        self, max_message_length: int, timeout_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        max_message_length: int,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        keep: Callable[[Hashable], bool] = lambda source: False,
     ) -> None:
         self.max_message_length = max_message_length
         self.timeout_s = timeout_s
         self._clock = clock
+        self._keep = keep
         self._partials: dict[tuple[Hashable, int], _Partial] = {}
 
     def pending_channels(self, source: Hashable = None) -> list[int]:
@@ -117,6 +129,24 @@ class Reassembler:
         for key, partial in list(self._partials.items()):
             if now - partial.started > self.timeout_s:
                 del self._partials[key]
+
+    def _make_room(self, source: Hashable) -> None:
+        """Room for one more partial message of ``source``. Raises ProtocolError(BUSY)."""
+        held: dict[Hashable, list[tuple[float, tuple[Hashable, int]]]] = {}
+        for key, partial in self._partials.items():
+            held.setdefault(key[0], []).append((partial.started, key))
+        if len(held.get(source, ())) >= MAX_PENDING_PER_SOURCE:
+            raise ProtocolError(
+                Code.BUSY, f"this central has {MAX_PENDING_PER_SOURCE} partial messages at once"
+            )
+        if len(self._partials) < MAX_PENDING_TOTAL:
+            return
+        others = {src: keys for src, keys in held.items() if src != source and not self._keep(src)}
+        if not others:
+            raise ProtocolError(Code.BUSY, "too many partial messages at once")
+        most = max(len(keys) for keys in others.values())
+        _, oldest = min(min(keys) for keys in others.values() if len(keys) == most)
+        del self._partials[oldest]
 
     def feed(self, frame: bytes, source: Hashable = None) -> tuple[int, bytes] | None:
         channel = peek_channel(frame)
@@ -146,8 +176,8 @@ class Reassembler:
                     Code.MESSAGE_TOO_LARGE,
                     f"message of {total} bytes; the limit is {self.max_message_length}",
                 )
-            if key not in self._partials and len(self._partials) >= MAX_PENDING_CHANNELS:
-                raise ProtocolError(Code.BUSY, "too many partial messages at once")
+            if not flags & FLAG_LAST:  # a message of one fragment is never held
+                self._make_room(source)
             partial = _Partial(total=total, next_index=0, started=now)
             self._partials[key] = partial
         elif partial is None:

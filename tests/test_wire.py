@@ -93,12 +93,54 @@ def test_stale_partials_expire() -> None:
         r.feed(b"\x41\x00\x01def")
 
 
-def test_too_many_partial_channels_is_busy() -> None:
+def first(channel: int, total: int = 9) -> bytes:
+    return bytes([0x80, channel >> 8, channel & 0xFF]) + total.to_bytes(2, "big") + b"abc"
+
+
+def test_one_central_holds_at_most_four_partial_messages() -> None:
     r = Reassembler(4096, 5.0)
     for ch in range(1, 5):
-        r.feed(bytes([0x80, 0, ch, 0, 9]) + b"abc")
+        r.feed(first(ch), source="neighbour")
     with pytest.raises(ProtocolError) as info:
-        r.feed(bytes([0x80, 0, 9, 0, 9]) + b"abc")
+        r.feed(first(9), source="neighbour")
+    assert info.value.code is Code.BUSY
+
+
+def test_a_neighbours_partial_messages_do_not_block_the_owner() -> None:
+    """The finding: a second central's 4 partial messages of 4,096 bytes made the owner's
+    PAKE_START, and one-fragment requests in its session, BUSY."""
+    r = Reassembler(4096, 5.0)
+    for ch in range(1, 5):
+        r.feed(first(ch, 4096), source="neighbour")
+    assert r.feed(bytes([0xC0, 0, 7, 0, 3]) + b"one", source="owner") == (7, b"one")
+    assert r.feed(first(8, 6), source="owner") is None           # a PAKE_START in two parts
+    assert r.feed(bytes([0x41, 0, 8]) + b"def", source="owner") == (8, b"abcdef")
+
+
+def test_when_all_room_is_taken_the_biggest_holder_loses_its_oldest() -> None:
+    now = [0.0]
+    r = Reassembler(4096, 5.0, clock=lambda: now[0], keep=lambda src: src == "owner")
+    r.feed(first(1), source="owner")
+    for n in range(5):  # 5 neighbours with random addresses: 1 + 15 fill the 16 slots
+        for ch in range(10, 13 if n < 4 else 13):
+            now[0] += 0.01
+            r.feed(first(ch), source=f"n{n}")
+    assert sum(len(r.pending_channels(f"n{n}")) for n in range(5)) == 15
+    now[0] += 0.01
+    r.feed(first(2), source="owner")  # full: a neighbour's oldest goes, not the owner's
+    assert r.pending_channels("owner") == [1, 2]
+    assert r.pending_channels("n0") == [11, 12]
+    with pytest.raises(ProtocolError, match="without a first fragment"):
+        r.feed(bytes([0x41, 0, 10]) + b"def", source="n0")
+
+
+def test_only_kept_sources_left_is_busy() -> None:
+    r = Reassembler(4096, 5.0, keep=lambda src: True)
+    for n in range(4):
+        for ch in range(1, 5):
+            r.feed(first(ch), source=n)
+    with pytest.raises(ProtocolError) as info:
+        r.feed(first(1), source="late")
     assert info.value.code is Code.BUSY
 
 

@@ -55,7 +55,9 @@ class NativePersonality:
         self.service = port.profile.service
         framing = self.profile.framing
         self.reassembler = Reassembler(
-            framing.max_message_length, framing.reassembly_timeout_ms / 1000
+            framing.max_message_length,
+            framing.reassembly_timeout_ms / 1000,
+            keep=self._holds_session,  # a neighbour's partial messages never push out the owner's
         )
         self.response_uuid = self.service.char("response").uuid
         self.notify_size = self.service.char("response").max_length
@@ -153,6 +155,10 @@ class NativePersonality:
             task = asyncio.get_running_loop().create_task(self._handle(central, *complete))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _holds_session(self, central: object) -> bool:
+        holder = self.port.session_peer
+        return isinstance(holder, NativePeer) and holder.central == central
 
     def _taken_by_another(self, channel: int, central: str | None) -> bool:
         holder = self.port.session_peer
