@@ -5,7 +5,8 @@ counts: at module level, inside functions and under ``TYPE_CHECKING``.
 
 Layers, lowest first (a module may import its own layer or any lower one):
 
-  0 vocabulary  codes, errors, lifecycle, document, ratelimit, wire, dial, options, pki*,
+  0 vocabulary  codes, errors, lifecycle, document, ratelimit, guarded_http, wire, dial, options,
+                pki*,
                 security/
   1 profile/    gatt_profile.yaml as frozen dataclasses
   2 network/    backends (simulated world, NetworkManager) and connectivity checks
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "device_sim"
 
 VOCABULARY = {"codes", "errors", "lifecycle", "document", "ratelimit", "wire", "dial", "options",
-              "pki",
+              "guarded_http", "pki",
               "pki_verify", "security", "__init__"}
 RANKS = {"profile": 1, "network": 2, "core": 3, "session": 4, "client": 5, "doors": 6}
 TOP = 7

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from ...codes import Code, State
 from ...errors import OnboardingError, TransportError
+from ...guarded_http import ConnectionGuard, GuardedRunner
 from ...profile import Profile
 from ...ratelimit import LimitedLog
 from ...security.ap_credentials import wifi_qr_string
@@ -35,13 +36,16 @@ from ...security.secret import Secret
 from ...session.port import AccessPoint, AccessPointConfig, DiagnosticEvent, DoorPort, EventPhase
 from ..base import Door
 from ..personality import HttpRoute
+from .http import coded_answer
 from .options import SoftApOptions
 from .routes import Routes
-from .server import JsonErrorRunner
 from .sessions import HttpClients
 
 LOG = logging.getLogger(__name__)
 IN_USE_S = 30.0  # a phone that asked the AP something this recently is using it
+# An idle kept-alive connection is closed quietly after this: Espressif's esp_prov keeps one
+# connection and waits 5 s between requests, browsers keep theirs for about a minute.
+KEEPALIVE_S = 60.0
 
 
 class _Listener:
@@ -68,11 +72,14 @@ class _Listener:
         profile: Profile,
         header_timeout_s: float,
         rejected: LimitedLog,
+        protected: Callable[[str | None], bool],
         announce: str | None = None,
     ) -> None:
         self.name, self.host, self.port, self.grace_s = name, host, port, grace_s
         self.announce = announce  # the host in the URL clients are given (default: host)
         self.profile, self.header_timeout_s, self.rejected = profile, header_timeout_s, rejected
+        # Capped per address and in all; the session holder's address is never pushed out.
+        self.guard = ConnectionGuard(f"softap {name}", rejected, protected=protected)
         self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
 
@@ -122,14 +129,15 @@ class _Listener:
                 code=Code.SOFTAP_UNAVAILABLE,
             ) from exc
         assert self._sock is not None
-        runner = JsonErrorRunner(
+        runner = GuardedRunner(
             app,
-            profile=self.profile,
+            answer=coded_answer(self.profile),
             header_timeout_s=self.header_timeout_s,
             rejected=self.rejected,
+            guard=self.guard,
+            keepalive_s=KEEPALIVE_S,
             access_log=None,
             shutdown_timeout=self.grace_s,
-            keepalive_timeout=5.0,
         )
         await runner.setup()
         try:
@@ -191,6 +199,7 @@ class SoftApDoor(Door):
             profile=profile,
             header_timeout_s=header_timeout_s,
             rejected=self.rejected,
+            protected=self._holder_address,
         )
         self.lan = _Listener(
             "lan",
@@ -201,6 +210,7 @@ class SoftApDoor(Door):
             profile=profile,
             header_timeout_s=header_timeout_s,
             rejected=self.rejected,
+            protected=self._holder_address,
         )
         self.networks: list[AccessPoint] = []
         self.scanned_at_ms = 0
@@ -323,6 +333,13 @@ class SoftApDoor(Door):
 
     def request_seen(self) -> None:
         self._last_request = time.monotonic()
+
+    def _holder_address(self, address: str | None) -> bool:
+        """Whether ``address`` is the one of the HTTP client that holds the session."""
+        holder = self.port.session_peer
+        return address is not None and any(
+            box.peer == holder and box.remote == address for box in self.clients
+        )
 
     async def after_station(self, state: State) -> None:
         async with self._lock:

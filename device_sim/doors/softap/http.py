@@ -15,10 +15,12 @@ from aiohttp import web
 
 from ...codes import Code
 from ...errors import OnboardingError
+from ...guarded_http import Answer
 from ...profile import Profile
 from ...wire import pack_messages, unpack_messages
 
 __all__ = [
+    "coded_answer",
     "error_body",
     "error_response",
     "json_response",
@@ -54,6 +56,14 @@ def error_body(
         "detail": detail,
         "retry_after_ms": retry_after_ms,
     }
+
+
+def coded_answer(profile: Profile) -> Answer:
+    """What a guarded listener answers for a code: the profile's status and error body."""
+    return lambda code, detail: (
+        profile.softap.http.status(code),
+        error_body(profile, code, detail),
+    )
 
 
 def retry_headers(retry_after_ms: int) -> dict[str, str]:

@@ -18,6 +18,7 @@ from aiohttp import web
 from ...codes import Code, MessageType
 from ...document import JsonTooDeep, loads_json
 from ...errors import ConfigError, OnboardingError
+from ...guarded_http import expect_handler, handler_state
 from ...ratelimit import LimitedLog
 from ...security.secret import Secret
 from ...security.setup_code import normalize_setup_code
@@ -25,6 +26,7 @@ from ...session.port import AccessPoint, DiagnosticEvent, DoorPort
 from ...wire import ErrorBody
 from ..personality import HttpRoute
 from .http import (
+    coded_answer,
     error_body,
     error_response,
     json_response,
@@ -34,7 +36,6 @@ from .http import (
     require_content_type,
     retry_headers,
 )
-from .server import expect_handler, handler_state
 from .sessions import HttpClients, Outbox
 
 LOG = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class Routes:
             middlewares=[self._errors], client_max_size=self.profile.framing.max_message_length
         )
         app[LISTENER] = listener
-        expect = expect_handler(self.profile, self.door.rejected)
+        expect = expect_handler(coded_answer(self.profile), self.door.rejected)
         for ep in self.http.endpoints:
             if listener in ep.listeners:
                 app.router.add_route(
