@@ -30,6 +30,7 @@ from .commands.args import (
 from .commands.client import format_result
 from .doors import registry
 from .errors import ConfigError, DeviceSimError, OnboardingError, SetupError
+from .ratelimit import LimitedFilter
 
 __all__ = ["build_parser", "format_result", "main"]
 
@@ -43,6 +44,11 @@ def _setup_logging(verbose: int, command: str = "") -> None:
     )
     if command == "run":  # each onboarding's outcome reaches the journal without -v
         logging.getLogger("device_sim.outcome").setLevel(logging.INFO)
+    # A flood of connections must not flood the journal: asyncio's own accept errors, each
+    # with a traceback, pass a few a minute, in one line each.
+    logging.getLogger("asyncio").addFilter(
+        LimitedFilter(("socket.accept() out of system resource", "Error on reading from"))
+    )
     if verbose < 2:
         # bleak warns that it cannot run `bluetoothctl` to read the BlueZ version (there is no
         # BlueZ package under BlueZoo) and when the virtual bus goes away at the end of a demo.

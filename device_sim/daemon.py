@@ -30,6 +30,7 @@ from .doors import registry
 from .doors.personality import Handler
 from .doors.supervisor import DoorSupervisor
 from .errors import ConfigError, OnboardingError
+from .lifecycle import raise_fd_limit
 from .network import create_backend
 from .network.base import BackendKind, NetworkBackend
 from .network.scenario import load_scenario
@@ -54,6 +55,11 @@ async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> 
     # Everything the daemon creates in its state directory (the store, the event log, the
     # control socket, dnsmasq's files) is private, whatever umask it was started with.
     previous_umask = os.umask(0o077)
+    # The soft descriptor limit up to the hard one (systemd's default soft limit is 1,024):
+    # the guarded listeners derive their connection caps from it.
+    before, after = raise_fd_limit()
+    if after != before:
+        LOG.debug("descriptor limit raised from %d to %d", before, after)
     try:
         return await _run_daemon(opts, stop)
     finally:

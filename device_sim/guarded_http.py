@@ -21,8 +21,10 @@ application so that:
   the process, the caps derived from the descriptor limit, so that no flood of connections can
   take the descriptors the daemon needs (its store, its control socket, a phone's connection).
   A new connection over a cap pushes out the oldest half-open one (headers not complete), then
-  the oldest idle one, never a connection with a request in progress nor one from the address
-  of the client that holds the session; when none can go, the new one is closed.
+  the longest idle one, of the address that holds the most connections (of its own address,
+  for the per-address cap), never a connection with a request in progress nor one from the
+  address of the client that holds the session; when none can go, or the newcomer's address
+  would then hold the most, the new one is closed.
 
 The handler subclass and the runner's server are aiohttp's documented ``web.RequestHandler``
 and ``web.Server`` classes; the one private hook is ``AppRunner._make_server``, overridden to
@@ -129,9 +131,9 @@ class ConnectionGuard:
         same = self._by_address.get(handler.address, {})
         if len(same) >= self.per_address and not self._evict(same):
             return self._refuse(handler, f"{self.per_address} connections from its address")
-        if len(self._all) >= self.cap and not self._evict(self._all):
+        if len(self._all) >= self.cap and not self._evict_fairly(handler.address):
             return self._refuse(handler, f"the listener holds {self.cap} connections")
-        if self.budget.full and not self._evict(self._all):
+        if self.budget.full and not self._evict_fairly(handler.address):
             return self._refuse(handler, "the process's connections are at their limit")
         self._all[handler] = None
         self._by_address.setdefault(handler.address, {})[handler] = None
@@ -154,6 +156,19 @@ class ConnectionGuard:
             logging.WARNING, "%s: connection from %s closed: %s", self.name, handler.address, why
         )
         return False
+
+    def _evict_fairly(self, newcomer: str | None) -> bool:
+        """Room in the listener for a connection from ``newcomer``: taken from the address
+        that holds the most connections, unless the newcomer's own would then hold the most
+        (a flood from many addresses churns among its own, never through a phone's one)."""
+        top: str | None = None
+        top_held = 0
+        for address, held in self._by_address.items():
+            if len(held) > top_held and not self.protected(address):
+                top, top_held = address, len(held)
+        if top_held == 0 or len(self._by_address.get(newcomer, ())) + 1 > top_held:
+            return False
+        return self._evict(self._by_address[top])
 
     def _evict(self, among: dict[_GuardedHandler, None]) -> bool:
         """Push out the oldest half-open connection in ``among``, else the longest idle one."""

@@ -41,3 +41,18 @@ async def cancel_and_wait(task: asyncio.Task[object] | asyncio.Task[None] | None
         await task
     except asyncio.CancelledError:
         pass
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft descriptor limit to the hard one (systemd gives a service 1,024 soft):
+    listeners cap their connections from it. Returns the (old, new) soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # e.g. a hard limit the kernel will not take as soft
+            return soft, soft
+        return soft, hard
+    return soft, soft

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LimitedLog"]
+__all__ = ["LimitedFilter", "LimitedLog"]
 
 
 class LimitedLog:
@@ -62,4 +62,44 @@ class LimitedLog:
             return False
         self._logged += 1
         self.logger.log(level, f"{self.what}: {msg}", *args)
+        return True
+
+
+class LimitedFilter(logging.Filter):
+    """A filter for a logger that is not ours (asyncio's): records whose message starts with
+    one of ``prefixes`` pass at most ``burst`` per ``window_s``, without their traceback; the
+    rest pass untouched. asyncio logs ``socket.accept() out of system resource`` with a
+    traceback for every failed accept, about 1,000 a second when descriptors run out."""
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...],
+        *,
+        burst: int = 5,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.burst, self.window_s, self._clock = burst, window_s, clock
+        self._window_start = float("-inf")
+        self._passed = 0
+        self.suppressed = 0  # in all
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefixes):
+            return True
+        now = self._clock()
+        if now - self._window_start >= self.window_s:
+            self._window_start, self._passed = now, 0
+        if self._passed >= self.burst:
+            self.suppressed += 1
+            return False
+        self._passed += 1
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc} (at most "
+            record.msg += f"{self.burst} such lines per {self.window_s:.0f} s)"
+            record.args = None
+        record.exc_info, record.exc_text = None, None
         return True

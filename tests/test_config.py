@@ -96,6 +96,7 @@ sec_patch = 0
 [watch]
 enabled = true
 listen = "127.0.0.1:8391"
+require_token = true
 
 [cloud]
 host = "cloud.example.com"
@@ -123,7 +124,7 @@ FULL_FLAGS = [
     "--softap-dnsmasq", "wlan0",
     "--improv-auth", "required", "--improv-auth-timeout", "90",
     "--improv-redirect-url", "https://example.com/welcome", "--improv-button", "gpiochip0:17",
-    "--esp-sec", "1", "--esp-sec-patch", "0", "--watch", "--watch-listen", "127.0.0.1:8391",
+    "--esp-sec", "1", "--esp-sec-patch", "0", "--watch", "--watch-listen", "127.0.0.1:8391", "--watch-require-token",
     "--cloud-host", "cloud.example.com", "--cloud-port", "8443", "--cloud-ca", "/srv/ca.pem",
     "--activation", "claim", "--cloud-url", "https://cloud.example.com:8443",
     "--activation-password", "cloud",
@@ -154,7 +155,7 @@ def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
                              concurrent=True, dnsmasq="wlan0"),
         cloud=CloudOptions("cloud.example.com", 8443, ca, "claim",
                            "https://cloud.example.com:8443", "cloud"),
-        watch=WatchOptions(True, HostPort("127.0.0.1", 8391)),
+        watch=WatchOptions(True, HostPort("127.0.0.1", 8391), require_token=True),
         personality_options={"improv": ImprovOptions("required", 90.0,
                                                      "https://example.com/welcome",
                                                      "gpiochip0:17"),

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import os
-import resource
 import signal
 import sys
 import time
@@ -34,6 +33,7 @@ from ..daemon import ServedDevice, serve_device
 from ..doors import registry
 from ..doors.supervisor import Policy
 from ..errors import ConfigError, DeviceSimError
+from ..lifecycle import raise_fd_limit
 from ..options import HostPort
 from ..profile import Profile, load_profile
 from ..security.secret import Secret
@@ -83,7 +83,7 @@ class FleetHost:
     async def start(self, stack: AsyncExitStack) -> dict[str, Any]:
         """Start the fleet inside ``stack`` (closed in reverse order); the ready document."""
         started = time.monotonic()
-        _raise_fd_limit()
+        raise_fd_limit()  # each device holds a few descriptors: store, log, sockets
         profile = load_profile(self.base.profile)
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         members = self.fleet.members()
@@ -303,14 +303,6 @@ def _write_json(path: Path, data: Any, *, private: bool) -> None:
 
 def _ble_address(index: int) -> str:
     return f"00:11:22:66:{index // 256:02X}:{index % 256:02X}"
-
-
-def _raise_fd_limit() -> None:
-    """Each device holds a few descriptors (store, log, control socket, listeners): use the
-    hard limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _restore_env(name: str, value: str | None) -> None:

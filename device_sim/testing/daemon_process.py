@@ -23,10 +23,20 @@ __all__ = ["DaemonProcess", "daemon_argv"]
 class DaemonProcess:
     """``device-sim run`` as a child process; ``start`` returns once it printed its ready line."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        fd_limit: int | None = None,
+    ) -> None:
+        """``fd_limit``: the child's descriptor limit, soft and hard, as a service unit's
+        ``LimitNOFILE=`` gives it (default: this process's)."""
         self.argv = argv
         self.env = env
         self.log_path = log_path
+        self.fd_limit = fd_limit
         self.proc: asyncio.subprocess.Process | None = None
         self.ready: dict[str, Any] = {}
 
@@ -41,6 +51,7 @@ class DaemonProcess:
                 env=self.env,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
+                preexec_fn=None if self.fd_limit is None else self._limit_fds,
             )
         assert self.proc.stdout is not None
         try:
@@ -60,6 +71,16 @@ class DaemonProcess:
             tail = self.log_path.read_text(errors="replace")[-2000:]
             raise TransportError(f"device daemon did not start:\n{tail}")
         return self.ready
+
+    def _limit_fds(self) -> None:  # runs in the child, before it executes Python
+        import resource
+
+        assert self.fd_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     async def stop(self, timeout: float = 10.0) -> int | None:
         proc, self.proc = self.proc, None

@@ -19,3 +19,9 @@ class WatchOptions:
         "where (port 0: any free port); a token is required when not on loopback",
         flag="--watch-listen",
     )
+    require_token: bool = opt(
+        False,
+        "require the token (in <state-dir>/watch.token) on loopback too: other local users "
+        "cannot watch",
+        flag="--watch-require-token",
+    )

@@ -5,9 +5,15 @@ the last events before the watcher joined, then every event as it happens (``eve
 its ``id`` the event's sequence number; a comment every 15 s keeps idle connections open).
 ``GET /state`` is the current state as JSON. Nothing can be changed through it.
 
-Bound to loopback (the default) it is open to local processes; bound elsewhere it requires the
-token in ``<state_dir>/watch.token`` (0600, made at start) as ``Authorization: Bearer <token>``
-or ``?token=``. The token is never logged.
+Bound to loopback (the default) it is open to local processes, unless ``require_token`` is
+set (``--watch-require-token``); bound elsewhere it always requires the token in
+``<state_dir>/watch.token`` (0600, made at start) as ``Authorization: Bearer <token>`` or
+``?token=``. The token is never logged.
+
+It is a guarded listener (:mod:`device_sim.guarded_http`), as the SoftAP's are: headers due
+within 5 s of a request's first byte, connections capped per address and in all, coded JSON
+for whatever its parser refuses. A flood of connections cannot take the descriptors the
+device needs.
 """
 
 from __future__ import annotations
@@ -27,10 +33,14 @@ from typing import Any
 
 from aiohttp import web
 
+from ..codes import Code
 from ..core.events import DiagnosticEvent, EventBus
+from ..doors.softap.http import coded_answer
 from ..errors import TransportError
+from ..guarded_http import ConnectionGuard, GuardedRunner, expect_handler, handler_state
 from ..lifecycle import Component
 from ..profile import Profile
+from ..ratelimit import LimitedLog
 from .options import WatchOptions
 
 LOG = logging.getLogger(__name__)
@@ -38,6 +48,7 @@ TOKEN_FILE = "watch.token"
 BACKLOG = 20
 QUEUE = 1000  # events held for a slow watcher before it is let go
 KEEPALIVE_S = 15.0
+HEADER_TIMEOUT_S = 5.0
 
 
 def is_loopback(host: str) -> bool:
@@ -64,22 +75,37 @@ class WatchServer(Component):
         self.url: str | None = None
         self._runner: web.AppRunner | None = None
         self._streams: set[asyncio.Task[Any]] = set()
+        self.rejected = LimitedLog(LOG, "watch: rejected request", burst=10, window_s=60)
+        self.guard = ConnectionGuard("watch", self.rejected)
 
     async def start(self) -> None:
         """Raises TransportError when the address cannot be bound."""
         host, port = self.options.listen
-        if not is_loopback(host):
+        if self.options.require_token or not is_loopback(host):
             self.token = secrets.token_urlsafe(24)
             path = self.state_dir / TOKEN_FILE
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
                 out.write(self.token + "\n")
         app = web.Application(middlewares=[self._guard])
-        app.router.add_get("/", self._page)
-        app.router.add_get("/events", self._events)
-        app.router.add_get("/state", self._state)
-        app.router.add_get("/history", self._history)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        answer = coded_answer(self.profile)
+        expect = expect_handler(answer, self.rejected)
+        for route, handler in (
+            ("/", self._page),
+            ("/events", self._events),
+            ("/state", self._state),
+            ("/history", self._history),
+        ):
+            app.router.add_route("GET", route, handler, expect_handler=expect)
+        runner = GuardedRunner(
+            app,
+            answer=answer,
+            header_timeout_s=HEADER_TIMEOUT_S,
+            rejected=self.rejected,
+            guard=self.guard,
+            access_log=None,
+            shutdown_timeout=1.0,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)
@@ -104,15 +130,35 @@ class WatchServer(Component):
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self.token is not None:
-            given = request.query.get("token", "")
-            auth = request.headers.get("Authorization", "")
-            if auth.startswith("Bearer "):
-                given = auth.removeprefix("Bearer ")
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                return web.json_response({"error": "a token is required"}, status=401)
-        response: web.StreamResponse = await handler(request)
-        return response
+        handler_state(request, busy=True)
+        try:
+            if self.token is not None:
+                given = request.query.get("token", "")
+                auth = request.headers.get("Authorization", "")
+                if auth.startswith("Bearer "):
+                    given = auth.removeprefix("Bearer ")
+                if not hmac.compare_digest(given.encode(), self.token.encode()):
+                    self.rejected.log(logging.INFO, "no valid token from %s", request.remote)
+                    return web.json_response(
+                        {
+                            "error": "a token is required",
+                            "code_name": Code.SESSION_REQUIRED.name,
+                            "next_step": f"give the token in {self.state_dir / TOKEN_FILE} as "
+                            "'Authorization: Bearer <token>' or ?token=",
+                        },
+                        status=401,
+                    )
+            response: web.StreamResponse = await handler(request)
+            return response
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            self.rejected.log(logging.INFO, "%s %s: %d", request.method, request.path, exc.status)
+            return web.json_response(
+                {"error": exc.reason, "code_name": Code.MALFORMED_REQUEST.name}, status=exc.status
+            )
+        finally:
+            handler_state(request, busy=False)
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
         """The watch page: one self-contained file (inline style and script, no assets) with

@@ -153,3 +153,32 @@ async def test_watch_listener_off_loopback_needs_its_token(device: Device) -> No
         async with http.get(url + "/state", headers={"Authorization": f"Bearer {token}"}) as r:
             assert r.status == 200 and (await r.json())["state"] == "unprovisioned"
     assert token not in device.log.read_text()
+
+
+async def test_watch_listener_can_require_its_token_on_loopback_and_times_out_headers(
+        device: Device) -> None:
+    """Other local users cannot watch when the token is required; a connection that never
+    finishes its headers gets the coded 408 (it used to stay open for good)."""
+    import aiohttp
+
+    ready = await device.start("engineering-wifi", "--watch", "--watch-listen", "127.0.0.1:0",
+                               "--watch-require-token", doors="softap-only")
+    url = ready["watch"]
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\nX-a: ")  # and never the end
+    token = (device.state_dir / "watch.token").read_text().strip()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url + "/state") as resp:
+            assert resp.status == 401
+            assert (await resp.json())["code_name"] == "SESSION_REQUIRED"
+        async with http.get(url + "/state", params={"token": token}) as resp:
+            assert resp.status == 200
+    try:
+        async with asyncio.timeout(15):
+            answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert json.loads(body)["code_name"] == "CLIENT_TIMEOUT"
