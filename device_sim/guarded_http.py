@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 LOG = logging.getLogger(__name__)
+LINGER_S = 2.0  # a closed connection reads and drops what still arrives, this long at most
 PER_ADDRESS = 8  # connections one client address may hold (a browser opens up to 6)
 MAX_PER_LISTENER = 1024
 RESERVED_FDS = 128  # the daemon's own descriptors: store, logs, D-Bus, control socket, dnsmasq
@@ -191,6 +192,52 @@ class ConnectionGuard:
         return True
 
 
+class _LingeringTransport:
+    """A connection's transport that closes as web servers close one (a "lingering close"):
+    the answer goes out, the write side is shut (FIN), and what the client still sends is read
+    and dropped until it closes its side too, ``LINGER_S`` at most. Closed at once, a socket
+    that then receives the rest of a request (a body after headers the parser refused) answers
+    with a reset, and the client's kernel throws away the answer it had not read yet."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.lingering = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self.lingering or self._transport.is_closing():
+            return
+        if not self._transport.can_write_eof():
+            self._transport.close()
+            return
+        self.lingering = True
+        try:
+            self._transport.write_eof()  # after what is buffered: the answer goes first
+        except OSError:
+            self._transport.close()
+            return
+        self._timer = asyncio.get_running_loop().call_later(LINGER_S, self._transport.close)
+
+    def closed_by_client(self) -> None:
+        self.cancel()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self.cancel()
+        self._transport.abort()
+
+    def cancel(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+
 class _GuardedHandler(web.RequestHandler):
     """aiohttp's request handler with coded JSON for parser errors, a header timer that starts
     at a request's first byte, and a place under its listener's :class:`ConnectionGuard`."""
@@ -202,6 +249,8 @@ class _GuardedHandler(web.RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = _LingeringTransport(transport)  # type: ignore[assignment]
         self.busy = False  # a request's headers are in and its answer is not done
         self.served = 0
         self.opened = self.last_active = time.monotonic()
@@ -210,7 +259,6 @@ class _GuardedHandler(web.RequestHandler):
         peer = transport.get_extra_info("peername")
         self.address: str | None = str(peer[0]) if peer else None
         if not self.guard.admit(self):
-            assert isinstance(transport, asyncio.Transport)
             transport.abort()
             return
         self.arm_header_timer()  # the first request: from the connection's opening
@@ -218,9 +266,17 @@ class _GuardedHandler(web.RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.cancel_header_timer()
         self.guard.forget(self)
+        if isinstance(self.transport, _LingeringTransport):
+            self.transport.cancel()
         super().connection_lost(exc)
 
+    def eof_received(self) -> None:
+        if isinstance(self.transport, _LingeringTransport) and self.transport.lingering:
+            self.transport.closed_by_client()
+
     def data_received(self, data: bytes) -> None:
+        if isinstance(self.transport, _LingeringTransport) and self.transport.lingering:
+            return  # the rest of what was sent before the answer: dropped
         if not self.busy and data:
             self._request_bytes = True
             if self._header_timer is None:  # the first byte of the next request
@@ -329,6 +385,34 @@ class _GuardedServer(web.Server):
         return handler
 
 
+_CODED = web.AppKey("device_sim_coded_errors", bool)
+
+
+def _coded_errors(
+    answer: Answer, rejected: LimitedLog
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """The last net: an error aiohttp answers itself, around the application (an ``Expect``
+    on a CONNECT, which never reaches a route), becomes coded JSON with the same status."""
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        if (
+            response.status < 400
+            or not isinstance(response, web.Response)
+            or response.content_type == "application/json"
+        ):
+            return
+        code = Code.INTERNAL_ERROR if response.status >= 500 else Code.MALFORMED_REQUEST
+        reason = f"{response.status} {response.reason}: {request.method[:16]} {request.path[:80]}"
+        rejected.log(logging.INFO, "%s from %s", reason, request.remote)
+        response.content_type = "application/json"
+        body = json.dumps(answer(code, reason)[1]).encode()
+        response.body = body
+        response.headers["Content-Length"] = str(len(body))  # aiohttp's was the text's
+        response.headers["Cache-Control"] = "no-store"
+
+    return on_prepare
+
+
 class GuardedRunner(web.AppRunner):
     """An ``AppRunner`` for untrusted clients (see the module). ``keepalive_s``: how long a
     kept-alive connection may stay idle between requests."""
@@ -345,6 +429,9 @@ class GuardedRunner(web.AppRunner):
         **kwargs: Any,
     ) -> None:
         super().__init__(app, keepalive_timeout=keepalive_s, **kwargs)
+        if _CODED not in app:  # an application served again (a listener reopened) has it
+            app[_CODED] = True
+            app.on_response_prepare.append(_coded_errors(answer, rejected))
         self._answer = answer
         self._header_timeout_s = header_timeout_s
         self._rejected = rejected

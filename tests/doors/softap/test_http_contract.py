@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,8 @@ MALFORMED = [
     b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n",         # unsupported Expect
     b"BREW /api/v1/state HTTP/1.1\r\nHost: x\r\n\r\n",             # unknown method
     b"DELETE /api/v1/message HTTP/1.1\r\nHost: x\r\n\r\n",         # wrong method
+    b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n",  # never reaches a route
+    b"CONNECT / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n",
 ]
 
 
@@ -114,3 +117,47 @@ async def test_slow_headers_time_out_like_slow_bodies(make_stack: StackFactory,
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 "), answer
     assert json.loads(body)["code_name"] == "CLIENT_TIMEOUT"
+
+
+async def test_an_answer_sent_before_the_body_arrived_is_not_lost(make_stack: StackFactory) -> None:
+    """The parser refuses the headers (two framings) and the device answers at once; the
+    client's body arrives after that. The device used to close at once, its socket then reset
+    the connection on the body's arrival, and the client's kernel dropped the coded 400 it had
+    not read yet. Now it shuts its side and drops what still arrives (a lingering close)."""
+    stack: Stack = await make_stack()
+    parts = urlsplit(stack.url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    try:
+        sock.sendall(b"POST /api/v1/message HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        # The answer is there (peeked, not read) ...
+        assert (await asyncio.to_thread(sock.recv, 12, socket.MSG_PEEK))[8:] == b" 400"
+        await until(lambda: len(stack.door.ap.guard) == 0 or stack_lingers(stack), "a close")
+        # ... when the body arrives, in two writes, as a client that writes its whole request
+        # before it reads does. A socket closed outright resets the connection on the first
+        # (on loopback, before sendall returns), and the second fails (EPIPE or ECONNRESET):
+        # such a client never reads the answer.
+        sock.sendall(b"5\r\nhello\r\n")
+        sock.sendall(b"0\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := await asyncio.to_thread(sock.recv, 65536):
+            received += chunk
+    finally:
+        sock.close()
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and head[8:13] == b" 400 ", received
+    assert json.loads(body)["code_name"] == "MALFORMED_REQUEST"
+
+
+def stack_lingers(stack: Stack) -> bool:
+    """The device has shut its side of the one connection and reads what still comes."""
+    return any(getattr(h.transport, "lingering", False) for h in stack.door.ap.guard._all)
+
+
+async def until(condition: Any, what: str) -> None:
+    for _ in range(1000):  # bounded: 10 s
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no {what} within 10 s")
