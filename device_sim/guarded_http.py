@@ -398,7 +398,7 @@ def _coded_errors(
         if (
             response.status < 400
             or not isinstance(response, web.Response)
-            or response.content_type == "application/json"
+            or response.content_type != "text/plain"  # aiohttp's own; the app's are coded
         ):
             return
         code = Code.INTERNAL_ERROR if response.status >= 500 else Code.MALFORMED_REQUEST
