@@ -46,6 +46,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from .codes import Code
+from .errors import OnboardingError
 from .ratelimit import LimitedLog
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "expect_handler",
     "handler_state",
     "listener_cap",
+    "read_body",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -446,6 +448,35 @@ class GuardedRunner(web.AppRunner):
         server.rejected = self._rejected
         server.guard = self.guard
         return server
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, at most ``limit`` bytes, within ``timeout_s`` (a slow client times out).
+
+    Raises OnboardingError: MESSAGE_TOO_LARGE, CLIENT_TIMEOUT, MALFORMED_REQUEST (empty).
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise OnboardingError(
+            Code.MESSAGE_TOO_LARGE, f"body of {request.content_length} bytes; the limit is {limit}"
+        )
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await request.content.readany():
+                total += len(chunk)
+                if total > limit:
+                    raise OnboardingError(
+                        Code.MESSAGE_TOO_LARGE, f"body over {limit} bytes; the limit is {limit}"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise OnboardingError(
+            Code.CLIENT_TIMEOUT, f"the request body did not arrive within {timeout_s:g} s"
+        ) from None
+    if not total:
+        raise OnboardingError(Code.MALFORMED_REQUEST, "empty request body")
+    return b"".join(chunks)
 
 
 def handler_state(request: web.Request, busy: bool) -> None:

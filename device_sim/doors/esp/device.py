@@ -21,13 +21,15 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...codes import State
+from ...codes import Code, State
 from ...errors import OnboardingError
+from ...guarded_http import read_body
 from ...security.secret import Secret
 from ...session.port import AccessPoint, DoorPort
 from ..ble.host import Advertised, BleHost, GattChar, GattService
@@ -41,6 +43,8 @@ LOG = logging.getLogger(__name__)
 USER_DESCRIPTION = "00002901-0000-1000-8000-00805f9b34fb"
 COOKIE = "session"
 RELEASE_GRACE_S = 1.0  # after success, the phone's session ends this much later
+IDLE_S = 30.0  # an established session unused this long may make room for a new one
+MAX_HTTP_CLIENTS = 16  # cookies kept; the oldest without a session go first
 MAX_REQUEST = 4096  # the largest endpoint request (security 2's first is about 420 bytes)
 _AUTH = {
     "open": "open",
@@ -53,8 +57,13 @@ _AUTH = {
 
 
 class EndpointError(Exception):
-    """A request the endpoint cannot answer at all (no session, undecodable): the transport
-    reports a failure (BLE: an empty answer; HTTP: 400)."""
+    """A request the endpoint cannot answer at all (no session, undecodable, no room for a new
+    session): the transport reports a failure (BLE: an empty answer; HTTP: the coded error,
+    ``code``, with its status)."""
+
+    def __init__(self, detail: str, code: Code = Code.MALFORMED_REQUEST) -> None:
+        super().__init__(detail)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class CookiePeer:
 @dataclass
 class _Session:
     security: DeviceSecurity
+    last_used: float = field(default_factory=time.monotonic)
     ssid: bytes | None = None
     passphrase: Secret | None = None
     applied: bool = False  # ApplyConfig started a join this session follows
@@ -114,6 +124,7 @@ class EspEndpoints:
         if session is None or session.security.cipher is None:
             raise EndpointError(f"{endpoint} without an established session")
         self._sessions.move_to_end(key)
+        session.last_used = time.monotonic()
         try:
             plain = session.security.cipher.decrypt(data)
         except EspSessionError as exc:
@@ -132,6 +143,9 @@ class EspEndpoints:
         except proto.DecodeError as exc:
             raise EndpointError(f"{endpoint}: {exc}") from None
         return session.security.cipher.encrypt(answer)
+
+    def has_session(self, key: Hashable) -> bool:
+        return key in self._sessions
 
     def close(self) -> None:
         if self._release_timer is not None:
@@ -153,6 +167,7 @@ class EspEndpoints:
         session = self._sessions.get(key)
         if session is None or payload.get("msg", 0) == proto.CMD0:
             session = self._open(key)
+        session.last_used = time.monotonic()
         try:
             if session.security.version and payload.get("msg", 0) == proto.CMD0:
                 self.port.check_backoff()
@@ -175,10 +190,8 @@ class EspEndpoints:
         old = self._sessions.pop(key, None)
         if old is not None and self.port.session_peer == key:
             self.port.release(key)
-        while len(self._sessions) >= self.spec.max_sessions:
-            oldest, _ = self._sessions.popitem(last=False)
-            if self.port.session_peer == oldest:
-                self.port.release(oldest)
+        if len(self._sessions) >= self.spec.max_sessions:
+            self._make_room()
         security = DeviceSecurity(
             self.version,
             pop=self.pop.reveal().encode() if self.version == 1 else None,
@@ -190,6 +203,27 @@ class EspEndpoints:
         session = _Session(security)
         self._sessions[key] = session
         return session
+
+    def _make_room(self) -> None:
+        """One session goes for a new one: the oldest that is still in its handshake, else the
+        oldest established one unused for IDLE_S; never the one that holds the device. A
+        client with no proof of possession cannot end an established session this way (it
+        used to be the oldest, whatever it was). Raises EndpointError(BUSY) when none may go."""
+        now = time.monotonic()
+        holder = self.port.session_peer
+        handshaking = [k for k, s in self._sessions.items() if s.security.cipher is None]
+        idle = [
+            k
+            for k, s in self._sessions.items()
+            if s.security.cipher is not None and now - s.last_used >= IDLE_S
+        ]
+        for key in (*handshaking, *idle):
+            if key != holder:
+                del self._sessions[key]
+                return
+        raise EndpointError(
+            f"{len(self._sessions)} sessions are open and in use; try again later", Code.BUSY
+        )
 
     # --- prov-config -------------------------------------------------------------------------
 
@@ -358,6 +392,7 @@ class EspPersonality:
             patch=self.spec.sec_patch_ver if patch is None else patch,
         )
         self.security = self.endpoints.version
+        self._issued: OrderedDict[str, str | None] = OrderedDict()  # cookie -> client address
 
     # --- BLE ---------------------------------------------------------------------------------
 
@@ -418,25 +453,50 @@ class EspPersonality:
 
     # --- SoftAP ------------------------------------------------------------------------------
 
+    def _cookie(self, request: Any) -> tuple[str, bool]:
+        """The client's session cookie: one this device issued, from the address it was issued
+        to. A cookie the client made up is not one (a new one is issued); a cookie from
+        another address is refused (SESSION_REQUIRED): another station on the AP that saw it
+        can neither end the session with a CMD0 nor replay into it."""
+        given = request.cookies.get(COOKIE)
+        issued = self._issued.get(given) if given else None
+        if issued is not None:
+            if issued != request.remote:
+                raise OnboardingError(
+                    Code.SESSION_REQUIRED,
+                    "the session cookie belongs to another client address; start a new session",
+                )
+            self._issued.move_to_end(given)
+            return given, False
+        while len(self._issued) >= MAX_HTTP_CLIENTS:
+            unused = [
+                t for t in self._issued if not self.endpoints.has_session(CookiePeer(t))
+            ] or list(self._issued)
+            del self._issued[unused[0]]
+        token = secrets.token_urlsafe(24)
+        self._issued[token] = request.remote
+        return token, True
+
     def http_routes(self) -> list[HttpRoute]:
         return [HttpRoute("POST", f"/{name}", self._http(name)) for name in (*ENDPOINTS, DIAG)]
 
     def _http(self, endpoint: str) -> Any:
         from aiohttp import web
 
+        http = self.port.profile.softap.http
+
         async def handle(request: web.Request) -> web.StreamResponse:
-            given = request.cookies.get(COOKIE)
-            new = given is None or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", given)
-            token = secrets.token_urlsafe(24) if new or given is None else given
-            body = await request.content.read(MAX_REQUEST + 1)
+            """Errors are raised as OnboardingError: the SoftAP door answers them coded."""
+            body = await read_body(request, MAX_REQUEST, http.body_timeout_ms / 1000)
+            token, new = self._cookie(request)
             try:
                 answer = await self.endpoints.call(endpoint, CookiePeer(token), body)
             except EndpointError as exc:
                 LOG.info("esp: %s over HTTP: %s", endpoint, exc)
-                return web.Response(status=400, text=str(exc))
+                raise OnboardingError(exc.code, str(exc)) from None
             response = web.Response(body=answer, content_type="application/octet-stream")
             if new:
-                response.headers["Set-Cookie"] = f"{COOKIE}={token}"
+                response.headers["Set-Cookie"] = f"{COOKIE}={token}; Path=/; HttpOnly"
             return response
 
         return handle

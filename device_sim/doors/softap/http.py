@@ -6,7 +6,6 @@ HTTP status the profile assigns to that code (``softap.http.status_for_code``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +14,7 @@ from aiohttp import web
 
 from ...codes import Code
 from ...errors import OnboardingError
-from ...guarded_http import Answer
+from ...guarded_http import Answer, read_body
 from ...profile import Profile
 from ...wire import pack_messages, unpack_messages
 
@@ -85,35 +84,6 @@ def require_content_type(request: web.Request, expected: str) -> None:
             f"{request.method} {request.path} takes {expected}, "
             f"not {request.content_type or 'no content type'}",
         )
-
-
-async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
-    """The whole body, at most ``limit`` bytes, within ``timeout_s`` (a slow client times out).
-
-    Raises OnboardingError: MESSAGE_TOO_LARGE, CLIENT_TIMEOUT, MALFORMED_REQUEST (empty).
-    """
-    if request.content_length is not None and request.content_length > limit:
-        raise OnboardingError(
-            Code.MESSAGE_TOO_LARGE, f"body of {request.content_length} bytes; the limit is {limit}"
-        )
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        async with asyncio.timeout(timeout_s):
-            while chunk := await request.content.readany():
-                total += len(chunk)
-                if total > limit:
-                    raise OnboardingError(
-                        Code.MESSAGE_TOO_LARGE, f"body over {limit} bytes; the limit is {limit}"
-                    )
-                chunks.append(chunk)
-    except TimeoutError:
-        raise OnboardingError(
-            Code.CLIENT_TIMEOUT, f"the request body did not arrive within {timeout_s:g} s"
-        ) from None
-    if not total:
-        raise OnboardingError(Code.MALFORMED_REQUEST, "empty request body")
-    return b"".join(chunks)
 
 
 def query_ms(request: web.Request, name: str, default: int, maximum: int) -> int:

@@ -15,7 +15,8 @@ import pytest_asyncio
 
 from device_sim.core.engine import Timeouts
 from device_sim.doors.esp import proto
-from device_sim.doors.esp.device import EndpointError, EspEndpoints
+from device_sim.codes import Code
+from device_sim.doors.esp.device import IDLE_S, EndpointError, EspEndpoints
 from device_sim.doors.esp.profile import esp_def
 from device_sim.doors.esp.security import ClientSecurity
 from device_sim.network.scenario import load_scenario
@@ -198,15 +199,41 @@ async def test_scan_pages_and_ctrl(device: Any) -> None:
     assert diag["next_step"] == dev.profile.code("WRONG_CREDENTIALS").next_step
 
 
-async def test_oldest_session_makes_room(device: Any) -> None:
+async def test_a_new_session_never_ends_an_established_one_in_use(device: Any) -> None:
+    """Anyone may start a session (CMD0 needs no proof): one that has not proved itself, or one
+    left unused, makes room; established sessions in use do not (a full house is BUSY)."""
     dev, _ = device
     eps = endpoints(dev, 0)
-    apps = [App(eps, key=("esp", f"/p{i}")) for i in range(eps.spec.max_sessions + 1)]
+    apps = [App(eps, key=("esp", f"/p{i}")) for i in range(eps.spec.max_sessions)]
     for app in apps:
         await app.open()
-    with pytest.raises(EndpointError):   # the first was dropped for the newest
-        await apps[0].status()
-    assert (await apps[-1].status())["sta_state"] == proto.STA_DISCONNECTED
+    late = App(eps, key=("esp", "/late"))
+    with pytest.raises(EndpointError) as info:
+        await late.open()
+    assert info.value.code is Code.BUSY
+    assert [(await app.status())["sta_state"] for app in apps] == [
+        proto.STA_DISCONNECTED] * len(apps)
+    # One left unused for IDLE_S makes room.
+    eps._sessions[("esp", "/p1")].last_used -= IDLE_S
+    late = App(eps, key=("esp", "/late"))  # the phone starts its handshake again
+    await late.open()
+    with pytest.raises(EndpointError):
+        await apps[1].status()
+    assert (await late.status())["sta_state"] == proto.STA_DISCONNECTED
+
+
+async def test_a_handshake_in_progress_makes_room_first(device: Any) -> None:
+    dev, _ = device
+    eps = endpoints(dev, 2)
+    full = [App(eps, key=("esp", f"/p{i}")) for i in range(eps.spec.max_sessions - 1)]
+    for app in full:
+        await app.open()
+    half = App(eps, key=("esp", "/half"))  # sends its first message and stops
+    await eps.call("prov-session", half.key, proto.encode(proto.SESSION, half.sec.request(None)))
+    newest = App(eps, key=("esp", "/new"))
+    await newest.open()
+    assert not eps.has_session(half.key) and eps.has_session(newest.key)
+    assert all(eps.has_session(app.key) for app in full)
 
 
 async def test_random_requests_get_an_answer_or_a_refusal(device: Any) -> None:
