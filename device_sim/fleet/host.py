@@ -20,8 +20,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ LABELS = "labels.json"
 AP_PORT, LAN_PORT = 8380, 8381
 FIRST_ADAPTER = 1  # hci0 is the bus's own first adapter, left unused
 STARTING_AT_ONCE = 32  # devices whose start (bless registration, listeners) overlaps
+SPARE_ADDRESSES = 64  # addresses after the members' own, for members whose own is taken
 
 
 @dataclasses.dataclass
@@ -108,13 +111,18 @@ class FleetHost:
         labels = {m.name: self._identity(profile, m) for m in members}
         gate = asyncio.Semaphore(STARTING_AT_ONCE)
 
+        spare = iter(range(len(members) + 1, len(members) + 1 + SPARE_ADDRESSES))
+
         async def start_one(member: Member, adapter: str | None) -> tuple[AsyncExitStack, Any]:
             async with gate:
                 own = AsyncExitStack()
                 try:
+                    address = None
+                    if self.fleet.transport != "ble":
+                        address = self._free_address(member, spare)
                     # A killed fleet loses nothing committed; fsyncs are left to checkpoints.
                     served = await serve_device(
-                        own, self._options(member, adapter), profile, durability="normal"
+                        own, self._options(member, adapter, address), profile, durability="normal"
                     )
                 except BaseException as exc:
                     await own.aclose()
@@ -191,7 +199,33 @@ class FleetHost:
             label.update(_old_label(self.root / LABELS, member.name))
         return label
 
-    def _options(self, member: Member, adapter: str | None) -> DaemonOptions:
+    def _free_address(self, member: Member, spare: Iterator[int]) -> str:
+        """The member's own loopback address, or, when another process holds one of its ports
+        there (another fleet, a local user), the next free spare one: one squatted address
+        moves one device (the index says where), it does not stop the fleet. Raises
+        DeviceSimError when no spare address is free either."""
+        address = member.address
+        for _ in range(SPARE_ADDRESSES + 1):
+            if not _ports_in_use(address, (AP_PORT, LAN_PORT)):
+                if address != member.address:
+                    LOG.warning(
+                        "%s: a port of %s is in use by another process; serving on %s instead",
+                        member.name,
+                        member.address,
+                        address,
+                    )
+                return address
+            try:
+                address = dataclasses.replace(member, index=next(spare)).address
+            except StopIteration:
+                break
+        raise DeviceSimError(
+            f"{member.name}: {member.address} and every spare address have a port in use"
+        )
+
+    def _options(
+        self, member: Member, adapter: str | None, address: str | None = None
+    ) -> DaemonOptions:
         base = self.base
         ble = base.ble
         doors = base.doors
@@ -205,8 +239,8 @@ class FleetHost:
             doors = dataclasses.replace(doors, policy=Policy.SOFTAP_ONLY)
             softap = dataclasses.replace(
                 softap,
-                listen=HostPort(member.address, AP_PORT),
-                lan=HostPort(member.address, LAN_PORT),
+                listen=HostPort(address or member.address, AP_PORT),
+                lan=HostPort(address or member.address, LAN_PORT),
                 concurrent=member.personality != registry.NATIVE or softap.concurrent,
                 state_dir=None,
             )
@@ -299,6 +333,19 @@ def _write_json(path: Path, data: Any, *, private: bool) -> None:
     if not private:
         os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def _ports_in_use(address: str, ports: tuple[int, ...]) -> list[int]:
+    """The ``ports`` another socket holds on ``address`` (binding them as the listeners will)."""
+    busy = []
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError:
+                busy.append(port)
+    return busy
 
 
 def _ble_address(index: int) -> str:

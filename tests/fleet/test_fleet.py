@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -69,6 +70,26 @@ async def test_a_softap_fleet_onboards_together(tmp_path: Path) -> None:
         assert read_labels(tmp_path / "fleet") == labels
         assert [d["device_id"] for d in read_index(tmp_path / "fleet")["devices"]] == [
             d["device_id"] for d in index["devices"]]
+
+
+async def test_a_squatted_address_moves_one_device_and_the_fleet_goes_on(tmp_path: Path) -> None:
+    """A local user binds dev-0002's SoftAP port before the fleet starts: that one device
+    serves on a spare address (the index says which), the others on their own, all onboard."""
+    fleet = fleet_of(3, "softap", seed=5)
+    squatted = fleet.members()[1].address
+    async with AsyncExitStack() as stack:
+        squatter = stack.enter_context(socket.socket())
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind((squatted, 8380))
+        squatter.listen(1)
+        host = FleetHost(fleet, tmp_path / "fleet", base_options())
+        assert (await host.start(stack))["devices"] == 3
+        urls = {d["name"]: d["ap_url"] for d in read_index(tmp_path / "fleet")["devices"]}
+        assert urls["dev-0001"] == f"http://{fleet.members()[0].address}:8380"
+        assert squatted not in urls["dev-0002"] and urls["dev-0002"].startswith("http://127.90.")
+        done = await asyncio.wait_for(
+            provision_fleet(load_profile(), tmp_path / "fleet", timeout=30), WAIT)
+        assert done["summary"]["online"] == 3, done["summary"]
 
 
 @pytest.mark.ble
