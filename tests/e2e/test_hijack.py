@@ -17,6 +17,15 @@ from device_sim.wire import ErrorBody, split_type
 from .conftest import Device
 
 pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session")]
+# The hijack fix needs BlueZ to name the central of every write; bless's fallback path does
+# not, and the BLE host says so in the log (a WARNING). Every test here checks it never did.
+UNNAMED = "arrived without the writing central"
+
+
+@pytest.fixture(autouse=True)
+def every_write_names_its_central(device: Device):  # type: ignore[no-untyped-def]
+    yield
+    assert UNNAMED not in device.log.read_text(errors="replace")
 
 
 async def _link(device: Device, profile, phone: int, channel: int | None = None) -> BleLink:

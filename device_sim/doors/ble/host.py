@@ -32,6 +32,7 @@ from bless import (
 )
 
 from ...errors import TransportError, ble_setup_error
+from ...ratelimit import LimitedLog
 from ..base import Door
 from .bluez import (
     ConnectionWatcher,
@@ -137,6 +138,8 @@ class BleHost(Door):
         self._no_phone.set()
         self._adv_index = 0
         self.on_bluezoo = False
+        self.anonymous_writes = 0  # writes whose central the stack did not name (see below)
+        self._anonymous_log = LimitedLog(LOG, "ble: unnamed central", burst=3, window_s=60)
 
     @property
     def personality_names(self) -> list[str]:
@@ -342,11 +345,25 @@ class BleHost(Door):
         uuid = str(characteristic.uuid).lower()
         owner = self._char_owner.get(uuid)
         if owner is not None:
+            self._anonymous_write(uuid)
             owner.on_write(uuid, bytes(value), None)
 
-    @staticmethod
-    def _writer_for(owner: BlePersonality, uuid: str) -> Any:
+    def _anonymous_write(self, uuid: str) -> None:
+        """A write whose central the stack did not name: the personalities can then not tell
+        the session holder from a stranger (a central leaving ends every unnamed session, the
+        old hijack). Counted, and logged at a bounded rate: a test fails on it."""
+        self.anonymous_writes += 1
+        self._anonymous_log.log(
+            logging.WARNING,
+            "a write to %s arrived without the writing central (bless's fallback path): "
+            "sessions cannot be told apart",
+            uuid,
+        )
+
+    def _writer_for(self, owner: BlePersonality, uuid: str) -> Any:
         def on_write(value: bytes, central: str | None) -> None:
+            if central is None:
+                self._anonymous_write(uuid)
             owner.on_write(uuid, value, central)
 
         return on_write
