@@ -138,6 +138,9 @@ class OnboardingEngine:
             await self.factory_reset(interrupted_reset)
             self.life.start(boot=False)
             return self
+        # The backend keeps only the saved networks: a profile a killed run saved after its
+        # checks but before `online` was committed (so never a saved network) goes now.
+        await self._keep_networks()
         has_credentials = self.store.credentials() is not None
         saved = self.store.saved_networks()
         pending = self.activator is not None and self.store.cloud().status == "pending"

@@ -140,3 +140,19 @@ async def test_the_engine_sees_the_drop_and_reconnects(
             await until("online", seen.index(lost) + 1)
             assert [n.ssid for n in store.saved_networks()] == [b"Home"]
     assert len(await nm.connections()) == 1  # one profile for the one saved network
+
+
+async def test_a_profile_saved_by_a_run_killed_before_online_goes_at_start(
+        nm: NMMock, wifi: str, backend: NetworkManagerBackend, tmp_path: Path) -> None:
+    """Found by the kill loop on NetworkManager: killed after the checks saved the profile but
+    before `online` was committed, the device has no saved network and NetworkManager a profile
+    of ours. The engine's start keeps only the saved networks: the profile goes."""
+    with DeviceStore(tmp_path / "device") as store:
+        await backend.join(b"Home", PASS)
+        await backend.verify()  # saves the profile, as the checks do before `online`
+        assert len(await nm.connections()) == 1 and store.saved_networks() == []
+        engine = OnboardingEngine(load_profile(), store, backend, EventBus(),
+                                  life=LifeTimers(initial_s=0.05, max_s=0.2,
+                                                  reopen_after_s=5, check_interval_s=30))
+        async with engine:
+            assert await nm.connections() == []
