@@ -71,7 +71,8 @@ class Timeline:
     def durations(self) -> list[int | None]:
         """Each event's phase duration: until the next event of the same attempt, in ms."""
         out: list[int | None] = []
-        for event, following in zip(self.events, [*self.events[1:], None], strict=True):
+        followers: list[dict[str, Any] | None] = [*self.events[1:], None]
+        for event, following in zip(self.events, followers[: len(self.events)], strict=True):
             start, end = event.get("since_connect_ms"), (following or {}).get("since_connect_ms")
             same = following is not None and following.get("phase") != "joining"
             out.append(end - start if start is not None and end is not None and same else None)

@@ -182,3 +182,57 @@ async def test_watch_listener_can_require_its_token_on_loopback_and_times_out_he
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 "), answer
     assert json.loads(body)["code_name"] == "CLIENT_TIMEOUT"
+
+
+async def test_the_live_view_at_a_real_terminal(device: Device, setup_code: Secret) -> None:
+    """`device-sim watch` with a pseudo-terminal as its output (the live view, not --plain):
+    it draws before any event arrived, follows an onboarding, and Ctrl-C ends it cleanly. The
+    first draw used to crash (exit 70) at every real terminal."""
+    import pty
+    import signal
+
+    ready = await device.start("engineering-wifi", doors="softap-only")
+    master, slave = pty.openpty()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "device_sim", "watch", "--state-dir", str(device.state_dir),
+        "--last", "0", stdin=slave, stdout=slave, stderr=slave,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
+    os.close(slave)
+    screen = bytearray()
+    loop = asyncio.get_running_loop()
+    grew = asyncio.Event()
+
+    def readable() -> None:
+        try:
+            screen.extend(os.read(master, 65536))
+        except OSError:  # the child closed its end
+            loop.remove_reader(master)
+        grew.set()
+
+    async def until(text: bytes) -> None:
+        async with asyncio.timeout(30):
+            while text not in screen:
+                grew.clear()
+                await grew.wait()
+
+    loop.add_reader(master, readable)
+    try:
+        await until(b"unprovisioned")  # the first draw: the device's state, no event yet
+        creds = load_scenario("engineering-wifi").default_credentials
+        result = await provision(device.profile, device.target_softap(ready),
+                                 setup_code=setup_code, ssid=creds.ssid,
+                                 passphrase=Secret(creds.passphrase or ""), outcome_timeout=30)
+        assert result["state"] == "online"
+        await until(b"online")
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(15):
+            code = await proc.wait()
+    finally:
+        loop.remove_reader(master)
+        os.close(master)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = screen.decode(errors="replace")
+    assert code in (0, 130), text[-2000:]
+    assert "Traceback" not in text and "ValueError" not in text
