@@ -4,6 +4,8 @@ anything: they answer with their coded error (ProtocolError, PacketError), never
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections import Counter
 
 from hypothesis import given
@@ -130,4 +132,19 @@ def test_esp_codec(fuzz_counts: Counter[str], data: bytes, schema: proto.Schema)
         decoded = proto.decode(schema, data)
     except proto.DecodeError:
         return
-    assert proto.decode(schema, proto.encode(schema, decoded)) == decoded  # stable round trip
+    # A stable round trip, as proto3 has it: a scalar at its default (0, empty) is not written,
+    # so an explicit one on the wire (b"\x10\x00": sec_ver 0) comes back absent.
+    assert proto.decode(schema, proto.encode(schema, decoded)) == without_defaults(schema, decoded)
+
+
+def without_defaults(schema: proto.Schema, message: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in message.items():
+        _, kind, sub = schema[name]
+        if kind == "m" and sub is not None:
+            out[name] = without_defaults(sub, value)
+        elif kind == "r" and sub is not None:
+            out[name] = [without_defaults(sub, v) for v in value]
+        elif value not in (0, b"", ""):
+            out[name] = value
+    return out
