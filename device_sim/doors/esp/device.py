@@ -133,7 +133,7 @@ class EspEndpoints:
             if endpoint == "prov-config":
                 answer = proto.encode(proto.CONFIG, await self._config(key, session, plain))
             elif endpoint == "prov-scan":
-                answer = proto.encode(proto.SCAN, await self._scan(session, plain))
+                answer = proto.encode(proto.SCAN, await self._scan(key, session, plain))
             elif endpoint == "prov-ctrl":
                 answer = proto.encode(proto.CTRL, self._ctrl(key, session, plain))
             elif endpoint == DIAG:
@@ -301,7 +301,7 @@ class EspEndpoints:
 
     # --- prov-scan and prov-ctrl -------------------------------------------------------------
 
-    async def _scan(self, session: _Session, plain: bytes) -> dict[str, Any]:
+    async def _scan(self, key: Hashable, session: _Session, plain: bytes) -> dict[str, Any]:
         request = proto.decode(proto.SCAN, plain)
         msg = request.get("msg", 0)
         if msg == proto.CMD_SCAN_START:
@@ -320,7 +320,10 @@ class EspEndpoints:
             start, asked = ask.get("start_index", 0), ask.get("count", 0)
             if start >= len(session.networks) or asked == 0:
                 return {"msg": proto.RESP_SCAN_RESULT, "status": proto.STATUS["InvalidArgument"]}
-            count = min(asked, self.spec.scan_page, len(session.networks) - start)
+            # Over BLE an answer is one characteristic value (a page); over HTTP, as ESP-IDF
+            # does, every entry asked for (esp_prov asks for 100 at once over the SoftAP).
+            page = asked if isinstance(key, CookiePeer) else self.spec.scan_page
+            count = min(asked, page, len(session.networks) - start)
             entries = [_entry(ap) for ap in session.networks[start : start + count]]
             return {"msg": proto.RESP_SCAN_RESULT, "resp_scan_result": {"entries": entries}}
         raise proto.DecodeError(f"prov-scan message {msg}")

@@ -6,7 +6,9 @@ session, and a body that trickles in times out with a code."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -21,6 +23,7 @@ from device_sim.doors.esp import proto
 from device_sim.doors.esp.device import EspPersonality
 from device_sim.doors.esp.security import ClientSecurity
 from device_sim.doors.softap.door import SoftApDoor, SoftApOptions
+from device_sim.network.scenario import load_scenario
 from device_sim.options import HostPort
 from device_sim.profile import load_profile
 from device_sim.testing.stack import build_stack
@@ -143,3 +146,87 @@ async def test_a_body_that_trickles_in_times_out_with_a_code(
         writer.close()
     assert b" 408 " in head.split(b"\r\n")[0], head
     assert json.loads(body)["code_name"] == "CLIENT_TIMEOUT"
+
+
+class EspProvLike:
+    """A client that behaves as Espressif's esp_prov does over the SoftAP: one kept-alive
+    http.client connection for everything, the session cookie sent back, a scan asking for 100
+    entries at once, and 5 s of sleep before each status poll. (Its behaviour, not its code.)"""
+
+    def __init__(self, url: str, pop: str) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        self.cookie = ""
+        self.sec = ClientSecurity(1, pop=pop.encode(), password=pop, patch=0)
+        self.ports: set[int] = set()
+
+    def post(self, endpoint: str, body: bytes) -> bytes:
+        headers = {"Content-type": "application/x-www-form-urlencoded", "Accept": "text/plain"}
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        self.conn.request("POST", "/" + endpoint, body, headers)
+        reply = self.conn.getresponse()
+        data = reply.read()
+        assert reply.status == 200, (endpoint, reply.status, data[:200])
+        if reply.getheader("Set-Cookie"):
+            self.cookie = reply.getheader("Set-Cookie", "").split(";")[0]
+        assert self.conn.sock is not None
+        self.ports.add(self.conn.sock.getsockname()[1])
+        return data
+
+    def secure(self, endpoint: str, schema: Any, message: dict[str, Any]) -> dict[str, Any]:
+        assert self.sec.cipher is not None
+        raw = self.post(endpoint, self.sec.cipher.encrypt(proto.encode(schema, message)))
+        return proto.decode(schema, self.sec.cipher.decrypt(raw))
+
+    def provision(self, ssid: bytes, passphrase: bytes) -> tuple[int, list[bytes], int]:
+        """Returns the number of scan entries, the SSIDs listed and the final sta_state."""
+        json.loads(self.post("proto-ver", b"---"))
+        answer = None
+        while (request := self.sec.request(answer)) is not None:
+            answer = proto.decode(proto.SESSION,
+                                  self.post("prov-session", proto.encode(proto.SESSION, request)))
+        self.secure("prov-scan", proto.SCAN, {"msg": proto.CMD_SCAN_START,
+                                              "cmd_scan_start": {"blocking": 1}})
+        status = self.secure("prov-scan", proto.SCAN, {"msg": proto.CMD_SCAN_STATUS,
+                                                       "cmd_scan_status": {}})
+        count = status["resp_scan_status"]["result_count"]
+        result = self.secure("prov-scan", proto.SCAN, {
+            "msg": proto.CMD_SCAN_RESULT, "cmd_scan_result": {"start_index": 0, "count": 100}})
+        listed = [e["ssid"] for e in result["resp_scan_result"]["entries"]]
+        self.secure("prov-config", proto.CONFIG, {
+            "msg": proto.CMD_SET_CONFIG,
+            "cmd_set_config": {"ssid": ssid, "passphrase": passphrase}})
+        self.secure("prov-config", proto.CONFIG, {"msg": proto.CMD_APPLY_CONFIG,
+                                                  "cmd_apply_config": {}})
+        for _ in range(6):  # bounded: 30 s
+            time.sleep(5.0)  # esp_prov's own pause before each poll, on the idle connection
+            state = self.secure("prov-config", proto.CONFIG, {
+                "msg": proto.CMD_GET_STATUS, "cmd_get_status": {}})["resp_get_status"]
+            if state.get("sta_state", 0) != proto.STA_CONNECTING:
+                return count, listed, state.get("sta_state", 0)
+        return count, listed, proto.STA_CONNECTING
+
+
+async def test_an_esp_prov_like_client_onboards_over_a_concurrent_access_point(
+        tmp_path: Path) -> None:
+    """esp_prov's pattern end to end (the issue: its idle connection got an unprompted 408 and
+    its 100-entry scan listed 4 of 6 networks): online, every network listed, one connection."""
+    async with AsyncExitStack() as stack:
+        device = await build_stack(stack, tmp_path / "device", scenario="typical-home")
+        personality = EspPersonality(device.port("esp"), security=1, patch=None)
+        door = SoftApDoor(device.port("softap"), replace(LOOPBACK, concurrent=True),
+                          routes=personality.http_routes())
+        stack.push_async_callback(door.stop)
+        await door.start()
+        creds = load_scenario("typical-home").default_credentials
+        client = EspProvLike(door.ap.url, personality.endpoints.pop.reveal())
+        try:
+            count, listed, sta = await asyncio.to_thread(
+                client.provision, creds.ssid, (creds.passphrase or "").encode())
+        finally:
+            client.conn.close()
+        assert sta == proto.STA_CONNECTED
+        assert count > personality.spec.scan_page and len(listed) == count
+        assert creds.ssid in listed
+        assert len(client.ports) == 1  # one kept-alive connection served everything
