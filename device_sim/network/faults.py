@@ -2,8 +2,9 @@
 
 Like toxiproxy's toxics: a named fault sits on one step of the join or the checks, applies to an
 attempt with ``probability`` (drawn from the attempt's seeded generator), adds ``delay_ms``
-(plus up to ``jitter_ms`` either way) to the step and ends it with ``result`` (by default the
-step's failure; the step's good result makes a latency-only fault). Faults are read when an
+(plus up to ``jitter_ms`` either way) to the step and ends it with ``result``. Without a
+``result``, a fault with a delay is a delay (the step then goes on as it would have: a slow
+DHCP server, not a failing one), and a fault without one is the step's failure. Faults are read when an
 attempt starts, so a change is effective from the next attempt, never halfway through one.
 
 Two more steps break an established connection on a running device: ``link`` (``down``: the
@@ -55,7 +56,7 @@ class Fault:
     probability: float = 1.0
     delay_ms: int = 0
     jitter_ms: int = 0
-    result: str = ""  # "" until parsed: the step's failure
+    result: str = ""  # "" until parsed: the step's failure, or "ok"-like for a delay alone
     ssid: bytes | None = None  # only this network (None: every network)
 
     def to_json(self) -> dict[str, Any]:
@@ -112,7 +113,9 @@ def parse_fault(args: dict[str, Any]) -> Fault:
             raise bad(f"{key}: from 0 to {MAX_FAULT_DELAY_MS}, not {value}")
         ints[key] = value
     results = FAULT_RESULTS[step]
-    result = args.get("result", results[1])
+    # Only a delay asked for: a slow step. Otherwise the step's failure, unless one is named.
+    slow_only = bool(ints["delay_ms"] or ints["jitter_ms"])
+    result = args.get("result", results[0] if slow_only else results[1])
     if result not in results:
         raise bad(f"result of {step}: one of {', '.join(results)}, not {result!r}")
     ssid = None

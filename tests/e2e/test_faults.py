@@ -30,7 +30,7 @@ async def test_a_fault_added_at_runtime_changes_the_next_onboarding(
     creds = load_scenario("engineering-wifi").default_credentials
     key = Secret(creds.passphrase or "")
 
-    added = ctl(device, "fault", "add", "dhcp-down", "step=dhcp", "delay_ms=30")
+    added = ctl(device, "fault", "add", "dhcp-down", "step=dhcp", "delay_ms=30", "result=timeout")
     assert added.returncode == 0, added.stderr
     assert "added dhcp-down: dhcp ends timeout" in added.stdout
     listed = ctl(device, "--json", "fault", "list")
@@ -48,13 +48,21 @@ async def test_a_fault_added_at_runtime_changes_the_next_onboarding(
                              ssid=creds.ssid, passphrase=key)
     assert second["state"] == "online"
 
+    # The README's slow DHCP: a delay alone slows the step and the onboarding still succeeds.
+    slow = ctl(device, "fault", "add", "slow-dhcp", "step=dhcp", "delay_ms=300", "jitter_ms=100")
+    assert slow.returncode == 0 and "ends ok" in slow.stdout, slow.stdout
+    third = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
+                            ssid=creds.ssid, passphrase=key)
+    assert third["state"] == "online", third["code_name"]
+    assert ctl(device, "fault", "remove", "slow-dhcp").returncode == 0
+
     # The stream tells the story: the fault's arrival and departure, and the attempt it hit.
     events = [json.loads(line) for line in
               (device.state_dir / "onboarding.jsonl").read_text().splitlines()]
     notes = [e for e in events if e["phase"] == "fault"]
-    assert [n["data"]["action"] for n in notes] == ["add", "remove"]
+    assert [n["data"]["action"] for n in notes] == ["add", "remove", "add", "remove"]
     hit = [e for e in events if e["phase"] == "dhcp" and "faults" in (e.get("data") or {})]
-    assert len(hit) == 1 and hit[0]["data"]["faults"] == ["dhcp-down"]
+    assert [h["data"]["faults"] for h in hit] == [["dhcp-down"], ["slow-dhcp"]]
 
 
 async def test_bad_faults_get_a_code_not_a_traceback(device: Device) -> None:

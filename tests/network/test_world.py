@@ -216,8 +216,7 @@ async def test_latency_only_and_probabilistic_faults() -> None:
 
     backend._sleep = record  # type: ignore[method-assign]
     async with backend:
-        backend.add_fault(parse_fault({"name": "slow-tls", "step": "tls", "delay_ms": 2500,
-                                       "result": "ok"}))
+        backend.add_fault(parse_fault({"name": "slow-tls", "step": "tls", "delay_ms": 2500}))
         recorder = Recorder()
         assert await onboard(backend, recorder) is Code.OK
         assert 2500 in slept
@@ -233,6 +232,11 @@ async def test_latency_only_and_probabilistic_faults() -> None:
 def test_fault_fields_are_checked() -> None:
     assert parse_fault({"name": "a", "step": "captive_portal"}) == Fault(
         "a", "captive_portal", 1.0, 0, 0, "portal")
+    # The README's "slow DHCP": a delay alone is a delay; a failure is asked for by name.
+    assert parse_fault({"name": "slow-dhcp", "step": "dhcp", "delay_ms": 8000,
+                        "jitter_ms": 2000}).result == "ok"
+    assert parse_fault({"name": "late", "step": "dhcp", "delay_ms": 8000,
+                        "result": "timeout"}).result == "timeout"
     for bad in ({"step": "dns"}, {"name": "a", "step": "dns", "delay_ms": -1},
                 {"name": "a", "step": "dns", "probability": True},
                 {"name": "a", "step": "dns", "color": "red"}):
