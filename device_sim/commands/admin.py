@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..codes import Code
 from ..errors import ConfigError, OnboardingError
 from .output import emit, write_out
 
@@ -168,7 +169,8 @@ async def _ctl_fleet(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 async def ctl(args: argparse.Namespace) -> int:
-    """Send one command to a running daemon: 0 done, 1 the daemon refused it, 2 no daemon.
+    """Send one command to a running daemon: 0 done, 1 the daemon refused it, 2 no daemon or
+    arguments it cannot take (named, as any usage error).
 
     Raises:
         ConfigError: a parameter is not ``KEY=VALUE``.
@@ -195,6 +197,9 @@ async def ctl(args: argparse.Namespace) -> int:
     try:
         result = await control_request(args.state_dir, args.ctl_command, params, timeout=30)
     except OnboardingError as exc:
+        if exc.code is Code.MALFORMED_REQUEST:  # the command's arguments: a usage error
+            print(f"device-sim: ctl {args.ctl_command}: {exc.detail}", file=sys.stderr)
+            return 2
         print(f"error {exc.code.name} ({int(exc.code)}): {exc.detail}", file=sys.stderr)
         return 1
     except TransportError as exc:

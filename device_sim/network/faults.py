@@ -4,8 +4,9 @@ Like toxiproxy's toxics: a named fault sits on one step of the join or the check
 attempt with ``probability`` (drawn from the attempt's seeded generator), adds ``delay_ms``
 (plus up to ``jitter_ms`` either way) to the step and ends it with ``result``. Without a
 ``result``, a fault with a delay is a delay (the step then goes on as it would have: a slow
-DHCP server, not a failing one), and a fault without one is the step's failure. Faults are read when an
-attempt starts, so a change is effective from the next attempt, never halfway through one.
+DHCP server, not a failing one), and a fault without one is the step's failure. Faults are
+read when an attempt starts, so a change is effective from the next attempt, never halfway
+through one.
 
 Two more steps break an established connection on a running device: ``link`` (``down``: the
 device is deauthenticated at once, and while the fault stays each association fails with its
