@@ -240,6 +240,13 @@ def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
         "X times as slow: 0.1 plays a scenario's story ten times faster (default 1)",
     )
     p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed the world's draws (delay ranges, jitter, failure probabilities), so a run "
+        "can be repeated exactly (default: the scenario's)",
+    )
+    p.add_argument(
         "--retry-with-default",
         action="store_true",
         help="after a failure, try again with the scenario's right credentials",

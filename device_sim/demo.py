@@ -162,6 +162,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                 extra.append("--softap-concurrent")
             if scale != 1.0:  # the world and the device's timers, both faster
                 extra += ["--time-scale", f"{scale:g}", "--timeout-scale", f"{scale:g}"]
+            if args.seed is not None:  # the world's draws, as `run --seed` takes them
+                extra += ["--seed", str(args.seed)]
             extra += cloud.daemon_args() if cloud is not None else []
             daemon = DaemonProcess(
                 daemon_argv(

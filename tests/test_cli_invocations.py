@@ -185,3 +185,17 @@ def test_results_never_print_none() -> None:
     assert _activation_line({"status": "active", "mode": "claim", "account": "alice",
                              "generation": 1}) == \
         "ACTIVATION: active  mode claim, account alice, generation 1"
+
+
+def test_demo_seed_replays_the_worlds_draws() -> None:
+    """`demo --seed N` seeds the world as `run --seed` does: flaky-dhcp (DHCP fails 60% of
+    attempts) gives the same outcome for the same seed, and another for another seed."""
+
+    def outcome(seed: int) -> str:
+        proc = run("demo", "--scenario", "flaky-dhcp", "--transport", "softap", "--zero-delay",
+                   "--seed", str(seed), "--json", timeout=120)
+        assert "Traceback" not in proc.stderr and proc.stdout, proc.stderr[-2000:]
+        return str(json.loads(proc.stdout)["code_name"])
+
+    assert outcome(3) == outcome(3) == "NO_DHCP_LEASE"
+    assert outcome(2) == "OK"
