@@ -106,7 +106,26 @@ def add_parser(sub: Any) -> None:
         default=Path("bench-report"),
         help="directory for results.json, junit.xml, report.html",
     )
+    p.add_argument(
+        "--min-online",
+        type=share,
+        default=None,
+        metavar="F",
+        help="with --population: fail (exit 1) when a group has less than this share of "
+        "homes online within 2 minutes, e.g. 0.9 (a gate for CI)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def share(text: str) -> float:
+    """An argparse type: a share from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a share from 0 to 1, not {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a share from 0 to 1, not {text}")
+    return value
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -280,6 +299,19 @@ async def run(args: argparse.Namespace) -> int:
         return 1
     if kind == "matrix":
         return 0 if summary["passed"] == summary["runs"] else 1
+    if args.min_online is not None:
+        short = {
+            name: g["share_online_within_2_min"]
+            for name, g in summary["groups"].items()
+            if g["share_online_within_2_min"] < args.min_online
+        }
+        for name, got in short.items():
+            print(
+                f"below --min-online {args.min_online:g}: {name} has {got:.1%} of homes online "
+                "within 2 minutes",
+                file=sys.stderr,
+            )
+        return 1 if short else 0
     return 0
 
 

@@ -103,9 +103,12 @@ def test_a_population_reports_its_figures(tmp_path: Path) -> None:
         "  - {weight: 1, name: no-bluetooth, bluetooth: false, think_s: [1, 4]}\n")
     out = tmp_path / "pop"
     done = bench("--population", "6", "--homes", str(homes), "--time-scale", "0.05",
-                 "--softap-window", "40", "--concurrency", "6", "--out", str(out), "--json")
-    assert done.returncode == 0, done.stderr[-2000:]
+                 "--softap-window", "40", "--concurrency", "6", "--out", str(out), "--json",
+                 "--min-online", "0.9")
     summary = json.loads(done.stdout)
+    # The gate: five-ghz-only homes never get online, so the share is under 0.9: exit 1.
+    assert all(g["share_online_within_2_min"] < 0.9 for g in summary["groups"].values())
+    assert done.returncode == 1 and "below --min-online 0.9" in done.stderr, done.stderr[-2000:]
     (group,) = summary["groups"].values()
     runs = json.loads((out / "results.json").read_text())["runs"]
     online = [r for r in runs if r["online"] and r["seconds"] <= 120]
