@@ -150,13 +150,15 @@ async def run(args: argparse.Namespace) -> int:
         args.concurrency = 16 if args.population else 8
     if not 1 <= args.concurrency <= 32:
         raise ConfigError("--concurrency", "from 1 to 32")
-    variants = [
-        (t, p)
-        for t, p in itertools.product(transports, personalities)
-        if t in registry.get(p).transports or t == "ble"
-    ]
+    variants, skipped_variants = [], []
+    for t, p in itertools.product(transports, personalities):
+        if t in registry.get(p).transports or t == "ble":
+            variants.append((t, p))
+        else:
+            skipped_variants.append((t, p, f"{p} has no {t} door"))
     if not variants:
         raise ConfigError("--transports", "no personality given runs over these transports")
+    skipped: list[dict[str, Any]] = []  # cells asked for that cannot run, with the reason
     specs: list[RunSpec] = []
     if args.population:
         if args.population > 2000:
@@ -164,6 +166,17 @@ async def run(args: argparse.Namespace) -> int:
         model = load_homes(args.homes)
         homes = draw_homes(model, args.population, args.seed)
         kind = "population"
+        for transport, personality, why in skipped_variants:
+            skipped.append(
+                {
+                    "cell": f"{transport}-{personality}",
+                    "scenario": "every home",
+                    "transport": transport,
+                    "personality": personality,
+                    "runs": len(homes),
+                    "reason": why,
+                }
+            )
         for (transport, personality), (i, home) in itertools.product(variants, enumerate(homes)):
             specs.append(
                 RunSpec(
@@ -196,6 +209,19 @@ async def run(args: argparse.Namespace) -> int:
             if isinstance(phone_spec, dict)
             else "careful",
         )
+        for scenario, (transport, personality, why) in itertools.product(
+            scenarios, skipped_variants
+        ):
+            skipped.append(
+                {
+                    "cell": f"{Path(scenario).stem}-{transport}-{personality}",
+                    "scenario": scenario,
+                    "transport": transport,
+                    "personality": personality,
+                    "runs": args.repeat,
+                    "reason": why,
+                }
+            )
         for n, (scenario, (transport, personality), repeat) in enumerate(
             itertools.product(scenarios, variants, range(args.repeat))
         ):
@@ -217,12 +243,53 @@ async def run(args: argparse.Namespace) -> int:
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     done = 0
+    finished: list[dict[str, Any]] = []  # in the order they ended: kept when interrupted
+    for cell in skipped:
+        print(
+            f"skipped: {cell['cell']} ({cell['runs']} run(s)): {cell['reason']}",
+            file=sys.stderr,
+        )
+
+    def reports(runs: list[dict[str, Any]], interrupted: str | None = None) -> dict[str, Any]:
+        seconds = time.monotonic() - t0
+        summary = summarize(runs, kind)
+        summary["skipped"] = sum(cell["runs"] for cell in skipped)
+        document = {
+            "kind": kind,
+            "started": started.isoformat(timespec="seconds"),
+            "seconds": round(seconds, 1),
+            "options": {
+                "time_scale": args.time_scale,
+                "concurrency": args.concurrency,
+                "seed": args.seed,
+                "transports": transports,
+                "personalities": personalities,
+                "repeat": args.repeat,
+                "population": args.population,
+                "homes": str(args.homes) if args.homes else "default",
+                "softap_window_s": args.softap_window,
+            },
+            "summary": summary,
+            "skipped": skipped,
+            "runs": runs,
+        }
+        if interrupted is not None:
+            document["interrupted"] = {
+                "by": interrupted,
+                "runs_done": len(runs),
+                "runs_asked": len(specs),
+            }
+        write_json(out / "results.json", document)
+        write_junit(out / "junit.xml", runs, kind, seconds, skipped=skipped)
+        write_html(out / "report.html", document, profile)
+        return document
 
     async def one(bench: Bench, spec: RunSpec, gate: asyncio.Semaphore) -> dict[str, Any]:
         nonlocal done
         async with gate:
             result = await bench.run(spec)
         done += 1
+        finished.append(result)
         if not args.json:
             print(
                 f"[{done:>4}/{len(specs)}] {spec.id:<40} {result['code_name']:<26} "
@@ -256,35 +323,22 @@ async def run(args: argparse.Namespace) -> int:
                     tasks = [group.create_task(one(bench, s, gate)) for s in specs]
                 runs = [task.result() for task in tasks]
     except asyncio.CancelledError:
+        # Ctrl-C or SIGTERM: the finished runs are reported all the same (partial).
+        reports(finished, "SIGTERM" if terminated else "Ctrl-C")
+        print(
+            f"device-sim bench: {'terminated' if terminated else 'interrupted'}; every run's "
+            f"processes stopped; {len(finished)} of {len(specs)} runs reported in "
+            f"{out / 'results.json'}",
+            file=sys.stderr,
+        )
         if not terminated:
             raise
-        print("device-sim bench: terminated; every run's processes stopped", file=sys.stderr)
         return 143  # 128 + SIGTERM
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
     seconds = time.monotonic() - t0
-    summary = summarize(list(runs), kind)
-    document = {
-        "kind": kind,
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round(seconds, 1),
-        "options": {
-            "time_scale": args.time_scale,
-            "concurrency": args.concurrency,
-            "seed": args.seed,
-            "transports": transports,
-            "personalities": personalities,
-            "repeat": args.repeat,
-            "population": args.population,
-            "homes": str(args.homes) if args.homes else "default",
-            "softap_window_s": args.softap_window,
-        },
-        "summary": summary,
-        "runs": list(runs),
-    }
-    write_json(out / "results.json", document)
-    write_junit(out / "junit.xml", list(runs), kind, seconds)
-    write_html(out / "report.html", document, profile)
+    document = reports(list(runs))
+    summary = document["summary"]
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

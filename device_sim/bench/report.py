@@ -15,7 +15,7 @@ import io
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -174,10 +174,27 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
-def write_junit(path: Path, runs: list[dict[str, Any]], kind: str, seconds: float) -> None:
+def write_junit(
+    path: Path,
+    runs: list[dict[str, Any]],
+    kind: str,
+    seconds: float,
+    *,
+    skipped: Sequence[dict[str, Any]] = (),
+) -> None:
+    """``skipped``: cells asked for that cannot run, each a skipped test case with its reason."""
     suite = ET.Element(
-        "testsuite", name=f"device-sim bench ({kind})", tests=str(len(runs)), time=f"{seconds:.3f}"
+        "testsuite",
+        name=f"device-sim bench ({kind})",
+        tests=str(len(runs) + len(skipped)),
+        time=f"{seconds:.3f}",
+        skipped=str(len(skipped)),
     )
+    for cell in skipped:
+        case = ET.SubElement(
+            suite, "testcase", classname=cell["cell"], name=f"{cell['cell']} ({cell['runs']} runs)"
+        )
+        ET.SubElement(case, "skipped", message=cell["reason"])
     failures = errors = 0
     for run in runs:
         classname = run["cell"] if kind == "matrix" else f"{variant(run)} / {run['scenario']}"

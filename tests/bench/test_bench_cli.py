@@ -173,9 +173,12 @@ def _processes_under(marker: str) -> list[int]:
     return found
 
 
-def test_sigterm_stops_every_run_it_started(tmp_path: Path) -> None:
-    """A cancelled CI job SIGTERMs the bench: its devices, phones and BlueZoo buses stop with
-    it (they run under its temporary tree, here in tmp_path through TMPDIR)."""
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_stops_every_run_and_reports_the_finished(
+        tmp_path: Path, sig: signal.Signals, status: int) -> None:
+    """A cancelled CI job SIGTERMs the bench, a user presses Ctrl-C: its devices, phones and
+    BlueZoo buses stop with it (they run under its temporary tree, here in tmp_path through
+    TMPDIR), and the runs that finished are reported (results.json, junit.xml)."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "device_sim", "bench", "--scenarios", "slow-dhcp",
@@ -186,13 +189,40 @@ def test_sigterm_stops_every_run_it_started(tmp_path: Path) -> None:
         while len(_processes_under(str(tmp_path))) < 4:
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
             time.sleep(0.1)  # a bounded poll: no event announces another process starting
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 143, err[-1500:]
-    assert "terminated" in err and "Traceback" not in err
+    assert proc.returncode == status, err[-1500:]
+    assert ("terminated" if sig == signal.SIGTERM else "interrupted") in err
+    assert "Traceback" not in err
+    partial = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert partial["interrupted"]["by"] == ("SIGTERM" if sig == signal.SIGTERM else "Ctrl-C")
+    assert partial["interrupted"]["runs_asked"] == 2
+    assert len(partial["runs"]) == partial["interrupted"]["runs_done"]
+    assert ET.parse(tmp_path / "out" / "junit.xml").getroot().get("tests") == str(
+        len(partial["runs"]))
     left = _processes_under(str(tmp_path))
     assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes()[:300] for pid in left]
+
+
+def test_cells_that_cannot_run_are_listed_as_skipped(tmp_path: Path) -> None:
+    """Improv has no SoftAP door: its SoftAP cell is skipped, said so with the reason, in the
+    results and as a skipped JUnit test case; it used to vanish (a matrix of 12 ran 9)."""
+    out = tmp_path / "out"
+    done = bench("--scenarios", "typical-home", "--transports", "softap",
+                 "--personalities", "native,improv", "--time-scale", "0.05", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "skipped: typical-home-softap-improv (1 run(s)): improv has no softap door" in (
+        done.stderr)
+    result = json.loads((out / "results.json").read_text())
+    assert [r["personality"] for r in result["runs"]] == ["native"]
+    assert result["skipped"] == [{"cell": "typical-home-softap-improv", "scenario": "typical-home",
+                                  "transport": "softap", "personality": "improv", "runs": 1,
+                                  "reason": "improv has no softap door"}]
+    suite = ET.parse(out / "junit.xml").getroot()
+    assert (suite.get("tests"), suite.get("skipped")) == ("2", "1")
+    (case,) = [c for c in suite.findall("testcase") if c.find("skipped") is not None]
+    assert case.find("skipped").get("message") == "improv has no softap door"  # type: ignore
