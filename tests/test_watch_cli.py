@@ -101,3 +101,30 @@ async def test_a_directory_of_devices_is_watched_at_once(tmp_path: Path,
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {(i["device"], i.get("code_name")) for i in lines if i["kind"] == "event"} == {
         ("kitchen", "OK"), ("porch", "NO_DHCP_LEASE")}
+
+
+def test_a_stopped_daemon_shows_its_recorded_events_and_says_so(tmp_path: Path) -> None:
+    """No daemon for the directory: `watch` says so plainly (not INTERNAL_ERROR), shows what
+    its onboarding.jsonl recorded, and waits; a directory that does not exist is an error."""
+    import subprocess
+    import sys
+
+    device = tmp_path / "dev"
+    device.mkdir()
+    log = [{k: v for k, v in e.items() if k != "kind"} for e in STORY[1:]]
+    (device / "onboarding.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log)
+                                             + '{"seq": 5, "cut by a cra')
+    done = subprocess.run([sys.executable, "-m", "device_sim", "watch", "--state-dir",
+                           str(device), "--plain", "--timeout", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"no daemon is running for {device}" in done.stderr
+    assert "INTERNAL_ERROR" not in done.stderr and "Traceback" not in done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[-2 if "NO_DHCP" in line else -1] for line in lines[:4]] == [
+        "joining", "associating", "dhcp", "failed"]
+    assert "NO_DHCP_LEASE" in lines[3]
+    missing = subprocess.run([sys.executable, "-m", "device_sim", "watch", "--state-dir",
+                              str(tmp_path / "typo"), "--plain"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no such directory" in missing.stderr

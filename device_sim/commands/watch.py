@@ -5,7 +5,9 @@ wall-clock time, time since CONNECT, state, phase, code, and how long each phase
 adds the code's message, next step and the question support should ask. On a terminal it is a
 live view (rich); otherwise, and with ``--plain``, one line per event; ``--json`` prints the
 stream as JSON lines. ``--state-dir`` names one device, or a directory whose subdirectories are
-devices (every one is watched). It follows each daemon across restarts.
+devices (every one is watched). It follows each daemon across restarts. When no daemon runs
+for a device, it says so plainly, shows the events recorded in its ``onboarding.jsonl`` and
+waits for one to start; a directory that does not exist is an error.
 """
 
 from __future__ import annotations
@@ -160,11 +162,43 @@ def devices(root: Path) -> list[tuple[str, Path]]:
     return [(p.name, p) for p in found] or [("", root)]
 
 
+def existing_devices(root: Path) -> list[tuple[str, Path]]:
+    """:func:`devices` of a directory that exists. Raises ConfigError."""
+    from ..errors import ConfigError
+
+    if not root.is_dir():
+        raise ConfigError(str(root), "no such directory: give a device's state directory")
+    return devices(root)
+
+
+def recorded(state_dir: Path, last: int) -> list[dict[str, Any]]:
+    """The last ``last`` events of the device's event log (and its rotation), as stream items."""
+    lines: list[str] = []
+    for name in ("onboarding.jsonl.1", "onboarding.jsonl"):
+        path = state_dir / name
+        try:
+            lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+    out: list[dict[str, Any]] = []
+    for line in lines[-last:] if last else []:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a crash
+        if isinstance(event, dict) and {"state", "phase", "seq"} <= set(event):
+            out.append({"kind": "event", **event, "backlog": True, "recorded": True})
+    return out
+
+
 async def run(args: argparse.Namespace) -> int:
     """Watch until interrupted, ``--timeout`` seconds, or (``--until-outcome``) an outcome:
-    0 online, 1 failed (with several devices: when every one has one; 1 if any failed)."""
+    0 online, 1 failed (with several devices: when every one has one; 1 if any failed).
+
+    Raises ConfigError when the state directory does not exist."""
     profile = load_profile()
-    targets = devices(Path(args.state_dir))
+    targets = existing_devices(Path(args.state_dir))
+    shown: dict[str, int] = {}  # per device: the last sequence number shown from its log
     views = {name: Timeline(name, profile) for name, _ in targets}
     outcomes: dict[str, str] = {}
     done = asyncio.Event()
@@ -175,6 +209,8 @@ async def run(args: argparse.Namespace) -> int:
         live = Live(render(views), refresh_per_second=8, transient=False)
 
     def on_item(name: str, item: dict[str, Any]) -> None:
+        if item.get("backlog") and int(item.get("seq", 0)) <= shown.get(name, -1):
+            return  # already shown from the device's log while no daemon ran
         view = views[name]
         view.add(item)
         if args.json:
@@ -195,7 +231,18 @@ async def run(args: argparse.Namespace) -> int:
 
     def on_wait(name: str, why: str) -> None:
         label = f" {name}" if name else ""
-        print(f"device-sim watch{label}: waiting for the daemon ({why})", file=sys.stderr)
+        path = dict(targets)[name]
+        past = recorded(path, args.last)
+        print(
+            f"device-sim watch{label}: no daemon is running for {path}; "
+            + (f"its last {len(past)} recorded event(s) follow; " if past else "")
+            + "waiting for it to start (Ctrl-C to stop)",
+            file=sys.stderr,
+        )
+        for item in past:
+            if int(item["seq"]) > shown.get(name, -1):
+                on_item(name, item)
+                shown[name] = int(item["seq"])
 
     tasks = [
         asyncio.ensure_future(
