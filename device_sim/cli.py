@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -412,10 +413,13 @@ def _main(argv: list[str] | None) -> int:
             from .cloud.cli import run as run_cloud
 
             return run_cloud(args)
-        return asyncio.run(_dispatch(args))
+        return asyncio.run(_terminable(args))
     except KeyboardInterrupt:
         _say("device-sim: interrupted")
         return 130
+    except _Terminated:
+        _say("device-sim: terminated")
+        return 143  # 128 + SIGTERM
     except BrokenPipeError:
         raise
     except SetupError as exc:
@@ -444,6 +448,40 @@ def _main(argv: list[str] | None) -> int:
             "run again with -v and report the output)"
         )
         return 70
+
+
+class _Terminated(Exception):
+    """SIGTERM ended the command (after everything it started was stopped)."""
+
+
+# Commands that handle SIGTERM themselves (a daemon stops cleanly; the bench reports).
+OWN_SIGTERM = frozenset({"run", "fleet", "bench"})
+
+
+async def _terminable(args: argparse.Namespace) -> int:
+    """:func:`_dispatch`, with SIGTERM (``timeout``, a cancelled CI job, ``kill``) ending the
+    command as Ctrl-C does: the main task is cancelled, so every process, bus and temporary
+    directory it started is stopped and removed on the way out."""
+    if args.command in OWN_SIGTERM:
+        return await _dispatch(args)
+    main = asyncio.current_task()
+    assert main is not None
+    terminated = asyncio.Event()
+
+    def on_sigterm() -> None:
+        terminated.set()
+        main.cancel()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await _dispatch(args)
+    except asyncio.CancelledError:
+        if terminated.is_set():
+            raise _Terminated() from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _dispatch(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,33 @@ async def test_ctrl_c_mid_onboarding_stops_the_demo_promptly() -> None:
     # nothing of the group is left (BlueZoo, dbus-daemon, the daemon)
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)
+
+
+async def test_sigterm_to_the_demo_alone_stops_everything_it_started(tmp_path: Path) -> None:
+    """`timeout` and a cancelled CI job send SIGTERM to the demo only (not its group): it
+    stops its daemon, BlueZoo and bus, and removes its temporary directories, as Ctrl-C does.
+    It used to leak a dbus-daemon, BlueZoo and two temp directories every time."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "device_sim", "demo", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=env)
+    assert proc.stdout is not None
+    seen = []
+    try:
+        async with asyncio.timeout(60):  # until the phone has sent the credentials
+            while not any("phone  credentials" in line for line in seen):
+                line = (await proc.stdout.readline()).decode()
+                assert line, "demo ended early:\n" + "".join(seen)
+                seen.append(line)
+        proc.send_signal(signal.SIGTERM)  # the demo's own pid, not its group
+        async with asyncio.timeout(STOP_BOUND_S * 2):
+            rest = (await proc.stdout.read()).decode()
+            assert await proc.wait() == 143, rest
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    assert "device-sim: terminated" in rest and "Traceback" not in rest
+    with pytest.raises(ProcessLookupError):  # nothing of its group is left
+        os.killpg(proc.pid, 0)
+    assert list(tmp_path.iterdir()) == []  # its temporary directories are gone
