@@ -42,7 +42,23 @@ from .harness import (
     terminate,
 )
 
-DEFAULT_RUN_DIR = Path("/tmp/device-sim-virtual-ble")
+
+def default_run_dir() -> Path:
+    """The user's own: ``$XDG_RUNTIME_DIR/device-sim-virtual-ble`` (systemd makes it per user,
+    0700), else ``/tmp/device-sim-virtual-ble-<uid>``. One shared by every user and checkout
+    of a host let one job's ``status`` see another's bus, and its ``down`` stop it."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "device-sim-virtual-ble"
+    return Path(f"/tmp/device-sim-virtual-ble-{os.getuid()}")
+
+
+def owner() -> str:
+    """Who starts a harness: this installation of device-sim (a checkout, or site-packages)."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+DEFAULT_RUN_DIR = default_run_dir()
 STATE_FILE = "state.json"
 EXIT_NOT_UP = 3  # `status` when nothing is up (as LSB init scripts do)
 _STATE_VERSION = 1
@@ -90,7 +106,12 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="SECONDS",
         help="how long to wait for powered adapters (default: %(default)s)",
     )
-    with_run_dir(sub.add_parser("down", help="stop them and remove the state"))
+    down = with_run_dir(sub.add_parser("down", help="stop them and remove the state"))
+    down.add_argument(
+        "--force",
+        action="store_true",
+        help="stop a harness another checkout or installation started, too",
+    )
     status = with_run_dir(
         sub.add_parser(
             "status", help="report; exit 0 if up and powered, 1 if unhealthy, 3 if not up"
@@ -171,6 +192,14 @@ async def _down(args: argparse.Namespace) -> int:
         if state is None:
             print(f"virtual-ble down: not up (no state in {run_dir})")
             return 0
+        started_by = _owner_of(run_dir)
+        if started_by not in (None, owner()) and not args.force:
+            print(
+                f"virtual-ble down: the harness in {run_dir} was started by {started_by}, not "
+                f"this installation ({owner()}); not stopping it (--force stops it)",
+                file=sys.stderr,
+            )
+            return 1
         await terminate(state.processes)
         _remove_state(run_dir)
     print(f"virtual-ble down: stopped ({', '.join(f'{p.name} {p.pid}' for p in state.processes)})")
@@ -185,6 +214,7 @@ async def _status(args: argparse.Namespace) -> int:
         procs = {p.name: {"pid": p.pid, "running": is_running(p)} for p in state.processes}
         adapters = await _read_adapters(state) if all(v["running"] for v in procs.values()) else {}
         report.update(
+            owner=_owner_of(run_dir),
             bus_address=state.bus_address,
             export=_export_line(state),
             processes=procs,
@@ -300,6 +330,16 @@ def _load(run_dir: Path) -> VirtualBleState | None:
         ) from exc
 
 
+def _owner_of(run_dir: Path) -> str | None:
+    """The installation that started the harness in ``run_dir`` (None: not recorded)."""
+    try:
+        raw = json.loads((run_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    found = raw.get("owner") if isinstance(raw, dict) else None
+    return str(found) if found else None
+
+
 def _save(run_dir: Path, state: VirtualBleState) -> None:
     """Write the state file atomically (a reader never sees half of it)."""
     raw = {
@@ -313,6 +353,7 @@ def _save(run_dir: Path, state: VirtualBleState) -> None:
         "processes": [
             {"name": p.name, "pid": p.pid, "start_ticks": p.start_ticks} for p in state.processes
         ],
+        "owner": owner(),  # `down` stops only a harness its own installation started
     }
     tmp = run_dir / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(raw, indent=2) + "\n")

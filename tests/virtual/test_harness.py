@@ -257,3 +257,41 @@ async def test_the_bus_is_sized_for_a_fleet() -> None:
         finally:
             bus.disconnect()
             await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+
+
+def test_the_default_run_dir_is_the_users_own(tmp_path: Path) -> None:
+    from device_sim.virtual import cli
+
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    found = subprocess.run([sys.executable, "-c", "from device_sim.virtual.cli import "
+                            "default_run_dir; print(default_run_dir())"], env=env,
+                           capture_output=True, text=True, timeout=30, check=True)
+    assert found.stdout.strip() == str(tmp_path / "device-sim-virtual-ble")
+    without = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    found = subprocess.run([sys.executable, "-c", "from device_sim.virtual.cli import "
+                            "default_run_dir; print(default_run_dir())"], env=without,
+                           capture_output=True, text=True, timeout=30, check=True)
+    assert found.stdout.strip() == f"/tmp/device-sim-virtual-ble-{os.getuid()}"
+    assert cli.owner() == str(Path(cli.__file__).resolve().parents[2])
+
+
+def test_down_never_stops_a_harness_another_installation_started(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    up = _cli("up", "--run-dir", str(run_dir), "--adapters", "1")
+    state_file = run_dir / "state.json"
+    procs: list[ProcInfo] = []
+    try:
+        assert up.returncode == 0, up.stderr
+        state = json.loads(state_file.read_text())
+        procs = [ProcInfo(**p) for p in state["processes"]]
+        state["owner"] = "/home/someone-else/device-sim"  # another checkout's harness
+        state_file.write_text(json.dumps(state))
+        refused = _cli("down", "--run-dir", str(run_dir))
+        assert refused.returncode == 1 and "not stopping it" in refused.stderr
+        assert all(is_running(p) for p in procs) and state_file.exists()
+        status = json.loads(_cli("status", "--run-dir", str(run_dir), "--json").stdout)
+        assert status["owner"] == "/home/someone-else/device-sim"
+        forced = _cli("down", "--run-dir", str(run_dir), "--force")
+        assert forced.returncode == 0 and not any(is_running(p) for p in procs)
+    finally:
+        asyncio.run(terminate(procs))
