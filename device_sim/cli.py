@@ -132,8 +132,13 @@ def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
 
     p = sub.add_parser("client", help="the phone-side reference client")
     csub = p.add_subparsers(dest="client_command", required=True)
-    c = csub.add_parser("scan", help="list nearby provisioning devices and their state")
+    c = csub.add_parser(
+        "scan",
+        help="list nearby provisioning devices and their state, each as it appears (until "
+        "--discover-timeout; with --name or --first, until the first match)",
+    )
     _add_target(c)
+    c.add_argument("--first", action="store_true", help="stop at the first device found")
     c = csub.add_parser("networks", help="the device's Wi-Fi scan list")
     _add_target(c)
     c.add_argument(

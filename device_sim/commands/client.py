@@ -47,22 +47,29 @@ async def run(args: argparse.Namespace) -> int:
         softap_url=args.softap,
     )
     if args.client_command == "scan":
+
+        def row_text(r: dict[str, Any]) -> str:
+            return (
+                f"{r['name']:<10} {r['address']}  rssi {r['rssi']:>4}  "
+                f"{r['state']} ({r['code_name']})"
+            )
+
+        def show(found: Any) -> None:  # as each device appears (the JSON comes at the end)
+            if not args.json:
+                print(row_text(found.to_json()), flush=True)
+
         devices = await discover(
-            profile, adapter=args.adapter, timeout=args.discover_timeout, name=args.name
+            profile,
+            adapter=args.adapter,
+            timeout=args.discover_timeout,
+            name=args.name,
+            first=args.first,
+            on_found=show,
         )
-        rows = [d.to_json() for d in devices]
-        emit(
-            args,
-            rows,
-            lambda: (
-                "\n".join(
-                    f"{r['name']:<10} {r['address']}  rssi {r['rssi']:>4}  "
-                    f"{r['state']} ({r['code_name']})"
-                    for r in rows
-                )
-                or "no provisioning devices found"
-            ),
-        )
+        if args.json:
+            emit(args, [d.to_json() for d in devices], lambda: "")
+        elif not devices:
+            print("no provisioning devices found")
         return 0
     if args.client_command in ("saved-networks", "forget-network"):
         from ..doors.native import flow

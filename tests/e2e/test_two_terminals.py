@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import os
 import shlex
 import sys
@@ -79,6 +80,13 @@ async def test_readme_two_terminal_flow(bus_env: dict[str, str], tmp_path: Path)
                                  "--discover-timeout", "5", "--json")
         assert rc == 0, err
         assert [d["name"] for d in json.loads(out)] == [name]
+        # --first (and --name) stop at the first match, not at --discover-timeout; each
+        # device is printed as it appears.
+        began = time.monotonic()
+        rc, out, err = await cli(bus_env, "client", "scan", "--adapter", "hci1", "--first",
+                                 "--discover-timeout", "30")
+        assert rc == 0 and out.startswith(name), err + out
+        assert time.monotonic() - began < 20  # it used to wait the whole 30 s
 
         # 2: a second process on hci1 finds it again, and lists the device's networks
         rc, out, err = await cli(bus_env, "client", "networks", "--adapter", "hci1",

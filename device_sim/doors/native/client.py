@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -65,11 +65,18 @@ class FoundDevice:
 
 
 async def discover(
-    profile: Profile, *, adapter: str, timeout: float, name: str | None = None, first: bool = False
+    profile: Profile,
+    *,
+    adapter: str,
+    timeout: float,
+    name: str | None = None,
+    first: bool = False,
+    on_found: Callable[[FoundDevice], None] | None = None,
 ) -> list[FoundDevice]:
     """Scan for provisioning devices (by the profile's service UUID) for up to ``timeout`` s.
 
     With ``first`` (or a ``name``), returns as soon as a matching device is seen.
+    ``on_found`` hears each device the first time it is seen (matching ``name``, if given).
     """
     found: dict[str, FoundDevice] = {}
     done = asyncio.Event()
@@ -86,7 +93,10 @@ async def discover(
             with contextlib.suppress(ProtocolError):
                 info = AdvertisedInfo.from_bytes(bytes(raw))
         local = adv.local_name or device.name or ""
+        new = device.address not in found
         found[device.address] = FoundDevice(device, local, adv.rssi, info)
+        if new and on_found is not None and (name is None or local == name):
+            on_found(found[device.address])
         if (name is not None and local == name) or (first and name is None):
             done.set()
 
