@@ -68,6 +68,8 @@ USAGE = [  # argv, the flag the one line must name
     (["bench", "--phone", "{nope"], "--phone"),
     (["bench", "--time-scale", "0"], "--time-scale"),
     (["scenario", "check"], "NAME|FILE"),
+    (["demo", "-v"], "device-sim -v demo"),          # -v after the command: where it goes
+    (["bench", "--population", "5", "--min-online", "2"], "--min-online"),
 ]
 
 
@@ -199,3 +201,19 @@ def test_demo_seed_replays_the_worlds_draws() -> None:
 
     assert outcome(3) == outcome(3) == "NO_DHCP_LEASE"
     assert outcome(2) == "OK"
+
+
+def test_a_taken_port_names_the_port_and_the_flag(tmp_path: Path) -> None:
+    """`run` on a SoftAP port another process holds: the address, the port and the flag that
+    sets it, not a bare `Address already in use`."""
+    assert run("init", "--state-dir", str(tmp_path / "dev"), "--setup-code", "1234-5678"
+               ).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = run("run", "--state-dir", str(tmp_path / "dev"), "--doors", "softap-only",
+                   "--softap-listen", f"127.0.0.1:{port}", "--softap-lan", "127.0.0.1:0",
+                   "--zero-delay")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"127.0.0.1:{port} (--softap-listen)" in proc.stderr, proc.stderr

@@ -8,6 +8,8 @@ functions below turn a bad value into that line before the command does anything
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 from typing import NoReturn
 from urllib.parse import urlsplit
 
@@ -27,6 +29,12 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line: ``device-sim demo: argument --x: why``."""
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments") and re.search(
+            r"(?:^|\s)(?:-v+|--verbose)(?:\s|$)", message.split(":", 1)[-1]
+        ):
+            words = [a for a in sys.argv[1:] if not re.fullmatch(r"-v+|--verbose", a)]
+            command = " ".join(words[:1]) or "COMMAND"
+            message += f" (-v goes before the command: {self.prog} -v {command} ...)"
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 

@@ -112,7 +112,10 @@ class WatchServer(Component):
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise TransportError(f"cannot listen on {host}:{port} (watch): {exc}") from exc
+            raise TransportError(
+                f"cannot listen on {host}:{port} (--watch-listen): {exc.strerror or exc}; "
+                "another process holds it, or give another address or port with --watch-listen"
+            ) from exc
         self._runner = runner
         bound = runner.addresses[0]
         shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]

@@ -48,6 +48,25 @@ IN_USE_S = 30.0  # a phone that asked the AP something this recently is using it
 KEEPALIVE_S = 60.0
 
 
+def reachable(host: str) -> str | None:
+    """The host to tell phones for a listener bound to ``host``: None (``host`` itself) unless
+    it is a wildcard (``0.0.0.0``, ``::``), which no phone can reach; then this machine's
+    address on its default route (a UDP socket's choice: nothing is sent), or loopback."""
+    if host not in ("0.0.0.0", "::", ""):
+        return None
+    family, probe, fallback = (
+        (socket.AF_INET6, "2001:db8::1", "::1")
+        if host == "::"
+        else (socket.AF_INET, "192.0.2.1", "127.0.0.1")
+    )
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((probe, 9))  # documentation addresses (RFC 5737, 3849): no traffic
+            return str(sock.getsockname()[0])
+    except OSError:  # no route at all
+        return fallback
+
+
 class _Listener:
     """One aiohttp server on one address, on a socket bound once for the door's life.
 
@@ -196,6 +215,7 @@ class SoftApDoor(Door):
             options.listen_host,
             options.listen.port,
             options.shutdown_grace_s,
+            announce=options.announce or reachable(options.listen_host),
             profile=profile,
             header_timeout_s=header_timeout_s,
             rejected=self.rejected,
@@ -206,7 +226,7 @@ class SoftApDoor(Door):
             options.lan_host,
             options.lan.port,
             options.shutdown_grace_s,
-            announce=options.lan_announce,
+            announce=options.lan_announce or reachable(options.lan_host),
             profile=profile,
             header_timeout_s=header_timeout_s,
             rejected=self.rejected,
@@ -228,15 +248,17 @@ class SoftApDoor(Door):
         self._unfollow: Callable[[], None] = lambda: None
         self._release_radio: Callable[[], None] = lambda: None
         self._tasks: set[asyncio.Task[None]] = set()
-        try:
-            self.ap.reserve()
-            self.lan.reserve()
-        except OSError as exc:
-            self.ap.release()
-            raise TransportError(
-                f"cannot use {options.listen_host} / {options.lan_host}: {exc}",
-                code=Code.SOFTAP_UNAVAILABLE,
-            ) from exc
+        for listener, flag in ((self.ap, "--softap-listen"), (self.lan, "--softap-lan")):
+            try:
+                listener.reserve()
+            except OSError as exc:
+                self.ap.release()
+                raise TransportError(
+                    f"cannot listen on {listener.host}:{listener.port} ({flag}): "
+                    f"{exc.strerror or exc}; another process holds it, or give another "
+                    f"address or port with {flag}",
+                    code=Code.SOFTAP_UNAVAILABLE,
+                ) from exc
 
     # --- public ------------------------------------------------------------------------------
 

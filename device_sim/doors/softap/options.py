@@ -23,6 +23,13 @@ class SoftApOptions:
         "the device's address on its AP (port 0: any free port)",
         flag="--softap-listen",
     )
+    announce: str | None = opt(
+        None,
+        "the host phones are told for the AP listener (default: the --softap-listen host; "
+        "for 0.0.0.0 or ::, this machine's address on its default route)",
+        flag="--softap-announce",
+        metavar="HOST",
+    )
     lan: HostPort = opt(
         HostPort("127.0.0.1", 8381),
         "where the outcome is served on the home network after a SoftAP join",
@@ -31,7 +38,8 @@ class SoftApOptions:
     lan_announce: str | None = opt(
         None,
         "the host name phones are told for the LAN listener (e.g. the Pi's mDNS name "
-        "raspberrypi.local; default: the --softap-lan host)",
+        "raspberrypi.local; default: the --softap-lan host, or for 0.0.0.0 or ::, this "
+        "machine's address on its default route)",
         flag="--softap-lan-announce",
         metavar="HOST",
     )

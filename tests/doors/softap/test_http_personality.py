@@ -52,3 +52,22 @@ async def test_a_clash_is_refused(tmp_path: Path, route: HttpRoute) -> None:
         device = await build_stack(stack, tmp_path / "device")
         with pytest.raises(ConfigError, match="taken or not a path"):
             SoftApDoor(device.port("softap"), LOOPBACK, routes=[route])
+
+
+async def test_a_wildcard_listener_announces_a_reachable_address(tmp_path: Path) -> None:
+    """`--softap-listen 0.0.0.0:P` used to announce http://0.0.0.0:P to phones."""
+    from device_sim.doors.softap.door import reachable
+
+    assert reachable("127.0.0.1") is None and reachable("10.42.0.1") is None
+    async with AsyncExitStack() as stack:
+        device = await build_stack(stack, tmp_path / "device")
+        door = SoftApDoor(device.port("softap"), SoftApOptions(
+            listen=HostPort("0.0.0.0", 0), lan=HostPort("0.0.0.0", 0)))
+        stack.push_async_callback(door.stop)
+        for url in (door.ap.url, door.lan.url):
+            assert "0.0.0.0" not in url and url.startswith("http://"), url
+        named = SoftApDoor(device.port("softap"), SoftApOptions(
+            listen=HostPort("0.0.0.0", 0), lan=HostPort("127.0.0.1", 0),
+            announce="device.local"))
+        stack.push_async_callback(named.stop)
+        assert named.ap.url.startswith("http://device.local:")
