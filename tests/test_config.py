@@ -78,6 +78,7 @@ softap_window_s = 0
 listen = "10.42.0.1:80"
 lan = "[::]:8381"
 lan_announce = "pi.local"
+announce = "setup.local"
 captive_mode = "portal"
 open = true
 concurrent = true
@@ -119,7 +120,7 @@ FULL_FLAGS = [
     "--check-interval", "10", "--saved-networks", "3",
     "--doors", "both", "--softap-window", "0",
     "--softap-listen", "10.42.0.1:80", "--softap-lan", "[::]:8381",
-    "--softap-lan-announce", "pi.local", "--captive-mode", "portal", "--softap-open",
+    "--softap-lan-announce", "pi.local", "--softap-announce", "setup.local", "--captive-mode", "portal", "--softap-open",
     "--softap-concurrent",
     "--softap-dnsmasq", "wlan0",
     "--improv-auth", "required", "--improv-auth-timeout", "90",
@@ -151,7 +152,7 @@ def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
         reconnect=ReconnectOptions(1.5, 120.0, 45.0, 10.0, 3),
         doors=DoorOptions(Policy.BOTH, 0.0),
         softap=SoftApOptions(listen=HostPort("10.42.0.1", 80), lan=HostPort("::", 8381),
-                             lan_announce="pi.local", captive_mode="portal", open=True,
+                             lan_announce="pi.local", announce="setup.local", captive_mode="portal", open=True,
                              concurrent=True, dnsmasq="wlan0"),
         cloud=CloudOptions("cloud.example.com", 8443, ca, "claim",
                            "https://cloud.example.com:8443", "cloud"),
