@@ -289,6 +289,11 @@ def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
 
     p = sub.add_parser("codes", help="the diagnostic-code catalogue, or one code in full")
     p.add_argument("code", nargs="?", help="a code's number or name (e.g. 104, NO_DHCP_LEASE)")
+    p.add_argument(
+        "--shown",
+        action="store_true",
+        help="the reverse map: what an Improv or ESP app shows, and the device codes it may mean",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("docs", help="write the per-error documentation (Markdown and an HTML page)")

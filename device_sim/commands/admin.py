@@ -30,7 +30,19 @@ def codes(args: argparse.Namespace) -> int:
             raise ConfigError(args.code, "no such code (device-sim codes lists them)") from None
         emit(args, doc.to_json(), lambda: docs.text(doc))
         return 0
-    rows = [vars(c) for c in profile.codes.values()]
+    if getattr(args, "shown", False):  # the reverse map: what an app shows -> device codes
+        shown = docs.shown_by_apps(profile)
+        emit(
+            args,
+            shown,
+            lambda: "\n".join(
+                f"{personality}:\n"
+                + "\n".join(f"  {what}\n    {', '.join(names)}" for what, names in m.items())
+                for personality, m in shown.items()
+            ),
+        )
+        return 0
+    rows = [vars(c) for c in sorted(profile.codes.values(), key=lambda c: c.id)]
     emit(
         args,
         rows,

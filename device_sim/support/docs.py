@@ -71,6 +71,21 @@ def code_docs(profile: Profile) -> list[CodeDoc]:
     return docs
 
 
+def shown_by_apps(profile: Profile) -> dict[str, dict[str, list[str]]]:
+    """The reverse map support needs: per personality, what an app shows (the first part of
+    how the personality reports a code, e.g. Improv's ``error unable_to_connect``) and the
+    device codes it may mean, in id order. The phone's own codes are left out, and so is a
+    personality that shows every code as itself (native)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for doc in code_docs(profile):
+        if doc.entry.category == "client":
+            continue
+        for personality, how in doc.reports:
+            shown = how.split(";")[0].strip()
+            out.setdefault(personality, {}).setdefault(shown, []).append(doc.entry.name)
+    return {p: m for p, m in out.items() if any(len(names) > 1 for names in m.values())}
+
+
 def find(profile: Profile, key: str) -> CodeDoc:
     """One code's documentation by number or name. Raises KeyError."""
     wanted = key.upper()
@@ -139,6 +154,16 @@ def markdown(profile: Profile) -> str:
         if d.reports:
             out.append("- **How each personality reports it:**")
             out += [f"  - {name}: {how}" for name, how in d.reports]
+    out += [
+        "",
+        "## What an app shows, and the codes it may mean",
+        "",
+        "An app that speaks Improv or ESP sees fewer outcomes than the device knows; each "
+        "line lists the device codes behind one of them (the device's diagnostics tell which).",
+    ]
+    for personality, shown in shown_by_apps(profile).items():
+        out += ["", f"### {personality}", ""]
+        out += [f"- {what}: {', '.join(names)}" for what, names in shown.items()]
     return "\n".join(out) + "\n"
 
 

@@ -126,3 +126,30 @@ def test_the_watch_page_is_self_contained_and_carries_the_codes() -> None:
     assert not re.search(r"""(?:src|href)\s*=""", html)   # no asset, no link out
     assert "/*CODES*/" not in html and '"104":' in html     # the codes' documentation inside
     assert "</script" not in html.split("const CODES =")[1].split(";\n")[0]
+
+
+def test_codes_are_listed_in_id_order_and_collect_is_specific(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["codes", "--json"]) == 0
+    ids = [row["id"] for row in json.loads(capsys.readouterr().out)]
+    assert ids == sorted(ids)  # 109-111 used to come after 121
+    collected = {name: docs.find(PROFILE, name).collect
+                 for name in ("NO_DHCP_LEASE", "DNS_FAILURE", "CAPTIVE_PORTAL")}
+    assert len({tuple(c) for c in collected.values()}) == 3  # the same list for all three before
+    assert any("DHCP" in item for item in collected["NO_DHCP_LEASE"])
+    assert any("DNS" in item for item in collected["DNS_FAILURE"])
+    assert any("redirect" in item for item in collected["CAPTIVE_PORTAL"])
+
+
+def test_the_reverse_map_from_what_an_app_shows(capsys: pytest.CaptureFixture[str]) -> None:
+    shown = docs.shown_by_apps(PROFILE)
+    assert set(shown) == {"improv", "esp"}  # native shows each code as itself
+    improv = shown["improv"]["Improv error unable_to_connect (0x03)"]
+    assert {"WRONG_CREDENTIALS", "NO_DHCP_LEASE", "DNS_FAILURE", "CAPTIVE_PORTAL"} <= set(improv)
+    esp = {what.rsplit(" ", 1)[-1]: names for what, names in shown["esp"].items()}
+    assert "WRONG_CREDENTIALS" in esp["AuthError"] and "NO_DHCP_LEASE" in esp["NetworkNotFound"]
+    every = [n for m in shown.values() for names in m.values() for n in names]
+    assert not any(PROFILE.code(n).category == "client" for n in every)
+    assert main(["codes", "--shown", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == shown
+    assert "## What an app shows, and the codes it may mean" in docs.markdown(PROFILE)
