@@ -388,10 +388,18 @@ class OnboardingEngine:
         """A phone's request while a retry of the saved networks runs: the phone wins."""
         self.life.stop_for_phone()
 
-    async def _keep_networks(self) -> None:
-        """The backend keeps the saved networks (NetworkManager: its profiles, in order)."""
+    def _saved_after_online(self, ssid: bytes) -> list[bytes]:
+        """The saved networks once ``online`` on ``ssid`` is committed (the store's rule)."""
+        others = [n.ssid for n in self.store.saved_networks() if n.ssid != ssid]
+        return [ssid, *others][: max(1, self.life.timers.saved_networks)]
+
+    async def _keep_networks(self, saved: list[bytes] | None = None) -> None:
+        """The backend keeps the saved networks (NetworkManager: its profiles, in order);
+        ``saved``: the list to keep (default: the store's)."""
+        if saved is None:
+            saved = [n.ssid for n in self.store.saved_networks()]
         try:
-            await self.backend.keep_networks([n.ssid for n in self.store.saved_networks()])
+            await self.backend.keep_networks(saved)
         except OnboardingError as exc:
             LOG.warning("the backend could not keep the saved networks: %s", exc)
 
@@ -444,6 +452,10 @@ class OnboardingEngine:
             except TimeoutError:
                 raise self._deadlines.ran_out(S.VERIFYING, self.timeouts.verifying) from None
             activation = await self._activate()
+            # The backend keeps the saved networks as they are about to be, before `online`
+            # commits them (NetworkManager: the new profile's priority): a kill between the
+            # two leaves a profile the next start deletes, never one left without its place.
+            await self._keep_networks(self._saved_after_online(creds.ssid))
             self._transition(
                 S.ONLINE,
                 phase=EventPhase.ONLINE,
@@ -466,8 +478,6 @@ class OnboardingEngine:
             except Exception:
                 LOG.exception("disconnect after a failed join failed")
             self._transition(S.FAILED, code, phase=EventPhase.FAILED, detail=detail, data=raw)
-            return
-        await self._keep_networks()
 
     async def _activate(self) -> ActivationResult | None:
         """Cloud activation after the checks; None when none is configured or still valid

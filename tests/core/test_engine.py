@@ -295,3 +295,28 @@ def test_every_profile_phase_is_a_backend_phase() -> None:
     assert PROFILE.phases["dhcp"].timeout_code == "NO_DHCP_LEASE"
     assert {p.timeout_ms for p in PROFILE.phases.values()} and all(
         p.timeout_ms < PROFILE.states["joining"].timeout_ms for p in PROFILE.phases.values())
+
+
+async def test_the_backend_keeps_the_new_saved_list_before_online_is_committed(
+        tmp_path: Path) -> None:
+    """Found by the kill loop on NetworkManager: the backend used to order its profiles only
+    after `online` was committed, so a kill between the two left a saved network whose
+    profile had no priority. Now the backend hears the list first: a kill then leaves a
+    profile the next start deletes (it keeps only the store's list)."""
+    with DeviceStore(tmp_path) as store:
+        engine, backend, _ = _engine(store)
+        kept: list[tuple[list[bytes], State, list[bytes]]] = []
+        keep = backend.keep_networks
+
+        async def spy(saved: Any) -> None:
+            kept.append((list(saved), engine.state, [n.ssid for n in store.saved_networks()]))
+            await keep(saved)
+
+        backend.keep_networks = spy  # type: ignore[method-assign]
+        async with backend, engine:
+            engine.session_opened()
+            engine.set_credentials(LAB.ssid, Secret(LAB.passphrase), False)
+            engine.connect()
+            assert (await engine.wait_settled(5)).state is State.ONLINE
+    # At start: the store's (empty) list; before online: the list online will commit.
+    assert kept == [([], State.UNPROVISIONED, []), ([LAB.ssid], State.VERIFYING, [])]
