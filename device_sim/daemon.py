@@ -414,8 +414,23 @@ def _snapshot(engine: OnboardingEngine, supervisor: DoorSupervisor) -> dict[str,
     """The device's current state, first thing a watcher gets."""
     record = engine.record
     last = engine.events.last
+    identity = engine.store.identity()
+    timeouts = engine.timeouts
     return {
         "kind": "state",
+        "device_id": identity.device_id if identity else None,
+        "name": engine.profile.advertising.local_name_pattern.format(short_id=identity.short_id)
+        if identity
+        else None,
+        # What each running phase may take (after --timeout-scale): the view shows the time
+        # spent against it.
+        "timeouts_ms": {
+            **{
+                state: round(getattr(timeouts, state) * 1000)
+                for state in ("session_open", "credentials_received", "joining", "verifying")
+            },
+            **{phase: round(s * 1000) for phase, (s, _) in timeouts.phases.items()},
+        },
         "state": record.state.wire_name,
         "code": int(record.code),
         "code_name": record.code.name,

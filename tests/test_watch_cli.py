@@ -4,6 +4,7 @@ one directory followed at once (daemons played by control servers with a `watch`
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import asyncio
 import json
 from collections.abc import AsyncIterator
@@ -42,7 +43,7 @@ def test_the_timeline_knows_phase_durations_and_explains_a_failure() -> None:
         view.add(item)
     assert view.durations() == [120, 280, 20000, None]
     assert view.failure == 104
-    assert view.card()[1] == f"next step: {PROFILE.code(104).next_step}"
+    assert view.card()[1:3] == ["failed at: dhcp", f"next step: {PROFILE.code(104).next_step}"]
     console = Console(record=True, width=140, color_system=None)
     console.print(view.renderable())
     text = console.export_text()
@@ -128,3 +129,30 @@ def test_a_stopped_daemon_shows_its_recorded_events_and_says_so(tmp_path: Path) 
                               str(tmp_path / "typo"), "--plain"],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no such directory" in missing.stderr
+
+
+def test_the_card_gives_the_failed_phase_and_detail_and_the_title_who_and_how_long() -> None:
+    """The card used to leave out the failure's detail (which AP refused the passphrase, where
+    a portal redirects), and the title said `phase scanning` (the AP's rescan) after a
+    failure. Now: the phase that failed, the detail, the device's name and id, and the time a
+    running phase has taken against its timeout."""
+    view = watch.Timeline("", PROFILE)
+    view.add({**STORY[0], "name": "DS-AB12", "device_id": "0123456789abcdef",
+              "timeouts_ms": {"dhcp": 20000, "joining": 45000}})
+    for item in STORY[1:3]:
+        view.add(item)
+    view.add(event(3, "joining", "dhcp", 400))
+    at = int(dt.datetime.fromisoformat("2026-11-30T10:00:03+00:00").timestamp() * 1000)
+    assert view.title(at + 7500) == "DS-AB12 (0123456789abcdef): joining · dhcp 7.5 s of 20 s"
+    portal = {**event(4, "failed", "failed", 9000, 106, "CAPTIVE_PORTAL"),
+              "detail": "the probe was redirected to http://portal.example/login"}
+    view.add(portal)
+    view.add(event(5, "failed", "scanning", None))  # the AP's rescan after the failure
+    card = view.card()
+    assert "failed at: dhcp" in card
+    assert "detail: the probe was redirected to http://portal.example/login" in card
+    assert view.title(at) == "DS-AB12 (0123456789abcdef): failed · failed at dhcp"
+    console = Console(record=True, width=160, color_system=None)
+    console.print(view.renderable())
+    text = console.export_text()
+    assert "portal.example/login" in text and "failed at dhcp" in text

@@ -55,18 +55,29 @@ class Timeline:
     state: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     failure: int | None = None  # the code of the last failed outcome
+    failed_at: str | None = None  # the phase that failed (the one running when it ended)
+    failed_detail: str = ""  # the failure's own words (which AP refused, where a portal goes)
 
     def add(self, item: dict[str, Any]) -> None:
         if item.get("kind") == "state":
             self.state = item
             self.failure = int(item["code"]) if item.get("state") == "failed" else None
+            if self.failure is not None and not self.failed_at:
+                self.failed_at = str(item.get("phase") or "") or None
             return
+        previous = self.events[-1] if self.events else None
         self.events = [*self.events, item][-KEEP:]
         self.state = {**self.state, "state": item["state"], "phase": item["phase"]}
         if item.get("phase") == "joining":
-            self.failure = None
+            self.failure, self.failed_at, self.failed_detail = None, None, ""
         if item.get("phase") in ("failed", *LOSSES) and item.get("code"):
             self.failure = int(item["code"])
+            self.failed_detail = str(item.get("detail") or "")
+            self.failed_at = (
+                str(item["phase"])
+                if item.get("phase") in LOSSES
+                else str(previous.get("phase")) if previous is not None else None
+            )
         if item.get("phase") == "online":
             self.failure = None
 
@@ -103,11 +114,45 @@ class Timeline:
         if self.failure is None:
             return []
         entry = self.profile.code(self.failure)
+        lines = [f"{entry.name} ({entry.id}): {entry.user_message}"]
+        if self.failed_at:
+            lines.append(f"failed at: {self.failed_at}")
+        if self.failed_detail:
+            lines.append(f"detail: {self.failed_detail}")
         return [
-            f"{entry.name} ({entry.id}): {entry.user_message}",
+            *lines,
             f"next step: {entry.next_step}",
             f"support asks: {entry.support_question}",
         ]
+
+    def title(self, now_ms: int | None = None) -> str:
+        """Who and where: the device's name and id, its state, the phase that failed (not the
+        rescan after it) or the phase running, with the time spent against its timeout."""
+        who = self.name or self.state.get("name") or "device"
+        device_id = self.state.get("device_id")
+        head = f"{who}" + (f" ({device_id})" if device_id else "")
+        state = self.state.get("state", "?")
+        if self.failure is not None and self.failed_at:
+            return f"{head}: {state} · failed at {self.failed_at}"
+        phase = str(self.state.get("phase", "?"))
+        timeout = (self.state.get("timeouts_ms") or {}).get(phase)
+        running = self._running_ms(now_ms)
+        if timeout and running is not None:
+            return f"{head}: {state} · {phase} {running / 1000:.1f} s of {timeout / 1000:g} s"
+        return f"{head}: {state} · {phase}"
+
+    def _running_ms(self, now_ms: int | None) -> int | None:
+        """How long the last event's phase has been running (None: unknown)."""
+        if not self.events or now_ms is None:
+            return None
+        at = str(self.events[-1].get("at") or "")
+        try:
+            import datetime as dt
+
+            started = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return max(0, now_ms - int(started.timestamp() * 1000))
 
     def renderable(self) -> Any:
         """The live view of this device (rich)."""
@@ -143,11 +188,9 @@ class Timeline:
         parts: list[Any] = [table]
         if self.failure is not None:
             parts.append(Panel("\n".join(self.card()), title="failed", border_style="red"))
-        title = (
-            f"{self.name or 'device'}: {self.state.get('state', '?')} "
-            f"· {self.state.get('phase', '?')}"
-        )
-        return Panel(Group(*parts), title=title)
+        import time
+
+        return Panel(Group(*parts), title=self.title(int(time.time() * 1000)))
 
 
 def devices(root: Path) -> list[tuple[str, Path]]:

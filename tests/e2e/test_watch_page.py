@@ -63,6 +63,8 @@ async def test_the_page_shows_each_phase_as_it_happens(device: Device, page: Pag
     await expect(dhcp).to_have_count(1, timeout=20_000)
     # dhcp is on the page while the device still works: no outcome row yet
     assert not onboarding.done()
+    if outcome != "online":  # slow-dhcp: the time DHCP has taken, against its (scaled) timeout
+        await expect(page.locator("#elapsed")).to_contain_text(" s of ")
     assert await page.locator(f'#timeline tr[data-phase="{outcome}"]').count() == 0
     assert (await onboarding)["state"] == outcome
     await expect(page.locator(f'#timeline tr[data-phase="{outcome}"]')).to_have_count(1)
@@ -89,6 +91,15 @@ async def test_the_failure_card_for_a_captive_portal(device: Device, page: Page,
     await expect(page.locator("#card-next")).to_have_text(entry.next_step)
     await expect(page.locator("#card-reproduce")).to_contain_text(
         "device-sim demo --scenario captive-portal")
+    # The failed phase and the failure's own words (where the portal redirects), and the
+    # header keeps the failed phase over the AP's rescan, with the device's name and id.
+    await expect(page.locator("#card-at")).to_have_text("captive_portal")
+    detail = next(e["detail"] for e in result["events"] if e["phase"] == "failed")
+    assert detail
+    await expect(page.locator("#card-detail")).to_have_text(detail)
+    await expect(page.locator("#phase-label")).to_have_text("failed at")
+    await expect(page.locator("#phase")).to_have_text("captive_portal")
+    await expect(page.locator("#who")).to_contain_text(ready["device_id"])
     # a late visitor (a reload) sees the same from the backlog, and the past onboarding from
     # the device's log (GET /history), listed once
     await page.reload()
