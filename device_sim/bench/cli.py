@@ -291,9 +291,12 @@ async def run(args: argparse.Namespace) -> int:
         done += 1
         finished.append(result)
         if not args.json:
+            wall = (
+                f" (wall {result.get('wall_seconds') or 0:.1f} s)" if args.time_scale != 1 else ""
+            )
             print(
                 f"[{done:>4}/{len(specs)}] {spec.id:<40} {result['code_name']:<26} "
-                f"{result.get('seconds') or 0:7.1f} s",
+                f"{result.get('seconds') or 0:7.1f} s{wall}",
                 flush=True,
             )
         return result

@@ -87,7 +87,7 @@ def summarize(runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
             lost = Counter(
                 _lost_reason(r)
                 for r in members
-                if not (r["online"] and (r.get("seconds") or 1e9) <= TWO_MINUTES_S)
+                if not in_time(r)
             )
             group.update(
                 {
@@ -203,7 +203,7 @@ def write_junit(
             "testcase",
             classname=classname,
             name=f"{run['id']} ({run['phone']}, seed {run['seed']})",
-            time=f"{run.get('seconds') or 0:.3f}",
+            time=f"{run.get('wall_seconds', run.get('seconds')) or 0:.3f}",  # wall time
         )
         if run["code_name"] in ("BENCH_ERROR", "BENCH_TIMEOUT"):
             errors += 1
@@ -271,9 +271,10 @@ def write_html(path: Path, document: dict[str, Any], profile: Profile) -> None:
     opts = document["options"]
     parts.append(
         f"<h1>device-sim bench: {e(kind)}</h1><p class='small'>{e(document['started'])}"
-        f" &ndash; {len(runs)} runs in {document['seconds']:.0f} s; time scale "
+        f" &ndash; {len(runs)} runs in {document['seconds']:.0f} s of wall time; time scale "
         f"{opts['time_scale']:g} ({'real delays' if opts['time_scale'] == 1 else 'scaled'}"
-        f"); concurrency {opts['concurrency']}; seed {opts['seed']}</p>"
+        f"); concurrency {opts['concurrency']}; seed {opts['seed']}. Every other time here is "
+        "the user's (wall time over the time scale).</p>"
     )
     if kind == "population":
         parts.append(_population_html(summary, opts))
@@ -384,7 +385,8 @@ def _phases_html(summary: dict[str, Any]) -> str:
         groups = {"all runs": summary["all"], **groups}
     phases = [p for p in PHASES if any(p in g["phases_ms"] for g in groups.values())]
     out = [
-        "<p class='small'>each cell: p50 / p90 / max in ms (from the device's events)</p>"
+        "<p class='small'>each cell: p50 / p90 / max in the user's ms (from the device's "
+        "events, over the time scale)</p>"
         "<table><tr><th>group</th>" + "".join(f"<th>{e(p)}</th>" for p in phases) + "</tr>"
     ]
     for name, g in groups.items():

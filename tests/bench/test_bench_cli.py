@@ -49,6 +49,8 @@ def test_the_matrix_runs_every_cell_and_fails_the_mislabelled_one(
     out, done = matrix
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]   # one cell failed
     assert "4/6 runs ended as their scenario expects" in done.stdout
+    run_lines = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    assert len(run_lines) == 6 and all(" s (wall " in line for line in run_lines), run_lines
     result = json.loads((out / "results.json").read_text())
     runs = {(r["scenario"], r["transport"]): r for r in result["runs"]}
     assert len(runs) == 6
@@ -119,6 +121,11 @@ def test_a_population_reports_its_figures(tmp_path: Path) -> None:
     for r in runs:
         assert r["code_name"] == ("NETWORK_5GHZ_ONLY" if r["scenario"] == "five-ghz-only"
                                   else "OK"), r
+        # One unit everywhere: the user's time (wall time over the 0.05 scale), the wall time
+        # apart (the DHCP phase of a 0.5-4 s DHCP used to read "40 ms").
+        assert r["seconds"] == pytest.approx(r["wall_seconds"] / 0.05, rel=1e-3, abs=1e-3)
+        for phase, ms in r["phases_ms"].items():
+            assert ms == pytest.approx(r["wall_phases_ms"][phase] / 0.05, abs=1), phase
         if r["phone"] == "no-bluetooth":
             assert r["phone_transport"] == "softap"
     suite = ET.parse(out / "junit.xml").getroot()
