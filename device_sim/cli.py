@@ -45,6 +45,18 @@ def _setup_logging(verbose: int, command: str = "") -> None:
     )
     if command == "run":  # each onboarding's outcome reaches the journal without -v
         logging.getLogger("device_sim.outcome").setLevel(logging.INFO)
+        # The daemon's log ring in its state directory keeps INFO lines whatever -v says
+        # (support reads them in a diagnostics bundle): the root passes INFO, and the
+        # terminal's handler keeps the level -v asked for.
+        root = logging.getLogger()
+        shown = max(logging.DEBUG, level)
+
+        def terminal(record: logging.LogRecord) -> bool:
+            return record.levelno >= shown or record.name == "device_sim.outcome"
+
+        for handler in root.handlers:
+            handler.addFilter(terminal)
+        root.setLevel(min(root.level, logging.INFO))
     # A flood of connections must not flood the journal: asyncio's own accept errors, each
     # with a traceback, pass a few a minute, in one line each.
     logging.getLogger("asyncio").addFilter(
@@ -313,11 +325,28 @@ def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
     p = sub.add_parser("watch", help="watch devices' onboarding as it happens")
-    p.add_argument(
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--state-dir",
         type=Path,
-        required=True,
         help="a device's state directory, or a directory of them (every one is watched)",
+    )
+    source.add_argument(
+        "--url",
+        type=http_url,
+        help="a device's watch listener (run --watch), on this host or another",
+    )
+    source.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="FILE",
+        help="open a diagnostics bundle a customer sent (ctl diagnostics --out FILE): its "
+        "summary, timeline and failure card",
+    )
+    p.add_argument(
+        "--token",
+        help="with --url: the listener's token (its <state-dir>/watch.token; or "
+        "DEVICE_SIM_WATCH_TOKEN)",
     )
     p.add_argument("--json", action="store_true", help="print the event stream as JSON lines")
     p.add_argument(

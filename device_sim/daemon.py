@@ -150,6 +150,12 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
+        if opts.state_dir.is_dir():  # a device's own: its identity is made by `init`
+            from .support.collect import keep_log
+
+            ring = keep_log(opts.state_dir)
+            stack.callback(logging.getLogger().removeHandler, ring)
+            stack.callback(ring.close)
         served = await serve_device(stack, opts, profile)
         # One machine-readable line on stdout says the daemon is serving (supervisors and the
         # tests wait for it instead of sleeping); everything else goes to the log on stderr.
@@ -347,54 +353,27 @@ def _bundle(
     """The diagnostics bundle (:mod:`device_sim.support.bundle`): its file names, the secrets
     redacted from its free text (per file) and its bytes. Raises OnboardingError
     (INTERNAL_ERROR) if a file would carry a private key."""
-    from .support import bundle
+    from .support import bundle, collect
 
     store, record = engine.store, engine.record
-    identity = store.identity()
-    cloud = store.cloud()
-    creds = store.credentials()
-    kept = (
-        creds.passphrase if creds else None,
-        cloud.token,
-        cloud.device_password,
-        cloud.in_claim_token,
-        cloud.in_device_password,
-    )
-    secrets = [secret.reveal() for secret in kept if secret is not None]
-    if identity is not None and identity.softap_passphrase is not None:
-        secrets.append(identity.softap_passphrase.reveal())
-    for name in registry.names():  # the personalities' own secrets (ESP's PoP)
-        for key in registry.get(name).secret_settings:
-            value = store.setting(f"{name}.{key}")
-            if value:
-                secrets.append(value)
+    secrets = collect.device_secrets(store)
     files: dict[str, object] = {
-        "identity.json": {
-            "device_id": identity.device_id if identity else None,
-            "created_at": identity.created_at if identity else None,
-            "factory_certificate": (engine.store.state_dir / "device.pem").exists(),
-        },
-        "versions.json": bundle.versions(),
+        **collect.device_files(store),
         "options.json": bundle.jsonable(options),
         "state.json": {
-            "record": bundle.jsonable(
-                {
-                    "state": record.state.wire_name,
-                    "code": record.code.name,
-                    "phase": record.phase,
-                    "detail": record.detail,
-                    "attempt": record.attempt,
-                    "ssid_hex": record.ssid.hex() if record.ssid else None,
-                    "hidden": record.hidden,
-                }
-            ),
-            "activation": cloud.public(),
+            "record": collect.record_json(record),
+            "activation": store.cloud().public(),
             "doors": supervisor.status(),
             "personalities": [side.name for side in sides],
         },
         "scan.json": [ap.to_wire() for ap in engine.last_scan],
-        "timeline.jsonl": bundle.timeline(engine.store.state_dir),
     }
+    files["summary.txt"] = collect.summary(
+        engine.profile,
+        store,
+        daemon=f"running (pid {os.getpid()})",
+        events=collect.events_of(str(files["timeline.jsonl"])),
+    )
     archive, redacted = bundle.build_with_report(files, secrets)  # type: ignore[arg-type]
     if redacted:
         LOG.info("diagnostics: secrets redacted from free text in %s", ", ".join(redacted))

@@ -84,11 +84,7 @@ def summarize(runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
         }
         if kind == "population":
             within = [s for s in online if s <= TWO_MINUTES_S]
-            lost = Counter(
-                _lost_reason(r)
-                for r in members
-                if not in_time(r)
-            )
+            lost = Counter(_lost_reason(r) for r in members if not in_time(r))
             group.update(
                 {
                     "online_within_2_min": len(within),

@@ -180,6 +180,22 @@ async def _ctl_fleet(args: argparse.Namespace, params: dict[str, Any]) -> int:
     return worst
 
 
+def _offline_diagnostics(args: argparse.Namespace) -> dict[str, Any]:
+    """``ctl diagnostics`` when no daemon answers: the bundle from the state directory.
+    Raises ConfigError (no device there, no --out)."""
+    from ..profile import load_profile
+    from ..support import bundle, collect
+
+    if args.out is None:
+        raise ConfigError("--out", "diagnostics makes a file: give --out FILE")
+    files, redacted, archive = collect.offline_bundle(load_profile(), Path(args.state_dir))
+    out: dict[str, Any] = {"files": files, "bytes": len(archive), "daemon": "not running"}
+    if redacted:
+        out["redacted"] = redacted
+    out["archive"] = bundle.encode(archive)
+    return out
+
+
 async def ctl(args: argparse.Namespace) -> int:
     """Send one command to a running daemon: 0 done, 1 the daemon refused it, 2 no daemon or
     arguments it cannot take (named, as any usage error).
@@ -215,8 +231,16 @@ async def ctl(args: argparse.Namespace) -> int:
         print(f"error {exc.code.name} ({int(exc.code)}): {exc.detail}", file=sys.stderr)
         return 1
     except TransportError as exc:
-        print(f"device-sim: {exc.detail}", file=sys.stderr)
-        return 2
+        if args.ctl_command != "diagnostics":
+            print(f"device-sim: {exc.detail}", file=sys.stderr)
+            return 2
+        # A crashed device gets its bundle too: made from the state directory alone.
+        result = _offline_diagnostics(args)
+        print(
+            f"device-sim: no daemon answers for {args.state_dir}: the bundle was made from "
+            "its state directory (no doors, options or scan)",
+            file=sys.stderr,
+        )
     if "archive" in result:  # a file for the ticket (diagnostics): written, not printed
         if args.out is None:
             raise ConfigError("--out", f"{args.ctl_command} makes a file: give --out FILE")

@@ -76,7 +76,9 @@ class Timeline:
             self.failed_at = (
                 str(item["phase"])
                 if item.get("phase") in LOSSES
-                else str(previous.get("phase")) if previous is not None else None
+                else str(previous.get("phase"))
+                if previous is not None
+                else None
             )
         if item.get("phase") == "online":
             self.failure = None
@@ -240,6 +242,10 @@ async def run(args: argparse.Namespace) -> int:
 
     Raises ConfigError when the state directory does not exist."""
     profile = load_profile()
+    if getattr(args, "bundle", None) is not None:
+        return open_bundle(args, profile)
+    if getattr(args, "url", None) is not None:
+        return await follow_url(args, profile)
     targets = existing_devices(Path(args.state_dir))
     shown: dict[str, int] = {}  # per device: the last sequence number shown from its log
     views = {name: Timeline(name, profile) for name, _ in targets}
@@ -345,3 +351,106 @@ def _fault_note(event: dict[str, Any]) -> str:
     return (
         f"(fault: {', '.join(map(str, hit))})" if hit and event.get("phase") != "scanning" else ""
     )
+
+
+def open_bundle(args: argparse.Namespace, profile: Profile) -> int:
+    """``watch --bundle FILE``: a diagnostics bundle a customer sent, read as support reads a
+    live device: its summary, its timeline as lines, and the failure's card. Raises
+    ConfigError for a file that is not a bundle."""
+    import tarfile
+
+    from ..errors import ConfigError
+
+    path = Path(args.bundle)
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            texts = {
+                Path(m.name).name: archive.extractfile(m).read().decode("utf-8", "replace")  # type: ignore[union-attr]
+                for m in archive.getmembers()
+                if m.isfile() and m.size <= 16 * 1024 * 1024
+            }
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise ConfigError(str(path), f"not a diagnostics bundle: {exc}") from None
+    if "timeline.jsonl" not in texts:
+        raise ConfigError(str(path), "not a diagnostics bundle: no timeline.jsonl in it")
+    view = Timeline("", profile)
+    items = []
+    for line in texts["timeline.jsonl"].splitlines()[-args.last if args.last else None :]:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and {"state", "phase"} <= set(event):
+            items.append({"kind": "event", **event})
+    if args.json:
+        for item in items:
+            print(json.dumps(item))
+        return 0
+    print(texts.get("summary.txt", "(no summary.txt: a bundle from before it existed)\n"))
+    print("timeline:")
+    for item in items:
+        view.add(item)
+        print(view.line(item))
+    for text in view.card():
+        print(f"    {text}")
+    others = sorted(set(texts) - {"summary.txt", "timeline.jsonl"})
+    print(f"\nalso in the bundle: {', '.join(others)}")
+    return 0
+
+
+async def follow_url(args: argparse.Namespace, profile: Profile) -> int:
+    """``watch --url URL``: a device's watch listener (Server-Sent Events), with its token
+    when it asks for one, until interrupted, ``--timeout`` or an outcome."""
+    import os
+
+    import aiohttp
+
+    from ..errors import ConfigError, TransportError
+
+    token = args.token or os.environ.get("DEVICE_SIM_WATCH_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    view = Timeline("", profile)
+    outcome: str | None = None
+    url = str(args.url).rstrip("/") + "/events"
+
+    async def stream() -> None:
+        nonlocal outcome
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            try:
+                async with http.get(url, headers=headers) as reply:
+                    if reply.status == 401:
+                        raise ConfigError("--token", f"{args.url} requires its token")
+                    if reply.status != 200:
+                        raise TransportError(f"{url}: HTTP {reply.status}")
+                    kind, data = "", ""
+                    async for raw in reply.content:
+                        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                        if line.startswith("event:"):
+                            kind = line[6:].strip()
+                        elif line.startswith("data:"):
+                            data += line[5:].strip()
+                        elif not line and data:
+                            item = json.loads(data)
+                            item.setdefault("kind", "state" if kind == "state" else "event")
+                            data = ""
+                            view.add(item)
+                            print(json.dumps(item) if args.json else view.line(item), flush=True)
+                            if item.get("kind") == "event" and not item.get("backlog"):
+                                if not args.json and item.get("phase") in ("failed", *LOSSES):
+                                    for text in view.card():
+                                        print(f"    {text}", flush=True)
+                                outcome = _outcome(item) or outcome
+                                if args.until_outcome and outcome:
+                                    return
+            except aiohttp.ClientError as exc:
+                raise TransportError(f"cannot follow {url}: {exc}") from None
+
+    try:
+        async with asyncio.timeout(args.timeout):
+            await stream()
+    except TimeoutError:
+        pass
+    if args.until_outcome and outcome:
+        return 1 if outcome == "failed" else 0
+    return 0

@@ -45,8 +45,8 @@ async def test_bundle_holds_the_story_and_no_secret(device: Device, setup_code: 
         names = sorted(Path(m.name).name for m in archive.getmembers())
         texts = {Path(m.name).name: archive.extractfile(m).read().decode()  # type: ignore
                  for m in archive.getmembers()}
-    assert names == ["identity.json", "options.json", "scan.json", "state.json",
-                     "timeline.jsonl", "versions.json"]
+    assert names == ["daemon.log", "identity.json", "options.json", "scan.json", "state.json",
+                     "summary.txt", "timeline.jsonl", "versions.json"]
     state = json.loads(texts["state.json"])
     assert state["record"]["state"] == "online" and "softap" in state["doors"]["doors"]
     events = [json.loads(line) for line in texts["timeline.jsonl"].splitlines()]
@@ -106,6 +106,48 @@ async def test_the_same_bundle_over_a_session(device: Device, setup_code: Secret
     assert done.returncode == 0, done.stderr
     with tarfile.open(out) as archive:
         names = sorted(Path(m.name).name for m in archive.getmembers())
-    assert names == ["identity.json", "options.json", "scan.json", "state.json",
-                     "timeline.jsonl", "versions.json"]
+    assert names == ["daemon.log", "identity.json", "options.json", "scan.json", "state.json",
+                     "summary.txt", "timeline.jsonl", "versions.json"]
     assert SETUP_CODE.replace("-", "") not in out.read_bytes().decode("latin-1")
+
+
+async def test_a_crashed_device_gets_its_bundle_and_support_opens_it(
+        device: Device, setup_code: Secret, tmp_path: Path) -> None:
+    """No daemon answers (it was killed): `ctl diagnostics` builds the bundle from the state
+    directory, with a one-screen summary and the daemon's own log lines; `watch --bundle`
+    opens it as support would."""
+    ready = await device.start("engineering-wifi", doors="softap-only")
+    creds = load_scenario("engineering-wifi").default_credentials
+    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
+                             ssid=creds.ssid, passphrase=Secret("wrong-passphrase-1"))
+    assert result["code_name"] == "WRONG_CREDENTIALS"
+    assert device.daemon is not None
+    device.daemon.kill()  # a crash: no clean stop
+    await device.daemon.stop()
+    out = tmp_path / "crashed.tar.gz"
+    done = subprocess.run(
+        [sys.executable, "-m", "device_sim", "ctl", "--state-dir", str(device.state_dir),
+         "--out", str(out), "diagnostics"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "no daemon answers" in done.stderr
+    with tarfile.open(out) as archive:
+        texts = {Path(m.name).name: archive.extractfile(m).read().decode()  # type: ignore
+                 for m in archive.getmembers()}
+    assert {"summary.txt", "daemon.log", "timeline.jsonl", "state.json"} <= set(texts)
+    summary = texts["summary.txt"]
+    assert "WRONG_CREDENTIALS" in summary and "not running" in summary
+    assert "next step:" in summary and len(summary.splitlines()) <= 25  # one screen
+    assert "wrong-passphrase-1" not in "".join(texts.values())
+    assert "softap" in texts["daemon.log"]  # the daemon's own INFO lines, kept without -v
+    opened = subprocess.run(
+        [sys.executable, "-m", "device_sim", "watch", "--bundle", str(out)],
+        capture_output=True, text=True, timeout=60)
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.startswith(summary.splitlines()[0])
+    assert "WRONG_CREDENTIALS" in opened.stdout and "next step:" in opened.stdout
+    bad = tmp_path / "not-a-bundle.tar.gz"
+    bad.write_bytes(b"not gzip")
+    refused = subprocess.run(
+        [sys.executable, "-m", "device_sim", "watch", "--bundle", str(bad)],
+        capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "not a diagnostics bundle" in refused.stderr

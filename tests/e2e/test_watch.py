@@ -236,3 +236,33 @@ async def test_the_live_view_at_a_real_terminal(device: Device, setup_code: Secr
     text = screen.decode(errors="replace")
     assert code in (0, 130), text[-2000:]
     assert "Traceback" not in text and "ValueError" not in text
+
+
+async def test_watch_follows_a_remote_listener_by_url_and_token(device: Device,
+                                                                setup_code: Secret) -> None:
+    """`watch --url` (another host's device, or this one's listener) with its token: the
+    stream as lines until the outcome; without the token it says what to give."""
+    ready = await device.start("engineering-wifi", "--watch", "--watch-listen", "127.0.0.1:0",
+                               "--watch-require-token", doors="softap-only")
+    token = (device.state_dir / "watch.token").read_text().strip()
+    refused = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "device_sim", "watch", "--url", ready["watch"], "--timeout", "10",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await refused.communicate()
+    assert refused.returncode == 2 and b"--token" in err
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "device_sim", "watch", "--url", ready["watch"], "--token", token,
+        "--until-outcome", "--timeout", "60", "--last", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):  # the first line: the device's state, before onboarding
+        first = (await proc.stdout.readline()).decode()
+    assert "device: unprovisioned" in first, first
+    creds = load_scenario("engineering-wifi").default_credentials
+    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
+                             ssid=creds.ssid, passphrase=Secret(creds.passphrase or ""))
+    assert result["state"] == "online"
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    phases = [line.split()[-1] for line in out.decode().splitlines() if line.strip()]
+    assert "dhcp" in phases and phases[-1] == "online", out.decode()
