@@ -104,6 +104,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             ttl = 0 if cloud_world.activation == "claim_token_expired" else 365
             unit = _factory_unit(Path(tmp), claim_ttl_days=ttl)
             state_dir, label_code, device_id = unit.state_dir, unit.setup_code, unit.device_id
+            assert label_code is not None  # made in this process
             _give_history(state_dir, scenario)
             say(
                 f"factory unit {unit.serial}, device {device_id}  "

@@ -57,7 +57,8 @@ def bench(count: int, workers: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20, help="units to make (default 20)")
-    parser.add_argument("--workers", type=int, default=1, help="worker threads (default 1)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (default 1: in this process)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     figures = bench(args.count, args.workers)

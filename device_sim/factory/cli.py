@@ -88,7 +88,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p = base("batch", "provision N units with a progress bar")
     unit_args(p)
     p.add_argument("--count", type=int, required=True, help="number of units")
-    p.add_argument("--workers", type=int, default=1, help="worker threads (default: 1)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default: 1, in this process)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = base("selftest", "re-run the self-test of a unit")

@@ -97,7 +97,9 @@ def parse_payload(text: str | Secret) -> LabelPayload:
     return LabelPayload(m["id"], Secret(m["sc"]), Secret(m["ct"]))
 
 
-def _qr(payload: Secret) -> segno.QRCode:
+def make_qr(payload: Secret) -> segno.QRCode:
+    """The label's QR symbol: made once, rendered as PNG and as SVG (encoding it, the mask
+    search most of all, is most of a label's cost)."""
     return segno.make_qr(payload.reveal(), error="m", mode="byte")
 
 
@@ -110,14 +112,31 @@ def _font(size: int) -> Any:
         return ImageFont.load_default()
 
 
-def render_png(payload: Secret, text: LabelText | PersonalityLabel) -> bytes:
-    """The label as PNG bytes (QR on top, text lines below)."""
+def _qr_image(qr: segno.QRCode) -> Any:
+    """The symbol as a grayscale PIL image, straight from its module matrix (quiet zone of
+    ``_BORDER`` modules, ``_SCALE`` pixels a module): no PNG written and decoded again."""
+    from PIL import Image
+
+    width = len(qr.matrix[0]) + 2 * _BORDER
+    blank = b"\xff" * width
+    rows = [blank] * _BORDER
+    for row in qr.matrix:
+        rows.append(
+            b"\xff" * _BORDER + bytes(0 if dark else 255 for dark in row) + b"\xff" * _BORDER
+        )
+    rows += [blank] * _BORDER
+    image = Image.frombytes("L", (width, len(rows)), b"".join(rows))
+    return image.resize((width * _SCALE, len(rows) * _SCALE), Image.Resampling.NEAREST)
+
+
+def render_png(
+    payload: Secret, text: LabelText | PersonalityLabel, qr: segno.QRCode | None = None
+) -> bytes:
+    """The label as PNG bytes (QR on top, text lines below); ``qr``: the payload's symbol
+    when it is made already."""
     from PIL import Image, ImageDraw
 
-    buf = io.BytesIO()
-    _qr(payload).save(buf, kind="png", scale=_SCALE, border=_BORDER)
-    buf.seek(0)
-    qr_img = Image.open(buf).convert("L")
+    qr_img = _qr_image(qr or make_qr(payload))
     font = _font(_FONT_SIZE)
     fields = text.fields()
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
@@ -137,9 +156,11 @@ def render_png(payload: Secret, text: LabelText | PersonalityLabel) -> bytes:
     return out.getvalue()
 
 
-def render_svg(payload: Secret, text: LabelText | PersonalityLabel) -> bytes:
+def render_svg(
+    payload: Secret, text: LabelText | PersonalityLabel, qr: segno.QRCode | None = None
+) -> bytes:
     """The label as an SVG document: segno's QR SVG nested in an outer SVG, plus text."""
-    qr = _qr(payload)
+    qr = qr or make_qr(payload)
     qr_w, _ = qr.symbol_size(scale=_SCALE, border=_BORDER)
     fields = text.fields()
     name_w = 9 * max(len(name) + 2 for name, _ in fields)

@@ -1,17 +1,34 @@
-"""Provision N units in a row (or with a few worker threads), with a progress bar on stderr.
+"""Provision N units in a row (or with worker processes), with a progress bar on stderr.
 
 A unit that fails its self-test (or raises while being made) is reported on stderr and counted;
 the batch goes on. :attr:`BatchResult.ok` is False if any unit failed, and the CLI exits 1.
 The CA and the profile are loaded once, before the first unit, so a missing CA stops the batch
 at once instead of failing N times.
+
+``workers`` > 1 makes units in that many worker processes: a unit is CPU work that holds the
+GIL (SRP, ECDSA, QR encoding), so threads would not run two at once. Each worker loads the CA
+and the profile once; the serial registry is SQLite with ``BEGIN IMMEDIATE``, safe across
+processes. A unit's secrets (setup code, claim token, payload) stay in the worker that wrote
+them to its labels: the result it hands back has none (``Secret`` refuses to be pickled). The
+workers ignore Ctrl-C: the batch finishes the units being made, then reports.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 import os
+import signal
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import (
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+    wait,
+)
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -23,6 +40,35 @@ from ..errors import ConfigError, DeviceSimError
 from ..profile import load_profile
 from .registration import RegistrationKey
 from .unit import UnitResult, provision_unit
+
+_WORKER: dict[str, object] = {}  # in a worker process: its CA and profile, loaded once
+
+
+def _worker_start(
+    factory_dir: str, profile_path: str, registration: tuple[str, str] | None
+) -> None:
+    """A worker process's start: its CA, profile and registration key, once. (The key's
+    secret comes over the pipe from the parent, this machine's own process, once.)"""
+    from ..security.secret import Secret
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; units are finished
+    _WORKER["ca"] = pki.load_issuer(factory_dir)
+    _WORKER["profile"] = load_profile(profile_path)
+    _WORKER["registration"] = (
+        RegistrationKey(registration[0], Secret(registration[1])) if registration else None
+    )
+
+
+def _worker_unit(factory_dir: str, out_dir: str, station: str) -> UnitResult:
+    made = provision_unit(
+        factory_dir,
+        out_dir,
+        station=station,
+        registration=_WORKER["registration"],  # type: ignore[arg-type]
+        ca=_WORKER["ca"],  # type: ignore[arg-type]
+        profile=_WORKER["profile"],  # type: ignore[arg-type]
+    )
+    return dataclasses.replace(made, setup_code=None, claim_token=None, payload=None)
 
 
 @dataclass
@@ -126,6 +172,27 @@ def batch(
             factory_dir, out_dir, station=station, registration=registration, ca=ca, profile=profile
         )
 
+    pool: Executor
+    if workers == 1:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="factory")
+        submit = pool.submit
+        jobs = [lambda: submit(one, 0)] * count
+    else:
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded parent
+            initializer=_worker_start,
+            initargs=(
+                str(factory_dir),
+                str(profile.source),
+                (registration.key_id, registration.secret.reveal()) if registration else None,
+            ),
+        )
+        process_pool = pool
+        jobs = [
+            lambda: process_pool.submit(_worker_unit, str(factory_dir), str(out_dir), station)
+        ] * count
+
     def collect(future: Future[UnitResult], bar: _Progress) -> None:
         note: str | None = None
         try:
@@ -144,11 +211,8 @@ def batch(
                 note = f"{unit.report.summary} - {bad}"
         bar.step(failed, note)
 
-    with (
-        _Progress(count, out, progress) as bar,
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="factory") as pool,
-    ):
-        futures = [pool.submit(one, i) for i in range(count)]
+    with _Progress(count, out, progress) as bar, pool:
+        futures = [job() for job in jobs]
         done: set[Future[UnitResult]] = set()
         try:
             for future in as_completed(futures):

@@ -44,7 +44,7 @@ from ..profile import Profile, load_profile
 from ..security.secret import Secret
 from . import outputs
 from .checks import SelfTestReport, selftest
-from .label import LabelText, PersonalityLabel, make_payload, render_png, render_svg
+from .label import LabelText, PersonalityLabel, make_payload, make_qr, render_png, render_svg
 from .registration import RegistrationKey, write_private
 from .registry import DEFAULT_PREFIX, SerialRegistry
 
@@ -54,14 +54,14 @@ SiteWifi = tuple[bytes, str | Secret | None]  # (SSID bytes, passphrase or None:
 @dataclass(frozen=True, repr=False)
 class UnitResult:
     """One provisioned unit. ``setup_code``, ``claim_token`` and ``payload`` are for the label
-    printer only; the repr shows none of them."""
+    printer only (None from a worker process: they stay there); the repr shows none of them."""
 
     serial: str
     device_id: str
     unit_dir: Path
-    setup_code: Secret
-    claim_token: Secret
-    payload: Secret
+    setup_code: Secret | None
+    claim_token: Secret | None
+    payload: Secret | None
     record: dict[str, Any]
     report: SelfTestReport
     duration_s: float
@@ -251,8 +251,9 @@ def _build(
         identity.softap_passphrase,
     )
     # The labels hold the setup code, claim token and SoftAP passphrase: 0600 until printed.
-    write_private(unit_dir / "label.png", render_png(payload, text))
-    write_private(unit_dir / "label.svg", render_svg(payload, text))
+    symbol = make_qr(payload)  # one QR, two renderings
+    write_private(unit_dir / "label.png", render_png(payload, text, symbol))
+    write_private(unit_dir / "label.svg", render_svg(payload, text, symbol))
     # Each personality's own QR (Espressif's apps scan theirs) on a label of its own: the
     # device-sim label keeps exactly one QR, as the self-test checks.
     for field_name, value in personal.items():
@@ -264,8 +265,9 @@ def _build(
                 if k.startswith(f"{name}_") and not k.endswith(("_qr", "_qr_softap"))
             )
             extra = PersonalityLabel(((f"{name} device", local_name), *lines))
-            write_private(unit_dir / f"label-{name}.png", render_png(Secret(value), extra))
-            write_private(unit_dir / f"label-{name}.svg", render_svg(Secret(value), extra))
+            symbol = make_qr(Secret(value))
+            write_private(unit_dir / f"label-{name}.png", render_png(Secret(value), extra, symbol))
+            write_private(unit_dir / f"label-{name}.svg", render_svg(Secret(value), extra, symbol))
 
     report = selftest(
         unit_dir, factory, setup_code=setup_code, payload=payload, profile_path=profile.source

@@ -14,6 +14,7 @@ checks every one when the daemon starts). All of them read the YAML through
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -471,6 +472,23 @@ def load_profile(path: str | os.PathLike[str] | None = None) -> Profile:
         text = chosen.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(chosen), f"cannot read: {exc.strerror}") from None
+    # The same text parses to the same (frozen) profile: the file is read every time, and
+    # parsed once per content (the factory's self-test loads it once per unit).
+    key = (str(chosen), hashlib.sha256(text.encode("utf-8")).digest())
+    cached = _PARSED.get(key)
+    if cached is not None:
+        return cached
+    profile = _parse_text(text, chosen)
+    if len(_PARSED) >= 8:
+        _PARSED.pop(next(iter(_PARSED)))
+    _PARSED[key] = profile
+    return profile
+
+
+_PARSED: dict[tuple[str, bytes], Profile] = {}
+
+
+def _parse_text(text: str, chosen: Path) -> Profile:
     try:
         # libyaml's loader when present (5x faster: the factory self-test loads the profile
         # once per unit), else the pure-Python one.

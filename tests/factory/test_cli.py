@@ -91,9 +91,9 @@ def test_batch_exit_codes(ca_dir: Path, tmp_path: Path, monkeypatch: pytest.Monk
 
     real = unit_mod.render_png
 
-    def wrong_label(payload: Secret, text: Any) -> bytes:
+    def wrong_label(payload: Secret, text: Any, qr: Any = None) -> bytes:
         if not isinstance(text, LabelText):  # a personality's own label (ESP's): untouched
-            return real(payload, text)
+            return real(payload, text, qr)
         return real(make_payload(text.device_id, text.setup_code, Secret("Z" * 26)), text)
 
     monkeypatch.setattr(unit_mod, "render_png", wrong_label)

@@ -43,6 +43,10 @@ def test_batch_of_five_units_is_unique_and_chains(factory: Path, out: Path) -> N
     assert stream.getvalue() == ""  # not a terminal: no bar (and no unit failed)
 
     units = result.units
+    # Made in two worker processes (a unit is CPU-bound: threads would take turns): their
+    # secrets stayed there, in the labels they wrote (Secret refuses to be pickled).
+    assert all(u.setup_code is None and u.claim_token is None and u.payload is None
+               for u in units)
     assert len({u.serial for u in units}) == 5
     assert len({u.device_id for u in units}) == 5
     chain = (factory / pki.CHAIN).read_bytes()
@@ -193,12 +197,13 @@ def test_failed_selftest_marks_record_and_batch_continues(
     real = unit_mod.render_png
     calls = itertools.count()
 
-    def render_with_wrong_payload_for_second_unit(payload: Secret, text: Any) -> bytes:
+    def render_with_wrong_payload_for_second_unit(payload: Secret, text: Any,
+                                                  qr: Any = None) -> bytes:
         if not isinstance(text, LabelText):  # a personality's own label: not counted
-            return real(payload, text)
-        if next(calls) == 1:
-            payload = make_payload(text.device_id, text.setup_code, Secret("A" * 26))
-        return real(payload, text)
+            return real(payload, text, qr)
+        if next(calls) == 1:  # a QR of another payload: made here, not the one passed
+            return real(make_payload(text.device_id, text.setup_code, Secret("A" * 26)), text)
+        return real(payload, text, qr)
 
     monkeypatch.setattr(unit_mod, "render_png", render_with_wrong_payload_for_second_unit)
     stream = io.StringIO()
