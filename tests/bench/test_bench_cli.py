@@ -211,6 +211,7 @@ def test_sigterm_or_ctrl_c_stops_every_run_and_reports_the_finished(
     assert len(partial["runs"]) == partial["interrupted"]["runs_done"]
     assert ET.parse(tmp_path / "out" / "junit.xml").getroot().get("tests") == str(
         len(partial["runs"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary tree left
     left = _processes_under(str(tmp_path))
     assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes()[:300] for pid in left]
 
