@@ -207,14 +207,23 @@ async def keep(
     client: NMClient, ledger: Ledger, saved_hex: list[str], current: str | None = None
 ) -> None:
     """Our station profiles become the saved networks: those of other SSIDs, and unsaved ones
-    but ``current`` (the join in flight), are deleted; each kept one gets
-    ``connection.autoconnect-priority`` by its place (the most recent the highest), autoconnect
-    off. Raises DBusError."""
+    but ``current`` (the join in flight), are deleted, and so is an older profile of an SSID
+    that has a newer saved one (a re-onboarding to the same network saves a second one);
+    each kept one gets ``connection.autoconnect-priority`` by its place (the most recent the
+    highest), autoconnect off. Raises DBusError."""
     order = {ssid: len(saved_hex) - i for i, ssid in enumerate(saved_hex)}
+    newest: dict[str, str] = {}  # ssid -> the uuid of its newest saved profile (ledger order)
+    for profile in ledger.all():
+        if profile.purpose == "station" and profile.saved:
+            newest[profile.ssid_hex] = profile.uuid
     for profile in ledger.all():
         if profile.purpose != "station" or (profile.uuid == current and not profile.saved):
             continue
-        if profile.ssid_hex not in order or not profile.saved:
+        if (
+            profile.ssid_hex not in order
+            or not profile.saved
+            or newest.get(profile.ssid_hex) != profile.uuid
+        ):
             await delete(client, profile)
             ledger.remove(profile.uuid)
             continue

@@ -160,3 +160,28 @@ async def test_re_onboarding_to_another_network_keeps_both_as_saved_networks(
     await backend.keep_networks([b"Cafe"])  # the device forgot Home
     left = [e["path"] for e in json.loads(store.setting(STORE_KEY) or "[]")]
     assert sorted(await nm.connections()) == sorted([users, *left]) and len(left) == 1
+
+async def test_keeping_the_saved_networks_leaves_one_profile_per_network(
+        nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the kill loop on NetworkManager: a run killed between saving a re-onboarding's
+    profile and dropping the older one of the same network left two. Keeping the saved
+    networks (as the next start does) leaves the newest."""
+    from device_sim.network.nm import profiles
+
+    await backend.join(b"Home", PASS)
+    await backend.verify()
+    await backend.join(b"Home", "a-new-passphrase")
+
+    async def killed(*args: object) -> None:
+        raise KeyboardInterrupt  # the daemon dies here (SIGKILL, as far as this run goes)
+
+    monkeypatch.setattr(profiles.Ledger, "discard", killed)
+    with pytest.raises(KeyboardInterrupt):
+        await backend.verify()
+    monkeypatch.undo()
+    assert len(await nm.connections()) == 2  # both saved: the state the kill left
+    await backend.keep_networks([b"Home"])
+    [path] = await nm.connections()
+    assert (await nm.connection(path))["secrets"]["psk"] == "a-new-passphrase"
+    assert [e["path"] for e in json.loads(store.setting(STORE_KEY) or "[]")] == [path]
