@@ -16,7 +16,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .codes import Code
 from .config import DaemonOptions
@@ -357,7 +357,7 @@ def _bundle(
 
     store, record = engine.store, engine.record
     secrets = collect.device_secrets(store)
-    files: dict[str, object] = {
+    files: dict[str, Any] = {
         **collect.device_files(store),
         "options.json": bundle.jsonable(options),
         "state.json": {
@@ -374,7 +374,7 @@ def _bundle(
         daemon=f"running (pid {os.getpid()})",
         events=collect.events_of(str(files["timeline.jsonl"])),
     )
-    archive, redacted = bundle.build_with_report(files, secrets)  # type: ignore[arg-type]
+    archive, redacted = bundle.build_with_report(files, secrets)
     if redacted:
         LOG.info("diagnostics: secrets redacted from free text in %s", ", ".join(redacted))
     return sorted(files) + (["redacted.json"] if redacted else []), redacted, archive

@@ -194,7 +194,7 @@ class ConnectionGuard:
         return True
 
 
-class _LingeringTransport:
+class _LingeringTransport(asyncio.Transport):
     """A connection's transport that closes as web servers close one (a "lingering close"):
     the answer goes out, the write side is shut (FIN), and what the client still sends is read
     and dropped until it closes its side too, ``LINGER_S`` at most. Closed at once, a socket
@@ -202,6 +202,7 @@ class _LingeringTransport:
     with a reset, and the client's kernel throws away the answer it had not read yet."""
 
     def __init__(self, transport: asyncio.Transport) -> None:
+        super().__init__(transport.get_extra_info("extra"))
         self._transport = transport
         self.lingering = False
         self._timer: asyncio.TimerHandle | None = None
@@ -252,7 +253,7 @@ class _GuardedHandler(web.RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert isinstance(transport, asyncio.Transport)
-        self.transport = _LingeringTransport(transport)  # type: ignore[assignment]
+        self.transport = _LingeringTransport(transport)
         self.busy = False  # a request's headers are in and its answer is not done
         self.served = 0
         self.opened = self.last_active = time.monotonic()
@@ -388,6 +389,33 @@ class _GuardedServer(web.Server):
 
 
 _CODED = web.AppKey("device_sim_coded_errors", bool)
+
+
+def _delegate(name: str) -> Callable[..., Any]:
+    def method(self: _LingeringTransport, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._transport, name)(*args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+# Every other transport method is the wrapped transport's (asyncio.Transport's own raise).
+for _name in (
+    "get_extra_info",
+    "set_protocol",
+    "get_protocol",
+    "is_reading",
+    "pause_reading",
+    "resume_reading",
+    "set_write_buffer_limits",
+    "get_write_buffer_size",
+    "get_write_buffer_limits",
+    "write",
+    "writelines",
+    "write_eof",
+    "can_write_eof",
+):
+    setattr(_LingeringTransport, _name, _delegate(_name))
 
 
 def _coded_errors(

@@ -363,12 +363,12 @@ def open_bundle(args: argparse.Namespace, profile: Profile) -> int:
 
     path = Path(args.bundle)
     try:
+        texts: dict[str, str] = {}
         with tarfile.open(path, "r:gz") as archive:
-            texts = {
-                Path(m.name).name: archive.extractfile(m).read().decode("utf-8", "replace")  # type: ignore[union-attr]
-                for m in archive.getmembers()
-                if m.isfile() and m.size <= 16 * 1024 * 1024
-            }
+            for member in archive.getmembers():
+                data = archive.extractfile(member) if member.size <= 16 * 1024 * 1024 else None
+                if member.isfile() and data is not None:
+                    texts[Path(member.name).name] = data.read().decode("utf-8", "replace")
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise ConfigError(str(path), f"not a diagnostics bundle: {exc}") from None
     if "timeline.jsonl" not in texts:

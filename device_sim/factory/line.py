@@ -37,11 +37,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import pki
 from ..errors import ConfigError, DeviceSimError
-from ..profile import load_profile
+from ..profile import Profile, load_profile
 from .registration import RegistrationKey
 from .unit import UnitResult, provision_unit
 
-_WORKER: dict[str, object] = {}  # in a worker process: its CA and profile, loaded once
+
+@dataclass
+class _Worker:
+    """In a worker process: its CA, profile and registration key, loaded once."""
+
+    ca: pki.FactoryCA
+    profile: Profile
+    registration: RegistrationKey | None
+
+
+_WORKER: list[_Worker] = []  # the one of this worker process
 
 
 def _worker_start(
@@ -52,21 +62,19 @@ def _worker_start(
     from ..security.secret import Secret
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; units are finished
-    _WORKER["ca"] = pki.load_issuer(factory_dir)
-    _WORKER["profile"] = load_profile(profile_path)
-    _WORKER["registration"] = (
-        RegistrationKey(registration[0], Secret(registration[1])) if registration else None
-    )
+    key = RegistrationKey(registration[0], Secret(registration[1])) if registration else None
+    _WORKER[:] = [_Worker(pki.load_issuer(factory_dir), load_profile(profile_path), key)]
 
 
 def _worker_unit(factory_dir: str, out_dir: str, station: str) -> UnitResult:
+    (worker,) = _WORKER
     made = provision_unit(
         factory_dir,
         out_dir,
         station=station,
-        registration=_WORKER["registration"],  # type: ignore[arg-type]
-        ca=_WORKER["ca"],  # type: ignore[arg-type]
-        profile=_WORKER["profile"],  # type: ignore[arg-type]
+        registration=worker.registration,
+        ca=worker.ca,
+        profile=worker.profile,
     )
     return dataclasses.replace(made, setup_code=None, claim_token=None, payload=None)
 
