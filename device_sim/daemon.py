@@ -372,7 +372,7 @@ def _bundle(
         engine.profile,
         store,
         daemon=f"running (pid {os.getpid()})",
-        events=collect.events_of(str(files["timeline.jsonl"])),
+        events=bundle.events_of(str(files["timeline.jsonl"])),
     )
     archive, redacted = bundle.build_with_report(files, secrets)
     if redacted:

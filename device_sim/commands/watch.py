@@ -218,22 +218,13 @@ def existing_devices(root: Path) -> list[tuple[str, Path]]:
 
 def recorded(state_dir: Path, last: int) -> list[dict[str, Any]]:
     """The last ``last`` events of the device's event log (and its rotation), as stream items."""
-    lines: list[str] = []
-    for name in ("onboarding.jsonl.1", "onboarding.jsonl"):
-        path = state_dir / name
-        try:
-            lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            continue
-    out: list[dict[str, Any]] = []
-    for line in lines[-last:] if last else []:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # a line cut by a crash
-        if isinstance(event, dict) and {"state", "phase", "seq"} <= set(event):
-            out.append({"kind": "event", **event, "backlog": True, "recorded": True})
-    return out
+    from ..support.bundle import events_of, timeline
+
+    return [
+        {"kind": "event", **event, "backlog": True, "recorded": True}
+        for event in (events_of(timeline(state_dir, last)) if last else [])
+        if {"state", "phase", "seq"} <= set(event)
+    ]
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -373,15 +364,11 @@ def open_bundle(args: argparse.Namespace, profile: Profile) -> int:
         raise ConfigError(str(path), f"not a diagnostics bundle: {exc}") from None
     if "timeline.jsonl" not in texts:
         raise ConfigError(str(path), "not a diagnostics bundle: no timeline.jsonl in it")
+    from ..support.bundle import events_of
+
     view = Timeline("", profile)
-    items = []
-    for line in texts["timeline.jsonl"].splitlines()[-args.last if args.last else None :]:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and {"state", "phase"} <= set(event):
-            items.append({"kind": "event", **event})
+    events = events_of(texts["timeline.jsonl"])[-args.last if args.last else None :]
+    items = [{"kind": "event", **e} for e in events if {"state", "phase"} <= set(e)]
     if args.json:
         for item in items:
             print(json.dumps(item))

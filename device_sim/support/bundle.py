@@ -70,15 +70,21 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def timeline(state_dir: Path, lines: int = TIMELINE_LINES) -> str:
-    """The most recent events of the onboarding log (rotated part first), ``lines`` at most."""
+def tail(state_dir: Path, name: str, lines: int) -> str:
+    """The last ``lines`` lines of a rotated log in ``state_dir`` (``name.1`` first)."""
     text = ""
-    for name in ("onboarding.jsonl.1", "onboarding.jsonl"):
-        path = state_dir / name
-        if path.exists():
-            text += path.read_text(encoding="utf-8", errors="replace")
+    for part in (f"{name}.1", name):
+        try:
+            text += (state_dir / part).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
     kept = text.splitlines()[-lines:]
     return "\n".join(kept) + ("\n" if kept else "")
+
+
+def timeline(state_dir: Path, lines: int = TIMELINE_LINES) -> str:
+    """The most recent events of the onboarding log (rotated part first), ``lines`` at most."""
+    return tail(state_dir, "onboarding.jsonl", lines)
 
 
 class _Redactor:
@@ -132,6 +138,19 @@ class _Redactor:
                     line = json.dumps(cleaned) + "\n"
             out.append(line)
         return "".join(out)
+
+
+def events_of(timeline_text: str) -> list[dict[str, Any]]:
+    """The events of an onboarding log's text (a line cut by a crash is left out)."""
+    out = []
+    for line in timeline_text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            out.append(event)
+    return out
 
 
 def build(files: Mapping[str, str | dict[str, Any] | list[Any]], secrets: Iterable[str]) -> bytes:

@@ -11,7 +11,6 @@ it; under systemd the journal has them too).
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.handlers
 from collections.abc import Iterable
@@ -52,14 +51,7 @@ def keep_log(state_dir: Path, level: int = logging.INFO) -> logging.Handler:
 
 def daemon_log(state_dir: Path, lines: int = LOG_LINES) -> str:
     """The last ``lines`` of the daemon's log ring (rotated part first)."""
-    text = ""
-    for name in (f"{LOG_FILE}.1", LOG_FILE):
-        try:
-            text += (state_dir / name).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-    kept = text.splitlines()[-lines:]
-    return "\n".join(kept) + ("\n" if kept else "")
+    return bundle.tail(state_dir, LOG_FILE, lines)
 
 
 def device_secrets(store: DeviceStore) -> list[str]:
@@ -145,18 +137,6 @@ def summary(
     return "\n".join(lines) + "\n"
 
 
-def events_of(timeline: str) -> list[dict[str, Any]]:
-    out = []
-    for line in timeline.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            out.append(event)
-    return out
-
-
 def offline_bundle(profile: Profile, state_dir: Path) -> tuple[list[str], dict[str, int], bytes]:
     """The bundle of a device whose daemon does not answer, from its state directory alone.
     Raises ConfigError (no device there), OnboardingError(INTERNAL_ERROR) for a private key."""
@@ -176,7 +156,7 @@ def offline_bundle(profile: Profile, state_dir: Path) -> tuple[list[str], dict[s
             profile,
             store,
             daemon="not running (bundle made from the state directory)",
-            events=events_of(files["timeline.jsonl"]),
+            events=bundle.events_of(files["timeline.jsonl"]),
         )
         secrets = device_secrets(store)
     archive, redacted = bundle.build_with_report(files, secrets)

@@ -71,13 +71,15 @@ def code_docs(profile: Profile) -> list[CodeDoc]:
     return docs
 
 
-def shown_by_apps(profile: Profile) -> dict[str, dict[str, list[str]]]:
+def shown_by_apps(
+    profile: Profile, docs: list[CodeDoc] | None = None
+) -> dict[str, dict[str, list[str]]]:
     """The reverse map support needs: per personality, what an app shows (the first part of
     how the personality reports a code, e.g. Improv's ``error unable_to_connect``) and the
     device codes it may mean, in id order. The phone's own codes are left out, and so is a
     personality that shows every code as itself (native)."""
     out: dict[str, dict[str, list[str]]] = {}
-    for doc in code_docs(profile):
+    for doc in code_docs(profile) if docs is None else docs:
         if doc.entry.category == "client":
             continue
         for personality, how in doc.reports:
@@ -161,7 +163,7 @@ def markdown(profile: Profile) -> str:
         "An app that speaks Improv or ESP sees fewer outcomes than the device knows; each "
         "line lists the device codes behind one of them (the device's diagnostics tell which).",
     ]
-    for personality, shown in shown_by_apps(profile).items():
+    for personality, shown in shown_by_apps(profile, docs).items():
         out += ["", f"### {personality}", ""]
         out += [f"- {what}: {', '.join(names)}" for what, names in shown.items()]
     return "\n".join(out) + "\n"

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
 from urllib.parse import urlsplit
+
+from ..lifecycle import Component
 
 __all__ = ["PARTIAL_HEADERS", "Flood"]
 
 PARTIAL_HEADERS = b"GET /events HTTP/1.1\r\nHost: x\r\nX-a: "
 
 
-class Flood:
+class Flood(Component):
     """``connections`` half-open connections to ``url`` from ``addresses`` loopback
     addresses (127.77.A.B), each reopened when the device closes it, ``max_reopen`` times at
     most (bounded in count; the context's exit bounds it in time)."""
@@ -52,21 +53,16 @@ class Flood:
         n = index % self.addresses
         return f"127.77.{n // 250}.{n % 250 + 2}"
 
-    async def __aenter__(self) -> Flood:
+    async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._slot(i), name=f"flood-{i}") for i in range(self.connections)
         ]
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
 
     def _first_try_done(self) -> None:
         self._tried += 1

@@ -7,7 +7,9 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,10 +23,14 @@ def _default_sigint() -> None:  # as a shell's foreground job has it
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-async def test_ctrl_c_mid_onboarding_stops_the_demo_promptly() -> None:
+async def interrupt_mid_onboarding(interrupt: Callable[[int], None], status: int,
+                                   bound_s: float, **spawn: Any) -> str:
+    """Start `device-sim demo` in a session of its own, call ``interrupt(pid)`` once the phone
+    has sent the credentials, and expect exit ``status`` within ``bound_s``; returns what the
+    demo printed after that. Nothing of its process group may be left."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "device_sim", "demo", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint)
+        stderr=asyncio.subprocess.STDOUT, start_new_session=True, **spawn)
     assert proc.stdout is not None
     seen = []
     try:
@@ -33,45 +39,33 @@ async def test_ctrl_c_mid_onboarding_stops_the_demo_promptly() -> None:
                 line = (await proc.stdout.readline()).decode()
                 assert line, "demo ended early:\n" + "".join(seen)
                 seen.append(line)
-        os.killpg(proc.pid, signal.SIGINT)
-        async with asyncio.timeout(STOP_BOUND_S):
+        interrupt(proc.pid)
+        async with asyncio.timeout(bound_s):
             rest = (await proc.stdout.read()).decode()
-            assert await proc.wait() == 130
+            assert await proc.wait() == status, rest
     finally:
         if proc.returncode is None:
             os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
-    assert "device-sim: interrupted" in rest and "Traceback" not in rest
+    assert "Traceback" not in rest
     # nothing of the group is left (BlueZoo, dbus-daemon, the daemon)
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)
+    return rest
+
+
+async def test_ctrl_c_mid_onboarding_stops_the_demo_promptly() -> None:
+    rest = await interrupt_mid_onboarding(lambda pid: os.killpg(pid, signal.SIGINT), 130,
+                                          STOP_BOUND_S, preexec_fn=_default_sigint)
+    assert "device-sim: interrupted" in rest
 
 
 async def test_sigterm_to_the_demo_alone_stops_everything_it_started(tmp_path: Path) -> None:
     """`timeout` and a cancelled CI job send SIGTERM to the demo only (not its group): it
     stops its daemon, BlueZoo and bus, and removes its temporary directories, as Ctrl-C does.
     It used to leak a dbus-daemon, BlueZoo and two temp directories every time."""
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_sim", "demo", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=env)
-    assert proc.stdout is not None
-    seen = []
-    try:
-        async with asyncio.timeout(60):  # until the phone has sent the credentials
-            while not any("phone  credentials" in line for line in seen):
-                line = (await proc.stdout.readline()).decode()
-                assert line, "demo ended early:\n" + "".join(seen)
-                seen.append(line)
-        proc.send_signal(signal.SIGTERM)  # the demo's own pid, not its group
-        async with asyncio.timeout(STOP_BOUND_S * 2):
-            rest = (await proc.stdout.read()).decode()
-            assert await proc.wait() == 143, rest
-    finally:
-        if proc.returncode is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-    assert "device-sim: terminated" in rest and "Traceback" not in rest
-    with pytest.raises(ProcessLookupError):  # nothing of its group is left
-        os.killpg(proc.pid, 0)
+    rest = await interrupt_mid_onboarding(
+        lambda pid: os.kill(pid, signal.SIGTERM), 143, STOP_BOUND_S * 2,  # its pid, not group
+        env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert "device-sim: terminated" in rest
     assert list(tmp_path.iterdir()) == []  # its temporary directories are gone

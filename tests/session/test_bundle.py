@@ -19,8 +19,11 @@ HOME = load_scenario("typical-home").default_credentials
 CREDS = {"ssid_hex": HOME.ssid.hex(), "hidden": False, "passphrase": HOME.passphrase}
 
 
-async def prove(service: Any, code: str, bundle: list[tuple[MessageType, dict[str, Any]]],
+async def prove(service: Any, code: str,
+                bundle: list[tuple[MessageType, dict[str, Any] | bytes]],
                 raw_tail: bytes | None = None) -> tuple[ClientHandshake, list[bytes]]:
+    """PAKE_START, then PAKE_PROOF carrying ``bundle`` sealed (a body given as bytes is sealed
+    as it is, JSON or not) or the ``raw_tail`` bytes."""
     sent: list[bytes] = []
 
     async def send(message: bytes) -> None:
@@ -32,7 +35,8 @@ async def prove(service: Any, code: str, bundle: list[tuple[MessageType, dict[st
     proof = hs.process_challenge(challenge[1:])
     early = hs.bundle_channel()
     tail = raw_tail if raw_tail is not None else pack_messages(
-        [early.seal(kind, encode_json(body)) for kind, body in bundle])
+        [early.seal(kind, body if isinstance(body, bytes) else encode_json(body))
+         for kind, body in bundle])
     replies = await service.handle("phone", bytes([MessageType.PAKE_PROOF]) + proof + tail, send)
     return hs, replies
 
@@ -112,19 +116,8 @@ async def test_json_nested_past_any_parser_in_a_bundle_is_one_coded_error(
     own MALFORMED_REQUEST: the session stays open for a corrected one."""
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path)
-        sent: list[bytes] = []
-
-        async def send(message: bytes) -> None:
-            sent.append(message)
-
-        hs = ClientHandshake(Secret(SETUP_CODE))
-        (challenge,) = await device.service.handle(
-            "phone", bytes([MessageType.PAKE_START]) + hs.start(), send)
-        proof = hs.process_challenge(challenge[1:])
-        nested = hs.bundle_channel().seal(MessageType.SET_CREDENTIALS,
-                                          b"[" * 1020 + b"]" * 1020)
-        replies = await device.service.handle(
-            "phone", bytes([MessageType.PAKE_PROOF]) + proof + pack_messages([nested]), send)
+        hs, replies = await prove(device.service, SETUP_CODE,
+                                  [(MessageType.SET_CREDENTIALS, b"[" * 1020 + b"]" * 1020)])
         answers = opened(hs, replies)
         assert answers[0][0] is MessageType.SECURE_ERROR
         assert answers[0][1]["code"] == Code.MALFORMED_REQUEST

@@ -4,6 +4,8 @@ listeners on free ports)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
@@ -69,3 +71,13 @@ async def make_stack(tmp_path: Path, profile: Profile) -> AsyncIterator[StackFac
                          device.service, door, seen)
 
         yield build
+
+
+async def until(condition: Callable[[], object], what: str, wait_s: float = 10.0) -> None:
+    """Bounded wait for a condition no event announces (yields to the loop between checks)."""
+    try:
+        async with asyncio.timeout(wait_s):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None

@@ -21,7 +21,7 @@ from device_sim.network.scenario import load_scenario
 from device_sim.profile import Profile
 from device_sim.security.secret import Secret
 
-from .conftest import SETUP_CODE, Stack, StackFactory
+from .conftest import SETUP_CODE, Stack, StackFactory, until
 
 HOME = load_scenario("typical-home").default_credentials
 WAIT = 10.0
@@ -165,7 +165,8 @@ async def test_when_nothing_can_go_the_new_connection_is_closed(
                      + f"Content-Type: {kind}\r\n\r\n".encode() + b"\x01")
         await writer.drain()
         polls.append((reader, writer))
-    await asyncio.sleep(0.2)  # the two requests' headers reach the handler (no event to await)
+    await until(lambda: len(guard) == 2 and all(h.busy for h in guard._all),
+                "both requests in progress")
     late_reader, late_writer = await connect(stack.url, "127.0.0.9")
     assert await closed(late_reader) == b""
     assert (guard.refused, guard.evicted, len(guard)) == (1, 0, 2)

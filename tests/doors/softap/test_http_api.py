@@ -31,7 +31,7 @@ from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake, SecureChannel
 from device_sim.wire import ErrorBody, decode_json, encode_json, unpack_messages
 
-from .conftest import SETUP_CODE, Stack, StackFactory
+from .conftest import SETUP_CODE, Stack, StackFactory, until
 
 HOME = load_scenario("typical-home").default_credentials
 HOME_PASSPHRASE = HOME.passphrase or ""
@@ -165,16 +165,6 @@ def session_closed_event(stack: Stack) -> tuple[asyncio.Event, list[tuple[Hashab
 
     stack.service.follow_sessions(closed=on_closed)
     return closed, seen
-
-
-async def until(condition: Any, what: str) -> None:
-    """Bounded wait for a condition no event announces (yields to the loop between checks)."""
-    try:
-        async with asyncio.timeout(WAIT):
-            while not condition():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def next_event_until(session: ClientSession, state: str) -> list[dict[str, Any]]:

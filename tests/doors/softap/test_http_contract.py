@@ -16,7 +16,7 @@ import pytest
 
 from device_sim.profile import Profile
 
-from .conftest import Stack, StackFactory
+from .conftest import Stack, StackFactory, until
 
 MALFORMED = [
     b"GARBAGE\r\n\r\n",                                            # no request line
@@ -153,11 +153,3 @@ async def test_an_answer_sent_before_the_body_arrived_is_not_lost(make_stack: St
 def stack_lingers(stack: Stack) -> bool:
     """The device has shut its side of the one connection and reads what still comes."""
     return any(getattr(h.transport, "lingering", False) for h in stack.door.ap.guard._all)
-
-
-async def until(condition: Any, what: str) -> None:
-    for _ in range(1000):  # bounded: 10 s
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no {what} within 10 s")
