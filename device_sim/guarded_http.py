@@ -50,6 +50,8 @@ from .errors import OnboardingError
 from .ratelimit import LimitedLog
 
 __all__ = [
+    "ACCEPT_BURST",
+    "RESERVED_FDS",
     "Answer",
     "ConnectionGuard",
     "GuardedRunner",
@@ -64,6 +66,10 @@ LINGER_S = 2.0  # a closed connection reads and drops what still arrives, this l
 PER_ADDRESS = 8  # connections one client address may hold (a browser opens up to 6)
 MAX_PER_LISTENER = 1024
 RESERVED_FDS = 128  # the daemon's own descriptors: store, logs, D-Bus, control socket, dnsmasq
+# asyncio accepts up to a listener's backlog of connections at each wake-up before the guard
+# sees any of them: that many descriptors per listener are open but not yet counted.
+ACCEPT_BURST = 128
+GUARDED_LISTENERS = 3  # a device's guarded listeners at most: ap, lan, watch
 
 
 def descriptor_limit() -> int:
@@ -71,10 +77,15 @@ def descriptor_limit() -> int:
     return 1 << 20 if soft == resource.RLIM_INFINITY else int(soft)
 
 
+def spare_descriptors() -> int:
+    """Descriptors the guarded listeners may hold: the limit, less the daemon's own and each
+    listener's accept burst (so that a flood of every listener leaves the reserve free)."""
+    return descriptor_limit() - RESERVED_FDS - GUARDED_LISTENERS * ACCEPT_BURST
+
+
 def listener_cap() -> int:
-    """Connections one listener may hold: a quarter of the descriptors the daemon can spare
-    (a device has three guarded listeners at most: ap, lan, watch), 1,024 at most."""
-    return max(16, min(MAX_PER_LISTENER, (descriptor_limit() - RESERVED_FDS) // 4))
+    """Connections one listener may hold: a quarter of the spare descriptors, 1,024 at most."""
+    return max(16, min(MAX_PER_LISTENER, spare_descriptors() // 4))
 
 
 class _ProcessBudget:
@@ -86,7 +97,7 @@ class _ProcessBudget:
 
     @property
     def full(self) -> bool:
-        return self.held >= max(16, (descriptor_limit() - RESERVED_FDS) * 3 // 4)
+        return self.held >= max(16, spare_descriptors() * 3 // 4)
 
 
 BUDGET = _ProcessBudget()

@@ -37,7 +37,13 @@ from ..codes import Code
 from ..core.events import DiagnosticEvent, EventBus
 from ..doors.softap.http import coded_answer
 from ..errors import TransportError
-from ..guarded_http import ConnectionGuard, GuardedRunner, expect_handler, handler_state
+from ..guarded_http import (
+    ACCEPT_BURST,
+    ConnectionGuard,
+    GuardedRunner,
+    expect_handler,
+    handler_state,
+)
 from ..lifecycle import Component
 from ..profile import Profile
 from ..ratelimit import LimitedLog
@@ -108,7 +114,7 @@ class WatchServer(Component):
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port)
+            site = web.TCPSite(runner, host, port, backlog=ACCEPT_BURST)
             await site.start()
         except OSError as exc:
             await runner.cleanup()

@@ -15,6 +15,7 @@ import pytest
 
 from device_sim.control import control_request
 from device_sim.doors.native.flow import provision
+from device_sim.guarded_http import RESERVED_FDS
 from device_sim.lifecycle import raise_fd_limit
 from device_sim.network.scenario import load_scenario
 from device_sim.security.secret import Secret
@@ -53,8 +54,9 @@ async def test_onboarding_and_control_survive_a_flood_of_half_open_connections(
     assert result["state"] == "online", (result.get("code_name"), result.get("detail"))
     assert status["state"] in ("unprovisioned", "session_open"), status
     assert status_s < 1.0, status_s
-    # The caps came from the 1,024 limit: the daemon kept far below it, and refused the rest.
-    assert peak_fds < 700, peak_fds
+    # The caps came from the 1,024 limit: with both listeners flooded (their held connections
+    # and an accept burst each), the daemon's own reserve stayed free.
+    assert peak_fds <= 1024 - RESERVED_FDS, peak_fds
     assert ap_flood.opened + watch_flood.opened >= 1100
     log = device.log.read_text(errors="replace")[log_before:]
     assert len(log) < 100_000, len(log)

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from ...codes import Code, State
 from ...errors import OnboardingError, TransportError
-from ...guarded_http import ConnectionGuard, GuardedRunner
+from ...guarded_http import ACCEPT_BURST, ConnectionGuard, GuardedRunner
 from ...profile import Profile
 from ...ratelimit import LimitedLog
 from ...security.ap_credentials import wifi_qr_string
@@ -79,7 +79,7 @@ class _Listener:
     ready, as a phone does for an AP that is off the air, instead of polling.
     """
 
-    BACKLOG = 128
+    BACKLOG = ACCEPT_BURST  # the kernel's queue, and what asyncio accepts at one wake-up
 
     def __init__(
         self,
@@ -161,7 +161,7 @@ class _Listener:
         await runner.setup()
         try:
             # aiohttp closes the socket it serves when the listener closes: give it a copy.
-            await web.SockSite(runner, self._sock.dup()).start()
+            await web.SockSite(runner, self._sock.dup(), backlog=self.BACKLOG).start()
         except OSError as exc:
             await runner.cleanup()
             raise TransportError(
