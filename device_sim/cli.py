@@ -86,9 +86,9 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--personality",
-        default=registry.NATIVE,
+        default=registry.default(),
         choices=registry.names(),
-        help="the protocol to speak (default native: its SRP session)",
+        help=f"the protocol to speak (default {registry.default()})",
     )
     p.add_argument(
         "--fragment-size", type=positive_int, help="bytes per GATT write (default MTU-3)"
@@ -194,16 +194,14 @@ def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
     c.add_argument("--account", help="activation: the user's cloud account")
     c.add_argument("--claim-token", help="activation: the claim token from the label's QR")
     c.add_argument("--device-password", help="registration: the device user's password")
-    c.add_argument(
-        "--pop",
-        help="esp: the proof of possession on the label (also the security 2 password)",
-    )
-    c.add_argument(
-        "--sec",
-        type=int,
-        choices=[0, 1, 2],
-        help="esp: the protocomm security (default: what the device's proto-ver says)",
-    )
+    for option in registry.phone_options().values():  # the personalities' phone options
+        c.add_argument(
+            f"--{option.key.replace('_', '-')}",
+            dest=option.key,
+            type=option.kind,
+            choices=option.choices,
+            help=option.help,
+        )
     c.add_argument(
         "--phone",
         metavar="JSON",
@@ -277,9 +275,9 @@ def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--personality",
-        default=registry.NATIVE,
+        default=registry.default(),
         choices=registry.names(),
-        help="over BLE: the protocol the phone speaks (default native)",
+        help=f"over BLE: the protocol the phone speaks (default {registry.default()})",
     )
     p.add_argument(
         "--activation",

@@ -33,6 +33,7 @@ from .errors import ConfigError, OnboardingError
 from .lifecycle import raise_fd_limit
 from .network import create_backend
 from .network.base import BackendKind, NetworkBackend
+from .network.faults import crash_points
 from .network.scenario import load_scenario
 from .profile import Profile, load_profile
 from .stack import DeviceStack, Doors, open_device, open_doors
@@ -99,6 +100,10 @@ async def serve_device(
 
     Raises ConfigError, StoreError, TransportError.
     """
+    try:
+        checkpoint = crash_points(os.environ.get("DEVICE_SIM_FAULT"))
+    except ValueError as exc:
+        raise ConfigError("DEVICE_SIM_FAULT", str(exc)) from None
     device = await open_device(
         stack,
         profile,
@@ -107,7 +112,7 @@ async def serve_device(
         timeouts=Timeouts.from_profile(profile, opts.timeouts.scale),
         idle_timeout_s=opts.timeouts.idle_s,
         activator=lambda identity: _activator(opts, identity),
-        fault=os.environ.get("DEVICE_SIM_FAULT"),
+        checkpoint=checkpoint,
         durability=durability,
         life=LifeTimers.from_options(opts.reconnect, opts.timeouts.scale),
     )

@@ -157,7 +157,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 stack.enter_context(use_bus(vb))
                 env, adapter, doors = vb.env(), vb.adapters[0], "ble-only"
             extra = ["--personality", args.personality]
-            if args.transport == "softap" and entry.name != registry.NATIVE:
+            if args.transport == "softap" and entry.concurrent_ap:
                 # A personality's own SoftAP API (ESP's) is read on the AP after the join, as
                 # an ESP32 keeps its AP up (APSTA): the emulated radio does both at once.
                 extra.append("--softap-concurrent")

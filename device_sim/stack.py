@@ -28,8 +28,8 @@ from .errors import ConfigError
 from .network.base import NetworkBackend
 from .profile import Profile
 from .security.ap_credentials import generate_ap_passphrase
+from .session.holder import SessionHolder
 from .session.port import DoorPort
-from .session.service import ProvisioningService
 
 if TYPE_CHECKING:
     from .core.activation import CloudActivator
@@ -48,7 +48,7 @@ class DeviceStack:
     events: EventBus
     backend: NetworkBackend
     engine: OnboardingEngine
-    service: ProvisioningService
+    service: SessionHolder
 
     def port(self, door: str) -> DoorPort:
         """The session layer as door ``door`` sees it."""
@@ -68,7 +68,7 @@ async def open_device(
     timeouts: Timeouts,
     idle_timeout_s: float | None = None,
     activator: Callable[[Identity], CloudActivator | None] = lambda identity: None,
-    fault: str | None = None,
+    checkpoint: Callable[[str], None] = lambda point: None,
     event_log: bool = True,
     subscribers: Sequence[Callable[[DiagnosticEvent], None]] = (),
     durability: str = "full",
@@ -105,11 +105,11 @@ async def open_device(
         events,
         timeouts=timeouts,
         activator=activator(identity),
-        fault=fault,
+        checkpoint=checkpoint,
         life=life,
     )
     await stack.enter_async_context(engine)
-    service = ProvisioningService(profile, engine, store, identity, idle_timeout_s=idle_timeout_s)
+    service = SessionHolder(profile, engine, store, identity, idle_timeout_s=idle_timeout_s)
     stack.push_async_callback(service.aclose)
     return DeviceStack(profile, state_dir, store, identity, events, net, engine, service)
 
@@ -163,7 +163,7 @@ async def open_doors(
             device.port("softap"),
             softap,
             doors_status=doors_status,
-            routes=[route for side in sides for route in side.http_routes()],
+            routes=lambda host: [route for side in sides for route in side.http_routes(host)],
         )
 
     supervisor = DoorSupervisor(

@@ -13,16 +13,20 @@ Layers, lowest first (a module may import its own layer or any lower one):
   3 core/       engine, events, store, identity, activation
   4 session/    the one door-facing interface
   5 client/     the shared phone-side flow
-  6 doors/      base.py, personality.py and ble/ (the GATT host), then one folder per door or
-                personality,
-                then supervisor.py and registry.py (which know the doors)
+  6 doors/      base.py, personality.py and the host interfaces (ble/gatt.py; softap/api.py,
+                http.py, sessions.py), then one folder per door or personality (ble/ and
+                softap/ are the hosts' implementations), then supervisor.py and registry.py
   7 the rest    daemon, config, options, control, cli, commands/, demo, doctor/, factory/,
                 cloud/, virtual/, testing/
 
 Further rules:
   * a door skips no layer: doors/ imports session/ and below, never core/ or network/;
   * a door or personality folder does not import another one (shared parts live in doors/base.py
-    and doors/ble/);
+    and the host interfaces);
+  * a personality's folder (one with a PERSONALITY entry) is imported by nobody outside it: the
+    registry names it, the tools reach it through its entry's capabilities (one allowance:
+    ALLOWED below);
+  * no code outside a personality's folder (and the registry) names it in a string;
   * no circle among modules.
 
 Exit status 0 when clean; 1 with one line per finding. ``--graph`` prints the module graph.
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +49,14 @@ VOCABULARY = {"codes", "errors", "lifecycle", "document", "ratelimit", "wire", "
               "pki_verify", "security", "__init__"}
 RANKS = {"profile": 1, "network": 2, "core": 3, "session": 4, "client": 5, "doors": 6}
 TOP = 7
-DOOR_SHARED = {"base", "ble", "personality", "__init__"}  # doors/ rank 6.0
+DOOR_SHARED = {"base", "personality", "__init__"}  # doors/ rank 6.0
+HOST_INTERFACES = {"ble.gatt", "softap.api", "softap.http", "softap.sessions"}  # rank 6.0
+# Imports of a personality's folder from outside it, each with why.
+ALLOWED = {
+    # The QA bench's users walk native's SoftAP session step by step (typing, leaving the AP
+    # mid-session, rejoining): a model of native's phone, not of every personality's.
+    ("device_sim.bench.phone", "device_sim.doors.native.flow"),
+}
 DOOR_KNOWERS = {"supervisor", "registry"}  # doors/ rank 6.2
 
 
@@ -63,7 +75,7 @@ def rank(module: str) -> float:
         return TOP
     if parts[0] != "doors" or len(parts) == 1:
         return RANKS[parts[0]]
-    if parts[1] in DOOR_SHARED:
+    if parts[1] in DOOR_SHARED or ".".join(parts[1:3]) in HOST_INTERFACES:
         return 6.0
     if parts[1] in DOOR_KNOWERS:
         return 6.2
@@ -152,8 +164,25 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def personalities(root: Path) -> set[str]:
+    """The folders under doors/ whose __init__ defines PERSONALITY."""
+    return {
+        init.parent.name
+        for init in (root / PACKAGE / "doors").glob("*/__init__.py")
+        if re.search(r"^PERSONALITY\s*=", init.read_text(), re.MULTILINE)
+    }
+
+
+def named_personalities(path: Path, names: set[str]) -> Iterator[tuple[str, int]]:
+    """String constants in ``path`` that are a personality's name."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and node.value in names:
+            yield str(node.value), node.lineno
+
+
 def check(root: Path = ROOT) -> tuple[list[str], dict[str, set[str]]]:
     files = {module_name(p, root): p for p in sorted((root / PACKAGE).rglob("*.py"))}
+    folders = personalities(root)
     known = set(files)
     graph: dict[str, set[str]] = {m: set() for m in files}
     findings: list[str] = []
@@ -175,6 +204,18 @@ def check(root: Path = ROOT) -> tuple[list[str], dict[str, set[str]]]:
             mine, theirs = door_folder(module), door_folder(target)
             if mine and theirs and mine != theirs:
                 findings.append(f"{where}:{line}: door {mine} imports door {theirs}: {target}")
+            owner = target.split(".")[2] if target.startswith(f"{PACKAGE}.doors.") else None
+            if (
+                owner in folders
+                and target.count(".") >= 2
+                and mine != owner
+                and (module, target) not in ALLOWED
+            ):
+                findings.append(f"{where}:{line}: imports personality {owner}: {target}")
+        if door_folder(module) not in folders and not module.endswith("doors.registry"):
+            for name, line in named_personalities(path, folders):
+                if door_folder(module) != name:
+                    findings.append(f"{where}:{line}: names personality {name!r}")
     for component in cycles(graph):
         findings.append("circular import: " + " -> ".join(component))
     return findings, graph

@@ -62,3 +62,28 @@ def test_it_finds_each_kind_of_breach(tmp_path: Path) -> None:
     assert "circular import: device_sim.profile.a -> device_sim.profile.b" in text
     assert "circular import: device_sim.core.engine -> device_sim.session.port" in text
     assert len(findings) == 5
+
+
+def test_a_personality_is_reached_only_through_its_registry_entry(tmp_path: Path) -> None:
+    """Outside its folder, nobody imports a personality or names it: the registry does, and
+    the tools read its capabilities. The host interfaces are shared by every personality."""
+    root = _tree(tmp_path, {
+        "device_sim/doors/__init__.py": "",
+        "device_sim/doors/registry.py": 'FOLDERS = {"alpha": "device_sim.doors.alpha"}\n',
+        "device_sim/doors/alpha/__init__.py": "PERSONALITY = None\n",
+        "device_sim/doors/alpha/wire.py": "",
+        "device_sim/doors/alpha/device.py": ("from ..ble.gatt import GattChar\n"
+                                             "from ..softap.api import SoftApHost\n"
+                                             "from . import wire\n"),
+        "device_sim/doors/ble/__init__.py": "",
+        "device_sim/doors/ble/gatt.py": "",
+        "device_sim/doors/softap/__init__.py": "",
+        "device_sim/doors/softap/api.py": "",
+        "device_sim/demo.py": ("from .doors.alpha import wire\n"           # imports it
+                               "if name == 'alpha':\n    pass\n"),         # names it
+    })
+    findings, _ = _checker().check(root)
+    assert sorted(findings) == [
+        "device_sim/demo.py:1: imports personality alpha: device_sim.doors.alpha.wire",
+        "device_sim/demo.py:2: names personality 'alpha'",
+    ]

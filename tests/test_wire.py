@@ -9,7 +9,7 @@ import pytest
 from device_sim.codes import Code, MessageType, State
 from device_sim.document import json_depth
 from device_sim.errors import ProtocolError
-from device_sim.wire import (
+from device_sim.doors.native.wire import (
     AdvertisedInfo,
     ErrorBody,
     PublicState,

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..doors import registry
 from ..errors import ConfigError
 
 QA_SCENARIOS = (
@@ -54,8 +55,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--transports", default="ble", help="comma-separated: ble, softap")
     p.add_argument(
         "--personalities",
-        default="native",
-        help="comma-separated personalities (native, improv, esp)",
+        default=registry.default(),
+        help=f"comma-separated personalities ({', '.join(registry.names())})",
     )
     p.add_argument("--repeat", type=positive_int, default=1, help="runs per cell (matrix)")
     p.add_argument(

@@ -283,7 +283,7 @@ class Bench:
                     "--transports", f"the {entry.name} personality does not run over softap"
                 )
             argv += ["--adapter", "hci0", "--doors", "softap-only"]
-            if entry.name != registry.NATIVE:
+            if entry.concurrent_ap:
                 argv.append("--softap-concurrent")
         daemon = DaemonProcess(["-v", *argv], env, home / "daemon.log")
         ready = await daemon.start()
@@ -375,8 +375,12 @@ class Bench:
         ]
         if creds.hidden:
             argv.append("--hidden")
-        if spec.personality == "esp" and "esp_qr" in labels:
-            argv += ["--pop", json.loads(labels["esp_qr"])["pop"]]
+        entry = registry.get(spec.personality)
+        for key, value in (entry.phone_label(labels) if entry.phone_label else {}).items():
+            # The label's phone options, as `client provision` takes them (a secret revealed
+            # to the phone process, as the label gives it to a user).
+            shown = value.reveal() if isinstance(value, Secret) else str(value)
+            argv += [f"--{key.replace('_', '-')}", shown]
         secrets_env = {**env, "DEVICE_SIM_SETUP_CODE": code}
         if creds.passphrase is not None:
             secrets_env["DEVICE_SIM_PASSPHRASE"] = creds.passphrase.reveal()

@@ -29,8 +29,6 @@ async def run(args: argparse.Namespace) -> int:
     """
     from ..client.target import ProvisionRequest, Target
     from ..doors import registry
-    from ..doors.native.client import discover
-    from ..doors.native.flow import list_networks
     from ..profile import load_profile
     from ..security.secret import Secret
 
@@ -58,6 +56,7 @@ async def run(args: argparse.Namespace) -> int:
             if not args.json:
                 print(row_text(found.to_json()), flush=True)
 
+        discover = registry.phone_request(registry.get(registry.default()), "discover", "scan")
         devices = await discover(
             profile,
             adapter=args.adapter,
@@ -71,18 +70,18 @@ async def run(args: argparse.Namespace) -> int:
         elif not devices:
             print("no provisioning devices found")
         return 0
+    reference = registry.get(registry.default())
     if args.client_command in ("saved-networks", "forget-network"):
-        from ..doors.native import flow
-
         if args.client_command == "saved-networks":
-            saved = await flow.saved_networks(profile, target, args.setup_code)
+            saved_networks = registry.phone_request(reference, "saved_networks", "client")
+            saved = await saved_networks(profile, target, args.setup_code)
         else:
-            saved = await flow.forget_network(profile, target, args.setup_code, _ssid_bytes(args))
+            forget = registry.phone_request(reference, "forget_network", "client")
+            saved = await forget(profile, target, args.setup_code, _ssid_bytes(args))
         emit(args, saved, lambda: _saved_text(saved))
         return 0
     if args.client_command == "diagnostics":
-        from ..doors.native.flow import fetch_diagnostics
-
+        fetch_diagnostics = registry.phone_request(reference, "diagnostics", "client")
         data = await fetch_diagnostics(profile, target, args.setup_code)
         write_out(args.out, data)
         result = {"written": str(args.out), "bytes": len(data)}
@@ -99,8 +98,7 @@ async def run(args: argparse.Namespace) -> int:
     if entry.setup_code and not args.setup_code:
         raise ConfigError("--setup-code", "required (the code on the device label)")
     if args.client_command == "networks":
-        if args.personality != registry.NATIVE:
-            raise ConfigError("--personality", "the network list is read over the native session")
+        list_networks = registry.phone_request(entry, "networks", "--personality")
         nets = await list_networks(profile, target, args.setup_code)
         emit(
             args,
@@ -133,12 +131,9 @@ async def run(args: argparse.Namespace) -> int:
         activation=activation,
         outcome_timeout=args.timeout,
         extra={
-            k: v
-            for k, v in {
-                "pop": Secret(args.pop) if args.pop else None,
-                "sec": args.sec,
-            }.items()
-            if v is not None
+            key: Secret(value) if option.secret else value
+            for key, option in registry.phone_options().items()
+            if (value := getattr(args, key, None)) is not None
         },
     )
     if args.phone is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -91,7 +90,7 @@ class OnboardingEngine:
         timeouts: Timeouts | None = None,
         clock: Callable[[], float] = time.monotonic,
         activator: CloudActivator | None = None,
-        fault: str | None = None,
+        checkpoint: Callable[[str], None] = lambda point: None,
         wall: Callable[[], float] = time.time,
         life: LifeTimers | None = None,
     ) -> None:
@@ -115,10 +114,11 @@ class OnboardingEngine:
         self._radio_users: list[RadioUser] = []
         self._deadlines = Deadlines(profile, self.timeouts)
         self.activator = activator
-        # Failure injection for QA (DEVICE_SIM_FAULT): "crash-after-cloud-answer" kills the
-        # process between the cloud's answer and the local commit, "crash-after-cloud-release"
-        # between the cloud's release and the local factory reset, as a power cut would.
-        self.fault = fault
+        # Called at the engine's crash points ("after-cloud-answer": between the cloud's answer
+        # and the local commit; "after-cloud-release": between the cloud's release and the
+        # local factory reset). QA's failure injection (network/faults.crash_points) ends the
+        # process there, as a power cut would.
+        self.checkpoint = checkpoint
         self.last_scan: list[AccessPoint] = []
         self.life = ConnectedLife(self, life or LifeTimers())
         backend.watch_world(lambda detail, data: self.note(EventPhase.WORLD, detail, data))
@@ -319,11 +319,7 @@ class OnboardingEngine:
                     "says it follows a reset",
                     exc,
                 )
-            if self.fault == "crash-after-cloud-release":
-                LOG.critical(
-                    "fault injection: exiting between the cloud's release and the local reset"
-                )
-                os._exit(137)
+            self.checkpoint("after-cloud-release")
         await self.backend.disconnect()
         await self.backend.forget_all()
         self.store.reset_auth_failures()
@@ -509,9 +505,7 @@ class OnboardingEngine:
             if exc.code is not Code.CLOUD_UNREACHABLE:  # a definite answer: ask anew next time
                 self.store.abandon_activation()
             raise
-        if self.fault == "crash-after-cloud-answer":
-            LOG.critical("fault injection: exiting between the cloud's answer and the commit")
-            os._exit(137)
+        self.checkpoint("after-cloud-answer")
         return result
 
     def _on_phase(self, phase: str, detail: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """Create a device's identity in its state directory: device id, SRP verifier, SoftAP passphrase.
 
 The setup code is returned once (for the label) and never stored: the device keeps only the SRP
-salt and verifier. The factory step of a later issue builds on this with keys and certificates.
+salt and verifier. The factory line (:mod:`device_sim.factory`) builds on this with per-device
+keys and certificates.
 """
 
 from __future__ import annotations

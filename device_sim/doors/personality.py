@@ -4,7 +4,7 @@ entry, and the :class:`DeviceContext` its device side is built from."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -13,8 +13,9 @@ from ..client.target import Progress, ProvisionRequest, Target
 from ..profile import Profile
 from ..session.port import DoorPort
 
-if TYPE_CHECKING:  # bless loads only with a device side
-    from .ble.host import BlePersonality
+if TYPE_CHECKING:
+    from .ble.gatt import BlePersonality
+    from .softap.api import SoftApHost
 
 
 Handler = Callable[[dict[str, object]], Awaitable[dict[str, object]]]
@@ -42,8 +43,9 @@ if TYPE_CHECKING:
         def press_button(self, source: str) -> dict[str, object] | None:
             """The device's button was pressed briefly; what it did (None: nothing to do)."""
 
-        def http_routes(self) -> list[HttpRoute]:
-            """Its endpoints on the SoftAP door's listeners (a personality over SoftAP)."""
+        def http_routes(self, host: SoftApHost) -> list[HttpRoute]:
+            """Its endpoints on the SoftAP door ``host``'s listeners (a personality over
+            SoftAP)."""
 
 
 LabelMaker = Callable[
@@ -58,6 +60,17 @@ class HttpRoute(NamedTuple):
     path: str
     handler: Callable[[Any], Awaitable[Any]]  # an aiohttp handler: request -> response
     listeners: tuple[str, ...] = ("ap",)  # ap: on its access point; lan: the home network
+
+
+class PhoneOption(NamedTuple):
+    """One option of a personality's phone side: ``client provision --<key>``, handed to its
+    phone side as ``request.extra[key]`` (a secret as a Secret)."""
+
+    key: str
+    help: str
+    kind: Callable[[str], Any] = str
+    choices: tuple[Any, ...] | None = None
+    secret: bool = False
 
 
 PhoneSide = Callable[
@@ -87,6 +100,17 @@ class Personality:
     reports: Callable[[Profile, Any], str] | None = None
     # Its settings that are secrets (kept out of the diagnostics bundle), e.g. ESP's PoP.
     secret_settings: tuple[str, ...] = ()
+    # Its phone reads the outcome on the device's AP after the join, so the AP stays up
+    # beside the station (ESP-IDF's APSTA); the others read it on the home network.
+    concurrent_ap: bool = False
+    # Its phone side's own options (ESP: --pop, --sec).
+    phone_options: tuple[PhoneOption, ...] = ()
+    # The phone-side options a label gives (the bench and fleets read labels): label fields ->
+    # request.extra (ESP: the PoP from its QR).
+    phone_label: Callable[[Mapping[str, str]], dict[str, Any]] | None = None
+    # Requests its phone side makes beyond onboarding, by name (``device-sim client``):
+    # discover, networks, saved_networks, forget_network, diagnostics.
+    phone_requests: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 def lazy(module: str, function: str) -> Callable[..., Any]:

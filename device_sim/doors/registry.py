@@ -19,20 +19,43 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..profile import Profile
-from .personality import Personality
+from .personality import Personality, PhoneOption
 
-# One line per personality: its name and its folder (a package under device_sim.doors).
+# One line per personality: its name and its folder (a package under device_sim.doors). The
+# first is the reference client's default.
 FOLDERS: dict[str, str] = {
     "native": "device_sim.doors.native",
     "improv": "device_sim.doors.improv",
     "esp": "device_sim.doors.esp",
 }
-NATIVE = "native"  # the reference client's default: the personality with the full session API
 
 
 def names() -> tuple[str, ...]:
     """Every personality's name, in the registry's order."""
     return tuple(FOLDERS)
+
+
+def default() -> str:
+    """The personality the tools speak when none is named (the registry's first)."""
+    return next(iter(FOLDERS))
+
+
+def phone_request(entry: Personality, request: str, where: str) -> Callable[..., Any]:
+    """``entry``'s phone-side ``request``. Raises ConfigError (naming ``where`` and the
+    personalities that make it) when it makes none."""
+    if request in entry.phone_requests:
+        return entry.phone_requests[request]
+    able = [name for name in FOLDERS if request in get(name).phone_requests]
+    raise ConfigError(
+        where,
+        f"the {entry.name} personality makes no {request.replace('_', ' ')} request "
+        f"({', '.join(able) or 'none'} does)",
+    )
+
+
+def phone_options() -> dict[str, PhoneOption]:
+    """Every personality's phone-side options, by key (one flag for two that share a key)."""
+    return {o.key: o for name in FOLDERS for o in get(name).phone_options}
 
 
 def get(name: str, where: str = "personality") -> Personality:

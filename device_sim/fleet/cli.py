@@ -7,6 +7,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from ..doors import registry
 from ..errors import ConfigError
 from ..security.secret import Secret
 
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--file", type=Path, metavar="YAML", help="a fleet file (groups)")
     p.add_argument("--transport", choices=("softap", "ble"), default="softap")
     p.add_argument("--scenario", default="engineering-wifi", help="with --count")
-    p.add_argument("--personality", default="native", help="with --count")
+    p.add_argument("--personality", default=registry.default(), help="with --count")
     p.add_argument("--seed", type=int, default=0, help="with --count: seeds every world")
     p.add_argument(
         "--phones",

@@ -241,7 +241,7 @@ class FleetHost:
                 softap,
                 listen=HostPort(address or member.address, AP_PORT),
                 lan=HostPort(address or member.address, LAN_PORT),
-                concurrent=member.personality != registry.NATIVE or softap.concurrent,
+                concurrent=registry.get(member.personality).concurrent_ap or softap.concurrent,
                 state_dir=None,
             )
         network = dataclasses.replace(base.network, scenario=member.scenario, seed=member.seed)

@@ -16,7 +16,7 @@ loopback address (127.90.x.y: no two devices share a port space).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def fleet_of(
     transport: str = "softap",
     *,
     scenario: str = "engineering-wifi",
-    personality: str = registry.NATIVE,
+    personality: str = field(default_factory=registry.default),
     seed: int = 0,
 ) -> Fleet:
     """A fleet of one group. Raises ConfigError."""
@@ -123,7 +123,7 @@ def _group(item: Any, where: str) -> Group:
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ConfigError(f"{where}.count", "a whole number >= 1")
     scenario = item.get("scenario", "engineering-wifi")
-    personality = item.get("personality", registry.NATIVE)
+    personality = item.get("personality", registry.default())
     for key, value in (("scenario", scenario), ("personality", personality)):
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where}.{key}", "a name")

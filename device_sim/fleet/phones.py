@@ -143,8 +143,5 @@ def _world_credentials(scenario: str) -> tuple[bytes, Secret | None, bool]:
 
 def _extra(device: dict[str, Any], label: dict[str, Any]) -> dict[str, Any]:
     """A personality's own label fields its phone side reads (ESP's proof of possession)."""
-    if device["personality"] == "esp" and "esp_qr" in label:
-        import json
-
-        return {"pop": Secret(json.loads(label["esp_qr"])["pop"])}
-    return {}
+    entry = registry.get(device["personality"])
+    return entry.phone_label(label) if entry.phone_label is not None else {}

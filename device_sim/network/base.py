@@ -1,7 +1,7 @@
 """The network backend interface: what the onboarding engine asks of Wi-Fi.
 
 One abstract class, :class:`NetworkBackend`, with a simulated implementation (scenario files, for
-CI and QA benches) and later a NetworkManager one (Raspberry Pi). Both raise the same
+CI and QA benches) and a NetworkManager one over D-Bus (Raspberry Pi). Both raise the same
 :class:`~device_sim.errors.NetworkError` codes, so the engine and the phone see one behaviour.
 """
 

@@ -18,7 +18,10 @@ renewed, so the address is gone at once, and DHCP fails while it stays). ``dns``
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,12 +30,14 @@ from ..errors import OnboardingError
 from .scenario import RESULTS
 
 __all__ = [
+    "CRASH_POINTS",
     "DEFAULT_PORTAL_URL",
     "FAULT_RESULTS",
     "FAULT_STEPS",
     "LINK_STEPS",
     "MAX_FAULTS",
     "Fault",
+    "crash_points",
     "parse_fault",
 ]
 
@@ -134,3 +139,25 @@ def parse_fault(args: dict[str, Any]) -> Fault:
         if not 1 <= len(ssid) <= 32:
             raise bad("ssid_hex: 1-32 bytes")
     return Fault(name, step, float(probability), ints["delay_ms"], ints["jitter_ms"], result, ssid)
+
+
+CRASH_POINTS = ("after-cloud-answer", "after-cloud-release")
+
+
+def crash_points(fault: str | None) -> Callable[[str], None]:
+    """The engine's checkpoint for ``DEVICE_SIM_FAULT``: ``crash-<point>`` ends the process at
+    that point (exit 137, as a power cut or the OOM killer would), so QA and the kill loop can
+    show that every state is done or recoverable. Raises ValueError for an unknown fault."""
+    if not fault:
+        return lambda point: None
+    point = fault.removeprefix("crash-")
+    if not fault.startswith("crash-") or point not in CRASH_POINTS:
+        known = ", ".join(f"crash-{p}" for p in CRASH_POINTS)
+        raise ValueError(f"DEVICE_SIM_FAULT={fault!r}: not a fault (known: {known})")
+
+    def checkpoint(reached: str) -> None:
+        if reached == point:
+            logging.getLogger(__name__).critical("fault injection: exiting %s", point)
+            os._exit(137)
+
+    return checkpoint

@@ -4,17 +4,19 @@ A door (the BLE host and its personalities, the SoftAP door, the door supervisor
 :class:`DoorPort` from the session layer and nothing else from below: not the engine, the store
 or the network backend. Through it a door
 
-* hands over whole messages of a peer and gets the answers (:meth:`handle`), or provisions
-  directly after authorizing its user its own way (:meth:`direct_provision`,
-  :meth:`portal_provision`);
+* holds the device's one session for a peer while its protocol proves and serves it
+  (:meth:`begin_session`, :meth:`establish_session`, :meth:`release`), or provisions directly
+  after authorizing its user its own way (:meth:`direct_provision`, :meth:`portal_provision`);
+* makes the device's requests (:meth:`set_credentials`, :meth:`connect`, :meth:`status`, the
+  saved networks, a factory reset, the access point, the diagnostics bundle);
 * reads the device's public state (:attr:`record`, :attr:`state`, :attr:`busy`,
   :attr:`last_event`) and follows it (:meth:`subscribe` to events, :meth:`follow_sessions`);
 * asks for what lies below: a scan, the radio (:meth:`claim_radio`, :meth:`start_access_point`),
   its own settings (:meth:`setting`, kept under the door's name), a note in the event stream.
 
 The types a door needs to speak this interface are re-exported here, so a door imports this
-module (and :mod:`device_sim.codes`, :mod:`device_sim.wire`, its own folder) and nothing of
-:mod:`device_sim.core` or :mod:`device_sim.network`.
+module (and :mod:`device_sim.codes`, its own folder) and nothing of :mod:`device_sim.core` or
+:mod:`device_sim.network`.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ from ..codes import Code, State
 from ..core.engine import BUSY_STATES, RadioUser
 from ..core.events import STATE_PHASES, DiagnosticEvent, EventPhase
 from ..core.store import Identity, OnboardingRecord
-from ..errors import OnboardingError
 from ..network.base import AccessPoint, AccessPointConfig
 from ..security.secret import Secret
-from .service import ProvisioningService, Sender, SoftApOpener
+from .holder import Closer, SessionHolder, SoftApOpener
 
 __all__ = [
     "STATE_PHASES",
@@ -50,7 +51,7 @@ SessionClosed = Callable[[Hashable, Code], None]
 class DoorPort:
     """The session layer as door ``door`` sees it (its settings are kept under that name)."""
 
-    def __init__(self, service: ProvisioningService, door: str) -> None:
+    def __init__(self, service: SessionHolder, door: str) -> None:
         self._service = service
         self._engine = service.engine
         self.door = door
@@ -59,13 +60,31 @@ class DoorPort:
 
     # --- sessions --------------------------------------------------------------------------------
 
-    async def handle(self, peer: Hashable, message: bytes, send: Sender) -> list[bytes]:
-        """One whole message of ``peer``; the answers to send back. Never raises for bad input."""
-        return await self._service.handle(peer, message, send)
+    def begin_session(self, peer: Hashable, on_close: Closer | None = None) -> None:
+        """``peer`` starts a session whose proof is due within the handshake timeout;
+        ``on_close(code, notify)`` when it ends. Raises SessionError (BUSY,
+        TOO_MANY_ATTEMPTS)."""
+        self._service.begin(peer, on_close)
 
-    def error_for(self, peer: Hashable, exc: OnboardingError) -> bytes:
-        """The clear ERROR message for a framing-level error the door found."""
-        return self._service.error_for(peer, exc)
+    def establish_session(self, peer: Hashable) -> None:
+        """``peer``'s proof was right: its session is open."""
+        self._service.establish(peer)
+
+    def session_proof_failed(self, peer: Hashable, code: Code) -> int:
+        """``peer``'s proof was wrong: its session ends. Returns the backoff (ms) to report."""
+        return self._service.proof_failed(peer, code, "wrong setup code")
+
+    def end_session(self, code: Code) -> None:
+        """End the session quietly (its protocol already answered its peer)."""
+        self._service.close(code, notify=False)
+
+    def session_activity(self, peer: Hashable) -> None:
+        """The holder sent a request: its idle deadline starts over."""
+        self._service.activity(peer)
+
+    def check_free(self, peer: Hashable) -> None:
+        """Raises SessionError(BUSY) if another peer holds the session."""
+        self._service.check_free(peer)
 
     def peer_gone(self, peer: Hashable) -> None:
         """``peer`` disconnected: the session it held (if any) ends."""
@@ -102,9 +121,50 @@ class DoorPort:
         self._service.portal_provision(peer, setup_code, ssid, passphrase, hidden)
 
     def serve_softap_requests(self, opener: SoftApOpener) -> Callable[[], None]:
-        """START_SOFTAP (over an authenticated session) calls ``opener(reason)`` from now on;
+        """:meth:`open_softap` (a session's request) calls ``opener(reason)`` from now on;
         returns the function that ends it. One server at a time (the door supervisor)."""
         return self._service.serve_softap_requests(opener)
+
+    # --- the device's requests -------------------------------------------------------------------
+
+    def set_credentials(self, ssid: bytes, passphrase: Secret | None, hidden: bool) -> None:
+        """Store the network to join. Raises OnboardingError (INVALID_STATE, BUSY, format)."""
+        self._engine.set_credentials(ssid, passphrase, hidden)
+
+    def connect(self) -> None:
+        """Join the stored network. Raises OnboardingError."""
+        self._engine.connect()
+
+    def status(self) -> dict[str, Any]:
+        """The device's state, code, phase, attempt, network and activation (no secrets)."""
+        return self._service.status()
+
+    def set_activation_inputs(
+        self, account: str | None, claim_token: Secret | None, password: Secret | None
+    ) -> None:
+        self._service.store.set_activation_inputs(account, claim_token, password)
+
+    def factory_reset_soon(self, reason: str) -> None:
+        """After the current answer: end the session and reset the device."""
+        self._service.factory_reset_soon(reason)
+
+    def saved_networks(self) -> tuple[list[dict[str, Any]], int]:
+        """The saved networks as phones see them, and how many the device keeps."""
+        current = self._engine.record.ssid
+        saved = [n.public(current) for n in self._engine.saved_networks()]
+        return saved, self._engine.life.timers.saved_networks
+
+    async def forget_network(self, ssid: bytes) -> None:
+        """Raises OnboardingError."""
+        await self._engine.forget_network(ssid)
+
+    async def open_softap(self, reason: str) -> dict[str, Any]:
+        """Open the access point. Raises OnboardingError(SOFTAP_UNAVAILABLE) without one."""
+        return await self._service.open_softap(reason)
+
+    async def diagnostics(self) -> bytes:
+        """A new diagnostics bundle. Raises OnboardingError(INVALID_STATE) without a maker."""
+        return await self._service.diagnostics()
 
     def check_backoff(self) -> None:
         """Before a door checks a proof of its own (a PoP, an SRP password): raises

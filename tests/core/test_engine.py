@@ -1,4 +1,4 @@
-"""OnboardingEngine and ProvisioningService in-process: timeouts, recovery, rules (no radio)."""
+"""OnboardingEngine, the session layer and native's session in-process: timeouts, recovery, rules (no radio)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ from device_sim.network.simulated import SimulatedBackend
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake
-from device_sim.session.service import ProvisioningService
-from device_sim.wire import ErrorBody, split_type
+from device_sim.doors.native.session import NativeSession
+from device_sim.session.holder import SessionHolder
+from device_sim.session.port import DoorPort
+from device_sim.doors.native.wire import ErrorBody, split_type
 
 PROFILE = load_profile()
 FAST = Timeouts(session_open=0.05, credentials_received=0.05, joining=5, verifying=5)
@@ -166,7 +168,8 @@ async def test_session_idle_timeout_frees_the_session(tmp_path: Path) -> None:
         identity, code = create_identity(store, Secret("1357-2468"))
         engine, backend, _ = _engine(store, timeouts=Timeouts(60, 60, 60, 60))
         async with backend, engine:
-            service = ProvisioningService(PROFILE, engine, store, identity, idle_timeout_s=0.05)
+            service = SessionHolder(PROFILE, engine, store, identity, idle_timeout_s=0.05)
+            native = NativeSession(DoorPort(service, "native"))
             sent: list[bytes] = []
             pushed = asyncio.Event()
 
@@ -175,13 +178,13 @@ async def test_session_idle_timeout_frees_the_session(tmp_path: Path) -> None:
                 pushed.set()
 
             hs = ClientHandshake(code)
-            (challenge,) = await service.handle("phone", bytes([MessageType.PAKE_START]) + hs.start(), send)
+            (challenge,) = await native.handle("phone", bytes([MessageType.PAKE_START]) + hs.start(), send)
             proof = hs.process_challenge(challenge[1:])
-            replies = await service.handle("phone", bytes([MessageType.PAKE_PROOF]) + proof, send)
+            replies = await native.handle("phone", bytes([MessageType.PAKE_PROOF]) + proof, send)
             assert replies[0][0] == MessageType.PAKE_CONFIRM
             assert engine.state is State.SESSION_OPEN
             # Another phone is refused while the session lives ...
-            (busy,) = await service.handle("other", bytes([MessageType.PAKE_START]) + b"\x01", send)
+            (busy,) = await native.handle("other", bytes([MessageType.PAKE_START]) + b"\x01", send)
             assert ErrorBody.from_body(split_type(busy)[1]).code is Code.BUSY
             # ... and the idle timeout pushes CLIENT_TIMEOUT and frees it.
             await asyncio.wait_for(pushed.wait(), 5)
@@ -200,8 +203,8 @@ async def test_a_stranger_cannot_touch_the_holders_handshake_and_squatting_costs
         identity, code = create_identity(store, Secret("1357-2468"))
         engine, backend, _ = _engine(store, timeouts=Timeouts(60, 60, 60, 60))
         async with backend, engine:
-            service = ProvisioningService(PROFILE, engine, store, identity,
-                                          handshake_timeout_s=5)
+            service = SessionHolder(PROFILE, engine, store, identity, handshake_timeout_s=5)
+            native = NativeSession(DoorPort(service, "native"))
             sent: list[bytes] = []
             pushed = asyncio.Event()
 
@@ -217,24 +220,24 @@ async def test_a_stranger_cannot_touch_the_holders_handshake_and_squatting_costs
             start = bytes([MessageType.PAKE_START])
             holder, stranger = ("central-A", 7), ("central-B", 7)  # same channel id
             hs = ClientHandshake(code)
-            (challenge,) = await service.handle(holder, start + hs.start(), send)
+            (challenge,) = await native.handle(holder, start + hs.start(), send)
             assert challenge[0] == MessageType.PAKE_CHALLENGE
             for message in (start + ClientHandshake(code).start(),
                             bytes([MessageType.PAKE_PROOF]) + b"\x00" * 96):
-                (reply,) = await service.handle(stranger, message, send)
+                (reply,) = await native.handle(stranger, message, send)
                 assert error(reply) is Code.BUSY
             assert store.auth_failures()[0] == 0
-            confirm = await service.handle(
+            confirm = await native.handle(
                 holder, bytes([MessageType.PAKE_PROOF]) + hs.process_challenge(challenge[1:]),
                 send)
             assert confirm[0][0] == MessageType.PAKE_CONFIRM
-            (busy,) = await service.handle(stranger, start + ClientHandshake(code).start(), send)
+            (busy,) = await native.handle(stranger, start + ClientHandshake(code).start(), send)
             assert error(busy) is Code.BUSY and service.session_peer == holder
             service.release(holder)
 
             # A squatter's handshake that times out costs one failure ...
             service.handshake_timeout_s = 0.05
-            await service.handle(stranger, start + ClientHandshake(code).start(), send)
+            await native.handle(stranger, start + ClientHandshake(code).start(), send)
             pushed.clear()
             await asyncio.wait_for(pushed.wait(), 5)
             assert error(sent[-1]) is Code.CLIENT_TIMEOUT
@@ -242,7 +245,7 @@ async def test_a_stranger_cannot_touch_the_holders_handshake_and_squatting_costs
             # ... and so does each start-over, until PAKE_START meets the backoff.
             answers = []
             for _ in range(4):
-                (reply,) = await service.handle(stranger, start + ClientHandshake(code).start(),
+                (reply,) = await native.handle(stranger, start + ClientHandshake(code).start(),
                                                 send)
                 answers.append(reply[0])
             assert answers[:3] == [MessageType.PAKE_CHALLENGE] * 3

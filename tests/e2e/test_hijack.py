@@ -12,7 +12,7 @@ from device_sim.doors.native.client import BleLink, ClientSession
 from device_sim.errors import SessionError
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake
-from device_sim.wire import ErrorBody, split_type
+from device_sim.doors.native.wire import ErrorBody, split_type
 
 from .conftest import Device
 

@@ -12,7 +12,7 @@ from device_sim.doors.native.client import BleLink, ClientSession
 from device_sim.errors import SessionError
 from device_sim.network.scenario import load_scenario
 from device_sim.security.secret import Secret
-from device_sim.wire import ErrorBody, fragment, split_type
+from device_sim.doors.native.wire import ErrorBody, fragment, split_type
 
 from .conftest import Device
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from device_sim.doors.esp import proto
 from device_sim.doors.improv.codec import PacketError, RpcAssembler, build_packet, parse_packet
 from device_sim.errors import OnboardingError
-from device_sim.wire import (
+from device_sim.doors.native.wire import (
     AdvertisedInfo,
     ErrorBody,
     PublicState,

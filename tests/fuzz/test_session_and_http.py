@@ -26,9 +26,11 @@ from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake, SecureChannel
 from device_sim.session.port import DoorPort
-from device_sim.session.service import ProvisioningService
+from device_sim.doors.native.device import NativePersonality
+from device_sim.doors.native.session import NativeSession
+from device_sim.session.holder import SessionHolder
 from device_sim.testing.stack import build_stack
-from device_sim.wire import ErrorBody, encode_json, split_type
+from device_sim.doors.native.wire import ErrorBody, encode_json, split_type
 
 from .conftest import FUZZ
 
@@ -60,7 +62,8 @@ PEERS = st.sampled_from([("central-A", 1), ("central-A", 2), ("central-B", 1), (
 class Device:
     loop: asyncio.AbstractEventLoop
     store: DeviceStore
-    service: ProvisioningService
+    service: SessionHolder
+    native: NativeSession
     channel: SecureChannel | None = None   # a genuine session's client end, when one is open
 
     def run(self, coro: Any) -> Any:
@@ -76,7 +79,7 @@ def device(tmp_path: Path) -> Iterator[Device]:
     built = loop.run_until_complete(build_stack(
         stack, tmp_path / "device", scenario="engineering-wifi", profile=FUZZ_PROFILE,
         setup_code=CODE.reveal(), timeouts=Timeouts(60, 60, 60, 60)))
-    dev = Device(loop, built.store, built.service)
+    dev = Device(loop, built.store, built.service, NativeSession(built.port("native")))
     try:
         yield dev
     finally:
@@ -87,11 +90,11 @@ def device(tmp_path: Path) -> Iterator[Device]:
 
 def _open_genuine(dev: Device, peer: Any) -> None:
     hs = ClientHandshake(CODE)
-    replies = dev.run(dev.service.handle(peer, bytes([MessageType.PAKE_START]) + hs.start(),
+    replies = dev.run(dev.native.handle(peer, bytes([MessageType.PAKE_START]) + hs.start(),
                                          lambda m: None))
     if replies[0][0] != MessageType.PAKE_CHALLENGE:
         return
-    replies = dev.run(dev.service.handle(
+    replies = dev.run(dev.native.handle(
         peer, bytes([MessageType.PAKE_PROOF]) + hs.process_challenge(replies[0][1:]),
         lambda m: None))
     if replies[0][0] == MessageType.PAKE_CONFIRM:
@@ -138,7 +141,7 @@ def test_session_layer(device: Device, fuzz_counts: Counter[str],
                 message = message[:i] + bytes([message[i] ^ 0x5A]) + message[i + 1:]
             peer = ("central-A", 1)
         for _ in range(2 if replay else 1):
-            replies = dev.run(dev.service.handle(peer, message, lambda m: None))
+            replies = dev.run(dev.native.handle(peer, message, lambda m: None))
             for reply in replies:
                 mtype, body = split_type(reply)  # every reply is a known message type
                 if mtype is MessageType.ERROR:
@@ -195,9 +198,11 @@ async def _ask(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes] | Non
 
 @pytest.fixture
 def softap(device: Device, tmp_path: Path) -> Iterator[tuple[Device, SoftApDoor]]:
+    native = NativePersonality(DoorPort(device.service, "native"))  # native's HTTP API
     door = SoftApDoor(DoorPort(device.service, "softap"),
                       SoftApOptions(listen=HostPort("127.0.0.1", 0),
-                                    lan=HostPort("127.0.0.1", 0), state_dir=tmp_path))
+                                    lan=HostPort("127.0.0.1", 0), state_dir=tmp_path),
+                      routes=native.http_routes)
     device.run(door.start())
     try:
         yield device, door

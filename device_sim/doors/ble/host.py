@@ -1,9 +1,10 @@
-"""The BLE host: one bless GATT server presenting the personalities given to it.
+"""The BLE host on bless and BlueZ: one GATT server presenting the personalities given to it.
 
 Each personality (the native SRP service, Improv Wi-Fi, ...) lives in its own folder under
-:mod:`device_sim.doors` and describes itself to the host as data and callbacks: its GATT
-services and characteristics, what it advertises, and what to do with a write or a change of
-the connected centrals. The host owns the rest, for all of them at once: the bless server, the
+:mod:`device_sim.doors` and describes itself through the stack-neutral interface of
+:mod:`.gatt`: its GATT services and characteristics, what it advertises, and what to do with a
+write or a change of the connected centrals. This host implements :class:`.gatt.GattHost` and
+owns the rest, for all of them at once: the bless server, the
 GATT application, the advertisements (re-registered when a personality says its data changed),
 one notification queue so values leave in order, and the connection watcher.
 
@@ -21,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from bless import (
     BlessServer,
@@ -41,6 +42,7 @@ from .bluez import (
     route_writes_with_origin,
     serve_request_response,
 )
+from .gatt import Advertised, BlePersonality, Responder
 from .options import DEFAULT_NOTIFY_SIZE
 
 LOG = logging.getLogger(__name__)
@@ -52,55 +54,6 @@ _PROPS = {
     "notify": GATTCharacteristicProperties.notify,
     "indicate": GATTCharacteristicProperties.indicate,
 }
-
-
-class GattChar(NamedTuple):
-    uuid: str
-    properties: tuple[str, ...]
-    value: bytes  # the initial value
-    # (descriptor UUID, value) of read-only descriptors, e.g. a 0x2901 user description
-    descriptors: tuple[tuple[str, bytes], ...] = ()
-    # A request/response characteristic: a write is answered by respond(request, central) and
-    # the answer read back by that central (bluez.serve_request_response); on_write is not called
-    respond: Callable[[bytes, str | None], Awaitable[bytes]] | None = None
-
-
-class GattService(NamedTuple):
-    uuid: str
-    characteristics: list[GattChar]
-
-
-class Advertised(NamedTuple):
-    """What one personality puts in its advertisement."""
-
-    service_uuids: list[str]
-    service_data: dict[str, bytes]
-    manufacturer_data: dict[int, bytes]
-
-
-class BlePersonality(Protocol):
-    """One protocol the BLE host presents (the native service, Improv Wi-Fi, ...)."""
-
-    name: str
-
-    def gatt(self) -> list[GattService]:
-        """Its services and characteristics, with initial values."""
-
-    def advertised(self) -> Advertised:
-        """Its service UUIDs, service data and manufacturer data (read at every refresh)."""
-
-    def attach(self, host: BleHost) -> None:
-        """The GATT application is registered: the personality may notify from now on."""
-
-    def on_write(self, char_uuid: str, value: bytes, central: str | None) -> None:
-        """``central`` (a BlueZ object path; None if the stack did not say) wrote one of its
-        characteristics."""
-
-    def on_connections(self, connected: frozenset[str], gone: frozenset[str]) -> None:
-        """The set of connected centrals changed (``gone`` left)."""
-
-    async def stop(self) -> None:
-        """Release timers and tasks."""
 
 
 class BleHost(Door):
@@ -129,7 +82,7 @@ class BleHost(Door):
         self._advertised: list[Advertised] = []  # what the registered advertisements say
         self._char_service: dict[str, str] = {}
         self._char_owner: dict[str, BlePersonality] = {}
-        self._responders: dict[str, Callable[[bytes, str | None], Awaitable[bytes]]] = {}
+        self._responders: dict[str, Responder] = {}
         self._adv_dirty = asyncio.Event()
         self._adv_task: asyncio.Task[None] | None = None
         self._watcher = ConnectionWatcher(adapter, self._on_connections)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..personality import DeviceContext, Personality, lazy
+from ..personality import DeviceContext, Personality, PhoneOption, lazy
 from .options import EspOptions
 
 if TYPE_CHECKING:
@@ -38,4 +38,19 @@ PERSONALITY = Personality(
     transports=("ble", "softap"),
     secret_settings=("pop", "srp_verifier"),
     label=lazy(f"{__name__}.identity", "label_fields"),
+    concurrent_ap=True,  # ESP-IDF keeps its AP up during the join (APSTA)
+    phone_options=(
+        PhoneOption(
+            "pop",
+            "esp: the proof of possession on the label (also the security 2 password)",
+            secret=True,
+        ),
+        PhoneOption(
+            "sec",
+            "esp: the protocomm security (default: what the device's proto-ver says)",
+            kind=int,
+            choices=(0, 1, 2),
+        ),
+    ),
+    phone_label=lazy(f"{__name__}.identity", "phone_options"),
 )

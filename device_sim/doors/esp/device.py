@@ -32,7 +32,7 @@ from ...errors import OnboardingError
 from ...guarded_http import read_body
 from ...security.secret import Secret
 from ...session.port import AccessPoint, DoorPort
-from ..ble.host import Advertised, BleHost, GattChar, GattService
+from ..ble.gatt import Advertised, GattChar, GattHost, GattService
 from ..personality import Handler, HttpRoute
 from . import proto
 from .identity import credentials
@@ -428,7 +428,7 @@ class EspPersonality:
     def advertised(self) -> Advertised:
         return Advertised([self.spec.service_uuid], {}, {})
 
-    def attach(self, host: BleHost) -> None:
+    def attach(self, host: GattHost) -> None:
         pass  # answers are read back; nothing is notified
 
     def on_write(self, char_uuid: str, value: bytes, central: str | None) -> None:
@@ -480,7 +480,7 @@ class EspPersonality:
         self._issued[token] = request.remote
         return token, True
 
-    def http_routes(self) -> list[HttpRoute]:
+    def http_routes(self, host: object) -> list[HttpRoute]:
         return [HttpRoute("POST", f"/{name}", self._http(name)) for name in (*ENDPOINTS, DIAG)]
 
     def _http(self, endpoint: str) -> Any:

@@ -13,7 +13,8 @@ import json
 import logging
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ...profile import Profile
 from ...security.secret import Secret
@@ -79,3 +80,10 @@ def _qr(name: str, pop: Secret, transport: str) -> str:
     """Espressif's provisioning QR content: {"ver":"v1","name":..,"pop":..,"transport":..}."""
     payload = {"ver": "v1", "name": name, "pop": pop.reveal(), "transport": transport}
     return json.dumps(payload, separators=(",", ":"))
+
+
+def phone_options(label: Mapping[str, str]) -> dict[str, Any]:
+    """The phone-side options a device's label gives: the PoP from its QR."""
+    if "esp_qr" not in label:
+        return {}
+    return {"pop": Secret(json.loads(label["esp_qr"])["pop"])}

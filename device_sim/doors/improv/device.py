@@ -34,7 +34,7 @@ from ...codes import Code, State
 from ...errors import OnboardingError
 from ...security.secret import Secret
 from ...session.port import STATE_PHASES, DiagnosticEvent, DoorPort, EventPhase
-from ..ble.host import Advertised, BleHost, GattChar, GattService
+from ..ble.gatt import Advertised, GattChar, GattHost, GattService
 from ..personality import Handler, HttpRoute
 from .codec import (
     Capability,
@@ -114,7 +114,7 @@ class ImprovPersonality:
         self.identify_count = 0
         self._provisioning = False
         self._assembler = RpcAssembler(spec.reassembly_timeout_ms / 1000)
-        self._door: BleHost | None = None
+        self._door: GattHost | None = None
         self._published: ImprovState | None = None
         self._lapse: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
@@ -168,7 +168,7 @@ class ImprovPersonality:
             {},
         )
 
-    def attach(self, host: BleHost) -> None:
+    def attach(self, host: GattHost) -> None:
         self._door = host
         self._published = self.state  # the value gatt() registered
         self._unsubscribe = self.port.subscribe(self._on_event)
@@ -192,7 +192,7 @@ class ImprovPersonality:
     def press_button(self, source: str) -> dict[str, object] | None:
         return {"action": "improv-authorize", **self.authorize(source)}
 
-    def http_routes(self) -> list[HttpRoute]:
+    def http_routes(self, host: object) -> list[HttpRoute]:
         return []  # Improv is a BLE-only protocol
 
     async def stop(self) -> None:

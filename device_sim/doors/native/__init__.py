@@ -1,9 +1,10 @@
 """The native personality: the SRP6a session protocol of ``gatt_profile.yaml``'s ``service``.
 
-Device side: :mod:`.device` (a GATT service of the BLE host). Phone side: :mod:`.flow` (the
-session flow), over :mod:`.client` (BLE, bleak) or :mod:`.http_link` (the SoftAP door's HTTP
-API, which carries the same messages). Codec: :mod:`device_sim.wire` and
-:mod:`device_sim.security.session`, shared with the SoftAP door.
+Device side: :mod:`.device` (a GATT service of the BLE host) and :mod:`.http_api` (its routes
+on the SoftAP door), both speaking :mod:`.session` (the handshake, the sealed requests, the
+events). Phone side: :mod:`.flow` (the session flow), over :mod:`.client` (BLE, bleak) or
+:mod:`.http_link` (HTTP). Codec: :mod:`.wire` (framing, messages), over the SRP6a and AES-GCM
+primitives of :mod:`device_sim.security.session`.
 """
 
 from __future__ import annotations
@@ -29,4 +30,11 @@ PERSONALITY = Personality(
     phone=lazy(f"{__name__}.flow", "provision_request"),
     reports=lazy(f"{__name__}.docs", "reports"),
     transports=("ble", "softap"),
+    phone_requests={
+        "discover": lazy(f"{__name__}.client", "discover"),
+        "networks": lazy(f"{__name__}.flow", "list_networks"),
+        "saved_networks": lazy(f"{__name__}.flow", "saved_networks"),
+        "forget_network": lazy(f"{__name__}.flow", "forget_network"),
+        "diagnostics": lazy(f"{__name__}.flow", "fetch_diagnostics"),
+    },
 )

@@ -30,7 +30,7 @@ from ...errors import (
 from ...profile import Profile
 from ...security.secret import Secret
 from ...security.session import ClientHandshake, SecureChannel
-from ...wire import (
+from .wire import (
     AdvertisedInfo,
     ErrorBody,
     PublicState,

@@ -2,7 +2,7 @@
 
 Characteristics (UUIDs and limits from the profile's ``service`` section):
 
-* ``request``  (write): client -> device fragments (see :mod:`device_sim.wire`);
+* ``request``  (write): client -> device fragments (see :mod:`.wire`);
 * ``response`` (notify): device -> client fragments of responses and encrypted events;
 * ``state`` (read, notify) and ``diagnostics`` (read, notify): public, secret-free status,
   pushed on every event so a phone never has to poll;
@@ -25,15 +25,19 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...codes import Code
 from ...errors import OnboardingError, ProtocolError
 from ...ratelimit import LimitedLog
 from ...session.port import STATE_PHASES, DiagnosticEvent, DoorPort
-from ...wire import AdvertisedInfo, PublicState, Reassembler, fragment, peek_channel
-from ..ble.host import Advertised, BleHost, GattChar, GattService
+from ..ble.gatt import Advertised, GattChar, GattHost, GattService
 from ..personality import Handler, HttpRoute
+from .session import NativeSession
+from .wire import AdvertisedInfo, PublicState, Reassembler, fragment, peek_channel
+
+if TYPE_CHECKING:
+    from ..softap.api import SoftApHost
 
 LOG = logging.getLogger(__name__)
 CAPABILITIES = ["scan", "wpa2", "wpa3", "hidden", "saved_networks"]
@@ -61,10 +65,11 @@ class NativePersonality:
         )
         self.response_uuid = self.service.char("response").uuid
         self.notify_size = self.service.char("response").max_length
-        self._host: BleHost | None = None
+        self._host: GattHost | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Callable[[], None] = lambda: None
         self._intrusions = LimitedLog(LOG, "ble: frame dropped", burst=5, window_s=60)
+        self.session = NativeSession(port)  # its session protocol, over BLE and HTTP alike
 
     # --- what the BLE host asks ------------------------------------------------------------------
 
@@ -91,7 +96,7 @@ class NativePersonality:
             [self.service.uuid], {}, {self.profile.advertising.manufacturer_id: payload}
         )
 
-    def attach(self, host: BleHost) -> None:
+    def attach(self, host: GattHost) -> None:
         self._host = host
         self.notify_size = min(host.notify_size, self.service.char("response").max_length)
         self._unsubscribe = self.port.subscribe(self._on_event)
@@ -102,11 +107,15 @@ class NativePersonality:
     def press_button(self, source: str) -> dict[str, object] | None:
         return None  # the native service has no use for a button
 
-    def http_routes(self) -> list[HttpRoute]:
-        return []  # over the SoftAP the door's own API carries the native messages
+    def http_routes(self, host: SoftApHost) -> list[HttpRoute]:
+        """The same session messages over the SoftAP door (:mod:`.http_api`)."""
+        from .http_api import NativeHttpApi  # aiohttp loads only with a SoftAP door
+
+        return NativeHttpApi(self.port, self.session, host).routes()
 
     async def stop(self) -> None:
         self._unsubscribe()
+        self.session.close()
         for task in list(self._tasks):
             task.cancel()
         self._host = None
@@ -149,7 +158,7 @@ class NativePersonality:
             complete = self.reassembler.feed(frame, source=central)
         except ProtocolError as exc:
             channel = frame[1] << 8 | frame[2] if len(frame) >= 3 else 0
-            self._send(channel, self.port.error_for(NativePeer(central, channel), exc))
+            self._send(channel, self.session.error_for(NativePeer(central, channel), exc))
             return
         if complete is not None:
             task = asyncio.get_running_loop().create_task(self._handle(central, *complete))
@@ -173,11 +182,13 @@ class NativePersonality:
     async def _handle(self, central: str | None, channel: int, message: bytes) -> None:
         peer = NativePeer(central, channel)
         try:
-            replies = await self.port.handle(peer, message, lambda m: self._send(channel, m))
+            replies = await self.session.handle(peer, message, lambda m: self._send(channel, m))
         except Exception as exc:  # the session layer answers bad input itself; a bug path
             LOG.exception("handling a message from channel %d failed", channel)
             replies = [
-                self.port.error_for(peer, OnboardingError(Code.INTERNAL_ERROR, type(exc).__name__))
+                self.session.error_for(
+                    peer, OnboardingError(Code.INTERNAL_ERROR, type(exc).__name__)
+                )
             ]
         for reply in replies:
             self._send(channel, reply)

@@ -31,7 +31,7 @@ from ...codes import Code, State
 from ...dial import Resolver, describe_connect_error, http_connector
 from ...errors import DeviceUnreachable, OnboardingError
 from ...profile import Profile
-from ...wire import PublicState, unpack_messages
+from .wire import PublicState, unpack_messages
 
 LOG = logging.getLogger(__name__)
 RETRY_INTERVAL_S = 0.25  # between attempts to reach a device that refuses (bounded by timeout)

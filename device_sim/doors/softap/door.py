@@ -36,6 +36,7 @@ from ...security.secret import Secret
 from ...session.port import AccessPoint, AccessPointConfig, DiagnosticEvent, DoorPort, EventPhase
 from ..base import Door
 from ..personality import HttpRoute
+from .api import SoftApHost
 from .http import coded_answer
 from .options import SoftApOptions
 from .routes import Routes
@@ -187,10 +188,10 @@ class SoftApDoor(Door):
         options: SoftApOptions,
         *,
         doors_status: Callable[[], dict[str, Any]] | None = None,
-        routes: Sequence[HttpRoute] = (),
+        routes: Callable[[SoftApHost], Sequence[HttpRoute]] = lambda host: (),
     ) -> None:
-        """``routes``: the personalities' own endpoints, served next to the door's (a clash
-        with one of them is a ConfigError)."""
+        """``routes(door)``: the personalities' own endpoints, served next to the door's (a
+        clash with one of them is a ConfigError)."""
         profile, identity = port.profile, port.identity
         self.port, self.profile, self.identity, self.options = port, profile, identity, options
         self._doors_status = doors_status or (lambda: {})
@@ -206,7 +207,9 @@ class SoftApDoor(Door):
         self.ap_config = AccessPointConfig(
             ssid, passphrase, address=options.listen_host, concurrent=options.concurrent
         )
-        self.clients = HttpClients(lambda peer: port.session_peer == peer)
+        self.clients = HttpClients(
+            lambda peer: port.session_peer == peer, profile.softap.http.session_cookie
+        )
         # A rejected request is logged once, briefly; a flood of them at most 10 lines a minute.
         self.rejected = LimitedLog(LOG, "softap: rejected request", burst=10, window_s=60)
         header_timeout_s = profile.softap.http.body_timeout_ms / 1000
@@ -243,7 +246,7 @@ class SoftApDoor(Door):
         self._down_after_session = False  # concurrent AP: down when the holder's session ends
         self._dnsmasq: Any = None
         self._lock = asyncio.Lock()
-        self._routes = Routes(port, self, routes)
+        self._routes = Routes(port, self, routes(self))
         self._unsubscribe: Callable[[], None] | None = None
         self._unfollow: Callable[[], None] = lambda: None
         self._release_radio: Callable[[], None] = lambda: None

@@ -16,20 +16,20 @@ from ...codes import Code
 from ...errors import OnboardingError
 from ...guarded_http import Answer, read_body
 from ...profile import Profile
-from ...wire import pack_messages, unpack_messages
 
 __all__ = [
+    "LISTENER",
     "coded_answer",
     "error_body",
     "error_response",
     "json_response",
-    "pack_messages",
     "query_ms",
     "read_body",
     "require_content_type",
     "retry_headers",
-    "unpack_messages",
 ]
+
+LISTENER = web.AppKey("listener", str)  # which listener an app serves: ap | lan
 
 
 def json_response(

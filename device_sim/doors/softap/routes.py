@@ -1,8 +1,10 @@
-"""The SoftAP door's HTTP routes, built from ``gatt_profile.yaml``'s ``softap`` section.
+"""The SoftAP door's HTTP routes, built from ``gatt_profile.yaml``'s ``softap`` section: its
+own endpoints (the browser page and its API, the captive-portal API, the OS probes, the public
+state), and the personalities' routes beside them (native's session API, ESP's endpoints).
 
-Every endpoint of the profile has a handler here (a missing one is a ConfigError at start), so
-the profile, the README table and the server cannot drift apart. Bodies are bounded in size and
-time; errors are coded JSON (see :mod:`.http`).
+Each of the door's own handlers is listed in the profile (an unlisted one is a ConfigError at
+start); the profile's other endpoints are served by a personality's routes. Bodies are bounded
+in size and time; errors are coded JSON (see :mod:`.http`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ...codes import Code, MessageType
+from ...codes import Code
 from ...document import JsonTooDeep, loads_json
 from ...errors import ConfigError, OnboardingError
 from ...guarded_http import expect_handler, handler_state
@@ -23,25 +25,22 @@ from ...ratelimit import LimitedLog
 from ...security.secret import Secret
 from ...security.setup_code import normalize_setup_code
 from ...session.port import AccessPoint, DiagnosticEvent, DoorPort
-from ...wire import ErrorBody
 from ..personality import HttpRoute
 from .http import (
+    LISTENER,
     coded_answer,
     error_body,
     error_response,
     json_response,
-    pack_messages,
     query_ms,
     read_body,
     require_content_type,
-    retry_headers,
 )
-from .sessions import HttpClients, Outbox
+from .sessions import HttpClients
 
 LOG = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PAGE = "portal.html"
-LISTENER = web.AppKey("listener", str)  # which listener an app serves: ap | lan
 
 
 class SoftApView(Protocol):
@@ -83,25 +82,20 @@ class Routes:
         self.http = port.profile.softap.http
         self.extra = list(extra)  # the personalities' own endpoints
         handlers: dict[tuple[str, str], Handler] = {
-            ("POST", "/api/v1/message"): self.message,
-            ("GET", "/api/v1/events"): self.events,
             ("GET", "/api/v1/state"): self.state,
-            ("GET", "/api/v1/info"): self.info,
             ("GET", "/portal/v1/networks"): self.networks,
             ("POST", "/portal/v1/provision"): self.provision,
             ("GET", "/captive-portal/api"): self.captive_api,
             ("GET", "/"): self.page,
         }
         listed = {(e.method, e.path) for e in self.http.endpoints}
-        if listed != set(handlers):
+        if set(handlers) - listed:
             raise ConfigError(
                 "gatt_profile.yaml: softap.http.endpoints",
-                f"endpoints and handlers differ: {sorted(listed ^ set(handlers))}",
+                f"the door's endpoints are not listed: {sorted(set(handlers) - listed)}",
             )
         self._handlers = handlers
-        own = {(e.method, e.path) for e in self.http.endpoints} | {
-            ("GET", p.path) for p in self.profile.softap.probes
-        }
+        own = set(handlers) | {("GET", p.path) for p in self.profile.softap.probes}
         seen: set[tuple[str, str]] = set()
         for route in self.extra:
             key = (route.method, route.path)
@@ -129,7 +123,7 @@ class Routes:
         app[LISTENER] = listener
         expect = expect_handler(coded_answer(self.profile), self.door.rejected)
         for ep in self.http.endpoints:
-            if listener in ep.listeners:
+            if listener in ep.listeners and (ep.method, ep.path) in self._handlers:
                 app.router.add_route(
                     ep.method, ep.path, self._handlers[(ep.method, ep.path)], expect_handler=expect
                 )
@@ -181,103 +175,6 @@ class Routes:
         finally:
             handler_state(request, busy=False)
 
-    # --- the app's session API ---------------------------------------------------------------
-
-    def _client(self, request: web.Request, *, create: bool) -> tuple[Outbox | None, bool]:
-        """The cookie's client, bound to the address it began on. The one exception: the phone
-        that holds the session comes back from the home network for the outcome (a new address
-        on the lan listener), once; from then on the cookie is bound to that address too."""
-        box = self.door.clients.get(request.cookies.get(self.http.session_cookie))
-        if box is not None and box.remote != request.remote:
-            if (
-                request.app[LISTENER] == "lan"
-                and not box.moved_to_lan
-                and self.port.session_peer == box.peer
-            ):
-                box.remote, box.moved_to_lan = request.remote, True
-            else:
-                raise OnboardingError(
-                    Code.SESSION_REQUIRED,
-                    "the session cookie belongs to another client address; start a new session",
-                )
-        if box is None and create:
-            return self.door.clients.new(request.remote), True
-        return box, False
-
-    def _with_cookie(
-        self, response: web.StreamResponse, box: Outbox, new: bool
-    ) -> web.StreamResponse:
-        if new:
-            response.set_cookie(
-                self.http.session_cookie, box.token, httponly=True, samesite="Strict", path="/"
-            )
-        return response
-
-    async def message(self, request: web.Request) -> web.StreamResponse:
-        require_content_type(request, self.http.message_content_type)
-        body = await read_body(
-            request, self.profile.framing.max_message_length, self.http.body_timeout_ms / 1000
-        )
-        box, new = self._client(request, create=body[0] == MessageType.PAKE_START)
-        if box is not None:
-            replies = await self.port.handle(box.peer, body, box.push)
-        elif body[0] in (MessageType.PAKE_PROOF, MessageType.SECURE):
-            raise OnboardingError(Code.SESSION_REQUIRED, "no session cookie: start with PAKE_START")
-        else:  # not a session request at all: the clear ERROR a BLE peer gets for it
-            replies = [
-                ErrorBody(
-                    Code.MALFORMED_REQUEST,
-                    0,
-                    f"message type 0x{body[0]:02x} is not a request a client may send",
-                ).to_message()
-            ]
-        status, headers = 200, {"Cache-Control": "no-store"}
-        if replies and replies[0][:1] == bytes([MessageType.ERROR]):
-            err = ErrorBody.from_body(replies[0][1:])
-            status = self.http.status(err.code)
-            headers.update(retry_headers(err.retry_after_ms))
-        response = web.Response(
-            status=status,
-            body=pack_messages(replies),
-            headers=headers,
-            content_type=self.http.messages_content_type,
-        )
-        return response if box is None else self._with_cookie(response, box, new)
-
-    async def events(self, request: web.Request) -> web.StreamResponse:
-        wait_ms = query_ms(
-            request, "wait_ms", self.http.long_poll_max_ms, self.http.long_poll_max_ms
-        )
-        box, _ = self._client(request, create=False)
-        if box is None:
-            raise OnboardingError(Code.SESSION_REQUIRED, "no session cookie: start with PAKE_START")
-        holds = self.port.touch(box.peer)
-        if box.overflowed:
-            self.door.clients.drop(box.token)
-            self.port.peer_gone(box.peer)
-            raise OnboardingError(Code.CLIENT_TIMEOUT, "events were not collected; session closed")
-        after = request.query.get("after")
-        if after is not None:
-            try:
-                box.acknowledge(int(after))
-            except ValueError as exc:
-                raise OnboardingError(
-                    Code.MALFORMED_REQUEST, f"after: a count of messages received ({exc})"
-                ) from None
-        messages = await box.take(
-            wait_ms / 1000 if holds and not self.door.closing else 0, keep=after is not None
-        )
-        if not messages:
-            if not holds:
-                self.door.clients.drop(box.token)
-                raise OnboardingError(Code.SESSION_REQUIRED, "the session has ended")
-            return web.Response(status=204, headers={"Cache-Control": "no-store"})
-        return web.Response(
-            body=pack_messages(messages),
-            headers={"Cache-Control": "no-store"},
-            content_type=self.http.messages_content_type,
-        )
-
     # --- public, no secrets ------------------------------------------------------------------
 
     def public_state(self) -> dict[str, Any]:
@@ -305,20 +202,6 @@ class Routes:
             await self.door.wait_event_after(after, wait_ms / 1000)
         return json_response(self.public_state(), headers={"Access-Control-Allow-Origin": "*"})
 
-    async def info(self, request: web.Request) -> web.StreamResponse:
-        return json_response(
-            {
-                "v": self.profile.protocol_version,
-                "rev": self.profile.protocol_revision,
-                "id": self.port.identity.device_id,
-                "max_msg": self.profile.framing.max_message_length,
-                "caps": ["pake-srp6a", "aes-256-gcm", "scan", "hidden-ssid", "portal"],
-                **self.door.describe(),
-                "outcome_within_ms": int(self.port.outcome_within_s * 1000),
-            },
-            headers={"Access-Control-Allow-Origin": "*"},
-        )
-
     # --- the browser page ---------------------------------------------------------------------
 
     async def networks(self, request: web.Request) -> web.StreamResponse:
@@ -333,7 +216,7 @@ class Routes:
         require_content_type(request, "application/json")
         raw = await read_body(request, self.http.max_json_bytes, self.http.body_timeout_ms / 1000)
         ssid, passphrase, hidden, code = _parse_provision(raw)
-        box, new = self._client(request, create=True)
+        box, new = self.door.clients.of_request(request, create=True)
         assert box is not None
         try:
             self.port.portal_provision(box.peer, code, ssid, passphrase, hidden)
@@ -344,7 +227,7 @@ class Routes:
                 return error_response(self.profile, exc)
             # The page session is open even so (e.g. the passphrase was refused after the code
             # was proved): the cookie lets the same browser correct it instead of getting BUSY.
-            return self._with_cookie(error_response(self.profile, exc), box, new)
+            return self.door.clients.with_cookie(error_response(self.profile, exc), box, new)
         response = json_response(
             {
                 "accepted": True,
@@ -355,7 +238,7 @@ class Routes:
             },
             202,
         )
-        return self._with_cookie(response, box, new)
+        return self.door.clients.with_cookie(response, box, new)
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         if self._redirect_foreign_host(request):
@@ -420,7 +303,9 @@ class Routes:
             {
                 ep.method
                 for ep in self.http.endpoints
-                if ep.path == request.path and listener in ep.listeners
+                if ep.path == request.path
+                and listener in ep.listeners
+                and (ep.method, ep.path) in self._handlers
             }
             | {r.method for r in self.extra if r.path == request.path and listener in r.listeners}
         )

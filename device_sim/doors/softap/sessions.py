@@ -20,6 +20,12 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
+from ...codes import Code
+from ...errors import OnboardingError
+from .http import LISTENER
+
 MAX_QUEUED = 256  # messages per outbox; one onboarding attempt pushes about 15
 MAX_CLIENTS = 16  # outboxes kept; the oldest ones not holding the session go first
 
@@ -105,9 +111,41 @@ class Outbox:
 class HttpClients:
     """Tokens handed out in the session cookie, with the client address each is bound to."""
 
-    def __init__(self, holds_session: Callable[[Hashable], bool]) -> None:
+    def __init__(self, holds_session: Callable[[Hashable], bool], cookie: str) -> None:
         self._outboxes: dict[str, Outbox] = {}
         self._holds_session = holds_session
+        self.cookie = cookie  # the session cookie's name
+
+    def of_request(self, request: web.Request, *, create: bool) -> tuple[Outbox | None, bool]:
+        """The cookie's client (and whether it is new), bound to the address it began on. The
+        one exception: the phone that holds the session comes back from the home network for
+        the outcome (a new address on the lan listener), once; from then on the cookie is
+        bound to that address too. Raises OnboardingError(SESSION_REQUIRED) for a cookie
+        shown from another address."""
+        box = self.get(request.cookies.get(self.cookie))
+        if box is not None and box.remote != request.remote:
+            if (
+                request.app[LISTENER] == "lan"
+                and not box.moved_to_lan
+                and self._holds_session(box.peer)
+            ):
+                box.remote, box.moved_to_lan = request.remote, True
+            else:
+                raise OnboardingError(
+                    Code.SESSION_REQUIRED,
+                    "the session cookie belongs to another client address; start a new session",
+                )
+        if box is None and create:
+            return self.new(request.remote), True
+        return box, False
+
+    def with_cookie(
+        self, response: web.StreamResponse, box: Outbox, new: bool
+    ) -> web.StreamResponse:
+        """``response``, setting the new client's cookie."""
+        if new:
+            response.set_cookie(self.cookie, box.token, httponly=True, samesite="Strict", path="/")
+        return response
 
     def get(self, token: str | None) -> Outbox | None:
         return self._outboxes.get(token) if token else None

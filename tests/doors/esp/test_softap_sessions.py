@@ -39,7 +39,7 @@ async def esp(tmp_path: Path) -> AsyncIterator[tuple[EspPersonality, SoftApDoor]
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path / "device", profile=FAST)
         personality = EspPersonality(device.port("esp"), security=1, patch=None)
-        door = SoftApDoor(device.port("softap"), LOOPBACK, routes=personality.http_routes())
+        door = SoftApDoor(device.port("softap"), LOOPBACK, routes=personality.http_routes)
         stack.push_async_callback(door.stop)
         await door.start()
         yield personality, door
@@ -216,7 +216,7 @@ async def test_an_esp_prov_like_client_onboards_over_a_concurrent_access_point(
         device = await build_stack(stack, tmp_path / "device", scenario="typical-home")
         personality = EspPersonality(device.port("esp"), security=1, patch=None)
         door = SoftApDoor(device.port("softap"), replace(LOOPBACK, concurrent=True),
-                          routes=personality.http_routes())
+                          routes=personality.http_routes)
         stack.push_async_callback(door.stop)
         await door.start()
         creds = load_scenario("typical-home").default_credentials

@@ -17,11 +17,12 @@ import pytest_asyncio
 from device_sim.core.engine import OnboardingEngine
 from device_sim.core.events import DiagnosticEvent
 from device_sim.core.store import DeviceStore
+from device_sim.doors.native.device import NativePersonality
 from device_sim.doors.softap.door import SoftApDoor, SoftApOptions
 from device_sim.network.simulated import SimulatedBackend
 from device_sim.options import HostPort
 from device_sim.profile import Profile
-from device_sim.session.service import ProvisioningService
+from device_sim.session.holder import SessionHolder
 from device_sim.testing.stack import SETUP_CODE, build_stack
 
 
@@ -32,7 +33,7 @@ class Stack:
     store: DeviceStore
     backend: SimulatedBackend
     engine: OnboardingEngine
-    service: ProvisioningService
+    service: SessionHolder
     door: SoftApDoor
     events: list[DiagnosticEvent]
 
@@ -62,7 +63,9 @@ async def make_stack(tmp_path: Path, profile: Profile) -> AsyncIterator[StackFac
             opts = replace(SoftApOptions(listen=HostPort("127.0.0.1", 0),
                                          lan=HostPort("127.0.0.1", 0), state_dir=state_dir),
                            **options)
-            door = SoftApDoor(device.port("softap"), opts)
+            native = NativePersonality(device.port("native"))  # native's HTTP API
+            stack.push_async_callback(native.stop)
+            door = SoftApDoor(device.port("softap"), opts, routes=native.http_routes)
             stack.push_async_callback(door.stop)
             if start:
                 await door.start()

@@ -14,7 +14,7 @@ from device_sim.doors.native.flow import fetch_diagnostics
 from device_sim.doors.native.http_link import HttpLink
 from device_sim.errors import OnboardingError
 from device_sim.security.secret import Secret
-from device_sim.session.service import DIAGNOSTICS_CHUNK
+from device_sim.doors.native.session import DIAGNOSTICS_CHUNK
 
 from .conftest import SETUP_CODE, StackFactory
 

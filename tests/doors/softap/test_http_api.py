@@ -29,7 +29,7 @@ from device_sim.network.scenario import load_scenario
 from device_sim.profile import Profile
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake, SecureChannel
-from device_sim.wire import ErrorBody, decode_json, encode_json, unpack_messages
+from device_sim.doors.native.wire import ErrorBody, decode_json, encode_json, unpack_messages
 
 from .conftest import SETUP_CODE, Stack, StackFactory, until
 

@@ -28,7 +28,7 @@ async def test_extra_routes_are_served_on_their_listeners(tmp_path: Path) -> Non
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path / "device")
         door = SoftApDoor(device.port("softap"), LOOPBACK,
-                          routes=[HttpRoute("POST", "/prov-session", session)])
+                          routes=lambda host: [HttpRoute("POST", "/prov-session", session)])
         stack.push_async_callback(door.stop)
         await door.start()
         async with aiohttp.ClientSession() as http:
@@ -51,7 +51,7 @@ async def test_a_clash_is_refused(tmp_path: Path, route: HttpRoute) -> None:
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path / "device")
         with pytest.raises(ConfigError, match="taken or not a path"):
-            SoftApDoor(device.port("softap"), LOOPBACK, routes=[route])
+            SoftApDoor(device.port("softap"), LOOPBACK, routes=lambda host: [route])
 
 
 async def test_a_wildcard_listener_announces_a_reachable_address(tmp_path: Path) -> None:

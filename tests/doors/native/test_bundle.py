@@ -13,7 +13,8 @@ from device_sim.network.scenario import load_scenario
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake
 from device_sim.testing.stack import SETUP_CODE, build_stack
-from device_sim.wire import ErrorBody, decode_json, encode_json, pack_messages, split_type
+from device_sim.doors.native.session import NativeSession
+from device_sim.doors.native.wire import ErrorBody, decode_json, encode_json, pack_messages, split_type
 
 HOME = load_scenario("typical-home").default_credentials
 CREDS = {"ssid_hex": HOME.ssid.hex(), "hidden": False, "passphrase": HOME.passphrase}
@@ -55,7 +56,7 @@ def opened(hs: ClientHandshake, replies: list[bytes]) -> list[tuple[MessageType,
 async def test_credentials_and_connect_ride_with_the_proof(tmp_path: Path) -> None:
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path)
-        hs, replies = await prove(device.service, SETUP_CODE,
+        hs, replies = await prove(NativeSession(device.port("native")), SETUP_CODE,
                                   [(MessageType.SET_CREDENTIALS, CREDS), (MessageType.CONNECT, {})])
         answers = opened(hs, replies)
         assert [(k, b.get("request")) for k, b in answers[:2]] == [
@@ -68,7 +69,7 @@ async def test_credentials_and_connect_ride_with_the_proof(tmp_path: Path) -> No
 async def test_a_wrong_code_runs_nothing_of_the_bundle(tmp_path: Path) -> None:
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path)
-        _, replies = await prove(device.service, "1111-2222",
+        _, replies = await prove(NativeSession(device.port("native")), "1111-2222",
                                  [(MessageType.SET_CREDENTIALS, CREDS), (MessageType.CONNECT, {})])
         (reply,) = replies
         kind, body = split_type(reply)
@@ -85,7 +86,7 @@ async def test_a_refused_request_ends_the_bundle(tmp_path: Path) -> None:
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path)
         bad = {**CREDS, "ssid_hex": "zz"}
-        hs, replies = await prove(device.service, SETUP_CODE,
+        hs, replies = await prove(NativeSession(device.port("native")), SETUP_CODE,
                                   [(MessageType.SET_CREDENTIALS, bad), (MessageType.CONNECT, {})])
         answers = opened(hs, replies)
         assert answers[0][0] is MessageType.SECURE_ERROR
@@ -99,13 +100,13 @@ async def test_a_bad_bundle_is_one_error_and_the_session_stays_open(tmp_path: Pa
         device = await build_stack(stack, tmp_path)
         for tail in (b"\x00\x09abc",                          # a truncated frame
                      pack_messages([b"\x07" + b"x" * 20])):    # not a SECURE message
-            hs, replies = await prove(device.service, SETUP_CODE, [], raw_tail=tail)
+            hs, replies = await prove(NativeSession(device.port("native")), SETUP_CODE, [], raw_tail=tail)
             answers = opened(hs, replies)
             assert answers[0][0] is MessageType.SECURE_ERROR
             assert answers[0][1]["code"] == Code.MALFORMED_REQUEST
             assert device.engine.state is State.SESSION_OPEN
         too_many = [(MessageType.STATUS_REQUEST, {})] * (device.profile.max_bundled_requests + 1)
-        hs, replies = await prove(device.service, SETUP_CODE, too_many)
+        hs, replies = await prove(NativeSession(device.port("native")), SETUP_CODE, too_many)
         answers = opened(hs, replies)
         assert answers[0][0] is MessageType.SECURE_ERROR and len(answers) <= 2
 
@@ -116,7 +117,7 @@ async def test_json_nested_past_any_parser_in_a_bundle_is_one_coded_error(
     own MALFORMED_REQUEST: the session stays open for a corrected one."""
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path)
-        hs, replies = await prove(device.service, SETUP_CODE,
+        hs, replies = await prove(NativeSession(device.port("native")), SETUP_CODE,
                                   [(MessageType.SET_CREDENTIALS, b"[" * 1020 + b"]" * 1020)])
         answers = opened(hs, replies)
         assert answers[0][0] is MessageType.SECURE_ERROR
@@ -134,11 +135,12 @@ async def test_a_replayed_request_in_a_bundle_is_refused(tmp_path: Path) -> None
             sent.append(message)
 
         hs = ClientHandshake(Secret(SETUP_CODE))
-        (challenge,) = await device.service.handle(
+        native = NativeSession(device.port("native"))
+        (challenge,) = await native.handle(
             "phone", bytes([MessageType.PAKE_START]) + hs.start(), send)
         proof = hs.process_challenge(challenge[1:])
         status = hs.bundle_channel().seal(MessageType.STATUS_REQUEST, encode_json({}))
-        replies = await device.service.handle(
+        replies = await native.handle(
             "phone", bytes([MessageType.PAKE_PROOF]) + proof + pack_messages([status, status]),
             send)
         answers = opened(hs, replies)

@@ -20,9 +20,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codes import Code, MessageType, State
-from .document import loads_json
-from .errors import ProtocolError
+from ...codes import Code, MessageType, State
+from ...document import loads_json
+from ...errors import ProtocolError
 
 FLAG_FIRST = 0x80
 FLAG_LAST = 0x40
