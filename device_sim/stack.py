@@ -140,7 +140,13 @@ async def open_doors(
     options = personality_options or {}
     sides = [
         await entry.device(
-            DeviceContext(device.port(entry.name), options.get(entry.name), chosen, stack)
+            DeviceContext(
+                device.port(entry.name),
+                options.get(entry.name),
+                chosen,
+                stack,
+                diagnostics_elsewhere=any(o.serves_diagnostics for o in entries if o is not entry),
+            )
         )
         for entry in entries
     ]

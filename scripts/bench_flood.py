@@ -53,7 +53,7 @@ def fds(pid: int) -> int:
 
 
 async def onboard(profile: Any, target: Target, creds: Any) -> dict[str, Any]:
-    entry = registry.get(registry.NATIVE, "--personality")
+    entry = registry.get(registry.default(), "--personality")
     request = ProvisionRequest(creds.ssid, Secret(creds.passphrase or ""), hidden=creds.hidden,
                                setup_code=CODE, outcome_timeout=60)
     started = time.monotonic()

@@ -29,6 +29,8 @@ class DeviceContext:
     options: Any  # its options model's values (None when it has no options)
     personalities: tuple[str, ...]  # every personality this device presents
     stack: AsyncExitStack  # for components of its own (a GPIO button); closed at shutdown
+    # Another personality of this device serves the profile's diagnostics characteristic.
+    diagnostics_elsewhere: bool = False
 
 
 if TYPE_CHECKING:
@@ -98,6 +100,9 @@ class Personality:
     # How it reports a code to its phones, for the per-error documentation (device-sim docs):
     # reports(profile, code) -> one sentence.
     reports: Callable[[Profile, Any], str] | None = None
+    # It serves the profile's diagnostics characteristic (the specific codes, readable by any
+    # phone): the others need not add their own.
+    serves_diagnostics: bool = False
     # Its settings that are secrets (kept out of the diagnostics bundle), e.g. ESP's PoP.
     secret_settings: tuple[str, ...] = ()
     # Its phone reads the outcome on the device's AP after the join, so the AP stays up

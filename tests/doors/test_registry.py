@@ -25,7 +25,7 @@ def with_sections(profile: Profile, default: tuple[str, ...] | None = None,
 
 def test_every_folder_gives_its_entry() -> None:
     assert registry.names() == tuple(registry.FOLDERS)
-    assert registry.NATIVE in registry.names()
+    assert registry.default() == registry.names()[0]
     for name in registry.names():
         entry = registry.get(name)
         assert isinstance(entry, Personality) and entry.name == name

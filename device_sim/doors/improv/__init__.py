@@ -26,7 +26,7 @@ async def _device(ctx: DeviceContext) -> DeviceSide:
         authorization_timeout_s=options.authorization_timeout_s,
         redirect_url=options.redirect_url,
         # An Improv-only device keeps the specific codes readable in a diagnostics service.
-        with_diagnostics="native" not in ctx.personalities,
+        with_diagnostics=not ctx.diagnostics_elsewhere,
     )
     if options.button:
         from .button import GpioButton

@@ -30,6 +30,7 @@ PERSONALITY = Personality(
     phone=lazy(f"{__name__}.flow", "provision_request"),
     reports=lazy(f"{__name__}.docs", "reports"),
     transports=("ble", "softap"),
+    serves_diagnostics=True,
     phone_requests={
         "discover": lazy(f"{__name__}.client", "discover"),
         "networks": lazy(f"{__name__}.flow", "list_networks"),
