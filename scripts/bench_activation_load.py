@@ -30,8 +30,12 @@ ACCOUNT, PASSWORD = "acme", "account-password-1"
 
 
 def device_sim(*argv: str) -> None:
-    subprocess.run([sys.executable, "-m", "device_sim", *argv], check=True,
-                   stdout=subprocess.DEVNULL, timeout=3600)
+    subprocess.run(
+        [sys.executable, "-m", "device_sim", *argv],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=3600,
+    )
 
 
 async def main() -> int:
@@ -46,37 +50,83 @@ async def main() -> int:
         root = Path(tmp)
         t0 = time.monotonic()
         device_sim("factory", "ca", "--factory-dir", str(root / "factory"))
-        device_sim("factory", "batch", "--factory-dir", str(root / "factory"), "--out",
-                   str(root / "units"), "--station", "load", "--count", str(args.units),
-                   "--workers", "2", "--no-progress")
+        device_sim(
+            "factory",
+            "batch",
+            "--factory-dir",
+            str(root / "factory"),
+            "--out",
+            str(root / "units"),
+            "--station",
+            "load",
+            "--count",
+            str(args.units),
+            "--workers",
+            "2",
+            "--no-progress",
+        )
         states = unit_dirs(root / "units")
         print(f"factory: {len(states)} units in {time.monotonic() - t0:.1f} s", flush=True)
         cloud = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "device_sim", "cloud", "serve", "--state-dir",
-            str(root / "cloud"), "--listen", "127.0.0.1:0", "--factory-chain",
-            str(states[0] / "chain.pem"), stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "-m",
+            "device_sim",
+            "cloud",
+            "serve",
+            "--state-dir",
+            str(root / "cloud"),
+            "--listen",
+            "127.0.0.1:0",
+            "--factory-chain",
+            str(states[0] / "chain.pem"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         try:
             assert cloud.stdout is not None
             ready = json.loads(await asyncio.wait_for(cloud.stdout.readline(), 60))
-            async with CloudAdmin(ready["url"], Path(ready["ca_file"]),
-                                  ready["admin_token"]) as admin:
+            async with CloudAdmin(
+                ready["url"], Path(ready["ca_file"]), ready["admin_token"]
+            ) as admin:
                 await admin.import_units(root / "units" / "cloud-import.json")
                 await admin.add_account(ACCOUNT, PASSWORD)
                 for state in states:
                     serial = json.loads((state / "unit.json").read_text())["serial"]
                     await admin.set_supply_chain(serial, ACCOUNT)
-                env = {**os.environ, "DEVICE_SIM_UNITS": str(root / "units"),
-                       "DEVICE_SIM_CLOUD_CA": ready["ca_file"],
-                       "DEVICE_SIM_LOAD_WORKERS": str(args.workers)}
+                env = {
+                    **os.environ,
+                    "DEVICE_SIM_UNITS": str(root / "units"),
+                    "DEVICE_SIM_CLOUD_CA": ready["ca_file"],
+                    "DEVICE_SIM_LOAD_WORKERS": str(args.workers),
+                }
                 locustfile = Path(__file__).parents[1] / "device_sim" / "loadtest" / "locustfile.py"
                 t1 = time.monotonic()
                 locust = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "locust", "-f", str(locustfile), "--host", ready["url"],
-                    "--headless", "--processes", str(args.workers), "-u", str(args.units),
-                    "-r", str(args.spawn_rate), "--run-time", "10m", "--stop-timeout", "10",
-                    "--csv", str(root / "load"), "--only-summary",
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env)
+                    sys.executable,
+                    "-m",
+                    "locust",
+                    "-f",
+                    str(locustfile),
+                    "--host",
+                    ready["url"],
+                    "--headless",
+                    "--processes",
+                    str(args.workers),
+                    "-u",
+                    str(args.units),
+                    "-r",
+                    str(args.spawn_rate),
+                    "--run-time",
+                    "10m",
+                    "--stop-timeout",
+                    "10",
+                    "--csv",
+                    str(root / "load"),
+                    "--only-summary",
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=env,
+                )
                 _, err = await locust.communicate()
                 wall = time.monotonic() - t1
                 if locust.returncode != 0:
@@ -88,10 +138,12 @@ async def main() -> int:
         finally:
             cloud.terminate()
             await cloud.wait()
-    print(f"locust ({args.workers} worker processes): {row['Request Count']} activations, "
-          f"{row['Failure Count']} failures in {wall:.1f} s; median {row['Median Response Time']} ms, "
-          f"p90 {row['90%']} ms, p99 {row['99%']} ms, max {float(row['Max Response Time']):.0f} ms, "
-          f"{float(row['Requests/s']):.1f} requests/s; the account holds {len(bound)} devices")
+    print(
+        f"locust ({args.workers} worker processes): {row['Request Count']} activations, "
+        f"{row['Failure Count']} failures in {wall:.1f} s; median {row['Median Response Time']} ms, "
+        f"p90 {row['90%']} ms, p99 {row['99%']} ms, max {float(row['Max Response Time']):.0f} ms, "
+        f"{float(row['Requests/s']):.1f} requests/s; the account holds {len(bound)} devices"
+    )
     return 0
 
 

@@ -41,9 +41,21 @@ async def one_run(transport: str, count: int, workdir: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
     t0 = time.monotonic()
     fleet = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_sim", "fleet", "--root", str(root), "--count", str(count),
-        "--transport", transport, "--zero-delay",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+        sys.executable,
+        "-m",
+        "device_sim",
+        "fleet",
+        "--root",
+        str(root),
+        "--count",
+        str(count),
+        "--transport",
+        transport,
+        "--zero-delay",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
     assert fleet.stdout is not None and fleet.stderr is not None
     err_task = asyncio.ensure_future(fleet.stderr.read())
     try:
@@ -54,16 +66,29 @@ async def one_run(transport: str, count: int, workdir: Path) -> dict[str, Any]:
         ready = json.loads(line)
         t_ready = time.monotonic() - t0
         phones = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "device_sim", "client", "provision", "--fleet", str(root),
-            "--json", "--concurrency", "64",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+            sys.executable,
+            "-m",
+            "device_sim",
+            "client",
+            "provision",
+            "--fleet",
+            str(root),
+            "--json",
+            "--concurrency",
+            "64",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
         async with asyncio.timeout(ONBOARD_TIMEOUT_S):
             out, perr = await phones.communicate()
         t_online = time.monotonic() - t0
         try:
             done = json.loads(out)
         except ValueError:
-            raise RuntimeError(f"the phone side printed no result: {perr[-800:].decode()}") from None
+            raise RuntimeError(
+                f"the phone side printed no result: {perr[-800:].decode()}"
+            ) from None
         rss_kb, fds = _proc(fleet.pid)
         summary = done["summary"]
         return {
@@ -141,8 +166,9 @@ async def main() -> int:
                     flush=True,
                 )
     if args.json:
-        print(json.dumps({"transport": args.transport, "one_device": base, "sizes": rows},
-                         indent=1))
+        print(
+            json.dumps({"transport": args.transport, "one_device": base, "sizes": rows}, indent=1)
+        )
     return 0
 
 

@@ -54,12 +54,20 @@ def fds(pid: int) -> int:
 
 async def onboard(profile: Any, target: Target, creds: Any) -> dict[str, Any]:
     entry = registry.get(registry.default(), "--personality")
-    request = ProvisionRequest(creds.ssid, Secret(creds.passphrase or ""), hidden=creds.hidden,
-                               setup_code=CODE, outcome_timeout=60)
+    request = ProvisionRequest(
+        creds.ssid,
+        Secret(creds.passphrase or ""),
+        hidden=creds.hidden,
+        setup_code=CODE,
+        outcome_timeout=60,
+    )
     started = time.monotonic()
     result = await entry.phone(profile, target, request, None)
-    return {"state": result["state"], "code_name": result["code_name"],
-            "seconds": round(time.monotonic() - started, 2)}
+    return {
+        "state": result["state"],
+        "code_name": result["code_name"],
+        "seconds": round(time.monotonic() - started, 2),
+    }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -71,8 +79,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with DeviceStore(state) as store:
             create_identity(store, CODE)
         async with VirtualBle(adapters=1) as vb:
-            argv = daemon_argv(state, adapter=vb.adapters[0], scenario=SCENARIO, zero_delay=True,
-                               doors="both", extra=["--watch", "--watch-listen", "127.0.0.1:0"])
+            argv = daemon_argv(
+                state,
+                adapter=vb.adapters[0],
+                scenario=SCENARIO,
+                zero_delay=True,
+                doors="both",
+                extra=["--watch", "--watch-listen", "127.0.0.1:0"],
+            )
             daemon = DaemonProcess(["-v", *argv], vb.env(), log, fd_limit=args.fd_limit)
             ready = await daemon.start()
             pid = daemon.pid
@@ -96,10 +110,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             try:
                 with use_bus(vb):
-                    async with Flood(ap_url, connections=args.connections,
-                                     addresses=args.addresses, max_reopen=10**6) as ap_flood, \
-                            Flood(ready["watch"], connections=args.connections,
-                                  addresses=args.addresses, max_reopen=10**6) as watch_flood:
+                    async with (
+                        Flood(
+                            ap_url,
+                            connections=args.connections,
+                            addresses=args.addresses,
+                            max_reopen=10**6,
+                        ) as ap_flood,
+                        Flood(
+                            ready["watch"],
+                            connections=args.connections,
+                            addresses=args.addresses,
+                            max_reopen=10**6,
+                        ) as watch_flood,
+                    ):
                         await ap_flood.all_tried.wait()
                         await watch_flood.all_tried.wait()
                         log_before = log.stat().st_size
@@ -108,8 +132,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         softap = await onboard(profile, Target(softap_url=ap_url), creds)
                         await control_request(state, "factory-reset", {}, timeout=30)
                         phone = await add_adapter(vb.bus_address, 30, "00:11:22:33:77:30")
-                        ble = await onboard(profile, Target(adapter=phone,
-                                                            name=ready["local_name"]), creds)
+                        ble = await onboard(
+                            profile, Target(adapter=phone, name=ready["local_name"]), creds
+                        )
                         remaining = args.hold - (time.monotonic() - began)
                         if remaining > 0:
                             try:
@@ -121,16 +146,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         held = time.monotonic() - began
                         log_growth = log.stat().st_size - log_before
                         flood = {
-                            name: {"opened": f.opened, "closed_by_device": f.closed_by_device,
-                                   "refused_or_reset": f.failed, "peak_open": f.peak_open}
-                            for name, f in (("softap", ap_flood), ("watch", watch_flood))}
+                            name: {
+                                "opened": f.opened,
+                                "closed_by_device": f.closed_by_device,
+                                "refused_or_reset": f.failed,
+                                "peak_open": f.peak_open,
+                            }
+                            for name, f in (("softap", ap_flood), ("watch", watch_flood))
+                        }
             except Exception:
                 sys.stderr.write(log.read_text(errors="replace")[-3000:])
                 raise
             finally:
                 await daemon.stop()
-    ok = (softap["state"] == ble["state"] == "online" and max(latencies) < 1.0
-          and peak[0] < args.fd_limit and log_growth < 100_000)
+    ok = (
+        softap["state"] == ble["state"] == "online"
+        and max(latencies) < 1.0
+        and peak[0] < args.fd_limit
+        and log_growth < 100_000
+    )
     return {
         "ok": ok,
         "connections_per_listener": args.connections,
@@ -139,8 +173,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "fd_limit": args.fd_limit,
         "daemon_fds": {"baseline": baseline_fds, "peak": peak[0]},
         "onboarding": {"softap": softap, "ble": ble},
-        "ctl_status_s": {"count": len(latencies), "p50": round(statistics.median(latencies), 3),
-                         "max": round(max(latencies), 3)},
+        "ctl_status_s": {
+            "count": len(latencies),
+            "p50": round(statistics.median(latencies), 3),
+            "max": round(max(latencies), 3),
+        },
         "log_growth_bytes": log_growth,
         "flood": flood,
     }
@@ -148,22 +185,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--connections", type=int, default=1100,
-                        help="hostile connections to each listener (default 1100)")
-    parser.add_argument("--addresses", type=int, default=50,
-                        help="loopback addresses they come from (default 50)")
-    parser.add_argument("--hold", type=float, default=60.0,
-                        help="seconds the flood lasts (default 60)")
-    parser.add_argument("--fd-limit", type=int, default=1024,
-                        help="the daemon's descriptor limit (default 1024: systemd's default)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1100,
+        help="hostile connections to each listener (default 1100)",
+    )
+    parser.add_argument(
+        "--addresses", type=int, default=50, help="loopback addresses they come from (default 50)"
+    )
+    parser.add_argument(
+        "--hold", type=float, default=60.0, help="seconds the flood lasts (default 60)"
+    )
+    parser.add_argument(
+        "--fd-limit",
+        type=int,
+        default=1024,
+        help="the daemon's descriptor limit (default 1024: systemd's default)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{'PASS' if report['ok'] else 'FAIL'}: {args.connections} connections to each "
-              f"listener from {args.addresses} addresses for {report['held_s']} s")
+        print(
+            f"{'PASS' if report['ok'] else 'FAIL'}: {args.connections} connections to each "
+            f"listener from {args.addresses} addresses for {report['held_s']} s"
+        )
         for key in ("daemon_fds", "onboarding", "ctl_status_s", "log_growth_bytes", "flood"):
             print(f"  {key}: {json.dumps(report[key])}")
     return 0 if report["ok"] else 1

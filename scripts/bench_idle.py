@@ -26,15 +26,28 @@ from device_sim.virtual.harness import VirtualBle, add_adapter
 WATCHED = ("aiohttp", "dbus_fast", "cryptography")
 
 
-async def one(doors: str, idle_s: float, env: dict[str, str], adapter: str) -> tuple[int, int,
-                                                                                     list[str]]:
+async def one(
+    doors: str, idle_s: float, env: dict[str, str], adapter: str
+) -> tuple[int, int, list[str]]:
     with tempfile.TemporaryDirectory(prefix="device-sim-idle-") as tmp:
         with DeviceStore(Path(tmp)) as store:
             create_identity(store)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "device_sim", "run", "--state-dir", tmp, "--adapter", adapter,
-            "--doors", doors, "--zero-delay", stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, env=env)
+            sys.executable,
+            "-m",
+            "device_sim",
+            "run",
+            "--state-dir",
+            tmp,
+            "--adapter",
+            adapter,
+            "--doors",
+            doors,
+            "--zero-delay",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=env,
+        )
         assert proc.stdout is not None
         try:
             async with asyncio.timeout(60):
@@ -42,8 +55,10 @@ async def one(doors: str, idle_s: float, env: dict[str, str], adapter: str) -> t
                     raise RuntimeError(f"the daemon ({doors}) exited before it was ready")
             await asyncio.sleep(idle_s)  # idling is what is measured, not a synchronisation
             status = dict(
-                line.split(":", 1) for line in Path(f"/proc/{proc.pid}/status").read_text()
-                .splitlines() if ":" in line)
+                line.split(":", 1)
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                if ":" in line
+            )
             maps = Path(f"/proc/{proc.pid}/maps").read_text()
             loaded = sorted({name for name in WATCHED if f"/{name}/" in maps})
             return int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0]), loaded
@@ -66,10 +81,12 @@ async def main() -> int:
             runs = [await one(doors, args.idle, vb.env(), adapter) for _ in range(args.runs)]
             rss = [r[0] / 1024 for r in runs]
             hwm = [r[1] / 1024 for r in runs]
-            print(f"{doors:<16} RSS {min(rss):.1f} / {statistics.median(rss):.1f} / "
-                  f"{max(rss):.1f} MB (min / median / max of {args.runs}), peak "
-                  f"{max(hwm):.1f} MB, loaded: {', '.join(runs[0][2]) or 'none of ' + str(WATCHED)}",
-                  flush=True)
+            print(
+                f"{doors:<16} RSS {min(rss):.1f} / {statistics.median(rss):.1f} / "
+                f"{max(rss):.1f} MB (min / median / max of {args.runs}), peak "
+                f"{max(hwm):.1f} MB, loaded: {', '.join(runs[0][2]) or 'none of ' + str(WATCHED)}",
+                flush=True,
+            )
     return 0
 
 

@@ -23,9 +23,13 @@ MARK = "phone  credentials"
 
 def once(timeout: float) -> tuple[float, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device_sim", "demo"], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        [sys.executable, "-m", "device_sim", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
@@ -51,9 +55,11 @@ def main() -> int:
     args = parser.parse_args()
     runs = [once(args.timeout) for _ in range(max(1, args.count))]
     seconds = sorted(s for s, _ in runs)
-    print(f"demo stop after SIGINT over {len(runs)} runs: min {seconds[0]:.2f} s, "
-          f"median {statistics.median(seconds):.2f} s, max {seconds[-1]:.2f} s; "
-          f"exit codes {sorted({c for _, c in runs})}")
+    print(
+        f"demo stop after SIGINT over {len(runs)} runs: min {seconds[0]:.2f} s, "
+        f"median {statistics.median(seconds):.2f} s, max {seconds[-1]:.2f} s; "
+        f"exit codes {sorted({c for _, c in runs})}"
+    )
     return 0
 
 

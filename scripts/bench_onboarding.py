@@ -58,19 +58,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-async def onboard_once(profile: Any, target: Target, code: Secret, creds: Any, i: int
-                       ) -> dict[str, Any]:
+async def onboard_once(
+    profile: Any, target: Target, code: Secret, creds: Any, i: int
+) -> dict[str, Any]:
     """One onboarding; its result with ``connect_to_online`` in ms (whatever its outcome)."""
     async with Provisioner(profile, target, code, bundle=True) as prov:  # 2 round trips (rev 2)
-        out = await prov.attempt(creds.ssid, Secret(creds.passphrase or ""),
-                                 hidden=creds.hidden, outcome_timeout=60)
+        out = await prov.attempt(
+            creds.ssid, Secret(creds.passphrase or ""), hidden=creds.hidden, outcome_timeout=60
+        )
         result = prov.result(out)
     t = result["timings_ms"]
     return {**result, "connect_to_online": t["total"] - t["discover"]}
 
 
-async def bench_ble(count: int, scenario_name: str, personality: str,
-                    zero_delay: bool) -> dict[str, Any]:
+async def bench_ble(
+    count: int, scenario_name: str, personality: str, zero_delay: bool
+) -> dict[str, Any]:
     """K onboardings of one daemon presenting ``personality``, through that personality's
     phone side from the door registry (and the control commands its bench needs first)."""
     entry = registry.get(personality, "--personality")
@@ -87,8 +90,13 @@ async def bench_ble(count: int, scenario_name: str, personality: str,
             local_name = profile.advertising.local_name_pattern.format(short_id=identity.short_id)
             labels = registry.make_labels(store, profile, local_name)  # e.g. ESP's PoP
         async with VirtualBle(adapters=1) as vb:
-            argv = daemon_argv(state, adapter=vb.adapters[0], scenario=scenario_name,
-                               zero_delay=zero_delay, extra=["--personality", personality])
+            argv = daemon_argv(
+                state,
+                adapter=vb.adapters[0],
+                scenario=scenario_name,
+                zero_delay=zero_delay,
+                extra=["--personality", personality],
+            )
             daemon = DaemonProcess(["-v", *argv], vb.env(), Path(tmp) / "daemon.log")
             ready = await daemon.start()
             assert daemon.proc is not None
@@ -96,14 +104,19 @@ async def bench_ble(count: int, scenario_name: str, personality: str,
             try:
                 with use_bus(vb):
                     for i in range(count):
-                        phone = await add_adapter(vb.bus_address, 20 + i,
-                                                  f"00:11:22:33:66:{20 + i:02X}")
+                        phone = await add_adapter(
+                            vb.bus_address, 20 + i, f"00:11:22:33:66:{20 + i:02X}"
+                        )
                         for command in entry.bench_commands:
                             await control_request(state, command)
                         request = ProvisionRequest(
-                            creds.ssid, Secret(creds.passphrase) if creds.passphrase else None,
-                            hidden=creds.hidden, setup_code=code, outcome_timeout=60,
-                            extra=labels)
+                            creds.ssid,
+                            Secret(creds.passphrase) if creds.passphrase else None,
+                            hidden=creds.hidden,
+                            setup_code=code,
+                            outcome_timeout=60,
+                            extra=labels,
+                        )
                         target = Target(adapter=phone, name=ready["local_name"])
                         result = await entry.phone(profile, target, request, None)
                         outcomes[str(result["code_name"])] += 1
@@ -118,8 +131,9 @@ async def bench_ble(count: int, scenario_name: str, personality: str,
             finally:
                 await daemon.stop()
     label = "ble" if personality == "native" else f"ble-{personality}"
-    return _report(count, scenario_name, label, connect_to_online, round_trips, rss, outcomes,
-                   zero_delay)
+    return _report(
+        count, scenario_name, label, connect_to_online, round_trips, rss, outcomes, zero_delay
+    )
 
 
 async def bench_softap(count: int, scenario_name: str, zero_delay: bool) -> dict[str, Any]:
@@ -135,10 +149,20 @@ async def bench_softap(count: int, scenario_name: str, zero_delay: bool) -> dict
             state = Path(tmp) / f"device{i}"
             with DeviceStore(state) as store:
                 create_identity(store, code)
-            daemon = DaemonProcess(["-v", *daemon_argv(state, adapter="hci0", doors="softap-only",
-                                                        scenario=scenario_name,
-                                                        zero_delay=zero_delay)],
-                                   dict(os.environ), Path(tmp) / f"daemon{i}.log")
+            daemon = DaemonProcess(
+                [
+                    "-v",
+                    *daemon_argv(
+                        state,
+                        adapter="hci0",
+                        doors="softap-only",
+                        scenario=scenario_name,
+                        zero_delay=zero_delay,
+                    ),
+                ],
+                dict(os.environ),
+                Path(tmp) / f"daemon{i}.log",
+            )
             ready = await daemon.start()
             assert daemon.proc is not None
             try:
@@ -154,23 +178,35 @@ async def bench_softap(count: int, scenario_name: str, zero_delay: bool) -> dict
                 raise
             finally:
                 await daemon.stop()
-    return _report(count, scenario_name, "softap", connect_to_online, round_trips, rss,
-                   outcomes, zero_delay)
+    return _report(
+        count, scenario_name, "softap", connect_to_online, round_trips, rss, outcomes, zero_delay
+    )
 
 
-def _report(count: int, scenario: str, transport: str, connect_to_online: list[float],
-            round_trips: list[int], rss_kib: int, outcomes: Counter[str],
-            zero_delay: bool) -> dict[str, Any]:
+def _report(
+    count: int,
+    scenario: str,
+    transport: str,
+    connect_to_online: list[float],
+    round_trips: list[int],
+    rss_kib: int,
+    outcomes: Counter[str],
+    zero_delay: bool,
+) -> dict[str, Any]:
     times = connect_to_online
     return {
-        "count": count, "scenario": scenario, "transport": transport,
+        "count": count,
+        "scenario": scenario,
+        "transport": transport,
         "delays": "none (--zero-delay)" if zero_delay else "the scenario's",
         "outcomes": dict(outcomes.most_common()),
         # of the onboardings that ended online; None when none did (e.g. captive-portal)
-        "connect_to_online_ms": {"p50": percentile(times, 0.5) if times else None,
-                                 "p90": percentile(times, 0.9) if times else None,
-                                 "mean": round(statistics.fmean(times), 1) if times else None,
-                                 "max": max(times) if times else None},
+        "connect_to_online_ms": {
+            "p50": percentile(times, 0.5) if times else None,
+            "p90": percentile(times, 0.9) if times else None,
+            "mean": round(statistics.fmean(times), 1) if times else None,
+            "max": max(times) if times else None,
+        },
         "round_trips_per_onboarding": {"min": min(round_trips), "max": max(round_trips)},
         "daemon_peak_rss_mib": round(rss_kib / 1024, 1),
     }
@@ -185,12 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--scenario", default="zero-delay")
     parser.add_argument("--transport", default="ble", choices=["ble", "softap"])
-    parser.add_argument("--personality", default="native", choices=[*registry.names(), "all"],
-                        help="over BLE: the personality onboarded (default native); all: each "
-                             "in turn, one table")
-    parser.add_argument("--zero-delay", action="store_true",
-                        help="no simulated delays (default: the scenario's own; the default "
-                             "scenario, zero-delay, has none)")
+    parser.add_argument(
+        "--personality",
+        default="native",
+        choices=[*registry.names(), "all"],
+        help="over BLE: the personality onboarded (default native); all: each in turn, one table",
+    )
+    parser.add_argument(
+        "--zero-delay",
+        action="store_true",
+        help="no simulated delays (default: the scenario's own; the default "
+        "scenario, zero-delay, has none)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 200:
@@ -198,33 +240,46 @@ def main(argv: list[str] | None = None) -> int:
     if args.transport == "softap":
         report = asyncio.run(bench_softap(args.count, args.scenario, args.zero_delay))
     elif args.personality == "all":
-        reports = [asyncio.run(bench_ble(args.count, args.scenario, name, args.zero_delay))
-                   for name in registry.names()]
+        reports = [
+            asyncio.run(bench_ble(args.count, args.scenario, name, args.zero_delay))
+            for name in registry.names()
+        ]
         if args.json:
             print(json.dumps(reports, indent=2))
             return 0
-        print(f"{args.count} onboardings each over BLE ({args.scenario}, delays: "
-              f"{reports[0]['delays']}), connect -> online:")
-        print(f"  {'personality':<12} {'p50 ms':>7} {'p90 ms':>7} {'mean ms':>8} "
-              f"{'round trips':>12} {'peak RSS MiB':>13}  outcomes")
+        print(
+            f"{args.count} onboardings each over BLE ({args.scenario}, delays: "
+            f"{reports[0]['delays']}), connect -> online:"
+        )
+        print(
+            f"  {'personality':<12} {'p50 ms':>7} {'p90 ms':>7} {'mean ms':>8} "
+            f"{'round trips':>12} {'peak RSS MiB':>13}  outcomes"
+        )
         for r in reports:
             c, t = r["connect_to_online_ms"], r["round_trips_per_onboarding"]
-            print(f"  {r['transport']:<12} {c['p50']!s:>7} {c['p90']!s:>7} {c['mean']!s:>8} "
-                  f"{t['min']:>5}-{t['max']:<6} {r['daemon_peak_rss_mib']:>13}  "
-                  f"{_outcomes(r)}")
+            print(
+                f"  {r['transport']:<12} {c['p50']!s:>7} {c['p90']!s:>7} {c['mean']!s:>8} "
+                f"{t['min']:>5}-{t['max']:<6} {r['daemon_peak_rss_mib']:>13}  "
+                f"{_outcomes(r)}"
+            )
         return 0
     else:
-        report = asyncio.run(bench_ble(args.count, args.scenario, args.personality,
-                                       args.zero_delay))
+        report = asyncio.run(
+            bench_ble(args.count, args.scenario, args.personality, args.zero_delay)
+        )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         c = report["connect_to_online_ms"]
-        print(f"{report['count']} onboardings over {report['transport']} ({report['scenario']}, "
-              f"delays: {report['delays']}):")
+        print(
+            f"{report['count']} onboardings over {report['transport']} ({report['scenario']}, "
+            f"delays: {report['delays']}):"
+        )
         print(f"  outcomes: {_outcomes(report)}")
-        print(f"  connect -> online (online runs): p50 {c['p50']} ms, p90 {c['p90']} ms, "
-              f"mean {c['mean']} ms, max {c['max']} ms")
+        print(
+            f"  connect -> online (online runs): p50 {c['p50']} ms, p90 {c['p90']} ms, "
+            f"mean {c['mean']} ms, max {c['max']} ms"
+        )
         r = report["round_trips_per_onboarding"]
         print(f"  round trips per onboarding: {r['min']}-{r['max']}")
         print(f"  device daemon peak RSS: {report['daemon_peak_rss_mib']} MiB")

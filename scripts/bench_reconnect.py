@@ -72,15 +72,20 @@ class Counting:
         self.log.add({"kind": "event", **event.to_json(), "seq": self.seq})
 
 
-async def one_run(work: Path, timers: LifeTimers, scale: float, rng: random.Random
-                  ) -> dict[str, Any]:
+async def one_run(
+    work: Path, timers: LifeTimers, scale: float, rng: random.Random
+) -> dict[str, Any]:
     seen = Counting()
     async with contextlib.AsyncExitStack() as stack:
         device = await build_stack(
-            stack, work, scenario="engineering-wifi", zero_delay=True, life=timers,
-            timeouts=Timeouts(session_open=30, credentials_received=30, joining=45,
-                              verifying=30),
-            seen=[])  # the stack's own list is unused: our counter subscribes below
+            stack,
+            work,
+            scenario="engineering-wifi",
+            zero_delay=True,
+            life=timers,
+            timeouts=Timeouts(session_open=30, credentials_received=30, joining=45, verifying=30),
+            seen=[],
+        )  # the stack's own list is unused: our counter subscribes below
         device.events.subscribe(seen)
         engine, backend = device.engine, device.backend
         assert isinstance(backend, SimulatedBackend)
@@ -99,12 +104,22 @@ async def one_run(work: Path, timers: LifeTimers, scale: float, rng: random.Rand
         restored_seq = seen.seq
         await seen.log.wait_for(lambda e: e["phase"] == "online", after=restored_seq)
         back_s = (time.monotonic() - back_at) / scale
-        rounds = [e for e in seen.log.events if e["seq"] > lost["seq"]
-                  and e["phase"] == "joining" and "looking for" in str(e.get("detail"))]
+        rounds = [
+            e
+            for e in seen.log.events
+            if e["seq"] > lost["seq"]
+            and e["phase"] == "joining"
+            and "looking for" in str(e.get("detail"))
+        ]
         events = [e for e in seen.log.events if lost["seq"] < e["seq"] <= restored_seq]
         commits = device.store.record().seq - commits_before
-        return {"outage_s": round(outage_s, 1), "back_s": round(back_s, 2),
-                "rounds": len(rounds), "events_offline": len(events), "commits": commits}
+        return {
+            "outage_s": round(outage_s, 1),
+            "back_s": round(back_s, 2),
+            "rounds": len(rounds),
+            "events_offline": len(events),
+            "commits": commits,
+        }
 
 
 async def nm_runs(runs: int, work: Path) -> dict[str, Any]:
@@ -122,15 +137,17 @@ async def nm_runs(runs: int, work: Path) -> dict[str, Any]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0,
-                                        ssl=server_ssl_context(*ca.issue("localhost")))
+    server = await asyncio.start_server(
+        serve, "127.0.0.1", 0, ssl=server_ssl_context(*ca.issue("localhost"))
+    )
     port = int(server.sockets[0].getsockname()[1])
     times: list[float] = []
     try:
         async with VirtualBle(adapters=1) as bus, NMMock(bus.bus_address) as nm:
             device = await nm.add_wifi_device("wlan0")
-            await nm.add_access_point(device, "lab", LAB[0], strength=80,
-                                      security=Security.WPA2_PSK)
+            await nm.add_access_point(
+                device, "lab", LAB[0], strength=80, security=Security.WPA2_PSK
+            )
             seen: list[DiagnosticEvent] = []
             changed = asyncio.Event()
 
@@ -141,14 +158,22 @@ async def nm_runs(runs: int, work: Path) -> dict[str, Any]:
 
             def backend(store: Any) -> NetworkManagerBackend:
                 return NetworkManagerBackend(
-                    store, bus_address=bus.bus_address, cloud_host="localhost", cloud_port=port,
-                    cloud_ca=work / "ca.pem", dnsmasq_shared_dir=work / "nm-shared")
+                    store,
+                    bus_address=bus.bus_address,
+                    cloud_host="localhost",
+                    cloud_port=port,
+                    cloud_ca=work / "ca.pem",
+                    dnsmasq_shared_dir=work / "nm-shared",
+                )
 
             async with contextlib.AsyncExitStack() as stack:
-                dev = await build_stack(stack, work / "nm-device", backend=backend,
-                                        life=LifeTimers(initial_s=0.05, max_s=0.5,
-                                                        reopen_after_s=30),
-                                        seen=seen)
+                dev = await build_stack(
+                    stack,
+                    work / "nm-device",
+                    backend=backend,
+                    life=LifeTimers(initial_s=0.05, max_s=0.5, reopen_after_s=30),
+                    seen=seen,
+                )
                 dev.events.subscribe(lambda e: changed.set())
                 engine = dev.engine
                 engine.session_opened()
@@ -166,8 +191,14 @@ async def nm_runs(runs: int, work: Path) -> dict[str, Any]:
     finally:
         server.close()
         await server.wait_closed()
-    return {"runs": len(times), "drop_to_online_s": {"p50": q(times, 0.5), "p90": q(times, 0.9),
-                                                      "max": round(max(times), 3)}}
+    return {
+        "runs": len(times),
+        "drop_to_online_s": {
+            "p50": q(times, 0.5),
+            "p90": q(times, 0.9),
+            "max": round(max(times), 3),
+        },
+    }
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,14 +218,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "runs": len(results),
         "scale": args.scale,
         "reconnect_max_s": args.reconnect_max,
-        "back_online_after_router_s": {"p50": q(back, 0.5), "p90": q(back, 0.9),
-                                       "max": round(max(back), 2),
-                                       "mean": round(statistics.fmean(back), 2)},
+        "back_online_after_router_s": {
+            "p50": q(back, 0.5),
+            "p90": q(back, 0.9),
+            "max": round(max(back), 2),
+            "mean": round(statistics.fmean(back), 2),
+        },
         "rounds_per_offline_minute": round(rounds / minutes, 2) if minutes else None,
         "store_commits_per_round": round(sum(r["commits"] for r in results) / rounds, 2)
-        if rounds else None,
+        if rounds
+        else None,
         "events_per_round": round(sum(r["events_offline"] for r in results) / rounds, 2)
-        if rounds else None,
+        if rounds
+        else None,
         "networkmanager": nm,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -203,12 +239,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=40)
-    parser.add_argument("--scale", type=float, default=0.1,
-                        help="timers and outages this many times as long (0.1: ten times faster)")
-    parser.add_argument("--reconnect-max", type=float, default=30.0,
-                        help="the backoff's cap in world seconds (the daemon's default 30)")
-    parser.add_argument("--nm-runs", type=int, default=20,
-                        help="NetworkManager drops to measure (0: none)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=0.1,
+        help="timers and outages this many times as long (0.1: ten times faster)",
+    )
+    parser.add_argument(
+        "--reconnect-max",
+        type=float,
+        default=30.0,
+        help="the backoff's cap in world seconds (the daemon's default 30)",
+    )
+    parser.add_argument(
+        "--nm-runs", type=int, default=20, help="NetworkManager drops to measure (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -217,17 +262,25 @@ def main() -> int:
         print(json.dumps(report, indent=2))
     else:
         b = report["back_online_after_router_s"]
-        print(f"{report['runs']} router outages of 5-60 s (world time, timers x{args.scale:g}, "
-              f"backoff cap {args.reconnect_max:g} s)")
-        print(f"  back online after the router returns: p50 {b['p50']} s, p90 {b['p90']} s, "
-              f"max {b['max']} s")
-        print(f"  while it is gone: {report['rounds_per_offline_minute']} retry rounds a "
-              f"minute, {report['store_commits_per_round']} store commits and "
-              f"{report['events_per_round']} events a round")
+        print(
+            f"{report['runs']} router outages of 5-60 s (world time, timers x{args.scale:g}, "
+            f"backoff cap {args.reconnect_max:g} s)"
+        )
+        print(
+            f"  back online after the router returns: p50 {b['p50']} s, p90 {b['p90']} s, "
+            f"max {b['max']} s"
+        )
+        print(
+            f"  while it is gone: {report['rounds_per_offline_minute']} retry rounds a "
+            f"minute, {report['store_commits_per_round']} store commits and "
+            f"{report['events_per_round']} events a round"
+        )
         if report["networkmanager"]:
             nm = report["networkmanager"]["drop_to_online_s"]
-            print(f"  NetworkManager drop to online (dbusmock, real time): p50 {nm['p50']} s, "
-                  f"p90 {nm['p90']} s, max {nm['max']} s")
+            print(
+                f"  NetworkManager drop to online (dbusmock, real time): p50 {nm['p50']} s, "
+                f"p90 {nm['p90']} s, max {nm['max']} s"
+            )
         print(f"  peak RSS {report['peak_rss_mib']} MiB")
     return 0
 

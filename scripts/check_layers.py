@@ -44,9 +44,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "device_sim"
 
-VOCABULARY = {"codes", "errors", "lifecycle", "document", "ratelimit", "wire", "dial", "options",
-              "guarded_http", "pki",
-              "pki_verify", "security", "__init__"}
+VOCABULARY = {
+    "codes",
+    "errors",
+    "lifecycle",
+    "document",
+    "ratelimit",
+    "wire",
+    "dial",
+    "options",
+    "guarded_http",
+    "pki",
+    "pki_verify",
+    "security",
+    "__init__",
+}
 RANKS = {"profile": 1, "network": 2, "core": 3, "session": 4, "client": 5, "doors": 6}
 TOP = 7
 DOOR_SHARED = {"base", "personality", "__init__"}  # doors/ rank 6.0

@@ -41,8 +41,12 @@ TARGETS = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--total", type=int, default=100_000,
-                        help="inputs in all, spread over the targets (default 100000)")
+    parser.add_argument(
+        "--total",
+        type=int,
+        default=100_000,
+        help="inputs in all, spread over the targets (default 100000)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     per_target = max(1, args.total // sum(TARGETS.values()))
@@ -51,23 +55,47 @@ def main() -> int:
         env = {**os.environ, "FUZZ_EXAMPLES": str(per_target), "FUZZ_REPORT": str(report)}
         started = time.monotonic()
         run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "0",
-             "-o", "addopts=", *TARGETS, "tests/fuzz/test_loaders.py"],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--timeout",
+                "0",
+                "-o",
+                "addopts=",
+                *TARGETS,
+                "tests/fuzz/test_loaders.py",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         elapsed = time.monotonic() - started
         counts = json.loads(report.read_text()) if report.exists() else {}
     failures = [line for line in run.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-    result = {"inputs": sum(counts.values()), "per_target": counts,
-              "crashes_or_uncoded": len(failures), "failures": failures,
-              "examples_per_target": per_target, "seconds": round(elapsed, 1),
-              "pytest_exit": run.returncode}
+    result = {
+        "inputs": sum(counts.values()),
+        "per_target": counts,
+        "crashes_or_uncoded": len(failures),
+        "failures": failures,
+        "examples_per_target": per_target,
+        "seconds": round(elapsed, 1),
+        "pytest_exit": run.returncode,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         for name, n in sorted(counts.items()):
             print(f"{n:>9,}  {name}")
-        print(f"{result['inputs']:>9,}  inputs in {elapsed:.0f} s; crashes or uncoded answers: "
-              f"{len(failures)}")
+        print(
+            f"{result['inputs']:>9,}  inputs in {elapsed:.0f} s; crashes or uncoded answers: "
+            f"{len(failures)}"
+        )
         for line in failures:
             print("  " + line)
     if run.returncode not in (0, 1):

@@ -66,8 +66,9 @@ from unit_bench import UnitBench
 from device_sim.errors import DeviceSimError
 
 
-async def run(kills: int, seed: int, work: Path, budget_s: float,
-              backend: str = "simulated") -> dict[str, Any]:
+async def run(
+    kills: int, seed: int, work: Path, budget_s: float, backend: str = "simulated"
+) -> dict[str, Any]:
     loop = UnitBench(work, seed, backend)
     landed: Counter[str] = Counter()
     actions: Counter[str] = Counter()
@@ -106,34 +107,56 @@ async def run(kills: int, seed: int, work: Path, budget_s: float,
                 unsettled += 1
                 found = [f"did not settle after the restart: {exc}"]
             if found:
-                problems.append({"round": done, "action": name, "delay_s": round(delay, 3),
-                                 "last_phase": phase, "problems": found})
-    return {"kills": done, "inconsistencies": len(problems), "unsettled": unsettled,
-            "actions": dict(actions), "landed": dict(sorted(landed.items())),
-            "calibrated_s": {k: round(statistics.median(v), 3) for k, v in
-                             loop.durations.items() if v},
-            "problems": problems[:20], "seconds": round(time.monotonic() - started, 1),
-            "seed": seed, "backend": backend}
+                problems.append(
+                    {
+                        "round": done,
+                        "action": name,
+                        "delay_s": round(delay, 3),
+                        "last_phase": phase,
+                        "problems": found,
+                    }
+                )
+    return {
+        "kills": done,
+        "inconsistencies": len(problems),
+        "unsettled": unsettled,
+        "actions": dict(actions),
+        "landed": dict(sorted(landed.items())),
+        "calibrated_s": {k: round(statistics.median(v), 3) for k, v in loop.durations.items() if v},
+        "problems": problems[:20],
+        "seconds": round(time.monotonic() - started, 1),
+        "seed": seed,
+        "backend": backend,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--budget-s", type=float, default=3600.0,
-                        help="stop after this many seconds even if fewer kills were made")
-    parser.add_argument("--backend", choices=["simulated", "networkmanager"],
-                        default="simulated", help="the world the unit lives in")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=3600.0,
+        help="stop after this many seconds even if fewer kills were made",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["simulated", "networkmanager"],
+        default="simulated",
+        help="the world the unit lives in",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kill-loop-") as tmp:
-        report = asyncio.run(run(args.kills, args.seed, Path(tmp), args.budget_s,
-                                 args.backend))
+        report = asyncio.run(run(args.kills, args.seed, Path(tmp), args.budget_s, args.backend))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{report['kills']} kills in {report['seconds']} s on {report['backend']} "
-              f"({report['actions']}); inconsistencies: {report['inconsistencies']}")
+        print(
+            f"{report['kills']} kills in {report['seconds']} s on {report['backend']} "
+            f"({report['actions']}); inconsistencies: {report['inconsistencies']}"
+        )
         for where, n in report["landed"].items():
             print(f"  {n:>5}  killed at {where}")
         for problem in report["problems"]:

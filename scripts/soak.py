@@ -36,8 +36,7 @@ from unit_bench import UnitBench  # noqa: E402
 
 # Growth allowed per 1,000 cycles. fds and threads move by one or two with the connections that
 # happen to be open at a sample; a leak of one per cycle would be +1,000.
-LIMITS = {"rss_kib": 4096, "fds": 2.0, "threads": 1.0, "database_kib": 64,
-          "state_dir_kib": 1024}
+LIMITS = {"rss_kib": 4096, "fds": 2.0, "threads": 1.0, "database_kib": 64, "state_dir_kib": 1024}
 
 
 def sample(pid: int, state_dir: Path) -> dict[str, float]:
@@ -48,8 +47,7 @@ def sample(pid: int, state_dir: Path) -> dict[str, float]:
         "fds": float(len(list(Path(f"/proc/{pid}/fd").iterdir()))),
         "threads": float(fields["Threads"].strip()),
         "database_kib": sum(p.stat().st_size for p in state_dir.glob("device.sqlite3*")) / 1024,
-        "state_dir_kib": sum(p.stat().st_size for p in state_dir.rglob("*") if p.is_file())
-        / 1024,
+        "state_dir_kib": sum(p.stat().st_size for p in state_dir.rglob("*") if p.is_file()) / 1024,
     }
 
 
@@ -83,14 +81,23 @@ async def run(cycles: int, every: int, work: Path) -> dict[str, Any]:
                 samples.append((cycle, sample(pid, bench.state_dir)))
     elapsed = time.monotonic() - started
     steady = [s for s in samples if s[0] > cycles // 10] or samples
-    slopes = {key: round(slope([c for c, _ in steady], [v[key] for _, v in steady]) * 1000, 2)
-              for key in LIMITS}
+    slopes = {
+        key: round(slope([c for c, _ in steady], [v[key] for _, v in steady]) * 1000, 2)
+        for key in LIMITS
+    }
     flat = all(slopes[k] <= LIMITS[k] for k in LIMITS)
-    return {"cycles": cycles, "failed_cycles": failures, "seconds": round(elapsed, 1),
-            "cycle_ms": round(1000 * elapsed / cycles, 1),
-            "slope_per_1000_cycles": slopes, "limits_per_1000_cycles": LIMITS, "flat": flat,
-            "first": samples[0][1], "last": samples[-1][1],
-            "samples": [{"cycle": c, **v} for c, v in samples]}
+    return {
+        "cycles": cycles,
+        "failed_cycles": failures,
+        "seconds": round(elapsed, 1),
+        "cycle_ms": round(1000 * elapsed / cycles, 1),
+        "slope_per_1000_cycles": slopes,
+        "limits_per_1000_cycles": LIMITS,
+        "flat": flat,
+        "first": samples[0][1],
+        "last": samples[-1][1],
+        "samples": [{"cycle": c, **v} for c, v in samples],
+    }
 
 
 def main() -> int:
@@ -104,11 +111,15 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{report['cycles']} cycles in {report['seconds']} s "
-              f"({report['cycle_ms']} ms each), {report['failed_cycles']} failed")
+        print(
+            f"{report['cycles']} cycles in {report['seconds']} s "
+            f"({report['cycle_ms']} ms each), {report['failed_cycles']} failed"
+        )
         for key, value in report["slope_per_1000_cycles"].items():
-            print(f"  {key:>14}: {report['first'][key]:>9.0f} -> {report['last'][key]:>9.0f}, "
-                  f"slope {value:+.2f} per 1,000 cycles (limit {LIMITS[key]})")
+            print(
+                f"  {key:>14}: {report['first'][key]:>9.0f} -> {report['last'][key]:>9.0f}, "
+                f"slope {value:+.2f} per 1,000 cycles (limit {LIMITS[key]})"
+            )
         print("flat" if report["flat"] else "NOT FLAT")
     return 0 if report["flat"] and not report["failed_cycles"] else 1
 

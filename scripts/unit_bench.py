@@ -61,8 +61,8 @@ LIFE = ["--reconnect-initial", "0.05", "--reconnect-max", "0.3", "--reopen-after
 # States that must end on their own after a restart; session_open and credentials_received wait
 # for a phone (which the kill took away) and end by their own timeouts.
 BUSY = {"joining", "verifying"}
-SETTLE_S = 30.0   # a restarted daemon finishes what it reconciles within this (zero delay)
-POLL_S = 0.05     # the control socket has no push channel: status is polled, bounded
+SETTLE_S = 30.0  # a restarted daemon finishes what it reconciles within this (zero delay)
+POLL_S = 0.05  # the control socket has no push channel: status is polled, bounded
 
 
 def free_port() -> int:
@@ -89,14 +89,21 @@ class SimWorld:
         return ["--scenario", str(self.path), "--zero-delay"]
 
     async def switch_off(self, bench: UnitBench, ssid: bytes) -> None:
-        await control_request(bench.state_dir, "fault", {
-            "action": "add", "name": f"off-{ssid.hex()}", "step": "link", "ssid_hex": ssid.hex()},
-            timeout=5)
+        await control_request(
+            bench.state_dir,
+            "fault",
+            {"action": "add", "name": f"off-{ssid.hex()}", "step": "link", "ssid_hex": ssid.hex()},
+            timeout=5,
+        )
 
     async def switch_on(self, bench: UnitBench, ssid: bytes) -> None:
         with contextlib.suppress(DeviceSimError):  # gone with a killed daemon
-            await control_request(bench.state_dir, "fault", {
-                "action": "remove", "name": f"off-{ssid.hex()}"}, timeout=5)
+            await control_request(
+                bench.state_dir,
+                "fault",
+                {"action": "remove", "name": f"off-{ssid.hex()}"},
+                timeout=5,
+            )
 
     async def restore(self) -> None:
         pass
@@ -127,16 +134,29 @@ class NmWorld:
         bus = await stack.enter_async_context(VirtualBle(adapters=1))
         self.env = bus.env()
         self.nm = await stack.enter_async_context(
-            NMMock(bus.bus_address, log_path=self.work / "nm-mock.log"))
+            NMMock(bus.bus_address, log_path=self.work / "nm-mock.log")
+        )
         self.device = await self.nm.add_wifi_device("wlan0")
         await self.restore()
-        self.cloud_args = ["--cloud-host", "localhost",
-                           "--cloud-port", str(bench.cloud_port()),
-                           "--cloud-ca", str(bench.cloud.ca_file)]
+        self.cloud_args = [
+            "--cloud-host",
+            "localhost",
+            "--cloud-port",
+            str(bench.cloud_port()),
+            "--cloud-ca",
+            str(bench.cloud.ca_file),
+        ]
 
     def daemon_args(self) -> list[str]:
-        return ["--backend", "networkmanager", "--interface", "wlan0",
-                "--nm-dnsmasq-dir", str(self.work / "nm-shared"), *self.cloud_args]
+        return [
+            "--backend",
+            "networkmanager",
+            "--interface",
+            "wlan0",
+            "--nm-dnsmasq-dir",
+            str(self.work / "nm-shared"),
+            *self.cloud_args,
+        ]
 
     async def restore(self) -> None:
         """Both access points on the air, as the mock says (a removal a kill interrupted may
@@ -151,8 +171,13 @@ class NmWorld:
             if ssid not in self.aps:
                 self.serial += 1
                 self.aps[ssid] = await self.nm.add_access_point(
-                    self.device, f"lab{i}n{self.serial}", ssid, bssid=f"02:d5:e1:00:0{i}:01",
-                    strength=80, security=Security.WPA2_PSK)
+                    self.device,
+                    f"lab{i}n{self.serial}",
+                    ssid,
+                    bssid=f"02:d5:e1:00:0{i}:01",
+                    strength=80,
+                    security=Security.WPA2_PSK,
+                )
 
     async def switch_off(self, bench: UnitBench, ssid: bytes) -> None:
         from device_sim.network.nm.defs import DeviceStateReason
@@ -181,12 +206,14 @@ class NmWorld:
         if [p for p in stations if not p["saved"]]:
             problems.append(f"unsaved station profiles left: {len(stations)}")
         if sorted(p["ssid_hex"] for p in stations) != sorted(saved):
-            problems.append(f"profiles for {sorted(p['ssid_hex'] for p in stations)} but "
-                            f"saved networks {saved}")
+            problems.append(
+                f"profiles for {sorted(p['ssid_hex'] for p in stations)} but saved networks {saved}"
+            )
         ap_up = bool((status.get("softap") or {}).get("up"))
         if len(hotspots) != (1 if ap_up else 0):
-            problems.append(f"{len(hotspots)} hotspot profile(s) with the AP "
-                            f"{'up' if ap_up else 'down'}")
+            problems.append(
+                f"{len(hotspots)} hotspot profile(s) with the AP {'up' if ap_up else 'down'}"
+            )
         for p in stations:
             if p["path"] not in in_nm:
                 continue  # reported above
@@ -195,14 +222,17 @@ class NmWorld:
             if settings.get("autoconnect") is not False:
                 problems.append(f"profile {p['ssid_hex']} has autoconnect on")
             if status["state"] == "online" and settings.get("autoconnect-priority") != want:
-                problems.append(f"profile {p['ssid_hex']} priority "
-                                f"{settings.get('autoconnect-priority')}, expected {want}")
+                problems.append(
+                    f"profile {p['ssid_hex']} priority "
+                    f"{settings.get('autoconnect-priority')}, expected {want}"
+                )
         ours = [c for c in in_nm if c not in {p["path"] for p in ledger}]
         for path in ours:
             name = (await self.nm.connection(path))["settings"]["connection"].get("id", "")
             if str(name).startswith("device-sim"):
-                problems.append(f"a device-sim profile NetworkManager has, not in the ledger: "
-                                f"{name}")
+                problems.append(
+                    f"a device-sim profile NetworkManager has, not in the ledger: {name}"
+                )
         return problems
 
 
@@ -211,15 +241,20 @@ class UnitBench:
         self.work = work
         self.rng = random.Random(seed)
         self.profile = load_profile()
-        self.world: SimWorld | NmWorld = NmWorld(work) if backend == "networkmanager" \
-            else SimWorld(work)
+        self.world: SimWorld | NmWorld = (
+            NmWorld(work) if backend == "networkmanager" else SimWorld(work)
+        )
         self.unit: UnitResult
         self.cloud: CloudEmulator
         self.admin: CloudAdmin
         self.daemon: DaemonProcess | None = None
         self.ap_port, self.lan_port = free_port(), free_port()
         self.durations: dict[str, list[float]] = {
-            "onboard": [], "reset": [], "reconnect": [], "reonboard": []}
+            "onboard": [],
+            "reset": [],
+            "reconnect": [],
+            "reonboard": [],
+        }
 
     @property
     def state_dir(self) -> Path:
@@ -229,13 +264,16 @@ class UnitBench:
         factory = self.work / "factory"
         create_factory_ca(factory, "Kill Loop Factory")
         registration = ensure_registration_key(factory)
-        self.unit = provision_unit(factory, self.work / "units", station="kill-loop",
-                                   registration=registration)
+        self.unit = provision_unit(
+            factory, self.work / "units", station="kill-loop", registration=registration
+        )
         assert self.unit.passed, self.unit
         self.cloud = await stack.enter_async_context(
-            CloudEmulator(self.work / "cloud", factory_chain=factory / "chain.pem"))
+            CloudEmulator(self.work / "cloud", factory_chain=factory / "chain.pem")
+        )
         self.admin = await stack.enter_async_context(
-            CloudAdmin(self.cloud.url, self.cloud.ca_file, self.cloud.admin_token))
+            CloudAdmin(self.cloud.url, self.cloud.ca_file, self.cloud.admin_token)
+        )
         await self.admin.import_units(self.work / "units" / "cloud-import.json")
         await self.admin.add_account(ACCOUNT, PASSWORD)
         await self.admin.set_supply_chain(self.unit.serial, ACCOUNT)
@@ -250,12 +288,26 @@ class UnitBench:
             await self.daemon.stop()
 
     async def start(self) -> None:
-        argv = ["-v", "run", "--state-dir", str(self.state_dir), *self.world.daemon_args(),
-                "--doors", "softap-only", *LIFE,
-                "--softap-listen", f"127.0.0.1:{self.ap_port}",
-                "--softap-lan", f"127.0.0.1:{self.lan_port}",
-                "--activation", "zero-touch", "--cloud-url", self.cloud.url,
-                "--cloud-ca", str(self.cloud.ca_file)]
+        argv = [
+            "-v",
+            "run",
+            "--state-dir",
+            str(self.state_dir),
+            *self.world.daemon_args(),
+            "--doors",
+            "softap-only",
+            *LIFE,
+            "--softap-listen",
+            f"127.0.0.1:{self.ap_port}",
+            "--softap-lan",
+            f"127.0.0.1:{self.lan_port}",
+            "--activation",
+            "zero-touch",
+            "--cloud-url",
+            self.cloud.url,
+            "--cloud-ca",
+            str(self.cloud.ca_file),
+        ]
         self.daemon = DaemonProcess(argv, self.world.env, self.work / "daemon.log")
         await self.daemon.start()
 
@@ -276,9 +328,15 @@ class UnitBench:
                 await asyncio.sleep(POLL_S)
 
     async def onboard(self, ssid: bytes = b"Lab-A") -> None:
-        await provision(self.profile, Target(softap_url=f"http://127.0.0.1:{self.ap_port}"),
-                        setup_code=self.unit.setup_code, ssid=ssid,
-                        passphrase=Secret(NETWORKS[ssid]), activation={}, outcome_timeout=15)
+        await provision(
+            self.profile,
+            Target(softap_url=f"http://127.0.0.1:{self.ap_port}"),
+            setup_code=self.unit.setup_code,
+            ssid=ssid,
+            passphrase=Secret(NETWORKS[ssid]),
+            activation={},
+            outcome_timeout=15,
+        )
 
     async def reset(self) -> None:
         await control_request(self.state_dir, "factory-reset", {}, timeout=15)
@@ -350,8 +408,9 @@ class UnitBench:
         await self.daemon.proc.wait()
         self.daemon.proc = None
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, DeviceSimError, OSError,
-                                 aiohttp.ClientError, TimeoutError):
+        with contextlib.suppress(
+            asyncio.CancelledError, DeviceSimError, OSError, aiohttp.ClientError, TimeoutError
+        ):
             await task
         return delay, self.last_phase()
 
@@ -394,16 +453,23 @@ class UnitBench:
             problems.append("activation still pending after settling")
         problems += self.check_saved(record.state.wire_name, credentials, saved)
         problems += await self.world.check(self, status)
-        bound = [d for d in await self.admin.list_devices(ACCOUNT, PASSWORD)
-                 if d["device_id"] == self.unit.device_id]
+        bound = [
+            d
+            for d in await self.admin.list_devices(ACCOUNT, PASSWORD)
+            if d["device_id"] == self.unit.device_id
+        ]
         if cloud.status == "active" and cloud.token is not None:
             code = await self.device_self(cloud.token.reveal())
             if code != 200:
-                problems.append(f"active in the store (generation {cloud.generation}) but the "
-                                f"cloud answers {code} to its token")
+                problems.append(
+                    f"active in the store (generation {cloud.generation}) but the "
+                    f"cloud answers {code} to its token"
+                )
         if cloud.status == "none" and bound:
-            problems.append(f"no binding in the store (after_reset={cloud.after_reset}) but "
-                            f"the cloud has {bound}")
+            problems.append(
+                f"no binding in the store (after_reset={cloud.after_reset}) but "
+                f"the cloud has {bound}"
+            )
         return problems
 
     @staticmethod
@@ -419,8 +485,9 @@ class UnitBench:
         for n in saved:
             if NETWORKS.get(n.ssid) != (n.passphrase.reveal() if n.passphrase else None):
                 problems.append(f"saved network {n.ssid!r} with a passphrase not its own")
-        if state == "online" and (not saved or credentials is None
-                                  or saved[0].ssid != credentials.ssid):
+        if state == "online" and (
+            not saved or credentials is None or saved[0].ssid != credentials.ssid
+        ):
             problems.append("online, but not on the first saved network")
         if state == "unprovisioned" and (saved or credentials is not None):
             problems.append("unprovisioned with saved networks or credentials kept")
@@ -428,8 +495,12 @@ class UnitBench:
 
     async def device_self(self, token: str) -> int:
         connector = aiohttp.TCPConnector(ssl=client_context(self.cloud.ca_file), force_close=True)
-        async with aiohttp.ClientSession(connector=connector,
-                                         timeout=aiohttp.ClientTimeout(total=10)) as http, \
-                http.get(self.cloud.url + "/v1/devices/self",
-                         headers={"Authorization": f"Bearer {token}"}) as resp:
+        async with (
+            aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=10)
+            ) as http,
+            http.get(
+                self.cloud.url + "/v1/devices/self", headers={"Authorization": f"Bearer {token}"}
+            ) as resp,
+        ):
             return resp.status

@@ -39,14 +39,18 @@ def missing_reason(tools: tuple[str, ...] = (), modules: tuple[str, ...] = ()) -
     lacking += [f"python module {m}" for m in modules if importlib.util.find_spec(m) is None]
     if not lacking:
         return None
-    return (f"needs {', '.join(lacking)} (bash scripts/bootstrap.sh test installs them)")
+    return f"needs {', '.join(lacking)} (bash scripts/bootstrap.sh test installs them)"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "requires(reason): skip with reason (fail under CI) "
-                                       "when reason is not None")
-    config.addinivalue_line("markers", "requires_tools(*tools, modules=()): programs on PATH "
-                                       "and importable modules the test needs")
+    config.addinivalue_line(
+        "markers", "requires(reason): skip with reason (fail under CI) when reason is not None"
+    )
+    config.addinivalue_line(
+        "markers",
+        "requires_tools(*tools, modules=()): programs on PATH "
+        "and importable modules the test needs",
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

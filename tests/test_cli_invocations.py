@@ -27,11 +27,18 @@ from device_sim.testing.daemon_process import DaemonProcess
 NO_BUS = "unix:path=/nonexistent/device-sim-test/bus.sock"
 
 
-def run(*argv: str, env: dict[str, str] | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": NO_BUS, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "device_sim", *argv], capture_output=True,
-                          text=True, env=full, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "device_sim", *argv],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -45,8 +52,10 @@ USAGE = [  # argv, the flag the one line must name
     (["demo", "--ssid-hex", "zz"], "--ssid-hex"),
     (["demo", "--setup-code", "0000"], "--setup-code"),
     (["demo", "--scenario", "typical-home", "--transport", "carrier-pigeon"], "--transport"),
-    (["client", "provision", "--softap", "notaurl", "--setup-code", "1234-5678",
-      "--ssid", "x"], "--softap"),
+    (
+        ["client", "provision", "--softap", "notaurl", "--setup-code", "1234-5678", "--ssid", "x"],
+        "--softap",
+    ),
     (["client", "networks", "--setup-code", "12"], "--setup-code"),
     (["client", "provision", "--discover-timeout", "-1", "--ssid", "x"], "--discover-timeout"),
     (["client", "scan", "--fragment-size", "0"], "--fragment-size"),
@@ -68,7 +77,7 @@ USAGE = [  # argv, the flag the one line must name
     (["bench", "--phone", "{nope"], "--phone"),
     (["bench", "--time-scale", "0"], "--time-scale"),
     (["scenario", "check"], "NAME|FILE"),
-    (["demo", "-v"], "device-sim -v demo"),          # -v after the command: where it goes
+    (["demo", "-v"], "device-sim -v demo"),  # -v after the command: where it goes
     (["bench", "--population", "5", "--min-online", "2"], "--min-online"),
 ]
 
@@ -107,13 +116,37 @@ def test_init_twice_names_the_fix(tmp_path: Path) -> None:
     assert "INTERNAL_ERROR" not in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("argv", [
-    ["client", "scan", "--adapter", "hci1", "--discover-timeout", "1"],
-    ["client", "provision", "--adapter", "hci1", "--setup-code", "1234-5678", "--ssid", "x",
-     "--discover-timeout", "1"],
-    ["client", "provision", "--personality", "improv", "--adapter", "hci1", "--ssid", "x",
-     "--discover-timeout", "1"],
-], ids=["scan", "provision", "provision-improv"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["client", "scan", "--adapter", "hci1", "--discover-timeout", "1"],
+        [
+            "client",
+            "provision",
+            "--adapter",
+            "hci1",
+            "--setup-code",
+            "1234-5678",
+            "--ssid",
+            "x",
+            "--discover-timeout",
+            "1",
+        ],
+        [
+            "client",
+            "provision",
+            "--personality",
+            "improv",
+            "--adapter",
+            "hci1",
+            "--ssid",
+            "x",
+            "--discover-timeout",
+            "1",
+        ],
+    ],
+    ids=["scan", "provision", "provision-improv"],
+)
 def test_no_system_bus_is_a_setup_problem(argv: list[str]) -> None:
     proc = run(*argv)
     assert proc.returncode == 2, proc.stderr
@@ -131,8 +164,18 @@ def test_daemon_without_bus_is_a_setup_problem(tmp_path: Path) -> None:
 
 def test_second_daemon_on_one_state_dir_is_a_setup_problem(tmp_path: Path) -> None:
     assert run("init", "--state-dir", str(tmp_path), "--setup-code", "1234-5678").returncode == 0
-    argv = ["run", "--state-dir", str(tmp_path), "--doors", "softap-only",
-            "--softap-listen", "127.0.0.1:0", "--softap-lan", "127.0.0.1:0", "--zero-delay"]
+    argv = [
+        "run",
+        "--state-dir",
+        str(tmp_path),
+        "--doors",
+        "softap-only",
+        "--softap-listen",
+        "127.0.0.1:0",
+        "--softap-lan",
+        "127.0.0.1:0",
+        "--zero-delay",
+    ]
 
     async def scenario() -> subprocess.CompletedProcess[str]:
         daemon = DaemonProcess(argv, dict(os.environ), tmp_path / "daemon.log")
@@ -148,8 +191,17 @@ def test_second_daemon_on_one_state_dir_is_a_setup_problem(tmp_path: Path) -> No
 
 
 def test_no_device_at_the_softap_url_is_the_clients_problem(refused_port: int) -> None:
-    proc = run("client", "provision", "--softap", f"http://127.0.0.1:{refused_port}",
-               "--setup-code", "1234-5678", "--ssid", "x", "--json")
+    proc = run(
+        "client",
+        "provision",
+        "--softap",
+        f"http://127.0.0.1:{refused_port}",
+        "--setup-code",
+        "1234-5678",
+        "--ssid",
+        "x",
+        "--json",
+    )
     assert proc.returncode == 1, proc.stderr
     result = json.loads(proc.stdout)
     assert (result["code_name"], result["state"]) == ("DEVICE_UNREACHABLE", None)
@@ -166,10 +218,15 @@ def test_closed_pipe_ends_quietly() -> None:
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first write
     try:
-        proc = subprocess.run([sys.executable, "-m", "device_sim", "codes", "--json"],
-                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
-                              check=False, preexec_fn=lambda: signal.signal(signal.SIGPIPE,
-                                                                            signal.SIG_IGN))
+        proc = subprocess.run(
+            [sys.executable, "-m", "device_sim", "codes", "--json"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+            preexec_fn=lambda: signal.signal(signal.SIGPIPE, signal.SIG_IGN),
+        )
     finally:
         os.close(write)
     assert proc.returncode == 141
@@ -178,15 +235,23 @@ def test_closed_pipe_ends_quietly() -> None:
 
 def test_results_never_print_none() -> None:
     profile = load_profile()
-    wrong_code = {"state": None, **describe(profile, Code.WRONG_SETUP_CODE), "detail": "",
-                  "events": [], "timings_ms": {}, "gatt_round_trips": 2}
+    wrong_code = {
+        "state": None,
+        **describe(profile, Code.WRONG_SETUP_CODE),
+        "detail": "",
+        "events": [],
+        "timings_ms": {},
+        "gatt_round_trips": 2,
+    }
     for text in (format_result(wrong_code), _timeline(wrong_code)):
         assert "None" not in text and "WRONG_SETUP_CODE" in text
-    assert "None" not in _activation_line({"status": "none", "mode": None, "account": None,
-                                           "generation": None})
-    assert _activation_line({"status": "active", "mode": "claim", "account": "alice",
-                             "generation": 1}) == \
-        "ACTIVATION: active  mode claim, account alice, generation 1"
+    assert "None" not in _activation_line(
+        {"status": "none", "mode": None, "account": None, "generation": None}
+    )
+    assert (
+        _activation_line({"status": "active", "mode": "claim", "account": "alice", "generation": 1})
+        == "ACTIVATION: active  mode claim, account alice, generation 1"
+    )
 
 
 def test_demo_seed_replays_the_worlds_draws() -> None:
@@ -194,8 +259,18 @@ def test_demo_seed_replays_the_worlds_draws() -> None:
     attempts) gives the same outcome for the same seed, and another for another seed."""
 
     def outcome(seed: int) -> str:
-        proc = run("demo", "--scenario", "flaky-dhcp", "--transport", "softap", "--zero-delay",
-                   "--seed", str(seed), "--json", timeout=120)
+        proc = run(
+            "demo",
+            "--scenario",
+            "flaky-dhcp",
+            "--transport",
+            "softap",
+            "--zero-delay",
+            "--seed",
+            str(seed),
+            "--json",
+            timeout=120,
+        )
         assert "Traceback" not in proc.stderr and proc.stdout, proc.stderr[-2000:]
         return str(json.loads(proc.stdout)["code_name"])
 
@@ -206,14 +281,25 @@ def test_demo_seed_replays_the_worlds_draws() -> None:
 def test_a_taken_port_names_the_port_and_the_flag(tmp_path: Path) -> None:
     """`run` on a SoftAP port another process holds: the address, the port and the flag that
     sets it, not a bare `Address already in use`."""
-    assert run("init", "--state-dir", str(tmp_path / "dev"), "--setup-code", "1234-5678"
-               ).returncode == 0
+    assert (
+        run("init", "--state-dir", str(tmp_path / "dev"), "--setup-code", "1234-5678").returncode
+        == 0
+    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        proc = run("run", "--state-dir", str(tmp_path / "dev"), "--doors", "softap-only",
-                   "--softap-listen", f"127.0.0.1:{port}", "--softap-lan", "127.0.0.1:0",
-                   "--zero-delay")
+        proc = run(
+            "run",
+            "--state-dir",
+            str(tmp_path / "dev"),
+            "--doors",
+            "softap-only",
+            "--softap-listen",
+            f"127.0.0.1:{port}",
+            "--softap-lan",
+            "127.0.0.1:0",
+            "--zero-delay",
+        )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f"127.0.0.1:{port} (--softap-listen)" in proc.stderr, proc.stderr

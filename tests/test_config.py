@@ -110,25 +110,91 @@ activation_password = "cloud"
 
 # Every option of FULL, as flags and as environment variables (same values).
 FULL_FLAGS = [
-    "--state-dir", "/srv/state", "--profile", "/opt/device-sim/gatt_profile.yaml",
-    "--adapter", "hci1", "--personality", "native,improv", "--notify-size", "100",
-    "--backend", "networkmanager", "--interface", "wlan0", "--scenario", "weak-signal",
-    "--scan-timeout", "20", "--zero-delay", "--time-scale", "0.5", "--seed", "42",
-    "--nm-dnsmasq-dir", "/run/nm-shared.d",
-    "--timeout-scale", "0.5", "--idle-timeout", "30.5",
-    "--reconnect-initial", "1.5", "--reconnect-max", "120", "--reopen-after", "45",
-    "--check-interval", "10", "--saved-networks", "3",
-    "--doors", "both", "--softap-window", "0",
-    "--softap-listen", "10.42.0.1:80", "--softap-lan", "[::]:8381",
-    "--softap-lan-announce", "pi.local", "--softap-announce", "setup.local", "--captive-mode", "portal", "--softap-open",
+    "--state-dir",
+    "/srv/state",
+    "--profile",
+    "/opt/device-sim/gatt_profile.yaml",
+    "--adapter",
+    "hci1",
+    "--personality",
+    "native,improv",
+    "--notify-size",
+    "100",
+    "--backend",
+    "networkmanager",
+    "--interface",
+    "wlan0",
+    "--scenario",
+    "weak-signal",
+    "--scan-timeout",
+    "20",
+    "--zero-delay",
+    "--time-scale",
+    "0.5",
+    "--seed",
+    "42",
+    "--nm-dnsmasq-dir",
+    "/run/nm-shared.d",
+    "--timeout-scale",
+    "0.5",
+    "--idle-timeout",
+    "30.5",
+    "--reconnect-initial",
+    "1.5",
+    "--reconnect-max",
+    "120",
+    "--reopen-after",
+    "45",
+    "--check-interval",
+    "10",
+    "--saved-networks",
+    "3",
+    "--doors",
+    "both",
+    "--softap-window",
+    "0",
+    "--softap-listen",
+    "10.42.0.1:80",
+    "--softap-lan",
+    "[::]:8381",
+    "--softap-lan-announce",
+    "pi.local",
+    "--softap-announce",
+    "setup.local",
+    "--captive-mode",
+    "portal",
+    "--softap-open",
     "--softap-concurrent",
-    "--softap-dnsmasq", "wlan0",
-    "--improv-auth", "required", "--improv-auth-timeout", "90",
-    "--improv-redirect-url", "https://example.com/welcome", "--improv-button", "gpiochip0:17",
-    "--esp-sec", "1", "--esp-sec-patch", "0", "--watch", "--watch-listen", "127.0.0.1:8391", "--watch-require-token",
-    "--cloud-host", "cloud.example.com", "--cloud-port", "8443", "--cloud-ca", "/srv/ca.pem",
-    "--activation", "claim", "--cloud-url", "https://cloud.example.com:8443",
-    "--activation-password", "cloud",
+    "--softap-dnsmasq",
+    "wlan0",
+    "--improv-auth",
+    "required",
+    "--improv-auth-timeout",
+    "90",
+    "--improv-redirect-url",
+    "https://example.com/welcome",
+    "--improv-button",
+    "gpiochip0:17",
+    "--esp-sec",
+    "1",
+    "--esp-sec-patch",
+    "0",
+    "--watch",
+    "--watch-listen",
+    "127.0.0.1:8391",
+    "--watch-require-token",
+    "--cloud-host",
+    "cloud.example.com",
+    "--cloud-port",
+    "8443",
+    "--cloud-ca",
+    "/srv/ca.pem",
+    "--activation",
+    "claim",
+    "--cloud-url",
+    "https://cloud.example.com:8443",
+    "--activation-password",
+    "cloud",
 ]
 
 
@@ -146,21 +212,39 @@ def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
         state_dir=state_dir,
         profile=Path("/opt/device-sim/gatt_profile.yaml"),
         ble=BleOptions("hci1", ("native", "improv"), 100),
-        network=NetworkOptions(BackendKind.NETWORK_MANAGER, "wlan0", "weak-signal", 20.0, True,
-                               0.5, 42, Path("/run/nm-shared.d")),
+        network=NetworkOptions(
+            BackendKind.NETWORK_MANAGER,
+            "wlan0",
+            "weak-signal",
+            20.0,
+            True,
+            0.5,
+            42,
+            Path("/run/nm-shared.d"),
+        ),
         timeouts=TimeoutOptions(0.5, 30.5),
         reconnect=ReconnectOptions(1.5, 120.0, 45.0, 10.0, 3),
         doors=DoorOptions(Policy.BOTH, 0.0),
-        softap=SoftApOptions(listen=HostPort("10.42.0.1", 80), lan=HostPort("::", 8381),
-                             lan_announce="pi.local", announce="setup.local", captive_mode="portal", open=True,
-                             concurrent=True, dnsmasq="wlan0"),
-        cloud=CloudOptions("cloud.example.com", 8443, ca, "claim",
-                           "https://cloud.example.com:8443", "cloud"),
+        softap=SoftApOptions(
+            listen=HostPort("10.42.0.1", 80),
+            lan=HostPort("::", 8381),
+            lan_announce="pi.local",
+            announce="setup.local",
+            captive_mode="portal",
+            open=True,
+            concurrent=True,
+            dnsmasq="wlan0",
+        ),
+        cloud=CloudOptions(
+            "cloud.example.com", 8443, ca, "claim", "https://cloud.example.com:8443", "cloud"
+        ),
         watch=WatchOptions(True, HostPort("127.0.0.1", 8391), require_token=True),
-        personality_options={"improv": ImprovOptions("required", 90.0,
-                                                     "https://example.com/welcome",
-                                                     "gpiochip0:17"),
-                             "esp": EspOptions(1, 0)},
+        personality_options={
+            "improv": ImprovOptions(
+                "required", 90.0, "https://example.com/welcome", "gpiochip0:17"
+            ),
+            "esp": EspOptions(1, 0),
+        },
     )
 
 
@@ -184,8 +268,7 @@ def test_flags_and_environment_set_the_same_options(tmp_path: Path) -> None:
     assert resolve_options(None, None, environ=env) == expected
     # Every option has its three names, none of them shared.
     options = all_options(DaemonOptions, personality_models())
-    for names in ([o.flag for o in options], [o.env for o in options],
-                  [o.place for o in options]):
+    for names in ([o.flag for o in options], [o.env for o in options], [o.place for o in options]):
         assert len(set(names)) == len(names)
     # FULL (and so FULL_FLAGS and the variables) sets every option away from its default.
     defaults = _option_values(DaemonOptions(personality_options=DEFAULT_PERSONAL))
@@ -196,23 +279,29 @@ def test_flags_and_environment_set_the_same_options(tmp_path: Path) -> None:
 def _option_values(opts: DaemonOptions) -> dict:
     out = {}
     for o in all_options(DaemonOptions, personality_models()):
-        holder = (opts if not o.section else opts.personality_options[o.section]
-                  if o.section in personality_models() else getattr(opts, o.section))
+        holder = (
+            opts
+            if not o.section
+            else opts.personality_options[o.section]
+            if o.section in personality_models()
+            else getattr(opts, o.section)
+        )
         value = getattr(holder, o.key)
         out[o] = value.value if hasattr(value, "value") else value
     return out
 
 
 def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
-    path = write(tmp_path, '[ble]\nadapter = "hci1"\nnotify_size = 100\n'
-                           '[softap]\nlisten = "10.0.0.1:80"\n')
+    path = write(
+        tmp_path, '[ble]\nadapter = "hci1"\nnotify_size = 100\n[softap]\nlisten = "10.0.0.1:80"\n'
+    )
     env = {"DEVICE_SIM_BLE_ADAPTER": "hci2", "DEVICE_SIM_SOFTAP_LISTEN": "[::1]:8080"}
     args = build_parser().parse_args(["run", "--adapter", "hci3"])
     opts = resolve_options(path, args, environ=env)
-    assert opts.ble.adapter == "hci3"                             # the flag
-    assert opts.softap.listen == HostPort("::1", 8080)            # the variable
-    assert opts.ble.notify_size == 100                            # the file
-    assert opts.network == NetworkOptions()                       # the defaults
+    assert opts.ble.adapter == "hci3"  # the flag
+    assert opts.softap.listen == HostPort("::1", 8080)  # the variable
+    assert opts.ble.notify_size == 100  # the file
+    assert opts.network == NetworkOptions()  # the defaults
     assert opts.source == path
     # A boolean flag can also turn off what the file turned on.
     path = write(tmp_path, "[softap]\nopen = true\n", "open.toml")
@@ -233,66 +322,72 @@ def test_empty_file_gives_the_run_defaults(tmp_path: Path) -> None:
 
 def test_personality_sections_come_from_the_registry() -> None:
     models = personality_models()
-    assert models == {name: registry.get(name).options for name in registry.names()
-                      if registry.get(name).options is not None}
+    assert models == {
+        name: registry.get(name).options
+        for name in registry.names()
+        if registry.get(name).options is not None
+    }
     assert models["improv"] is ImprovOptions and models["esp"] is EspOptions
 
 
-@pytest.mark.parametrize(("text", "where"), [
-    ('state_dir = 3', "state_dir"),
-    ('statedir = "/x"', "statedir"),
-    ('[bel]\nadapter = "hci0"', "bel"),
-    ('ble = "hci0"', "ble"),
-    ('[ble]\nadapter = "wlan0"', "ble.adapter"),
-    ('[ble]\nadaptor = "hci0"', "ble.adaptor"),
-    ('[ble]\npersonalities = ["native", "native"]', "ble.personalities"),
-    ('[ble]\npersonalities = ["nativ"]', "ble.personalities"),
-    ('[ble]\npersonalities = []', "ble.personalities"),
-    ('[ble]\npersonalities = "native"', "ble.personalities"),
-    ('[ble]\nnotify_size = 10', "ble.notify_size"),
-    ('[ble]\nnotify_size = 100.5', "ble.notify_size"),
-    ('[ble]\nnotify_size = true', "ble.notify_size"),
-    ('[network]\nbackend = "nm"', "network.backend"),
-    ('[network]\ninterface = "wlan 0"', "network.interface"),
-    ('[network]\ninterface = "a-very-long-interface-name"', "network.interface"),
-    ('[network]\ninterface = ""', "network.interface"),
-    ('[network]\nscan_timeout_s = 0', "network.scan_timeout_s"),
-    ('[network]\nscan_timeout_s = "10"', "network.scan_timeout_s"),
-    ('[network]\nscan_timeout_s = inf', "network.scan_timeout_s"),
-    ('[network]\nscan_timeout_s = 121', "network.scan_timeout_s"),
-    ('[network]\nssid = "x"', "network.ssid"),
-    ('[network]\nzero_delay = 1', "network.zero_delay"),
-    ('[timeouts]\nscale = 0', "timeouts.scale"),
-    ('[timeouts]\nscale = -1.0', "timeouts.scale"),
-    ('[timeouts]\nscale = nan', "timeouts.scale"),
-    ('[timeouts]\nidle_s = 0', "timeouts.idle_s"),
-    ('[timeouts]\nidle = 5', "timeouts.idle"),
-    ('[doors]\npolicy = "ble-first"', "doors.policy"),
-    ('[doors]\nsoftap_window_s = -1', "doors.softap_window_s"),
-    ('[doors]\nsoftap_listen = "10.0.0.1:80"', "doors.softap_listen"),
-    ('[softap]\nlisten = "8380"', "softap.listen"),
-    ('[softap]\nlisten = "0.0.0.0:http"', "softap.listen"),
-    ('[softap]\nlan = "0.0.0.0:65536"', "softap.lan"),
-    ('[softap]\nlan = ":8381"', "softap.lan"),
-    ('[softap]\nlan = "::1:8381"', "softap.lan"),
-    ('[softap]\ncaptive_mode = "captive"', "softap.captive_mode"),
-    ('[softap]\nopen = "yes"', "softap.open"),
-    ('[softap]\ndnsmasq = "wlan0/x"', "softap.dnsmasq"),
-    ('[improv]\nauthorization = "optional"', "improv.authorization"),
-    ('[improv]\nauthorization_timeout_s = 0', "improv.authorization_timeout_s"),
-    ('[improv]\nredirect_url = "example.com"', "improv.redirect_url"),
-    ('[improv]\nbutton = "17"', "improv.button"),
-    ('[improv]\nbutton = "gpiochip0:x"', "improv.button"),
-    ('[native]\nx = 1', "native"),
-    ('[cloud]\nport = 0', "cloud.port"),
-    ('[cloud]\nport = 65536', "cloud.port"),
-    ('[cloud]\nport = "443"', "cloud.port"),
-    ('[cloud]\nhost = "https://cloud.example.com"', "cloud.host"),
-    ('[cloud]\nca = 5', "cloud.ca"),
-    ('[cloud]\nurl = "x"', "cloud.url"),
-    ('[cloud]\nurl = "http://cloud.example.com"', "cloud.url"),
-    ('[cloud]\nactivation = "claim"', "cloud.url"),
-])
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("state_dir = 3", "state_dir"),
+        ('statedir = "/x"', "statedir"),
+        ('[bel]\nadapter = "hci0"', "bel"),
+        ('ble = "hci0"', "ble"),
+        ('[ble]\nadapter = "wlan0"', "ble.adapter"),
+        ('[ble]\nadaptor = "hci0"', "ble.adaptor"),
+        ('[ble]\npersonalities = ["native", "native"]', "ble.personalities"),
+        ('[ble]\npersonalities = ["nativ"]', "ble.personalities"),
+        ("[ble]\npersonalities = []", "ble.personalities"),
+        ('[ble]\npersonalities = "native"', "ble.personalities"),
+        ("[ble]\nnotify_size = 10", "ble.notify_size"),
+        ("[ble]\nnotify_size = 100.5", "ble.notify_size"),
+        ("[ble]\nnotify_size = true", "ble.notify_size"),
+        ('[network]\nbackend = "nm"', "network.backend"),
+        ('[network]\ninterface = "wlan 0"', "network.interface"),
+        ('[network]\ninterface = "a-very-long-interface-name"', "network.interface"),
+        ('[network]\ninterface = ""', "network.interface"),
+        ("[network]\nscan_timeout_s = 0", "network.scan_timeout_s"),
+        ('[network]\nscan_timeout_s = "10"', "network.scan_timeout_s"),
+        ("[network]\nscan_timeout_s = inf", "network.scan_timeout_s"),
+        ("[network]\nscan_timeout_s = 121", "network.scan_timeout_s"),
+        ('[network]\nssid = "x"', "network.ssid"),
+        ("[network]\nzero_delay = 1", "network.zero_delay"),
+        ("[timeouts]\nscale = 0", "timeouts.scale"),
+        ("[timeouts]\nscale = -1.0", "timeouts.scale"),
+        ("[timeouts]\nscale = nan", "timeouts.scale"),
+        ("[timeouts]\nidle_s = 0", "timeouts.idle_s"),
+        ("[timeouts]\nidle = 5", "timeouts.idle"),
+        ('[doors]\npolicy = "ble-first"', "doors.policy"),
+        ("[doors]\nsoftap_window_s = -1", "doors.softap_window_s"),
+        ('[doors]\nsoftap_listen = "10.0.0.1:80"', "doors.softap_listen"),
+        ('[softap]\nlisten = "8380"', "softap.listen"),
+        ('[softap]\nlisten = "0.0.0.0:http"', "softap.listen"),
+        ('[softap]\nlan = "0.0.0.0:65536"', "softap.lan"),
+        ('[softap]\nlan = ":8381"', "softap.lan"),
+        ('[softap]\nlan = "::1:8381"', "softap.lan"),
+        ('[softap]\ncaptive_mode = "captive"', "softap.captive_mode"),
+        ('[softap]\nopen = "yes"', "softap.open"),
+        ('[softap]\ndnsmasq = "wlan0/x"', "softap.dnsmasq"),
+        ('[improv]\nauthorization = "optional"', "improv.authorization"),
+        ("[improv]\nauthorization_timeout_s = 0", "improv.authorization_timeout_s"),
+        ('[improv]\nredirect_url = "example.com"', "improv.redirect_url"),
+        ('[improv]\nbutton = "17"', "improv.button"),
+        ('[improv]\nbutton = "gpiochip0:x"', "improv.button"),
+        ("[native]\nx = 1", "native"),
+        ("[cloud]\nport = 0", "cloud.port"),
+        ("[cloud]\nport = 65536", "cloud.port"),
+        ('[cloud]\nport = "443"', "cloud.port"),
+        ('[cloud]\nhost = "https://cloud.example.com"', "cloud.host"),
+        ("[cloud]\nca = 5", "cloud.ca"),
+        ('[cloud]\nurl = "x"', "cloud.url"),
+        ('[cloud]\nurl = "http://cloud.example.com"', "cloud.url"),
+        ('[cloud]\nactivation = "claim"', "cloud.url"),
+    ],
+)
 def test_invalid_values_name_the_key(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
@@ -300,15 +395,19 @@ def test_invalid_values_name_the_key(tmp_path: Path, text: str, where: str) -> N
     assert str(info.value).startswith(f"device-sim.toml: {where}: ")
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--adapter", "wlan0"], "argument --adapter: expected hciN"),
-    (["--softap-listen", "::1:8380"], "argument --softap-listen: expected HOST:PORT"),
-    (["--notify-size", "10"], "argument --notify-size: must be >= 20"),
-    (["--doors", "ble-first"], "argument --doors"),
-    (["--cloud-url", "http://x"], "argument --cloud-url: expected an https:// URL"),
-])
-def test_invalid_flags_are_one_line(flags: list[str], message: str,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--adapter", "wlan0"], "argument --adapter: expected hciN"),
+        (["--softap-listen", "::1:8380"], "argument --softap-listen: expected HOST:PORT"),
+        (["--notify-size", "10"], "argument --notify-size: must be >= 20"),
+        (["--doors", "ble-first"], "argument --doors"),
+        (["--cloud-url", "http://x"], "argument --cloud-url: expected an https:// URL"),
+    ],
+)
+def test_invalid_flags_are_one_line(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(["run", *flags])
     assert info.value.code == 2
@@ -316,13 +415,16 @@ def test_invalid_flags_are_one_line(flags: list[str], message: str,
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(("env", "where"), [
-    ({"DEVICE_SIM_BLE_ADAPTER": "wlan0"}, "DEVICE_SIM_BLE_ADAPTER"),
-    ({"DEVICE_SIM_SOFTAP_OPEN": "maybe"}, "DEVICE_SIM_SOFTAP_OPEN"),
-    ({"DEVICE_SIM_TIMEOUTS_SCALE": "fast"}, "DEVICE_SIM_TIMEOUTS_SCALE"),
-    ({"DEVICE_SIM_BLE_PERSONALITIES": "native,nativ"}, "--personality"),
-    ({"DEVICE_SIM_CLOUD_ACTIVATION": "claim"}, "--cloud-url"),
-])
+@pytest.mark.parametrize(
+    ("env", "where"),
+    [
+        ({"DEVICE_SIM_BLE_ADAPTER": "wlan0"}, "DEVICE_SIM_BLE_ADAPTER"),
+        ({"DEVICE_SIM_SOFTAP_OPEN": "maybe"}, "DEVICE_SIM_SOFTAP_OPEN"),
+        ({"DEVICE_SIM_TIMEOUTS_SCALE": "fast"}, "DEVICE_SIM_TIMEOUTS_SCALE"),
+        ({"DEVICE_SIM_BLE_PERSONALITIES": "native,nativ"}, "--personality"),
+        ({"DEVICE_SIM_CLOUD_ACTIVATION": "claim"}, "--cloud-url"),
+    ],
+)
 def test_invalid_environment_names_the_variable(env: dict[str, str], where: str) -> None:
     with pytest.raises(ConfigError) as info:
         resolve_options(None, None, environ=env)
@@ -348,20 +450,25 @@ def test_not_toml_and_unreadable(tmp_path: Path) -> None:
         load_config(path)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("127.0.0.1:8380", ("127.0.0.1", 8380)),
-    ("0.0.0.0:0", ("0.0.0.0", 0)),
-    ("[::1]:80", ("::1", 80)),
-    ("[::]:65535", ("::", 65535)),
-    ("device.local:8080", ("device.local", 8080)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:8380", ("127.0.0.1", 8380)),
+        ("0.0.0.0:0", ("0.0.0.0", 0)),
+        ("[::1]:80", ("::1", 80)),
+        ("[::]:65535", ("::", 65535)),
+        ("device.local:8080", ("device.local", 8080)),
+    ],
+)
 def test_host_port(text: str, expected: tuple[str, int]) -> None:
     assert parse_host_port(text) == expected
     assert parse_host_port(str(parse_host_port(text))) == expected  # it prints as it parses
 
 
-@pytest.mark.parametrize("text", ["", "8380", "host:", ":80", "host:-1", "host:99999", "::1:80",
-                                  "[]:80", "ho st:80", "host:8o"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "8380", "host:", ":80", "host:-1", "host:99999", "::1:80", "[]:80", "ho st:80", "host:8o"],
+)
 def test_host_port_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_host_port(text)
@@ -370,8 +477,12 @@ def test_host_port_rejects(text: str) -> None:
 def test_scenario_path_is_relative_to_the_file(tmp_path: Path) -> None:
     cfg = parse_config({"network": {"scenario": "worlds/home.yaml"}}, tmp_path / "c.toml")
     assert cfg.network.scenario == str(tmp_path / "worlds" / "home.yaml")
-    assert parse_config({"network": {"scenario": "captive-portal"}},
-                        tmp_path / "c.toml").network.scenario == "captive-portal"
+    assert (
+        parse_config(
+            {"network": {"scenario": "captive-portal"}}, tmp_path / "c.toml"
+        ).network.scenario
+        == "captive-portal"
+    )
 
 
 # --- packaging ---------------------------------------------------------------------------------
@@ -386,8 +497,9 @@ def test_example_config_loads() -> None:
 
 
 def _unit() -> configparser.RawConfigParser:
-    parser = configparser.RawConfigParser(strict=False, delimiters=("=",),
-                                          comment_prefixes=("#", ";"), interpolation=None)
+    parser = configparser.RawConfigParser(
+        strict=False, delimiters=("=",), comment_prefixes=("#", ";"), interpolation=None
+    )
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
     parser.read_string(UNIT.read_text(encoding="utf-8"))
     return parser
@@ -426,6 +538,7 @@ def test_unit_execstart_matches_the_docs_and_the_example() -> None:
     assert "sudo cp packaging/device-sim.service /etc/systemd/system/" in doc
     assert "python3 -m venv /opt/device-sim/.venv" in doc
     from device_sim.config import DEFAULT_CONFIG_PATH
+
     assert str(DEFAULT_CONFIG_PATH) == config_path
     state_dir = load_config(EXAMPLE).state_dir
     assert state_dir == Path("/var/lib") / _unit()["Service"]["StateDirectory"]

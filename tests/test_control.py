@@ -68,7 +68,8 @@ async def _eof(reader: asyncio.StreamReader) -> bytes:
 async def test_ping_and_commands(server: ControlServer, tmp_path: Path) -> None:
     assert await control_request(tmp_path, "ping") == {"pong": True}
     assert await control_request(tmp_path, "commands") == {
-        "commands": ["boom", "commands", "echo", "invalid", "ping"]}
+        "commands": ["boom", "commands", "echo", "invalid", "ping"]
+    }
 
 
 async def test_handler_receives_args(server: ControlServer, tmp_path: Path) -> None:
@@ -83,7 +84,8 @@ async def test_onboarding_error_keeps_its_code(server: ControlServer, tmp_path: 
 
 
 async def test_other_exception_is_internal_error_and_logged(
-        server: ControlServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server: ControlServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with pytest.raises(OnboardingError) as info:
         await control_request(tmp_path, "boom")
     assert info.value.code is Code.INTERNAL_ERROR and "RuntimeError" in info.value.detail
@@ -101,10 +103,16 @@ async def test_unknown_command_lists_known(server: ControlServer, tmp_path: Path
 
 
 async def test_malformed_lines_then_a_good_one(server: ControlServer) -> None:
-    lines = await _raw(server.path, b"{not json\n", b'{"args": {}}\n', b"\xff\xfe\n",
-                       b'{"command": "echo", "args": [1]}\n', b"[" * 2000 + b"\n",
-                       b'{"command": "echo", "args": {"a": ' + b"[" * 40 + b"]" * 40 + b"}}\n",
-                       b'{"command": "ping"}\n')
+    lines = await _raw(
+        server.path,
+        b"{not json\n",
+        b'{"args": {}}\n',
+        b"\xff\xfe\n",
+        b'{"command": "echo", "args": [1]}\n',
+        b"[" * 2000 + b"\n",
+        b'{"command": "echo", "args": {"a": ' + b"[" * 40 + b"]" * 40 + b"}}\n",
+        b'{"command": "ping"}\n',
+    )
     answers = [json.loads(line) for line in lines]
     assert [a.get("code_name") for a in answers[:6]] == ["MALFORMED_REQUEST"] * 6
     assert all(a["ok"] is False and a["code"] == 303 and a["detail"] for a in answers[:6])
@@ -113,8 +121,10 @@ async def test_malformed_lines_then_a_good_one(server: ControlServer) -> None:
 
 
 async def test_sequential_requests_on_one_connection(server: ControlServer) -> None:
-    lines = await _raw(server.path, *(json.dumps({"command": "echo", "args": {"i": i}}).encode()
-                                      + b"\n" for i in range(3)))
+    lines = await _raw(
+        server.path,
+        *(json.dumps({"command": "echo", "args": {"i": i}}).encode() + b"\n" for i in range(3)),
+    )
     assert [json.loads(line)["result"]["got"]["i"] for line in lines] == [0, 1, 2]
 
 
@@ -163,7 +173,8 @@ async def test_stale_socket_is_replaced(tmp_path: Path) -> None:
 
 
 async def test_second_server_is_refused_while_first_lives(
-        server: ControlServer, tmp_path: Path) -> None:
+    server: ControlServer, tmp_path: Path
+) -> None:
     second = ControlServer(tmp_path)
     with pytest.raises(TransportError, match="another daemon is already running"):
         await second.start()
@@ -213,8 +224,9 @@ async def test_stop_drops_connected_clients(tmp_path: Path) -> None:
         await writer.wait_closed()
 
 
-async def test_args_are_not_logged(server: ControlServer, tmp_path: Path,
-                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_args_are_not_logged(
+    server: ControlServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="device_sim")
     await control_request(tmp_path, "echo", {"passphrase": "correct horse"})
     with pytest.raises(OnboardingError):
@@ -225,8 +237,17 @@ async def test_args_are_not_logged(server: ControlServer, tmp_path: Path,
 async def _ctl(state_dir: Path, *argv: str) -> tuple[int, str, str]:
     """``device-sim ctl`` in a subprocess, awaited so this loop keeps serving."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_sim", "ctl", "--state-dir", os.fspath(state_dir), *argv,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "device_sim",
+        "ctl",
+        "--state-dir",
+        os.fspath(state_dir),
+        *argv,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(60):
             out, err = await proc.communicate()
@@ -239,11 +260,13 @@ async def _ctl(state_dir: Path, *argv: str) -> tuple[int, str, str]:
 
 
 async def test_cli_ctl_end_to_end(server: ControlServer, tmp_path: Path) -> None:
-    rc, out, err = await _ctl(tmp_path, "--json", "echo", "n=3", "flag=true", "name=kitchen",
-                              'quoted="7"', "eq=a=b")
+    rc, out, err = await _ctl(
+        tmp_path, "--json", "echo", "n=3", "flag=true", "name=kitchen", 'quoted="7"', "eq=a=b"
+    )
     assert rc == 0, err
-    assert json.loads(out) == {"got": {"n": 3, "flag": True, "name": "kitchen", "quoted": "7",
-                                       "eq": "a=b"}}
+    assert json.loads(out) == {
+        "got": {"n": 3, "flag": True, "name": "kitchen", "quoted": "7", "eq": "a=b"}
+    }
     rc, out, err = await _ctl(tmp_path, "ping")
     assert (rc, out) == (0, "pong: true\n")
     rc, out, err = await _ctl(tmp_path, "invalid")
@@ -270,7 +293,7 @@ async def test_a_stream_sends_items_until_the_client_goes(tmp_path: Path) -> Non
             for i in range(int(args["from"]), 1000):
                 yield {"n": i}
                 if i == int(args["from"]) + 1:
-                    await more.wait()   # the handler waits for news, as `watch` does
+                    await more.wait()  # the handler waits for news, as `watch` does
         finally:
             ended.set()
 
@@ -292,7 +315,7 @@ async def test_a_stream_sends_items_until_the_client_goes(tmp_path: Path) -> Non
                     more.set()
                 if len(got) == 4:
                     break
-            await stream.aclose()   # the client hangs up: the daemon's handler ends
+            await stream.aclose()  # the client hangs up: the daemon's handler ends
             await ended.wait()
         assert got == [5, 6, 7, 8]
         with pytest.raises(OnboardingError, match="0 to 200"):

@@ -42,10 +42,18 @@ from device_sim.network.nm import defs
 from device_sim.virtual import VirtualBle
 
 WAIT = 5.0
-NAMES = ["dbus", "bluez", "networkmanager", "ap_capability", "regulatory_country",
-         "dbus_permissions", "state_dir", "config"]
+NAMES = [
+    "dbus",
+    "bluez",
+    "networkmanager",
+    "ap_capability",
+    "regulatory_country",
+    "dbus_permissions",
+    "state_dir",
+    "config",
+]
 NO_BUS = "unix:path=/nonexistent/device-sim-doctor/bus.sock"
-AP_CAPS = 0x7ff & ~defs.WifiCapabilities.AP  # everything but AP mode
+AP_CAPS = 0x7FF & ~defs.WifiCapabilities.AP  # everything but AP mode
 
 needs_bus = pytest.mark.requires_tools("dbus-daemon", modules=("bluezoo",))
 needs_dbusmock = pytest.mark.requires_tools(modules=("dbusmock", "dbus"))
@@ -58,8 +66,11 @@ def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
 
 def nm_config(state_dir: Path, **changes: Any) -> DaemonOptions:
     return dataclasses.replace(
-        DaemonOptions(state_dir=state_dir, network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER)),
-        **changes)
+        DaemonOptions(
+            state_dir=state_dir, network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER)
+        ),
+        **changes,
+    )
 
 
 PI_DEFAULTS = runner._pi_defaults
@@ -68,8 +79,11 @@ PI_DEFAULTS = runner._pi_defaults
 @pytest.fixture(autouse=True)
 def no_system_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a config the doctor checks /var/lib/device-sim: point it into tmp_path here."""
-    monkeypatch.setattr(runner, "_pi_defaults",
-                        lambda: dataclasses.replace(PI_DEFAULTS(), state_dir=tmp_path / "pi"))
+    monkeypatch.setattr(
+        runner,
+        "_pi_defaults",
+        lambda: dataclasses.replace(PI_DEFAULTS(), state_dir=tmp_path / "pi"),
+    )
 
 
 @pytest.fixture
@@ -99,8 +113,9 @@ async def nm(vb: VirtualBle, tmp_path: Path) -> AsyncIterator[Any]:
 async def grant(nm: Any, answer: str) -> None:
     """Make GetPermissions answer ``answer`` for both permissions the daemon needs."""
     table = {p: answer for p in doctor.NM_PERMISSIONS}
-    await nm.add_method(defs.MANAGER_PATH, defs.MANAGER_IFACE, "GetPermissions", "", "a{ss}",
-                        f"ret = {table!r}")
+    await nm.add_method(
+        defs.MANAGER_PATH, defs.MANAGER_IFACE, "GetPermissions", "", "a{ss}", f"ret = {table!r}"
+    )
 
 
 # --- BlueZ (BlueZoo) and a bus without NetworkManager -------------------------------------------
@@ -108,7 +123,8 @@ async def grant(nm: Any, answer: str) -> None:
 
 @needs_bus
 async def test_on_virtual_bus_bluez_passes_and_missing_networkmanager_fails(
-        vb: VirtualBle, state_dir: Path) -> None:
+    vb: VirtualBle, state_dir: Path
+) -> None:
     results = await run_checks(nm_config(state_dir), bus_address=vb.bus_address)
     r = by_name(results)
     assert r["dbus"].ok and vb.bus_address.split(",")[0] in r["dbus"].detail
@@ -124,8 +140,9 @@ async def test_on_virtual_bus_bluez_passes_and_missing_networkmanager_fails(
 
 
 @needs_bus
-async def test_missing_adapter_fails_naming_the_ones_present(vb: VirtualBle,
-                                                             state_dir: Path) -> None:
+async def test_missing_adapter_fails_naming_the_ones_present(
+    vb: VirtualBle, state_dir: Path
+) -> None:
     cfg = nm_config(state_dir, ble=BleOptions(adapter="hci9"))
     r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
     assert not r["bluez"].ok
@@ -137,10 +154,16 @@ async def test_missing_adapter_fails_naming_the_ones_present(vb: VirtualBle,
 async def test_unpowered_adapter_fails_with_power_on(vb: VirtualBle, state_dir: Path) -> None:
     bus = await MessageBus(bus_address=vb.bus_address, bus_type=BusType.SYSTEM).connect()
     try:
-        reply = await bus.call(Message(
-            destination="org.bluez", path="/org/bluez/hci0",
-            interface="org.freedesktop.DBus.Properties", member="Set", signature="ssv",
-            body=["org.bluez.Adapter1", "Powered", Variant("b", False)]))
+        reply = await bus.call(
+            Message(
+                destination="org.bluez",
+                path="/org/bluez/hci0",
+                interface="org.freedesktop.DBus.Properties",
+                member="Set",
+                signature="ssv",
+                body=["org.bluez.Adapter1", "Powered", Variant("b", False)],
+            )
+        )
         assert reply is not None and reply.message_type == MessageType.METHOD_RETURN, reply
     finally:
         bus.disconnect()
@@ -190,13 +213,19 @@ async def test_unreachable_bus_fails_every_bus_check_and_runs_the_rest(state_dir
 @needs_bus
 @needs_dbusmock
 async def test_networkmanager_with_an_ap_capable_wifi_device(
-        nm: Any, vb: VirtualBle, state_dir: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    await nm.add_wifi_device("wlan0", caps=int(defs.WifiCapabilities.AP | defs.WifiCapabilities.RSN
-                                               | defs.WifiCapabilities.FREQ_2GHZ))
+    nm: Any, vb: VirtualBle, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await nm.add_wifi_device(
+        "wlan0",
+        caps=int(
+            defs.WifiCapabilities.AP | defs.WifiCapabilities.RSN | defs.WifiCapabilities.FREQ_2GHZ
+        ),
+    )
     await grant(nm, "yes")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not root: the answer must be "yes"
-    cfg = nm_config(state_dir, network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER, interface="wlan0"))
+    cfg = nm_config(
+        state_dir, network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER, interface="wlan0")
+    )
     r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
     assert r["networkmanager"].ok, r["networkmanager"]
     assert "NetworkManager 1.42.4" in r["networkmanager"].detail
@@ -208,8 +237,7 @@ async def test_networkmanager_with_an_ap_capable_wifi_device(
 
 @needs_bus
 @needs_dbusmock
-async def test_wifi_device_without_ap_mode(nm: Any, vb: VirtualBle,
-                                           state_dir: Path) -> None:
+async def test_wifi_device_without_ap_mode(nm: Any, vb: VirtualBle, state_dir: Path) -> None:
     await nm.add_wifi_device("wlan0", caps=int(AP_CAPS))
     r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
     assert r["networkmanager"].ok, r["networkmanager"]
@@ -222,8 +250,7 @@ async def test_wifi_device_without_ap_mode(nm: Any, vb: VirtualBle,
 
 @needs_bus
 @needs_dbusmock
-async def test_unmanaged_or_missing_wifi_device(nm: Any, vb: VirtualBle,
-                                                state_dir: Path) -> None:
+async def test_unmanaged_or_missing_wifi_device(nm: Any, vb: VirtualBle, state_dir: Path) -> None:
     r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
     assert not r["networkmanager"].ok and "no Wi-Fi device" in r["networkmanager"].detail
     await nm.add_wifi_device("wlan0", state=defs.DeviceState.UNMANAGED)
@@ -231,7 +258,9 @@ async def test_unmanaged_or_missing_wifi_device(nm: Any, vb: VirtualBle,
     assert not r["networkmanager"].ok and "wlan0 is unmanaged" in r["networkmanager"].detail
     assert "nmcli device set wlan0 managed yes" in r["networkmanager"].fix
     assert r["ap_capability"].ok  # the device is known, its driver still reports AP mode
-    cfg = nm_config(state_dir, network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER, interface="wlan1"))
+    cfg = nm_config(
+        state_dir, network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER, interface="wlan1")
+    )
     r = by_name(await run_checks(cfg, bus_address=vb.bus_address))
     assert not r["networkmanager"].ok and "no Wi-Fi device wlan1" in r["networkmanager"].detail
     assert "wlan0" in r["networkmanager"].fix
@@ -239,8 +268,9 @@ async def test_unmanaged_or_missing_wifi_device(nm: Any, vb: VirtualBle,
 
 @needs_bus
 @needs_dbusmock
-async def test_permissions_not_granted(nm: Any, vb: VirtualBle, state_dir: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_permissions_not_granted(
+    nm: Any, vb: VirtualBle, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await nm.add_wifi_device("wlan0")
     await grant(nm, "auth")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
@@ -266,24 +296,39 @@ def fake_iw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Non
     monkeypatch.setenv("PATH", str(bindir))
 
 
-@pytest.mark.parametrize(("script", "ok", "words"), [
-    ('printf "global\\ncountry GB: DFS-ETSI\\n\\t(2400 - 2483 @ 40), (N/A, 20)\\n"', True,
-     "country GB (iw reg get)"),
-    ('printf "global\\ncountry 00: DFS-UNSET\\n\\nphy#0 (self-managed)\\ncountry US: DFS-FCC\\n"',
-     True, "country US"),
-    ('printf "global\\ncountry 00: DFS-UNSET\\n"', False, "no Wi-Fi country set"),
-])
-async def test_regulatory_country_from_iw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          state_dir: Path, script: str, ok: bool,
-                                          words: str) -> None:
+@pytest.mark.parametrize(
+    ("script", "ok", "words"),
+    [
+        (
+            'printf "global\\ncountry GB: DFS-ETSI\\n\\t(2400 - 2483 @ 40), (N/A, 20)\\n"',
+            True,
+            "country GB (iw reg get)",
+        ),
+        (
+            'printf "global\\ncountry 00: DFS-UNSET\\n\\nphy#0 (self-managed)\\ncountry US: DFS-FCC\\n"',
+            True,
+            "country US",
+        ),
+        ('printf "global\\ncountry 00: DFS-UNSET\\n"', False, "no Wi-Fi country set"),
+    ],
+)
+async def test_regulatory_country_from_iw(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    state_dir: Path,
+    script: str,
+    ok: bool,
+    words: str,
+) -> None:
     fake_iw(tmp_path, monkeypatch, script)
     r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))["regulatory_country"]
     assert r.ok is ok and words in r.detail, r
     assert ok or "raspi-config nonint do_wifi_country" in r.fix
 
 
-async def test_regulatory_country_from_sysfs_or_unknown(tmp_path: Path, state_dir: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_regulatory_country_from_sysfs_or_unknown(
+    tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_iw(tmp_path, monkeypatch, 'echo "command failed: No such file or directory (-2)"; exit 1')
     param = tmp_path / "ieee80211_regdom"
     monkeypatch.setattr(checks_host, "REGDOM_PARAM", param)
@@ -300,8 +345,9 @@ async def test_regulatory_country_from_sysfs_or_unknown(tmp_path: Path, state_di
     assert "apt install iw" in r.fix
 
 
-async def test_a_hanging_check_is_bounded(tmp_path: Path, state_dir: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_hanging_check_is_bounded(
+    tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sleep = shutil.which("sleep")
     assert sleep is not None
     fake_iw(tmp_path, monkeypatch, f"exec {sleep} 60")  # a hung command, not a synchronisation
@@ -372,8 +418,9 @@ async def test_config_check(tmp_path: Path, state_dir: Path) -> None:
     assert str(tmp_path / "pi") in r["state_dir"].detail  # the others checked the defaults
 
 
-async def test_no_config_checks_the_pi_defaults(state_dir: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_config_checks_the_pi_defaults(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     defaults = PI_DEFAULTS()
     assert defaults.network.backend == "networkmanager" and defaults.ble.adapter == "hci0"
     assert defaults.state_dir == Path("/var/lib/device-sim")
@@ -387,13 +434,22 @@ async def test_no_config_checks_the_pi_defaults(state_dir: Path,
 
 
 def test_format_json_and_exit_code() -> None:
-    results = [CheckResult("dbus", True, "connected"),
-               CheckResult("bluez", False, "adapter hci9 not found", "set [ble] adapter")]
+    results = [
+        CheckResult("dbus", True, "connected"),
+        CheckResult("bluez", False, "adapter hci9 not found", "set [ble] adapter"),
+    ]
     lines = format_results(results).splitlines()
-    assert lines == ["PASS  dbus               connected",
-                     "FAIL  bluez              adapter hci9 not found  -> fix: set [ble] adapter"]
+    assert lines == [
+        "PASS  dbus               connected",
+        "FAIL  bluez              adapter hci9 not found  -> fix: set [ble] adapter",
+    ]
     assert json.loads(json.dumps([r.to_json() for r in results])) == [
         {"name": "dbus", "ok": True, "detail": "connected", "fix": None},
-        {"name": "bluez", "ok": False, "detail": "adapter hci9 not found",
-         "fix": "set [ble] adapter"}]
+        {
+            "name": "bluez",
+            "ok": False,
+            "detail": "adapter hci9 not found",
+            "fix": "set [ble] adapter",
+        },
+    ]
     assert exit_code(results) == 1 and exit_code(results[:1]) == 0 and exit_code([]) == 0

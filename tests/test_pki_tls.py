@@ -16,10 +16,14 @@ from device_sim import pki
 
 
 def test_subject_alt_names_split_ips_from_names_and_skip_wildcards() -> None:
-    sans = pki.subject_alt_names(["localhost", "127.0.0.1", "", "0.0.0.0", "::", "::1",
-                                  "localhost"])
-    assert sans == [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1"))]
+    sans = pki.subject_alt_names(
+        ["localhost", "127.0.0.1", "", "0.0.0.0", "::", "::1", "localhost"]
+    )
+    assert sans == [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
 
 
 def test_issue_server_certificate() -> None:
@@ -51,13 +55,18 @@ def test_load_round_trip(tmp_path: Path) -> None:
     loaded = pki.CertificateAuthority.load(tmp_path / "ca.pem", tmp_path / "ca.key")
     assert loaded.certificate == made.certificate
     cert = x509.load_pem_x509_certificate(
-        loaded.issue("localhost", common_name="server", subject_key_id=False)[0])
+        loaded.issue("localhost", common_name="server", subject_key_id=False)[0]
+    )
     cert.verify_directly_issued_by(made.certificate)
     with pytest.raises(x509.ExtensionNotFound):
         cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (tmp_path / "ca.key").write_bytes(rsa_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (tmp_path / "ca.key").write_bytes(
+        rsa_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     with pytest.raises(ValueError, match="not an EC key"):
         pki.CertificateAuthority.load(tmp_path / "ca.pem", tmp_path / "ca.key")

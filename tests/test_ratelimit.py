@@ -19,15 +19,21 @@ def test_a_burst_per_window_then_one_summary(caplog: pytest.LogCaptureFixture) -
         now[0] = 61.0
         assert limited.log(logging.INFO, "request %d", 1000)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["rejected: request 0", "rejected: request 1", "rejected: request 2",
-                     "rejected: 997 more not logged in the last 60 s", "rejected: request 1000"]
+    assert lines == [
+        "rejected: request 0",
+        "rejected: request 1",
+        "rejected: request 2",
+        "rejected: 997 more not logged in the last 60 s",
+        "rejected: request 1000",
+    ]
     assert limited.total == 1001
 
 
 def test_asyncio_accept_errors_pass_a_few_a_window_in_one_line_each() -> None:
     now = [0.0]
-    flt = LimitedFilter(("socket.accept() out of system resource",), burst=2, window_s=60,
-                        clock=lambda: now[0])
+    flt = LimitedFilter(
+        ("socket.accept() out of system resource",), burst=2, window_s=60, clock=lambda: now[0]
+    )
     logger = logging.getLogger("test.limited.filter")
     records: list[logging.LogRecord] = []
 

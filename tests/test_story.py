@@ -11,9 +11,15 @@ from device_sim.story import check, facts, match_sequence
 
 
 def ev(seq: int, phase: str, at_s: float, code: str | None = None, **data: Any) -> dict[str, Any]:
-    return {"kind": "event", "seq": seq, "phase": phase, "code": 1 if code else 0,
-            "code_name": code or "OK", "data": data,
-            "at": f"2026-12-05T10:00:{at_s:06.3f}Z"}
+    return {
+        "kind": "event",
+        "seq": seq,
+        "phase": phase,
+        "code": 1 if code else 0,
+        "code_name": code or "OK",
+        "data": data,
+        "at": f"2026-12-05T10:00:{at_s:06.3f}Z",
+    }
 
 
 EVENTS = [
@@ -32,8 +38,14 @@ FINAL = {"state": "online", "ssid_hex": b"Home".hex()}
 
 
 def test_a_sequence_matches_in_order_with_others_between() -> None:
-    seen = ["world", "link_lost:LINK_LOST", "reconnect", "failed:SAVED_NETWORKS_NOT_FOUND",
-            "reopen", "online"]
+    seen = [
+        "world",
+        "link_lost:LINK_LOST",
+        "reconnect",
+        "failed:SAVED_NETWORKS_NOT_FOUND",
+        "reopen",
+        "online",
+    ]
     assert match_sequence(("link_lost:LINK_LOST", "reopen", "online"), seen) == 3
     assert match_sequence(("link_lost", "online"), seen) == 2  # a bare phase takes any code
     assert match_sequence(("reopen", "link_lost"), seen) == 1  # out of order
@@ -47,16 +59,35 @@ def test_the_facts_of_a_router_reboot() -> None:
     assert got.back_online_s == 4.5  # from the world's restoring change to online
     assert got.online_ssid == b"Home"
     assert facts(EVENTS, after_seq=2, time_scale=0.1, final=FINAL).back_online_s == 45.0
-    assert check(Story(sequence=("link_lost:LINK_LOST", "reopen", "online"),
-                       doors_reopened=True, back_online_within_s=5, phone_sessions=0,
-                       online_ssid=b"Home", associations=1), got) == []
+    assert (
+        check(
+            Story(
+                sequence=("link_lost:LINK_LOST", "reopen", "online"),
+                doors_reopened=True,
+                back_online_within_s=5,
+                phone_sessions=0,
+                online_ssid=b"Home",
+                associations=1,
+            ),
+            got,
+        )
+        == []
+    )
 
 
 def test_each_unmet_expectation_is_one_line() -> None:
     got = facts(EVENTS, after_seq=2, time_scale=1.0, final={"state": "failed"})
-    problems = check(Story(sequence=("reopen", "link_lost"), doors_reopened=False,
-                           back_online_within_s=2, phone_sessions=1, online_ssid=b"Home",
-                           associations=2), got)
+    problems = check(
+        Story(
+            sequence=("reopen", "link_lost"),
+            doors_reopened=False,
+            back_online_within_s=2,
+            phone_sessions=1,
+            online_ssid=b"Home",
+            associations=2,
+        ),
+        got,
+    )
     assert len(problems) == 6
     assert problems[0].startswith("the events did not go reopen > link_lost: 'link_lost'")
     assert "the doors reopened" in problems[1]

@@ -51,23 +51,29 @@ def test_channels_reassemble_independently() -> None:
     b = fragment(b"B" * 50, 2, 20)
     r = Reassembler(4096, 5.0)
     done = [x for pair in zip(a, b) for x in (r.feed(pair[0]), r.feed(pair[1])) if x]
-    done += [r.feed(f) for f in a[len(b):] + b[len(a):]]
+    done += [r.feed(f) for f in a[len(b) :] + b[len(a) :]]
     assert (1, b"A" * 50) in done and (2, b"B" * 50) in done
 
 
-@pytest.mark.parametrize("frames, code, text", [
-    ([b"\x80"], Code.MALFORMED_REQUEST, "no header"),
-    ([b"\xc0\x00\x01"], Code.MALFORMED_REQUEST, "no length"),
-    ([b"\x01\x00\x01abc"], Code.MALFORMED_REQUEST, "without a first fragment"),
-    ([b"\xc0\x00\x01\x00\x00"], Code.MALFORMED_REQUEST, "length 0"),
-    ([b"\xc0\x00\x01\x10\x01x"], Code.MESSAGE_TOO_LARGE, "limit is 4096"),
-    ([b"\xc0\x00\x01\x00\x05abc"], Code.MALFORMED_REQUEST, "truncated"),
-    ([b"\xc0\x00\x01\x00\x02abc"], Code.MALFORMED_REQUEST, "more than the announced"),
-    ([b"\x80\x00\x01\x00\x09abc", b"\x42\x00\x01def"], Code.MALFORMED_REQUEST, "expected 1"),
-    ([b"\x80\x00\x01\x00\x09abc", b"\x80\x00\x01\x00\x09abc"], Code.MALFORMED_REQUEST,
-     "before the previous"),
-    ([b"\x81\x00\x01\x00\x09abc"], Code.MALFORMED_REQUEST, "first fragment has index 1"),
-])
+@pytest.mark.parametrize(
+    "frames, code, text",
+    [
+        ([b"\x80"], Code.MALFORMED_REQUEST, "no header"),
+        ([b"\xc0\x00\x01"], Code.MALFORMED_REQUEST, "no length"),
+        ([b"\x01\x00\x01abc"], Code.MALFORMED_REQUEST, "without a first fragment"),
+        ([b"\xc0\x00\x01\x00\x00"], Code.MALFORMED_REQUEST, "length 0"),
+        ([b"\xc0\x00\x01\x10\x01x"], Code.MESSAGE_TOO_LARGE, "limit is 4096"),
+        ([b"\xc0\x00\x01\x00\x05abc"], Code.MALFORMED_REQUEST, "truncated"),
+        ([b"\xc0\x00\x01\x00\x02abc"], Code.MALFORMED_REQUEST, "more than the announced"),
+        ([b"\x80\x00\x01\x00\x09abc", b"\x42\x00\x01def"], Code.MALFORMED_REQUEST, "expected 1"),
+        (
+            [b"\x80\x00\x01\x00\x09abc", b"\x80\x00\x01\x00\x09abc"],
+            Code.MALFORMED_REQUEST,
+            "before the previous",
+        ),
+        ([b"\x81\x00\x01\x00\x09abc"], Code.MALFORMED_REQUEST, "first fragment has index 1"),
+    ],
+)
 def test_bad_sequences_get_their_code(frames: list[bytes], code: Code, text: str) -> None:
     r = Reassembler(4096, 5.0)
     with pytest.raises(ProtocolError) as info:
@@ -113,7 +119,7 @@ def test_a_neighbours_partial_messages_do_not_block_the_owner() -> None:
     for ch in range(1, 5):
         r.feed(first(ch, 4096), source="neighbour")
     assert r.feed(bytes([0xC0, 0, 7, 0, 3]) + b"one", source="owner") == (7, b"one")
-    assert r.feed(first(8, 6), source="owner") is None           # a PAKE_START in two parts
+    assert r.feed(first(8, 6), source="owner") is None  # a PAKE_START in two parts
     assert r.feed(bytes([0x41, 0, 8]) + b"def", source="owner") == (8, b"abcdef")
 
 
@@ -160,8 +166,9 @@ def test_error_body_and_types() -> None:
         decode_json(b"\xff")
 
 
-@pytest.mark.parametrize("nested", [b"[" * 1020 + b"]" * 1020, b'{"a":' * 33 + b"1" + b"}" * 33,
-                                    b"[" * 100_000])
+@pytest.mark.parametrize(
+    "nested", [b"[" * 1020 + b"]" * 1020, b'{"a":' * 33 + b"1" + b"}" * 33, b"[" * 100_000]
+)
 def test_json_nested_deeper_than_any_message_is_malformed_not_a_recursion(nested: bytes) -> None:
     with pytest.raises(ProtocolError) as info:
         decode_json(nested)

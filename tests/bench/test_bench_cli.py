@@ -18,36 +18,62 @@ from playwright.async_api import async_playwright, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [pytest.mark.requires_tools(tools=("dbus-daemon",))]
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "device_sim", "bench", *args],
-                          capture_output=True, text=True, timeout=400)
+    return subprocess.run(
+        [sys.executable, "-m", "device_sim", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
 
 
 @pytest.fixture(scope="module")
-def matrix(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def matrix(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """Two QA scenarios over BLE and the SoftAP, and one whose `expect` is wrong."""
     tmp = tmp_path_factory.mktemp("matrix")
     text = (ROOT / "scenarios" / "no-dhcp.yaml").read_text()
     wrong = tmp / "no-dhcp-mislabelled.yaml"
-    wrong.write_text(text.replace("name: no-dhcp", "name: no-dhcp-mislabelled")
-                     .replace("expect: NO_DHCP_LEASE", "expect: OK"))
+    wrong.write_text(
+        text.replace("name: no-dhcp", "name: no-dhcp-mislabelled").replace(
+            "expect: NO_DHCP_LEASE", "expect: OK"
+        )
+    )
     out = tmp / "report"
-    done = bench("--scenarios", f"mesh-failing-node,five-ghz-only,{wrong}",
-                 "--transports", "ble,softap", "--time-scale", "0.05", "--concurrency", "4",
-                 "--out", str(out))
+    done = bench(
+        "--scenarios",
+        f"mesh-failing-node,five-ghz-only,{wrong}",
+        "--transports",
+        "ble,softap",
+        "--time-scale",
+        "0.05",
+        "--concurrency",
+        "4",
+        "--out",
+        str(out),
+    )
     return out, done
 
 
 def test_the_matrix_runs_every_cell_and_fails_the_mislabelled_one(
-        matrix: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    matrix: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
     out, done = matrix
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]   # one cell failed
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]  # one cell failed
     assert "4/6 runs ended as their scenario expects" in done.stdout
     run_lines = [line for line in done.stdout.splitlines() if line.startswith("[")]
     assert len(run_lines) == 6 and all(" s (wall " in line for line in run_lines), run_lines
@@ -60,21 +86,23 @@ def test_the_matrix_runs_every_cell_and_fails_the_mislabelled_one(
     assert mislabelled["code_name"] == "NO_DHCP_LEASE" and mislabelled["passed"] is False
     mesh = runs[("mesh-failing-node", "softap")]
     assert mesh["phases_ms"]["dhcp"] > 0 and mesh["timeline"][-1]["phase"] == "online"
-    assert [e["phase"] for e in mesh["timeline"]].count("associating") == 2   # the next node
+    assert [e["phase"] for e in mesh["timeline"]].count("associating") == 2  # the next node
 
     suite = ET.parse(out / "junit.xml").getroot()
     cases = suite.findall("testcase")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("6", "2", "0")
     failed = [c for c in cases if c.find("failure") is not None]
-    assert {c.get("classname").split(" / ")[0] for c in failed} == {   # type: ignore[union-attr]
-        str(out.parent / "no-dhcp-mislabelled.yaml")}
-    assert "expected OK" in failed[0].find("failure").get("message")   # type: ignore[union-attr]
-    output = cases[0].find("system-out").text   # type: ignore[union-attr]
-    assert "code " in output and "joining" in output                    # code and timeline
+    assert {c.get("classname").split(" / ")[0] for c in failed} == {  # type: ignore[union-attr]
+        str(out.parent / "no-dhcp-mislabelled.yaml")
+    }
+    assert "expected OK" in failed[0].find("failure").get("message")  # type: ignore[union-attr]
+    output = cases[0].find("system-out").text  # type: ignore[union-attr]
+    assert "code " in output and "joining" in output  # code and timeline
 
 
-async def test_the_report_in_a_browser(matrix: tuple[Path, subprocess.CompletedProcess[str]],
-                                       require: Callable[[str | None], None]) -> None:
+async def test_the_report_in_a_browser(
+    matrix: tuple[Path, subprocess.CompletedProcess[str]], require: Callable[[str | None], None]
+) -> None:
     out, _ = matrix
     require(None if CHROMIUM.exists() else f"{CHROMIUM} is missing (apt-get install chromium)")
     async with async_playwright() as p:
@@ -89,8 +117,8 @@ async def test_the_report_in_a_browser(matrix: tuple[Path, subprocess.CompletedP
             width = await page.locator("img").first.evaluate("i => i.naturalWidth")
             assert width > 300
             docs = page.locator("tr", has=page.locator("code", has_text="NO_DHCP_LEASE"))
-            await expect(docs.first).to_contain_text("Restart the router")   # its next step
-            await expect(page.locator("th", has_text="dhcp")).to_have_count(1)   # phase column
+            await expect(docs.first).to_contain_text("Restart the router")  # its next step
+            await expect(page.locator("th", has_text="dhcp")).to_have_count(1)  # phase column
             assert await page.evaluate("document.querySelectorAll('[src^=http]').length") == 0
         finally:
             await browser.close()
@@ -102,11 +130,26 @@ def test_a_population_reports_its_figures(tmp_path: Path) -> None:
         "name: small\nseed: 5\nhomes:\n"
         "  - {weight: 2, scenario: typical-home}\n  - {weight: 1, scenario: five-ghz-only}\n"
         "phones:\n  - {weight: 2, name: careful, think_s: [1, 4]}\n"
-        "  - {weight: 1, name: no-bluetooth, bluetooth: false, think_s: [1, 4]}\n")
+        "  - {weight: 1, name: no-bluetooth, bluetooth: false, think_s: [1, 4]}\n"
+    )
     out = tmp_path / "pop"
-    done = bench("--population", "6", "--homes", str(homes), "--time-scale", "0.05",
-                 "--softap-window", "40", "--concurrency", "6", "--out", str(out), "--json",
-                 "--min-online", "0.9")
+    done = bench(
+        "--population",
+        "6",
+        "--homes",
+        str(homes),
+        "--time-scale",
+        "0.05",
+        "--softap-window",
+        "40",
+        "--concurrency",
+        "6",
+        "--out",
+        str(out),
+        "--json",
+        "--min-online",
+        "0.9",
+    )
     summary = json.loads(done.stdout)
     # The gate: five-ghz-only homes never get online, so the share is under 0.9: exit 1.
     assert all(g["share_online_within_2_min"] < 0.9 for g in summary["groups"].values())
@@ -119,8 +162,9 @@ def test_a_population_reports_its_figures(tmp_path: Path) -> None:
     assert set(group["codes_costing_homes"]) <= {"NETWORK_5GHZ_ONLY", "ONLINE_AFTER_2_MIN"}
     assert sum(group["codes_costing_homes"].values()) == 6 - len(online)
     for r in runs:
-        assert r["code_name"] == ("NETWORK_5GHZ_ONLY" if r["scenario"] == "five-ghz-only"
-                                  else "OK"), r
+        assert r["code_name"] == (
+            "NETWORK_5GHZ_ONLY" if r["scenario"] == "five-ghz-only" else "OK"
+        ), r
         # One unit everywhere: the user's time (wall time over the 0.05 scale), the wall time
         # apart (the DHCP phase of a 0.5-4 s DHCP used to read "40 ms").
         assert r["seconds"] == pytest.approx(r["wall_seconds"] / 0.05, rel=1e-3, abs=1e-3)
@@ -140,11 +184,24 @@ def test_a_population_whose_routers_reboot_or_are_replaced(tmp_path: Path) -> No
     homes.write_text(
         "name: later\nseed: 3\nhomes:\n"
         "  - {weight: 1, scenario: router-reboot}\n  - {weight: 1, scenario: router-replaced}\n"
-        "phones:\n  - {weight: 1, name: careful, think_s: [1, 4]}\n")
+        "phones:\n  - {weight: 1, name: careful, think_s: [1, 4]}\n"
+    )
     out = tmp_path / "pop"
-    done = bench("--population", "4", "--homes", str(homes), "--time-scale", "0.05",
-                 "--transports", "ble,softap", "--concurrency", "8", "--out", str(out),
-                 "--json")
+    done = bench(
+        "--population",
+        "4",
+        "--homes",
+        str(homes),
+        "--time-scale",
+        "0.05",
+        "--transports",
+        "ble,softap",
+        "--concurrency",
+        "8",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     runs = json.loads((out / "results.json").read_text())["runs"]
     replaced = [r for r in runs if r["scenario"] == "router-replaced"]
@@ -171,8 +228,14 @@ def _processes_under(marker: str) -> list[int]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            state = next((line for line in (entry / "status").read_text().splitlines()
-                          if line.startswith("State:")), "")
+            state = next(
+                (
+                    line
+                    for line in (entry / "status").read_text().splitlines()
+                    if line.startswith("State:")
+                ),
+                "",
+            )
         except OSError:  # gone meanwhile
             continue
         if marker.encode() in cmdline and "zombie" not in state:
@@ -182,15 +245,32 @@ def _processes_under(marker: str) -> list[int]:
 
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_or_ctrl_c_stops_every_run_and_reports_the_finished(
-        tmp_path: Path, sig: signal.Signals, status: int) -> None:
+    tmp_path: Path, sig: signal.Signals, status: int
+) -> None:
     """A cancelled CI job SIGTERMs the bench, a user presses Ctrl-C: its devices, phones and
     BlueZoo buses stop with it (they run under its temporary tree, here in tmp_path through
     TMPDIR), and the runs that finished are reported (results.json, junit.xml)."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device_sim", "bench", "--scenarios", "slow-dhcp",
-         "--transports", "ble,softap", "--concurrency", "2", "--out", str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "device_sim",
+            "bench",
+            "--scenarios",
+            "slow-dhcp",
+            "--transports",
+            "ble,softap",
+            "--concurrency",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 60  # a device and a phone for each run, running
         while len(_processes_under(str(tmp_path))) < 4:
@@ -210,7 +290,8 @@ def test_sigterm_or_ctrl_c_stops_every_run_and_reports_the_finished(
     assert partial["interrupted"]["runs_asked"] == 2
     assert len(partial["runs"]) == partial["interrupted"]["runs_done"]
     assert ET.parse(tmp_path / "out" / "junit.xml").getroot().get("tests") == str(
-        len(partial["runs"]))
+        len(partial["runs"])
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary tree left
     left = _processes_under(str(tmp_path))
     assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes()[:300] for pid in left]
@@ -220,16 +301,34 @@ def test_cells_that_cannot_run_are_listed_as_skipped(tmp_path: Path) -> None:
     """Improv has no SoftAP door: its SoftAP cell is skipped, said so with the reason, in the
     results and as a skipped JUnit test case; it used to vanish (a matrix of 12 ran 9)."""
     out = tmp_path / "out"
-    done = bench("--scenarios", "typical-home", "--transports", "softap",
-                 "--personalities", "native,improv", "--time-scale", "0.05", "--out", str(out))
+    done = bench(
+        "--scenarios",
+        "typical-home",
+        "--transports",
+        "softap",
+        "--personalities",
+        "native,improv",
+        "--time-scale",
+        "0.05",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "skipped: typical-home-softap-improv (1 run(s)): improv has no softap door" in (
-        done.stderr)
+        done.stderr
+    )
     result = json.loads((out / "results.json").read_text())
     assert [r["personality"] for r in result["runs"]] == ["native"]
-    assert result["skipped"] == [{"cell": "typical-home-softap-improv", "scenario": "typical-home",
-                                  "transport": "softap", "personality": "improv", "runs": 1,
-                                  "reason": "improv has no softap door"}]
+    assert result["skipped"] == [
+        {
+            "cell": "typical-home-softap-improv",
+            "scenario": "typical-home",
+            "transport": "softap",
+            "personality": "improv",
+            "runs": 1,
+            "reason": "improv has no softap door",
+        }
+    ]
     suite = ET.parse(out / "junit.xml").getroot()
     assert (suite.get("tests"), suite.get("skipped")) == ("2", "1")
     (case,) = [c for c in suite.findall("testcase") if c.find("skipped") is not None]

@@ -44,13 +44,18 @@ def _ca(name: str, parent: Ca | None) -> Ca:
     now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(parent.cert.subject if parent else subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None if parent is None else 0),
-                       critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                       critical=True)
+        .subject_name(subject)
+        .issuer_name(parent.cert.subject if parent else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(
+            x509.BasicConstraints(ca=True, path_length=None if parent is None else 0), critical=True
+        )
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
         .sign(parent.key if parent else key, hashes.SHA256())
     )
     return Ca(key, cert)
@@ -67,10 +72,13 @@ class Device:
 
     def unit(self, expires: float = NOW + 86400) -> dict[str, Any]:
         """This device's entry in the factory's cloud-import file."""
-        return {"serial": self.serial, "device_id": self.device_id,
-                "cert_fingerprint_sha256": self.fingerprint,
-                "claim_token_sha256": hashlib.sha256(self.claim_token.encode()).hexdigest(),
-                "claim_expires_at": datetime.fromtimestamp(expires, UTC).isoformat()}
+        return {
+            "serial": self.serial,
+            "device_id": self.device_id,
+            "cert_fingerprint_sha256": self.fingerprint,
+            "claim_token_sha256": hashlib.sha256(self.claim_token.encode()).hexdigest(),
+            "claim_expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
+        }
 
 
 class Factory:
@@ -90,23 +98,34 @@ class Factory:
         now = datetime.now(UTC)
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id),
-                                     x509.NameAttribute(NameOID.SERIAL_NUMBER, serial)]))
+            .subject_name(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.COMMON_NAME, device_id),
+                        x509.NameAttribute(NameOID.SERIAL_NUMBER, serial),
+                    ]
+                )
+            )
             .issuer_name(self.issuing.cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=365))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(self.issuing.key, hashes.SHA256())
         )
         der = cert.public_bytes(serialization.Encoding.DER)
         cert_file, key_file = self.dir / f"{serial}.pem", self.dir / f"{serial}.key"
         # The device presents its certificate and the issuing CA (the root is the anchor).
         cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + self.issuing.pem)
-        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
         return Device(serial, device_id, cert_file, key_file, hashlib.sha256(der).hexdigest())
 
 
@@ -130,8 +149,9 @@ def clock() -> Clock:
 
 @pytest_asyncio.fixture
 async def cloud(tmp_path: Path, factory: Factory, clock: Clock) -> AsyncIterator[CloudEmulator]:
-    async with CloudEmulator(tmp_path / "cloud", factory_chain=factory.chain_file,
-                             clock=clock) as emulator:
+    async with CloudEmulator(
+        tmp_path / "cloud", factory_chain=factory.chain_file, clock=clock
+    ) as emulator:
         yield emulator
 
 
@@ -152,21 +172,27 @@ class DeviceClient:
             return client_context(self.cloud.ca_file)
         return client_context(self.cloud.ca_file, device.cert_file, device.key_file)
 
-    async def request(self, method: str, path: str, *, device: Device | None = None,
-                      **kwargs: Any) -> tuple[int, Any]:
+    async def request(
+        self, method: str, path: str, *, device: Device | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
         connector = aiohttp.TCPConnector(ssl=self.context(device), force_close=True)
-        async with aiohttp.ClientSession(connector=connector) as session, \
-                session.request(method, self.cloud.url + path, **kwargs) as resp:
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.request(method, self.cloud.url + path, **kwargs) as resp,
+        ):
             return resp.status, await resp.json(content_type=None)
 
-    async def activate(self, device: Device | None, body: dict[str, Any], *,
-                       cert: bool = True) -> tuple[int, Any]:
-        return await self.request("POST", "/v1/activate", json=body,
-                                  device=device if cert else None)
+    async def activate(
+        self, device: Device | None, body: dict[str, Any], *, cert: bool = True
+    ) -> tuple[int, Any]:
+        return await self.request(
+            "POST", "/v1/activate", json=body, device=device if cert else None
+        )
 
     async def self_(self, token: str) -> tuple[int, Any]:
-        return await self.request("GET", "/v1/devices/self",
-                                  headers={"Authorization": f"Bearer {token}"})
+        return await self.request(
+            "GET", "/v1/devices/self", headers={"Authorization": f"Bearer {token}"}
+        )
 
 
 @pytest.fixture
@@ -176,5 +202,10 @@ def dev(cloud: CloudEmulator) -> DeviceClient:
 
 def body(device: Device, mode: str, request_id: str | None = None, **extra: Any) -> dict[str, Any]:
     """An activation body for ``device`` (a fresh request_id unless given)."""
-    return {"mode": mode, "request_id": request_id or secrets.token_hex(8),
-            "device_id": device.device_id, "after_reset": False, **extra}
+    return {
+        "mode": mode,
+        "request_id": request_id or secrets.token_hex(8),
+        "device_id": device.device_id,
+        "after_reset": False,
+        **extra,
+    }

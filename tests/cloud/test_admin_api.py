@@ -23,13 +23,24 @@ async def test_import_counts_and_reimport_updates(admin: CloudAdmin, factory: Fa
     assert await admin.import_units({"units": units[:1]}) == 1
 
 
-@pytest.mark.parametrize("bad", [
-    {"units": [{"serial": "SN", "device_id": "d"}]},  # no fingerprint
-    {"units": [{"serial": "SN", "device_id": "d", "cert_fingerprint_sha256": "00" * 32,
-                "claim_expires_at": "next tuesday"}]},
-    {"units": "all of them"},
-    {"registration": [{"key_id": "k", "secret_sha256": "short"}]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"units": [{"serial": "SN", "device_id": "d"}]},  # no fingerprint
+        {
+            "units": [
+                {
+                    "serial": "SN",
+                    "device_id": "d",
+                    "cert_fingerprint_sha256": "00" * 32,
+                    "claim_expires_at": "next tuesday",
+                }
+            ]
+        },
+        {"units": "all of them"},
+        {"registration": [{"key_id": "k", "secret_sha256": "short"}]},
+    ],
+)
 async def test_import_rejects_malformed_files(admin: CloudAdmin, bad: dict[str, Any]) -> None:
     with pytest.raises(CloudApiError) as caught:
         await admin.import_units(bad)
@@ -37,7 +48,8 @@ async def test_import_rejects_malformed_files(admin: CloudAdmin, bad: dict[str, 
 
 
 async def test_import_refuses_a_device_id_under_another_serial(
-        admin: CloudAdmin, factory: Factory) -> None:
+    admin: CloudAdmin, factory: Factory
+) -> None:
     device = factory.device("SN-X1")
     await admin.import_units({"units": [device.unit()]})
     moved = device.unit() | {"serial": "SN-X2"}
@@ -48,8 +60,9 @@ async def test_import_refuses_a_device_id_under_another_serial(
 
 async def test_admin_token_required(cloud: CloudEmulator, dev: DeviceClient) -> None:
     for headers in ({}, {"X-Admin-Token": "wrong"}):
-        status, answer = await dev.request("POST", "/v1/accounts", headers=headers,
-                                           json={"name": "eve", "password": PASSWORD})
+        status, answer = await dev.request(
+            "POST", "/v1/accounts", headers=headers, json={"name": "eve", "password": PASSWORD}
+        )
         assert (status, answer["error"]) == (401, "admin_token_required")
     async with CloudAdmin(cloud.url, cloud.ca_file, "wrong") as wrong:
         with pytest.raises(CloudApiError) as caught:
@@ -71,7 +84,8 @@ async def test_accounts_and_supply_chain(admin: CloudAdmin) -> None:
 
 
 async def test_listing_needs_the_accounts_basic_auth(
-        cloud: CloudEmulator, admin: CloudAdmin, dev: DeviceClient) -> None:
+    cloud: CloudEmulator, admin: CloudAdmin, dev: DeviceClient
+) -> None:
     await admin.add_account("alice", PASSWORD)
     await admin.add_account("bob", "bobs-password")
     assert await admin.list_devices("alice", PASSWORD) == []
@@ -79,16 +93,21 @@ async def test_listing_needs_the_accounts_basic_auth(
         await admin.list_devices("alice", "wrong-password")
     assert (caught.value.status, caught.value.error) == (401, "invalid_credentials")
     # Bob's valid login does not list Alice's devices; nor does the admin token.
-    status, _ = await dev.request("GET", "/v1/accounts/alice/devices",
-                                  headers={"Authorization": basic_auth("bob", "bobs-password")})
+    status, _ = await dev.request(
+        "GET",
+        "/v1/accounts/alice/devices",
+        headers={"Authorization": basic_auth("bob", "bobs-password")},
+    )
     assert status == 401
-    status, answer = await dev.request("GET", "/v1/accounts/alice/devices",
-                                       headers={"X-Admin-Token": cloud.admin_token})
+    status, answer = await dev.request(
+        "GET", "/v1/accounts/alice/devices", headers={"X-Admin-Token": cloud.admin_token}
+    )
     assert (status, answer["error"]) == (401, "invalid_credentials")
 
 
 async def test_release_unbinds_and_revokes(
-        admin: CloudAdmin, dev: DeviceClient, factory: Factory) -> None:
+    admin: CloudAdmin, dev: DeviceClient, factory: Factory
+) -> None:
     device = factory.device("SN-REL")
     await admin.import_units({"units": [device.unit()]})
     await admin.add_account("alice", PASSWORD)
@@ -113,30 +132,50 @@ async def test_errors_are_json(dev: DeviceClient) -> None:
     assert (status, answer["error"]) == (400, "bad_request")
 
 
-async def test_secrets_never_logged(cloud: CloudEmulator, admin: CloudAdmin, dev: DeviceClient,
-                                    factory: Factory, caplog: pytest.LogCaptureFixture) -> None:
+async def test_secrets_never_logged(
+    cloud: CloudEmulator,
+    admin: CloudAdmin,
+    dev: DeviceClient,
+    factory: Factory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     device = factory.device("SN-LOG")
     key_secret = "registration-secret-for-logs"
-    await admin.import_units({"units": [device.unit()], "registration": [
-        {"key_id": "k", "secret_sha256": hashlib.sha256(key_secret.encode()).hexdigest()}]})
+    await admin.import_units(
+        {
+            "units": [device.unit()],
+            "registration": [
+                {"key_id": "k", "secret_sha256": hashlib.sha256(key_secret.encode()).hexdigest()}
+            ],
+        }
+    )
     await admin.add_account("alice", PASSWORD)
     await admin.add_account("bob", PASSWORD)
     secrets_seen = [cloud.admin_token, PASSWORD, device.claim_token, key_secret]
-    status, claimed = await dev.activate(device, body(
-        device, "claim", account="alice", claim_token=device.claim_token))
+    status, claimed = await dev.activate(
+        device, body(device, "claim", account="alice", claim_token=device.claim_token)
+    )
     secrets_seen.append(claimed["credentials"]["token"])
-    registration = body(device, "registration", account="bob", after_reset=True,
-                        registration={"key_id": "k", "secret": key_secret},
-                        device_password="users-device-password")
+    registration = body(
+        device,
+        "registration",
+        account="bob",
+        after_reset=True,
+        registration={"key_id": "k", "secret": key_secret},
+        device_password="users-device-password",
+    )
     status, registered = await dev.activate(device, registration)
     secrets_seen += [registered["credentials"]["token"], "users-device-password"]
-    status, cloud_pw = await dev.activate(device, registration | {
-        "request_id": "r2", "device_password": None, "password_mode": "cloud"})
+    status, cloud_pw = await dev.activate(
+        device,
+        registration | {"request_id": "r2", "device_password": None, "password_mode": "cloud"},
+    )
     secrets_seen.append(cloud_pw["device_password"])
     await dev.activate(device, body(device, "claim", account="bob", claim_token="wrong-token"))
-    await dev.activate(device, registration | {"request_id": "r3", "device_password": "x"},
-                       cert=False)
+    await dev.activate(
+        device, registration | {"request_id": "r3", "device_password": "x"}, cert=False
+    )
     assert any("activation" in r.getMessage() for r in caplog.records)  # it does log
     logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
     for secret in secrets_seen:

@@ -25,10 +25,20 @@ READY_TIMEOUT = 20.0
 @pytest.fixture
 async def served(tmp_path: Path, factory: Factory) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_sim.cloud.cli", "serve", "--state-dir", str(tmp_path / "c"),
-        "--listen", "127.0.0.1:0", "--factory-chain", str(factory.chain_file),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        sys.executable,
+        "-m",
+        "device_sim.cloud.cli",
+        "serve",
+        "--state-dir",
+        str(tmp_path / "c"),
+        "--listen",
+        "127.0.0.1:0",
+        "--factory-chain",
+        str(factory.chain_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         assert proc.stdout is not None and proc.stderr is not None
         line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)
@@ -40,8 +50,9 @@ async def served(tmp_path: Path, factory: Factory) -> AsyncIterator[tuple[Any, d
             await proc.wait()
 
 
-async def test_serve_prints_ready_line_and_stops_on_sigterm(served: tuple[Any, dict[str, Any]],
-                                                             tmp_path: Path) -> None:
+async def test_serve_prints_ready_line_and_stops_on_sigterm(
+    served: tuple[Any, dict[str, Any]], tmp_path: Path
+) -> None:
     proc, ready = served
     assert set(ready) == {"ready", "url", "ca_file", "admin_token"}
     assert ready["ready"] is True
@@ -64,8 +75,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(["cloud", *argv])
 
 
-async def test_admin_commands(served: tuple[Any, dict[str, Any]], factory: Factory,
-                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_admin_commands(
+    served: tuple[Any, dict[str, Any]],
+    factory: Factory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     _, ready = served
     conn = ["--url", ready["url"], "--ca", ready["ca_file"], "--admin-token", ready["admin_token"]]
     device = factory.device("SN-CLI")
@@ -86,8 +101,9 @@ async def test_admin_commands(served: tuple[Any, dict[str, Any]], factory: Facto
     assert "admin_token_required" in capsys.readouterr().err
 
 
-async def test_serve_refuses_a_bad_listen_address(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+async def test_serve_refuses_a_bad_listen_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = _parse(["serve", "--state-dir", str(tmp_path / "c"), "--listen", "nowhere"])
     assert await async_run(args) == 1
     assert "HOST:PORT" in capsys.readouterr().err
@@ -98,7 +114,10 @@ def test_admin_tokens_can_always_be_passed_as_a_flag_value(tmp_path: Path) -> No
     argparse as an option: `--admin-token -abc` fails. Every new token must be safe."""
     from device_sim.cloud.emulator import _load_admin_token
 
-    tokens = [_load_admin_token(tmp_path / str(i)) for i in range(300)
-              if (tmp_path / str(i)).mkdir() is None]
+    tokens = [
+        _load_admin_token(tmp_path / str(i))
+        for i in range(300)
+        if (tmp_path / str(i)).mkdir() is None
+    ]
     assert len(set(tokens)) == 300
     assert not [t for t in tokens if t.startswith("-")]

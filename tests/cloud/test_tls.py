@@ -32,9 +32,12 @@ async def test_state_dir_files_and_modes(cloud: CloudEmulator) -> None:
 
 async def test_server_reachable_by_ip_san(cloud: CloudEmulator) -> None:
     url = cloud.url.replace("localhost", "127.0.0.1")
-    async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=client_context(cloud.ca_file))) as session, \
-            session.get(url + "/v1/devices/self") as resp:
+    async with (
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=client_context(cloud.ca_file))
+        ) as session,
+        session.get(url + "/v1/devices/self") as resp,
+    ):
         assert resp.status == 401
 
 
@@ -69,7 +72,8 @@ async def test_bad_factory_chain_refused(tmp_path: Path) -> None:
 
 
 async def test_zero_touch_without_client_cert_is_rejected_by_handler(
-        dev: DeviceClient, admin: CloudAdmin, factory: Factory) -> None:
+    dev: DeviceClient, admin: CloudAdmin, factory: Factory
+) -> None:
     device = factory.device("SN-NOCERT")
     await admin.import_units({"units": [device.unit()]})
     await admin.add_account("alice", PASSWORD)
@@ -81,8 +85,13 @@ async def test_zero_touch_without_client_cert_is_rejected_by_handler(
 
 @pytest.mark.parametrize("tls_version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
 async def test_cert_from_another_ca_fails_the_tls_handshake(
-        dev: DeviceClient, admin: CloudAdmin, factory: Factory, tmp_path: Path,
-        tls_version: ssl.TLSVersion, caplog: pytest.LogCaptureFixture) -> None:
+    dev: DeviceClient,
+    admin: CloudAdmin,
+    factory: Factory,
+    tmp_path: Path,
+    tls_version: ssl.TLSVersion,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The handler never sees such a request: the server's TLS layer aborts the handshake. With
     TLS 1.3 the client has already finished its side, so it learns this on its first read (in
     practice a connection reset); with TLS 1.2 the client's handshake itself fails."""
@@ -96,7 +105,8 @@ async def test_cert_from_another_ca_fails_the_tls_handshake(
     caplog.set_level(logging.INFO, logger="device_sim.cloud")
     with pytest.raises(aiohttp.ClientError) as caught:
         async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=context, force_close=True)) as session:
+            connector=aiohttp.TCPConnector(ssl=context, force_close=True)
+        ) as session:
             await session.post(dev.cloud.url + "/v1/activate", json=body(device, "zero-touch"))
     if tls_version == ssl.TLSVersion.TLSv1_2:  # fails while connecting: an alert or a reset
         assert isinstance(caught.value, aiohttp.ClientConnectorError)
@@ -107,7 +117,8 @@ async def test_cert_from_another_ca_fails_the_tls_handshake(
 
 
 async def test_without_factory_chain_no_client_cert_is_accepted(
-        tmp_path: Path, factory: Factory) -> None:
+    tmp_path: Path, factory: Factory
+) -> None:
     device = factory.device("SN-NOCHAIN")
     async with CloudEmulator(tmp_path / "cloud") as cloud:
         async with CloudAdmin(cloud.url, cloud.ca_file, cloud.admin_token) as admin:

@@ -31,8 +31,13 @@ FAST = Timeouts(session_open=0.05, credentials_received=0.05, joining=5, verifyi
 LAB = load_scenario("engineering-wifi").default_credentials
 
 
-def _engine(store: DeviceStore, scenario: str = "engineering-wifi", *, zero_delay: bool = True,
-            timeouts: Timeouts = FAST) -> tuple[OnboardingEngine, SimulatedBackend, list]:
+def _engine(
+    store: DeviceStore,
+    scenario: str = "engineering-wifi",
+    *,
+    zero_delay: bool = True,
+    timeouts: Timeouts = FAST,
+) -> tuple[OnboardingEngine, SimulatedBackend, list]:
     events = EventBus()
     seen: list = []
     events.subscribe(seen.append)
@@ -57,8 +62,9 @@ async def test_join_success_and_failure_then_retry(tmp_path: Path) -> None:
     assert states == [State.JOINING, State.FAILED, State.JOINING, State.VERIFYING, State.ONLINE]
 
 
-async def test_each_outcome_is_one_info_line(tmp_path: Path,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+async def test_each_outcome_is_one_info_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The journal of a daemon without -v shows each onboarding's state, code, phase, elapsed."""
     caplog.set_level(logging.INFO, logger="device_sim.outcome")
     with DeviceStore(tmp_path) as store:
@@ -66,20 +72,24 @@ async def test_each_outcome_is_one_info_line(tmp_path: Path,
         home = load_scenario("captive-portal").default_credentials
         async with backend, engine:
             engine.session_opened()
-            engine.set_credentials(home.ssid, Secret(home.passphrase) if home.passphrase
-                                   else None, home.hidden)
+            engine.set_credentials(
+                home.ssid, Secret(home.passphrase) if home.passphrase else None, home.hidden
+            )
             engine.connect()
             assert (await engine.wait_settled(5)).code is Code.CAPTIVE_PORTAL
     lines = [r for r in caplog.records if r.name == "device_sim.outcome"]
     assert len(lines) == 1 and lines[0].levelno == logging.INFO
     text = lines[0].getMessage()
-    assert text.startswith("onboarding failed: code CAPTIVE_PORTAL (106) in phase "
-                           "captive_portal after ")
+    assert text.startswith(
+        "onboarding failed: code CAPTIVE_PORTAL (106) in phase captive_portal after "
+    )
     assert " s: " in text
 
 
-@pytest.mark.parametrize("state, code", [(State.SESSION_OPEN, Code.CLIENT_TIMEOUT),
-                                         (State.CREDENTIALS_RECEIVED, Code.CLIENT_TIMEOUT)])
+@pytest.mark.parametrize(
+    "state, code",
+    [(State.SESSION_OPEN, Code.CLIENT_TIMEOUT), (State.CREDENTIALS_RECEIVED, Code.CLIENT_TIMEOUT)],
+)
 async def test_waiting_states_time_out_with_their_code(tmp_path: Path, state, code) -> None:
     with DeviceStore(tmp_path) as store:
         engine, backend, seen = _engine(store)
@@ -95,10 +105,13 @@ async def test_waiting_states_time_out_with_their_code(tmp_path: Path, state, co
             assert engine.state is target
 
 
-@pytest.mark.parametrize("timeouts, code", [
-    (Timeouts(60, 60, joining=0.05, verifying=60), Code.ASSOCIATION_TIMEOUT),
-    (Timeouts(60, 60, joining=60, verifying=0.05), Code.NO_INTERNET),
-])
+@pytest.mark.parametrize(
+    "timeouts, code",
+    [
+        (Timeouts(60, 60, joining=0.05, verifying=60), Code.ASSOCIATION_TIMEOUT),
+        (Timeouts(60, 60, joining=60, verifying=0.05), Code.NO_INTERNET),
+    ],
+)
 async def test_joining_and_verifying_time_out(tmp_path: Path, timeouts, code) -> None:
     with DeviceStore(tmp_path) as store:
         engine, backend, _ = _engine(store, "typical-home", zero_delay=False, timeouts=timeouts)
@@ -111,16 +124,21 @@ async def test_joining_and_verifying_time_out(tmp_path: Path, timeouts, code) ->
             assert (record.state, record.code) == (State.FAILED, code)
 
 
-@pytest.mark.parametrize("stored, expected", [
-    (State.SESSION_OPEN, (State.UNPROVISIONED, Code.OK)),
-    (State.JOINING, (State.FAILED, Code.INTERRUPTED)),
-    (State.VERIFYING, (State.FAILED, Code.INTERRUPTED)),
-    (State.FAILED, (State.FAILED, Code.WRONG_CREDENTIALS)),
-])
+@pytest.mark.parametrize(
+    "stored, expected",
+    [
+        (State.SESSION_OPEN, (State.UNPROVISIONED, Code.OK)),
+        (State.JOINING, (State.FAILED, Code.INTERRUPTED)),
+        (State.VERIFYING, (State.FAILED, Code.INTERRUPTED)),
+        (State.FAILED, (State.FAILED, Code.WRONG_CREDENTIALS)),
+    ],
+)
 async def test_restart_recovers_per_the_profile(tmp_path: Path, stored, expected) -> None:
     with DeviceStore(tmp_path) as store:
-        store.transition(State.CREDENTIALS_RECEIVED,
-                         credentials=Credentials(LAB.ssid, Secret(LAB.passphrase), False))
+        store.transition(
+            State.CREDENTIALS_RECEIVED,
+            credentials=Credentials(LAB.ssid, Secret(LAB.passphrase), False),
+        )
         store.transition(stored, Code.WRONG_CREDENTIALS if stored is State.FAILED else Code.OK)
         engine, backend, _ = _engine(store, timeouts=Timeouts(60, 60, 60, 60))
         async with backend, engine:
@@ -132,8 +150,10 @@ async def test_restart_recovers_per_the_profile(tmp_path: Path, stored, expected
 
 async def test_online_device_reconnects_on_boot_and_factory_reset_clears(tmp_path: Path) -> None:
     with DeviceStore(tmp_path) as store:
-        store.transition(State.CREDENTIALS_RECEIVED,
-                         credentials=Credentials(LAB.ssid, Secret(LAB.passphrase), False))
+        store.transition(
+            State.CREDENTIALS_RECEIVED,
+            credentials=Credentials(LAB.ssid, Secret(LAB.passphrase), False),
+        )
         store.transition(State.JOINING)
         store.transition(State.VERIFYING)
         store.transition(State.ONLINE)
@@ -151,8 +171,9 @@ async def test_online_device_reconnects_on_boot_and_factory_reset_clears(tmp_pat
 
 async def test_requests_refused_while_joining(tmp_path: Path) -> None:
     with DeviceStore(tmp_path) as store:
-        engine, backend, _ = _engine(store, "typical-home", zero_delay=False,
-                                     timeouts=Timeouts(60, 60, 60, 60))
+        engine, backend, _ = _engine(
+            store, "typical-home", zero_delay=False, timeouts=Timeouts(60, 60, 60, 60)
+        )
         async with backend, engine:
             engine.session_opened()
             creds = load_scenario("typical-home").default_credentials
@@ -178,7 +199,9 @@ async def test_session_idle_timeout_frees_the_session(tmp_path: Path) -> None:
                 pushed.set()
 
             hs = ClientHandshake(code)
-            (challenge,) = await native.handle("phone", bytes([MessageType.PAKE_START]) + hs.start(), send)
+            (challenge,) = await native.handle(
+                "phone", bytes([MessageType.PAKE_START]) + hs.start(), send
+            )
             proof = hs.process_challenge(challenge[1:])
             replies = await native.handle("phone", bytes([MessageType.PAKE_PROOF]) + proof, send)
             assert replies[0][0] == MessageType.PAKE_CONFIRM
@@ -194,7 +217,8 @@ async def test_session_idle_timeout_frees_the_session(tmp_path: Path) -> None:
 
 
 async def test_a_stranger_cannot_touch_the_holders_handshake_and_squatting_costs(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """Peers are the door's connections: another peer's PAKE_START or PAKE_PROOF during the
     holder's handshake gets BUSY and counts nothing; a handshake that never proves (it timed
     out, or was started over) counts as a wrong setup code, so holding the only session with
@@ -222,14 +246,16 @@ async def test_a_stranger_cannot_touch_the_holders_handshake_and_squatting_costs
             hs = ClientHandshake(code)
             (challenge,) = await native.handle(holder, start + hs.start(), send)
             assert challenge[0] == MessageType.PAKE_CHALLENGE
-            for message in (start + ClientHandshake(code).start(),
-                            bytes([MessageType.PAKE_PROOF]) + b"\x00" * 96):
+            for message in (
+                start + ClientHandshake(code).start(),
+                bytes([MessageType.PAKE_PROOF]) + b"\x00" * 96,
+            ):
                 (reply,) = await native.handle(stranger, message, send)
                 assert error(reply) is Code.BUSY
             assert store.auth_failures()[0] == 0
             confirm = await native.handle(
-                holder, bytes([MessageType.PAKE_PROOF]) + hs.process_challenge(challenge[1:]),
-                send)
+                holder, bytes([MessageType.PAKE_PROOF]) + hs.process_challenge(challenge[1:]), send
+            )
             assert confirm[0][0] == MessageType.PAKE_CONFIRM
             (busy,) = await native.handle(stranger, start + ClientHandshake(code).start(), send)
             assert error(busy) is Code.BUSY and service.session_peer == holder
@@ -245,8 +271,9 @@ async def test_a_stranger_cannot_touch_the_holders_handshake_and_squatting_costs
             # ... and so does each start-over, until PAKE_START meets the backoff.
             answers = []
             for _ in range(4):
-                (reply,) = await native.handle(stranger, start + ClientHandshake(code).start(),
-                                                send)
+                (reply,) = await native.handle(
+                    stranger, start + ClientHandshake(code).start(), send
+                )
                 answers.append(reply[0])
             assert answers[:3] == [MessageType.PAKE_CHALLENGE] * 3
             assert answers[3] == MessageType.ERROR and error(reply) is Code.TOO_MANY_ATTEMPTS
@@ -273,8 +300,9 @@ async def _onboard_slow(tmp_path: Path, scenario: str, timeouts: Timeouts) -> tu
 async def test_a_phase_that_runs_out_ends_with_its_own_code(tmp_path: Path) -> None:
     """A 50 s DHCP (scaled 1/100: 0.5 s) outlasts the DHCP phase's 20 s (0.2 s) before the
     joining state's 45 s (0.45 s): NO_DHCP_LEASE, not ASSOCIATION_TIMEOUT."""
-    record, seen = await _onboard_slow(tmp_path, "slow-dhcp",
-                                       Timeouts.from_profile(PROFILE, scale=0.01))
+    record, seen = await _onboard_slow(
+        tmp_path, "slow-dhcp", Timeouts.from_profile(PROFILE, scale=0.01)
+    )
     assert (record.state, record.code) == (State.FAILED, Code.NO_DHCP_LEASE)
     assert "dhcp took over 0.2 s" in record.detail
     assert [e.phase for e in seen if e.state is State.FAILED] == ["failed"]
@@ -285,8 +313,9 @@ async def test_without_phase_timeouts_the_state_timeout_decides(tmp_path: Path) 
     """The same DHCP with only the state timeouts (as before phases had their own): the joining
     state's code; and a join inside every phase's limit is unaffected."""
     scaled = Timeouts.from_profile(PROFILE, scale=0.01)
-    record, _ = await _onboard_slow(tmp_path / "a", "slow-dhcp",
-                                    dataclasses.replace(scaled, phases={}))
+    record, _ = await _onboard_slow(
+        tmp_path / "a", "slow-dhcp", dataclasses.replace(scaled, phases={})
+    )
     assert (record.state, record.code) == (State.FAILED, Code.ASSOCIATION_TIMEOUT)
     record, _ = await _onboard_slow(tmp_path / "b", "engineering-wifi", scaled)
     assert record.state is State.ONLINE
@@ -294,14 +323,17 @@ async def test_without_phase_timeouts_the_state_timeout_decides(tmp_path: Path) 
 
 def test_every_profile_phase_is_a_backend_phase() -> None:
     from device_sim.network.base import Phase
+
     assert set(PROFILE.phases) <= {str(p) for p in Phase}
     assert PROFILE.phases["dhcp"].timeout_code == "NO_DHCP_LEASE"
     assert {p.timeout_ms for p in PROFILE.phases.values()} and all(
-        p.timeout_ms < PROFILE.states["joining"].timeout_ms for p in PROFILE.phases.values())
+        p.timeout_ms < PROFILE.states["joining"].timeout_ms for p in PROFILE.phases.values()
+    )
 
 
 async def test_the_backend_keeps_the_new_saved_list_before_online_is_committed(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """Found by the kill loop on NetworkManager: the backend used to order its profiles only
     after `online` was committed, so a kill between the two left a saved network whose
     profile had no priority. Now the backend hears the list first: a kill then leaves a

@@ -13,8 +13,15 @@ from device_sim.core.events import DiagnosticEvent, JsonlLog
 
 
 def _event(seq: int) -> DiagnosticEvent:
-    return DiagnosticEvent(seq=seq, t_ms=seq, state=State.JOINING, code=Code.OK,
-                           phase="dhcp", detail="x" * 200, data={})
+    return DiagnosticEvent(
+        seq=seq,
+        t_ms=seq,
+        state=State.JOINING,
+        code=Code.OK,
+        phase="dhcp",
+        detail="x" * 200,
+        data={},
+    )
 
 
 def test_private_and_bounded(tmp_path: Path) -> None:
@@ -33,8 +40,7 @@ def test_private_and_bounded(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(rotated.stat().st_mode) == 0o600
     assert path.stat().st_size <= 4096 and rotated.stat().st_size <= 4096
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["onboarding.jsonl",
-                                                          "onboarding.jsonl.1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onboarding.jsonl", "onboarding.jsonl.1"]
     # The newest events are kept, whole lines, in order.
     lines = rotated.read_text().splitlines() + path.read_text().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == list(range(1000 - len(lines), 1000))

@@ -25,8 +25,14 @@ from device_sim.security.secret import Secret
 PROFILE = load_profile()
 TIMEOUTS = Timeouts(session_open=5, credentials_received=5, joining=5, verifying=5)
 # Fast and far apart: retries every 0.05-0.2 s, doors after 0.6 s, checks every 0.1 s.
-FAST = LifeTimers(initial_s=0.05, max_s=0.2, reopen_after_s=0.6, check_interval_s=0.1,
-                  saved_networks=5, second_look_s=0.02)
+FAST = LifeTimers(
+    initial_s=0.05,
+    max_s=0.2,
+    reopen_after_s=0.6,
+    check_interval_s=0.1,
+    saved_networks=5,
+    second_look_s=0.02,
+)
 HOME, FLAT = b"Home", b"Flat"
 HOME_KEY, FLAT_KEY = "home-passphrase", "flat-passphrase"
 
@@ -48,24 +54,28 @@ access_points:
 class Device:
     """An engine on an inline world, its events, and waits on them (no sleeping)."""
 
-    def __init__(self, store: DeviceStore, text: str, timers: LifeTimers = FAST, *,
-                 zero_delay: bool = True) -> None:
+    def __init__(
+        self, store: DeviceStore, text: str, timers: LifeTimers = FAST, *, zero_delay: bool = True
+    ) -> None:
         self.events: list[DiagnosticEvent] = []
         self._new = asyncio.Event()
         bus = EventBus()
         bus.subscribe(self._seen)
-        self.backend = SimulatedBackend(parse_scenario(yaml.safe_load(text), "inline"),
-                                        zero_delay=zero_delay)
-        self.engine = OnboardingEngine(PROFILE, store, self.backend, bus, timeouts=TIMEOUTS,
-                                       life=timers)
+        self.backend = SimulatedBackend(
+            parse_scenario(yaml.safe_load(text), "inline"), zero_delay=zero_delay
+        )
+        self.engine = OnboardingEngine(
+            PROFILE, store, self.backend, bus, timeouts=TIMEOUTS, life=timers
+        )
         self.store = store
 
     def _seen(self, event: DiagnosticEvent) -> None:
         self.events.append(event)
         self._new.set()
 
-    async def until(self, match: Callable[[DiagnosticEvent], bool], *, after: int = 0,
-                    timeout: float = 10) -> DiagnosticEvent:
+    async def until(
+        self, match: Callable[[DiagnosticEvent], bool], *, after: int = 0, timeout: float = 10
+    ) -> DiagnosticEvent:
         async with asyncio.timeout(timeout):
             while True:
                 for event in self.events[after:]:
@@ -106,8 +116,9 @@ def test_backoff_doubles_with_jitter_up_to_its_cap() -> None:
 
 
 async def test_a_lost_link_is_retried_until_the_router_is_back(tmp_path: Path) -> None:
-    text = world("timeline:\n  - {after: online, at_s: 0.05, action: ap_off, ssid: Home, "
-                 "for_s: 1.0}")
+    text = world(
+        "timeline:\n  - {after: online, at_s: 0.05, action: ap_off, ssid: Home, for_s: 1.0}"
+    )
     with DeviceStore(tmp_path) as store:
         device = Device(store, text)
         async with device.backend, device.engine:
@@ -117,29 +128,31 @@ async def test_a_lost_link_is_retried_until_the_router_is_back(tmp_path: Path) -
             assert lost.state is State.FAILED and "went off the air" in lost.detail
             await device.until(phase_is("failed", Code.SAVED_NETWORKS_NOT_FOUND), after=start)
             reopen = await device.until(phase_is("reopen"), after=start)
-            back = await device.until(lambda e: e.phase == "world" and e.data["restores"],
-                                      after=start)
+            back = await device.until(
+                lambda e: e.phase == "world" and e.data["restores"], after=start
+            )
             online = await device.until(phase_is("online"), after=device.index(back))
             assert device.engine.state is State.ONLINE
             assert device.index(lost) < device.index(reopen) < device.index(online)
-            retries = [e for e in device.events[start:] if e.phase == "reconnect"
-                       and "in_s" in e.data]
+            retries = [
+                e for e in device.events[start:] if e.phase == "reconnect" and "in_s" in e.data
+            ]
             waits = [e.data["in_s"] for e in retries]
             assert len(waits) >= 3 and max(waits) <= FAST.max_s  # capped, forever
             assert [n.ssid for n in store.saved_networks()] == [HOME]
 
 
 async def test_losing_the_internet_keeps_the_network_and_reopens_no_door(tmp_path: Path) -> None:
-    text = world("timeline:\n  - {after: online, at_s: 0.05, action: internet_down, "
-                 "for_s: 0.8}")
+    text = world("timeline:\n  - {after: online, at_s: 0.05, action: internet_down, for_s: 0.8}")
     with DeviceStore(tmp_path) as store:
         device = Device(store, text)
         async with device.backend, device.engine:
             await device.onboard()
             start = len(device.events)
             await device.until(phase_is("internet_lost", Code.INTERNET_LOST), after=start)
-            back = await device.until(lambda e: e.phase == "world" and e.data["restores"],
-                                      after=start)
+            back = await device.until(
+                lambda e: e.phase == "world" and e.data["restores"], after=start
+            )
             await device.until(phase_is("online"), after=device.index(back))
             phases = device.phases(start)
             assert "verifying" in phases  # checked again, still associated
@@ -159,8 +172,9 @@ async def test_dns_going_away_is_its_own_loss(tmp_path: Path) -> None:
 
 
 async def test_a_lease_that_is_not_renewed_costs_the_address(tmp_path: Path) -> None:
-    text = world("timeline:\n  - {after: online, at_s: 0.05, action: lease, ssid: Home, "
-                 "for_s: 0.5}")
+    text = world(
+        "timeline:\n  - {after: online, at_s: 0.05, action: lease, ssid: Home, for_s: 0.5}"
+    )
     with DeviceStore(tmp_path) as store:
         device = Device(store, text)
         async with device.backend, device.engine:
@@ -172,7 +186,8 @@ async def test_a_lease_that_is_not_renewed_costs_the_address(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("stored", [State.ONLINE, State.FAILED])
 async def test_a_boot_with_saved_networks_retries_them_whatever_was_stored(
-        tmp_path: Path, stored: State) -> None:
+    tmp_path: Path, stored: State
+) -> None:
     with DeviceStore(tmp_path) as store:
         store.remember_history([Credentials(HOME, Secret(HOME_KEY), False)], online=True)
         if stored is State.FAILED:  # after a loss, before the restart
@@ -186,8 +201,13 @@ async def test_a_boot_with_saved_networks_retries_them_whatever_was_stored(
 async def test_moved_one_scan_then_one_join_of_the_network_in_range(tmp_path: Path) -> None:
     """Saved: the flat (newer), home (older). Only home is in range: one scan, one join."""
     with DeviceStore(tmp_path) as store:
-        store.remember_history([Credentials(FLAT, Secret(FLAT_KEY), False),
-                                Credentials(HOME, Secret(HOME_KEY), False)], online=True)
+        store.remember_history(
+            [
+                Credentials(FLAT, Secret(FLAT_KEY), False),
+                Credentials(HOME, Secret(HOME_KEY), False),
+            ],
+            online=True,
+        )
         device = Device(store, world(flat_present=False))
         async with device.backend, device.engine:
             await device.until(phase_is("online"))
@@ -197,10 +217,11 @@ async def test_moved_one_scan_then_one_join_of_the_network_in_range(tmp_path: Pa
             assert [n.ssid for n in store.saved_networks()] == [HOME, FLAT]  # home first now
 
 
-async def test_a_new_passphrase_is_reported_and_reopens_the_doors_at_once(
-        tmp_path: Path) -> None:
-    text = world("timeline:\n  - {after: online, at_s: 0.05, action: passphrase, ssid: Home, "
-                 'passphrase: "another-key-2026"}')
+async def test_a_new_passphrase_is_reported_and_reopens_the_doors_at_once(tmp_path: Path) -> None:
+    text = world(
+        "timeline:\n  - {after: online, at_s: 0.05, action: passphrase, ssid: Home, "
+        'passphrase: "another-key-2026"}'
+    )
     slow_doors = LifeTimers(0.05, 0.2, reopen_after_s=60, check_interval_s=10)
     with DeviceStore(tmp_path) as store:
         device = Device(store, text, slow_doors)
@@ -226,8 +247,9 @@ async def test_a_phone_stops_the_retries_and_moves_the_device(tmp_path: Path) ->
             device.engine.set_credentials(FLAT, Secret(FLAT_KEY), False)
             device.engine.connect()
             assert (await device.engine.wait_settled(5)).state is State.ONLINE
-            assert [e.data.get("reconnect") for e in device.events[held:]
-                    if e.phase == "joining"] == [None]  # the phone's join, no retry
+            assert [
+                e.data.get("reconnect") for e in device.events[held:] if e.phase == "joining"
+            ] == [None]  # the phone's join, no retry
             device.engine.session_closed()
             assert [n.ssid for n in store.saved_networks()] == [FLAT, HOME]
 
@@ -235,16 +257,21 @@ async def test_a_phone_stops_the_retries_and_moves_the_device(tmp_path: Path) ->
 async def test_a_retry_in_flight_yields_to_a_phone(tmp_path: Path) -> None:
     """A round joining (slow world) when a phone proves itself: the round stops, the device is
     failed with the loss's code, and the phone's credentials are taken at once."""
-    text = world("timeline:\n  - {after: online, at_s: 0.05, action: ap_off, ssid: Home, "
-                 "for_s: 0.1}\n"
-                 "after_association: {association: {delay_ms: 3000}}")
+    text = world(
+        "timeline:\n  - {after: online, at_s: 0.05, action: ap_off, ssid: Home, "
+        "for_s: 0.1}\n"
+        "after_association: {association: {delay_ms: 3000}}"
+    )
     with DeviceStore(tmp_path) as store:
         device = Device(store, text, zero_delay=False)
         async with device.backend, device.engine:
             await device.onboard()
             start = len(device.events)
-            await device.until(lambda e: e.phase == "associating" and e.state is State.JOINING,
-                               after=start, timeout=15)
+            await device.until(
+                lambda e: e.phase == "associating" and e.state is State.JOINING,
+                after=start,
+                timeout=15,
+            )
             assert device.engine.life.retrying
             device.engine.session_opened()
             record = device.engine.record
@@ -325,9 +352,8 @@ async def test_retries_wait_while_a_phone_uses_the_access_point(tmp_path: Path) 
             ap = Busy()
             device.engine.add_radio_user(ap)
             lost = await device.until(phase_is("link_lost"))
-            await device.until(lambda e: e.data.get("postponed") is True,
-                               after=device.index(lost))
-            joins = [e for e in device.events[device.index(lost):] if e.phase == "joining"]
+            await device.until(lambda e: e.data.get("postponed") is True, after=device.index(lost))
+            joins = [e for e in device.events[device.index(lost) :] if e.phase == "joining"]
             assert joins == []  # no round took the radio from the phone
             ap.in_use_now = False
             await device.until(phase_is("joining"), after=device.index(lost))
@@ -351,6 +377,7 @@ async def test_forgetting_the_last_saved_network_ends_the_retries(tmp_path: Path
             device.engine.life.session_closed()  # a failed device with a saved network: retries
             assert device.engine.life.retrying
             store.forget_network(FLAT)
-            await device.until(lambda e: e.phase == "reconnect"
-                               and e.detail == "no saved network to retry")
+            await device.until(
+                lambda e: e.phase == "reconnect" and e.detail == "no saved network to retry"
+            )
             assert not device.engine.life.retrying

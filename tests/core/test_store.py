@@ -50,8 +50,9 @@ def test_transitions_keep_replace_and_clear_credentials(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("durability, synchronous", [("full", 2), ("normal", 1)])
-def test_committed_state_survives_a_killed_process(tmp_path: Path, durability: str,
-                                                   synchronous: int) -> None:
+def test_committed_state_survives_a_killed_process(
+    tmp_path: Path, durability: str, synchronous: int
+) -> None:
     # A child commits a transition, then is SIGKILLed mid-way through nothing: the file, read
     # by this process, holds exactly what was committed, with either durability (normal, the
     # fleet's, leaves only the fsync to checkpoints).
@@ -64,7 +65,8 @@ def test_committed_state_survives_a_killed_process(tmp_path: Path, durability: s
         f"assert s.db.execute('PRAGMA synchronous').fetchone()[0] == {synchronous}\n"
         "s.transition(State.CREDENTIALS_RECEIVED, credentials=Credentials(b'n', Secret('12345678'), False))\n"
         "s.transition(State.JOINING, new_attempt=True)\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n")
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False)
     assert proc.returncode == -9
     with DeviceStore(tmp_path) as store:
@@ -98,9 +100,11 @@ def test_a_store_from_before_the_softap_door_gains_the_column(tmp_path: Path) ->
 
     (tmp_path / "old").mkdir()
     db = sqlite3.connect(tmp_path / "old" / DeviceStore.FILENAME)
-    db.execute("CREATE TABLE identity (one INTEGER PRIMARY KEY CHECK (one = 1), device_id TEXT"
-               " NOT NULL, srp_salt BLOB NOT NULL, srp_verifier BLOB NOT NULL,"
-               " created_at REAL NOT NULL)")
+    db.execute(
+        "CREATE TABLE identity (one INTEGER PRIMARY KEY CHECK (one = 1), device_id TEXT"
+        " NOT NULL, srp_salt BLOB NOT NULL, srp_verifier BLOB NOT NULL,"
+        " created_at REAL NOT NULL)"
+    )
     db.execute("INSERT INTO identity VALUES (1, '0011223344556677', x'01', x'02', 0)")
     db.commit()
     db.close()
@@ -115,9 +119,21 @@ def test_a_store_from_before_the_softap_door_gains_the_column(tmp_path: Path) ->
 
 
 def test_init_with_a_malformed_setup_code_is_a_usage_error(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "device_sim", "init", "--state-dir",
-                          str(tmp_path / "d"), "--setup-code", "abc"], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "device_sim",
+            "init",
+            "--state-dir",
+            str(tmp_path / "d"),
+            "--setup-code",
+            "abc",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "--setup-code" in out.stderr and "Traceback" not in out.stderr
     assert "abc" not in out.stderr  # a mistyped code is close to the real one: never echoed
 
@@ -138,7 +154,7 @@ def test_event_sequence_numbers_rise_across_reopenings(tmp_path: Path) -> None:
     with DeviceStore(tmp_path) as store:
         assert store.reserve_event_seqs(1000) == 1
         assert store.reserve_event_seqs(1000) == 1001
-    with DeviceStore(tmp_path) as store:        # a restart: the next block, never reused
+    with DeviceStore(tmp_path) as store:  # a restart: the next block, never reused
         assert store.reserve_event_seqs(10) == 2001
 
 
@@ -166,15 +182,18 @@ INSERT INTO auth VALUES (1, 0, 0);
 
 @pytest.mark.parametrize(("state", "kept"), [(State.ONLINE, True), (State.FAILED, False)])
 def test_a_version_1_device_keeps_its_network_as_the_first_saved(
-        tmp_path: Path, state: State, kept: bool) -> None:
+    tmp_path: Path, state: State, kept: bool
+) -> None:
     """Migration: the one network a version-1 device was online on becomes its saved list
     (one it never got online on is not a network that worked)."""
     import sqlite3
 
     db = sqlite3.connect(tmp_path / DeviceStore.FILENAME)
     db.executescript(V1_SCHEMA)
-    db.execute("INSERT INTO onboarding VALUES (1, ?, 0, 'online', '', 3, ?, ?, 0, 9, 1.5e9)",
-               (int(state), b"Home", "home-passphrase"))
+    db.execute(
+        "INSERT INTO onboarding VALUES (1, ?, 0, 'online', '', 3, ?, ?, 0, 9, 1.5e9)",
+        (int(state), b"Home", "home-passphrase"),
+    )
     db.commit()
     db.close()
     with DeviceStore(tmp_path) as store:
@@ -183,7 +202,8 @@ def test_a_version_1_device_keeps_its_network_as_the_first_saved(
         assert store.record().ssid == b"Home"  # the onboarding row itself is untouched
     if kept:
         assert [(n.ssid, n.passphrase.reveal(), n.last_online_at) for n in saved] == [
-            (b"Home", "home-passphrase", 1.5e9)]
+            (b"Home", "home-passphrase", 1.5e9)
+        ]
     else:
         assert saved == []
     with DeviceStore(tmp_path) as store:  # opening again migrates nothing twice
@@ -193,8 +213,10 @@ def test_a_version_1_device_keeps_its_network_as_the_first_saved(
 def test_online_puts_the_network_first_in_the_same_transaction(tmp_path: Path) -> None:
     with DeviceStore(tmp_path) as store:
         for ssid in (b"A", b"B", b"A", b"C"):
-            store.transition(State.CREDENTIALS_RECEIVED,
-                             credentials=Credentials(ssid, Secret("passphrase-1"), False))
+            store.transition(
+                State.CREDENTIALS_RECEIVED,
+                credentials=Credentials(ssid, Secret("passphrase-1"), False),
+            )
             store.transition(State.ONLINE, remember=2)
         assert [n.ssid for n in store.saved_networks()] == [b"C", b"A"]
         assert store.forget_network(b"A") and not store.forget_network(b"A")

@@ -37,6 +37,7 @@ def test_unnamed_writes_are_counted_and_logged(caplog: pytest.LogCaptureFixture)
     host._writer_for(owner, UUID)(b"unnamed", None)  # type: ignore[arg-type]
     host._on_write(SimpleNamespace(uuid=UUID), bytearray(b"fallback"))
     assert host.anonymous_writes == 2
-    assert [r.getMessage().count("arrived without the writing central") for r in caplog.records
-            ] == [1, 1]
+    assert [
+        r.getMessage().count("arrived without the writing central") for r in caplog.records
+    ] == [1, 1]
     assert [w[2] for w in owner.writes] == ["/org/bluez/hci0/dev_11", None, None]

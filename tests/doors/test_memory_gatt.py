@@ -25,12 +25,12 @@ from device_sim.testing.stack import SETUP_CODE, build_stack
 HOME = load_scenario("typical-home").default_credentials
 
 
-async def _device(stack: AsyncExitStack, state_dir: Path,
-                  name: str) -> tuple[DeviceStack, Any, MemoryGattHost, dict[str, str]]:
+async def _device(
+    stack: AsyncExitStack, state_dir: Path, name: str
+) -> tuple[DeviceStack, Any, MemoryGattHost, dict[str, str]]:
     device = await build_stack(stack, state_dir)
     labels = registry.make_labels(device.store, device.profile, device.local_name)
-    side = await registry.get(name).device(
-        DeviceContext(device.port(name), None, (name,), stack))
+    side = await registry.get(name).device(DeviceContext(device.port(name), None, (name,), stack))
     host = MemoryGattHost([side])
     await host.start()
     stack.push_async_callback(host.stop)
@@ -41,8 +41,9 @@ def _swap_bleak(monkeypatch: pytest.MonkeyPatch, module: str, host: MemoryGattHo
     monkeypatch.setattr(f"{module}.BleakClient", lambda *args, **kwargs: host.central("phone"))
 
 
-async def test_native_onboards_on_the_memory_host(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_native_onboards_on_the_memory_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from device_sim.doors.native.client import BleLink, ClientSession
 
     async with AsyncExitStack() as stack:
@@ -50,10 +51,20 @@ async def test_native_onboards_on_the_memory_host(tmp_path: Path,
         _swap_bleak(monkeypatch, "device_sim.doors.native.client", host)
         async with BleLink(device.profile, "memory", adapter="memory") as link:
             session = ClientSession(link)
-            answers = await session.open(Secret(SETUP_CODE), bundle=[
-                (MessageType.SET_CREDENTIALS, {"ssid_hex": HOME.ssid.hex(), "hidden": False,
-                                               "passphrase": HOME.passphrase}),
-                (MessageType.CONNECT, {})])
+            answers = await session.open(
+                Secret(SETUP_CODE),
+                bundle=[
+                    (
+                        MessageType.SET_CREDENTIALS,
+                        {
+                            "ssid_hex": HOME.ssid.hex(),
+                            "hidden": False,
+                            "passphrase": HOME.passphrase,
+                        },
+                    ),
+                    (MessageType.CONNECT, {}),
+                ],
+            )
             assert [kind for kind, _ in answers] == [MessageType.ACK, MessageType.ACK]
             assert link.round_trips == 2  # the proof bundle: two round trips in all
             while (event := await session.next_event(30))["state"] not in ("online", "failed"):
@@ -63,8 +74,9 @@ async def test_native_onboards_on_the_memory_host(tmp_path: Path,
         assert host.advertisements > 0  # the state changes asked for a new advertisement
 
 
-async def test_improv_onboards_on_the_memory_host(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_improv_onboards_on_the_memory_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from device_sim.doors.improv.client import ImprovLink
     from device_sim.doors.improv.codec import Command, ImprovState
 
@@ -75,8 +87,9 @@ async def test_improv_onboards_on_the_memory_host(tmp_path: Path,
             assert await link.read_state() is ImprovState.AUTHORIZATION_REQUIRED
             assert side.press_button("test")["action"] == "improv-authorize"
             assert await asyncio.wait_for(link.states.get(), 5) is ImprovState.AUTHORIZED
-            await link.rpc(Command.WIFI_SETTINGS,
-                           [HOME.ssid, (HOME.passphrase or "").encode()], timeout=30)
+            await link.rpc(
+                Command.WIFI_SETTINGS, [HOME.ssid, (HOME.passphrase or "").encode()], timeout=30
+            )
             assert await link.read_state() is ImprovState.PROVISIONED
         assert device.engine.state is State.ONLINE
 
@@ -95,12 +108,22 @@ async def test_esp_onboards_on_the_memory_host(tmp_path: Path) -> None:
         info = json.loads(await link.call("proto-ver", b"---"))
         assert info["prov"]["sec_ver"] == 2
         pop = json.loads(labels["esp_qr"])["pop"]
-        session = EspSession(link, ClientSecurity(2, username=spec.username, password=pop,
-                                                  patch=info["prov"]["sec_patch_ver"]))
+        session = EspSession(
+            link,
+            ClientSecurity(
+                2, username=spec.username, password=pop, patch=info["prov"]["sec_patch_ver"]
+            ),
+        )
         await session.open()
-        outcome = await _attempt(session, Clock(), HOME.ssid,
-                                 Secret(HOME.passphrase) if HOME.passphrase else None, 30,
-                                 Target(adapter="memory"), lambda phase, data: None)
+        outcome = await _attempt(
+            session,
+            Clock(),
+            HOME.ssid,
+            Secret(HOME.passphrase) if HOME.passphrase else None,
+            30,
+            Target(adapter="memory"),
+            lambda phase, data: None,
+        )
         assert outcome["state"] == "online", outcome
         assert device.engine.state is State.ONLINE
         await central.disconnect()

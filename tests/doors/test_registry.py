@@ -15,12 +15,12 @@ from device_sim.options import options_of
 from device_sim.profile import Profile
 
 
-def with_sections(profile: Profile, default: tuple[str, ...] | None = None,
-                  **sections: Any) -> Profile:
+def with_sections(
+    profile: Profile, default: tuple[str, ...] | None = None, **sections: Any
+) -> Profile:
     p = profile.personalities
     merged = {k: v for k, v in {**p.sections, **sections}.items() if v is not None}
-    return replace(profile, personalities=replace(p, default=default or p.default,
-                                                  sections=merged))
+    return replace(profile, personalities=replace(p, default=default or p.default, sections=merged))
 
 
 def test_every_folder_gives_its_entry() -> None:
@@ -47,14 +47,18 @@ def test_unknown_names_are_refused_with_the_place() -> None:
 
 def _profile() -> Profile:
     from device_sim.profile import load_profile
+
     return load_profile()
 
 
 def test_resolve_takes_the_profile_default(profile: Profile) -> None:
     assert [e.name for e in registry.resolve(None, profile, "x")] == list(
-        profile.personalities.default)
+        profile.personalities.default
+    )
     assert [e.name for e in registry.resolve(["improv", "native"], profile, "x")] == [
-        "improv", "native"]
+        "improv",
+        "native",
+    ]
     bad_default = with_sections(profile, default=("nativ",))
     with pytest.raises(ConfigError) as info:
         registry.resolve(None, bad_default, "--personality")
@@ -65,14 +69,18 @@ def test_the_shipped_profile_checks(profile: Profile) -> None:
     registry.check_profile(profile, registry.names())
 
 
-@pytest.mark.parametrize(("sections", "chosen", "where"), [
-    ({"esp32": {"service_uuid": "x"}}, (), "personalities.esp32"),      # no such personality
-    ({"native": {}}, (), "personalities.native"),                        # takes no section
-    ({"improv": "spec_revision=2"}, (), "personalities.improv.spec_revision"),
-    ({"improv": None}, ("improv",), "personalities.improv"),             # needed, missing
-])
-def test_bad_sections_name_the_place(profile: Profile, sections: dict[str, Any],
-                                     chosen: tuple[str, ...], where: str) -> None:
+@pytest.mark.parametrize(
+    ("sections", "chosen", "where"),
+    [
+        ({"esp32": {"service_uuid": "x"}}, (), "personalities.esp32"),  # no such personality
+        ({"native": {}}, (), "personalities.native"),  # takes no section
+        ({"improv": "spec_revision=2"}, (), "personalities.improv.spec_revision"),
+        ({"improv": None}, ("improv",), "personalities.improv"),  # needed, missing
+    ],
+)
+def test_bad_sections_name_the_place(
+    profile: Profile, sections: dict[str, Any], chosen: tuple[str, ...], where: str
+) -> None:
     if sections.get("improv") == "spec_revision=2":  # the shipped section, one value wrong
         sections = {"improv": {**profile.personalities.sections["improv"], "spec_revision": 2}}
     broken = with_sections(profile, **sections)

@@ -53,11 +53,23 @@ class Device:
         self.ready: dict[str, Any] = {}
         self.profile = load_profile()
 
-    async def start(self, scenario: str = "engineering-wifi", *extra: str,
-                    zero_delay: bool = True, doors: str = "ble-only",
-                    adapter: str | None = None, fd_limit: int | None = None) -> dict[str, Any]:
-        argv = daemon_argv(self.state_dir, adapter=adapter or self.adapter, scenario=scenario,
-                           zero_delay=zero_delay, extra=list(extra), doors=doors)
+    async def start(
+        self,
+        scenario: str = "engineering-wifi",
+        *extra: str,
+        zero_delay: bool = True,
+        doors: str = "ble-only",
+        adapter: str | None = None,
+        fd_limit: int | None = None,
+    ) -> dict[str, Any]:
+        argv = daemon_argv(
+            self.state_dir,
+            adapter=adapter or self.adapter,
+            scenario=scenario,
+            zero_delay=zero_delay,
+            extra=list(extra),
+            doors=doors,
+        )
         self.daemon = DaemonProcess(["-v", *argv], self.vb.env(), self.log, fd_limit=fd_limit)
         self.ready = await self.daemon.start()
         return self.ready

@@ -50,7 +50,7 @@ LAB_SSID, LAB_PASSPHRASE = b"DeviceSim-Lab", "lab-bench-passphrase"
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 DEVICE_PASSWORD = Secret("device-pass-123")
 FAULT = "crash-after-cloud-answer"
-POLL_S = 0.05      # control-socket status polling interval (no push channel there)
+POLL_S = 0.05  # control-socket status polling interval (no push channel there)
 DAY_S = 86400.0
 
 
@@ -74,9 +74,18 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Registratio
 class Bench:
     """One factory unit, its daemon on a fresh BlueZoo adapter and a cloud that knows it."""
 
-    def __init__(self, vb: VirtualBle, profile: Profile, unit: UnitResult, device: Device,
-                 cloud: CloudEmulator, admin: CloudAdmin, clock: Clock, factory_dir: Path,
-                 tmp: Path) -> None:
+    def __init__(
+        self,
+        vb: VirtualBle,
+        profile: Profile,
+        unit: UnitResult,
+        device: Device,
+        cloud: CloudEmulator,
+        admin: CloudAdmin,
+        clock: Clock,
+        factory_dir: Path,
+        tmp: Path,
+    ) -> None:
         self.vb, self.profile, self.unit, self.device = vb, profile, unit, device
         self.cloud, self.admin, self.clock = cloud, admin, clock
         self.factory_dir, self.tmp = factory_dir, tmp
@@ -93,15 +102,32 @@ class Bench:
             return {"account": account, "device_password": DEVICE_PASSWORD}
         return {}
 
-    async def start(self, mode: str | None, *extra: str, cloud_url: str | None = None,
-                    cloud_ca: Path | None = None, fault: str | None = None) -> dict[str, Any]:
+    async def start(
+        self,
+        mode: str | None,
+        *extra: str,
+        cloud_url: str | None = None,
+        cloud_ca: Path | None = None,
+        fault: str | None = None,
+    ) -> dict[str, Any]:
         """(Re)start the unit's daemon with ``--activation mode`` against this cloud."""
         args = list(extra)
         if mode is not None:
-            args += ["--activation", mode, "--cloud-url", cloud_url or self.cloud.url,
-                     "--cloud-ca", str(cloud_ca or self.cloud.ca_file)]
-        argv = daemon_argv(self.state_dir, adapter=self.device.adapter,
-                           scenario="engineering-wifi", zero_delay=True, extra=args)
+            args += [
+                "--activation",
+                mode,
+                "--cloud-url",
+                cloud_url or self.cloud.url,
+                "--cloud-ca",
+                str(cloud_ca or self.cloud.ca_file),
+            ]
+        argv = daemon_argv(
+            self.state_dir,
+            adapter=self.device.adapter,
+            scenario="engineering-wifi",
+            zero_delay=True,
+            extra=args,
+        )
         env = self.vb.env()
         if fault is not None:
             env["DEVICE_SIM_FAULT"] = fault
@@ -109,16 +135,27 @@ class Bench:
         self.device.ready = await self.device.daemon.start()
         return self.device.ready
 
-    async def provision(self, activation: dict[str, Secret | str | None] | None, *,
-                        phone: int = 1, passphrase: str = LAB_PASSPHRASE,
-                        outcome_timeout: float = 30.0) -> dict[str, Any]:
-        return await provision(self.profile, self.device.target(phone),
-                               setup_code=self.unit.setup_code, ssid=LAB_SSID,
-                               passphrase=Secret(passphrase), activation=activation,
-                               outcome_timeout=outcome_timeout)
+    async def provision(
+        self,
+        activation: dict[str, Secret | str | None] | None,
+        *,
+        phone: int = 1,
+        passphrase: str = LAB_PASSPHRASE,
+        outcome_timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        return await provision(
+            self.profile,
+            self.device.target(phone),
+            setup_code=self.unit.setup_code,
+            ssid=LAB_SSID,
+            passphrase=Secret(passphrase),
+            activation=activation,
+            outcome_timeout=outcome_timeout,
+        )
 
-    async def wait_status(self, done: Callable[[dict[str, Any]], bool],
-                          timeout: float = 20.0) -> dict[str, Any]:
+    async def wait_status(
+        self, done: Callable[[dict[str, Any]], bool], timeout: float = 20.0
+    ) -> dict[str, Any]:
         """Poll the daemon's ``status`` until ``done`` (bounded; see the module docstring)."""
         status: dict[str, Any] = {}
         try:
@@ -130,8 +167,9 @@ class Bench:
                     await asyncio.sleep(POLL_S)
         except TimeoutError:
             tail = self.device.log.read_text(errors="replace")[-1500:]
-            raise AssertionError(f"status not reached in {timeout} s; last {status}\n{tail}"
-                                 ) from None
+            raise AssertionError(
+                f"status not reached in {timeout} s; last {status}\n{tail}"
+            ) from None
 
     def binding(self) -> CloudBinding:
         """The device's stored binding (a second reader next to the daemon: SQLite WAL)."""
@@ -141,39 +179,50 @@ class Bench:
     def identity(self) -> tuple[Identity | None, bytes, bytes]:
         with DeviceStore(self.state_dir) as store:
             identity = store.identity()
-        return (identity, (self.state_dir / "device.pem").read_bytes(),
-                (self.state_dir / "device.key").read_bytes())
+        return (
+            identity,
+            (self.state_dir / "device.pem").read_bytes(),
+            (self.state_dir / "device.key").read_bytes(),
+        )
 
     async def devices(self, account: str) -> list[dict[str, Any]]:
         return await self.admin.list_devices(account, PASSWORDS[account])
 
-    async def device_self(self, authorization: str, *,
-                          cert: bool = False) -> tuple[int, dict[str, Any]]:
+    async def device_self(
+        self, authorization: str, *, cert: bool = False
+    ) -> tuple[int, dict[str, Any]]:
         """``GET /v1/devices/self`` with an Authorization header value."""
-        return await self.device_request("GET", "/v1/devices/self", cert=cert,
-                                         headers={"Authorization": authorization})
+        return await self.device_request(
+            "GET", "/v1/devices/self", cert=cert, headers={"Authorization": authorization}
+        )
 
-    async def device_request(self, method: str, path: str, *, cert: bool = False,
-                             **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    async def device_request(
+        self, method: str, path: str, *, cert: bool = False, **kwargs: Any
+    ) -> tuple[int, dict[str, Any]]:
         """A request as the device would make it (``cert``: with its factory certificate)."""
         ctx = client_context(self.cloud.ca_file)
         if cert:
             leaf_and_chain = self.tmp / "client-chain.pem"
-            leaf_and_chain.write_bytes((self.state_dir / "device.pem").read_bytes()
-                                       + (self.state_dir / "chain.pem").read_bytes())
+            leaf_and_chain.write_bytes(
+                (self.state_dir / "device.pem").read_bytes()
+                + (self.state_dir / "chain.pem").read_bytes()
+            )
             ctx = client_context(self.cloud.ca_file, leaf_and_chain, self.state_dir / "device.key")
         connector = aiohttp.TCPConnector(ssl=ctx, force_close=True)
         timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http, \
-                http.request(method, self.cloud.url + path, **kwargs) as resp:
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as http,
+            http.request(method, self.cloud.url + path, **kwargs) as resp,
+        ):
             return resp.status, dict(await resp.json(content_type=None))
 
     def cloud_activations(self) -> int:
         """How many activations the cloud has answered for this device (replays excluded)."""
         db = sqlite3.connect(f"file:{self.cloud.state_dir / DB_FILE}?mode=ro", uri=True)
         try:
-            row = db.execute("SELECT COUNT(*) FROM activations WHERE device_id = ?",
-                             (self.unit.device_id,)).fetchone()
+            row = db.execute(
+                "SELECT COUNT(*) FROM activations WHERE device_id = ?", (self.unit.device_id,)
+            ).fetchone()
         finally:
             db.close()
         return int(row[0])
@@ -187,26 +236,38 @@ MakeBench = Callable[..., Awaitable[Bench]]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def make_bench(vble: VirtualBle, profile: Profile, factory: tuple[Path, RegistrationKey],
-                     tmp_path: Path) -> AsyncIterator[MakeBench]:
+async def make_bench(
+    vble: VirtualBle, profile: Profile, factory: tuple[Path, RegistrationKey], tmp_path: Path
+) -> AsyncIterator[MakeBench]:
     """``await make_bench(site_wifi=None)``: a fresh unit, its cloud (in this loop) and daemon."""
     factory_dir, registration = factory
     async with AsyncExitStack() as stack:
+
         async def make(site_wifi: SiteWifi | None = None) -> Bench:
-            unit = provision_unit(factory_dir, tmp_path / "u", station="e2e",
-                                  registration=registration, site_wifi=site_wifi)
+            unit = provision_unit(
+                factory_dir,
+                tmp_path / "u",
+                station="e2e",
+                registration=registration,
+                site_wifi=site_wifi,
+            )
             assert unit.passed
             clock = Clock()
-            cloud = await stack.enter_async_context(CloudEmulator(
-                tmp_path / "cloud", factory_chain=factory_dir / "chain.pem", clock=clock))
+            cloud = await stack.enter_async_context(
+                CloudEmulator(
+                    tmp_path / "cloud", factory_chain=factory_dir / "chain.pem", clock=clock
+                )
+            )
             admin = await stack.enter_async_context(
-                CloudAdmin(cloud.url, cloud.ca_file, cloud.admin_token))
+                CloudAdmin(cloud.url, cloud.ca_file, cloud.admin_token)
+            )
             assert await admin.import_units(tmp_path / "u" / "cloud-import.json") == 1
             for name, password in PASSWORDS.items():
                 await admin.add_account(name, password)
             await admin.set_supply_chain(unit.serial, "alice")
-            device = Device(vble, await fresh_adapter(vble), unit.state_dir,
-                            tmp_path / "daemon.log")
+            device = Device(
+                vble, await fresh_adapter(vble), unit.state_dir, tmp_path / "daemon.log"
+            )
             stack.push_async_callback(device.stop)
             return Bench(vble, profile, unit, device, cloud, admin, clock, factory_dir, tmp_path)
 
@@ -219,14 +280,20 @@ def _online_active(status: dict[str, Any]) -> bool:
 
 # -- a. every activation path ---------------------------------------------------------------------
 
-@pytest.mark.parametrize(("mode", "password_mode", "account"), [
-    ("zero-touch", None, "alice"),        # the supply chain's account
-    ("claim", None, "bob"),               # the app's account, not the supply chain's
-    ("registration", "user", "bob"),
-    ("registration", "cloud", "bob"),
-], ids=["zero-touch", "claim", "registration-user-password", "registration-cloud-password"])
-async def test_activation_path_end_to_end(make_bench: MakeBench, mode: str,
-                                          password_mode: str | None, account: str) -> None:
+
+@pytest.mark.parametrize(
+    ("mode", "password_mode", "account"),
+    [
+        ("zero-touch", None, "alice"),  # the supply chain's account
+        ("claim", None, "bob"),  # the app's account, not the supply chain's
+        ("registration", "user", "bob"),
+        ("registration", "cloud", "bob"),
+    ],
+    ids=["zero-touch", "claim", "registration-user-password", "registration-cloud-password"],
+)
+async def test_activation_path_end_to_end(
+    make_bench: MakeBench, mode: str, password_mode: str | None, account: str
+) -> None:
     bench = await make_bench()
     extra = ["--activation-password", password_mode] if password_mode else []
     await bench.start(mode, *extra)
@@ -237,11 +304,14 @@ async def test_activation_path_end_to_end(make_bench: MakeBench, mode: str,
 
     assert (result["state"], result["code_name"]) == ("online", "OK"), result["detail"]
     activation = result["activation"]
-    assert (activation["status"], activation["mode"], activation["account"],
-            activation["generation"]) == ("active", mode, account, 1)
+    assert (
+        activation["status"],
+        activation["mode"],
+        activation["account"],
+        activation["generation"],
+    ) == ("active", mode, account, 1)
     device_id = bench.unit.device_id
-    assert await bench.devices(account) == [
-        {"device_id": device_id, "mode": mode, "generation": 1}]
+    assert await bench.devices(account) == [{"device_id": device_id, "mode": mode, "generation": 1}]
     other = "bob" if account == "alice" else "alice"
     assert await bench.devices(other) == []
     # The device's credentials work (and the phone never saw them).
@@ -258,15 +328,16 @@ async def test_activation_path_end_to_end(make_bench: MakeBench, mode: str,
     else:
         assert activation["device_user"] is None
     logs = bench.device.log.read_text() + (bench.state_dir / "onboarding.jsonl").read_text()
-    for secret in (bench.unit.claim_token, DEVICE_PASSWORD, binding.token,
-                   binding.device_password):
+    for secret in (bench.unit.claim_token, DEVICE_PASSWORD, binding.token, binding.device_password):
         assert secret is None or secret.reveal() not in logs
 
 
 # -- b. coded failures the phone can show ---------------------------------------------------------
 
-async def _expect_failure(bench: Bench, inputs: dict[str, Secret | str | None],
-                          code: Code) -> dict[str, Any]:
+
+async def _expect_failure(
+    bench: Bench, inputs: dict[str, Secret | str | None], code: Code
+) -> dict[str, Any]:
     result = await bench.provision(inputs)
     assert (result["state"], result["code_name"]) == ("failed", code.name), result["detail"]
     entry = bench.profile.code(code)
@@ -291,9 +362,15 @@ async def test_claimed_by_another_account(make_bench: MakeBench) -> None:
     a reset device says ``after_reset`` (test_factory_reset_then_another_owner)."""
     bench = await make_bench()
     status, answer = await bench.device_request(
-        "POST", "/v1/activate", cert=True,
-        json={"mode": "zero-touch", "request_id": "bound-elsewhere",
-              "device_id": bench.unit.device_id})
+        "POST",
+        "/v1/activate",
+        cert=True,
+        json={
+            "mode": "zero-touch",
+            "request_id": "bound-elsewhere",
+            "device_id": bench.unit.device_id,
+        },
+    )
     assert (status, answer["account"]) == (200, "alice")
     await bench.start("claim")
     await _expect_failure(bench, bench.inputs("claim", "bob"), Code.CLAIMED_BY_ANOTHER_ACCOUNT)
@@ -304,8 +381,11 @@ async def test_claimed_by_another_account(make_bench: MakeBench) -> None:
 async def test_wrong_claim_token_is_rejected(make_bench: MakeBench) -> None:
     bench = await make_bench()
     await bench.start("claim")
-    await _expect_failure(bench, {"account": "alice", "claim_token": Secret("NOT-THE-LABEL")},
-                          Code.CLOUD_ACTIVATION_REJECTED)
+    await _expect_failure(
+        bench,
+        {"account": "alice", "claim_token": Secret("NOT-THE-LABEL")},
+        Code.CLOUD_ACTIVATION_REJECTED,
+    )
     assert await bench.devices("alice") == []
 
 
@@ -331,6 +411,7 @@ async def test_untrusted_cloud_certificate(make_bench: MakeBench) -> None:
 
 # -- c. killed between the cloud's answer and the commit ------------------------------------------
 
+
 async def test_crash_after_cloud_answer_reconciles_on_boot(make_bench: MakeBench) -> None:
     bench = await make_bench()
     await bench.start("claim", fault=FAULT)
@@ -353,7 +434,8 @@ async def test_crash_after_cloud_answer_reconciles_on_boot(make_bench: MakeBench
 
     # The cloud bound the device; the device recorded only that it had asked.
     assert await bench.devices("alice") == [
-        {"device_id": bench.unit.device_id, "mode": "claim", "generation": 1}]
+        {"device_id": bench.unit.device_id, "mode": "claim", "generation": 1}
+    ]
     pending = bench.binding()
     assert (pending.status, pending.token) == ("pending", None) and pending.request_id
 
@@ -362,11 +444,15 @@ async def test_crash_after_cloud_answer_reconciles_on_boot(make_bench: MakeBench
     status = await bench.wait_status(_online_active)
     assert (status["activation"]["account"], status["activation"]["generation"]) == ("alice", 1)
     assert await bench.devices("alice") == [
-        {"device_id": bench.unit.device_id, "mode": "claim", "generation": 1}]
+        {"device_id": bench.unit.device_id, "mode": "claim", "generation": 1}
+    ]
     assert bench.cloud_activations() == 1  # the repeat was answered from the stored response
     binding = bench.binding()
     assert (binding.status, binding.request_id, binding.generation) == (
-        "active", pending.request_id, 1)
+        "active",
+        pending.request_id,
+        1,
+    )
     assert binding.token is not None
     code, me = await bench.device_self(f"Bearer {binding.token.reveal()}")
     assert (code, me["account"], me["generation"]) == (200, "alice", 1)
@@ -374,17 +460,21 @@ async def test_crash_after_cloud_answer_reconciles_on_boot(make_bench: MakeBench
 
 # -- d. QR pre-provisioning (site Wi-Fi loaded at the factory) --------------------------------
 
+
 async def test_preprovisioned_unit_goes_online_without_a_phone(make_bench: MakeBench) -> None:
     bench = await make_bench(site_wifi=(LAB_SSID, LAB_PASSPHRASE))
     await bench.start("zero-touch")
     status = await bench.wait_status(_online_active)
     assert (status["activation"]["mode"], status["activation"]["account"]) == (
-        "zero-touch", "alice")
+        "zero-touch",
+        "alice",
+    )
     assert [d["device_id"] for d in await bench.devices("alice")] == [bench.unit.device_id]
 
 
 async def test_preprovisioned_wrong_passphrase_is_readable_by_the_app(
-        make_bench: MakeBench) -> None:
+    make_bench: MakeBench,
+) -> None:
     bench = await make_bench(site_wifi=(LAB_SSID, "not-the-lab-passphrase"))
     await bench.start("zero-touch")
     status = await bench.wait_status(lambda s: s["state"] == "failed")
@@ -398,6 +488,7 @@ async def test_preprovisioned_wrong_passphrase_is_readable_by_the_app(
 
 
 # -- e. factory reset, then another owner ---------------------------------------------------------
+
 
 async def test_factory_reset_then_another_owner(make_bench: MakeBench) -> None:
     bench = await make_bench()
@@ -425,10 +516,14 @@ async def test_factory_reset_then_another_owner(make_bench: MakeBench) -> None:
     # Bob claims it with the label's claim token (used once, allowed again after a reset).
     second = await bench.provision(bench.inputs("claim", "bob"), phone=2)
     assert (second["state"], second["code_name"]) == ("online", "OK"), second["detail"]
-    assert (second["activation"]["status"], second["activation"]["account"],
-            second["activation"]["generation"]) == ("active", "bob", 2)
+    assert (
+        second["activation"]["status"],
+        second["activation"]["account"],
+        second["activation"]["generation"],
+    ) == ("active", "bob", 2)
     assert await bench.devices("bob") == [
-        {"device_id": bench.unit.device_id, "mode": "claim", "generation": 2}]
+        {"device_id": bench.unit.device_id, "mode": "claim", "generation": 2}
+    ]
     assert await bench.devices("alice") == []
     assert (await bench.device_self(alice_auth))[0] == 401
     bob_token = bench.binding().token
@@ -464,8 +559,7 @@ async def test_offline_factory_reset_rebinds_and_revokes(make_bench: MakeBench) 
     assert await bench.devices("alice") == []
 
 
-async def test_reset_killed_after_the_cloud_release_finishes_on_boot(
-        make_bench: MakeBench) -> None:
+async def test_reset_killed_after_the_cloud_release_finishes_on_boot(make_bench: MakeBench) -> None:
     """Killed after the cloud released the device but before the local reset: the device must
     not come back with a binding the cloud revoked; the restart finishes the reset."""
     bench = await make_bench()
@@ -518,6 +612,7 @@ async def test_factory_reset_over_ble(make_bench: MakeBench) -> None:
 
 # -- f. re-onboarding keeps the claim ---------------------------------------------------------
 
+
 async def test_reonboard_keeps_the_claim(make_bench: MakeBench) -> None:
     bench = await make_bench()
     await bench.start("claim")
@@ -536,4 +631,5 @@ async def test_reonboard_keeps_the_claim(make_bench: MakeBench) -> None:
     assert bench.binding().token == token
     assert bench.binding().in_claim_token is None  # the unneeded claim token is not kept
     assert await bench.devices("alice") == [
-        {"device_id": bench.unit.device_id, "mode": "claim", "generation": 1}]
+        {"device_id": bench.unit.device_id, "mode": "claim", "generation": 1}
+    ]

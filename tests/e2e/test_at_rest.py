@@ -28,8 +28,9 @@ def _modes(state_dir: Path) -> dict[str, int]:
     return modes
 
 
-async def test_private_state_and_a_reset_that_really_clears(device: Device, profile,
-                                                            setup_code) -> None:
+async def test_private_state_and_a_reset_that_really_clears(
+    device: Device, profile, setup_code
+) -> None:
     previous = os.umask(0o022)  # a permissive umask, as a shell often has
     try:
         os.chmod(device.state_dir, 0o755)  # and a directory someone loosened,
@@ -37,8 +38,14 @@ async def test_private_state_and_a_reset_that_really_clears(device: Device, prof
         await device.start("engineering-wifi")
     finally:
         os.umask(previous)
-    result = await provision(profile, device.target(1), setup_code=setup_code, ssid=LAB.ssid,
-                             passphrase=Secret(LAB.passphrase or ""), outcome_timeout=30)
+    result = await provision(
+        profile,
+        device.target(1),
+        setup_code=setup_code,
+        ssid=LAB.ssid,
+        passphrase=Secret(LAB.passphrase or ""),
+        outcome_timeout=30,
+    )
     assert result["state"] == "online", result
     modes = _modes(device.state_dir)
     assert modes.pop(".") == 0o700
@@ -50,6 +57,7 @@ async def test_private_state_and_a_reset_that_really_clears(device: Device, prof
 
     answer = await control_request(device.state_dir, "factory-reset", {})
     assert answer["state"] == "unprovisioned", answer
-    leftovers = [p.name for p in device.state_dir.rglob("*")
-                 if p.is_file() and secret in p.read_bytes()]
+    leftovers = [
+        p.name for p in device.state_dir.rglob("*") if p.is_file() and secret in p.read_bytes()
+    ]
     assert leftovers == []

@@ -17,8 +17,11 @@ import pytest
 from device_sim.doors.native.flow import provision
 from device_sim.security.secret import Secret
 
-pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session"),
-              pytest.mark.requires_tools("dbus-monitor")]
+pytestmark = [
+    pytest.mark.ble,
+    pytest.mark.asyncio(loop_scope="session"),
+    pytest.mark.requires_tools("dbus-monitor"),
+]
 
 WAIT = 10.0
 
@@ -26,15 +29,24 @@ WAIT = 10.0
 async def test_an_onboarding_sends_no_confirm_for_notifications(device, setup_code) -> None:
     await device.start("engineering-wifi")
     monitor = await asyncio.create_subprocess_exec(
-        "dbus-monitor", "--address", device.vb.bus_address, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
+        "dbus-monitor",
+        "--address",
+        device.vb.bus_address,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     assert monitor.stdout is not None
     try:
         async with asyncio.timeout(WAIT):  # capturing once it has lost its name
             while b"member=NameLost" not in await monitor.stdout.readline():
                 pass
-        result = await provision(device.profile, device.target(phone=1), setup_code=setup_code,
-                                 ssid=b"DeviceSim-Lab", passphrase=Secret("lab-bench-passphrase"))
+        result = await provision(
+            device.profile,
+            device.target(phone=1),
+            setup_code=setup_code,
+            ssid=b"DeviceSim-Lab",
+            passphrase=Secret("lab-bench-passphrase"),
+        )
     finally:
         monitor.terminate()
         captured, _ = await asyncio.wait_for(monitor.communicate(), WAIT)
@@ -45,10 +57,13 @@ async def test_an_onboarding_sends_no_confirm_for_notifications(device, setup_co
     assert b"member=Confirm" not in captured
     # The device's own GATT objects (not BlueZ's /org/bluez/hciN/...) changed a value only on
     # the one characteristic the phone subscribed to (its responses).
-    changed = Counter(re.findall(
-        r"path=(/org/bluez/(?!hci)\S+); interface=org.freedesktop.DBus.Properties; "
-        r"member=PropertiesChanged\n   string \"org.bluez.GattCharacteristic1\"",
-        captured.decode(errors="replace")))
+    changed = Counter(
+        re.findall(
+            r"path=(/org/bluez/(?!hci)\S+); interface=org.freedesktop.DBus.Properties; "
+            r"member=PropertiesChanged\n   string \"org.bluez.GattCharacteristic1\"",
+            captured.decode(errors="replace"),
+        )
+    )
     assert len(changed) == 1, changed
     # The advertisement was left alone while the phone was connected (at most one refresh,
     # after it left).

@@ -43,8 +43,13 @@ async def test_no_usable_ble_adapter_opens_the_access_point(device, setup_code) 
     state = await _public_state(doors["softap"]["ap_url"])
     assert state["doors"]["doors"] == ["softap"]
     # ... and a phone without Bluetooth onboards through it.
-    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
-                             ssid=ENGINEERING[0], passphrase=ENGINEERING[1])
+    result = await provision(
+        device.profile,
+        device.target_softap(ready),
+        setup_code=setup_code,
+        ssid=ENGINEERING[0],
+        passphrase=ENGINEERING[1],
+    )
     assert (result["state"], result["transport"]) == ("online", "softap")
 
 
@@ -68,8 +73,10 @@ async def test_no_ble_session_within_the_window_opens_the_access_point(device) -
     status = await _status(device, wait_ms=10_000)
     assert status["decision"] == "softap: no BLE session within 0.5 s"
     assert status["doors"] == ["ble", "softap"] and status["softap"]["up"] is True
-    events = [json.loads(line) for line in
-              (device.state_dir / "onboarding.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line)
+        for line in (device.state_dir / "onboarding.jsonl").read_text().splitlines()
+    ]
     door_events = [e for e in events if e["phase"] == "door"]
     assert door_events[-1]["data"]["softap_reason"] == "no BLE session within 0.5 s"
 
@@ -108,8 +115,13 @@ async def test_ble_only_device_refuses_a_softap_request(device, setup_code) -> N
 
 async def test_an_online_device_keeps_its_radio(device, setup_code) -> None:
     await device.start("engineering-wifi", "--softap-window", "600", doors="ble-then-softap")
-    result = await provision(device.profile, device.target(), setup_code=setup_code,
-                             ssid=ENGINEERING[0], passphrase=ENGINEERING[1])
+    result = await provision(
+        device.profile,
+        device.target(),
+        setup_code=setup_code,
+        ssid=ENGINEERING[0],
+        passphrase=ENGINEERING[1],
+    )
     assert result["state"] == "online"
     with pytest.raises(OnboardingError) as err:
         await control_request(device.state_dir, "softap-start")
@@ -119,8 +131,13 @@ async def test_an_online_device_keeps_its_radio(device, setup_code) -> None:
 async def test_a_factory_reset_reopens_the_access_point(device, setup_code) -> None:
     """An online softap-only device keeps its radio; reset, it waits for a new owner on the AP."""
     ready = await device.start("engineering-wifi", doors="softap-only")
-    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
-                             ssid=ENGINEERING[0], passphrase=ENGINEERING[1])
+    result = await provision(
+        device.profile,
+        device.target_softap(ready),
+        setup_code=setup_code,
+        ssid=ENGINEERING[0],
+        passphrase=ENGINEERING[1],
+    )
     assert result["state"] == "online"
     assert (await _status(device))["softap"]["up"] is False  # one radio: the station has it
     await control_request(device.state_dir, "factory-reset")

@@ -31,26 +31,40 @@ def descriptors(pid: int) -> int:
 
 
 async def test_onboarding_and_control_survive_a_flood_of_half_open_connections(
-        device: Device, setup_code: Secret) -> None:
+    device: Device, setup_code: Secret
+) -> None:
     raise_fd_limit()  # this process holds the 1,100 hostile ends
-    ready = await device.start("engineering-wifi", "--watch", "--watch-listen", "127.0.0.1:0",
-                               doors="softap-only", fd_limit=1024)
+    ready = await device.start(
+        "engineering-wifi",
+        "--watch",
+        "--watch-listen",
+        "127.0.0.1:0",
+        doors="softap-only",
+        fd_limit=1024,
+    )
     pid = device.daemon.pid if device.daemon else None
     assert pid is not None
     log_before = device.log.stat().st_size
     ap_url = ready["doors"]["softap"]["ap_url"]
     creds = load_scenario("engineering-wifi").default_credentials
-    async with Flood(ap_url, connections=550, addresses=50) as ap_flood, \
-            Flood(ready["watch"], connections=550, addresses=50) as watch_flood:
+    async with (
+        Flood(ap_url, connections=550, addresses=50) as ap_flood,
+        Flood(ready["watch"], connections=550, addresses=50) as watch_flood,
+    ):
         await ap_flood.all_tried.wait()
         await watch_flood.all_tried.wait()
         began = time.monotonic()
         status = await control_request(device.state_dir, "status", {}, timeout=5)
         status_s = time.monotonic() - began
         peak_fds = descriptors(pid)
-        result = await provision(device.profile, device.target_softap(ready),
-                                 setup_code=setup_code, ssid=creds.ssid,
-                                 passphrase=Secret(creds.passphrase or ""), outcome_timeout=30)
+        result = await provision(
+            device.profile,
+            device.target_softap(ready),
+            setup_code=setup_code,
+            ssid=creds.ssid,
+            passphrase=Secret(creds.passphrase or ""),
+            outcome_timeout=30,
+        )
     assert result["state"] == "online", (result.get("code_name"), result.get("detail"))
     assert status["state"] in ("unprovisioned", "session_open"), status
     assert status_s < 1.0, status_s

@@ -53,7 +53,8 @@ def _kinds(link: BleLink) -> list[MessageType]:
 
 
 async def test_a_stranger_on_the_holders_channel_cannot_end_or_disturb_its_session(
-        device: Device, profile, setup_code) -> None:
+    device: Device, profile, setup_code
+) -> None:
     await device.start("engineering-wifi")
     holder = await _link(device, profile, phone=1)
     stranger = await _link(device, profile, phone=2, channel=holder.channel)
@@ -71,8 +72,11 @@ async def test_a_stranger_on_the_holders_channel_cannot_end_or_disturb_its_sessi
         # The stranger saw nothing but the holder's own messages (notifications go to every
         # subscriber): its one challenge and confirm, then sealed ones; no answer of its own.
         kinds = _kinds(stranger)
-        assert set(kinds) <= {MessageType.PAKE_CHALLENGE, MessageType.PAKE_CONFIRM,
-                              MessageType.SECURE}
+        assert set(kinds) <= {
+            MessageType.PAKE_CHALLENGE,
+            MessageType.PAKE_CONFIRM,
+            MessageType.SECURE,
+        }
         assert kinds.count(MessageType.PAKE_CHALLENGE) <= 1
         assert _auth_failures(device) == 0
         assert "a central wrote on channel" in device.log.read_text()
@@ -82,7 +86,8 @@ async def test_a_stranger_on_the_holders_channel_cannot_end_or_disturb_its_sessi
 
 
 async def test_a_strangers_proof_during_the_handshake_is_not_a_wrong_code(
-        device: Device, profile, setup_code) -> None:
+    device: Device, profile, setup_code
+) -> None:
     """Proofs from other centrals, on their own channel (BUSY) or on the holder's (dropped),
     neither end the holder's handshake nor count as wrong setup codes."""
     await device.start("engineering-wifi")
@@ -111,17 +116,20 @@ async def test_a_strangers_proof_during_the_handshake_is_not_a_wrong_code(
 
 
 async def test_holding_the_session_with_bare_handshakes_runs_into_the_backoff(
-        device: Device, profile, setup_code) -> None:
+    device: Device, profile, setup_code
+) -> None:
     await device.start("engineering-wifi")
     squatter = await _link(device, profile, phone=2)
     try:
         answers = []
         for _ in range(5):  # each start-over abandons the previous handshake
-            await squatter.send(bytes([MessageType.PAKE_START])
-                                + ClientHandshake(Secret("0000-0000")).start())
+            await squatter.send(
+                bytes([MessageType.PAKE_START]) + ClientHandshake(Secret("0000-0000")).start()
+            )
             kind, body = split_type(await squatter.receive(10))
-            answers.append(kind if kind is not MessageType.ERROR
-                           else ErrorBody.from_body(body).code)
+            answers.append(
+                kind if kind is not MessageType.ERROR else ErrorBody.from_body(body).code
+            )
         # Three abandoned handshakes are the free attempts; the fourth start-over is refused.
         assert answers == [MessageType.PAKE_CHALLENGE] * 4 + [Code.TOO_MANY_ATTEMPTS]
         assert _auth_failures(device) == 3

@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session")]
 LAB = load_scenario("engineering-wifi").default_credentials
 SSID, PASSPHRASE = LAB.ssid.decode(), LAB.passphrase
 URL = "http://device.local/setup"
-STEP = 15.0      # seconds any one client call may take (a join at zero delay takes well under 1)
+STEP = 15.0  # seconds any one client call may take (a join at zero delay takes well under 1)
 DISCOVER = 15.0  # seconds to see the device's advertisement
 T = TypeVar("T")
 
@@ -55,17 +55,24 @@ async def _bounded(awaitable: Awaitable[T], timeout: float = STEP) -> T:
         return await awaitable
 
 
-async def _find(adapter: str, name: str,
-                accept: Callable[[AdvertisementData], bool] = lambda adv: True,
-                ) -> tuple[BLEDevice, AdvertisementData]:
+async def _find(
+    adapter: str,
+    name: str,
+    accept: Callable[[AdvertisementData], bool] = lambda adv: True,
+) -> tuple[BLEDevice, AdvertisementData]:
     """The first advertisement of the device called ``name`` with Improv service data that
     ``accept``s, seen on ``adapter`` (``accept`` lets a caller skip reports of an older state)."""
-    found: asyncio.Future[tuple[BLEDevice, AdvertisementData]] = \
+    found: asyncio.Future[tuple[BLEDevice, AdvertisementData]] = (
         asyncio.get_running_loop().create_future()
+    )
 
     def on_adv(ble_device: BLEDevice, adv: AdvertisementData) -> None:
-        if (adv.local_name or ble_device.name) == name and SERVICE_DATA_UUID in adv.service_data \
-                and accept(adv) and not found.done():
+        if (
+            (adv.local_name or ble_device.name) == name
+            and SERVICE_DATA_UUID in adv.service_data
+            and accept(adv)
+            and not found.done()
+        ):
             found.set_result((ble_device, adv))
 
     async with BleakScanner(on_adv, bluez={"adapter": adapter}):
@@ -113,12 +120,23 @@ async def _status(device: Device) -> dict[str, Any]:
 
 
 async def test_discover_inspect_and_provision(device: Device) -> None:
-    ready = await device.start("engineering-wifi", "--personality", "improv",
-                               "--improv-auth", "none", "--improv-redirect-url", URL)
+    ready = await device.start(
+        "engineering-wifi",
+        "--personality",
+        "improv",
+        "--improv-auth",
+        "none",
+        "--improv-redirect-url",
+        URL,
+    )
     assert ready["personalities"] == ["improv"]
     async with _improv(device) as client:
-        wanted = (Capabilities.IDENTIFY | Capabilities.DEVICE_INFO | Capabilities.SCAN_WIFI
-                  | Capabilities.HOSTNAME)
+        wanted = (
+            Capabilities.IDENTIFY
+            | Capabilities.DEVICE_INFO
+            | Capabilities.SCAN_WIFI
+            | Capabilities.HOSTNAME
+        )
         assert client.capabilities & wanted == wanted
         assert await _bounded(client.need_authorization()) is False
 
@@ -127,8 +145,10 @@ async def test_discover_inspect_and_provision(device: Device) -> None:
         assert info.device_name.decode() == ready["local_name"]
 
         # the client hands over the notification's bytearrays as they came
-        networks = {bytes(ssid): (bytes(rssi), bytes(auth)) for ssid, rssi, auth in
-                    (await _bounded(client.scan_wifi())).networks}
+        networks = {
+            bytes(ssid): (bytes(rssi), bytes(auth))
+            for ssid, rssi, auth in (await _bounded(client.scan_wifi())).networks
+        }
         rssi, auth = networks[LAB.ssid]
         assert -100 < int(rssi.decode()) < 0
         assert auth == b"WPA2"
@@ -136,8 +156,11 @@ async def test_discover_inspect_and_provision(device: Device) -> None:
         assert await _bounded(client.provision(SSID, PASSPHRASE, None)) == URL
 
     # a phone that never saw the device: its advertisement now says provisioned
-    _, adv = await _find(device.vb.adapters[2], ready["local_name"],
-                         lambda adv: _improv_state(adv) == State.PROVISIONED)
+    _, adv = await _find(
+        device.vb.adapters[2],
+        ready["local_name"],
+        lambda adv: _improv_state(adv) == State.PROVISIONED,
+    )
     assert device_filter(adv) is False
     assert (await _status(device))["state"] == "online"
     assert device.record().state.wire_name == "online"
@@ -151,8 +174,10 @@ async def test_wrong_passphrase_then_right_one(device: Device) -> None:
         assert failed.value.error is Error.UNABLE_TO_CONNECT  # Improv's generic error ...
         status = await _status(device)  # ... the specific code stays on the device
         assert (status["state"], status["code_name"]) == ("failed", "WRONG_CREDENTIALS")
-        assert any(e["code_name"] == "WRONG_CREDENTIALS" and e["state"] == "failed"
-                   for e in _events(device))
+        assert any(
+            e["code_name"] == "WRONG_CREDENTIALS" and e["state"] == "failed"
+            for e in _events(device)
+        )
 
         await _settle(client)
         # no redirect URL configured (the profile's is ""): provision returns None
@@ -162,8 +187,15 @@ async def test_wrong_passphrase_then_right_one(device: Device) -> None:
 
 
 async def test_authorization_by_the_button(device: Device) -> None:
-    await device.start("engineering-wifi", "--personality", "improv",
-                       "--improv-auth", "required", "--improv-auth-timeout", "30")
+    await device.start(
+        "engineering-wifi",
+        "--personality",
+        "improv",
+        "--improv-auth",
+        "required",
+        "--improv-auth-timeout",
+        "30",
+    )
     async with _improv(device) as client:
         assert await _bounded(client.need_authorization()) is True
         with pytest.raises(ProvisioningFailed) as failed:
@@ -181,8 +213,15 @@ async def test_authorization_by_the_button(device: Device) -> None:
 
 
 async def test_authorization_lapses(device: Device) -> None:
-    await device.start("engineering-wifi", "--personality", "improv",
-                       "--improv-auth", "required", "--improv-auth-timeout", "1")
+    await device.start(
+        "engineering-wifi",
+        "--personality",
+        "improv",
+        "--improv-auth",
+        "required",
+        "--improv-auth-timeout",
+        "1",
+    )
     loop = asyncio.get_running_loop()
     seen: list[State] = []
     authorized, lapsed = asyncio.Event(), asyncio.Event()
@@ -231,20 +270,25 @@ async def test_hostname(device: Device) -> None:
         # the cancellation into its own ImprovError (TimeoutError should a later version not).
         with pytest.raises((ClientError, TimeoutError)):
             await _bounded(client.set_hostname("bad_host!"), 2)
-        assert await _bounded(client.read_characteristic(CHARACTERISTIC_UUID_ERROR)) \
+        assert (
+            await _bounded(client.read_characteristic(CHARACTERISTIC_UUID_ERROR))
             == Error.BAD_HOSTNAME
+        )
         await _settle(client)
         assert await _bounded(client.get_hostname()) == "kitchen-sensor"  # unchanged
-        assert await _bounded(client.read_characteristic(CHARACTERISTIC_UUID_ERROR)) \
-            == Error.NO_ERROR  # a good RPC clears the error
+        assert (
+            await _bounded(client.read_characteristic(CHARACTERISTIC_UUID_ERROR)) == Error.NO_ERROR
+        )  # a good RPC clears the error
 
 
 async def test_both_personalities(device: Device, profile) -> None:
-    ready = await device.start("engineering-wifi", "--personality", "native,improv",
-                               "--improv-auth", "none")
+    ready = await device.start(
+        "engineering-wifi", "--personality", "native,improv", "--improv-auth", "none"
+    )
     assert ready["personalities"] == ["native", "improv"]
-    native = await discover(profile, adapter=device.vb.adapters[2], timeout=DISCOVER,
-                            name=ready["local_name"])
+    native = await discover(
+        profile, adapter=device.vb.adapters[2], timeout=DISCOVER, name=ready["local_name"]
+    )
     assert [d.name for d in native] == [ready["local_name"]]
     assert native[0].info is not None and native[0].info.state.wire_name == "unprovisioned"
     async with _improv(device) as client:

@@ -42,7 +42,8 @@ class Cloud:
             writer.close()
 
         self.server = await asyncio.start_server(
-            serve, "127.0.0.1", 0, ssl=server_ssl_context(*self.ca.issue("localhost")))
+            serve, "127.0.0.1", 0, ssl=server_ssl_context(*self.ca.issue("localhost"))
+        )
         self.port = int(self.server.sockets[0].getsockname()[1])
         return self
 
@@ -57,23 +58,45 @@ async def nm(vble, tmp_path: Path) -> AsyncIterator[NMMock]:  # type: ignore[no-
     async with NMMock(vble.bus_address, log_path=tmp_path / "nm-mock.log") as mock:
         dev = await mock.add_wifi_device("wlan0")
         await mock.add_access_point(dev, "home", SSID, strength=80, security=Security.WPA2_PSK)
-        await mock.add_access_point(dev, "modern", b"Modern", bssid="02:00:00:00:00:02",
-                                    frequency=5180, strength=60, security=Security.WPA3_SAE)
+        await mock.add_access_point(
+            dev,
+            "modern",
+            b"Modern",
+            bssid="02:00:00:00:00:02",
+            frequency=5180,
+            strength=60,
+            security=Security.WPA3_SAE,
+        )
         yield mock
 
 
 async def _start(device, nm: NMMock, cloud: Cloud) -> dict:  # type: ignore[no-untyped-def]
-    return await device.start("engineering-wifi", "--backend", "networkmanager",
-                              "--interface", "wlan0", "--cloud-host", "localhost",
-                              "--cloud-port", str(cloud.port), "--cloud-ca", str(cloud.ca_file))
+    return await device.start(
+        "engineering-wifi",
+        "--backend",
+        "networkmanager",
+        "--interface",
+        "wlan0",
+        "--cloud-host",
+        "localhost",
+        "--cloud-port",
+        str(cloud.port),
+        "--cloud-ca",
+        str(cloud.ca_file),
+    )
 
 
 async def test_onboards_through_networkmanager(device, nm, setup_code, tmp_path) -> None:
     async with Cloud(tmp_path) as cloud:
         await _start(device, nm, cloud)
         await nm.on_activate("activated", need_auth=True, after_reply=True)
-        result = await provision(device.profile, device.target(), setup_code=setup_code,
-                                 ssid=SSID, passphrase=Secret(PASSPHRASE))
+        result = await provision(
+            device.profile,
+            device.target(),
+            setup_code=setup_code,
+            ssid=SSID,
+            passphrase=Secret(PASSPHRASE),
+        )
     assert (result["state"], result["code_name"]) == ("online", "OK")
     phases = [e["phase"] for e in result["events"]]
     assert {"authenticating", "dhcp", "tls"} <= set(phases)
@@ -81,22 +104,31 @@ async def test_onboards_through_networkmanager(device, nm, setup_code, tmp_path)
     assert [c["unsaved"] for c in ours] == [False]  # saved only after the checks passed
 
 
-@pytest.mark.parametrize(("reason", "code"), [
-    (R.NO_SECRETS, "WRONG_CREDENTIALS"),
-    (R.SUPPLICANT_DISCONNECT, "WRONG_CREDENTIALS"),
-    (R.SSID_NOT_FOUND, "NETWORK_NOT_FOUND"),
-    (R.SUPPLICANT_TIMEOUT, "ASSOCIATION_TIMEOUT"),
-    (R.IP_CONFIG_UNAVAILABLE, "NO_DHCP_LEASE"),
-    (R.DHCP_FAILED, "NO_DHCP_LEASE"),
-    (R.CONFIG_FAILED, "JOIN_FAILED"),
-])
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [
+        (R.NO_SECRETS, "WRONG_CREDENTIALS"),
+        (R.SUPPLICANT_DISCONNECT, "WRONG_CREDENTIALS"),
+        (R.SSID_NOT_FOUND, "NETWORK_NOT_FOUND"),
+        (R.SUPPLICANT_TIMEOUT, "ASSOCIATION_TIMEOUT"),
+        (R.IP_CONFIG_UNAVAILABLE, "NO_DHCP_LEASE"),
+        (R.DHCP_FAILED, "NO_DHCP_LEASE"),
+        (R.CONFIG_FAILED, "JOIN_FAILED"),
+    ],
+)
 async def test_each_failure_reason_reaches_the_phone_as_its_code(
-        device, nm, setup_code, tmp_path, reason, code) -> None:
+    device, nm, setup_code, tmp_path, reason, code
+) -> None:
     async with Cloud(tmp_path) as cloud:
         await _start(device, nm, cloud)
         await nm.on_activate(("failed", int(reason)), after_reply=True)
-        result = await provision(device.profile, device.target(), setup_code=setup_code,
-                                 ssid=SSID, passphrase=Secret(PASSPHRASE))
+        result = await provision(
+            device.profile,
+            device.target(),
+            setup_code=setup_code,
+            ssid=SSID,
+            passphrase=Secret(PASSPHRASE),
+        )
     assert (result["state"], result["code_name"]) == ("failed", code)
     assert result["next_step"] == device.profile.code(code).next_step
     assert await nm.connections() == []  # a failed join leaves no stored profile behind
@@ -104,12 +136,18 @@ async def test_each_failure_reason_reaches_the_phone_as_its_code(
         assert "CONFIG_FAILED" in result["detail"]  # the raw NetworkManager reason is kept
 
 
-async def test_a_portal_after_activation_is_a_captive_portal(device, nm, setup_code,
-                                                           tmp_path) -> None:
+async def test_a_portal_after_activation_is_a_captive_portal(
+    device, nm, setup_code, tmp_path
+) -> None:
     async with Cloud(tmp_path) as cloud:
         await _start(device, nm, cloud)
         await nm.on_activate("activated", after_reply=True)
         await nm.set_connectivity(Connectivity.PORTAL)
-        result = await provision(device.profile, device.target(), setup_code=setup_code,
-                                 ssid=SSID, passphrase=Secret(PASSPHRASE))
+        result = await provision(
+            device.profile,
+            device.target(),
+            setup_code=setup_code,
+            ssid=SSID,
+            passphrase=Secret(PASSPHRASE),
+        )
     assert (result["state"], result["code_name"]) == ("failed", "CAPTIVE_PORTAL")

@@ -15,8 +15,14 @@ async def test_the_same_phone_onboards_the_same_device_twice(device, setup_code)
     await device.start("engineering-wifi")
     results = []
     for _ in range(2):  # connect, subscribe, onboard, disconnect; then all of it again
-        results.append(await provision(device.profile, device.target(phone=2),
-                                       setup_code=setup_code, ssid=b"DeviceSim-Lab",
-                                       passphrase=Secret("lab-bench-passphrase")))
+        results.append(
+            await provision(
+                device.profile,
+                device.target(phone=2),
+                setup_code=setup_code,
+                ssid=b"DeviceSim-Lab",
+                passphrase=Secret("lab-bench-passphrase"),
+            )
+        )
     assert [(r["state"], r["code_name"]) for r in results] == [("online", "OK")] * 2
     assert results[1]["device"]["address"] == results[0]["device"]["address"]

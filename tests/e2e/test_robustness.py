@@ -33,8 +33,9 @@ def _error(message: bytes) -> ErrorBody:
     return ErrorBody.from_body(body)
 
 
-async def test_wrong_setup_code_then_backoff_then_right_code(device: Device, profile,
-                                                             setup_code) -> None:
+async def test_wrong_setup_code_then_backoff_then_right_code(
+    device: Device, profile, setup_code
+) -> None:
     await device.start("engineering-wifi")
     link = await _link(device, profile)
     try:
@@ -54,14 +55,15 @@ async def test_wrong_setup_code_then_backoff_then_right_code(device: Device, pro
         await link.__aexit__()
 
 
-async def test_malformed_truncated_oversized_and_replayed(device: Device, profile,
-                                                          setup_code) -> None:
+async def test_malformed_truncated_oversized_and_replayed(
+    device: Device, profile, setup_code
+) -> None:
     await device.start("engineering-wifi")
     link = await _link(device, profile)
     try:
         ch = link.channel.to_bytes(2, "big")
         cases = [
-            (bytes([0x41]) + ch + b"orphan", Code.MALFORMED_REQUEST),       # no FIRST fragment
+            (bytes([0x41]) + ch + b"orphan", Code.MALFORMED_REQUEST),  # no FIRST fragment
             (bytes([0xC0]) + ch + b"\x10\x01" + b"x", Code.MESSAGE_TOO_LARGE),  # 4097 announced
             (bytes([0xC0]) + ch + b"\x00\x09" + b"abc", Code.MALFORMED_REQUEST),  # truncated
             (bytes([0xC0]) + ch + b"\x00\x02" + b"\x99\x00", Code.MALFORMED_REQUEST),  # bad type
@@ -98,30 +100,42 @@ async def test_second_client_gets_busy(device: Device, profile, setup_code) -> N
         assert info.value.code is Code.BUSY
 
 
-async def test_vanished_client_then_new_client_succeeds(device: Device, profile,
-                                                        setup_code) -> None:
+async def test_vanished_client_then_new_client_succeeds(
+    device: Device, profile, setup_code
+) -> None:
     await device.start("engineering-wifi", "--idle-timeout", "30")
     link = await _link(device, profile, phone=1)
     session = ClientSession(link)
     await session.open(setup_code)
-    await session.call(MessageType.SET_CREDENTIALS,
-                       {"ssid_hex": LAB.ssid.hex(), "passphrase": LAB.passphrase, "hidden": False})
+    await session.call(
+        MessageType.SET_CREDENTIALS,
+        {"ssid_hex": LAB.ssid.hex(), "passphrase": LAB.passphrase, "hidden": False},
+    )
     await link.__aexit__()  # gone without END_SESSION, mid-flow
     # The device sees the disconnect and frees the session long before the 30 s idle timeout.
-    result = await provision(profile, device.target(2), setup_code=setup_code, ssid=LAB.ssid,
-                             passphrase=Secret(LAB.passphrase), outcome_timeout=30)
+    result = await provision(
+        profile,
+        device.target(2),
+        setup_code=setup_code,
+        ssid=LAB.ssid,
+        passphrase=Secret(LAB.passphrase),
+        outcome_timeout=30,
+    )
     assert (result["state"], result["code_name"]) == ("online", "OK"), result.get("detail")
 
 
-async def test_daemon_killed_while_joining_restarts_consistent(device: Device, profile,
-                                                               setup_code) -> None:
+async def test_daemon_killed_while_joining_restarts_consistent(
+    device: Device, profile, setup_code
+) -> None:
     # typical-home has real delays: the kill lands in `joining` (association takes ~0.6 s).
     await device.start("typical-home", zero_delay=False)
     creds = load_scenario("typical-home").default_credentials
     async with Provisioner(profile, device.target(1), setup_code) as prov:
         assert prov.session is not None
-        await prov.session.call(MessageType.SET_CREDENTIALS, {
-            "ssid_hex": creds.ssid.hex(), "passphrase": creds.passphrase, "hidden": False})
+        await prov.session.call(
+            MessageType.SET_CREDENTIALS,
+            {"ssid_hex": creds.ssid.hex(), "passphrase": creds.passphrase, "hidden": False},
+        )
         await prov.session.call(MessageType.CONNECT, {})
         event = await prov.session.next_event(10)
         while event["phase"] != "associating":
@@ -136,27 +150,45 @@ async def test_daemon_killed_while_joining_restarts_consistent(device: Device, p
     assert (record.state.wire_name, record.code) == ("failed", Code.INTERRUPTED)
     assert record.ssid == creds.ssid  # credentials kept: the user need not type them again
     # A new phone (BlueZoo: the first one's GATT objects from the dead daemon linger) retries.
-    result = await provision(profile, device.target(2), setup_code=setup_code, ssid=creds.ssid,
-                             passphrase=Secret(creds.passphrase), outcome_timeout=30)
+    result = await provision(
+        profile,
+        device.target(2),
+        setup_code=setup_code,
+        ssid=creds.ssid,
+        passphrase=Secret(creds.passphrase),
+        outcome_timeout=30,
+    )
     assert result["state"] == "online", result.get("detail")
 
 
 @pytest.mark.requires_tools("dbus-monitor")
-async def test_no_secret_crosses_the_bus_or_reaches_the_logs(device: Device, profile,
-                                                             setup_code) -> None:
+async def test_no_secret_crosses_the_bus_or_reaches_the_logs(
+    device: Device, profile, setup_code
+) -> None:
     await device.start("engineering-wifi")
-    monitor = subprocess.Popen(["dbus-monitor", "--address", device.vb.bus_address,
-                                "--binary"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    monitor = subprocess.Popen(
+        ["dbus-monitor", "--address", device.vb.bus_address, "--binary"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        result = await provision(profile, device.target(1), setup_code=setup_code,
-                                 ssid=LAB.ssid, passphrase=Secret(LAB.passphrase))
+        result = await provision(
+            profile,
+            device.target(1),
+            setup_code=setup_code,
+            ssid=LAB.ssid,
+            passphrase=Secret(LAB.passphrase),
+        )
         assert result["state"] == "online"
     finally:
         monitor.terminate()
         captured, _ = monitor.communicate(timeout=10)
     assert len(captured) > 10_000  # the capture really saw the GATT traffic
-    secrets = [LAB.passphrase.encode(), setup_code.reveal().encode(),
-               setup_code.reveal().replace("-", "").encode()]
+    secrets = [
+        LAB.passphrase.encode(),
+        setup_code.reveal().encode(),
+        setup_code.reveal().replace("-", "").encode(),
+    ]
     for secret in secrets:
         assert secret not in captured
     logs = device.log.read_bytes() + (device.state_dir / "onboarding.jsonl").read_bytes()

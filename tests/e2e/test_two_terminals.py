@@ -21,18 +21,28 @@ import pytest
 from device_sim.network.scenario import load_scenario
 from device_sim.testing.daemon_process import DaemonProcess
 
-pytestmark = [pytest.mark.ble, pytest.mark.timeout(240),
-              pytest.mark.requires_tools("dbus-daemon", modules=("bluezoo",))]
+pytestmark = [
+    pytest.mark.ble,
+    pytest.mark.timeout(240),
+    pytest.mark.requires_tools("dbus-daemon", modules=("bluezoo",)),
+]
 
-SETUP_CODE = "1234-5678"   # what the README passes to `init --setup-code`
-STEP_TIMEOUT = 60.0        # one command (discovery is 20 s at most)
+SETUP_CODE = "1234-5678"  # what the README passes to `init --setup-code`
+STEP_TIMEOUT = 60.0  # one command (discovery is 20 s at most)
 
 
-async def cli(env: dict[str, str], *argv: str, timeout: float = STEP_TIMEOUT
-              ) -> tuple[int, str, str]:
+async def cli(
+    env: dict[str, str], *argv: str, timeout: float = STEP_TIMEOUT
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_sim", *argv, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "device_sim",
+        *argv,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(timeout):
             out, err = await proc.communicate()
@@ -64,47 +74,75 @@ async def bus_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
 
 async def test_readme_two_terminal_flow(bus_env: dict[str, str], tmp_path: Path) -> None:
     state_dir = tmp_path / "dev"
-    rc, out, err = await cli(bus_env, "init", "--state-dir", str(state_dir),
-                             "--setup-code", SETUP_CODE, "--json")
+    rc, out, err = await cli(
+        bus_env, "init", "--state-dir", str(state_dir), "--setup-code", SETUP_CODE, "--json"
+    )
     assert rc == 0, err
     assert json.loads(out)["setup_code"] == SETUP_CODE
 
-    daemon = DaemonProcess(["-v", "run", "--state-dir", str(state_dir), "--adapter", "hci0",
-                            "--scenario", "typical-home", "--zero-delay"],
-                           bus_env, tmp_path / "daemon.log")
+    daemon = DaemonProcess(
+        [
+            "-v",
+            "run",
+            "--state-dir",
+            str(state_dir),
+            "--adapter",
+            "hci0",
+            "--scenario",
+            "typical-home",
+            "--zero-delay",
+        ],
+        bus_env,
+        tmp_path / "daemon.log",
+    )
     ready = await daemon.start()
     try:
         name = ready["local_name"]
         # 1: scan (the first process on hci1 to see the device)
-        rc, out, err = await cli(bus_env, "client", "scan", "--adapter", "hci1",
-                                 "--discover-timeout", "5", "--json")
+        rc, out, err = await cli(
+            bus_env, "client", "scan", "--adapter", "hci1", "--discover-timeout", "5", "--json"
+        )
         assert rc == 0, err
         assert [d["name"] for d in json.loads(out)] == [name]
         # --first (and --name) stop at the first match, not at --discover-timeout; each
         # device is printed as it appears.
         began = time.monotonic()
-        rc, out, err = await cli(bus_env, "client", "scan", "--adapter", "hci1", "--first",
-                                 "--discover-timeout", "30")
+        rc, out, err = await cli(
+            bus_env, "client", "scan", "--adapter", "hci1", "--first", "--discover-timeout", "30"
+        )
         assert rc == 0 and out.startswith(name), err + out
         assert time.monotonic() - began < 20  # it used to wait the whole 30 s
 
         # 2: a second process on hci1 finds it again, and lists the device's networks
-        rc, out, err = await cli(bus_env, "client", "networks", "--adapter", "hci1",
-                                 "--setup-code", SETUP_CODE, "--json")
+        rc, out, err = await cli(
+            bus_env, "client", "networks", "--adapter", "hci1", "--setup-code", SETUP_CODE, "--json"
+        )
         assert rc == 0, err + out
         home = load_scenario("typical-home").default_credentials
         assert home.ssid.decode() in [n["ssid"] for n in json.loads(out)]
 
         # 3: and a third provisions it
         rc, out, err = await cli(
-            bus_env, "client", "provision", "--adapter", "hci1", "--setup-code", SETUP_CODE,
-            "--ssid", home.ssid.decode(), "--passphrase", home.passphrase or "", "--json")
+            bus_env,
+            "client",
+            "provision",
+            "--adapter",
+            "hci1",
+            "--setup-code",
+            SETUP_CODE,
+            "--ssid",
+            home.ssid.decode(),
+            "--passphrase",
+            home.passphrase or "",
+            "--json",
+        )
         result = json.loads(out)
         assert (rc, result["state"], result["code_name"]) == (0, "online", "OK"), err
 
         # and a fourth still sees it, now online
-        rc, out, err = await cli(bus_env, "client", "scan", "--adapter", "hci1",
-                                 "--discover-timeout", "5", "--json")
+        rc, out, err = await cli(
+            bus_env, "client", "scan", "--adapter", "hci1", "--discover-timeout", "5", "--json"
+        )
         assert rc == 0, err
         assert [(d["name"], d["state"]) for d in json.loads(out)] == [(name, "online")]
     finally:

@@ -26,8 +26,17 @@ SLOW = ["--time-scale", "0.05", "--timeout-scale", "0.05"]  # 50 s DHCP -> 2.5 s
 
 async def watcher(state_dir: Path, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_sim", "watch", "--state-dir", str(state_dir), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
+        sys.executable,
+        "-m",
+        "device_sim",
+        "watch",
+        "--state-dir",
+        str(state_dir),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ),
+    )
 
 
 async def lines_until_done(proc: asyncio.subprocess.Process, timeout: float = 60) -> list[str]:
@@ -42,12 +51,17 @@ async def test_watch_shows_dhcp_before_the_outcome(device: Device, setup_code: S
     assert watch.stdout is not None
     joined = json.loads(await asyncio.wait_for(watch.stdout.readline(), 15))  # it is watching
     creds = load_scenario("slow-dhcp").default_credentials
-    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
-                             ssid=creds.ssid, passphrase=Secret(creds.passphrase or ""),
-                             outcome_timeout=30)
+    result = await provision(
+        device.profile,
+        device.target_softap(ready),
+        setup_code=setup_code,
+        ssid=creds.ssid,
+        passphrase=Secret(creds.passphrase or ""),
+        outcome_timeout=30,
+    )
     assert result["code_name"] == "NO_DHCP_LEASE", (result.get("detail"), result.get("timings_ms"))
     items = [joined, *(json.loads(line) for line in await lines_until_done(watch))]
-    assert watch.returncode == 1                        # the outcome: failed
+    assert watch.returncode == 1  # the outcome: failed
     assert items[0]["kind"] == "state"
     live = [i for i in items if i["kind"] == "event" and not i.get("backlog")]
     phases = [i["phase"] for i in live]
@@ -56,7 +70,7 @@ async def test_watch_shows_dhcp_before_the_outcome(device: Device, setup_code: S
     assert failed["code_name"] == "NO_DHCP_LEASE" and "dhcp took over" in failed["detail"]
     seqs = [i["seq"] for i in live]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    for item in live:                                   # RFC 3339 UTC wall-clock time
+    for item in live:  # RFC 3339 UTC wall-clock time
         assert dt.datetime.fromisoformat(item["at"].replace("Z", "+00:00")).tzinfo is not None
     dhcp = live[phases.index("dhcp")]
     assert dhcp["since_connect_ms"] is not None and dhcp["since_session_ms"] is not None
@@ -70,7 +84,7 @@ async def test_watch_shows_dhcp_before_the_outcome(device: Device, setup_code: S
     await device.stop()
     await device.start("engineering-wifi", zero_delay=True, doors="softap-only")
     again = json.loads(await asyncio.wait_for(follow.stdout.readline(), 15))
-    assert again["kind"] == "state"                     # reconnected to the new daemon
+    assert again["kind"] == "state"  # reconnected to the new daemon
     follow.terminate()
     await follow.communicate()
     text = await watcher(device.state_dir, "--last", "5", "--timeout", "2")
@@ -85,8 +99,9 @@ async def _events(device: Device) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-async def _sse_events(url: str, headers: dict[str, str] | None = None,
-                      until: Any = None, timeout: float = 30) -> list[tuple[str, dict]]:
+async def _sse_events(
+    url: str, headers: dict[str, str] | None = None, until: Any = None, timeout: float = 30
+) -> list[tuple[str, dict]]:
     """Read a Server-Sent Events stream until ``until(kind, data)`` is true."""
     import aiohttp
 
@@ -107,10 +122,18 @@ async def _sse_events(url: str, headers: dict[str, str] | None = None,
     return got
 
 
-async def test_watch_listener_streams_server_sent_events(device: Device,
-                                                         setup_code: Secret) -> None:
-    ready = await device.start("slow-dhcp", *SLOW, "--watch", "--watch-listen", "127.0.0.1:0",
-                               zero_delay=False, doors="softap-only")
+async def test_watch_listener_streams_server_sent_events(
+    device: Device, setup_code: Secret
+) -> None:
+    ready = await device.start(
+        "slow-dhcp",
+        *SLOW,
+        "--watch",
+        "--watch-listen",
+        "127.0.0.1:0",
+        zero_delay=False,
+        doors="softap-only",
+    )
     url = ready["watch"]
     assert url.startswith("http://127.0.0.1:")
     creds = load_scenario("slow-dhcp").default_credentials
@@ -118,9 +141,14 @@ async def test_watch_listener_streams_server_sent_events(device: Device,
 
     reading = asyncio.ensure_future(_sse_events(url + "/events", until=done))
     await asyncio.sleep(0)  # the watcher's request goes out before the onboarding starts
-    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
-                             ssid=creds.ssid, passphrase=Secret(creds.passphrase or ""),
-                             outcome_timeout=30)
+    result = await provision(
+        device.profile,
+        device.target_softap(ready),
+        setup_code=setup_code,
+        ssid=creds.ssid,
+        passphrase=Secret(creds.passphrase or ""),
+        outcome_timeout=30,
+    )
     events = await reading
     assert result["code_name"] == "NO_DHCP_LEASE", (result.get("detail"), result.get("timings_ms"))
     assert events[0][0] == "state"
@@ -128,18 +156,20 @@ async def test_watch_listener_streams_server_sent_events(device: Device,
     assert phases.index("dhcp") < phases.index("failed")
     assert events[-1][1]["code_name"] == "NO_DHCP_LEASE"
     import aiohttp
+
     async with aiohttp.ClientSession() as http:
         async with http.get(url + "/state") as resp:
             assert (await resp.json())["code_name"] == "NO_DHCP_LEASE"
         async with http.post(url + "/state") as resp:
-            assert resp.status == 405                      # read-only
+            assert resp.status == 405  # read-only
 
 
 async def test_watch_listener_off_loopback_needs_its_token(device: Device) -> None:
     import aiohttp
 
-    ready = await device.start("engineering-wifi", "--watch", "--watch-listen", "0.0.0.0:0",
-                               doors="softap-only")
+    ready = await device.start(
+        "engineering-wifi", "--watch", "--watch-listen", "0.0.0.0:0", doors="softap-only"
+    )
     port = ready["watch"].rsplit(":", 1)[1]
     url = f"http://127.0.0.1:{port}"
     token_file = device.state_dir / "watch.token"
@@ -156,13 +186,20 @@ async def test_watch_listener_off_loopback_needs_its_token(device: Device) -> No
 
 
 async def test_watch_listener_can_require_its_token_on_loopback_and_times_out_headers(
-        device: Device) -> None:
+    device: Device,
+) -> None:
     """Other local users cannot watch when the token is required; a connection that never
     finishes its headers gets the coded 408 (it used to stay open for good)."""
     import aiohttp
 
-    ready = await device.start("engineering-wifi", "--watch", "--watch-listen", "127.0.0.1:0",
-                               "--watch-require-token", doors="softap-only")
+    ready = await device.start(
+        "engineering-wifi",
+        "--watch",
+        "--watch-listen",
+        "127.0.0.1:0",
+        "--watch-require-token",
+        doors="softap-only",
+    )
     url = ready["watch"]
     host, port = url.removeprefix("http://").rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -194,9 +231,19 @@ async def test_the_live_view_at_a_real_terminal(device: Device, setup_code: Secr
     ready = await device.start("engineering-wifi", doors="softap-only")
     master, slave = pty.openpty()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_sim", "watch", "--state-dir", str(device.state_dir),
-        "--last", "0", stdin=slave, stdout=slave, stderr=slave,
-        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
+        sys.executable,
+        "-m",
+        "device_sim",
+        "watch",
+        "--state-dir",
+        str(device.state_dir),
+        "--last",
+        "0",
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"},
+    )
     os.close(slave)
     screen = bytearray()
     loop = asyncio.get_running_loop()
@@ -219,9 +266,14 @@ async def test_the_live_view_at_a_real_terminal(device: Device, setup_code: Secr
     try:
         await until(b"unprovisioned")  # the first draw: the device's state, no event yet
         creds = load_scenario("engineering-wifi").default_credentials
-        result = await provision(device.profile, device.target_softap(ready),
-                                 setup_code=setup_code, ssid=creds.ssid,
-                                 passphrase=Secret(creds.passphrase or ""), outcome_timeout=30)
+        result = await provision(
+            device.profile,
+            device.target_softap(ready),
+            setup_code=setup_code,
+            ssid=creds.ssid,
+            passphrase=Secret(creds.passphrase or ""),
+            outcome_timeout=30,
+        )
         assert result["state"] == "online"
         await until(b"online")
         proc.send_signal(signal.SIGINT)
@@ -238,29 +290,63 @@ async def test_the_live_view_at_a_real_terminal(device: Device, setup_code: Secr
     assert "Traceback" not in text and "ValueError" not in text
 
 
-async def test_watch_follows_a_remote_listener_by_url_and_token(device: Device,
-                                                                setup_code: Secret) -> None:
+async def test_watch_follows_a_remote_listener_by_url_and_token(
+    device: Device, setup_code: Secret
+) -> None:
     """`watch --url` (another host's device, or this one's listener) with its token: the
     stream as lines until the outcome; without the token it says what to give."""
-    ready = await device.start("engineering-wifi", "--watch", "--watch-listen", "127.0.0.1:0",
-                               "--watch-require-token", doors="softap-only")
+    ready = await device.start(
+        "engineering-wifi",
+        "--watch",
+        "--watch-listen",
+        "127.0.0.1:0",
+        "--watch-require-token",
+        doors="softap-only",
+    )
     token = (device.state_dir / "watch.token").read_text().strip()
     refused = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_sim", "watch", "--url", ready["watch"], "--timeout", "10",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "device_sim",
+        "watch",
+        "--url",
+        ready["watch"],
+        "--timeout",
+        "10",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await refused.communicate()
     assert refused.returncode == 2 and b"--token" in err
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_sim", "watch", "--url", ready["watch"], "--token", token,
-        "--until-outcome", "--timeout", "60", "--last", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "device_sim",
+        "watch",
+        "--url",
+        ready["watch"],
+        "--token",
+        token,
+        "--until-outcome",
+        "--timeout",
+        "60",
+        "--last",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     assert proc.stdout is not None
     async with asyncio.timeout(30):  # the first line: the device's state, before onboarding
         first = (await proc.stdout.readline()).decode()
     assert "device: unprovisioned" in first, first
     creds = load_scenario("engineering-wifi").default_credentials
-    result = await provision(device.profile, device.target_softap(ready), setup_code=setup_code,
-                             ssid=creds.ssid, passphrase=Secret(creds.passphrase or ""))
+    result = await provision(
+        device.profile,
+        device.target_softap(ready),
+        setup_code=setup_code,
+        ssid=creds.ssid,
+        passphrase=Secret(creds.passphrase or ""),
+    )
     assert result["state"] == "online"
     out, err = await proc.communicate()
     assert proc.returncode == 0, err

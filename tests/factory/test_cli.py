@@ -44,12 +44,24 @@ def test_ca_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "already exists" in capsys.readouterr().err
 
 
-def test_unit_end_to_end(ca_dir: Path, tmp_path: Path,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_unit_end_to_end(ca_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "out"
-    rc = cli("factory", "unit", "--factory-dir", ca_dir, "--out", out_dir, "--station", "st-9",
-             "--site-ssid", "Plant", "--site-passphrase", "plantpass99", "--registration",
-             "--json")
+    rc = cli(
+        "factory",
+        "unit",
+        "--factory-dir",
+        ca_dir,
+        "--out",
+        out_dir,
+        "--station",
+        "st-9",
+        "--site-ssid",
+        "Plant",
+        "--site-passphrase",
+        "plantpass99",
+        "--registration",
+        "--json",
+    )
     assert rc == 0
     stdout = capsys.readouterr().out
     data = json.loads(stdout)
@@ -77,15 +89,47 @@ def test_unit_end_to_end(ca_dir: Path, tmp_path: Path,
     assert {c["name"] for c in report["checks"] if not c["passed"]} == {"label_qr", "setup_code"}
 
     # serial reuse
-    assert cli("factory", "unit", "--factory-dir", ca_dir, "--out", out_dir, "--station", "s",
-               "--serial", data["serial"]) == 2
+    assert (
+        cli(
+            "factory",
+            "unit",
+            "--factory-dir",
+            ca_dir,
+            "--out",
+            out_dir,
+            "--station",
+            "s",
+            "--serial",
+            data["serial"],
+        )
+        == 2
+    )
     assert data["serial"] in capsys.readouterr().err
 
 
-def test_batch_exit_codes(ca_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                          capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli("factory", "batch", "--factory-dir", ca_dir, "--out", tmp_path / "a",
-               "--count", "3", "--station", "s", "--no-progress", "--json") == 0
+def test_batch_exit_codes(
+    ca_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert (
+        cli(
+            "factory",
+            "batch",
+            "--factory-dir",
+            ca_dir,
+            "--out",
+            tmp_path / "a",
+            "--count",
+            "3",
+            "--station",
+            "s",
+            "--no-progress",
+            "--json",
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["passed"] == 3 and len(set(summary["serials"])) == 3
 
@@ -97,34 +141,68 @@ def test_batch_exit_codes(ca_dir: Path, tmp_path: Path, monkeypatch: pytest.Monk
         return real(make_payload(text.device_id, text.setup_code, Secret("Z" * 26)), text)
 
     monkeypatch.setattr(unit_mod, "render_png", wrong_label)
-    assert cli("factory", "batch", "--factory-dir", ca_dir, "--out", tmp_path / "b",
-               "--count", "2", "--station", "s") == 1
+    assert (
+        cli(
+            "factory",
+            "batch",
+            "--factory-dir",
+            ca_dir,
+            "--out",
+            tmp_path / "b",
+            "--count",
+            "2",
+            "--station",
+            "s",
+        )
+        == 1
+    )
     captured = capsys.readouterr()
     assert "2 failed" in captured.out and captured.err.count("FAILED (5/6)") == 2
 
 
 def test_missing_ca_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli("factory", "batch", "--factory-dir", tmp_path / "none", "--out", tmp_path / "o",
-               "--count", "1", "--station", "s") == 2
+    assert (
+        cli(
+            "factory",
+            "batch",
+            "--factory-dir",
+            tmp_path / "none",
+            "--out",
+            tmp_path / "o",
+            "--count",
+            "1",
+            "--station",
+            "s",
+        )
+        == 2
+    )
     assert "factory CA" in capsys.readouterr().err
 
 
 def test_factory_line_script(tmp_path: Path) -> None:
-    env = {**os.environ, "STATION": "line-7", "FACTORY_DIR": str(tmp_path / "f"),
-           "OUT_DIR": str(tmp_path / "o"), "PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "STATION": "line-7",
+        "FACTORY_DIR": str(tmp_path / "f"),
+        "OUT_DIR": str(tmp_path / "o"),
+        "PYTHON": sys.executable,
+    }
     script = str(REPO / "scripts" / "factory_line.sh")
-    first = subprocess.run([script, "2", "--no-progress"], env=env, capture_output=True,
-                           text=True, timeout=60)
+    first = subprocess.run(
+        [script, "2", "--no-progress"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "f" / "chain.pem").exists() and "creating one" in first.stderr
-    second = subprocess.run([script, "1", "--no-progress"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    second = subprocess.run(
+        [script, "1", "--no-progress"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert second.returncode == 0, second.stderr
     assert "creating one" not in second.stderr  # the CA is made once
     records = (tmp_path / "o" / "records.jsonl").read_text().splitlines()
     assert len(records) == 3 and all(json.loads(r)["station"] == "line-7" for r in records)
-    no_station = subprocess.run([script, "1"], env={**env, "STATION": ""},
-                                capture_output=True, text=True, timeout=60)
+    no_station = subprocess.run(
+        [script, "1"], env={**env, "STATION": ""}, capture_output=True, text=True, timeout=60
+    )
     assert no_station.returncode == 2
 
 
@@ -133,9 +211,27 @@ def test_batch_progress_in_a_log_file_is_plain(ca_dir: Path, tmp_path: Path) -> 
     log = tmp_path / "station.log"
     with log.open("w") as err:
         proc = subprocess.run(
-            [sys.executable, "-m", "device_sim", "factory", "batch", "--factory-dir",
-             str(ca_dir), "--out", str(tmp_path / "o"), "--count", "2", "--station", "s"],
-            stdout=subprocess.PIPE, stderr=err, text=True, timeout=120, check=False)
+            [
+                sys.executable,
+                "-m",
+                "device_sim",
+                "factory",
+                "batch",
+                "--factory-dir",
+                str(ca_dir),
+                "--out",
+                str(tmp_path / "o"),
+                "--count",
+                "2",
+                "--station",
+                "s",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     assert proc.returncode == 0, log.read_text()
     text = log.read_text()
     assert "\r" not in text and "\x1b" not in text
@@ -151,11 +247,28 @@ def test_batch_ctrl_c_stops_after_the_unit_being_made(ca_dir: Path, tmp_path: Pa
     out = tmp_path / "o"
     records = out / "records.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device_sim", "factory", "batch", "--factory-dir", str(ca_dir),
-         "--out", str(out), "--count", "300", "--station", "s", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "device_sim",
+            "factory",
+            "batch",
+            "--factory-dir",
+            str(ca_dir),
+            "--out",
+            str(out),
+            "--count",
+            "300",
+            "--station",
+            "s",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        deadline = time.monotonic() + 60   # bounded wait for the first finished unit's record
+        deadline = time.monotonic() + 60  # bounded wait for the first finished unit's record
         while not (records.exists() and records.read_text().count("\n") >= 1):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no unit made in 60 s"

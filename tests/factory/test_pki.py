@@ -39,8 +39,9 @@ def test_ca_layout_keeps_root_key_apart_with_private_modes(tmp_path: Path) -> No
     ku = ca.root_cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert ku.key_cert_sign and ku.crl_sign
     root_years = (ca.root_cert.not_valid_after_utc - ca.root_cert.not_valid_before_utc).days / 365
-    issuing_years = (ca.issuing_cert.not_valid_after_utc
-                     - ca.issuing_cert.not_valid_before_utc).days / 365
+    issuing_years = (
+        ca.issuing_cert.not_valid_after_utc - ca.issuing_cert.not_valid_before_utc
+    ).days / 365
     assert round(root_years) == 20 and round(issuing_years) == 10
     assert isinstance(ca.root_cert.public_key(), ec.EllipticCurvePublicKey)
     assert ca.root_cert.public_key().curve.name == "secp256r1"
@@ -72,8 +73,11 @@ def test_device_certificate_contents(tmp_path: Path) -> None:
     key = pki.make_device_key()
     cert = ca.sign_csr(pki.make_csr(key, "00112233aabbccdd", "DS-25-000042"))
     subject = {a.oid: a.value for a in cert.subject}
-    assert subject == {NameOID.COMMON_NAME: "00112233aabbccdd",
-                       NameOID.SERIAL_NUMBER: "DS-25-000042", NameOID.ORGANIZATION_NAME: "device-sim"}
+    assert subject == {
+        NameOID.COMMON_NAME: "00112233aabbccdd",
+        NameOID.SERIAL_NUMBER: "DS-25-000042",
+        NameOID.ORGANIZATION_NAME: "device-sim",
+    }
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -106,24 +110,26 @@ def _flip_signature_byte(cert: x509.Certificate) -> x509.Certificate:
 @pytest.fixture
 def signed(tmp_path: Path) -> tuple[pki.FactoryCA, x509.Certificate]:
     ca = pki.create_factory_ca(tmp_path / "f", "Acme")
-    return ca, ca.sign_csr(pki.make_csr(pki.make_device_key(), "00112233aabbccdd",
-                                        "DS-25-000001"))
+    return ca, ca.sign_csr(pki.make_csr(pki.make_device_key(), "00112233aabbccdd", "DS-25-000001"))
 
 
-def test_verify_chain_accepts_pems_and_certificates(signed: tuple[pki.FactoryCA,
-                                                                  x509.Certificate]) -> None:
+def test_verify_chain_accepts_pems_and_certificates(
+    signed: tuple[pki.FactoryCA, x509.Certificate],
+) -> None:
     ca, cert = signed
     pki.verify_chain(cert, ca.chain_pem())
     pki.verify_chain(cert, [pki.cert_pem(ca.issuing_cert), pki.cert_pem(ca.root_cert)])
     pki.verify_chain(cert, ca.chain)
 
 
-def test_verify_chain_reasons(tmp_path: Path,
-                              signed: tuple[pki.FactoryCA, x509.Certificate]) -> None:
+def test_verify_chain_reasons(
+    tmp_path: Path, signed: tuple[pki.FactoryCA, x509.Certificate]
+) -> None:
     ca, cert = signed
     other = pki.create_factory_ca(tmp_path / "other", "Other")
-    foreign = other.sign_csr(pki.make_csr(pki.make_device_key(), "00112233aabbccdd",
-                                          "DS-25-000001"))
+    foreign = other.sign_csr(
+        pki.make_csr(pki.make_device_key(), "00112233aabbccdd", "DS-25-000001")
+    )
     with pytest.raises(ValueError, match="device certificate is not signed by"):
         pki.verify_chain(foreign, ca.chain)
     with pytest.raises(ValueError, match="device certificate is not signed by"):
@@ -138,19 +144,24 @@ def test_verify_chain_reasons(tmp_path: Path,
         pki.verify_chain(cert, [ca.issuing_cert])
 
 
-def test_verify_chain_requires_client_auth(signed: tuple[pki.FactoryCA,
-                                                         x509.Certificate]) -> None:
+def test_verify_chain_requires_client_auth(signed: tuple[pki.FactoryCA, x509.Certificate]) -> None:
     ca, cert = signed
     now = dt.datetime.now(dt.UTC)
     key = pki.make_device_key()
-    no_eku = (x509.CertificateBuilder().subject_name(cert.subject)
-              .issuer_name(ca.issuing_cert.subject).public_key(key.public_key())
-              .serial_number(x509.random_serial_number())
-              .not_valid_before(now - dt.timedelta(minutes=1))
-              .not_valid_after(now + dt.timedelta(days=1))
-              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-              .add_extension(x509.KeyUsage(True, False, False, False, False, False, False,
-                                           False, False), critical=True)
-              .sign(ca._issuing_key, hashes.SHA256()))
+    no_eku = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(ca.issuing_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .sign(ca._issuing_key, hashes.SHA256())
+    )
     with pytest.raises(ValueError, match="ExtendedKeyUsage|extended key usage"):
         pki.verify_chain(no_eku, ca.chain)

@@ -31,8 +31,9 @@ def test_allocated_serial_is_never_handed_out_again(tmp_path: Path) -> None:
 
 def test_concurrent_allocation_gives_unique_serials(tmp_path: Path) -> None:
     with ThreadPoolExecutor(8) as pool:
-        serials = list(pool.map(lambda _: SerialRegistry(tmp_path).next_serial(year=2030),
-                                range(40)))
+        serials = list(
+            pool.map(lambda _: SerialRegistry(tmp_path).next_serial(year=2030), range(40))
+        )
     assert len(set(serials)) == 40
     assert sorted(serials)[-1] == "DS-30-000040"
 
@@ -59,8 +60,7 @@ def test_manual_serials_are_skipped_by_allocation(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["DS-2025-000001", "ds-25-000001", "DS-25-1", "DS25000001", ""])
 def test_malformed_serials_are_rejected(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ConfigError, match="must look like"):
-        SerialRegistry(tmp_path).register(bad, device_id="aa" * 8, cert_serial="01",
-                                          station="s1")
+        SerialRegistry(tmp_path).register(bad, device_id="aa" * 8, cert_serial="01", station="s1")
 
 
 def test_duplicate_device_id_is_refused(tmp_path: Path) -> None:

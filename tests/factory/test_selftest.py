@@ -33,8 +33,9 @@ def test_setup_code_is_accepted_typed_without_the_dash(unit: UnitResult, factory
     assert selftest(unit.unit_dir, factory, setup_code=digits, payload=unit.payload).passed
 
 
-def test_certificate_from_another_ca_is_detected(unit: UnitResult, factory: Path,
-                                                 tmp_path: Path) -> None:
+def test_certificate_from_another_ca_is_detected(
+    unit: UnitResult, factory: Path, tmp_path: Path
+) -> None:
     other = pki.create_factory_ca(tmp_path / "other", "Rogue")
     key = pki.load_private_key(unit.state_dir / "device.key")  # same key: only the CA differs
     forged = other.sign_csr(pki.make_csr(key, unit.device_id, unit.serial))
@@ -45,12 +46,14 @@ def test_certificate_from_another_ca_is_detected(unit: UnitResult, factory: Path
     assert report.summary == f"SELFTEST {unit.serial} FAILED (5/6)"
 
 
-def test_whole_chain_from_another_ca_is_detected(unit: UnitResult, factory: Path,
-                                                 tmp_path: Path) -> None:
+def test_whole_chain_from_another_ca_is_detected(
+    unit: UnitResult, factory: Path, tmp_path: Path
+) -> None:
     other = pki.create_factory_ca(tmp_path / "other", "Rogue")
     key = pki.load_private_key(unit.state_dir / "device.key")
     (unit.state_dir / "device.pem").write_bytes(
-        pki.cert_pem(other.sign_csr(pki.make_csr(key, unit.device_id, unit.serial))))
+        pki.cert_pem(other.sign_csr(pki.make_csr(key, unit.device_id, unit.serial)))
+    )
     (unit.state_dir / "chain.pem").write_bytes(other.chain_pem())  # consistent, wrong root
     report = selftest(unit.unit_dir, factory, setup_code=unit.setup_code, payload=unit.payload)
     assert _failed(report) == ["certificate_chain"]
@@ -59,8 +62,11 @@ def test_whole_chain_from_another_ca_is_detected(unit: UnitResult, factory: Path
 
 def test_flipped_signature_byte_is_detected(unit: UnitResult, factory: Path) -> None:
     pem = unit.state_dir / "device.pem"
-    der = bytearray(x509.load_pem_x509_certificate(pem.read_bytes()).public_bytes(
-        pki.serialization.Encoding.DER))
+    der = bytearray(
+        x509.load_pem_x509_certificate(pem.read_bytes()).public_bytes(
+            pki.serialization.Encoding.DER
+        )
+    )
     der[-8] ^= 0x01
     pem.write_bytes(pki.cert_pem(x509.load_der_x509_certificate(bytes(der))))
     report = selftest(unit.unit_dir, factory, setup_code=unit.setup_code, payload=unit.payload)
@@ -96,8 +102,7 @@ def test_label_with_another_payload_is_detected(unit: UnitResult, factory: Path)
     assert "differs" in message and "B" * 26 not in message
 
 
-def test_label_checked_against_the_unit_without_a_payload(unit: UnitResult,
-                                                          factory: Path) -> None:
+def test_label_checked_against_the_unit_without_a_payload(unit: UnitResult, factory: Path) -> None:
     assert selftest(unit.unit_dir, factory, setup_code=unit.setup_code, payload=None).passed
     _relabel(unit, make_payload(unit.device_id, unit.setup_code, Secret("C" * 26)))
     report = selftest(unit.unit_dir, factory, setup_code=unit.setup_code, payload=None)
@@ -124,8 +129,9 @@ def test_missing_store_fails_without_creating_one(unit: UnitResult, factory: Pat
 def test_broken_profile_fails_its_check(unit: UnitResult, factory: Path, tmp_path: Path) -> None:
     bad = tmp_path / "profile.yaml"
     bad.write_text("service: [not, a, mapping\n")
-    report = selftest(unit.unit_dir, factory, setup_code=unit.setup_code, payload=unit.payload,
-                      profile_path=bad)
+    report = selftest(
+        unit.unit_dir, factory, setup_code=unit.setup_code, payload=unit.payload, profile_path=bad
+    )
     assert _failed(report) == ["gatt_profile"]
 
 
@@ -150,7 +156,8 @@ def test_reports_json_and_junit(unit: UnitResult, factory: Path) -> None:
 
 def test_missing_unit_json_fails_checks_not_the_run(unit: UnitResult, factory: Path) -> None:
     (unit.state_dir / "unit.json").unlink()
-    report = selftest(unit.unit_dir, factory, setup_code=unit.setup_code, payload=unit.payload,
-                      write=False)
+    report = selftest(
+        unit.unit_dir, factory, setup_code=unit.setup_code, payload=unit.payload, write=False
+    )
     assert report.serial == unit.serial  # from the directory name
     assert set(_failed(report)) == {"certificate_chain", "state_store"}

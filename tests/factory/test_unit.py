@@ -45,8 +45,7 @@ def test_batch_of_five_units_is_unique_and_chains(factory: Path, out: Path) -> N
     units = result.units
     # Made in two worker processes (a unit is CPU-bound: threads would take turns): their
     # secrets stayed there, in the labels they wrote (Secret refuses to be pickled).
-    assert all(u.setup_code is None and u.claim_token is None and u.payload is None
-               for u in units)
+    assert all(u.setup_code is None and u.claim_token is None and u.payload is None for u in units)
     assert len({u.serial for u in units}) == 5
     assert len({u.device_id for u in units}) == 5
     chain = (factory / pki.CHAIN).read_bytes()
@@ -91,48 +90,74 @@ def test_record_fields(unit: UnitResult, out: Path, factory: Path) -> None:
     assert record["cert_serial"] == f"{cert.serial_number:x}"
     assert record["cert_fingerprint_sha256"] == pki.fingerprint_sha256(cert)
     assert record["public_key_fingerprint_sha256"] == pki.public_key_fingerprint(cert)
-    assert record["issuer"] == {"subject": issuing.subject.rfc4514_string(),
-                                "fingerprint_sha256": pki.fingerprint_sha256(issuing)}
+    assert record["issuer"] == {
+        "subject": issuing.subject.rfc4514_string(),
+        "fingerprint_sha256": pki.fingerprint_sha256(issuing),
+    }
     assert record["not_before"] == cert.not_valid_before_utc.isoformat(timespec="seconds")
     assert record["selftest"] == {"passed": 6, "total": 6, "failed_checks": []}
-    assert record["claim_token_sha256"] == hashlib.sha256(
-        unit.claim_token.reveal().encode()).hexdigest()
+    assert (
+        record["claim_token_sha256"]
+        == hashlib.sha256(unit.claim_token.reveal().encode()).hexdigest()
+    )
     fields = parse_payload(unit.payload)
     assert fields.device_id == unit.device_id and fields.claim_token == unit.claim_token
     assert len(unit.claim_token.reveal()) == 26  # 128 bits, base32, no padding
     assert "=" not in unit.claim_token.reveal()
 
 
-def test_records_and_imports_hold_no_secrets(factory: Path, out: Path,
-                                             profile: Profile) -> None:
+def test_records_and_imports_hold_no_secrets(factory: Path, out: Path, profile: Profile) -> None:
     reg = create_registration_key(factory)
-    units = [provision_unit(factory, out, station="s", profile=profile, registration=reg,
-                            site_wifi=(b"Plant WiFi", "site-pass-7731")) for _ in range(2)]
+    units = [
+        provision_unit(
+            factory,
+            out,
+            station="s",
+            profile=profile,
+            registration=reg,
+            site_wifi=(b"Plant WiFi", "site-pass-7731"),
+        )
+        for _ in range(2)
+    ]
     secrets = ["site-pass-7731", reg.secret.reveal(), "BEGIN", "PRIVATE KEY"]
     for u in units:
         with DeviceStore(u.state_dir) as store:
             identity = store.identity()
         assert identity is not None and identity.softap_passphrase is not None
         code = u.setup_code.reveal()
-        secrets += [code, code.replace("-", ""), u.claim_token.reveal(), u.payload.reveal(),
-                    identity.softap_passphrase.reveal()]
+        secrets += [
+            code,
+            code.replace("-", ""),
+            u.claim_token.reveal(),
+            u.payload.reveal(),
+            identity.softap_passphrase.reveal(),
+        ]
     for u in units:  # the things the label carries are really on the label
         assert u.setup_code.reveal() in (u.unit_dir / "label.svg").read_text()
     files = [out / outputs.RECORDS, out / outputs.CLOUD_IMPORT]
     for u in units:
-        files += [u.state_dir / "unit.json", u.unit_dir / "selftest.json",
-                  u.unit_dir / "selftest.xml"]
+        files += [
+            u.state_dir / "unit.json",
+            u.unit_dir / "selftest.json",
+            u.unit_dir / "selftest.xml",
+        ]
     for path in files:
         text = path.read_text()
         for secret in secrets:
             assert secret not in text, f"{path.name} holds a secret"
     assert "<redacted>" in repr(units[0].setup_code) and units[0].setup_code.reveal() not in repr(
-        units[0])
+        units[0]
+    )
 
 
 def test_site_wifi_preprovisioning(factory: Path, out: Path, profile: Profile) -> None:
-    u = provision_unit(factory, out, station="s", profile=profile,
-                       site_wifi=(b"Plant \xe2\x98\x85", "correct horse"))
+    u = provision_unit(
+        factory,
+        out,
+        station="s",
+        profile=profile,
+        site_wifi=(b"Plant \xe2\x98\x85", "correct horse"),
+    )
     with DeviceStore(u.state_dir) as store:
         record, credentials = store.record(), store.credentials()
     assert record.state == State.CREDENTIALS_RECEIVED and record.phase == "factory"
@@ -146,10 +171,12 @@ def test_without_site_wifi_the_unit_is_unprovisioned(unit: UnitResult) -> None:
         assert store.record().state == State.UNPROVISIONED and store.credentials() is None
 
 
-@pytest.mark.parametrize("site", [(b"", "password1"), (b"x" * 33, "password1"),
-                                  (b"ok", "short"), (b"ok", "x" * 64)])
-def test_bad_site_wifi_is_refused_before_any_serial(factory: Path, out: Path,
-                                                    site: tuple[bytes, str]) -> None:
+@pytest.mark.parametrize(
+    "site", [(b"", "password1"), (b"x" * 33, "password1"), (b"ok", "short"), (b"ok", "x" * 64)]
+)
+def test_bad_site_wifi_is_refused_before_any_serial(
+    factory: Path, out: Path, site: tuple[bytes, str]
+) -> None:
     with pytest.raises(ConfigError, match="--site-"):
         provision_unit(factory, out, station="s", site_wifi=site)
     assert SerialRegistry(factory).units() == [] and not out.exists()
@@ -172,8 +199,9 @@ def test_registration_key_files(factory: Path, out: Path, profile: Profile) -> N
     assert len(cloud["units"]) == 2 and len(cloud["registration"]) == 1  # deduplicated
 
 
-def test_serial_reuse_is_refused(unit: UnitResult, factory: Path, out: Path,
-                                 tmp_path: Path) -> None:
+def test_serial_reuse_is_refused(
+    unit: UnitResult, factory: Path, out: Path, tmp_path: Path
+) -> None:
     with pytest.raises(ConfigError, match=unit.serial):
         provision_unit(factory, out, station="s", serial=unit.serial)
     with pytest.raises(ConfigError, match=unit.serial):  # even into another output directory
@@ -193,12 +221,14 @@ def test_no_ca_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_failed_selftest_marks_record_and_batch_continues(
-        factory: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    factory: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = unit_mod.render_png
     calls = itertools.count()
 
-    def render_with_wrong_payload_for_second_unit(payload: Secret, text: Any,
-                                                  qr: Any = None) -> bytes:
+    def render_with_wrong_payload_for_second_unit(
+        payload: Secret, text: Any, qr: Any = None
+    ) -> bytes:
         if not isinstance(text, LabelText):  # a personality's own label: not counted
             return real(payload, text, qr)
         if next(calls) == 1:  # a QR of another payload: made here, not the one passed
@@ -250,7 +280,8 @@ def test_personalities_get_their_own_label(factory: Path, out: Path) -> None:
 
 
 def test_claim_lifetime_zero_makes_an_expired_token_and_bad_ones_are_refused(
-        factory: Path, out: Path, profile: Profile) -> None:
+    factory: Path, out: Path, profile: Profile
+) -> None:
     """0 days: QA's "claim token expired" (the token has expired by the time it is used)."""
     u = provision_unit(factory, out, station="s", claim_ttl_days=0, profile=profile)
     import datetime as dt
@@ -258,7 +289,7 @@ def test_claim_lifetime_zero_makes_an_expired_token_and_bad_ones_are_refused(
     made = json.loads((out / "cloud-import.json").read_text())
     (imported,) = [x for x in made["units"] if x["serial"] == u.serial]
     expires = dt.datetime.fromisoformat(imported["claim_expires_at"])
-    assert expires <= dt.datetime.now(dt.UTC)                  # already expired when used
+    assert expires <= dt.datetime.now(dt.UTC)  # already expired when used
     for days in (-1, 3651):
         with pytest.raises(ConfigError, match="--claim-ttl-days"):
             provision_unit(factory, out, station="s", claim_ttl_days=days, profile=profile)

@@ -17,40 +17,53 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_a_fleet_file_gives_each_device_its_group(tmp_path: Path) -> None:
-    fleet = load_fleet(write(tmp_path, """
+    fleet = load_fleet(
+        write(
+            tmp_path,
+            """
 name: shelf
 transport: softap
 seed: 7
 groups:
   - {count: 2, scenario: engineering-wifi}
   - {count: 1, scenario: dns-failure, personality: esp}
-"""))
+""",
+        )
+    )
     members = fleet.members()
     assert [m.name for m in members] == ["dev-0001", "dev-0002", "dev-0003"]
     assert [m.scenario for m in members] == ["engineering-wifi"] * 2 + ["dns-failure"]
     assert [m.personality for m in members] == ["native", "native", "esp"]
     assert len({m.seed for m in members}) == 3  # each world drawn on its own
     assert len({m.address for m in members}) == 3 and all(
-        m.address.startswith("127.90.") for m in members)
+        m.address.startswith("127.90.") for m in members
+    )
 
 
-@pytest.mark.parametrize("text, where, words", [
-    ("groups: []", "groups", "non-empty list"),
-    ("colour: red\ngroups: [{count: 1}]", "colour", "unknown key"),
-    ("groups: [{count: 0}]", "groups[0].count", ">= 1"),
-    ("groups: [{count: 1, scenario: no-such-world}]", "no-such-world", ""),
-    ("transport: zigbee\ngroups: [{count: 1}]", "transport", "softap or ble"),
-    ("transport: softap\ngroups: [{count: 1, personality: improv}]", "personality",
-     "does not run over softap"),
-    ("groups: [{count: 1, scenario: cloud-down}]", "cloud-down", "without cloud activation"),
-    ("transport: ble\ngroups: [{count: 500}]", "", "holds 1 to"),
-    ("groups: [{count: 1, colour: red}]", "groups[0].colour", "unknown key"),
-    ("[1, 2]", "", "mapping"),
-    ("a: &a [*a, *a]\ngroups: [{count: 1}]", "", "nested deeper than"),  # an anchor in itself
-    ("groups: [{count: 1}\n", "", "not valid YAML"),
-])
-def test_a_bad_fleet_file_names_its_mistake(tmp_path: Path, text: str, where: str,
-                                             words: str) -> None:
+@pytest.mark.parametrize(
+    "text, where, words",
+    [
+        ("groups: []", "groups", "non-empty list"),
+        ("colour: red\ngroups: [{count: 1}]", "colour", "unknown key"),
+        ("groups: [{count: 0}]", "groups[0].count", ">= 1"),
+        ("groups: [{count: 1, scenario: no-such-world}]", "no-such-world", ""),
+        ("transport: zigbee\ngroups: [{count: 1}]", "transport", "softap or ble"),
+        (
+            "transport: softap\ngroups: [{count: 1, personality: improv}]",
+            "personality",
+            "does not run over softap",
+        ),
+        ("groups: [{count: 1, scenario: cloud-down}]", "cloud-down", "without cloud activation"),
+        ("transport: ble\ngroups: [{count: 500}]", "", "holds 1 to"),
+        ("groups: [{count: 1, colour: red}]", "groups[0].colour", "unknown key"),
+        ("[1, 2]", "", "mapping"),
+        ("a: &a [*a, *a]\ngroups: [{count: 1}]", "", "nested deeper than"),  # an anchor in itself
+        ("groups: [{count: 1}\n", "", "not valid YAML"),
+    ],
+)
+def test_a_bad_fleet_file_names_its_mistake(
+    tmp_path: Path, text: str, where: str, words: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         load_fleet(write(tmp_path, text))
     message = str(caught.value)

@@ -19,9 +19,18 @@ from hypothesis import HealthCheck, settings
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 
 settings.register_profile(
-    "fuzz", max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
+    "fuzz",
+    max_examples=EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.filter_too_much,
+    ],
+)
 FUZZ = settings.get_profile("fuzz")
 
 

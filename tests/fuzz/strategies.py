@@ -8,13 +8,22 @@ from typing import Any
 from hypothesis import strategies as st
 
 # A value a YAML or TOML document can hold (TOML has no null; the TOML tests drop None).
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
-                    st.floats(allow_nan=True, allow_infinity=True),
-                    st.text(max_size=40), st.binary(max_size=20))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4),
-    st.dictionaries(st.one_of(st.text(max_size=12), st.integers(-5, 5)), inner, max_size=4)),
-    max_leaves=20)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.binary(max_size=20),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=12), st.integers(-5, 5)), inner, max_size=4),
+    ),
+    max_leaves=20,
+)
 
 
 def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -29,8 +38,7 @@ def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def mutated(draw: st.DrawFn, document: Any, replacements: st.SearchStrategy[Any] = values
-            ) -> Any:
+def mutated(draw: st.DrawFn, document: Any, replacements: st.SearchStrategy[Any] = values) -> Any:
     """``document`` with one to three places replaced, removed or given an extra key."""
     data = copy.deepcopy(document)
     for _ in range(draw(st.integers(1, 3))):

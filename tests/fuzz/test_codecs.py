@@ -42,7 +42,7 @@ def frames(draw: st.DrawFn) -> bytes:
     frame = draw(st.sampled_from(pieces))
     if kind == "mutated" and frame:
         i = draw(st.integers(0, len(frame) - 1))
-        frame = frame[:i] + bytes([draw(st.integers(0, 255))]) + frame[i + 1:]
+        frame = frame[:i] + bytes([draw(st.integers(0, 255))]) + frame[i + 1 :]
     return frame
 
 
@@ -65,8 +65,14 @@ def test_reassembler(fuzz_counts: Counter[str], sequence: list[tuple[str, bytes]
 @given(st.binary(max_size=600))
 def test_message_decoders(fuzz_counts: Counter[str], data: bytes) -> None:
     fuzz_counts["wire: message decoders"] += 1
-    for decode in (split_type, ErrorBody.from_body, decode_json, PublicState.from_bytes,
-                   AdvertisedInfo.from_bytes, unpack_messages):
+    for decode in (
+        split_type,
+        ErrorBody.from_body,
+        decode_json,
+        PublicState.from_bytes,
+        AdvertisedInfo.from_bytes,
+        unpack_messages,
+    ):
         try:
             decode(data)
         except OnboardingError:
@@ -75,13 +81,16 @@ def test_message_decoders(fuzz_counts: Counter[str], data: bytes) -> None:
 
 packets = st.one_of(
     st.binary(max_size=300),
-    st.builds(lambda cmd, strings: build_packet(cmd, strings), st.integers(0, 255),
-              st.lists(st.binary(max_size=60), max_size=4)),
+    st.builds(
+        lambda cmd, strings: build_packet(cmd, strings),
+        st.integers(0, 255),
+        st.lists(st.binary(max_size=60), max_size=4),
+    ),
 )
 
 
 @FUZZ
-@given(st.lists(st.one_of(packets, packets.map(lambda p: p[:len(p) // 2])), max_size=8))
+@given(st.lists(st.one_of(packets, packets.map(lambda p: p[: len(p) // 2])), max_size=8))
 def test_improv_codec(fuzz_counts: Counter[str], writes: list[bytes]) -> None:
     fuzz_counts["improv: packets"] += 1
     assembler = RpcAssembler(2.0)
@@ -108,13 +117,22 @@ def esp_messages(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["valid", "mutated", "random"]))
     if kind == "random":
         return draw(st.binary(max_size=80))
-    message = draw(st.sampled_from([
-        {"sec_ver": 2, "sec2": {"msg": 0, "sc0": {"client_username": b"wifiprov",
-                                                  "client_pubkey": b"\x05" * 48}}},
-        {"msg": 2, "cmd_set_config": {"ssid": b"Lab", "passphrase": b"pass-word"}},
-        {"msg": 5, "resp_scan_result": {"entries": [{"ssid": b"A", "rssi": -60}]}},
-        {"msg": 1, "cmd_ctrl_reset": {}},
-    ]))
+    message = draw(
+        st.sampled_from(
+            [
+                {
+                    "sec_ver": 2,
+                    "sec2": {
+                        "msg": 0,
+                        "sc0": {"client_username": b"wifiprov", "client_pubkey": b"\x05" * 48},
+                    },
+                },
+                {"msg": 2, "cmd_set_config": {"ssid": b"Lab", "passphrase": b"pass-word"}},
+                {"msg": 5, "resp_scan_result": {"entries": [{"ssid": b"A", "rssi": -60}]}},
+                {"msg": 1, "cmd_ctrl_reset": {}},
+            ]
+        )
+    )
     schema = next(s for s in ESP_SCHEMAS if set(message) <= set(s))
     data = bytearray(proto.encode(schema, message))
     if kind == "mutated" and data:

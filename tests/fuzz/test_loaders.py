@@ -38,8 +38,9 @@ def _refused_or_parsed(parse: Any, data: Any) -> None:
 @given(mutated(SCENARIO))
 def test_scenario_documents(fuzz_counts: Counter[str], data: Any) -> None:
     fuzz_counts["loaders: scenario documents"] += 1
-    _refused_or_parsed(lambda d: parse_scenario(d, "typical-home.yaml",
-                                                expected_name="typical-home"), data)
+    _refused_or_parsed(
+        lambda d: parse_scenario(d, "typical-home.yaml", expected_name="typical-home"), data
+    )
 
 
 @FUZZ
@@ -57,19 +58,26 @@ def test_profile_documents(fuzz_counts: Counter[str], data: Any) -> None:
 
 
 HOSTILE_YAML = [
-    "a: " + "[" * 3000 + "]" * 3000,                       # deep flow nesting
-    "".join("  " * i + f"k{i}:\n" for i in range(300)),    # deep block nesting
-    "a: &x [*x]\n",                                        # an anchor that contains itself
-    "a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(             # billion laughs (10^7 values)
-        f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdef", "bcdefg")),
+    "a: " + "[" * 3000 + "]" * 3000,  # deep flow nesting
+    "".join("  " * i + f"k{i}:\n" for i in range(300)),  # deep block nesting
+    "a: &x [*x]\n",  # an anchor that contains itself
+    "a: &a [1,1,1,1,1,1,1,1,1,1]\n"
+    + "".join(  # billion laughs (10^7 values)
+        f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdef", "bcdefg")
+    ),
     "properties: [[read], {write: 1}]\n",
-    "\x00\x01\x02", "- - - -\n", "? [a]\n: b\n", "!!python/object:os.system {}\n",
+    "\x00\x01\x02",
+    "- - - -\n",
+    "? [a]\n: b\n",
+    "!!python/object:os.system {}\n",
 ]
 HOSTILE_TOML = [
     "a = " + "[" * 3000 + "]" * 3000,
     "a = " + "{b = " * 2000 + "1" + "}" * 2000,
-    "[ble]\npersonalities = [[\"native\"], {a = 1}]\n",
-    "state_dir = 1979-05-27T07:32:00Z\n", "\ufeffx = 1\n", "[a]\n[a]\n",
+    '[ble]\npersonalities = [["native"], {a = 1}]\n',
+    "state_dir = 1979-05-27T07:32:00Z\n",
+    "\ufeffx = 1\n",
+    "[a]\n[a]\n",
 ]
 
 
@@ -95,15 +103,23 @@ def test_hostile_toml_files(tmp_path: Path, text: str, fuzz_counts: Counter[str]
 
 
 @FUZZ
-@given(st.one_of(st.text(max_size=300), st.binary(max_size=300).map(
-    lambda b: b.decode("latin-1")), st.integers(0, 2000).map(
-        lambda d: "x = " + "[" * d + "1" + "]" * d)))
-def test_random_text_files(tmp_path_factory: pytest.TempPathFactory, fuzz_counts: Counter[str],
-                           text: str) -> None:
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
+        st.integers(0, 2000).map(lambda d: "x = " + "[" * d + "1" + "]" * d),
+    )
+)
+def test_random_text_files(
+    tmp_path_factory: pytest.TempPathFactory, fuzz_counts: Counter[str], text: str
+) -> None:
     fuzz_counts["loaders: random files"] += 3
     directory = tmp_path_factory.mktemp("fuzz", numbered=True)
-    for name, load in (("s.yaml", load_scenario), ("p.yaml", load_profile),
-                       ("c.toml", load_config)):
+    for name, load in (
+        ("s.yaml", load_scenario),
+        ("p.yaml", load_profile),
+        ("c.toml", load_config),
+    ):
         path = directory / name
         path.write_text(text, encoding="utf-8", errors="surrogateescape")
         try:

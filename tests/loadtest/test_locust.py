@@ -22,8 +22,9 @@ ACCOUNT, PASSWORD = "acme", "account-password-1"
 
 
 def device_sim(*argv: str, timeout: float = 120) -> str:
-    done = subprocess.run([sys.executable, "-m", "device_sim", *argv], capture_output=True,
-                          text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "device_sim", *argv], capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stderr[-1500:]
     return done.stdout
 
@@ -32,14 +33,37 @@ def device_sim(*argv: str, timeout: float = 120) -> str:
 async def test_two_locust_workers_activate_a_fleet(tmp_path: Path) -> None:
     factory, units = tmp_path / "factory", tmp_path / "units"
     device_sim("factory", "ca", "--factory-dir", str(factory))
-    device_sim("factory", "batch", "--factory-dir", str(factory), "--out", str(units),
-               "--station", "load", "--count", str(UNITS), "--no-progress", timeout=300)
+    device_sim(
+        "factory",
+        "batch",
+        "--factory-dir",
+        str(factory),
+        "--out",
+        str(units),
+        "--station",
+        "load",
+        "--count",
+        str(UNITS),
+        "--no-progress",
+        timeout=300,
+    )
     states = unit_dirs(units)
     assert len(states) == UNITS
     cloud = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_sim", "cloud", "serve", "--state-dir", str(tmp_path / "cloud"),
-        "--listen", "127.0.0.1:0", "--factory-chain", str(states[0] / "chain.pem"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "device_sim",
+        "cloud",
+        "serve",
+        "--state-dir",
+        str(tmp_path / "cloud"),
+        "--listen",
+        "127.0.0.1:0",
+        "--factory-chain",
+        str(states[0] / "chain.pem"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert cloud.stdout is not None
         ready = json.loads(await asyncio.wait_for(cloud.stdout.readline(), 60))
@@ -50,15 +74,39 @@ async def test_two_locust_workers_activate_a_fleet(tmp_path: Path) -> None:
                 serial = json.loads((state / "unit.json").read_text())["serial"]
                 await admin.set_supply_chain(serial, ACCOUNT)
 
-            env = {**os.environ, "DEVICE_SIM_UNITS": str(units),
-                   "DEVICE_SIM_CLOUD_CA": ready["ca_file"], "DEVICE_SIM_LOAD_WORKERS": "2"}
+            env = {
+                **os.environ,
+                "DEVICE_SIM_UNITS": str(units),
+                "DEVICE_SIM_CLOUD_CA": ready["ca_file"],
+                "DEVICE_SIM_LOAD_WORKERS": "2",
+            }
             locustfile = Path(__file__).parents[2] / "device_sim" / "loadtest" / "locustfile.py"
             locust = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "locust", "-f", str(locustfile), "--host", ready["url"],
-                "--headless", "--processes", "2", "-u", str(UNITS), "-r", str(UNITS),
-                "--run-time", "60s", "--stop-timeout", "5",
-                "--csv", str(tmp_path / "load"), "--only-summary",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(locustfile),
+                "--host",
+                ready["url"],
+                "--headless",
+                "--processes",
+                "2",
+                "-u",
+                str(UNITS),
+                "-r",
+                str(UNITS),
+                "--run-time",
+                "60s",
+                "--stop-timeout",
+                "5",
+                "--csv",
+                str(tmp_path / "load"),
+                "--only-summary",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )
             out, err = await asyncio.wait_for(locust.communicate(), 120)
             assert locust.returncode == 0, err.decode(errors="replace")[-2000:]
 

@@ -35,6 +35,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # -- servers --------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def http_server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
     """Start an aiohttp app answering GET /generate_204 with ``handler``; returns the URL."""
@@ -145,6 +146,7 @@ async def expect_error(code: Code, check: Awaitable[object]) -> NetworkError:
 
 # -- captive portal probe -------------------------------------------------------------------------
 
+
 async def test_probe_204_is_open_internet(http_server: Callable[[Handler], Awaitable[str]]) -> None:
     async def ok(request: web.Request) -> web.Response:
         return web.Response(status=204)
@@ -152,7 +154,9 @@ async def test_probe_204_is_open_internet(http_server: Callable[[Handler], Await
     await check_captive_portal(await http_server(ok), timeout=5)
 
 
-async def test_probe_empty_200_is_open_internet(http_server: Callable[[Handler], Awaitable[str]]) -> None:
+async def test_probe_empty_200_is_open_internet(
+    http_server: Callable[[Handler], Awaitable[str]],
+) -> None:
     async def empty(request: web.Request) -> web.Response:
         return web.Response(status=200)
 
@@ -165,7 +169,9 @@ async def test_probe_redirect_is_a_portal(http_server: Callable[[Handler], Await
     async def redirect(request: web.Request) -> web.Response:
         return web.Response(status=302, headers={"Location": login})
 
-    err = await expect_error(Code.CAPTIVE_PORTAL, check_captive_portal(await http_server(redirect), timeout=5))
+    err = await expect_error(
+        Code.CAPTIVE_PORTAL, check_captive_portal(await http_server(redirect), timeout=5)
+    )
     assert login in err.detail
     assert err.raw["location"] == login and err.raw["status"] == 302
 
@@ -174,14 +180,20 @@ async def test_probe_page_is_a_portal(http_server: Callable[[Handler], Awaitable
     async def page(request: web.Request) -> web.Response:
         return web.Response(status=200, text="<html>Please sign in</html>")
 
-    await expect_error(Code.CAPTIVE_PORTAL, check_captive_portal(await http_server(page), timeout=5))
+    await expect_error(
+        Code.CAPTIVE_PORTAL, check_captive_portal(await http_server(page), timeout=5)
+    )
 
 
-async def test_probe_http_error_is_no_internet(http_server: Callable[[Handler], Awaitable[str]]) -> None:
+async def test_probe_http_error_is_no_internet(
+    http_server: Callable[[Handler], Awaitable[str]],
+) -> None:
     async def broken(request: web.Request) -> web.Response:
         return web.Response(status=503)
 
-    err = await expect_error(Code.NO_INTERNET, check_captive_portal(await http_server(broken), timeout=5))
+    err = await expect_error(
+        Code.NO_INTERNET, check_captive_portal(await http_server(broken), timeout=5)
+    )
     assert "503" in err.detail
 
 
@@ -200,6 +212,7 @@ async def test_probe_timeout_is_no_internet(silent: Silent) -> None:
 
 # -- internet reachability ------------------------------------------------------------------------
 
+
 async def test_internet_reachable(silent: Silent) -> None:
     await check_internet([LOOPBACK], silent.port, timeout=5)
     await silent.was_connected()
@@ -211,63 +224,92 @@ async def test_internet_refused(refusing_port: int) -> None:
 
 # -- TLS ------------------------------------------------------------------------------------------
 
-async def test_tls_trusted_certificate(cloud_ca: CertificateAuthority, device_context: ssl.SSLContext,
-                                       tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]]) -> None:
+
+async def test_tls_trusted_certificate(
+    cloud_ca: CertificateAuthority,
+    device_context: ssl.SSLContext,
+    tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]],
+) -> None:
     port = await tls_server(cloud_ca.issue(HOST))
     await check_tls([LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5)
 
 
-async def test_tls_expired_certificate(cloud_ca: CertificateAuthority, device_context: ssl.SSLContext,
-                                       tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]]) -> None:
+async def test_tls_expired_certificate(
+    cloud_ca: CertificateAuthority,
+    device_context: ssl.SSLContext,
+    tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]],
+) -> None:
     port = await tls_server(cloud_ca.issue(HOST, expired=True))
     # not valid now, by the device's clock: its own code (the user's next step differs)
-    err = await expect_error(Code.TLS_CERTIFICATE_DATE, check_tls(
-        [LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5))
+    err = await expect_error(
+        Code.TLS_CERTIFICATE_DATE,
+        check_tls([LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5),
+    )
     assert "certificate has expired" in err.detail
 
 
-async def test_tls_wrong_host(cloud_ca: CertificateAuthority, device_context: ssl.SSLContext,
-                              tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]]) -> None:
+async def test_tls_wrong_host(
+    cloud_ca: CertificateAuthority,
+    device_context: ssl.SSLContext,
+    tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]],
+) -> None:
     port = await tls_server(cloud_ca.issue("elsewhere.device-sim.test"))
-    err = await expect_error(Code.TLS_VERIFICATION_FAILED, check_tls(
-        [LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5))
+    err = await expect_error(
+        Code.TLS_VERIFICATION_FAILED,
+        check_tls([LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5),
+    )
     assert "hostname mismatch" in err.detail.lower()
 
 
-async def test_tls_untrusted_ca(device_context: ssl.SSLContext,
-                                tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]]) -> None:
+async def test_tls_untrusted_ca(
+    device_context: ssl.SSLContext, tls_server: Callable[[tuple[bytes, bytes]], Awaitable[int]]
+) -> None:
     interceptor = CertificateAuthority("intercepting proxy CA")
     port = await tls_server(interceptor.issue(HOST))
-    err = await expect_error(Code.TLS_VERIFICATION_FAILED, check_tls(
-        [LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5))
+    err = await expect_error(
+        Code.TLS_VERIFICATION_FAILED,
+        check_tls([LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5),
+    )
     assert "issuer certificate" in err.detail
 
 
 async def test_tls_to_plain_http_fails_handshake(
-        device_context: ssl.SSLContext, http_server: Callable[[Handler], Awaitable[str]]) -> None:
+    device_context: ssl.SSLContext, http_server: Callable[[Handler], Awaitable[str]]
+) -> None:
     async def ok(request: web.Request) -> web.Response:
         return web.Response(status=204)
 
     port = int((await http_server(ok)).split(":")[2].split("/")[0])
-    err = await expect_error(Code.TLS_VERIFICATION_FAILED, check_tls(
-        [LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5))
+    err = await expect_error(
+        Code.TLS_VERIFICATION_FAILED,
+        check_tls([LOOPBACK], port, ssl_context=device_context, server_hostname=HOST, timeout=5),
+    )
     assert "handshake failed" in err.detail
 
 
 async def test_tls_refused(device_context: ssl.SSLContext, refusing_port: int) -> None:
-    err = await expect_error(Code.CLOUD_UNREACHABLE, check_tls(
-        [LOOPBACK], refusing_port, ssl_context=device_context, server_hostname=HOST, timeout=5))
+    err = await expect_error(
+        Code.CLOUD_UNREACHABLE,
+        check_tls(
+            [LOOPBACK], refusing_port, ssl_context=device_context, server_hostname=HOST, timeout=5
+        ),
+    )
     assert "refused" in err.detail
 
 
 async def test_tls_timeout(device_context: ssl.SSLContext, silent: Silent) -> None:
-    err = await expect_error(Code.CLOUD_UNREACHABLE, check_tls(
-        [LOOPBACK], silent.port, ssl_context=device_context, server_hostname=HOST, timeout=SHORT))
+    err = await expect_error(
+        Code.CLOUD_UNREACHABLE,
+        check_tls(
+            [LOOPBACK], silent.port, ssl_context=device_context, server_hostname=HOST, timeout=SHORT
+        ),
+    )
     assert "timed out" in err.detail
     await silent.was_connected()
 
 
 # -- DNS ------------------------------------------------------------------------------------------
+
 
 async def test_dns_resolves() -> None:
     async def resolver(host: str) -> list[str]:

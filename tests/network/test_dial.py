@@ -33,8 +33,7 @@ from device_sim.network.simulated import (
 )
 from device_sim.profile import load_profile
 
-NO_BINDING = CloudBinding("none", None, None, None, None, None, None, None, False, None, None,
-                          None)
+NO_BINDING = CloudBinding("none", None, None, None, None, None, None, None, False, None, None, None)
 
 HOST = "cloud.device-sim.test"
 V4, V6 = "127.0.0.1", "::1"
@@ -43,12 +42,18 @@ V4, V6 = "127.0.0.1", "::1"
 def resolver_for(*addresses: str):  # type: ignore[no-untyped-def]
     async def resolve(host: str) -> list[str]:
         return list(addresses)
+
     return resolve
 
 
 def test_interleave_alternates_families_from_the_first() -> None:
     assert interleave(["::1", "::2", "10.0.0.1", "10.0.0.2", "::3"]) == [
-        "::1", "10.0.0.1", "::2", "10.0.0.2", "::3"]
+        "::1",
+        "10.0.0.1",
+        "::2",
+        "10.0.0.2",
+        "::3",
+    ]
     assert interleave(["10.0.0.1", "::1"]) == ["10.0.0.1", "::1"]
     assert interleave([]) == []
 
@@ -67,8 +72,10 @@ def blackhole(address: str, port: int) -> Iterator[int]:
     """A listener with a full accept queue: connecting to it hangs (SYNs are dropped).
     ``port`` 0 picks a free one; yields the port."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as listener, \
-            socket.socket(family, socket.SOCK_STREAM) as filler:
+    with (
+        socket.socket(family, socket.SOCK_STREAM) as listener,
+        socket.socket(family, socket.SOCK_STREAM) as filler,
+    ):
         listener.bind((address, port))
         listener.listen(0)
         port = listener.getsockname()[1]
@@ -121,10 +128,14 @@ async def listen() -> AsyncIterator:  # type: ignore[type-arg]
         await server.wait_closed()
 
 
-@pytest.mark.parametrize("server, order", [(V4, [V6, V4]), (V6, [V4, V6])],
-                         ids=["v4-only server, v6 first", "v6-only server, v4 first"])
-async def test_dial_falls_back_to_the_address_that_answers(listen, server: str,
-                                                            order: list[str]) -> None:
+@pytest.mark.parametrize(
+    "server, order",
+    [(V4, [V6, V4]), (V6, [V4, V6])],
+    ids=["v4-only server, v6 first", "v6-only server, v4 first"],
+)
+async def test_dial_falls_back_to_the_address_that_answers(
+    listen, server: str, order: list[str]
+) -> None:
     listener = await listen(server)
     other = V6 if server == V4 else V4
     with refusing(other, listener.port):
@@ -150,7 +161,9 @@ async def test_dial_names_every_address_that_failed() -> None:
             await dial([V6, V4], port, timeout=5, target=HOST)
     assert [f.address for f in info.value.failures] == [V6, V4]
     assert all(f.reason == "connection refused" for f in info.value.failures)
-    assert info.value.reason == f"[::1]:{port} connection refused; 127.0.0.1:{port} connection refused"
+    assert (
+        info.value.reason == f"[::1]:{port} connection refused; 127.0.0.1:{port} connection refused"
+    )
 
 
 async def test_dial_timeout_names_the_hanging_address() -> None:
@@ -161,17 +174,24 @@ async def test_dial_timeout_names_the_hanging_address() -> None:
 
 # -- the checks and clients over it -----------------------------------------------------------
 
+
 @pytest.fixture
 def cloud_ca() -> CertificateAuthority:
     return CertificateAuthority("test cloud CA")
 
 
 async def test_tls_check_reaches_a_v4_only_cloud_whose_name_resolves_v6_first(
-        listen, cloud_ca: CertificateAuthority) -> None:
+    listen, cloud_ca: CertificateAuthority
+) -> None:
     listener = await listen(V4, server_ssl_context(*cloud_ca.issue(HOST)))
     with refusing(V6, listener.port):
-        await check_tls([V6, V4], listener.port, ssl_context=client_ssl_context(cloud_ca.cert_pem),
-                        server_hostname=HOST, timeout=5)
+        await check_tls(
+            [V6, V4],
+            listener.port,
+            ssl_context=client_ssl_context(cloud_ca.cert_pem),
+            server_hostname=HOST,
+            timeout=5,
+        )
 
 
 async def test_tls_check_unreachable_lists_each_address(cloud_ca: CertificateAuthority) -> None:
@@ -179,8 +199,13 @@ async def test_tls_check_unreachable_lists_each_address(cloud_ca: CertificateAut
         probe.bind((V4, 0))
         port = probe.getsockname()[1]
         with refusing(V6, port), pytest.raises(NetworkError) as info:
-            await check_tls([V6, V4], port, ssl_context=client_ssl_context(cloud_ca.cert_pem),
-                            server_hostname=HOST, timeout=5)
+            await check_tls(
+                [V6, V4],
+                port,
+                ssl_context=client_ssl_context(cloud_ca.cert_pem),
+                server_hostname=HOST,
+                timeout=5,
+            )
     assert info.value.code is Code.CLOUD_UNREACHABLE
     assert f"[::1]:{port} connection refused" in info.value.detail
     assert f"127.0.0.1:{port} connection refused" in info.value.detail
@@ -198,8 +223,9 @@ async def test_internet_check_reaches_a_v6_only_endpoint(listen) -> None:
 async def http_app() -> AsyncIterator:  # type: ignore[type-arg]
     runners: list[web.AppRunner] = []
 
-    async def start(address: str, routes: list[web.RouteDef],
-                    ssl_context: ssl.SSLContext | None = None) -> int:
+    async def start(
+        address: str, routes: list[web.RouteDef], ssl_context: ssl.SSLContext | None = None
+    ) -> int:
         for _ in range(20):  # a port also free on the other family, bounded
             app = web.Application()
             app.add_routes(routes)
@@ -223,8 +249,11 @@ async def test_captive_probe_by_name_reaches_a_v4_only_server(http_app) -> None:
 
     port = await http_app(V4, [web.get("/generate_204", generate_204)])
     with refusing(V6, port):
-        await check_captive_portal(f"http://probe.device-sim.test:{port}/generate_204",
-                                   timeout=5, resolver=resolver_for(V6, V4))
+        await check_captive_portal(
+            f"http://probe.device-sim.test:{port}/generate_204",
+            timeout=5,
+            resolver=resolver_for(V6, V4),
+        )
 
 
 async def test_captive_probe_unreachable_names_each_address() -> None:
@@ -232,8 +261,11 @@ async def test_captive_probe_unreachable_names_each_address() -> None:
         probe.bind((V4, 0))
         port = probe.getsockname()[1]
         with refusing(V6, port), pytest.raises(NetworkError) as info:
-            await check_captive_portal(f"http://probe.device-sim.test:{port}/generate_204",
-                                       timeout=5, resolver=resolver_for(V6, V4))
+            await check_captive_portal(
+                f"http://probe.device-sim.test:{port}/generate_204",
+                timeout=5,
+                resolver=resolver_for(V6, V4),
+            )
     assert info.value.code is Code.NO_INTERNET
     assert "every address failed" in info.value.detail
     assert f"[::1]:{port} connection refused" in info.value.detail
@@ -241,24 +273,39 @@ async def test_captive_probe_unreachable_names_each_address() -> None:
 
 
 @pytest.mark.parametrize("server, order", [(V4, (V6, V4)), (V6, (V4, V6))])
-async def test_cloud_activation_tries_every_address(http_app, tmp_path: Path,
-                                                    cloud_ca: CertificateAuthority,
-                                                    server: str, order: tuple[str, str]) -> None:
+async def test_cloud_activation_tries_every_address(
+    http_app, tmp_path: Path, cloud_ca: CertificateAuthority, server: str, order: tuple[str, str]
+) -> None:
     seen: list[dict] = []  # type: ignore[type-arg]
 
     async def activate(request: web.Request) -> web.Response:
         seen.append(await request.json())
-        return web.json_response({"mode": "registration", "account": "alice", "generation": 1,
-                                  "credentials": {"token": "t0ken"}})
+        return web.json_response(
+            {
+                "mode": "registration",
+                "account": "alice",
+                "generation": 1,
+                "credentials": {"token": "t0ken"},
+            }
+        )
 
-    port = await http_app(server, [web.post("/v1/activate", activate)],
-                          server_ssl_context(*cloud_ca.issue(HOST)))
+    port = await http_app(
+        server, [web.post("/v1/activate", activate)], server_ssl_context(*cloud_ca.issue(HOST))
+    )
     (tmp_path / "ca.pem").write_bytes(cloud_ca.cert_pem)
     (tmp_path / "registration.json").write_text(json.dumps({"key_id": "k1", "secret": "s"}))
     activator = CloudActivator(
-        ActivationConfig("registration", f"https://{HOST}:{port}", tmp_path / "ca.pem",
-                         password_mode="cloud", timeout_s=5),
-        tmp_path, "dev-1", resolver=resolver_for(*order))
+        ActivationConfig(
+            "registration",
+            f"https://{HOST}:{port}",
+            tmp_path / "ca.pem",
+            password_mode="cloud",
+            timeout_s=5,
+        ),
+        tmp_path,
+        "dev-1",
+        resolver=resolver_for(*order),
+    )
     with refusing(order[0], port):
         result = await activator.activate(NO_BINDING, "req-1")
     assert (result.account, seen[0]["request_id"]) == ("alice", "req-1")
@@ -270,8 +317,9 @@ async def test_phone_reaches_a_softap_api_on_v6_only(http_app) -> None:
 
     port = await http_app(V6, [web.get("/api/v1/info", info)])
     with refusing(V4, port):
-        async with HttpLink(load_profile(), f"http://device.device-sim.test:{port}",
-                            resolver=resolver_for(V4, V6)) as link:
+        async with HttpLink(
+            load_profile(), f"http://device.device-sim.test:{port}", resolver=resolver_for(V4, V6)
+        ) as link:
             assert link.info["device_id"] == "d1"
 
 

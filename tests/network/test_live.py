@@ -29,21 +29,22 @@ access_points:
 
 def backend(extra: str = "") -> tuple[SimulatedBackend, list[tuple[str, dict]]]:
     notes: list[tuple[str, dict]] = []
-    sim = SimulatedBackend(parse_scenario(yaml.safe_load(BASE + extra), "inline"),
-                           zero_delay=True)
+    sim = SimulatedBackend(parse_scenario(yaml.safe_load(BASE + extra), "inline"), zero_delay=True)
     sim.watch_world(lambda detail, data: notes.append((detail, data)))
     return sim, notes
 
 
-async def establish(sim: SimulatedBackend, ssid: bytes = b"Home",
-                    key: str | None = "home-passphrase") -> None:
+async def establish(
+    sim: SimulatedBackend, ssid: bytes = b"Home", key: str | None = "home-passphrase"
+) -> None:
     await sim.join(ssid, key)
     await sim.verify()
 
 
 async def test_a_timeline_takes_the_access_point_away_and_brings_it_back() -> None:
-    sim, notes = backend("timeline:\n  - {after: online, at_s: 0, action: ap_off, ssid: Home, "
-                         "for_s: 0.2}")
+    sim, notes = backend(
+        "timeline:\n  - {after: online, at_s: 0, action: ap_off, ssid: Home, for_s: 0.2}"
+    )
     async with sim:
         await establish(sim)
         loss = await asyncio.wait_for(sim.wait_link_loss(), 5)
@@ -72,8 +73,10 @@ async def test_a_router_that_boots_late_is_not_there_until_its_step() -> None:
 
 
 async def test_a_new_passphrase_disconnects_and_rejects_the_old_one() -> None:
-    sim, _ = backend("timeline:\n  - {after: online, at_s: 0, action: passphrase, ssid: Home, "
-                     'passphrase: "brand-new-key-1"}')
+    sim, _ = backend(
+        "timeline:\n  - {after: online, at_s: 0, action: passphrase, ssid: Home, "
+        'passphrase: "brand-new-key-1"}'
+    )
     async with sim:
         await establish(sim)
         assert (await asyncio.wait_for(sim.wait_link_loss(), 5)).code is Code.LINK_LOST
@@ -83,12 +86,16 @@ async def test_a_new_passphrase_disconnects_and_rejects_the_old_one() -> None:
         await establish(sim, b"Home", "brand-new-key-1")
 
 
-@pytest.mark.parametrize(("step", "loss", "then"), [
-    ("link", Code.LINK_LOST, Code.ASSOCIATION_TIMEOUT),
-    ("lease", Code.LEASE_LOST, Code.NO_DHCP_LEASE),
-])
+@pytest.mark.parametrize(
+    ("step", "loss", "then"),
+    [
+        ("link", Code.LINK_LOST, Code.ASSOCIATION_TIMEOUT),
+        ("lease", Code.LEASE_LOST, Code.NO_DHCP_LEASE),
+    ],
+)
 async def test_a_link_or_lease_fault_breaks_the_established_connection(
-        step: str, loss: Code, then: Code) -> None:
+    step: str, loss: Code, then: Code
+) -> None:
     sim, _ = backend()
     async with sim:
         await establish(sim)
@@ -102,8 +109,9 @@ async def test_a_link_or_lease_fault_breaks_the_established_connection(
         await establish(sim)
 
 
-@pytest.mark.parametrize(("step", "code"), [("dns", Code.DNS_LOST),
-                                             ("internet", Code.INTERNET_LOST)])
+@pytest.mark.parametrize(
+    ("step", "code"), [("dns", Code.DNS_LOST), ("internet", Code.INTERNET_LOST)]
+)
 async def test_checks_while_online_fail_with_the_loss_codes(step: str, code: Code) -> None:
     sim, _ = backend()
     async with sim:
@@ -140,20 +148,36 @@ async def test_the_devices_own_doings_are_not_losses() -> None:
         assert none.value.code is Code.LINK_LOST
 
 
-@pytest.mark.parametrize(("extra", "where", "problem"), [
-    ("timeline:\n  - {at_s: 1, action: ap_off, ssid: Nowhere}", "timeline[0].ssid",
-     "no access point has this SSID"),
-    ("timeline:\n  - {at_s: 1, action: ap_off}", "timeline[0].ssid", "needs an ssid"),
-    ("timeline:\n  - {at_s: 1, action: passphrase, ssid: Home}", "timeline[0].passphrase",
-     "the new key is missing"),
-    ("timeline:\n  - {at_s: 1, action: dns_down, passphrase: x}", "timeline[0].passphrase",
-     "takes no passphrase"),
-    ("story: {sequence: [online, 'failed:NO_SUCH_CODE']}", "story.sequence[1]",
-     "not a diagnostic code"),
-    ("history: {networks: [{ssid: A}, {ssid: A}]}", "history.networks", "twice"),
-])
+@pytest.mark.parametrize(
+    ("extra", "where", "problem"),
+    [
+        (
+            "timeline:\n  - {at_s: 1, action: ap_off, ssid: Nowhere}",
+            "timeline[0].ssid",
+            "no access point has this SSID",
+        ),
+        ("timeline:\n  - {at_s: 1, action: ap_off}", "timeline[0].ssid", "needs an ssid"),
+        (
+            "timeline:\n  - {at_s: 1, action: passphrase, ssid: Home}",
+            "timeline[0].passphrase",
+            "the new key is missing",
+        ),
+        (
+            "timeline:\n  - {at_s: 1, action: dns_down, passphrase: x}",
+            "timeline[0].passphrase",
+            "takes no passphrase",
+        ),
+        (
+            "story: {sequence: [online, 'failed:NO_SUCH_CODE']}",
+            "story.sequence[1]",
+            "not a diagnostic code",
+        ),
+        ("history: {networks: [{ssid: A}, {ssid: A}]}", "history.networks", "twice"),
+    ],
+)
 def test_bad_timelines_stories_and_histories_name_their_place(
-        extra: str, where: str, problem: str) -> None:
+    extra: str, where: str, problem: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         parse_scenario(yaml.safe_load(BASE + extra), "inline.yaml")
     assert info.value.where == f"inline.yaml: {where}" and problem in info.value.problem
@@ -176,8 +200,9 @@ def test_a_scenario_file_with_a_story_round_trips_its_schema(tmp_path: Path) -> 
     from device_sim.network.scenario import json_schema
 
     for name in ("router-reboot", "late-router", "new-passphrase"):
-        data = yaml.safe_load(load_scenario(name).source and
-                              (Path(load_scenario(name).source)).read_text())
+        data = yaml.safe_load(
+            load_scenario(name).source and (Path(load_scenario(name).source)).read_text()
+        )
         jsonschema.validate(data, json_schema())
     assert json.dumps(json_schema())  # serialisable
 

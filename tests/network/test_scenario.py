@@ -17,17 +17,21 @@ from device_sim.network.scenario import DEFAULT_MIN_RSSI_DBM
 DECIDED_BY_THE_ENGINE = {"slow-dhcp"}
 # Scenarios whose outcome the cloud decides at activation (the network part ends OK):
 # tests/e2e/test_demo_expect.py plays them through demo and the cloud emulator.
-DECIDED_BY_THE_CLOUD = {"cloud-claim-expired", "cloud-claimed-elsewhere", "cloud-down",
-                        "cloud-rejecting"}
+DECIDED_BY_THE_CLOUD = {
+    "cloud-claim-expired",
+    "cloud-claimed-elsewhere",
+    "cloud-down",
+    "cloud-rejecting",
+}
 # Scenarios whose device starts from a history in a world that is not there yet at boot: their
 # story decides (tests/e2e/test_stories.py plays them through demo).
 DECIDED_BY_THE_STORY = {"late-router"}
 SHIPPED = {
     "engineering-wifi": Code.OK,
     "typical-home": Code.OK,
-    "difficult-network": Code.OK,         # on 2.4 GHz: the 5 GHz BSS is too weak
+    "difficult-network": Code.OK,  # on 2.4 GHz: the 5 GHz BSS is too weak
     "no-dhcp": Code.NO_DHCP_LEASE,
-    "slow-dhcp": Code.NO_DHCP_LEASE,      # decided by the engine's DHCP phase timeout
+    "slow-dhcp": Code.NO_DHCP_LEASE,  # decided by the engine's DHCP phase timeout
     "dns-failure": Code.DNS_FAILURE,
     "captive-portal": Code.CAPTIVE_PORTAL,
     "weak-signal": Code.ASSOCIATION_TIMEOUT,
@@ -37,13 +41,13 @@ SHIPPED = {
     "zero-delay": Code.OK,
     # the QA bench's world model
     "five-ghz-only": Code.NETWORK_5GHZ_ONLY,
-    "mesh-failing-node": Code.OK,         # after the failing node, on the next best
+    "mesh-failing-node": Code.OK,  # after the failing node, on the next best
     "wrong-clock": Code.TLS_CERTIFICATE_DATE,
     "no-rtc": Code.CLOCK_NOT_SET,
-    "flaky-dhcp": Code.OK,                # seed 1: the router drops it, the extender answers
-    "ipv6-only": Code.OK,                 # over IPv6, through NAT64
+    "flaky-dhcp": Code.OK,  # seed 1: the router drops it, the extender answers
+    "ipv6-only": Code.OK,  # over IPv6, through NAT64
     "ipv6-only-legacy": Code.IPV6_ONLY_NETWORK,
-    "band-steering": Code.OK,             # after the router's hold-off
+    "band-steering": Code.OK,  # after the router's hold-off
     "cloud-claim-expired": Code.CLAIM_TOKEN_EXPIRED,
     "cloud-claimed-elsewhere": Code.CLAIMED_BY_ANOTHER_ACCOUNT,
     "cloud-down": Code.CLOUD_UNREACHABLE,
@@ -170,31 +174,43 @@ def test_channel_must_fit_band(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ['"c328f"', '"zz"', '""', "4142", '"' + "41" * 33 + '"'])
 def test_bad_ssid_hex(tmp_path: Path, value: str) -> None:
-    err = error_for(tmp_path, GOOD.replace("ssid: Home, band: 5GHz", f"ssid_hex: {value}, band: 5GHz"))
+    err = error_for(
+        tmp_path, GOOD.replace("ssid: Home, band: 5GHz", f"ssid_hex: {value}, band: 5GHz")
+    )
     assert err.where.endswith("x.yaml: access_points[1].ssid_hex")
 
 
 def test_ssid_and_ssid_hex_together(tmp_path: Path) -> None:
-    err = error_for(tmp_path, GOOD.replace("ssid: Home, band: 5GHz", 'ssid: Home, ssid_hex: "41", band: 5GHz'))
+    err = error_for(
+        tmp_path, GOOD.replace("ssid: Home, band: 5GHz", 'ssid: Home, ssid_hex: "41", band: 5GHz')
+    )
     assert err.where.endswith("access_points[1].ssid")
 
 
 def test_ssid_hex_keeps_raw_bytes(tmp_path: Path) -> None:
-    scenario = load_scenario(write(tmp_path, GOOD.replace(
-        "ssid: Home, band: 5GHz", 'ssid_hex: "c328ff41", band: 5GHz')))
+    scenario = load_scenario(
+        write(tmp_path, GOOD.replace("ssid: Home, band: 5GHz", 'ssid_hex: "c328ff41", band: 5GHz'))
+    )
     assert scenario.access_points[1].ap.ssid == b"\xc3\x28\xff\x41"
 
 
 def test_missing_default_credentials(tmp_path: Path) -> None:
-    text = "\n".join(line for line in GOOD.splitlines() if not line.startswith("default_credentials"))
+    text = "\n".join(
+        line for line in GOOD.splitlines() if not line.startswith("default_credentials")
+    )
     err = error_for(tmp_path, text)
     assert err.where.endswith("x.yaml: default_credentials")
     assert err.problem == "missing"
 
 
 def test_bad_expected_code(tmp_path: Path) -> None:
-    err = error_for(tmp_path, GOOD.replace('passphrase: "secret-passphrase"}\naccess',
-                                           'passphrase: "secret-passphrase", expect: SLOW}\naccess'))
+    err = error_for(
+        tmp_path,
+        GOOD.replace(
+            'passphrase: "secret-passphrase"}\naccess',
+            'passphrase: "secret-passphrase", expect: SLOW}\naccess',
+        ),
+    )
     assert err.where.endswith("default_credentials.expect")
 
 
@@ -204,21 +220,33 @@ def test_name_must_match_file(tmp_path: Path) -> None:
 
 
 def test_bad_passphrase_in_file(tmp_path: Path) -> None:
-    err = error_for(tmp_path, GOOD.replace('rssi: -60, security: wpa2-psk,\n     passphrase: "secret-passphrase"',
-                                           'rssi: -60, security: wpa2-psk,\n     passphrase: "short"'))
+    err = error_for(
+        tmp_path,
+        GOOD.replace(
+            'rssi: -60, security: wpa2-psk,\n     passphrase: "secret-passphrase"',
+            'rssi: -60, security: wpa2-psk,\n     passphrase: "short"',
+        ),
+    )
     assert err.where.endswith("access_points[1].passphrase")
     assert "short" not in err.problem
 
 
 def test_unquoted_number_passphrase(tmp_path: Path) -> None:
-    err = error_for(tmp_path, GOOD.replace('passphrase: "secret-passphrase"}\n  - {ssid: Home, band: 5GHz',
-                                           'passphrase: 12345678}\n  - {ssid: Home, band: 5GHz'))
+    err = error_for(
+        tmp_path,
+        GOOD.replace(
+            'passphrase: "secret-passphrase"}\n  - {ssid: Home, band: 5GHz',
+            "passphrase: 12345678}\n  - {ssid: Home, band: 5GHz",
+        ),
+    )
     assert err.where.endswith("access_points[0].passphrase")
     assert "quote" in err.problem
 
 
 def test_open_network_takes_no_passphrase(tmp_path: Path) -> None:
-    err = error_for(tmp_path, GOOD.replace("rssi: -60, security: wpa2-psk", "rssi: -60, security: open"))
+    err = error_for(
+        tmp_path, GOOD.replace("rssi: -60, security: wpa2-psk", "rssi: -60, security: open")
+    )
     assert err.where.endswith("access_points[1].passphrase")
 
 
@@ -246,8 +274,12 @@ def test_duplicate_key(tmp_path: Path) -> None:
 
 
 def test_duplicate_bssid(tmp_path: Path) -> None:
-    err = error_for(tmp_path, GOOD.replace("band: 2.4GHz,", 'bssid: "02:00:00:00:00:09", band: 2.4GHz,')
-                    .replace("band: 5GHz,", 'bssid: "02:00:00:00:00:09", band: 5GHz,'))
+    err = error_for(
+        tmp_path,
+        GOOD.replace("band: 2.4GHz,", 'bssid: "02:00:00:00:00:09", band: 2.4GHz,').replace(
+            "band: 5GHz,", 'bssid: "02:00:00:00:00:09", band: 5GHz,'
+        ),
+    )
     assert err.where.endswith("access_points[1].bssid")
 
 
@@ -262,18 +294,24 @@ def test_invalid_yaml(tmp_path: Path) -> None:
 
 
 def test_ap_override_merges_field_by_field(tmp_path: Path) -> None:
-    text = GOOD.replace(
-        'rssi: -60, security: wpa2-psk,\n     passphrase: "secret-passphrase"}',
-        'rssi: -60, security: wpa2-psk,\n     passphrase: "secret-passphrase",\n'
-        '     after_association: {tls: {result: expired}, dhcp: {result: timeout}}}',
-    ) + "after_association:\n  dhcp: {delay_ms: 700, ip: 10.0.0.9}\n  tls: {delay_ms: 40}\n"
+    text = (
+        GOOD.replace(
+            'rssi: -60, security: wpa2-psk,\n     passphrase: "secret-passphrase"}',
+            'rssi: -60, security: wpa2-psk,\n     passphrase: "secret-passphrase",\n'
+            "     after_association: {tls: {result: expired}, dhcp: {result: timeout}}}",
+        )
+        + "after_association:\n  dhcp: {delay_ms: 700, ip: 10.0.0.9}\n  tls: {delay_ms: 40}\n"
+    )
     scenario = load_scenario(write(tmp_path, text))
     plain, custom = scenario.access_points
     assert plain.after_association.dhcp.result == "ok"
     assert custom.after_association.dhcp.result == "timeout"
-    assert custom.after_association.dhcp.delay_ms == 700            # inherited field
+    assert custom.after_association.dhcp.delay_ms == 700  # inherited field
     assert custom.after_association.dhcp.ip == "10.0.0.9"
-    assert (custom.after_association.tls.result, custom.after_association.tls.delay_ms) == ("expired", 40)
+    assert (custom.after_association.tls.result, custom.after_association.tls.delay_ms) == (
+        "expired",
+        40,
+    )
     assert plain.after_association.tls.result == "ok"
 
 
@@ -284,12 +322,15 @@ def test_typical_home_takes_two_to_four_seconds() -> None:
     steps = sap
     total = scenario.scan_delay_ms + sum(
         getattr(steps, name).delay_ms
-        for name in ("association", "dhcp", "dns", "captive_portal", "internet", "tls"))
+        for name in ("association", "dhcp", "dns", "captive_portal", "internet", "tls")
+    )
     assert 2000 <= total <= 4000
     assert 300 <= steps.association.delay_ms <= 800
     assert 300 <= steps.dhcp.delay_ms <= 1500
-    assert all(100 <= getattr(steps, n).delay_ms <= 400
-               for n in ("dns", "captive_portal", "internet", "tls"))
+    assert all(
+        100 <= getattr(steps, n).delay_ms <= 400
+        for n in ("dns", "captive_portal", "internet", "tls")
+    )
 
 
 def test_zero_delay_has_no_delays() -> None:
@@ -297,5 +338,7 @@ def test_zero_delay_has_no_delays() -> None:
     assert scenario.scan_delay_ms == 0
     for sap in scenario.access_points:
         steps = sap.after_association
-        assert all(getattr(steps, n).delay_ms == 0
-                   for n in ("association", "dhcp", "dns", "captive_portal", "internet", "tls"))
+        assert all(
+            getattr(steps, n).delay_ms == 0
+            for n in ("association", "dhcp", "dns", "captive_portal", "internet", "tls")
+        )

@@ -39,21 +39,26 @@ FAILED_IN = {  # the phase each failing scenario stops in
     "weak-signal": "associating",
     "no-dhcp": "dhcp",
     "dns-failure": "dns",
-    "captive-portal": "captive_portal",   # the probe is redirected
-    "no-internet": "captive_portal",      # the probe gets no answer at all
+    "captive-portal": "captive_portal",  # the probe is redirected
+    "no-internet": "captive_portal",  # the probe gets no answer at all
     "tls-failure": "tls",
-    "five-ghz-only": "scanning",          # heard only on a band the radio lacks
+    "five-ghz-only": "scanning",  # heard only on a band the radio lacks
     "wrong-clock": "tls",
     "no-rtc": "tls",
-    "ipv6-only-legacy": "dhcp",           # router advertisements, no DHCPv4
+    "ipv6-only-legacy": "dhcp",  # router advertisements, no DHCPv4
 }
 LAB = b"DeviceSim-Lab"
 LAB_KEY = "lab-bench-passphrase"
 
 
-
-async def onboard(backend: SimulatedBackend, ssid: bytes, passphrase: str | None, *,
-                  hidden: bool = False, on_phase: Recorder | None = None) -> Code:
+async def onboard(
+    backend: SimulatedBackend,
+    ssid: bytes,
+    passphrase: str | None,
+    *,
+    hidden: bool = False,
+    on_phase: Recorder | None = None,
+) -> Code:
     """Join then verify, like the engine; returns the resulting code."""
     try:
         await backend.join(ssid, passphrase, hidden=hidden, on_phase=on_phase)
@@ -78,16 +83,20 @@ access_points: {access_points}
 
 # -- every shipped scenario -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(set(SHIPPED) - DECIDED_BY_THE_ENGINE
-                                         - DECIDED_BY_THE_CLOUD - DECIDED_BY_THE_STORY))
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(set(SHIPPED) - DECIDED_BY_THE_ENGINE - DECIDED_BY_THE_CLOUD - DECIDED_BY_THE_STORY),
+)
 async def test_default_credentials_give_the_scenarios_code(name: str) -> None:
     scenario = load_scenario(name)
     creds = scenario.default_credentials
     recorder = Recorder()
     async with SimulatedBackend(scenario, zero_delay=True) as backend:
         assert backend.name == f"simulated:{name}"
-        code = await onboard(backend, creds.ssid, creds.passphrase, hidden=creds.hidden,
-                             on_phase=recorder)
+        code = await onboard(
+            backend, creds.ssid, creds.passphrase, hidden=creds.hidden, on_phase=recorder
+        )
     assert code is SHIPPED[name] is creds.expect
     # (a mesh's next BSS repeats associating .. dhcp: each phase counts once here)
     phases = list(dict.fromkeys(recorder.phases))
@@ -96,7 +105,7 @@ async def test_default_credentials_give_the_scenarios_code(name: str) -> None:
     else:
         assert recorder.phases[-1] == FAILED_IN[name]
         expected = JOIN_PHASES + VERIFY_PHASES
-        assert phases == expected[:expected.index(FAILED_IN[name]) + 1]
+        assert phases == expected[: expected.index(FAILED_IN[name]) + 1]
 
 
 async def test_typical_home_with_scaled_time() -> None:
@@ -125,13 +134,20 @@ async def test_zero_delay_never_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
     async with SimulatedBackend(scenario, time_scale=0.001) as backend:
         assert await onboard(backend, creds.ssid, creds.passphrase) is Code.OK
     steps = scenario.access_points[1].after_association
-    expected_ms = [scenario.scan_delay_ms, steps.association.delay_ms, steps.dhcp.delay_ms,
-                   steps.dns.delay_ms, steps.captive_portal.delay_ms, steps.internet.delay_ms,
-                   steps.tls.delay_ms]
+    expected_ms = [
+        scenario.scan_delay_ms,
+        steps.association.delay_ms,
+        steps.dhcp.delay_ms,
+        steps.dns.delay_ms,
+        steps.captive_portal.delay_ms,
+        steps.internet.delay_ms,
+        steps.tls.delay_ms,
+    ]
     assert [d for d in slept if d > 0] == pytest.approx([ms / 1000 * 0.001 for ms in expected_ms])
 
 
 # -- join -----------------------------------------------------------------------------------------
+
 
 async def test_wrong_passphrase_then_right_one() -> None:
     async with SimulatedBackend("engineering-wifi", zero_delay=True) as backend:
@@ -142,7 +158,12 @@ async def test_wrong_passphrase_then_right_one() -> None:
         assert backend.connected is None and backend.saved_networks == ()
         result = await backend.join(LAB, LAB_KEY)
         assert (result.ssid, result.band, result.ip, result.gateway, result.dns) == (
-            LAB, Band.GHZ_2_4, "10.20.0.50", "10.20.0.1", ("10.20.0.1",))
+            LAB,
+            Band.GHZ_2_4,
+            "10.20.0.50",
+            "10.20.0.1",
+            ("10.20.0.1",),
+        )
         assert backend.connected is not None and backend.connected.bssid == result.bssid
         await backend.verify()
 
@@ -151,20 +172,25 @@ async def test_raw_psk_works_for_wpa2_but_not_for_wpa3() -> None:
     async with SimulatedBackend("typical-home", zero_delay=True) as backend:
         psk = hashlib.pbkdf2_hmac("sha1", b"Sunflower-42-Garden", b"Miller Family", 4096, 32).hex()
         await backend.join(b"Miller Family", psk.upper())
-        sae_psk = hashlib.pbkdf2_hmac("sha1", b"wpa3-only-neighbour", b"NETGEAR42-5G", 4096, 32).hex()
+        sae_psk = hashlib.pbkdf2_hmac(
+            "sha1", b"wpa3-only-neighbour", b"NETGEAR42-5G", 4096, 32
+        ).hex()
         with pytest.raises(NetworkError) as info:
             await backend.join(b"NETGEAR42-5G", sae_psk)
         assert info.value.code is Code.WRONG_CREDENTIALS and "SAE" in info.value.detail
         await backend.join(b"NETGEAR42-5G", "wpa3-only-neighbour")
 
 
-@pytest.mark.parametrize(("ssid", "passphrase", "code"), [
-    (b"Nowhere", "some-passphrase", Code.NETWORK_NOT_FOUND),
-    (b"Grand Hotel Staff", "corp-passphrase", Code.UNSUPPORTED_SECURITY),
-    (b"Old-Router-WEP", "abcde", Code.UNSUPPORTED_SECURITY),
-    (b"Backoffice-5G", "short", Code.INVALID_CREDENTIALS_FORMAT),
-    (b"Grand Hotel Guest", "open-needs-none", Code.INVALID_CREDENTIALS_FORMAT),
-])
+@pytest.mark.parametrize(
+    ("ssid", "passphrase", "code"),
+    [
+        (b"Nowhere", "some-passphrase", Code.NETWORK_NOT_FOUND),
+        (b"Grand Hotel Staff", "corp-passphrase", Code.UNSUPPORTED_SECURITY),
+        (b"Old-Router-WEP", "abcde", Code.UNSUPPORTED_SECURITY),
+        (b"Backoffice-5G", "short", Code.INVALID_CREDENTIALS_FORMAT),
+        (b"Grand Hotel Guest", "open-needs-none", Code.INVALID_CREDENTIALS_FORMAT),
+    ],
+)
 async def test_join_failures(ssid: bytes, passphrase: str, code: Code) -> None:
     async with SimulatedBackend("difficult-network", zero_delay=True) as backend:
         with pytest.raises(NetworkError) as info:
@@ -174,8 +200,10 @@ async def test_join_failures(ssid: bytes, passphrase: str, code: Code) -> None:
 
 
 async def test_association_timeout_from_scenario() -> None:
-    backend = world('[{ssid: Home, rssi: -40, security: wpa2-psk, passphrase: "home-passphrase"}]',
-                    "after_association: {association: {result: timeout}}")
+    backend = world(
+        '[{ssid: Home, rssi: -40, security: wpa2-psk, passphrase: "home-passphrase"}]',
+        "after_association: {association: {result: timeout}}",
+    )
     async with backend:
         with pytest.raises(NetworkError) as info:
             await backend.join(b"Home", "home-passphrase")
@@ -224,10 +252,24 @@ async def test_scan_lists_everything_strongest_first() -> None:
 
 
 def test_to_wire_of_text_ssid() -> None:
-    ap = AccessPoint(ssid="Café".encode(), bssid="02:00:00:00:00:01", band=Band.GHZ_5, channel=36,
-                     rssi=-60, security=Security.WPA2_WPA3, hidden=False)
-    assert ap.to_wire() == {"ssid_hex": "436166c3a9", "ssid": "Café", "hidden": False, "rssi": -60,
-                            "band": "5GHz", "channel": 36, "security": "wpa2-wpa3"}
+    ap = AccessPoint(
+        ssid="Café".encode(),
+        bssid="02:00:00:00:00:01",
+        band=Band.GHZ_5,
+        channel=36,
+        rssi=-60,
+        security=Security.WPA2_WPA3,
+        hidden=False,
+    )
+    assert ap.to_wire() == {
+        "ssid_hex": "436166c3a9",
+        "ssid": "Café",
+        "hidden": False,
+        "rssi": -60,
+        "band": "5GHz",
+        "channel": 36,
+        "security": "wpa2-wpa3",
+    }
 
 
 async def test_dual_band_prefers_5ghz_when_strong_enough() -> None:
@@ -236,26 +278,34 @@ async def test_dual_band_prefers_5ghz_when_strong_enough() -> None:
     assert result.band is Band.GHZ_5 and result.bssid == "a4:2b:b0:11:22:31"
 
 
-@pytest.mark.parametrize(("rssi_24", "rssi_5", "band"), [
-    (-50, -70, Band.GHZ_5),       # at the threshold: 5 GHz
-    (-80, -71, Band.GHZ_2_4),     # below it: 2.4 GHz even though 2.4 is weaker
-    (None, -80, Band.GHZ_5),      # only 5 GHz: take it
-    (-60, None, Band.GHZ_2_4),
-])
+@pytest.mark.parametrize(
+    ("rssi_24", "rssi_5", "band"),
+    [
+        (-50, -70, Band.GHZ_5),  # at the threshold: 5 GHz
+        (-80, -71, Band.GHZ_2_4),  # below it: 2.4 GHz even though 2.4 is weaker
+        (None, -80, Band.GHZ_5),  # only 5 GHz: take it
+        (-60, None, Band.GHZ_2_4),
+    ],
+)
 async def test_band_choice(rssi_24: int | None, rssi_5: int | None, band: Band) -> None:
     aps = []
     if rssi_24 is not None:
-        aps.append(f'{{ssid: Home, band: 2.4GHz, rssi: {rssi_24}, security: wpa2-psk, '
-                   f'passphrase: "home-passphrase"}}')
+        aps.append(
+            f"{{ssid: Home, band: 2.4GHz, rssi: {rssi_24}, security: wpa2-psk, "
+            f'passphrase: "home-passphrase"}}'
+        )
     if rssi_5 is not None:
-        aps.append(f'{{ssid: Home, band: 5GHz, rssi: {rssi_5}, security: wpa2-psk, '
-                   f'passphrase: "home-passphrase"}}')
+        aps.append(
+            f"{{ssid: Home, band: 5GHz, rssi: {rssi_5}, security: wpa2-psk, "
+            f'passphrase: "home-passphrase"}}'
+        )
     async with world(f"[{', '.join(aps)}]") as backend:
         result = await backend.join(b"Home", "home-passphrase")
     assert result.band is band
 
 
 # -- phases and secrets ---------------------------------------------------------------------------
+
 
 async def test_phases_in_order_and_never_the_passphrase() -> None:
     recorder = Recorder()
@@ -264,7 +314,10 @@ async def test_phases_in_order_and_never_the_passphrase() -> None:
             await backend.join(LAB, "wrong-but-secret-1", on_phase=recorder)
         assert "wrong-but-secret-1" not in f"{info.value!s} {info.value!r} {info.value.raw!r}"
         assert await onboard(backend, LAB, LAB_KEY, on_phase=recorder) is Code.OK
-    assert recorder.phases == ["scanning", "associating", "authenticating"] + JOIN_PHASES + VERIFY_PHASES
+    assert (
+        recorder.phases
+        == ["scanning", "associating", "authenticating"] + JOIN_PHASES + VERIFY_PHASES
+    )
     assert all(isinstance(p, str) and p in set(Phase) for p in recorder.phases)
     dumped = json.dumps(recorder.calls)  # details are JSON-able
     assert LAB_KEY not in dumped and "wrong-but-secret-1" not in dumped
@@ -273,6 +326,7 @@ async def test_phases_in_order_and_never_the_passphrase() -> None:
 
 
 # -- verify ---------------------------------------------------------------------------------------
+
 
 async def test_portal_detail_names_the_login_page() -> None:
     async with SimulatedBackend("difficult-network", zero_delay=True) as backend:
@@ -283,14 +337,22 @@ async def test_portal_detail_names_the_login_page() -> None:
     assert "http://login.grandhotel.example/portal?ap=7000" in info.value.detail
 
 
-@pytest.mark.parametrize(("ssid", "passphrase", "reason", "code"), [
-    (b"Corp-Inspected", "proxy-sees-all", "unable to get local issuer certificate",
-     Code.TLS_VERIFICATION_FAILED),
-    (b"Stale-Clock", "time-has-passed", "certificate has expired", Code.TLS_CERTIFICATE_DATE),
-    (b"Wrong-Host", "somebody-elses-cert", "hostname mismatch", Code.TLS_VERIFICATION_FAILED),
-])
-async def test_tls_failures_carry_the_verify_reason(ssid: bytes, passphrase: str, reason: str,
-                                                    code: Code) -> None:
+@pytest.mark.parametrize(
+    ("ssid", "passphrase", "reason", "code"),
+    [
+        (
+            b"Corp-Inspected",
+            "proxy-sees-all",
+            "unable to get local issuer certificate",
+            Code.TLS_VERIFICATION_FAILED,
+        ),
+        (b"Stale-Clock", "time-has-passed", "certificate has expired", Code.TLS_CERTIFICATE_DATE),
+        (b"Wrong-Host", "somebody-elses-cert", "hostname mismatch", Code.TLS_VERIFICATION_FAILED),
+    ],
+)
+async def test_tls_failures_carry_the_verify_reason(
+    ssid: bytes, passphrase: str, reason: str, code: Code
+) -> None:
     async with SimulatedBackend("tls-failure", zero_delay=True) as backend:
         await backend.join(ssid, passphrase)
         with pytest.raises(NetworkError) as info:
@@ -329,8 +391,13 @@ async def test_servers_are_closed_after_exit() -> None:
         await check_captive_portal(details["captive_portal"]["url"], timeout=5)
     assert info.value.code is Code.NO_INTERNET
     with pytest.raises(NetworkError) as info:
-        await check_tls(["127.0.0.1"], details["tls"]["port"], ssl_context=client_ssl_context(ca_pem),
-                        server_hostname="cloud.device-sim.test", timeout=5)
+        await check_tls(
+            ["127.0.0.1"],
+            details["tls"]["port"],
+            ssl_context=client_ssl_context(ca_pem),
+            server_hostname="cloud.device-sim.test",
+            timeout=5,
+        )
     assert info.value.code is Code.CLOUD_UNREACHABLE
     with pytest.raises(NetworkError) as info:
         await backend.join(LAB, LAB_KEY)
@@ -347,6 +414,7 @@ async def test_backend_can_restart() -> None:
 
 # -- factory and validation -----------------------------------------------------------------------
 
+
 def test_factory_builds_the_networkmanager_backend() -> None:
     from device_sim.network.nm.backend import NetworkManagerBackend
 
@@ -361,45 +429,56 @@ async def test_factory_builds_the_simulated_backend() -> None:
     assert backend.name == "simulated:typical-home"
 
 
-@pytest.mark.parametrize(("kind", "options", "match"), [
-    ("networkmanager", {"colour": "blue"}, "colour"),
-    ("wifi-magic", {}, "unknown kind"),
-    ("simulated", {"scenario": "zero-delay", "speed": 2}, "speed"),
-    ("simulated", {"scenario": "zero-delay", "time_scale": -1}, "time_scale"),
-    ("simulated", {"scenario": "no-such-scenario"}, "not found"),
-])
+@pytest.mark.parametrize(
+    ("kind", "options", "match"),
+    [
+        ("networkmanager", {"colour": "blue"}, "colour"),
+        ("wifi-magic", {}, "unknown kind"),
+        ("simulated", {"scenario": "zero-delay", "speed": 2}, "speed"),
+        ("simulated", {"scenario": "zero-delay", "time_scale": -1}, "time_scale"),
+        ("simulated", {"scenario": "no-such-scenario"}, "not found"),
+    ],
+)
 def test_factory_errors(kind: str, options: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         create_backend(kind, **options)
 
 
-@pytest.mark.parametrize(("ssid", "passphrase", "security"), [
-    (b"x", "12345678", Security.WPA2_PSK),
-    (b"x" * 32, "~" * 63, Security.WPA3_SAE),
-    (b"\xc3\x28\xff\x41", "0123456789abcdefABCDEF" + "0" * 42, Security.WPA2_WPA3),
-    (b"x", None, Security.OPEN),
-    (b"x", "", Security.OPEN),
-    (b"x", None, None),
-    (b"x", "with spaces ok", None),
-    (b"x", "wep", Security.WEP),          # not checked: joining says UNSUPPORTED_SECURITY
-])
+@pytest.mark.parametrize(
+    ("ssid", "passphrase", "security"),
+    [
+        (b"x", "12345678", Security.WPA2_PSK),
+        (b"x" * 32, "~" * 63, Security.WPA3_SAE),
+        (b"\xc3\x28\xff\x41", "0123456789abcdefABCDEF" + "0" * 42, Security.WPA2_WPA3),
+        (b"x", None, Security.OPEN),
+        (b"x", "", Security.OPEN),
+        (b"x", None, None),
+        (b"x", "with spaces ok", None),
+        (b"x", "wep", Security.WEP),  # not checked: joining says UNSUPPORTED_SECURITY
+    ],
+)
 def test_valid_credentials(ssid: bytes, passphrase: str | None, security: Security | None) -> None:
     validate_credentials(ssid, passphrase, security)
 
 
-@pytest.mark.parametrize(("ssid", "passphrase", "security"), [
-    (b"", "12345678", Security.WPA2_PSK),
-    (b"x" * 33, "12345678", Security.WPA2_PSK),
-    (b"x", "1234567", Security.WPA2_PSK),
-    (b"x", "g" * 64, Security.WPA2_PSK),      # 64 characters must be hex
-    (b"x", "a" * 65, Security.WPA2_PSK),
-    (b"x", "pässwörd-long", Security.WPA2_PSK),
-    (b"x", "tab\tinside", Security.WPA2_PSK),
-    (b"x", None, Security.WPA2_PSK),
-    (b"x", "12345678", Security.OPEN),
-    (b"x", "short", None),
-])
-def test_invalid_credentials(ssid: bytes, passphrase: str | None, security: Security | None) -> None:
+@pytest.mark.parametrize(
+    ("ssid", "passphrase", "security"),
+    [
+        (b"", "12345678", Security.WPA2_PSK),
+        (b"x" * 33, "12345678", Security.WPA2_PSK),
+        (b"x", "1234567", Security.WPA2_PSK),
+        (b"x", "g" * 64, Security.WPA2_PSK),  # 64 characters must be hex
+        (b"x", "a" * 65, Security.WPA2_PSK),
+        (b"x", "pässwörd-long", Security.WPA2_PSK),
+        (b"x", "tab\tinside", Security.WPA2_PSK),
+        (b"x", None, Security.WPA2_PSK),
+        (b"x", "12345678", Security.OPEN),
+        (b"x", "short", None),
+    ],
+)
+def test_invalid_credentials(
+    ssid: bytes, passphrase: str | None, security: Security | None
+) -> None:
     with pytest.raises(NetworkError) as info:
         validate_credentials(ssid, passphrase, security)
     assert info.value.code is Code.INVALID_CREDENTIALS_FORMAT

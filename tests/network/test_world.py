@@ -37,13 +37,20 @@ access_points: {access_points}
 
 
 def bss(band: str, rssi: int, **more: Any) -> str:
-    fields = {"ssid": "Home", "band": band, "rssi": rssi, "security": "wpa2-psk",
-              "passphrase": KEY, **more}
+    fields = {
+        "ssid": "Home",
+        "band": band,
+        "rssi": rssi,
+        "security": "wpa2-psk",
+        "passphrase": KEY,
+        **more,
+    }
     return json.dumps(fields)
 
 
-async def onboard(backend: SimulatedBackend, recorder: Recorder | None = None,
-                  passphrase: str = KEY) -> Code:
+async def onboard(
+    backend: SimulatedBackend, recorder: Recorder | None = None, passphrase: str = KEY
+) -> Code:
     try:
         await backend.join(b"Home", passphrase, on_phase=recorder)
         await backend.verify(on_phase=recorder)
@@ -53,6 +60,7 @@ async def onboard(backend: SimulatedBackend, recorder: Recorder | None = None,
 
 
 # -- the device's radio ---------------------------------------------------------------------------
+
 
 async def test_a_2_4_ghz_radio_neither_hears_nor_joins_5_ghz() -> None:
     aps = f"[{bss('5GHz', -40)}, {{ssid: Other, band: 2.4GHz, rssi: -70, security: open}}]"
@@ -73,14 +81,16 @@ async def test_the_antenna_offset_moves_every_rssi() -> None:
         assert await onboard(plain) is Code.OK
     async with world(aps, "device: {antenna_offset_db: -8}") as small:
         assert (await small.scan())[0].rssi == -88
-        assert await onboard(small) is Code.ASSOCIATION_TIMEOUT   # below the -85 dBm floor
+        assert await onboard(small) is Code.ASSOCIATION_TIMEOUT  # below the -85 dBm floor
 
 
 # -- BSSes with their own fate -----------------------------------------------------------------
 
+
 async def test_a_mesh_node_that_fails_is_left_for_the_next_best() -> None:
-    dead = bss("5GHz", -50, bssid="02:00:00:00:aa:01",
-               after_association={"dhcp": {"result": "timeout"}})
+    dead = bss(
+        "5GHz", -50, bssid="02:00:00:00:aa:01", after_association={"dhcp": {"result": "timeout"}}
+    )
     good = bss("5GHz", -62, bssid="02:00:00:00:aa:02")
     weak = bss("2.4GHz", -75, bssid="02:00:00:00:aa:03")
     recorder = Recorder()
@@ -92,8 +102,7 @@ async def test_a_mesh_node_that_fails_is_left_for_the_next_best() -> None:
     assert tried[1]["after_failing"] == ["02:00:00:00:aa:01"]
 
 
-async def test_every_node_failing_ends_in_the_last_code_and_a_wrong_key_never_falls_back(
-) -> None:
+async def test_every_node_failing_ends_in_the_last_code_and_a_wrong_key_never_falls_back() -> None:
     a = bss("2.4GHz", -50, after_association={"dhcp": {"result": "timeout"}})
     b = bss("2.4GHz", -60, after_association={"association": {"result": "timeout"}})
     recorder = Recorder()
@@ -107,9 +116,11 @@ async def test_every_node_failing_ends_in_the_last_code_and_a_wrong_key_never_fa
 
 async def test_band_steering() -> None:
     steered = bss("2.4GHz", -50, band_steering=True, steering_holdoff_ms=4000)
-    five = bss("5GHz", -76)   # weaker than the usual -70 dBm preference
-    for bands, band, holdoff in [("[2.4GHz, 5GHz]", Band.GHZ_5, None),
-                                 ("[2.4GHz]", Band.GHZ_2_4, 4000)]:
+    five = bss("5GHz", -76)  # weaker than the usual -70 dBm preference
+    for bands, band, holdoff in [
+        ("[2.4GHz, 5GHz]", Band.GHZ_5, None),
+        ("[2.4GHz]", Band.GHZ_2_4, 4000),
+    ]:
         recorder = Recorder()
         async with world(f"[{steered}, {five}]", f"device: {{bands: {bands}}}") as backend:
             result = await backend.join(b"Home", KEY, on_phase=recorder)
@@ -120,9 +131,10 @@ async def test_band_steering() -> None:
 
 # -- distributions and seeds ----------------------------------------------------------------------
 
-FLAKY = (f"[{bss('2.4GHz', -50)}]",
-         "after_association: {dhcp: {delay_ms: [100, 900], jitter_ms: 50, "
-         "fail_probability: 0.5}}")
+FLAKY = (
+    f"[{bss('2.4GHz', -50)}]",
+    "after_association: {dhcp: {delay_ms: [100, 900], jitter_ms: 50, fail_probability: 0.5}}",
+)
 
 
 async def outcomes_and_delays(seed: int, attempts: int = 12) -> tuple[list[Code], list[int]]:
@@ -141,13 +153,14 @@ async def outcomes_and_delays(seed: int, attempts: int = 12) -> tuple[list[Code]
 async def test_the_same_seed_replays_the_same_attempts() -> None:
     first, delays = await outcomes_and_delays(7)
     assert (first, delays) == await outcomes_and_delays(7)
-    assert {Code.OK, Code.NO_DHCP_LEASE} == set(first)            # flaky, both ways
-    assert first != (await outcomes_and_delays(8))[0]              # another seed, other draws
-    dhcp = [d for d in delays if d >= 50]                          # the drawn DHCP delays
+    assert {Code.OK, Code.NO_DHCP_LEASE} == set(first)  # flaky, both ways
+    assert first != (await outcomes_and_delays(8))[0]  # another seed, other draws
+    dhcp = [d for d in delays if d >= 50]  # the drawn DHCP delays
     assert all(50 <= d <= 950 for d in dhcp) and len(set(dhcp)) > 3
 
 
 # -- IPv6 and the clock ------------------------------------------------------------------------
+
 
 async def test_ipv6_only_goes_over_ipv6_through_nat64() -> None:
     v6 = "after_association: {dhcp: {addressing: ipv6-only, nat64: true}}"
@@ -157,7 +170,7 @@ async def test_ipv6_only_goes_over_ipv6_through_nat64() -> None:
         await backend.verify(on_phase=recorder)
     assert result.ip == "2001:db8:1::50"
     (portal,) = [d for p, d in recorder.calls if p == "captive_portal"]
-    assert portal["url"].startswith("http://[::1]:")                # a real IPv6 connection
+    assert portal["url"].startswith("http://[::1]:")  # a real IPv6 connection
     no_nat64 = "after_association: {dhcp: {addressing: ipv6-only, nat64: false}}"
     async with world(f"[{bss('2.4GHz', -50)}]", no_nat64) as backend:
         assert await onboard(backend) is Code.NO_INTERNET
@@ -166,13 +179,16 @@ async def test_ipv6_only_goes_over_ipv6_through_nat64() -> None:
         assert await onboard(backend) is Code.IPV6_ONLY_NETWORK
 
 
-@pytest.mark.parametrize(("clock", "ntp", "code"), [
-    ("{rtc: true, skew_s: 157680000}", "blocked", Code.TLS_CERTIFICATE_DATE),  # 5 y ahead
-    ("{rtc: true, skew_s: -94608000}", "blocked", Code.TLS_CERTIFICATE_DATE),  # 3 y behind
-    ("{rtc: true, skew_s: -94608000}", "ok", Code.OK),                        # NTP fixes it
-    ("{rtc: false}", "blocked", Code.CLOCK_NOT_SET),                            # 1970
-    ("{rtc: false}", "ok", Code.OK),
-])
+@pytest.mark.parametrize(
+    ("clock", "ntp", "code"),
+    [
+        ("{rtc: true, skew_s: 157680000}", "blocked", Code.TLS_CERTIFICATE_DATE),  # 5 y ahead
+        ("{rtc: true, skew_s: -94608000}", "blocked", Code.TLS_CERTIFICATE_DATE),  # 3 y behind
+        ("{rtc: true, skew_s: -94608000}", "ok", Code.OK),  # NTP fixes it
+        ("{rtc: false}", "blocked", Code.CLOCK_NOT_SET),  # 1970
+        ("{rtc: false}", "ok", Code.OK),
+    ],
+)
 async def test_the_device_clock_decides_the_certificate(clock: str, ntp: str, code: Code) -> None:
     extra = f"device: {{clock: {clock}}}\nafter_association: {{ntp: {{result: {ntp}}}}}"
     recorder = Recorder()
@@ -183,6 +199,7 @@ async def test_the_device_clock_decides_the_certificate(clock: str, ntp: str, co
 
 
 # -- faults at runtime ----------------------------------------------------------------------------
+
 
 async def test_a_fault_counts_from_the_next_attempt_never_the_running_one() -> None:
     backend = world(f"[{bss('2.4GHz', -50)}]")
@@ -198,10 +215,10 @@ async def test_a_fault_counts_from_the_next_attempt_never_the_running_one() -> N
     async with backend:
         recorder = Recorder()
         running = asyncio.create_task(onboard(backend, recorder))
-        await reached_dhcp.wait()                       # the attempt is under way
+        await reached_dhcp.wait()  # the attempt is under way
         backend.add_fault(parse_fault({"name": "dns-down", "step": "dns"}))
         go_on.set()
-        assert await running is Code.OK                 # the running attempt keeps its world
+        assert await running is Code.OK  # the running attempt keeps its world
         assert await onboard(backend) is Code.DNS_FAILURE
         assert backend.remove_fault("dns-down") is not None
         assert await onboard(backend) is Code.OK
@@ -222,8 +239,9 @@ async def test_latency_only_and_probabilistic_faults() -> None:
         assert 2500 in slept
         (tls,) = [d for p, d in recorder.calls if p == "tls"]
         assert tls["faults"] == ["slow-tls"]
-        backend.add_fault(parse_fault({"name": "slow-tls", "step": "internet",
-                                       "probability": 0.5}))   # replaces by name
+        backend.add_fault(
+            parse_fault({"name": "slow-tls", "step": "internet", "probability": 0.5})
+        )  # replaces by name
         assert [f.step for f in backend.faults] == ["internet"]
         codes = {await onboard(backend) for _ in range(16)}
         assert codes == {Code.OK, Code.NO_INTERNET}
@@ -231,15 +249,25 @@ async def test_latency_only_and_probabilistic_faults() -> None:
 
 def test_fault_fields_are_checked() -> None:
     assert parse_fault({"name": "a", "step": "captive_portal"}) == Fault(
-        "a", "captive_portal", 1.0, 0, 0, "portal")
+        "a", "captive_portal", 1.0, 0, 0, "portal"
+    )
     # The README's "slow DHCP": a delay alone is a delay; a failure is asked for by name.
-    assert parse_fault({"name": "slow-dhcp", "step": "dhcp", "delay_ms": 8000,
-                        "jitter_ms": 2000}).result == "ok"
-    assert parse_fault({"name": "late", "step": "dhcp", "delay_ms": 8000,
-                        "result": "timeout"}).result == "timeout"
-    for bad in ({"step": "dns"}, {"name": "a", "step": "dns", "delay_ms": -1},
-                {"name": "a", "step": "dns", "probability": True},
-                {"name": "a", "step": "dns", "color": "red"}):
+    assert (
+        parse_fault(
+            {"name": "slow-dhcp", "step": "dhcp", "delay_ms": 8000, "jitter_ms": 2000}
+        ).result
+        == "ok"
+    )
+    assert (
+        parse_fault({"name": "late", "step": "dhcp", "delay_ms": 8000, "result": "timeout"}).result
+        == "timeout"
+    )
+    for bad in (
+        {"step": "dns"},
+        {"name": "a", "step": "dns", "delay_ms": -1},
+        {"name": "a", "step": "dns", "probability": True},
+        {"name": "a", "step": "dns", "color": "red"},
+    ):
         with pytest.raises(Exception) as info:
             parse_fault(bad)
         assert getattr(info.value, "code", None) is Code.MALFORMED_REQUEST
@@ -264,16 +292,23 @@ def test_every_error_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors) as info:
         load_scenario(path)
     wheres = [e.where.split(": ", 1)[1] for e in info.value.errors]
-    assert set(wheres) == {"description", "default_credentials.expect", "access_points[0].rssi",
-                           "access_points[0].channel", "after_association.dhcp.delay_ms",
-                           "after_association.dhcp.fail_probability", "device.bands"}
-    assert str(info.value).count("\n") == len(wheres) - 1          # one line each
+    assert set(wheres) == {
+        "description",
+        "default_credentials.expect",
+        "access_points[0].rssi",
+        "access_points[0].channel",
+        "after_association.dhcp.delay_ms",
+        "after_association.dhcp.fail_probability",
+        "device.bands",
+    }
+    assert str(info.value).count("\n") == len(wheres) - 1  # one line each
 
 
 def test_the_committed_schema_is_the_models() -> None:
     committed = (ROOT / "scenarios" / "scenario.schema.json").read_text()
-    assert committed == schema_text(), "run: device-sim scenario schema --out " \
-                                       "scenarios/scenario.schema.json"
+    assert committed == schema_text(), (
+        "run: device-sim scenario schema --out scenarios/scenario.schema.json"
+    )
 
 
 @pytest.mark.parametrize("name", list_scenarios())
@@ -286,7 +321,12 @@ def test_the_schema_refuses_what_the_loader_refuses() -> None:
     validator = jsonschema.Draft202012Validator(json_schema())
     data = yaml.safe_load(BAD)
     paths = {".".join(map(str, e.absolute_path)) for e in validator.iter_errors(data)}
-    assert {"description", "default_credentials.expect", "access_points.0.rssi",
-            "after_association.dhcp.fail_probability"} <= paths
-    assert not validator.is_valid({**yaml.safe_load(
-        (ROOT / "scenarios" / "zero-delay.yaml").read_text()), "scan_dealy_ms": 5})
+    assert {
+        "description",
+        "default_credentials.expect",
+        "access_points.0.rssi",
+        "after_association.dhcp.fail_probability",
+    } <= paths
+    assert not validator.is_valid(
+        {**yaml.safe_load((ROOT / "scenarios" / "zero-delay.yaml").read_text()), "scan_dealy_ms": 5}
+    )

@@ -29,11 +29,25 @@ def test_shipped_profile_loads_and_matches_the_enums() -> None:
 
 def test_every_code_has_the_texts_a_user_and_support_need() -> None:
     profile = load_profile()
-    required = {"WRONG_CREDENTIALS", "NETWORK_NOT_FOUND", "ASSOCIATION_TIMEOUT", "NO_DHCP_LEASE",
-                "DNS_FAILURE", "CAPTIVE_PORTAL", "NO_INTERNET", "TLS_VERIFICATION_FAILED",
-                "CLOUD_ACTIVATION_REJECTED", "WRONG_SETUP_CODE", "TOO_MANY_ATTEMPTS",
-                "MALFORMED_REQUEST", "MESSAGE_TOO_LARGE", "REPLAYED_MESSAGE", "CLIENT_TIMEOUT",
-                "BUSY", "INTERNAL_ERROR"}
+    required = {
+        "WRONG_CREDENTIALS",
+        "NETWORK_NOT_FOUND",
+        "ASSOCIATION_TIMEOUT",
+        "NO_DHCP_LEASE",
+        "DNS_FAILURE",
+        "CAPTIVE_PORTAL",
+        "NO_INTERNET",
+        "TLS_VERIFICATION_FAILED",
+        "CLOUD_ACTIVATION_REJECTED",
+        "WRONG_SETUP_CODE",
+        "TOO_MANY_ATTEMPTS",
+        "MALFORMED_REQUEST",
+        "MESSAGE_TOO_LARGE",
+        "REPLAYED_MESSAGE",
+        "CLIENT_TIMEOUT",
+        "BUSY",
+        "INTERNAL_ERROR",
+    }
     assert required <= set(profile.codes)
     for entry in profile.codes.values():
         assert entry.user_message and entry.next_step and entry.support_question
@@ -53,31 +67,52 @@ def test_drift_is_detected_in_each_direction(raw: dict) -> None:
     assert any(p.startswith("messages.ACK") for p in problems)
 
 
-@pytest.mark.parametrize("mutate, where", [
-    (lambda d: d["codes"]["BUSY"].update(idd=3), "codes.BUSY.idd"),
-    (lambda d: d["codes"]["BUSY"].update(id="x"), "codes.BUSY.id"),
-    (lambda d: d["codes"]["BUSY"].update(id=101), "codes.BUSY.id"),
-    (lambda d: d["codes"]["BUSY"].pop("next_step"), "codes.BUSY.next_step"),
-    (lambda d: d["service"]["characteristics"]["state"].update(uuid="nope"),
-     "service.characteristics.state.uuid"),
-    (lambda d: d["service"]["characteristics"]["state"].update(properties=["read", "shout"]),
-     "service.characteristics.state.properties[1]"),
-    (lambda d: d["service"]["characteristics"]["request"].update(max_length=600),
-     "service.characteristics.request.max_length"),
-    (lambda d: d["states"]["joining"].update(timeout_code="NOPE"), "states.joining.timeout_code"),
-    (lambda d: d["softap"]["http"]["status_for_code"].update(NOPE=400),
-     "softap.http.status_for_code.NOPE"),
-    (lambda d: d["softap"]["http"]["status_for_code"].update(BUSY=200),
-     "softap.http.status_for_code.BUSY"),
-    (lambda d: d["softap"]["http"]["endpoints"][0].update(listeners=["moon"]),
-     "softap.http.endpoints[0].listeners"),
-    (lambda d: d["softap"]["probes"][0].update(colour="red"), "softap.probes[0].colour"),
-    (lambda d: d["softap"].update(passphrase_length=7), "softap.passphrase_length"),
-    (lambda d: d["softap"].update(ssid_pattern="DS"), "softap.ssid_pattern"),
-    (lambda d: d["states"]["joining"].update(recover_to="nowhere"), "states.joining.recover_to"),
-    (lambda d: d["framing"].update(max_message_length=70000), "framing.max_message_length"),
-    (lambda d: d.update(extra=1), "extra"),
-])
+@pytest.mark.parametrize(
+    "mutate, where",
+    [
+        (lambda d: d["codes"]["BUSY"].update(idd=3), "codes.BUSY.idd"),
+        (lambda d: d["codes"]["BUSY"].update(id="x"), "codes.BUSY.id"),
+        (lambda d: d["codes"]["BUSY"].update(id=101), "codes.BUSY.id"),
+        (lambda d: d["codes"]["BUSY"].pop("next_step"), "codes.BUSY.next_step"),
+        (
+            lambda d: d["service"]["characteristics"]["state"].update(uuid="nope"),
+            "service.characteristics.state.uuid",
+        ),
+        (
+            lambda d: d["service"]["characteristics"]["state"].update(properties=["read", "shout"]),
+            "service.characteristics.state.properties[1]",
+        ),
+        (
+            lambda d: d["service"]["characteristics"]["request"].update(max_length=600),
+            "service.characteristics.request.max_length",
+        ),
+        (
+            lambda d: d["states"]["joining"].update(timeout_code="NOPE"),
+            "states.joining.timeout_code",
+        ),
+        (
+            lambda d: d["softap"]["http"]["status_for_code"].update(NOPE=400),
+            "softap.http.status_for_code.NOPE",
+        ),
+        (
+            lambda d: d["softap"]["http"]["status_for_code"].update(BUSY=200),
+            "softap.http.status_for_code.BUSY",
+        ),
+        (
+            lambda d: d["softap"]["http"]["endpoints"][0].update(listeners=["moon"]),
+            "softap.http.endpoints[0].listeners",
+        ),
+        (lambda d: d["softap"]["probes"][0].update(colour="red"), "softap.probes[0].colour"),
+        (lambda d: d["softap"].update(passphrase_length=7), "softap.passphrase_length"),
+        (lambda d: d["softap"].update(ssid_pattern="DS"), "softap.ssid_pattern"),
+        (
+            lambda d: d["states"]["joining"].update(recover_to="nowhere"),
+            "states.joining.recover_to",
+        ),
+        (lambda d: d["framing"].update(max_message_length=70000), "framing.max_message_length"),
+        (lambda d: d.update(extra=1), "extra"),
+    ],
+)
 def test_bad_profiles_name_the_place(raw: dict, mutate, where: str) -> None:
     data = copy.deepcopy(raw)
     mutate(data)

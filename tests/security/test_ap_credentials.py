@@ -33,14 +33,19 @@ def test_wifi_qr_escapes_the_special_characters() -> None:
 
 
 def test_init_gives_the_device_its_ap_passphrase_and_label(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "device_sim", "init", "--state-dir",
-                          str(tmp_path / "d"), "--json"], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "device_sim", "init", "--state-dir", str(tmp_path / "d"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     label = json.loads(out.stdout)
     with DeviceStore(tmp_path / "d") as store:
         identity = store.identity()
     assert identity is not None and identity.softap_passphrase is not None
     assert label["softap_passphrase"] == identity.softap_passphrase.reveal()
     assert label["softap_ssid"] == f"DS-{identity.device_id[-4:].upper()}"
-    assert label["softap_wifi_qr"] == (f"WIFI:T:WPA;S:{label['softap_ssid']};"
-                                       f"P:{label['softap_passphrase']};;")
+    assert label["softap_wifi_qr"] == (
+        f"WIFI:T:WPA;S:{label['softap_ssid']};P:{label['softap_passphrase']};;"
+    )

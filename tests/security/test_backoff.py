@@ -13,8 +13,21 @@ POLICY = SetupCodeBackoff()  # profile defaults: 3 free, 2 s base, 300 s cap
 
 @pytest.mark.parametrize(
     ("failures", "delay"),
-    [(0, 0), (1, 0), (2, 0), (3, 2000), (4, 4000), (5, 8000), (6, 16000), (9, 128000),
-     (10, 256000), (11, 300000), (12, 300000), (64, 300000), (10**9, 300000)],
+    [
+        (0, 0),
+        (1, 0),
+        (2, 0),
+        (3, 2000),
+        (4, 4000),
+        (5, 8000),
+        (6, 16000),
+        (9, 128000),
+        (10, 256000),
+        (11, 300000),
+        (12, 300000),
+        (64, 300000),
+        (10**9, 300000),
+    ],
 )
 def test_delay_table(failures: int, delay: int) -> None:
     assert POLICY.delay_ms(failures) == delay
@@ -23,10 +36,17 @@ def test_delay_table(failures: int, delay: int) -> None:
 
 @pytest.mark.parametrize(
     ("failures", "last", "now", "wait"),
-    [(3, 1000, 1000, 2000), (3, 1000, 2500, 500), (3, 1000, 3000, 0), (3, 1000, 99999, 0),
-     (5, 0, 7999, 1), (5, 0, 8000, 0), (11, 10_000, 10_000 + 299_000, 1000),
-     (2, 1000, 1000, 0),
-     (4, 5000, 1000, 4000)],  # clock went backwards: counts as no time elapsed, never more
+    [
+        (3, 1000, 1000, 2000),
+        (3, 1000, 2500, 500),
+        (3, 1000, 3000, 0),
+        (3, 1000, 99999, 0),
+        (5, 0, 7999, 1),
+        (5, 0, 8000, 0),
+        (11, 10_000, 10_000 + 299_000, 1000),
+        (2, 1000, 1000, 0),
+        (4, 5000, 1000, 4000),
+    ],  # clock went backwards: counts as no time elapsed, never more
 )
 def test_retry_after_subtracts_elapsed_time(failures: int, last: int, now: int, wait: int) -> None:
     assert POLICY.retry_after_ms(failures, last, now) == wait

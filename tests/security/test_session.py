@@ -68,12 +68,14 @@ def ref_keys(key: bytes, a_wire: bytes, b_wire: bytes) -> dict[str, bytes]:
     }
 
 
-def ref_seal(key: bytes, direction: str, counter: int, plaintext: bytes, aad: bytes | None = None
-             ) -> bytes:
+def ref_seal(
+    key: bytes, direction: str, counter: int, plaintext: bytes, aad: bytes | None = None
+) -> bytes:
     ctr = counter.to_bytes(8, "big")
     nonce = direction.encode() + b"\x00" + ctr
-    return b"\x0f" + ctr + AESGCM(key).encrypt(nonce, plaintext, b"\x0f" + ctr if aad is None
-                                                else aad)
+    return (
+        b"\x0f" + ctr + AESGCM(key).encrypt(nonce, plaintext, b"\x0f" + ctr if aad is None else aad)
+    )
 
 
 def ref_open(key: bytes, direction: str, message: bytes) -> bytes:
@@ -81,16 +83,18 @@ def ref_open(key: bytes, direction: str, message: bytes) -> bytes:
     return AESGCM(key).decrypt(direction.encode() + b"\x00" + ctr, message[9:], b"\x0f" + ctr)
 
 
-def handshake(code: Secret = CODE, device_code: Secret = CODE
-              ) -> tuple[SecureChannel, SecureChannel]:
+def handshake(
+    code: Secret = CODE, device_code: Secret = CODE
+) -> tuple[SecureChannel, SecureChannel]:
     device = DeviceHandshake(*make_verifier(device_code))
     client = ClientHandshake(code)
     hamk, device_channel = device.verify(client.process_challenge(device.challenge(client.start())))
     return client.confirm(hamk), device_channel
 
 
-def assert_error(info: pytest.ExceptionInfo[Any], kind: type, code: Code, detail: str | None = None
-                 ) -> None:
+def assert_error(
+    info: pytest.ExceptionInfo[Any], kind: type, code: Code, detail: str | None = None
+) -> None:
     assert type(info.value) is kind
     assert info.value.code is code
     if detail is not None:
@@ -242,11 +246,23 @@ def _a_wire() -> bytes:
         (bytes([1]) + (N + 1).to_bytes(N_BYTES, "big"), ProtocolError, Code.MALFORMED_REQUEST),
         (bytes([1]) + b"\xff" * N_BYTES, ProtocolError, Code.MALFORMED_REQUEST),
     ],
-    ids=["empty", "v2", "v0", "v2-no-A", "no-A", "A-short", "A-long", "A=0", "A=N", "A=N+1",
-         "A=2^3072-1"],
+    ids=[
+        "empty",
+        "v2",
+        "v0",
+        "v2-no-A",
+        "no-A",
+        "A-short",
+        "A-long",
+        "A=0",
+        "A=N",
+        "A=N+1",
+        "A=2^3072-1",
+    ],
 )
-def test_bad_pake_start(body: bytes, kind: type, code: Code, verifier_pair: tuple[bytes, bytes]
-                        ) -> None:
+def test_bad_pake_start(
+    body: bytes, kind: type, code: Code, verifier_pair: tuple[bytes, bytes]
+) -> None:
     device = DeviceHandshake(*verifier_pair)
     with pytest.raises(kind) as info:
         device.challenge(body)
@@ -317,8 +333,9 @@ def test_handshakes_check_their_inputs() -> None:
     assert_error(info, SessionError, Code.INVALID_STATE)
 
 
-def test_flipped_srp_switch_is_refused(monkeypatch: pytest.MonkeyPatch,
-                                       verifier_pair: tuple[bytes, bytes]) -> None:
+def test_flipped_srp_switch_is_refused(
+    monkeypatch: pytest.MonkeyPatch, verifier_pair: tuple[bytes, bytes]
+) -> None:
     monkeypatch.setattr(srp._mod, "_rfc5054_compat", True)
     with pytest.raises(DeviceSimError) as info:
         ClientHandshake(CODE).start()
@@ -338,21 +355,30 @@ def _backend(name: str) -> ModuleType | None:
 
 @pytest.mark.parametrize("client_backend", ["_pysrp", "_ctsrp"])
 @pytest.mark.parametrize("device_backend", ["_pysrp", "_ctsrp"])
-def test_srp_backends_interoperate(monkeypatch: pytest.MonkeyPatch, client_backend: str,
-                                   device_backend: str,
-                                   require: Callable[[str | None], None]) -> None:
+def test_srp_backends_interoperate(
+    monkeypatch: pytest.MonkeyPatch,
+    client_backend: str,
+    device_backend: str,
+    require: Callable[[str | None], None],
+) -> None:
     """srp picks its backend by whether libssl.so loads; a phone and a Pi may differ."""
     client_mod, device_mod = _backend(client_backend), _backend(device_backend)
-    require(None if client_mod is not None and device_mod is not None else
-            "srp's ctypes/OpenSSL backend cannot load libssl.so (apt install libssl-dev)")
-    monkeypatch.setattr(srp, "create_salted_verification_key",
-                        device_mod.create_salted_verification_key)
+    require(
+        None
+        if client_mod is not None and device_mod is not None
+        else "srp's ctypes/OpenSSL backend cannot load libssl.so (apt install libssl-dev)"
+    )
+    monkeypatch.setattr(
+        srp, "create_salted_verification_key", device_mod.create_salted_verification_key
+    )
     salt, verifier = make_verifier(CODE)
     monkeypatch.setattr(srp, "Verifier", device_mod.Verifier)
     monkeypatch.setattr(srp, "User", client_mod.User)
     client, device = handshake()
     assert device.open(client.seal(MessageType.SCAN_REQUEST, b"{}")) == (
-        MessageType.SCAN_REQUEST, b"{}")
+        MessageType.SCAN_REQUEST,
+        b"{}",
+    )
     assert client.open(device.seal(MessageType.ACK, b"ok")) == (MessageType.ACK, b"ok")
     # and the wrong code still fails across backends
     dh = DeviceHandshake(salt, verifier)
@@ -371,8 +397,10 @@ REF = ref_keys(KEY, A_WIRE, B_WIRE)
 
 @pytest.fixture
 def pair() -> tuple[SecureChannel, SecureChannel]:
-    return (SecureChannel("client", KEY, A_WIRE, B_WIRE),
-            SecureChannel("device", KEY, A_WIRE, B_WIRE))
+    return (
+        SecureChannel("client", KEY, A_WIRE, B_WIRE),
+        SecureChannel("device", KEY, A_WIRE, B_WIRE),
+    )
 
 
 def test_sealed_layout_byte_by_byte(pair: tuple[SecureChannel, SecureChannel]) -> None:
@@ -391,7 +419,7 @@ def test_sealed_layout_byte_by_byte(pair: tuple[SecureChannel, SecureChannel]) -
 
 
 def test_replay_is_rejected_and_the_next_message_still_opens(
-    pair: tuple[SecureChannel, SecureChannel]
+    pair: tuple[SecureChannel, SecureChannel],
 ) -> None:
     client, device = pair
     m1 = client.seal(MessageType.SCAN_REQUEST, b"1")
@@ -451,8 +479,13 @@ def test_counter_is_bound_by_nonce_and_aad(pair: tuple[SecureChannel, SecureChan
 
 @pytest.mark.parametrize(
     "mangle",
-    [lambda m: m[:25], lambda m: b"", lambda m: m[:9], lambda m: b"\x0e" + m[1:],
-     lambda m: b"\x20" + m[1:]],
+    [
+        lambda m: m[:25],
+        lambda m: b"",
+        lambda m: m[:9],
+        lambda m: b"\x0e" + m[1:],
+        lambda m: b"\x20" + m[1:],
+    ],
     ids=["25-bytes", "empty", "header-only", "type-ERROR", "type-SCAN_REQUEST"],
 )
 def test_truncated_or_mistyped_message_is_malformed(
@@ -467,7 +500,7 @@ def test_truncated_or_mistyped_message_is_malformed(
 
 
 def test_truncated_but_long_enough_fails_authentication(
-    pair: tuple[SecureChannel, SecureChannel]
+    pair: tuple[SecureChannel, SecureChannel],
 ) -> None:
     client, device = pair
     m1 = client.seal(MessageType.STATUS_REQUEST, b"{}")
@@ -501,8 +534,9 @@ def test_messages_do_not_cross_sessions() -> None:
 @pytest.mark.parametrize(
     "inner", [b"\x99", b"\x01", b"\x0f"], ids=["unknown", "PAKE_START", "SECURE"]
 )
-def test_authentic_message_with_bad_inner_type(pair: tuple[SecureChannel, SecureChannel],
-                                              inner: bytes) -> None:
+def test_authentic_message_with_bad_inner_type(
+    pair: tuple[SecureChannel, SecureChannel], inner: bytes
+) -> None:
     client, device = pair
     client.seal(MessageType.SCAN_REQUEST, b"")  # counter 1 goes to the crafted message instead
     crafted = ref_seal(REF["c2d"], "c2d", 1, inner + b"secret-payload")
@@ -514,8 +548,9 @@ def test_authentic_message_with_bad_inner_type(pair: tuple[SecureChannel, Secure
     assert device.open(client.seal(MessageType.SCAN_REQUEST, b"{}"))[1] == b"{}"
 
 
-@pytest.mark.parametrize("inner", [MessageType.PAKE_START, MessageType.SECURE, MessageType.ERROR,
-                                   0x99])
+@pytest.mark.parametrize(
+    "inner", [MessageType.PAKE_START, MessageType.SECURE, MessageType.ERROR, 0x99]
+)
 def test_seal_refuses_types_that_do_not_travel_inside_secure(
     pair: tuple[SecureChannel, SecureChannel], inner: int
 ) -> None:
@@ -540,8 +575,9 @@ def test_counters_never_wrap(pair: tuple[SecureChannel, SecureChannel]) -> None:
     assert_error(recv, SessionError, Code.SESSION_REQUIRED)
 
 
-def test_counters_are_read_only_and_inputs_checked(pair: tuple[SecureChannel, SecureChannel]
-                                                   ) -> None:
+def test_counters_are_read_only_and_inputs_checked(
+    pair: tuple[SecureChannel, SecureChannel],
+) -> None:
     client, _ = pair
     with pytest.raises(AttributeError):
         client.send_counter = 5  # type: ignore[misc]
@@ -580,8 +616,9 @@ def test_no_secret_in_reprs_or_error_details() -> None:
     wrong_device = DeviceHandshake(salt, verifier)
     wrong_client = ClientHandshake(Secret("2718-2819"))
     try:
-        wrong_device.verify(wrong_client.process_challenge(wrong_device.challenge(
-            wrong_client.start())))
+        wrong_device.verify(
+            wrong_client.process_challenge(wrong_device.challenge(wrong_client.start()))
+        )
     except OnboardingError as exc:
         errors.append(exc)
     try:
@@ -594,7 +631,14 @@ def test_no_secret_in_reprs_or_error_details() -> None:
     assert len(errors) == 5
     texts += [str(e) for e in errors] + [repr(e) for e in errors] + [str(e.args) for e in errors]
     blob = "\n".join(texts)
-    for needle in (code_digits, code_label, "2718-2819", "27182819", "correct horse",
-                   hamk.hex()[:16], verifier.hex()[-16:]):
+    for needle in (
+        code_digits,
+        code_label,
+        "2718-2819",
+        "27182819",
+        "correct horse",
+        hamk.hex()[:16],
+        verifier.hex()[-16:],
+    ):
         assert needle not in blob
     assert "<redacted>" in blob

@@ -71,8 +71,13 @@ def test_generated_codes_have_label_form_and_vary() -> None:
 
 @pytest.mark.parametrize(
     ("text", "digits"),
-    [("1234-5678", "12345678"), ("12345678", "12345678"), (" 1234 5678 ", "12345678"),
-     ("12-34-56-78", "12345678"), ("0000\t0001\n", "00000001")],
+    [
+        ("1234-5678", "12345678"),
+        ("12345678", "12345678"),
+        (" 1234 5678 ", "12345678"),
+        ("12-34-56-78", "12345678"),
+        ("0000\t0001\n", "00000001"),
+    ],
 )
 def test_normalize_accepts_grouped_digits(text: str, digits: str) -> None:
     assert normalize_setup_code(text) == digits
@@ -81,8 +86,16 @@ def test_normalize_accepts_grouped_digits(text: str, digits: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["1234567", "123456789", "1234-567a", "", "----", "1234_5678", "1234.5678",
-     "\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18"],  # last: full-width digits
+    [
+        "1234567",
+        "123456789",
+        "1234-567a",
+        "",
+        "----",
+        "1234_5678",
+        "1234.5678",
+        "\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18",
+    ],  # last: full-width digits
 )
 def test_normalize_rejects_other_text_without_echoing_it(text: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -145,9 +158,14 @@ def test_setup_code_verifier_repr_shows_only_lengths() -> None:
 
 @pytest.mark.parametrize(
     ("salt", "verifier"),
-    [(b"\x00" + b"\x01" * 15, b"\x05"), (b"", b"\x05"), (b"\x01" * 16, b""),
-     (b"\x01" * 16, b"\x01"), (b"\x01" * 16, N.to_bytes(N_BYTES, "big")),
-     (b"\x01" * 16, b"\x05" * (N_BYTES + 1))],
+    [
+        (b"\x00" + b"\x01" * 15, b"\x05"),
+        (b"", b"\x05"),
+        (b"\x01" * 16, b""),
+        (b"\x01" * 16, b"\x01"),
+        (b"\x01" * 16, N.to_bytes(N_BYTES, "big")),
+        (b"\x01" * 16, b"\x05" * (N_BYTES + 1)),
+    ],
 )
 def test_setup_code_verifier_rejects_bad_records(salt: bytes, verifier: bytes) -> None:
     with pytest.raises(ValueError):

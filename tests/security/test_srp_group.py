@@ -130,8 +130,13 @@ def test_srp_kwargs_refuse_a_flipped_global_switch(
 
 @pytest.mark.parametrize(
     ("salt", "ok"),
-    [(b"\x01" * 16, True), (b"\xff", True), (b"\x00" + b"\x01" * 15, False), (b"", False),
-     (b"\x01" * 256, False)],
+    [
+        (b"\x01" * 16, True),
+        (b"\xff", True),
+        (b"\x00" + b"\x01" * 15, False),
+        (b"", False),
+        (b"\x01" * 256, False),
+    ],
 )
 def test_portable_salt(salt: bytes, ok: bool) -> None:
     assert is_portable_salt(salt) is ok

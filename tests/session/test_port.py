@@ -26,7 +26,7 @@ async def test_settings_are_kept_under_the_door_name(device: DeviceStack) -> Non
     improv, other = device.port("improv"), device.port("esp")
     improv.set_setting("device_name", "Kitchen")
     assert improv.setting("device_name") == "Kitchen"
-    assert other.setting("device_name") is None           # another door's namespace
+    assert other.setting("device_name") is None  # another door's namespace
     assert device.store.setting("improv.device_name") == "Kitchen"
 
 
@@ -44,7 +44,7 @@ async def test_sessions_are_followed_until_unsubscribed(device: DeviceStack) -> 
     stop()
     port.direct_provision("phone-2", ssid, Secret("lab-bench-passphrase"), hidden=False)
     await port.wait_settled(10)
-    assert opened == ["phone-1"]                           # no longer told
+    assert opened == ["phone-1"]  # no longer told
 
 
 async def test_one_softap_server_at_a_time(device: DeviceStack) -> None:
@@ -57,14 +57,14 @@ async def test_one_softap_server_at_a_time(device: DeviceStack) -> None:
     with pytest.raises(RuntimeError, match="already has a server"):
         port.serve_softap_requests(opener)
     stop()
-    port.serve_softap_requests(opener)()                   # free again once stopped
+    port.serve_softap_requests(opener)()  # free again once stopped
 
 
 async def test_public_state_and_the_radio(device: DeviceStack) -> None:
     port = device.port("softap")
     assert port.state is State.UNPROVISIONED and not port.busy and not port.provisioned
     assert port.outcome_within_s > 0
-    assert [ap.ssid for ap in await port.scan()]           # the simulated world's networks
+    assert [ap.ssid for ap in await port.scan()]  # the simulated world's networks
     await port.start_access_point(AccessPointConfig("DeviceSim-Setup", None, "127.0.0.1"))
     assert device.backend.access_point is not None
     await port.stop_access_point()

@@ -28,16 +28,19 @@ TIMED = {"device-sim demo --scenario slow-dhcp"}  # real time (20 s): tests/core
 
 def test_the_committed_documentation_is_up_to_date() -> None:
     """`device-sim docs` output is committed; regenerate it after changing the profile."""
-    assert (ROOT / "docs" / "codes.md").read_text() == docs.markdown(PROFILE), \
+    assert (ROOT / "docs" / "codes.md").read_text() == docs.markdown(PROFILE), (
         "docs/codes.md is out of date: run `device-sim docs`"
-    assert (ROOT / "docs" / "codes.html").read_text() == docs.html_page(PROFILE), \
+    )
+    assert (ROOT / "docs" / "codes.html").read_text() == docs.html_page(PROFILE), (
         "docs/codes.html is out of date: run `device-sim docs`"
+    )
 
 
 def test_every_code_is_documented_specifically() -> None:
     all_docs = docs.code_docs(PROFILE)
-    assert [d.entry.name for d in all_docs] == sorted(PROFILE.codes, key=lambda n:
-                                                      PROFILE.codes[n].id)
+    assert [d.entry.name for d in all_docs] == sorted(
+        PROFILE.codes, key=lambda n: PROFILE.codes[n].id
+    )
     md = docs.markdown(PROFILE)
     for d in all_docs:
         assert f"\n## {d.entry.name}\n" in md
@@ -45,12 +48,17 @@ def test_every_code_is_documented_specifically() -> None:
         assert {name for name, _ in d.reports} == {"native", "improv", "esp"}
     steps = Counter(d.entry.next_step for d in all_docs)
     assert [s for s, n in steps.items() if n > 1] == []
-    for d in all_docs:   # never a bare "try again"
+    for d in all_docs:  # never a bare "try again"
         assert not re.fullmatch(r"(?i)\W*try again\W*", d.entry.next_step)
     date, trust = PROFILE.code("TLS_CERTIFICATE_DATE"), PROFILE.code("TLS_VERIFICATION_FAILED")
     assert "clock" in date.next_step and "clock" not in trust.next_step
-    for name in ("MALFORMED_REQUEST", "UNSUPPORTED_VERSION", "CAPTIVE_PORTAL",
-                 "CLAIMED_BY_ANOTHER_ACCOUNT", "UNSUPPORTED_SECURITY"):
+    for name in (
+        "MALFORMED_REQUEST",
+        "UNSUPPORTED_VERSION",
+        "CAPTIVE_PORTAL",
+        "CLAIMED_BY_ANOTHER_ACCOUNT",
+        "UNSUPPORTED_SECURITY",
+    ):
         assert PROFILE.code(name).recoverable is False, name  # a retry alone cannot help
     assert PROFILE.code("NO_DHCP_LEASE").recoverable is True
 
@@ -88,8 +96,12 @@ def test_every_reproduction_command_parses() -> None:
 async def test_every_reproduction_command_ends_in_its_code() -> None:
     """Each demo command, over the SoftAP on loopback, without delays: its code at the end, or
     (a scenario with a story: the connected life's codes) in the story it plays."""
-    runs = [(d.entry.name, c) for d in docs.code_docs(PROFILE) for c in d.reproduce
-            if c.startswith("device-sim demo") and c not in TIMED]
+    runs = [
+        (d.entry.name, c)
+        for d in docs.code_docs(PROFILE)
+        for c in d.reproduce
+        if c.startswith("device-sim demo") and c not in TIMED
+    ]
     assert len(runs) >= 18
     gate = asyncio.Semaphore(4)
 
@@ -102,8 +114,14 @@ async def test_every_reproduction_command_ends_in_its_code() -> None:
             argv += ["--transport", "softap"]
         async with gate:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "device_sim", *argv, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
+                sys.executable,
+                "-m",
+                "device_sim",
+                *argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=dict(os.environ),
+            )
             try:
                 async with asyncio.timeout(90):
                     out, err = await proc.communicate()
@@ -123,18 +141,21 @@ def test_the_watch_page_is_self_contained_and_carries_the_codes() -> None:
     from device_sim.watch.server import page
 
     html = page(PROFILE).decode()
-    assert not re.search(r"""(?:src|href)\s*=""", html)   # no asset, no link out
-    assert "/*CODES*/" not in html and '"104":' in html     # the codes' documentation inside
+    assert not re.search(r"""(?:src|href)\s*=""", html)  # no asset, no link out
+    assert "/*CODES*/" not in html and '"104":' in html  # the codes' documentation inside
     assert "</script" not in html.split("const CODES =")[1].split(";\n")[0]
 
 
 def test_codes_are_listed_in_id_order_and_collect_is_specific(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["codes", "--json"]) == 0
     ids = [row["id"] for row in json.loads(capsys.readouterr().out)]
     assert ids == sorted(ids)  # 109-111 used to come after 121
-    collected = {name: docs.find(PROFILE, name).collect
-                 for name in ("NO_DHCP_LEASE", "DNS_FAILURE", "CAPTIVE_PORTAL")}
+    collected = {
+        name: docs.find(PROFILE, name).collect
+        for name in ("NO_DHCP_LEASE", "DNS_FAILURE", "CAPTIVE_PORTAL")
+    }
     assert len({tuple(c) for c in collected.values()}) == 3  # the same list for all three before
     assert any("DHCP" in item for item in collected["NO_DHCP_LEASE"])
     assert any("DNS" in item for item in collected["DNS_FAILURE"])

@@ -39,10 +39,24 @@ def _gone(pid: int) -> bool:
     return False
 
 
-async def _call(bus: MessageBus, path: str, iface: str, member: str,
-                signature: str = "", body: list[Any] | None = None) -> Message:
-    reply = await bus.call(Message(destination="org.bluez", path=path, interface=iface,
-                                   member=member, signature=signature, body=body or []))
+async def _call(
+    bus: MessageBus,
+    path: str,
+    iface: str,
+    member: str,
+    signature: str = "",
+    body: list[Any] | None = None,
+) -> Message:
+    reply = await bus.call(
+        Message(
+            destination="org.bluez",
+            path=path,
+            interface=iface,
+            member=member,
+            signature=signature,
+            body=body or [],
+        )
+    )
     assert reply.message_type == MessageType.METHOD_RETURN, (member, reply.body)
     return reply
 
@@ -54,8 +68,12 @@ async def _set(bus: MessageBus, path: str, name: str, value: Variant) -> None:
 async def _start_monitor(vb: VirtualBle) -> asyncio.subprocess.Process:
     """dbus-monitor on the private bus, returned once it is capturing (it has lost its name)."""
     monitor = await asyncio.create_subprocess_exec(
-        "dbus-monitor", "--address", vb.bus_address, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
+        "dbus-monitor",
+        "--address",
+        vb.bus_address,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     assert monitor.stdout is not None
     async with asyncio.timeout(WAIT):
         for _ in range(100):
@@ -74,7 +92,9 @@ async def test_two_adapters_powered_and_see_each_other() -> None:
         bus = await MessageBus(bus_address=vb.bus_address, bus_type=BusType.SYSTEM).connect()
         try:
             assert await adapter_states(bus) == {
-                "hci0": ("00:11:22:33:44:00", True), "hci1": ("00:11:22:33:44:01", True)}
+                "hci0": ("00:11:22:33:44:00", True),
+                "hci1": ("00:11:22:33:44:01", True),
+            }
             # Each adapter should find the other as a Device1 once it is discoverable.
             expect = {
                 f"/org/bluez/{me}/dev_{peer.replace(':', '_')}": peer
@@ -90,10 +110,16 @@ async def test_two_adapters_powered_and_see_each_other() -> None:
                         found[path].set()
 
             bus.add_message_handler(on_message)
-            await bus.call(Message(
-                destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-                body=["type='signal',interface='org.freedesktop.DBus.ObjectManager'"]))
+            await bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus",
+                    member="AddMatch",
+                    signature="s",
+                    body=["type='signal',interface='org.freedesktop.DBus.ObjectManager'"],
+                )
+            )
             for name in vb.adapters:
                 await _set(bus, f"/org/bluez/{name}", "DiscoverableTimeout", Variant("u", 0))
                 await _set(bus, f"/org/bluez/{name}", "Discoverable", Variant("b", True))
@@ -116,7 +142,9 @@ async def test_two_adapters_powered_and_see_each_other() -> None:
     assert not workdir.exists()
 
 
-async def test_keep_leaves_workdir_and_use_bus_restores_env(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_keep_leaves_workdir_and_use_bus_restores_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv(BUS_ENV, "unix:path=/before")
     async with VirtualBle(adapters=1, keep=True, addresses=["aa:bb:cc:dd:ee:01"]) as vb:
         assert vb.addresses == ["AA:BB:CC:DD:EE:01"]
@@ -144,7 +172,11 @@ async def test_missing_bluezoo_raises_before_starting_anything() -> None:
 
 
 async def test_bluezoo_crash_half_way_stops_dbus_daemon() -> None:
-    crash = [sys.executable, "-c", "import sys; print('zoo exploded', file=sys.stderr); sys.exit(3)"]
+    crash = [
+        sys.executable,
+        "-c",
+        "import sys; print('zoo exploded', file=sys.stderr); sys.exit(3)",
+    ]
     vb = VirtualBle(bluezoo_command=crash, timeout=WAIT)
     with pytest.raises(VirtualBleError, match="bluezoo exited during start-up") as info:
         await vb.start()
@@ -178,16 +210,25 @@ async def test_timeout_and_cancellation_clean_up() -> None:
 
 
 def test_bad_arguments_are_config_errors() -> None:
-    for kwargs in ({"adapters": 0}, {"scan_interval": 0}, {"addresses": ["00:11"]},
-                   {"adapters": 3, "addresses": ["00:11:22:33:44:55"]}):
+    for kwargs in (
+        {"adapters": 0},
+        {"scan_interval": 0},
+        {"addresses": ["00:11"]},
+        {"adapters": 3, "addresses": ["00:11:22:33:44:55"]},
+    ):
         with pytest.raises(ConfigError):
             VirtualBle(**kwargs)
     assert find_bluezoo()  # installed in the test environment
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "device_sim.virtual.cli", *args],
-                          capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "device_sim.virtual.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def test_detached_up_status_down(tmp_path: Path) -> None:
@@ -208,7 +249,8 @@ def test_detached_up_status_down(tmp_path: Path) -> None:
         again = _cli("up", "--run-dir", run_dir)  # idempotent: reuses the running pair
         assert again.returncode == 0 and "already up" in again.stdout
         assert [p["pid"] for p in json.loads(state_file.read_text())["processes"]] == [
-            p.pid for p in procs]
+            p.pid for p in procs
+        ]
         assert _cli("up", "--run-dir", run_dir, "--adapters", "3").returncode == 1
 
         status = _cli("status", "--run-dir", run_dir, "--json")
@@ -216,7 +258,9 @@ def test_detached_up_status_down(tmp_path: Path) -> None:
         report = json.loads(status.stdout)
         assert report["up"] is True
         assert [(a["name"], a["powered"]) for a in report["adapters"]] == [
-            ("hci0", True), ("hci1", True)]
+            ("hci0", True),
+            ("hci1", True),
+        ]
 
         down = _cli("down", "--run-dir", run_dir)
         assert down.returncode == 0 and "stopped" in down.stdout
@@ -238,21 +282,39 @@ async def test_the_bus_is_sized_for_a_fleet() -> None:
         try:
             replies = []
             for batch in range(6):  # in batches: dbus-fast does not queue past a full socket
-                replies += await asyncio.gather(*(
-                    bus.call(Message(
-                        destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                        interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-                        body=[f"type='signal',path='/org/bluez/hci0/dev_{batch}_{i}'"]))
-                    for i in range(100)))
+                replies += await asyncio.gather(
+                    *(
+                        bus.call(
+                            Message(
+                                destination="org.freedesktop.DBus",
+                                path="/org/freedesktop/DBus",
+                                interface="org.freedesktop.DBus",
+                                member="AddMatch",
+                                signature="s",
+                                body=[f"type='signal',path='/org/bluez/hci0/dev_{batch}_{i}'"],
+                            )
+                        )
+                        for i in range(100)
+                    )
+                )
             assert len(replies) == 600
             assert all(r.message_type == MessageType.METHOD_RETURN for r in replies), [
-                r.body for r in replies if r.message_type != MessageType.METHOD_RETURN][:1]
+                r.body for r in replies if r.message_type != MessageType.METHOD_RETURN
+            ][:1]
             # 200 calls in flight at once: BlueZoo answers each (Introspect is cheap).
-            pending = await asyncio.gather(*(
-                bus.call(Message(destination="org.bluez", path="/org/bluez/hci0",
-                                 interface="org.freedesktop.DBus.Introspectable",
-                                 member="Introspect"))
-                for _ in range(200)))
+            pending = await asyncio.gather(
+                *(
+                    bus.call(
+                        Message(
+                            destination="org.bluez",
+                            path="/org/bluez/hci0",
+                            interface="org.freedesktop.DBus.Introspectable",
+                            member="Introspect",
+                        )
+                    )
+                    for _ in range(200)
+                )
+            )
             assert all(r.message_type == MessageType.METHOD_RETURN for r in pending)
         finally:
             bus.disconnect()
@@ -263,14 +325,32 @@ def test_the_default_run_dir_is_the_users_own(tmp_path: Path) -> None:
     from device_sim.virtual import cli
 
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
-    found = subprocess.run([sys.executable, "-c", "from device_sim.virtual.cli import "
-                            "default_run_dir; print(default_run_dir())"], env=env,
-                           capture_output=True, text=True, timeout=30, check=True)
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from device_sim.virtual.cli import default_run_dir; print(default_run_dir())",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     assert found.stdout.strip() == str(tmp_path / "device-sim-virtual-ble")
     without = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
-    found = subprocess.run([sys.executable, "-c", "from device_sim.virtual.cli import "
-                            "default_run_dir; print(default_run_dir())"], env=without,
-                           capture_output=True, text=True, timeout=30, check=True)
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from device_sim.virtual.cli import default_run_dir; print(default_run_dir())",
+        ],
+        env=without,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     assert found.stdout.strip() == f"/tmp/device-sim-virtual-ble-{os.getuid()}"
     assert cli.owner() == str(Path(cli.__file__).resolve().parents[2])
 

@@ -43,8 +43,9 @@ class GatedBackend(SimulatedBackend):
 async def device(tmp_path: Path) -> AsyncIterator[tuple[DeviceStack, GatedBackend]]:
     backend = GatedBackend()
     async with AsyncExitStack() as stack:
-        dev = await build_stack(stack, tmp_path / "d", backend=lambda store: backend,
-                                timeouts=Timeouts(60, 60, 60, 60))
+        dev = await build_stack(
+            stack, tmp_path / "d", backend=lambda store: backend, timeouts=Timeouts(60, 60, 60, 60)
+        )
         yield dev, backend
 
 
@@ -58,20 +59,26 @@ class App:
 
     def __init__(self, eps: EspEndpoints, key: Any = ("esp", "/phone"), pop: str = "") -> None:
         self.eps, self.key = eps, key
-        self.sec = ClientSecurity(eps.version, pop=(pop or eps.pop.reveal()).encode(),
-                                  password=pop or eps.pop.reveal(), patch=eps.patch)
+        self.sec = ClientSecurity(
+            eps.version,
+            pop=(pop or eps.pop.reveal()).encode(),
+            password=pop or eps.pop.reveal(),
+            patch=eps.patch,
+        )
 
     async def open(self) -> None:
         answer = None
         while (request := self.sec.request(answer)) is not None:
-            raw = await self.eps.call("prov-session", self.key,
-                                      proto.encode(proto.SESSION, request))
+            raw = await self.eps.call(
+                "prov-session", self.key, proto.encode(proto.SESSION, request)
+            )
             answer = proto.decode(proto.SESSION, raw)
 
     async def config(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self.sec.cipher is not None
-        raw = await self.eps.call("prov-config", self.key,
-                                  self.sec.cipher.encrypt(proto.encode(proto.CONFIG, message)))
+        raw = await self.eps.call(
+            "prov-config", self.key, self.sec.cipher.encrypt(proto.encode(proto.CONFIG, message))
+        )
         return proto.decode(proto.CONFIG, self.sec.cipher.decrypt(raw))
 
     async def status(self) -> dict[str, Any]:
@@ -79,11 +86,17 @@ class App:
         return dict(answer["resp_get_status"])
 
     async def apply(self, ssid: bytes, passphrase: bytes) -> tuple[int, int]:
-        set_ = await self.config({"msg": proto.CMD_SET_CONFIG,
-                                  "cmd_set_config": {"ssid": ssid, "passphrase": passphrase}})
+        set_ = await self.config(
+            {
+                "msg": proto.CMD_SET_CONFIG,
+                "cmd_set_config": {"ssid": ssid, "passphrase": passphrase},
+            }
+        )
         apply = await self.config({"msg": proto.CMD_APPLY_CONFIG, "cmd_apply_config": {}})
-        return (set_["resp_set_config"].get("status", 0),
-                apply["resp_apply_config"].get("status", 0))
+        return (
+            set_["resp_set_config"].get("status", 0),
+            apply["resp_apply_config"].get("status", 0),
+        )
 
     async def outcome(self) -> dict[str, Any]:
         async with asyncio.timeout(10):
@@ -106,13 +119,15 @@ async def test_status_from_connecting_to_failed_to_connected_in_one_session(devi
     await app.open()
     assert (await app.status())["sta_state"] == proto.STA_DISCONNECTED
     assert await app.apply(LAB.ssid, b"not-the-passphrase") == (0, 0)
-    assert (await app.status())["sta_state"] == proto.STA_CONNECTING      # the join waits
+    assert (await app.status())["sta_state"] == proto.STA_CONNECTING  # the join waits
     backend.gate.set()
     failed = await app.outcome()
     # AuthError is 0, protobuf's default: absent on the wire
-    assert (failed["sta_state"], failed.get("fail_reason", 0)) == (proto.STA_FAILED,
-                                                                   proto.FAIL_AUTH_ERROR)
-    assert (await app.status())["sta_state"] == proto.STA_FAILED         # kept for later polls
+    assert (failed["sta_state"], failed.get("fail_reason", 0)) == (
+        proto.STA_FAILED,
+        proto.FAIL_AUTH_ERROR,
+    )
+    assert (await app.status())["sta_state"] == proto.STA_FAILED  # kept for later polls
     assert await app.apply(b"No Such Network", b"whatever-pass") == (0, 0)
     failed = await app.outcome()
     assert failed.get("fail_reason", 0) == proto.FAIL_NETWORK_NOT_FOUND
@@ -121,10 +136,10 @@ async def test_status_from_connecting_to_failed_to_connected_in_one_session(devi
     assert online.get("sta_state", 0) == proto.STA_CONNECTED  # 0: absent on the wire
     assert online["connected"]["ip4_addr"] == "10.20.0.50"
     assert online["connected"]["ssid"] == LAB.ssid
-    assert dev.service.session_peer == app.key   # still there to read the diagnostics
+    assert dev.service.session_peer == app.key  # still there to read the diagnostics
     released = asyncio.Event()
     dev.service.follow_sessions(closed=lambda peer, code: released.set())
-    async with asyncio.timeout(5):               # then the device is free (ESP's cleanup delay)
+    async with asyncio.timeout(5):  # then the device is free (ESP's cleanup delay)
         await released.wait()
     assert dev.service.session_peer is None
 
@@ -170,31 +185,44 @@ async def test_scan_pages_and_ctrl(device: Any) -> None:
         return proto.decode(proto.SCAN, app.sec.cipher.decrypt(raw))
 
     await scan({"msg": proto.CMD_SCAN_START, "cmd_scan_start": {"blocking": 1}})
-    count = (await scan({"msg": proto.CMD_SCAN_STATUS, "cmd_scan_status": {}}))[
-        "resp_scan_status"]["result_count"]
+    count = (await scan({"msg": proto.CMD_SCAN_STATUS, "cmd_scan_status": {}}))["resp_scan_status"][
+        "result_count"
+    ]
     assert count >= 1
-    page = await scan({"msg": proto.CMD_SCAN_RESULT,
-                       "cmd_scan_result": {"start_index": 0, "count": 99}})
+    page = await scan(
+        {"msg": proto.CMD_SCAN_RESULT, "cmd_scan_result": {"start_index": 0, "count": 99}}
+    )
     assert len(page["resp_scan_result"]["entries"]) == min(count, 4)
-    beyond = await scan({"msg": proto.CMD_SCAN_RESULT,
-                         "cmd_scan_result": {"start_index": count, "count": 1}})
+    beyond = await scan(
+        {"msg": proto.CMD_SCAN_RESULT, "cmd_scan_result": {"start_index": count, "count": 1}}
+    )
     assert beyond["status"] == proto.STATUS["InvalidArgument"]
     # prov-ctrl reset refuses to interrupt a join, and is taken after it
     await app.apply(LAB.ssid, b"wrong-passphrase")
 
     async def ctrl(msg: int) -> dict[str, Any]:
         assert app.sec.cipher is not None
-        raw = await app.eps.call("prov-ctrl", app.key, proto.encode(proto.CTRL, {
-            "msg": msg, "cmd_ctrl_reset" if msg == 1 else "cmd_ctrl_reprov": {}}))
+        raw = await app.eps.call(
+            "prov-ctrl",
+            app.key,
+            proto.encode(
+                proto.CTRL, {"msg": msg, "cmd_ctrl_reset" if msg == 1 else "cmd_ctrl_reprov": {}}
+            ),
+        )
         return proto.decode(proto.CTRL, app.sec.cipher.decrypt(raw))
 
     assert (await ctrl(proto.CMD_CTRL_RESET))["status"] == proto.STATUS["InvalidSession"]
     backend.gate.set()
     await app.outcome()
-    assert (await ctrl(proto.CMD_CTRL_RESET)) == {"msg": proto.RESP_CTRL_RESET,
-                                                  "resp_ctrl_reset": {}}
-    diag = json.loads(app.sec.cipher.decrypt(
-        await app.eps.call("device-sim-diag", app.key, app.sec.cipher.encrypt(b"{}"))))
+    assert (await ctrl(proto.CMD_CTRL_RESET)) == {
+        "msg": proto.RESP_CTRL_RESET,
+        "resp_ctrl_reset": {},
+    }
+    diag = json.loads(
+        app.sec.cipher.decrypt(
+            await app.eps.call("device-sim-diag", app.key, app.sec.cipher.encrypt(b"{}"))
+        )
+    )
     assert (diag["state"], diag["code_name"]) == ("failed", "WRONG_CREDENTIALS")
     assert diag["next_step"] == dev.profile.code("WRONG_CREDENTIALS").next_step
 
@@ -211,8 +239,9 @@ async def test_a_new_session_never_ends_an_established_one_in_use(device: Any) -
     with pytest.raises(EndpointError) as info:
         await late.open()
     assert info.value.code is Code.BUSY
-    assert [(await app.status())["sta_state"] for app in apps] == [
-        proto.STA_DISCONNECTED] * len(apps)
+    assert [(await app.status())["sta_state"] for app in apps] == [proto.STA_DISCONNECTED] * len(
+        apps
+    )
     # One left unused for IDLE_S makes room.
     eps._sessions[("esp", "/p1")].last_used -= IDLE_S
     late = App(eps, key=("esp", "/late"))  # the phone starts its handshake again
@@ -250,8 +279,17 @@ async def test_random_requests_get_an_answer_or_a_refusal(device: Any) -> None:
     rng = random.Random(1337)
     valid = proto.encode(proto.CONFIG, {"msg": proto.CMD_GET_STATUS, "cmd_get_status": {}})
     for i in range(300):
-        endpoint = rng.choice(["proto-ver", "prov-session", "prov-config", "prov-scan",
-                               "prov-ctrl", "device-sim-diag", "no-such-endpoint"])
+        endpoint = rng.choice(
+            [
+                "proto-ver",
+                "prov-session",
+                "prov-config",
+                "prov-scan",
+                "prov-ctrl",
+                "device-sim-diag",
+                "no-such-endpoint",
+            ]
+        )
         data = bytearray(valid if i % 2 else rng.randbytes(rng.randint(0, 60)))
         if data and i % 3 == 0:
             data[rng.randrange(len(data))] ^= 0xFF
@@ -262,5 +300,5 @@ async def test_random_requests_get_an_answer_or_a_refusal(device: Any) -> None:
             continue
         assert isinstance(answer, bytes)
         if endpoint == "prov-session" and key == app.key:
-            app = App(eps)     # the fuzzer may have restarted this phone's session: open anew
+            app = App(eps)  # the fuzzer may have restarted this phone's session: open anew
             await app.open()

@@ -30,8 +30,9 @@ from device_sim.testing.stack import build_stack
 
 LOOPBACK = SoftApOptions(listen=HostPort("127.0.0.1", 0), lan=HostPort("127.0.0.1", 0))
 PROFILE = load_profile()
-FAST = replace(PROFILE, softap=replace(PROFILE.softap, http=replace(PROFILE.softap.http,
-                                                                     body_timeout_ms=300)))
+FAST = replace(
+    PROFILE, softap=replace(PROFILE.softap, http=replace(PROFILE.softap.http, body_timeout_ms=300))
+)
 
 
 @pytest_asyncio.fixture
@@ -52,10 +53,12 @@ class Station:
         self.url = url
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(local_addr=(source, 0)),
-            cookie_jar=aiohttp.CookieJar(unsafe=True))
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+        )
 
-    async def post(self, endpoint: str, data: bytes,
-                   cookies: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async def post(
+        self, endpoint: str, data: bytes, cookies: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         async with self.http.post(f"{self.url}/{endpoint}", data=data, cookies=cookies) as resp:
             return resp.status, await resp.read()
 
@@ -70,8 +73,9 @@ class Station:
 
     async def status(self, sec: ClientSecurity) -> tuple[int, Any]:
         assert sec.cipher is not None
-        body = sec.cipher.encrypt(proto.encode(proto.CONFIG, {"msg": proto.CMD_GET_STATUS,
-                                                              "cmd_get_status": {}}))
+        body = sec.cipher.encrypt(
+            proto.encode(proto.CONFIG, {"msg": proto.CMD_GET_STATUS, "cmd_get_status": {}})
+        )
         status, raw = await self.post("prov-config", body)
         if status != 200:
             return status, json.loads(raw)
@@ -81,12 +85,15 @@ class Station:
         await self.http.close()
 
 
-CMD0 = proto.encode(proto.SESSION, {"sec_ver": 1, "sec1": {"msg": proto.CMD0,
-                                                           "sc0": {"client_pubkey": b"\x01" * 32}}})
+CMD0 = proto.encode(
+    proto.SESSION,
+    {"sec_ver": 1, "sec1": {"msg": proto.CMD0, "sc0": {"client_pubkey": b"\x01" * 32}}},
+)
 
 
 async def test_bare_cmd0s_from_another_station_cannot_end_an_established_session(
-        esp: tuple[EspPersonality, SoftApDoor]) -> None:
+    esp: tuple[EspPersonality, SoftApDoor],
+) -> None:
     personality, door = esp
     phone = Station(door.ap.url, "127.0.0.1")
     neighbour = Station(door.ap.url, "127.0.0.66")
@@ -103,15 +110,17 @@ async def test_bare_cmd0s_from_another_station_cannot_end_an_established_session
 
 
 async def test_a_cookie_is_the_devices_and_bound_to_its_address(
-        esp: tuple[EspPersonality, SoftApDoor]) -> None:
+    esp: tuple[EspPersonality, SoftApDoor],
+) -> None:
     personality, door = esp
     phone = Station(door.ap.url, "127.0.0.1")
     neighbour = Station(door.ap.url, "127.0.0.67")
     try:
         # A cookie the client made up is not taken as the session's key.
         chosen = {"session": "attacker-chosen-cookie-0001"}
-        async with phone.http.post(f"{door.ap.url}/prov-session", data=CMD0,
-                                   cookies=chosen) as resp:
+        async with phone.http.post(
+            f"{door.ap.url}/prov-session", data=CMD0, cookies=chosen
+        ) as resp:
             issued = resp.cookies["session"].value
         assert issued != chosen["session"] and len(issued) >= 32
         phone.http.cookie_jar.clear()
@@ -120,8 +129,7 @@ async def test_a_cookie_is_the_devices_and_bound_to_its_address(
         # Seen by a neighbour: from its address the cookie is refused, coded, and ends nothing.
         status, raw = await neighbour.post("prov-session", CMD0, cookies={"session": cookie})
         assert status == 401 and json.loads(raw)["code_name"] == "SESSION_REQUIRED"
-        status, raw = await neighbour.post("prov-config", b"\x00" * 16,
-                                           cookies={"session": cookie})
+        status, raw = await neighbour.post("prov-config", b"\x00" * 16, cookies={"session": cookie})
         assert json.loads(raw)["code_name"] == "SESSION_REQUIRED"
         status, answer = await phone.status(sec)
         assert status == 200, answer
@@ -131,7 +139,8 @@ async def test_a_cookie_is_the_devices_and_bound_to_its_address(
 
 
 async def test_a_body_that_trickles_in_times_out_with_a_code(
-        esp: tuple[EspPersonality, SoftApDoor]) -> None:
+    esp: tuple[EspPersonality, SoftApDoor],
+) -> None:
     _, door = esp
     parts = urlsplit(door.ap.url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
@@ -139,8 +148,11 @@ async def test_a_body_that_trickles_in_times_out_with_a_code(
         writer.write(b"POST /prov-session HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n\x08")
         async with asyncio.timeout(10):
             head = await reader.readuntil(b"\r\n\r\n")
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length"))
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
             body = await reader.readexactly(length)
     finally:
         writer.close()
@@ -184,46 +196,66 @@ class EspProvLike:
         json.loads(self.post("proto-ver", b"---"))
         answer = None
         while (request := self.sec.request(answer)) is not None:
-            answer = proto.decode(proto.SESSION,
-                                  self.post("prov-session", proto.encode(proto.SESSION, request)))
-        self.secure("prov-scan", proto.SCAN, {"msg": proto.CMD_SCAN_START,
-                                              "cmd_scan_start": {"blocking": 1}})
-        status = self.secure("prov-scan", proto.SCAN, {"msg": proto.CMD_SCAN_STATUS,
-                                                       "cmd_scan_status": {}})
+            answer = proto.decode(
+                proto.SESSION, self.post("prov-session", proto.encode(proto.SESSION, request))
+            )
+        self.secure(
+            "prov-scan",
+            proto.SCAN,
+            {"msg": proto.CMD_SCAN_START, "cmd_scan_start": {"blocking": 1}},
+        )
+        status = self.secure(
+            "prov-scan", proto.SCAN, {"msg": proto.CMD_SCAN_STATUS, "cmd_scan_status": {}}
+        )
         count = status["resp_scan_status"]["result_count"]
-        result = self.secure("prov-scan", proto.SCAN, {
-            "msg": proto.CMD_SCAN_RESULT, "cmd_scan_result": {"start_index": 0, "count": 100}})
+        result = self.secure(
+            "prov-scan",
+            proto.SCAN,
+            {"msg": proto.CMD_SCAN_RESULT, "cmd_scan_result": {"start_index": 0, "count": 100}},
+        )
         listed = [e["ssid"] for e in result["resp_scan_result"]["entries"]]
-        self.secure("prov-config", proto.CONFIG, {
-            "msg": proto.CMD_SET_CONFIG,
-            "cmd_set_config": {"ssid": ssid, "passphrase": passphrase}})
-        self.secure("prov-config", proto.CONFIG, {"msg": proto.CMD_APPLY_CONFIG,
-                                                  "cmd_apply_config": {}})
+        self.secure(
+            "prov-config",
+            proto.CONFIG,
+            {
+                "msg": proto.CMD_SET_CONFIG,
+                "cmd_set_config": {"ssid": ssid, "passphrase": passphrase},
+            },
+        )
+        self.secure(
+            "prov-config", proto.CONFIG, {"msg": proto.CMD_APPLY_CONFIG, "cmd_apply_config": {}}
+        )
         for _ in range(6):  # bounded: 30 s
             time.sleep(5.0)  # esp_prov's own pause before each poll, on the idle connection
-            state = self.secure("prov-config", proto.CONFIG, {
-                "msg": proto.CMD_GET_STATUS, "cmd_get_status": {}})["resp_get_status"]
+            state = self.secure(
+                "prov-config", proto.CONFIG, {"msg": proto.CMD_GET_STATUS, "cmd_get_status": {}}
+            )["resp_get_status"]
             if state.get("sta_state", 0) != proto.STA_CONNECTING:
                 return count, listed, state.get("sta_state", 0)
         return count, listed, proto.STA_CONNECTING
 
 
 async def test_an_esp_prov_like_client_onboards_over_a_concurrent_access_point(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """esp_prov's pattern end to end (the issue: its idle connection got an unprompted 408 and
     its 100-entry scan listed 4 of 6 networks): online, every network listed, one connection."""
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path / "device", scenario="typical-home")
         personality = EspPersonality(device.port("esp"), security=1, patch=None)
-        door = SoftApDoor(device.port("softap"), replace(LOOPBACK, concurrent=True),
-                          routes=personality.http_routes)
+        door = SoftApDoor(
+            device.port("softap"),
+            replace(LOOPBACK, concurrent=True),
+            routes=personality.http_routes,
+        )
         stack.push_async_callback(door.stop)
         await door.start()
         creds = load_scenario("typical-home").default_credentials
         client = EspProvLike(door.ap.url, personality.endpoints.pop.reveal())
         try:
             count, listed, sta = await asyncio.to_thread(
-                client.provision, creds.ssid, (creds.passphrase or "").encode())
+                client.provision, creds.ssid, (creds.passphrase or "").encode()
+            )
         finally:
             client.conn.close()
         assert sta == proto.STA_CONNECTED

@@ -56,6 +56,7 @@ class Bench:
     async def wait_event(self, what: str, timeout: float = 5.0) -> DiagnosticEvent:
         def found() -> DiagnosticEvent | None:
             return next((e for e in self.events if what in (e.detail, e.phase)), None)
+
         async with asyncio.timeout(timeout), self.changed:
             await self.changed.wait_for(lambda: found() is not None)
         event = found()
@@ -75,15 +76,18 @@ async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
         async def wake() -> None:
             async with changed:
                 changed.notify_all()
+
         asyncio.get_running_loop().create_task(wake())
 
     backend = GatedBackend()
     async with AsyncExitStack() as stack:
-        device = await build_stack(stack, tmp_path, backend=lambda store: backend,
-                                   timeouts=Timeouts(60, 60, 60, 60))
+        device = await build_stack(
+            stack, tmp_path, backend=lambda store: backend, timeouts=Timeouts(60, 60, 60, 60)
+        )
         device.events.subscribe(record)
-        improv = ImprovPersonality(device.port("improv"), authorization="required",
-                                   authorization_timeout_s=0.2)
+        improv = ImprovPersonality(
+            device.port("improv"), authorization="required", authorization_timeout_s=0.2
+        )
         try:
             yield Bench(improv, device.engine, backend, seen, changed)
         finally:
@@ -109,8 +113,7 @@ async def test_settings_consume_the_authorization(bench: Bench) -> None:
     assert bench.improv.authorized is False
 
 
-async def test_a_failed_connect_restarts_the_authorization_which_then_lapses(
-        bench: Bench) -> None:
+async def test_a_failed_connect_restarts_the_authorization_which_then_lapses(bench: Bench) -> None:
     bench.backend.gate.set()
     bench.improv.authorize("test")
     bench.settings(LAB.ssid, "not-the-lab-passphrase")

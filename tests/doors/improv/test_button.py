@@ -18,8 +18,10 @@ def test_line_specs() -> None:
             parse_line(bad)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gpiod") is not None,
-                    reason="libgpiod bindings are installed here: the button would be real")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gpiod") is not None,
+    reason="libgpiod bindings are installed here: the button would be real",
+)
 async def test_without_libgpiod_the_daemon_says_what_to_install() -> None:
     with pytest.raises(ConfigError, match="python3-libgpiod"):
         await GpioButton("gpiochip0:17", lambda: None).start()

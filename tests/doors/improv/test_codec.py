@@ -38,6 +38,7 @@ def _with_checksum(head: bytes) -> bytes:
 
 # --- building and parsing ------------------------------------------------------------------------
 
+
 def test_spec_example_is_built_byte_for_byte() -> None:
     expected = _spec_example()
     assert len(expected) == 3 + 0x1E
@@ -55,21 +56,28 @@ def test_spec_example_parses() -> None:
     assert packet.strings == (SSID, PASSWORD)
 
 
-@pytest.mark.parametrize("command, strings", [
-    (Command.IDENTIFY, []),
-    (Command.HOSTNAME, [b"kitchen-sensor"]),
-    (Command.HOSTNAME, []),
-    (Command.WIFI_SETTINGS, [b"", b""]),
-])
+@pytest.mark.parametrize(
+    "command, strings",
+    [
+        (Command.IDENTIFY, []),
+        (Command.HOSTNAME, [b"kitchen-sensor"]),
+        (Command.HOSTNAME, []),
+        (Command.WIFI_SETTINGS, [b"", b""]),
+    ],
+)
 def test_round_trip(command: Command, strings: list[bytes]) -> None:
     packet = parse_packet(build_packet(command, strings))
     assert (packet.command, packet.strings) == (command, tuple(strings))
 
 
 def test_commands_built_by_the_client_parse() -> None:
-    for cmd, strings in [(client_prot.IdentifyCmd(), ()), (client_prot.DeviceInfoCmd(), ()),
-                         (client_prot.ScanWifiCmd(), ()), (client_prot.HostnameCmd(), ()),
-                         (client_prot.HostnameCmd(b"kitchen-sensor"), (b"kitchen-sensor",))]:
+    for cmd, strings in [
+        (client_prot.IdentifyCmd(), ()),
+        (client_prot.DeviceInfoCmd(), ()),
+        (client_prot.ScanWifiCmd(), ()),
+        (client_prot.HostnameCmd(), ()),
+        (client_prot.HostnameCmd(b"kitchen-sensor"), (b"kitchen-sensor",)),
+    ]:
         packet = parse_packet(cmd.as_bytes())
         assert (packet.command, packet.strings) == (cmd.cmd_id, strings)
 
@@ -84,18 +92,25 @@ def test_build_refuses_oversized_data() -> None:
 
 # --- results our device sends, parsed by the client ----------------------------------------------
 
+
 def test_device_info_result_parses_with_the_client() -> None:
-    raw = build_packet(Command.DEVICE_INFO, [b"device-sim", b"0.1.0", b"x86_64 (simulated)",
-                                             b"DS-7B92"])
+    raw = build_packet(
+        Command.DEVICE_INFO, [b"device-sim", b"0.1.0", b"x86_64 (simulated)", b"DS-7B92"]
+    )
     res = client_prot.parse_result(raw)
     assert isinstance(res, client_prot.DeviceInfoRes)
     assert (res.firmware_name, res.firmware_version, res.hardware_chip, res.device_name) == (
-        b"device-sim", b"0.1.0", b"x86_64 (simulated)", b"DS-7B92")
+        b"device-sim",
+        b"0.1.0",
+        b"x86_64 (simulated)",
+        b"DS-7B92",
+    )
 
 
 def test_scan_result_parses_with_the_client() -> None:
-    raw = build_packet(Command.SCAN_WIFI, [b"DeviceSim-Lab", b"-42", b"WPA2",
-                                           b"Guest", b"-80", b"NO"])
+    raw = build_packet(
+        Command.SCAN_WIFI, [b"DeviceSim-Lab", b"-42", b"WPA2", b"Guest", b"-80", b"NO"]
+    )
     res = client_prot.parse_result(raw)
     assert isinstance(res, client_prot.ScanWifiRes)
     assert res.networks == [(b"DeviceSim-Lab", b"-42", b"WPA2"), (b"Guest", b"-80", b"NO")]
@@ -111,16 +126,18 @@ def test_hostname_result_parses_with_the_client() -> None:
     assert isinstance(res, client_prot.HostnameRes) and res.hostname == b"kitchen-sensor"
 
 
-@pytest.mark.parametrize("strings, url", [([b"http://device.local/setup"],
-                                           b"http://device.local/setup"),
-                                          ([], None)])
-def test_wifi_settings_result_parses_with_the_client(strings: list[bytes],
-                                                     url: bytes | None) -> None:
+@pytest.mark.parametrize(
+    "strings, url", [([b"http://device.local/setup"], b"http://device.local/setup"), ([], None)]
+)
+def test_wifi_settings_result_parses_with_the_client(
+    strings: list[bytes], url: bytes | None
+) -> None:
     res = client_prot.parse_result(build_packet(Command.WIFI_SETTINGS, strings))
     assert isinstance(res, client_prot.WiFiSettingsRes) and res.redirect_url == url
 
 
 # --- malformed packets ---------------------------------------------------------------------------
+
 
 def _invalid(raw: bytes) -> PacketError:
     with pytest.raises(PacketError) as info:
@@ -164,6 +181,7 @@ def test_unknown_command_number_is_left_to_the_caller() -> None:
 
 
 # --- reassembly ----------------------------------------------------------------------------------
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -241,6 +259,7 @@ def test_assembler_timer_starts_with_the_first_write() -> None:
 
 # --- advertisement and enums ---------------------------------------------------------------------
 
+
 def test_service_data_layout() -> None:
     data = service_data(ImprovState.AUTHORIZED, CAPABILITIES)
     assert data == bytes([2, 0x1F, 0, 0, 0, 0])
@@ -263,9 +282,12 @@ def test_profile_matches_the_third_party_client() -> None:
     assert spec.service_data_uuid == client_prot.SERVICE_DATA_UUID
     c = spec.characteristics
     assert (c["state"], c["error"], c["rpc_command"], c["rpc_result"], c["capabilities"]) == (
-        client_prot.CHARACTERISTIC_UUID_STATE, client_prot.CHARACTERISTIC_UUID_ERROR,
-        client_prot.CHARACTERISTIC_UUID_RPC_COMMAND, client_prot.CHARACTERISTIC_UUID_RPC_RESULT,
-        client_prot.CHARACTERISTIC_UUID_CAPABILITIES)
+        client_prot.CHARACTERISTIC_UUID_STATE,
+        client_prot.CHARACTERISTIC_UUID_ERROR,
+        client_prot.CHARACTERISTIC_UUID_RPC_COMMAND,
+        client_prot.CHARACTERISTIC_UUID_RPC_RESULT,
+        client_prot.CHARACTERISTIC_UUID_CAPABILITIES,
+    )
     for state in ImprovState:
         assert client_prot.State[state.name] == state
     # the client names two errors differently (NO_ERROR, UNKNOWN_ERROR)
@@ -277,26 +299,30 @@ def test_profile_matches_the_third_party_client() -> None:
 
 # --- hostnames -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, ok", [
-    (b"kitchen-sensor", True),
-    (b"a", True),
-    (b"device-sim-7b92", True),
-    (b"kitchen.local", True),
-    (b"9lives", True),
-    (b"x" * 63, True),
-    (b".".join([b"a" * 63] * 4), True),          # 255 bytes
-    (b"x" * 64, False),                          # a label holds 63 at most
-    (b".".join([b"a" * 63] * 4) + b"a", False),  # 256 bytes
-    (b"", False),
-    (b"bad_host!", False),
-    (b"under_score", False),
-    (b"-leading", False),
-    (b"trailing-", False),
-    (b"double..dot", False),
-    (b"trailing.", False),
-    (b"sp ace", False),
-    ("küche".encode(), False),
-    (b"\xff\xfe", False),
-])
+
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        (b"kitchen-sensor", True),
+        (b"a", True),
+        (b"device-sim-7b92", True),
+        (b"kitchen.local", True),
+        (b"9lives", True),
+        (b"x" * 63, True),
+        (b".".join([b"a" * 63] * 4), True),  # 255 bytes
+        (b"x" * 64, False),  # a label holds 63 at most
+        (b".".join([b"a" * 63] * 4) + b"a", False),  # 256 bytes
+        (b"", False),
+        (b"bad_host!", False),
+        (b"under_score", False),
+        (b"-leading", False),
+        (b"trailing-", False),
+        (b"double..dot", False),
+        (b"trailing.", False),
+        (b"sp ace", False),
+        ("küche".encode(), False),
+        (b"\xff\xfe", False),
+    ],
+)
 def test_valid_hostname(name: bytes, ok: bool) -> None:
     assert valid_hostname(name) is ok

@@ -52,17 +52,36 @@ async def make_stack(tmp_path: Path, profile: Profile) -> AsyncIterator[StackFac
 
     ``profile=`` takes a modified profile (e.g. a short ``softap.http.body_timeout_ms``)."""
     async with AsyncExitStack() as stack:
-        async def build(scenario: str = "typical-home", *, start: bool = True,
-                        idle_timeout_s: float | None = None, profile: Profile = profile,
-                        zero_delay: bool = True, **options: Any) -> Stack:
+
+        async def build(
+            scenario: str = "typical-home",
+            *,
+            start: bool = True,
+            idle_timeout_s: float | None = None,
+            profile: Profile = profile,
+            zero_delay: bool = True,
+            **options: Any,
+        ) -> Stack:
             state_dir = tmp_path / f"device{len(list(tmp_path.iterdir()))}"
             seen: list[DiagnosticEvent] = []
-            device = await build_stack(stack, state_dir, scenario=scenario, profile=profile,
-                                       setup_code=SETUP_CODE, idle_timeout_s=idle_timeout_s,
-                                       zero_delay=zero_delay, seen=seen)
-            opts = replace(SoftApOptions(listen=HostPort("127.0.0.1", 0),
-                                         lan=HostPort("127.0.0.1", 0), state_dir=state_dir),
-                           **options)
+            device = await build_stack(
+                stack,
+                state_dir,
+                scenario=scenario,
+                profile=profile,
+                setup_code=SETUP_CODE,
+                idle_timeout_s=idle_timeout_s,
+                zero_delay=zero_delay,
+                seen=seen,
+            )
+            opts = replace(
+                SoftApOptions(
+                    listen=HostPort("127.0.0.1", 0),
+                    lan=HostPort("127.0.0.1", 0),
+                    state_dir=state_dir,
+                ),
+                **options,
+            )
             native = NativePersonality(device.port("native"))  # native's HTTP API
             stack.push_async_callback(native.stop)
             door = SoftApDoor(device.port("softap"), opts, routes=native.http_routes)
@@ -70,8 +89,16 @@ async def make_stack(tmp_path: Path, profile: Profile) -> AsyncIterator[StackFac
             if start:
                 await door.start()
             assert isinstance(device.backend, SimulatedBackend)
-            return Stack(profile, state_dir, device.store, device.backend, device.engine,
-                         device.service, door, seen)
+            return Stack(
+                profile,
+                state_dir,
+                device.store,
+                device.backend,
+                device.engine,
+                device.service,
+                door,
+                seen,
+            )
 
         yield build
 

@@ -26,8 +26,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def get(http: aiohttp.ClientSession, url: str, **headers: str
-              ) -> tuple[int, str, bytes, CIMultiDictProxy[str]]:
+async def get(
+    http: aiohttp.ClientSession, url: str, **headers: str
+) -> tuple[int, str, bytes, CIMultiDictProxy[str]]:
     async with http.get(url, allow_redirects=False, headers=headers) as resp:
         return resp.status, resp.content_type, await resp.read(), resp.headers
 
@@ -40,37 +41,37 @@ def assert_json_404(profile: Profile, status: int, ctype: str, body: bytes) -> N
 
 
 @pytest.mark.parametrize("mode", ["app", "portal"])
-async def test_every_probe(make_stack: StackFactory, profile: Profile,
-                           http: aiohttp.ClientSession, mode: str) -> None:
+async def test_every_probe(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession, mode: str
+) -> None:
     stack = await make_stack(captive_mode=mode)
     assert profile.softap.probes
     for probe in profile.softap.probes:
         # Phones send the probe server's name; on the AP the catch-all DNS sends it here.
-        status, ctype, body, headers = await get(http, stack.url + probe.path,
-                                                 Host=FOREIGN_HOST)
+        status, ctype, body, headers = await get(http, stack.url + probe.path, Host=FOREIGN_HOST)
         if mode == "app":  # as the real servers answer: the OS believes it is online
             assert (status, ctype) == (probe.status, probe.content_type), probe
             assert body == probe.body.encode(), probe
-        else:              # every probe leads to the sign-in page
+        else:  # every probe leads to the sign-in page
             assert status == 302, probe
             assert headers["Location"] == stack.url + "/", probe
 
 
 @pytest.mark.parametrize("mode, captive", [("app", False), ("portal", True)])
-async def test_captive_portal_api(make_stack: StackFactory, http: aiohttp.ClientSession,
-                                  mode: str, captive: bool) -> None:
+async def test_captive_portal_api(
+    make_stack: StackFactory, http: aiohttp.ClientSession, mode: str, captive: bool
+) -> None:
     stack = await make_stack(captive_mode=mode)
-    status, ctype, body, _ = await get(http, stack.url + "/captive-portal/api",
-                                       Accept=CAPTIVE_JSON)
+    status, ctype, body, _ = await get(http, stack.url + "/captive-portal/api", Accept=CAPTIVE_JSON)
     assert (status, ctype) == (200, CAPTIVE_JSON)
     api = json.loads(body)
     assert api["captive"] is captive
     assert api["user-portal-url"] == stack.url + "/"
 
 
-async def test_portal_mode_redirects_pages_but_not_apis(make_stack: StackFactory,
-                                                        profile: Profile,
-                                                        http: aiohttp.ClientSession) -> None:
+async def test_portal_mode_redirects_pages_but_not_apis(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack(captive_mode="portal")
     portal = stack.url + "/"
     status, _, _, headers = await get(http, stack.url + "/", Host=FOREIGN_HOST)
@@ -93,8 +94,9 @@ async def test_portal_mode_redirects_pages_but_not_apis(make_stack: StackFactory
     assert (status, ctype) == (200, "application/json")
 
 
-async def test_app_mode_unknown_path_is_json_404(make_stack: StackFactory, profile: Profile,
-                                                 http: aiohttp.ClientSession) -> None:
+async def test_app_mode_unknown_path_is_json_404(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack(captive_mode="app")
     for path in ("/some/page", "/api/v1/nope", "/favicon.ico"):
         status, ctype, body, _ = await get(http, stack.url + path)
@@ -106,16 +108,18 @@ async def test_app_mode_unknown_path_is_json_404(make_stack: StackFactory, profi
 
 async def test_phone_probe_in_app_mode_sees_no_portal(make_stack: StackFactory) -> None:
     stack = await make_stack(captive_mode="app")
-    probe = await probe_connectivity(stack.url + "/generate_204",
-                                     api_url=stack.url + "/captive-portal/api")
+    probe = await probe_connectivity(
+        stack.url + "/generate_204", api_url=stack.url + "/captive-portal/api"
+    )
     assert probe.status == 204 and not probe.captive and probe.portal_url is None
     assert probe.api is not None and probe.api["captive"] is False
 
 
 async def test_phone_probe_in_portal_mode_finds_the_page(make_stack: StackFactory) -> None:
     stack = await make_stack(captive_mode="portal")
-    probe = await probe_connectivity(stack.url + "/generate_204",
-                                     api_url=stack.url + "/captive-portal/api")
+    probe = await probe_connectivity(
+        stack.url + "/generate_204", api_url=stack.url + "/captive-portal/api"
+    )
     assert probe.status == 302 and probe.captive
     assert probe.portal_url == stack.url + "/"
     # The probe alone (no DHCP option 114) also finds it, through the redirect.

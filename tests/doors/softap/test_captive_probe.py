@@ -37,8 +37,11 @@ def build_app() -> web.Application:
     async def api(request: web.Request) -> web.Response:
         seen_accept.append(request.headers.get("Accept", ""))
         base = f"http://{request.host}"
-        body = {"captive": True, "user-portal-url": f"{base}/setup",
-                "venue-info-url": f"{base}/about"}
+        body = {
+            "captive": True,
+            "user-portal-url": f"{base}/setup",
+            "venue-info-url": f"{base}/about",
+        }
         return web.json_response(body, content_type=CAPTIVE_JSON)
 
     async def api_open(_: web.Request) -> web.Response:
@@ -83,7 +86,8 @@ async def test_204_is_open(server: tuple[str, web.Application]) -> None:
 
 
 async def test_redirect_is_captive_with_resolved_location(
-        server: tuple[str, web.Application]) -> None:
+    server: tuple[str, web.Application],
+) -> None:
     base, _ = server
     probe = await probe_connectivity(f"{base}/redirect")
     assert probe.status == 302 and probe.captive
@@ -98,7 +102,8 @@ async def test_page_instead_of_204_is_captive(server: tuple[str, web.Application
 
 
 async def test_empty_200_is_open_and_404_is_not_captive(
-        server: tuple[str, web.Application]) -> None:
+    server: tuple[str, web.Application],
+) -> None:
     base, _ = server
     assert not (await probe_connectivity(f"{base}/empty")).captive
     probe = await probe_connectivity(f"{base}/missing")
@@ -109,8 +114,11 @@ async def test_api_user_portal_url_wins(server: tuple[str, web.Application]) -> 
     base, app = server
     probe = await probe_connectivity(f"{base}/redirect", api_url=f"{base}/captive-portal/api")
     assert probe.captive and probe.status == 302
-    assert probe.api == {"captive": True, "user-portal-url": f"{base}/setup",
-                         "venue-info-url": f"{base}/about"}
+    assert probe.api == {
+        "captive": True,
+        "user-portal-url": f"{base}/setup",
+        "venue-info-url": f"{base}/about",
+    }
     assert probe.portal_url == f"{base}/setup"
     assert app[SEEN_ACCEPT] == [CAPTIVE_JSON]
 

@@ -29,12 +29,15 @@ STATE = b"GET /api/v1/state HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def short_headers(profile: Profile, ms: int = 300) -> Profile:
-    return replace(profile, softap=replace(profile.softap, http=replace(
-        profile.softap.http, body_timeout_ms=ms)))
+    return replace(
+        profile,
+        softap=replace(profile.softap, http=replace(profile.softap.http, body_timeout_ms=ms)),
+    )
 
 
-async def connect(url: str, source: str = "127.0.0.1"
-                  ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def connect(
+    url: str, source: str = "127.0.0.1"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     parts = urlsplit(url)
     return await asyncio.open_connection(parts.hostname, parts.port, local_addr=(source, 0))
 
@@ -42,8 +45,11 @@ async def connect(url: str, source: str = "127.0.0.1"
 async def answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     async with asyncio.timeout(WAIT):
         head = await reader.readuntil(b"\r\n\r\n")
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length"))
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
         return int(head.split()[1]), await reader.readexactly(length)
 
 
@@ -57,7 +63,8 @@ async def closed(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_a_kept_alive_connection_idle_past_the_header_timeout_is_served(
-        make_stack: StackFactory, profile: Profile) -> None:
+    make_stack: StackFactory, profile: Profile
+) -> None:
     """esp_prov's pattern, scaled: one connection, a pause three times the header timeout
     between requests. The device used to re-arm the header timer after each answer and send
     an unprompted 408 on the idle connection."""
@@ -75,7 +82,8 @@ async def test_a_kept_alive_connection_idle_past_the_header_timeout_is_served(
 
 
 async def test_a_client_waiting_6_s_between_requests_on_one_connection_is_served(
-        make_stack: StackFactory) -> None:
+    make_stack: StackFactory,
+) -> None:
     """The real timings, with the client esp_prov uses: Python's http.client keeps one
     connection; 6 s between requests; the default 5 s header timeout."""
     stack: Stack = await make_stack()
@@ -102,7 +110,8 @@ async def test_a_client_waiting_6_s_between_requests_on_one_connection_is_served
 
 
 async def test_trickled_headers_after_an_idle_gap_still_time_out(
-        make_stack: StackFactory, profile: Profile) -> None:
+    make_stack: StackFactory, profile: Profile
+) -> None:
     stack: Stack = await make_stack(profile=short_headers(profile))
     reader, writer = await connect(stack.url)
     try:
@@ -118,8 +127,9 @@ async def test_trickled_headers_after_an_idle_gap_still_time_out(
     assert json.loads(body)["code_name"] == "CLIENT_TIMEOUT"
 
 
-async def test_a_connection_never_used_is_closed_quietly(make_stack: StackFactory,
-                                                         profile: Profile) -> None:
+async def test_a_connection_never_used_is_closed_quietly(
+    make_stack: StackFactory, profile: Profile
+) -> None:
     stack: Stack = await make_stack(profile=short_headers(profile))
     reader, writer = await connect(stack.url)
     try:
@@ -129,7 +139,8 @@ async def test_a_connection_never_used_is_closed_quietly(make_stack: StackFactor
 
 
 async def test_per_address_cap_pushes_out_the_oldest_half_open_connection(
-        make_stack: StackFactory, caplog: pytest.LogCaptureFixture) -> None:
+    make_stack: StackFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     stack: Stack = await make_stack()
     guard = stack.door.ap.guard
     guard.per_address = 3
@@ -152,7 +163,8 @@ async def test_per_address_cap_pushes_out_the_oldest_half_open_connection(
 
 
 async def test_when_nothing_can_go_the_new_connection_is_closed(
-        make_stack: StackFactory, profile: Profile) -> None:
+    make_stack: StackFactory, profile: Profile
+) -> None:
     """Connections with a request in progress (long polls) are never pushed out."""
     stack: Stack = await make_stack()
     guard = stack.door.ap.guard
@@ -161,12 +173,16 @@ async def test_when_nothing_can_go_the_new_connection_is_closed(
     polls = []
     for _ in range(2):  # two requests whose bodies are still arriving
         reader, writer = await connect(stack.url, "127.0.0.9")
-        writer.write(b"POST /api/v1/message HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n"
-                     + f"Content-Type: {kind}\r\n\r\n".encode() + b"\x01")
+        writer.write(
+            b"POST /api/v1/message HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n"
+            + f"Content-Type: {kind}\r\n\r\n".encode()
+            + b"\x01"
+        )
         await writer.drain()
         polls.append((reader, writer))
-    await until(lambda: len(guard) == 2 and all(h.busy for h in guard._all),
-                "both requests in progress")
+    await until(
+        lambda: len(guard) == 2 and all(h.busy for h in guard._all), "both requests in progress"
+    )
     late_reader, late_writer = await connect(stack.url, "127.0.0.9")
     assert await closed(late_reader) == b""
     assert (guard.refused, guard.evicted, len(guard)) == (1, 0, 2)
@@ -176,7 +192,8 @@ async def test_when_nothing_can_go_the_new_connection_is_closed(
 
 
 async def test_a_phone_onboards_through_hundreds_of_half_open_connections(
-        make_stack: StackFactory, profile: Profile, caplog: pytest.LogCaptureFixture) -> None:
+    make_stack: StackFactory, profile: Profile, caplog: pytest.LogCaptureFixture
+) -> None:
     """300 connections from 30 addresses, each sending part of its headers and keeping the
     connection, against caps of 8 per address and 64 in all: the phone's onboarding over the
     SoftAP still ends online, and the log stays short."""
@@ -192,9 +209,14 @@ async def test_a_phone_onboards_through_hundreds_of_half_open_connections(
         writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\nX-a: ")
         hostile.append(writer)
     try:
-        result = await provision(profile, Target(softap_url=stack.url),
-                                 setup_code=Secret(SETUP_CODE), ssid=HOME.ssid,
-                                 passphrase=Secret(HOME.passphrase or ""), outcome_timeout=WAIT)
+        result = await provision(
+            profile,
+            Target(softap_url=stack.url),
+            setup_code=Secret(SETUP_CODE),
+            ssid=HOME.ssid,
+            passphrase=Secret(HOME.passphrase or ""),
+            outcome_timeout=WAIT,
+        )
         assert result["state"] == "online", result
         assert stack.engine.state is State.ONLINE
         assert len(stack.door.ap.guard) <= 64

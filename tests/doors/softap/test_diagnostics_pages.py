@@ -30,7 +30,7 @@ async def test_a_large_bundle_comes_page_by_page(make_stack: StackFactory) -> No
 
     stack.service.serve_diagnostics(make)
     got = await fetch_diagnostics(stack.profile, Target(softap_url=stack.url), Secret(SETUP_CODE))
-    assert got == bundle and made == [1]     # built once for the session, read in 4 pages
+    assert got == bundle and made == [1]  # built once for the session, read in 4 pages
 
 
 async def test_bad_pages_and_no_maker(make_stack: StackFactory) -> None:
@@ -40,7 +40,7 @@ async def test_bad_pages_and_no_maker(make_stack: StackFactory) -> None:
         await session.open(Secret(SETUP_CODE))
         with pytest.raises(OnboardingError) as info:
             await session.call(MessageType.DIAGNOSTICS_REQUEST, {"offset": 0})
-        assert info.value.code is Code.INVALID_STATE         # this stack has no maker
+        assert info.value.code is Code.INVALID_STATE  # this stack has no maker
         stack.service.serve_diagnostics(lambda: _async(b"abc"))
         for bad in ({"offset": -1}, {"offset": "0"}, {"offset": 0, "x": 1}, {"offset": 99}):
             with pytest.raises(OnboardingError) as info:

@@ -36,13 +36,24 @@ from .conftest import SETUP_CODE, Stack, StackFactory, until
 HOME = load_scenario("typical-home").default_credentials
 HOME_PASSPHRASE = HOME.passphrase or ""
 WRONG_CODE = "1111-2222"
-BLE_RESULT_KEYS = {"state", "code", "code_name", "message", "next_step", "detail", "timings_ms",
-                   "gatt_round_trips", "events", "device"}
+BLE_RESULT_KEYS = {
+    "state",
+    "code",
+    "code_name",
+    "message",
+    "next_step",
+    "detail",
+    "timings_ms",
+    "gatt_round_trips",
+    "events",
+    "device",
+}
 JSON_ERROR_KEYS = {"code", "code_name", "message", "next_step", "detail", "retry_after_ms"}
 WAIT = 10.0  # upper bound of any wait in this file; tests normally finish far sooner
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
 
 @dataclass
 class Reply:
@@ -65,17 +76,25 @@ class RawClient:
         self.cookie: str | None = None
         self.channel: SecureChannel | None = None
 
-    async def request(self, method: str, path: str, *, data: Any = None,
-                      content_type: str | None = None, headers: dict[str, str] | None = None,
-                      cookie: bool = True) -> Reply:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: Any = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        cookie: bool = True,
+    ) -> Reply:
         h = dict(headers or {})
         if content_type is not None:
             h["Content-Type"] = content_type
         if cookie and self.cookie is not None:
             h["Cookie"] = f"{self.conf.session_cookie}={self.cookie}"
         async with asyncio.timeout(WAIT):
-            async with self.http.request(method, self.url + path, data=data, headers=h,
-                                         allow_redirects=False) as resp:
+            async with self.http.request(
+                method, self.url + path, data=data, headers=h, allow_redirects=False
+            ) as resp:
                 body = await resp.read()
                 set_cookie = resp.cookies.get(self.conf.session_cookie)
                 if set_cookie is not None:
@@ -83,8 +102,13 @@ class RawClient:
                 return Reply(resp.status, resp.headers, resp.content_type, body)
 
     async def send(self, message: bytes, **kw: Any) -> Reply:
-        return await self.request("POST", "/api/v1/message", data=message,
-                                  content_type=self.conf.message_content_type, **kw)
+        return await self.request(
+            "POST",
+            "/api/v1/message",
+            data=message,
+            content_type=self.conf.message_content_type,
+            **kw,
+        )
 
     def messages(self, reply: Reply) -> list[bytes]:
         assert reply.content_type == self.conf.messages_content_type, reply
@@ -104,8 +128,9 @@ class RawClient:
             return reply
         (challenge,) = self.messages(reply)
         assert challenge[0] == MessageType.PAKE_CHALLENGE
-        reply = await self.send(bytes([MessageType.PAKE_PROOF]) + hs.process_challenge(
-            challenge[1:]))
+        reply = await self.send(
+            bytes([MessageType.PAKE_PROOF]) + hs.process_challenge(challenge[1:])
+        )
         if reply.status == 200:
             confirm, *events = self.messages(reply)
             assert confirm[0] == MessageType.PAKE_CONFIRM
@@ -119,8 +144,9 @@ class RawClient:
         kind, body = self.channel.open(message)
         return kind, decode_json(body)
 
-    async def call(self, inner: MessageType, body: dict[str, Any]
-                   ) -> tuple[Reply, list[tuple[MessageType, dict[str, Any]]]]:
+    async def call(
+        self, inner: MessageType, body: dict[str, Any]
+    ) -> tuple[Reply, list[tuple[MessageType, dict[str, Any]]]]:
         """One sealed request; the answer's messages opened (events included)."""
         assert self.channel is not None
         reply = await self.send(self.channel.seal(inner, encode_json(body)))
@@ -180,12 +206,17 @@ def home_creds(passphrase: str = HOME_PASSPHRASE) -> dict[str, Any]:
 
 # --- 1-3: the whole flow and the one-radio lifecycle ---------------------------------------------
 
-async def test_whole_flow_over_http_ends_online(make_stack: StackFactory,
-                                                profile: Profile) -> None:
+
+async def test_whole_flow_over_http_ends_online(make_stack: StackFactory, profile: Profile) -> None:
     stack = await make_stack()
-    result = await provision(profile, Target(softap_url=stack.url),
-                             setup_code=Secret(SETUP_CODE), ssid=HOME.ssid,
-                             passphrase=Secret(HOME_PASSPHRASE), outcome_timeout=WAIT)
+    result = await provision(
+        profile,
+        Target(softap_url=stack.url),
+        setup_code=Secret(SETUP_CODE),
+        ssid=HOME.ssid,
+        passphrase=Secret(HOME_PASSPHRASE),
+        outcome_timeout=WAIT,
+    )
     assert (result["state"], result["code_name"]) == ("online", "OK"), result
     assert result["transport"] == "softap"
     assert set(result) >= BLE_RESULT_KEYS, BLE_RESULT_KEYS - set(result)
@@ -195,40 +226,55 @@ async def test_whole_flow_over_http_ends_online(make_stack: StackFactory,
     assert result["gatt_round_trips"] == 2  # PAKE_START; PAKE_PROOF + SET_CREDENTIALS + CONNECT
     assert result["device"]["transport"] == "softap" and result["device"]["url"] == stack.url
     assert result["device"]["name"] == stack.door.ap_config.ssid
-    assert all(result["timings_ms"][k] is not None for k in ("connect", "session", "credentials",
-                                                             "join", "verify", "total"))
+    assert all(
+        result["timings_ms"][k] is not None
+        for k in ("connect", "session", "credentials", "join", "verify", "total")
+    )
     assert stack.engine.state is State.ONLINE
     assert stack.store.credentials().ssid == HOME.ssid
 
 
-async def test_a_revision_1_device_gets_the_four_step_flow(make_stack: StackFactory,
-                                                            profile: Profile) -> None:
+async def test_a_revision_1_device_gets_the_four_step_flow(
+    make_stack: StackFactory, profile: Profile
+) -> None:
     """A device that announces revision 1 never sees a proof bundle: the client sends M1
     alone, then SET_CREDENTIALS and CONNECT, one round trip each."""
     old = replace(profile, protocol_revision=1)
     stack = await make_stack(profile=old)
-    result = await provision(profile, Target(softap_url=stack.url),
-                             setup_code=Secret(SETUP_CODE), ssid=HOME.ssid,
-                             passphrase=Secret(HOME_PASSPHRASE), outcome_timeout=WAIT)
+    result = await provision(
+        profile,
+        Target(softap_url=stack.url),
+        setup_code=Secret(SETUP_CODE),
+        ssid=HOME.ssid,
+        passphrase=Secret(HOME_PASSPHRASE),
+        outcome_timeout=WAIT,
+    )
     assert (result["state"], result["code_name"]) == ("online", "OK"), result
     assert result["gatt_round_trips"] == 4
 
 
-async def test_wrong_passphrase_then_right_one_in_the_same_session(make_stack: StackFactory,
-                                                                   profile: Profile) -> None:
+async def test_wrong_passphrase_then_right_one_in_the_same_session(
+    make_stack: StackFactory, profile: Profile
+) -> None:
     stack = await make_stack()
-    result = await provision(profile, Target(softap_url=stack.url),
-                             setup_code=Secret(SETUP_CODE), ssid=HOME.ssid,
-                             passphrase=Secret("not-the-password"), outcome_timeout=WAIT,
-                             retries=[(HOME.ssid, Secret(HOME_PASSPHRASE), False)])
+    result = await provision(
+        profile,
+        Target(softap_url=stack.url),
+        setup_code=Secret(SETUP_CODE),
+        ssid=HOME.ssid,
+        passphrase=Secret("not-the-password"),
+        outcome_timeout=WAIT,
+        retries=[(HOME.ssid, Secret(HOME_PASSPHRASE), False)],
+    )
     first, second = result["attempts"]
     assert (first["state"], first["code_name"]) == ("failed", "WRONG_CREDENTIALS"), first
     assert (second["state"], second["code_name"]) == ("online", "OK"), second
     assert result["state"] == "online" and stack.engine.record.attempt == 2
 
 
-async def test_ap_is_down_while_joining_and_back_with_the_failure(make_stack: StackFactory,
-                                                                  profile: Profile) -> None:
+async def test_ap_is_down_while_joining_and_back_with_the_failure(
+    make_stack: StackFactory, profile: Profile
+) -> None:
     stack = await make_stack()
     ap_ssid = stack.door.ap_config.ssid
     assert stack.door.ap_up and stack.backend.access_point is not None
@@ -253,8 +299,10 @@ async def test_ap_is_down_while_joining_and_back_with_the_failure(make_stack: St
     assert {"scanning", "associating", "authenticating"} <= {p for p, _, _ in during_join}
     assert all(not up and radio is None for _, up, radio in during_join), during_join
     failed = events[-1]
-    assert (failed["code"], failed["code_name"]) == (int(Code.WRONG_CREDENTIALS),
-                                                     "WRONG_CREDENTIALS"), failed
+    assert (failed["code"], failed["code_name"]) == (
+        int(Code.WRONG_CREDENTIALS),
+        "WRONG_CREDENTIALS",
+    ), failed
     # The AP is back (same SSID, same URL) and tells anyone the outcome.
     assert stack.door.ap_up and stack.backend.access_point is not None
     assert stack.backend.access_point.ssid == ap_ssid
@@ -267,7 +315,8 @@ async def test_ap_is_down_while_joining_and_back_with_the_failure(make_stack: St
 
 
 async def test_after_success_ap_stays_down_and_lan_closes_with_the_session(
-        make_stack: StackFactory, profile: Profile) -> None:
+    make_stack: StackFactory, profile: Profile
+) -> None:
     stack = await make_stack()
     closed, closes = session_closed_event(stack)
     prov = Provisioner(profile, Target(softap_url=stack.url), Secret(SETUP_CODE))
@@ -309,26 +358,36 @@ async def answered(http: aiohttp.ClientSession, url: str, within_s: float = 0.3)
 
 # --- 4: bad input, each with its status and code --------------------------------------------------
 
-async def test_wrong_content_type_is_415(make_stack: StackFactory, profile: Profile,
-                                         http: aiohttp.ClientSession) -> None:
+
+async def test_wrong_content_type_is_415(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     raw = RawClient(http, stack.url, profile)
     start = bytes([MessageType.PAKE_START]) + ClientHandshake(Secret(SETUP_CODE)).start()
     for ctype in ("application/octet-stream", "application/json"):
         reply = await raw.request("POST", "/api/v1/message", data=start, content_type=ctype)
         assert_json_error(profile, reply, 415, Code.UNSUPPORTED_MEDIA_TYPE)
-    reply = await raw.request("POST", "/portal/v1/provision", content_type="text/plain",
-                              data=json.dumps({"setup_code": SETUP_CODE, "ssid": "x"}))
+    reply = await raw.request(
+        "POST",
+        "/portal/v1/provision",
+        content_type="text/plain",
+        data=json.dumps({"setup_code": SETUP_CODE, "ssid": "x"}),
+    )
     assert_json_error(profile, reply, 415, Code.UNSUPPORTED_MEDIA_TYPE)
-    reply = await raw.request("POST", "/portal/v1/provision",
-                              data=b"setup_code=24681357&ssid=x",
-                              content_type="application/x-www-form-urlencoded")
+    reply = await raw.request(
+        "POST",
+        "/portal/v1/provision",
+        data=b"setup_code=24681357&ssid=x",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert_json_error(profile, reply, 415, Code.UNSUPPORTED_MEDIA_TYPE)
     assert stack.service.session_peer is None and raw.cookie is None
 
 
-async def test_body_over_the_message_limit_is_413(make_stack: StackFactory, profile: Profile,
-                                                  http: aiohttp.ClientSession) -> None:
+async def test_body_over_the_message_limit_is_413(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     raw = RawClient(http, stack.url, profile)
     limit = profile.framing.max_message_length
@@ -347,9 +406,14 @@ async def test_body_over_the_message_limit_is_413(make_stack: StackFactory, prof
     reply = await raw.send(bytes([0x7F]) + bytes(limit - 1))
     assert reply.status != 413
     # The portal's JSON bodies have their own, smaller limit.
-    reply = await raw.request("POST", "/portal/v1/provision", content_type="application/json",
-                              data=json.dumps({"setup_code": SETUP_CODE,
-                                               "ssid": "x" * profile.softap.http.max_json_bytes}))
+    reply = await raw.request(
+        "POST",
+        "/portal/v1/provision",
+        content_type="application/json",
+        data=json.dumps(
+            {"setup_code": SETUP_CODE, "ssid": "x" * profile.softap.http.max_json_bytes}
+        ),
+    )
     assert_json_error(profile, reply, 413, Code.MESSAGE_TOO_LARGE)
     assert stack.service.session_peer is None
 
@@ -361,15 +425,23 @@ async def test_slow_body_is_408(make_stack: StackFactory, profile: Profile) -> N
     host, port = stack.door.ap.host, stack.door.ap.port
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write((f"POST /api/v1/message HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                      f"Content-Type: {profile.softap.http.message_content_type}\r\n"
-                      "Content-Length: 100\r\n\r\n").encode() + b"\x01" + bytes(9))
+        writer.write(
+            (
+                f"POST /api/v1/message HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"Content-Type: {profile.softap.http.message_content_type}\r\n"
+                "Content-Length: 100\r\n\r\n"
+            ).encode()
+            + b"\x01"
+            + bytes(9)
+        )
         await writer.drain()
         async with asyncio.timeout(WAIT):  # the server answers on its own; we send nothing more
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
-            headers = {k.strip().lower(): v.strip()
-                       for k, v in (line.split(":", 1) for line in lines[1:] if line)}
+            headers = {
+                k.strip().lower(): v.strip()
+                for k, v in (line.split(":", 1) for line in lines[1:] if line)
+            }
             body = await reader.readexactly(int(headers["content-length"]))
     finally:
         writer.close()
@@ -383,7 +455,8 @@ async def test_slow_body_is_408(make_stack: StackFactory, profile: Profile) -> N
 
 
 async def test_empty_body_unknown_type_and_secure_without_cookie(
-        make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession) -> None:
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     raw = RawClient(http, stack.url, profile)
     assert_json_error(profile, await raw.send(b""), 400, Code.MALFORMED_REQUEST)
@@ -414,14 +487,15 @@ async def test_empty_body_unknown_type_and_secure_without_cookie(
     assert opened[0][0] is MessageType.STATUS and opened[0][1]["state"] == "session_open"
 
 
-async def test_second_client_is_busy_until_the_first_ends(make_stack: StackFactory,
-                                                          profile: Profile,
-                                                          http: aiohttp.ClientSession) -> None:
+async def test_second_client_is_busy_until_the_first_ends(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     first, second = RawClient(http, stack.url, profile), RawClient(http, stack.url, profile)
     assert (await first.handshake()).status == 200
-    reply = await second.send(bytes([MessageType.PAKE_START])
-                              + ClientHandshake(Secret(SETUP_CODE)).start())
+    reply = await second.send(
+        bytes([MessageType.PAKE_START]) + ClientHandshake(Secret(SETUP_CODE)).start()
+    )
     assert reply.status == 409, reply
     assert second.clear_error(reply).code is Code.BUSY
     assert (await second.handshake()).status == 409
@@ -437,7 +511,8 @@ async def test_second_client_is_busy_until_the_first_ends(make_stack: StackFacto
 
 
 async def test_wrong_setup_codes_back_off_across_app_and_portal(
-        make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession) -> None:
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     free = profile.session.backoff.free_attempts
     assert free >= 2
@@ -451,28 +526,35 @@ async def test_wrong_setup_codes_back_off_across_app_and_portal(
     assert stack.service.session_peer is None
     # The last free one through the page: it counts too, and starts the wait.
     portal = {"setup_code": WRONG_CODE, "ssid": "Miller Family", "passphrase": HOME_PASSPHRASE}
-    reply = await raw.request("POST", "/portal/v1/provision", data=json.dumps(portal),
-                              content_type="application/json")
+    reply = await raw.request(
+        "POST", "/portal/v1/provision", data=json.dumps(portal), content_type="application/json"
+    )
     err = assert_json_error(profile, reply, 403, Code.WRONG_SETUP_CODE)
     assert err["retry_after_ms"] > 0 and int(reply.headers["Retry-After"]) >= 1
     assert stack.store.auth_failures()[0] == free
     # Now both doors refuse, even the right code, until the wait is over.
-    reply = await raw.send(bytes([MessageType.PAKE_START])
-                           + ClientHandshake(Secret(SETUP_CODE)).start())
+    reply = await raw.send(
+        bytes([MessageType.PAKE_START]) + ClientHandshake(Secret(SETUP_CODE)).start()
+    )
     assert reply.status == 429, reply
     err_body = raw.clear_error(reply)
     assert err_body.code is Code.TOO_MANY_ATTEMPTS and err_body.retry_after_ms > 0
     assert int(reply.headers["Retry-After"]) == -(-err_body.retry_after_ms // 1000)
-    reply = await raw.request("POST", "/portal/v1/provision", content_type="application/json",
-                              data=json.dumps({**portal, "setup_code": SETUP_CODE}))
+    reply = await raw.request(
+        "POST",
+        "/portal/v1/provision",
+        content_type="application/json",
+        data=json.dumps({**portal, "setup_code": SETUP_CODE}),
+    )
     err = assert_json_error(profile, reply, 429, Code.TOO_MANY_ATTEMPTS)
     assert err["retry_after_ms"] > 0 and int(reply.headers["Retry-After"]) >= 1
     assert stack.service.session_peer is None and stack.engine.state is State.UNPROVISIONED
     assert stack.store.credentials() is None
 
 
-async def test_replayed_secure_message(make_stack: StackFactory, profile: Profile,
-                                       http: aiohttp.ClientSession) -> None:
+async def test_replayed_secure_message(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     raw = RawClient(http, stack.url, profile)
     assert (await raw.handshake()).status == 200
@@ -504,13 +586,15 @@ async def test_replayed_secure_message(make_stack: StackFactory, profile: Profil
 
 
 async def test_cookie_from_another_client_address_is_refused(
-        make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession) -> None:
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     first = RawClient(http, stack.url, profile)
     assert (await first.handshake()).status == 200
     connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
-    async with aiohttp.ClientSession(connector=connector,
-                                     cookie_jar=aiohttp.DummyCookieJar()) as other_http:
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+    ) as other_http:
         thief = RawClient(other_http, stack.url, profile)
         thief.cookie = first.cookie
         assert first.channel is not None
@@ -529,12 +613,14 @@ async def test_cookie_from_another_client_address_is_refused(
     assert reply.status == 200 and first.open(first.messages(reply)[0])[0] is MessageType.STATUS
 
 
-async def test_events_endpoint(make_stack: StackFactory, profile: Profile,
-                               http: aiohttp.ClientSession) -> None:
+async def test_events_endpoint(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     raw = RawClient(http, stack.url, profile)
-    assert_json_error(profile, await raw.request("GET", "/api/v1/events?wait_ms=0"), 401,
-                      Code.SESSION_REQUIRED)
+    assert_json_error(
+        profile, await raw.request("GET", "/api/v1/events?wait_ms=0"), 401, Code.SESSION_REQUIRED
+    )
     assert (await raw.handshake()).status == 200
     reply = await raw.request("GET", "/api/v1/events?wait_ms=100")
     assert reply.status == 204 and reply.body == b""
@@ -549,8 +635,9 @@ async def test_events_endpoint(make_stack: StackFactory, profile: Profile,
     assert event[0] is MessageType.EVENT and event[1]["phase"] == "test"
 
 
-async def test_events_are_kept_until_acknowledged(make_stack: StackFactory, profile: Profile,
-                                                  http: aiohttp.ClientSession) -> None:
+async def test_events_are_kept_until_acknowledged(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     """A poll with ``after`` leaves its messages queued until a later poll acknowledges them:
     an answer lost with its request (a connection dropped as the AP goes down, a request left in
     a listener's backlog) is sent again, not lost."""
@@ -574,16 +661,18 @@ async def test_events_are_kept_until_acknowledged(make_stack: StackFactory, prof
         assert_json_error(profile, reply, 400, Code.MALFORMED_REQUEST)
 
 
-async def test_two_polls_at_once_both_get_the_messages(make_stack: StackFactory,
-                                                        profile: Profile,
-                                                        http: aiohttp.ClientSession) -> None:
+async def test_two_polls_at_once_both_get_the_messages(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     """A phone polling the AP and the home network at once: with ``after`` both waiting polls
     get the same messages and the phone keeps one answer; nothing is split between them."""
     stack = await make_stack()
     raw = RawClient(http, stack.url, profile)
     assert (await raw.handshake()).status == 200
-    polls = [asyncio.create_task(raw.request("GET", "/api/v1/events?wait_ms=20000&after=0"))
-             for _ in range(2)]
+    polls = [
+        asyncio.create_task(raw.request("GET", "/api/v1/events?wait_ms=20000&after=0"))
+        for _ in range(2)
+    ]
     await until(lambda: any(box.waiting == 2 for box in stack.door.clients), "both polls to wait")
     stack.engine.note("test", "for both")
     first, second = await asyncio.gather(*polls)
@@ -616,8 +705,9 @@ async def test_a_listener_holds_its_port_while_it_is_down(make_stack: StackFacto
         resp.release()
 
 
-async def test_idle_session_times_out(make_stack: StackFactory, profile: Profile,
-                                      http: aiohttp.ClientSession) -> None:
+async def test_idle_session_times_out(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     # A short handshake timeout too (but room for a slow machine's SRP): see the next test.
     quick = replace(profile, session=replace(profile.session, handshake_timeout_ms=1000))
     stack = await make_stack(idle_timeout_s=0.3, profile=quick)
@@ -631,14 +721,16 @@ async def test_idle_session_times_out(make_stack: StackFactory, profile: Profile
     reply = await raw.request("GET", "/api/v1/events?wait_ms=0")
     assert reply.status == 200
     assert raw.clear_error(reply).code is Code.CLIENT_TIMEOUT
-    assert_json_error(profile, await raw.request("GET", "/api/v1/events?wait_ms=0"), 401,
-                      Code.SESSION_REQUIRED)
+    assert_json_error(
+        profile, await raw.request("GET", "/api/v1/events?wait_ms=0"), 401, Code.SESSION_REQUIRED
+    )
     assert stack.engine.state is State.UNPROVISIONED
     assert stack.service.session_peer is None
 
 
 async def test_idle_timeout_shorter_than_the_handshake_timeout(
-        make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession) -> None:
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     assert profile.session.handshake_timeout_ms >= 5000
     stack = await make_stack(idle_timeout_s=0.3)
     closed, closes = session_closed_event(stack)
@@ -649,22 +741,28 @@ async def test_idle_timeout_shorter_than_the_handshake_timeout(
     assert [code for _, code in closes] == [Code.CLIENT_TIMEOUT]
 
 
-async def test_portal_provision_bad_bodies(make_stack: StackFactory, profile: Profile,
-                                           http: aiohttp.ClientSession) -> None:
+async def test_portal_provision_bad_bodies(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     raw = RawClient(http, stack.url, profile)
     good = {"setup_code": SETUP_CODE, "ssid": "Miller Family", "passphrase": HOME_PASSPHRASE}
 
     async def submit(body: Any) -> Reply:
         data = body if isinstance(body, bytes) else json.dumps(body)
-        return await raw.request("POST", "/portal/v1/provision", data=data,
-                                 content_type="application/json")
+        return await raw.request(
+            "POST", "/portal/v1/provision", data=data, content_type="application/json"
+        )
 
     bad_bodies: list[Any] = [
-        b"{not json", b"\xff\xfe", [good], "just a string", None,
-        b"[" * 1020 + b"]" * 1020,                                  # nested past any parser
+        b"{not json",
+        b"\xff\xfe",
+        [good],
+        "just a string",
+        None,
+        b"[" * 1020 + b"]" * 1020,  # nested past any parser
         {**good, "extra": 1},
-        {**good, "ssid_hex": HOME.ssid.hex()},                      # both ssid and ssid_hex
+        {**good, "ssid_hex": HOME.ssid.hex()},  # both ssid and ssid_hex
         {"setup_code": SETUP_CODE, "passphrase": HOME_PASSPHRASE},  # neither
         {**{k: v for k, v in good.items() if k != "ssid"}, "ssid_hex": "zz"},
         {**{k: v for k, v in good.items() if k != "ssid"}, "ssid_hex": 41},
@@ -677,13 +775,15 @@ async def test_portal_provision_bad_bodies(make_stack: StackFactory, profile: Pr
         assert_json_error(profile, await submit(body), 400, Code.MALFORMED_REQUEST)
     # A setup code that is not 8 digits cannot be right, but is no guess at the code either.
     for code in ("12", "2468-135x", ""):
-        assert_json_error(profile, await submit({**good, "setup_code": code}), 403,
-                          Code.WRONG_SETUP_CODE)
+        assert_json_error(
+            profile, await submit({**good, "setup_code": code}), 403, Code.WRONG_SETUP_CODE
+        )
     assert stack.store.auth_failures()[0] == 0
     assert stack.service.session_peer is None and stack.store.credentials() is None
     # The right code with an impossible WPA passphrase: nothing stored, nothing started.
-    assert_json_error(profile, await submit({**good, "passphrase": "short"}), 400,
-                      Code.INVALID_CREDENTIALS_FORMAT)
+    assert_json_error(
+        profile, await submit({**good, "passphrase": "short"}), 400, Code.INVALID_CREDENTIALS_FORMAT
+    )
     assert stack.store.credentials() is None and stack.door.ap_up
     # The same browser corrects the passphrase and is not locked out by its own page session.
     reply = await submit(good)
@@ -694,13 +794,16 @@ async def test_portal_provision_bad_bodies(make_stack: StackFactory, profile: Pr
     assert record.state is State.ONLINE and stack.store.credentials().ssid == HOME.ssid
 
 
-async def test_non_utf8_ssid_is_kept_as_bytes(make_stack: StackFactory, profile: Profile,
-                                              http: aiohttp.ClientSession) -> None:
+async def test_non_utf8_ssid_is_kept_as_bytes(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     app_ssid, page_ssid = b"\xff\xfeA", b"\xc3(caf\xe9"
     async with app_session(profile, stack.url) as (_, session):
-        kind, body = await session.call(MessageType.SET_CREDENTIALS, {
-            "ssid_hex": app_ssid.hex(), "passphrase": HOME_PASSPHRASE, "hidden": False})
+        kind, body = await session.call(
+            MessageType.SET_CREDENTIALS,
+            {"ssid_hex": app_ssid.hex(), "passphrase": HOME_PASSPHRASE, "hidden": False},
+        )
         assert (kind, body) == (MessageType.ACK, {"request": "SET_CREDENTIALS"})
         assert stack.store.credentials().ssid == app_ssid
         await session.call(MessageType.CONNECT, {})
@@ -710,10 +813,18 @@ async def test_non_utf8_ssid_is_kept_as_bytes(make_stack: StackFactory, profile:
         assert kind is MessageType.STATUS and status["ssid_hex"] == app_ssid.hex()
     assert stack.store.credentials().ssid == app_ssid
     raw = RawClient(http, stack.url, profile)
-    reply = await raw.request("POST", "/portal/v1/provision", content_type="application/json",
-                              data=json.dumps({"setup_code": SETUP_CODE,
-                                               "ssid_hex": page_ssid.hex().upper(),
-                                               "passphrase": HOME_PASSPHRASE}))
+    reply = await raw.request(
+        "POST",
+        "/portal/v1/provision",
+        content_type="application/json",
+        data=json.dumps(
+            {
+                "setup_code": SETUP_CODE,
+                "ssid_hex": page_ssid.hex().upper(),
+                "passphrase": HOME_PASSPHRASE,
+            }
+        ),
+    )
     assert reply.status == 202, reply
     assert stack.store.credentials().ssid == page_ssid
     record = await stack.engine.wait_settled(WAIT)
@@ -721,9 +832,9 @@ async def test_non_utf8_ssid_is_kept_as_bytes(make_stack: StackFactory, profile:
     assert stack.store.credentials().ssid == page_ssid
 
 
-async def test_unknown_path_is_404_and_wrong_method_405(make_stack: StackFactory,
-                                                        profile: Profile,
-                                                        http: aiohttp.ClientSession) -> None:
+async def test_unknown_path_is_404_and_wrong_method_405(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     raw = RawClient(http, stack.url, profile)
     for method in ("GET", "POST", "DELETE"):
@@ -732,23 +843,28 @@ async def test_unknown_path_is_404_and_wrong_method_405(make_stack: StackFactory
     reply = await raw.request("GET", "/api/v1/message")
     assert_json_error(profile, reply, 405, Code.MALFORMED_REQUEST)
     assert reply.headers.get("Allow") == "POST"
-    reply = await raw.request("POST", "/api/v1/state", data=b"{}",
-                              content_type="application/json")
+    reply = await raw.request("POST", "/api/v1/state", data=b"{}", content_type="application/json")
     assert_json_error(profile, reply, 405, Code.MALFORMED_REQUEST)
     assert reply.headers.get("Allow") == "GET"
 
 
 # --- 5: routes match the profile ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("listener", ["ap", "lan"])
-async def test_routes_match_the_profile(make_stack: StackFactory, profile: Profile,
-                                        listener: str) -> None:
+async def test_routes_match_the_profile(
+    make_stack: StackFactory, profile: Profile, listener: str
+) -> None:
     stack = await make_stack(start=False)
     app = stack.door._routes.app(listener)
-    registered = {(route.method, route.resource.canonical) for route in app.router.routes()
-                  if route.method != "HEAD" and route.resource is not None}
-    listed = {(ep.method, ep.path) for ep in profile.softap.http.endpoints
-              if listener in ep.listeners}
+    registered = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    listed = {
+        (ep.method, ep.path) for ep in profile.softap.http.endpoints if listener in ep.listeners
+    }
     assert listed, f"no endpoint for the {listener} listener in the profile"
     assert listed <= registered, listed - registered
     extra = registered - listed
@@ -758,66 +874,92 @@ async def test_routes_match_the_profile(make_stack: StackFactory, profile: Profi
         assert ("POST", "/portal/v1/provision") in registered
     else:
         assert extra == {("*", "/{tail}")}  # the catch-all that answers in coded JSON
-        assert not any(path.startswith(("/portal/", "/captive")) or path == "/"
-                       for _, path in registered)
+        assert not any(
+            path.startswith(("/portal/", "/captive")) or path == "/" for _, path in registered
+        )
     # Served, that app answers what it lacks with coded JSON too.
-    async with TestServer(app, host="127.0.0.1") as server, \
-            aiohttp.ClientSession() as http:
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as http:
         raw = RawClient(http, str(server.make_url("")).rstrip("/"), profile)
-        assert_json_error(profile, await raw.request("GET", "/api/v1/nope"), 404,
-                          Code.MALFORMED_REQUEST)
+        assert_json_error(
+            profile, await raw.request("GET", "/api/v1/nope"), 404, Code.MALFORMED_REQUEST
+        )
         reply = await raw.request("GET", "/api/v1/message")
         assert_json_error(profile, reply, 405, Code.MALFORMED_REQUEST)
         assert reply.headers.get("Allow") == "POST"
         if listener == "lan":
-            assert_json_error(profile, await raw.request("GET", "/portal/v1/networks"), 404,
-                              Code.MALFORMED_REQUEST)
+            assert_json_error(
+                profile,
+                await raw.request("GET", "/portal/v1/networks"),
+                404,
+                Code.MALFORMED_REQUEST,
+            )
 
 
 # --- 6-7: no secrets in logs or public answers ----------------------------------------------------
 
-async def test_secrets_are_never_logged(make_stack: StackFactory, profile: Profile,
-                                        http: aiohttp.ClientSession,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+
+async def test_secrets_are_never_logged(
+    make_stack: StackFactory,
+    profile: Profile,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     wrong_passphrase = "Not-The-Garden-77"
     # The browser page: a wrong code, then the whole provision.
     page = await make_stack()
     raw = RawClient(http, page.url, profile)
     submit = {"setup_code": WRONG_CODE, "ssid": "Miller Family", "passphrase": HOME_PASSPHRASE}
-    reply = await raw.request("POST", "/portal/v1/provision", data=json.dumps(submit),
-                              content_type="application/json")
+    reply = await raw.request(
+        "POST", "/portal/v1/provision", data=json.dumps(submit), content_type="application/json"
+    )
     assert reply.status == 403
-    reply = await raw.request("POST", "/portal/v1/provision", content_type="application/json",
-                              data=json.dumps({**submit, "setup_code": SETUP_CODE}))
+    reply = await raw.request(
+        "POST",
+        "/portal/v1/provision",
+        content_type="application/json",
+        data=json.dumps({**submit, "setup_code": SETUP_CODE}),
+    )
     assert reply.status == 202, reply
     assert (await page.engine.wait_settled(WAIT)).state is State.ONLINE
     # The app: a wrong passphrase, then the right one, in one session.
     app = await make_stack()
-    result = await provision(profile, Target(softap_url=app.url), setup_code=Secret(SETUP_CODE),
-                             ssid=HOME.ssid, passphrase=Secret(wrong_passphrase),
-                             outcome_timeout=WAIT,
-                             retries=[(HOME.ssid, Secret(HOME_PASSPHRASE), False)])
+    result = await provision(
+        profile,
+        Target(softap_url=app.url),
+        setup_code=Secret(SETUP_CODE),
+        ssid=HOME.ssid,
+        passphrase=Secret(wrong_passphrase),
+        outcome_timeout=WAIT,
+        retries=[(HOME.ssid, Secret(HOME_PASSPHRASE), False)],
+    )
     assert [a["code_name"] for a in result["attempts"]] == ["WRONG_CREDENTIALS", "OK"]
 
-    secrets = {HOME_PASSPHRASE, wrong_passphrase, SETUP_CODE, SETUP_CODE.replace("-", ""),
-               WRONG_CODE, WRONG_CODE.replace("-", "")}
+    secrets = {
+        HOME_PASSPHRASE,
+        wrong_passphrase,
+        SETUP_CODE,
+        SETUP_CODE.replace("-", ""),
+        WRONG_CODE,
+        WRONG_CODE.replace("-", ""),
+    }
     for stack in (page, app):
         ap_pass = stack.door.identity.softap_passphrase
         assert ap_pass is not None
         secrets.add(ap_pass.reveal())
     messages = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
-    assert any("wrong setup code" in m for m in messages)       # the logs were captured...
+    assert any("wrong setup code" in m for m in messages)  # the logs were captured...
     assert any("WRONG_CREDENTIALS" in m for m in messages)
     assert sum("session open" in m for m in messages) >= 2
-    for secret in secrets:                                     # ...and hold no secret
+    for secret in secrets:  # ...and hold no secret
         leaks = [m for m in messages if secret in m]
         assert not leaks, f"a secret is in {len(leaks)} log records, e.g. {leaks[0]!r}"
         assert secret not in caplog.text
 
 
-async def test_info_and_state_hold_no_secrets(make_stack: StackFactory, profile: Profile,
-                                              http: aiohttp.ClientSession) -> None:
+async def test_info_and_state_hold_no_secrets(
+    make_stack: StackFactory, profile: Profile, http: aiohttp.ClientSession
+) -> None:
     stack = await make_stack()
     raw = RawClient(http, stack.url, profile)
     ap_pass = stack.door.identity.softap_passphrase
@@ -832,9 +974,14 @@ async def test_info_and_state_hold_no_secrets(make_stack: StackFactory, profile:
     assert not {"passphrase", "softap_passphrase", "wifi_qr"} & set(info)
     assert reply.headers["Access-Control-Allow-Origin"] == "*"
     # A failed join leaves a detail, an SSID and a passphrase in the device: none is public.
-    reply = await raw.request("POST", "/portal/v1/provision", content_type="application/json",
-                              data=json.dumps({"setup_code": SETUP_CODE, "ssid": "Miller Family",
-                                               "passphrase": "Not-The-Garden-77"}))
+    reply = await raw.request(
+        "POST",
+        "/portal/v1/provision",
+        content_type="application/json",
+        data=json.dumps(
+            {"setup_code": SETUP_CODE, "ssid": "Miller Family", "passphrase": "Not-The-Garden-77"}
+        ),
+    )
     assert reply.status == 202
     record = await stack.engine.wait_settled(WAIT)
     assert record.state is State.FAILED and record.detail
@@ -844,8 +991,13 @@ async def test_info_and_state_hold_no_secrets(make_stack: StackFactory, profile:
     assert (state["state"], state["code_name"]) == ("failed", "WRONG_CREDENTIALS")
     assert not {"detail", "ssid", "ssid_hex", "passphrase"} & set(state), state
     text = reply.body.decode()
-    for secret in ("Miller Family", HOME.ssid.hex(), "Not-The-Garden-77", record.detail,
-                   ap_pass.reveal()):
+    for secret in (
+        "Miller Family",
+        HOME.ssid.hex(),
+        "Not-The-Garden-77",
+        record.detail,
+        ap_pass.reveal(),
+    ):
         assert secret not in text
     assert reply.headers["Access-Control-Allow-Origin"] == "*"
     open_stack = await make_stack(open=True)
@@ -854,8 +1006,8 @@ async def test_info_and_state_hold_no_secrets(make_stack: StackFactory, profile:
 
 
 async def test_a_session_cookie_moves_to_the_home_network_once_and_never_again(
-        make_stack: StackFactory, profile: Profile,
-        caplog: pytest.LogCaptureFixture) -> None:
+    make_stack: StackFactory, profile: Profile, caplog: pytest.LogCaptureFixture
+) -> None:
     """The phone comes back from the home network (a new address) for the outcome: that one
     move is allowed, on the lan listener, for the session holder. Anyone else who presents the
     cookie from yet another address afterwards (it travels in clear on the home LAN) is refused,
@@ -866,8 +1018,10 @@ async def test_a_session_cookie_moves_to_the_home_network_once_and_never_again(
         session = ClientSession(link, timeout=WAIT)
         await session.open(Secret(SETUP_CODE))
         assert link.token is not None
-        await session.call(MessageType.SET_CREDENTIALS, {
-            "ssid_hex": HOME.ssid.hex(), "passphrase": HOME_PASSPHRASE, "hidden": False})
+        await session.call(
+            MessageType.SET_CREDENTIALS,
+            {"ssid_hex": HOME.ssid.hex(), "passphrase": HOME_PASSPHRASE, "hidden": False},
+        )
         await session.call(MessageType.CONNECT, {})
         record = await stack.engine.wait_settled(WAIT)
         assert record.state is State.ONLINE
@@ -877,17 +1031,21 @@ async def test_a_session_cookie_moves_to_the_home_network_once_and_never_again(
         async def poll_from(address: str) -> tuple[int, Any]:
             connector = aiohttp.TCPConnector(local_addr=(address, 0))
             async with aiohttp.ClientSession(connector=connector) as http:
-                async with http.get(stack.door.lan.url + "/api/v1/events?wait_ms=0",
-                                    headers=cookie) as resp:
+                async with http.get(
+                    stack.door.lan.url + "/api/v1/events?wait_ms=0", headers=cookie
+                ) as resp:
                     body = await resp.read()
-                    return resp.status, (json.loads(body) if resp.content_type ==
-                                         "application/json" else None)
+                    return resp.status, (
+                        json.loads(body) if resp.content_type == "application/json" else None
+                    )
 
         status, _ = await poll_from("127.0.0.2")  # the phone, back from the home network
         assert status in (200, 204)
         status, answer = await poll_from("127.0.0.3")  # someone else on the LAN
-        assert (status, answer["code_name"]) == (profile.softap.http.status(
-            Code.SESSION_REQUIRED), "SESSION_REQUIRED")
+        assert (status, answer["code_name"]) == (
+            profile.softap.http.status(Code.SESSION_REQUIRED),
+            "SESSION_REQUIRED",
+        )
         status, _ = await poll_from("127.0.0.2")
         assert status in (200, 204)
         assert stack.service.session_peer is not None

@@ -19,28 +19,30 @@ from device_sim.profile import Profile
 from .conftest import Stack, StackFactory, until
 
 MALFORMED = [
-    b"GARBAGE\r\n\r\n",                                            # no request line
-    b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",                          # unknown version
-    b"G\x00T / HTTP/1.1\r\nHost: x\r\n\r\n",                       # bad method token
-    b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",                      # control byte in the target
-    b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",         # space in a field name
-    b"GET / HTTP/1.1\r\nHost: x\r\n: empty-name\r\n\r\n",          # empty field name
+    b"GARBAGE\r\n\r\n",  # no request line
+    b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",  # unknown version
+    b"G\x00T / HTTP/1.1\r\nHost: x\r\n\r\n",  # bad method token
+    b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",  # control byte in the target
+    b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",  # space in a field name
+    b"GET / HTTP/1.1\r\nHost: x\r\n: empty-name\r\n\r\n",  # empty field name
     b"POST /api/v1/message HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
     b"POST /api/v1/message HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\n",                          # both framings
+    b"Transfer-Encoding: chunked\r\n\r\n",  # both framings
     b"POST /api/v1/message HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-    b"Content-Type: application/octet-stream\r\n\r\nZZ\r\n",        # bad chunk size
-    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",       # request line too long
+    b"Content-Type: application/octet-stream\r\n\r\nZZ\r\n",  # bad chunk size
+    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # request line too long
     b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"b" * 9000 + b"\r\n\r\n",  # header too long
-    b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n",         # unsupported Expect
-    b"BREW /api/v1/state HTTP/1.1\r\nHost: x\r\n\r\n",             # unknown method
-    b"DELETE /api/v1/message HTTP/1.1\r\nHost: x\r\n\r\n",         # wrong method
+    b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n",  # unsupported Expect
+    b"BREW /api/v1/state HTTP/1.1\r\nHost: x\r\n\r\n",  # unknown method
+    b"DELETE /api/v1/message HTTP/1.1\r\nHost: x\r\n\r\n",  # wrong method
     b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n",  # never reaches a route
     b"CONNECT / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n",
 ]
 
 
-async def exchange(url: str, raw: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+async def exchange(
+    url: str, raw: bytes, timeout: float = 10.0
+) -> tuple[int, dict[str, str], bytes]:
     """Send raw bytes; return the first answer's status, headers and body."""
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
@@ -51,8 +53,10 @@ async def exchange(url: str, raw: bytes, timeout: float = 10.0) -> tuple[int, di
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])
-            headers = {k.lower(): v.strip() for k, _, v in
-                       (line.partition(":") for line in lines[1:] if line)}
+            headers = {
+                k.lower(): v.strip()
+                for k, _, v in (line.partition(":") for line in lines[1:] if line)
+            }
             body = await reader.readexactly(int(headers.get("content-length", "0")))
     finally:
         writer.close()
@@ -67,8 +71,9 @@ def coded(headers: dict[str, str], body: bytes) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("listener", ["ap", "lan"])
-async def test_every_malformed_request_gets_coded_json(make_stack: StackFactory, listener: str,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+async def test_every_malformed_request_gets_coded_json(
+    make_stack: StackFactory, listener: str, caplog: pytest.LogCaptureFixture
+) -> None:
     stack: Stack = await make_stack()
     if listener == "lan":
         await stack.door.lan.open(stack.door._routes.app("lan"))
@@ -80,14 +85,16 @@ async def test_every_malformed_request_gets_coded_json(make_stack: StackFactory,
         assert 400 <= status < 500, (raw[:40], status, answer)
         assert answer["code_name"] in ("MALFORMED_REQUEST", "MESSAGE_TOO_LARGE"), answer
     # 100-continue still goes on to the handler.
-    status, headers, body = await exchange(url, b"GET /api/v1/state HTTP/1.1\r\nHost: x\r\n"
-                                                b"Expect: 100-continue\r\n\r\n")
+    status, headers, body = await exchange(
+        url, b"GET /api/v1/state HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert status == 100
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
 async def test_rejections_are_logged_briefly_and_at_a_bounded_rate(
-        make_stack: StackFactory, caplog: pytest.LogCaptureFixture) -> None:
+    make_stack: StackFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     stack: Stack = await make_stack()
     caplog.set_level(logging.DEBUG)
     for _ in range(5):
@@ -100,10 +107,13 @@ async def test_rejections_are_logged_briefly_and_at_a_bounded_rate(
     assert not [r for r in caplog.records if r.exc_info]
 
 
-async def test_slow_headers_time_out_like_slow_bodies(make_stack: StackFactory,
-                                                      profile: Profile) -> None:
-    fast = replace(profile, softap=replace(profile.softap, http=replace(
-        profile.softap.http, body_timeout_ms=300)))
+async def test_slow_headers_time_out_like_slow_bodies(
+    make_stack: StackFactory, profile: Profile
+) -> None:
+    fast = replace(
+        profile,
+        softap=replace(profile.softap, http=replace(profile.softap.http, body_timeout_ms=300)),
+    )
     stack: Stack = await make_stack(profile=fast)
     parts = urlsplit(stack.url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
@@ -128,8 +138,10 @@ async def test_an_answer_sent_before_the_body_arrived_is_not_lost(make_stack: St
     parts = urlsplit(stack.url)
     sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
     try:
-        sock.sendall(b"POST /api/v1/message HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(
+            b"POST /api/v1/message HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         # The answer is there (peeked, not read) ...
         assert (await asyncio.to_thread(sock.recv, 12, socket.MSG_PEEK))[8:] == b" 400"
         await until(lambda: len(stack.door.ap.guard) == 0 or stack_lingers(stack), "a close")

@@ -27,8 +27,11 @@ async def test_extra_routes_are_served_on_their_listeners(tmp_path: Path) -> Non
 
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path / "device")
-        door = SoftApDoor(device.port("softap"), LOOPBACK,
-                          routes=lambda host: [HttpRoute("POST", "/prov-session", session)])
+        door = SoftApDoor(
+            device.port("softap"),
+            LOOPBACK,
+            routes=lambda host: [HttpRoute("POST", "/prov-session", session)],
+        )
         stack.push_async_callback(door.stop)
         await door.start()
         async with aiohttp.ClientSession() as http:
@@ -42,11 +45,14 @@ async def test_extra_routes_are_served_on_their_listeners(tmp_path: Path) -> Non
     assert calls == [b"\x10\x02"]
 
 
-@pytest.mark.parametrize("route", [
-    HttpRoute("GET", "/api/v1/state", lambda r: r),        # the door's own endpoint
-    HttpRoute("GET", "/generate_204", lambda r: r),        # a captive probe
-    HttpRoute("POST", "prov-config", lambda r: r),         # not a path
-])
+@pytest.mark.parametrize(
+    "route",
+    [
+        HttpRoute("GET", "/api/v1/state", lambda r: r),  # the door's own endpoint
+        HttpRoute("GET", "/generate_204", lambda r: r),  # a captive probe
+        HttpRoute("POST", "prov-config", lambda r: r),  # not a path
+    ],
+)
 async def test_a_clash_is_refused(tmp_path: Path, route: HttpRoute) -> None:
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path / "device")
@@ -61,13 +67,18 @@ async def test_a_wildcard_listener_announces_a_reachable_address(tmp_path: Path)
     assert reachable("127.0.0.1") is None and reachable("10.42.0.1") is None
     async with AsyncExitStack() as stack:
         device = await build_stack(stack, tmp_path / "device")
-        door = SoftApDoor(device.port("softap"), SoftApOptions(
-            listen=HostPort("0.0.0.0", 0), lan=HostPort("0.0.0.0", 0)))
+        door = SoftApDoor(
+            device.port("softap"),
+            SoftApOptions(listen=HostPort("0.0.0.0", 0), lan=HostPort("0.0.0.0", 0)),
+        )
         stack.push_async_callback(door.stop)
         for url in (door.ap.url, door.lan.url):
             assert "0.0.0.0" not in url and url.startswith("http://"), url
-        named = SoftApDoor(device.port("softap"), SoftApOptions(
-            listen=HostPort("0.0.0.0", 0), lan=HostPort("127.0.0.1", 0),
-            announce="device.local"))
+        named = SoftApDoor(
+            device.port("softap"),
+            SoftApOptions(
+                listen=HostPort("0.0.0.0", 0), lan=HostPort("127.0.0.1", 0), announce="device.local"
+            ),
+        )
         stack.push_async_callback(named.stop)
         assert named.ap.url.startswith("http://device.local:")

@@ -37,20 +37,31 @@ RESOLVE = "import socket, sys; print(*(socket.gethostbyname(n) for n in sys.argv
 
 
 def config(link: VethLink, state_dir: Path) -> DnsmasqConfig:
-    return DnsmasqConfig(interface=link.device_if, address=link.device_address,
-                         dhcp_start="192.168.4.10", dhcp_end="192.168.4.50", lease_seconds=120,
-                         captive_portal_api=API, state_dir=state_dir)
+    return DnsmasqConfig(
+        interface=link.device_if,
+        address=link.device_address,
+        dhcp_start="192.168.4.10",
+        dhcp_end="192.168.4.50",
+        lease_seconds=120,
+        captive_portal_api=API,
+        state_dir=state_dir,
+    )
 
 
 async def namespaces() -> set[str]:
-    return {line.split()[0] for line in (await run(["ip", "netns", "list"])).splitlines()
-            if line.strip()}
+    return {
+        line.split()[0]
+        for line in (await run(["ip", "netns", "list"])).splitlines()
+        if line.strip()
+    }
 
 
 def test_parse_lease_env_decodes_option_114() -> None:
-    text = ("interface=wlan0\nip=192.168.4.23\nmask=24\nsubnet=255.255.255.0\n"
-            "router=192.168.4.1 192.168.4.2\ndns=192.168.4.1 9.9.9.9\nserverid=192.168.4.1\n"
-            f"lease=120\nopt114={API.encode().hex()}\n")
+    text = (
+        "interface=wlan0\nip=192.168.4.23\nmask=24\nsubnet=255.255.255.0\n"
+        "router=192.168.4.1 192.168.4.2\ndns=192.168.4.1 9.9.9.9\nserverid=192.168.4.1\n"
+        f"lease=120\nopt114={API.encode().hex()}\n"
+    )
     lease = parse_lease_env(text)
     assert lease.ip == "192.168.4.23" and lease.prefix_len == 24
     assert lease.router == "192.168.4.1" and lease.dns == ("192.168.4.1", "9.9.9.9")
@@ -78,8 +89,9 @@ async def test_phone_gets_lease_with_portal_api_and_catch_all_dns(tmp_path: Path
     async with VethLink() as link:
         assert {link.device_ns, link.phone_ns} <= await namespaces()
         argv_prefix = link.exec_argv(link.device_ns, [])
-        async with Dnsmasq(config(link, tmp_path / "dnsmasq"), argv_prefix=argv_prefix,
-                           ready_timeout=WAIT) as dnsmasq:
+        async with Dnsmasq(
+            config(link, tmp_path / "dnsmasq"), argv_prefix=argv_prefix, ready_timeout=WAIT
+        ) as dnsmasq:
             assert dnsmasq.running
             lease = await take_lease(link.phone_if, netns=link.phone_ns, timeout=WAIT)
 
@@ -92,16 +104,18 @@ async def test_phone_gets_lease_with_portal_api_and_catch_all_dns(tmp_path: Path
             assert lease.captive_portal_api == API
             assert lease.lease_seconds == 120
 
-            shown = json.loads(await run(["ip", "-n", link.phone_ns, "-j", "addr", "show",
-                                          "dev", link.phone_if]))[0]
+            shown = json.loads(
+                await run(["ip", "-n", link.phone_ns, "-j", "addr", "show", "dev", link.phone_if])
+            )[0]
             assert {a["local"] for a in shown["addr_info"] if a["family"] == "inet"} == {lease.ip}
             granted = [entry for entry in dnsmasq.leases() if entry.ip == lease.ip]
             assert [entry.mac for entry in granted] == [shown["address"]]
 
             link.write_resolv_conf(link.phone_ns, link.device_address)
             names = ["connectivitycheck.gstatic.com", "anything.example"]
-            out = await run(link.exec_argv(link.phone_ns, [sys.executable, "-c", RESOLVE, *names]),
-                            timeout=WAIT)
+            out = await run(
+                link.exec_argv(link.phone_ns, [sys.executable, "-c", RESOLVE, *names]), timeout=WAIT
+            )
             assert out.split() == [link.device_address] * len(names)
         assert not dnsmasq.running
     assert not {link.device_ns, link.phone_ns} & await namespaces()
@@ -114,17 +128,23 @@ async def test_dnsmasq_failures_name_the_cause(tmp_path: Path) -> None:
         argv_prefix = link.exec_argv(link.device_ns, [])
         cfg = config(link, tmp_path / "first")
         async with Dnsmasq(cfg, argv_prefix=argv_prefix, ready_timeout=WAIT):
-            second = Dnsmasq(config(link, tmp_path / "second"), argv_prefix=argv_prefix,
-                             ready_timeout=WAIT)
+            second = Dnsmasq(
+                config(link, tmp_path / "second"), argv_prefix=argv_prefix, ready_timeout=WAIT
+            )
             with pytest.raises(TransportError) as busy:
                 await second.start()
             assert "Address already in use" in str(busy.value)
             assert busy.value.code is Code.SOFTAP_UNAVAILABLE
             await second.stop()
 
-        ghost = DnsmasqConfig(interface="nosuch0", address="192.168.4.1",
-                              dhcp_start="192.168.4.10", dhcp_end="192.168.4.50",
-                              captive_portal_api=API, state_dir=tmp_path / "ghost")
+        ghost = DnsmasqConfig(
+            interface="nosuch0",
+            address="192.168.4.1",
+            dhcp_start="192.168.4.10",
+            dhcp_end="192.168.4.50",
+            captive_portal_api=API,
+            state_dir=tmp_path / "ghost",
+        )
         with pytest.raises(TransportError, match="unknown interface nosuch0"):
             await Dnsmasq(ghost, argv_prefix=argv_prefix, ready_timeout=WAIT).start()
 

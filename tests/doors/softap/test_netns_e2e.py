@@ -46,25 +46,29 @@ STOP_TIMEOUT = 10.0  # SIGTERM -> exit, before SIGKILL
 
 def _unavailable() -> str | None:
     missing = [tool for tool in ("dnsmasq", "udhcpc") if shutil.which(tool) is None]
-    reason = (f"needs {' and '.join(missing)} (apt install dnsmasq-base udhcpc)" if missing
-              else netns_unavailable_reason())
+    reason = (
+        f"needs {' and '.join(missing)} (apt install dnsmasq-base udhcpc)"
+        if missing
+        else netns_unavailable_reason()
+    )
     return reason
 
 
 REASON = _unavailable()
-pytestmark = [pytest.mark.requires(REASON),
-              pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.requires(REASON), pytest.mark.timeout(90)]
 
-STATE_SCRIPT = ("import json, sys, urllib.request; "
-                "t = float(sys.argv[2]) if len(sys.argv) > 2 else 5; "
-                "print(json.dumps(json.load(urllib.request.urlopen(sys.argv[1], timeout=t))))")
+STATE_SCRIPT = (
+    "import json, sys, urllib.request; "
+    "t = float(sys.argv[2]) if len(sys.argv) > 2 else 5; "
+    "print(json.dumps(json.load(urllib.request.urlopen(sys.argv[1], timeout=t))))"
+)
 
 
-async def execute(argv: Sequence[str], *,
-                  timeout: float = STEP_TIMEOUT) -> tuple[int, str, str]:
+async def execute(argv: Sequence[str], *, timeout: float = STEP_TIMEOUT) -> tuple[int, str, str]:
     """Run ``argv``: (exit code, stdout, stderr); killed and reaped after ``timeout``."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         async with asyncio.timeout(timeout):
             out, err = await proc.communicate()
@@ -101,8 +105,11 @@ async def public_state(ns: str, url: str) -> dict[str, Any]:
 
 
 async def namespaces() -> set[str]:
-    return {line.split()[0] for line in (await run(["ip", "netns", "list"])).splitlines()
-            if line.strip()}
+    return {
+        line.split()[0]
+        for line in (await run(["ip", "netns", "list"])).splitlines()
+        if line.strip()
+    }
 
 
 async def pids_in(ns: str) -> list[int]:
@@ -128,11 +135,30 @@ class Daemon:
     """``device-sim run`` inside the device namespace; stderr into ``log_path``."""
 
     def __init__(self, link: VethLink, state_dir: Path, log_path: Path) -> None:
-        self.argv = VethLink.exec_argv(link.device_ns, [
-            sys.executable, "-m", "device_sim", "run", "--state-dir", str(state_dir),
-            "--doors", "softap-only", "--softap-listen", f"{AP}:80",
-            "--softap-lan", f"{AP}:8081", "--captive-mode", "portal",
-            "--softap-dnsmasq", link.device_if, "--scenario", "typical-home", "--zero-delay"])
+        self.argv = VethLink.exec_argv(
+            link.device_ns,
+            [
+                sys.executable,
+                "-m",
+                "device_sim",
+                "run",
+                "--state-dir",
+                str(state_dir),
+                "--doors",
+                "softap-only",
+                "--softap-listen",
+                f"{AP}:80",
+                "--softap-lan",
+                f"{AP}:8081",
+                "--captive-mode",
+                "portal",
+                "--softap-dnsmasq",
+                link.device_if,
+                "--scenario",
+                "typical-home",
+                "--zero-delay",
+            ],
+        )
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -146,7 +172,8 @@ class Daemon:
         """Start and wait for the ready line; AssertionError with the daemon's stderr if none."""
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+                *self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log
+            )
         assert self.proc.stdout is not None
         line = b""
         with contextlib.suppress(TimeoutError):
@@ -204,8 +231,19 @@ async def test_phone_joins_softap_detects_portal_and_provisions(tmp_path: Path) 
 
         stack.push_async_callback(kill_leftovers)
 
-        rc, _, err = await execute([sys.executable, "-m", "device_sim", "init", "--state-dir",
-                                    str(state_dir), "--setup-code", SETUP_CODE, "--json"])
+        rc, _, err = await execute(
+            [
+                sys.executable,
+                "-m",
+                "device_sim",
+                "init",
+                "--state-dir",
+                str(state_dir),
+                "--setup-code",
+                SETUP_CODE,
+                "--json",
+            ]
+        )
         assert rc == 0, err
 
         daemon = Daemon(link, state_dir, tmp_path / "daemon.log")
@@ -223,39 +261,65 @@ async def test_phone_joins_softap_detects_portal_and_provisions(tmp_path: Path) 
         link.write_resolv_conf(link.phone_ns, AP)
 
         # The phone OS probes for a captive portal: the public probe name resolves to the device.
-        portal = await device_sim_in(link.phone_ns, "client", "portal", "--probe-url", PROBE_URL,
-                                     "--api-url", lease.captive_portal_api, "--json")
+        portal = await device_sim_in(
+            link.phone_ns,
+            "client",
+            "portal",
+            "--probe-url",
+            PROBE_URL,
+            "--api-url",
+            lease.captive_portal_api,
+            "--json",
+        )
         assert portal["resolved"] == [AP], portal
         assert portal["captive"] is True, portal
         assert portal["portal_url"] == f"{AP_URL}/", portal
         assert portal["api"]["captive"] is True, portal
 
         # Wrong passphrase: the join fails and the AP (listener + dnsmasq) comes back.
-        provision = ["client", "provision", "--softap", AP_URL, "--ssid", ssid,
-                     "--setup-code", SETUP_CODE, "--timeout", "20", "--json"]
-        failed = await device_sim_in(link.phone_ns, *provision, "--passphrase", wrong,
-                                     expect_rc=1)
+        provision = [
+            "client",
+            "provision",
+            "--softap",
+            AP_URL,
+            "--ssid",
+            ssid,
+            "--setup-code",
+            SETUP_CODE,
+            "--timeout",
+            "20",
+            "--json",
+        ]
+        failed = await device_sim_in(link.phone_ns, *provision, "--passphrase", wrong, expect_rc=1)
         assert failed["state"] == "failed", failed
         assert failed["code_name"] == "WRONG_CREDENTIALS", failed
         assert failed["transport"] == "softap", failed
 
-        again = await device_sim_in(link.phone_ns, "client", "portal", "--probe-url", PROBE_URL,
-                                    "--api-url", API_URL, "--json")
+        again = await device_sim_in(
+            link.phone_ns,
+            "client",
+            "portal",
+            "--probe-url",
+            PROBE_URL,
+            "--api-url",
+            API_URL,
+            "--json",
+        )
         assert again["resolved"] == [AP] and again["captive"] is True, again
         state = await public_state(link.phone_ns, f"{AP_URL}/api/v1/state")
         assert state["state"] == "failed", state
         assert state["code_name"] == "WRONG_CREDENTIALS", state
 
         # Right passphrase: online; the AP goes down and the outcome arrives over the lan URL.
-        online = await device_sim_in(link.phone_ns, *provision,
-                                     "--passphrase", creds.passphrase)
+        online = await device_sim_in(link.phone_ns, *provision, "--passphrase", creds.passphrase)
         assert online["state"] == "online", online
         assert online["transport"] == "softap", online
         assert online["device"]["lan_url"] == f"{AP_URL}:8081", online
         # The AP stays off the air: its socket holds the request unanswered (a phone asking
         # an AP that is gone gets no answer), it is not served.
-        rc, _, err = await exec_in(link.phone_ns, [sys.executable, "-c", STATE_SCRIPT,
-                                                   f"{AP_URL}/api/v1/state", "1"])
+        rc, _, err = await exec_in(
+            link.phone_ns, [sys.executable, "-c", STATE_SCRIPT, f"{AP_URL}/api/v1/state", "1"]
+        )
         assert rc != 0 and "timed out" in err, "the AP listener is still up after online"
 
         rc = await daemon.stop()

@@ -23,10 +23,18 @@ from device_sim.profile import Profile
 from .conftest import SETUP_CODE, Stack, StackFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-default-apps"]
-STEP_MS = 10_000     # one UI step (page load, a field appearing)
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+]
+STEP_MS = 10_000  # one UI step (page load, a field appearing)
 OUTCOME_MS = 20_000  # submit -> final result (zero-delay network; AP down and back included)
 WRONG_PASSPHRASE = "not-the-password-1"
 
@@ -35,8 +43,9 @@ WRONG_PASSPHRASE = "not-the-password-1"
 async def browser(require: Callable[[str | None], None]) -> AsyncIterator[Browser]:
     require(None if CHROMIUM.exists() else f"{CHROMIUM} is missing (apt-get install chromium)")
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                          timeout=STEP_MS * 2)
+        browser = await p.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=STEP_MS * 2
+        )
         try:
             yield browser
         finally:
@@ -66,7 +75,8 @@ class Traffic:
 
     async def assert_no_secrets(self, page: Page, *secrets: str) -> None:
         storage = await page.evaluate(
-            "() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])")
+            "() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])"
+        )
         for secret in secrets:
             for seen in [*self.urls, *self.console, storage]:
                 assert secret not in seen
@@ -120,7 +130,8 @@ async def test_happy_path_ends_online(make_stack: StackFactory, page: Page) -> N
             await expect(networks).to_contain_text(sap.ap.ssid_text)
     # Strongest first; one choice per SSID (both bands of the home network merge into one).
     values = await networks.locator("input[name=network]").evaluate_all(
-        "inputs => inputs.map(i => i.value)")
+        "inputs => inputs.map(i => i.value)"
+    )
     assert values[0] == creds.ssid.hex()
     assert values[-1] == "other"
     assert len(values) == len(set(values))
@@ -143,8 +154,9 @@ async def test_happy_path_ends_online(make_stack: StackFactory, page: Page) -> N
     await traffic.assert_no_secrets(page, creds.passphrase, SETUP_CODE, SETUP_CODE.replace("-", ""))
 
 
-async def test_wrong_passphrase_then_right(make_stack: StackFactory, page: Page,
-                                           profile: Profile) -> None:
+async def test_wrong_passphrase_then_right(
+    make_stack: StackFactory, page: Page, profile: Profile
+) -> None:
     stack: Stack = await make_stack()
     creds = stack.backend.scenario.default_credentials
     assert creds.passphrase is not None and creds.passphrase != WRONG_PASSPHRASE
@@ -158,9 +170,11 @@ async def test_wrong_passphrase_then_right(make_stack: StackFactory, page: Page,
     await expect(page.locator("#result-state")).to_have_text("failed", timeout=OUTCOME_MS)
     await expect(page.locator("#result-code")).to_have_text("WRONG_CREDENTIALS")
     await expect(page.locator("#result-message")).to_have_text(
-        profile.code("WRONG_CREDENTIALS").user_message)
+        profile.code("WRONG_CREDENTIALS").user_message
+    )
     await expect(page.locator("#result-next-step")).to_have_text(
-        profile.code("WRONG_CREDENTIALS").next_step)
+        profile.code("WRONG_CREDENTIALS").next_step
+    )
     assert stack.engine.state is State.FAILED
     assert toggles == ["down", "up"]  # the AP went down for the join and came back ...
     assert stack.door.ap_up and stack.url == ap_url  # ... on the same URL
@@ -170,12 +184,14 @@ async def test_wrong_passphrase_then_right(make_stack: StackFactory, page: Page,
     await expect(page.locator("#result-state")).to_have_text("online", timeout=OUTCOME_MS)
     assert stack.engine.state is State.ONLINE
     assert toggles == ["down", "up", "down"]
-    await traffic.assert_no_secrets(page, creds.passphrase, WRONG_PASSPHRASE, SETUP_CODE,
-                                    SETUP_CODE.replace("-", ""))
+    await traffic.assert_no_secrets(
+        page, creds.passphrase, WRONG_PASSPHRASE, SETUP_CODE, SETUP_CODE.replace("-", "")
+    )
 
 
-async def test_wrong_setup_code_is_shown(make_stack: StackFactory, page: Page,
-                                         profile: Profile) -> None:
+async def test_wrong_setup_code_is_shown(
+    make_stack: StackFactory, page: Page, profile: Profile
+) -> None:
     stack: Stack = await make_stack()
     creds = stack.backend.scenario.default_credentials
     await open_page(page, stack)
@@ -195,8 +211,7 @@ async def test_wrong_setup_code_is_shown(make_stack: StackFactory, page: Page,
 async def test_hidden_network_typed_in_ends_online(make_stack: StackFactory, page: Page) -> None:
     stack: Stack = await make_stack("edge-ssids")
     scenario = stack.backend.scenario
-    hidden = next((sap for sap in scenario.access_points
-                   if sap.ap.hidden and sap.passphrase), None)
+    hidden = next((sap for sap in scenario.access_points if sap.ap.hidden and sap.passphrase), None)
     assert hidden is not None, "scenario edge-ssids lost its hidden network with a passphrase"
     await open_page(page, stack)
 
@@ -220,7 +235,9 @@ async def test_hidden_network_typed_in_ends_online(make_stack: StackFactory, pag
 
 
 EXTERNAL = re.compile(r"""(?:https?:)?//[\w.-]|@import|url\(\s*["']?(?!data:)""", re.I)
-REFERENCE = re.compile(r"""\b(?:src|href|action|srcset|poster|formaction)\s*=\s*["']([^"']*)""", re.I)
+REFERENCE = re.compile(
+    r"""\b(?:src|href|action|srcset|poster|formaction)\s*=\s*["']([^"']*)""", re.I
+)
 
 
 async def test_page_has_no_external_references(make_stack: StackFactory) -> None:

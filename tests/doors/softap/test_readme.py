@@ -11,6 +11,9 @@ README = Path(__file__).resolve().parents[3] / "README.md"
 
 def test_readme_lists_every_softap_endpoint(profile: Profile) -> None:
     text = README.read_text(encoding="utf-8")
-    missing = [f"{ep.method} {ep.path}" for ep in profile.softap.http.endpoints
-               if f"`{ep.method} {ep.path}" not in text]
+    missing = [
+        f"{ep.method} {ep.path}"
+        for ep in profile.softap.http.endpoints
+        if f"`{ep.method} {ep.path}" not in text
+    ]
     assert missing == []

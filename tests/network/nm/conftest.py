@@ -40,8 +40,9 @@ _BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configu
 
 
 @pytest.fixture(scope="session")
-def system_bus(tmp_path_factory: pytest.TempPathFactory,
-               require: Callable[[str | None], None]) -> Iterator[str]:
+def system_bus(
+    tmp_path_factory: pytest.TempPathFactory, require: Callable[[str | None], None]
+) -> Iterator[str]:
     """A private, permissive system-type dbus-daemon; yields its address."""
     daemon = shutil.which("dbus-daemon")
     require(None if daemon else "needs dbus-daemon (apt install dbus)")
@@ -49,9 +50,11 @@ def system_bus(tmp_path_factory: pytest.TempPathFactory,
     workdir = tmp_path_factory.mktemp("nm-bus")
     conf = workdir / "bus.conf"
     conf.write_text(_BUS_CONF.format(socket=workdir / "bus.sock"))
-    proc = subprocess.Popen([daemon, f"--config-file={conf}", "--nofork", "--nosyslog",
-                             "--print-address"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [daemon, f"--config-file={conf}", "--nofork", "--nosyslog", "--print-address"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     try:
         with selectors.DefaultSelector() as sel:
@@ -81,12 +84,21 @@ async def nm(system_bus: str, tmp_path: Path) -> AsyncIterator[NMMock]:
 async def wifi(nm: NMMock) -> str:
     """wlan0 with a typical neighbourhood."""
     dev = await nm.add_wifi_device("wlan0")
-    await nm.add_access_point(dev, "home", b"Home", bssid="02:00:00:00:00:01", strength=80,
-                              security=Security.WPA2_PSK)
-    await nm.add_access_point(dev, "wpa3", b"Modern", bssid="02:00:00:00:00:02", frequency=5180,
-                              strength=60, security=Security.WPA3_SAE)
-    await nm.add_access_point(dev, "cafe", b"Cafe", bssid="02:00:00:00:00:03", strength=40,
-                              security=Security.OPEN)
+    await nm.add_access_point(
+        dev, "home", b"Home", bssid="02:00:00:00:00:01", strength=80, security=Security.WPA2_PSK
+    )
+    await nm.add_access_point(
+        dev,
+        "wpa3",
+        b"Modern",
+        bssid="02:00:00:00:00:02",
+        frequency=5180,
+        strength=60,
+        security=Security.WPA3_SAE,
+    )
+    await nm.add_access_point(
+        dev, "cafe", b"Cafe", bssid="02:00:00:00:00:03", strength=40, security=Security.OPEN
+    )
     return dev
 
 
@@ -111,7 +123,8 @@ class Cloud:
             writer.close()
 
         self._server = await asyncio.start_server(
-            serve, "127.0.0.1", 0, ssl=server_ssl_context(*(cert or self.ca.issue(CLOUD))))
+            serve, "127.0.0.1", 0, ssl=server_ssl_context(*(cert or self.ca.issue(CLOUD)))
+        )
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
@@ -133,6 +146,7 @@ def resolver_for(names: dict[str, Sequence[str]]) -> Callable[[str], Awaitable[l
         if host in names:
             return list(names[host])
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
     return resolve
 
 
@@ -140,17 +154,25 @@ MakeBackend = Callable[..., Awaitable[NetworkManagerBackend]]
 
 
 @pytest.fixture
-async def make_backend(system_bus: str, store: DeviceStore, cloud: Cloud,
-                       tmp_path: Path) -> AsyncIterator[MakeBackend]:
+async def make_backend(
+    system_bus: str, store: DeviceStore, cloud: Cloud, tmp_path: Path
+) -> AsyncIterator[MakeBackend]:
     """Start a backend on the private bus (options override the test defaults); stopped after."""
     started: list[NetworkManagerBackend] = []
 
     async def make(**options: Any) -> NetworkManagerBackend:
         defaults: dict[str, Any] = {
-            "store": store, "bus_address": system_bus, "scan_timeout": 2.0, "join_timeout": WAIT,
-            "check_timeout": 2.0, "cloud_host": CLOUD, "cloud_port": cloud.port,
-            "cloud_ca": cloud.ca_file, "resolver": resolver_for({CLOUD: ["127.0.0.1"]}),
-            "dnsmasq_shared_dir": tmp_path / "dnsmasq-shared.d"}
+            "store": store,
+            "bus_address": system_bus,
+            "scan_timeout": 2.0,
+            "join_timeout": WAIT,
+            "check_timeout": 2.0,
+            "cloud_host": CLOUD,
+            "cloud_port": cloud.port,
+            "cloud_ca": cloud.ca_file,
+            "resolver": resolver_for({CLOUD: ["127.0.0.1"]}),
+            "dnsmasq_shared_dir": tmp_path / "dnsmasq-shared.d",
+        }
         backend = NetworkManagerBackend(**{**defaults, **options})
         await backend.start()
         started.append(backend)

@@ -17,12 +17,14 @@ from device_sim.testing.nm_mock import DEFAULT_CAPS, NMMock
 
 from .conftest import MakeBackend
 
-AP = AccessPointConfig("DS-1234", Secret("ap-passphrase-1"), band=Band.GHZ_2_4, channel=6,
-                       address="192.168.4.1")
+AP = AccessPointConfig(
+    "DS-1234", Secret("ap-passphrase-1"), band=Band.GHZ_2_4, channel=6, address="192.168.4.1"
+)
 
 
-async def test_hotspot_up_and_down(nm: NMMock, wifi: str, backend: NetworkManagerBackend,
-                                   tmp_path: Path) -> None:
+async def test_hotspot_up_and_down(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, tmp_path: Path
+) -> None:
     conf = tmp_path / "dnsmasq-shared.d" / CAPTIVE_CONF_NAME
     await backend.start_access_point(AP)
 
@@ -31,16 +33,28 @@ async def test_hotspot_up_and_down(nm: NMMock, wifi: str, backend: NetworkManage
     conn = await nm.connection(path)
     assert conn["unsaved"] is True
     settings = conn["settings"]
-    assert settings["802-11-wireless"] == {"ssid": b"DS-1234", "mode": "ap", "band": "bg",
-                                           "channel": 6}
-    assert settings["ipv4"] == {"method": "shared",
-                                "address-data": [{"address": "192.168.4.1", "prefix": 24}]}
+    assert settings["802-11-wireless"] == {
+        "ssid": b"DS-1234",
+        "mode": "ap",
+        "band": "bg",
+        "channel": 6,
+    }
+    assert settings["ipv4"] == {
+        "method": "shared",
+        "address-data": [{"address": "192.168.4.1", "prefix": 24}],
+    }
     assert settings["connection"]["interface-name"] == "wlan0"
     assert settings["802-11-wireless-security"] == {
-        "key-mgmt": "wpa-psk", "proto": ["rsn"], "pairwise": ["ccmp"], "group": ["ccmp"]}
+        "key-mgmt": "wpa-psk",
+        "proto": ["rsn"],
+        "pairwise": ["ccmp"],
+        "group": ["ccmp"],
+    }
     assert conn["secrets"] == {"psk": "ap-passphrase-1"}
     assert conf.read_text().splitlines()[1:] == [
-        "address=/#/192.168.4.1", 'dhcp-option=114,"http://192.168.4.1/captive-portal/api"']
+        "address=/#/192.168.4.1",
+        'dhcp-option=114,"http://192.168.4.1/captive-portal/api"',
+    ]
 
     await backend.stop_access_point()
     assert backend.access_point is None
@@ -49,14 +63,17 @@ async def test_hotspot_up_and_down(nm: NMMock, wifi: str, backend: NetworkManage
     await backend.stop_access_point()  # no-op when down
 
 
-async def test_open_hotspot_and_custom_portal_url(nm: NMMock, wifi: str, tmp_path: Path,
-                                                  make_backend: MakeBackend) -> None:
+async def test_open_hotspot_and_custom_portal_url(
+    nm: NMMock, wifi: str, tmp_path: Path, make_backend: MakeBackend
+) -> None:
     backend = await make_backend(captive_api_url="http://{address}:8080/captive-portal/api")
     await backend.start_access_point(AccessPointConfig("DS-open", None, address="10.42.0.1"))
     [path] = await nm.connections()
     assert "802-11-wireless-security" not in (await nm.connection(path))["settings"]
-    assert 'dhcp-option=114,"http://10.42.0.1:8080/captive-portal/api"' in (
-        tmp_path / "dnsmasq-shared.d" / CAPTIVE_CONF_NAME).read_text()
+    assert (
+        'dhcp-option=114,"http://10.42.0.1:8080/captive-portal/api"'
+        in (tmp_path / "dnsmasq-shared.d" / CAPTIVE_CONF_NAME).read_text()
+    )
 
 
 async def test_no_ap_capability(nm: NMMock, make_backend: MakeBackend, tmp_path: Path) -> None:
@@ -70,8 +87,9 @@ async def test_no_ap_capability(nm: NMMock, make_backend: MakeBackend, tmp_path:
     assert await nm.connections() == []
 
 
-async def test_hotspot_activation_failure(nm: NMMock, wifi: str, backend: NetworkManagerBackend,
-                                          tmp_path: Path) -> None:
+async def test_hotspot_activation_failure(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, tmp_path: Path
+) -> None:
     await nm.on_activate(("failed", R.SHARED_START_FAILED), fail_in=50)
     with pytest.raises(NetworkError) as caught:
         await backend.start_access_point(AP)
@@ -83,8 +101,9 @@ async def test_hotspot_activation_failure(nm: NMMock, wifi: str, backend: Networ
     assert not (tmp_path / "dnsmasq-shared.d" / CAPTIVE_CONF_NAME).exists()
 
 
-async def test_unwritable_dnsmasq_dir(nm: NMMock, wifi: str, tmp_path: Path,
-                                      make_backend: MakeBackend) -> None:
+async def test_unwritable_dnsmasq_dir(
+    nm: NMMock, wifi: str, tmp_path: Path, make_backend: MakeBackend
+) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     backend = await make_backend(dnsmasq_shared_dir=blocker)
@@ -96,7 +115,8 @@ async def test_unwritable_dnsmasq_dir(nm: NMMock, wifi: str, tmp_path: Path,
 
 
 async def test_hotspot_replaces_the_station_and_blocks_joins(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     await backend.join(b"Home", "correct-horse-battery")  # unverified: dropped for the AP
     await backend.start_access_point(AP)
     [path] = await nm.connections()

@@ -26,10 +26,12 @@ from .conftest import WAIT, MakeBackend
 PASS = "correct-horse-battery"
 
 
-
 async def _activations(nm: NMMock) -> list[list[Any]]:
-    calls = (await nm.call(MANAGER_PATH, MOCK_IFACE, "GetMethodCalls", "s",
-                           ["AddAndActivateConnection2"]))[0]
+    calls = (
+        await nm.call(
+            MANAGER_PATH, MOCK_IFACE, "GetMethodCalls", "s", ["AddAndActivateConnection2"]
+        )
+    )[0]
     return [unwrap(list(args)) for _, args in calls]
 
 
@@ -37,17 +39,22 @@ def _ledger(store: DeviceStore) -> list[dict[str, Any]]:
     return list(json.loads(store.setting(STORE_KEY) or "[]"))
 
 
-async def test_join_success(nm: NMMock, wifi: str, backend: NetworkManagerBackend,
-                            store: DeviceStore) -> None:
-    await nm.on_activate("activated", ip="10.0.0.23", gateway="10.0.0.1",
-                         dns=("10.0.0.1", "9.9.9.9"))
+async def test_join_success(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore
+) -> None:
+    await nm.on_activate(
+        "activated", ip="10.0.0.23", gateway="10.0.0.1", dns=("10.0.0.1", "9.9.9.9")
+    )
     seen = Recorder()
 
     result = await backend.join(b"Home", PASS, on_phase=seen)
 
     assert (result.ssid, result.bssid, result.band) == (b"Home", "02:00:00:00:00:01", Band.GHZ_2_4)
-    assert (result.ip, result.gateway, result.dns) == ("10.0.0.23", "10.0.0.1",
-                                                       ("10.0.0.1", "9.9.9.9"))
+    assert (result.ip, result.gateway, result.dns) == (
+        "10.0.0.23",
+        "10.0.0.1",
+        ("10.0.0.1", "9.9.9.9"),
+    )
     assert seen.phases == ["scanning", "associating", "dhcp"]
     [args] = await _activations(nm)
     assert args[1] == wifi and args[2] == "/" and args[3] == {"persist": "memory"}
@@ -63,7 +70,8 @@ async def test_join_success(nm: NMMock, wifi: str, backend: NetworkManagerBacken
 
 
 async def test_join_reports_authenticating_and_wpa3_key_management(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     await nm.on_activate("activated", need_auth=True)
     seen = Recorder()
     result = await backend.join(b"Modern", PASS, on_phase=seen)
@@ -73,8 +81,9 @@ async def test_join_reports_authenticating_and_wpa3_key_management(
     assert (await nm.connection(path))["settings"]["802-11-wireless-security"]["key-mgmt"] == "sae"
 
 
-async def test_join_when_signals_follow_the_reply(nm: NMMock, wifi: str,
-                                                  backend: NetworkManagerBackend) -> None:
+async def test_join_when_signals_follow_the_reply(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     await nm.on_activate("activated", after_reply=True, ip="192.168.7.9")
     assert (await backend.join(b"Home", PASS)).ip == "192.168.7.9"
     await nm.on_activate(("failed", R.NO_SECRETS), after_reply=True)
@@ -83,8 +92,9 @@ async def test_join_when_signals_follow_the_reply(nm: NMMock, wifi: str,
     assert caught.value.code is Code.WRONG_CREDENTIALS
 
 
-async def test_join_driven_by_the_test(nm: NMMock, wifi: str,
-                                       backend: NetworkManagerBackend) -> None:
+async def test_join_driven_by_the_test(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     await nm.on_activate("manual")
     called = await nm.expect_call("AddAndActivateConnection2")
     join = asyncio.ensure_future(backend.join(b"Cafe", None))
@@ -96,9 +106,9 @@ async def test_join_driven_by_the_test(nm: NMMock, wifi: str,
         assert (await join).ip == "172.16.0.5"
 
 
-async def test_cancelled_join_leaves_no_profile(nm: NMMock, wifi: str,
-                                                backend: NetworkManagerBackend,
-                                                store: DeviceStore) -> None:
+async def test_cancelled_join_leaves_no_profile(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore
+) -> None:
     await nm.on_activate("manual")
     called = await nm.expect_call("AddAndActivateConnection2")
     join = asyncio.ensure_future(backend.join(b"Home", PASS))
@@ -127,8 +137,14 @@ FAILURES = [
 
 @pytest.mark.parametrize(("reason", "code"), FAILURES, ids=[r.name for r, _ in FAILURES])
 async def test_join_failure_mapping_leaves_no_profile(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore,
-        reason: R, code: Code, caplog: pytest.LogCaptureFixture) -> None:
+    nm: NMMock,
+    wifi: str,
+    backend: NetworkManagerBackend,
+    store: DeviceStore,
+    reason: R,
+    code: Code,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     await nm.on_activate(("failed", reason))
     with caplog.at_level(logging.DEBUG), pytest.raises(NetworkError) as caught:
         await backend.join(b"Home", PASS)
@@ -143,19 +159,25 @@ async def test_join_failure_mapping_leaves_no_profile(
 
 
 async def test_unmapped_reason_keeps_the_raw_state_and_reason(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     await nm.on_activate(("failed", 4242), fail_in=S.IP_CHECK)
     with pytest.raises(NetworkError) as caught:
         await backend.join(b"Home", PASS)
     assert caught.value.code is Code.JOIN_FAILED
-    assert caught.value.raw == {"ssid_hex": b"Home".hex(), "nm_state": "IP_CHECK",
-                                "nm_state_value": 80, "nm_reason": "UNKNOWN_4242",
-                                "nm_reason_value": 4242}
+    assert caught.value.raw == {
+        "ssid_hex": b"Home".hex(),
+        "nm_state": "IP_CHECK",
+        "nm_state_value": 80,
+        "nm_reason": "UNKNOWN_4242",
+        "nm_reason_value": 4242,
+    }
     assert "IP_CHECK (80)" in caught.value.detail and "UNKNOWN_4242 (4242)" in caught.value.detail
 
 
 async def test_wpa3_reports_a_wrong_password_as_ssid_not_found(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     await nm.on_activate(("failed", R.SSID_NOT_FOUND))
     with pytest.raises(NetworkError) as caught:
         await backend.join(b"Modern", "wrong-password")
@@ -165,7 +187,8 @@ async def test_wpa3_reports_a_wrong_password_as_ssid_not_found(
 
 
 async def test_unseen_network_is_not_found_without_activation(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     with pytest.raises(NetworkError) as caught:
         await backend.join(b"Elsewhere", PASS)
     assert caught.value.code is Code.NETWORK_NOT_FOUND and "hidden=true" in caught.value.detail
@@ -181,21 +204,25 @@ async def test_hidden_network_join(nm: NMMock, wifi: str, backend: NetworkManage
     assert settings["802-11-wireless-security"]["key-mgmt"] == "wpa-psk"
 
 
-@pytest.mark.parametrize(("ssid", "passphrase", "code"), [
-    (b"Home", "short", Code.INVALID_CREDENTIALS_FORMAT),
-    (b"Cafe", "not-needed", Code.INVALID_CREDENTIALS_FORMAT),
-])
+@pytest.mark.parametrize(
+    ("ssid", "passphrase", "code"),
+    [
+        (b"Home", "short", Code.INVALID_CREDENTIALS_FORMAT),
+        (b"Cafe", "not-needed", Code.INVALID_CREDENTIALS_FORMAT),
+    ],
+)
 async def test_credentials_checked_before_activation(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend, ssid: bytes, passphrase: str,
-        code: Code) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, ssid: bytes, passphrase: str, code: Code
+) -> None:
     with pytest.raises(NetworkError) as caught:
         await backend.join(ssid, passphrase)
     assert caught.value.code is code and passphrase not in caught.value.detail
     assert await _activations(nm) == []
 
 
-async def test_enterprise_network_is_unsupported(nm: NMMock, wifi: str,
-                                                 backend: NetworkManagerBackend) -> None:
+async def test_enterprise_network_is_unsupported(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     from device_sim.network.base import Security
 
     await nm.add_access_point(wifi, "corp", b"Corp", security=Security.ENTERPRISE)
@@ -205,8 +232,9 @@ async def test_enterprise_network_is_unsupported(nm: NMMock, wifi: str,
     assert caught.value.code is Code.UNSUPPORTED_SECURITY
 
 
-async def test_join_timeout_deletes_the_profile(nm: NMMock, wifi: str,
-                                                make_backend: MakeBackend) -> None:
+async def test_join_timeout_deletes_the_profile(
+    nm: NMMock, wifi: str, make_backend: MakeBackend
+) -> None:
     backend = await make_backend(join_timeout=0.3)
     await nm.on_activate("manual")
     with pytest.raises(NetworkError) as caught:
@@ -215,9 +243,9 @@ async def test_join_timeout_deletes_the_profile(nm: NMMock, wifi: str,
     assert await nm.connections() == []
 
 
-async def test_rejoin_replaces_an_unverified_profile(nm: NMMock, wifi: str,
-                                                     backend: NetworkManagerBackend,
-                                                     store: DeviceStore) -> None:
+async def test_rejoin_replaces_an_unverified_profile(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore
+) -> None:
     await backend.join(b"Home", PASS)
     seen = Recorder()
     await backend.join(b"Home", PASS + "2", on_phase=seen)
@@ -227,10 +255,18 @@ async def test_rejoin_replaces_an_unverified_profile(nm: NMMock, wifi: str,
     assert seen.phases == ["scanning", "associating", "dhcp"]
 
 
-async def test_permission_denied_names_polkit(nm: NMMock, wifi: str,
-                                              backend: NetworkManagerBackend) -> None:
-    await nm.raise_on(MANAGER_PATH, MANAGER_IFACE, "AddAndActivateConnection2",
-                      "a{sa{sv}}ooa{sv}", "ooa{sv}", ERR_ACCESS_DENIED, "Not authorized")
+async def test_permission_denied_names_polkit(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
+    await nm.raise_on(
+        MANAGER_PATH,
+        MANAGER_IFACE,
+        "AddAndActivateConnection2",
+        "a{sa{sv}}ooa{sv}",
+        "ooa{sv}",
+        ERR_ACCESS_DENIED,
+        "Not authorized",
+    )
     with pytest.raises(NetworkError) as caught:
         await backend.join(b"Home", PASS)
     assert caught.value.code is Code.JOIN_FAILED
@@ -238,8 +274,9 @@ async def test_permission_denied_names_polkit(nm: NMMock, wifi: str,
     assert "root" in caught.value.detail and PASS not in caught.value.detail
 
 
-async def test_passphrase_never_logged(nm: NMMock, wifi: str, backend: NetworkManagerBackend,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+async def test_passphrase_never_logged(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG):
         await backend.join(b"Home", PASS)
         await backend.verify()

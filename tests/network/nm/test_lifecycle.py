@@ -40,10 +40,18 @@ async def test_no_system_bus(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("error", [ERR_ACCESS_DENIED, ERR_NM_PERMISSION_DENIED])
-async def test_permission_denied_at_start(nm: NMMock, wifi: str, make_backend: MakeBackend,
-                                          error: str) -> None:
-    await nm.raise_on(MANAGER_PATH, MANAGER_IFACE, "GetDevices", "", "ao", error,
-                      "Not authorized to control networking.")
+async def test_permission_denied_at_start(
+    nm: NMMock, wifi: str, make_backend: MakeBackend, error: str
+) -> None:
+    await nm.raise_on(
+        MANAGER_PATH,
+        MANAGER_IFACE,
+        "GetDevices",
+        "",
+        "ao",
+        error,
+        "Not authorized to control networking.",
+    )
     with pytest.raises(TransportError) as caught:
         await make_backend()
     assert "polkit action org.freedesktop.NetworkManager.network-control" in caught.value.detail
@@ -75,8 +83,8 @@ async def test_no_wifi_device(nm: NMMock, make_backend: MakeBackend) -> None:
 
 
 async def test_forget_all_deletes_exactly_our_connections(
-        nm: NMMock, wifi: str, make_backend: MakeBackend, store: DeviceStore,
-        tmp_path: Path) -> None:
+    nm: NMMock, wifi: str, make_backend: MakeBackend, store: DeviceStore, tmp_path: Path
+) -> None:
     users = await nm.add_user_connection(b"Home", psk="the-users-own-key")
     backend = await make_backend()
     await backend.join(b"Home", PASS)
@@ -98,8 +106,7 @@ async def test_forget_all_deletes_exactly_our_connections(
     assert not (tmp_path / "dnsmasq-shared.d" / "device-sim-captive.conf").exists()
 
 
-async def test_forget_all_without_a_store(nm: NMMock, wifi: str,
-                                          make_backend: MakeBackend) -> None:
+async def test_forget_all_without_a_store(nm: NMMock, wifi: str, make_backend: MakeBackend) -> None:
     users = await nm.add_user_connection(b"Office")
     backend = await make_backend(store=None)
     await backend.join(b"Home", PASS)
@@ -109,7 +116,8 @@ async def test_forget_all_without_a_store(nm: NMMock, wifi: str,
 
 
 async def test_forget_all_survives_profiles_deleted_by_someone_else(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore
+) -> None:
     await backend.join(b"Home", PASS)
     await backend.verify()
     [path] = await nm.connections()
@@ -125,11 +133,18 @@ async def test_not_started(wifi: str) -> None:
     assert caught.value.code is Code.INTERNAL_ERROR and "not started" in caught.value.detail
 
 
-@pytest.mark.parametrize("options", [
-    {"scan_timeout": 0}, {"join_timeout": -1}, {"check_timeout": True}, {"cloud_port": 0},
-    {"cloud_host": ""}, {"captive_api_url": "http://portal/"},
-    {"captive_api_url": 'http://{address}/"x'},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"scan_timeout": 0},
+        {"join_timeout": -1},
+        {"check_timeout": True},
+        {"cloud_port": 0},
+        {"cloud_host": ""},
+        {"captive_api_url": "http://portal/"},
+        {"captive_api_url": 'http://{address}/"x'},
+    ],
+)
 def test_bad_options(options: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         NetworkManagerBackend(**options)  # type: ignore[arg-type]
@@ -142,7 +157,8 @@ async def test_unreadable_cloud_ca(tmp_path: Path) -> None:
 
 
 async def test_a_profile_gone_from_networkmanager_is_forgotten(
-        nm: NMMock, wifi: str, make_backend: MakeBackend, store: DeviceStore) -> None:
+    nm: NMMock, wifi: str, make_backend: MakeBackend, store: DeviceStore
+) -> None:
     """A run killed between deleting a profile and forgetting it (or a user's `nmcli con
     delete`): the next start forgets the name, and keeping the saved networks does too."""
     from device_sim.network.nm.defs import CONNECTION_IFACE

@@ -33,14 +33,18 @@ async def established(backend: NetworkManagerBackend) -> None:
     await backend.verify()
 
 
-@pytest.mark.parametrize(("reason", "code"), [
-    (DeviceStateReason.SSID_NOT_FOUND, Code.LINK_LOST),
-    (DeviceStateReason.SUPPLICANT_DISCONNECT, Code.LINK_LOST),
-    (DeviceStateReason.IP_CONFIG_EXPIRED, Code.LEASE_LOST),
-    (DeviceStateReason.DHCP_FAILED, Code.LEASE_LOST),
-])
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [
+        (DeviceStateReason.SSID_NOT_FOUND, Code.LINK_LOST),
+        (DeviceStateReason.SUPPLICANT_DISCONNECT, Code.LINK_LOST),
+        (DeviceStateReason.IP_CONFIG_EXPIRED, Code.LEASE_LOST),
+        (DeviceStateReason.DHCP_FAILED, Code.LEASE_LOST),
+    ],
+)
 async def test_a_dropped_connection_is_seen_with_its_code(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend, reason: int, code: Code) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, reason: int, code: Code
+) -> None:
     await established(backend)
     watch = asyncio.ensure_future(backend.wait_link_loss())
     await nm.drop_connection(wifi, reason)
@@ -53,7 +57,8 @@ async def test_a_dropped_connection_is_seen_with_its_code(
 
 
 async def test_the_backends_own_doings_are_not_losses(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     for leave in ("disconnect", "join", "access point"):
         await established(backend)
         watch = asyncio.ensure_future(backend.wait_link_loss())
@@ -70,7 +75,8 @@ async def test_the_backends_own_doings_are_not_losses(
 
 
 async def test_checks_while_online_use_networkmanagers_connectivity_and_dns(
-        nm: NMMock, wifi: str, make_backend: MakeBackend) -> None:
+    nm: NMMock, wifi: str, make_backend: MakeBackend
+) -> None:
     names = {"cloud.device-sim.test": ["127.0.0.1"]}
 
     async def resolve(host: str) -> list[str]:
@@ -100,7 +106,8 @@ def test_loss_for_maps_reasons() -> None:
 
 
 async def test_the_engine_sees_the_drop_and_reconnects(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend, tmp_path: Path) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, tmp_path: Path
+) -> None:
     """The device online through NetworkManager; the router drops it: LINK_LOST, a retry of
     the saved network, online again; the profile is still the one saved network."""
     seen: list[DiagnosticEvent] = []
@@ -123,10 +130,13 @@ async def test_the_engine_sees_the_drop_and_reconnects(
     bus.subscribe(collect)
     with DeviceStore(tmp_path / "device") as store:
         engine = OnboardingEngine(
-            load_profile(), store, backend, bus,
-            timeouts=Timeouts(session_open=5, credentials_received=5, joining=WAIT,
-                              verifying=WAIT),
-            life=LifeTimers(initial_s=0.05, max_s=0.2, reopen_after_s=5, check_interval_s=30))
+            load_profile(),
+            store,
+            backend,
+            bus,
+            timeouts=Timeouts(session_open=5, credentials_received=5, joining=WAIT, verifying=WAIT),
+            life=LifeTimers(initial_s=0.05, max_s=0.2, reopen_after_s=5, check_interval_s=30),
+        )
         async with engine:
             engine.session_opened()
             engine.set_credentials(b"Home", Secret(PASS), False)
@@ -143,7 +153,8 @@ async def test_the_engine_sees_the_drop_and_reconnects(
 
 
 async def test_a_profile_saved_by_a_run_killed_before_online_goes_at_start(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend, tmp_path: Path) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, tmp_path: Path
+) -> None:
     """Found by the kill loop on NetworkManager: killed after the checks saved the profile but
     before `online` was committed, the device has no saved network and NetworkManager a profile
     of ours. The engine's start keeps only the saved networks: the profile goes."""
@@ -151,8 +162,12 @@ async def test_a_profile_saved_by_a_run_killed_before_online_goes_at_start(
         await backend.join(b"Home", PASS)
         await backend.verify()  # saves the profile, as the checks do before `online`
         assert len(await nm.connections()) == 1 and store.saved_networks() == []
-        engine = OnboardingEngine(load_profile(), store, backend, EventBus(),
-                                  life=LifeTimers(initial_s=0.05, max_s=0.2,
-                                                  reopen_after_s=5, check_interval_s=30))
+        engine = OnboardingEngine(
+            load_profile(),
+            store,
+            backend,
+            EventBus(),
+            life=LifeTimers(initial_s=0.05, max_s=0.2, reopen_after_s=5, check_interval_s=30),
+        )
         async with engine:
             assert await nm.connections() == []

@@ -31,8 +31,9 @@ def _phases() -> tuple[list[str], Any]:
     return seen, lambda phase, detail: seen.append(phase)
 
 
-async def test_verify_checks_and_then_saves(nm: NMMock, wifi: str, backend: NetworkManagerBackend,
-                                            store: DeviceStore) -> None:
+async def test_verify_checks_and_then_saves(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore
+) -> None:
     await backend.join(b"Home", PASS)
     seen, on_phase = _phases()
     await backend.verify(on_phase=on_phase)
@@ -43,14 +44,22 @@ async def test_verify_checks_and_then_saves(nm: NMMock, wifi: str, backend: Netw
     assert entry["saved"] is True
 
 
-@pytest.mark.parametrize(("connectivity", "code", "last_phase"), [
-    (Connectivity.PORTAL, Code.CAPTIVE_PORTAL, "captive_portal"),
-    (Connectivity.LIMITED, Code.NO_INTERNET, "internet"),
-    (Connectivity.NONE, Code.NO_INTERNET, "internet"),
-])
+@pytest.mark.parametrize(
+    ("connectivity", "code", "last_phase"),
+    [
+        (Connectivity.PORTAL, Code.CAPTIVE_PORTAL, "captive_portal"),
+        (Connectivity.LIMITED, Code.NO_INTERNET, "internet"),
+        (Connectivity.NONE, Code.NO_INTERNET, "internet"),
+    ],
+)
 async def test_connectivity_failures_keep_the_profile_unsaved(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend, connectivity: Connectivity,
-        code: Code, last_phase: str) -> None:
+    nm: NMMock,
+    wifi: str,
+    backend: NetworkManagerBackend,
+    connectivity: Connectivity,
+    code: Code,
+    last_phase: str,
+) -> None:
     await backend.join(b"Home", PASS)
     await nm.set_connectivity(connectivity)
     seen, on_phase = _phases()
@@ -65,8 +74,9 @@ async def test_connectivity_failures_keep_the_profile_unsaved(
     assert await nm.connections() == []
 
 
-async def test_unknown_connectivity_relies_on_dns_and_tls(nm: NMMock, wifi: str,
-                                                          backend: NetworkManagerBackend) -> None:
+async def test_unknown_connectivity_relies_on_dns_and_tls(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     await backend.join(b"Home", PASS)
     await nm.set_connectivity(Connectivity.UNKNOWN)
     await backend.verify()
@@ -75,11 +85,19 @@ async def test_unknown_connectivity_relies_on_dns_and_tls(nm: NMMock, wifi: str,
 
 
 async def test_refused_connectivity_check_uses_the_last_result(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     await backend.join(b"Home", PASS)
     await nm.set_connectivity(Connectivity.PORTAL)
-    await nm.raise_on(MANAGER_PATH, MANAGER_IFACE, "CheckConnectivity", "", "u",
-                      ERR_NM_PERMISSION_DENIED, "Not authorized to control networking.")
+    await nm.raise_on(
+        MANAGER_PATH,
+        MANAGER_IFACE,
+        "CheckConnectivity",
+        "",
+        "u",
+        ERR_NM_PERMISSION_DENIED,
+        "Not authorized to control networking.",
+    )
     with pytest.raises(NetworkError) as caught:
         await backend.verify()
     assert caught.value.code is Code.CAPTIVE_PORTAL
@@ -96,20 +114,23 @@ async def test_dns_failure(nm: NMMock, wifi: str, make_backend: MakeBackend) -> 
     assert caught.value.code is Code.DNS_FAILURE and CLOUD in caught.value.detail
 
 
-async def test_extra_dns_names_are_checked(nm: NMMock, wifi: str,
-                                           make_backend: MakeBackend) -> None:
+async def test_extra_dns_names_are_checked(
+    nm: NMMock, wifi: str, make_backend: MakeBackend
+) -> None:
     from .conftest import resolver_for
 
-    backend = await make_backend(resolver=resolver_for({CLOUD: ["127.0.0.1"]}),
-                                 dns_names=["missing.example"])
+    backend = await make_backend(
+        resolver=resolver_for({CLOUD: ["127.0.0.1"]}), dns_names=["missing.example"]
+    )
     await backend.join(b"Home", PASS)
     with pytest.raises(NetworkError) as caught:
         await backend.verify()
     assert caught.value.code is Code.DNS_FAILURE and "missing.example" in caught.value.detail
 
 
-async def test_tls_with_an_untrusted_certificate(nm: NMMock, wifi: str, cloud: Cloud,
-                                                 make_backend: MakeBackend) -> None:
+async def test_tls_with_an_untrusted_certificate(
+    nm: NMMock, wifi: str, cloud: Cloud, make_backend: MakeBackend
+) -> None:
     await cloud.stop()
     await cloud.start(CertificateAuthority("an interceptor").issue(CLOUD))
     backend = await make_backend(cloud_port=cloud.port)
@@ -128,7 +149,8 @@ async def test_verify_without_a_join(wifi: str, backend: NetworkManagerBackend) 
 
 
 async def test_a_new_onboarding_replaces_the_old_saved_profile(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore
+) -> None:
     await backend.join(b"Home", PASS)
     await backend.verify()
     await backend.join(b"Home", "a-new-passphrase")
@@ -139,7 +161,8 @@ async def test_a_new_onboarding_replaces_the_old_saved_profile(
 
 
 async def test_re_onboarding_to_another_network_keeps_both_as_saved_networks(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore) -> None:
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore
+) -> None:
     """One profile per saved network, in the device's order (autoconnect-priority, the most
     recent highest), autoconnect off; dropped when the device forgets it; the user's own
     profile never touched."""
@@ -149,11 +172,16 @@ async def test_re_onboarding_to_another_network_keeps_both_as_saved_networks(
     await backend.join(b"Cafe", None)
     await backend.verify()
     await backend.keep_networks([b"Cafe", b"Home"])
-    ours = {bytes((await nm.connection(e["path"]))["settings"]["802-11-wireless"]["ssid"]):
-            (await nm.connection(e["path"])) for e in json.loads(store.setting(STORE_KEY) or "[]")}
+    ours = {
+        bytes((await nm.connection(e["path"]))["settings"]["802-11-wireless"]["ssid"]): (
+            await nm.connection(e["path"])
+        )
+        for e in json.loads(store.setting(STORE_KEY) or "[]")
+    }
     assert sorted(ours) == [b"Cafe", b"Home"]
-    priority = {ssid: c["settings"]["connection"]["autoconnect-priority"]
-                for ssid, c in ours.items()}
+    priority = {
+        ssid: c["settings"]["connection"]["autoconnect-priority"] for ssid, c in ours.items()
+    }
     assert priority == {b"Cafe": 2, b"Home": 1}
     assert all(c["settings"]["connection"]["autoconnect"] is False for c in ours.values())
     assert ours[b"Home"]["secrets"]["psk"] == PASS  # the update kept the secret
@@ -161,9 +189,14 @@ async def test_re_onboarding_to_another_network_keeps_both_as_saved_networks(
     left = [e["path"] for e in json.loads(store.setting(STORE_KEY) or "[]")]
     assert sorted(await nm.connections()) == sorted([users, *left]) and len(left) == 1
 
+
 async def test_keeping_the_saved_networks_leaves_one_profile_per_network(
-        nm: NMMock, wifi: str, backend: NetworkManagerBackend, store: DeviceStore,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    nm: NMMock,
+    wifi: str,
+    backend: NetworkManagerBackend,
+    store: DeviceStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Found by the kill loop on NetworkManager: a run killed between saving a re-onboarding's
     profile and dropping the older one of the same network left two. Keeping the saved
     networks (as the next start does) leaves the newest."""
