@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +334,7 @@ async def control_request(
 
 async def control_stream(
     state_dir: Path, command: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any]]:
     """The items of streaming command ``command`` of the daemon for ``state_dir``, as they come;
     ends when the daemon closes the stream.
 

@@ -140,7 +140,8 @@ async def main() -> int:
             await cloud.wait()
     print(
         f"locust ({args.workers} worker processes): {row['Request Count']} activations, "
-        f"{row['Failure Count']} failures in {wall:.1f} s; median {row['Median Response Time']} ms, "
+        f"{row['Failure Count']} failures in {wall:.1f} s; "
+        f"median {row['Median Response Time']} ms, "
         f"p90 {row['90%']} ms, p99 {row['99%']} ms, max {float(row['Max Response Time']):.0f} ms, "
         f"{float(row['Requests/s']):.1f} requests/s; the account holds {len(bound)} devices"
     )

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unit_bench import UnitBench  # noqa: E402
+from unit_bench import UnitBench
 
 # Growth allowed per 1,000 cycles. fds and threads move by one or two with the connections that
 # happen to be open at a sample; a leak of one per cycle would be +1,000.

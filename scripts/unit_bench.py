@@ -268,6 +268,8 @@ class UnitBench:
             factory, self.work / "units", station="kill-loop", registration=registration
         )
         assert self.unit.passed, self.unit
+        assert self.unit.setup_code is not None  # made in this process: the label's code
+        self.setup_code = self.unit.setup_code
         self.cloud = await stack.enter_async_context(
             CloudEmulator(self.work / "cloud", factory_chain=factory / "chain.pem")
         )
@@ -331,7 +333,7 @@ class UnitBench:
         await provision(
             self.profile,
             Target(softap_url=f"http://127.0.0.1:{self.ap_port}"),
-            setup_code=self.unit.setup_code,
+            setup_code=self.setup_code,
             ssid=ssid,
             passphrase=Secret(NETWORKS[ssid]),
             activation={},

@@ -190,7 +190,7 @@ async def test_non_socket_file_is_not_replaced(tmp_path: Path) -> None:
 
 
 async def test_no_daemon_is_a_transport_error(tmp_path: Path) -> None:
-    with pytest.raises(TransportError, match="no daemon is running for .*no control socket"):
+    with pytest.raises(TransportError, match=r"no daemon is running for .*no control socket"):
         await control_request(tmp_path, "ping")
 
 

@@ -21,12 +21,8 @@ from dbus_fast.aio import MessageBus
 
 from device_sim import doctor
 from device_sim.config import DaemonOptions
-from device_sim.core.options import CloudOptions
-from device_sim.doors.ble.options import BleOptions
-from device_sim.doors.supervisor import DoorOptions, Policy
-from device_sim.network.base import BackendKind
-from device_sim.network.options import NetworkOptions
 from device_sim.core.identity import create_identity
+from device_sim.core.options import CloudOptions
 from device_sim.core.store import DeviceStore
 from device_sim.doctor import (
     CheckResult,
@@ -37,8 +33,12 @@ from device_sim.doctor import (
     run_checks,
     runner,
 )
+from device_sim.doors.ble.options import BleOptions
+from device_sim.doors.supervisor import DoorOptions, Policy
 from device_sim.errors import ConfigError
+from device_sim.network.base import BackendKind
 from device_sim.network.nm import defs
+from device_sim.network.options import NetworkOptions
 from device_sim.virtual import VirtualBle
 
 WAIT = 5.0
@@ -305,7 +305,8 @@ def fake_iw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Non
             "country GB (iw reg get)",
         ),
         (
-            'printf "global\\ncountry 00: DFS-UNSET\\n\\nphy#0 (self-managed)\\ncountry US: DFS-FCC\\n"',
+            'printf "global\\ncountry 00: DFS-UNSET\\n\\n'
+            'phy#0 (self-managed)\\ncountry US: DFS-FCC\\n"',
             True,
             "country US",
         ),

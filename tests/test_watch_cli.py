@@ -4,8 +4,8 @@ one directory followed at once (daemons played by control servers with a `watch`
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path

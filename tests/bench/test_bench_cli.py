@@ -7,9 +7,9 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Callable
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -92,11 +92,13 @@ def test_the_matrix_runs_every_cell_and_fails_the_mislabelled_one(
     cases = suite.findall("testcase")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("6", "2", "0")
     failed = [c for c in cases if c.find("failure") is not None]
-    assert {c.get("classname").split(" / ")[0] for c in failed} == {  # type: ignore[union-attr]
+    assert {str(c.get("classname")).split(" / ")[0] for c in failed} == {
         str(out.parent / "no-dhcp-mislabelled.yaml")
     }
-    assert "expected OK" in failed[0].find("failure").get("message")  # type: ignore[union-attr]
-    output = cases[0].find("system-out").text  # type: ignore[union-attr]
+    failure, system_out = failed[0].find("failure"), cases[0].find("system-out")
+    assert failure is not None and system_out is not None
+    assert "expected OK" in str(failure.get("message"))
+    output = system_out.text or ""
     assert "code " in output and "joining" in output  # code and timeline
 
 

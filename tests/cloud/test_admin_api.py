@@ -153,7 +153,7 @@ async def test_secrets_never_logged(
     await admin.add_account("alice", PASSWORD)
     await admin.add_account("bob", PASSWORD)
     secrets_seen = [cloud.admin_token, PASSWORD, device.claim_token, key_secret]
-    status, claimed = await dev.activate(
+    _, claimed = await dev.activate(
         device, body(device, "claim", account="alice", claim_token=device.claim_token)
     )
     secrets_seen.append(claimed["credentials"]["token"])
@@ -165,9 +165,9 @@ async def test_secrets_never_logged(
         registration={"key_id": "k", "secret": key_secret},
         device_password="users-device-password",
     )
-    status, registered = await dev.activate(device, registration)
+    _, registered = await dev.activate(device, registration)
     secrets_seen += [registered["credentials"]["token"], "users-device-password"]
-    status, cloud_pw = await dev.activate(
+    _, cloud_pw = await dev.activate(
         device,
         registration | {"request_id": "r2", "device_password": None, "password_mode": "cloud"},
     )

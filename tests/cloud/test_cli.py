@@ -114,10 +114,9 @@ def test_admin_tokens_can_always_be_passed_as_a_flag_value(tmp_path: Path) -> No
     argparse as an option: `--admin-token -abc` fails. Every new token must be safe."""
     from device_sim.cloud.emulator import _load_admin_token
 
-    tokens = [
-        _load_admin_token(tmp_path / str(i))
-        for i in range(300)
-        if (tmp_path / str(i)).mkdir() is None
-    ]
+    tokens = []
+    for i in range(300):
+        (tmp_path / str(i)).mkdir()
+        tokens.append(_load_admin_token(tmp_path / str(i)))
     assert len(set(tokens)) == 300
     assert not [t for t in tokens if t.startswith("-")]

@@ -74,7 +74,7 @@ async def test_cloud_generated_password_returned_once(dev: DeviceClient, unit: D
     assert status == 200
     password = answer["device_password"]
     assert len(password) >= 16
-    status, me = await dev.request(
+    status, _me = await dev.request(
         "GET", "/v1/devices/self", headers=basic(answer["device_user"], password)
     )
     assert status == 200

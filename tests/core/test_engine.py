@@ -1,12 +1,13 @@
-"""OnboardingEngine, the session layer and native's session in-process: timeouts, recovery, rules (no radio)."""
+"""OnboardingEngine, the session layer and native's session in-process: timeouts, recovery,
+rules (no radio)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,16 +16,16 @@ from device_sim.core.engine import OnboardingEngine, Timeouts
 from device_sim.core.events import EventBus
 from device_sim.core.identity import create_identity
 from device_sim.core.store import Credentials, DeviceStore
+from device_sim.doors.native.session import NativeSession
+from device_sim.doors.native.wire import ErrorBody, split_type
 from device_sim.errors import OnboardingError
 from device_sim.network.scenario import load_scenario
 from device_sim.network.simulated import SimulatedBackend
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake
-from device_sim.doors.native.session import NativeSession
 from device_sim.session.holder import SessionHolder
 from device_sim.session.port import DoorPort
-from device_sim.doors.native.wire import ErrorBody, split_type
 
 PROFILE = load_profile()
 FAST = Timeouts(session_open=0.05, credentials_received=0.05, joining=5, verifying=5)
@@ -54,7 +55,7 @@ async def test_join_success_and_failure_then_retry(tmp_path: Path) -> None:
             engine.connect()
             record = await engine.wait_settled(5)
             assert (record.state, record.code) == (State.FAILED, Code.WRONG_CREDENTIALS)
-            engine.set_credentials(LAB.ssid, Secret(LAB.passphrase), False)
+            engine.set_credentials(LAB.ssid, Secret(LAB.passphrase or ""), False)
             engine.connect()
             record = await engine.wait_settled(5)
             assert (record.state, record.code, record.attempt) == (State.ONLINE, Code.OK, 2)
@@ -96,7 +97,7 @@ async def test_waiting_states_time_out_with_their_code(tmp_path: Path, state, co
         async with backend, engine:
             engine.session_opened()
             if state is State.CREDENTIALS_RECEIVED:
-                engine.set_credentials(LAB.ssid, Secret(LAB.passphrase), False)
+                engine.set_credentials(LAB.ssid, Secret(LAB.passphrase or ""), False)
             fired = asyncio.Event()
             engine.events.subscribe(lambda e: fired.set() if e.phase == "timeout" else None)
             await asyncio.wait_for(fired.wait(), 5)
@@ -137,7 +138,7 @@ async def test_restart_recovers_per_the_profile(tmp_path: Path, stored, expected
     with DeviceStore(tmp_path) as store:
         store.transition(
             State.CREDENTIALS_RECEIVED,
-            credentials=Credentials(LAB.ssid, Secret(LAB.passphrase), False),
+            credentials=Credentials(LAB.ssid, Secret(LAB.passphrase or ""), False),
         )
         store.transition(stored, Code.WRONG_CREDENTIALS if stored is State.FAILED else Code.OK)
         engine, backend, _ = _engine(store, timeouts=Timeouts(60, 60, 60, 60))
@@ -152,7 +153,7 @@ async def test_online_device_reconnects_on_boot_and_factory_reset_clears(tmp_pat
     with DeviceStore(tmp_path) as store:
         store.transition(
             State.CREDENTIALS_RECEIVED,
-            credentials=Credentials(LAB.ssid, Secret(LAB.passphrase), False),
+            credentials=Credentials(LAB.ssid, Secret(LAB.passphrase or ""), False),
         )
         store.transition(State.JOINING)
         store.transition(State.VERIFYING)
@@ -326,8 +327,10 @@ def test_every_profile_phase_is_a_backend_phase() -> None:
 
     assert set(PROFILE.phases) <= {str(p) for p in Phase}
     assert PROFILE.phases["dhcp"].timeout_code == "NO_DHCP_LEASE"
-    assert {p.timeout_ms for p in PROFILE.phases.values()} and all(
-        p.timeout_ms < PROFILE.states["joining"].timeout_ms for p in PROFILE.phases.values()
+    joining_ms = PROFILE.states["joining"].timeout_ms
+    assert joining_ms is not None and {p.timeout_ms for p in PROFILE.phases.values()}
+    assert all(
+        p.timeout_ms is not None and p.timeout_ms < joining_ms for p in PROFILE.phases.values()
     )
 
 
@@ -350,7 +353,7 @@ async def test_the_backend_keeps_the_new_saved_list_before_online_is_committed(
         backend.keep_networks = spy  # type: ignore[method-assign]
         async with backend, engine:
             engine.session_opened()
-            engine.set_credentials(LAB.ssid, Secret(LAB.passphrase), False)
+            engine.set_credentials(LAB.ssid, Secret(LAB.passphrase or ""), False)
             engine.connect()
             assert (await engine.wait_settled(5)).state is State.ONLINE
     # At start: the store's (empty) list; before online: the list online will commit.

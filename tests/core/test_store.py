@@ -63,7 +63,8 @@ def test_committed_state_survives_a_killed_process(
         "from device_sim.security.secret import Secret\n"
         f"s = DeviceStore(sys.argv[1], durability={durability!r}); s.open()\n"
         f"assert s.db.execute('PRAGMA synchronous').fetchone()[0] == {synchronous}\n"
-        "s.transition(State.CREDENTIALS_RECEIVED, credentials=Credentials(b'n', Secret('12345678'), False))\n"
+        "s.transition(State.CREDENTIALS_RECEIVED,\n"
+        "             credentials=Credentials(b'n', Secret('12345678'), False))\n"
         "s.transition(State.JOINING, new_attempt=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
@@ -201,9 +202,9 @@ def test_a_version_1_device_keeps_its_network_as_the_first_saved(
         assert store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
         assert store.record().ssid == b"Home"  # the onboarding row itself is untouched
     if kept:
-        assert [(n.ssid, n.passphrase.reveal(), n.last_online_at) for n in saved] == [
-            (b"Home", "home-passphrase", 1.5e9)
-        ]
+        assert [
+            (n.ssid, n.passphrase and n.passphrase.reveal(), n.last_online_at) for n in saved
+        ] == [(b"Home", "home-passphrase", 1.5e9)]
     else:
         assert saved == []
     with DeviceStore(tmp_path) as store:  # opening again migrates nothing twice

@@ -29,12 +29,12 @@ class Recorder:
 
 def test_unnamed_writes_are_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     owner = Recorder()
-    host = BleHost("DS-test", [owner])  # type: ignore[list-item]
-    host._char_owner[UUID] = owner  # type: ignore[assignment]
+    host = BleHost("DS-test", [owner])
+    host._char_owner[UUID] = owner
     caplog.set_level(logging.WARNING)
-    host._writer_for(owner, UUID)(b"named", "/org/bluez/hci0/dev_11")  # type: ignore[arg-type]
+    host._writer_for(owner, UUID)(b"named", "/org/bluez/hci0/dev_11")
     assert host.anonymous_writes == 0 and not caplog.records
-    host._writer_for(owner, UUID)(b"unnamed", None)  # type: ignore[arg-type]
+    host._writer_for(owner, UUID)(b"unnamed", None)
     host._on_write(SimpleNamespace(uuid=UUID), bytearray(b"fallback"))
     assert host.anonymous_writes == 2
     assert [

@@ -83,7 +83,7 @@ async def test_improv_onboards_on_the_memory_host(
     async with AsyncExitStack() as stack:
         device, side, host, _ = await _device(stack, tmp_path, "improv")
         _swap_bleak(monkeypatch, "device_sim.doors.improv.client", host)
-        async with ImprovLink(device.profile, "memory", adapter="memory") as link:
+        async with ImprovLink(device.profile, cast(Any, "memory"), adapter="memory") as link:
             assert await link.read_state() is ImprovState.AUTHORIZATION_REQUIRED
             assert side.press_button("test")["action"] == "improv-authorize"
             assert await asyncio.wait_for(link.states.get(), 5) is ImprovState.AUTHORIZED

@@ -25,7 +25,6 @@ import pytest
 import pytest_asyncio
 from bleak.exc import BleakError
 
-from device_sim.doors.native.flow import Provisioner, provision
 from device_sim.cloud.admin import CloudAdmin, basic_auth
 from device_sim.cloud.db import DB_FILE
 from device_sim.cloud.emulator import CloudEmulator
@@ -33,6 +32,7 @@ from device_sim.cloud.tls import client_context
 from device_sim.codes import Code, MessageType
 from device_sim.control import control_request
 from device_sim.core.store import CloudBinding, DeviceStore, Identity
+from device_sim.doors.native.flow import Provisioner, provision
 from device_sim.errors import DeviceSimError
 from device_sim.factory.registration import RegistrationKey, ensure_registration_key
 from device_sim.factory.unit import SiteWifi, UnitResult, provision_unit
@@ -87,6 +87,8 @@ class Bench:
         tmp: Path,
     ) -> None:
         self.vb, self.profile, self.unit, self.device = vb, profile, unit, device
+        assert unit.setup_code is not None  # made in this process: the label's code is here
+        self.setup_code = unit.setup_code
         self.cloud, self.admin, self.clock = cloud, admin, clock
         self.factory_dir, self.tmp = factory_dir, tmp
 
@@ -146,7 +148,7 @@ class Bench:
         return await provision(
             self.profile,
             self.device.target(phone),
-            setup_code=self.unit.setup_code,
+            setup_code=self.setup_code,
             ssid=LAB_SSID,
             passphrase=Secret(passphrase),
             activation=activation,
@@ -479,7 +481,7 @@ async def test_preprovisioned_wrong_passphrase_is_readable_by_the_app(
     await bench.start("zero-touch")
     status = await bench.wait_status(lambda s: s["state"] == "failed")
     assert status["code_name"] == "WRONG_CREDENTIALS"
-    async with Provisioner(bench.profile, bench.device.target(1), bench.unit.setup_code) as app:
+    async with Provisioner(bench.profile, bench.device.target(1), bench.setup_code) as app:
         assert app.session is not None
         _, seen = await app.session.call(MessageType.STATUS_REQUEST, {})
     assert (seen["state"], seen["code_name"]) == ("failed", "WRONG_CREDENTIALS")
@@ -599,7 +601,7 @@ async def test_factory_reset_over_ble(make_bench: MakeBench) -> None:
     await bench.start("zero-touch")
     result = await bench.provision({})
     assert (result["state"], result["activation"]["status"]) == ("online", "active")
-    async with Provisioner(bench.profile, bench.device.target(2), bench.unit.setup_code) as app:
+    async with Provisioner(bench.profile, bench.device.target(2), bench.setup_code) as app:
         assert app.session is not None
         kind, body = await app.session.call(MessageType.FACTORY_RESET, {})
         assert (kind, body) == (MessageType.ACK, {"request": "FACTORY_RESET"})

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.doors.native.flow import provision
 from device_sim.control import control_request
+from device_sim.doors.native.flow import provision
 from device_sim.network.scenario import load_scenario
 from device_sim.security.secret import Secret
 

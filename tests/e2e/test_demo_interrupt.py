@@ -43,7 +43,7 @@ async def interrupt_mid_onboarding(
         **spawn,
     )
     assert proc.stdout is not None
-    seen = []
+    seen: list[str] = []
     try:
         async with asyncio.timeout(60):  # until the phone has sent the credentials
             while not any("phone  credentials" in line for line in seen):

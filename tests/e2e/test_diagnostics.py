@@ -3,7 +3,6 @@ needs, none of the device's secrets."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys

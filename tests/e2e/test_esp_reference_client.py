@@ -298,7 +298,7 @@ async def device_online(device: Device, timeout: float = 30.0) -> bool:
     from device_sim.control import control_request
 
     async with asyncio.timeout(timeout):
-        while (await control_request(device.state_dir, "status"))["state"] != "online":
+        while (await control_request(device.state_dir, "status"))["state"] != "online":  # noqa: ASYNC110 (another process's state, over its socket)
             await asyncio.sleep(0.1)
     return True
 

@@ -12,10 +12,10 @@ import json
 import aiohttp
 import pytest
 
-from device_sim.doors.native.flow import Provisioner, find_device, provision
 from device_sim.codes import Code, MessageType
 from device_sim.control import control_request
 from device_sim.doors.native.client import BleLink
+from device_sim.doors.native.flow import Provisioner, find_device, provision
 from device_sim.errors import OnboardingError
 from device_sim.security.secret import Secret
 
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session")]
 ENGINEERING = (b"DeviceSim-Lab", Secret("lab-bench-passphrase"))
 
 
-async def _status(device, wait_ms: int = 0) -> dict:  # type: ignore[no-untyped-def]
+async def _status(device, wait_ms: int = 0) -> dict:
     return await control_request(device.state_dir, "status", {"wait_decided_ms": wait_ms})
 
 
@@ -160,7 +160,7 @@ async def test_a_ble_central_leaving_does_not_end_a_softap_session(device, setup
             assert (await link.read_state()).state.wire_name == "session_open"
         # The daemon logs every change of its connected centrals; wait for the departure.
         async with asyncio.timeout(10):
-            while "BLE centrals connected: 0" not in device.log.read_text():
+            while "BLE centrals connected: 0" not in device.log.read_text():  # noqa: ASYNC110 (another process's log)
                 await asyncio.sleep(0.05)
         kind, state = await http_phone.session.call(MessageType.STATUS_REQUEST, {})
         assert (kind, state["state"]) == (MessageType.STATUS, "session_open")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from device_sim.doors.native.flow import find_device
 from device_sim.codes import Code, MessageType
 from device_sim.core.store import DeviceStore
 from device_sim.doors.native.client import BleLink, ClientSession
+from device_sim.doors.native.flow import find_device
+from device_sim.doors.native.wire import ErrorBody, split_type
 from device_sim.errors import SessionError
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake
-from device_sim.doors.native.wire import ErrorBody, split_type
 
 from .conftest import Device
 
@@ -23,7 +23,7 @@ UNNAMED = "arrived without the writing central"
 
 
 @pytest.fixture(autouse=True)
-def every_write_names_its_central(device: Device):  # type: ignore[no-untyped-def]
+def every_write_names_its_central(device: Device):
     yield
     assert UNNAMED not in device.log.read_text(errors="replace")
 

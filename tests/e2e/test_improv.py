@@ -43,7 +43,7 @@ from .conftest import Device
 pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session")]
 
 LAB = load_scenario("engineering-wifi").default_credentials
-SSID, PASSPHRASE = LAB.ssid.decode(), LAB.passphrase
+SSID, PASSPHRASE = LAB.ssid.decode(), LAB.passphrase or ""
 URL = "http://device.local/setup"
 STEP = 15.0  # seconds any one client call may take (a join at zero delay takes well under 1)
 DISCOVER = 15.0  # seconds to see the device's advertisement

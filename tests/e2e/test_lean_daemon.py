@@ -13,7 +13,6 @@ import pytest
 from device_sim.doors.native.flow import provision
 from device_sim.security.secret import Secret
 
-
 HEAVY = ("aiohttp", "dbus_fast", "cryptography")
 
 

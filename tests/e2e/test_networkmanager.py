@@ -54,7 +54,7 @@ class Cloud:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def nm(vble, tmp_path: Path) -> AsyncIterator[NMMock]:  # type: ignore[no-untyped-def]
+async def nm(vble, tmp_path: Path) -> AsyncIterator[NMMock]:
     async with NMMock(vble.bus_address, log_path=tmp_path / "nm-mock.log") as mock:
         dev = await mock.add_wifi_device("wlan0")
         await mock.add_access_point(dev, "home", SSID, strength=80, security=Security.WPA2_PSK)
@@ -70,7 +70,7 @@ async def nm(vble, tmp_path: Path) -> AsyncIterator[NMMock]:  # type: ignore[no-
         yield mock
 
 
-async def _start(device, nm: NMMock, cloud: Cloud) -> dict:  # type: ignore[no-untyped-def]
+async def _start(device, nm: NMMock, cloud: Cloud) -> dict:
     return await device.start(
         "engineering-wifi",
         "--backend",

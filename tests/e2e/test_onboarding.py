@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from device_sim.doors.native.flow import Provisioner, provision
 from device_sim.codes import MessageType
+from device_sim.doors.native.flow import Provisioner, provision
 from device_sim.network.scenario import load_scenario
 from device_sim.security.secret import Secret
 
@@ -16,7 +18,7 @@ pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session")]
 
 async def _provision(device: Device, profile, setup_code, scenario: str, **over):
     creds = load_scenario(scenario).default_credentials
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         ssid=creds.ssid,
         passphrase=Secret(creds.passphrase) if creds.passphrase else None,
         hidden=creds.hidden,
@@ -80,7 +82,7 @@ async def test_wrong_passphrase_then_right_one_without_reboot(
         setup_code,
         "engineering-wifi",
         passphrase=Secret("not-the-password"),
-        retries=[(creds.ssid, Secret(creds.passphrase), False)],
+        retries=[(creds.ssid, Secret(creds.passphrase or ""), False)],
     )
     first, second = result["attempts"]
     assert (first["state"], first["code_name"]) == ("failed", "WRONG_CREDENTIALS")

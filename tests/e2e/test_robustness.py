@@ -6,13 +6,13 @@ import subprocess
 
 import pytest
 
-from device_sim.doors.native.flow import Provisioner, find_device, provision
 from device_sim.codes import Code, MessageType
 from device_sim.doors.native.client import BleLink, ClientSession
+from device_sim.doors.native.flow import Provisioner, find_device, provision
+from device_sim.doors.native.wire import ErrorBody, fragment, split_type
 from device_sim.errors import SessionError
 from device_sim.network.scenario import load_scenario
 from device_sim.security.secret import Secret
-from device_sim.doors.native.wire import ErrorBody, fragment, split_type
 
 from .conftest import Device
 
@@ -118,7 +118,7 @@ async def test_vanished_client_then_new_client_succeeds(
         device.target(2),
         setup_code=setup_code,
         ssid=LAB.ssid,
-        passphrase=Secret(LAB.passphrase),
+        passphrase=Secret(LAB.passphrase or ""),
         outcome_timeout=30,
     )
     assert (result["state"], result["code_name"]) == ("online", "OK"), result.get("detail")
@@ -155,7 +155,7 @@ async def test_daemon_killed_while_joining_restarts_consistent(
         device.target(2),
         setup_code=setup_code,
         ssid=creds.ssid,
-        passphrase=Secret(creds.passphrase),
+        passphrase=Secret(creds.passphrase or ""),
         outcome_timeout=30,
     )
     assert result["state"] == "online", result.get("detail")
@@ -177,7 +177,7 @@ async def test_no_secret_crosses_the_bus_or_reaches_the_logs(
             device.target(1),
             setup_code=setup_code,
             ssid=LAB.ssid,
-            passphrase=Secret(LAB.passphrase),
+            passphrase=Secret(LAB.passphrase or ""),
         )
         assert result["state"] == "online"
     finally:
@@ -185,7 +185,7 @@ async def test_no_secret_crosses_the_bus_or_reaches_the_logs(
         captured, _ = monitor.communicate(timeout=10)
     assert len(captured) > 10_000  # the capture really saw the GATT traffic
     secrets = [
-        LAB.passphrase.encode(),
+        (LAB.passphrase or "").encode(),
         setup_code.reveal().encode(),
         setup_code.reveal().replace("-", "").encode(),
     ]

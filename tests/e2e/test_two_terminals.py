@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import os
 import shlex
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -49,7 +49,7 @@ async def cli(
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise AssertionError(f"device-sim {' '.join(argv)} did not finish in {timeout} s")
+        raise AssertionError(f"device-sim {' '.join(argv)} did not finish in {timeout} s") from None
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 

@@ -106,19 +106,22 @@ async def _sse_events(
     import aiohttp
 
     got: list[tuple[str, dict]] = []
-    async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
-        async with http.get(url, headers=headers or {}) as resp:
-            assert resp.status == 200
-            assert resp.headers["Content-Type"].startswith("text/event-stream")
-            kind = ""
-            async for raw in resp.content:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("event: "):
-                    kind = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    got.append((kind, json.loads(line.removeprefix("data: "))))
-                    if until is not None and until(kind, got[-1][1]):
-                        return got
+    async with (
+        aiohttp.ClientSession() as http,
+        asyncio.timeout(timeout),
+        http.get(url, headers=headers or {}) as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        kind = ""
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                got.append((kind, json.loads(line.removeprefix("data: "))))
+                if until is not None and until(kind, got[-1][1]):
+                    return got
     return got
 
 

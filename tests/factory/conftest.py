@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,21 @@ import pytest
 from device_sim import pki
 from device_sim.factory.unit import UnitResult, provision_unit
 from device_sim.profile import Profile
+from device_sim.security.secret import Secret
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class LabelledUnit(UnitResult):
+    """A unit made in this process: its label's secrets are here (a worker's stay there)."""
+
+    setup_code: Secret
+    claim_token: Secret
+    payload: Secret
+
+
+def labelled(unit: UnitResult) -> LabelledUnit:
+    assert unit.setup_code and unit.claim_token and unit.payload, "made in a worker process"
+    return LabelledUnit(**{f.name: getattr(unit, f.name) for f in dataclasses.fields(unit)})
 
 
 @pytest.fixture
@@ -24,5 +40,5 @@ def out(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def unit(factory: Path, out: Path, profile: Profile) -> UnitResult:
-    return provision_unit(factory, out, station="line-1", profile=profile)
+def unit(factory: Path, out: Path, profile: Profile) -> LabelledUnit:
+    return labelled(provision_unit(factory, out, station="line-1", profile=profile))

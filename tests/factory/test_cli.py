@@ -1,4 +1,5 @@
-"""``device-sim factory ...`` through argparse (as the lead CLI will wire it), and the line script."""
+"""``device-sim factory ...`` through argparse (as the command line wires it), and the line
+script."""
 
 from __future__ import annotations
 

@@ -43,9 +43,11 @@ def test_ca_layout_keeps_root_key_apart_with_private_modes(tmp_path: Path) -> No
         ca.issuing_cert.not_valid_after_utc - ca.issuing_cert.not_valid_before_utc
     ).days / 365
     assert round(root_years) == 20 and round(issuing_years) == 10
-    assert isinstance(ca.root_cert.public_key(), ec.EllipticCurvePublicKey)
-    assert ca.root_cert.public_key().curve.name == "secp256r1"
-    assert ca.issuing_cert.signature_hash_algorithm.name == "sha256"
+    root_public = ca.root_cert.public_key()
+    assert isinstance(root_public, ec.EllipticCurvePublicKey)
+    assert root_public.curve.name == "secp256r1"
+    digest = ca.issuing_cert.signature_hash_algorithm
+    assert digest is not None and digest.name == "sha256"
 
 
 def test_issuer_loads_and_signs_with_the_root_offline(tmp_path: Path) -> None:
@@ -98,7 +100,7 @@ def test_sign_csr_rejects_other_curves(tmp_path: Path) -> None:
     ca = pki.create_factory_ca(tmp_path / "f", "Acme")
     p384 = ec.generate_private_key(ec.SECP384R1())
     with pytest.raises(ValueError, match="P-256"):
-        ca.sign_csr(pki.make_csr(p384, "00112233aabbccdd", "DS-25-000001"))  # type: ignore[arg-type]
+        ca.sign_csr(pki.make_csr(p384, "00112233aabbccdd", "DS-25-000001"))
 
 
 def _flip_signature_byte(cert: x509.Certificate) -> x509.Certificate:
@@ -163,5 +165,5 @@ def test_verify_chain_requires_client_auth(signed: tuple[pki.FactoryCA, x509.Cer
         )
         .sign(ca._issuing_key, hashes.SHA256())
     )
-    with pytest.raises(ValueError, match="ExtendedKeyUsage|extended key usage"):
+    with pytest.raises(ValueError, match=r"ExtendedKeyUsage|extended key usage"):
         pki.verify_chain(no_eku, ca.chain)

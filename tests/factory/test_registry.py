@@ -41,7 +41,7 @@ def test_concurrent_allocation_gives_unique_serials(tmp_path: Path) -> None:
 def test_register_refuses_reuse_naming_the_serial(tmp_path: Path) -> None:
     reg = SerialRegistry(tmp_path)
     reg.register("DS-30-000007", device_id="aa" * 8, cert_serial="01", station="s1")
-    with pytest.raises(ConfigError, match="DS-30-000007.*never reused"):
+    with pytest.raises(ConfigError, match=r"DS-30-000007.*never reused"):
         reg.register("DS-30-000007", device_id="bb" * 8, cert_serial="02", station="s2")
     with pytest.raises(ConfigError, match="DS-30-000007"):
         reg.check_unissued("DS-30-000007")

@@ -23,9 +23,11 @@ from device_sim.factory.label import LabelText, make_payload, parse_payload
 from device_sim.factory.line import batch
 from device_sim.factory.registration import create_registration_key, load_registration_key
 from device_sim.factory.registry import SerialRegistry
-from device_sim.factory.unit import UnitResult, provision_unit
+from device_sim.factory.unit import provision_unit
 from device_sim.profile import Profile
 from device_sim.security.secret import Secret
+
+from .conftest import LabelledUnit, labelled
 
 
 def _mode(path: Path) -> int:
@@ -83,7 +85,7 @@ def test_batch_of_five_units_is_unique_and_chains(factory: Path, out: Path) -> N
     assert "2/2" in tty.getvalue()  # at a terminal: rich's bar
 
 
-def test_record_fields(unit: UnitResult, out: Path, factory: Path) -> None:
+def test_record_fields(unit: LabelledUnit, out: Path, factory: Path) -> None:
     (record,) = _records(out)
     cert = x509.load_pem_x509_certificate((unit.state_dir / "device.pem").read_bytes())
     issuing = pki.load_issuer(factory).issuing_cert
@@ -109,13 +111,15 @@ def test_record_fields(unit: UnitResult, out: Path, factory: Path) -> None:
 def test_records_and_imports_hold_no_secrets(factory: Path, out: Path, profile: Profile) -> None:
     reg = create_registration_key(factory)
     units = [
-        provision_unit(
-            factory,
-            out,
-            station="s",
-            profile=profile,
-            registration=reg,
-            site_wifi=(b"Plant WiFi", "site-pass-7731"),
+        labelled(
+            provision_unit(
+                factory,
+                out,
+                station="s",
+                profile=profile,
+                registration=reg,
+                site_wifi=(b"Plant WiFi", "site-pass-7731"),
+            )
         )
         for _ in range(2)
     ]
@@ -166,7 +170,7 @@ def test_site_wifi_preprovisioning(factory: Path, out: Path, profile: Profile) -
     assert _records(out)[0]["site_wifi_preprovisioned"] is True
 
 
-def test_without_site_wifi_the_unit_is_unprovisioned(unit: UnitResult) -> None:
+def test_without_site_wifi_the_unit_is_unprovisioned(unit: LabelledUnit) -> None:
     with DeviceStore(unit.state_dir) as store:
         assert store.record().state == State.UNPROVISIONED and store.credentials() is None
 
@@ -200,7 +204,7 @@ def test_registration_key_files(factory: Path, out: Path, profile: Profile) -> N
 
 
 def test_serial_reuse_is_refused(
-    unit: UnitResult, factory: Path, out: Path, tmp_path: Path
+    unit: LabelledUnit, factory: Path, out: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(ConfigError, match=unit.serial):
         provision_unit(factory, out, station="s", serial=unit.serial)

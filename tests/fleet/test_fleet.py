@@ -29,7 +29,7 @@ from device_sim.virtual.harness import BUS_ENV
 WAIT = 60.0
 
 
-def base_options():  # type: ignore[no-untyped-def]
+def base_options():
     base = resolve_options(None, environ={})
     return dataclasses.replace(base, network=dataclasses.replace(base.network, zero_delay=True))
 

@@ -30,10 +30,10 @@ def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [prefix]
     if isinstance(data, dict):
         for key, value in data.items():
-            out += _paths(value, prefix + (key,))
+            out += _paths(value, (*prefix, key))
     elif isinstance(data, list):
         for i, value in enumerate(data):
-            out += _paths(value, prefix + (i,))
+            out += _paths(value, (*prefix, i))
     return out
 
 

@@ -4,16 +4,14 @@ anything: they answer with their coded error (ProtocolError, PacketError), never
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections import Counter
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from device_sim.doors.esp import proto
 from device_sim.doors.improv.codec import PacketError, RpcAssembler, build_packet, parse_packet
-from device_sim.errors import OnboardingError
 from device_sim.doors.native.wire import (
     AdvertisedInfo,
     ErrorBody,
@@ -24,6 +22,7 @@ from device_sim.doors.native.wire import (
     split_type,
     unpack_messages,
 )
+from device_sim.errors import OnboardingError
 
 from .conftest import FUZZ
 

@@ -63,7 +63,8 @@ HOSTILE_YAML = [
     "a: &x [*x]\n",  # an anchor that contains itself
     "a: &a [1,1,1,1,1,1,1,1,1,1]\n"
     + "".join(  # billion laughs (10^7 values)
-        f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdef", "bcdefg")
+        f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n"
+        for p, n in zip("abcdef", "bcdefg", strict=True)
     ),
     "properties: [[read], {write: 1}]\n",
     "\x00\x01\x02",

@@ -20,17 +20,17 @@ from hypothesis import strategies as st
 from device_sim.codes import Code, MessageType
 from device_sim.core.engine import Timeouts
 from device_sim.core.store import DeviceStore
+from device_sim.doors.native.device import NativePersonality
+from device_sim.doors.native.session import NativeSession
+from device_sim.doors.native.wire import ErrorBody, encode_json, split_type
 from device_sim.doors.softap.door import SoftApDoor, SoftApOptions
 from device_sim.options import HostPort
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake, SecureChannel
-from device_sim.session.port import DoorPort
-from device_sim.doors.native.device import NativePersonality
-from device_sim.doors.native.session import NativeSession
 from device_sim.session.holder import SessionHolder
+from device_sim.session.port import DoorPort
 from device_sim.testing.stack import build_stack
-from device_sim.doors.native.wire import ErrorBody, encode_json, split_type
 
 from .conftest import FUZZ
 
@@ -237,7 +237,7 @@ def test_session_layer(
         dev.run(asyncio.sleep(0))
 
 
-# --- the SoftAP HTTP API ---------------------------------------------------------------------------
+# --- the SoftAP HTTP API --------------------------------------------------------------------------
 
 
 @st.composite

@@ -107,7 +107,7 @@ async def test_two_locust_workers_activate_a_fleet(tmp_path: Path) -> None:
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
             )
-            out, err = await asyncio.wait_for(locust.communicate(), 120)
+            _out, err = await asyncio.wait_for(locust.communicate(), 120)
             assert locust.returncode == 0, err.decode(errors="replace")[-2000:]
 
             with open(tmp_path / "load_stats.csv", newline="") as f:

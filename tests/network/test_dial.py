@@ -39,7 +39,7 @@ HOST = "cloud.device-sim.test"
 V4, V6 = "127.0.0.1", "::1"
 
 
-def resolver_for(*addresses: str):  # type: ignore[no-untyped-def]
+def resolver_for(*addresses: str):
     async def resolve(host: str) -> list[str]:
         return list(addresses)
 
@@ -109,7 +109,7 @@ class Listener:
 
 
 @pytest.fixture
-async def listen() -> AsyncIterator:  # type: ignore[type-arg]
+async def listen() -> AsyncIterator:
     servers: list[asyncio.Server] = []
 
     async def start(address: str, ssl_context: ssl.SSLContext | None = None) -> Listener:
@@ -220,7 +220,7 @@ async def test_internet_check_reaches_a_v6_only_endpoint(listen) -> None:
 
 
 @pytest.fixture
-async def http_app() -> AsyncIterator:  # type: ignore[type-arg]
+async def http_app() -> AsyncIterator:
     runners: list[web.AppRunner] = []
 
     async def start(
@@ -276,7 +276,7 @@ async def test_captive_probe_unreachable_names_each_address() -> None:
 async def test_cloud_activation_tries_every_address(
     http_app, tmp_path: Path, cloud_ca: CertificateAuthority, server: str, order: tuple[str, str]
 ) -> None:
-    seen: list[dict] = []  # type: ignore[type-arg]
+    seen: list[dict] = []
 
     async def activate(request: web.Request) -> web.Response:
         seen.append(await request.json())

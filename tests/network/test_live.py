@@ -54,7 +54,7 @@ async def test_a_timeline_takes_the_access_point_away_and_brings_it_back() -> No
             await sim.join(b"Home", "home-passphrase")
         assert gone.value.code is Code.NETWORK_NOT_FOUND
         async with asyncio.timeout(5):
-            while len(notes) < 2:  # the world's own clock: wait for its second change
+            while len(notes) < 2:  # the world's own clock: wait for its second change  # noqa: ASYNC110 (a callback list, no event)
                 await asyncio.sleep(0.02)
         assert notes[0][1]["restores"] is False and notes[1][1]["restores"] is True
         assert "back on the air" in notes[1][0]
@@ -66,7 +66,7 @@ async def test_a_router_that_boots_late_is_not_there_until_its_step() -> None:
     async with sim:
         assert b"Late" not in [ap.ssid for ap in await sim.scan()]
         async with asyncio.timeout(5):
-            while not notes:
+            while not notes:  # noqa: ASYNC110 (a callback list, no event)
                 await asyncio.sleep(0.02)
         assert b"Late" in [ap.ssid for ap in await sim.scan()]
         await establish(sim, b"Late", None)
@@ -188,8 +188,10 @@ def test_the_shipped_stories_say_what_they_check() -> None:
         story = load_scenario(name).story
         assert story is not None and story.sequence and story.phone_sessions is not None, name
         assert story.doors_reopened is not None and story.online_ssid, name
-    assert load_scenario("router-replaced").story.phone.ssid == b"Miller Fiber"
-    assert load_scenario("moved").history.networks[1].ssid == b"Miller Family"
+    replaced, moved = load_scenario("router-replaced").story, load_scenario("moved").history
+    assert replaced is not None and replaced.phone is not None and moved is not None
+    assert replaced.phone.ssid == b"Miller Fiber"
+    assert moved.networks[1].ssid == b"Miller Family"
 
 
 def test_a_scenario_file_with_a_story_round_trips_its_schema(tmp_path: Path) -> None:

@@ -314,10 +314,13 @@ async def test_phases_in_order_and_never_the_passphrase() -> None:
             await backend.join(LAB, "wrong-but-secret-1", on_phase=recorder)
         assert "wrong-but-secret-1" not in f"{info.value!s} {info.value!r} {info.value.raw!r}"
         assert await onboard(backend, LAB, LAB_KEY, on_phase=recorder) is Code.OK
-    assert (
-        recorder.phases
-        == ["scanning", "associating", "authenticating"] + JOIN_PHASES + VERIFY_PHASES
-    )
+    assert recorder.phases == [
+        "scanning",
+        "associating",
+        "authenticating",
+        *JOIN_PHASES,
+        *VERIFY_PHASES,
+    ]
     assert all(isinstance(p, str) and p in set(Phase) for p in recorder.phases)
     dumped = json.dumps(recorder.calls)  # details are JSON-able
     assert LAB_KEY not in dumped and "wrong-but-secret-1" not in dumped

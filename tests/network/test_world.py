@@ -273,7 +273,7 @@ def test_fault_fields_are_checked() -> None:
         assert getattr(info.value, "code", None) is Code.MALFORMED_REQUEST
 
 
-# -- scenario files: every error at once, and the JSON Schema ---------------------------------------
+# -- scenario files: every error at once, and the JSON Schema --------------------------------------
 
 BAD = """\
 name: x

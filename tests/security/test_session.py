@@ -95,10 +95,11 @@ def handshake(
 def assert_error(
     info: pytest.ExceptionInfo[Any], kind: type, code: Code, detail: str | None = None
 ) -> None:
-    assert type(info.value) is kind
-    assert info.value.code is code
+    error = info.value
+    assert type(error) is kind and isinstance(error, OnboardingError)
+    assert error.code is code
     if detail is not None:
-        assert info.value.detail == detail
+        assert error.detail == detail
 
 
 # --- the handshake ------------------------------------------------------------------------------
@@ -368,6 +369,7 @@ def test_srp_backends_interoperate(
         if client_mod is not None and device_mod is not None
         else "srp's ctypes/OpenSSL backend cannot load libssl.so (apt install libssl-dev)"
     )
+    assert client_mod is not None and device_mod is not None
     monkeypatch.setattr(
         srp, "create_salted_verification_key", device_mod.create_salted_verification_key
     )
@@ -523,7 +525,7 @@ def test_directions_have_different_keys(pair: tuple[SecureChannel, SecureChannel
 
 
 def test_messages_do_not_cross_sessions() -> None:
-    client1, device1 = handshake()
+    client1, _device1 = handshake()
     client2, device2 = handshake()
     with pytest.raises(SessionError) as info:
         device2.open(client1.seal(MessageType.SCAN_REQUEST, b"{}"))
@@ -562,7 +564,7 @@ def test_seal_refuses_types_that_do_not_travel_inside_secure(
 
 def test_counters_never_wrap(pair: tuple[SecureChannel, SecureChannel]) -> None:
     client, device = pair
-    client._send_counter = device._recv_counter = MAX_COUNTER - 1  # type: ignore[attr-defined]
+    client._send_counter = device._recv_counter = MAX_COUNTER - 1
     last = client.seal(MessageType.STATUS_REQUEST, b"")
     assert last[1:9] == b"\xff" * 8
     assert device.open(last) == (MessageType.STATUS_REQUEST, b"")

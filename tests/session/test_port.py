@@ -65,7 +65,7 @@ async def test_public_state_and_the_radio(device: DeviceStack) -> None:
     assert port.state is State.UNPROVISIONED and not port.busy and not port.provisioned
     assert port.outcome_within_s > 0
     assert [ap.ssid for ap in await port.scan()]  # the simulated world's networks
-    await port.start_access_point(AccessPointConfig("DeviceSim-Setup", None, "127.0.0.1"))
+    await port.start_access_point(AccessPointConfig("DeviceSim-Setup", None, address="127.0.0.1"))
     assert device.backend.access_point is not None
     await port.stop_access_point()
     assert device.backend.access_point is None

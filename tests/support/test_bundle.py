@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ def members(data: bytes) -> dict[str, str]:
 
 
 def test_a_secret_in_free_text_is_redacted_and_the_bundle_says_so() -> None:
-    files = {
+    files: dict[str, Any] = {
         "state.json": {"record": {"state": "failed", "detail": "psk Sunflower-42-Garden refused"}},
         "timeline.jsonl": json.dumps(
             {"state": "failed", "detail": "", "data": {"raw": ["x Sunflower-42-Garden"]}}
@@ -52,7 +53,7 @@ def test_a_passphrase_that_is_a_state_name_leaves_the_states_alone() -> None:
         "code_name": "OK",
         "detail": "stored",
     }
-    files = {
+    files: dict[str, Any] = {
         "state.json": {"record": {"state": "credentials_received"}},
         "timeline.jsonl": json.dumps(event) + "\n",
     }

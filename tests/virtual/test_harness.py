@@ -131,7 +131,7 @@ async def test_two_adapters_powered_and_see_each_other() -> None:
                 await _call(bus, f"/org/bluez/{name}", ADAPTER1, "StopDiscovery")
         finally:
             bus.disconnect()
-            await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+            await bus.wait_for_disconnect()
             monitor.terminate()
             captured, _ = await asyncio.wait_for(monitor.communicate(), WAIT)
         assert b"member=StartDiscovery" in captured  # the bus lets dbus-monitor eavesdrop
@@ -318,7 +318,7 @@ async def test_the_bus_is_sized_for_a_fleet() -> None:
             assert all(r.message_type == MessageType.METHOD_RETURN for r in pending)
         finally:
             bus.disconnect()
-            await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+            await bus.wait_for_disconnect()
 
 
 def test_the_default_run_dir_is_the_users_own(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from device_sim.codes import Code
 from device_sim.core.engine import Timeouts
 from device_sim.doors.esp import proto
-from device_sim.codes import Code
 from device_sim.doors.esp.device import IDLE_S, EndpointError, EspEndpoints
 from device_sim.doors.esp.profile import esp_def
 from device_sim.doors.esp.security import ClientSecurity
@@ -100,7 +100,7 @@ class App:
 
     async def outcome(self) -> dict[str, Any]:
         async with asyncio.timeout(10):
-            while (status := await self.status()).get("sta_state", 0) == proto.STA_CONNECTING:
+            while (status := await self.status()).get("sta_state", 0) == proto.STA_CONNECTING:  # noqa: ASYNC110 (an app polls GetStatus (protocol))
                 await asyncio.sleep(0.01)
         return status
 
@@ -165,7 +165,7 @@ async def test_wrong_proofs_count_toward_the_shared_backoff(device: Any) -> None
     free = dev.profile.session.backoff.free_attempts
     for i in range(free):
         app = App(eps, key=("esp", f"/thief{i}"), pop="not-the-pop")
-        with pytest.raises(Exception, match="refused|verified"):
+        with pytest.raises(Exception, match=r"refused|verified"):
             await app.open()
     assert dev.store.auth_failures()[0] == free
     # now the device refuses to start a session at all (InvalidSession) while the backoff runs
@@ -218,10 +218,10 @@ async def test_scan_pages_and_ctrl(device: Any) -> None:
         "msg": proto.RESP_CTRL_RESET,
         "resp_ctrl_reset": {},
     }
+    cipher = app.sec.cipher
+    assert cipher is not None
     diag = json.loads(
-        app.sec.cipher.decrypt(
-            await app.eps.call("device-sim-diag", app.key, app.sec.cipher.encrypt(b"{}"))
-        )
+        cipher.decrypt(await app.eps.call("device-sim-diag", app.key, cipher.encrypt(b"{}")))
     )
     assert (diag["state"], diag["code_name"]) == ("failed", "WRONG_CREDENTIALS")
     assert diag["next_step"] == dev.profile.code("WRONG_CREDENTIALS").next_step
@@ -258,7 +258,9 @@ async def test_a_handshake_in_progress_makes_room_first(device: Any) -> None:
     for app in full:
         await app.open()
     half = App(eps, key=("esp", "/half"))  # sends its first message and stops
-    await eps.call("prov-session", half.key, proto.encode(proto.SESSION, half.sec.request(None)))
+    first = half.sec.request(None)
+    assert first is not None
+    await eps.call("prov-session", half.key, proto.encode(proto.SESSION, first))
     newest = App(eps, key=("esp", "/new"))
     await newest.open()
     assert not eps.has_session(half.key) and eps.has_session(newest.key)

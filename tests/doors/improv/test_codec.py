@@ -273,7 +273,7 @@ def test_enums_match_the_profile() -> None:
     assert {m.name.lower(): m.value for m in ImprovState} == dict(spec.states)
     assert {m.name.lower(): m.value for m in ImprovError} == dict(spec.errors)
     assert {m.name.lower(): m.value for m in Command} == dict(spec.commands)
-    assert {m.name.lower(): m.value for m in Capability} == dict(spec.capabilities)
+    assert {str(m.name).lower(): m.value for m in Capability} == dict(spec.capabilities)
 
 
 def test_profile_matches_the_third_party_client() -> None:

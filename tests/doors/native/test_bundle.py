@@ -9,10 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from device_sim.codes import Code, MessageType, State
-from device_sim.network.scenario import load_scenario
-from device_sim.security.secret import Secret
-from device_sim.security.session import ClientHandshake
-from device_sim.testing.stack import SETUP_CODE, build_stack
 from device_sim.doors.native.session import NativeSession
 from device_sim.doors.native.wire import (
     ErrorBody,
@@ -21,6 +17,10 @@ from device_sim.doors.native.wire import (
     pack_messages,
     split_type,
 )
+from device_sim.network.scenario import load_scenario
+from device_sim.security.secret import Secret
+from device_sim.security.session import ClientHandshake
+from device_sim.testing.stack import SETUP_CODE, build_stack
 
 HOME = load_scenario("typical-home").default_credentials
 CREDS = {"ssid_hex": HOME.ssid.hex(), "hidden": False, "passphrase": HOME.passphrase}
@@ -36,7 +36,7 @@ async def prove(
     as it is, JSON or not) or the ``raw_tail`` bytes."""
     sent: list[bytes] = []
 
-    async def send(message: bytes) -> None:
+    def send(message: bytes) -> None:
         sent.append(message)
 
     hs = ClientHandshake(Secret(code))
@@ -82,7 +82,8 @@ async def test_credentials_and_connect_ride_with_the_proof(tmp_path: Path) -> No
             (MessageType.ACK, "CONNECT"),
         ]
         assert {k for k, _ in answers[2:]} <= {MessageType.EVENT}  # then the session's events
-        assert device.store.credentials().ssid == HOME.ssid
+        stored = device.store.credentials()
+        assert stored is not None and stored.ssid == HOME.ssid
         assert device.engine.state in (State.JOINING, State.VERIFYING, State.ONLINE)
 
 
@@ -135,7 +136,9 @@ async def test_a_bad_bundle_is_one_error_and_the_session_stays_open(tmp_path: Pa
             assert answers[0][0] is MessageType.SECURE_ERROR
             assert answers[0][1]["code"] == Code.MALFORMED_REQUEST
             assert device.engine.state is State.SESSION_OPEN
-        too_many = [(MessageType.STATUS_REQUEST, {})] * (device.profile.max_bundled_requests + 1)
+        too_many: list[tuple[MessageType, dict[str, Any] | bytes]] = [
+            (MessageType.STATUS_REQUEST, {})
+        ] * (device.profile.max_bundled_requests + 1)
         hs, replies = await prove(NativeSession(device.port("native")), SETUP_CODE, too_many)
         answers = opened(hs, replies)
         assert answers[0][0] is MessageType.SECURE_ERROR and len(answers) <= 2
@@ -163,7 +166,7 @@ async def test_a_replayed_request_in_a_bundle_is_refused(tmp_path: Path) -> None
         device = await build_stack(stack, tmp_path)
         sent: list[bytes] = []
 
-        async def send(message: bytes) -> None:
+        def send(message: bytes) -> None:
             sent.append(message)
 
         hs = ClientHandshake(Secret(SETUP_CODE))

@@ -5,7 +5,6 @@ listeners on free ports)."""
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
@@ -107,7 +106,7 @@ async def until(condition: Callable[[], object], what: str, wait_s: float = 10.0
     """Bounded wait for a condition no event announces (yields to the loop between checks)."""
     try:
         async with asyncio.timeout(wait_s):
-            while not condition():
+            while not condition():  # noqa: ASYNC110 (a condition no event announces)
                 await asyncio.sleep(0.01)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None

@@ -146,7 +146,7 @@ async def test_per_address_cap_pushes_out_the_oldest_half_open_connection(
     guard.per_address = 3
     caplog.set_level(logging.INFO)
     conns = [await connect(stack.url, "127.0.0.7") for _ in range(3)]
-    for reader, writer in conns:
+    for _reader, writer in conns:
         writer.write(b"GET /api/v1/state HTTP/1.1\r\nHost: x\r\nX-a: ")
         await writer.drain()
     newest = await connect(stack.url, "127.0.0.7")
@@ -203,7 +203,7 @@ async def test_a_phone_onboards_through_hundreds_of_half_open_connections(
     hostile = []
     for i in range(300):
         try:
-            reader, writer = await connect(stack.url, f"127.0.1.{10 + i % 30}")
+            _reader, writer = await connect(stack.url, f"127.0.1.{10 + i % 30}")
         except OSError:
             continue
         writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\nX-a: ")

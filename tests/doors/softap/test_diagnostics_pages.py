@@ -12,9 +12,9 @@ from device_sim.codes import Code, MessageType
 from device_sim.doors.native.client import ClientSession
 from device_sim.doors.native.flow import fetch_diagnostics
 from device_sim.doors.native.http_link import HttpLink
+from device_sim.doors.native.session import DIAGNOSTICS_CHUNK
 from device_sim.errors import OnboardingError
 from device_sim.security.secret import Secret
-from device_sim.doors.native.session import DIAGNOSTICS_CHUNK
 
 from .conftest import SETUP_CODE, StackFactory
 

@@ -20,16 +20,16 @@ import pytest
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
-from device_sim.doors.native.flow import Provisioner, Target, provision
 from device_sim.codes import Code, MessageType, State
 from device_sim.core.events import DiagnosticEvent
 from device_sim.doors.native.client import ClientSession
+from device_sim.doors.native.flow import Provisioner, Target, provision
 from device_sim.doors.native.http_link import HttpLink
+from device_sim.doors.native.wire import ErrorBody, decode_json, encode_json, unpack_messages
 from device_sim.network.scenario import load_scenario
 from device_sim.profile import Profile
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake, SecureChannel
-from device_sim.doors.native.wire import ErrorBody, decode_json, encode_json, unpack_messages
 
 from .conftest import SETUP_CODE, Stack, StackFactory, until
 
@@ -529,8 +529,8 @@ async def test_wrong_setup_codes_back_off_across_app_and_portal(
     reply = await raw.request(
         "POST", "/portal/v1/provision", data=json.dumps(portal), content_type="application/json"
     )
-    err = assert_json_error(profile, reply, 403, Code.WRONG_SETUP_CODE)
-    assert err["retry_after_ms"] > 0 and int(reply.headers["Retry-After"]) >= 1
+    refused = assert_json_error(profile, reply, 403, Code.WRONG_SETUP_CODE)
+    assert refused["retry_after_ms"] > 0 and int(reply.headers["Retry-After"]) >= 1
     assert stack.store.auth_failures()[0] == free
     # Now both doors refuse, even the right code, until the wait is over.
     reply = await raw.send(
@@ -546,8 +546,8 @@ async def test_wrong_setup_codes_back_off_across_app_and_portal(
         content_type="application/json",
         data=json.dumps({**portal, "setup_code": SETUP_CODE}),
     )
-    err = assert_json_error(profile, reply, 429, Code.TOO_MANY_ATTEMPTS)
-    assert err["retry_after_ms"] > 0 and int(reply.headers["Retry-After"]) >= 1
+    waiting = assert_json_error(profile, reply, 429, Code.TOO_MANY_ATTEMPTS)
+    assert waiting["retry_after_ms"] > 0 and int(reply.headers["Retry-After"]) >= 1
     assert stack.service.session_peer is None and stack.engine.state is State.UNPROVISIONED
     assert stack.store.credentials() is None
 
@@ -1030,14 +1030,14 @@ async def test_a_session_cookie_moves_to_the_home_network_once_and_never_again(
 
         async def poll_from(address: str) -> tuple[int, Any]:
             connector = aiohttp.TCPConnector(local_addr=(address, 0))
-            async with aiohttp.ClientSession(connector=connector) as http:
-                async with http.get(
-                    stack.door.lan.url + "/api/v1/events?wait_ms=0", headers=cookie
-                ) as resp:
-                    body = await resp.read()
-                    return resp.status, (
-                        json.loads(body) if resp.content_type == "application/json" else None
-                    )
+            async with (
+                aiohttp.ClientSession(connector=connector) as http,
+                http.get(stack.door.lan.url + "/api/v1/events?wait_ms=0", headers=cookie) as resp,
+            ):
+                body = await resp.read()
+                return resp.status, (
+                    json.loads(body) if resp.content_type == "application/json" else None
+                )
 
         status, _ = await poll_from("127.0.0.2")  # the phone, back from the home network
         assert status in (200, 204)

@@ -91,7 +91,9 @@ async def device_sim_in(ns: str, *args: str, expect_rc: int = 0) -> dict[str, An
     try:
         data = json.loads(out)
     except json.JSONDecodeError as exc:
-        raise AssertionError(f"device-sim {' '.join(args[:2])}: no JSON ({exc})\n{out}\n{err}")
+        raise AssertionError(
+            f"device-sim {' '.join(args[:2])}: no JSON ({exc})\n{out}\n{err}"
+        ) from None
     assert isinstance(data, dict)
     return data
 
@@ -322,8 +324,8 @@ async def test_phone_joins_softap_detects_portal_and_provisions(tmp_path: Path) 
         )
         assert rc != 0 and "timed out" in err, "the AP listener is still up after online"
 
-        rc = await daemon.stop()
-        assert rc == 0, f"daemon exit {rc}; its stderr:\n{daemon.log()}"
+        code = await daemon.stop()
+        assert code == 0, f"daemon exit {code}; its stderr:\n{daemon.log()}"
         assert not await pids_in(link.device_ns), "processes left in the device namespace"
 
     assert not names & await namespaces()
