@@ -6,7 +6,7 @@ Two kinds of CA are built here:
   certificates (clientAuth) and is checked by :func:`verify_chain`;
 * :class:`CertificateAuthority`, a one-tier CA for TLS servers (serverAuth, DNS and IP SANs): held
   in memory by the simulated network backend, and persisted by the cloud emulator
-  (:mod:`device_sim.cloud.tls`), which also writes its files.
+  (:mod:`device_sim.apps.cloud.tls`), which also writes its files.
 
 Checking (fingerprints, key pairs, :func:`verify_chain`) lives in :mod:`device_sim.pki_verify`;
 the names are re-exported here.

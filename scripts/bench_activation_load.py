@@ -3,7 +3,7 @@
 
 Makes N units with the factory line (``device-sim factory batch``), starts the cloud emulator
 trusting the factory's chain, imports the units and records them as sold to one account, then
-runs ``locust -f device_sim/loadtest/locustfile.py --processes W`` (each user one device, one
+runs ``locust -f device_sim/apps/loadtest/locustfile.py --processes W`` (each user one device, one
 zero-touch activation over mutual TLS) and prints Locust's statistics for the activation
 request and how many units the account ends up with.
 
@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from device_sim.cloud import CloudAdmin
-from device_sim.loadtest.units import REQUEST_NAME, unit_dirs
+from device_sim.apps.cloud import CloudAdmin
+from device_sim.apps.loadtest.units import REQUEST_NAME, unit_dirs
 
 ACCOUNT, PASSWORD = "acme", "account-password-1"
 
@@ -99,7 +99,9 @@ async def main() -> int:
                     "DEVICE_SIM_CLOUD_CA": ready["ca_file"],
                     "DEVICE_SIM_LOAD_WORKERS": str(args.workers),
                 }
-                locustfile = Path(__file__).parents[1] / "device_sim" / "loadtest" / "locustfile.py"
+                locustfile = (
+                    Path(__file__).parents[1] / "device_sim" / "apps" / "loadtest" / "locustfile.py"
+                )
                 t1 = time.monotonic()
                 locust = await asyncio.create_subprocess_exec(
                     sys.executable,

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from device_sim import pki
-from device_sim.factory.checks import CHECKS
-from device_sim.factory.line import batch
+from device_sim.apps.factory.checks import CHECKS
+from device_sim.apps.factory.line import batch
 
 
 def percentile(values: list[float], q: float) -> float:

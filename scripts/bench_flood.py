@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from device_sim.apps.daemon_process import DaemonProcess, daemon_argv
+from device_sim.apps.virtual.harness import VirtualBle, add_adapter, use_bus
 from device_sim.client.target import ProvisionRequest, Target
 from device_sim.control import control_request
 from device_sim.core.identity import create_identity
@@ -40,9 +42,7 @@ from device_sim.lifecycle import raise_fd_limit
 from device_sim.network.scenario import load_scenario
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
-from device_sim.testing.daemon_process import DaemonProcess, daemon_argv
 from device_sim.testing.flood import Flood
-from device_sim.virtual.harness import VirtualBle, add_adapter, use_bus
 
 SCENARIO = "engineering-wifi"
 CODE = Secret("8642-9753")

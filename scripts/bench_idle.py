@@ -19,9 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from device_sim.apps.virtual.harness import VirtualBle, add_adapter
 from device_sim.core.identity import create_identity
 from device_sim.core.store import DeviceStore
-from device_sim.virtual.harness import VirtualBle, add_adapter
 
 WATCHED = ("aiohttp", "dbus_fast", "cryptography")
 

@@ -33,6 +33,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from device_sim.apps.daemon_process import DaemonProcess, daemon_argv
+from device_sim.apps.virtual.harness import VirtualBle, add_adapter, use_bus
 from device_sim.client.target import ProvisionRequest, Target
 from device_sim.control import control_request
 from device_sim.core.identity import create_identity
@@ -42,8 +44,6 @@ from device_sim.doors.native.flow import Provisioner
 from device_sim.network.scenario import load_scenario
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
-from device_sim.testing.daemon_process import DaemonProcess, daemon_argv
-from device_sim.virtual.harness import VirtualBle, add_adapter, use_bus
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from device_sim.apps.story import StoryLog  # noqa: E402
 from device_sim.codes import State  # noqa: E402
 from device_sim.core.engine import Timeouts  # noqa: E402
 from device_sim.core.events import DiagnosticEvent  # noqa: E402
@@ -47,7 +48,6 @@ from device_sim.core.options import ReconnectOptions  # noqa: E402
 from device_sim.network.faults import parse_fault  # noqa: E402
 from device_sim.network.simulated import SimulatedBackend  # noqa: E402
 from device_sim.security.secret import Secret  # noqa: E402
-from device_sim.story import StoryLog  # noqa: E402
 from device_sim.testing.stack import build_stack  # noqa: E402
 
 LAB = b"DeviceSim-Lab", "lab-bench-passphrase"
@@ -124,12 +124,12 @@ async def one_run(
 
 async def nm_runs(runs: int, work: Path) -> dict[str, Any]:
     """A dropped NetworkManager connection, seen and rejoined (real time)."""
+    from device_sim.apps.virtual.harness import VirtualBle
     from device_sim.network.base import Security
     from device_sim.network.nm.backend import NetworkManagerBackend
     from device_sim.network.nm.defs import DeviceStateReason
     from device_sim.network.simulated import CertificateAuthority, server_ssl_context
     from device_sim.testing.nm_mock import NMMock
-    from device_sim.virtual.harness import VirtualBle
 
     ca = CertificateAuthority("bench cloud CA")
     (work / "ca.pem").write_bytes(ca.cert_pem)

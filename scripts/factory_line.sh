@@ -39,7 +39,7 @@ else
     python=python3
 fi
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
-factory=("$python" -m device_sim.factory.cli)
+factory=("$python" -m device_sim.apps.factory.cli)
 
 if [[ ! -e $factory_dir/chain.pem ]]; then
     echo "factory_line: no CA in $factory_dir; creating one ($ca_name)" >&2

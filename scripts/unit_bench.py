@@ -30,20 +30,20 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from device_sim.cloud.admin import CloudAdmin  # noqa: E402
-from device_sim.cloud.emulator import CloudEmulator  # noqa: E402
-from device_sim.cloud.tls import client_context  # noqa: E402
+from device_sim.apps.cloud.admin import CloudAdmin  # noqa: E402
+from device_sim.apps.cloud.emulator import CloudEmulator  # noqa: E402
+from device_sim.apps.cloud.tls import client_context  # noqa: E402
+from device_sim.apps.daemon_process import DaemonProcess  # noqa: E402
+from device_sim.apps.factory.registration import ensure_registration_key  # noqa: E402
+from device_sim.apps.factory.unit import UnitResult, provision_unit  # noqa: E402
 from device_sim.control import control_request, control_stream  # noqa: E402
 from device_sim.core.store import DeviceStore  # noqa: E402
 from device_sim.doors.native.flow import Target, provision  # noqa: E402
 from device_sim.errors import DeviceSimError  # noqa: E402
-from device_sim.factory.registration import ensure_registration_key  # noqa: E402
-from device_sim.factory.unit import UnitResult, provision_unit  # noqa: E402
 from device_sim.network.nm.profiles import STORE_KEY  # noqa: E402
 from device_sim.pki import create_factory_ca  # noqa: E402
 from device_sim.profile import load_profile  # noqa: E402
 from device_sim.security.secret import Secret  # noqa: E402
-from device_sim.testing.daemon_process import DaemonProcess  # noqa: E402
 
 ACCOUNT, PASSWORD = "alice", "alice-password"
 NETWORKS = {b"Lab-A": "lab-a-passphrase", b"Lab-B": "lab-b-passphrase"}
@@ -127,8 +127,8 @@ class NmWorld:
         self.serial = 0
 
     async def setup(self, stack: contextlib.AsyncExitStack, bench: UnitBench) -> None:
+        from device_sim.apps.virtual.harness import VirtualBle
         from device_sim.testing.nm_mock import NMMock
-        from device_sim.virtual.harness import VirtualBle
 
         # A private system bus (BlueZoo idles on it: the unit's doors are the SoftAP's).
         bus = await stack.enter_async_context(VirtualBle(adapters=1))

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from device_sim.apps.commands.client import format_result
+from device_sim.apps.daemon_process import DaemonProcess
+from device_sim.apps.demo import _activation_line, _timeline
 from device_sim.codes import Code
-from device_sim.commands.client import format_result
-from device_sim.demo import _activation_line, _timeline
 from device_sim.doors.native.flow import describe
 from device_sim.profile import load_profile
-from device_sim.testing.daemon_process import DaemonProcess
 
 NO_BUS = "unix:path=/nonexistent/device-sim-test/bus.sock"
 

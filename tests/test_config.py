@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.cli import build_parser
+from device_sim.apps.cli import build_parser
 from device_sim.config import (
     DaemonOptions,
     HostPort,

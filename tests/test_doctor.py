@@ -19,12 +19,8 @@ import pytest
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from device_sim import doctor
-from device_sim.config import DaemonOptions
-from device_sim.core.identity import create_identity
-from device_sim.core.options import CloudOptions
-from device_sim.core.store import DeviceStore
-from device_sim.doctor import (
+from device_sim.apps import doctor
+from device_sim.apps.doctor import (
     CheckResult,
     checks_host,
     diagnose,
@@ -33,13 +29,17 @@ from device_sim.doctor import (
     run_checks,
     runner,
 )
+from device_sim.apps.virtual import VirtualBle
+from device_sim.config import DaemonOptions
+from device_sim.core.identity import create_identity
+from device_sim.core.options import CloudOptions
+from device_sim.core.store import DeviceStore
 from device_sim.doors.ble.options import BleOptions
 from device_sim.doors.supervisor import DoorOptions, Policy
 from device_sim.errors import ConfigError
 from device_sim.network.base import BackendKind
 from device_sim.network.nm import defs
 from device_sim.network.options import NetworkOptions
-from device_sim.virtual import VirtualBle
 
 WAIT = 5.0
 NAMES = [

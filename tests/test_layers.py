@@ -102,3 +102,22 @@ def test_a_personality_is_reached_only_through_its_registry_entry(tmp_path: Path
         "device_sim/demo.py:1: imports personality alpha: device_sim.doors.alpha.wire",
         "device_sim/demo.py:2: names personality 'alpha'",
     ]
+
+
+def test_the_device_never_imports_a_tool_nor_test_support(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "device_sim/daemon.py": "from .apps import demo\n",  # the device imports a tool
+            "device_sim/apps/__init__.py": "",
+            "device_sim/apps/demo.py": "from ..testing import nm_mock\n",  # a tool, test support
+            "device_sim/testing/__init__.py": "",
+            "device_sim/testing/nm_mock.py": "",
+        },
+    )
+    findings, _ = _checker().check(root)
+    assert sorted(findings) == [
+        "device_sim/apps/demo.py:1: imports upward: device_sim.testing.nm_mock (layer 9) "
+        "from layer 8",
+        "device_sim/daemon.py:1: imports upward: device_sim.apps.demo (layer 8) from layer 7",
+    ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.commands.output import write_out
+from device_sim.apps.commands.output import write_out
 from device_sim.errors import ConfigError
 
 

@@ -1,13 +1,13 @@
-"""A scenario's story read from a device's events (device_sim/story.py): the sequence matched in
-order, the facts (doors, time back online, phone sessions, the network it ends on) and the
-mismatches named one per line."""
+"""A scenario's story read from a device's events (device_sim/apps/story.py): the sequence
+matched in order, the facts (doors, time back online, phone sessions, the network it ends on)
+and the mismatches named one per line."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from device_sim.apps.story import check, facts, match_sequence
 from device_sim.network.scenario import Story
-from device_sim.story import check, facts, match_sequence
 
 
 def ev(seq: int, phase: str, at_s: float, code: str | None = None, **data: Any) -> dict[str, Any]:

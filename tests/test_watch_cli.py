@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from device_sim.commands import watch
+from device_sim.apps.commands import watch
 from device_sim.control import ControlServer
 from device_sim.profile import load_profile
 

@@ -1,7 +1,7 @@
 """Create a device's identity in its state directory: device id, SRP verifier, SoftAP passphrase.
 
 The setup code is returned once (for the label) and never stored: the device keeps only the SRP
-salt and verifier. The factory line (:mod:`device_sim.factory`) builds on this with per-device
+salt and verifier. The factory line (:mod:`device_sim.apps.factory`) builds on this with per-device
 keys and certificates.
 """
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from device_sim.bench.homes import default_homes_path, draw, load_homes
-from device_sim.bench.phone import PhoneBehaviour, _type, parse_behaviour
-from device_sim.bench.report import percentile, summarize
-from device_sim.bench.runner import phase_durations
+from device_sim.apps.bench.homes import default_homes_path, draw, load_homes
+from device_sim.apps.bench.phone import PhoneBehaviour, _type, parse_behaviour
+from device_sim.apps.bench.report import percentile, summarize
+from device_sim.apps.bench.runner import phase_durations
 from device_sim.errors import ConfigError
 from device_sim.security.secret import Secret
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from device_sim.cloud import CloudAdmin, CloudEmulator
-from device_sim.cloud.tls import client_context
+from device_sim.apps.cloud import CloudAdmin, CloudEmulator
+from device_sim.apps.cloud.tls import client_context
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC).timestamp()  # the injected clock's start
 PASSWORD = "account-password-1"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from device_sim.cloud import CloudAdmin
-from device_sim.cloud.emulator import CloudEmulator
+from device_sim.apps.cloud import CloudAdmin
+from device_sim.apps.cloud.emulator import CloudEmulator
 
 from .conftest import NOW, PASSWORD, Clock, Device, DeviceClient, Factory, body
 

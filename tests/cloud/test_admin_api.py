@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from device_sim.cloud import CloudAdmin, CloudApiError, CloudEmulator
-from device_sim.cloud.activation import ActivationRequest
-from device_sim.cloud.admin import basic_auth
+from device_sim.apps.cloud import CloudAdmin, CloudApiError, CloudEmulator
+from device_sim.apps.cloud.activation import ActivationRequest
+from device_sim.apps.cloud.admin import basic_auth
 
 from .conftest import PASSWORD, DeviceClient, Factory, body
 

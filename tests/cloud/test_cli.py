@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from device_sim.cloud import CloudAdmin
-from device_sim.cloud.cli import add_parser, async_run
+from device_sim.apps.cloud import CloudAdmin
+from device_sim.apps.cloud.cli import add_parser, async_run
 
 from .conftest import PASSWORD, Factory
 
@@ -27,7 +27,7 @@ async def served(tmp_path: Path, factory: Factory) -> AsyncIterator[tuple[Any, d
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "device_sim.cloud.cli",
+        "device_sim.apps.cloud.cli",
         "serve",
         "--state-dir",
         str(tmp_path / "c"),
@@ -112,7 +112,7 @@ async def test_serve_refuses_a_bad_listen_address(
 def test_admin_tokens_can_always_be_passed_as_a_flag_value(tmp_path: Path) -> None:
     """A token that starts with "-" (token_urlsafe does, one time in 64) would be read by
     argparse as an option: `--admin-token -abc` fails. Every new token must be safe."""
-    from device_sim.cloud.emulator import _load_admin_token
+    from device_sim.apps.cloud.emulator import _load_admin_token
 
     tokens = []
     for i in range(300):

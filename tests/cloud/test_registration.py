@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from device_sim.cloud import CloudAdmin
-from device_sim.cloud.admin import basic_auth
+from device_sim.apps.cloud import CloudAdmin
+from device_sim.apps.cloud.admin import basic_auth
 
 from .conftest import PASSWORD, Device, DeviceClient, Factory, body
 

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from cryptography import x509
 
-from device_sim.cloud import CloudAdmin, CloudEmulator
-from device_sim.cloud.tls import client_context, ensure_server_pki
+from device_sim.apps.cloud import CloudAdmin, CloudEmulator
+from device_sim.apps.cloud.tls import client_context, ensure_server_pki
 from device_sim.errors import ConfigError
 
 from .conftest import PASSWORD, DeviceClient, Factory, body
@@ -102,7 +102,7 @@ async def test_cert_from_another_ca_fails_the_tls_handshake(
     await admin.set_supply_chain(device.serial, "alice")
     context = dev.context(forged)
     context.maximum_version = tls_version
-    caplog.set_level(logging.INFO, logger="device_sim.cloud")
+    caplog.set_level(logging.INFO, logger="device_sim.apps.cloud")
     with pytest.raises(aiohttp.ClientError) as caught:
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context, force_close=True)

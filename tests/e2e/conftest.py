@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from device_sim.apps.daemon_process import DaemonProcess, daemon_argv
+from device_sim.apps.virtual.harness import VirtualBle, add_adapter, use_bus
 from device_sim.core.identity import create_identity
 from device_sim.core.store import DeviceStore
 from device_sim.doors.native.flow import Target
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
-from device_sim.testing.daemon_process import DaemonProcess, daemon_argv
-from device_sim.virtual.harness import VirtualBle, add_adapter, use_bus
 
 SETUP_CODE = "2468-1357"
 

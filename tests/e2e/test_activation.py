@@ -25,22 +25,22 @@ import pytest
 import pytest_asyncio
 from bleak.exc import BleakError
 
-from device_sim.cloud.admin import CloudAdmin, basic_auth
-from device_sim.cloud.db import DB_FILE
-from device_sim.cloud.emulator import CloudEmulator
-from device_sim.cloud.tls import client_context
+from device_sim.apps.cloud.admin import CloudAdmin, basic_auth
+from device_sim.apps.cloud.db import DB_FILE
+from device_sim.apps.cloud.emulator import CloudEmulator
+from device_sim.apps.cloud.tls import client_context
+from device_sim.apps.daemon_process import DaemonProcess, daemon_argv
+from device_sim.apps.factory.registration import RegistrationKey, ensure_registration_key
+from device_sim.apps.factory.unit import SiteWifi, UnitResult, provision_unit
+from device_sim.apps.virtual.harness import VirtualBle
 from device_sim.codes import Code, MessageType
 from device_sim.control import control_request
 from device_sim.core.store import CloudBinding, DeviceStore, Identity
 from device_sim.doors.native.flow import Provisioner, provision
 from device_sim.errors import DeviceSimError
-from device_sim.factory.registration import RegistrationKey, ensure_registration_key
-from device_sim.factory.unit import SiteWifi, UnitResult, provision_unit
 from device_sim.pki import create_factory_ca
 from device_sim.profile import Profile
 from device_sim.security.secret import Secret
-from device_sim.testing.daemon_process import DaemonProcess, daemon_argv
-from device_sim.virtual.harness import VirtualBle
 
 from .conftest import Device, fresh_adapter
 

@@ -1,7 +1,7 @@
 """What one BLE onboarding asks of the private bus, watched with dbus-monitor.
 
 BlueZoo confirmed every relayed value, notifications included, with a ``Confirm`` call the
-peripheral answers with an error (interop quirk 8, device_sim/virtual/bluezoo_launch.py); BlueZ
+peripheral answers with an error (interop quirk 8, device_sim/apps/virtual/bluezoo_launch.py); BlueZ
 confirms indications only. The device notifies only characteristics a phone subscribed to, and
 does not re-register its advertisement while a phone is connected. All checked on the wire.
 """

@@ -45,7 +45,7 @@ async def test_an_idle_ble_only_daemon_maps_no_http_or_second_dbus_library(
 def test_the_daemon_command_line_imports_nothing_heavy() -> None:
     code = (
         "import sys\n"
-        "from device_sim.cli import build_parser\n"
+        "from device_sim.apps.cli import build_parser\n"
         "build_parser(daemon_only=True).parse_args(['run', '--state-dir', '/tmp/x'])\n"
         "import device_sim.daemon\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"

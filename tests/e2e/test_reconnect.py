@@ -1,5 +1,5 @@
 """A phone reconnects to the same device: BlueZoo's GATT links are removed on disconnect by the
-harness's launcher (interop quirk 4, device_sim/virtual/bluezoo_launch.py)."""
+harness's launcher (interop quirk 4, device_sim/apps/virtual/bluezoo_launch.py)."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from device_sim.apps.daemon_process import DaemonProcess
 from device_sim.network.scenario import load_scenario
-from device_sim.testing.daemon_process import DaemonProcess
 
 pytestmark = [
     pytest.mark.ble,

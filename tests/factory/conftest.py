@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from device_sim import pki
-from device_sim.factory.unit import UnitResult, provision_unit
+from device_sim.apps.factory.unit import UnitResult, provision_unit
 from device_sim.profile import Profile
 from device_sim.security.secret import Secret
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from device_sim.apps.factory import unit as unit_mod
+from device_sim.apps.factory.cli import add_parser, run
+from device_sim.apps.factory.label import LabelText, decode_qr_texts, make_payload, parse_payload
 from device_sim.core.store import DeviceStore
-from device_sim.factory import unit as unit_mod
-from device_sim.factory.cli import add_parser, run
-from device_sim.factory.label import LabelText, decode_qr_texts, make_payload, parse_payload
 from device_sim.security.secret import Secret
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from device_sim.apps.factory.registry import SerialRegistry
 from device_sim.errors import ConfigError
-from device_sim.factory.registry import SerialRegistry
 
 
 def test_next_serial_format_and_sequence(tmp_path: Path) -> None:

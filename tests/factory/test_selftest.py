@@ -9,8 +9,8 @@ from pathlib import Path
 from cryptography import x509
 
 from device_sim import pki
-from device_sim.factory.checks import CHECKS, SelfTestReport, selftest
-from device_sim.factory.label import LabelText, decode_qr_texts, make_payload, render_png
+from device_sim.apps.factory.checks import CHECKS, SelfTestReport, selftest
+from device_sim.apps.factory.label import LabelText, decode_qr_texts, make_payload, render_png
 from device_sim.security.secret import Secret
 from device_sim.security.setup_code import format_setup_code
 

@@ -14,16 +14,16 @@ import pytest
 from cryptography import x509
 
 from device_sim import pki
+from device_sim.apps.factory import outputs
+from device_sim.apps.factory import unit as unit_mod
+from device_sim.apps.factory.label import LabelText, make_payload, parse_payload
+from device_sim.apps.factory.line import batch
+from device_sim.apps.factory.registration import create_registration_key, load_registration_key
+from device_sim.apps.factory.registry import SerialRegistry
+from device_sim.apps.factory.unit import provision_unit
 from device_sim.codes import State
 from device_sim.core.store import DeviceStore
 from device_sim.errors import ConfigError
-from device_sim.factory import outputs
-from device_sim.factory import unit as unit_mod
-from device_sim.factory.label import LabelText, make_payload, parse_payload
-from device_sim.factory.line import batch
-from device_sim.factory.registration import create_registration_key, load_registration_key
-from device_sim.factory.registry import SerialRegistry
-from device_sim.factory.unit import provision_unit
 from device_sim.profile import Profile
 from device_sim.security.secret import Secret
 
@@ -269,8 +269,8 @@ def test_personalities_get_their_own_label(factory: Path, out: Path) -> None:
     label of their own, and match what the device keeps."""
     import json
 
+    from device_sim.apps.factory.label import decode_qr_texts
     from device_sim.core.store import DeviceStore
-    from device_sim.factory.label import decode_qr_texts
 
     unit = provision_unit(factory, out, station="s")
     (qr,) = decode_qr_texts(unit.unit_dir / "label-esp.png")

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from device_sim.apps.fleet.host import FleetHost, read_index, read_labels
+from device_sim.apps.fleet.model import Fleet, Group, fleet_of
+from device_sim.apps.fleet.phones import provision_fleet
+from device_sim.apps.virtual.harness import BUS_ENV
 from device_sim.config import resolve_options
 from device_sim.control import control_request
-from device_sim.fleet.host import FleetHost, read_index, read_labels
-from device_sim.fleet.model import Fleet, Group, fleet_of
-from device_sim.fleet.phones import provision_fleet
 from device_sim.profile import load_profile
-from device_sim.virtual.harness import BUS_ENV
 
 WAIT = 60.0
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from device_sim.apps.fleet.model import fleet_of, load_fleet
 from device_sim.errors import ConfigError
-from device_sim.fleet.model import fleet_of, load_fleet
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.cloud import CloudAdmin
-from device_sim.loadtest.units import REQUEST_NAME, unit_dirs
+from device_sim.apps.cloud import CloudAdmin
+from device_sim.apps.loadtest.units import REQUEST_NAME, unit_dirs
 
 UNITS = 12
 ACCOUNT, PASSWORD = "acme", "account-password-1"
@@ -80,7 +80,9 @@ async def test_two_locust_workers_activate_a_fleet(tmp_path: Path) -> None:
                 "DEVICE_SIM_CLOUD_CA": ready["ca_file"],
                 "DEVICE_SIM_LOAD_WORKERS": "2",
             }
-            locustfile = Path(__file__).parents[2] / "device_sim" / "loadtest" / "locustfile.py"
+            locustfile = (
+                Path(__file__).parents[2] / "device_sim" / "apps" / "loadtest" / "locustfile.py"
+            )
             locust = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.cli import build_parser, main
+from device_sim.apps.cli import build_parser, main
+from device_sim.apps.story import has_story
 from device_sim.network.scenario import load_scenario
 from device_sim.profile import load_profile
-from device_sim.story import has_story
 from device_sim.support import docs
 
 ROOT = Path(__file__).resolve().parents[2]

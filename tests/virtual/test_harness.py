@@ -18,9 +18,9 @@ import pytest
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from device_sim.apps.virtual import ProcInfo, VirtualBle, is_running, terminate, use_bus
+from device_sim.apps.virtual.harness import BUS_ENV, adapter_states, find_bluezoo
 from device_sim.errors import ConfigError, VirtualBleError
-from device_sim.virtual import ProcInfo, VirtualBle, is_running, terminate, use_bus
-from device_sim.virtual.harness import BUS_ENV, adapter_states, find_bluezoo
 
 pytestmark = [
     pytest.mark.ble,
@@ -223,7 +223,7 @@ def test_bad_arguments_are_config_errors() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "device_sim.virtual.cli", *args],
+        [sys.executable, "-m", "device_sim.apps.virtual.cli", *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -322,14 +322,14 @@ async def test_the_bus_is_sized_for_a_fleet() -> None:
 
 
 def test_the_default_run_dir_is_the_users_own(tmp_path: Path) -> None:
-    from device_sim.virtual import cli
+    from device_sim.apps.virtual import cli
 
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
     found = subprocess.run(
         [
             sys.executable,
             "-c",
-            "from device_sim.virtual.cli import default_run_dir; print(default_run_dir())",
+            "from device_sim.apps.virtual.cli import default_run_dir; print(default_run_dir())",
         ],
         env=env,
         capture_output=True,
@@ -343,7 +343,7 @@ def test_the_default_run_dir_is_the_users_own(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from device_sim.virtual.cli import default_run_dir; print(default_run_dir())",
+            "from device_sim.apps.virtual.cli import default_run_dir; print(default_run_dir())",
         ],
         env=without,
         capture_output=True,
@@ -352,7 +352,7 @@ def test_the_default_run_dir_is_the_users_own(tmp_path: Path) -> None:
         check=True,
     )
     assert found.stdout.strip() == f"/tmp/device-sim-virtual-ble-{os.getuid()}"
-    assert cli.owner() == str(Path(cli.__file__).resolve().parents[2])
+    assert cli.owner() == str(Path(cli.__file__).resolve().parents[3])
 
 
 def test_down_never_stops_a_harness_another_installation_started(tmp_path: Path) -> None:

@@ -67,8 +67,10 @@ ESPRESSIF = pytest.mark.requires_tools(modules=("rmaker_tools", "google.protobuf
 def pb2() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # its load_module()
-        import proto as rmaker_proto  # type: ignore[import-not-found]
+        # isort: off
         from rmaker_tools.common.security import security0  # noqa: F401  (loads `proto`)
+        import proto as rmaker_proto  # type: ignore[import-not-found]
+        # isort: on
     return rmaker_proto
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from device_sim.apps.virtual.netns import NETNS_ETC, VethLink, netns_unavailable_reason, run
 from device_sim.client.dhcp import decode_option_text, parse_lease_env, take_lease
 from device_sim.codes import Code
 from device_sim.doors.softap.dnsmasq import Dnsmasq, DnsmasqConfig
 from device_sim.errors import TransportError
-from device_sim.virtual.netns import NETNS_ETC, VethLink, netns_unavailable_reason, run
 
 API = "http://192.168.4.1/captive-portal/api"
 WAIT = 10.0

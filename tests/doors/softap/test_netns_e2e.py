@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
+from device_sim.apps.virtual.netns import VethLink, netns_unavailable_reason, reap, run
 from device_sim.client.dhcp import take_lease
 from device_sim.network.scenario import load_scenario
-from device_sim.virtual.netns import VethLink, netns_unavailable_reason, reap, run
 
 SETUP_CODE = "2468-1357"
 AP = "192.168.4.1"

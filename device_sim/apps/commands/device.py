@@ -1,0 +1,102 @@
+"""``device-sim init`` and ``device-sim run``: the device's identity and its daemon.
+
+``run`` reads :class:`~device_sim.config.DaemonOptions` from the config file (or the built-in
+defaults), the ``DEVICE_SIM_*`` variables and the flags, in that order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ...errors import ConfigError
+
+
+def init(args: argparse.Namespace) -> int:
+    """Create the identity in ``--state-dir`` and print the label's content once.
+
+    Raises:
+        ValueError: ``--setup-code`` is not 8 digits.
+        StoreError: the state directory cannot be opened or already holds an identity.
+    """
+    from ...core.identity import create_identity
+    from ...core.store import DeviceStore
+    from ...doors import registry
+    from ...profile import load_profile
+    from ...security.ap_credentials import wifi_qr_string
+    from ...security.secret import Secret
+    from ...security.setup_code import format_setup_code
+
+    profile = load_profile()
+    code: Secret | None = args.setup_code  # normalised by the parser (commands.args)
+    history = None
+    if getattr(args, "scenario", None):
+        from ...network.scenario import load_scenario
+
+        history = load_scenario(args.scenario).history  # ConfigError before any file is made
+        if history is None:
+            raise ConfigError("--scenario", f"{args.scenario} gives the device no history")
+    with DeviceStore(args.state_dir) as store:
+        identity, setup_code = create_identity(
+            store, code, ap_passphrase_length=profile.softap.passphrase_length
+        )
+        local_name = profile.advertising.local_name_pattern.format(short_id=identity.short_id)
+        labels = registry.make_labels(store, profile, local_name)  # the personalities' lines
+        if history is not None:  # the scenario's past: its saved networks, online on the first
+            from ...core.store import Credentials
+
+            store.remember_history(
+                [
+                    Credentials(n.ssid, Secret(n.passphrase) if n.passphrase else None, n.hidden)
+                    for n in history.networks
+                ],
+                online=history.online,
+            )
+    shown = format_setup_code(setup_code.reveal())
+    ap_ssid = profile.softap.ssid_pattern.format(short_id=identity.short_id)
+    assert identity.softap_passphrase is not None
+    ap_pass = identity.softap_passphrase.reveal()
+    qr = wifi_qr_string(ap_ssid, identity.softap_passphrase).reveal()
+    # The label's content, printed once: the device keeps the setup code only as a verifier.
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "device_id": identity.device_id,
+                    "setup_code": shown,
+                    "softap_ssid": ap_ssid,
+                    "softap_passphrase": ap_pass,
+                    "softap_wifi_qr": qr,
+                    **labels,
+                }
+            )
+        )
+    else:
+        print(
+            f"device id:  {identity.device_id}\nsetup code: {shown}  (print it on the label; "
+            "the device keeps only its SRP verifier)\n"
+            f"setup Wi-Fi (SoftAP): {ap_ssid}  passphrase {ap_pass}\n"
+            f"Wi-Fi QR:   {qr}"
+        )
+        for key, value in labels.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Run the daemon until it is stopped; return its exit code.
+
+    Raises:
+        ConfigError: no state directory given (``--state-dir``, ``DEVICE_SIM_STATE_DIR`` or
+            ``--config``), a bad config file, variable or flag value.
+    """
+    import os
+
+    from ...config import resolve_options
+    from ...daemon import run_daemon
+
+    given = hasattr(args, "opt__state_dir") or "DEVICE_SIM_STATE_DIR" in os.environ
+    if args.config is None and not given:
+        raise ConfigError("--state-dir", "give --state-dir or --config")
+    # The config file (or the built-in defaults), the DEVICE_SIM_* variables, then the flags.
+    return await run_daemon(resolve_options(args.config, args))

@@ -1,0 +1,484 @@
+"""``device-sim demo``: one onboarding on virtual adapters, end to end, with its timeline.
+
+Exit status: with the scenario's own credentials, 0 when the onboarding ends as the scenario's
+``expect`` says (``--scenario no-dhcp`` exits 0 on NO_DHCP_LEASE) and 1 with a mismatch message
+otherwise; with credentials of the user's (``--ssid``, ``--passphrase``, ...) or
+``--retry-with-default``, 0 online and 1 a coded failure.
+
+Gives a fresh device an identity (the setup code is shown as its label would show it) and runs
+the device daemon as a real subprocess. Over BLE (default): a private D-Bus with two BlueZoo
+adapters, the daemon on hci0 and the reference client on hci1. With ``--transport softap``: the
+daemon opens only its SoftAP door (HTTP on loopback, the simulated access point) and the client
+provisions over HTTP. Prints what the phone saw and what the device reported.
+
+With ``--activation zero-touch|claim|registration`` the device is a factory unit (a temporary
+factory CA, fleet registration key and label) and the cloud emulator runs in-process on loopback
+with the account ``alice`` (also the unit's supply-chain account); the phone sends the
+activation inputs (claim: the account and the label's claim token; registration: the account and
+a device password) and the demo succeeds only when the device is online and activated.
+
+A scenario with a story (:mod:`device_sim.apps.story`: a timeline, a history, a phone that comes
+back) is played to its end: the device lives on in the changing world after its first
+onboarding (none when the scenario gives it a history), the phone re-onboards it when the story
+says, and the story's expectations (its event sequence, doors reopening, the time back online,
+the phone's sessions, the network it ends on) are checked with the outcome. ``--time-scale``
+runs the world and the device's timers faster (0.1: ten times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..client.target import ProvisionRequest, Target
+from ..control import control_request, follow
+from ..core.identity import create_identity
+from ..core.store import Credentials, DeviceStore
+from ..doors import registry
+from ..errors import ConfigError
+from ..network.scenario import load_scenario
+from ..profile import Profile, load_profile
+from ..security.secret import Secret
+from .commands.client import outcome_text
+from .commands.watch import Timeline
+from .daemon_process import DaemonProcess, daemon_argv
+from .story import StoryLog, has_story, play
+from .virtual.harness import VirtualBle, use_bus
+
+if TYPE_CHECKING:  # the factory and cloud modules load only for --activation
+    from ..doors.personality import Personality
+    from ..network.scenario import Scenario
+    from .cloud.admin import CloudAdmin
+    from .factory.unit import UnitResult
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    profile = load_profile()
+    scenario = load_scenario(args.scenario)
+    creds = scenario.default_credentials
+    ssid = (
+        bytes(args.ssid_hex) if args.ssid_hex else (args.ssid.encode() if args.ssid else creds.ssid)
+    )
+    passphrase = args.passphrase if args.passphrase is not None else creds.passphrase
+    hidden = bool(
+        args.hidden or (creds.hidden if args.ssid is None and not args.ssid_hex else False)
+    )
+    say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
+
+    cloud_world = scenario.cloud
+    mode = getattr(args, "activation", None) or cloud_world.mode
+    if cloud_world.activation != "ok" and not mode:
+        raise ConfigError(
+            "--activation",
+            f"the scenario's cloud is {cloud_world.activation}: give an activation mode",
+        )
+    if cloud_world.activation == "claim_token_expired" and mode != "claim":
+        raise ConfigError("--activation", "a claim token expires only in claim mode")
+    entry = registry.get(args.personality)
+    if args.transport not in entry.transports:
+        raise ConfigError(
+            "--transport", f"the {entry.name} personality does not run over {args.transport}"
+        )
+    if mode and not entry.activation:
+        raise ConfigError(
+            "--activation",
+            f"the {entry.name} personality has no activation inputs; use --personality native",
+        )
+
+    result: dict[str, Any] = {}
+    storied = has_story(scenario)
+    scale = args.time_scale
+    story_out: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix="device-sim-demo-") as tmp:
+        labels: dict[str, str] = {}
+        if mode:
+            # 0 days: the claim token has expired by the time the device presents it
+            ttl = 0 if cloud_world.activation == "claim_token_expired" else 365
+            unit = _factory_unit(Path(tmp), claim_ttl_days=ttl)
+            state_dir, label_code, device_id = unit.state_dir, unit.setup_code, unit.device_id
+            assert label_code is not None  # made in this process
+            _give_history(state_dir, scenario)
+            say(
+                f"factory unit {unit.serial}, device {device_id}  "
+                f"label setup code {label_code.reveal()}"
+            )
+        else:
+            state_dir = Path(tmp) / "device"
+            with DeviceStore(state_dir) as store:
+                identity, label_code = create_identity(store)
+                local_name = profile.advertising.local_name_pattern.format(
+                    short_id=identity.short_id
+                )
+                labels = registry.make_labels(store, profile, local_name)
+            _give_history(state_dir, scenario)
+            device_id = identity.device_id
+            say(f"device {device_id}  label setup code {label_code.reveal()}")
+        setup_code = args.setup_code or label_code  # checked by the parser (commands.args)
+        say(f"scenario {scenario.name}: {scenario.description}")
+        if scenario.history is not None:
+            names = ", ".join(_ssid_text(n.ssid) for n in scenario.history.networks)
+            say(
+                f"the device's past: saved networks {names}"
+                + (" (it was online on the first)" if scenario.history.online else "")
+            )
+        retries = None
+        if args.retry_with_default:
+            retries = [
+                (creds.ssid, Secret(creds.passphrase) if creds.passphrase else None, creds.hidden)
+            ]
+        async with contextlib.AsyncExitStack() as stack:
+            cloud: _DemoCloud | None = None
+            if mode:
+                cloud = await stack.enter_async_context(
+                    _DemoCloud(Path(tmp), unit, mode, cloud_world.activation)
+                )
+                say(
+                    f"cloud emulator at {cloud.url}: account {DEMO_ACCOUNT}, supply chain "
+                    f"{unit.serial} -> {DEMO_ACCOUNT}; device activation: {mode}"
+                    + (
+                        f"; the cloud plays: {cloud_world.activation}"
+                        if cloud_world.activation != "ok"
+                        else ""
+                    )
+                )
+            if args.transport == "softap":
+                env, adapter, doors = dict(os.environ), "hci0", "softap-only"
+            else:
+                vb = await stack.enter_async_context(VirtualBle(adapters=2))
+                say(f"virtual BLE: {', '.join(vb.adapters)} on {vb.bus_address}")
+                stack.enter_context(use_bus(vb))
+                env, adapter, doors = vb.env(), vb.adapters[0], "ble-only"
+            extra = ["--personality", args.personality]
+            if args.transport == "softap" and entry.concurrent_ap:
+                # A personality's own SoftAP API (ESP's) is read on the AP after the join, as
+                # an ESP32 keeps its AP up (APSTA): the emulated radio does both at once.
+                extra.append("--softap-concurrent")
+            if scale != 1.0:  # the world and the device's timers, both faster
+                extra += ["--time-scale", f"{scale:g}", "--timeout-scale", f"{scale:g}"]
+            if args.seed is not None:  # the world's draws, as `run --seed` takes them
+                extra += ["--seed", str(args.seed)]
+            extra += cloud.daemon_args() if cloud is not None else []
+            daemon = DaemonProcess(
+                daemon_argv(
+                    state_dir,
+                    adapter=adapter,
+                    scenario=args.scenario,
+                    zero_delay=args.zero_delay,
+                    doors=doors,
+                    extra=extra,
+                ),
+                env,
+                Path(tmp) / "daemon.log",
+            )
+            stack.push_async_callback(daemon.stop)
+            ready = await daemon.start()
+            log = StoryLog()
+            view = Timeline("device", profile)
+
+            def seen(item: dict[str, Any]) -> None:
+                log.add(item)
+                if args.json:
+                    return
+                view.add(item)  # the device's events as they happen, as `device-sim watch`
+                if item.get("kind") == "event":
+                    say(view.line(item))
+
+            watcher = asyncio.ensure_future(follow(state_dir, seen, last=200 if storied else 0))
+            stack.callback(watcher.cancel)
+            if args.transport == "softap":
+                softap = ready["doors"]["softap"]
+                say(f"device daemon: access point {softap['ssid']}, API at {softap['ap_url']}")
+                target = Target(softap_url=softap["ap_url"])
+            else:
+                say(f"device daemon advertising as {ready['local_name']} on {adapter}")
+                target = Target(adapter=vb.adapters[1], name=ready["local_name"])
+            phone = _Phone(profile, entry, target, state_dir, setup_code, labels, say, args.json)
+            first_seq = 0
+            if scenario.history is None:
+                say(f"\nphone: provisioning {_ssid_text(ssid)} ...")
+                request = ProvisionRequest(
+                    ssid=ssid,
+                    passphrase=Secret(passphrase) if passphrase else None,
+                    hidden=hidden,
+                    setup_code=setup_code,
+                    activation=cloud.inputs() if cloud is not None else None,
+                    retries=retries or [],
+                    extra=labels,  # what the phone scans from the label (e.g. ESP's QR)
+                )
+                result = await phone.provision(request)
+                if storied and result.get("state") in ("online", "failed"):
+                    async with asyncio.timeout(30):  # the outcome the phone read, in the stream
+                        outcome = await log.wait_for(lambda e: e["phase"] in ("online", "failed"))
+                    first_seq = int(outcome["seq"])
+                else:
+                    storied = False  # no outcome of the first onboarding: no story after it
+            if storied:
+                story_out = await play(
+                    scenario, log, state_dir, first_seq, phone.again, scale, args.transport, say
+                )
+                final = story_out.pop("final")
+                entry_code = profile.code(int(final["code"]))
+                result.update(
+                    state=final["state"],
+                    code=entry_code.id,
+                    code_name=entry_code.name,
+                    message=entry_code.user_message,
+                    next_step=entry_code.next_step,
+                    activation=final.get("activation"),  # the binding after the story
+                )
+                result["story"] = story_out
+            if cloud is not None:
+                say(_activation_line(result.get("activation")))
+                listed = await cloud.listed(device_id)
+                result["cloud_listing"] = listed
+                say(
+                    f"cloud: account {DEMO_ACCOUNT} lists the device: "
+                    + (
+                        f"mode {listed['mode']}, generation {listed['generation']}"
+                        if listed
+                        else "no"
+                    )
+                )
+    expect = scenario.default_credentials.expect
+    own = args.ssid is None and not args.ssid_hex and args.passphrase is None and not args.hidden
+    checked = own and not args.retry_with_default and args.setup_code is None
+    problems = list(story_out["mismatches"]) if story_out and checked else []
+    if checked:  # the scenario's own credentials: its `expect` is the outcome to check
+        result["expected"] = expect.name
+        if result.get("code_name") != expect.name:
+            problems.insert(
+                0,
+                f"the scenario {scenario.name} expects {expect.name}, the onboarding ended "
+                f"{result.get('code_name')}",
+            )
+        say(
+            f"as the scenario expects: {expect.name}" + (" (and its story)" if storied else "")
+            if not problems
+            else "\n".join(f"MISMATCH: {problem}" for problem in problems)
+        )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    if checked:
+        return 0 if not problems else 1
+    online = result.get("state") == "online"
+    if mode:
+        online = online and (result.get("activation") or {}).get("status") == "active"
+    return 0 if online else 1
+
+
+class _Phone:
+    """The demo's phone: one personality's phone side, on one target, with the label."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        entry: Personality,
+        target: Target,
+        state_dir: Path,
+        setup_code: Secret,
+        labels: dict[str, str],
+        say: Any,
+        quiet: bool,
+    ) -> None:
+        self.profile, self.entry, self.target, self.state_dir = profile, entry, target, state_dir
+        self.setup_code, self.labels, self.say, self.quiet = setup_code, labels, say, quiet
+        self.results: list[dict[str, Any]] = []
+
+    async def provision(self, request: ProvisionRequest) -> dict[str, Any]:
+        for command in self.entry.bench_commands:  # e.g. Improv: press the device's button
+            self.say(f"the {self.entry.name} personality asks for it: device-sim ctl {command}")
+            await control_request(self.state_dir, command)
+        result = await self.entry.phone(
+            self.profile, self.target, request, None if self.quiet else _progress
+        )
+        for attempt in result.get("attempts", [result]):
+            self.say(_timeline(attempt))
+        self.results.append(result)
+        return result
+
+    async def again(self, creds: Credentials) -> dict[str, Any]:
+        """The user sets the device up again (the story's phone): the same label, new Wi-Fi."""
+        return await self.provision(
+            ProvisionRequest(
+                ssid=creds.ssid,
+                passphrase=creds.passphrase,
+                hidden=creds.hidden,
+                setup_code=self.setup_code,
+                extra=self.labels,
+            )
+        )
+
+
+def _give_history(state_dir: Path, scenario: Scenario) -> None:
+    """The scenario's past: the networks the device saved, online on the first."""
+    history = scenario.history
+    if history is None:
+        return
+    with DeviceStore(state_dir) as store:
+        store.remember_history(
+            [
+                Credentials(n.ssid, Secret(n.passphrase) if n.passphrase else None, n.hidden)
+                for n in history.networks
+            ],
+            online=history.online,
+        )
+
+
+DEMO_ACCOUNT = "alice"
+PREVIOUS_OWNER = "previous-owner"
+
+
+def _factory_unit(tmp: Path, *, claim_ttl_days: int = 365) -> UnitResult:
+    """A temporary factory (CA and fleet registration key) and one unit made on it."""
+    from ..pki import create_factory_ca
+    from .factory.registration import ensure_registration_key
+    from .factory.unit import provision_unit
+
+    create_factory_ca(tmp / "factory", "Demo Factory")
+    registration = ensure_registration_key(tmp / "factory")
+    return provision_unit(
+        tmp / "factory",
+        tmp / "units",
+        station="demo",
+        registration=registration,
+        claim_ttl_days=claim_ttl_days,
+    )
+
+
+class _DemoCloud:
+    """The cloud emulator in-process, with the demo account and the unit imported."""
+
+    def __init__(self, tmp: Path, unit: UnitResult, mode: str, behaviour: str = "ok") -> None:
+        from .cloud.emulator import CloudEmulator
+
+        self.unit, self.mode, self.tmp, self.behaviour = unit, mode, tmp, behaviour
+        self._refusing: socket.socket | None = None
+        self.emulator = CloudEmulator(tmp / "cloud", factory_chain=tmp / "factory" / "chain.pem")
+        self.password = secrets.token_urlsafe(12)  # the account's; never printed
+        self.device_password = Secret(secrets.token_urlsafe(12))
+        self._stack = contextlib.AsyncExitStack()
+        self.admin: CloudAdmin | None = None
+
+    @property
+    def url(self) -> str:
+        return self.emulator.url
+
+    async def __aenter__(self) -> _DemoCloud:
+        from .cloud.admin import CloudAdmin
+
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.emulator)
+            self.admin = await stack.enter_async_context(
+                CloudAdmin(self.emulator.url, self.emulator.ca_file, self.emulator.admin_token)
+            )
+            await self.admin.import_units(self.tmp / "units" / "cloud-import.json")
+            await self.admin.add_account(DEMO_ACCOUNT, self.password)
+            if not (self.behaviour == "rejecting" and self.mode == "zero-touch"):
+                await self.admin.set_supply_chain(self.unit.serial, DEMO_ACCOUNT)
+            if self.behaviour == "claimed_by_another_account":
+                # A second-hand unit: its previous owner's binding is still in the cloud.
+                await self.admin.add_account(PREVIOUS_OWNER, secrets.token_urlsafe(12))
+                await self.emulator.record_binding(self.unit.device_id, PREVIOUS_OWNER, "claim")
+            if self.behaviour == "unreachable":
+                # Bound, never listening: the device's connection to the cloud is refused.
+                self._refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                stack.callback(self._refusing.close)
+                self._refusing.bind(("127.0.0.1", 0))
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    def daemon_args(self) -> list[str]:
+        url = self.emulator.url
+        if self._refusing is not None:
+            url = f"https://127.0.0.1:{self._refusing.getsockname()[1]}"
+        return [
+            "--activation",
+            self.mode,
+            "--cloud-url",
+            url,
+            "--cloud-ca",
+            str(self.emulator.ca_file),
+        ]
+
+    def inputs(self) -> dict[str, Secret | str | None]:
+        """What the app sends with SET_ACTIVATION (claim: the token from the label's QR)."""
+        # rejecting: the app names an account the cloud does not know
+        account = "nobody" if self.behaviour == "rejecting" else DEMO_ACCOUNT
+        if self.mode == "claim":
+            return {"account": account, "claim_token": self.unit.claim_token}
+        if self.mode == "registration":
+            return {"account": account, "device_password": self.device_password}
+        return {}
+
+    async def listed(self, device_id: str) -> dict[str, Any] | None:
+        assert self.admin is not None
+        devices = await self.admin.list_devices(DEMO_ACCOUNT, self.password)
+        return next((d for d in devices if d["device_id"] == device_id), None)
+
+
+def _activation_line(activation: dict[str, Any] | None) -> str:
+    if not activation:
+        return "ACTIVATION: no status from the device"
+    status = activation.get("status") or "none"
+    if status == "none":
+        return "ACTIVATION: none (the device has not activated with the cloud)"
+    parts = [
+        f"{label} {activation[key]}"
+        for key, label in (
+            ("mode", "mode"),
+            ("account", "account"),
+            ("generation", "generation"),
+            ("device_user", "device user"),
+        )
+        if activation.get(key) is not None
+    ]
+    return f"ACTIVATION: {status}" + (f"  {', '.join(parts)}" if parts else "")
+
+
+def _ssid_text(ssid: bytes) -> str:
+    try:
+        return repr(ssid.decode("utf-8"))
+    except UnicodeDecodeError:
+        return f"<hex {ssid.hex()}>"
+
+
+def _progress(phase: str, info: dict[str, Any]) -> None:
+    if phase != "event":
+        print(f"  phone  {phase}", flush=True)
+
+
+def _timeline(result: dict[str, Any]) -> str:
+    lines = [
+        "",
+        "onboarding timeline (device events; ms since the session opened, then since CONNECT):",
+    ]
+    for ev in result.get("events", []):
+        code = f"  {ev.get('code_name', ev.get('code'))}" if ev.get("code") else ""
+        lines.append(f"  +{ev['t_ms']:>6}  {ev['state']:<21} {ev['phase']:<15}{code}")
+    t = result.get("timings_ms", {})
+    lines.append(
+        "phone timings (ms): " + "  ".join(f"{k} {v}" for k, v in t.items() if v is not None)
+    )
+    lines.append(
+        f"round trips ({result.get('transport', 'ble')}): {result.get('gatt_round_trips')}"
+    )
+    lines.append(
+        f"RESULT: {outcome_text(result)}  [{result.get('code')} {result.get('code_name')}]"
+        f"  {result.get('message')}"
+    )
+    if result.get("code"):
+        lines.append(f"  next step: {result.get('next_step')}")
+        if result.get("detail"):
+            lines.append(f"  detail: {result.get('detail')}")
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""What a doctor check gets and gives: the shared :class:`Context` in, a :class:`CheckResult` out.
+
+A check returns the detail of its pass, or raises :class:`Failed` with what is wrong and the fix;
+the runner turns both (and anything unexpected) into a :class:`CheckResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dbus_fast.aio import MessageBus
+
+from ...config import DaemonOptions
+from ...errors import ConfigError
+
+__all__ = ["Check", "CheckResult", "Context", "Failed"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""  # what to run or change; empty when ok
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix or None}
+
+
+class Failed(Exception):
+    """A check's verdict: what is wrong and how to fix it."""
+
+    def __init__(self, detail: str, fix: str) -> None:
+        super().__init__(detail)
+        self.detail, self.fix = detail, fix
+
+
+@dataclass
+class Context:
+    config: DaemonOptions
+    config_error: ConfigError | None
+    bus_address: str | None
+    defaults: bool = False  # no config given: a Raspberry Pi install's defaults
+    bus: MessageBus | None = None
+    nm_up: bool = False
+    wifi_path: str | None = None  # the Wi-Fi device the networkmanager check chose
+    wifi_iface: str | None = None
+
+    @property
+    def nm_needed(self) -> bool:
+        return self.config.network.backend == "networkmanager"
+
+
+Check = Callable[[Context], Awaitable[str]]

@@ -1,0 +1,307 @@
+"""The doctor's checks over the system D-Bus: the bus, BlueZ, NetworkManager, AP mode, permissions.
+
+Each check is bounded by the runner's timeout and calls with ``NO_AUTOSTART``: a stopped service
+is reported, not started by asking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from dbus_fast import BusType, Message, MessageFlag, MessageType
+from dbus_fast.aio import MessageBus
+
+from ...errors import DEFAULT_SYSTEM_BUS, SYSTEM_BUS_ENV, bus_address
+from ...network.nm import defs
+from .base import Context, Failed
+
+__all__ = [
+    "BLUEZ",
+    "BUS_ENV",
+    "DEFAULT_BUS",
+    "NM_PERMISSIONS",
+    "check_ap_capability",
+    "check_bluez",
+    "check_dbus",
+    "check_dbus_permissions",
+    "check_networkmanager",
+]
+
+BUS_ENV = SYSTEM_BUS_ENV
+DEFAULT_BUS = DEFAULT_SYSTEM_BUS
+
+BLUEZ = "org.bluez"
+OBJECT_MANAGER_IFACE = "org.freedesktop.DBus.ObjectManager"
+ADAPTER_IFACE = "org.bluez.Adapter1"
+LE_ADVERTISING_IFACE = "org.bluez.LEAdvertisingManager1"
+NM_PERMISSIONS = (
+    "org.freedesktop.NetworkManager.network-control",
+    "org.freedesktop.NetworkManager.settings.modify.system",
+)
+_NOT_RUNNING = (defs.ERR_SERVICE_UNKNOWN, defs.ERR_NAME_HAS_NO_OWNER)
+_AS_ROOT = "run the doctor as root (sudo), as the service runs"
+
+
+class _DBusError(Exception):
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__(f"{name}: {text}" if text else name)
+        self.name = name
+
+
+async def _call(
+    bus: MessageBus,
+    dest: str,
+    path: str,
+    iface: str,
+    member: str,
+    signature: str = "",
+    body: Sequence[Any] = (),
+) -> list[Any]:
+    # NO_AUTOSTART: the doctor reports a stopped service, it does not start one by asking.
+    reply = await bus.call(
+        Message(
+            destination=dest,
+            path=path,
+            interface=iface,
+            member=member,
+            signature=signature,
+            body=list(body),
+            flags=MessageFlag.NO_AUTOSTART,
+        )
+    )
+    if reply is None:
+        raise _DBusError("no reply", "")
+    if reply.message_type is MessageType.ERROR:
+        text = str(reply.body[0]) if reply.body else ""
+        raise _DBusError(reply.error_name or "error", text)
+    return list(reply.body)
+
+
+async def _get_all(bus: MessageBus, dest: str, path: str, iface: str) -> dict[str, Any]:
+    (props,) = await _call(bus, dest, path, defs.PROPS_IFACE, "GetAll", "s", [iface])
+    return {name: variant.value for name, variant in props.items()}
+
+
+async def _get(bus: MessageBus, dest: str, path: str, iface: str, name: str) -> Any:
+    (variant,) = await _call(bus, dest, path, defs.PROPS_IFACE, "Get", "ss", [iface, name])
+    return variant.value
+
+
+def _bus(ctx: Context) -> MessageBus:
+    if ctx.bus is None:
+        raise Failed(
+            "not checked: the system bus is unreachable (see the dbus check)",
+            "fix the dbus check first",
+        )
+    return ctx.bus
+
+
+async def check_dbus(ctx: Context) -> str:
+    address = ctx.bus_address or bus_address()
+    bus: MessageBus | None = None
+    try:
+        bus = MessageBus(bus_address=ctx.bus_address, bus_type=BusType.SYSTEM)
+        await bus.connect()
+    except BaseException as exc:  # also a timeout: no half-open bus is left to the next checks
+        if bus is not None:
+            with contextlib.suppress(Exception):
+                bus.disconnect()
+        if not isinstance(exc, Exception):
+            raise
+        raise Failed(
+            f"cannot connect to the system bus at {address}: {exc}",
+            "sudo systemctl start dbus (or fix DBUS_SYSTEM_BUS_ADDRESS)",
+        ) from None
+    ctx.bus = bus
+    return f"connected to {address.split(',guid=')[0]} as {bus.unique_name}"
+
+
+async def check_bluez(ctx: Context) -> str:
+    if ctx.config.doors.policy == "softap-only":
+        return "not needed: doors.policy is softap-only"
+    bus, adapter = _bus(ctx), ctx.config.ble.adapter
+    try:
+        (objects,) = await _call(bus, BLUEZ, "/", OBJECT_MANAGER_IFACE, "GetManagedObjects")
+    except _DBusError as exc:
+        if exc.name in _NOT_RUNNING:
+            raise Failed(
+                "org.bluez is not on the system bus: BlueZ is not running",
+                "sudo systemctl start bluetooth (not installed? sudo apt install bluez)",
+            ) from None
+        raise Failed(
+            f"BlueZ GetManagedObjects failed: {exc}",
+            _AS_ROOT if exc.name == defs.ERR_ACCESS_DENIED else "sudo systemctl restart bluetooth",
+        ) from None
+    adapters = {
+        path.rsplit("/", 1)[-1]: ifaces
+        for path, ifaces in objects.items()
+        if ADAPTER_IFACE in ifaces
+    }
+    if adapter not in adapters:
+        found = ", ".join(sorted(adapters)) or "none"
+        fix = (
+            f"set [ble] adapter to one of: {found} (bluetoothctl list)"
+            if adapters
+            else "sudo rfkill unblock bluetooth && sudo systemctl restart bluetooth "
+            "(Raspberry Pi: sudo systemctl restart hciuart)"
+        )
+        raise Failed(f"adapter {adapter} not found (adapters: {found})", fix)
+    ifaces = adapters[adapter]
+    props = {k: v.value for k, v in ifaces[ADAPTER_IFACE].items()}
+    if props.get("Powered") is not True:
+        state = props.get("PowerState", "off")
+        fix = (
+            "sudo rfkill unblock bluetooth"
+            if state == "off-blocked"
+            else "bluetoothctl power on (if it answers org.bluez.Error.Blocked: "
+            "sudo rfkill unblock bluetooth)"
+        )
+        raise Failed(f"adapter {adapter} is not powered (power state {state})", fix)
+    if LE_ADVERTISING_IFACE not in ifaces:
+        raise Failed(
+            f"adapter {adapter} has no {LE_ADVERTISING_IFACE}: no LE advertising",
+            "use a Bluetooth LE adapter with BlueZ >= 5.48 "
+            "(check: bluetoothctl --version; sudo btmgmt info lists le and advertising)",
+        )
+    slots = ifaces[LE_ADVERTISING_IFACE].get("SupportedInstances")
+    free = f" ({slots.value} free advertising slots)" if slots is not None else ""
+    return f"BlueZ up; {adapter} ({props.get('Address', '?')}) powered, LE advertising{free}"
+
+
+async def check_networkmanager(ctx: Context) -> str:
+    if not ctx.nm_needed:
+        return "not needed: network.backend is simulated"
+    bus = _bus(ctx)
+    try:
+        version = await _get(bus, defs.BUS_NAME, defs.MANAGER_PATH, defs.MANAGER_IFACE, "Version")
+    except _DBusError as exc:
+        if exc.name in _NOT_RUNNING:
+            raise Failed(
+                f"{defs.BUS_NAME} is not on the system bus: NetworkManager is not running",
+                "sudo systemctl start NetworkManager (and: sudo systemctl enable NetworkManager)",
+            ) from None
+        raise Failed(
+            f"NetworkManager does not answer: {exc}",
+            _AS_ROOT
+            if exc.name == defs.ERR_ACCESS_DENIED
+            else "sudo systemctl restart NetworkManager",
+        ) from None
+    ctx.nm_up = True
+    (paths,) = await _call(bus, defs.BUS_NAME, defs.MANAGER_PATH, defs.MANAGER_IFACE, "GetDevices")
+    wifi: list[tuple[str, dict[str, Any]]] = []
+    for path in paths:
+        props = await _get_all(bus, defs.BUS_NAME, path, defs.DEVICE_IFACE)
+        if props.get("DeviceType") == defs.DeviceType.WIFI:
+            wifi.append((path, props))
+    bad = (defs.DeviceState.UNMANAGED, defs.DeviceState.UNAVAILABLE)
+    wanted = ctx.config.network.interface
+    names = ", ".join(p.get("Interface", "?") for _, p in wifi) or "none"
+    if wanted is not None:
+        chosen = [d for d in wifi if d[1].get("Interface") == wanted]
+    else:  # the first usable one, else the first one (to say what is wrong with it)
+        chosen = sorted(wifi, key=lambda d: d[1].get("State") in bad)
+    if not chosen:
+        what = f"no Wi-Fi device {wanted}" if wanted else "no Wi-Fi device"
+        fix = (
+            f"set [network] interface to one of: {names}"
+            if wifi
+            else "sudo rfkill unblock wifi; check the Wi-Fi chip with: nmcli device status"
+        )
+        raise Failed(f"NetworkManager {version}: {what} (Wi-Fi devices: {names})", fix)
+    ctx.wifi_path, props = chosen[0]
+    iface = ctx.wifi_iface = str(props.get("Interface", "?"))
+    state = int(props.get("State", 0))
+    try:
+        state_name = defs.DeviceState(state).name.lower()
+    except ValueError:
+        state_name = f"state {state}"
+    if state == defs.DeviceState.UNMANAGED:
+        raise Failed(
+            f"NetworkManager {version}: {iface} is unmanaged",
+            f"sudo nmcli device set {iface} managed yes (and remove it from "
+            "unmanaged-devices in /etc/NetworkManager/)",
+        )
+    if state == defs.DeviceState.UNAVAILABLE:
+        manager = await _get_all(bus, defs.BUS_NAME, defs.MANAGER_PATH, defs.MANAGER_IFACE)
+        if manager.get("WirelessHardwareEnabled") is False:
+            fix = "sudo rfkill unblock wifi"
+        elif manager.get("WirelessEnabled") is False:
+            fix = "sudo nmcli radio wifi on"
+        else:
+            fix = (
+                "sudo rfkill unblock wifi && sudo nmcli radio wifi on "
+                "(Raspberry Pi: set the Wi-Fi country first, see regulatory_country)"
+            )
+        raise Failed(f"NetworkManager {version}: {iface} is unavailable", fix)
+    return f"NetworkManager {version}; Wi-Fi device {iface} managed ({state_name})"
+
+
+async def check_ap_capability(ctx: Context) -> str:
+    if not ctx.nm_needed:
+        return "not needed: network.backend is simulated"
+    bus = _bus(ctx)
+    if ctx.wifi_path is None:
+        raise Failed(
+            "not checked: no Wi-Fi device (see the networkmanager check)",
+            "fix the networkmanager check first",
+        )
+    caps = defs.WifiCapabilities(
+        int(
+            await _get(
+                bus, defs.BUS_NAME, ctx.wifi_path, defs.WIRELESS_IFACE, "WirelessCapabilities"
+            )
+        )
+    )
+    has_ap = defs.WifiCapabilities.AP in caps
+    if ctx.config.doors.policy == "ble-only":
+        return (
+            f"not needed: doors.policy is ble-only ({ctx.wifi_iface} AP mode: "
+            f"{'yes' if has_ap else 'no'})"
+        )
+    if not has_ap:
+        raise Failed(
+            f"{ctx.wifi_iface}'s driver does not offer AP mode: the SoftAP door cannot start",
+            'set [doors] policy = "ble-only", or use a Wi-Fi '
+            "adapter with AP mode (iw list: Supported interface modes: AP)",
+        )
+    bands = [
+        b
+        for b, f in (
+            ("2.4 GHz", defs.WifiCapabilities.FREQ_2GHZ),
+            ("5 GHz", defs.WifiCapabilities.FREQ_5GHZ),
+        )
+        if f in caps
+    ]
+    return f"{ctx.wifi_iface} supports AP mode" + (f" ({', '.join(bands)})" if bands else "")
+
+
+async def check_dbus_permissions(ctx: Context) -> str:
+    if not ctx.nm_needed:
+        return "not needed: network.backend is simulated"
+    uid = os.geteuid()
+    who = "root" if uid == 0 else f"uid {uid}"
+    if not ctx.nm_up:
+        if uid == 0:
+            return "running as root (NetworkManager not reachable to ask)"
+        raise Failed(
+            f"not checked: NetworkManager is not reachable; running as {who}",
+            "fix the networkmanager check first",
+        )
+    (answer,) = await _call(
+        _bus(ctx), defs.BUS_NAME, defs.MANAGER_PATH, defs.MANAGER_IFACE, "GetPermissions"
+    )
+    said = ", ".join(
+        f"{p.removeprefix(defs.BUS_NAME + '.')}: {answer.get(p, 'unknown')}" for p in NM_PERMISSIONS
+    )
+    if all(answer.get(p) == "yes" for p in NM_PERMISSIONS):
+        return f"{said} (as {who})"
+    if uid == 0:
+        return f"running as root, which NetworkManager always authorizes (it said {said})"
+    raise Failed(
+        f"NetworkManager says {said} for {who}",
+        "run device-sim as root (the systemd unit does), or add a polkit rule "
+        "granting its user " + " and ".join(NM_PERMISSIONS),
+    )

@@ -1,0 +1,163 @@
+"""The doctor's checks of the host itself: the Wi-Fi country, the state directory, the config.
+
+None of them needs the system bus; none leaves anything behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import ssl
+import tempfile
+from pathlib import Path
+
+from ...errors import ConfigError, StoreError
+from .base import Context, Failed
+
+__all__ = [
+    "REGDOM_FIX",
+    "REGDOM_PARAM",
+    "check_config",
+    "check_regulatory_country",
+    "check_state_dir",
+]
+
+REGDOM_PARAM = Path("/sys/module/cfg80211/parameters/ieee80211_regdom")
+REGDOM_FIX = (
+    "set the Wi-Fi country: sudo raspi-config nonint do_wifi_country XX "
+    "(XX: your ISO 3166 code, e.g. GB)"
+)
+
+
+async def check_regulatory_country(ctx: Context) -> str:
+    if not ctx.nm_needed:
+        return "not needed: network.backend is simulated"
+    tried: list[str] = []
+    iw = shutil.which("iw")
+    if iw is not None:
+        code, out = await _run([iw, "reg", "get"])
+        if code == 0:
+            countries = re.findall(r"^country ([A-Z0-9]{2}):", out, re.MULTILINE)
+            chosen = [c for c in countries if c != "00"]
+            if chosen:
+                return f"country {chosen[0]} (iw reg get)"
+            raise Failed(
+                f"no Wi-Fi country set (iw reg get: country {', '.join(countries) or 'none'})",
+                REGDOM_FIX,
+            )
+        last = out.strip().splitlines()[-1:]
+        tried.append(f"iw reg get failed: {last[0] if last else f'exit status {code}'}")
+    else:
+        tried.append("no iw")
+    try:
+        value = REGDOM_PARAM.read_text(encoding="ascii").strip()  # noqa: ASYNC240 - sysfs
+    except OSError:
+        tried.append(f"no {REGDOM_PARAM}")
+    else:
+        if value and value != "00":
+            return f"country {value} ({REGDOM_PARAM})"
+        raise Failed(f"no Wi-Fi country set ({REGDOM_PARAM}: {value or 'empty'})", REGDOM_FIX)
+    raise Failed(
+        f"unknown: cannot read the Wi-Fi country ({'; '.join(tried)})",
+        f"sudo apt install iw; then, if unset, {REGDOM_FIX}",
+    )
+
+
+async def _run(argv: list[str]) -> tuple[int, str]:
+    """Run ``argv``; (exit status, stdout + stderr). The caller's timeout bounds it."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+    try:
+        out, _ = await proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.shield(proc.wait())
+        raise
+    return int(proc.returncode or 0), out.decode("utf-8", "replace")
+
+
+async def check_state_dir(ctx: Context) -> str:
+    """Writable and holding an identity. Creates nothing that stays: a missing directory is
+    left to `device-sim init`, a temporary file proves it writable and is removed."""
+    path = ctx.config.state_dir
+    fix, init = f"sudo install -d -m 700 {path}", f"sudo device-sim init --state-dir {path}"
+
+    def probe() -> str:
+        from ...core.store import DeviceStore
+
+        if not path.exists():
+            parent = next(p for p in path.parents if p.exists())
+            if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+                raise Failed(
+                    f"{path} does not exist and cannot be created "
+                    f"({parent} is not a writable directory)",
+                    fix,
+                )
+            raise Failed(f"{path} does not exist yet (it can be created): no device identity", init)
+        if not path.is_dir():
+            raise Failed(f"{path} is not a writable directory: not a directory", fix)
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".doctor-")
+        os.close(fd)
+        os.unlink(tmp)
+        if not (path / DeviceStore.FILENAME).exists():
+            raise Failed(f"{path} is writable but holds no device identity (no store)", init)
+        with DeviceStore(path) as store:
+            if store.identity() is None:
+                raise Failed(f"{path} is writable but holds no device identity", init)
+        mode = path.stat().st_mode & 0o777
+        tail = (
+            f", mode {mode:04o} (0700 recommended: sudo chmod 700 {path})" if mode & 0o077 else ""
+        )
+        return f"{path}: writable, store opens, identity present{tail}"
+
+    try:
+        return await asyncio.to_thread(probe)
+    except OSError as exc:
+        raise Failed(f"{path} is not a writable directory: {exc.strerror or exc}", fix) from None
+    except StoreError as exc:
+        raise Failed(f"the device store in {path} does not open: {exc.detail}", fix) from None
+
+
+async def check_config(ctx: Context) -> str:
+    from ...doors import registry
+    from ...network.scenario import load_scenario
+    from ...profile import load_profile
+
+    fix = "correct the config file (every key is shown in packaging/device-sim.toml)"
+    if ctx.config_error is not None:
+        raise Failed(str(ctx.config_error), fix)
+    cfg = ctx.config
+    parts = [
+        "no config file: checked a Raspberry Pi install's defaults"
+        if ctx.defaults
+        else f"{cfg.source or 'the configuration'} is valid"
+    ]
+    try:
+        profile = load_profile(cfg.profile)
+        chosen = registry.resolve(cfg.ble.personalities, profile, "ble.personalities")
+        parts.append(
+            f"profile {profile.source.name} loads "
+            f"(personalities {', '.join(e.name for e in chosen)})"
+        )
+        if cfg.network.backend == "simulated":
+            parts.append(f"scenario {load_scenario(cfg.network.scenario).name} loads")
+    except ConfigError as exc:
+        raise Failed(str(exc), fix) from None
+    if cfg.cloud.ca is not None:
+        try:
+            ssl.create_default_context(cafile=str(cfg.cloud.ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise Failed(
+                f"cloud.ca {cfg.cloud.ca}: not a readable PEM CA bundle ({exc})", fix
+            ) from None
+        parts.append("cloud CA loads")
+    return "; ".join(parts)
