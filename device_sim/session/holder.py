@@ -16,7 +16,7 @@ authorized write) is the personality's; this layer keeps what they all need:
 * provisioning from doors that authorized their user their own way (:meth:`direct_provision`,
   and the browser page's setup-code proof, :meth:`portal_provision`);
 * the device's requests every protocol may offer: the access point on request, the
-  diagnostics bundle, its status.
+  diagnostics bundle, a factory reset after the answer.
 """
 
 from __future__ import annotations
@@ -333,19 +333,6 @@ class SessionHolder:
         self.engine.connect()
 
     # --- requests every protocol may offer -----------------------------------------------------
-
-    def status(self) -> dict[str, Any]:
-        record = self.engine.record
-        return {
-            "state": record.state.wire_name,
-            "code": int(record.code),
-            "code_name": record.code.name,
-            "phase": record.phase,
-            "attempt": record.attempt,
-            "detail": record.detail,
-            "ssid_hex": record.ssid.hex() if record.ssid else None,
-            "activation": self.store.cloud().public(),
-        }
 
     def factory_reset_soon(self, reason: str) -> None:
         """The session's answer leaves first; then the session ends and the device resets."""

@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ..codes import Code, State
-from ..core.engine import BUSY_STATES, RadioUser
+from ..codes import Code
+from ..core.engine import RadioUser
 from ..core.events import STATE_PHASES, DiagnosticEvent, EventPhase
 from ..core.store import Identity, OnboardingRecord
+from ..core.view import DeviceView
 from ..network.base import AccessPoint, AccessPointConfig
 from ..security.secret import Secret
 from .holder import Closer, SessionHolder, SoftApOpener
@@ -48,12 +49,13 @@ SessionOpened = Callable[[Hashable], None]
 SessionClosed = Callable[[Hashable, Code], None]
 
 
-class DoorPort:
-    """The session layer as door ``door`` sees it (its settings are kept under that name)."""
+class DoorPort(DeviceView):
+    """The session layer as door ``door`` sees it (its settings are kept under that name), and
+    the device's public state (:class:`~device_sim.core.view.DeviceView`)."""
 
     def __init__(self, service: SessionHolder, door: str) -> None:
+        super().__init__(service.engine)
         self._service = service
-        self._engine = service.engine
         self.door = door
         self.profile = service.profile
         self.identity: Identity = service.identity
@@ -135,10 +137,6 @@ class DoorPort:
         """Join the stored network. Raises OnboardingError."""
         self._engine.connect()
 
-    def status(self) -> dict[str, Any]:
-        """The device's state, code, phase, attempt, network and activation (no secrets)."""
-        return self._service.status()
-
     def set_activation_inputs(
         self, account: str | None, claim_token: Secret | None, password: Secret | None
     ) -> None:
@@ -184,74 +182,6 @@ class DoorPort:
     ) -> Callable[[], None]:
         """Be told when any session opens or closes; returns the function that stops it."""
         return self._service.follow_sessions(opened, closed)
-
-    # --- the device's public state ---------------------------------------------------------------
-
-    @property
-    def record(self) -> OnboardingRecord:
-        return self._engine.record
-
-    @property
-    def state(self) -> State:
-        return self._engine.state
-
-    @property
-    def busy(self) -> bool:
-        """A join or its checks run (the radio is the station's)."""
-        return self._engine.state in BUSY_STATES
-
-    @property
-    def provisioned(self) -> bool:
-        """Joining, verifying or online: the device has its network (or is getting it)."""
-        return self.busy or self._engine.state is State.ONLINE
-
-    @property
-    def associated(self) -> bool:
-        """On its network: online, or checking it again after DNS or the internet went away
-        (the link is still up)."""
-        record = self._engine.record
-        if record.state is State.ONLINE:
-            return True
-        if record.state is State.VERIFYING:
-            return self._engine.life.rechecking
-        return record.state is State.FAILED and record.code in (Code.DNS_LOST, Code.INTERNET_LOST)
-
-    @property
-    def reconnecting(self) -> bool:
-        """The device's own retry of its saved networks (or check again) is in flight: a join
-        no phone asked for."""
-        return self._engine.life.retrying
-
-    @property
-    def retrying(self) -> bool:
-        """Not online, the device retries its saved networks and its doors have not reopened
-        yet (it may be back online before they do)."""
-        life = self._engine.life
-        return life.retrying and not life.reopened and self._engine.state is not State.ONLINE
-
-    @property
-    def last_event(self) -> DiagnosticEvent | None:
-        return self._engine.events.last
-
-    @property
-    def outcome_within_s(self) -> float:
-        """The longest a join and its checks may take (what a phone should wait for)."""
-        t = self._engine.timeouts
-        return t.joining + t.verifying
-
-    def subscribe(self, listener: Callable[[DiagnosticEvent], None]) -> Callable[[], None]:
-        """Every diagnostic event from now on; returns the unsubscribe function."""
-        return self._engine.events.subscribe(listener)
-
-    def note(
-        self,
-        phase: EventPhase,
-        detail: str = "",
-        data: dict[str, Any] | None = None,
-        code: Code = Code.OK,
-    ) -> None:
-        """An event without a transition (a door opened, a refused request)."""
-        self._engine.note(phase, detail, data, code)
 
     def note_own(
         self, detail: str, data: dict[str, Any] | None = None, code: Code = Code.OK
