@@ -16,7 +16,6 @@ unit (working directory ``/``) reads it the same way.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -33,7 +32,7 @@ from .doors.softap.options import SoftApOptions
 from .doors.supervisor import DoorOptions
 from .errors import ConfigError
 from .network.options import NetworkOptions
-from .options import HostPort, opt, parse_host_port, section
+from .options import HostPort, Sections, opt, parse_host_port, section, sections
 from .watch.options import WatchOptions
 
 __all__ = [
@@ -80,8 +79,9 @@ class DaemonOptions:
     softap: SoftApOptions = section(SoftApOptions)
     cloud: CloudOptions = section(CloudOptions)
     watch: WatchOptions = section(WatchOptions)
-    # Each personality's own options model's values, by name (the registry says which have one).
-    personality_options: Mapping[str, Any] = field(default_factory=dict)
+    # Each personality's own options section (its model's values), by name: the registry says
+    # which personalities have one (personality_models below).
+    personality_options: Sections = sections(lambda: personality_models())
     source: Path | None = field(default=None, compare=False)  # the config file, if any
 
 
@@ -98,9 +98,8 @@ def personality_models() -> dict[str, type]:
 def parse_config(data: Mapping[str, Any], source: Path) -> DaemonOptions:
     """Validate a parsed TOML document read from ``source``. Raises ConfigError."""
     check_document(data, str(source))
-    extra = personality_models()
-    values = opts.from_toml(data, source, DaemonOptions, extra)
-    return _finish([values], extra, source, f"{source.name}: ")
+    values = opts.from_toml(data, source, DaemonOptions)
+    return _finish([values], source, f"{source.name}: ")
 
 
 def load_config(path: Path) -> DaemonOptions:
@@ -125,7 +124,7 @@ def load_config(path: Path) -> DaemonOptions:
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """``device-sim run``'s flags: one per option of :class:`DaemonOptions`."""
-    opts.add_flags(parser, DaemonOptions, personality_models(), GROUP_TITLES)
+    opts.add_flags(parser, DaemonOptions, GROUP_TITLES)
 
 
 def resolve_options(
@@ -138,42 +137,29 @@ def resolve_options(
 
     Raises ConfigError naming the file's key, the variable or the flag at fault.
     """
-    extra = personality_models()
     layers: list[opts.Values] = []
     source = None
     if config is not None:
         from_file = load_config(config)
         source = from_file.source
-        layers.append(_values_of(from_file, extra))
-    layers.append(opts.from_env(os.environ if environ is None else environ, DaemonOptions, extra))
+        layers.append(_values_of(from_file))
+    layers.append(opts.from_env(os.environ if environ is None else environ, DaemonOptions))
     if args is not None:
-        layers.append(opts.from_flags(args, DaemonOptions, extra))
-    return _finish(layers, extra, source, "")
+        layers.append(opts.from_flags(args, DaemonOptions))
+    return _finish(layers, source, "")
 
 
-def _values_of(options: DaemonOptions, extra: Mapping[str, type]) -> opts.Values:
+def _values_of(options: DaemonOptions) -> opts.Values:
     """Every option value of a built model, as a layer."""
-    values: opts.Values = {}
-    for o in opts.all_options(DaemonOptions, extra):
-        if o.section == "":
-            holder: Any = options
-        elif o.section in extra:
-            holder = options.personality_options[o.section]
-        else:
-            holder = getattr(options, o.section)
-        values[(o.section, o.key)] = getattr(holder, o.key)
-    return values
+    return {(o.section, o.key): opts.value_of(options, o) for o in opts.all_options(DaemonOptions)}
 
 
-def _finish(
-    layers: list[opts.Values], extra: Mapping[str, type], source: Path | None, where: str
-) -> DaemonOptions:
-    built, personal = opts.build(DaemonOptions, layers, extra, source=source)
-    result: DaemonOptions = built
+def _finish(layers: list[opts.Values], source: Path | None, where: str) -> DaemonOptions:
+    result = opts.build(DaemonOptions, layers, source=source)
     for name in result.ble.personalities or ():
         registry.get(name, f"{where}ble.personalities" if where else "--personality")
     if result.cloud.activation and not result.cloud.url:
         raise ConfigError(
             f"{where}cloud.url" if where else "--cloud-url", "activation needs the cloud's URL"
         )
-    return dataclasses.replace(result, personality_options=personal, source=source)
+    return result

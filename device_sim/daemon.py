@@ -31,7 +31,7 @@ from .doors.personality import Handler
 from .doors.supervisor import DoorSupervisor
 from .errors import ConfigError, OnboardingError
 from .lifecycle import raise_fd_limit
-from .network import create_backend
+from .network import BackendArgs, NetworkManagerArgs, SimulatedArgs, create_backend
 from .network.base import BackendKind, NetworkBackend
 from .network.faults import crash_points
 from .network.scenario import load_scenario
@@ -122,7 +122,7 @@ async def serve_device(
         ble=opts.ble,
         doors=opts.doors,
         softap=opts.softap,
-        personality_options=dict(opts.personality_options),
+        personality_options=opts.personality_options,
     )
     supervisor = doors.supervisor
     control = ControlServer(opts.state_dir)
@@ -172,29 +172,31 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
 
 
 def _backend(opts: DaemonOptions, store: DeviceStore) -> NetworkBackend:
+    return create_backend(backend_args(opts), store)
+
+
+def backend_args(opts: DaemonOptions) -> BackendArgs:
+    """The chosen backend's typed arguments, from the ``[network]``, ``[cloud]`` and
+    ``[softap]`` options."""
     net, cloud = opts.network, opts.cloud
-    if net.backend is BackendKind.NETWORK_MANAGER:
-        nm: dict[str, object] = {
-            "interface": net.interface,
-            "scan_timeout": net.scan_timeout_s,
-            "cloud_port": cloud.port,
-            "cloud_ca": cloud.ca,
-        }
-        if cloud.host:
-            nm["cloud_host"] = cloud.host
-        if net.dnsmasq_shared_dir is not None:
-            nm["dnsmasq_shared_dir"] = net.dnsmasq_shared_dir
-        port = opts.softap.listen.port  # DHCP option 114 must name the door's port
-        nm["captive_api_url"] = (
-            "http://{address}" + ("" if port == 80 else f":{port}") + "/captive-portal/api"
+    if net.backend is BackendKind.SIMULATED:
+        return SimulatedArgs(
+            load_scenario(net.scenario),
+            zero_delay=net.zero_delay,
+            time_scale=net.time_scale,
+            seed=net.seed,
         )
-        return create_backend(net.backend, store=store, **nm)
-    return create_backend(
-        net.backend,
-        scenario=load_scenario(net.scenario),
-        zero_delay=net.zero_delay,
-        time_scale=net.time_scale,
-        seed=net.seed,
+    port = opts.softap.listen.port  # DHCP option 114 must name the door's port
+    return NetworkManagerArgs(
+        interface=net.interface,
+        scan_timeout=net.scan_timeout_s,
+        cloud_host=cloud.host or NetworkManagerArgs.cloud_host,
+        cloud_port=cloud.port,
+        cloud_ca=cloud.ca,
+        dnsmasq_shared_dir=net.dnsmasq_shared_dir or NetworkManagerArgs.dnsmasq_shared_dir,
+        captive_api_url="http://{address}"
+        + ("" if port == 80 else f":{port}")
+        + "/captive-portal/api",
     )
 
 

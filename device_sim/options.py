@@ -27,10 +27,10 @@ import math
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 from .errors import ConfigError
 
@@ -88,6 +88,45 @@ def opt(default: Any, help: str, **spec: Any) -> Any:
 def section(model: type) -> Any:
     """A field of a root model holding one component's options model."""
     return field(default_factory=model, metadata={"section": True})
+
+
+def sections(models: Callable[[], Mapping[str, type]]) -> Any:
+    """A field of a root model holding the sections known only at run time (the
+    personalities' options): ``models()`` names them and their models (:class:`Sections`)."""
+    return field(default_factory=Sections, metadata={"sections": models})
+
+
+T = TypeVar("T")
+
+
+class Sections(Mapping[str, Any]):
+    """The run-time sections' values by name, each an instance of its model; a section that
+    was never built (a model without options set, in a hand-made root) reads as None."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values = dict(values or {})
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Sections({self._values!r})"
+
+    def of(self, name: str, model: type[T]) -> T:
+        """Section ``name`` as its model (its defaults when absent). Raises TypeError for a
+        value of another model."""
+        value = self._values.get(name)
+        if value is None:
+            return model()
+        if not isinstance(value, model):
+            raise TypeError(f"section {name!r} holds a {type(value).__name__}, not {model}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -230,17 +269,38 @@ def options_of(model: type, section_name: str = "") -> Iterator[Option]:
 
 
 def sections_of(root: type) -> dict[str, type]:
-    """The component models of a root model, by section name."""
+    """The component models of a root model, by section name (its run-time sections too)."""
     hints = typing.get_type_hints(root)
-    return {f.name: hints[f.name] for f in dataclasses.fields(root) if f.metadata.get("section")}
+    found = {f.name: hints[f.name] for f in dataclasses.fields(root) if f.metadata.get("section")}
+    for f in dataclasses.fields(root):
+        if "sections" in f.metadata:
+            found.update(f.metadata["sections"]())
+    return found
 
 
-def all_options(root: type, extra: Mapping[str, type] = {}) -> list[Option]:
-    """Every option of a root model and its sections (``extra``: further sections by name)."""
+def _runtime_field(root: type) -> str | None:
+    """The root's field holding its run-time sections (:func:`sections`), if any."""
+    return next((f.name for f in dataclasses.fields(root) if "sections" in f.metadata), None)
+
+
+def all_options(root: type) -> list[Option]:
+    """Every option of a root model and its sections."""
     out = list(options_of(root))
-    for name, model in {**sections_of(root), **extra}.items():
+    for name, model in sections_of(root).items():
         out += options_of(model, name)
     return out
+
+
+def value_of(options: Any, o: Option) -> Any:
+    """Option ``o``'s value in a built root model ``options``."""
+    if o.section == "":
+        return getattr(options, o.key)
+    holder = getattr(options, o.section, None)
+    if holder is None or not dataclasses.is_dataclass(holder):
+        field_name = _runtime_field(type(options))
+        assert field_name is not None
+        holder = getattr(options, field_name).of(o.section, sections_of(type(options))[o.section])
+    return getattr(holder, o.key)
 
 
 def _base(hint: Any) -> tuple[Any, bool]:
@@ -260,21 +320,19 @@ def _base(hint: Any) -> tuple[Any, bool]:
 Values = dict[tuple[str, str], Any]  # (section, key) -> value
 
 
-def from_toml(
-    data: Mapping[str, Any], source: Path, root: type, extra: Mapping[str, type] = {}
-) -> Values:
+def from_toml(data: Mapping[str, Any], source: Path, root: type) -> Values:
     """The values a parsed TOML document sets. Raises ConfigError naming the place."""
     where = f"{source.name}: "
     if not isinstance(data, Mapping):
         raise ConfigError(source.name, f"must be a table of sections, not {type(data).__name__}")
     base = source.parent.absolute()
     by_section: dict[str, dict[str, Option]] = {}
-    for o in all_options(root, extra):
+    for o in all_options(root):
         by_section.setdefault(o.section, {})[o.key] = o
-    sections = set(sections_of(root)) | set(extra)
+    known_sections = set(sections_of(root))
     values: Values = {}
     for name, value in data.items():
-        if name in sections:
+        if name in known_sections:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}{name}", "must be a table")
             table = by_section.get(name, {})
@@ -290,7 +348,7 @@ def from_toml(
                 by_section[""][name].from_toml, value, base, f"{where}{name}"
             )
         else:
-            known = ", ".join([*by_section.get("", {}), *sorted(sections)])
+            known = ", ".join([*by_section.get("", {}), *sorted(known_sections)])
             raise ConfigError(f"{where}{name}", f"unknown key or section (known: {known})")
     return values
 
@@ -302,10 +360,10 @@ def _checked(convert: Any, value: Any, base: Path, where: str) -> Any:
         raise ConfigError(where, str(exc)) from None
 
 
-def from_env(environ: Mapping[str, str], root: type, extra: Mapping[str, type] = {}) -> Values:
+def from_env(environ: Mapping[str, str], root: type) -> Values:
     """The values set by ``DEVICE_SIM_*`` variables. Raises ConfigError naming the variable."""
     values: Values = {}
-    for o in all_options(root, extra):
+    for o in all_options(root):
         if o.env in environ:
             try:
                 values[(o.section, o.key)] = o.from_text(environ[o.env])
@@ -317,13 +375,12 @@ def from_env(environ: Mapping[str, str], root: type, extra: Mapping[str, type] =
 def add_flags(
     parser: argparse.ArgumentParser,
     root: type,
-    extra: Mapping[str, type] = {},
     titles: Mapping[str, str] = {},
 ) -> None:
     """One flag per option, grouped by section (``titles``: a group's heading). A flag that is
     not given leaves its value to the file, the environment or the default."""
     groups: dict[str, Any] = {}
-    for o in all_options(root, extra):
+    for o in all_options(root):
         if o.section not in groups:
             title = titles.get(o.section, f"[{o.section}]" if o.section else None)
             groups[o.section] = parser.add_argument_group(title) if title else parser
@@ -342,11 +399,11 @@ def add_flags(
         groups[o.section].add_argument(o.flag, **kwargs)
 
 
-def from_flags(args: argparse.Namespace, root: type, extra: Mapping[str, type] = {}) -> Values:
+def from_flags(args: argparse.Namespace, root: type) -> Values:
     """The values of the flags given on the command line (parsed by :func:`add_flags`)."""
     return {
         (o.section, o.key): getattr(args, _dest(o))
-        for o in all_options(root, extra)
+        for o in all_options(root)
         if hasattr(args, _dest(o))
     }
 
@@ -376,11 +433,9 @@ def _flag_type(o: Option) -> Any:
     return convert
 
 
-def build(
-    root: type, layers: list[Values], extra: Mapping[str, type] = {}, **root_fields: Any
-) -> tuple[Any, dict[str, Any]]:
-    """The root model and the ``extra`` sections' models from the defaults and ``layers``
-    (later layers win). ``root_fields`` sets root fields that are not options."""
+def build(root: type[T], layers: list[Values], **root_fields: Any) -> T:
+    """The root model with its sections from the defaults and ``layers`` (later layers win).
+    ``root_fields`` sets root fields that are not options."""
     merged: Values = {}
     for layer in layers:
         merged.update(layer)
@@ -388,7 +443,11 @@ def build(
     def make(model: type, name: str) -> Any:
         return model(**{k: v for (s, k), v in merged.items() if s == name})
 
-    sections = {name: make(model, name) for name, model in sections_of(root).items()}
-    top = {k: v for (s, k), v in merged.items() if s == ""}
-    extras = {name: make(model, name) for name, model in extra.items()}
-    return root(**top, **sections, **root_fields), extras
+    fields: dict[str, Any] = {k: v for (s, k), v in merged.items() if s == ""}
+    runtime = _runtime_field(root)
+    built = {name: make(model, name) for name, model in sections_of(root).items()}
+    static = {f.name for f in dataclasses.fields(cast(Any, root))}
+    fields.update({name: value for name, value in built.items() if name in static})
+    if runtime is not None:
+        fields[runtime] = Sections({n: v for n, v in built.items() if n not in static})
+    return root(**fields, **root_fields)

@@ -9,7 +9,7 @@ even after a failure.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +128,7 @@ async def open_doors(
     ble: BleOptions,
     doors: DoorOptions,
     softap: SoftApOptions,
-    personality_options: dict[str, Any] | None = None,
+    personality_options: Mapping[str, Any] | None = None,
 ) -> Doors:
     """Build the chosen personalities (``ble.personalities`` or the profile's default) and
     open the doors by the fallback policy.

@@ -32,7 +32,7 @@ from device_sim.doors.supervisor import DoorOptions, Policy
 from device_sim.errors import ConfigError
 from device_sim.network.base import BackendKind
 from device_sim.network.options import NetworkOptions
-from device_sim.options import all_options
+from device_sim.options import Sections, all_options, value_of
 from device_sim.watch.options import WatchOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,7 +198,7 @@ FULL_FLAGS = [
 ]
 
 
-DEFAULT_PERSONAL = {"improv": ImprovOptions(), "esp": EspOptions()}
+DEFAULT_PERSONAL = Sections({"improv": ImprovOptions(), "esp": EspOptions()})
 
 
 def write(tmp_path: Path, text: str, name: str = "device-sim.toml") -> Path:
@@ -239,12 +239,14 @@ def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
             "cloud.example.com", 8443, ca, "claim", "https://cloud.example.com:8443", "cloud"
         ),
         watch=WatchOptions(True, HostPort("127.0.0.1", 8391), require_token=True),
-        personality_options={
-            "improv": ImprovOptions(
-                "required", 90.0, "https://example.com/welcome", "gpiochip0:17"
-            ),
-            "esp": EspOptions(1, 0),
-        },
+        personality_options=Sections(
+            {
+                "improv": ImprovOptions(
+                    "required", 90.0, "https://example.com/welcome", "gpiochip0:17"
+                ),
+                "esp": EspOptions(1, 0),
+            }
+        ),
     )
 
 
@@ -267,7 +269,7 @@ def test_flags_and_environment_set_the_same_options(tmp_path: Path) -> None:
     env["DEVICE_SIM_SOFTAP_LISTEN"] = "10.42.0.1:80"
     assert resolve_options(None, None, environ=env) == expected
     # Every option has its three names, none of them shared.
-    options = all_options(DaemonOptions, personality_models())
+    options = all_options(DaemonOptions)
     for names in ([o.flag for o in options], [o.env for o in options], [o.place for o in options]):
         assert len(set(names)) == len(names)
     # FULL (and so FULL_FLAGS and the variables) sets every option away from its default.
@@ -278,15 +280,8 @@ def test_flags_and_environment_set_the_same_options(tmp_path: Path) -> None:
 
 def _option_values(opts: DaemonOptions) -> dict:
     out = {}
-    for o in all_options(DaemonOptions, personality_models()):
-        holder = (
-            opts
-            if not o.section
-            else opts.personality_options[o.section]
-            if o.section in personality_models()
-            else getattr(opts, o.section)
-        )
-        value = getattr(holder, o.key)
+    for o in all_options(DaemonOptions):
+        value = value_of(opts, o)
         out[o] = value.value if hasattr(value, "value") else value
     return out
 
@@ -543,3 +538,15 @@ def test_unit_execstart_matches_the_docs_and_the_example() -> None:
     state_dir = load_config(EXAMPLE).state_dir
     assert state_dir == Path("/var/lib") / _unit()["Service"]["StateDirectory"]
     assert f"--state-dir {state_dir}" in doc
+
+
+def test_personality_sections_are_typed_sections_of_the_model() -> None:
+    args = build_parser().parse_args(["run", "--esp-sec", "1"])
+    cfg = resolve_options(None, args, environ={})
+    sections = cfg.personality_options
+    assert set(sections) == set(personality_models())  # every section, built from the registry
+    assert sections.of("esp", EspOptions) == EspOptions(sec=1)
+    assert sections.of("improv", ImprovOptions) == ImprovOptions()
+    with pytest.raises(TypeError, match="holds a EspOptions"):
+        sections.of("esp", ImprovOptions)
+    assert Sections().of("esp", EspOptions) == EspOptions()  # absent: the model's defaults

@@ -1,15 +1,15 @@
 """Network backends: join Wi-Fi and verify the connection, behind one interface.
 
-``create_backend(kind, **options)`` builds a backend by :class:`BackendKind`; implementations are
-imported lazily, so choosing the simulated backend never imports D-Bus code and vice versa.
+``create_backend(args)`` builds the backend its typed arguments (:mod:`.args`) are for;
+implementations are imported lazily, so choosing the simulated backend never imports D-Bus code
+and vice versa.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from .args import BackendArgs, NetworkManagerArgs, SimulatedArgs
 from .base import (
     AccessPoint,
     BackendKind,
@@ -24,18 +24,22 @@ from .base import (
 from .scenario import Scenario, list_scenarios, load_scenario, scenarios_dir
 
 if TYPE_CHECKING:
+    from .base import SettingsStore
     from .simulated import SimulatedBackend
 
 __all__ = [
     "AccessPoint",
+    "BackendArgs",
     "BackendKind",
     "Band",
     "JoinResult",
     "NetworkBackend",
+    "NetworkManagerArgs",
     "Phase",
     "PhaseCallback",
     "Scenario",
     "Security",
+    "SimulatedArgs",
     "SimulatedBackend",
     "create_backend",
     "list_scenarios",
@@ -45,36 +49,36 @@ __all__ = [
 ]
 
 
-def create_backend(kind: BackendKind | str, **options: Any) -> NetworkBackend:
-    """Build the backend ``kind`` with ``options`` (its constructor's arguments).
+def create_backend(args: BackendArgs, store: SettingsStore | None = None) -> NetworkBackend:
+    """The backend ``args`` are for (``store``: where NetworkManager keeps its ledger).
 
-    ``create_backend("simulated", scenario="typical-home", zero_delay=True)``;
-    ``create_backend("networkmanager", store=store, interface="wlan0")``.
-    Raises ConfigError for an unknown kind or bad options.
+    ``create_backend(SimulatedArgs("typical-home", zero_delay=True))``;
+    ``create_backend(NetworkManagerArgs(interface="wlan0"), store)``.
+    Raises ConfigError for a bad value (a scenario that is not found, a negative scale).
     """
-    try:
-        kind = BackendKind(kind)
-    except ValueError:
-        choices = ", ".join(k.value for k in BackendKind)
-        raise ConfigError(
-            "network backend", f"unknown kind {kind!r} (choose from {choices})"
-        ) from None
-    if kind is BackendKind.SIMULATED:
+    if isinstance(args, SimulatedArgs):
         from .simulated import SimulatedBackend
 
-        _check_options(kind, SimulatedBackend, options)
-        return SimulatedBackend(**options)
+        return SimulatedBackend(
+            args.scenario,
+            zero_delay=args.zero_delay,
+            time_scale=args.time_scale,
+            check_timeout=args.check_timeout,
+            seed=args.seed,
+        )
     from .nm.backend import NetworkManagerBackend  # lazy: D-Bus code only when chosen
 
-    _check_options(kind, NetworkManagerBackend, options)
-    return NetworkManagerBackend(**options)
-
-
-def _check_options(kind: BackendKind, cls: type, options: dict[str, Any]) -> None:
-    try:
-        inspect.signature(cls).bind(**options)
-    except TypeError as exc:
-        raise ConfigError(f"network backend {kind.value!r} options", str(exc)) from None
+    return NetworkManagerBackend(
+        store,
+        interface=args.interface,
+        scan_timeout=args.scan_timeout,
+        cloud_host=args.cloud_host,
+        cloud_port=args.cloud_port,
+        cloud_ca=args.cloud_ca,
+        dnsmasq_shared_dir=args.dnsmasq_shared_dir,
+        captive_api_url=args.captive_api_url,
+        bus_address=args.bus_address,
+    )
 
 
 def __getattr__(name: str) -> Any:

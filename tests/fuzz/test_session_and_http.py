@@ -299,6 +299,7 @@ def softap(device: Device, tmp_path: Path) -> Iterator[tuple[Device, SoftApDoor]
         yield device, door
     finally:
         device.run(door.stop())
+        native.close()
 
 
 @FUZZ

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +15,14 @@ from device_sim.codes import Code
 from device_sim.errors import ConfigError, NetworkError
 from device_sim.network import (
     AccessPoint,
+    BackendArgs,
     BackendKind,
     Band,
+    NetworkManagerArgs,
     Phase,
+    Scenario,
     Security,
+    SimulatedArgs,
     create_backend,
     load_scenario,
     validate_credentials,
@@ -421,30 +427,67 @@ async def test_backend_can_restart() -> None:
 def test_factory_builds_the_networkmanager_backend() -> None:
     from device_sim.network.nm.backend import NetworkManagerBackend
 
-    backend = create_backend("networkmanager", interface="wlan0", scan_timeout=2.0)
+    backend = create_backend(NetworkManagerArgs(interface="wlan0", scan_timeout=2.0))
     assert isinstance(backend, NetworkManagerBackend)
 
 
 async def test_factory_builds_the_simulated_backend() -> None:
-    backend = create_backend("simulated", scenario="zero-delay", zero_delay=True)
+    backend = create_backend(SimulatedArgs("zero-delay", zero_delay=True))
     assert isinstance(backend, SimulatedBackend)
-    backend = create_backend(BackendKind.SIMULATED, scenario=load_scenario("typical-home"))
+    backend = create_backend(SimulatedArgs(load_scenario("typical-home")))
     assert backend.name == "simulated:typical-home"
 
 
 @pytest.mark.parametrize(
-    ("kind", "options", "match"),
+    ("args", "match"),
     [
-        ("networkmanager", {"colour": "blue"}, "colour"),
-        ("wifi-magic", {}, "unknown kind"),
-        ("simulated", {"scenario": "zero-delay", "speed": 2}, "speed"),
-        ("simulated", {"scenario": "zero-delay", "time_scale": -1}, "time_scale"),
-        ("simulated", {"scenario": "no-such-scenario"}, "not found"),
+        (SimulatedArgs("zero-delay", time_scale=-1), "time_scale"),
+        (SimulatedArgs("zero-delay", check_timeout=0), "check_timeout"),
+        (SimulatedArgs("no-such-scenario"), "not found"),
+        (NetworkManagerArgs(scan_timeout=0), "scan_timeout"),
+        (NetworkManagerArgs(scan_timeout=121), "scan_timeout"),
     ],
 )
-def test_factory_errors(kind: str, options: dict[str, Any], match: str) -> None:
+def test_factory_errors(args: BackendArgs, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        create_backend(kind, **options)
+        create_backend(args)
+
+
+def test_the_daemons_options_become_the_backends_typed_arguments(tmp_path: Path) -> None:
+    """The [network], [cloud] and [softap] options reach the backend as its own arguments."""
+    from device_sim.config import DaemonOptions
+    from device_sim.core.options import CloudOptions
+    from device_sim.daemon import backend_args
+    from device_sim.doors.softap.options import SoftApOptions
+    from device_sim.network.options import NetworkOptions
+    from device_sim.options import HostPort
+
+    nm = DaemonOptions(
+        network=NetworkOptions(
+            backend=BackendKind.NETWORK_MANAGER, interface="wlan1", scan_timeout_s=7.0
+        ),
+        cloud=CloudOptions(host="cloud.example.com", port=8443, ca=tmp_path / "ca.pem"),
+        softap=SoftApOptions(listen=HostPort("10.42.0.1", 80)),
+    )
+    assert backend_args(nm) == NetworkManagerArgs(
+        interface="wlan1",
+        scan_timeout=7.0,
+        cloud_host="cloud.example.com",
+        cloud_port=8443,
+        cloud_ca=tmp_path / "ca.pem",
+        captive_api_url="http://{address}/captive-portal/api",  # port 80: none in the URL
+    )
+    moved = backend_args(
+        dataclasses.replace(nm, softap=SoftApOptions(listen=HostPort("10.42.0.1", 8380)))
+    )
+    assert isinstance(moved, NetworkManagerArgs)
+    assert moved.captive_api_url == "http://{address}:8380/captive-portal/api"
+    simulated = backend_args(
+        DaemonOptions(network=NetworkOptions(scenario="slow-dhcp", time_scale=0.5, seed=7))
+    )
+    assert isinstance(simulated, SimulatedArgs)
+    assert (simulated.time_scale, simulated.seed, simulated.zero_delay) == (0.5, 7, False)
+    assert isinstance(simulated.scenario, Scenario) and simulated.scenario.name == "slow-dhcp"
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 async def _device(ctx: DeviceContext) -> DeviceSide:
     from .device import NativePersonality
 
-    return NativePersonality(ctx.port)
+    side = NativePersonality(ctx.port)
+    ctx.stack.callback(side.close)  # its session outlives a BLE host that stops (no adapter)
+    return side
 
 
 PERSONALITY = Personality(

@@ -107,6 +107,10 @@ class NativePersonality:
     def press_button(self, source: str) -> dict[str, object] | None:
         return None  # the native service has no use for a button
 
+    def close(self) -> None:
+        """The device shuts down: its session protocol stops following events."""
+        self.session.close()
+
     def http_routes(self, host: SoftApHost) -> list[HttpRoute]:
         """The same session messages over the SoftAP door (:mod:`.http_api`)."""
         from .http_api import NativeHttpApi  # aiohttp loads only with a SoftAP door
@@ -114,8 +118,9 @@ class NativePersonality:
         return NativeHttpApi(self.port, self.session, host).routes()
 
     async def stop(self) -> None:
+        """The BLE host stopped serving it (its HTTP API may still be served: the session
+        stays until :meth:`close`)."""
         self._unsubscribe()
-        self.session.close()
         for task in list(self._tasks):
             task.cancel()
         self._host = None

@@ -33,11 +33,11 @@ __all__ = [
     "require_ap_mode",
 ]
 
+from ..args import DEFAULT_CAPTIVE_API_URL, DEFAULT_DNSMASQ_SHARED_DIR
+
 log = logging.getLogger(__name__)
 
-DEFAULT_DNSMASQ_SHARED_DIR = Path("/etc/NetworkManager/dnsmasq-shared.d")
 CAPTIVE_CONF_NAME = "device-sim-captive.conf"
-DEFAULT_CAPTIVE_API_URL = "http://{address}/captive-portal/api"
 
 
 async def require_ap_mode(client: NMClient, device: str) -> None:

@@ -82,7 +82,7 @@ async def make_stack(tmp_path: Path, profile: Profile) -> AsyncIterator[StackFac
                 **options,
             )
             native = NativePersonality(device.port("native"))  # native's HTTP API
-            stack.push_async_callback(native.stop)
+            stack.callback(native.close)
             door = SoftApDoor(device.port("softap"), opts, routes=native.http_routes)
             stack.push_async_callback(door.stop)
             if start:
