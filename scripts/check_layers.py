@@ -54,6 +54,7 @@ VOCABULARY = {
     "document",
     "ratelimit",
     "dial",
+    "dbus_call",
     "options",
     "guarded_http",
     "pki",

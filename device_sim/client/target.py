@@ -9,7 +9,7 @@ the benchmarks drive any of them through the door registry.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,36 @@ class ProvisionRequest:
     # A personality's own phone-side settings from the label or the command line, e.g. ESP's
     # {"pop": Secret, "sec": 2}; the personality's phone side says which it reads.
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Attempts:
+    """The credentials one session tries in turn (the request's, then its retries after a
+    failure: an app's "try another password" without a new session), and each one's result.
+
+    :meth:`run` stops at the first that ends online; :meth:`add` records a failure that ended
+    the session; :meth:`result` is the last result, with every attempt's when there were
+    retries."""
+
+    def __init__(self, first: Credentials, retries: Sequence[Credentials] = ()) -> None:
+        self.tries: list[Credentials] = [first, *retries]
+        self.retried = bool(retries)
+        self.results: list[dict[str, Any]] = []
+
+    async def run(self, attempt: Callable[[Credentials], Awaitable[dict[str, Any]]]) -> None:
+        for creds in self.tries:
+            result = await attempt(creds)
+            self.results.append(result)
+            if result.get("state") == "online":
+                return
+
+    def add(self, result: dict[str, Any]) -> None:
+        self.results.append(result)
+
+    def result(self) -> dict[str, Any]:
+        out = dict(self.results[-1])
+        if self.retried:
+            out["attempts"] = self.results
+        return out
 
 
 class Clock:

@@ -223,7 +223,12 @@ class NetworkBackend(Component):
 
     ``async with backend:`` starts its resources (D-Bus connection, simulated servers) and stops
     them again, even after a failure. Every failure is a NetworkError carrying a diagnostic code.
+    A backend sets ``_lock`` (one radio: one join, scan or AP change at a time) and ``_ap``.
     """
+
+    concurrent_ap = False  # it can run an access point and a station at once
+    _lock: asyncio.Lock
+    _ap: AccessPointConfig | None
 
     @property
     @abc.abstractmethod
@@ -234,7 +239,6 @@ class NetworkBackend(Component):
     async def scan(self) -> list[AccessPoint]:
         """Scan and return the BSSes seen, strongest first; hidden ones with ``ssid=b""``."""
 
-    @abc.abstractmethod
     async def join(
         self,
         ssid: bytes,
@@ -246,8 +250,34 @@ class NetworkBackend(Component):
         """Join ``ssid``; ``hidden=True`` probes for a network that does not broadcast its SSID.
 
         Raises NetworkError with WRONG_CREDENTIALS, NETWORK_NOT_FOUND, ASSOCIATION_TIMEOUT,
-        NO_DHCP_LEASE, UNSUPPORTED_SECURITY, INVALID_CREDENTIALS_FORMAT or JOIN_FAILED.
+        NO_DHCP_LEASE, UNSUPPORTED_SECURITY, INVALID_CREDENTIALS_FORMAT or JOIN_FAILED; and
+        INTERNAL_ERROR before it is started or while its radio is an access point.
         """
+        ssid = bytes(ssid)
+        async with self._lock:
+            self._started()
+            self._radio_free("join")
+            return await self._join(ssid, passphrase, hidden=hidden, on_phase=on_phase)
+
+    @abc.abstractmethod
+    async def _join(
+        self, ssid: bytes, passphrase: str | None, *, hidden: bool, on_phase: PhaseCallback | None
+    ) -> JoinResult:
+        """The backend's own join, under its lock, started and with the radio free."""
+
+    @abc.abstractmethod
+    def _started(self) -> object:
+        """What the backend runs on (raises NetworkError(INTERNAL_ERROR) before it starts)."""
+
+    def _radio_free(self, what: str) -> None:
+        """One radio, as on most hardware: the SoftAP door must take its AP down first, unless
+        it asked for a concurrent AP (AP and station at once, an ESP32's APSTA mode) and the
+        backend can do both. Raises NetworkError(INTERNAL_ERROR)."""
+        ap = self._ap
+        if ap is not None and not (ap.concurrent and self.concurrent_ap):
+            raise NetworkError(
+                Code.INTERNAL_ERROR, f"cannot {what}: the radio is the access point {ap.ssid!r}"
+            )
 
     @abc.abstractmethod
     async def verify(self, *, on_phase: PhaseCallback | None = None) -> None:

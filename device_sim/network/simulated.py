@@ -160,6 +160,8 @@ class SimulatedBackend(NetworkBackend):
     ``check_timeout`` bounds each real check in :meth:`verify`, in seconds.
     """
 
+    concurrent_ap = True  # the emulated radio does AP and station at once (APSTA)
+
     def __init__(
         self,
         scenario: Scenario | str | os.PathLike[str],
@@ -389,14 +391,6 @@ class SimulatedBackend(NetworkBackend):
                 await writer.wait_closed()
 
     # -- NetworkBackend
-    def _radio_free(self, what: str) -> None:
-        # One radio, as on most hardware: the SoftAP door must take its AP down first, unless
-        # it asked for a concurrent AP (AP and station at once, an ESP32's APSTA mode).
-        if self._ap is not None and not self._ap.concurrent:
-            raise NetworkError(
-                Code.INTERNAL_ERROR,
-                f"cannot {what}: the radio is the access point {self._ap.ssid!r}",
-            )
 
     @property
     def access_point(self) -> AccessPointConfig | None:
@@ -440,61 +434,50 @@ class SimulatedBackend(NetworkBackend):
         self._attempt = attempt
         return attempt
 
-    async def join(
-        self,
-        ssid: bytes,
-        passphrase: str | None,
-        *,
-        hidden: bool = False,
-        on_phase: PhaseCallback | None = None,
+    async def _join(
+        self, ssid: bytes, passphrase: str | None, *, hidden: bool, on_phase: PhaseCallback | None
     ) -> JoinResult:
-        ssid = bytes(ssid)
-        async with self._lock:
-            self._started()
-            self._radio_free("join")
-            self._connected, self._link = None, None  # joining leaves the current network first
-            self._portal_url = None
-            attempt = self._new_attempt()
-            attempt.ssid = ssid
-            detail: dict[str, Any] = {"ssid_hex": ssid.hex(), "hidden": hidden}
-            if attempt.faults:
-                detail["faults"] = [f.name for f in attempt.faults]
-            # A scan of the last few seconds is what the radio joins from (wpa_supplicant's
-            # scan results); otherwise the join scans first.
-            fresh = asyncio.get_running_loop().time() - self._scanned_at < FRESH_SCAN_S
-            _emit(on_phase, Phase.SCANNING, {**detail, "cached": True} if fresh else detail)
-            if not fresh:
-                await self._sleep(self._scenario.scan_delay_ms)
-            candidates = self._candidates(ssid, hidden)
-            first = candidates[0].ap
-            if not first.security.supported:
-                raise _fail(
-                    Code.UNSUPPORTED_SECURITY,
-                    Phase.SCANNING,
-                    f"{_show(ssid)} uses {first.security}, which the device cannot join",
-                    security=str(first.security),
-                )
-            validate_credentials(ssid, passphrase, first.security)
-            # A mesh or a dual-band router: when one BSS does not answer or gives no lease, the
-            # device blocks it for this attempt and tries the next best, as wpa_supplicant does.
-            failed_on: list[str] = []
-            last: NetworkError | None = None
-            for sap in candidates:
-                try:
-                    result = await self._join_bss(
-                        sap, ssid, passphrase, attempt, failed_on, on_phase
-                    )
-                except NetworkError as exc:
-                    if exc.code not in (Code.ASSOCIATION_TIMEOUT, Code.NO_DHCP_LEASE):
-                        raise
-                    last = exc
-                    failed_on.append(sap.ap.bssid)
-                    log.info("join: %s failed (%s); next BSS", sap.ap.bssid, exc.code.name)
-                    continue
-                self._saved[ssid] = passphrase
-                return result
-            assert last is not None
-            raise last
+        self._connected, self._link = None, None  # joining leaves the current network first
+        self._portal_url = None
+        attempt = self._new_attempt()
+        attempt.ssid = ssid
+        detail: dict[str, Any] = {"ssid_hex": ssid.hex(), "hidden": hidden}
+        if attempt.faults:
+            detail["faults"] = [f.name for f in attempt.faults]
+        # A scan of the last few seconds is what the radio joins from (wpa_supplicant's
+        # scan results); otherwise the join scans first.
+        fresh = asyncio.get_running_loop().time() - self._scanned_at < FRESH_SCAN_S
+        _emit(on_phase, Phase.SCANNING, {**detail, "cached": True} if fresh else detail)
+        if not fresh:
+            await self._sleep(self._scenario.scan_delay_ms)
+        candidates = self._candidates(ssid, hidden)
+        first = candidates[0].ap
+        if not first.security.supported:
+            raise _fail(
+                Code.UNSUPPORTED_SECURITY,
+                Phase.SCANNING,
+                f"{_show(ssid)} uses {first.security}, which the device cannot join",
+                security=str(first.security),
+            )
+        validate_credentials(ssid, passphrase, first.security)
+        # A mesh or a dual-band router: when one BSS does not answer or gives no lease, the
+        # device blocks it for this attempt and tries the next best, as wpa_supplicant does.
+        failed_on: list[str] = []
+        last: NetworkError | None = None
+        for sap in candidates:
+            try:
+                result = await self._join_bss(sap, ssid, passphrase, attempt, failed_on, on_phase)
+            except NetworkError as exc:
+                if exc.code not in (Code.ASSOCIATION_TIMEOUT, Code.NO_DHCP_LEASE):
+                    raise
+                last = exc
+                failed_on.append(sap.ap.bssid)
+                log.info("join: %s failed (%s); next BSS", sap.ap.bssid, exc.code.name)
+                continue
+            self._saved[ssid] = passphrase
+            return result
+        assert last is not None
+        raise last
 
     def _candidates(self, ssid: bytes, hidden: bool) -> list[ScenarioAccessPoint]:
         """The BSSes of ``ssid`` the device may try, best first: on its bands, the preferred

@@ -25,12 +25,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from dbus_fast import Message, Variant
 
 from ..errors import TransportError
+from ..lifecycle import Component
 from ..network.base import Security
 from ..network.nm.client import NMClient, unwrap
 from ..network.nm.defs import (
@@ -88,7 +88,7 @@ def flags_for(security: Security) -> tuple[int, int, int]:
     return (int(ApFlags.PRIVACY), 0, 0) if security is Security.WEP else (0, 0, 0)
 
 
-class NMMock:
+class NMMock(Component):
     """python-dbusmock's NetworkManager on ``bus_address``, as an async context manager.
 
     ``log_path`` receives the mock's output (every call, with arguments: bench use only).
@@ -108,18 +108,6 @@ class NMMock:
         self._proc: asyncio.subprocess.Process | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.client = NMClient(bus_address)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- process --------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 
 from ...dial import http_connector
+from ...lifecycle import Component
 from .emulator import ADMIN_HEADER
 from .errors import CloudApiError
 from .tls import client_context
@@ -32,7 +32,7 @@ def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
-class CloudAdmin:
+class CloudAdmin(Component):
     """An HTTPS session to the emulator that trusts only ``ca_file``.
 
     Every method raises :class:`CloudApiError` when the emulator answers with an error (its
@@ -50,17 +50,11 @@ class CloudAdmin:
     def __repr__(self) -> str:
         return f"CloudAdmin({self.url!r})"
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
         connector = http_connector(ssl=client_context(self.ca_file))
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None

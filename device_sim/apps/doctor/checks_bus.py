@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
 from typing import Any
 
-from dbus_fast import BusType, Message, MessageFlag, MessageType
+from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 
+from ...dbus_call import DBusError, call
 from ...errors import DEFAULT_SYSTEM_BUS, SYSTEM_BUS_ENV, bus_address
 from ...network.nm import defs
 from .base import Context, Failed
@@ -45,48 +45,27 @@ _NOT_RUNNING = (defs.ERR_SERVICE_UNKNOWN, defs.ERR_NAME_HAS_NO_OWNER)
 _AS_ROOT = "run the doctor as root (sudo), as the service runs"
 
 
-class _DBusError(Exception):
-    def __init__(self, name: str, text: str) -> None:
-        super().__init__(f"{name}: {text}" if text else name)
-        self.name = name
+_Failure = (DBusError, EOFError)  # an error reply, or none (the bus went away)
 
 
-async def _call(
-    bus: MessageBus,
-    dest: str,
-    path: str,
-    iface: str,
-    member: str,
-    signature: str = "",
-    body: Sequence[Any] = (),
-) -> list[Any]:
-    # NO_AUTOSTART: the doctor reports a stopped service, it does not start one by asking.
-    reply = await bus.call(
-        Message(
-            destination=dest,
-            path=path,
-            interface=iface,
-            member=member,
-            signature=signature,
-            body=list(body),
-            flags=MessageFlag.NO_AUTOSTART,
-        )
-    )
-    if reply is None:
-        raise _DBusError("no reply", "")
-    if reply.message_type is MessageType.ERROR:
-        text = str(reply.body[0]) if reply.body else ""
-        raise _DBusError(reply.error_name or "error", text)
-    return list(reply.body)
+def _name(exc: Exception) -> str:
+    """The D-Bus error name of a failed call ("no reply" when none came)."""
+    return exc.type if isinstance(exc, DBusError) else "no reply"
+
+
+def _said(exc: Exception) -> str:
+    """The error name and its text, as the check reports them."""
+    text = exc.text if isinstance(exc, DBusError) else ""
+    return f"{_name(exc)}: {text}" if text else _name(exc)
 
 
 async def _get_all(bus: MessageBus, dest: str, path: str, iface: str) -> dict[str, Any]:
-    (props,) = await _call(bus, dest, path, defs.PROPS_IFACE, "GetAll", "s", [iface])
+    (props,) = await call(bus, dest, path, defs.PROPS_IFACE, "GetAll", "s", [iface])
     return {name: variant.value for name, variant in props.items()}
 
 
 async def _get(bus: MessageBus, dest: str, path: str, iface: str, name: str) -> Any:
-    (variant,) = await _call(bus, dest, path, defs.PROPS_IFACE, "Get", "ss", [iface, name])
+    (variant,) = await call(bus, dest, path, defs.PROPS_IFACE, "Get", "ss", [iface, name])
     return variant.value
 
 
@@ -124,16 +103,18 @@ async def check_bluez(ctx: Context) -> str:
         return "not needed: doors.policy is softap-only"
     bus, adapter = _bus(ctx), ctx.config.ble.adapter
     try:
-        (objects,) = await _call(bus, BLUEZ, "/", OBJECT_MANAGER_IFACE, "GetManagedObjects")
-    except _DBusError as exc:
-        if exc.name in _NOT_RUNNING:
+        (objects,) = await call(bus, BLUEZ, "/", OBJECT_MANAGER_IFACE, "GetManagedObjects")
+    except _Failure as exc:
+        if _name(exc) in _NOT_RUNNING:
             raise Failed(
                 "org.bluez is not on the system bus: BlueZ is not running",
                 "sudo systemctl start bluetooth (not installed? sudo apt install bluez)",
             ) from None
         raise Failed(
-            f"BlueZ GetManagedObjects failed: {exc}",
-            _AS_ROOT if exc.name == defs.ERR_ACCESS_DENIED else "sudo systemctl restart bluetooth",
+            f"BlueZ GetManagedObjects failed: {_said(exc)}",
+            _AS_ROOT
+            if _name(exc) == defs.ERR_ACCESS_DENIED
+            else "sudo systemctl restart bluetooth",
         ) from None
     adapters = {
         path.rsplit("/", 1)[-1]: ifaces
@@ -177,20 +158,20 @@ async def check_networkmanager(ctx: Context) -> str:
     bus = _bus(ctx)
     try:
         version = await _get(bus, defs.BUS_NAME, defs.MANAGER_PATH, defs.MANAGER_IFACE, "Version")
-    except _DBusError as exc:
-        if exc.name in _NOT_RUNNING:
+    except _Failure as exc:
+        if _name(exc) in _NOT_RUNNING:
             raise Failed(
                 f"{defs.BUS_NAME} is not on the system bus: NetworkManager is not running",
                 "sudo systemctl start NetworkManager (and: sudo systemctl enable NetworkManager)",
             ) from None
         raise Failed(
-            f"NetworkManager does not answer: {exc}",
+            f"NetworkManager does not answer: {_said(exc)}",
             _AS_ROOT
-            if exc.name == defs.ERR_ACCESS_DENIED
+            if _name(exc) == defs.ERR_ACCESS_DENIED
             else "sudo systemctl restart NetworkManager",
         ) from None
     ctx.nm_up = True
-    (paths,) = await _call(bus, defs.BUS_NAME, defs.MANAGER_PATH, defs.MANAGER_IFACE, "GetDevices")
+    (paths,) = await call(bus, defs.BUS_NAME, defs.MANAGER_PATH, defs.MANAGER_IFACE, "GetDevices")
     wifi: list[tuple[str, dict[str, Any]]] = []
     for path in paths:
         props = await _get_all(bus, defs.BUS_NAME, path, defs.DEVICE_IFACE)
@@ -290,7 +271,7 @@ async def check_dbus_permissions(ctx: Context) -> str:
             f"not checked: NetworkManager is not reachable; running as {who}",
             "fix the networkmanager check first",
         )
-    (answer,) = await _call(
+    (answer,) = await call(
         _bus(ctx), defs.BUS_NAME, defs.MANAGER_PATH, defs.MANAGER_IFACE, "GetPermissions"
     )
     said = ", ".join(

@@ -9,11 +9,11 @@ the last two.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from dbus_fast import BusType, Message, MessageFlag, MessageType
+from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
+from ...dbus_call import DBusError, call
 from ...errors import VirtualBleError
 
 __all__ = ["adapter_states", "add_adapter", "add_adapters", "watch_bluez"]
@@ -37,51 +37,31 @@ async def watch_bluez(bus: MessageBus, changed: asyncio.Event) -> None:
         "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'",
         "type='signal',member='NameOwnerChanged',arg0='org.bluez'",
     ):
-        reply = await _call(
-            bus,
-            "org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus",
-            "AddMatch",
-            "s",
-            [rule],
-        )
-        if reply.message_type != MessageType.METHOD_RETURN:
-            raise VirtualBleError(f"the private bus refused AddMatch {rule}: {reply.body}")
-
-
-async def _call(
-    bus: MessageBus,
-    dest: str,
-    path: str,
-    iface: str,
-    member: str,
-    signature: str = "",
-    body: list[Any] | None = None,
-) -> Message:
-    return await bus.call(
-        Message(
-            destination=dest,
-            path=path,
-            interface=iface,
-            member=member,
-            signature=signature,
-            body=body or [],
-            flags=MessageFlag.NO_AUTOSTART,
-        )
-    )
+        try:
+            await call(
+                bus,
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "AddMatch",
+                "s",
+                [rule],
+            )
+        except (DBusError, EOFError) as exc:
+            raise VirtualBleError(f"the private bus refused AddMatch {rule}: {exc}") from None
 
 
 async def adapter_states(bus: MessageBus) -> dict[str, tuple[str, bool]]:
     """``{"hci0": (address, powered), ...}`` from BlueZ's ObjectManager; empty if BlueZ is
     absent."""
-    reply = await _call(
-        bus, "org.bluez", "/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"
-    )
-    if reply.message_type != MessageType.METHOD_RETURN:
+    try:
+        (objects,) = await call(
+            bus, "org.bluez", "/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"
+        )
+    except (DBusError, EOFError):
         return {}
     states: dict[str, tuple[str, bool]] = {}
-    for path, interfaces in reply.body[0].items():
+    for path, interfaces in objects.items():
         adapter = interfaces.get("org.bluez.Adapter1")
         if adapter is not None and path.startswith("/org/bluez/hci"):
             address = adapter["Address"].value if "Address" in adapter else ""
@@ -110,35 +90,21 @@ async def add_adapters(bus_address: str, adapters: list[tuple[int, str]]) -> lis
         for index, address in adapters:
             if not 0 <= index <= 255:
                 raise VirtualBleError(f"hci{index}: BlueZoo adapter indices are 0 to 255")
-            reply = await bus.call(
-                Message(
-                    destination="org.bluez",
-                    path="/org/bluezoo",
-                    interface="org.bluezoo.Manager1",
-                    member="AddAdapter",
-                    signature="ys",
-                    body=[index, address],
-                )
-            )
-            if reply is None or reply.message_type is not MessageType.METHOD_RETURN:
-                raise VirtualBleError(
-                    f"AddAdapter hci{index} failed: {reply.body if reply else None}"
-                )
-            powered = await bus.call(
-                Message(
-                    destination="org.bluez",
-                    path=f"/org/bluez/hci{index}",
-                    interface="org.freedesktop.DBus.Properties",
-                    member="Get",
-                    signature="ss",
-                    body=["org.bluez.Adapter1", "Powered"],
-                )
-            )
-            if (
-                powered is None
-                or powered.message_type is not MessageType.METHOD_RETURN
-                or powered.body[0].value is not True
-            ):
+            try:
+                await call(
+                    bus, "org.bluez", "/org/bluezoo", "org.bluezoo.Manager1", "AddAdapter",
+                    "ys", [index, address],
+                )  # fmt: skip
+            except (DBusError, EOFError) as exc:
+                raise VirtualBleError(f"AddAdapter hci{index} failed: {exc}") from None
+            try:
+                (powered,) = await call(
+                    bus, "org.bluez", f"/org/bluez/hci{index}", "org.freedesktop.DBus.Properties",
+                    "Get", "ss", ["org.bluez.Adapter1", "Powered"],
+                )  # fmt: skip
+            except (DBusError, EOFError):
+                powered = None
+            if powered is None or powered.value is not True:
                 raise VirtualBleError(f"hci{index} was added but is not powered")
             names.append(f"hci{index}")
     finally:

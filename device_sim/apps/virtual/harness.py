@@ -29,12 +29,12 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 
 from ...errors import ConfigError, VirtualBleError
+from ...lifecycle import Component
 from .bluez_bus import adapter_states, add_adapter, watch_bluez
 from .process import (
     STOP_TIMEOUT,
@@ -149,7 +149,7 @@ class VirtualBleState:
     processes: tuple[ProcInfo, ...]  # in stop order: bluezoo first, then dbus-daemon
 
 
-class VirtualBle:
+class VirtualBle(Component):
     """Private system bus + BlueZoo with N powered virtual adapters, as an async context manager.
 
     ``async with VirtualBle(adapters=2) as vb:`` gives ``vb.bus_address`` and ``vb.adapters``
@@ -252,18 +252,6 @@ class VirtualBle:
         )
 
     # -- lifecycle --------------------------------------------------------------------------
-
-    async def __aenter__(self) -> VirtualBle:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Start dbus-daemon and BlueZoo and wait until every adapter is powered.

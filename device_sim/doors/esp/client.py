@@ -23,7 +23,15 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from ...client.target import Clock, Progress, ProvisionRequest, Target, describe
+from ...client.target import (
+    Attempts,
+    Clock,
+    Credentials,
+    Progress,
+    ProvisionRequest,
+    Target,
+    describe,
+)
 from ...codes import Code
 from ...errors import ConfigError, DeviceUnreachable, OnboardingError, ble_setup_error
 from ...profile import Profile
@@ -210,7 +218,7 @@ async def provision_request(
     clock = Clock()
     link: EspLink | None = None
     device: dict[str, Any] = {}
-    attempts: list[dict[str, Any]] = []
+    attempts = Attempts((request.ssid, request.passphrase, request.hidden), request.retries)
     try:
         if target.softap_url:
             link = HttpLink(target.softap_url)
@@ -242,22 +250,25 @@ async def provision_request(
         await session.open()
         clock.mark("session")
         diag = "device_sim" in info
-        tries = [(request.ssid, request.passphrase), *((s, p) for s, p, _ in request.retries)]
-        for ssid, passphrase in tries:
+        opened = link
+
+        async def attempt(creds: Credentials) -> dict[str, Any]:
+            nonlocal clock
             outcome = await _attempt(
-                session, clock, ssid, passphrase, request.outcome_timeout, target, progress
+                session, clock, creds[0], creds[1], request.outcome_timeout, target, progress
             )
             if diag:
                 outcome["diagnostics"] = json.loads(await session.call(DIAG, None, b"{}"))
-            attempts.append(_result(profile, outcome, clock, link, device, version))
-            if outcome["state"] == "online":
-                break
-            clock = Clock()
+            result = _result(profile, outcome, clock, opened, device, version)
+            clock = Clock()  # the next attempt's phases
+            return result
+
+        await attempts.run(attempt)
     except (OnboardingError, ConfigError) as exc:
         if isinstance(exc, ConfigError):
             raise
         entry = describe(profile, exc.code)
-        attempts.append(
+        attempts.add(
             {
                 "device": device,
                 "state": None,
@@ -271,10 +282,7 @@ async def provision_request(
     finally:
         if link is not None:
             await link.close()
-    result = dict(attempts[-1])
-    if request.retries:
-        result["attempts"] = attempts
-    return result
+    return attempts.result()
 
 
 async def _attempt(

@@ -20,7 +20,7 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from ...client.target import Progress, ProvisionRequest, Target
+from ...client.target import Attempts, Credentials, Progress, ProvisionRequest, Target
 from ...codes import Code, State
 from ...errors import DeviceUnreachable, ble_setup_error
 from ...profile import Profile
@@ -219,7 +219,6 @@ async def provision_improv(
     """Onboard over Improv; the JSON result has the native flow's shape (plus improv fields)."""
     t0 = time.monotonic()
     marks: dict[str, int | None] = {}
-    attempts: list[dict[str, Any]] = []
     found = await discover_improv(profile, adapter=adapter, timeout=discover_timeout, name=name)
     marks["discover"] = int((time.monotonic() - t0) * 1000)
     device = {
@@ -228,9 +227,11 @@ async def provision_improv(
         "name": found.name,
         "improv_state": found.state.name.lower() if found.state else None,
     }
+    attempts = Attempts((ssid, passphrase, False), retries or ())
     async with ImprovLink(profile, found.device, adapter=adapter) as link:
         marks["connect"] = int((time.monotonic() - t0) * 1000) - (marks["discover"] or 0)
-        for creds in [(ssid, passphrase, False), *(retries or [])]:
+
+        async def attempt(creds: Credentials) -> dict[str, Any]:
             start = time.monotonic()
             first_event = len(link.events)
             redirect: str | None = None
@@ -244,38 +245,32 @@ async def provision_improv(
             except ImprovFailed as exc:
                 improv_error = exc.error
             diag = await link.read_diagnostics()
-            code = _code_for(improv_error, diag)
-            entry = profile.code(code)
+            entry = profile.code(_code_for(improv_error, diag))
             online = improv_error is ImprovError.NONE
-            attempts.append(
-                {
-                    "device": device,
-                    "state": "online" if online else diag.get("state", "failed"),
-                    "improv_state": (await link.read_state()).name.lower(),
-                    "code": entry.id,
-                    "code_name": entry.name,
-                    "message": entry.user_message,
-                    "next_step": entry.next_step,
-                    "detail": "",
-                    "improv_error": improv_error.name,
-                    "redirect_url": redirect,
-                    "events": link.events[first_event:],
-                    "transport": "ble-improv",
-                    "timings_ms": {
-                        **marks,
-                        "provision": int((time.monotonic() - start) * 1000),
-                        "total": int((time.monotonic() - t0) * 1000),
-                    },
-                    "gatt_round_trips": link.writes,
-                    "gatt_writes": link.writes,
-                }
-            )
-            if online:
-                break
-    result = dict(attempts[-1])
-    if retries:
-        result["attempts"] = attempts
-    return result
+            return {
+                "device": device,
+                "state": "online" if online else diag.get("state", "failed"),
+                "improv_state": (await link.read_state()).name.lower(),
+                "code": entry.id,
+                "code_name": entry.name,
+                "message": entry.user_message,
+                "next_step": entry.next_step,
+                "detail": "",
+                "improv_error": improv_error.name,
+                "redirect_url": redirect,
+                "events": link.events[first_event:],
+                "transport": "ble-improv",
+                "timings_ms": {
+                    **marks,
+                    "provision": int((time.monotonic() - start) * 1000),
+                    "total": int((time.monotonic() - t0) * 1000),
+                },
+                "gatt_round_trips": link.writes,
+                "gatt_writes": link.writes,
+            }
+
+        await attempts.run(attempt)
+    return attempts.result()
 
 
 async def provision_request(

@@ -15,7 +15,16 @@ import logging
 import time
 from typing import Any
 
-from ...client.target import TERMINAL, Clock, Progress, ProvisionRequest, Target, describe
+from ...client.target import (
+    TERMINAL,
+    Attempts,
+    Clock,
+    Credentials,
+    Progress,
+    ProvisionRequest,
+    Target,
+    describe,
+)
 from ...codes import Code, MessageType
 from ...errors import ConfigError, DeviceSimError, DeviceUnreachable, OnboardingError, SetupError
 from ...profile import Profile
@@ -349,28 +358,26 @@ async def provision(
     With retries the result has ``attempts`` (each attempt's outcome), the last one on top.
     """
     prov = Provisioner(profile, target, setup_code, on_progress=on_progress, bundle=True)
-    attempts: list[dict[str, Any]] = []
+    attempts = Attempts((ssid, passphrase, hidden), retries or ())
+
+    async def attempt(creds: Credentials) -> dict[str, Any]:
+        outcome = await prov.attempt(
+            creds[0],
+            creds[1],
+            hidden=creds[2],
+            outcome_timeout=outcome_timeout,
+            activation=activation,
+        )
+        return prov.result(outcome)
+
     try:
         async with prov:
-            for creds in [(ssid, passphrase, hidden), *(retries or [])]:
-                outcome = await prov.attempt(
-                    creds[0],
-                    creds[1],
-                    hidden=creds[2],
-                    outcome_timeout=outcome_timeout,
-                    activation=activation,
-                )
-                attempts.append(prov.result(outcome))
-                if outcome["state"] == "online":
-                    break
+            await attempts.run(attempt)
     except SetupError:  # this machine's problem (no bus, no adapter): the caller reports it
         raise
     except DeviceSimError as exc:
-        attempts.append(await failure_result(profile, exc, prov))
-    result = dict(attempts[-1])
-    if retries:
-        result["attempts"] = attempts
-    return result
+        attempts.add(await failure_result(profile, exc, prov))
+    return attempts.result()
 
 
 async def _follow(

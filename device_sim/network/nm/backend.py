@@ -231,13 +231,6 @@ class NetworkManagerBackend(NetworkBackend):
             )
         return self._client
 
-    def _radio_free(self, what: str) -> None:
-        if self._ap is not None:
-            raise NetworkError(
-                Code.INTERNAL_ERROR,
-                f"cannot {what}: the radio is the access point {self._ap.ssid!r}",
-            )
-
     # -- scan -----------------------------------------------------------------------------------
     async def scan(self) -> list[AccessPoint]:
         """Scan and return the BSSes, strongest first.
@@ -260,104 +253,96 @@ class NetworkManagerBackend(NetworkBackend):
         return aps
 
     # -- join -----------------------------------------------------------------------------------
-    async def join(
-        self,
-        ssid: bytes,
-        passphrase: str | None,
-        *,
-        hidden: bool = False,
-        on_phase: PhaseCallback | None = None,
+    async def _join(
+        self, ssid: bytes, passphrase: str | None, *, hidden: bool, on_phase: PhaseCallback | None
     ) -> JoinResult:
-        """Join ``ssid`` with an in-memory profile; see :class:`NetworkBackend` for the codes."""
-        ssid = bytes(ssid)
-        async with self._lock:
-            client = self._started()
-            self._radio_free("join")
-            label = mapping.ssid_label(ssid)
-            _emit(on_phase, Phase.SCANNING, {"ssid_hex": ssid.hex(), "hidden": hidden})
-            seen = self._seen.get(ssid)
-            if seen is None and not hidden:
-                await self._scan_locked()
-                if (seen := self._seen.get(ssid)) is None:
-                    raise _fail(
-                        Code.NETWORK_NOT_FOUND,
-                        Phase.SCANNING,
-                        f"no access point with SSID {label} was seen (if it is hidden, "
-                        f"join with hidden=true)",
-                        ssid_hex=ssid.hex(),
-                    )
-            security = seen.security if seen is not None else None
-            if security is not None and not security.supported:
+        """Join ``ssid`` with an in-memory profile (under the lock, the radio free)."""
+        client = self._started()
+        label = mapping.ssid_label(ssid)
+        _emit(on_phase, Phase.SCANNING, {"ssid_hex": ssid.hex(), "hidden": hidden})
+        seen = self._seen.get(ssid)
+        if seen is None and not hidden:
+            await self._scan_locked()
+            if (seen := self._seen.get(ssid)) is None:
                 raise _fail(
-                    Code.UNSUPPORTED_SECURITY,
+                    Code.NETWORK_NOT_FOUND,
                     Phase.SCANNING,
-                    f"{label} uses {security}, which the device cannot join",
-                    security=str(security),
+                    f"no access point with SSID {label} was seen (if it is hidden, "
+                    f"join with hidden=true)",
+                    ssid_hex=ssid.hex(),
                 )
-            validate_credentials(ssid, passphrase, security)
-            await self._drop_current()
-            settings = mapping.station_settings(ssid, passphrase, security, hidden=hidden)
-            log.info(
-                "joining %s (%s%s)",
-                label,
-                security or "security unknown",
-                ", hidden" if hidden else "",
+        security = seen.security if seen is not None else None
+        if security is not None and not security.supported:
+            raise _fail(
+                Code.UNSUPPORTED_SECURITY,
+                Phase.SCANNING,
+                f"{label} uses {security}, which the device cannot join",
+                security=str(security),
             )
-            _emit(
-                on_phase,
-                Phase.ASSOCIATING,
-                {
-                    "bssid": seen.bssid,
-                    "band": str(seen.band),
-                    "channel": seen.channel,
-                    "rssi": seen.rssi,
-                }
-                if seen
-                else {"ssid_hex": ssid.hex(), "hidden": True},
-            )
-            emitted: set[int] = set()
+        validate_credentials(ssid, passphrase, security)
+        await self._drop_current()
+        settings = mapping.station_settings(ssid, passphrase, security, hidden=hidden)
+        log.info(
+            "joining %s (%s%s)",
+            label,
+            security or "security unknown",
+            ", hidden" if hidden else "",
+        )
+        _emit(
+            on_phase,
+            Phase.ASSOCIATING,
+            {
+                "bssid": seen.bssid,
+                "band": str(seen.band),
+                "channel": seen.channel,
+                "rssi": seen.rssi,
+            }
+            if seen
+            else {"ssid_hex": ssid.hex(), "hidden": True},
+        )
+        emitted: set[int] = set()
 
-            def on_state(state: int) -> None:
-                phase = {
-                    DeviceState.NEED_AUTH: Phase.AUTHENTICATING,
-                    DeviceState.IP_CONFIG: Phase.DHCP,
-                }.get(DeviceState(state))
-                if phase is not None and state not in emitted:
-                    emitted.add(state)
-                    _emit(on_phase, phase, {"nm_state": DeviceState(state).name})
+        def on_state(state: int) -> None:
+            phase = {
+                DeviceState.NEED_AUTH: Phase.AUTHENTICATING,
+                DeviceState.IP_CONFIG: Phase.DHCP,
+            }.get(DeviceState(state))
+            if phase is not None and state not in emitted:
+                emitted.add(state)
+                _emit(on_phase, phase, {"nm_state": DeviceState(state).name})
 
-            profile, outcome = await profiles.activate(
-                client,
-                self._ledger,
-                settings,
-                "station",
-                ssid,
-                on_state,
-                device=self._device,
-                iface=self._iface,
-                timeout=self._join_timeout,
-                doing=f"joining {label}",
-                code=Code.JOIN_FAILED,
+        profile, outcome = await profiles.activate(
+            client,
+            self._ledger,
+            settings,
+            "station",
+            ssid,
+            on_state,
+            device=self._device,
+            iface=self._iface,
+            timeout=self._join_timeout,
+            doing=f"joining {label}",
+            code=Code.JOIN_FAILED,
+        )
+        if not outcome.ok:
+            await self._ledger.discard(profile)
+            error = mapping.join_error(
+                outcome, ssid=ssid, scan_security=security, timeout=self._join_timeout
             )
-            if not outcome.ok:
-                await self._ledger.discard(profile)
-                error = mapping.join_error(
-                    outcome, ssid=ssid, scan_security=security, timeout=self._join_timeout
-                )
-                log.info("joining %s failed: %s", label, error.detail)
-                raise error
-            try:
-                result = await device.join_result(client, self._device, ssid, seen)
-            except BaseException as exc:
-                await self._ledger.discard(profile)
-                if isinstance(exc, DBusError | OSError | EOFError):
-                    raise translate(
-                        exc, doing=f"reading the lease on {label}", code=Code.JOIN_FAILED
-                    ) from None
-                raise
-            self._current = profile
-            log.info("joined %s: %s via %s", label, result.ip, result.gateway or "no gateway")
-            return result
+            log.info("joining %s failed: %s", label, error.detail)
+            raise error
+        try:
+            result = await device.join_result(client, self._device, ssid, seen)
+        except BaseException as exc:
+            await self._ledger.discard(profile)
+            if isinstance(exc, DBusError | OSError | EOFError):
+                raise translate(
+                    exc, doing=f"reading the lease on {label}", code=Code.JOIN_FAILED
+                ) from None
+            raise
+        self._current = profile
+        log.info("joined %s: %s via %s", label, result.ip, result.gateway or "no gateway")
+        return result
 
     # -- verify ---------------------------------------------------------------------------------
     async def verify(self, *, on_phase: PhaseCallback | None = None) -> None:

@@ -13,11 +13,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from dbus_fast import BusType, Message, MessageFlag, MessageType, Variant
+from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import AuthError, DBusError
 
 from ...codes import Code
+from ...dbus_call import call
 from ...errors import DeviceSimError, NetworkError, TransportError
 from .defs import (
     BUS_NAME,
@@ -154,23 +155,15 @@ class NMClient:
 
         Raises DBusError for an error reply; EOFError or OSError when the bus is gone.
         """
-        bus = self._require()
-        reply = await bus.call(
-            Message(
-                destination=destination or self._destination,
-                path=path,
-                interface=iface,
-                member=member,
-                signature=signature,
-                body=body or [],
-                flags=MessageFlag.NO_AUTOSTART,
-            )
+        return await call(
+            self._require(),
+            destination or self._destination,
+            path,
+            iface,
+            member,
+            signature,
+            body or [],
         )
-        if reply is None:
-            raise EOFError(f"no reply to {member}")
-        if reply.message_type == MessageType.ERROR:
-            raise DBusError._from_message(reply)
-        return list(reply.body)
 
     async def get(self, path: str, iface: str, prop: str) -> Any:
         """One property's value (unwrapped). Raises like :meth:`call`."""
