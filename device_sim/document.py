@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -35,7 +34,6 @@ __all__ = [
     "json_depth",
     "loads_json",
     "parse_errors",
-    "read_mapping",
 ]
 
 MAX_DEPTH = 32  # our deepest real document (the profile) is 6 levels
@@ -111,27 +109,3 @@ def check_document(data: Any, where: str) -> None:
             stack.extend((v, depth + 1, f"{path}.{k}") for k, v in value.items())
         elif isinstance(value, list | tuple):
             stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(value))
-
-
-def read_mapping(path: Path, keys: Collection[str], what: str) -> dict[str, Any]:
-    """A small YAML file that is one mapping with only ``keys`` (a homes model, a fleet):
-    read, parsed and checked like every loaded document. ``what`` says what the mapping holds
-    (in the error when it is not one). Raises ConfigError naming the file (and the key)."""
-    import yaml
-
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        with parse_errors(where):
-            data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(where, f"cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(where, f"not valid YAML: {exc}") from None
-    check_document(data, where)
-    if not isinstance(data, dict):
-        raise ConfigError(where, f"must be a mapping ({what})")
-    unknown = sorted(map(str, set(data) - set(keys)))
-    if unknown:
-        raise ConfigError(f"{where}: {unknown[0]}", "unknown key")
-    return data

@@ -55,6 +55,7 @@ VOCABULARY = {
     "ratelimit",
     "dial",
     "dbus_call",
+    "schema",
     "options",
     "guarded_http",
     "pki",

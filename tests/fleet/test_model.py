@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from device_sim.apps.fleet.model import fleet_of, load_fleet
-from device_sim.errors import ConfigError
+from device_sim.errors import ConfigError, ConfigErrors
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -45,9 +45,9 @@ groups:
     [
         ("groups: []", "groups", "non-empty list"),
         ("colour: red\ngroups: [{count: 1}]", "colour", "unknown key"),
-        ("groups: [{count: 0}]", "groups[0].count", ">= 1"),
+        ("groups: [{count: 0}]", "groups[0].count", "between 1 and"),
         ("groups: [{count: 1, scenario: no-such-world}]", "no-such-world", ""),
-        ("transport: zigbee\ngroups: [{count: 1}]", "transport", "softap or ble"),
+        ("transport: zigbee\ngroups: [{count: 1}]", "transport", "one of softap, ble"),
         (
             "transport: softap\ngroups: [{count: 1, personality: improv}]",
             "personality",
@@ -82,3 +82,13 @@ def test_the_shipped_fleet_files_load() -> None:
     assert shipped
     for path in shipped:
         assert load_fleet(path).count >= 1
+
+
+def test_a_fleet_file_reports_every_mistake_at_once(tmp_path: Path) -> None:
+    """Fleet files, homes models and scenarios share one loader model (device_sim/schema.py):
+    every error of a file at once, each naming its place."""
+    text = "transport: zigbee\nseed: -1\ngroups: [{count: 0, colour: red}]"
+    with pytest.raises(ConfigErrors) as caught:
+        load_fleet(write(tmp_path, text))
+    places = sorted(e.where.split(": ", 1)[1] for e in caught.value.errors)
+    assert places == ["groups[0].colour", "groups[0].count", "seed", "transport"]

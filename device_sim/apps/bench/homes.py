@@ -10,13 +10,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import device_sim
 
-from ...document import read_mapping
 from ...errors import ConfigError
 from ...network.scenario import load_scenario
+from ...schema import List_, Mapping_, anything, integer, positive, read_document, text
 from .phone import PhoneBehaviour, parse_behaviour
 
 __all__ = ["Home", "HomesModel", "default_homes_path", "draw", "load_homes"]
@@ -45,64 +44,77 @@ def default_homes_path() -> Path:
     )
 
 
+HOMES_FILE = Mapping_(
+    "the homes a population is drawn from, and the phones and users in them",
+    {
+        "name": text("the model's name (default: the file's)"),
+        "description": text("what it models", allow_empty=True),
+        "seed": integer("seeds the draws", 0, 2**31 - 1, 0),
+        "homes": List_(
+            "kinds of homes, by weight",
+            Mapping_(
+                "one kind of home",
+                {
+                    "weight": positive("how often it is drawn, against the others"),
+                    "scenario": text("its world: a scenario name or path"),
+                },
+                required=("weight", "scenario"),
+            ),
+            min_items=1,
+        ),
+        "phones": List_(
+            "phones and their users, by weight (device_sim/apps/bench/phone.py PhoneBehaviour)",
+            Mapping_(
+                "one phone and its user",
+                {
+                    "weight": positive("how often it is drawn, against the others"),
+                    "name": text("its name in the report"),
+                    **{
+                        f: anything(f"PhoneBehaviour.{f}")
+                        for f in PhoneBehaviour.__dataclass_fields__
+                        if f != "name"
+                    },
+                },
+                required=("weight", "name"),
+            ),
+            min_items=1,
+        ),
+    },
+    required=("homes", "phones"),
+)
+
+
 def load_homes(path: Path | None = None) -> HomesModel:
     """Load and check a homes file (every scenario must load and need no cloud).
 
     Raises ConfigError naming the bad place."""
     path = path or default_homes_path()
     where = str(path)
-    data = read_mapping(
-        path, ("name", "description", "seed", "homes", "phones"), "name, seed, homes, phones"
-    )
-    seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"{where}: seed", "a whole number >= 0")
+    data = read_document(path, HOMES_FILE)
     homes = tuple(
-        (_weight(item, f"{where}: homes[{i}]"), _scenario(item, f"{where}: homes[{i}]"))
-        for i, item in enumerate(_list(data, "homes", where))
+        (item["weight"], _scenario(item["scenario"], f"{where}: homes[{i}].scenario"))
+        for i, item in enumerate(data["homes"])
     )
     phones = []
-    for i, item in enumerate(_list(data, "phones", where)):
-        at = f"{where}: phones[{i}]"
-        weight = _weight(item, at)
-        name = item.get("name")
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{at}.name", "each phone needs a name")
+    for i, item in enumerate(data["phones"]):
         fields = {k: v for k, v in item.items() if k not in ("weight", "name")}
-        phones.append((weight, parse_behaviour(fields, at, name=name)))
+        phones.append(
+            (item["weight"], parse_behaviour(fields, f"{where}: phones[{i}]", name=item["name"]))
+        )
     return HomesModel(
-        name=str(data.get("name", path.stem)),
-        description=str(data.get("description", "")),
-        seed=seed,
+        name=data.get("name", path.stem),
+        description=data.get("description", ""),
+        seed=data.get("seed", 0),
         homes=homes,
         phones=tuple(phones),
         source=where,
     )
 
 
-def _list(data: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
-    items = data.get(key)
-    if not isinstance(items, list) or not items or not all(isinstance(x, dict) for x in items):
-        raise ConfigError(f"{where}: {key}", "a non-empty list of mappings")
-    return items
-
-
-def _weight(item: dict[str, Any], at: str) -> float:
-    weight = item.get("weight")
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
-        raise ConfigError(f"{at}.weight", f"a positive number, not {weight!r}")
-    return float(weight)
-
-
-def _scenario(item: dict[str, Any], at: str) -> str:
-    if set(item) - {"weight", "scenario"}:
-        raise ConfigError(at, "a home has a weight and a scenario")
-    name = item.get("scenario")
-    if not isinstance(name, str):
-        raise ConfigError(f"{at}.scenario", "a scenario name or path")
+def _scenario(name: str, at: str) -> str:
     world = load_scenario(name)
     if world.cloud.mode or world.cloud.activation != "ok":
-        raise ConfigError(f"{at}.scenario", f"{name} needs cloud activation (not in the bench)")
+        raise ConfigError(at, f"{name} needs cloud activation (not in the bench)")
     return name
 
 

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ...document import read_mapping
 from ...doors import registry
 from ...errors import ConfigError
 from ...network.scenario import load_scenario
+from ...schema import List_, Mapping_, choice, integer, read_document, text
 
 __all__ = ["MAX_DEVICES", "Fleet", "Member", "fleet_of", "load_fleet"]
 
@@ -92,41 +91,46 @@ def fleet_of(
     return _checked(Fleet("fleet", transport, seed, (group,)), "--count")
 
 
+FLEET_FILE = Mapping_(
+    "a fleet of emulated devices, in groups",
+    {
+        "name": text("the fleet's name (default: the file's)"),
+        "description": text("what the fleet is for", allow_empty=True),
+        "transport": choice("the door every device opens", TRANSPORTS, "softap"),
+        "seed": integer("each device's world is seeded from it and its number", 0, 2**31 - 1, 0),
+        "groups": List_(
+            "devices of one kind each",
+            Mapping_(
+                "a group",
+                {
+                    "count": integer("how many devices", 1, MAX_DEVICES),
+                    "scenario": text("their world", default="engineering-wifi"),
+                    "personality": text("the protocol they speak (default: the registry's)"),
+                },
+                required=("count",),
+            ),
+            min_items=1,
+        ),
+    },
+    required=("groups",),
+)
+
+
 def load_fleet(path: Path) -> Fleet:
     """Read and check a fleet file. Raises ConfigError naming the bad place."""
-    where = str(path)
-    data = read_mapping(
-        path,
-        ("name", "description", "transport", "seed", "groups"),
-        "name, transport, seed, groups",
+    data = read_document(path, FLEET_FILE)
+    groups = tuple(
+        Group(
+            item["count"],
+            item.get("scenario", "engineering-wifi"),
+            item.get("personality", registry.default()),
+        )
+        for item in data["groups"]
     )
-    items = data.get("groups")
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{where}: groups", "a non-empty list of {count, scenario, personality}")
-    groups = tuple(_group(item, f"{where}: groups[{i}]") for i, item in enumerate(items))
-    name = data.get("name", path.stem)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: name", "a non-empty string")
-    return _checked(
-        Fleet(name, data.get("transport", "softap"), data.get("seed", 0), groups), where
+    fleet = Fleet(
+        data.get("name", path.stem), data.get("transport", "softap"), data.get("seed", 0), groups
     )
-
-
-def _group(item: Any, where: str) -> Group:
-    if not isinstance(item, dict):
-        raise ConfigError(where, "a mapping {count, scenario, personality}")
-    unknown = set(item) - {"count", "scenario", "personality"}
-    if unknown:
-        raise ConfigError(f"{where}.{sorted(map(str, unknown))[0]}", "unknown key")
-    count = item.get("count")
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigError(f"{where}.count", "a whole number >= 1")
-    scenario = item.get("scenario", "engineering-wifi")
-    personality = item.get("personality", registry.default())
-    for key, value in (("scenario", scenario), ("personality", personality)):
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{where}.{key}", "a name")
-    return Group(count, scenario, personality)
+    return _checked(fleet, str(path))
 
 
 def _checked(fleet: Fleet, where: str) -> Fleet:
