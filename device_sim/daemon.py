@@ -224,19 +224,42 @@ def _register_commands(
     sides: list[DeviceSide],
     options: DaemonOptions,
 ) -> None:
-    """The daemon's ``device-sim ctl`` commands."""
+    """The daemon's ``device-sim ctl`` commands, and each personality's own."""
+    commands = _Commands(supervisor, engine, sides, options)
+    control.register("diagnostics", commands.diagnostics)
+    control.register_stream("watch", commands.watch)
+    control.register("status", commands.status)
+    control.register("softap-start", commands.softap_start)
+    control.register("factory-reset", commands.factory_reset)
+    control.register("button", commands.button)
+    served: set[str] = set()
+    for side in sides:
+        for name, handler in side.commands().items():
+            control.register(name, handler)
+            served.add(name)
+    for name in registry.names():  # another personality's command: say which one serves it
+        for command in set(registry.get(name).commands) - served:
+            control.register(command, _not_presented(name))
 
-    async def status(args: dict[str, object]) -> dict[str, object]:
+
+@dataclass
+class _Commands:
+    supervisor: DoorSupervisor
+    engine: OnboardingEngine
+    sides: list[DeviceSide]
+    options: DaemonOptions
+
+    async def status(self, args: dict[str, object]) -> dict[str, object]:
         wait_ms = args.get("wait_decided_ms", 0)
         if not isinstance(wait_ms, int) or not 0 <= wait_ms <= 600_000:
             raise OnboardingError(Code.MALFORMED_REQUEST, "wait_decided_ms: 0 to 600000")
         if wait_ms:  # until the fallback window is resolved (tests and scripts await this)
             try:
                 async with asyncio.timeout(wait_ms / 1000):
-                    await supervisor.decided.wait()
+                    await self.supervisor.decided.wait()
             except TimeoutError:
                 pass
-        record = engine.record
+        engine, record = self.engine, self.engine.record
         return {
             "state": record.state.wire_name,
             "code": int(record.code),
@@ -246,68 +269,53 @@ def _register_commands(
             "saved_networks": [n.public(record.ssid) for n in engine.saved_networks()],
             "reconnecting": engine.life.retrying,
             "activation": engine.store.cloud().public(),
-            **supervisor.status(),
+            **self.supervisor.status(),
         }
 
-    async def softap_start(args: dict[str, object]) -> dict[str, object]:
-        return await supervisor.open_softap("requested by the CLI")
+    async def softap_start(self, args: dict[str, object]) -> dict[str, object]:
+        return await self.supervisor.open_softap("requested by the CLI")
 
-    async def factory_reset(args: dict[str, object]) -> dict[str, object]:
-        await engine.factory_reset("the CLI")
-        return {"state": engine.state.wire_name}
+    async def factory_reset(self, args: dict[str, object]) -> dict[str, object]:
+        await self.engine.factory_reset("the CLI")
+        return {"state": self.engine.state.wire_name}
 
-    async def button(args: dict[str, object]) -> dict[str, object]:
+    async def button(self, args: dict[str, object]) -> dict[str, object]:
         """The device's one button: a press authorizes Improv; held 10 s it factory-resets."""
         hold = args.get("hold_s", 0.2)
         if not isinstance(hold, int | float) or not 0 <= hold <= 60:
             raise OnboardingError(Code.MALFORMED_REQUEST, "hold_s: 0 to 60 seconds")
         if hold >= LONG_PRESS_S:
-            await engine.factory_reset(f"a {hold:g} s long press")
-            return {"action": "factory-reset", "state": engine.state.wire_name}
-        for side in sides:
+            await self.engine.factory_reset(f"a {hold:g} s long press")
+            return {"action": "factory-reset", "state": self.engine.state.wire_name}
+        for side in self.sides:
             done = side.press_button("the button")
             if done is not None:
                 return done
-        engine.note(
+        self.engine.note(
             EventPhase.BUTTON,
             f"pressed {hold:g} s: nothing to do (hold {LONG_PRESS_S} s to factory-reset)",
         )
         return {"action": "none"}
 
-    async def watch(args: dict[str, object]) -> AsyncIterator[dict[str, object]]:
+    async def watch(self, args: dict[str, object]) -> AsyncIterator[dict[str, object]]:
         """The device's event stream: its current state, the last ``last`` events, then every
         event as it happens (``device-sim watch``)."""
         last = args.get("last", WATCH_BACKLOG)
         if not isinstance(last, int) or not 0 <= last <= 200:
             raise OnboardingError(Code.MALFORMED_REQUEST, "last: 0 to 200 events")
-        yield _snapshot(engine, supervisor)
-        async for event, past in engine.events.follow(last, WATCH_QUEUE):
+        yield _snapshot(self.engine, self.supervisor)
+        async for event, past in self.engine.events.follow(last, WATCH_QUEUE):
             yield {"kind": "event", **({"backlog": True} if past else {}), **event.to_json()}
 
-    async def diagnostics(args: dict[str, object]) -> dict[str, object]:
+    async def diagnostics(self, args: dict[str, object]) -> dict[str, object]:
         """The diagnostics bundle (``ctl diagnostics --out FILE``): a gzip'd tar, base64."""
         from .support import bundle
 
-        files, redacted, archive = _bundle(engine, supervisor, sides, options)
+        files, redacted, archive = _bundle(self.engine, self.supervisor, self.sides, self.options)
         out = {"files": files, "bytes": len(archive), "archive": bundle.encode(archive)}
         if redacted:
             out["redacted"] = redacted  # secrets found in free text, replaced: file -> count
         return out
-
-    control.register("diagnostics", diagnostics)
-    control.register_stream("watch", watch)
-    control.register("status", status)
-    control.register("softap-start", softap_start)
-    control.register("factory-reset", factory_reset)
-    control.register("button", button)
-    served: set[str] = set()
-    for side in sides:
-        for name, handler in side.commands().items():
-            control.register(name, handler)
-            served.add(name)
-    for name in registry.names():  # another personality's command: say which one serves it
-        for command in set(registry.get(name).commands) - served:
-            control.register(command, _not_presented(name))
 
 
 def _register_faults(

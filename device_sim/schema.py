@@ -198,13 +198,10 @@ class List_:
         return [self.item.check(x, f"{path}[{i}]", errors) for i, x in enumerate(v)]
 
     def json(self) -> dict[str, Any]:
-        return {
-            "description": self.doc,
-            "type": "array",
-            "items": self.item.json(),
-            "minItems": self.min_items,
-            "maxItems": self.max_items,
-        }
+        out: dict[str, Any] = {"description": self.doc, "type": "array", "items": self.item.json()}
+        if self.min_items:
+            out["minItems"] = self.min_items
+        return {**out, "maxItems": self.max_items}
 
 
 def good(node: Any) -> tuple[dict[str, Any], set[str]]:

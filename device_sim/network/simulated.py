@@ -603,122 +603,154 @@ class SimulatedBackend(NetworkBackend):
         )
 
     async def verify(self, *, on_phase: PhaseCallback | None = None) -> None:
-        from .checks import check_captive_portal, check_dns, check_internet, check_tls
-
         async with self._lock:
             self._started()
             await self._serve_world()
-            assert self._device_ssl is not None
             sap, attempt = self._connected, self._attempt
             if sap is None or attempt is None:
                 raise _fail(Code.NO_INTERNET, Phase.DNS, "not connected to a network")
-            steps, timeout, world = sap.after_association, self._check_timeout, self._scenario
-            dhcp = steps.dhcp
-            # IPv6-only: the names resolve through DNS64 when the network has NAT64; without
-            # it the cloud's A records lead nowhere (the device has no IPv4 route).
-            v6_only = dhcp.addressing == "ipv6-only"
-            routable = not v6_only or dhcp.nat64
-            family = attempt.family
-
-            delay, dns_result, faults = attempt.step("dns", steps.dns)
-            if self._live.out("dns", sap.ap.bssid):
-                dns_result = "fail"
-            _emit(
-                on_phase,
-                Phase.DNS,
-                _with_faults({"hosts": [PROBE_HOST, CLOUD_HOST], "ipv": family}, faults),
-            )
-            await self._sleep(delay)
-            resolver = _resolver(dns_result, LOOPBACK[family] if routable else LOOPBACK[4])
-            probe_ips = await check_dns(PROBE_HOST, resolver=resolver, timeout=timeout)
-            cloud_ips = await check_dns(CLOUD_HOST, resolver=resolver, timeout=timeout)
-
-            delay, portal_result, faults = attempt.step("captive_portal", steps.captive_portal)
-            internet_delay, internet_result, internet_faults = attempt.step(
-                "internet", steps.internet
-            )
-            if self._live.out("internet", sap.ap.bssid):
-                internet_result = "none"
-            portal = portal_result == "portal"
-            self._portal_url = (
-                (steps.captive_portal.login_url or DEFAULT_PORTAL_URL) if portal else None
-            )
-            # A portal answers locally; otherwise the probe needs the internet (and a route).
-            reachable = portal or (internet_result == "ok" and routable)
-            port = (self._probe_ports if reachable else self._refusing_ports)[family]
-            host = probe_ips[0]
-            url = (
-                f"http://[{host}]:{port}{PROBE_PATH}"
-                if ":" in host
-                else f"http://{host}:{port}{PROBE_PATH}"
-            )
-            _emit(on_phase, Phase.CAPTIVE_PORTAL, _with_faults({"url": url}, faults))
-            await self._sleep(delay)
-            if not routable:
-                raise _fail(
-                    Code.NO_INTERNET,
-                    Phase.CAPTIVE_PORTAL,
-                    f"{CLOUD_HOST} has only IPv4 addresses and the IPv6-only network has no "
-                    "NAT64 to reach them",
-                    reason="no NAT64",
-                )
-            await check_captive_portal(url, timeout=timeout)
-
-            _emit(
-                on_phase,
-                Phase.INTERNET,
-                _with_faults({"host": host, "port": port}, internet_faults),
-            )
-            await self._sleep(internet_delay)
-            await check_internet(probe_ips, port, timeout=timeout)
-
-            # Network time: a device sets its clock (SNTP) before it trusts a certificate. If
-            # time does not answer, it keeps its RTC's (maybe skewed) time, or none at all.
-            delay, ntp_result, faults = attempt.step("ntp", steps.ntp)
-            device = world.device
-            if ntp_result == "ok":
-                clock, skew_s = "ntp", 0
-            elif device.rtc:
-                clock, skew_s = "rtc", device.clock_skew_s
-            else:
-                clock = "unset"
-                skew_s = -int((dt.datetime.now(dt.UTC) - EPOCH).total_seconds())
-            _emit(
-                on_phase,
-                Phase.CLOCK,
-                _with_faults({"ntp": ntp_result, "clock": clock, "skew_s": skew_s}, faults),
-            )
-            await self._sleep(delay)
-
-            delay, tls_result, faults = attempt.step("tls", steps.tls)
-            tls_port = await self._tls_port(tls_result, -skew_s, family)
-            _emit(
-                on_phase,
-                Phase.TLS,
-                _with_faults({"host": CLOUD_HOST, "port": tls_port, "clock": clock}, faults),
-            )
-            await self._sleep(delay)
-            try:
-                await check_tls(
-                    cloud_ips,
-                    tls_port,
-                    ssl_context=self._device_ssl,
-                    server_hostname=CLOUD_HOST,
-                    timeout=timeout,
-                )
-            except NetworkError as exc:
-                if exc.code is Code.TLS_CERTIFICATE_DATE and clock == "unset":
-                    raise _fail(
-                        Code.CLOCK_NOT_SET,
-                        Phase.TLS,
-                        "the device has no clock (no RTC) and network time did not answer: "
-                        f"at 1970-01-01 the cloud's certificate is not valid yet ({exc.detail})",
-                        ntp=ntp_result,
-                    ) from None
-                raise
+            probe_ips, cloud_ips = await self._check_dns(sap, attempt, on_phase)
+            await self._check_reach(sap, attempt, probe_ips, on_phase)
+            clock, skew_s, ntp = await self._check_clock(sap, attempt, on_phase)
+            await self._check_cloud(sap, attempt, cloud_ips, (clock, skew_s, ntp), on_phase)
             # Established: from now on the world may take it away.
             self._link = _Link(sap)
             self._live.play("online")
+
+    @staticmethod
+    def _routable(sap: ScenarioAccessPoint) -> bool:
+        """IPv6-only: the names resolve through DNS64 when the network has NAT64; without it
+        the cloud's A records lead nowhere (the device has no IPv4 route)."""
+        dhcp = sap.after_association.dhcp
+        return dhcp.addressing != "ipv6-only" or dhcp.nat64
+
+    async def _check_dns(
+        self, sap: ScenarioAccessPoint, attempt: _Attempt, on_phase: PhaseCallback | None
+    ) -> tuple[list[str], list[str]]:
+        from .checks import check_dns
+
+        family = attempt.family
+        delay, dns_result, faults = attempt.step("dns", sap.after_association.dns)
+        if self._live.out("dns", sap.ap.bssid):
+            dns_result = "fail"
+        _emit(
+            on_phase,
+            Phase.DNS,
+            _with_faults({"hosts": [PROBE_HOST, CLOUD_HOST], "ipv": family}, faults),
+        )
+        await self._sleep(delay)
+        address = LOOPBACK[family] if self._routable(sap) else LOOPBACK[4]
+        resolver = _resolver(dns_result, address)
+        timeout = self._check_timeout
+        probe_ips = await check_dns(PROBE_HOST, resolver=resolver, timeout=timeout)
+        cloud_ips = await check_dns(CLOUD_HOST, resolver=resolver, timeout=timeout)
+        return probe_ips, cloud_ips
+
+    async def _check_reach(
+        self,
+        sap: ScenarioAccessPoint,
+        attempt: _Attempt,
+        probe_ips: list[str],
+        on_phase: PhaseCallback | None,
+    ) -> None:
+        """The captive-portal probe, then the internet."""
+        from .checks import check_captive_portal, check_internet
+
+        steps, family, routable = sap.after_association, attempt.family, self._routable(sap)
+        delay, portal_result, faults = attempt.step("captive_portal", steps.captive_portal)
+        internet_delay, internet_result, internet_faults = attempt.step("internet", steps.internet)
+        if self._live.out("internet", sap.ap.bssid):
+            internet_result = "none"
+        portal = portal_result == "portal"
+        self._portal_url = (
+            (steps.captive_portal.login_url or DEFAULT_PORTAL_URL) if portal else None
+        )
+        # A portal answers locally; otherwise the probe needs the internet (and a route).
+        reachable = portal or (internet_result == "ok" and routable)
+        port = (self._probe_ports if reachable else self._refusing_ports)[family]
+        host = probe_ips[0]
+        url = (
+            f"http://[{host}]:{port}{PROBE_PATH}"
+            if ":" in host
+            else f"http://{host}:{port}{PROBE_PATH}"
+        )
+        _emit(on_phase, Phase.CAPTIVE_PORTAL, _with_faults({"url": url}, faults))
+        await self._sleep(delay)
+        if not routable:
+            raise _fail(
+                Code.NO_INTERNET,
+                Phase.CAPTIVE_PORTAL,
+                f"{CLOUD_HOST} has only IPv4 addresses and the IPv6-only network has no "
+                "NAT64 to reach them",
+                reason="no NAT64",
+            )
+        await check_captive_portal(url, timeout=self._check_timeout)
+        _emit(on_phase, Phase.INTERNET, _with_faults({"host": host, "port": port}, internet_faults))
+        await self._sleep(internet_delay)
+        await check_internet(probe_ips, port, timeout=self._check_timeout)
+
+    async def _check_clock(
+        self, sap: ScenarioAccessPoint, attempt: _Attempt, on_phase: PhaseCallback | None
+    ) -> tuple[str, int, str]:
+        """Network time: a device sets its clock (SNTP) before it trusts a certificate. If time
+        does not answer, it keeps its RTC's (maybe skewed) time, or none at all. Returns the
+        clock's source, its skew in s and what network time did."""
+        delay, ntp_result, faults = attempt.step("ntp", sap.after_association.ntp)
+        device = self._scenario.device
+        if ntp_result == "ok":
+            clock, skew_s = "ntp", 0
+        elif device.rtc:
+            clock, skew_s = "rtc", device.clock_skew_s
+        else:
+            clock = "unset"
+            skew_s = -int((dt.datetime.now(dt.UTC) - EPOCH).total_seconds())
+        _emit(
+            on_phase,
+            Phase.CLOCK,
+            _with_faults({"ntp": ntp_result, "clock": clock, "skew_s": skew_s}, faults),
+        )
+        await self._sleep(delay)
+        return clock, skew_s, ntp_result
+
+    async def _check_cloud(
+        self,
+        sap: ScenarioAccessPoint,
+        attempt: _Attempt,
+        cloud_ips: list[str],
+        time: tuple[str, int, str],
+        on_phase: PhaseCallback | None,
+    ) -> None:
+        """TLS to the cloud, at the device's own date."""
+        from .checks import check_tls
+
+        assert self._device_ssl is not None
+        clock, skew_s, ntp_result = time
+        delay, tls_result, faults = attempt.step("tls", sap.after_association.tls)
+        tls_port = await self._tls_port(tls_result, -skew_s, attempt.family)
+        _emit(
+            on_phase,
+            Phase.TLS,
+            _with_faults({"host": CLOUD_HOST, "port": tls_port, "clock": clock}, faults),
+        )
+        await self._sleep(delay)
+        try:
+            await check_tls(
+                cloud_ips,
+                tls_port,
+                ssl_context=self._device_ssl,
+                server_hostname=CLOUD_HOST,
+                timeout=self._check_timeout,
+            )
+        except NetworkError as exc:
+            if exc.code is Code.TLS_CERTIFICATE_DATE and clock == "unset":
+                raise _fail(
+                    Code.CLOCK_NOT_SET,
+                    Phase.TLS,
+                    "the device has no clock (no RTC) and network time did not answer: "
+                    f"at 1970-01-01 the cloud's certificate is not valid yet ({exc.detail})",
+                    ntp=ntp_result,
+                ) from None
+            raise
 
     async def disconnect(self) -> None:
         self._connected, self._link = None, None
