@@ -20,6 +20,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,17 +130,47 @@ def share(text: str) -> float:
     return value
 
 
+@dataclass
+class _Plan:
+    """What a bench runs: its kind (matrix or population), every run, and the cells asked for
+    that cannot run (with the reason)."""
+
+    kind: str
+    specs: list[Any]
+    skipped: list[dict[str, Any]]
+    transports: list[str]
+    personalities: list[str]
+
+
 async def run(args: argparse.Namespace) -> int:
-    from ...doors import registry
-    from ...network.scenario import load_scenario
     from ...profile import load_profile
-    from .homes import draw as draw_homes
-    from .homes import load_homes
-    from .phone import parse_behaviour
-    from .report import summarize, write_html, write_json, write_junit
-    from .runner import Bench, RunSpec
 
     profile = load_profile()
+    plan = _plan(args)
+    out: Path = args.out
+    _make_dir(out)
+    for cell in plan.skipped:
+        print(
+            f"skipped: {cell['cell']} ({cell['runs']} run(s)): {cell['reason']}",
+            file=sys.stderr,
+        )
+    reporter = _Reporter(args, plan, profile)
+    runs = await _execute(args, profile, plan, reporter)
+    if isinstance(runs, int):
+        return runs  # terminated
+    document = reporter.write(runs)
+    summary = document["summary"]
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary, out, time.monotonic() - reporter.t0)
+    return _verdict(args, plan.kind, summary, runs)
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """The runs asked for. Raises ConfigError naming the flag at fault."""
+    from ...doors import registry
+
     transports = _split(args.transports, "--transports")
     personalities = _split(args.personalities, "--personalities")
     for t in transports:
@@ -159,144 +190,173 @@ async def run(args: argparse.Namespace) -> int:
             skipped_variants.append((t, p, f"{p} has no {t} door"))
     if not variants:
         raise ConfigError("--transports", "no personality given runs over these transports")
-    skipped: list[dict[str, Any]] = []  # cells asked for that cannot run, with the reason
-    specs: list[RunSpec] = []
+    plan = _Plan("matrix", [], [], transports, personalities)
     if args.population:
-        if args.population > 2000:
-            raise ConfigError("--population", "at most 2000 homes")
-        model = load_homes(args.homes)
-        homes = draw_homes(model, args.population, args.seed)
-        kind = "population"
-        for transport, personality, why in skipped_variants:
-            skipped.append(
-                {
-                    "cell": f"{transport}-{personality}",
-                    "scenario": "every home",
-                    "transport": transport,
-                    "personality": personality,
-                    "runs": len(homes),
-                    "reason": why,
-                }
-            )
-        for (transport, personality), (i, home) in itertools.product(variants, enumerate(homes)):
-            specs.append(
-                RunSpec(
-                    f"home{i + 1:04d}-{transport}-{personality}",
-                    home.scenario,
-                    transport,
-                    personality,
-                    home.phone,
-                    home.seed,
-                    home=home.scenario,
-                )
-            )
+        plan.kind = "population"
+        _population(args, plan, variants, skipped_variants)
     else:
-        kind = "matrix"
-        scenarios = _split(args.scenarios, "--scenarios")
-        for name in scenarios:
-            world = load_scenario(name)
-            if world.cloud.mode or world.cloud.activation != "ok":
-                raise ConfigError(
-                    "--scenarios", f"{name} needs cloud activation: play it with demo"
-                )
-        try:
-            phone_spec = json.loads(args.phone)
-        except ValueError:
-            raise ConfigError("--phone", "not a JSON object") from None
-        phone = parse_behaviour(
-            phone_spec,
-            "--phone",
-            name=str(phone_spec.get("name", "careful"))
-            if isinstance(phone_spec, dict)
-            else "careful",
+        _matrix(args, plan, variants, skipped_variants)
+    if len(plan.specs) > 4000:
+        raise ConfigError("--repeat", f"{len(plan.specs)} runs; at most 4000 in one bench")
+    return plan
+
+
+def _population(
+    args: argparse.Namespace,
+    plan: _Plan,
+    variants: list[tuple[str, str]],
+    skipped_variants: list[tuple[str, str, str]],
+) -> None:
+    from .homes import draw as draw_homes
+    from .homes import load_homes
+    from .runner import RunSpec
+
+    if args.population > 2000:
+        raise ConfigError("--population", "at most 2000 homes")
+    homes = draw_homes(load_homes(args.homes), args.population, args.seed)
+    for transport, personality, why in skipped_variants:
+        plan.skipped.append(
+            {
+                "cell": f"{transport}-{personality}",
+                "scenario": "every home",
+                "transport": transport,
+                "personality": personality,
+                "runs": len(homes),
+                "reason": why,
+            }
         )
-        for scenario, (transport, personality, why) in itertools.product(
-            scenarios, skipped_variants
-        ):
-            skipped.append(
-                {
-                    "cell": f"{Path(scenario).stem}-{transport}-{personality}",
-                    "scenario": scenario,
-                    "transport": transport,
-                    "personality": personality,
-                    "runs": args.repeat,
-                    "reason": why,
-                }
+    for (transport, personality), (i, home) in itertools.product(variants, enumerate(homes)):
+        plan.specs.append(
+            RunSpec(
+                f"home{i + 1:04d}-{transport}-{personality}",
+                home.scenario,
+                transport,
+                personality,
+                home.phone,
+                home.seed,
+                home=home.scenario,
             )
-        for n, (scenario, (transport, personality), repeat) in enumerate(
-            itertools.product(scenarios, variants, range(args.repeat))
-        ):
-            specs.append(
-                RunSpec(
-                    f"{Path(scenario).stem}-{transport}-{personality}-{repeat + 1}",
-                    scenario,
-                    transport,
-                    personality,
-                    phone,
-                    args.seed + n,
-                    repeat + 1,
-                )
-            )
-    if len(specs) > 4000:
-        raise ConfigError("--repeat", f"{len(specs)} runs; at most 4000 in one bench")
-    out: Path = args.out
-    _make_dir(out)
-    started = dt.datetime.now(dt.UTC)
-    t0 = time.monotonic()
-    done = 0
-    finished: list[dict[str, Any]] = []  # in the order they ended: kept when interrupted
-    for cell in skipped:
-        print(
-            f"skipped: {cell['cell']} ({cell['runs']} run(s)): {cell['reason']}",
-            file=sys.stderr,
         )
 
-    def reports(runs: list[dict[str, Any]], interrupted: str | None = None) -> dict[str, Any]:
-        seconds = time.monotonic() - t0
-        summary = summarize(runs, kind)
-        summary["skipped"] = sum(cell["runs"] for cell in skipped)
+
+def _matrix(
+    args: argparse.Namespace,
+    plan: _Plan,
+    variants: list[tuple[str, str]],
+    skipped_variants: list[tuple[str, str, str]],
+) -> None:
+    from ...network.scenario import load_scenario
+    from .phone import parse_behaviour
+    from .runner import RunSpec
+
+    scenarios = _split(args.scenarios, "--scenarios")
+    for name in scenarios:
+        world = load_scenario(name)
+        if world.cloud.mode or world.cloud.activation != "ok":
+            raise ConfigError("--scenarios", f"{name} needs cloud activation: play it with demo")
+    try:
+        phone_spec = json.loads(args.phone)
+    except ValueError:
+        raise ConfigError("--phone", "not a JSON object") from None
+    phone = parse_behaviour(
+        phone_spec,
+        "--phone",
+        name=str(phone_spec.get("name", "careful")) if isinstance(phone_spec, dict) else "careful",
+    )
+    for scenario, (transport, personality, why) in itertools.product(scenarios, skipped_variants):
+        plan.skipped.append(
+            {
+                "cell": f"{Path(scenario).stem}-{transport}-{personality}",
+                "scenario": scenario,
+                "transport": transport,
+                "personality": personality,
+                "runs": args.repeat,
+                "reason": why,
+            }
+        )
+    for n, (scenario, (transport, personality), repeat) in enumerate(
+        itertools.product(scenarios, variants, range(args.repeat))
+    ):
+        plan.specs.append(
+            RunSpec(
+                f"{Path(scenario).stem}-{transport}-{personality}-{repeat + 1}",
+                scenario,
+                transport,
+                personality,
+                phone,
+                args.seed + n,
+                repeat + 1,
+            )
+        )
+
+
+class _Reporter:
+    """Writes the bench's reports (JSON, JUnit, HTML): at the end, or with the runs finished so
+    far when the bench is interrupted."""
+
+    def __init__(self, args: argparse.Namespace, plan: _Plan, profile: Any) -> None:
+        self.args, self.plan, self.profile = args, plan, profile
+        self.started = dt.datetime.now(dt.UTC)
+        self.t0 = time.monotonic()
+
+    def write(self, runs: list[dict[str, Any]], interrupted: str | None = None) -> dict[str, Any]:
+        from .report import summarize, write_html, write_json, write_junit
+
+        args, plan, out = self.args, self.plan, self.args.out
+        seconds = time.monotonic() - self.t0
+        summary = summarize(runs, plan.kind)
+        summary["skipped"] = sum(cell["runs"] for cell in plan.skipped)
         document = {
-            "kind": kind,
-            "started": started.isoformat(timespec="seconds"),
+            "kind": plan.kind,
+            "started": self.started.isoformat(timespec="seconds"),
             "seconds": round(seconds, 1),
             "options": {
                 "time_scale": args.time_scale,
                 "concurrency": args.concurrency,
                 "seed": args.seed,
-                "transports": transports,
-                "personalities": personalities,
+                "transports": plan.transports,
+                "personalities": plan.personalities,
                 "repeat": args.repeat,
                 "population": args.population,
                 "homes": str(args.homes) if args.homes else "default",
                 "softap_window_s": args.softap_window,
             },
             "summary": summary,
-            "skipped": skipped,
+            "skipped": plan.skipped,
             "runs": runs,
         }
         if interrupted is not None:
             document["interrupted"] = {
                 "by": interrupted,
                 "runs_done": len(runs),
-                "runs_asked": len(specs),
+                "runs_asked": len(plan.specs),
             }
         write_json(out / "results.json", document)
-        write_junit(out / "junit.xml", runs, kind, seconds, skipped=skipped)
-        write_html(out / "report.html", document, profile)
+        write_junit(out / "junit.xml", runs, plan.kind, seconds, skipped=plan.skipped)
+        write_html(out / "report.html", document, self.profile)
         return document
 
+
+async def _execute(
+    args: argparse.Namespace, profile: Any, plan: _Plan, reporter: _Reporter
+) -> list[dict[str, Any]] | int:
+    """Every run, ``--concurrency`` at once; the runs, or 143 when SIGTERM ended the bench
+    (Ctrl-C raises on). Interrupted, it reports the runs finished so far."""
+    from .runner import Bench, RunSpec
+
+    finished: list[dict[str, Any]] = []  # in the order they ended: kept when interrupted
+    specs = plan.specs
+
     async def one(bench: Bench, spec: RunSpec, gate: asyncio.Semaphore) -> dict[str, Any]:
-        nonlocal done
         async with gate:
             result = await bench.run(spec)
-        done += 1
         finished.append(result)
         if not args.json:
             wall = (
                 f" (wall {result.get('wall_seconds') or 0:.1f} s)" if args.time_scale != 1 else ""
             )
             print(
-                f"[{done:>4}/{len(specs)}] {spec.id:<40} {result['code_name']:<26} "
+                f"[{len(finished):>4}/{len(specs)}] {spec.id:<40} {result['code_name']:<26} "
                 f"{result.get('seconds') or 0:7.1f} s{wall}",
                 flush=True,
             )
@@ -325,14 +385,14 @@ async def run(args: argparse.Namespace) -> int:
                 # processes before the bench goes on (gather would return at once).
                 async with asyncio.TaskGroup() as group:
                     tasks = [group.create_task(one(bench, s, gate)) for s in specs]
-                runs = [task.result() for task in tasks]
+                return [task.result() for task in tasks]
     except asyncio.CancelledError:
         # Ctrl-C or SIGTERM: the finished runs are reported all the same (partial).
-        reports(finished, "SIGTERM" if terminated else "Ctrl-C")
+        reporter.write(finished, "SIGTERM" if terminated else "Ctrl-C")
         print(
             f"device-sim bench: {'terminated' if terminated else 'interrupted'}; every run's "
             f"processes stopped; {len(finished)} of {len(specs)} runs reported in "
-            f"{out / 'results.json'}",
+            f"{args.out / 'results.json'}",
             file=sys.stderr,
         )
         if not terminated:
@@ -340,18 +400,18 @@ async def run(args: argparse.Namespace) -> int:
         return 143  # 128 + SIGTERM
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
-    seconds = time.monotonic() - t0
-    document = reports(list(runs))
-    summary = document["summary"]
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        _print_summary(summary, out, seconds)
+
+
+def _verdict(
+    args: argparse.Namespace, kind: str, summary: dict[str, Any], runs: list[dict[str, Any]]
+) -> int:
+    """0 when the bench holds: every run completed, a matrix all as expected, a population's
+    share online within 2 minutes at least ``--min-online``."""
     broken = sum(1 for r in runs if r["code_name"] in ("BENCH_ERROR", "BENCH_TIMEOUT"))
     if broken:
         print(
             f"{broken} run(s) could not be completed (BENCH_ERROR/BENCH_TIMEOUT): see "
-            f"{out / 'junit.xml'}",
+            f"{args.out / 'junit.xml'}",
             file=sys.stderr,
         )
         return 1
