@@ -61,67 +61,91 @@ if TYPE_CHECKING:  # the factory and cloud modules load only for --activation
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    profile = load_profile()
-    scenario = load_scenario(args.scenario)
-    creds = scenario.default_credentials
-    ssid = (
-        bytes(args.ssid_hex) if args.ssid_hex else (args.ssid.encode() if args.ssid else creds.ssid)
-    )
-    passphrase = args.passphrase if args.passphrase is not None else creds.passphrase
-    hidden = bool(
-        args.hidden or (creds.hidden if args.ssid is None and not args.ssid_hex else False)
-    )
-    say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
-
-    cloud_world = scenario.cloud
-    mode = getattr(args, "activation", None) or cloud_world.mode
-    if cloud_world.activation != "ok" and not mode:
-        raise ConfigError(
-            "--activation",
-            f"the scenario's cloud is {cloud_world.activation}: give an activation mode",
-        )
-    if cloud_world.activation == "claim_token_expired" and mode != "claim":
-        raise ConfigError("--activation", "a claim token expires only in claim mode")
-    entry = registry.get(args.personality)
-    if args.transport not in entry.transports:
-        raise ConfigError(
-            "--transport", f"the {entry.name} personality does not run over {args.transport}"
-        )
-    if mode and not entry.activation:
-        raise ConfigError(
-            "--activation",
-            f"the {entry.name} personality has no activation inputs; use --personality native",
-        )
-
-    result: dict[str, Any] = {}
-    storied = has_story(scenario)
-    scale = args.time_scale
-    story_out: dict[str, Any] | None = None
+    demo = _Demo(args)
     with tempfile.TemporaryDirectory(prefix="device-sim-demo-") as tmp:
-        labels: dict[str, str] = {}
-        if mode:
+        demo.make_identity(Path(tmp))
+        async with contextlib.AsyncExitStack() as stack:
+            phone = await demo.start(stack, Path(tmp))
+            await demo.onboard(phone)
+    return demo.verdict()
+
+
+class _Demo:
+    """One demo's steps: check the options, give the device its identity, start the cloud,
+    the adapters and the daemon, onboard (and play the story), check the outcome."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.profile = load_profile()
+        self.scenario = scenario = load_scenario(args.scenario)
+        creds = scenario.default_credentials
+        self.ssid = (
+            bytes(args.ssid_hex)
+            if args.ssid_hex
+            else (args.ssid.encode() if args.ssid else creds.ssid)
+        )
+        self.passphrase = args.passphrase if args.passphrase is not None else creds.passphrase
+        self.hidden = bool(
+            args.hidden or (creds.hidden if args.ssid is None and not args.ssid_hex else False)
+        )
+        self.say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
+        cloud_world = scenario.cloud
+        self.mode = mode = getattr(args, "activation", None) or cloud_world.mode
+        if cloud_world.activation != "ok" and not mode:
+            raise ConfigError(
+                "--activation",
+                f"the scenario's cloud is {cloud_world.activation}: give an activation mode",
+            )
+        if cloud_world.activation == "claim_token_expired" and mode != "claim":
+            raise ConfigError("--activation", "a claim token expires only in claim mode")
+        self.entry = entry = registry.get(args.personality)
+        if args.transport not in entry.transports:
+            raise ConfigError(
+                "--transport", f"the {entry.name} personality does not run over {args.transport}"
+            )
+        if mode and not entry.activation:
+            raise ConfigError(
+                "--activation",
+                f"the {entry.name} personality has no activation inputs; "
+                f"use --personality {registry.default()}",
+            )
+        self.result: dict[str, Any] = {}
+        self.storied = has_story(scenario)
+        self.story_out: dict[str, Any] | None = None
+        self.labels: dict[str, str] = {}
+        self.unit: UnitResult | None = None
+        self.cloud: _DemoCloud | None = None
+
+    def make_identity(self, tmp: Path) -> None:
+        """A factory unit (with activation) or a fresh identity, and the scenario's history."""
+        scenario, say = self.scenario, self.say
+        if self.mode:
             # 0 days: the claim token has expired by the time the device presents it
-            ttl = 0 if cloud_world.activation == "claim_token_expired" else 365
-            unit = _factory_unit(Path(tmp), claim_ttl_days=ttl)
-            state_dir, label_code, device_id = unit.state_dir, unit.setup_code, unit.device_id
+            ttl = 0 if scenario.cloud.activation == "claim_token_expired" else 365
+            unit = self.unit = _factory_unit(tmp, claim_ttl_days=ttl)
+            self.state_dir, label_code, self.device_id = (
+                unit.state_dir,
+                unit.setup_code,
+                unit.device_id,
+            )
             assert label_code is not None  # made in this process
-            _give_history(state_dir, scenario)
+            _give_history(self.state_dir, scenario)
             say(
-                f"factory unit {unit.serial}, device {device_id}  "
+                f"factory unit {unit.serial}, device {self.device_id}  "
                 f"label setup code {label_code.reveal()}"
             )
         else:
-            state_dir = Path(tmp) / "device"
-            with DeviceStore(state_dir) as store:
+            self.state_dir = tmp / "device"
+            with DeviceStore(self.state_dir) as store:
                 identity, label_code = create_identity(store)
-                local_name = profile.advertising.local_name_pattern.format(
+                local_name = self.profile.advertising.local_name_pattern.format(
                     short_id=identity.short_id
                 )
-                labels = registry.make_labels(store, profile, local_name)
-            _give_history(state_dir, scenario)
-            device_id = identity.device_id
-            say(f"device {device_id}  label setup code {label_code.reveal()}")
-        setup_code = args.setup_code or label_code  # checked by the parser (commands.args)
+                self.labels = registry.make_labels(store, self.profile, local_name)
+            _give_history(self.state_dir, scenario)
+            self.device_id = identity.device_id
+            say(f"device {self.device_id}  label setup code {label_code.reveal()}")
+        self.setup_code = self.args.setup_code or label_code  # checked by the parser
         say(f"scenario {scenario.name}: {scenario.description}")
         if scenario.history is not None:
             names = ", ".join(_ssid_text(n.ssid) for n in scenario.history.networks)
@@ -129,149 +153,188 @@ async def run_demo(args: argparse.Namespace) -> int:
                 f"the device's past: saved networks {names}"
                 + (" (it was online on the first)" if scenario.history.online else "")
             )
-        retries = None
-        if args.retry_with_default:
-            retries = [
-                (creds.ssid, Secret(creds.passphrase) if creds.passphrase else None, creds.hidden)
-            ]
-        async with contextlib.AsyncExitStack() as stack:
-            cloud: _DemoCloud | None = None
-            if mode:
-                cloud = await stack.enter_async_context(
-                    _DemoCloud(Path(tmp), unit, mode, cloud_world.activation)
-                )
-                say(
-                    f"cloud emulator at {cloud.url}: account {DEMO_ACCOUNT}, supply chain "
-                    f"{unit.serial} -> {DEMO_ACCOUNT}; device activation: {mode}"
-                    + (
-                        f"; the cloud plays: {cloud_world.activation}"
-                        if cloud_world.activation != "ok"
-                        else ""
-                    )
-                )
-            if args.transport == "softap":
-                env, adapter, doors = dict(os.environ), "hci0", "softap-only"
-            else:
-                vb = await stack.enter_async_context(VirtualBle(adapters=2))
-                say(f"virtual BLE: {', '.join(vb.adapters)} on {vb.bus_address}")
-                stack.enter_context(use_bus(vb))
-                env, adapter, doors = vb.env(), vb.adapters[0], "ble-only"
-            extra = ["--personality", args.personality]
-            if args.transport == "softap" and entry.concurrent_ap:
-                # A personality's own SoftAP API (ESP's) is read on the AP after the join, as
-                # an ESP32 keeps its AP up (APSTA): the emulated radio does both at once.
-                extra.append("--softap-concurrent")
-            if scale != 1.0:  # the world and the device's timers, both faster
-                extra += ["--time-scale", f"{scale:g}", "--timeout-scale", f"{scale:g}"]
-            if args.seed is not None:  # the world's draws, as `run --seed` takes them
-                extra += ["--seed", str(args.seed)]
-            extra += cloud.daemon_args() if cloud is not None else []
-            daemon = DaemonProcess(
-                daemon_argv(
-                    state_dir,
-                    adapter=adapter,
-                    scenario=args.scenario,
-                    zero_delay=args.zero_delay,
-                    doors=doors,
-                    extra=extra,
-                ),
-                env,
-                Path(tmp) / "daemon.log",
-            )
-            stack.push_async_callback(daemon.stop)
-            ready = await daemon.start()
-            log = StoryLog()
-            view = Timeline("device", profile)
 
-            def seen(item: dict[str, Any]) -> None:
-                log.add(item)
-                if args.json:
-                    return
-                view.add(item)  # the device's events as they happen, as `device-sim watch`
-                if item.get("kind") == "event":
-                    say(view.line(item))
-
-            watcher = asyncio.ensure_future(follow(state_dir, seen, last=200 if storied else 0))
-            stack.callback(watcher.cancel)
-            if args.transport == "softap":
-                softap = ready["doors"]["softap"]
-                say(f"device daemon: access point {softap['ssid']}, API at {softap['ap_url']}")
-                target = Target(softap_url=softap["ap_url"])
-            else:
-                say(f"device daemon advertising as {ready['local_name']} on {adapter}")
-                target = Target(adapter=vb.adapters[1], name=ready["local_name"])
-            phone = _Phone(profile, entry, target, state_dir, setup_code, labels, say, args.json)
-            first_seq = 0
-            if scenario.history is None:
-                say(f"\nphone: provisioning {_ssid_text(ssid)} ...")
-                request = ProvisionRequest(
-                    ssid=ssid,
-                    passphrase=Secret(passphrase) if passphrase else None,
-                    hidden=hidden,
-                    setup_code=setup_code,
-                    activation=cloud.inputs() if cloud is not None else None,
-                    retries=retries or [],
-                    extra=labels,  # what the phone scans from the label (e.g. ESP's QR)
-                )
-                result = await phone.provision(request)
-                if storied and result.get("state") in ("online", "failed"):
-                    async with asyncio.timeout(30):  # the outcome the phone read, in the stream
-                        outcome = await log.wait_for(lambda e: e["phase"] in ("online", "failed"))
-                    first_seq = int(outcome["seq"])
-                else:
-                    storied = False  # no outcome of the first onboarding: no story after it
-            if storied:
-                story_out = await play(
-                    scenario, log, state_dir, first_seq, phone.again, scale, args.transport, say
-                )
-                final = story_out.pop("final")
-                entry_code = profile.code(int(final["code"]))
-                result.update(
-                    state=final["state"],
-                    code=entry_code.id,
-                    code_name=entry_code.name,
-                    message=entry_code.user_message,
-                    next_step=entry_code.next_step,
-                    activation=final.get("activation"),  # the binding after the story
-                )
-                result["story"] = story_out
-            if cloud is not None:
-                say(_activation_line(result.get("activation")))
-                listed = await cloud.listed(device_id)
-                result["cloud_listing"] = listed
-                say(
-                    f"cloud: account {DEMO_ACCOUNT} lists the device: "
-                    + (
-                        f"mode {listed['mode']}, generation {listed['generation']}"
-                        if listed
-                        else "no"
-                    )
-                )
-    expect = scenario.default_credentials.expect
-    own = args.ssid is None and not args.ssid_hex and args.passphrase is None and not args.hidden
-    checked = own and not args.retry_with_default and args.setup_code is None
-    problems = list(story_out["mismatches"]) if story_out and checked else []
-    if checked:  # the scenario's own credentials: its `expect` is the outcome to check
-        result["expected"] = expect.name
-        if result.get("code_name") != expect.name:
-            problems.insert(
-                0,
-                f"the scenario {scenario.name} expects {expect.name}, the onboarding ended "
-                f"{result.get('code_name')}",
+    async def start(self, stack: contextlib.AsyncExitStack, tmp: Path) -> _Phone:
+        """The cloud (with activation), the virtual adapters (over BLE), the daemon and the
+        watcher of its events; the phone that will onboard it."""
+        args, say, cloud_world = self.args, self.say, self.scenario.cloud
+        if self.mode:
+            assert self.unit is not None
+            cloud = self.cloud = await stack.enter_async_context(
+                _DemoCloud(tmp, self.unit, self.mode, cloud_world.activation)
             )
-        say(
-            f"as the scenario expects: {expect.name}" + (" (and its story)" if storied else "")
-            if not problems
-            else "\n".join(f"MISMATCH: {problem}" for problem in problems)
+            say(
+                f"cloud emulator at {cloud.url}: account {DEMO_ACCOUNT}, supply chain "
+                f"{self.unit.serial} -> {DEMO_ACCOUNT}; device activation: {self.mode}"
+                + (
+                    f"; the cloud plays: {cloud_world.activation}"
+                    if cloud_world.activation != "ok"
+                    else ""
+                )
+            )
+        if args.transport == "softap":
+            env, adapter, doors = dict(os.environ), "hci0", "softap-only"
+        else:
+            vb = await stack.enter_async_context(VirtualBle(adapters=2))
+            say(f"virtual BLE: {', '.join(vb.adapters)} on {vb.bus_address}")
+            stack.enter_context(use_bus(vb))
+            env, adapter, doors = vb.env(), vb.adapters[0], "ble-only"
+        daemon = DaemonProcess(
+            daemon_argv(
+                self.state_dir,
+                adapter=adapter,
+                scenario=args.scenario,
+                zero_delay=args.zero_delay,
+                doors=doors,
+                extra=self._daemon_flags(),
+            ),
+            env,
+            tmp / "daemon.log",
         )
-    if args.json:
-        print(json.dumps(result, indent=2))
-    if checked:
-        return 0 if not problems else 1
-    online = result.get("state") == "online"
-    if mode:
-        online = online and (result.get("activation") or {}).get("status") == "active"
-    return 0 if online else 1
+        stack.push_async_callback(daemon.stop)
+        ready = await daemon.start()
+        self.log = StoryLog()
+        view = Timeline("device", self.profile)
+
+        def seen(item: dict[str, Any]) -> None:
+            self.log.add(item)
+            if args.json:
+                return
+            view.add(item)  # the device's events as they happen, as `device-sim watch`
+            if item.get("kind") == "event":
+                say(view.line(item))
+
+        watcher = asyncio.ensure_future(
+            follow(self.state_dir, seen, last=200 if self.storied else 0)
+        )
+        stack.callback(watcher.cancel)
+        if args.transport == "softap":
+            softap = ready["doors"]["softap"]
+            say(f"device daemon: access point {softap['ssid']}, API at {softap['ap_url']}")
+            target = Target(softap_url=softap["ap_url"])
+        else:
+            say(f"device daemon advertising as {ready['local_name']} on {adapter}")
+            target = Target(adapter=vb.adapters[1], name=ready["local_name"])
+        return _Phone(
+            self.profile,
+            self.entry,
+            target,
+            self.state_dir,
+            self.setup_code,
+            self.labels,
+            say,
+            args.json,
+        )
+
+    def _daemon_flags(self) -> list[str]:
+        args, scale = self.args, self.args.time_scale
+        extra = ["--personality", args.personality]
+        if args.transport == "softap" and self.entry.concurrent_ap:
+            # A personality's own SoftAP API (ESP's) is read on the AP after the join, as
+            # an ESP32 keeps its AP up (APSTA): the emulated radio does both at once.
+            extra.append("--softap-concurrent")
+        if scale != 1.0:  # the world and the device's timers, both faster
+            extra += ["--time-scale", f"{scale:g}", "--timeout-scale", f"{scale:g}"]
+        if args.seed is not None:  # the world's draws, as `run --seed` takes them
+            extra += ["--seed", str(args.seed)]
+        return extra + (self.cloud.daemon_args() if self.cloud is not None else [])
+
+    async def onboard(self, phone: _Phone) -> None:
+        """The phone's onboarding (none when the scenario gives the device a history), the
+        story after it, and what the cloud lists."""
+        args, say, scenario, cloud = self.args, self.say, self.scenario, self.cloud
+        first_seq = 0
+        if scenario.history is None:
+            say(f"\nphone: provisioning {_ssid_text(self.ssid)} ...")
+            creds = scenario.default_credentials
+            retries = []
+            if args.retry_with_default:
+                key = Secret(creds.passphrase) if creds.passphrase else None
+                retries = [(creds.ssid, key, creds.hidden)]
+            request = ProvisionRequest(
+                ssid=self.ssid,
+                passphrase=Secret(self.passphrase) if self.passphrase else None,
+                hidden=self.hidden,
+                setup_code=self.setup_code,
+                activation=cloud.inputs() if cloud is not None else None,
+                retries=retries,
+                extra=self.labels,  # what the phone scans from the label (e.g. ESP's QR)
+            )
+            self.result = await phone.provision(request)
+            if self.storied and self.result.get("state") in ("online", "failed"):
+                async with asyncio.timeout(30):  # the outcome the phone read, in the stream
+                    outcome = await self.log.wait_for(lambda e: e["phase"] in ("online", "failed"))
+                first_seq = int(outcome["seq"])
+            else:
+                self.storied = False  # no outcome of the first onboarding: no story after it
+        if self.storied:
+            await self._play_story(phone, first_seq)
+        if cloud is not None:
+            say(_activation_line(self.result.get("activation")))
+            listed = await cloud.listed(self.device_id)
+            self.result["cloud_listing"] = listed
+            say(
+                f"cloud: account {DEMO_ACCOUNT} lists the device: "
+                + (f"mode {listed['mode']}, generation {listed['generation']}" if listed else "no")
+            )
+
+    async def _play_story(self, phone: _Phone, first_seq: int) -> None:
+        args = self.args
+        story_out = self.story_out = await play(
+            self.scenario,
+            self.log,
+            self.state_dir,
+            first_seq,
+            phone.again,
+            args.time_scale,
+            args.transport,
+            self.say,
+        )
+        final = story_out.pop("final")
+        entry_code = self.profile.code(int(final["code"]))
+        self.result.update(
+            state=final["state"],
+            code=entry_code.id,
+            code_name=entry_code.name,
+            message=entry_code.user_message,
+            next_step=entry_code.next_step,
+            activation=final.get("activation"),  # the binding after the story
+        )
+        self.result["story"] = story_out
+
+    def verdict(self) -> int:
+        """With the scenario's own credentials, 0 when it ended as the scenario expects (and
+        its story held); else 0 online (and activated, with activation)."""
+        args, result, scenario = self.args, self.result, self.scenario
+        expect = scenario.default_credentials.expect
+        own = (
+            args.ssid is None and not args.ssid_hex and args.passphrase is None and not args.hidden
+        )
+        checked = own and not args.retry_with_default and args.setup_code is None
+        story_out = self.story_out
+        problems = list(story_out["mismatches"]) if story_out and checked else []
+        if checked:  # the scenario's own credentials: its `expect` is the outcome to check
+            result["expected"] = expect.name
+            if result.get("code_name") != expect.name:
+                problems.insert(
+                    0,
+                    f"the scenario {scenario.name} expects {expect.name}, the onboarding ended "
+                    f"{result.get('code_name')}",
+                )
+            self.say(
+                f"as the scenario expects: {expect.name}"
+                + (" (and its story)" if self.storied else "")
+                if not problems
+                else "\n".join(f"MISMATCH: {problem}" for problem in problems)
+            )
+        if args.json:
+            print(json.dumps(result, indent=2))
+        if checked:
+            return 0 if not problems else 1
+        online = result.get("state") == "online"
+        if self.mode:
+            online = online and (result.get("activation") or {}).get("status") == "active"
+        return 0 if online else 1
 
 
 class _Phone:
