@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from ...doors import registry
 from ...errors import ConfigError
 from .output import emit, write_out
 
@@ -27,10 +28,8 @@ async def run(args: argparse.Namespace) -> int:
         OnboardingError: the device reported a coded failure.
         DeviceSimError: no device found, or the link failed.
     """
-    from ...client.target import ProvisionRequest, Target
-    from ...doors import registry
+    from ...client.target import Target
     from ...profile import load_profile
-    from ...security.secret import Secret
 
     if args.client_command == "portal":
         return await _portal(args)
@@ -45,58 +44,10 @@ async def run(args: argparse.Namespace) -> int:
         softap_url=args.softap,
     )
     if args.client_command == "scan":
-
-        def row_text(r: dict[str, Any]) -> str:
-            return (
-                f"{r['name']:<10} {r['address']}  rssi {r['rssi']:>4}  "
-                f"{r['state']} ({r['code_name']})"
-            )
-
-        def show(found: Any) -> None:  # as each device appears (the JSON comes at the end)
-            if not args.json:
-                print(row_text(found.to_json()), flush=True)
-
-        discover = registry.phone_request(registry.get(registry.default()), "discover", "scan")
-        devices = await discover(
-            profile,
-            adapter=args.adapter,
-            timeout=args.discover_timeout,
-            name=args.name,
-            first=args.first,
-            on_found=show,
-        )
-        if args.json:
-            emit(args, [d.to_json() for d in devices], lambda: "")
-        elif not devices:
-            print("no provisioning devices found")
-        return 0
-    reference = registry.get(registry.default())
-    if args.client_command in ("saved-networks", "forget-network"):
-        if args.client_command == "saved-networks":
-            saved_networks = registry.phone_request(reference, "saved_networks", "client")
-            saved = await saved_networks(profile, target, args.setup_code)
-        else:
-            forget = registry.phone_request(reference, "forget_network", "client")
-            saved = await forget(profile, target, args.setup_code, _ssid_bytes(args))
-        emit(args, saved, lambda: _saved_text(saved))
-        return 0
-    if args.client_command == "diagnostics":
-        fetch_diagnostics = registry.phone_request(reference, "diagnostics", "client")
-        data = await fetch_diagnostics(profile, target, args.setup_code)
-        write_out(args.out, data)
-        result = {"written": str(args.out), "bytes": len(data)}
-        emit(args, result, lambda: f"wrote {args.out} ({len(data)} bytes)")
-        return 0
-    entry = registry.get(args.personality, "--personality")
-    if args.setup_code is None and os.environ.get("DEVICE_SIM_SETUP_CODE"):
-        from .args import setup_code
-
-        try:
-            args.setup_code = setup_code(os.environ["DEVICE_SIM_SETUP_CODE"])
-        except argparse.ArgumentTypeError as exc:
-            raise ConfigError("DEVICE_SIM_SETUP_CODE", str(exc)) from None
-    if entry.setup_code and not args.setup_code:
-        raise ConfigError("--setup-code", "required (the code on the device label)")
+        return await _scan(args, profile)
+    if args.client_command in ("saved-networks", "forget-network", "diagnostics"):
+        return await _session_request(args, profile, target)
+    entry = _entry_with_code(args)
     if args.client_command == "networks":
         list_networks = registry.phone_request(entry, "networks", "--personality")
         nets = await list_networks(profile, target, args.setup_code)
@@ -110,6 +61,76 @@ async def run(args: argparse.Namespace) -> int:
             ),
         )
         return 0
+    return await _provision(args, profile, target, entry)
+
+
+async def _scan(args: argparse.Namespace, profile: Any) -> int:
+    def row_text(r: dict[str, Any]) -> str:
+        return (
+            f"{r['name']:<10} {r['address']}  rssi {r['rssi']:>4}  {r['state']} ({r['code_name']})"
+        )
+
+    def show(found: Any) -> None:  # as each device appears (the JSON comes at the end)
+        if not args.json:
+            print(row_text(found.to_json()), flush=True)
+
+    discover = registry.phone_request(registry.get(registry.default()), "discover", "scan")
+    devices = await discover(
+        profile,
+        adapter=args.adapter,
+        timeout=args.discover_timeout,
+        name=args.name,
+        first=args.first,
+        on_found=show,
+    )
+    if args.json:
+        emit(args, [d.to_json() for d in devices], lambda: "")
+    elif not devices:
+        print("no provisioning devices found")
+    return 0
+
+
+async def _session_request(args: argparse.Namespace, profile: Any, target: Any) -> int:
+    """saved-networks, forget-network, diagnostics: requests of the reference personality's
+    session."""
+    reference = registry.get(registry.default())
+    if args.client_command == "diagnostics":
+        fetch_diagnostics = registry.phone_request(reference, "diagnostics", "client")
+        data = await fetch_diagnostics(profile, target, args.setup_code)
+        write_out(args.out, data)
+        result = {"written": str(args.out), "bytes": len(data)}
+        emit(args, result, lambda: f"wrote {args.out} ({len(data)} bytes)")
+        return 0
+    if args.client_command == "saved-networks":
+        saved_networks = registry.phone_request(reference, "saved_networks", "client")
+        saved = await saved_networks(profile, target, args.setup_code)
+    else:
+        forget = registry.phone_request(reference, "forget_network", "client")
+        saved = await forget(profile, target, args.setup_code, _ssid_bytes(args))
+    emit(args, saved, lambda: _saved_text(saved))
+    return 0
+
+
+def _entry_with_code(args: argparse.Namespace) -> Any:
+    """The chosen personality, with the setup code it needs (the flag, or
+    ``DEVICE_SIM_SETUP_CODE`` to keep it out of the process list). Raises ConfigError."""
+    entry = registry.get(args.personality, "--personality")
+    if args.setup_code is None and os.environ.get("DEVICE_SIM_SETUP_CODE"):
+        from .args import setup_code
+
+        try:
+            args.setup_code = setup_code(os.environ["DEVICE_SIM_SETUP_CODE"])
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError("DEVICE_SIM_SETUP_CODE", str(exc)) from None
+    if entry.setup_code and not args.setup_code:
+        raise ConfigError("--setup-code", "required (the code on the device label)")
+    return entry
+
+
+async def _provision(args: argparse.Namespace, profile: Any, target: Any, entry: Any) -> int:
+    from ...client.target import ProvisionRequest
+    from ...security.secret import Secret
+
     activation = None
     if args.activate or args.account or args.claim_token:
         if not entry.activation:
