@@ -293,3 +293,22 @@ def describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, DialError):
         return exc.reason
     return os_reason(exc)
+
+
+def reachable(host: str) -> str | None:
+    """The host to tell phones for a listener bound to ``host``: None (``host`` itself) unless
+    it is a wildcard (``0.0.0.0``, ``::``), which no phone can reach; then this machine's
+    address on its default route (a UDP socket's choice: nothing is sent), or loopback."""
+    if host not in ("0.0.0.0", "::", ""):
+        return None
+    family, probe, fallback = (
+        (socket.AF_INET6, "2001:db8::1", "::1")
+        if host == "::"
+        else (socket.AF_INET, "192.0.2.1", "127.0.0.1")
+    )
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((probe, 9))  # documentation addresses (RFC 5737, 3849): no traffic
+            return str(sock.getsockname()[0])
+    except OSError:  # no route at all
+        return fallback

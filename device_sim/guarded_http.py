@@ -31,6 +31,9 @@ and ``web.Server`` classes; the one private hook is ``AppRunner._make_server``, 
 hand out this handler (aiohttp offers no public one).
 """
 
+# Over 500 lines on purpose: the guarded server is one mechanism: the runner, the connection guard,
+# the lingering transport and the request handler each hook the others (aiohttp's server internals).
+
 from __future__ import annotations
 
 import asyncio

@@ -32,8 +32,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
-import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,13 +48,13 @@ from ..security.secret import Secret
 from .commands.client import outcome_text
 from .commands.watch import Timeline
 from .daemon_process import DaemonProcess, daemon_argv
+from .demo_cloud import DEMO_ACCOUNT, DemoCloud, factory_unit
 from .story import StoryLog, has_story, play
 from .virtual.harness import VirtualBle, use_bus
 
 if TYPE_CHECKING:  # the factory and cloud modules load only for --activation
     from ..doors.personality import Personality
     from ..network.scenario import Scenario
-    from .cloud.admin import CloudAdmin
     from .factory.unit import UnitResult
 
 
@@ -114,7 +112,7 @@ class _Demo:
         self.story_out: dict[str, Any] | None = None
         self.labels: dict[str, str] = {}
         self.unit: UnitResult | None = None
-        self.cloud: _DemoCloud | None = None
+        self.cloud: DemoCloud | None = None
 
     def make_identity(self, tmp: Path) -> None:
         """A factory unit (with activation) or a fresh identity, and the scenario's history."""
@@ -122,7 +120,7 @@ class _Demo:
         if self.mode:
             # 0 days: the claim token has expired by the time the device presents it
             ttl = 0 if scenario.cloud.activation == "claim_token_expired" else 365
-            unit = self.unit = _factory_unit(tmp, claim_ttl_days=ttl)
+            unit = self.unit = factory_unit(tmp, claim_ttl_days=ttl)
             self.state_dir, label_code, self.device_id = (
                 unit.state_dir,
                 unit.setup_code,
@@ -161,7 +159,7 @@ class _Demo:
         if self.mode:
             assert self.unit is not None
             cloud = self.cloud = await stack.enter_async_context(
-                _DemoCloud(tmp, self.unit, self.mode, cloud_world.activation)
+                DemoCloud(tmp, self.unit, self.mode, cloud_world.activation)
             )
             say(
                 f"cloud emulator at {cloud.url}: account {DEMO_ACCOUNT}, supply chain "
@@ -393,101 +391,6 @@ def _give_history(state_dir: Path, scenario: Scenario) -> None:
             ],
             online=history.online,
         )
-
-
-DEMO_ACCOUNT = "alice"
-PREVIOUS_OWNER = "previous-owner"
-
-
-def _factory_unit(tmp: Path, *, claim_ttl_days: int = 365) -> UnitResult:
-    """A temporary factory (CA and fleet registration key) and one unit made on it."""
-    from ..pki import create_factory_ca
-    from .factory.registration import ensure_registration_key
-    from .factory.unit import provision_unit
-
-    create_factory_ca(tmp / "factory", "Demo Factory")
-    registration = ensure_registration_key(tmp / "factory")
-    return provision_unit(
-        tmp / "factory",
-        tmp / "units",
-        station="demo",
-        registration=registration,
-        claim_ttl_days=claim_ttl_days,
-    )
-
-
-class _DemoCloud:
-    """The cloud emulator in-process, with the demo account and the unit imported."""
-
-    def __init__(self, tmp: Path, unit: UnitResult, mode: str, behaviour: str = "ok") -> None:
-        from .cloud.emulator import CloudEmulator
-
-        self.unit, self.mode, self.tmp, self.behaviour = unit, mode, tmp, behaviour
-        self._refusing: socket.socket | None = None
-        self.emulator = CloudEmulator(tmp / "cloud", factory_chain=tmp / "factory" / "chain.pem")
-        self.password = secrets.token_urlsafe(12)  # the account's; never printed
-        self.device_password = Secret(secrets.token_urlsafe(12))
-        self._stack = contextlib.AsyncExitStack()
-        self.admin: CloudAdmin | None = None
-
-    @property
-    def url(self) -> str:
-        return self.emulator.url
-
-    async def __aenter__(self) -> _DemoCloud:
-        from .cloud.admin import CloudAdmin
-
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(self.emulator)
-            self.admin = await stack.enter_async_context(
-                CloudAdmin(self.emulator.url, self.emulator.ca_file, self.emulator.admin_token)
-            )
-            await self.admin.import_units(self.tmp / "units" / "cloud-import.json")
-            await self.admin.add_account(DEMO_ACCOUNT, self.password)
-            if not (self.behaviour == "rejecting" and self.mode == "zero-touch"):
-                await self.admin.set_supply_chain(self.unit.serial, DEMO_ACCOUNT)
-            if self.behaviour == "claimed_by_another_account":
-                # A second-hand unit: its previous owner's binding is still in the cloud.
-                await self.admin.add_account(PREVIOUS_OWNER, secrets.token_urlsafe(12))
-                await self.emulator.record_binding(self.unit.device_id, PREVIOUS_OWNER, "claim")
-            if self.behaviour == "unreachable":
-                # Bound, never listening: the device's connection to the cloud is refused.
-                self._refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                stack.callback(self._refusing.close)
-                self._refusing.bind(("127.0.0.1", 0))
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
-
-    def daemon_args(self) -> list[str]:
-        url = self.emulator.url
-        if self._refusing is not None:
-            url = f"https://127.0.0.1:{self._refusing.getsockname()[1]}"
-        return [
-            "--activation",
-            self.mode,
-            "--cloud-url",
-            url,
-            "--cloud-ca",
-            str(self.emulator.ca_file),
-        ]
-
-    def inputs(self) -> dict[str, Secret | str | None]:
-        """What the app sends with SET_ACTIVATION (claim: the token from the label's QR)."""
-        # rejecting: the app names an account the cloud does not know
-        account = "nobody" if self.behaviour == "rejecting" else DEMO_ACCOUNT
-        if self.mode == "claim":
-            return {"account": account, "claim_token": self.unit.claim_token}
-        if self.mode == "registration":
-            return {"account": account, "device_password": self.device_password}
-        return {}
-
-    async def listed(self, device_id: str) -> dict[str, Any] | None:
-        assert self.admin is not None
-        devices = await self.admin.list_devices(DEMO_ACCOUNT, self.password)
-        return next((d for d in devices if d["device_id"] == device_id), None)
 
 
 def _activation_line(activation: dict[str, Any] | None) -> str:

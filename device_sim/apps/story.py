@@ -215,6 +215,8 @@ def _text(ssid: bytes | None) -> str | None:
         return f"0x{ssid.hex()}"
 
 
+# Over 80 lines on purpose: a story's steps in the order they happen (waits on the world, the
+# phone's sessions, the checks at the end).
 async def play(
     scenario: Scenario,
     log: StoryLog,

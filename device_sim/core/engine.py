@@ -13,6 +13,10 @@ Doors never call the backend or the store themselves: they go through the sessio
 calls the engine's request methods. Those raise OnboardingError with a code the client can show.
 """
 
+# Over 500 lines on purpose: the engine is the only owner of the device's state: every transition,
+# its SQLite transaction and its event are made here, in one place, on purpose. Its helpers live
+# apart (life.py, deadlines.py, events.py, store.py, activation.py, view.py).
+
 from __future__ import annotations
 
 import asyncio

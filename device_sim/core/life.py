@@ -25,6 +25,10 @@ point; a phone that opens a session stops a retry in flight. A boot with saved n
 them whatever state was stored (``failed`` after a loss included).
 """
 
+# Over 500 lines on purpose: one task's loop (watch the link, check again, retry the saved networks
+# with backoff, reopen the doors) and the timers it shares; each step makes its transition through
+# the engine.
+
 from __future__ import annotations
 
 import asyncio

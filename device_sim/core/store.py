@@ -15,6 +15,9 @@ created with mode 0600: it holds the Wi-Fi passphrases, as wpa_supplicant's and
 NetworkManager's own files do.
 """
 
+# Over 500 lines on purpose: one SQLite schema, its migrations and every transaction on it; split,
+# one transition's write would span files.
+
 from __future__ import annotations
 
 import os

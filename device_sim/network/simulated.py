@@ -13,6 +13,12 @@ DNS or internet outages fail the checks an online device makes
 (:meth:`SimulatedBackend.check_connection`).
 """
 
+# Over 500 lines on purpose: one class holds the emulated radio and world (the attempt, the link,
+# the access point, the faults, the world's servers); the join, the checks and the connected life
+# read and change that one state under one lock. What shares nothing with it lives apart: the
+# scenario model (scenario/), the world over time (live.py), runtime faults (faults.py), the checks
+# (checks.py).
+
 from __future__ import annotations
 
 import asyncio
@@ -518,6 +524,8 @@ class SimulatedBackend(NetworkBackend):
         strong = [sap for sap in ordered if world.heard_rssi(sap) >= world.min_rssi_dbm]
         return strong or ordered[:1]
 
+    # Over 80 lines on purpose: one BSS's association, authentication and DHCP in order, each drawn
+    # from the attempt's generator with its faults.
     async def _join_bss(
         self,
         sap: ScenarioAccessPoint,

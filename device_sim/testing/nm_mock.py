@@ -17,6 +17,9 @@ The activation and the other additions run inside the dbusmock process: see
 :mod:`.nm_mock_service`, reached from the code strings the mock's ``AddMethod`` installs.
 """
 
+# Over 500 lines on purpose: python-dbusmock's NetworkManager template driven from the test's side:
+# every object the backend reads, and the faults a test plays on them.
+
 from __future__ import annotations
 
 import asyncio

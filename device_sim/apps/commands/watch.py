@@ -227,6 +227,8 @@ def recorded(state_dir: Path, last: int) -> list[dict[str, Any]]:
     ]
 
 
+# Over 80 lines on purpose: the view's sources (a daemon, a fleet, a URL, a bundle) and its terminal
+# handling in one loop.
 async def run(args: argparse.Namespace) -> int:
     """Watch until interrupted, ``--timeout`` seconds, or (``--until-outcome``) an outcome:
     0 online, 1 failed (with several devices: when every one has one; 1 if any failed).

@@ -146,6 +146,8 @@ class _Progress:
             self.bar.update(self.task, advance=1, failed=self.failed)
 
 
+# Over 80 lines on purpose: a batch's workers, their results in order, and the line's records
+# written as each unit ends.
 def batch(
     factory_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],

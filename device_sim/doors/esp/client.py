@@ -201,6 +201,8 @@ class EspSession:
             raise DeviceUnreachable(f"{endpoint}: {exc}") from None
 
 
+# Over 80 lines on purpose: an ESP app's flow in order (the link, proto-ver, the proof of
+# possession, the session, each attempt), as Espressif's esp_prov runs it.
 async def provision_request(
     profile: Profile,
     target: Target,

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from ...codes import Code, State
+from ...dial import reachable
 from ...errors import OnboardingError, TransportError
 from ...guarded_http import ACCEPT_BURST, ConnectionGuard, GuardedRunner
 from ...profile import Profile
@@ -47,25 +48,6 @@ IN_USE_S = 30.0  # a phone that asked the AP something this recently is using it
 # An idle kept-alive connection is closed quietly after this: Espressif's esp_prov keeps one
 # connection and waits 5 s between requests, browsers keep theirs for about a minute.
 KEEPALIVE_S = 60.0
-
-
-def reachable(host: str) -> str | None:
-    """The host to tell phones for a listener bound to ``host``: None (``host`` itself) unless
-    it is a wildcard (``0.0.0.0``, ``::``), which no phone can reach; then this machine's
-    address on its default route (a UDP socket's choice: nothing is sent), or loopback."""
-    if host not in ("0.0.0.0", "::", ""):
-        return None
-    family, probe, fallback = (
-        (socket.AF_INET6, "2001:db8::1", "::1")
-        if host == "::"
-        else (socket.AF_INET, "192.0.2.1", "127.0.0.1")
-    )
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.connect((probe, 9))  # documentation addresses (RFC 5737, 3849): no traffic
-            return str(sock.getsockname()[0])
-    except OSError:  # no route at all
-        return fallback
 
 
 class _Listener:

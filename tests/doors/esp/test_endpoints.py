@@ -16,7 +16,7 @@ import pytest_asyncio
 from device_sim.codes import Code
 from device_sim.core.engine import Timeouts
 from device_sim.doors.esp import proto
-from device_sim.doors.esp.device import IDLE_S, EndpointError, EspEndpoints
+from device_sim.doors.esp.endpoints import IDLE_S, EndpointError, EspEndpoints
 from device_sim.doors.esp.profile import esp_def
 from device_sim.doors.esp.security import ClientSecurity
 from device_sim.network.scenario import load_scenario

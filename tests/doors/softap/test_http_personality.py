@@ -62,7 +62,7 @@ async def test_a_clash_is_refused(tmp_path: Path, route: HttpRoute) -> None:
 
 async def test_a_wildcard_listener_announces_a_reachable_address(tmp_path: Path) -> None:
     """`--softap-listen 0.0.0.0:P` used to announce http://0.0.0.0:P to phones."""
-    from device_sim.doors.softap.door import reachable
+    from device_sim.dial import reachable
 
     assert reachable("127.0.0.1") is None and reachable("10.42.0.1") is None
     async with AsyncExitStack() as stack:
