@@ -330,4 +330,4 @@ class NetworkBackend(Component):
     @property
     def access_point(self) -> AccessPointConfig | None:
         """The access point that is up, or None."""
-        return None
+        return self._ap

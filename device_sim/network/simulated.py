@@ -398,10 +398,6 @@ class SimulatedBackend(NetworkBackend):
 
     # -- NetworkBackend
 
-    @property
-    def access_point(self) -> AccessPointConfig | None:
-        return self._ap
-
     async def start_access_point(self, config: AccessPointConfig) -> None:
         """The simulated AP: the radio changes mode; the door serves HTTP on loopback or netns."""
         self._started()

@@ -158,10 +158,6 @@ class NetworkManagerBackend(NetworkBackend):
         """The Wi-Fi device's D-Bus object path (after start)."""
         return self._device
 
-    @property
-    def access_point(self) -> AccessPointConfig | None:
-        return self._ap
-
     async def start(self) -> None:
         """Connect, read NetworkManager's version and find the Wi-Fi device.
 
