@@ -33,7 +33,8 @@ from ..errors import ConfigError
 from .reader import Reader
 from .softap import EndpointDef, HttpDef, ProbeDef, SoftApDef, parse_softap
 
-DEFAULT_PROFILE_PATH = Path(__file__).resolve().parents[2] / "gatt_profile.yaml"
+# The package's own copy (device_sim/data/ links to the repo's top-level file; a wheel holds it).
+DEFAULT_PROFILE_PATH = Path(__file__).resolve().parents[1] / "data" / "gatt_profile.yaml"
 GATT_PROPERTIES = frozenset({"read", "write", "write-without-response", "notify", "indicate"})
 
 __all__ = [

@@ -40,7 +40,7 @@ class HomesModel:
 
 def default_homes_path() -> Path:
     return (
-        Path(device_sim.__file__).resolve().parent.parent / "scenarios" / "homes" / "default.yaml"
+        Path(device_sim.__file__).resolve().parent / "data" / "scenarios" / "homes" / "default.yaml"
     )
 
 

@@ -51,11 +51,12 @@ from .spec import (
 
 
 def scenarios_dir() -> Path:
-    """Where bare scenario names resolve: ``$DEVICE_SIM_SCENARIOS`` or the repo's ``scenarios/``."""
+    """Where bare scenario names resolve: ``$DEVICE_SIM_SCENARIOS``, or the shipped ones (the
+    package's ``data/scenarios``, a link to the repo's ``scenarios/`` in a checkout)."""
     env = os.environ.get(ENV_SCENARIOS)
     if env:
         return Path(env)
-    return Path(device_sim.__file__).resolve().parent.parent / "scenarios"
+    return Path(device_sim.__file__).resolve().parent / "data" / "scenarios"
 
 
 def list_scenarios() -> list[str]:
