@@ -56,6 +56,7 @@ VOCABULARY = {
     "dial",
     "dbus_call",
     "schema",
+    "contracts",
     "options",
     "guarded_http",
     "pki",

@@ -16,6 +16,8 @@ from xml.etree import ElementTree as ET
 import pytest
 from playwright.async_api import async_playwright, expect
 
+from device_sim.testing.contracts import holds
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -78,6 +80,7 @@ def test_the_matrix_runs_every_cell_and_fails_the_mislabelled_one(
     run_lines = [line for line in done.stdout.splitlines() if line.startswith("[")]
     assert len(run_lines) == 6 and all(" s (wall " in line for line in run_lines), run_lines
     result = json.loads((out / "results.json").read_text())
+    holds("bench-results", result)  # the shipped contract (device_sim/data/contracts/)
     runs = {(r["scenario"], r["transport"]): r for r in result["runs"]}
     assert len(runs) == 6
     assert runs[("mesh-failing-node", "ble")]["code_name"] == "OK"
@@ -288,6 +291,7 @@ def test_sigterm_or_ctrl_c_stops_every_run_and_reports_the_finished(
     assert ("terminated" if sig == signal.SIGTERM else "interrupted") in err
     assert "Traceback" not in err
     partial = json.loads((tmp_path / "out" / "results.json").read_text())
+    holds("bench-results", partial)
     assert partial["interrupted"]["by"] == ("SIGTERM" if sig == signal.SIGTERM else "Ctrl-C")
     assert partial["interrupted"]["runs_asked"] == 2
     assert len(partial["runs"]) == partial["interrupted"]["runs_done"]

@@ -25,6 +25,7 @@ from device_sim.apps.virtual.harness import BUS_ENV
 from device_sim.config import resolve_options
 from device_sim.control import control_request
 from device_sim.profile import load_profile
+from device_sim.testing.contracts import holds
 
 WAIT = 60.0
 
@@ -50,6 +51,7 @@ async def test_a_softap_fleet_onboards_together(tmp_path: Path) -> None:
         ready = await host.start(stack)
         assert ready["devices"] == 5 and ready["transport"] == "softap"
         index = read_index(tmp_path / "fleet")
+        holds("fleet-index", index)  # the shipped contract (device_sim/data/contracts/)
         urls = [d["ap_url"] for d in index["devices"]]
         assert len(set(urls)) == 5 and all(u.startswith("http://127.90.") for u in urls)
         labels = read_labels(tmp_path / "fleet")
@@ -116,6 +118,7 @@ async def test_a_ble_fleet_of_twelve_onboards(
         ready = await host.start(stack)
         assert len(ready["phones"]) == 4
         index = read_index(tmp_path / "fleet")
+        holds("fleet-index", index)
         assert len({d["adapter"] for d in index["devices"]}) == 12
         phones = await asyncio.create_subprocess_exec(
             sys.executable,
