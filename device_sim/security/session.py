@@ -91,8 +91,12 @@ class DeviceHandshake:
     :class:`~.backoff.SetupCodeBackoff`.
     """
 
-    def __init__(self, salt: bytes, verifier: bytes) -> None:
-        """Raises ValueError/TypeError if ``(salt, verifier)`` is not a valid stored verifier."""
+    def __init__(self, salt: bytes, verifier: bytes, *, ephemeral: bytes | None = None) -> None:
+        """Raises ValueError/TypeError if ``(salt, verifier)`` is not a valid stored verifier.
+
+        ``ephemeral``: the secret b, for the protocol's test vectors only (docs/protocol.md);
+        left out, every handshake draws a fresh one."""
+        self._ephemeral = ephemeral
         record = SetupCodeVerifier(bytes(salt), bytes(verifier))
         self._salt = record.salt
         self._verifier = record.verifier
@@ -125,7 +129,9 @@ class DeviceHandshake:
                 f"protocol version {body[0]} is not supported (device speaks {PROTOCOL_VERSION})",
             )
         a = _parse_public_value(body[1:], "A")
-        verifier = srp.Verifier(USERNAME, self._salt, self._verifier, a, **srp_kwargs())
+        verifier = srp.Verifier(
+            USERNAME, self._salt, self._verifier, a, bytes_b=self._ephemeral, **srp_kwargs()
+        )
         _, b_min = verifier.get_challenge()
         if b_min is None:  # srp's own A % N check; unreachable after ours
             raise _malformed("A failed the SRP-6a safety check")
@@ -164,8 +170,12 @@ class DeviceHandshake:
 class ClientHandshake:
     """The phone side of the handshake (used by the reference client and the tests)."""
 
-    def __init__(self, setup_code: Secret) -> None:
-        """Raises TypeError if ``setup_code`` is not a Secret, ValueError if not 8 digits."""
+    def __init__(self, setup_code: Secret, *, ephemeral: bytes | None = None) -> None:
+        """Raises TypeError if ``setup_code`` is not a Secret, ValueError if not 8 digits.
+
+        ``ephemeral``: the secret a, for the protocol's test vectors only (docs/protocol.md);
+        left out, every handshake draws a fresh one."""
+        self._ephemeral = ephemeral
         if not isinstance(setup_code, Secret):
             raise TypeError("ClientHandshake() takes the setup code as a Secret")
         self._code = Secret(normalize_setup_code(setup_code))
@@ -188,7 +198,7 @@ class ClientHandshake:
         """
         if self._state != "new":
             raise _wrong_state("start", self._state)
-        user = srp.User(USERNAME, self._code.reveal(), **srp_kwargs())
+        user = srp.User(USERNAME, self._code.reveal(), bytes_a=self._ephemeral, **srp_kwargs())
         _, a_min = user.start_authentication()
         self._srp = user
         self._a = _wire_int(a_min)
