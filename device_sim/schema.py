@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .errors import ConfigError, ConfigErrors
 
 
@@ -226,22 +228,56 @@ def checked(model: Mapping_, data: Any, source: str) -> dict[str, Any]:
     return out
 
 
-def read_document(path: Path, model: Mapping_) -> dict[str, Any]:
-    """A small YAML file (a homes model, a fleet) read, parsed, held to the loader limits and
-    checked against ``model``. Raises ConfigError (ConfigErrors: every error) naming the file
-    and the place."""
-    import yaml
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, line: int) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+        self.line = line
 
-    from .document import check_document, parse_errors
 
-    where = str(path)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable key: the base constructor reports it
+            if duplicate:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: Path, source: str) -> Any:
+    """A YAML file read and parsed under the loader limits, a duplicate mapping key refused
+    (a second value would silently win). Raises ConfigError naming ``source`` (and the line)."""
+    from .document import parse_errors
+
     try:
         raw = path.read_text(encoding="utf-8")
-        with parse_errors(where):
-            data = yaml.safe_load(raw)
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(where, f"cannot read: {exc}") from None
+        raise ConfigError(source, f"cannot read: {exc}") from exc
+    try:
+        with parse_errors(source):
+            return yaml.load(raw, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{source}: line {exc.line}", f"duplicate key {exc.key!r}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(where, f"not valid YAML: {exc}") from None
+        raise ConfigError(source, f"not valid YAML: {exc}") from exc
+
+
+def read_document(path: Path, model: Mapping_) -> dict[str, Any]:
+    """A small YAML file (a homes model, a fleet) read (:func:`load_yaml`), held to the loader
+    limits and checked against ``model``. Raises ConfigError (ConfigErrors: every error) naming
+    the file and the place."""
+    from .document import check_document
+
+    where = str(path)
+    data = load_yaml(path, where)
     check_document(data, where)
     return checked(model, data, where)

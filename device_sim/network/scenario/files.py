@@ -11,12 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 import device_sim
 
 from ...codes import Code
-from ...document import check_document, parse_errors
+from ...document import check_document
 from ...errors import ConfigError, ConfigErrors, NetworkError
 from ...schema import (
     BAD,
@@ -24,6 +22,7 @@ from ...schema import (
     err,
     good,
     join_path,
+    load_yaml,
 )
 from ..base import AccessPoint, Band, Security, validate_credentials
 from .model import (
@@ -95,18 +94,7 @@ def load_scenario(name_or_path: str | os.PathLike[str]) -> Scenario:
                 f"scenario {text_!r}", f"not found in {scenarios_dir()} (known: {known})"
             )
     source = _display(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, f"cannot read: {exc}") from exc
-    try:
-        with parse_errors(source):
-            data = yaml.load(raw, Loader=_UniqueKeyLoader)
-    except _DuplicateKey as exc:
-        raise ConfigError(f"{source}: line {exc.line}", f"duplicate key {exc.key!r}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, f"not valid YAML: {exc}") from exc
-    return parse_scenario(data, source, expected_name=path.stem)
+    return parse_scenario(load_yaml(path, source), source, expected_name=path.stem)
 
 
 def _display(path: Path) -> str:
@@ -114,31 +102,6 @@ def _display(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
         return str(path)
-
-
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: object, line: int) -> None:
-        super().__init__(f"duplicate key {key!r}")
-        self.key = key
-        self.line = line
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue  # unhashable key: the base constructor reports it
-            if duplicate:
-                raise _DuplicateKey(key, key_node.start_mark.line + 1)
-        return super().construct_mapping(node, deep=deep)
 
 
 # -- validation -----------------------------------------------------------------------------------
