@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from device_sim.apps.daemon_process import DaemonProcess, daemon_argv
 from device_sim.contracts import CONTRACTS, contract
 from device_sim.errors import ConfigError
 from device_sim.network.scenario import load_scenario
+from device_sim.testing.cli import clean_env, python
 
 jsonschema = pytest.importorskip("jsonschema")  # a test dependency: CI=true fails without it
 
@@ -40,15 +39,7 @@ def test_every_contract_is_a_valid_schema_and_a_wrong_value_breaks_it() -> None:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_SIM_")}
-    return subprocess.run(
-        [sys.executable, "-m", "device_sim", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return python("-m", "device_sim", *args, cwd=cwd)
 
 
 async def test_the_daemon_the_client_and_the_watch_stream_keep_their_contracts(
@@ -66,8 +57,7 @@ async def test_the_daemon_the_client_and_the_watch_stream_keep_their_contracts(
         doors="softap-only",
         extra=["--watch", "--watch-listen", "127.0.0.1:0"],
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_SIM_")}
-    daemon = DaemonProcess(argv, env, tmp_path / "daemon.log")
+    daemon = DaemonProcess(argv, clean_env(), tmp_path / "daemon.log")
     ready = await daemon.start()
     try:
         holds("ready", ready)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from device_sim.testing.cli import python
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,11 +63,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _run(
     site: Path, cwd: Path, *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_SIM_")}
-    env["PYTHONPATH"] = str(site)  # before site-packages: the installed copy, not the checkout
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    # site before site-packages: the installed copy, not the checkout
+    return python(*args, cwd=cwd, pythonpath=site, timeout=timeout)
 
 
 def test_the_installed_package_reads_its_own_data(installed: Path, tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from device_sim.testing.cli import python
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_LINE = '    "dummy": "device_sim.doors.dummy",\n'
@@ -46,16 +46,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(tree: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_SIM_")}
-    env["PYTHONPATH"] = str(tree)
-    return subprocess.run(
-        [sys.executable, "-m", "device_sim", *args],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return python("-m", "device_sim", *args, cwd=tree, pythonpath=tree, timeout=timeout)
 
 
 def test_the_daemon_takes_its_options_and_the_docs_say_how_it_reports(tree: Path) -> None:
