@@ -18,7 +18,8 @@ Layers, lowest first (a module may import its own layer or any lower one):
                 softap/ are the hosts' implementations), then supervisor.py and registry.py
   7 the device's top: stack, daemon, config, control, support/, watch/ (what `run` serves)
   8 apps/       the tools: cli + commands/, demo, bench/, fleet/, factory/, cloud/ (emulator),
-                loadtest/, doctor/, virtual/, story; and __main__ (the command)
+                loadtest/, doctor/, virtual/, story; __main__ (the command) and api (the public
+                Python API over them)
   9 testing/    test support (python-dbusmock's NetworkManager, a GATT host in memory, ...):
                 imported by tests and benchmarks only, never by the device or a tool
 
@@ -72,6 +73,7 @@ RANKS = {
     "client": 5,
     "doors": 6,
     "apps": 8,
+    "api": 8,
     "__main__": 8,
     "testing": 9,
 }

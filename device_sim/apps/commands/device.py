@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ...errors import ConfigError
+from ...security.secret import Secret
 
 
 def init(args: argparse.Namespace) -> int:
@@ -18,25 +20,51 @@ def init(args: argparse.Namespace) -> int:
     Raises:
         ValueError: ``--setup-code`` is not 8 digits.
         StoreError: the state directory cannot be opened or already holds an identity.
+        ConfigError: ``--scenario`` is unknown or gives the device no history.
     """
+    label = new_identity(args.state_dir, args.setup_code, getattr(args, "scenario", None))
+    if args.json:
+        print(json.dumps(label))
+        return 0
+    print(
+        f"device id:  {label['device_id']}\nsetup code: {label['setup_code']}  (print it on the "
+        "label; the device keeps only its SRP verifier)\n"
+        f"setup Wi-Fi (SoftAP): {label['softap_ssid']}  passphrase {label['softap_passphrase']}\n"
+        f"Wi-Fi QR:   {label['softap_wifi_qr']}"
+    )
+    for key, value in label.items():
+        if key not in _SHOWN:
+            print(f"{key}: {value}")
+    return 0
+
+
+_SHOWN = {"device_id", "setup_code", "softap_ssid", "softap_passphrase", "softap_wifi_qr"}
+
+
+def new_identity(state_dir: Path, code: Secret | None, scenario: str | None) -> dict[str, str]:
+    """A new identity in ``state_dir`` (``code``, or a random setup code) and, with
+    ``scenario``, the scenario's history; returns the label's content (``init --json``, the
+    public API's :class:`~device_sim.api.Label`), which is shown once: the device keeps the
+    setup code only as a verifier.
+
+    Raises ConfigError (an unknown scenario, or one without history: before any file is made),
+    StoreError (the directory cannot be opened or already holds an identity)."""
     from ...core.identity import create_identity
     from ...core.store import DeviceStore
     from ...doors import registry
     from ...profile import load_profile
     from ...security.ap_credentials import wifi_qr_string
-    from ...security.secret import Secret
     from ...security.setup_code import format_setup_code
 
     profile = load_profile()
-    code: Secret | None = args.setup_code  # normalised by the parser (commands.args)
     history = None
-    if getattr(args, "scenario", None):
+    if scenario:
         from ...network.scenario import load_scenario
 
-        history = load_scenario(args.scenario).history  # ConfigError before any file is made
+        history = load_scenario(scenario).history
         if history is None:
-            raise ConfigError("--scenario", f"{args.scenario} gives the device no history")
-    with DeviceStore(args.state_dir) as store:
+            raise ConfigError("--scenario", f"{scenario} gives the device no history")
+    with DeviceStore(state_dir) as store:
         identity, setup_code = create_identity(
             store, code, ap_passphrase_length=profile.softap.passphrase_length
         )
@@ -52,35 +80,16 @@ def init(args: argparse.Namespace) -> int:
                 ],
                 online=history.online,
             )
-    shown = format_setup_code(setup_code.reveal())
     ap_ssid = profile.softap.ssid_pattern.format(short_id=identity.short_id)
     assert identity.softap_passphrase is not None
-    ap_pass = identity.softap_passphrase.reveal()
-    qr = wifi_qr_string(ap_ssid, identity.softap_passphrase).reveal()
-    # The label's content, printed once: the device keeps the setup code only as a verifier.
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "device_id": identity.device_id,
-                    "setup_code": shown,
-                    "softap_ssid": ap_ssid,
-                    "softap_passphrase": ap_pass,
-                    "softap_wifi_qr": qr,
-                    **labels,
-                }
-            )
-        )
-    else:
-        print(
-            f"device id:  {identity.device_id}\nsetup code: {shown}  (print it on the label; "
-            "the device keeps only its SRP verifier)\n"
-            f"setup Wi-Fi (SoftAP): {ap_ssid}  passphrase {ap_pass}\n"
-            f"Wi-Fi QR:   {qr}"
-        )
-        for key, value in labels.items():
-            print(f"{key}: {value}")
-    return 0
+    return {
+        "device_id": identity.device_id,
+        "setup_code": format_setup_code(setup_code.reveal()),
+        "softap_ssid": ap_ssid,
+        "softap_passphrase": identity.softap_passphrase.reveal(),
+        "softap_wifi_qr": wifi_qr_string(ap_ssid, identity.softap_passphrase).reveal(),
+        **labels,
+    }
 
 
 async def run(args: argparse.Namespace) -> int:
