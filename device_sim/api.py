@@ -22,7 +22,7 @@ import itertools
 import json
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -359,7 +359,7 @@ class EmulatedDevice:
         """State, code, saved networks, activation and doors (``ctl status``)."""
         return await self._control("status")
 
-    async def events(self, last: int = 0) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, last: int = 0) -> AsyncGenerator[dict[str, Any], None]:
         """The device's events (``watch --json``), the ``last`` recorded ones first, then each
         as it happens, until the daemon stops."""
         from .control import control_stream
@@ -473,9 +473,13 @@ class EmulatedDevice:
             if self.bus is None:
                 raise ConfigError("transport", "BLE onboarding needs the device's VirtualBle")
             adapter, _ = await self.bus.new_adapter()
-        elif self.softap_url is None:
-            raise ConfigError("transport", "the device opened no SoftAP (its doors: softap...)")
         label = self._label().fields()
+        softap_url = None
+        if transport == "softap":  # where the access point is now (it may have reopened)
+            softap_url = ((await self.status()).get("softap") or {}).get("ap_url")
+            softap_url = softap_url or self.softap_url
+            if softap_url is None:
+                raise ConfigError("transport", "the device opened no SoftAP (see its doors)")
         return await provision(
             ssid=ssid,
             passphrase=passphrase,
@@ -484,7 +488,7 @@ class EmulatedDevice:
             personality=self._entry.name,
             adapter=adapter,
             name=self.ready.get("local_name") if transport == "ble" else None,
-            softap_url=self.softap_url if transport == "softap" else None,
+            softap_url=softap_url,
             timeout=timeout,
             activation=activation,
             options={**(self._entry.phone_label(label) if self._entry.phone_label else {}),
@@ -530,10 +534,11 @@ async def provision(
     device on this machine) lets the client press the button a personality asks for.
 
     Returns the result (``provision-result`` contract): ``state`` is ``online`` on success,
-    ``failed`` with the device's ``code_name``, ``message`` and ``next_step`` otherwise.
+    ``failed`` when the device's onboarding failed, ``None`` when none began (a wrong setup
+    code, a device not found); ``code_name``, ``message`` and ``next_step`` say which.
 
-    Raises ConfigError (bad arguments), OnboardingError (the device refused the session, e.g.
-    a wrong setup code, with its code), DeviceSimError (no device found, the link failed).
+    Raises ConfigError (bad arguments), DeviceSimError (this machine cannot act, e.g. a
+    missing adapter).
     """
     from .client.target import ProvisionRequest, Target
     from .control import control_request
