@@ -73,12 +73,19 @@ case "$what" in
     # mypy reads tests/ and scripts/ apart: scripts/fuzz.py and the tests/fuzz package share
     # a module name.
     echo "bootstrap: ruff check, ruff format --check, mypy and check_layers" >&2
-    .venv/bin/ruff check --quiet device_sim tests scripts
-    .venv/bin/ruff format --check --quiet device_sim tests scripts
+    .venv/bin/ruff check --quiet device_sim tests scripts examples
+    .venv/bin/ruff format --check --quiet device_sim tests scripts examples
     .venv/bin/mypy
     .venv/bin/mypy tests
     .venv/bin/mypy scripts
     .venv/bin/python scripts/check_layers.py
+    # The whole run (no pytest options) also checks the package as users get it: sdist and
+    # wheel built and accepted by twine, the wheel and examples/app-ci in a fresh virtualenv
+    # outside the checkout, the example's tests through the plugin, the demo (about a minute).
+    if [ $# -eq 0 ]; then
+      echo "bootstrap: scripts/check_package.sh" >&2
+      bash scripts/check_package.sh
+    fi
     exec .venv/bin/python -m pytest "$@" ;;
   setup) exit 0 ;;
   *) echo "usage: bash scripts/bootstrap.sh demo|test|setup [args]" >&2; exit 2 ;;
