@@ -5,6 +5,7 @@
 # Installs, when missing (as root), and says so: Debian's dbus (dbus-daemon for the private bus)
 # and python3-venv; for the tests also dnsmasq-base (SoftAP DHCP/DNS), udhcpc (the phone's DHCP
 # client), iproute2 (network namespaces), chromium (the browser-page test), dbus-bin (dbus-monitor),
+# systemd (systemd-analyze verify of the installed unit),
 # build-essential, python3-dev, libdbus-1-dev, libglib2.0-dev, pkg-config (to build dbus-python for
 # python-dbusmock) and libssl-dev (srp's OpenSSL backend). Then a virtualenv in .venv with the
 # package and its test extra (bless, bleak, BlueZoo, playwright, python-dbusmock, ...).
@@ -24,6 +25,7 @@ if [ "$what" = test ]; then
   command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v dbus-monitor >/dev/null 2>&1 || need_apt+=(dbus-bin)    # the secrets-on-the-bus test
+  command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # verifies `service install`'s unit
   # python-dbusmock (the NetworkManager mock) needs dbus-python, built from source here: a C
   # compiler (build-essential), the headers of Debian's python3 (python3-dev), libdbus and GLib.
   # libssl-dev gives the unversioned libssl.so that srp's ctypes/OpenSSL backend loads (the

@@ -20,7 +20,8 @@ Layers, lowest first (a module may import its own layer or any lower one):
   8 apps/       the tools: cli + commands/, demo, bench/, fleet/, factory/, cloud/ (emulator),
                 loadtest/, doctor/, virtual/, story; __main__ (the command) and api (the public
                 Python API over them)
-  9 testing/    test support (python-dbusmock's NetworkManager, a GATT host in memory, ...):
+  9 testing/    test support (python-dbusmock's NetworkManager, a GATT host in memory, the pytest
+                plugin over the public API, ...):
                 imported by tests and benchmarks only, never by the device or a tool
 
 Further rules:

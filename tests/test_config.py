@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
-import re
 import shlex
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from device_sim.watch.options import WatchOptions
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "packaging" / "device-sim.toml"
 UNIT = ROOT / "packaging" / "device-sim.service"
-DOC = ROOT / "README.md"  # its "Run on a Raspberry Pi" section
+DOC = ROOT / "docs" / "raspberry-pi.md"
 
 FULL = """\
 state_dir = "state"
@@ -522,16 +521,17 @@ def test_systemd_unit() -> None:
 
 def test_unit_execstart_matches_the_docs_and_the_example() -> None:
     argv = shlex.split(_unit()["Service"]["ExecStart"])
-    assert argv[0] == "/opt/device-sim/.venv/bin/device-sim" and argv[1] == "run"
+    from device_sim.apps.service import SHIPPED_BINARY
+
+    assert argv[0] == SHIPPED_BINARY == "/opt/device-sim/bin/device-sim" and argv[1] == "run"
     config_path = argv[argv.index("--config") + 1]
     assert config_path == "/etc/device-sim/device-sim.toml"
     doc = DOC.read_text(encoding="utf-8")
-    # The docs install the example config where the unit reads it, and the unit where systemd
-    # looks; the venv the unit runs is the one the docs create.
-    assert re.search(rf"packaging/device-sim\.toml\s+{re.escape(config_path)}", doc)
+    # The venv the docs create is the one the unit runs, installed by its own binary; the
+    # docs check the config where the unit reads it.
+    assert "sudo python3 -m venv /opt/device-sim\n" in doc
+    assert f"sudo {SHIPPED_BINARY} service install" in doc
     assert f"doctor --config {config_path}" in doc
-    assert "sudo cp packaging/device-sim.service /etc/systemd/system/" in doc
-    assert "python3 -m venv /opt/device-sim/.venv" in doc
     from device_sim.config import DEFAULT_CONFIG_PATH
 
     assert str(DEFAULT_CONFIG_PATH) == config_path

@@ -29,6 +29,7 @@ from device_sim.apps.doctor import (
     run_checks,
     runner,
 )
+from device_sim.apps.service import command_on_path
 from device_sim.apps.virtual import VirtualBle
 from device_sim.config import DaemonOptions
 from device_sim.core.identity import create_identity
@@ -51,6 +52,7 @@ NAMES = [
     "dbus_permissions",
     "state_dir",
     "config",
+    "service",
 ]
 NO_BUS = "unix:path=/nonexistent/device-sim-doctor/bus.sock"
 AP_CAPS = 0x7FF & ~defs.WifiCapabilities.AP  # everything but AP mode
@@ -378,13 +380,13 @@ async def test_state_dir(tmp_path: Path, state_dir: Path) -> None:
     fresh = tmp_path / "fresh"
     r = by_name(await run_checks(nm_config(fresh), bus_address=NO_BUS))["state_dir"]
     assert not r.ok and "does not exist yet" in r.detail and "no device identity" in r.detail
-    assert r.fix == f"sudo device-sim init --state-dir {fresh}"
+    assert r.fix == f"sudo {command_on_path()} init --state-dir {fresh}"
     assert not fresh.exists()
     made = tmp_path / "made"
     made.mkdir()
     r = by_name(await run_checks(nm_config(made), bus_address=NO_BUS))["state_dir"]
     assert not r.ok and "no device identity" in r.detail
-    assert r.fix == f"sudo device-sim init --state-dir {made}"
+    assert r.fix == f"sudo {command_on_path()} init --state-dir {made}"
     assert list(made.iterdir()) == []
 
     state_dir.chmod(0o755)

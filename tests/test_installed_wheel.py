@@ -50,6 +50,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert "device_sim/data/gatt_profile.yaml" in names
     assert "device_sim/data/scenarios/typical-home.yaml" in names
     assert "device_sim/data/scenarios/homes/default.yaml" in names
+    assert "device_sim/data/packaging/device-sim.service" in names
+    assert "device_sim/data/raspberry-pi.md" in names
     site = work / "site"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
@@ -87,6 +89,16 @@ def test_the_installed_package_reads_its_own_data(installed: Path, tmp_path: Pat
     assert json.loads(made.stdout)["device_id"]
     checked = _run(installed, tmp_path, "-m", "device_sim", "scenario", "check", "late-router")
     assert checked.returncode == 0 and "late-router: ok" in checked.stdout, checked.stderr
+    # The service's unit names the Raspberry Pi page of the installed copy, which exists.
+    unit = _run(
+        installed, tmp_path, "-c",
+        "from device_sim.apps.service import render_unit, this_binary; "
+        "print(render_unit(this_binary()))",
+    )  # fmt: skip
+    assert unit.returncode == 0, unit.stderr
+    (doc,) = [ln for ln in unit.stdout.splitlines() if ln.startswith("Documentation=")]
+    page = Path(doc.removeprefix("Documentation=file://"))
+    assert page.is_relative_to(installed) and page.is_file(), doc
 
 
 def test_the_installed_package_runs_the_demo(installed: Path, tmp_path: Path) -> None:

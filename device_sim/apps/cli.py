@@ -200,6 +200,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from .fleet.cli import run as run_fleet
 
         return await run_fleet(args)
+    if args.command == "service":
+        from .service import run as run_service
+
+        return run_service(args)
     raise ConfigError(args.command, "unknown command")
 
 

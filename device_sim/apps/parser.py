@@ -368,6 +368,12 @@ def _ctl(sub: Any) -> None:
     )
 
 
+def _service(sub: Any) -> None:
+    from .service import add_parser
+
+    add_parser(sub)
+
+
 COMMANDS: list[Callable[[Any], None]] = [
     _init,
     _run,
@@ -379,6 +385,7 @@ COMMANDS: list[Callable[[Any], None]] = [
     _doctor,
     _watch,
     _ctl,
+    _service,
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dbus_fast.aio import MessageBus
@@ -43,6 +44,7 @@ class Context:
     config_error: ConfigError | None
     bus_address: str | None
     defaults: bool = False  # no config given: a Raspberry Pi install's defaults
+    root: Path = Path("/")  # where the service is installed (a directory tree in tests)
     bus: MessageBus | None = None
     nm_up: bool = False
     wifi_path: str | None = None  # the Wi-Fi device the networkmanager check chose

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from ...errors import ConfigError, StoreError
+from ..service import Layout, command_on_path, problems
 from .base import Context, Failed
 
 __all__ = [
@@ -89,7 +90,8 @@ async def check_state_dir(ctx: Context) -> str:
     """Writable and holding an identity. Creates nothing that stays: a missing directory is
     left to `device-sim init`, a temporary file proves it writable and is removed."""
     path = ctx.config.state_dir
-    fix, init = f"sudo install -d -m 700 {path}", f"sudo device-sim init --state-dir {path}"
+    fix = f"sudo install -d -m 700 {path}"
+    init = f"sudo {command_on_path(ctx.root)} init --state-dir {path}"
 
     def probe() -> str:
         from ...core.store import DeviceStore
@@ -161,3 +163,15 @@ async def check_config(ctx: Context) -> str:
             ) from None
         parts.append("cloud CA loads")
     return "; ".join(parts)
+
+
+async def check_service(ctx: Context) -> str:
+    """The systemd unit installed, running an executable device-sim, enabled, and device-sim
+    on sudo's PATH (``device-sim service install``). Not needed with the simulated backend."""
+    if not ctx.nm_needed:
+        return "not needed: the simulated backend (a bench or CI machine, not a Pi install)"
+    layout = Layout(root=ctx.root)
+    found = problems(layout)
+    if found:
+        raise Failed("; ".join(detail for detail, _ in found), found[0][1])
+    return f"{layout.unit}: enabled; {layout.link} reaches device-sim"

@@ -15,6 +15,7 @@ from ...config import DEFAULT_CONFIG_PATH, DaemonOptions, load_config
 from ...errors import ConfigError
 from ...network.base import BackendKind
 from ...network.options import NetworkOptions
+from ..service import this_binary
 from .base import Check, CheckResult, Context, Failed
 from .checks_bus import (
     check_ap_capability,
@@ -23,7 +24,13 @@ from .checks_bus import (
     check_dbus_permissions,
     check_networkmanager,
 )
-from .checks_host import REGDOM_FIX, check_config, check_regulatory_country, check_state_dir
+from .checks_host import (
+    REGDOM_FIX,
+    check_config,
+    check_regulatory_country,
+    check_service,
+    check_state_dir,
+)
 
 __all__ = ["CHECKS", "CHECK_TIMEOUT", "diagnose", "exit_code", "format_results", "run_checks"]
 
@@ -38,6 +45,7 @@ CHECKS: tuple[tuple[str, Check, str], ...] = (
     ("dbus_permissions", check_dbus_permissions, "run device-sim as root"),
     ("state_dir", check_state_dir, "sudo install -d -m 700 /var/lib/device-sim"),
     ("config", check_config, "correct the config file"),
+    ("service", check_service, f"sudo {this_binary()} service install"),
 )
 """(name, check, the fix when it fails unexpectedly), in the order they run."""
 
@@ -66,6 +74,7 @@ async def run_checks(
     bus_address: str | None = None,
     config_error: ConfigError | None = None,
     timeout: float = CHECK_TIMEOUT,
+    root: Path = Path("/"),
 ) -> list[CheckResult]:
     """Run every check in :data:`CHECKS` order; never raises (but is cancellable).
 
@@ -77,6 +86,7 @@ async def run_checks(
         config_error,
         bus_address,
         defaults=config is None and config_error is None,
+        root=root,
     )
     try:
         return [await _guarded(name, check, fix, ctx, timeout) for name, check, fix in CHECKS]
