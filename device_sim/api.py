@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import shutil
 import tempfile
@@ -52,8 +51,6 @@ __all__ = [
 Transport = Literal["ble", "softap"]
 DOORS = {"ble": "ble-only", "softap": "softap-only"}  # a transport's door policy
 DEFAULT_SCENARIO = "engineering-wifi"
-FIRST_FRESH_ADAPTER = 16  # below: the bus's own adapters (hci0 and the phones)
-LAST_ADAPTER = 255  # BlueZoo's highest adapter index
 TIMELINE_LINES = 500  # the events :meth:`EmulatedDevice.timeline` reads at most
 
 
@@ -116,7 +113,6 @@ class VirtualBle:
         self._phones = phones
         self._timeout = timeout
         self._harness: Any = None
-        self._next = itertools.count(FIRST_FRESH_ADAPTER)
 
     async def __aenter__(self) -> Self:
         from .apps.virtual.harness import VirtualBle as Harness
@@ -159,16 +155,12 @@ class VirtualBle:
         return use_bus(self.bus_address)
 
     async def new_adapter(self) -> tuple[str, str]:
-        """A fresh powered adapter: its name (``hci16``) and its address.
+        """A fresh powered adapter (the lowest index the bus does not use): its name and its
+        address. Raises DeviceSimError when BlueZoo refuses it or no index is left (255)."""
+        from .apps.virtual.bluez_bus import add_free_adapters
 
-        Raises DeviceSimError when BlueZoo refuses it or the bus has no index left (240)."""
-        from .apps.virtual.harness import add_adapter
-
-        index = next(self._next)
-        if index > LAST_ADAPTER:
-            raise ConfigError("VirtualBle", "no adapter index left on this bus (240 used)")
-        address = f"00:11:22:33:66:{index:02X}"
-        return await add_adapter(self.bus_address, index, address), address
+        (name,) = await add_free_adapters(self.bus_address, 1, _address)
+        return name, _address(int(name[3:]))
 
     def _started(self) -> Any:
         if self._harness is None:
@@ -718,6 +710,12 @@ class Fleet:
         return await provision_fleet(
             load_profile(), self.root, concurrency=concurrency, timeout=timeout
         )
+
+
+def _address(index: int) -> str:
+    """The address of the API's adapter ``hci<index>`` (distinct from the harness's and the
+    fleet's)."""
+    return f"00:11:22:33:66:{index:02X}"
 
 
 def _environ() -> dict[str, str]:

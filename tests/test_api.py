@@ -144,6 +144,10 @@ async def test_ble_devices_of_two_personalities_on_one_virtual_bus() -> None:
         async with EmulatedDevice(bus, personality="esp") as esp:
             assert esp.label is not None and "esp_qr" in esp.label.extra
             assert (await esp.provision())["state"] == "online"
+        # A BLE fleet on the same bus takes the adapter indices nobody uses yet.
+        async with Fleet(2, transport="ble", bus=bus) as fleet:
+            assert all(m.local_name for m in fleet.members)
+            assert (await fleet.provision_all())["summary"]["online"] == 2
 
 
 async def test_a_fleet_onboards_every_member() -> None:

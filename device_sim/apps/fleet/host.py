@@ -47,7 +47,6 @@ LOG = logging.getLogger(__name__)
 INDEX = "fleet.json"
 LABELS = "labels.json"
 AP_PORT, LAN_PORT = 8380, 8381
-FIRST_ADAPTER = 1  # hci0 is the bus's own first adapter, left unused
 STARTING_AT_ONCE = 32  # devices whose start (bless registration, listeners) overlaps
 SPARE_ADDRESSES = 64  # addresses after the members' own, for members whose own is taken
 
@@ -96,18 +95,12 @@ class FleetHost:
         if self.fleet.transport == "ble":
             bus_address = await self._bus(stack)
             bus["address"] = bus_address
-            from ..virtual.bluez_bus import add_adapters
+            from ..virtual.bluez_bus import add_free_adapters
 
-            names = await add_adapters(
-                bus_address,
-                [(i, _ble_address(i)) for i in range(FIRST_ADAPTER, FIRST_ADAPTER + len(members))],
-            )
-            adapters = names
-            first_phone = FIRST_ADAPTER + len(members)
-            phones = await add_adapters(
-                bus_address,
-                [(i, _ble_address(i)) for i in range(first_phone, first_phone + self.phones)],
-            )
+            # Indices the bus does not use yet: a bus of its own has only hci0, a given one
+            # may hold `virtual-ble up`'s adapters, the public API's or another fleet's.
+            adapters = await add_free_adapters(bus_address, len(members), _ble_address)
+            phones = await add_free_adapters(bus_address, self.phones, _ble_address)
         labels = {m.name: self._identity(profile, m) for m in members}
         gate = asyncio.Semaphore(STARTING_AT_ONCE)
 

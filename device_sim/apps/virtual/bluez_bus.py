@@ -9,6 +9,7 @@ the last two.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
@@ -16,7 +17,9 @@ from dbus_fast.aio import MessageBus
 from ...dbus_call import DBusError, call
 from ...errors import VirtualBleError
 
-__all__ = ["adapter_states", "add_adapter", "add_adapters", "watch_bluez"]
+__all__ = ["adapter_states", "add_adapter", "add_adapters", "add_free_adapters", "watch_bluez"]
+
+MAX_ADAPTER = 255  # BlueZoo's highest adapter index
 
 
 async def watch_bluez(bus: MessageBus, changed: asyncio.Event) -> None:
@@ -110,3 +113,23 @@ async def add_adapters(bus_address: str, adapters: list[tuple[int, str]]) -> lis
     finally:
         bus.disconnect()
     return names
+
+
+async def add_free_adapters(
+    bus_address: str, count: int, address_of: Callable[[int], str]
+) -> list[str]:
+    """``count`` more adapters at the lowest indices from 1 that the bus does not use yet (a
+    bus shared with ``virtual-ble up``, the public API or another fleet), each with the address
+    ``address_of(index)``; their names in order. Raises VirtualBleError (no index left,
+    BlueZoo refuses)."""
+    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    try:
+        taken = {int(name[3:]) for name in await adapter_states(bus) if name[3:].isdigit()}
+    finally:
+        bus.disconnect()
+    free = [i for i in range(1, MAX_ADAPTER + 1) if i not in taken][:count]
+    if len(free) < count:
+        raise VirtualBleError(
+            f"{count} more adapters do not fit on this bus ({len(taken)} of {MAX_ADAPTER} used)"
+        )
+    return await add_adapters(bus_address, [(i, address_of(i)) for i in free])
