@@ -446,6 +446,7 @@ class EmulatedDevice:
         passphrase: str | None = None,
         *,
         hidden: bool | None = None,
+        security: str | None = None,
         transport: Transport | None = None,
         timeout: float = 60.0,
         activation: Activation | None = None,
@@ -476,6 +477,7 @@ class EmulatedDevice:
             ssid=ssid,
             passphrase=passphrase,
             hidden=bool(hidden),
+            security=security,
             setup_code=self.setup_code,
             personality=self._entry.name,
             adapter=adapter,
@@ -505,6 +507,7 @@ async def provision(
     ssid: str | bytes,
     passphrase: str | None = None,
     hidden: bool = False,
+    security: str | None = None,
     setup_code: str | None = None,
     personality: str | None = None,
     adapter: str | None = None,
@@ -521,7 +524,9 @@ async def provision(
     """The reference client's onboarding, as ``device-sim client provision --json``: over BLE
     (``adapter``, the device's ``name`` or the first found) or the SoftAP API (``softap_url``).
 
-    ``options`` are a personality's phone options by key (the ``client provision`` flags such
+    ``security`` (``wpa3-sae``, ``owe``...: the mode the user chose, a revision-3 device of the
+    reference personality) is sent with the credentials. ``options`` are a personality's phone
+    options by key (the ``client provision`` flags such
     as ``pop`` and ``sec``); ``bus`` points bleak at a virtual bus; ``device_state_dir`` (a
     device on this machine) lets the client press the button a personality asks for.
 
@@ -540,6 +545,8 @@ async def provision(
     from .security.setup_code import normalize_setup_code
 
     entry = registry.get(personality or registry.default(), "personality")
+    if security is not None and entry.name != registry.default():
+        raise ConfigError("security", f"the {entry.name} personality carries no security field")
     code = None
     if setup_code is not None:
         try:
@@ -571,6 +578,7 @@ async def provision(
         ssid=ssid.encode() if isinstance(ssid, str) else bytes(ssid),
         passphrase=Secret(passphrase) if passphrase is not None else None,
         hidden=hidden,
+        security=security,
         setup_code=code,
         activation=wanted,
         outcome_timeout=timeout,

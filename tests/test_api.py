@@ -159,3 +159,18 @@ async def test_a_fleet_onboards_every_member() -> None:
         done = await fleet.provision_all()
         assert done["summary"]["online"] == 3, done
     assert not root.exists()
+
+
+async def test_a_hidden_wpa3_network_with_and_without_the_security_field() -> None:
+    async with EmulatedDevice(transport="softap", scenario="hidden-wpa3") as device:
+        assert device.ready["state"] == "unprovisioned"
+        wrong = await device.provision(security="wpa2-psk")  # the old bug's guess, sent
+        assert (wrong["state"], wrong["code_name"]) == ("failed", "SECURITY_MISMATCH")
+        result = await device.provision()  # none sent: SAE first
+        assert result["state"] == "online", result
+        tried = [
+            e["data"].get("key_mgmt") for e in device.timeline() if e["phase"] == "authenticating"
+        ]
+        assert tried == ["wpa-psk", "sae"]
+    with pytest.raises(ConfigError, match="no security field"):
+        await provision(ssid="x", security="owe", personality="improv")

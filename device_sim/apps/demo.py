@@ -253,6 +253,7 @@ class _Demo:
                 ssid=self.ssid,
                 passphrase=Secret(self.passphrase) if self.passphrase else None,
                 hidden=self.hidden,
+                security=getattr(args, "security", None),
                 setup_code=self.setup_code,
                 activation=cloud.inputs() if cloud is not None else None,
                 retries=retries,

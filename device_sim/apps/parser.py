@@ -62,6 +62,9 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
 
+SECURITY_CHOICES = ("open", "owe", "wpa2-psk", "wpa3-sae", "wpa2-wpa3")
+
+
 def _add_credentials(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--ssid", help="network name (UTF-8)")
     p.add_argument(
@@ -69,6 +72,12 @@ def _add_credentials(p: argparse.ArgumentParser, required: bool) -> None:
     )
     p.add_argument("--passphrase", help="Wi-Fi passphrase (omit for open networks)")
     p.add_argument("--hidden", action="store_true", help="the network does not broadcast its SSID")
+    p.add_argument(
+        "--security",
+        choices=SECURITY_CHOICES,
+        help="the network's security as the user chose it (native; default: the device reads "
+        "it from the scan, or tries WPA3 then WPA2 for a hidden network)",
+    )
     p.add_argument(
         "--setup-code", required=required, type=setup_code, help="the code on the device label"
     )

@@ -46,6 +46,7 @@ class ProvisionRequest:
     passphrase: Secret | None
     hidden: bool = False
     setup_code: Secret | None = None  # the label's code (personalities with a PAKE session)
+    security: str | None = None  # the network's mode as the user chose it (None: the device's)
     activation: dict[str, Secret | str | None] | None = None  # SET_ACTIVATION's inputs
     retries: list[Credentials] = field(default_factory=list)  # tried in turn after a failure
     outcome_timeout: float = 120.0

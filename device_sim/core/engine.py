@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..codes import Code, State
 from ..errors import NetworkError, OnboardingError
 from ..lifecycle import cancel_and_wait
-from ..network.base import AccessPoint, NetworkBackend, Phase, validate_credentials
+from ..network.base import AccessPoint, NetworkBackend, Phase, Security, validate_credentials
 from ..profile import Profile
 from ..security.secret import Secret
 from .deadlines import Deadlines, Timeouts
@@ -280,18 +280,29 @@ class OnboardingEngine:
         self.last_scan = await self.backend.scan()
         return list(self.last_scan)
 
-    def set_credentials(self, ssid: bytes, passphrase: Secret | None, hidden: bool) -> None:
-        """Store new credentials.
+    def set_credentials(
+        self,
+        ssid: bytes,
+        passphrase: Secret | None,
+        hidden: bool,
+        security: Security | None = None,
+    ) -> None:
+        """Store new credentials (``security``: the mode the app sent, if it sent one).
 
-        Raises OnboardingError (INVALID_STATE, INVALID_CREDENTIALS_FORMAT).
+        Raises OnboardingError (INVALID_STATE, INVALID_CREDENTIALS_FORMAT,
+        UNSUPPORTED_SECURITY).
         """
         self._stop_retry("new credentials arrived")
         self._require_idle("set credentials")
-        validate_credentials(ssid, passphrase.reveal() if passphrase else None, None)
+        if security is not None and not security.supported:
+            raise OnboardingError(
+                Code.UNSUPPORTED_SECURITY, f"{security} networks cannot be joined by the device"
+            )
+        validate_credentials(ssid, passphrase.reveal() if passphrase else None, security)
         self._transition(
             S.CREDENTIALS_RECEIVED,
             phase=EventPhase.CREDENTIALS,
-            credentials=Credentials(ssid, passphrase, hidden),
+            credentials=Credentials(ssid, passphrase, hidden, security),
         )
 
     def connect(self) -> None:
@@ -439,6 +450,7 @@ class OnboardingEngine:
                         creds.ssid,
                         creds.passphrase.reveal() if creds.passphrase else None,
                         hidden=creds.hidden,
+                        security=creds.security,
                         on_phase=self._on_phase,
                     )
             except TimeoutError:

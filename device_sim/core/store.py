@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..codes import Code, State
 from ..errors import IdentityExists, StoreError
+from ..network.base import Security
 from ..security.secret import Secret
 
 SCHEMA_VERSION = 2  # 2: the saved networks (a version-1 device's one network migrates in)
@@ -113,6 +114,7 @@ class Credentials:
     ssid: bytes
     passphrase: Secret | None
     hidden: bool
+    security: Security | None = None  # what the app sent (None: the scan's, or tried in turn)
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,11 @@ class SavedNetwork:
     passphrase: Secret | None
     hidden: bool
     last_online_at: float
+    security: Security | None = None
 
     @property
     def credentials(self) -> Credentials:
-        return Credentials(self.ssid, self.passphrase, self.hidden)
+        return Credentials(self.ssid, self.passphrase, self.hidden, self.security)
 
     def public(self, current: bytes | None = None) -> dict[str, object]:
         """What NETWORKS and ``ctl status`` show: never the passphrase."""
@@ -232,13 +235,16 @@ class DeviceStore:
             columns = {row[1] for row in db.execute("PRAGMA table_info(identity)")}
             if "softap_passphrase" not in columns:  # a store made before the SoftAP door
                 db.execute("ALTER TABLE identity ADD COLUMN softap_passphrase TEXT")
+            for table in ("onboarding", "networks"):  # a store made before the security field
+                if "security" not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN security TEXT")
             with _tx(db):
                 db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
                 db.execute(
-                    "INSERT OR IGNORE INTO onboarding"
-                    " VALUES (1, ?, 0, '', '', 0, NULL, NULL, 0, 0, ?)",
+                    "INSERT OR IGNORE INTO onboarding (one, state, code, phase, detail, attempt,"
+                    " hidden, seq, updated_at) VALUES (1, ?, 0, '', '', 0, 0, 0, ?)",
                     (int(State.UNPROVISIONED), time.time()),
                 )
                 db.execute("INSERT OR IGNORE INTO auth VALUES (1, 0, 0)")
@@ -374,11 +380,16 @@ class DeviceStore:
         )
 
     def credentials(self) -> Credentials | None:
-        row = self.db.execute("SELECT ssid, passphrase, hidden FROM onboarding").fetchone()
+        row = self.db.execute(
+            "SELECT ssid, passphrase, hidden, security FROM onboarding"
+        ).fetchone()
         if row[0] is None:
             return None
         return Credentials(
-            bytes(row[0]), Secret(row[1]) if row[1] is not None else None, bool(row[2])
+            bytes(row[0]),
+            Secret(row[1]) if row[1] is not None else None,
+            bool(row[2]),
+            _security(row[3]),
         )
 
     def transition(
@@ -416,13 +427,16 @@ class DeviceStore:
         if new_attempt:
             sets.append("attempt = attempt + 1")
         if credentials is None:
-            sets += ["ssid = NULL", "passphrase = NULL", "hidden = 0", "attempt = 0"]
+            sets += [
+                "ssid = NULL", "passphrase = NULL", "hidden = 0", "security = NULL", "attempt = 0"
+            ]  # fmt: skip
         elif isinstance(credentials, Credentials):
-            sets += ["ssid = ?", "passphrase = ?", "hidden = ?"]
+            sets += ["ssid = ?", "passphrase = ?", "hidden = ?", "security = ?"]
             args += [
                 credentials.ssid,
                 credentials.passphrase.reveal() if credentials.passphrase else None,
                 int(credentials.hidden),
+                str(credentials.security) if credentials.security else None,
             ]
         try:
             with _tx(self.db):
@@ -463,10 +477,11 @@ class DeviceStore:
     def _remember_current(self, keep: int) -> None:
         """Inside a transaction: the current credentials first in the list, ``keep`` at most."""
         self.db.execute(
-            "INSERT INTO networks (ssid, passphrase, hidden, last_online_at)"
-            " SELECT ssid, passphrase, hidden, ? FROM onboarding WHERE ssid IS NOT NULL"
+            "INSERT INTO networks (ssid, passphrase, hidden, last_online_at, security)"
+            " SELECT ssid, passphrase, hidden, ?, security FROM onboarding WHERE ssid IS NOT NULL"
             " ON CONFLICT (ssid) DO UPDATE SET passphrase = excluded.passphrase,"
-            " hidden = excluded.hidden, last_online_at = excluded.last_online_at",
+            " hidden = excluded.hidden, last_online_at = excluded.last_online_at,"
+            " security = excluded.security",
             (time.time(),),
         )
         self.db.execute(
@@ -478,12 +493,16 @@ class DeviceStore:
     def saved_networks(self) -> list[SavedNetwork]:
         """The networks the device was online on, most recent first."""
         rows = self.db.execute(
-            "SELECT ssid, passphrase, hidden, last_online_at FROM networks"
+            "SELECT ssid, passphrase, hidden, last_online_at, security FROM networks"
             " ORDER BY last_online_at DESC, rowid DESC"
         ).fetchall()
         return [
             SavedNetwork(
-                bytes(r[0]), Secret(r[1]) if r[1] is not None else None, bool(r[2]), float(r[3])
+                bytes(r[0]),
+                Secret(r[1]) if r[1] is not None else None,
+                bool(r[2]),
+                float(r[3]),
+                _security(r[4]),
             )
             for r in rows
         ]
@@ -507,12 +526,14 @@ class DeviceStore:
                 raise StoreError(f"{self.path} already has saved networks")
             for age, net in enumerate(networks):
                 self.db.execute(
-                    "INSERT INTO networks VALUES (?, ?, ?, ?)",
+                    "INSERT INTO networks (ssid, passphrase, hidden, last_online_at, security)"
+                    " VALUES (?, ?, ?, ?, ?)",
                     (
                         net.ssid,
                         net.passphrase.reveal() if net.passphrase else None,
                         int(net.hidden),
                         now - 3600 * (age + 1),
+                        str(net.security) if net.security else None,
                     ),
                 )
             if online and networks:
@@ -640,6 +661,14 @@ def _migrate(db: sqlite3.Connection) -> None:
         )
     if version < SCHEMA_VERSION:
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+
+
+def _security(stored: str | None) -> Security | None:
+    """A stored security mode (None: not sent; an unknown word from a newer version: None)."""
+    try:
+        return Security(stored) if stored else None
+    except ValueError:
+        return None
 
 
 def _private(target: Path, mode: int) -> None:

@@ -32,6 +32,8 @@ __all__ = [
     "Security",
     "SettingsStore",
     "WorldNote",
+    "contradicts",
+    "key_mgmts_to_try",
     "validate_credentials",
 ]
 
@@ -47,6 +49,7 @@ class Security(StrEnum):
     """Security mode an access point advertises."""
 
     OPEN = "open"
+    OWE = "owe"  # Enhanced Open (RFC 8110): encrypted, no passphrase
     WEP = "wep"
     WPA2_PSK = "wpa2-psk"
     WPA3_SAE = "wpa3-sae"
@@ -62,6 +65,42 @@ class Security(StrEnum):
     def needs_passphrase(self) -> bool:
         """True for WPA2/WPA3 personal networks."""
         return self in (Security.WPA2_PSK, Security.WPA3_SAE, Security.WPA2_WPA3)
+
+    @property
+    def key_mgmts(self) -> tuple[str, ...]:
+        """The key managements (NetworkManager's ``key-mgmt`` names, ``none`` for open) an
+        access point of this mode accepts: a transition network takes SAE and PSK."""
+        return _KEY_MGMTS.get(self, ())
+
+
+_KEY_MGMTS = {
+    Security.OPEN: ("none",),
+    Security.OWE: ("owe",),
+    Security.WPA2_PSK: ("wpa-psk",),
+    Security.WPA3_SAE: ("sae",),
+    Security.WPA2_WPA3: ("sae", "wpa-psk"),
+}
+
+
+def contradicts(requested: Security | None, scanned: Security | None) -> bool:
+    """The app sent a mode the network's beacons rule out (both known, no key management in
+    common): SECURITY_MISMATCH before any try."""
+    if requested is None or scanned is None:
+        return False
+    return not set(requested.key_mgmts) & set(scanned.key_mgmts)
+
+
+def key_mgmts_to_try(
+    security: Security | None, passphrase: str | None, scanned: Security | None
+) -> tuple[str, ...]:
+    """What a join tries, in order: the mode the app sent; else the mode the scan saw; else (a
+    hidden network, whose beacons say nothing) SAE then PSK with a passphrase, Enhanced Open
+    then open without one. The strongest first: a WPA3 network is never joined as WPA2 by
+    default, and a transition network is joined with SAE."""
+    chosen = security if security is not None else scanned
+    if chosen is not None:
+        return chosen.key_mgmts
+    return ("sae", "wpa-psk") if passphrase else ("owe", "none")
 
 
 class SettingsStore(Protocol):
@@ -200,9 +239,12 @@ def validate_credentials(ssid: bytes, passphrase: str | None, security: Security
         raise bad("the passphrase must be text")
     if security is not None and not security.supported:
         return
-    if security is Security.OPEN:
+    if security in (Security.OPEN, Security.OWE):
         if passphrase:
-            raise bad("an open network takes no passphrase")
+            raise bad(
+                f"an {'Enhanced Open' if security is Security.OWE else 'open'} network "
+                "takes no passphrase"
+            )
         return
     if not passphrase:
         if security is None:
@@ -245,9 +287,12 @@ class NetworkBackend(Component):
         passphrase: str | None,
         *,
         hidden: bool = False,
+        security: Security | None = None,
         on_phase: PhaseCallback | None = None,
     ) -> JoinResult:
         """Join ``ssid``; ``hidden=True`` probes for a network that does not broadcast its SSID.
+        ``security``: the mode the app sent (None: the scan's, or for a hidden network SAE then
+        PSK, Enhanced Open then open; see :func:`key_mgmts_to_try`).
 
         Raises NetworkError with WRONG_CREDENTIALS, NETWORK_NOT_FOUND, ASSOCIATION_TIMEOUT,
         NO_DHCP_LEASE, UNSUPPORTED_SECURITY, INVALID_CREDENTIALS_FORMAT or JOIN_FAILED; and
@@ -257,11 +302,19 @@ class NetworkBackend(Component):
         async with self._lock:
             self._started()
             self._radio_free("join")
-            return await self._join(ssid, passphrase, hidden=hidden, on_phase=on_phase)
+            return await self._join(
+                ssid, passphrase, hidden=hidden, security=security, on_phase=on_phase
+            )
 
     @abc.abstractmethod
     async def _join(
-        self, ssid: bytes, passphrase: str | None, *, hidden: bool, on_phase: PhaseCallback | None
+        self,
+        ssid: bytes,
+        passphrase: str | None,
+        *,
+        hidden: bool,
+        security: Security | None,
+        on_phase: PhaseCallback | None,
     ) -> JoinResult:
         """The backend's own join, under its lock, started and with the radio free."""
 

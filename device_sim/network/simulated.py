@@ -52,6 +52,8 @@ from .base import (
     PhaseCallback,
     Security,
     WorldNote,
+    contradicts,
+    key_mgmts_to_try,
     validate_credentials,
 )
 from .faults import DEFAULT_PORTAL_URL, LINK_STEPS, MAX_FAULTS, Fault
@@ -437,7 +439,13 @@ class SimulatedBackend(NetworkBackend):
         return attempt
 
     async def _join(
-        self, ssid: bytes, passphrase: str | None, *, hidden: bool, on_phase: PhaseCallback | None
+        self,
+        ssid: bytes,
+        passphrase: str | None,
+        *,
+        hidden: bool,
+        security: Security | None,
+        on_phase: PhaseCallback | None,
     ) -> JoinResult:
         self._connected, self._link = None, None  # joining leaves the current network first
         self._portal_url = None
@@ -454,21 +462,36 @@ class SimulatedBackend(NetworkBackend):
             await self._sleep(self._scenario.scan_delay_ms)
         candidates = self._candidates(ssid, hidden)
         first = candidates[0].ap
-        if not first.security.supported:
+        for mode in (first.security, security):
+            if mode is not None and not mode.supported:
+                raise _fail(
+                    Code.UNSUPPORTED_SECURITY,
+                    Phase.SCANNING,
+                    f"{_show(ssid)} uses {mode}, which the device cannot join",
+                    security=str(mode),
+                )
+        # A hidden network's beacons say nothing of its security: the device learns it only
+        # by trying (SAE, then PSK), unless the app sent it.
+        scanned = None if first.hidden else first.security
+        if contradicts(security, scanned):
             raise _fail(
-                Code.UNSUPPORTED_SECURITY,
+                Code.SECURITY_MISMATCH,
                 Phase.SCANNING,
-                f"{_show(ssid)} uses {first.security}, which the device cannot join",
-                security=str(first.security),
+                f"{_show(ssid)} is {scanned}, not the {security} the app sent",
+                security=str(scanned),
+                requested=str(security),
             )
-        validate_credentials(ssid, passphrase, first.security)
+        validate_credentials(ssid, passphrase, security or scanned)
+        tries = key_mgmts_to_try(security, passphrase, scanned)
         # A mesh or a dual-band router: when one BSS does not answer or gives no lease, the
         # device blocks it for this attempt and tries the next best, as wpa_supplicant does.
         failed_on: list[str] = []
         last: NetworkError | None = None
         for sap in candidates:
             try:
-                result = await self._join_bss(sap, ssid, passphrase, attempt, failed_on, on_phase)
+                result = await self._join_bss(
+                    sap, ssid, passphrase, tries, attempt, failed_on, on_phase
+                )
             except NetworkError as exc:
                 if exc.code not in (Code.ASSOCIATION_TIMEOUT, Code.NO_DHCP_LEASE):
                     raise
@@ -480,6 +503,45 @@ class SimulatedBackend(NetworkBackend):
             return result
         assert last is not None
         raise last
+
+    def _authenticate(
+        self,
+        sap: ScenarioAccessPoint,
+        passphrase: str | None,
+        tries: tuple[str, ...],
+        on_phase: PhaseCallback | None,
+    ) -> str:
+        """The key management the BSS accepts, tried in turn (a hidden network of unknown
+        security: SAE, then PSK), each an ``authenticating`` event; the one that worked.
+        Raises NetworkError: WRONG_CREDENTIALS (an accepted key management, the wrong
+        passphrase), SECURITY_MISMATCH (none accepted: the world knows the network's mode)."""
+        ap = sap.ap
+        for key_mgmt in tries:
+            _emit(
+                on_phase,
+                Phase.AUTHENTICATING,
+                {"security": str(ap.security), "key_mgmt": key_mgmt, "bssid": ap.bssid},
+            )
+            if key_mgmt not in ap.security.key_mgmts:
+                log.info("join: %s does not take key-mgmt %s", ap.bssid, key_mgmt)
+                continue
+            if not _passphrase_matches(ap, key_mgmt, self._live.key(sap), passphrase):
+                how = "SAE authentication" if key_mgmt == "sae" else "4-way handshake"
+                raise _fail(
+                    Code.WRONG_CREDENTIALS,
+                    Phase.AUTHENTICATING,
+                    f"{ap.bssid} rejected the passphrase ({how} failed)",
+                    bssid=ap.bssid,
+                )
+            return key_mgmt
+        raise _fail(
+            Code.SECURITY_MISMATCH,
+            Phase.AUTHENTICATING,
+            f"{ap.bssid} is {ap.security}: it refused {', '.join(tries)}",
+            bssid=ap.bssid,
+            security=str(ap.security),
+            tried=list(tries),
+        )
 
     def _candidates(self, ssid: bytes, hidden: bool) -> list[ScenarioAccessPoint]:
         """The BSSes of ``ssid`` the device may try, best first: on its bands, the preferred
@@ -527,6 +589,7 @@ class SimulatedBackend(NetworkBackend):
         sap: ScenarioAccessPoint,
         ssid: bytes,
         passphrase: str | None,
+        tries: tuple[str, ...],
         attempt: _Attempt,
         failed_on: list[str],
         on_phase: PhaseCallback | None,
@@ -560,15 +623,7 @@ class SimulatedBackend(NetworkBackend):
                 Code.ASSOCIATION_TIMEOUT, Phase.ASSOCIATING, why, rssi=heard, bssid=ap.bssid
             )
 
-        _emit(on_phase, Phase.AUTHENTICATING, {"security": str(ap.security)})
-        if not _passphrase_matches(ap, self._live.key(sap), passphrase):
-            how = "SAE authentication" if ap.security is Security.WPA3_SAE else "4-way handshake"
-            raise _fail(
-                Code.WRONG_CREDENTIALS,
-                Phase.AUTHENTICATING,
-                f"{ap.bssid} rejected the passphrase ({how} failed)",
-                bssid=ap.bssid,
-            )
+        self._authenticate(sap, passphrase, tries, on_phase)
 
         dhcp = steps.dhcp
         delay, result, faults = attempt.step("dhcp", dhcp)
@@ -895,12 +950,14 @@ def _psk(secret: str, ssid: bytes) -> bytes:
     return hashlib.pbkdf2_hmac("sha1", secret.encode("ascii"), ssid, 4096, 32)
 
 
-def _passphrase_matches(ap: AccessPoint, expected: str | None, given: str | None) -> bool:
-    if ap.security is Security.OPEN:
+def _passphrase_matches(
+    ap: AccessPoint, key_mgmt: str, expected: str | None, given: str | None
+) -> bool:
+    if key_mgmt in ("none", "owe"):
         return True
     if expected is None or given is None:
         return False
-    if ap.security is Security.WPA3_SAE:  # SAE uses the password itself; a raw PSK cannot work
+    if key_mgmt == "sae":  # SAE uses the password itself; a raw PSK cannot work
         return hmac.compare_digest(expected.encode(), given.encode())
     return hmac.compare_digest(_world_psk(expected, ap.ssid), _psk(given, ap.ssid))
 

@@ -182,7 +182,7 @@ class PersonalitiesDef:
 class Profile:
     source: Path
     protocol_version: int
-    protocol_revision: int  # advertised; 2: PAKE_PROOF may carry sealed requests
+    protocol_revision: int  # advertised; 2: PAKE_PROOF may carry sealed requests; 3: security
     max_bundled_requests: int
     service: ServiceDef
     advertising: AdvertisingDef

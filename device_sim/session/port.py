@@ -29,9 +29,14 @@ from ..core.engine import RadioUser
 from ..core.events import STATE_PHASES, DiagnosticEvent, EventPhase
 from ..core.store import Identity, OnboardingRecord
 from ..core.view import DeviceView
-from ..network.base import AccessPoint, AccessPointConfig
+from ..errors import OnboardingError
+from ..network.base import AccessPoint, AccessPointConfig, Security
 from ..security.secret import Secret
 from .holder import Closer, SessionHolder, SoftApOpener
+
+SECURITY_MODES = tuple(str(mode) for mode in Security)
+"""The security modes an app may send with credentials (``wep`` and ``enterprise`` are refused
+with UNSUPPORTED_SECURITY)."""
 
 __all__ = [
     "STATE_PHASES",
@@ -129,9 +134,26 @@ class DoorPort(DeviceView):
 
     # --- the device's requests -------------------------------------------------------------------
 
-    def set_credentials(self, ssid: bytes, passphrase: Secret | None, hidden: bool) -> None:
-        """Store the network to join. Raises OnboardingError (INVALID_STATE, BUSY, format)."""
-        self._engine.set_credentials(ssid, passphrase, hidden)
+    def set_credentials(
+        self,
+        ssid: bytes,
+        passphrase: Secret | None,
+        hidden: bool,
+        security: str | None = None,
+    ) -> None:
+        """Store the network to join; ``security`` is the mode the app sent, if any (one of
+        :data:`SECURITY_MODES`). Raises OnboardingError (INVALID_STATE, BUSY, format,
+        MALFORMED_REQUEST for an unknown mode, UNSUPPORTED_SECURITY)."""
+        mode = None
+        if security is not None:
+            try:
+                mode = Security(security)
+            except ValueError:
+                raise OnboardingError(
+                    Code.MALFORMED_REQUEST,
+                    f"security: one of {', '.join(SECURITY_MODES)}, not {security!r}",
+                ) from None
+        self._engine.set_credentials(ssid, passphrase, hidden, mode)
 
     def connect(self) -> None:
         """Join the stored network. Raises OnboardingError."""

@@ -85,6 +85,7 @@ def flags_for(security: Security) -> tuple[int, int, int]:
         Security.WPA3_SAE: ApSecurityFlags.KEY_MGMT_SAE,
         Security.WPA2_WPA3: ApSecurityFlags.KEY_MGMT_PSK | ApSecurityFlags.KEY_MGMT_SAE,
         Security.ENTERPRISE: ApSecurityFlags.KEY_MGMT_802_1X,
+        Security.OWE: ApSecurityFlags.KEY_MGMT_OWE,
     }.get(security)
     if rsn is not None:
         return int(ApFlags.PRIVACY), 0, int(rsn | ccmp)
@@ -359,6 +360,18 @@ class NMMock(Component):
                     }
                 )
             ],
+        )
+
+    async def refuse_key_mgmt(self, refused: dict[str, int]) -> None:
+        """Activations whose ``key-mgmt`` (``none`` without a security section) is a key of
+        ``refused`` fail with its reason, as for an access point that does not take it (a
+        hidden WPA2 network asked for SAE); the others follow :meth:`on_activate`."""
+        table = {
+            key: {"reason": int(reason), "fail_in": int(_FAIL_IN.get(reason, DeviceState.CONFIG))}  # type: ignore[call-overload]
+            for key, reason in refused.items()
+        }
+        await self.call(
+            MANAGER_PATH, EXT_IFACE, "Configure", "s", [json.dumps({"refuse_key_mgmt": table})]
         )
 
     async def script_join(

@@ -201,6 +201,7 @@ def test_a_version_1_device_keeps_its_network_as_the_first_saved(
         saved = store.saved_networks()
         assert store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
         assert store.record().ssid == b"Home"  # the onboarding row itself is untouched
+        assert all(n.security is None for n in saved)  # the column came later: not sent
     if kept:
         assert [
             (n.ssid, n.passphrase and n.passphrase.reveal(), n.last_online_at) for n in saved
@@ -209,6 +210,26 @@ def test_a_version_1_device_keeps_its_network_as_the_first_saved(
         assert saved == []
     with DeviceStore(tmp_path) as store:  # opening again migrates nothing twice
         assert len(store.saved_networks()) == (1 if kept else 0)
+
+
+def test_the_security_the_app_sent_is_kept_with_the_network(tmp_path: Path) -> None:
+    from device_sim.network.base import Security
+
+    with DeviceStore(tmp_path) as store:
+        store.transition(
+            State.CREDENTIALS_RECEIVED,
+            credentials=Credentials(b"Quiet", Secret("sae-only-please"), True, Security.WPA3_SAE),
+        )
+        store.transition(State.ONLINE, remember=3)
+    with DeviceStore(tmp_path) as store:  # across a restart, in the row and in the saved list
+        creds = store.credentials()
+        assert creds is not None and creds.security is Security.WPA3_SAE and creds.hidden
+        [saved] = store.saved_networks()
+        assert saved.credentials == creds
+        store.transition(State.UNPROVISIONED, credentials=None)
+        store.db.execute("UPDATE networks SET security = 'wpa9-future'")  # a newer version's
+        assert store.credentials() is None
+        assert store.saved_networks()[0].security is None  # unknown: tried as unknown
 
 
 def test_online_puts_the_network_first_in_the_same_transaction(tmp_path: Path) -> None:

@@ -187,6 +187,51 @@ async def test_raw_psk_works_for_wpa2_but_not_for_wpa3() -> None:
         await backend.join(b"NETGEAR42-5G", "wpa3-only-neighbour")
 
 
+def _tried(seen: Recorder) -> list[str]:
+    return [d["key_mgmt"] for phase, d in seen.calls if phase == "authenticating"]
+
+
+async def test_a_hidden_wpa3_network_is_joined_with_sae_though_no_security_was_sent() -> None:
+    async with SimulatedBackend("hidden-wpa3", zero_delay=True) as backend:
+        scan = {ap.bssid: ap for ap in await backend.scan()}
+        assert scan["02:d5:e1:00:0c:01"].ssid == b""  # its beacons name nothing
+        seen = Recorder()
+        await backend.join(b"Quiet-House", "sae-only-please", hidden=True, on_phase=seen)
+        assert _tried(seen) == ["sae"]
+
+
+async def test_a_hidden_wpa2_network_is_joined_after_sae_is_refused() -> None:
+    async with SimulatedBackend("edge-ssids", zero_delay=True) as backend:
+        seen = Recorder()
+        await backend.join(b"Hidden-Lab", "probe-for-me-please", hidden=True, on_phase=seen)
+        assert _tried(seen) == ["sae", "wpa-psk"]
+        with pytest.raises(NetworkError) as info:  # a wrong password ends the tries
+            await backend.join(b"Hidden-Lab", "not-the-password", hidden=True)
+        assert info.value.code is Code.WRONG_CREDENTIALS
+
+
+async def test_the_security_the_app_sent_decides_and_a_wrong_one_has_its_code() -> None:
+    async with SimulatedBackend("hidden-wpa3", zero_delay=True) as backend:
+        with pytest.raises(NetworkError) as info:  # hidden: found out by trying
+            await backend.join(
+                b"Quiet-House", "sae-only-please", hidden=True, security=Security.WPA2_PSK
+            )
+        assert info.value.code is Code.SECURITY_MISMATCH
+        assert info.value.raw["phase"] == "authenticating" and "wpa3-sae" in info.value.detail
+        with pytest.raises(NetworkError) as info:  # visible: the beacons say it at once
+            await backend.join(b"Quiet-Guest", None, security=Security.OPEN)
+        assert info.value.code is Code.SECURITY_MISMATCH
+        assert info.value.raw["phase"] == "scanning"
+        with pytest.raises(NetworkError) as info:
+            await backend.join(b"Quiet-Guest", None, security=Security.ENTERPRISE)
+        assert info.value.code is Code.UNSUPPORTED_SECURITY
+        seen = Recorder()
+        await backend.join(b"Quiet-Guest", None, on_phase=seen)  # Enhanced Open: no key
+        assert _tried(seen) == ["owe"]
+        scan = {ap.ssid: ap for ap in await backend.scan()}
+        assert scan[b"Quiet-Guest"].security is Security.OWE
+
+
 @pytest.mark.parametrize(
     ("ssid", "passphrase", "code"),
     [

@@ -71,3 +71,32 @@ async def test_public_state_and_the_radio(device: DeviceStack) -> None:
     assert device.backend.access_point is None
     port.note_own("a note of its own")
     assert port.last_event is not None and port.last_event.phase == "softap"
+
+
+async def test_credentials_carry_the_security_the_app_sent(device: DeviceStack) -> None:
+    from device_sim.doors.native.session import parse_credentials
+    from device_sim.errors import OnboardingError, ProtocolError
+    from device_sim.network.base import Security
+
+    port = device.port("test")
+    port.begin_session("phone-1")
+    port.establish_session("phone-1")
+    request = {"ssid_hex": b"Quiet".hex(), "passphrase": "sae-only-please", "hidden": True}
+    ssid, passphrase, hidden, security = parse_credentials({**request, "security": "wpa3-sae"})
+    port.set_credentials(ssid, passphrase, hidden, security)
+    creds = device.store.credentials()
+    assert creds is not None and creds.security is Security.WPA3_SAE
+    assert parse_credentials(request)[3] is None  # optional: revision-1 apps send none
+    with pytest.raises(ProtocolError) as bad:
+        parse_credentials({**request, "security": 3})
+    assert bad.value.code is Code.MALFORMED_REQUEST and "security?: str" in str(bad.value)
+    with pytest.raises(OnboardingError) as unknown:
+        port.set_credentials(ssid, passphrase, hidden, "wpa9")
+    assert unknown.value.code is Code.MALFORMED_REQUEST and "wpa3-sae" in str(unknown.value)
+    with pytest.raises(OnboardingError) as refused:
+        port.set_credentials(ssid, passphrase, hidden, "enterprise")
+    assert refused.value.code is Code.UNSUPPORTED_SECURITY
+    with pytest.raises(OnboardingError) as owe:
+        port.set_credentials(ssid, passphrase, hidden, "owe")  # Enhanced Open takes no key
+    assert owe.value.code is Code.INVALID_CREDENTIALS_FORMAT
+    assert device.store.credentials() == creds  # a refused request changed nothing

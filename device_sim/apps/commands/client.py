@@ -131,6 +131,12 @@ async def _provision(args: argparse.Namespace, profile: Any, target: Any, entry:
     from ...client.target import ProvisionRequest
     from ...security.secret import Secret
 
+    if getattr(args, "security", None) and entry.name != registry.default():
+        raise ConfigError(
+            "--security",
+            f"the {entry.name} personality's protocol carries no security field "
+            "(the device reads the network's from its scan)",
+        )
     activation = None
     if args.activate or args.account or args.claim_token:
         if not entry.activation:
@@ -148,6 +154,7 @@ async def _provision(args: argparse.Namespace, profile: Any, target: Any, entry:
         ssid=_ssid_bytes(args),
         passphrase=Secret(passphrase) if passphrase is not None else None,
         hidden=args.hidden,
+        security=args.security,
         setup_code=args.setup_code,
         activation=activation,
         outcome_timeout=args.timeout,

@@ -186,15 +186,25 @@ class Provisioner:
         passphrase: Secret | None,
         *,
         hidden: bool = False,
+        security: str | None = None,
         outcome_timeout: float = 120.0,
         activation: dict[str, Secret | str | None] | None = None,
     ) -> dict[str, Any]:
         """Send credentials, CONNECT, follow events to online/failed. Raises OnboardingError.
 
+        ``security`` (``wpa3-sae``, ``owe``...): the network's mode, sent only when given.
+
         ``activation`` ({account, claim_token, device_password}; {} for zero-touch) is sent as
         SET_ACTIVATION before CONNECT, and the device's activation status (never a token) is
         read back into the result."""
         assert self.session is not None
+        if security is not None and self.revision < 3:
+            raise ConfigError(
+                "--security",
+                f"the device speaks protocol revision {self.revision}; the security field "
+                "needs revision 3 (leave it out: the device reads the scan, or tries WPA3 "
+                "then WPA2 for a hidden network)",
+            )
         events: list[dict[str, Any]] = []
         self.progress("credentials", {})
         requests: list[tuple[MessageType, dict[str, Any]]] = [
@@ -204,6 +214,7 @@ class Provisioner:
                     "ssid_hex": ssid.hex(),
                     "hidden": hidden,
                     "passphrase": passphrase.reveal() if passphrase else None,
+                    **({"security": security} if security is not None else {}),
                 },
             )
         ]
@@ -347,6 +358,7 @@ async def provision(
     ssid: bytes,
     passphrase: Secret | None,
     hidden: bool = False,
+    security: str | None = None,
     outcome_timeout: float = 120.0,
     on_progress: Progress | None = None,
     retries: list[tuple[bytes, Secret | None, bool]] | None = None,
@@ -365,6 +377,7 @@ async def provision(
             creds[0],
             creds[1],
             hidden=creds[2],
+            security=security if creds[0] == ssid else None,
             outcome_timeout=outcome_timeout,
             activation=activation,
         )
@@ -433,6 +446,7 @@ async def provision_request(
         ssid=request.ssid,
         passphrase=request.passphrase,
         hidden=request.hidden,
+        security=request.security,
         outcome_timeout=request.outcome_timeout,
         on_progress=on_progress,
         retries=list(request.retries) or None,

@@ -303,21 +303,29 @@ class NativeSession:
 # --- native's request parsers ---------------------------------------------------------------
 
 
-def parse_credentials(request: dict[str, Any]) -> tuple[bytes, Secret | None, bool]:
+def parse_credentials(
+    request: dict[str, Any],
+) -> tuple[bytes, Secret | None, bool, str | None]:
+    """SET_CREDENTIALS: ``ssid_hex``, ``passphrase``, ``hidden`` and, optionally, ``security``
+    (the network's mode as the app knows it; the device checks the word)."""
     ssid_hex = request.get("ssid_hex")
     passphrase = request.get("passphrase")
     hidden = request.get("hidden", False)
+    security = request.get("security")
     if (
         not isinstance(ssid_hex, str)
         or not isinstance(hidden, bool)
         or not (passphrase is None or isinstance(passphrase, str))
-        or set(request) - {"ssid_hex", "passphrase", "hidden"}
+        or not (security is None or isinstance(security, str))
+        or set(request) - {"ssid_hex", "passphrase", "hidden", "security"}
     ):
         raise ProtocolError(
             Code.MALFORMED_REQUEST,
-            "SET_CREDENTIALS needs {ssid_hex: str, passphrase: str|null, hidden: bool}",
+            "SET_CREDENTIALS needs {ssid_hex: str, passphrase: str|null, hidden: bool, "
+            "security?: str}",
         )
-    return _ssid(ssid_hex), Secret(passphrase) if passphrase is not None else None, hidden
+    passphrase_ = Secret(passphrase) if passphrase is not None else None
+    return _ssid(ssid_hex), passphrase_, hidden, security
 
 
 def parse_activation(request: dict[str, Any]) -> tuple[str | None, Secret | None, Secret | None]:

@@ -42,6 +42,9 @@ from ..base import (
     NetworkBackend,
     Phase,
     PhaseCallback,
+    Security,
+    contradicts,
+    key_mgmts_to_try,
     validate_credentials,
 )
 from ..checks import Resolver, check_dns, check_tls, system_resolver
@@ -256,9 +259,17 @@ class NetworkManagerBackend(NetworkBackend):
     # Over 80 lines on purpose: the join's phases in order (scan, profile, activate, the states
     # NetworkManager reports), each with its own error mapping.
     async def _join(
-        self, ssid: bytes, passphrase: str | None, *, hidden: bool, on_phase: PhaseCallback | None
+        self,
+        ssid: bytes,
+        passphrase: str | None,
+        *,
+        hidden: bool,
+        security: Security | None,
+        on_phase: PhaseCallback | None,
     ) -> JoinResult:
-        """Join ``ssid`` with an in-memory profile (under the lock, the radio free)."""
+        """Join ``ssid`` with an in-memory profile (under the lock, the radio free): with each
+        key management :func:`key_mgmts_to_try` gives in turn while the network refuses it (a
+        hidden network of unknown security: SAE, then PSK)."""
         client = self._started()
         label = mapping.ssid_label(ssid)
         _emit(on_phase, Phase.SCANNING, {"ssid_hex": ssid.hex(), "hidden": hidden})
@@ -273,66 +284,59 @@ class NetworkManagerBackend(NetworkBackend):
                     f"join with hidden=true)",
                     ssid_hex=ssid.hex(),
                 )
-        security = seen.security if seen is not None else None
-        if security is not None and not security.supported:
+        scanned = seen.security if seen is not None else None
+        for mode in (scanned, security):
+            if mode is not None and not mode.supported:
+                raise _fail(
+                    Code.UNSUPPORTED_SECURITY,
+                    Phase.SCANNING,
+                    f"{label} uses {mode}, which the device cannot join",
+                    security=str(mode),
+                )
+        if contradicts(security, scanned):
             raise _fail(
-                Code.UNSUPPORTED_SECURITY,
+                Code.SECURITY_MISMATCH,
                 Phase.SCANNING,
-                f"{label} uses {security}, which the device cannot join",
-                security=str(security),
+                f"{label} is {scanned}, not the {security} the app sent",
+                security=str(scanned),
+                requested=str(security),
             )
-        validate_credentials(ssid, passphrase, security)
+        if security is not None and scanned is not None:  # the beacons say all the app did
+            security = None if set(scanned.key_mgmts) <= set(security.key_mgmts) else security
+        validate_credentials(ssid, passphrase, security or scanned)
         await self._drop_current()
-        settings = mapping.station_settings(ssid, passphrase, security, hidden=hidden)
-        log.info(
-            "joining %s (%s%s)",
-            label,
-            security or "security unknown",
-            ", hidden" if hidden else "",
-        )
-        _emit(
-            on_phase,
-            Phase.ASSOCIATING,
-            {
-                "bssid": seen.bssid,
-                "band": str(seen.band),
-                "channel": seen.channel,
-                "rssi": seen.rssi,
-            }
-            if seen
-            else {"ssid_hex": ssid.hex(), "hidden": True},
-        )
-        emitted: set[int] = set()
-
-        def on_state(state: int) -> None:
-            phase = {
-                DeviceState.NEED_AUTH: Phase.AUTHENTICATING,
-                DeviceState.IP_CONFIG: Phase.DHCP,
-            }.get(DeviceState(state))
-            if phase is not None and state not in emitted:
-                emitted.add(state)
-                _emit(on_phase, phase, {"nm_state": DeviceState(state).name})
-
-        profile, outcome = await profiles.activate(
-            client,
-            self._ledger,
-            settings,
-            "station",
-            ssid,
-            on_state,
-            device=self._device,
-            iface=self._iface,
-            timeout=self._join_timeout,
-            doing=f"joining {label}",
-            code=Code.JOIN_FAILED,
-        )
-        if not outcome.ok:
+        tries = key_mgmts_to_try(security, passphrase, scanned)
+        if scanned is not None and security is not None:  # both known: what both accept
+            tries = tuple(k for k in tries if k in scanned.key_mgmts)
+        profile, outcome = None, None
+        for number, key_mgmt in enumerate(tries, 1):
+            profile, outcome = await self._activate_station(
+                client, ssid, passphrase, key_mgmt, hidden, seen, on_phase
+            )
+            if outcome.ok:
+                break
             await self._ledger.discard(profile)
             error = mapping.join_error(
-                outcome, ssid=ssid, scan_security=security, timeout=self._join_timeout
+                outcome, ssid=ssid, scan_security=scanned, timeout=self._join_timeout
             )
+            # wpa_supplicant finds no BSS of a hidden SSID with another key management ("not
+            # found"), or fails its handshake (a wrong password): both mean "try the next".
+            retry = (Code.WRONG_CREDENTIALS, Code.JOIN_FAILED, Code.NETWORK_NOT_FOUND)
+            if number < len(tries) and error.code in retry:
+                log.info("joining %s as %s failed (%s); next: %s", label, key_mgmt,
+                         error.code.name, tries[number])  # fmt: skip
+                continue
+            if len(tries) > 1:
+                error = NetworkError(
+                    error.code,
+                    f"{error.detail} (tried {', then '.join(tries)}: a hidden network's "
+                    "security is not in its beacons, so a wrong password and a wrong security "
+                    "look the same; the app can send the security)",
+                    raw=error.raw,
+                )
             log.info("joining %s failed: %s", label, error.detail)
             raise error
+        assert profile is not None and outcome is not None and outcome.ok
         try:
             result = await device.join_result(client, self._device, ssid, seen)
         except BaseException as exc:
@@ -345,6 +349,58 @@ class NetworkManagerBackend(NetworkBackend):
         self._current = profile
         log.info("joined %s: %s via %s", label, result.ip, result.gateway or "no gateway")
         return result
+
+    async def _activate_station(
+        self,
+        client: Any,
+        ssid: bytes,
+        passphrase: str | None,
+        key_mgmt: str,
+        hidden: bool,
+        seen: AccessPoint | None,
+        on_phase: PhaseCallback | None,
+    ) -> tuple[Any, mapping.Outcome]:
+        """One activation of a station profile with ``key_mgmt``: its profile and outcome."""
+        label = mapping.ssid_label(ssid)
+        settings = mapping.station_settings(ssid, passphrase, key_mgmt, hidden=hidden)
+        log.info("joining %s (key-mgmt %s%s)", label, key_mgmt, ", hidden" if hidden else "")
+        _emit(
+            on_phase,
+            Phase.ASSOCIATING,
+            {
+                "bssid": seen.bssid,
+                "band": str(seen.band),
+                "channel": seen.channel,
+                "rssi": seen.rssi,
+                "key_mgmt": key_mgmt,
+            }
+            if seen
+            else {"ssid_hex": ssid.hex(), "hidden": True, "key_mgmt": key_mgmt},
+        )
+        emitted: set[int] = set()
+
+        def on_state(state: int) -> None:
+            phase = {
+                DeviceState.NEED_AUTH: Phase.AUTHENTICATING,
+                DeviceState.IP_CONFIG: Phase.DHCP,
+            }.get(DeviceState(state))
+            if phase is not None and state not in emitted:
+                emitted.add(state)
+                _emit(on_phase, phase, {"nm_state": DeviceState(state).name})
+
+        return await profiles.activate(
+            client,
+            self._ledger,
+            settings,
+            "station",
+            ssid,
+            on_state,
+            device=self._device,
+            iface=self._iface,
+            timeout=self._join_timeout,
+            doing=f"joining {label}",
+            code=Code.JOIN_FAILED,
+        )
 
     # -- verify ---------------------------------------------------------------------------------
     async def verify(self, *, on_phase: PhaseCallback | None = None) -> None:

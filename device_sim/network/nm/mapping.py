@@ -94,8 +94,8 @@ def security_from_flags(flags: int, wpa_flags: int, rsn_flags: int) -> Security:
     """The security mode an AP advertises, from its ``Flags``, ``WpaFlags`` and ``RsnFlags``.
 
     802.1X (or Suite-B) key management -> enterprise; SAE and PSK -> wpa2-wpa3 (transition);
-    SAE -> wpa3-sae; PSK -> wpa2-psk; no WPA/RSN flags: PRIVACY -> wep, else open. OWE
-    ("enhanced open") counts as open: it needs no passphrase.
+    SAE -> wpa3-sae; PSK -> wpa2-psk; OWE -> owe (Enhanced Open), the open BSS of an OWE
+    transition pair -> open; no WPA/RSN flags: PRIVACY -> wep, else open.
     """
     sec = ApSecurityFlags(int(wpa_flags) | int(rsn_flags))
     if sec & (ApSecurityFlags.KEY_MGMT_802_1X | ApSecurityFlags.KEY_MGMT_EAP_SUITE_B_192):
@@ -107,8 +107,10 @@ def security_from_flags(flags: int, wpa_flags: int, rsn_flags: int) -> Security:
         return Security.WPA3_SAE
     if psk:
         return Security.WPA2_PSK
-    if sec & (ApSecurityFlags.KEY_MGMT_OWE | ApSecurityFlags.KEY_MGMT_OWE_TM):
-        return Security.OPEN
+    if sec & ApSecurityFlags.KEY_MGMT_OWE:
+        return Security.OWE
+    if sec & ApSecurityFlags.KEY_MGMT_OWE_TM:
+        return Security.OPEN  # the open half of an OWE transition pair: joined as open
     if sec == ApSecurityFlags.NONE and not int(flags) & ApFlags.PRIVACY:
         return Security.OPEN
     if sec == ApSecurityFlags.NONE:
@@ -154,19 +156,25 @@ def ssid_label(ssid: bytes) -> str:
 def station_settings(
     ssid: bytes,
     passphrase: str | None,
-    security: Security | None,
+    key_mgmt: str,
     *,
     hidden: bool = False,
     uuid: str | None = None,
 ) -> Settings:
     """Settings that join ``ssid`` as a station, with DHCP for IPv4 and automatic IPv6.
 
-    ``security`` is the mode from the scan (None when unknown, e.g. hidden): WPA3-SAE uses
-    ``key-mgmt sae``; WPA2 and WPA2/WPA3 transition use ``wpa-psk`` (which also takes a 64-hex raw
-    key); unknown security with a passphrase is taken as WPA2; no passphrase means open.
+    ``key_mgmt`` is NetworkManager's ``802-11-wireless-security.key-mgmt``: ``sae`` (WPA3
+    personal), ``wpa-psk`` (WPA2, and a transition network joined as WPA2; it also takes a
+    64-hex raw key), ``owe`` (Enhanced Open: the section without a key) or ``none`` (open: no
+    security section). Which one a join tries is :func:`~device_sim.network.base.
+    key_mgmts_to_try`'s choice. ``hidden`` sets ``802-11-wireless.hidden``: NetworkManager then
+    sends directed probe requests for the SSID; it does not learn a hidden network's security
+    from them, so the key management must be given.
     ``connection.id`` is ``device-sim <ssid>`` so people can tell the profile apart in ``nmcli``.
     Autoconnect is off: the device's engine owns reconnecting (see :mod:`.backend`).
     """
+    if key_mgmt not in ("none", "owe", "sae", "wpa-psk"):
+        raise ValueError(f"unknown key management {key_mgmt!r}")
     settings: Settings = {
         "connection": {
             "id": Variant("s", f"{CONNECTION_ID_PREFIX} {ssid_label(ssid)}"),
@@ -183,8 +191,9 @@ def station_settings(
     }
     if hidden:
         settings["802-11-wireless"]["hidden"] = Variant("b", True)
-    if passphrase and security is not Security.OPEN:
-        key_mgmt = "sae" if security is Security.WPA3_SAE else "wpa-psk"
+    if key_mgmt == "owe":
+        settings["802-11-wireless-security"] = {"key-mgmt": Variant("s", "owe")}
+    elif key_mgmt != "none" and passphrase:
         settings["802-11-wireless-security"] = {
             "key-mgmt": Variant("s", key_mgmt),
             "psk": Variant("s", passphrase),

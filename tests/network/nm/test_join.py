@@ -12,7 +12,7 @@ import pytest
 from device_sim.codes import Code
 from device_sim.core.store import DeviceStore
 from device_sim.errors import NetworkError
-from device_sim.network.base import Band
+from device_sim.network.base import Band, Security
 from device_sim.network.nm.backend import STORE_KEY, NetworkManagerBackend
 from device_sim.network.nm.client import unwrap
 from device_sim.network.nm.defs import ERR_ACCESS_DENIED, MANAGER_IFACE, MANAGER_PATH
@@ -195,13 +195,84 @@ async def test_unseen_network_is_not_found_without_activation(
     assert await _activations(nm) == []
 
 
-async def test_hidden_network_join(nm: NMMock, wifi: str, backend: NetworkManagerBackend) -> None:
+async def _key_mgmts(nm: NMMock) -> list[str]:
+    """The key management of each activation, in order ("none": no security section)."""
+    return [
+        args[0].get("802-11-wireless-security", {}).get("key-mgmt", "none")
+        for args in await _activations(nm)
+    ]
+
+
+async def test_hidden_network_of_unknown_security_is_tried_as_sae_first(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
     result = await backend.join(b"Secret", PASS, hidden=True)
     assert result.ssid == b"Secret" and result.bssid == ""
     [path] = await nm.connections()
     settings = (await nm.connection(path))["settings"]
     assert settings["802-11-wireless"]["hidden"] is True
-    assert settings["802-11-wireless-security"]["key-mgmt"] == "wpa-psk"
+    assert settings["802-11-wireless-security"]["key-mgmt"] == "sae"  # never WPA2 by default
+    assert await _key_mgmts(nm) == ["sae"]
+
+
+async def test_a_hidden_wpa2_network_is_joined_after_sae_is_refused(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
+    # wpa_supplicant finds no BSS of the hidden SSID that takes SAE: NetworkManager says
+    # "SSID not found"; the backend tries PSK next and keeps only that profile.
+    await nm.refuse_key_mgmt({"sae": R.SSID_NOT_FOUND})
+    seen = Recorder()
+    await backend.join(b"Secret", PASS, hidden=True, on_phase=seen)
+    assert await _key_mgmts(nm) == ["sae", "wpa-psk"]
+    assert [d.get("key_mgmt") for p, d in seen.calls if p == "associating"] == ["sae", "wpa-psk"]
+    [path] = await nm.connections()
+    assert (await nm.connection(path))["settings"]["802-11-wireless-security"]["key-mgmt"] == (
+        "wpa-psk"
+    )
+
+
+async def test_a_hidden_network_refusing_both_says_what_was_tried(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
+    await nm.refuse_key_mgmt({"sae": R.SSID_NOT_FOUND})
+    await nm.on_activate(("failed", R.NO_SECRETS), need_auth=True)
+    with pytest.raises(NetworkError) as caught:
+        await backend.join(b"Secret", PASS, hidden=True)
+    assert caught.value.code is Code.WRONG_CREDENTIALS
+    assert "tried sae, then wpa-psk" in caught.value.detail and PASS not in caught.value.detail
+    assert await nm.connections() == []  # no profile of a failed try is left behind
+
+
+async def test_the_security_the_app_sent_is_the_only_one_tried(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
+    await backend.join(b"Secret", PASS, hidden=True, security=Security.WPA2_PSK)
+    assert await _key_mgmts(nm) == ["wpa-psk"]
+
+
+async def test_a_security_the_scan_contradicts_is_refused_before_any_activation(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
+    with pytest.raises(NetworkError) as caught:
+        await backend.join(b"Modern", PASS, security=Security.WPA2_PSK)  # a WPA3-only AP
+    assert caught.value.code is Code.SECURITY_MISMATCH
+    assert "wpa3-sae" in caught.value.detail and await _activations(nm) == []
+
+
+async def test_enhanced_open_is_joined_with_key_mgmt_owe(
+    nm: NMMock, wifi: str, backend: NetworkManagerBackend
+) -> None:
+    await nm.add_access_point(
+        wifi, "guest", b"Guest", bssid="02:00:00:00:00:09", strength=70, security=Security.OWE
+    )
+    assert Security.OWE in [ap.security for ap in await backend.scan()]
+    await backend.join(b"Guest", None)
+    [path] = await nm.connections()
+    security = (await nm.connection(path))["settings"]["802-11-wireless-security"]
+    assert security == {"key-mgmt": "owe"}
+    with pytest.raises(NetworkError) as caught:
+        await backend.join(b"Guest", PASS)
+    assert caught.value.code is Code.INVALID_CREDENTIALS_FORMAT
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,8 @@ def test_band_and_channel(freq: int, expected: tuple[Band, int] | None) -> None:
         (PRIVACY, PSK, SAE, Security.WPA2_WPA3),
         (PRIVACY, 0, X1 | CCMP, Security.ENTERPRISE),
         (PRIVACY, 0, X1 | PSK, Security.ENTERPRISE),
-        (0, 0, ApSecurityFlags.KEY_MGMT_OWE | CCMP, Security.OPEN),
+        (0, 0, ApSecurityFlags.KEY_MGMT_OWE | CCMP, Security.OWE),
+        (0, 0, ApSecurityFlags.KEY_MGMT_OWE_TM | CCMP, Security.OPEN),
         (PRIVACY, 0, CCMP, Security.ENTERPRISE),  # ciphers without a key management we know
     ],
 )
@@ -126,17 +127,9 @@ def _plain(settings: mapping.Settings) -> dict[str, dict[str, object]]:
     return unwrap({g: dict(v) for g, v in settings.items()})
 
 
-@pytest.mark.parametrize(
-    ("security", "key_mgmt"),
-    [
-        (Security.WPA2_PSK, "wpa-psk"),
-        (Security.WPA2_WPA3, "wpa-psk"),
-        (Security.WPA3_SAE, "sae"),
-        (None, "wpa-psk"),
-    ],
-)
-def test_station_settings_secured(security: Security | None, key_mgmt: str) -> None:
-    settings = mapping.station_settings(b"Home", "correct horse", security, uuid="u-1")
+@pytest.mark.parametrize("key_mgmt", ["wpa-psk", "sae"])
+def test_station_settings_secured(key_mgmt: str) -> None:
+    settings = mapping.station_settings(b"Home", "correct horse", key_mgmt, uuid="u-1")
     assert settings["802-11-wireless"]["ssid"] == Variant("ay", b"Home")
     plain = _plain(settings)
     assert plain["connection"] == {
@@ -151,15 +144,41 @@ def test_station_settings_secured(security: Security | None, key_mgmt: str) -> N
 
 
 def test_station_settings_open_hidden_and_binary_ssid() -> None:
-    settings = mapping.station_settings(b"\xff\x00", None, None, hidden=True)
+    settings = mapping.station_settings(b"\xff\x00", None, "none", hidden=True)
     plain = _plain(settings)
     assert "802-11-wireless-security" not in plain
     assert plain["802-11-wireless"]["hidden"] is True
     assert plain["connection"]["id"] == "device-sim 0xff00"
     assert len(str(plain["connection"]["uuid"])) == 36
-    open_net = _plain(mapping.station_settings(b"Cafe", "", Security.OPEN))
+    open_net = _plain(mapping.station_settings(b"Cafe", "", "none"))
     assert "802-11-wireless-security" not in open_net
     assert "hidden" not in open_net["802-11-wireless"]
+    owe = _plain(mapping.station_settings(b"Guest", None, "owe", hidden=True))
+    assert owe["802-11-wireless-security"] == {"key-mgmt": "owe"}  # Enhanced Open: no key
+    with pytest.raises(ValueError, match="unknown key management"):
+        mapping.station_settings(b"Home", "x" * 8, "wpa-eap")
+
+
+@pytest.mark.parametrize(
+    ("security", "passphrase", "scanned", "tries"),
+    [
+        (None, "pw-12345", None, ("sae", "wpa-psk")),  # hidden, unknown: WPA3 first
+        (None, None, None, ("owe", "none")),  # hidden, no passphrase: Enhanced Open first
+        (None, "pw-12345", Security.WPA2_WPA3, ("sae", "wpa-psk")),  # transition: SAE first
+        (None, "pw-12345", Security.WPA2_PSK, ("wpa-psk",)),
+        (Security.WPA2_PSK, "pw-12345", None, ("wpa-psk",)),  # what the app sent
+        (Security.OWE, None, Security.OWE, ("owe",)),
+    ],
+)
+def test_key_managements_a_join_tries(
+    security: Security | None,
+    passphrase: str | None,
+    scanned: Security | None,
+    tries: tuple[str, ...],
+) -> None:
+    from device_sim.network.base import key_mgmts_to_try
+
+    assert key_mgmts_to_try(security, passphrase, scanned) == tries
 
 
 def test_hotspot_settings_wpa2() -> None:
@@ -205,7 +224,7 @@ def test_hotspot_settings_open_5ghz() -> None:
 
 
 def test_redacted_hides_secrets() -> None:
-    shown = mapping.redacted(mapping.station_settings(b"Home", "s3cret-pass", Security.WPA2_PSK))
+    shown = mapping.redacted(mapping.station_settings(b"Home", "s3cret-pass", "wpa-psk"))
     assert shown["802-11-wireless-security"]["psk"] == "<redacted>"
     assert "s3cret-pass" not in repr(shown)
 
