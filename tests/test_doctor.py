@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from device_sim.apps.doctor import (
 )
 from device_sim.apps.service import command_on_path
 from device_sim.apps.virtual import VirtualBle
+from device_sim.codes import Code
 from device_sim.config import DaemonOptions
 from device_sim.core.identity import create_identity
 from device_sim.core.options import CloudOptions
@@ -439,20 +441,131 @@ async def test_no_config_checks_the_pi_defaults(
 def test_format_json_and_exit_code() -> None:
     results = [
         CheckResult("dbus", True, "connected"),
-        CheckResult("bluez", False, "adapter hci9 not found", "set [ble] adapter"),
+        CheckResult(
+            "bluez",
+            False,
+            "adapter hci9 not found",
+            "set [ble] adapter",
+            Code.BLUETOOTH_UNAVAILABLE,
+        ),
     ]
     lines = format_results(results).splitlines()
     assert lines == [
         "PASS  dbus               connected",
-        "FAIL  bluez              adapter hci9 not found  -> fix: set [ble] adapter",
+        "FAIL  bluez              adapter hci9 not found [502 BLUETOOTH_UNAVAILABLE]  "
+        "-> fix: set [ble] adapter",
     ]
     assert json.loads(json.dumps([r.to_json() for r in results])) == [
-        {"name": "dbus", "ok": True, "detail": "connected", "fix": None},
+        {
+            "name": "dbus",
+            "ok": True,
+            "detail": "connected",
+            "fix": None,
+            "code": None,
+            "code_name": None,
+        },
         {
             "name": "bluez",
             "ok": False,
             "detail": "adapter hci9 not found",
             "fix": "set [ble] adapter",
+            "code": 502,
+            "code_name": "BLUETOOTH_UNAVAILABLE",
         },
     ]
     assert exit_code(results) == 1 and exit_code(results[:1]) == 0 and exit_code([]) == 0
+
+
+# --- a faked Raspberry Pi: every finding with its code ------------------------------------------
+
+
+async def fill_advertising_slots(bus_address: str) -> MessageBus:
+    """Register advertisements on hci0 until BlueZ(oo) has no free instance, as a crashed daemon
+    that leaked them would leave it; returns the connection that holds them (disconnect: gone)."""
+    from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property
+
+    class Advertisement(ServiceInterface):
+        def __init__(self) -> None:
+            super().__init__("org.bluez.LEAdvertisement1")
+
+        @dbus_property(access=PropertyAccess.READ)
+        def Type(self) -> s:  # type: ignore[name-defined]  # noqa: F821
+            return "peripheral"
+
+    holder = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    for n in range(64):  # bounded: BlueZ offers a handful, BlueZoo 15
+        (props,) = (
+            await holder.call(
+                Message(
+                    destination="org.bluez",
+                    path="/org/bluez/hci0",
+                    interface="org.freedesktop.DBus.Properties",
+                    member="Get",
+                    signature="ss",
+                    body=["org.bluez.LEAdvertisingManager1", "SupportedInstances"],
+                )
+            )
+        ).body
+        if props.value == 0:
+            return holder
+        path = f"/leaked/adv{n}"
+        holder.export(path, Advertisement())
+        reply = await holder.call(
+            Message(
+                destination="org.bluez",
+                path="/org/bluez/hci0",
+                interface="org.bluez.LEAdvertisingManager1",
+                member="RegisterAdvertisement",
+                signature="oa{sv}",
+                body=[path, {}],
+            )
+        )
+        assert reply is not None and reply.message_type == MessageType.METHOD_RETURN, reply
+    raise AssertionError("the advertising slots never ran out")
+
+
+@needs_bus
+@needs_dbusmock
+async def test_doctor_json_gives_each_preflight_finding_its_code_on_a_faked_pi(
+    nm: Any, vb: VirtualBle, state_dir: Path, tmp_path: Path
+) -> None:
+    """Blocked by rfkill, no Wi-Fi country, no free advertisement instance: `doctor --json` as
+    a Pi user runs it, each finding with its code, message and fix."""
+    await nm.add_wifi_device("wlan0", state=defs.DeviceState.UNAVAILABLE)
+    await nm.call(
+        defs.MANAGER_PATH,
+        "org.freedesktop.DBus.Mock",
+        "UpdateProperties",
+        "sa{sv}",
+        [defs.MANAGER_IFACE, {"WirelessHardwareEnabled": Variant("b", False)}],
+    )
+    holder = await fill_advertising_slots(vb.bus_address)
+    try:
+        bindir = tmp_path / "bin"
+        bindir.mkdir()
+        (bindir / "iw").write_text('#!/bin/sh\nprintf "global\\ncountry 00: DFS-UNSET\\n"\n')
+        (bindir / "iw").chmod(0o755)
+        config = tmp_path / "device-sim.toml"
+        config.write_text(f'state_dir = "{state_dir}"\n[network]\nbackend = "networkmanager"\n')
+        env = {
+            **os.environ,
+            "DBUS_SYSTEM_BUS_ADDRESS": vb.bus_address,
+            "PATH": f"{bindir}:{os.environ['PATH']}",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "device_sim", "doctor", "--config", str(config), "--json",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        holder.disconnect()
+    assert proc.returncode == 1, err.decode()
+    found = {r["name"]: r for r in json.loads(out)}
+    assert found["bluez"]["code_name"] == "ADVERTISING_SLOTS_FULL"
+    assert "restart bluetooth" in found["bluez"]["fix"]
+    assert found["networkmanager"]["code_name"] == "WIFI_BLOCKED"
+    assert found["networkmanager"]["fix"] == "sudo rfkill unblock wifi"
+    assert found["regulatory_country"]["code_name"] == "WIFI_COUNTRY_NOT_SET"
+    assert found["regulatory_country"]["code"] == 508
+    for result in found.values():  # a finding always has its code; a pass never has one
+        assert (result["code"] is None) is result["ok"], result

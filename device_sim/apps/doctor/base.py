@@ -13,6 +13,7 @@ from typing import Any
 
 from dbus_fast.aio import MessageBus
 
+from ...codes import Code
 from ...config import DaemonOptions
 from ...errors import ConfigError
 
@@ -25,17 +26,26 @@ class CheckResult:
     ok: bool
     detail: str
     fix: str = ""  # what to run or change; empty when ok
+    code: Code | None = None  # the finding's diagnostic code (docs/codes.md); None when ok
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix or None}
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "detail": self.detail,
+            "fix": self.fix or None,
+            "code": int(self.code) if self.code is not None else None,
+            "code_name": self.code.name if self.code is not None else None,
+        }
 
 
 class Failed(Exception):
-    """A check's verdict: what is wrong and how to fix it."""
+    """A check's verdict: what is wrong, how to fix it and, when the check can tell, which
+    finding it is (else the check's own code)."""
 
-    def __init__(self, detail: str, fix: str) -> None:
+    def __init__(self, detail: str, fix: str, code: Code | None = None) -> None:
         super().__init__(detail)
-        self.detail, self.fix = detail, fix
+        self.detail, self.fix, self.code = detail, fix, code
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 
+from ...codes import Code
 from ...dbus_call import DBusError, call
 from ...errors import DEFAULT_SYSTEM_BUS, SYSTEM_BUS_ENV, bus_address
 from ...network.nm import defs
@@ -74,6 +75,7 @@ def _bus(ctx: Context) -> MessageBus:
         raise Failed(
             "not checked: the system bus is unreachable (see the dbus check)",
             "fix the dbus check first",
+            Code.SYSTEM_BUS_UNAVAILABLE,
         )
     return ctx.bus
 
@@ -140,15 +142,28 @@ async def check_bluez(ctx: Context) -> str:
             else "bluetoothctl power on (if it answers org.bluez.Error.Blocked: "
             "sudo rfkill unblock bluetooth)"
         )
-        raise Failed(f"adapter {adapter} is not powered (power state {state})", fix)
+        raise Failed(
+            f"adapter {adapter} is not powered (power state {state})", fix, Code.BLUETOOTH_BLOCKED
+        )
     if LE_ADVERTISING_IFACE not in ifaces:
         raise Failed(
             f"adapter {adapter} has no {LE_ADVERTISING_IFACE}: no LE advertising",
             "use a Bluetooth LE adapter with BlueZ >= 5.48 "
             "(check: bluetoothctl --version; sudo btmgmt info lists le and advertising)",
         )
-    slots = ifaces[LE_ADVERTISING_IFACE].get("SupportedInstances")
-    free = f" ({slots.value} free advertising slots)" if slots is not None else ""
+    manager = {k: v.value for k, v in ifaces[LE_ADVERTISING_IFACE].items()}
+    slots, active = manager.get("SupportedInstances"), manager.get("ActiveInstances")
+    if slots == 0:
+        # BlueZ's SupportedInstances counts the free slots. None free before the daemon
+        # starts: advertisements a crashed process registered still hold them (BlueZ drops a
+        # client's advertisements when it leaves the bus; a hung one keeps them).
+        raise Failed(
+            f"adapter {adapter} has no free advertising instance ({active} in use): "
+            "advertisements left registered hold every slot",
+            "sudo systemctl restart bluetooth (it drops every registered advertisement)",
+            Code.ADVERTISING_SLOTS_FULL,
+        )
+    free = f" ({slots} free advertising slots, {active} in use)" if slots is not None else ""
     return f"BlueZ up; {adapter} ({props.get('Address', '?')}) powered, LE advertising{free}"
 
 
@@ -216,7 +231,7 @@ async def check_networkmanager(ctx: Context) -> str:
                 "sudo rfkill unblock wifi && sudo nmcli radio wifi on "
                 "(Raspberry Pi: set the Wi-Fi country first, see regulatory_country)"
             )
-        raise Failed(f"NetworkManager {version}: {iface} is unavailable", fix)
+        raise Failed(f"NetworkManager {version}: {iface} is unavailable", fix, Code.WIFI_BLOCKED)
     return f"NetworkManager {version}; Wi-Fi device {iface} managed ({state_name})"
 
 
@@ -228,6 +243,7 @@ async def check_ap_capability(ctx: Context) -> str:
         raise Failed(
             "not checked: no Wi-Fi device (see the networkmanager check)",
             "fix the networkmanager check first",
+            Code.WIFI_UNAVAILABLE,
         )
     caps = defs.WifiCapabilities(
         int(
@@ -270,6 +286,7 @@ async def check_dbus_permissions(ctx: Context) -> str:
         raise Failed(
             f"not checked: NetworkManager is not reachable; running as {who}",
             "fix the networkmanager check first",
+            Code.WIFI_UNAVAILABLE,
         )
     (answer,) = await call(
         _bus(ctx), defs.BUS_NAME, defs.MANAGER_PATH, defs.MANAGER_IFACE, "GetPermissions"

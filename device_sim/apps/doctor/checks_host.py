@@ -14,6 +14,7 @@ import ssl
 import tempfile
 from pathlib import Path
 
+from ...codes import Code
 from ...errors import ConfigError, StoreError
 from ..service import Layout, command_on_path, problems
 from .base import Context, Failed
@@ -104,17 +105,29 @@ async def check_state_dir(ctx: Context) -> str:
                     f"({parent} is not a writable directory)",
                     fix,
                 )
-            raise Failed(f"{path} does not exist yet (it can be created): no device identity", init)
+            raise Failed(
+                f"{path} does not exist yet (it can be created): no device identity",
+                init,
+                Code.NO_DEVICE_IDENTITY,
+            )
         if not path.is_dir():
             raise Failed(f"{path} is not a writable directory: not a directory", fix)
         fd, tmp = tempfile.mkstemp(dir=path, prefix=".doctor-")
         os.close(fd)
         os.unlink(tmp)
         if not (path / DeviceStore.FILENAME).exists():
-            raise Failed(f"{path} is writable but holds no device identity (no store)", init)
+            raise Failed(
+                f"{path} is writable but holds no device identity (no store)",
+                init,
+                Code.NO_DEVICE_IDENTITY,
+            )
         with DeviceStore(path) as store:
             if store.identity() is None:
-                raise Failed(f"{path} is writable but holds no device identity", init)
+                raise Failed(
+                    f"{path} is writable but holds no device identity",
+                    init,
+                    Code.NO_DEVICE_IDENTITY,
+                )
         mode = path.stat().st_mode & 0o777
         tail = (
             f", mode {mode:04o} (0700 recommended: sudo chmod 700 {path})" if mode & 0o077 else ""

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from ...codes import Code
 from ...config import DEFAULT_CONFIG_PATH, DaemonOptions, load_config
 from ...errors import ConfigError
 from ...network.base import BackendKind
@@ -36,32 +37,58 @@ __all__ = ["CHECKS", "CHECK_TIMEOUT", "diagnose", "exit_code", "format_results",
 
 CHECK_TIMEOUT = 5.0
 
-CHECKS: tuple[tuple[str, Check, str], ...] = (
-    ("dbus", check_dbus, "sudo systemctl start dbus"),
-    ("bluez", check_bluez, "sudo systemctl restart bluetooth"),
-    ("networkmanager", check_networkmanager, "sudo systemctl restart NetworkManager"),
-    ("ap_capability", check_ap_capability, "sudo systemctl restart NetworkManager"),
-    ("regulatory_country", check_regulatory_country, REGDOM_FIX),
-    ("dbus_permissions", check_dbus_permissions, "run device-sim as root"),
-    ("state_dir", check_state_dir, "sudo install -d -m 700 /var/lib/device-sim"),
-    ("config", check_config, "correct the config file"),
-    ("service", check_service, f"sudo {this_binary()} service install"),
+CHECKS: tuple[tuple[str, Check, str, Code], ...] = (
+    ("dbus", check_dbus, "sudo systemctl start dbus", Code.SYSTEM_BUS_UNAVAILABLE),
+    ("bluez", check_bluez, "sudo systemctl restart bluetooth", Code.BLUETOOTH_UNAVAILABLE),
+    (
+        "networkmanager",
+        check_networkmanager,
+        "sudo systemctl restart NetworkManager",
+        Code.WIFI_UNAVAILABLE,
+    ),
+    (
+        "ap_capability",
+        check_ap_capability,
+        "sudo systemctl restart NetworkManager",
+        Code.AP_MODE_UNSUPPORTED,
+    ),
+    ("regulatory_country", check_regulatory_country, REGDOM_FIX, Code.WIFI_COUNTRY_NOT_SET),
+    (
+        "dbus_permissions",
+        check_dbus_permissions,
+        "run device-sim as root",
+        Code.NETWORK_PERMISSION_DENIED,
+    ),
+    (
+        "state_dir",
+        check_state_dir,
+        "sudo install -d -m 700 /var/lib/device-sim",
+        Code.STATE_DIR_UNUSABLE,
+    ),
+    ("config", check_config, "correct the config file", Code.CONFIG_INVALID),
+    (
+        "service",
+        check_service,
+        f"sudo {this_binary()} service install",
+        Code.SERVICE_NOT_INSTALLED,
+    ),
 )
-"""(name, check, the fix when it fails unexpectedly), in the order they run."""
+"""(name, check, the fix when it fails unexpectedly, the finding's code when the check does
+not name a more specific one), in the order they run."""
 
 
 async def _guarded(
-    name: str, check: Check, fallback_fix: str, ctx: Context, timeout: float
+    name: str, check: Check, fallback_fix: str, code: Code, ctx: Context, timeout: float
 ) -> CheckResult:
     try:
         async with asyncio.timeout(timeout):
             return CheckResult(name, True, await check(ctx))
     except Failed as exc:
-        return CheckResult(name, False, exc.detail, exc.fix)
+        return CheckResult(name, False, exc.detail, exc.fix, exc.code or code)
     except TimeoutError:
-        return CheckResult(name, False, f"no answer within {timeout:g} s", fallback_fix)
+        return CheckResult(name, False, f"no answer within {timeout:g} s", fallback_fix, code)
     except Exception as exc:
-        return CheckResult(name, False, f"{type(exc).__name__}: {exc}", fallback_fix)
+        return CheckResult(name, False, f"{type(exc).__name__}: {exc}", fallback_fix, code)
 
 
 def _pi_defaults() -> DaemonOptions:
@@ -89,7 +116,10 @@ async def run_checks(
         root=root,
     )
     try:
-        return [await _guarded(name, check, fix, ctx, timeout) for name, check, fix in CHECKS]
+        return [
+            await _guarded(name, check, fix, code, ctx, timeout)
+            for name, check, fix, code in CHECKS
+        ]
     finally:
         if ctx.bus is not None:
             with contextlib.suppress(Exception):
@@ -118,7 +148,8 @@ def format_results(results: Iterable[CheckResult]) -> str:
     """One line per check: PASS/FAIL, name, detail and, on failure, the fix."""
     lines = []
     for r in results:
-        line = f"{'PASS' if r.ok else 'FAIL'}  {r.name:<18} {r.detail}"
+        found = f" [{int(r.code)} {r.code.name}]" if r.code is not None else ""
+        line = f"{'PASS' if r.ok else 'FAIL'}  {r.name:<18} {r.detail}{found}"
         lines.append(line if r.ok or not r.fix else f"{line}  -> fix: {r.fix}")
     return "\n".join(lines)
 
