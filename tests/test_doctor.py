@@ -569,3 +569,60 @@ async def test_doctor_json_gives_each_preflight_finding_its_code_on_a_faked_pi(
     assert found["regulatory_country"]["code"] == 508
     for result in found.values():  # a finding always has its code; a pass never has one
         assert (result["code"] is None) is result["ok"], result
+
+
+def fake_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, script: str) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    tool = bindir / name
+    tool.write_text(f"#!/bin/sh\n{script}\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+
+
+@needs_bus
+@pytest.mark.parametrize(("version", "ok"), [("5.64", False), ("5.63", False), ("5.66", True)])
+async def test_the_bluez_versions_whose_advertising_is_broken(
+    vb: VirtualBle,
+    state_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    version: str,
+    ok: bool,
+) -> None:
+    fake_tool(tmp_path, monkeypatch, "bluetoothctl", f'echo "bluetoothctl: {version}"')
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))["bluez"]
+    assert r.ok is ok and version in r.detail, r
+    assert ok or (r.code is Code.BLUEZ_VERSION_BROKEN and "apt install bluez" in r.fix)
+
+
+@pytest.mark.parametrize(
+    ("model", "cmdline", "ok"),
+    [
+        (
+            "Raspberry Pi 4 Model B Rev 1.5\0",
+            "console=tty1 cfg80211.ieee80211_regdom=GB rootwait",
+            True,
+        ),
+        ("Raspberry Pi 4 Model B Rev 1.5\0", "console=tty1 rootwait", False),
+        ("QEMU Virtual Machine\0", "console=tty1 rootwait", True),  # not a Pi: kept another way
+    ],
+)
+async def test_a_pi_must_keep_its_wifi_country_on_the_kernel_command_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    state_dir: Path,
+    model: str,
+    cmdline: str,
+    ok: bool,
+) -> None:
+    fake_iw(tmp_path, monkeypatch, 'printf "global\\ncountry GB: DFS-ETSI\\n"')
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "model").write_text(model)
+    (proc / "cmdline").write_text(cmdline + "\n")
+    monkeypatch.setattr(checks_host, "MODEL", proc / "model")
+    monkeypatch.setattr(checks_host, "CMDLINE", proc / "cmdline")
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))["regulatory_country"]
+    assert r.ok is ok and "country GB" in r.detail, r
+    assert ok or (r.code is Code.WIFI_COUNTRY_NOT_PERSISTED and "raspi-config" in r.fix)

@@ -6,8 +6,11 @@ is reported, not started by asking.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import re
+import shutil
 from typing import Any
 
 from dbus_fast import BusType
@@ -68,6 +71,28 @@ async def _get_all(bus: MessageBus, dest: str, path: str, iface: str) -> dict[st
 async def _get(bus: MessageBus, dest: str, path: str, iface: str, name: str) -> Any:
     (variant,) = await call(bus, dest, path, defs.PROPS_IFACE, "Get", "ss", [iface, name])
     return variant.value
+
+
+BROKEN_BLUEZ = ("5.63", "5.64")  # LEAdvertisingManager1 over D-Bus broken (bless notes it)
+
+
+async def bluez_version() -> str | None:
+    """BlueZ's version from ``bluetoothctl --version`` (``bluetoothctl: 5.66``), or None."""
+    program = shutil.which("bluetoothctl")
+    if program is None:
+        return None
+    proc = await asyncio.create_subprocess_exec(
+        program, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        out, _ = await proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    found = re.search(r"(\d+\.\d+)", out.decode(errors="replace"))
+    return found.group(1) if found else None
 
 
 def _bus(ctx: Context) -> MessageBus:
@@ -164,6 +189,15 @@ async def check_bluez(ctx: Context) -> str:
             Code.ADVERTISING_SLOTS_FULL,
         )
     free = f" ({slots} free advertising slots, {active} in use)" if slots is not None else ""
+    version = await bluez_version()
+    if version in BROKEN_BLUEZ:
+        raise Failed(
+            f"BlueZ {version}: its LEAdvertisingManager1 handling is broken (5.63 and 5.64)",
+            "sudo apt update && sudo apt install bluez (bookworm: 5.66), then "
+            "sudo systemctl restart bluetooth",
+            Code.BLUEZ_VERSION_BROKEN,
+        )
+    free += f"; BlueZ {version}" if version else "; BlueZ version unknown (no bluetoothctl)"
     return f"BlueZ up; {adapter} ({props.get('Address', '?')}) powered, LE advertising{free}"
 
 

@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 REGDOM_PARAM = Path("/sys/module/cfg80211/parameters/ieee80211_regdom")
+CMDLINE = Path("/proc/cmdline")  # Raspberry Pi OS bookworm persists the country here
+MODEL = Path("/proc/device-tree/model")  # "Raspberry Pi 4 Model B Rev 1.5"
 REGDOM_FIX = (
     "set the Wi-Fi country: sudo raspi-config nonint do_wifi_country XX "
     "(XX: your ISO 3166 code, e.g. GB)"
@@ -45,7 +47,7 @@ async def check_regulatory_country(ctx: Context) -> str:
             countries = re.findall(r"^country ([A-Z0-9]{2}):", out, re.MULTILINE)
             chosen = [c for c in countries if c != "00"]
             if chosen:
-                return f"country {chosen[0]} (iw reg get)"
+                return _persisted(f"country {chosen[0]} (iw reg get)")
             raise Failed(
                 f"no Wi-Fi country set (iw reg get: country {', '.join(countries) or 'none'})",
                 REGDOM_FIX,
@@ -60,12 +62,35 @@ async def check_regulatory_country(ctx: Context) -> str:
         tried.append(f"no {REGDOM_PARAM}")
     else:
         if value and value != "00":
-            return f"country {value} ({REGDOM_PARAM})"
+            return _persisted(f"country {value} ({REGDOM_PARAM})")
         raise Failed(f"no Wi-Fi country set ({REGDOM_PARAM}: {value or 'empty'})", REGDOM_FIX)
     raise Failed(
         f"unknown: cannot read the Wi-Fi country ({'; '.join(tried)})",
         f"sudo apt install iw; then, if unset, {REGDOM_FIX}",
     )
+
+
+def _persisted(found: str) -> str:
+    """On a Raspberry Pi, the country must also be on the kernel command line (where
+    raspi-config writes it on bookworm), or the next boot blocks the Wi-Fi again."""
+    try:
+        model = MODEL.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return found  # not a Raspberry Pi (or no device tree): persisted another way
+    if "Raspberry Pi" not in model:
+        return found
+    try:
+        cmdline = CMDLINE.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"{found}; {CMDLINE} unreadable"
+    saved = re.search(r"\bcfg80211\.ieee80211_regdom=([A-Z0-9]{2})\b", cmdline)
+    if saved is None:
+        raise Failed(
+            f"{found}, but not on the kernel command line: the next boot blocks the Wi-Fi",
+            REGDOM_FIX,
+            Code.WIFI_COUNTRY_NOT_PERSISTED,
+        )
+    return f"{found}; persisted ({saved.group(0)})"
 
 
 async def _run(argv: list[str]) -> tuple[int, str]:
