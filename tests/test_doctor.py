@@ -626,3 +626,66 @@ async def test_a_pi_must_keep_its_wifi_country_on_the_kernel_command_line(
     r = by_name(await run_checks(nm_config(state_dir), bus_address=NO_BUS))["regulatory_country"]
     assert r.ok is ok and "country GB" in r.detail, r
     assert ok or (r.code is Code.WIFI_COUNTRY_NOT_PERSISTED and "raspi-config" in r.fix)
+
+
+# `iw list` indents with tabs; spaces here (the parser reads either).
+PI_IW_LIST = """Wiphy phy0
+    valid interface combinations:
+         * #{ managed } <= 1, #{ P2P-device } <= 1, #{ P2P-client, P2P-GO } <= 1,
+           total <= 3, #channels <= 2
+         * #{ managed } <= 1, #{ AP } <= 1,
+           total <= 2, #channels <= 1
+"""
+INTEL_IW_LIST = """    valid interface combinations:
+         * #{ managed } <= 1, #{ AP, P2P-client, P2P-GO } <= 1, #{ P2P-device } <= 1,
+           total <= 3, #channels <= 2
+"""
+NO_AP_STA_IW_LIST = """    valid interface combinations:
+         * #{ managed } <= 1, #{ P2P-device } <= 1, #{ P2P-client, P2P-GO } <= 1,
+           total <= 3, #channels <= 1
+         * #{ AP } <= 1,
+           total <= 1, #channels <= 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("listing", "channels"),
+    [(PI_IW_LIST, [1]), (INTEL_IW_LIST, [2]), (NO_AP_STA_IW_LIST, []), ("", [])],
+)
+def test_which_interface_combinations_hold_a_station_and_an_ap(
+    listing: str, channels: list[int]
+) -> None:
+    from device_sim.apps.doctor.checks_bus import ap_sta_combinations
+
+    assert ap_sta_combinations(listing) == channels
+
+
+@needs_bus
+@needs_dbusmock
+@pytest.mark.parametrize(
+    ("listing", "ok", "words"),
+    [
+        (PI_IW_LIST, True, "on the station's channel only"),
+        (INTEL_IW_LIST, True, "#channels <= 2"),
+        (NO_AP_STA_IW_LIST, False, "no interface combination"),
+    ],
+)
+async def test_a_concurrent_ap_needs_a_driver_combination_for_it(
+    nm: Any,
+    vb: VirtualBle,
+    state_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    listing: str,
+    ok: bool,
+    words: str,
+) -> None:
+    from device_sim.doors.softap.options import SoftApOptions
+
+    (tmp_path / "iw-list.txt").write_text(listing)
+    fake_tool(tmp_path, monkeypatch, "iw", f'[ "$1" = list ] && cat {tmp_path / "iw-list.txt"}')
+    await nm.add_wifi_device("wlan0", caps=int(defs.WifiCapabilities.AP))
+    cfg = nm_config(state_dir, softap=SoftApOptions(concurrent=True))
+    r = by_name(await run_checks(cfg, bus_address=vb.bus_address))["ap_capability"]
+    assert r.ok is ok and words in r.detail, r
+    assert ok or (r.code is Code.AP_STA_UNSUPPORTED and "concurrent = false" in r.fix)

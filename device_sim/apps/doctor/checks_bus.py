@@ -306,7 +306,63 @@ async def check_ap_capability(ctx: Context) -> str:
         )
         if f in caps
     ]
-    return f"{ctx.wifi_iface} supports AP mode" + (f" ({', '.join(bands)})" if bands else "")
+    said = f"{ctx.wifi_iface} supports AP mode" + (f" ({', '.join(bands)})" if bands else "")
+    if not ctx.config.softap.concurrent:
+        return said
+    return f"{said}; {await _concurrency(ctx)}"
+
+
+async def _concurrency(ctx: Context) -> str:
+    """``[softap] concurrent``: the driver's interface combinations (``iw list``) must hold a
+    station and an AP at once; ``#channels <= 1`` means the AP follows the station's channel."""
+    program = shutil.which("iw")
+    if program is None:
+        return "AP beside the station not checked (no iw: sudo apt install iw)"
+    proc = await asyncio.create_subprocess_exec(
+        program, "list", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        out, _ = await proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    combos = ap_sta_combinations(out.decode(errors="replace"))
+    if not combos:
+        raise Failed(
+            f"[softap] concurrent is set, but {ctx.wifi_iface}'s driver has no interface "
+            "combination with a station and an AP at once (iw list)",
+            "set [softap] concurrent = false (the AP closes while the device joins)",
+            Code.AP_STA_UNSUPPORTED,
+        )
+    channels = max(combos)
+    if channels <= 1:
+        return "AP beside the station: yes, on the station's channel only (#channels <= 1)"
+    return f"AP beside the station: yes (#channels <= {channels})"
+
+
+def ap_sta_combinations(iw_list: str) -> list[int]:
+    """The ``#channels`` limit of each of ``iw list``'s valid interface combinations that holds
+    a station (managed) and an AP at once: in separate groups, or in one group of two."""
+    found = []
+    for combo in re.findall(r"\* (#\{.*?#channels <= \d+)", iw_list, re.DOTALL):
+        groups = [
+            (set(m.group(1).replace(" ", "").split(",")), int(m.group(2)))
+            for m in re.finditer(r"#\{([^}]*)\} <= (\d+)", combo)
+        ]
+        total = re.search(r"total <= (\d+)", combo)
+        if total is not None and int(total.group(1)) < 2:
+            continue
+        managed = [n for members, n in groups if "managed" in members]
+        ap = [n for members, n in groups if "AP" in members]
+        same = [n for members, n in groups if {"managed", "AP"} <= members]
+        apart = any("managed" in a and "AP" not in a for a, _ in groups) and any(
+            "AP" in b and "managed" not in b for b, _ in groups
+        )
+        if (managed and ap and apart) or any(n >= 2 for n in same):
+            found.append(int(re.search(r"#channels <= (\d+)", combo).group(1)))  # type: ignore[union-attr]
+    return found
 
 
 async def check_dbus_permissions(ctx: Context) -> str:
