@@ -689,3 +689,22 @@ async def test_a_concurrent_ap_needs_a_driver_combination_for_it(
     r = by_name(await run_checks(cfg, bus_address=vb.bus_address))["ap_capability"]
     assert r.ok is ok and words in r.detail, r
     assert ok or (r.code is Code.AP_STA_UNSUPPORTED and "concurrent = false" in r.fix)
+
+
+@needs_bus
+@needs_dbusmock
+@pytest.mark.parametrize(("version", "ok"), [("1.14.6", False), ("1.16.0", True), ("1.42.4", True)])
+async def test_networkmanager_older_than_1_16_is_too_old(
+    nm: Any, vb: VirtualBle, state_dir: Path, version: str, ok: bool
+) -> None:
+    await nm.add_wifi_device("wlan0")
+    await nm.call(
+        defs.MANAGER_PATH,
+        "org.freedesktop.DBus.Mock",
+        "UpdateProperties",
+        "sa{sv}",
+        [defs.MANAGER_IFACE, {"Version": Variant("s", version)}],
+    )
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
+    assert r["networkmanager"].ok is ok and version in r["networkmanager"].detail
+    assert ok or r["networkmanager"].code is Code.NETWORKMANAGER_TOO_OLD

@@ -73,7 +73,16 @@ async def _get(bus: MessageBus, dest: str, path: str, iface: str, name: str) -> 
     return variant.value
 
 
+NM_FLOOR = (1, 16)  # AddAndActivateConnection2 (the backend's in-memory station profiles)
 BROKEN_BLUEZ = ("5.63", "5.64")  # LEAdvertisingManager1 over D-Bus broken (bless notes it)
+
+
+def _older(version: str, floor: tuple[int, ...]) -> bool:
+    """``1.14.6`` is older than (1, 16); an unreadable version is not (nothing to say)."""
+    parts = re.findall(r"\d+", version)[: len(floor)]
+    if len(parts) < len(floor):
+        return False
+    return tuple(int(p) for p in parts) < floor
 
 
 async def bluez_version() -> str | None:
@@ -220,6 +229,13 @@ async def check_networkmanager(ctx: Context) -> str:
             else "sudo systemctl restart NetworkManager",
         ) from None
     ctx.nm_up = True
+    if _older(str(version), NM_FLOOR):
+        raise Failed(
+            f"NetworkManager {version}: device-sim needs {'.'.join(map(str, NM_FLOOR))} or later "
+            "(AddAndActivateConnection2, in-memory profiles)",
+            "sudo apt update && sudo apt install network-manager",
+            Code.NETWORKMANAGER_TOO_OLD,
+        )
     (paths,) = await call(bus, defs.BUS_NAME, defs.MANAGER_PATH, defs.MANAGER_IFACE, "GetDevices")
     wifi: list[tuple[str, dict[str, Any]]] = []
     for path in paths:
