@@ -174,3 +174,28 @@ async def test_a_hidden_wpa3_network_with_and_without_the_security_field() -> No
         assert tried == ["wpa-psk", "sae"]
     with pytest.raises(ConfigError, match="no security field"):
         await provision(ssid="x", security="owe", personality="improv")
+
+
+@pytest.mark.ble
+async def test_improv_and_esp_answer_an_enterprise_network_as_their_protocols_allow() -> None:
+    """Neither ESP's wifi_config (SSID and passphrase) nor Improv (no security field) can carry
+    802.1X: each answers in its own protocol, the specific code on the diagnostics side."""
+    enterprise = {"ssid": "Grand Hotel Staff", "passphrase": "corp-passphrase"}
+    async with EmulatedDevice(
+        transport="softap", personality="esp", scenario="difficult-network"
+    ) as esp:
+        result = await esp.provision(**enterprise)
+        assert (result["esp_state"], result["fail_reason"]) == ("ConnectionFailed", "AuthError")
+        assert result["diagnostics"]["code_name"] == "UNSUPPORTED_SECURITY"
+    async with (
+        VirtualBle(phones=1) as bus,
+        EmulatedDevice(
+            bus,
+            personality="improv",
+            scenario="difficult-network",
+            options=["--improv-auth", "none"],
+        ) as improv,
+    ):
+        result = await improv.provision(**enterprise)
+        assert result["improv_error"] == "UNABLE_TO_CONNECT"
+        assert result["code_name"] == "UNSUPPORTED_SECURITY"
