@@ -68,3 +68,38 @@ async def test_an_onboarding_sends_no_confirm_for_notifications(device, setup_co
     # The advertisement was left alone while the phone was connected (at most one refresh,
     # after it left).
     assert captured.count(b"member=RegisterAdvertisement") <= 1
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+async def test_the_daemon_unregisters_its_advertisement_when_stopped(
+    device, signal_name: str
+) -> None:
+    """On BlueZ an advertisement outlives a client that hangs instead of leaving the bus, and
+    leaked ones fill the adapter's slots (ADVERTISING_SLOTS_FULL): the daemon unregisters its
+    own on SIGTERM (systemd) and Ctrl-C, seen as its UnregisterAdvertisement call on the wire."""
+    import signal
+
+    await device.start("engineering-wifi")
+    monitor = await asyncio.create_subprocess_exec(
+        "dbus-monitor",
+        "--address",
+        device.vb.bus_address,
+        "interface='org.bluez.LEAdvertisingManager1'",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert monitor.stdout is not None and device.daemon is not None
+    proc = device.daemon.proc
+    assert proc is not None
+    try:
+        async with asyncio.timeout(WAIT):  # capturing once it has lost its name
+            while b"member=NameLost" not in await monitor.stdout.readline():
+                pass
+        proc.send_signal(getattr(signal, signal_name))
+        async with asyncio.timeout(WAIT):
+            status = await proc.wait()
+    finally:
+        monitor.terminate()
+        captured, _ = await asyncio.wait_for(monitor.communicate(), WAIT)
+    assert status == 0, status  # `run` stops cleanly on both (docs/contracts.md)
+    assert b"member=UnregisterAdvertisement" in captured, captured.decode(errors="replace")[-800:]
