@@ -180,11 +180,11 @@ async def test_a_hidden_wpa3_network_with_and_without_the_security_field() -> No
 async def test_improv_and_esp_answer_an_enterprise_network_as_their_protocols_allow() -> None:
     """Neither ESP's wifi_config (SSID and passphrase) nor Improv (no security field) can carry
     802.1X: each answers in its own protocol, the specific code on the diagnostics side."""
-    enterprise = {"ssid": "Grand Hotel Staff", "passphrase": "corp-passphrase"}
+    ssid, passphrase = "Grand Hotel Staff", "corp-passphrase"  # an 802.1X network
     async with EmulatedDevice(
         transport="softap", personality="esp", scenario="difficult-network"
     ) as esp:
-        result = await esp.provision(**enterprise)
+        result = await esp.provision(ssid, passphrase)
         assert (result["esp_state"], result["fail_reason"]) == ("ConnectionFailed", "AuthError")
         assert result["diagnostics"]["code_name"] == "UNSUPPORTED_SECURITY"
     async with (
@@ -196,6 +196,6 @@ async def test_improv_and_esp_answer_an_enterprise_network_as_their_protocols_al
             options=["--improv-auth", "none"],
         ) as improv,
     ):
-        result = await improv.provision(**enterprise)
+        result = await improv.provision(ssid, passphrase)
         assert result["improv_error"] == "UNABLE_TO_CONNECT"
         assert result["code_name"] == "UNSUPPORTED_SECURITY"
