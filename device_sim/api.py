@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -320,9 +321,9 @@ class EmulatedDevice:
             extra=extra,
             doors=self.doors,
         )
-        env = self.bus.env() if self.bus is not None else None
+        env = self.bus.env() if self.bus is not None else dict(os.environ)
         assert self.log_path is not None
-        self._daemon = DaemonProcess(["-v", *argv], env or _environ(), self.log_path)
+        self._daemon = DaemonProcess(["-v", *argv], env, self.log_path)
         self.ready = await self._daemon.start(self._start_timeout)
         return self.ready
 
@@ -496,6 +497,11 @@ class EmulatedDevice:
 
         return await control_request(self.state_dir, command, args)
 
+    @property
+    def pid(self) -> int | None:
+        """The daemon's process id while it runs."""
+        return self._daemon.pid if self._daemon is not None else None
+
     def _label(self) -> Label:
         if self.label is None:
             raise ConfigError("EmulatedDevice", "not started")
@@ -545,8 +551,7 @@ async def provision(
     from .security.setup_code import normalize_setup_code
 
     entry = registry.get(personality or registry.default(), "personality")
-    if security is not None and entry.name != registry.default():
-        raise ConfigError("security", f"the {entry.name} personality carries no security field")
+    registry.check_security(entry, security, "security")
     code = None
     if setup_code is not None:
         try:
@@ -676,7 +681,7 @@ class Fleet:
             argv.append("--zero-delay")
         if self.bus is not None:
             argv += ["--bus", self.bus.bus_address]
-        env = self.bus.env() if self.bus is not None else _environ()
+        env = self.bus.env() if self.bus is not None else dict(os.environ)
         self._process = DaemonProcess(argv, env, self._work / "fleet.log")
         try:
             self.ready = await self._process.start(self._start_timeout)
@@ -724,9 +729,3 @@ def _address(index: int) -> str:
     """The address of the API's adapter ``hci<index>`` (distinct from the harness's and the
     fleet's)."""
     return f"00:11:22:33:66:{index:02X}"
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)

@@ -79,8 +79,9 @@ async def test_a_softap_device_onboards_fails_on_a_fault_and_resets() -> None:
         assert status["state"] == "unprovisioned" and status["saved_networks"] == []
         phases = [e["phase"] for e in device.timeline()]
         assert phases.count("online") == 2 and "dns" in phases, phases
-        state_dir, pid = device.state_dir, device._daemon.pid
-    assert not state_dir.exists()
+        state_dir, pid = device.state_dir, device.pid
+        assert pid is not None
+    assert not state_dir.exists() and device.pid is None
     assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
 
 

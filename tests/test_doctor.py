@@ -492,35 +492,21 @@ async def fill_advertising_slots(bus_address: str) -> MessageBus:
         def Type(self) -> s:  # type: ignore[name-defined]  # noqa: F821
             return "peripheral"
 
+    from device_sim.dbus_call import call
+
     holder = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    adapter, manager = "/org/bluez/hci0", "org.bluez.LEAdvertisingManager1"
     for n in range(64):  # bounded: BlueZ offers a handful, BlueZoo 15
-        (props,) = (
-            await holder.call(
-                Message(
-                    destination="org.bluez",
-                    path="/org/bluez/hci0",
-                    interface="org.freedesktop.DBus.Properties",
-                    member="Get",
-                    signature="ss",
-                    body=["org.bluez.LEAdvertisingManager1", "SupportedInstances"],
-                )
-            )
-        ).body
-        if props.value == 0:
+        (free,) = await call(
+            holder, "org.bluez", adapter, "org.freedesktop.DBus.Properties", "Get", "ss",
+            [manager, "SupportedInstances"],
+        )  # fmt: skip
+        if free.value == 0:
             return holder
         path = f"/leaked/adv{n}"
         holder.export(path, Advertisement())
-        reply = await holder.call(
-            Message(
-                destination="org.bluez",
-                path="/org/bluez/hci0",
-                interface="org.bluez.LEAdvertisingManager1",
-                member="RegisterAdvertisement",
-                signature="oa{sv}",
-                body=[path, {}],
-            )
-        )
-        assert reply is not None and reply.message_type == MessageType.METHOD_RETURN, reply
+        await call(holder, "org.bluez", adapter, manager, "RegisterAdvertisement", "oa{sv}",
+                   [path, {}])  # fmt: skip
     raise AssertionError("the advertising slots never ran out")
 
 

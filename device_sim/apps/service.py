@@ -171,7 +171,8 @@ def install(layout: Layout, *, force: bool = False) -> Outcome:
         shipped = packaged("packaging/device-sim.toml").read_text(encoding="utf-8")
         _write(layout.config, shipped, 0o644)
         done.append(f"config {layout.config}: written (commented; every key optional)")
-    state_dir = layout.at(load_config(layout.config).state_dir.absolute())
+    state = load_config(layout.config).state_dir.absolute()  # as the unit's daemon sees it
+    state_dir = layout.at(state)
     if state_dir.is_dir():
         done.append(f"state directory {state_dir}: kept")
     else:
@@ -185,7 +186,6 @@ def install(layout: Layout, *, force: bool = False) -> Outcome:
         _systemctl("daemon-reload")
         done.append("systemctl daemon-reload")
     identity = (state_dir / "device.sqlite3").exists()
-    state = load_config(layout.config).state_dir
     if not identity:
         out.next.append(f"sudo device-sim init --state-dir {state}  (prints the label once)")
     out.next += [

@@ -90,6 +90,7 @@ class Personality:
     check_profile: Callable[[Profile], object] | None = None  # parses its profile section
     setup_code: bool = True  # the phone needs the label's setup code
     activation: bool = True  # the phone can send activation inputs (account, claim token)
+    security: bool = False  # the phone can send the network's security mode with credentials
     commands: tuple[str, ...] = ()  # the control commands its device side serves
     transports: tuple[str, ...] = ("ble",)
     # Control commands a bench sends the device before its phone onboards (Improv: the button).

@@ -53,6 +53,17 @@ def phone_request(entry: Personality, request: str, where: str) -> Callable[...,
     )
 
 
+def check_security(entry: Personality, security: str | None, where: str) -> None:
+    """A security mode for a personality whose protocol carries none: ConfigError (naming
+    ``where``); the device reads the network's mode from its scan instead."""
+    if security is not None and not entry.security:
+        raise ConfigError(
+            where,
+            f"the {entry.name} personality's protocol carries no security field "
+            "(the device reads the network's from its scan)",
+        )
+
+
 def phone_options() -> dict[str, PhoneOption]:
     """Every personality's phone-side options, by key (one flag for two that share a key)."""
     return {o.key: o for name in FOLDERS for o in get(name).phone_options}

@@ -510,9 +510,9 @@ class SimulatedBackend(NetworkBackend):
         passphrase: str | None,
         tries: tuple[str, ...],
         on_phase: PhaseCallback | None,
-    ) -> str:
-        """The key management the BSS accepts, tried in turn (a hidden network of unknown
-        security: SAE, then PSK), each an ``authenticating`` event; the one that worked.
+    ) -> None:
+        """The key managements ``tries`` against the BSS in turn (a hidden network of unknown
+        security: SAE, then PSK), each an ``authenticating`` event, until one is accepted.
         Raises NetworkError: WRONG_CREDENTIALS (an accepted key management, the wrong
         passphrase), SECURITY_MISMATCH (none accepted: the world knows the network's mode)."""
         ap = sap.ap
@@ -533,7 +533,7 @@ class SimulatedBackend(NetworkBackend):
                     f"{ap.bssid} rejected the passphrase ({how} failed)",
                     bssid=ap.bssid,
                 )
-            return key_mgmt
+            return
         raise _fail(
             Code.SECURITY_MISMATCH,
             Phase.AUTHENTICATING,

@@ -201,8 +201,7 @@ class EmulatedDeviceFixture:
 
     @property
     def pid(self) -> int | None:
-        daemon = self.api._daemon
-        return daemon.pid if daemon is not None else None
+        return self.api.pid
 
     def provision(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self._call(self.api.provision, *args, **kwargs)

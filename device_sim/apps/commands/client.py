@@ -131,12 +131,7 @@ async def _provision(args: argparse.Namespace, profile: Any, target: Any, entry:
     from ...client.target import ProvisionRequest
     from ...security.secret import Secret
 
-    if getattr(args, "security", None) and entry.name != registry.default():
-        raise ConfigError(
-            "--security",
-            f"the {entry.name} personality's protocol carries no security field "
-            "(the device reads the network's from its scan)",
-        )
+    registry.check_security(entry, getattr(args, "security", None), "--security")
     activation = None
     if args.activate or args.account or args.claim_token:
         if not entry.activation:

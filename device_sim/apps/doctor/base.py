@@ -6,6 +6,9 @@ the runner turns both (and anything unexpected) into a :class:`CheckResult`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ from ...codes import Code
 from ...config import DaemonOptions
 from ...errors import ConfigError
 
-__all__ = ["Check", "CheckResult", "Context", "Failed"]
+__all__ = ["Check", "CheckResult", "Context", "Failed", "run_tool"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,22 @@ class Context:
 
 
 Check = Callable[[Context], Awaitable[str]]
+
+
+async def run_tool(argv: list[str]) -> tuple[int, str]:
+    """Run ``argv``; (exit status, stdout + stderr). The caller's timeout bounds it."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+    try:
+        out, _ = await proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.shield(proc.wait())
+        raise
+    return int(proc.returncode or 0), out.decode("utf-8", "replace")

@@ -6,7 +6,6 @@ is reported, not started by asking.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -20,7 +19,7 @@ from ...codes import Code
 from ...dbus_call import DBusError, call
 from ...errors import DEFAULT_SYSTEM_BUS, SYSTEM_BUS_ENV, bus_address
 from ...network.nm import defs
-from .base import Context, Failed
+from .base import Context, Failed, run_tool
 
 __all__ = [
     "BLUEZ",
@@ -90,17 +89,8 @@ async def bluez_version() -> str | None:
     program = shutil.which("bluetoothctl")
     if program is None:
         return None
-    proc = await asyncio.create_subprocess_exec(
-        program, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        out, _ = await proc.communicate()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    found = re.search(r"(\d+\.\d+)", out.decode(errors="replace"))
+    _, out = await run_tool([program, "--version"])
+    found = re.search(r"(\d+\.\d+)", out)
     return found.group(1) if found else None
 
 
@@ -334,17 +324,8 @@ async def _concurrency(ctx: Context) -> str:
     program = shutil.which("iw")
     if program is None:
         return "AP beside the station not checked (no iw: sudo apt install iw)"
-    proc = await asyncio.create_subprocess_exec(
-        program, "list", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        out, _ = await proc.communicate()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    combos = ap_sta_combinations(out.decode(errors="replace"))
+    _, out = await run_tool([program, "list"])
+    combos = ap_sta_combinations(out)
     if not combos:
         raise Failed(
             f"[softap] concurrent is set, but {ctx.wifi_iface}'s driver has no interface "

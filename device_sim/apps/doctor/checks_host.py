@@ -6,7 +6,6 @@ None of them needs the system bus; none leaves anything behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 from ...codes import Code
 from ...errors import ConfigError, StoreError
 from ..service import Layout, command_on_path, problems
-from .base import Context, Failed
+from .base import Context, Failed, run_tool
 
 __all__ = [
     "REGDOM_FIX",
@@ -42,7 +41,7 @@ async def check_regulatory_country(ctx: Context) -> str:
     tried: list[str] = []
     iw = shutil.which("iw")
     if iw is not None:
-        code, out = await _run([iw, "reg", "get"])
+        code, out = await run_tool([iw, "reg", "get"])
         if code == 0:
             countries = re.findall(r"^country ([A-Z0-9]{2}):", out, re.MULTILINE)
             chosen = [c for c in countries if c != "00"]
@@ -91,25 +90,6 @@ def _persisted(found: str) -> str:
             Code.WIFI_COUNTRY_NOT_PERSISTED,
         )
     return f"{found}; persisted ({saved.group(0)})"
-
-
-async def _run(argv: list[str]) -> tuple[int, str]:
-    """Run ``argv``; (exit status, stdout + stderr). The caller's timeout bounds it."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "LC_ALL": "C"},
-    )
-    try:
-        out, _ = await proc.communicate()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await asyncio.shield(proc.wait())
-        raise
-    return int(proc.returncode or 0), out.decode("utf-8", "replace")
 
 
 async def check_state_dir(ctx: Context) -> str:

@@ -4,13 +4,7 @@
 out), whatever carried it; :class:`EspPersonality` puts it on the BLE host (one read+write
 characteristic per endpoint, its name in a 0x2901 user description; write the request, read the
 answer) and on the SoftAP door (``POST /<endpoint>``, the session bound by a ``session`` cookie).
-
-The protocol under it is wifi_provisioning's: ``prov-config`` SetConfig stores the network,
-ApplyConfig starts the join through the session layer (the device authorized its user with the
-protocomm session), GetStatus answers Connecting while the engine works and keeps the outcome
-for the next poll; a failed join can be retried in the same session (another SetConfig +
-ApplyConfig), ``prov-ctrl`` reset/reprov clear the attempt. ``device-sim-diag`` gives a client
-that knows device-sim the specific code, its message and next step.
+The protocol under the endpoints is described in :mod:`.endpoints`.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ PERSONALITY = Personality(
     phone=lazy(f"{__name__}.flow", "provision_request"),
     reports=lazy(f"{__name__}.docs", "reports"),
     transports=("ble", "softap"),
+    security=True,  # SET_CREDENTIALS' security (revision 3)
     serves_diagnostics=True,
     phone_requests={
         "discover": lazy(f"{__name__}.client", "discover"),
