@@ -78,6 +78,7 @@ def create_backend(args: BackendArgs, store: SettingsStore | None = None) -> Net
         dnsmasq_shared_dir=args.dnsmasq_shared_dir,
         captive_api_url=args.captive_api_url,
         bus_address=args.bus_address,
+        cert_dir=args.cert_dir,
     )
 
 

@@ -50,6 +50,7 @@ class NetworkManagerArgs:
     dnsmasq_shared_dir: Path | None = DEFAULT_DNSMASQ_SHARED_DIR  # the AP's captive-portal file
     captive_api_url: str = DEFAULT_CAPTIVE_API_URL  # DHCP option 114 ({address}: the AP's)
     bus_address: str | None = None  # the system bus; None: the default
+    cert_dir: Path | None = None  # enterprise profiles' certificate files (0600)
 
 
 BackendArgs = SimulatedArgs | NetworkManagerArgs

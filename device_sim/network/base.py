@@ -19,6 +19,7 @@ from ..codes import Code
 from ..errors import NetworkError
 from ..lifecycle import Component
 from ..security.secret import Secret
+from .eap import EapSettings
 
 __all__ = [
     "AccessPoint",
@@ -32,6 +33,7 @@ __all__ = [
     "Security",
     "SettingsStore",
     "WorldNote",
+    "cannot_join",
     "contradicts",
     "key_mgmts_to_try",
     "validate_credentials",
@@ -57,11 +59,6 @@ class Security(StrEnum):
     ENTERPRISE = "enterprise"
 
     @property
-    def supported(self) -> bool:
-        """True for the modes the device can join (open and WPA2/WPA3 personal)."""
-        return self not in (Security.WEP, Security.ENTERPRISE)
-
-    @property
     def needs_passphrase(self) -> bool:
         """True for WPA2/WPA3 personal networks."""
         return self in (Security.WPA2_PSK, Security.WPA3_SAE, Security.WPA2_WPA3)
@@ -79,6 +76,7 @@ _KEY_MGMTS = {
     Security.WPA2_PSK: ("wpa-psk",),
     Security.WPA3_SAE: ("sae",),
     Security.WPA2_WPA3: ("sae", "wpa-psk"),
+    Security.ENTERPRISE: ("wpa-eap",),
 }
 
 
@@ -90,13 +88,24 @@ def contradicts(requested: Security | None, scanned: Security | None) -> bool:
     return not set(requested.key_mgmts) & set(scanned.key_mgmts)
 
 
+def cannot_join(mode: Security | None, eap: EapSettings | None) -> bool:
+    """``mode`` (the scan's or the app's) is one the device cannot join with what it was
+    given: WEP, or enterprise without EAP settings (UNSUPPORTED_SECURITY)."""
+    return mode is Security.WEP or (mode is Security.ENTERPRISE and eap is None)
+
+
 def key_mgmts_to_try(
-    security: Security | None, passphrase: str | None, scanned: Security | None
+    security: Security | None,
+    passphrase: str | None,
+    scanned: Security | None,
+    eap: EapSettings | None = None,
 ) -> tuple[str, ...]:
-    """What a join tries, in order: the mode the app sent; else the mode the scan saw; else (a
-    hidden network, whose beacons say nothing) SAE then PSK with a passphrase, Enhanced Open
-    then open without one. The strongest first: a WPA3 network is never joined as WPA2 by
-    default, and a transition network is joined with SAE."""
+    """What a join tries, in order: ``wpa-eap`` with EAP settings; the mode the app sent; else
+    the mode the scan saw; else (a hidden network, whose beacons say nothing) SAE then PSK with
+    a passphrase, Enhanced Open then open without one. The strongest first: a WPA3 network is
+    never joined as WPA2 by default, and a transition network is joined with SAE."""
+    if eap is not None:
+        return Security.ENTERPRISE.key_mgmts
     chosen = security if security is not None else scanned
     if chosen is not None:
         return chosen.key_mgmts
@@ -237,8 +246,8 @@ def validate_credentials(ssid: bytes, passphrase: str | None, security: Security
         raise bad(f"the SSID must be 1 to 32 bytes long, not {len(ssid)}")
     if passphrase is not None and not isinstance(passphrase, str):
         raise bad("the passphrase must be text")
-    if security is not None and not security.supported:
-        return
+    if security in (Security.WEP, Security.ENTERPRISE):
+        return  # no passphrase rules: refused (WEP), or the password is in the EAP settings
     if security in (Security.OPEN, Security.OWE):
         if passphrase:
             raise bad(
@@ -288,14 +297,17 @@ class NetworkBackend(Component):
         *,
         hidden: bool = False,
         security: Security | None = None,
+        eap: EapSettings | None = None,
         on_phase: PhaseCallback | None = None,
     ) -> JoinResult:
         """Join ``ssid``; ``hidden=True`` probes for a network that does not broadcast its SSID.
         ``security``: the mode the app sent (None: the scan's, or for a hidden network SAE then
-        PSK, Enhanced Open then open; see :func:`key_mgmts_to_try`).
+        PSK, Enhanced Open then open; see :func:`key_mgmts_to_try`). ``eap``: an enterprise
+        network's sign-in (checked by :func:`~device_sim.network.eap.check_eap`).
 
         Raises NetworkError with WRONG_CREDENTIALS, NETWORK_NOT_FOUND, ASSOCIATION_TIMEOUT,
-        NO_DHCP_LEASE, UNSUPPORTED_SECURITY, INVALID_CREDENTIALS_FORMAT or JOIN_FAILED; and
+        NO_DHCP_LEASE, UNSUPPORTED_SECURITY, INVALID_CREDENTIALS_FORMAT, JOIN_FAILED or an
+        EAP_ code (an enterprise network's sign-in); and
         INTERNAL_ERROR before it is started or while its radio is an access point.
         """
         ssid = bytes(ssid)
@@ -303,7 +315,7 @@ class NetworkBackend(Component):
             self._started()
             self._radio_free("join")
             return await self._join(
-                ssid, passphrase, hidden=hidden, security=security, on_phase=on_phase
+                ssid, passphrase, hidden=hidden, security=security, eap=eap, on_phase=on_phase
             )
 
     @abc.abstractmethod
@@ -314,6 +326,7 @@ class NetworkBackend(Component):
         *,
         hidden: bool,
         security: Security | None,
+        eap: EapSettings | None,
         on_phase: PhaseCallback | None,
     ) -> JoinResult:
         """The backend's own join, under its lock, started and with the radio free."""

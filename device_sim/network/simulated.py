@@ -52,13 +52,17 @@ from .base import (
     PhaseCallback,
     Security,
     WorldNote,
+    cannot_join,
     contradicts,
     key_mgmts_to_try,
     validate_credentials,
 )
+from .eap import EapMethod, EapSettings
 from .faults import DEFAULT_PORTAL_URL, LINK_STEPS, MAX_FAULTS, Fault
 from .live import Change, LiveWorld
+from .radius import authenticate
 from .scenario import RESULTS, Scenario, ScenarioAccessPoint, Step, load_scenario
+from .scenario.model import RadiusServer
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -445,6 +449,7 @@ class SimulatedBackend(NetworkBackend):
         *,
         hidden: bool,
         security: Security | None,
+        eap: EapSettings | None,
         on_phase: PhaseCallback | None,
     ) -> JoinResult:
         self._connected, self._link = None, None  # joining leaves the current network first
@@ -463,13 +468,16 @@ class SimulatedBackend(NetworkBackend):
         candidates = self._candidates(ssid, hidden)
         first = candidates[0].ap
         for mode in (first.security, security):
-            if mode is not None and not mode.supported:
+            if cannot_join(mode, eap):
                 raise _fail(
                     Code.UNSUPPORTED_SECURITY,
                     Phase.SCANNING,
-                    f"{_show(ssid)} uses {mode}, which the device cannot join",
+                    f"{_show(ssid)} uses {mode}, which the device cannot join"
+                    + (" without EAP settings" if mode is Security.ENTERPRISE else ""),
                     security=str(mode),
                 )
+        if eap is not None:
+            security = Security.ENTERPRISE
         # A hidden network's beacons say nothing of its security: the device learns it only
         # by trying (SAE, then PSK), unless the app sent it.
         scanned = None if first.hidden else first.security
@@ -482,7 +490,7 @@ class SimulatedBackend(NetworkBackend):
                 requested=str(security),
             )
         validate_credentials(ssid, passphrase, security or scanned)
-        tries = key_mgmts_to_try(security, passphrase, scanned)
+        tries = key_mgmts_to_try(security, passphrase, scanned, eap)
         # A mesh or a dual-band router: when one BSS does not answer or gives no lease, the
         # device blocks it for this attempt and tries the next best, as wpa_supplicant does.
         failed_on: list[str] = []
@@ -490,7 +498,7 @@ class SimulatedBackend(NetworkBackend):
         for sap in candidates:
             try:
                 result = await self._join_bss(
-                    sap, ssid, passphrase, tries, attempt, failed_on, on_phase
+                    sap, ssid, (passphrase, eap), tries, attempt, failed_on, on_phase
                 )
             except NetworkError as exc:
                 if exc.code not in (Code.ASSOCIATION_TIMEOUT, Code.NO_DHCP_LEASE):
@@ -507,7 +515,7 @@ class SimulatedBackend(NetworkBackend):
     def _authenticate(
         self,
         sap: ScenarioAccessPoint,
-        passphrase: str | None,
+        secret: tuple[str | None, EapSettings | None],
         tries: tuple[str, ...],
         on_phase: PhaseCallback | None,
     ) -> None:
@@ -516,15 +524,23 @@ class SimulatedBackend(NetworkBackend):
         Raises NetworkError: WRONG_CREDENTIALS (an accepted key management, the wrong
         passphrase), SECURITY_MISMATCH (none accepted: the world knows the network's mode)."""
         ap = sap.ap
+        passphrase, eap = secret
         for key_mgmt in tries:
+            detail = {"security": str(ap.security), "key_mgmt": key_mgmt, "bssid": ap.bssid}
             _emit(
                 on_phase,
                 Phase.AUTHENTICATING,
-                {"security": str(ap.security), "key_mgmt": key_mgmt, "bssid": ap.bssid},
+                detail if eap is None else {**detail, "eap": eap.public()},
             )
             if key_mgmt not in ap.security.key_mgmts:
                 log.info("join: %s does not take key-mgmt %s", ap.bssid, key_mgmt)
                 continue
+            if eap is not None:
+                server = sap.radius or RadiusServer(methods=(EapMethod.PEAP, EapMethod.TTLS))
+                code, why = authenticate(server, eap)
+                if code is not Code.OK:
+                    raise _fail(code, Phase.AUTHENTICATING, f"{ap.bssid}: {why}", bssid=ap.bssid)
+                return
             if not _passphrase_matches(ap, key_mgmt, self._live.key(sap), passphrase):
                 how = "SAE authentication" if key_mgmt == "sae" else "4-way handshake"
                 raise _fail(
@@ -588,7 +604,7 @@ class SimulatedBackend(NetworkBackend):
         self,
         sap: ScenarioAccessPoint,
         ssid: bytes,
-        passphrase: str | None,
+        secret: tuple[str | None, EapSettings | None],
         tries: tuple[str, ...],
         attempt: _Attempt,
         failed_on: list[str],
@@ -623,7 +639,7 @@ class SimulatedBackend(NetworkBackend):
                 Code.ASSOCIATION_TIMEOUT, Phase.ASSOCIATING, why, rssi=heard, bssid=ap.bssid
             )
 
-        self._authenticate(sap, passphrase, tries, on_phase)
+        self._authenticate(sap, secret, tries, on_phase)
 
         dhcp = steps.dhcp
         delay, result, faults = attempt.step("dhcp", dhcp)

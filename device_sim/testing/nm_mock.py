@@ -480,19 +480,20 @@ class NMMock(Component):
         ]
 
     async def connection(self, path: str) -> dict[str, Any]:
-        """``{"settings": ..., "secrets": ..., "unsaved": bool}`` of one of our connections."""
+        """``{"settings": ..., "secrets": ..., "eap_secrets": ..., "unsaved": bool}`` of one of
+        our connections (the secrets as GetSecrets gives them, by setting)."""
         settings = unwrap((await self.call(path, CONNECTION_IFACE, "GetSettings"))[0])
-        secrets = unwrap(
-            (
-                await self.call(
-                    path, CONNECTION_IFACE, "GetSecrets", "s", ["802-11-wireless-security"]
-                )
-            )[0]
-        )
+        secrets = {
+            group: unwrap(
+                (await self.call(path, CONNECTION_IFACE, "GetSecrets", "s", [group]))[0]
+            ).get(group, {})
+            for group in ("802-11-wireless-security", "802-1x")
+        }
         unsaved = await self.client.get(path, CONNECTION_IFACE, "Unsaved")
         return {
             "settings": settings,
-            "secrets": secrets.get("802-11-wireless-security", {}),
+            "secrets": secrets["802-11-wireless-security"],
+            "eap_secrets": secrets["802-1x"],
             "unsaved": bool(unsaved),
         }
 

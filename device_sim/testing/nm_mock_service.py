@@ -259,16 +259,21 @@ def _in_mock_save(conn: Any) -> None:
     conn.Set(CONNECTION_IFACE, "Flags", dbus.UInt32(0))
 
 
+# What NetworkManager keeps as secrets (GetSettings leaves them out; GetSecrets gives them):
+# the PSK, and 802.1X's password and key password.
+_SECRETS = frozenset({"psk", "password", "private-key-password"})
+
+
 def _in_mock_get_settings(conn: Any) -> Any:
     return {
-        group: {k: v for k, v in values.items() if k != "psk"}
+        group: {k: v for k, v in values.items() if k not in _SECRETS}
         for group, values in conn.settings.items()
     }
 
 
 def _in_mock_get_secrets(conn: Any, group: str) -> Any:
     values = conn.settings.get(str(group), {})
-    return {str(group): {k: v for k, v in values.items() if k == "psk"}}
+    return {str(group): {k: v for k, v in values.items() if k in _SECRETS}}
 
 
 def _in_mock_delete(conn: Any) -> None:

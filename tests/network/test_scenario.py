@@ -39,6 +39,11 @@ SHIPPED = {
     "no-internet": Code.NO_INTERNET,
     "edge-ssids": Code.OK,
     "hidden-wpa3": Code.OK,  # joined with SAE though the app sent no security
+    "enterprise-peap": Code.OK,  # PEAP/MSCHAPv2 with the company's CA and domain
+    "enterprise-tls": Code.OK,  # EAP-TLS with the device's client certificate
+    "enterprise-peap-unknown-user": Code.EAP_IDENTITY_UNKNOWN,
+    "enterprise-peap-untrusted": Code.EAP_SERVER_UNTRUSTED,
+    "enterprise-tls-expired": Code.EAP_CLIENT_CERT_EXPIRED,
     "zero-delay": Code.OK,
     # the QA bench's world model
     "five-ghz-only": Code.NETWORK_5GHZ_ONLY,

@@ -28,6 +28,8 @@ from device_sim.network import (
     validate_credentials,
 )
 from device_sim.network.checks import check_captive_portal, check_tls
+from device_sim.network.eap import EapSettings
+from device_sim.network.radius import eap_settings
 from device_sim.network.scenario import parse_scenario
 from device_sim.network.simulated import SimulatedBackend, client_ssl_context
 
@@ -52,6 +54,9 @@ FAILED_IN = {  # the phase each failing scenario stops in
     "wrong-clock": "tls",
     "no-rtc": "tls",
     "ipv6-only-legacy": "dhcp",  # router advertisements, no DHCPv4
+    "enterprise-peap-unknown-user": "authenticating",  # the RADIUS server's answer
+    "enterprise-peap-untrusted": "authenticating",
+    "enterprise-tls-expired": "authenticating",
 }
 LAB = b"DeviceSim-Lab"
 LAB_KEY = "lab-bench-passphrase"
@@ -63,11 +68,12 @@ async def onboard(
     passphrase: str | None,
     *,
     hidden: bool = False,
+    eap: EapSettings | None = None,
     on_phase: Recorder | None = None,
 ) -> Code:
     """Join then verify, like the engine; returns the resulting code."""
     try:
-        await backend.join(ssid, passphrase, hidden=hidden, on_phase=on_phase)
+        await backend.join(ssid, passphrase, hidden=hidden, eap=eap, on_phase=on_phase)
         await backend.verify(on_phase=on_phase)
     except NetworkError as exc:
         return exc.code
@@ -100,8 +106,9 @@ async def test_default_credentials_give_the_scenarios_code(name: str) -> None:
     recorder = Recorder()
     async with SimulatedBackend(scenario, zero_delay=True) as backend:
         assert backend.name == f"simulated:{name}"
+        eap = eap_settings(creds.eap) if creds.eap is not None else None
         code = await onboard(
-            backend, creds.ssid, creds.passphrase, hidden=creds.hidden, on_phase=recorder
+            backend, creds.ssid, creds.passphrase, hidden=creds.hidden, eap=eap, on_phase=recorder
         )
     assert code is SHIPPED[name] is creds.expect
     # (a mesh's next BSS repeats associating .. dhcp: each phase counts once here)
@@ -521,6 +528,7 @@ def test_the_daemons_options_become_the_backends_typed_arguments(tmp_path: Path)
         cloud_port=8443,
         cloud_ca=tmp_path / "ca.pem",
         captive_api_url="http://{address}/captive-portal/api",  # port 80: none in the URL
+        cert_dir=nm.state_dir / "nm-certs",  # enterprise profiles' files, in the state dir
     )
     moved = backend_args(
         dataclasses.replace(nm, softap=SoftApOptions(listen=HostPort("10.42.0.1", 8380)))

@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
+import uuid as uuid_mod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,7 @@ from dbus_fast.errors import AuthError, DBusError
 
 from ...codes import Code
 from ...errors import ConfigError, NetworkError
+from ...security.secret import Secret
 from ..base import (
     AccessPoint,
     AccessPointConfig,
@@ -43,11 +46,13 @@ from ..base import (
     Phase,
     PhaseCallback,
     Security,
+    cannot_join,
     contradicts,
     key_mgmts_to_try,
     validate_credentials,
 )
 from ..checks import Resolver, check_dns, check_tls, system_resolver
+from ..eap import EapSettings
 from . import device, hotspot, mapping, profiles
 from .client import NMClient, translate
 from .defs import (
@@ -102,6 +107,7 @@ class NetworkManagerBackend(NetworkBackend):
         dnsmasq_shared_dir: Path | None = DEFAULT_DNSMASQ_SHARED_DIR,
         captive_api_url: str = DEFAULT_CAPTIVE_API_URL,
         bus_address: str | None = None,
+        cert_dir: Path | None = None,
     ) -> None:
         for field, value, high in (
             ("scan_timeout", scan_timeout, 120),
@@ -139,6 +145,7 @@ class NetworkManagerBackend(NetworkBackend):
         self._resolver = resolver
         self._captive = hotspot.CaptiveConf(dnsmasq_shared_dir, captive_api_url)
         self._bus_address = bus_address
+        self._cert_dir = cert_dir  # enterprise profiles' certificate files, one folder each
         self._client: NMClient | None = None
         self._ssl: ssl.SSLContext | None = None
         self._device = ""
@@ -214,6 +221,49 @@ class NetworkManagerBackend(NetworkBackend):
             if gone:
                 log.info("NetworkManager no longer has profile %s: forgotten", stale.uuid)
                 self._ledger.remove(stale.uuid)
+        self._prune_cert_files()
+
+    def _write_cert_files(self, uuid: str, eap: EapSettings) -> dict[str, Path]:
+        """The certificates and key of an enterprise profile, each a file of mode 0600 in a
+        0700 folder named by the profile's UUID (NetworkManager reads them by path). Raises
+        NetworkError(INTERNAL_ERROR) without a folder, or when the files cannot be written."""
+        if self._cert_dir is None:
+            raise NetworkError(
+                Code.INTERNAL_ERROR, f"{self.name} has no folder for certificate files (cert_dir)"
+            )
+        folder = self._cert_dir / uuid
+        files: dict[str, Path] = {}
+        try:
+            self._cert_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700)
+            for field, name in mapping.EAP_FILES.items():
+                value = getattr(eap, field)
+                if value is None:
+                    continue
+                data = value.reveal().encode() if isinstance(value, Secret) else bytes(value)
+                path = folder / name
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                files[field] = path
+        except OSError as exc:
+            _shred_folder(folder)
+            raise NetworkError(
+                Code.INTERNAL_ERROR, f"cannot write the certificate files: {exc.strerror}"
+            ) from None
+        return files
+
+    def _prune_cert_files(self) -> None:
+        """The certificate folders of profiles no longer ours (deleted, or left by a run killed
+        before it could delete them): overwritten, then removed."""
+        if self._cert_dir is None or not self._cert_dir.is_dir():
+            return
+        ours = {profile.uuid for profile in self._ledger.all()}
+        for folder in self._cert_dir.iterdir():
+            if folder.name not in ours:
+                _shred_folder(folder)
 
     async def stop(self) -> None:
         """Take the access point down (best effort) and disconnect from the bus."""
@@ -265,6 +315,7 @@ class NetworkManagerBackend(NetworkBackend):
         *,
         hidden: bool,
         security: Security | None,
+        eap: EapSettings | None,
         on_phase: PhaseCallback | None,
     ) -> JoinResult:
         """Join ``ssid`` with an in-memory profile (under the lock, the radio free): with each
@@ -286,13 +337,16 @@ class NetworkManagerBackend(NetworkBackend):
                 )
         scanned = seen.security if seen is not None else None
         for mode in (scanned, security):
-            if mode is not None and not mode.supported:
+            if cannot_join(mode, eap):
                 raise _fail(
                     Code.UNSUPPORTED_SECURITY,
                     Phase.SCANNING,
-                    f"{label} uses {mode}, which the device cannot join",
+                    f"{label} uses {mode}, which the device cannot join"
+                    + (" without EAP settings" if mode is Security.ENTERPRISE else ""),
                     security=str(mode),
                 )
+        if eap is not None:
+            security = Security.ENTERPRISE
         if contradicts(security, scanned):
             raise _fail(
                 Code.SECURITY_MISMATCH,
@@ -305,19 +359,24 @@ class NetworkManagerBackend(NetworkBackend):
             security = None if set(scanned.key_mgmts) <= set(security.key_mgmts) else security
         validate_credentials(ssid, passphrase, security or scanned)
         await self._drop_current()
-        tries = key_mgmts_to_try(security, passphrase, scanned)
+        tries = key_mgmts_to_try(security, passphrase, scanned, eap)
         if scanned is not None and security is not None:  # both known: what both accept
             tries = tuple(k for k in tries if k in scanned.key_mgmts)
         profile, outcome = None, None
         for number, key_mgmt in enumerate(tries, 1):
             profile, outcome = await self._activate_station(
-                client, ssid, passphrase, key_mgmt, hidden, seen, on_phase
+                client, ssid, (passphrase, eap), key_mgmt, hidden, seen, on_phase
             )
             if outcome.ok:
                 break
             await self._ledger.discard(profile)
+            self._prune_cert_files()
             error = mapping.join_error(
-                outcome, ssid=ssid, scan_security=scanned, timeout=self._join_timeout
+                outcome,
+                ssid=ssid,
+                scan_security=scanned,
+                timeout=self._join_timeout,
+                enterprise=eap is not None,
             )
             # wpa_supplicant finds no BSS of a hidden SSID with another key management ("not
             # found"), or fails its handshake (a wrong password): both mean "try the next".
@@ -341,6 +400,7 @@ class NetworkManagerBackend(NetworkBackend):
             result = await device.join_result(client, self._device, ssid, seen)
         except BaseException as exc:
             await self._ledger.discard(profile)
+            self._prune_cert_files()
             if isinstance(exc, DBusError | OSError | EOFError):
                 raise translate(
                     exc, doing=f"reading the lease on {label}", code=Code.JOIN_FAILED
@@ -354,15 +414,21 @@ class NetworkManagerBackend(NetworkBackend):
         self,
         client: Any,
         ssid: bytes,
-        passphrase: str | None,
+        secret: tuple[str | None, EapSettings | None],
         key_mgmt: str,
         hidden: bool,
         seen: AccessPoint | None,
         on_phase: PhaseCallback | None,
     ) -> tuple[Any, mapping.Outcome]:
-        """One activation of a station profile with ``key_mgmt``: its profile and outcome."""
+        """One activation of a station profile with ``key_mgmt``: its profile and outcome.
+        An enterprise profile's certificates are written first, under the profile's UUID."""
         label = mapping.ssid_label(ssid)
-        settings = mapping.station_settings(ssid, passphrase, key_mgmt, hidden=hidden)
+        passphrase, eap = secret
+        uuid = str(uuid_mod.uuid4())
+        files = self._write_cert_files(uuid, eap) if eap is not None else None
+        settings = mapping.station_settings(
+            ssid, passphrase, key_mgmt, hidden=hidden, uuid=uuid, eap=eap, files=files
+        )
         log.info("joining %s (key-mgmt %s%s)", label, key_mgmt, ", hidden" if hidden else "")
         _emit(
             on_phase,
@@ -517,6 +583,8 @@ class NetworkManagerBackend(NetworkBackend):
                 raise translate(
                     exc, doing="keeping the saved networks' profiles", code=Code.INTERNAL_ERROR
                 ) from None
+            finally:
+                self._prune_cert_files()
 
     async def _end_link(self) -> None:
         """Our own doing from here on (a join, a disconnect, the access point): not a loss."""
@@ -579,6 +647,7 @@ class NetworkManagerBackend(NetworkBackend):
                         code=Code.INTERNAL_ERROR,
                     ) from None
                 self._ledger.remove(profile.uuid)
+            self._prune_cert_files()
             self._seen = {}
 
     async def _drop_current(self) -> None:
@@ -591,6 +660,7 @@ class NetworkManagerBackend(NetworkBackend):
             await profiles.deactivate(client, self._device, profile)
         if not profile.saved:
             await self._ledger.discard(profile)
+            self._prune_cert_files()
 
     # -- access point ---------------------------------------------------------------------------
     async def start_access_point(self, config: AccessPointConfig) -> None:
@@ -644,6 +714,26 @@ class NetworkManagerBackend(NetworkBackend):
         self._captive.remove()
         if config is not None:
             log.info("radio: access point %r down", config)
+
+
+def _shred_folder(folder: Path) -> None:
+    """Overwrite each file of ``folder`` with zeros, then remove it all (as well as a file
+    system allows: flash wear-levelling or a copy-on-write file system may keep old blocks)."""
+    if not folder.is_dir() or folder.is_symlink():
+        with contextlib.suppress(OSError):
+            folder.unlink()
+        return
+    for path in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if path.is_file() and not path.is_symlink():
+                size = path.stat().st_size
+                with path.open("r+b") as out:
+                    out.write(b"\0" * size)
+                    out.flush()
+                    os.fsync(out.fileno())
+            path.unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _emit(on_phase: PhaseCallback | None, phase: Phase, detail: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ import uuid as uuid_mod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
 from dbus_fast import Variant
@@ -25,6 +26,7 @@ from dbus_fast import Variant
 from ...codes import Code
 from ...errors import NetworkError
 from ..base import AccessPoint, AccessPointConfig, Band, Security
+from ..eap import EapSettings
 from .defs import ApFlags, ApSecurityFlags, DeviceState, DeviceStateReason
 
 __all__ = [
@@ -160,6 +162,8 @@ def station_settings(
     *,
     hidden: bool = False,
     uuid: str | None = None,
+    eap: EapSettings | None = None,
+    files: Mapping[str, Path] | None = None,
 ) -> Settings:
     """Settings that join ``ssid`` as a station, with DHCP for IPv4 and automatic IPv6.
 
@@ -172,8 +176,10 @@ def station_settings(
     from them, so the key management must be given.
     ``connection.id`` is ``device-sim <ssid>`` so people can tell the profile apart in ``nmcli``.
     Autoconnect is off: the device's engine owns reconnecting (see :mod:`.backend`).
+    ``wpa-eap`` (enterprise) takes ``eap`` and the certificate ``files`` it was written to
+    (:func:`eap_settings`).
     """
-    if key_mgmt not in ("none", "owe", "sae", "wpa-psk"):
+    if key_mgmt not in ("none", "owe", "sae", "wpa-psk", "wpa-eap"):
         raise ValueError(f"unknown key management {key_mgmt!r}")
     settings: Settings = {
         "connection": {
@@ -191,7 +197,12 @@ def station_settings(
     }
     if hidden:
         settings["802-11-wireless"]["hidden"] = Variant("b", True)
-    if key_mgmt == "owe":
+    if key_mgmt == "wpa-eap":
+        if eap is None:
+            raise ValueError("wpa-eap needs the EAP settings")
+        settings["802-11-wireless-security"] = {"key-mgmt": Variant("s", "wpa-eap")}
+        settings["802-1x"] = eap_settings(eap, files or {})
+    elif key_mgmt == "owe":
         settings["802-11-wireless-security"] = {"key-mgmt": Variant("s", "owe")}
     elif key_mgmt != "none" and passphrase:
         settings["802-11-wireless-security"] = {
@@ -199,6 +210,48 @@ def station_settings(
             "psk": Variant("s", passphrase),
         }
     return settings
+
+
+EAP_FILES = {"ca_cert": "ca.pem", "client_cert": "client.pem", "private_key": "client.key"}
+"""The files an enterprise profile's certificates are written to (mode 0600), by field."""
+
+
+def file_path(path: Path) -> bytes:
+    """A certificate setting's path scheme: ``file://`` + the absolute path + NUL."""
+    return b"file://" + bytes(path.resolve()) + b"\0"
+
+
+def eap_settings(eap: EapSettings, files: Mapping[str, Path]) -> dict[str, Variant]:
+    """The ``802-1x`` setting for ``eap``, its certificates and key named by path (``files``,
+    keys of :data:`EAP_FILES`: NetworkManager reads them when it activates).
+
+    ``eap`` (as) the method; ``identity`` and ``anonymous-identity``; PEAP and TTLS:
+    ``password`` (a secret: NetworkManager keeps it in its secret store) and ``phase2-auth``;
+    the server check: ``ca-cert`` when a CA certificate was sent, else ``system-ca-certs`` (the
+    system store), and ``domain-suffix-match``; EAP-TLS: ``client-cert`` and ``private-key``,
+    and ``private-key-password-flags`` 4 (not required: the key file is not encrypted).
+    """
+    out: dict[str, Variant] = {
+        "eap": Variant("as", [str(eap.method)]),
+        "identity": Variant("s", eap.identity),
+    }
+    if eap.anonymous_identity:
+        out["anonymous-identity"] = Variant("s", eap.anonymous_identity)
+    if eap.password is not None:
+        out["password"] = Variant("s", eap.password.reveal())
+    if eap.phase2 is not None:
+        out["phase2-auth"] = Variant("s", str(eap.phase2))
+    if "ca_cert" in files:
+        out["ca-cert"] = Variant("ay", file_path(files["ca_cert"]))
+    else:
+        out["system-ca-certs"] = Variant("b", True)
+    if eap.domain:
+        out["domain-suffix-match"] = Variant("s", eap.domain)
+    if "client_cert" in files and "private_key" in files:
+        out["client-cert"] = Variant("ay", file_path(files["client_cert"]))
+        out["private-key"] = Variant("ay", file_path(files["private_key"]))
+        out["private-key-password-flags"] = Variant("u", 4)
+    return out
 
 
 def hotspot_settings(
@@ -302,6 +355,7 @@ def failure_for(
     ssid: bytes,
     scan_security: Security | None,
     need_auth_seen: bool = False,
+    enterprise: bool = False,
 ) -> tuple[Code, str]:
     """The diagnostic code and detail for an activation that failed from ``state`` with ``reason``.
 
@@ -317,11 +371,32 @@ def failure_for(
     * IP_CONFIG_UNAVAILABLE, IP_CONFIG_EXPIRED, DHCP_START_FAILED/ERROR/FAILED -> NO_DHCP_LEASE;
     * anything else -> JOIN_FAILED.
 
+    An enterprise join (``enterprise``, key-mgmt wpa-eap) maps the supplicant's failures
+    itself: NO_SECRETS or SUPPLICANT_DISCONNECT in or after NEED_AUTH -> EAP_CREDENTIALS_REJECTED
+    (NetworkManager cannot tell a wrong password, an unknown identity and an untrusted server
+    certificate apart, and the detail says so), SUPPLICANT_CONFIG_FAILED ->
+    EAP_SETTINGS_INVALID (wpa_supplicant refused the settings or could not read a file).
+
     The detail always ends with NetworkManager's state and reason, named and numbered.
     """
     nm = f"(NetworkManager: {describe(state, reason)})"
     name = ssid_label(ssid)
     in_auth = need_auth_seen or state == DeviceState.NEED_AUTH
+    if enterprise:
+        if reason in (DeviceStateReason.NO_SECRETS, DeviceStateReason.SUPPLICANT_DISCONNECT) and (
+            in_auth or reason == DeviceStateReason.NO_SECRETS
+        ):
+            return (
+                Code.EAP_CREDENTIALS_REJECTED,
+                f"{name}'s 802.1X sign-in failed: the password or identity was rejected, or the "
+                f"server's certificate was not trusted (NetworkManager reports these alike) {nm}",
+            )
+        if reason == DeviceStateReason.SUPPLICANT_CONFIG_FAILED:
+            return (
+                Code.EAP_SETTINGS_INVALID,
+                f"wpa_supplicant refused {name}'s 802.1X settings or could not read a "
+                f"certificate file {nm}",
+            )
     if (
         reason in (DeviceStateReason.NO_SECRETS, DeviceStateReason.SUPPLICANT_DISCONNECT)
         and in_auth
@@ -366,7 +441,12 @@ def timeout_failure(state: int, *, ssid: bytes, timeout: float) -> tuple[Code, s
 
 
 def join_error(
-    outcome: Outcome, *, ssid: bytes, scan_security: Security | None, timeout: float
+    outcome: Outcome,
+    *,
+    ssid: bytes,
+    scan_security: Security | None,
+    timeout: float,
+    enterprise: bool = False,
 ) -> NetworkError:
     """The NetworkError for a failed (or timed-out) station activation; raw holds NM's numbers."""
     if outcome.timed_out:
@@ -378,6 +458,7 @@ def join_error(
             ssid=ssid,
             scan_security=scan_security,
             need_auth_seen=outcome.need_auth,
+            enterprise=enterprise,
         )
     return NetworkError(
         code, detail, raw={"ssid_hex": ssid.hex(), **nm_raw(outcome.state, outcome.reason)}

@@ -25,6 +25,7 @@ from ...schema import (
     load_yaml,
 )
 from ..base import AccessPoint, Band, Security, validate_credentials
+from ..eap import EapMethod, Phase2
 from .model import (
     DEFAULT_MIN_RSSI_DBM,
     ENV_SCENARIOS,
@@ -34,7 +35,10 @@ from .model import (
     CloudBehaviour,
     DefaultCredentials,
     DeviceRadio,
+    EapRecipe,
     History,
+    RadiusAccount,
+    RadiusServer,
     Scenario,
     ScenarioAccessPoint,
     Step,
@@ -323,11 +327,58 @@ class _Builder:
         ssid = self.ssid(node, path)
         if ssid is None:
             return None
+        eap = (
+            self.eap_recipe(good(node["eap"])[0], join_path(path, "eap")) if "eap" in node else None
+        )
+        if eap is not None and node.get("passphrase") is not None:
+            err(self.errors, join_path(path, "passphrase"), "an enterprise sign-in takes none")
         return DefaultCredentials(
             ssid=ssid,
             passphrase=node.get("passphrase"),
             hidden=node.get("hidden", False),
             expect=node.get("expect", Code.OK),
+            eap=eap,
+        )
+
+    def eap_recipe(self, node: dict[str, Any], path: str) -> EapRecipe | None:
+        if "method" not in node or "identity" not in node:
+            return None
+        method = EapMethod(node["method"])
+        tls = method is EapMethod.TLS
+        if tls != ("client_cert" in node):
+            err(self.errors, join_path(path, "client_cert"), "EAP-TLS, and only EAP-TLS, has one")
+        if tls == ("password" in node):
+            err(self.errors, join_path(path, "password"), "PEAP and TTLS, not EAP-TLS, have one")
+        return EapRecipe(
+            method=method,
+            identity=node["identity"],
+            phase2=Phase2(node["phase2"]) if "phase2" in node else None,
+            anonymous_identity=node.get("anonymous_identity"),
+            password=node.get("password"),
+            ca_cert=node.get("ca_cert", "world"),
+            domain=node.get("domain"),
+            client_cert=node.get("client_cert"),
+        )
+
+    def radius(self, node: dict[str, Any], path: str, security: Security) -> RadiusServer | None:
+        if security is not Security.ENTERPRISE:
+            err(
+                self.errors,
+                path,
+                f"only an enterprise BSS has an authentication server, not {security}",
+            )
+        if "methods" not in node:
+            return None
+        accounts = tuple(
+            RadiusAccount(a["identity"], a.get("password"))
+            for raw in node.get("accounts", [])
+            if "identity" in (a := good(raw)[0])
+        )
+        return RadiusServer(
+            methods=node["methods"],
+            issuer=node.get("issuer", "world"),
+            name=node.get("name", RadiusServer.name),
+            accounts=accounts,
         )
 
     def access_point(
@@ -364,6 +415,11 @@ class _Builder:
         steps = self.after_association(
             node.get("after_association", {}), join_path(path, "after_association"), after
         )
+        radius = (
+            self.radius(good(node["eap"])[0], join_path(path, "eap"), security)
+            if "eap" in node
+            else None
+        )
         if ssid is None:
             return None
         return ScenarioAccessPoint(
@@ -381,6 +437,7 @@ class _Builder:
             band_steering=steering,
             steering_holdoff_ms=node.get("steering_holdoff_ms", 3000),
             present=node.get("present", True),
+            radius=radius,
         )
 
     def after_association(

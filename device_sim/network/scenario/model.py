@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ...codes import Code
 from ..base import AccessPoint, Band
+from ..eap import EapMethod, Phase2
 
 ENV_SCENARIOS = "DEVICE_SIM_SCENARIOS"
 DEFAULT_MIN_RSSI_DBM = -85
@@ -148,6 +149,46 @@ class CloudBehaviour:
     mode: str | None = None  # zero-touch | claim | registration
 
 
+ISSUERS = ("world", "public", "other")
+"""The simulated world's certificate authorities (:mod:`device_sim.network.radius`)."""
+
+
+@dataclass(frozen=True)
+class RadiusAccount:
+    """One account of an authentication server: ``password`` None signs in only with a
+    certificate (EAP-TLS)."""
+
+    identity: str
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RadiusServer:
+    """An enterprise BSS's authentication server: the methods it offers, its certificate's
+    issuer (one of :data:`ISSUERS`) and DNS name, its accounts."""
+
+    methods: tuple[EapMethod, ...]
+    issuer: str = "world"
+    name: str = "radius.corp.example"
+    accounts: tuple[RadiusAccount, ...] = ()
+
+
+@dataclass(frozen=True)
+class EapRecipe:
+    """The enterprise sign-in a scenario's phone sends, its certificates named by the world's
+    issuers (``ca_cert`` one of :data:`ISSUERS` or ``none``; ``client_cert`` valid, expired or
+    None); :func:`device_sim.network.radius.eap_settings` makes the PEM files."""
+
+    method: EapMethod
+    identity: str
+    phase2: Phase2 | None = None
+    anonymous_identity: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_cert: str = "world"
+    domain: str | None = None
+    client_cert: str | None = None
+
+
 @dataclass(frozen=True)
 class ScenarioAccessPoint:
     """One simulated BSS: what scans show (``ap``, with its real SSID), its key and behaviour."""
@@ -158,6 +199,7 @@ class ScenarioAccessPoint:
     band_steering: bool = False  # on a 2.4 GHz BSS: holds dual-band clients off, to 5 GHz
     steering_holdoff_ms: int = 3000  # how long it ignores a 2.4 GHz-only device
     present: bool = True  # on the air when the world starts (a timeline step may change it)
+    radius: RadiusServer | None = None  # an enterprise BSS's authentication server
 
 
 TIMELINE_ACTIONS = ("ap_off", "ap_on", "passphrase", "lease", "dns_down", "internet_down")
@@ -221,6 +263,7 @@ class DefaultCredentials:
     passphrase: str | None = field(repr=False)
     hidden: bool = False
     expect: Code = Code.OK
+    eap: EapRecipe | None = None  # an enterprise network's sign-in
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,11 @@ from ...schema import (
     text,
 )
 from ..base import Band, Security
+from ..eap import EapMethod, Phase2
 from .model import (
     _MAX_DELAY_MS,
     CLOUD_BEHAVIOURS,
+    ISSUERS,
     RESULTS,
     TIMELINE_ACTIONS,
 )
@@ -127,6 +129,79 @@ def sequence_kind(doc: str) -> Kind:
     return Kind(doc, None, check, schema)
 
 
+def methods_kind(doc: str) -> Kind:
+    """A non-empty list of EAP method names, each once."""
+    names = tuple(str(m) for m in EapMethod)
+
+    def check(v: Any, path: str, errors: Errors) -> Any:
+        if not isinstance(v, list) or not v or len(set(v)) != len(v):
+            return err(errors, path, f"must be a list of distinct EAP methods ({', '.join(names)})")
+        for i, item in enumerate(v):
+            if item not in names:
+                return err(
+                    errors, f"{path}[{i}]", f"must be one of {', '.join(names)}, not {item!r}"
+                )
+        return tuple(EapMethod(m) for m in v)
+
+    schema = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(names)}}
+    return Kind(doc, None, check, schema)
+
+
+_RADIUS = Mapping_(
+    "an enterprise (802.1X) BSS's authentication server (security: enterprise)",
+    {
+        "methods": methods_kind("the EAP methods it offers (peap, ttls, tls)"),
+        "issuer": choice(
+            "who issued its certificate: world (the organisation's CA, which the app must send), "
+            "public (a CA of the device's system store: a domain alone checks it), other (a CA "
+            "nobody trusts: an old or impostor server)",
+            ISSUERS,
+            "world",
+        ),
+        "name": text("its certificate's DNS name (what domain-suffix-match checks)"),
+        "accounts": List_(
+            "the accounts it knows",
+            Mapping_(
+                "one account",
+                {
+                    "identity": text("the user name (inner identity), e.g. alice@corp.example"),
+                    "password": text(
+                        "its password (PEAP, TTLS); absent: a certificate-only account (EAP-TLS)"
+                    ),
+                },
+                required=("identity",),
+            ),
+            max_items=64,
+        ),
+    },
+    required=("methods",),
+)
+_EAP_CREDENTIALS = Mapping_(
+    "the enterprise sign-in the phone sends (security: enterprise networks)",
+    {
+        "method": choice("the EAP method", tuple(str(m) for m in EapMethod)),
+        "phase2": choice("PEAP/TTLS's inner method", tuple(str(p) for p in Phase2)),
+        "identity": text("the user name"),
+        "anonymous_identity": text(
+            "the outer identity sent in clear (e.g. anonymous@corp.example)"
+        ),
+        "password": text("the account's password (PEAP, TTLS)"),
+        "ca_cert": choice(
+            "the CA certificate the phone sends: one of the world's CAs, or none (then a domain "
+            "is needed: the device checks the server against its system store)",
+            (*ISSUERS, "none"),
+            "world",
+        ),
+        "domain": text("the server domain to match (domain-suffix-match)"),
+        "client_cert": choice(
+            "EAP-TLS: a client certificate from the world's CA for the identity, valid or expired",
+            ("valid", "expired"),
+        ),
+    },
+    required=("method", "identity"),
+)
+
+
 def _step_kind(name: str, doc: str, extra: dict[str, Kind] | None = None) -> Mapping_:
     results = RESULTS[name]
     keys: dict[str, Kind | Mapping_ | List_] = {
@@ -201,6 +276,7 @@ _AP = Mapping_(
         ),
         "present": flag("on the air when the world starts (a timeline step brings it)", True),
         "after_association": _STEPS,
+        "eap": _RADIUS,
     },
     required=("security",),
 )
@@ -283,6 +359,7 @@ _MODEL_DICT: dict[str, Kind | Mapping_ | List_] = {
         | {
             "passphrase": text("null for open networks", allow_empty=True, nullable=True),
             "hidden": flag("join with hidden=true (a probe for a hidden SSID)"),
+            "eap": _EAP_CREDENTIALS,
             "expect": code_name("the code a join + verify with these ends with (demo checks it)"),
         },
     ),

@@ -156,7 +156,9 @@ def test_station_settings_open_hidden_and_binary_ssid() -> None:
     owe = _plain(mapping.station_settings(b"Guest", None, "owe", hidden=True))
     assert owe["802-11-wireless-security"] == {"key-mgmt": "owe"}  # Enhanced Open: no key
     with pytest.raises(ValueError, match="unknown key management"):
-        mapping.station_settings(b"Home", "x" * 8, "wpa-eap")
+        mapping.station_settings(b"Home", "x" * 8, "ieee8021x")  # dynamic WEP: never written
+    with pytest.raises(ValueError, match="needs the EAP settings"):
+        mapping.station_settings(b"Corp", None, "wpa-eap")
 
 
 @pytest.mark.parametrize(
