@@ -38,6 +38,7 @@ __all__ = [
     "ConfigError",
     "DeviceSimError",
     "EmulatedDevice",
+    "EnterpriseSignIn",
     "Fleet",
     "FleetMember",
     "Label",
@@ -94,6 +95,65 @@ class Activation:
     account: str | None = None
     claim_token: str | None = None
     device_password: str | None = None
+
+
+@dataclass(frozen=True)
+class EnterpriseSignIn:
+    """An enterprise (802.1X) network's sign-in, as a phone sends it (native personality,
+    protocol revision 4). ``method``: ``peap``, ``ttls`` or ``tls``; PEAP and TTLS take a
+    ``password`` (and ``phase2``: ``mschapv2``, or ``pap`` for TTLS), EAP-TLS a
+    ``client_cert`` and its unencrypted ``private_key`` (PEM). The server is checked against
+    ``ca_cert`` (PEM) and/or ``domain``. :meth:`simulated` gives the simulated world's
+    certificates: its CAs ``world``, ``public`` and ``other``, and client certificates from
+    ``world`` for any identity."""
+
+    method: str
+    identity: str
+    password: str | None = field(default=None, repr=False)
+    phase2: str | None = None
+    anonymous_identity: str | None = None
+    ca_cert: bytes | None = field(default=None, repr=False)
+    domain: str | None = None
+    client_cert: bytes | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+
+    @staticmethod
+    def simulated_ca(issuer: str = "world") -> bytes:
+        """The simulated world's CA certificate ``issuer`` (PEM)."""
+        from .network.radius import world_pki
+
+        if issuer not in ("world", "public", "other"):
+            raise ConfigError("issuer", f"world, public or other, not {issuer!r}")
+        return world_pki().ca_pem(issuer)
+
+    @staticmethod
+    def simulated_client(identity: str, *, expired: bool = False) -> tuple[bytes, str]:
+        """A client certificate for ``identity`` from the simulated world's CA, and its key."""
+        from .network.radius import world_pki
+
+        cert, key = world_pki().client(identity, expired=expired)
+        return cert, key.decode("ascii")
+
+    def _settings(self) -> Any:
+        from .network.eap import EapMethod, EapSettings, Phase2
+        from .security.secret import Secret
+
+        try:
+            method = EapMethod(self.method)
+            phase2 = Phase2(self.phase2) if self.phase2 is not None else None
+        except ValueError as exc:
+            raise ConfigError("eap", str(exc)) from None
+        return EapSettings(
+            method=method,
+            identity=self.identity,
+            anonymous_identity=self.anonymous_identity,
+            password=Secret(self.password) if self.password is not None else None,
+            phase2=phase2,
+            ca_cert=self.ca_cert,
+            domain=self.domain,
+            client_cert=self.client_cert,
+            private_key=Secret(self.private_key) if self.private_key is not None else None,
+        )
 
 
 class VirtualBle:
@@ -448,19 +508,37 @@ class EmulatedDevice:
         *,
         hidden: bool | None = None,
         security: str | None = None,
+        eap: EnterpriseSignIn | None = None,
         transport: Transport | None = None,
         timeout: float = 60.0,
         activation: Activation | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Onboard this device with the reference client (:func:`provision`), on the scenario's
-        own network unless ``ssid`` is given; over a fresh phone adapter for BLE."""
+        own network (with its enterprise sign-in, if it has one) unless ``ssid`` is given; over
+        a fresh phone adapter for BLE."""
         from .network.scenario import load_scenario
 
+        scenario_eap = None
         if ssid is None:
             creds = (await asyncio.to_thread(load_scenario, self.scenario)).default_credentials
             ssid, passphrase = creds.ssid, creds.passphrase if passphrase is None else passphrase
             hidden = creds.hidden if hidden is None else hidden
+            if eap is None and creds.eap is not None:
+                from .network.radius import eap_settings
+
+                made = await asyncio.to_thread(eap_settings, creds.eap)
+                scenario_eap = EnterpriseSignIn(
+                    method=str(made.method),
+                    identity=made.identity,
+                    password=made.password.reveal() if made.password else None,
+                    phase2=str(made.phase2) if made.phase2 else None,
+                    anonymous_identity=made.anonymous_identity,
+                    ca_cert=made.ca_cert,
+                    domain=made.domain,
+                    client_cert=made.client_cert,
+                    private_key=made.private_key.reveal() if made.private_key else None,
+                )
         transport = transport or self.transport
         adapter = None
         if transport == "ble":
@@ -479,6 +557,7 @@ class EmulatedDevice:
             passphrase=passphrase,
             hidden=bool(hidden),
             security=security,
+            eap=eap or scenario_eap,
             setup_code=self.setup_code,
             personality=self._entry.name,
             adapter=adapter,
@@ -514,6 +593,7 @@ async def provision(
     passphrase: str | None = None,
     hidden: bool = False,
     security: str | None = None,
+    eap: EnterpriseSignIn | None = None,
     setup_code: str | None = None,
     personality: str | None = None,
     adapter: str | None = None,
@@ -531,7 +611,8 @@ async def provision(
     (``adapter``, the device's ``name`` or the first found) or the SoftAP API (``softap_url``).
 
     ``security`` (``wpa3-sae``, ``owe``...: the mode the user chose, a revision-3 device of the
-    reference personality) is sent with the credentials. ``options`` are a personality's phone
+    reference personality) is sent with the credentials; ``eap``, an enterprise network's
+    sign-in, instead of a passphrase (a revision-4 device). ``options`` are a personality's phone
     options by key (the ``client provision`` flags such
     as ``pop`` and ``sec``); ``bus`` points bleak at a virtual bus; ``device_state_dir`` (a
     device on this machine) lets the client press the button a personality asks for.
@@ -552,6 +633,8 @@ async def provision(
 
     entry = registry.get(personality or registry.default(), "personality")
     registry.check_security(entry, security, "security")
+    settings = eap._settings() if eap is not None else None
+    registry.check_eap(entry, settings, "eap")
     code = None
     if setup_code is not None:
         try:
@@ -584,6 +667,7 @@ async def provision(
         passphrase=Secret(passphrase) if passphrase is not None else None,
         hidden=hidden,
         security=security,
+        eap=settings,
         setup_code=code,
         activation=wanted,
         outcome_timeout=timeout,

@@ -197,6 +197,7 @@ def backend_args(opts: DaemonOptions) -> BackendArgs:
         captive_api_url="http://{address}"
         + ("" if port == 80 else f":{port}")
         + "/captive-portal/api",
+        cert_dir=opts.state_dir / "nm-certs",
     )
 
 

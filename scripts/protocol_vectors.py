@@ -12,6 +12,8 @@ integers; HKDF and AES-GCM from ``cryptography``'s primitives), so neither can d
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -32,6 +34,10 @@ CLIENT_SECRET = bytes.fromhex("a1" * 32)  # a
 DEVICE_SECRET = bytes.fromhex("b2" * 32)  # b
 CHANNEL, FRAGMENT_SIZE = 7, 244
 CREDENTIALS = {"ssid_hex": b"Home".hex(), "passphrase": "correct horse", "hidden": False}
+# Revision 4: a CA certificate's bytes (any bytes: the transfer does not read them) in two
+# CREDENTIAL_FILE parts, then SET_CREDENTIALS naming it by its SHA-256.
+CA_FILE = b"-----BEGIN CERTIFICATE-----\n" + bytes(range(33, 127)) * 32 + b"\n"
+FILE_CHUNK = 2048
 
 
 def verifier(code_digits: str, salt: bytes) -> bytes:
@@ -66,6 +72,30 @@ def vectors() -> dict[str, Any]:
         early.seal(MessageType.CONNECT, encode_json({})),
     ]
     pake_start = bytes([MessageType.PAKE_START]) + start
+    transfer = [
+        (
+            MessageType.CREDENTIAL_FILE,
+            {
+                "name": "ca_cert",
+                "size": len(CA_FILE),
+                "offset": offset,
+                "chunk_b64": base64.b64encode(CA_FILE[offset : offset + FILE_CHUNK]).decode(),
+            },
+        )
+        for offset in range(0, len(CA_FILE), FILE_CHUNK)
+    ]
+    eap = {
+        "method": "peap",
+        "phase2": "mschapv2",
+        "identity": "alice@corp.example",
+        "password": "hunter2-enterprise",
+        "domain": "corp.example",
+        "ca_cert": hashlib.sha256(CA_FILE).hexdigest(),
+    }
+    transfer.append(
+        (MessageType.SET_CREDENTIALS, {"ssid_hex": b"Corp".hex(), "hidden": False,
+                                       "passphrase": None, "eap": eap})
+    )  # fmt: skip
     return {
         "about": "device-sim native protocol test vectors (docs/protocol.md); all bytes in hex",
         "inputs": {
@@ -108,6 +138,18 @@ def vectors() -> dict[str, Any]:
             "message": (
                 bytes([MessageType.PAKE_PROOF]) + bundled_proof + pack_messages(bundle)
             ).hex(),
+        },
+        "enterprise_transfer": {
+            "file": CA_FILE.hex(),
+            "requests": [
+                {
+                    "counter": counter,
+                    "inner_type": int(kind),
+                    "payload": encode_json(body).hex(),
+                    "message": client_channel.seal(kind, encode_json(body)).hex(),
+                }
+                for counter, (kind, body) in enumerate(transfer, start=2)
+            ],
         },
         "fragments": {
             "message": pake_start.hex(),

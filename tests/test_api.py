@@ -16,6 +16,7 @@ from device_sim.api import (
     Code,
     ConfigError,
     EmulatedDevice,
+    EnterpriseSignIn,
     Fleet,
     State,
     VirtualBle,
@@ -175,6 +176,27 @@ async def test_a_hidden_wpa3_network_with_and_without_the_security_field() -> No
         assert tried == ["wpa-psk", "sae"]
     with pytest.raises(ConfigError, match="no security field"):
         await provision(ssid="x", security="owe", personality="improv")
+
+
+async def test_an_enterprise_device_onboards_with_the_scenarios_sign_in_or_the_apps() -> None:
+    async with EmulatedDevice(transport="softap", scenario="enterprise-peap") as device:
+        wrong = EnterpriseSignIn(
+            "peap", "alice@corp.example", password="not-the-password",
+            ca_cert=EnterpriseSignIn.simulated_ca("world"), domain="corp.example",
+        )  # fmt: skip
+        result = await device.provision("Corp", eap=wrong)
+        assert (result["state"], result["code_name"]) == ("failed", "EAP_CREDENTIALS_REJECTED")
+        assert "not-the-password" not in repr(wrong) and "not-the-password" not in str(result)
+        result = await device.provision()  # the scenario's own sign-in (PEAP, the world's CA)
+        assert result["state"] == "online", result
+        shown = [e["data"].get("eap") for e in device.timeline() if e["phase"] == "credentials"]
+        assert shown[-1]["method"] == "peap" and "password" not in shown[-1]
+    cert, key = EnterpriseSignIn.simulated_client("sensor-0042@devices.corp.example")
+    assert b"BEGIN CERTIFICATE" in cert and "PRIVATE KEY" in key
+    with pytest.raises(ConfigError, match="no enterprise"):
+        await provision(ssid="Corp", eap=EnterpriseSignIn("tls", "x"), personality="improv")
+    with pytest.raises(ConfigError, match="leap"):
+        await provision(ssid="Corp", eap=EnterpriseSignIn("leap", "x"))
 
 
 @pytest.mark.ble

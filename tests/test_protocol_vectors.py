@@ -7,6 +7,7 @@ nothing; here a client written from docs/protocol.md alone is checked."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import struct
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from device_sim.codes import MessageType
+from device_sim.doors.native.session import parse_eap, receive_file_part
 from device_sim.doors.native.wire import Reassembler, fragment, unpack_messages
 from device_sim.security.secret import Secret
 from device_sim.security.session import ClientHandshake, DeviceHandshake
@@ -118,6 +120,18 @@ def test_an_independent_client_computes_every_vector() -> None:
         s = V["sealed"][name]
         made = seal(key, direction, s["counter"], s["inner_type"], b(s["payload"]))
         assert made.hex() == s["message"], name
+    transfer = V["enterprise_transfer"]
+    parts = b""
+    for r in transfer["requests"]:
+        made = seal(mine["c2d"], b"c2d\0", r["counter"], r["inner_type"], b(r["payload"]))
+        assert made.hex() == r["message"]
+        body = json.loads(b(r["payload"]))
+        if r["inner_type"] == MessageType.CREDENTIAL_FILE:
+            assert body["offset"] == len(parts) and len(base64.b64decode(body["chunk_b64"])) > 0
+            parts += base64.b64decode(body["chunk_b64"])
+        else:  # SET_CREDENTIALS names the whole file by its SHA-256
+            assert body["eap"]["ca_cert"] == hashlib.sha256(parts).hexdigest()
+    assert parts == b(transfer["file"]) and len(transfer["requests"]) >= 3
     bundle = b(V["bundled_pake_proof"]["message"])
     assert bundle[0] == MessageType.PAKE_PROOF and bundle[1:65] == mine["M1"]
     sealed = [
@@ -160,6 +174,14 @@ def test_device_sims_implementation_gives_every_vector() -> None:
     assert device_channel.open(b(request["message"])) == (MessageType.STATUS_REQUEST, b"{}")
     answer = V["sealed"]["device_status"]
     assert client_channel.open(b(answer["message"]))[1] == b(answer["payload"])
+    files: dict[str, tuple[int, bytearray]] = {}
+    for r in V["enterprise_transfer"]["requests"]:
+        inner, payload = device_channel.open(b(r["message"]))
+        if inner is MessageType.CREDENTIAL_FILE:
+            receive_file_part(files, json.loads(payload))
+        else:
+            eap = parse_eap(json.loads(payload)["eap"], files)
+    assert eap.ca_cert == b(V["enterprise_transfer"]["file"]) and eap.method == "peap"
     bundled = b(V["bundled_pake_proof"]["message"])
     assert len(unpack_messages(bundled[65:])) == 2
     f = V["fragments"]

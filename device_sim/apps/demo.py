@@ -42,10 +42,12 @@ from ..core.identity import create_identity
 from ..core.store import Credentials, DeviceStore
 from ..doors import registry
 from ..errors import ConfigError
+from ..network.base import Security
 from ..network.scenario import load_scenario
 from ..profile import Profile, load_profile
 from ..security.secret import Secret
 from .commands.client import outcome_text
+from .commands.eap_args import eap_from_args
 from .commands.watch import Timeline
 from .daemon_process import DaemonProcess, daemon_argv
 from .demo_cloud import DEMO_ACCOUNT, DemoCloud, factory_unit
@@ -86,6 +88,11 @@ class _Demo:
         self.hidden = bool(
             args.hidden or (creds.hidden if args.ssid is None and not args.ssid_hex else False)
         )
+        # The scenario's sign-in, for its own network or another enterprise one of its world.
+        enterprise = any(s.ap.security is Security.ENTERPRISE for s in scenario.bsses(self.ssid))
+        own = self.ssid == creds.ssid or enterprise
+        self.eap = eap_from_args(args, creds.eap if own else None)
+        registry.check_eap(registry.get(args.personality), self.eap, "--eap-method")
         self.say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
         cloud_world = scenario.cloud
         self.mode = mode = getattr(args, "activation", None) or cloud_world.mode
@@ -254,6 +261,7 @@ class _Demo:
                 passphrase=Secret(self.passphrase) if self.passphrase else None,
                 hidden=self.hidden,
                 security=getattr(args, "security", None),
+                eap=self.eap,
                 setup_code=self.setup_code,
                 activation=cloud.inputs() if cloud is not None else None,
                 retries=retries,

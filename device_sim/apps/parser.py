@@ -21,6 +21,7 @@ from .commands.args import (
     positive_int,
     setup_code,
 )
+from .commands.eap_args import add_eap_flags
 
 __all__ = ["build_parser", "version"]
 
@@ -65,7 +66,7 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 SECURITY_CHOICES = ("open", "owe", "wpa2-psk", "wpa3-sae", "wpa2-wpa3")
 
 
-def _add_credentials(p: argparse.ArgumentParser, required: bool) -> None:
+def _add_credentials(p: argparse.ArgumentParser, required: bool, *, world: bool = False) -> None:
     p.add_argument("--ssid", help="network name (UTF-8)")
     p.add_argument(
         "--ssid-hex", type=hex_bytes, help="network name as hex bytes (for non-UTF-8 SSIDs)"
@@ -81,6 +82,7 @@ def _add_credentials(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument(
         "--setup-code", required=required, type=setup_code, help="the code on the device label"
     )
+    add_eap_flags(p, world=world)
 
 
 def _init(sub: Any) -> None:
@@ -221,7 +223,7 @@ def _client_provision(csub: Any) -> None:
 def _demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="virtual adapters + daemon + client: one onboarding, timeline")
     p.add_argument("--scenario", default="typical-home")
-    _add_credentials(p, required=False)
+    _add_credentials(p, required=False, world=True)
     p.add_argument("--json", action="store_true", help="print the client's JSON result")
     p.add_argument("--zero-delay", action="store_true")
     p.add_argument(
@@ -271,6 +273,17 @@ def _scenario(sub: Any) -> None:
     c.add_argument("scenarios", nargs="+", metavar="NAME|FILE")
     c = ssub.add_parser("schema", help="the JSON Schema of scenario files (editor completion)")
     c.add_argument("--out", type=Path, metavar="FILE", help="write it here (default: stdout)")
+    c = ssub.add_parser(
+        "certs",
+        help="the simulated world's enterprise certificates as PEM files, for an app's own "
+        "tests: the CAs world, public and other, and a client certificate and key",
+    )
+    c.add_argument("--out", type=Path, required=True, metavar="DIR")
+    c.add_argument(
+        "--identity",
+        default="sensor-0042@devices.corp.example",
+        help="the client certificate's identity (default: enterprise-tls's device)",
+    )
 
     from .bench.cli import add_parser as add_bench_parser
 

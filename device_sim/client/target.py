@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..codes import Code
+from ..network.eap import EapSettings
 from ..profile import Profile
 from ..security.secret import Secret
 
@@ -47,6 +48,7 @@ class ProvisionRequest:
     hidden: bool = False
     setup_code: Secret | None = None  # the label's code (personalities with a PAKE session)
     security: str | None = None  # the network's mode as the user chose it (None: the device's)
+    eap: EapSettings | None = None  # an enterprise network's sign-in (native, revision 4)
     activation: dict[str, Secret | str | None] | None = None  # SET_ACTIVATION's inputs
     retries: list[Credentials] = field(default_factory=list)  # tried in turn after a failure
     outcome_timeout: float = 120.0

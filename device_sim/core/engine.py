@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..codes import Code, State
 from ..errors import NetworkError, OnboardingError
 from ..lifecycle import cancel_and_wait
-from ..network.base import AccessPoint, NetworkBackend, Phase, Security, validate_credentials
+from ..network.base import (
+    AccessPoint,
+    NetworkBackend,
+    Phase,
+    Security,
+    cannot_join,
+    validate_credentials,
+)
+from ..network.eap import EapSettings, check_eap
 from ..profile import Profile
 from ..security.secret import Secret
 from .deadlines import Deadlines, Timeouts
@@ -286,23 +294,40 @@ class OnboardingEngine:
         passphrase: Secret | None,
         hidden: bool,
         security: Security | None = None,
+        eap: EapSettings | None = None,
     ) -> None:
-        """Store new credentials (``security``: the mode the app sent, if it sent one).
+        """Store new credentials (``security``: the mode the app sent, if it sent one; ``eap``:
+        an enterprise network's sign-in, which makes the mode enterprise).
 
         Raises OnboardingError (INVALID_STATE, INVALID_CREDENTIALS_FORMAT,
-        UNSUPPORTED_SECURITY).
+        UNSUPPORTED_SECURITY, EAP_SETTINGS_INVALID).
         """
         self._stop_retry("new credentials arrived")
         self._require_idle("set credentials")
-        if security is not None and not security.supported:
+        if eap is not None:
+            if security not in (None, Security.ENTERPRISE):
+                raise OnboardingError(
+                    Code.EAP_SETTINGS_INVALID, f"EAP settings are for enterprise, not {security}"
+                )
+            if passphrase is not None:
+                raise OnboardingError(
+                    Code.EAP_SETTINGS_INVALID,
+                    "an enterprise network takes no passphrase (the password goes in eap)",
+                )
+            eap, security = check_eap(eap), Security.ENTERPRISE
+        if security is not None and cannot_join(security, eap):
             raise OnboardingError(
-                Code.UNSUPPORTED_SECURITY, f"{security} networks cannot be joined by the device"
+                Code.UNSUPPORTED_SECURITY,
+                f"{security} networks cannot be joined by the device"
+                + (" without EAP settings" if security is Security.ENTERPRISE else ""),
             )
         validate_credentials(ssid, passphrase.reveal() if passphrase else None, security)
         self._transition(
             S.CREDENTIALS_RECEIVED,
             phase=EventPhase.CREDENTIALS,
-            credentials=Credentials(ssid, passphrase, hidden, security),
+            detail="enterprise" if eap is not None else "",
+            data={"eap": eap.public()} if eap is not None else None,
+            credentials=Credentials(ssid, passphrase, hidden, security, eap),
         )
 
     def connect(self) -> None:
@@ -451,6 +476,7 @@ class OnboardingEngine:
                         creds.passphrase.reveal() if creds.passphrase else None,
                         hidden=creds.hidden,
                         security=creds.security,
+                        eap=creds.eap,
                         on_phase=self._on_phase,
                     )
             except TimeoutError:

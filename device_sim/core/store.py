@@ -20,6 +20,7 @@ NetworkManager's own files do.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 from ..codes import Code, State
 from ..errors import IdentityExists, StoreError
 from ..network.base import Security
+from ..network.eap import EapSettings, eap_from_json
 from ..security.secret import Secret
 
 SCHEMA_VERSION = 2  # 2: the saved networks (a version-1 device's one network migrates in)
@@ -115,6 +117,7 @@ class Credentials:
     passphrase: Secret | None
     hidden: bool
     security: Security | None = None  # what the app sent (None: the scan's, or tried in turn)
+    eap: EapSettings | None = None  # an enterprise network's sign-in (its secrets included)
 
 
 @dataclass(frozen=True)
@@ -126,10 +129,11 @@ class SavedNetwork:
     hidden: bool
     last_online_at: float
     security: Security | None = None
+    eap: EapSettings | None = None
 
     @property
     def credentials(self) -> Credentials:
-        return Credentials(self.ssid, self.passphrase, self.hidden, self.security)
+        return Credentials(self.ssid, self.passphrase, self.hidden, self.security, self.eap)
 
     def public(self, current: bytes | None = None) -> dict[str, object]:
         """What NETWORKS and ``ctl status`` show: never the passphrase."""
@@ -143,6 +147,7 @@ class SavedNetwork:
             "hidden": self.hidden,
             "last_online_at": round(self.last_online_at, 3),
             "current": self.ssid == current,
+            **({"eap": self.eap.public()} if self.eap is not None else {}),
         }
 
 
@@ -235,9 +240,11 @@ class DeviceStore:
             columns = {row[1] for row in db.execute("PRAGMA table_info(identity)")}
             if "softap_passphrase" not in columns:  # a store made before the SoftAP door
                 db.execute("ALTER TABLE identity ADD COLUMN softap_passphrase TEXT")
-            for table in ("onboarding", "networks"):  # a store made before the security field
-                if "security" not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN security TEXT")
+            for table in ("onboarding", "networks"):  # a store made before these fields
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column in ("security", "eap"):  # eap: JSON, with its secrets (0600 file)
+                    if column not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             with _tx(db):
                 db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
@@ -381,7 +388,7 @@ class DeviceStore:
 
     def credentials(self) -> Credentials | None:
         row = self.db.execute(
-            "SELECT ssid, passphrase, hidden, security FROM onboarding"
+            "SELECT ssid, passphrase, hidden, security, eap FROM onboarding"
         ).fetchone()
         if row[0] is None:
             return None
@@ -390,6 +397,7 @@ class DeviceStore:
             Secret(row[1]) if row[1] is not None else None,
             bool(row[2]),
             _security(row[3]),
+            _eap(row[4]),
         )
 
     def transition(
@@ -428,15 +436,17 @@ class DeviceStore:
             sets.append("attempt = attempt + 1")
         if credentials is None:
             sets += [
-                "ssid = NULL", "passphrase = NULL", "hidden = 0", "security = NULL", "attempt = 0"
+                "ssid = NULL", "passphrase = NULL", "hidden = 0", "security = NULL", "eap = NULL",
+                "attempt = 0",
             ]  # fmt: skip
         elif isinstance(credentials, Credentials):
-            sets += ["ssid = ?", "passphrase = ?", "hidden = ?", "security = ?"]
+            sets += ["ssid = ?", "passphrase = ?", "hidden = ?", "security = ?", "eap = ?"]
             args += [
                 credentials.ssid,
                 credentials.passphrase.reveal() if credentials.passphrase else None,
                 int(credentials.hidden),
                 str(credentials.security) if credentials.security else None,
+                _eap_json(credentials.eap),
             ]
         try:
             with _tx(self.db):
@@ -477,11 +487,12 @@ class DeviceStore:
     def _remember_current(self, keep: int) -> None:
         """Inside a transaction: the current credentials first in the list, ``keep`` at most."""
         self.db.execute(
-            "INSERT INTO networks (ssid, passphrase, hidden, last_online_at, security)"
-            " SELECT ssid, passphrase, hidden, ?, security FROM onboarding WHERE ssid IS NOT NULL"
+            "INSERT INTO networks (ssid, passphrase, hidden, last_online_at, security, eap)"
+            " SELECT ssid, passphrase, hidden, ?, security, eap FROM onboarding"
+            " WHERE ssid IS NOT NULL"
             " ON CONFLICT (ssid) DO UPDATE SET passphrase = excluded.passphrase,"
             " hidden = excluded.hidden, last_online_at = excluded.last_online_at,"
-            " security = excluded.security",
+            " security = excluded.security, eap = excluded.eap",
             (time.time(),),
         )
         self.db.execute(
@@ -493,7 +504,7 @@ class DeviceStore:
     def saved_networks(self) -> list[SavedNetwork]:
         """The networks the device was online on, most recent first."""
         rows = self.db.execute(
-            "SELECT ssid, passphrase, hidden, last_online_at, security FROM networks"
+            "SELECT ssid, passphrase, hidden, last_online_at, security, eap FROM networks"
             " ORDER BY last_online_at DESC, rowid DESC"
         ).fetchall()
         return [
@@ -503,6 +514,7 @@ class DeviceStore:
                 bool(r[2]),
                 float(r[3]),
                 _security(r[4]),
+                _eap(r[5]),
             )
             for r in rows
         ]
@@ -526,26 +538,30 @@ class DeviceStore:
                 raise StoreError(f"{self.path} already has saved networks")
             for age, net in enumerate(networks):
                 self.db.execute(
-                    "INSERT INTO networks (ssid, passphrase, hidden, last_online_at, security)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO networks (ssid, passphrase, hidden, last_online_at, security, eap)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         net.ssid,
                         net.passphrase.reveal() if net.passphrase else None,
                         int(net.hidden),
                         now - 3600 * (age + 1),
                         str(net.security) if net.security else None,
+                        _eap_json(net.eap),
                     ),
                 )
             if online and networks:
                 first = networks[0]
                 self.db.execute(
                     "UPDATE onboarding SET state = ?, code = 0, phase = 'history', detail = '',"
-                    " ssid = ?, passphrase = ?, hidden = ?, seq = seq + 1, updated_at = ?",
+                    " ssid = ?, passphrase = ?, hidden = ?, security = ?, eap = ?, seq = seq + 1,"
+                    " updated_at = ?",
                     (
                         int(State.ONLINE),
                         first.ssid,
                         first.passphrase.reveal() if first.passphrase else None,
                         int(first.hidden),
+                        str(first.security) if first.security else None,
+                        _eap_json(first.eap),
                         now,
                     ),
                 )
@@ -669,6 +685,21 @@ def _security(stored: str | None) -> Security | None:
         return Security(stored) if stored else None
     except ValueError:
         return None
+
+
+def _eap(stored: str | None) -> EapSettings | None:
+    """Stored enterprise settings (None: none; a record a newer version wrote that this one
+    cannot read: None, and the join says the network needs its settings again)."""
+    if not stored:
+        return None
+    try:
+        return eap_from_json(json.loads(stored))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _eap_json(eap: EapSettings | None) -> str | None:
+    return json.dumps(eap.to_json()) if eap is not None else None
 
 
 def _private(target: Path, mode: int) -> None:

@@ -91,6 +91,7 @@ class Personality:
     setup_code: bool = True  # the phone needs the label's setup code
     activation: bool = True  # the phone can send activation inputs (account, claim token)
     security: bool = False  # the phone can send the network's security mode with credentials
+    eap: bool = False  # the phone can send an enterprise network's sign-in (EAP settings)
     commands: tuple[str, ...] = ()  # the control commands its device side serves
     transports: tuple[str, ...] = ("ble",)
     # Control commands a bench sends the device before its phone onboards (Improv: the button).

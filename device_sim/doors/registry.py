@@ -64,6 +64,17 @@ def check_security(entry: Personality, security: str | None, where: str) -> None
         )
 
 
+def check_eap(entry: Personality, eap: object, where: str) -> None:
+    """Enterprise settings for a personality whose protocol carries none: ConfigError (naming
+    ``where``)."""
+    if eap is not None and not entry.eap:
+        raise ConfigError(
+            where,
+            f"the {entry.name} personality's protocol carries no enterprise (802.1X) settings: "
+            f"use --personality {default()}",
+        )
+
+
 def phone_options() -> dict[str, PhoneOption]:
     """Every personality's phone-side options, by key (one flag for two that share a key)."""
     return {o.key: o for name in FOLDERS for o in get(name).phone_options}

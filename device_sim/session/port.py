@@ -31,6 +31,8 @@ from ..core.store import Identity, OnboardingRecord
 from ..core.view import DeviceView
 from ..errors import OnboardingError
 from ..network.base import AccessPoint, AccessPointConfig, Security
+from ..network.eap import MAX_FILE_BYTES as EAP_FILE_MAX_BYTES
+from ..network.eap import EapMethod, EapSettings, Phase2
 from ..security.secret import Secret
 from .holder import Closer, SessionHolder, SoftApOpener
 
@@ -39,14 +41,18 @@ SECURITY_MODES = tuple(str(mode) for mode in Security)
 with UNSUPPORTED_SECURITY)."""
 
 __all__ = [
+    "EAP_FILE_MAX_BYTES",
     "STATE_PHASES",
     "AccessPoint",
     "AccessPointConfig",
     "DiagnosticEvent",
     "DoorPort",
+    "EapMethod",
+    "EapSettings",
     "EventPhase",
     "Identity",
     "OnboardingRecord",
+    "Phase2",
     "RadioUser",
 ]
 
@@ -140,10 +146,12 @@ class DoorPort(DeviceView):
         passphrase: Secret | None,
         hidden: bool,
         security: str | None = None,
+        eap: EapSettings | None = None,
     ) -> None:
         """Store the network to join; ``security`` is the mode the app sent, if any (one of
-        :data:`SECURITY_MODES`). Raises OnboardingError (INVALID_STATE, BUSY, format,
-        MALFORMED_REQUEST for an unknown mode, UNSUPPORTED_SECURITY)."""
+        :data:`SECURITY_MODES`); ``eap`` an enterprise network's sign-in. Raises
+        OnboardingError (INVALID_STATE, BUSY, format, MALFORMED_REQUEST for an unknown mode,
+        UNSUPPORTED_SECURITY, EAP_SETTINGS_INVALID)."""
         mode = None
         if security is not None:
             try:
@@ -153,7 +161,7 @@ class DoorPort(DeviceView):
                     Code.MALFORMED_REQUEST,
                     f"security: one of {', '.join(SECURITY_MODES)}, not {security!r}",
                 ) from None
-        self._engine.set_credentials(ssid, passphrase, hidden, mode)
+        self._engine.set_credentials(ssid, passphrase, hidden, mode, eap)
 
     def connect(self) -> None:
         """Join the stored network. Raises OnboardingError."""

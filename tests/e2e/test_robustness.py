@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+import tarfile
 
 import pytest
 
@@ -11,6 +13,7 @@ from device_sim.doors.native.client import BleLink, ClientSession
 from device_sim.doors.native.flow import Provisioner, find_device, provision
 from device_sim.doors.native.wire import ErrorBody, fragment, split_type
 from device_sim.errors import SessionError
+from device_sim.network.radius import eap_settings
 from device_sim.network.scenario import load_scenario
 from device_sim.security.secret import Secret
 
@@ -194,3 +197,55 @@ async def test_no_secret_crosses_the_bus_or_reaches_the_logs(
     logs = device.log.read_bytes() + (device.state_dir / "onboarding.jsonl").read_bytes()
     for secret in secrets:
         assert secret not in logs
+
+
+@pytest.mark.requires_tools("dbus-monitor")
+@pytest.mark.parametrize("scenario", ["enterprise-peap", "enterprise-tls"])
+async def test_no_enterprise_secret_crosses_the_bus_or_reaches_logs_events_or_a_bundle(
+    device: Device, profile, setup_code, scenario: str, tmp_path
+) -> None:
+    """The password (PEAP) and the private key (EAP-TLS) travel sealed in the session, and
+    appear in no log, event or diagnostics bundle (NetworkManager would get them over the
+    system bus by design: here the simulated world plays it)."""
+    creds = load_scenario(scenario).default_credentials
+    assert creds.eap is not None
+    eap = eap_settings(creds.eap)
+    await device.start(scenario)
+    monitor = subprocess.Popen(
+        ["dbus-monitor", "--address", device.vb.bus_address, "--binary"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        result = await provision(
+            profile, device.target(1), setup_code=setup_code, ssid=creds.ssid, passphrase=None,
+            eap=eap,
+        )  # fmt: skip
+        assert result["state"] == "online", result.get("detail")
+    finally:
+        monitor.terminate()
+        captured, _ = monitor.communicate(timeout=10)
+    assert len(captured) > 10_000
+    secrets = [s.reveal().encode() for s in (eap.password, eap.private_key) if s is not None]
+    if eap.private_key is not None:  # and each line of the key's body, as a PEM carries it
+        secrets += [line.encode() for line in eap.private_key.reveal().splitlines()[1:-1]]
+    assert secrets
+    bundle = tmp_path / "bundle.tar.gz"
+    done = subprocess.run(
+        [sys.executable, "-m", "device_sim", "ctl", "--state-dir", str(device.state_dir),
+         "--out", str(bundle), "diagnostics"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(bundle) as archive:
+        packed = b"".join(
+            archive.extractfile(m).read()  # type: ignore[union-attr]
+            for m in archive.getmembers()
+            if m.isfile()
+        )
+    events = (device.state_dir / "onboarding.jsonl").read_bytes()
+    assert b'"method":' in events or b'"method": ' in events  # the events name the method ...
+    for secret in secrets:  # ... and carry none of its secrets
+        assert secret not in captured
+        assert secret not in device.log.read_bytes() + events
+        assert secret not in packed

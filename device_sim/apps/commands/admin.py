@@ -73,12 +73,40 @@ def write_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _world_certs(out: Path, identity: str) -> int:
+    """``scenario certs``: the world's CA certificates, and a client certificate with its key
+    (0600), valid and expired, for ``identity``."""
+    import os
+
+    from ...network.radius import world_pki
+    from ...network.scenario.model import ISSUERS
+
+    pki = world_pki()
+    files = {f"{issuer}-ca.pem": pki.ca_pem(issuer) for issuer in ISSUERS}
+    for name, expired in (("client", False), ("client-expired", True)):
+        cert, key = pki.client(identity, expired=expired)
+        files |= {f"{name}.pem": cert, f"{name}.key": key}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            path = out / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    except OSError as exc:
+        raise ConfigError(str(out), f"cannot write: {exc.strerror or exc}") from None
+    print(f"wrote {', '.join(sorted(files))} to {out} (test fixtures: never trust them elsewhere)")
+    return 0
+
+
 def scenario(args: argparse.Namespace) -> int:
     """``scenario check``: 0 when every file is valid, 2 with each file's every error listed;
     ``scenario schema``: the JSON Schema made from the same model that validates them."""
     from ...errors import ConfigErrors
     from ...network.scenario import load_scenario, schema_text
 
+    if args.scenario_command == "certs":
+        return _world_certs(args.out, args.identity)
     if args.scenario_command == "schema":
         if args.out is None:
             sys.stdout.write(schema_text())

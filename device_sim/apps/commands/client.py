@@ -17,6 +17,7 @@ from typing import Any
 
 from ...doors import registry
 from ...errors import ConfigError
+from .eap_args import eap_from_args
 from .output import emit, write_out
 
 
@@ -132,6 +133,8 @@ async def _provision(args: argparse.Namespace, profile: Any, target: Any, entry:
     from ...security.secret import Secret
 
     registry.check_security(entry, getattr(args, "security", None), "--security")
+    eap = eap_from_args(args)
+    registry.check_eap(entry, eap, "--eap-method")
     activation = None
     if args.activate or args.account or args.claim_token:
         if not entry.activation:
@@ -150,6 +153,7 @@ async def _provision(args: argparse.Namespace, profile: Any, target: Any, entry:
         passphrase=Secret(passphrase) if passphrase is not None else None,
         hidden=args.hidden,
         security=args.security,
+        eap=eap,
         setup_code=args.setup_code,
         activation=activation,
         outcome_timeout=args.timeout,

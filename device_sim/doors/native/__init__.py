@@ -33,6 +33,7 @@ PERSONALITY = Personality(
     reports=lazy(f"{__name__}.docs", "reports"),
     transports=("ble", "softap"),
     security=True,  # SET_CREDENTIALS' security (revision 3)
+    eap=True,  # SET_CREDENTIALS' eap, with CREDENTIAL_FILE parts (revision 4)
     serves_diagnostics=True,
     phone_requests={
         "discover": lazy(f"{__name__}.client", "discover"),

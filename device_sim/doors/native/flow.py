@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from ...client.target import (
     Attempts,
     Clock,
     Credentials,
+    EapSettings,
     Progress,
     ProvisionRequest,
     Target,
@@ -31,6 +33,7 @@ from ...profile import Profile
 from ...security.secret import Secret
 from .client import BleLink, ClientSession, FoundDevice, discover
 from .http_link import HttpLink
+from .session import FILE_CHUNK
 
 LOG = logging.getLogger(__name__)
 
@@ -187,12 +190,15 @@ class Provisioner:
         *,
         hidden: bool = False,
         security: str | None = None,
+        eap: EapSettings | None = None,
         outcome_timeout: float = 120.0,
         activation: dict[str, Secret | str | None] | None = None,
     ) -> dict[str, Any]:
         """Send credentials, CONNECT, follow events to online/failed. Raises OnboardingError.
 
         ``security`` (``wpa3-sae``, ``owe``...): the network's mode, sent only when given.
+        ``eap``: an enterprise network's sign-in; its certificates and key go first, as
+        CREDENTIAL_FILE parts in the open session (revision 4).
 
         ``activation`` ({account, claim_token, device_password}; {} for zero-touch) is sent as
         SET_ACTIVATION before CONNECT, and the device's activation status (never a token) is
@@ -205,8 +211,19 @@ class Provisioner:
                 "needs revision 3 (leave it out: the device reads the scan, or tries WPA3 "
                 "then WPA2 for a hidden network)",
             )
+        if eap is not None and self.revision < 4:
+            raise ConfigError(
+                "--eap-method",
+                f"the device speaks protocol revision {self.revision}; enterprise settings need "
+                "revision 4",
+            )
         events: list[dict[str, Any]] = []
         self.progress("credentials", {})
+        files, eap_body = eap_wire(eap) if eap is not None else ([], None)
+        if files:  # the files first, part by part, in the session (never in the proof bundle)
+            await self.open()
+            for name, data in files:
+                await self._send_file(name, data)
         requests: list[tuple[MessageType, dict[str, Any]]] = [
             (
                 MessageType.SET_CREDENTIALS,
@@ -215,6 +232,7 @@ class Provisioner:
                     "hidden": hidden,
                     "passphrase": passphrase.reveal() if passphrase else None,
                     **({"security": security} if security is not None else {}),
+                    **({"eap": eap_body} if eap_body is not None else {}),
                 },
             )
         ]
@@ -250,6 +268,23 @@ class Provisioner:
             outcome["activation"] = status.get("activation")
         return outcome
 
+    async def _send_file(self, name: str, data: bytes) -> None:
+        """One certificate or key as CREDENTIAL_FILE parts; the device acknowledges each."""
+        assert self.session is not None
+        for offset in range(0, len(data), FILE_CHUNK):
+            chunk = data[offset : offset + FILE_CHUNK]
+            kind, answer = await self.session.call(
+                MessageType.CREDENTIAL_FILE,
+                {
+                    "name": name,
+                    "size": len(data),
+                    "offset": offset,
+                    "chunk_b64": base64.b64encode(chunk).decode("ascii"),
+                },
+            )
+            if kind is not MessageType.ACK or answer.get("received") != offset + len(chunk):
+                raise DeviceUnreachable(f"the device answered CREDENTIAL_FILE {name} out of order")
+
     def result(self, outcome: dict[str, Any]) -> dict[str, Any]:
         """The JSON result: outcome + device + timings + GATT round trips."""
         return {
@@ -272,6 +307,28 @@ class Provisioner:
     def restart_clock(self) -> None:
         """Time the next attempt on its own (the session is already open)."""
         self.clock = Clock()
+
+
+def eap_wire(eap: EapSettings) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+    """SET_CREDENTIALS' ``eap`` object for ``eap``, and the files to send before it (each
+    named in the object by its SHA-256)."""
+    body: dict[str, Any] = {"method": str(eap.method), "identity": eap.identity}
+    for key in ("anonymous_identity", "domain"):
+        if (value := getattr(eap, key)) is not None:
+            body[key] = value
+    if eap.phase2 is not None:
+        body["phase2"] = str(eap.phase2)
+    if eap.password is not None:
+        body["password"] = eap.password.reveal()
+    files: list[tuple[str, bytes]] = []
+    for name in ("ca_cert", "client_cert", "private_key"):
+        value = getattr(eap, name)
+        if value is None:
+            continue
+        data = value.reveal().encode("ascii") if isinstance(value, Secret) else bytes(value)
+        files.append((name, data))
+        body[name] = hashlib.sha256(data).hexdigest()
+    return files, body
 
 
 async def list_networks(
@@ -359,6 +416,7 @@ async def provision(
     passphrase: Secret | None,
     hidden: bool = False,
     security: str | None = None,
+    eap: EapSettings | None = None,
     outcome_timeout: float = 120.0,
     on_progress: Progress | None = None,
     retries: list[tuple[bytes, Secret | None, bool]] | None = None,
@@ -378,6 +436,7 @@ async def provision(
             creds[1],
             hidden=creds[2],
             security=security if creds[0] == ssid else None,
+            eap=eap if creds[0] == ssid else None,
             outcome_timeout=outcome_timeout,
             activation=activation,
         )
@@ -447,6 +506,7 @@ async def provision_request(
         passphrase=request.passphrase,
         hidden=request.hidden,
         security=request.security,
+        eap=request.eap,
         outcome_timeout=request.outcome_timeout,
         on_progress=on_progress,
         retries=list(request.retries) or None,

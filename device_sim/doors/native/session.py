@@ -16,20 +16,30 @@ secrets); errors inside a session travel as sealed SECURE_ERROR.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...codes import Code, MessageType
 from ...errors import OnboardingError, ProtocolError, SessionError
 from ...security.secret import Secret
 from ...security.session import PAKE_PROOF_LENGTH, DeviceHandshake, SecureChannel
-from ...session.port import DiagnosticEvent, DoorPort
+from ...session.port import (
+    EAP_FILE_MAX_BYTES,
+    DiagnosticEvent,
+    DoorPort,
+    EapMethod,
+    EapSettings,
+    Phase2,
+)
 from .wire import ErrorBody, decode_json, encode_json, split_type, unpack_messages
 
 LOG = logging.getLogger(__name__)
 DIAGNOSTICS_CHUNK = 2048  # bundle bytes per DIAGNOSTICS answer (fits a 4 KiB message as base64)
+FILE_CHUNK = 2048  # bytes per CREDENTIAL_FILE part, the same bound
+FILE_NAMES = ("ca_cert", "client_cert", "private_key")
 
 Sender = Callable[[bytes], None]
 
@@ -43,6 +53,14 @@ class _Native:
     handshake: DeviceHandshake | None
     channel: SecureChannel | None = None
     bundle: bytes | None = None  # the diagnostics bundle this session is reading
+    # CREDENTIAL_FILE parts received: name -> (announced size, bytes so far). Memory only,
+    # overwritten when the session ends (a private key among them).
+    files: dict[str, tuple[int, bytearray]] = field(default_factory=dict)
+
+    def wipe(self) -> None:
+        for _, data in self.files.values():
+            data[:] = bytes(len(data))
+        self.files.clear()
 
 
 class NativeSession:
@@ -120,6 +138,8 @@ class NativeSession:
 
     def _pake_start(self, peer: Hashable, body: bytes, send: Sender) -> bytes:
         self.port.begin_session(peer, lambda code, notify: self._ended(peer, code, notify))
+        if self._s is not None:
+            self._s.wipe()
         identity = self.port.identity
         handshake = DeviceHandshake(identity.srp_salt, identity.srp_verifier)
         self._s = _Native(peer, send, handshake)
@@ -186,6 +206,7 @@ class NativeSession:
         if s is None or s.peer != peer:
             return
         self._s = None
+        s.wipe()
         if notify:
             s.send(ErrorBody(code, 0, "session closed").to_message())
 
@@ -222,8 +243,17 @@ class NativeSession:
             networks = await port.scan()
             return MessageType.SCAN_RESULT, {"networks": [ap.to_wire() for ap in networks]}
         if inner is MessageType.SET_CREDENTIALS:
-            port.set_credentials(*parse_credentials(request))
+            ssid, passphrase, hidden, security = parse_credentials(request)
+            eap = parse_eap(request["eap"], s.files) if request.get("eap") is not None else None
+            port.set_credentials(ssid, passphrase, hidden, security, eap)
             return MessageType.ACK, {"request": "SET_CREDENTIALS"}
+        if inner is MessageType.CREDENTIAL_FILE:
+            name, received = receive_file_part(s.files, request)
+            return MessageType.ACK, {
+                "request": "CREDENTIAL_FILE",
+                "name": name,
+                "received": received,
+            }
         if inner is MessageType.CONNECT:
             port.connect()
             return MessageType.ACK, {"request": "CONNECT"}
@@ -317,15 +347,126 @@ def parse_credentials(
         or not isinstance(hidden, bool)
         or not (passphrase is None or isinstance(passphrase, str))
         or not (security is None or isinstance(security, str))
-        or set(request) - {"ssid_hex", "passphrase", "hidden", "security"}
+        or set(request) - {"ssid_hex", "passphrase", "hidden", "security", "eap"}
     ):
         raise ProtocolError(
             Code.MALFORMED_REQUEST,
             "SET_CREDENTIALS needs {ssid_hex: str, passphrase: str|null, hidden: bool, "
-            "security?: str}",
+            "security?: str, eap?: object}",
         )
     passphrase_ = Secret(passphrase) if passphrase is not None else None
     return _ssid(ssid_hex), passphrase_, hidden, security
+
+
+def receive_file_part(
+    files: dict[str, tuple[int, bytearray]], request: dict[str, Any]
+) -> tuple[str, int]:
+    """CREDENTIAL_FILE: one part of a certificate or key, in order. Returns the file's name
+    and the bytes received so far. Raises ProtocolError (MALFORMED_REQUEST, MESSAGE_TOO_LARGE)
+    and leaves what was received as it was."""
+    name, size, offset = request.get("name"), request.get("size"), request.get("offset")
+    chunk_b64 = request.get("chunk_b64")
+    if (
+        set(request) != {"name", "size", "offset", "chunk_b64"}
+        or not isinstance(name, str)
+        or name not in FILE_NAMES
+        or not isinstance(size, int)
+        or not isinstance(offset, int)
+        or isinstance(size, bool)
+        or isinstance(offset, bool)
+        or not isinstance(chunk_b64, str)
+    ):
+        raise ProtocolError(
+            Code.MALFORMED_REQUEST,
+            "CREDENTIAL_FILE takes {name: ca_cert|client_cert|private_key, size: int, "
+            "offset: int, chunk_b64: str}",
+        )
+    if not 0 < size <= EAP_FILE_MAX_BYTES:
+        raise ProtocolError(
+            Code.MESSAGE_TOO_LARGE, f"{name}: 1 to {EAP_FILE_MAX_BYTES} bytes, not {size}"
+        )
+    try:
+        chunk = base64.b64decode(chunk_b64, validate=True)
+    except ValueError:
+        raise ProtocolError(Code.MALFORMED_REQUEST, "chunk_b64 is not base64") from None
+    if not 0 < len(chunk) <= FILE_CHUNK:
+        raise ProtocolError(Code.MALFORMED_REQUEST, f"a part holds 1 to {FILE_CHUNK} bytes")
+    old = files.get(name)
+    if offset == 0:
+        if old is not None:
+            old[1][:] = bytes(len(old[1]))
+        data = bytearray()
+    elif old is None or old[0] != size or offset != len(old[1]):
+        expected = len(old[1]) if old is not None else 0
+        raise ProtocolError(
+            Code.MALFORMED_REQUEST,
+            f"{name}: the next part starts at offset {expected} (size {size} as first sent)",
+        )
+    else:
+        data = old[1]
+    if offset + len(chunk) > size:
+        raise ProtocolError(Code.MALFORMED_REQUEST, f"{name}: parts run past its size {size}")
+    data.extend(chunk)
+    files[name] = (size, data)
+    return name, len(data)
+
+
+def parse_eap(eap: Any, files: dict[str, tuple[int, bytearray]]) -> EapSettings:
+    """SET_CREDENTIALS' ``eap`` object: the method and its fields, each certificate or key
+    named by the SHA-256 of a whole CREDENTIAL_FILE of this session. Raises ProtocolError
+    (MALFORMED_REQUEST: not the object's shape; EAP_SETTINGS_INVALID: a word or file that is
+    not right)."""
+    texts = ("method", "phase2", "identity", "anonymous_identity", "password", "domain")
+    if (
+        not isinstance(eap, dict)
+        or set(eap) - {*texts, *FILE_NAMES}
+        or not all(isinstance(v, str) for v in eap.values())
+    ):
+        raise ProtocolError(
+            Code.MALFORMED_REQUEST,
+            "eap takes {method, phase2?, identity, anonymous_identity?, password?, domain?, "
+            "ca_cert?, client_cert?, private_key?}: strings",
+        )
+
+    def bad(detail: str) -> ProtocolError:
+        return ProtocolError(Code.EAP_SETTINGS_INVALID, detail)
+
+    try:
+        method = EapMethod(str(eap.get("method")))
+    except ValueError:
+        raise bad(f"method: {', '.join(EapMethod)}, not {eap.get('method')!r}") from None
+    try:
+        phase2 = Phase2(eap["phase2"]) if "phase2" in eap else None
+    except ValueError:
+        raise bad(f"phase2: {', '.join(Phase2)}, not {eap['phase2']!r}") from None
+    if "identity" not in eap:
+        raise bad("identity: missing")
+    pems: dict[str, bytes] = {}
+    for name in FILE_NAMES:
+        if name not in eap:
+            continue
+        size, data = files.get(name, (0, bytearray()))
+        if len(data) != size or not data or hashlib.sha256(data).hexdigest() != eap[name].lower():
+            raise bad(
+                f"{name}: no whole CREDENTIAL_FILE with that SHA-256 in this session "
+                f"({len(data)} of {size} bytes received)"
+            )
+        pems[name] = bytes(data)
+    try:
+        key = Secret(pems["private_key"].decode("ascii")) if "private_key" in pems else None
+    except UnicodeDecodeError:
+        raise bad("private_key: not a PEM private key") from None
+    return EapSettings(
+        method=method,
+        identity=eap["identity"],
+        anonymous_identity=eap.get("anonymous_identity"),
+        password=Secret(eap["password"]) if "password" in eap else None,
+        phase2=phase2,
+        ca_cert=pems.get("ca_cert"),
+        domain=eap.get("domain"),
+        client_cert=pems.get("client_cert"),
+        private_key=key,
+    )
 
 
 def parse_activation(request: dict[str, Any]) -> tuple[str | None, Secret | None, Secret | None]:
