@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,8 +48,18 @@ WATCH_BACKLOG = 20  # events a watcher gets first (the last ones before it joine
 WATCH_QUEUE = 1000  # events held for a slow watcher before it is let go
 
 
-async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> int:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT).
+Preflight = Callable[[DaemonOptions], Awaitable[list[dict[str, Any]]]]
+"""The checks the daemon runs before it opens the device (``doctor``'s, by the command that
+starts it): each result as ``doctor --json`` gives it, ``ok`` false for a finding with its
+``code`` and ``fix``."""
+
+
+async def run_daemon(
+    opts: DaemonOptions, stop: asyncio.Event | None = None, *, preflight: Preflight | None = None
+) -> int:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT). ``preflight``: checks run before the
+    device opens (its advertisement not yet registered, so a leaked one is told from ours);
+    each finding becomes a ``preflight`` event with its code once the device is open.
 
     Raises ConfigError, StoreError, TransportError.
     """
@@ -62,7 +72,7 @@ async def run_daemon(opts: DaemonOptions, stop: asyncio.Event | None = None) -> 
     if after != before:
         LOG.debug("descriptor limit raised from %d to %d", before, after)
     try:
-        return await _run_daemon(opts, stop)
+        return await _run_daemon(opts, stop, preflight)
     finally:
         os.umask(previous_umask)
 
@@ -148,7 +158,40 @@ async def serve_device(
     return served
 
 
-async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
+async def _preflight(preflight: Preflight | None, opts: DaemonOptions) -> list[dict[str, Any]]:
+    """The preflight's results; never raises (a check that cannot run is not a start that
+    cannot)."""
+    if preflight is None:
+        return []
+    try:
+        results = await preflight(opts)
+    except Exception as exc:  # the doctor's own failure: logged, the daemon starts anyway
+        LOG.warning("preflight could not run: %s: %s", type(exc).__name__, exc)
+        return []
+    found = [r for r in results if not r.get("ok")]
+    LOG.info(
+        "preflight: %d checks, %s",
+        len(results),
+        ", ".join(f"{r['name']} {r.get('code_name')}" for r in found) or "no finding",
+    )
+    return found
+
+
+def _report_preflight(engine: OnboardingEngine, found: list[dict[str, Any]]) -> None:
+    """Each finding an event: its check, its detail and its fix, with its code."""
+    for r in found:
+        code = Code.__members__.get(str(r.get("code_name")), Code.INTERNAL_ERROR)
+        engine.note(
+            "preflight",
+            f"{r['name']}: {r['detail']}",
+            {"check": r["name"], "fix": r.get("fix")},
+            code,
+        )
+
+
+async def _run_daemon(
+    opts: DaemonOptions, stop: asyncio.Event | None, preflight: Preflight | None = None
+) -> int:
     stop = stop or asyncio.Event()
     profile = load_profile(opts.profile)
     loop = asyncio.get_running_loop()
@@ -161,7 +204,9 @@ async def _run_daemon(opts: DaemonOptions, stop: asyncio.Event | None) -> int:
             ring = keep_log(opts.state_dir)
             stack.callback(logging.getLogger().removeHandler, ring)
             stack.callback(ring.close)
+        found = await _preflight(preflight, opts)
         served = await serve_device(stack, opts, profile)
+        _report_preflight(served.device.engine, found)
         # One machine-readable line on stdout says the daemon is serving (supervisors and the
         # tests wait for it instead of sleeping); everything else goes to the log on stderr.
         sys.stdout.write(json.dumps(served.ready()) + "\n")

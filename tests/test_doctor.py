@@ -134,6 +134,8 @@ async def test_on_virtual_bus_bluez_passes_and_missing_networkmanager_fails(
     assert r["dbus"].ok and vb.bus_address.split(",")[0] in r["dbus"].detail
     assert r["bluez"].ok, r["bluez"]
     assert "hci0" in r["bluez"].detail and "LE advertising" in r["bluez"].detail
+    # BlueZoo's SupportedCapabilities (31 and 31): the advertisement fills it exactly
+    assert "advertisement 31/31 bytes, name in the scan response 9/31" in r["bluez"].detail
     assert not r["networkmanager"].ok
     assert "not running" in r["networkmanager"].detail
     assert "systemctl start NetworkManager" in r["networkmanager"].fix
@@ -694,3 +696,33 @@ async def test_networkmanager_older_than_1_16_is_too_old(
     r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
     assert r["networkmanager"].ok is ok and version in r["networkmanager"].detail
     assert ok or r["networkmanager"].code is Code.NETWORKMANAGER_TOO_OLD
+
+
+def test_an_advertisement_longer_than_the_adapter_takes() -> None:
+    """SupportedCapabilities as BlueZ gives them (a{sv}), or absent (before BlueZ 5.56: a
+    legacy 31 bytes): the advertisement's data and its name in the scan response each fit."""
+    from device_sim.apps.doctor.base import Failed
+    from device_sim.apps.doctor.checks_bus import advertising_fit, native_advertisement
+    from device_sim.profile import load_profile
+
+    profile = load_profile()
+    adv, name = native_advertisement(profile)
+    assert adv.length() == 31 and name == "DS-FFFF"  # flags 3, UUID 18, manufacturer data 10
+    assert "31/31" in advertising_fit(None, "hci0", profile)
+    wide = {"MaxAdvLen": Variant("y", 251), "MaxScnRspLen": Variant("y", 251)}
+    assert "31/251" in advertising_fit(wide, "hci0", profile)
+    for caps, says in (
+        ({"MaxAdvLen": Variant("y", 27)}, "needs 31 bytes; hci0 takes 27 (MaxAdvLen)"),
+        ({"MaxScnRspLen": Variant("y", 8)}, "'DS-FFFF' needs 9 bytes of scan response"),
+    ):
+        with pytest.raises(Failed) as caught:
+            advertising_fit(caps, "hci0", profile)
+        assert caught.value.code is Code.ADVERTISEMENT_TOO_LONG and says in caught.value.detail
+    long_name = dataclasses.replace(
+        profile,
+        advertising=dataclasses.replace(
+            profile.advertising, local_name_pattern="Acme Water Heater Pro {short_id} Setup"
+        ),
+    )
+    with pytest.raises(Failed, match="scan response"):
+        advertising_fit(None, "hci0", long_name)

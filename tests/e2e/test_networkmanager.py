@@ -8,6 +8,7 @@ the phone as its specific code, and a success as online with the profile saved.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -151,3 +152,42 @@ async def test_a_portal_after_activation_is_a_captive_portal(
             passphrase=Secret(PASSPHRASE),
         )
     assert (result["state"], result["code_name"]) == ("failed", "CAPTIVE_PORTAL")
+
+
+async def test_the_daemon_reports_its_preflight_findings_as_events(device, nm, tmp_path) -> None:
+    """On NetworkManager the daemon runs the doctor's preflight before it opens the device and
+    reports each finding as a `preflight` event with its code and fix: the same findings the
+    doctor gives for that configuration on that bus."""
+    from dbus_fast import Variant
+
+    from device_sim.apps.doctor import PREFLIGHT, run_checks
+    from device_sim.config import DaemonOptions
+    from device_sim.doors.ble.options import BleOptions
+    from device_sim.doors.supervisor import DoorOptions, Policy
+    from device_sim.network.base import BackendKind
+    from device_sim.network.nm import defs
+    from device_sim.network.options import NetworkOptions
+
+    await nm.call(  # a finding every machine has: NetworkManager 1.14 (too old)
+        defs.MANAGER_PATH, "org.freedesktop.DBus.Mock", "UpdateProperties", "sa{sv}",
+        [defs.MANAGER_IFACE, {"Version": Variant("s", "1.14.0")}],
+    )  # fmt: skip
+    async with Cloud(tmp_path) as cloud:
+        ready = await _start(device, nm, cloud)
+    config = DaemonOptions(
+        state_dir=device.state_dir,
+        network=NetworkOptions(backend=BackendKind.NETWORK_MANAGER, interface="wlan0"),
+        ble=BleOptions(adapter=ready["adapter"]),
+        doors=DoorOptions(policy=Policy.BLE_ONLY),
+    )
+    doctor = await run_checks(config, bus_address=device.vb.bus_address, only=PREFLIGHT)
+    expected = {(r.name, r.code.name) for r in doctor if not r.ok and r.code is not None}
+    lines = (device.state_dir / "onboarding.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    reported = [e for e in events if e["phase"] == "preflight"]
+    assert {(e["data"]["check"], e["code_name"]) for e in reported} == expected
+    assert {r.name for r in doctor} == set(PREFLIGHT)
+    assert ("networkmanager", "NETWORKMANAGER_TOO_OLD") in expected
+    for event in reported:
+        assert event["data"]["fix"] and event["code"] > 500  # device-category findings
+        assert event["detail"].startswith(event["data"]["check"] + ": ")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from ...errors import ConfigError
 from ...security.secret import Secret
@@ -108,4 +109,18 @@ async def run(args: argparse.Namespace) -> int:
     if args.config is None and not given:
         raise ConfigError("--state-dir", "give --state-dir or --config")
     # The config file (or the built-in defaults), the DEVICE_SIM_* variables, then the flags.
-    return await run_daemon(resolve_options(args.config, args))
+    return await run_daemon(resolve_options(args.config, args), preflight=_preflight)
+
+
+async def _preflight(opts: Any) -> list[dict[str, Any]]:
+    """The doctor's preflight for a device on NetworkManager (a Pi, or a bench with real
+    radios: the findings the daemon reports as events). The simulated world runs none: its
+    machine is a CI runner or a bench whose doctor is run by hand, and an idle daemon stays
+    lean (the doctor's D-Bus library is not loaded; tests/e2e/test_lean_daemon.py)."""
+    from ...network.base import BackendKind
+
+    if opts.network.backend is not BackendKind.NETWORK_MANAGER:
+        return []
+    from ..doctor import preflight
+
+    return list(await preflight(opts))

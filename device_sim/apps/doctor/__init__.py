@@ -22,16 +22,27 @@ from __future__ import annotations
 from .base import CheckResult
 from .checks_bus import NM_PERMISSIONS
 from .checks_host import REGDOM_PARAM
-from .runner import CHECK_TIMEOUT, CHECKS, diagnose, exit_code, format_results, run_checks
+from .runner import (
+    CHECK_TIMEOUT,
+    CHECKS,
+    PREFLIGHT,
+    diagnose,
+    exit_code,
+    format_results,
+    preflight,
+    run_checks,
+)
 
 __all__ = [
     "CHECKS",
     "CHECK_TIMEOUT",
     "NM_PERMISSIONS",
+    "PREFLIGHT",
     "REGDOM_PARAM",
     "CheckResult",
     "diagnose",
     "exit_code",
     "format_results",
+    "preflight",
     "run_checks",
 ]

@@ -17,8 +17,10 @@ from dbus_fast.aio import MessageBus
 
 from ...codes import Code
 from ...dbus_call import DBusError, call
+from ...doors.ble.gatt import Advertised
 from ...errors import DEFAULT_SYSTEM_BUS, SYSTEM_BUS_ENV, bus_address
 from ...network.nm import defs
+from ...profile import Profile, load_profile
 from .base import Context, Failed, run_tool
 
 __all__ = [
@@ -188,6 +190,7 @@ async def check_bluez(ctx: Context) -> str:
             Code.ADVERTISING_SLOTS_FULL,
         )
     free = f" ({slots} free advertising slots, {active} in use)" if slots is not None else ""
+    free += "; " + advertising_fit(manager.get("SupportedCapabilities"), adapter)
     version = await bluez_version()
     if version in BROKEN_BLUEZ:
         raise Failed(
@@ -198,6 +201,45 @@ async def check_bluez(ctx: Context) -> str:
         )
     free += f"; BlueZ {version}" if version else "; BlueZ version unknown (no bluetoothctl)"
     return f"BlueZ up; {adapter} ({props.get('Address', '?')}) powered, LE advertising{free}"
+
+
+_FIELD_SIZES = {"u8": 1, "u16": 2, "bytes3": 3}
+LEGACY_LENGTH = 31  # a legacy advertisement's data, and its scan response
+
+
+def native_advertisement(profile: Profile) -> tuple[Advertised, str]:
+    """The device's own advertisement as the profile lays it out, and its longest name."""
+    adv = profile.advertising
+    size = sum(_FIELD_SIZES[kind] for _, kind in adv.manufacturer_fields)
+    name = adv.local_name_pattern.format(short_id="FFFF")
+    return Advertised([adv.service_uuid], {}, {adv.manufacturer_id: bytes(size)}), name
+
+
+def advertising_fit(caps: Any, adapter: str, profile: Profile | None = None) -> str:
+    """Whether the advertisement and the name fit what ``adapter`` takes (``caps``: its
+    ``SupportedCapabilities``; absent before BlueZ 5.56: a legacy 31 bytes each). Returns the
+    finding's detail, or raises Failed(ADVERTISEMENT_TOO_LONG)."""
+    values = {k: getattr(v, "value", v) for k, v in (caps or {}).items()}
+    most_adv = int(values.get("MaxAdvLen", LEGACY_LENGTH))
+    # BlueZ names the scan response's bound MaxScnRspLen; BlueZoo 1.0.2 MaxScanRespLen.
+    most_scan = int(values.get("MaxScnRspLen", values.get("MaxScanRespLen", LEGACY_LENGTH)))
+    adv, name = native_advertisement(profile or load_profile())
+    needed, named = adv.length(), 2 + len(name.encode())
+    if needed > most_adv:
+        raise Failed(
+            f"the advertisement needs {needed} bytes; {adapter} takes {most_adv} (MaxAdvLen)",
+            "use a Bluetooth 4.0+ LE adapter (31 bytes), or fewer fields in gatt_profile.yaml "
+            "advertising.manufacturer_data",
+            Code.ADVERTISEMENT_TOO_LONG,
+        )
+    if named > most_scan:
+        raise Failed(
+            f"the name {name!r} needs {named} bytes of scan response; {adapter} takes "
+            f"{most_scan} (MaxScnRspLen)",
+            "a shorter advertising.local_name_pattern in gatt_profile.yaml",
+            Code.ADVERTISEMENT_TOO_LONG,
+        )
+    return f"advertisement {needed}/{most_adv} bytes, name in the scan response {named}/{most_scan}"
 
 
 async def check_networkmanager(ctx: Context) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
+from typing import Any
 
 from ...codes import Code
 from ...config import DEFAULT_CONFIG_PATH, DaemonOptions, load_config
@@ -33,7 +34,16 @@ from .checks_host import (
     check_state_dir,
 )
 
-__all__ = ["CHECKS", "CHECK_TIMEOUT", "diagnose", "exit_code", "format_results", "run_checks"]
+__all__ = [
+    "CHECKS",
+    "CHECK_TIMEOUT",
+    "PREFLIGHT",
+    "diagnose",
+    "exit_code",
+    "format_results",
+    "preflight",
+    "run_checks",
+]
 
 CHECK_TIMEOUT = 5.0
 
@@ -102,8 +112,10 @@ async def run_checks(
     config_error: ConfigError | None = None,
     timeout: float = CHECK_TIMEOUT,
     root: Path = Path("/"),
+    only: Collection[str] | None = None,
 ) -> list[CheckResult]:
-    """Run every check in :data:`CHECKS` order; never raises (but is cancellable).
+    """Run every check in :data:`CHECKS` order (``only``: those named); never raises (but is
+    cancellable).
 
     ``config`` None: a Raspberry Pi install's defaults. ``config_error``: why the config file
     did not load (the ``config`` check reports it; the others use the defaults).
@@ -119,6 +131,7 @@ async def run_checks(
         return [
             await _guarded(name, check, fix, code, ctx, timeout)
             for name, check, fix, code in CHECKS
+            if only is None or name in only
         ]
     finally:
         if ctx.bus is not None:
@@ -126,6 +139,29 @@ async def run_checks(
                 ctx.bus.disconnect()
                 async with asyncio.timeout(timeout):
                     await ctx.bus.wait_for_disconnect()
+
+
+PREFLIGHT = ("dbus", "bluez", "networkmanager", "ap_capability", "regulatory_country",
+             "dbus_permissions")  # fmt: skip
+"""The checks the daemon runs as it starts: not the state directory (it opens the store
+itself), the config (it loaded it) or the service (an install's, not a run's)."""
+PREFLIGHT_TIMEOUT = 3.0
+
+
+async def preflight(config: DaemonOptions) -> list[dict[str, Any]]:
+    """The daemon's preflight: :data:`PREFLIGHT` for this configuration (none that it does not
+    need: a SoftAP-only device on the simulated world needs no system bus), each bounded by
+    :data:`PREFLIGHT_TIMEOUT`; every result as ``doctor --json`` gives it. ``device-sim run``
+    runs it for a device on NetworkManager."""
+    only = set(PREFLIGHT)
+    needs_bus = (
+        config.doors.policy != "softap-only"
+        or config.network.backend is BackendKind.NETWORK_MANAGER
+    )
+    if not needs_bus:
+        only -= {"dbus", "bluez"}
+    results = await run_checks(config, timeout=PREFLIGHT_TIMEOUT, only=only)
+    return [r.to_json() for r in results]
 
 
 async def diagnose(

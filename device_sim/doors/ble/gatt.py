@@ -45,6 +45,21 @@ class Advertised(NamedTuple):
     service_data: dict[str, bytes]
     manufacturer_data: dict[int, bytes]
 
+    def length(self) -> int:
+        """Its advertising data in bytes, as BlueZ builds it: the flags (3), the service UUIDs
+        (one AD of 2 + 16 per 128-bit UUID, 2 + 2 per 16-bit one), each service data (2 + the
+        UUID + the data) and each manufacturer data (2 + 2 + the data). The local name goes in
+        the scan response (BlueZ puts LocalName there), so it is not counted."""
+        sizes = [_uuid_size(u) for u in self.service_uuids]
+        total = 3 + sum(2 + sum(s for s in sizes if s == n) for n in (2, 16) if n in sizes)
+        total += sum(2 + _uuid_size(u) + len(d) for u, d in self.service_data.items())
+        return total + sum(2 + 2 + len(d) for d in self.manufacturer_data.values())
+
+
+def _uuid_size(uuid: str) -> int:
+    """2 for a 16-bit UUID (short, or the Bluetooth base UUID's), else 16."""
+    return 2 if len(uuid) <= 8 or uuid.lower().endswith("-0000-1000-8000-00805f9b34fb") else 16
+
 
 class GattHost(Protocol):
     """What a personality may call on the host that serves it (from :meth:`attach` on)."""
