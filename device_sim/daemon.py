@@ -182,7 +182,7 @@ def _report_preflight(engine: OnboardingEngine, found: list[dict[str, Any]]) -> 
     for r in found:
         code = Code.__members__.get(str(r.get("code_name")), Code.INTERNAL_ERROR)
         engine.note(
-            "preflight",
+            EventPhase.PREFLIGHT,
             f"{r['name']}: {r['detail']}",
             {"check": r["name"], "fix": r.get("fix")},
             code,

@@ -61,6 +61,7 @@ class EventPhase(StrEnum):
     IDENTIFY = "identify"
     BUTTON = "button"
     FAULT = "fault"  # a QA fault added to or removed from the simulated world
+    PREFLIGHT = "preflight"  # a finding of the doctor's checks the daemon ran as it started
 
 
 # Phases that change what the device advertises or its doors show (state, code, attempt).
