@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import tarfile
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import pytest
 
@@ -21,6 +23,7 @@ from .conftest import Device
 
 pytestmark = [pytest.mark.ble, pytest.mark.asyncio(loop_scope="session")]
 LAB = load_scenario("engineering-wifi").default_credentials
+T = TypeVar("T")
 
 
 async def _link(device: Device, profile, phone: int = 1) -> BleLink:
@@ -164,29 +167,39 @@ async def test_daemon_killed_while_joining_restarts_consistent(
     assert result["state"] == "online", result.get("detail")
 
 
-@pytest.mark.requires_tools("dbus-monitor")
-async def test_no_secret_crosses_the_bus_or_reaches_the_logs(
-    device: Device, profile, setup_code
-) -> None:
-    await device.start("engineering-wifi")
+async def on_the_bus(device: Device, onboarding: Awaitable[T]) -> tuple[T, bytes]:
+    """``onboarding``'s result, and everything dbus-monitor saw on the device's bus meanwhile
+    (checked to hold the GATT traffic)."""
     monitor = subprocess.Popen(
         ["dbus-monitor", "--address", device.vb.bus_address, "--binary"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
     try:
-        result = await provision(
+        result = await onboarding
+    finally:
+        monitor.terminate()
+        captured, _ = monitor.communicate(timeout=10)
+    assert len(captured) > 10_000  # the capture really saw the GATT traffic
+    return result, captured
+
+
+@pytest.mark.requires_tools("dbus-monitor")
+async def test_no_secret_crosses_the_bus_or_reaches_the_logs(
+    device: Device, profile, setup_code
+) -> None:
+    await device.start("engineering-wifi")
+    result, captured = await on_the_bus(
+        device,
+        provision(
             profile,
             device.target(1),
             setup_code=setup_code,
             ssid=LAB.ssid,
             passphrase=Secret(LAB.passphrase or ""),
-        )
-        assert result["state"] == "online"
-    finally:
-        monitor.terminate()
-        captured, _ = monitor.communicate(timeout=10)
-    assert len(captured) > 10_000  # the capture really saw the GATT traffic
+        ),
+    )
+    assert result["state"] == "online"
     secrets = [
         (LAB.passphrase or "").encode(),
         setup_code.reveal().encode(),
@@ -211,21 +224,14 @@ async def test_no_enterprise_secret_crosses_the_bus_or_reaches_logs_events_or_a_
     assert creds.eap is not None
     eap = eap_settings(creds.eap)
     await device.start(scenario)
-    monitor = subprocess.Popen(
-        ["dbus-monitor", "--address", device.vb.bus_address, "--binary"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        result = await provision(
+    result, captured = await on_the_bus(
+        device,
+        provision(
             profile, device.target(1), setup_code=setup_code, ssid=creds.ssid, passphrase=None,
             eap=eap,
-        )  # fmt: skip
-        assert result["state"] == "online", result.get("detail")
-    finally:
-        monitor.terminate()
-        captured, _ = monitor.communicate(timeout=10)
-    assert len(captured) > 10_000
+        ),
+    )  # fmt: skip
+    assert result["state"] == "online", result.get("detail")
     secrets = [s.reveal().encode() for s in (eap.password, eap.private_key) if s is not None]
     if eap.private_key is not None:  # and each line of the key's body, as a PEM carries it
         secrets += [line.encode() for line in eap.private_key.reveal().splitlines()[1:-1]]

@@ -33,7 +33,7 @@ from ...profile import Profile
 from ...security.secret import Secret
 from .client import BleLink, ClientSession, FoundDevice, discover
 from .http_link import HttpLink
-from .session import FILE_CHUNK
+from .session import FILE_CHUNK, FILE_NAMES
 
 LOG = logging.getLogger(__name__)
 
@@ -312,22 +312,13 @@ class Provisioner:
 def eap_wire(eap: EapSettings) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
     """SET_CREDENTIALS' ``eap`` object for ``eap``, and the files to send before it (each
     named in the object by its SHA-256)."""
-    body: dict[str, Any] = {"method": str(eap.method), "identity": eap.identity}
-    for key in ("anonymous_identity", "domain"):
-        if (value := getattr(eap, key)) is not None:
-            body[key] = value
-    if eap.phase2 is not None:
-        body["phase2"] = str(eap.phase2)
-    if eap.password is not None:
-        body["password"] = eap.password.reveal()
+    body = eap.to_json()
     files: list[tuple[str, bytes]] = []
-    for name in ("ca_cert", "client_cert", "private_key"):
-        value = getattr(eap, name)
-        if value is None:
-            continue
-        data = value.reveal().encode("ascii") if isinstance(value, Secret) else bytes(value)
-        files.append((name, data))
-        body[name] = hashlib.sha256(data).hexdigest()
+    for name in FILE_NAMES:
+        if name in body:
+            data = body[name].encode("ascii")
+            files.append((name, data))
+            body[name] = hashlib.sha256(data).hexdigest()
     return files, body
 
 
