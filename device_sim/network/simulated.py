@@ -60,7 +60,6 @@ from .base import (
 from .eap import EapMethod, EapSettings
 from .faults import DEFAULT_PORTAL_URL, LINK_STEPS, MAX_FAULTS, Fault
 from .live import Change, LiveWorld
-from .radius import authenticate
 from .scenario import RESULTS, Scenario, ScenarioAccessPoint, Step, load_scenario
 from .scenario.model import RadiusServer
 
@@ -536,6 +535,8 @@ class SimulatedBackend(NetworkBackend):
                 log.info("join: %s does not take key-mgmt %s", ap.bssid, key_mgmt)
                 continue
             if eap is not None:
+                from .radius import authenticate  # lazy: cryptography, for enterprise joins only
+
                 server = sap.radius or RadiusServer(methods=(EapMethod.PEAP, EapMethod.TTLS))
                 code, why = authenticate(server, eap)
                 if code is not Code.OK:
