@@ -41,6 +41,7 @@ from device_sim.core.identity import create_identity
 from device_sim.core.store import DeviceStore
 from device_sim.doors import registry
 from device_sim.doors.native.flow import Provisioner
+from device_sim.network.radius import eap_settings
 from device_sim.network.scenario import load_scenario
 from device_sim.profile import load_profile
 from device_sim.security.secret import Secret
@@ -51,6 +52,11 @@ def peak_rss_kib(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+def sign_in(creds: Any) -> Any:
+    """An enterprise scenario's sign-in, with the world's certificates (None: a passphrase)."""
+    return eap_settings(creds.eap) if creds.eap is not None else None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -64,7 +70,11 @@ async def onboard_once(
     """One onboarding; its result with ``connect_to_online`` in ms (whatever its outcome)."""
     async with Provisioner(profile, target, code, bundle=True) as prov:  # 2 round trips (rev 2)
         out = await prov.attempt(
-            creds.ssid, Secret(creds.passphrase or ""), hidden=creds.hidden, outcome_timeout=60
+            creds.ssid,
+            Secret(creds.passphrase) if creds.passphrase else None,
+            hidden=creds.hidden,
+            eap=sign_in(creds),
+            outcome_timeout=60,
         )
         result = prov.result(out)
     t = result["timings_ms"]
@@ -113,6 +123,7 @@ async def bench_ble(
                             creds.ssid,
                             Secret(creds.passphrase) if creds.passphrase else None,
                             hidden=creds.hidden,
+                            eap=sign_in(creds),
                             setup_code=code,
                             outcome_timeout=60,
                             extra=labels,
