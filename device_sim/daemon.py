@@ -97,6 +97,12 @@ class ServedDevice:
             "state": self.device.engine.state.wire_name,
             "doors": self.doors.supervisor.status(),
             "personalities": list(self.doors.personalities) if ble is not None else [],
+            # on bumble: the device's own address (bumble's virtual controller shows no name)
+            **(
+                {"address": getattr(ble, "address", None)}
+                if getattr(ble, "transport", None)
+                else {}
+            ),
             "watch": self.watch_url,
         }
 

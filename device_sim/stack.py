@@ -158,6 +158,17 @@ async def open_doors(
         return supervisor.status() if supervisor is not None else {}
 
     def make_ble() -> Any:
+        if ble.stack == "bumble":
+            from .doors.ble.bumble_host import BumbleHost  # bumble: neither bless nor D-Bus
+
+            if not ble.bumble_transport:
+                raise ConfigError("ble.bumble_transport", "required with ble.stack bumble")
+            return BumbleHost(
+                device.local_name,
+                sides,
+                transport=ble.bumble_transport,
+                notify_size=ble.notify_size,
+            )
         from .doors.ble.host import BleHost  # bless loads only when a BLE door opens
 
         return BleHost(device.local_name, sides, adapter=ble.adapter, notify_size=ble.notify_size)

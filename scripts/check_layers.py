@@ -57,6 +57,7 @@ VOCABULARY = {
     "ratelimit",
     "dial",
     "dbus_call",
+    "bumble_stack",  # bumble transports and in-process links, for the host and the phone
     "schema",
     "contracts",
     "options",

@@ -52,7 +52,6 @@ from .commands.watch import Timeline
 from .daemon_process import DaemonProcess, daemon_argv
 from .demo_cloud import DEMO_ACCOUNT, DemoCloud, factory_unit
 from .story import StoryLog, has_story, play
-from .virtual.harness import VirtualBle, use_bus
 
 if TYPE_CHECKING:  # the factory and cloud modules load only for --activation
     from ..doors.personality import Personality
@@ -68,6 +67,9 @@ async def run_demo(args: argparse.Namespace) -> int:
             phone = await demo.start(stack, Path(tmp))
             await demo.onboard(phone)
     return demo.verdict()
+
+
+BUMBLE_LINK = "demo"  # the in-process link of --ble-stack bumble
 
 
 class _Demo:
@@ -177,9 +179,21 @@ class _Demo:
                     else ""
                 )
             )
+        bumble: list[str] = []
         if args.transport == "softap":
             env, adapter, doors = dict(os.environ), "hci0", "softap-only"
+        elif args.ble_stack == "bumble":
+            from ..bumble_stack import serve_controllers
+            from ..client.ble import close_radios
+
+            (moniker,) = await stack.enter_async_context(serve_controllers(BUMBLE_LINK, 1))
+            stack.push_async_callback(close_radios)
+            say(f"bumble: one virtual link; the device's controller served at {moniker}")
+            env, adapter, doors = dict(os.environ), "hci0", "ble-only"
+            bumble = ["--ble-stack", "bumble", "--bumble-transport", moniker]
         else:
+            from .virtual.harness import VirtualBle, use_bus  # dbus-fast: for BlueZoo only
+
             vb = await stack.enter_async_context(VirtualBle(adapters=2))
             say(f"virtual BLE: {', '.join(vb.adapters)} on {vb.bus_address}")
             stack.enter_context(use_bus(vb))
@@ -191,7 +205,7 @@ class _Demo:
                 scenario=args.scenario,
                 zero_delay=args.zero_delay,
                 doors=doors,
-                extra=self._daemon_flags(),
+                extra=self._daemon_flags() + bumble,
             ),
             env,
             tmp / "daemon.log",
@@ -217,6 +231,11 @@ class _Demo:
             softap = ready["doors"]["softap"]
             say(f"device daemon: access point {softap['ssid']}, API at {softap['ap_url']}")
             target = Target(softap_url=softap["ap_url"])
+        elif bumble:
+            say(f"device daemon advertising as {ready['local_name']} ({ready['address']})")
+            target = Target(  # found by address: bumble quirk 1 (doors/ble/bumble_host.py)
+                name=ready["address"], ble_stack="bumble", bumble_transport=f"local:{BUMBLE_LINK}"
+            )
         else:
             say(f"device daemon advertising as {ready['local_name']} on {adapter}")
             target = Target(adapter=vb.adapters[1], name=ready["local_name"])

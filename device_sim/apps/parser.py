@@ -60,6 +60,19 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fragment-size", type=positive_int, help="bytes per GATT write (default MTU-3)"
     )
+    p.add_argument(
+        "--ble-stack",
+        default="bluez",
+        choices=["bluez", "bumble"],
+        help="the phone's BLE: bleak on a BlueZ adapter (--adapter), or bumble as a central on "
+        "the controller --bumble-transport names (no D-Bus)",
+    )
+    p.add_argument(
+        "--bumble-transport",
+        metavar="SPEC",
+        help="with --ble-stack bumble: a bumble transport moniker (tcp-client:HOST:PORT, "
+        "android-netsim, serial:DEV, usb:N, hci-socket:N); --name may be the device's address",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
 
@@ -251,6 +264,13 @@ def _demo(sub: Any) -> None:
         default="ble",
         choices=["ble", "softap"],
         help="onboard over BLE (virtual adapters) or the SoftAP HTTP API (loopback)",
+    )
+    p.add_argument(
+        "--ble-stack",
+        default="bluez",
+        choices=["bluez", "bumble"],
+        help="over BLE: BlueZoo's virtual adapters on a private D-Bus (bluez), or bumble's "
+        "virtual controllers on one link, the device's served over TCP (bumble: no D-Bus)",
     )
     p.add_argument(
         "--personality",

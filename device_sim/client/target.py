@@ -17,6 +17,7 @@ from ..codes import Code
 from ..network.eap import EapSettings
 from ..profile import Profile
 from ..security.secret import Secret
+from .ble import Radio
 
 Progress = Callable[[str, dict[str, Any]], None]
 TERMINAL = ("online", "failed")
@@ -33,10 +34,17 @@ class Target:
     discover_timeout: float = 20.0
     fragment_size: int | None = None
     softap_url: str | None = None  # provision over the SoftAP door's HTTP API instead of BLE
+    ble_stack: str = "bluez"  # bluez (bleak) or bumble (a central on bumble_transport)
+    bumble_transport: str | None = None
 
     @property
     def transport(self) -> str:
         return "softap" if self.softap_url else "ble"
+
+    @property
+    def radio(self) -> Radio:
+        """The phone's BLE for this target."""
+        return Radio(self.adapter, self.ble_stack, self.bumble_transport)
 
 
 @dataclass(frozen=True)

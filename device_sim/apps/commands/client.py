@@ -43,9 +43,23 @@ async def run(args: argparse.Namespace) -> int:
         discover_timeout=args.discover_timeout,
         fragment_size=args.fragment_size,
         softap_url=args.softap,
+        ble_stack=getattr(args, "ble_stack", "bluez"),
+        bumble_transport=getattr(args, "bumble_transport", None),
     )
+    if target.ble_stack == "bumble":
+        from ...client.ble import close_radios
+
+        try:
+            return await _client_on(args, profile, target)
+        finally:
+            await close_radios()
+    return await _client_on(args, profile, target)
+
+
+async def _client_on(args: argparse.Namespace, profile: Any, target: Any) -> int:
+    """The client command ``args`` names, on ``target``."""
     if args.client_command == "scan":
-        return await _scan(args, profile)
+        return await _scan(args, profile, target)
     if args.client_command in ("saved-networks", "forget-network", "diagnostics"):
         return await _session_request(args, profile, target)
     entry = _entry_with_code(args)
@@ -65,7 +79,7 @@ async def run(args: argparse.Namespace) -> int:
     return await _provision(args, profile, target, entry)
 
 
-async def _scan(args: argparse.Namespace, profile: Any) -> int:
+async def _scan(args: argparse.Namespace, profile: Any, target: Any) -> int:
     def row_text(r: dict[str, Any]) -> str:
         return (
             f"{r['name']:<10} {r['address']}  rssi {r['rssi']:>4}  {r['state']} ({r['code_name']})"
@@ -83,6 +97,7 @@ async def _scan(args: argparse.Namespace, profile: Any) -> int:
         name=args.name,
         first=args.first,
         on_found=show,
+        radio=target.radio,
     )
     if args.json:
         emit(args, [d.to_json() for d in devices], lambda: "")

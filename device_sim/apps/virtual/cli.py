@@ -27,9 +27,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from dbus_fast import BusType
-from dbus_fast.aio import MessageBus
-
 from ...errors import DeviceSimError, VirtualBleError
 from .harness import (
     BUS_ENV,
@@ -37,7 +34,6 @@ from .harness import (
     ProcInfo,
     VirtualBle,
     VirtualBleState,
-    adapter_states,
     is_running,
     terminate,
 )
@@ -251,6 +247,11 @@ async def _read_adapters(
     """Adapter states over the bus; empty if the bus does not answer within ``timeout``."""
     try:
         async with asyncio.timeout(timeout):
+            from dbus_fast import BusType
+            from dbus_fast.aio import MessageBus
+
+            from .bluez_bus import adapter_states
+
             bus = await MessageBus(bus_address=state.bus_address, bus_type=BusType.SYSTEM).connect()
             try:
                 return await adapter_states(bus)

@@ -12,7 +12,7 @@ the detached ``device-sim virtual-ble up`` mode (:meth:`VirtualBle.detach`), and
 Starting, watching and stopping the children lives in :mod:`device_sim.apps.virtual.process`;
 :class:`ProcInfo`, :func:`is_running`, :func:`terminate` and ``STOP_TIMEOUT`` are re-exported here.
 What is asked of BlueZoo over D-Bus lives in :mod:`device_sim.apps.virtual.bluez_bus`;
-:func:`adapter_states` and :func:`add_adapter` are re-exported here.
+:func:`adapter_states` and :func:`add_adapter` are re-exported here (loaded on first use).
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from dbus_fast import BusType
-from dbus_fast.aio import MessageBus
+if TYPE_CHECKING:
+    from dbus_fast.aio import MessageBus
 
 from ...errors import ConfigError, VirtualBleError
 from ...lifecycle import Component
-from .bluez_bus import adapter_states, add_adapter, watch_bluez
 from .process import (
     STOP_TIMEOUT,
     Proc,
@@ -55,8 +55,6 @@ __all__ = [
     "ProcInfo",
     "VirtualBle",
     "VirtualBleState",
-    "adapter_states",
-    "add_adapter",
     "default_addresses",
     "find_bluezoo",
     "is_running",
@@ -355,6 +353,11 @@ class VirtualBle(Component):
         self._bus_address = address
         _LOG.debug("private system bus at %s", address)
 
+        from dbus_fast import BusType  # lazy: a command that starts no bus loads no D-Bus
+        from dbus_fast.aio import MessageBus
+
+        from .bluez_bus import watch_bluez
+
         bus = await MessageBus(bus_address=address, bus_type=BusType.SYSTEM).connect()
         try:
             changed = asyncio.Event()
@@ -385,6 +388,8 @@ class VirtualBle(Component):
         try:
             for _ in range(_MAX_READY_ROUNDS):
                 changed.clear()  # before reading, so a change during the read wakes us again
+                from .bluez_bus import adapter_states
+
                 self._seen = await adapter_states(bus)
                 if all(self._seen.get(name, ("", False))[1] for name in self.adapters):
                     return
@@ -459,3 +464,12 @@ def use_bus(target: VirtualBle | VirtualBleState | str) -> Iterator[str]:
             os.environ.pop(BUS_ENV, None)
         else:
             os.environ[BUS_ENV] = previous
+
+
+def __getattr__(name: str) -> Any:
+    """The bus helpers re-exported here (:mod:`.bluez_bus`), loaded on first use."""
+    if name in ("adapter_states", "add_adapter"):
+        from . import bluez_bus
+
+        return getattr(bluez_bus, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,3 +23,18 @@ class BleOptions:
     notify_size: int = opt(
         DEFAULT_NOTIFY_SIZE, "bytes per GATT notification", flag="--notify-size", low=20, high=512
     )
+    stack: str = opt(
+        "bluez",
+        "the BLE stack: bluez (BlueZ over D-Bus, with bless) or bumble (a Python host on a "
+        "controller bumble_transport names: no bluetoothd, no D-Bus)",
+        flag="--ble-stack",
+        choices=("bluez", "bumble"),
+    )
+    bumble_transport: str | None = opt(
+        None,
+        "with stack bumble: the controller, as a bumble transport moniker "
+        "(android-netsim, tcp-client:HOST:PORT, serial:DEV, usb:N, hci-socket:N, or "
+        "local:NAME for an in-process link)",
+        flag="--bumble-transport",
+        metavar="SPEC",
+    )

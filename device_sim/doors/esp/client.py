@@ -19,7 +19,7 @@ import time
 from typing import Any, Protocol
 
 import aiohttp
-from bleak import BleakClient, BleakScanner
+from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
@@ -69,18 +69,12 @@ class BleLink:
             uuids = [u.lower() for u in adv.service_uuids]
             if found.done() or spec.service_uuid not in uuids:
                 return
-            if target.name is None or local == target.name:
+            if target.name is None or target.name in (local, device.address):  # bumble quirk 1
                 found.set_result((device, local))
 
         async with contextlib.AsyncExitStack() as stack:
             try:
-                await stack.enter_async_context(
-                    BleakScanner(
-                        on_adv,
-                        service_uuids=[spec.service_uuid],
-                        bluez={"adapter": target.adapter},
-                    )
-                )
+                await stack.enter_async_context(target.radio.scanning(on_adv, [spec.service_uuid]))
             except Exception as exc:
                 raise ble_setup_error(exc, target.adapter, doing="scanning") from exc
             try:
@@ -92,7 +86,7 @@ class BleLink:
                     f"{target.discover_timeout:g} s",
                     code=Code.DEVICE_NOT_FOUND,
                 ) from None
-        client = BleakClient(device, bluez={"adapter": target.adapter}, timeout=20.0)
+        client = target.radio.client(device, 20.0)
         try:
             await client.connect()
         except Exception as exc:

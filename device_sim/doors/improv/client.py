@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from ...client.ble import Radio
 from ...client.target import Attempts, Credentials, Progress, ProvisionRequest, Target
 from ...codes import Code, State
 from ...errors import DeviceUnreachable, ble_setup_error
@@ -50,7 +50,12 @@ class FoundImprov:
 
 
 async def discover_improv(
-    profile: Profile, *, adapter: str, timeout: float, name: str | None = None
+    profile: Profile,
+    *,
+    adapter: str,
+    timeout: float,
+    name: str | None = None,
+    radio: Radio | None = None,
 ) -> FoundImprov:
     """The first device advertising the Improv service (or the one named). Raises
     OnboardingError(CLIENT_TIMEOUT) when none is seen in time."""
@@ -61,7 +66,7 @@ async def discover_improv(
         if spec.service_uuid not in [u.lower() for u in adv.service_uuids] or found.done():
             return
         local = adv.local_name or device.name or ""
-        if name is not None and local != name:
+        if name is not None and name not in (local, device.address):  # bumble quirk 1: no name
             return
         raw = adv.service_data.get(spec.service_data_uuid)
         state = None
@@ -73,7 +78,7 @@ async def discover_improv(
     async with contextlib.AsyncExitStack() as stack:
         try:
             await stack.enter_async_context(
-                BleakScanner(on_adv, service_uuids=[spec.service_uuid], bluez={"adapter": adapter})
+                (radio or Radio(adapter)).scanning(on_adv, [spec.service_uuid])
             )
         except Exception as exc:  # bleak/D-Bus: no bus, no BlueZ, no such adapter
             raise ble_setup_error(exc, adapter, doing="scanning") from exc
@@ -90,11 +95,17 @@ class ImprovLink:
     """One connection to a device's Improv service."""
 
     def __init__(
-        self, profile: Profile, device: BLEDevice, *, adapter: str, connect_timeout: float = 20.0
+        self,
+        profile: Profile,
+        device: BLEDevice,
+        *,
+        adapter: str,
+        connect_timeout: float = 20.0,
+        radio: Radio | None = None,
     ) -> None:
         self.spec = improv_def(profile)
         self.diagnostics_uuid = profile.service.char("diagnostics").uuid
-        self._client = BleakClient(device, bluez={"adapter": adapter}, timeout=connect_timeout)
+        self._client = (radio or Radio(adapter)).client(device, connect_timeout)
         self.states: asyncio.Queue[ImprovState] = asyncio.Queue()
         self.errors: asyncio.Queue[ImprovError] = asyncio.Queue()
         self.results: asyncio.Queue[tuple[int, tuple[bytes, ...]]] = asyncio.Queue()
@@ -215,11 +226,14 @@ async def provision_improv(
     passphrase: Secret | None,
     outcome_timeout: float = 120.0,
     retries: list[tuple[bytes, Secret | None, bool]] | None = None,
+    radio: Radio | None = None,
 ) -> dict[str, Any]:
     """Onboard over Improv; the JSON result has the native flow's shape (plus improv fields)."""
     t0 = time.monotonic()
     marks: dict[str, int | None] = {}
-    found = await discover_improv(profile, adapter=adapter, timeout=discover_timeout, name=name)
+    found = await discover_improv(
+        profile, adapter=adapter, timeout=discover_timeout, name=name, radio=radio
+    )
     marks["discover"] = int((time.monotonic() - t0) * 1000)
     device = {
         "transport": "ble-improv",
@@ -228,7 +242,7 @@ async def provision_improv(
         "improv_state": found.state.name.lower() if found.state else None,
     }
     attempts = Attempts((ssid, passphrase, False), retries or ())
-    async with ImprovLink(profile, found.device, adapter=adapter) as link:
+    async with ImprovLink(profile, found.device, adapter=adapter, radio=radio) as link:
         marks["connect"] = int((time.monotonic() - t0) * 1000) - (marks["discover"] or 0)
 
         async def attempt(creds: Credentials) -> dict[str, Any]:
@@ -284,6 +298,7 @@ async def provision_request(
     return await provision_improv(
         profile,
         adapter=target.adapter,
+        radio=target.radio,
         name=target.name,
         discover_timeout=target.discover_timeout,
         ssid=request.ssid,

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from ...client.ble import Radio
 from ...codes import Code, MessageType
 from ...errors import (
     DeviceUnreachable,
@@ -72,12 +72,16 @@ async def discover(
     name: str | None = None,
     first: bool = False,
     on_found: Callable[[FoundDevice], None] | None = None,
+    radio: Radio | None = None,
 ) -> list[FoundDevice]:
     """Scan for provisioning devices (by the profile's service UUID) for up to ``timeout`` s.
 
     With ``first`` (or a ``name``), returns as soon as a matching device is seen.
     ``on_found`` hears each device the first time it is seen (matching ``name``, if given).
+    ``radio``: the phone's BLE stack (default: bleak on ``adapter``). A ``name`` matches the
+    advertised name or the address (bumble's virtual controller shows no scan response).
     """
+    radio = radio or Radio(adapter)
     found: dict[str, FoundDevice] = {}
     done = asyncio.Event()
     service_uuid = profile.service.uuid
@@ -95,22 +99,21 @@ async def discover(
         local = adv.local_name or device.name or ""
         new = device.address not in found
         found[device.address] = FoundDevice(device, local, adv.rssi, info)
-        if new and on_found is not None and (name is None or local == name):
+        named = name in (local, device.address)
+        if new and on_found is not None and (name is None or named):
             on_found(found[device.address])
-        if (name is not None and local == name) or (first and name is None):
+        if (name is not None and named) or (first and name is None):
             done.set()
 
     async with contextlib.AsyncExitStack() as stack:
         try:
-            await stack.enter_async_context(
-                BleakScanner(on_adv, service_uuids=[service_uuid], bluez={"adapter": adapter})
-            )
+            await stack.enter_async_context(radio.scanning(on_adv, [service_uuid]))
         except Exception as exc:  # bleak/D-Bus: no bus, no BlueZ, no such adapter
             raise ble_setup_error(exc, adapter, doing="scanning") from exc
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await done.wait()
-    return [d for d in found.values() if name is None or d.name == name]
+    return [d for d in found.values() if name is None or name in (d.name, d.device.address)]
 
 
 class BleLink:
@@ -124,10 +127,11 @@ class BleLink:
         adapter: str,
         fragment_size: int | None = None,
         connect_timeout: float = 20.0,
+        radio: Radio | None = None,
     ) -> None:
         self.profile = profile
         self.channel = secrets.randbelow(0xFFFE) + 1
-        self._client = BleakClient(device, bluez={"adapter": adapter}, timeout=connect_timeout)
+        self._client = (radio or Radio(adapter)).client(device, connect_timeout)
         self._fragment_size = fragment_size
         framing = profile.framing
         self._reassembler = Reassembler(

@@ -50,6 +50,7 @@ async def find_device(profile: Profile, target: Target) -> FoundDevice:
         timeout=target.discover_timeout,
         name=target.name,
         first=True,
+        radio=target.radio,
     )
     if not devices:
         named = f" named {target.name!r}" if target.name else ""
@@ -123,6 +124,7 @@ class Provisioner:
                 found.device,
                 adapter=self.target.adapter,
                 fragment_size=self.target.fragment_size,
+                radio=self.target.radio,
             )
             await ble_link.__aenter__()
             link = ble_link
