@@ -114,7 +114,9 @@ async def serve_controllers(
     monikers: list[str] = []
     try:
         for i in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # IPPROTO_TCP named: asyncio sets TCP_NODELAY on an accepted socket only when its
+            # listening socket says TCP (else each ATT round trip waits ~40 ms on delayed ACKs)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, 0))
             port = sock.getsockname()[1]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -35,6 +36,8 @@ from typing import Any
 
 from device_sim.apps.daemon_process import DaemonProcess, daemon_argv
 from device_sim.apps.virtual.harness import VirtualBle, add_adapter, use_bus
+from device_sim.bumble_stack import serve_controllers
+from device_sim.client.ble import close_radios
 from device_sim.client.target import ProvisionRequest, Target
 from device_sim.control import control_request
 from device_sim.core.identity import create_identity
@@ -82,10 +85,12 @@ async def onboard_once(
 
 
 async def bench_ble(
-    count: int, scenario_name: str, personality: str, zero_delay: bool
+    count: int, scenario_name: str, personality: str, zero_delay: bool, stack: str = "bluez"
 ) -> dict[str, Any]:
     """K onboardings of one daemon presenting ``personality``, through that personality's
-    phone side from the door registry (and the control commands its bench needs first)."""
+    phone side from the door registry (and the control commands its bench needs first).
+    ``stack`` bluez: BlueZoo's adapters on a private bus, a new phone adapter each time;
+    bumble: the daemon on a virtual controller served over TCP, the phone on the same link."""
     entry = registry.get(personality, "--personality")
     profile = load_profile()
     creds = load_scenario(scenario_name).default_credentials
@@ -99,24 +104,39 @@ async def bench_ble(
             identity, _ = create_identity(store, code)
             local_name = profile.advertising.local_name_pattern.format(short_id=identity.short_id)
             labels = registry.make_labels(store, profile, local_name)  # e.g. ESP's PoP
-        async with VirtualBle(adapters=1) as vb:
+        async with contextlib.AsyncExitStack() as radios:
+            if stack == "bumble":
+                (moniker,) = await radios.enter_async_context(serve_controllers("bench", 1))
+                radios.push_async_callback(close_radios)
+                env, adapter = dict(os.environ), "hci0"
+                flags = ["--ble-stack", "bumble", "--bumble-transport", moniker]
+            else:
+                vb = await radios.enter_async_context(VirtualBle(adapters=1))
+                env, adapter, flags = vb.env(), vb.adapters[0], []
             argv = daemon_argv(
                 state,
-                adapter=vb.adapters[0],
+                adapter=adapter,
                 scenario=scenario_name,
                 zero_delay=zero_delay,
-                extra=["--personality", personality],
+                extra=["--personality", personality, *flags],
             )
-            daemon = DaemonProcess(["-v", *argv], vb.env(), Path(tmp) / "daemon.log")
+            daemon = DaemonProcess(["-v", *argv], env, Path(tmp) / "daemon.log")
             ready = await daemon.start()
             assert daemon.proc is not None
             pid = daemon.proc.pid
             try:
-                with use_bus(vb):
+                with contextlib.ExitStack() as bus:
+                    if stack != "bumble":
+                        bus.enter_context(use_bus(vb))
                     for i in range(count):
-                        phone = await add_adapter(
-                            vb.bus_address, 20 + i, f"00:11:22:33:66:{20 + i:02X}"
-                        )
+                        if stack == "bumble":
+                            target = Target(name=ready["address"], ble_stack="bumble",
+                                            bumble_transport="local:bench")  # fmt: skip
+                        else:
+                            phone = await add_adapter(
+                                vb.bus_address, 20 + i, f"00:11:22:33:66:{20 + i:02X}"
+                            )
+                            target = Target(adapter=phone, name=ready["local_name"])
                         for command in entry.bench_commands:
                             await control_request(state, command)
                         request = ProvisionRequest(
@@ -128,7 +148,6 @@ async def bench_ble(
                             outcome_timeout=60,
                             extra=labels,
                         )
-                        target = Target(adapter=phone, name=ready["local_name"])
                         result = await entry.phone(profile, target, request, None)
                         outcomes[str(result["code_name"])] += 1
                         if result["state"] == "online":
@@ -142,6 +161,7 @@ async def bench_ble(
             finally:
                 await daemon.stop()
     label = "ble" if personality == "native" else f"ble-{personality}"
+    label += "-bumble" if stack == "bumble" else ""
     return _report(
         count, scenario_name, label, connect_to_online, round_trips, rss, outcomes, zero_delay
     )
@@ -244,16 +264,26 @@ def main(argv: list[str] | None = None) -> int:
         help="no simulated delays (default: the scenario's own; the default "
         "scenario, zero-delay, has none)",
     )
+    parser.add_argument(
+        "--ble-stack",
+        default="bluez",
+        choices=["bluez", "bumble", "both"],
+        help="over BLE: BlueZoo (bluez), bumble's virtual controllers, or both in one run, "
+        "one table",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 200:
         parser.error("--count must be 1..200")
     if args.transport == "softap":
         report = asyncio.run(bench_softap(args.count, args.scenario, args.zero_delay))
-    elif args.personality == "all":
+    elif args.personality == "all" or args.ble_stack == "both":
+        names = registry.names() if args.personality == "all" else [args.personality]
+        stacks = ["bluez", "bumble"] if args.ble_stack == "both" else [args.ble_stack]
         reports = [
-            asyncio.run(bench_ble(args.count, args.scenario, name, args.zero_delay))
-            for name in registry.names()
+            asyncio.run(bench_ble(args.count, args.scenario, name, args.zero_delay, stack))
+            for name in names
+            for stack in stacks
         ]
         if args.json:
             print(json.dumps(reports, indent=2))
@@ -276,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     else:
         report = asyncio.run(
-            bench_ble(args.count, args.scenario, args.personality, args.zero_delay)
+            bench_ble(args.count, args.scenario, args.personality, args.zero_delay, args.ble_stack)
         )
     if args.json:
         print(json.dumps(report, indent=2))
