@@ -48,6 +48,7 @@ WAIT = 5.0
 NAMES = [
     "dbus",
     "bluez",
+    "bumble",
     "networkmanager",
     "ap_capability",
     "regulatory_country",
@@ -726,3 +727,42 @@ def test_an_advertisement_longer_than_the_adapter_takes() -> None:
     )
     with pytest.raises(Failed, match="scan response"):
         advertising_fit(None, "hci0", long_name)
+
+
+@needs_bus
+async def test_the_bumble_stack_its_transport_and_an_adapter_bluetoothd_holds(
+    vb: VirtualBle, state_dir: Path
+) -> None:
+    """With ble.stack bumble the bluez check steps aside; the bumble check wants a transport
+    whose controller answers, and a kernel HCI socket's adapter that bluetoothd (here BlueZoo,
+    which lists hci0) does not hold."""
+    import socket
+
+    def bumble(transport: str | None) -> DaemonOptions:
+        return DaemonOptions(
+            state_dir=state_dir, ble=BleOptions(stack="bumble", bumble_transport=transport)
+        )
+
+    refused = socket.socket()
+    refused.bind(("127.0.0.1", 0))
+    port = refused.getsockname()[1]
+    refused.close()  # nothing listens there now
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    try:
+        for transport, ok, code, says in (
+            (None, False, Code.BLE_STACK_UNAVAILABLE, "no ble.bumble_transport"),
+            (f"tcp-client:127.0.0.1:{port}", False, Code.BLE_STACK_UNAVAILABLE, "no controller"),
+            (f"tcp-client:127.0.0.1:{listening.getsockname()[1]}", True, None, "bumble 0.0."),
+            ("hci-socket:0", False, Code.ADAPTER_HELD_BY_BLUEZ, "bluetoothd holds hci0"),
+            ("hci-socket:7", True, None, "on hci-socket:7"),
+        ):
+            r = by_name(await run_checks(bumble(transport), bus_address=vb.bus_address))
+            assert r["bumble"].ok is ok and says in r["bumble"].detail, r["bumble"]
+            assert r["bumble"].code is code
+            assert r["bluez"].ok and "ble.stack is bumble" in r["bluez"].detail
+    finally:
+        listening.close()
+    r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
+    assert r["bumble"].ok and r["bumble"].detail == "not needed: ble.stack is bluez"

@@ -6,6 +6,7 @@ is reported, not started by asking.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -126,9 +127,76 @@ async def check_dbus(ctx: Context) -> str:
     return f"connected to {address.split(',guid=')[0]} as {bus.unique_name}"
 
 
+async def check_bumble(ctx: Context) -> str:
+    """``ble.stack = bumble``: the extra is installed, a transport is set, a network one
+    answers, and a kernel HCI socket's adapter is not held by bluetoothd."""
+    ble = ctx.config.ble
+    if ble.stack != "bumble":
+        return "not needed: ble.stack is bluez"
+    if ctx.config.doors.policy == "softap-only":
+        return "not needed: doors.policy is softap-only"
+    try:
+        import bumble  # noqa: F401
+    except ImportError:
+        raise Failed(
+            "ble.stack is bumble, but bumble is not installed",
+            "pip install 'device-sim[bumble]'",
+        ) from None
+    spec = ble.bumble_transport
+    if not spec:
+        raise Failed(
+            "ble.stack is bumble, but no ble.bumble_transport is set",
+            "set [ble] bumble_transport (e.g. usb:0, hci-socket:0, android-netsim)",
+        )
+    kind, _, rest = spec.partition(":")
+    if kind == "tcp-client":
+        host, _, port = rest.rpartition(":")
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+        except (OSError, ValueError) as exc:
+            raise Failed(
+                f"{spec}: no controller answers ({exc})",
+                "start the controller server it names (e.g. bumble-controllers)",
+            ) from None
+        writer.close()
+    if kind == "hci-socket":
+        index = rest.split(",")[0] or "0"
+        held = await _bluez_holds(ctx, f"hci{index}")
+        if held:
+            raise Failed(
+                f"{spec}: bluetoothd holds hci{index} (it is on org.bluez): bumble's HCI user "
+                "channel needs the adapter to itself",
+                f"sudo systemctl stop bluetooth (or sudo btmgmt --index {index} power off)",
+                Code.ADAPTER_HELD_BY_BLUEZ,
+            )
+    return f"bumble {_bumble_version()} on {spec}"
+
+
+def _bumble_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bumble")
+    except PackageNotFoundError:
+        return "?"
+
+
+async def _bluez_holds(ctx: Context, adapter: str) -> bool:
+    """Whether bluetoothd lists ``adapter`` (no bus, or no BlueZ on it: it does not)."""
+    if ctx.bus is None:
+        return False
+    try:
+        (objects,) = await call(ctx.bus, BLUEZ, "/", OBJECT_MANAGER_IFACE, "GetManagedObjects")
+    except _Failure:
+        return False
+    return f"/org/bluez/{adapter}" in objects
+
+
 async def check_bluez(ctx: Context) -> str:
     if ctx.config.doors.policy == "softap-only":
         return "not needed: doors.policy is softap-only"
+    if ctx.config.ble.stack == "bumble":
+        return "not needed: ble.stack is bumble (see the bumble check)"
     bus, adapter = _bus(ctx), ctx.config.ble.adapter
     try:
         (objects,) = await call(bus, BLUEZ, "/", OBJECT_MANAGER_IFACE, "GetManagedObjects")

@@ -22,6 +22,7 @@ from .base import Check, CheckResult, Context, Failed
 from .checks_bus import (
     check_ap_capability,
     check_bluez,
+    check_bumble,
     check_dbus,
     check_dbus_permissions,
     check_networkmanager,
@@ -50,6 +51,7 @@ CHECK_TIMEOUT = 5.0
 CHECKS: tuple[tuple[str, Check, str, Code], ...] = (
     ("dbus", check_dbus, "sudo systemctl start dbus", Code.SYSTEM_BUS_UNAVAILABLE),
     ("bluez", check_bluez, "sudo systemctl restart bluetooth", Code.BLUETOOTH_UNAVAILABLE),
+    ("bumble", check_bumble, "pip install 'device-sim[bumble]'", Code.BLE_STACK_UNAVAILABLE),
     (
         "networkmanager",
         check_networkmanager,
@@ -141,7 +143,7 @@ async def run_checks(
                     await ctx.bus.wait_for_disconnect()
 
 
-PREFLIGHT = ("dbus", "bluez", "networkmanager", "ap_capability", "regulatory_country",
+PREFLIGHT = ("dbus", "bluez", "bumble", "networkmanager", "ap_capability", "regulatory_country",
              "dbus_permissions")  # fmt: skip
 """The checks the daemon runs as it starts: not the state directory (it opens the store
 itself), the config (it loaded it) or the service (an install's, not a run's)."""
