@@ -45,13 +45,77 @@ def _bumble() -> None:
 
 
 def controllers_link(name: str) -> LocalLink:
-    """The in-process link ``name`` (made on first use)."""
+    """The in-process link ``name`` (made on first use): an :func:`indexed_link`."""
     _bumble()
+    if name not in _links:
+        _links[name] = indexed_link()
+    return _links[name]
+
+
+SCANNERS_TTL_S = 0.05  # how long the list of scanning controllers is reused
+
+
+def indexed_link() -> LocalLink:
+    """bumble's LocalLink for fleets: a controller found by its address in a dict, and an
+    advertisement handed to the controllers that scan, not to every controller.
+
+    bumble's own link finds a packet's destination by a linear search over every controller
+    (and every connection of each), and hands every advertising PDU to every controller: N
+    advertising devices cost about N² per advertising round. Here a CONNECT_IND goes to its
+    advertiser only, other PDUs to the scanning controllers (their list refreshed every
+    :data:`SCANNERS_TTL_S`), and the rest of the link is bumble's."""
+    import time
+
+    from bumble import ll
     from bumble.link import LocalLink
 
-    if name not in _links:
-        _links[name] = LocalLink()
-    return _links[name]
+    class IndexedLink(LocalLink):
+        def __init__(self) -> None:
+            super().__init__()
+            self._by_address: dict[str, Any] = {}
+            self._scanners: list[Any] = []
+            self._scanners_at = 0.0
+
+        def add_controller(self, controller: Any) -> None:
+            super().add_controller(controller)
+            self.on_address_changed(controller)
+
+        def remove_controller(self, controller: Any) -> None:
+            super().remove_controller(controller)
+            self._by_address = {a: c for a, c in self._by_address.items() if c is not controller}
+
+        def on_address_changed(self, controller: Any) -> None:
+            for address in (controller.random_address, controller.public_address):
+                if address is not None:
+                    self._by_address[str(address)] = controller
+
+        def find_le_controller(self, address: Any) -> Any:
+            found = self._by_address.get(str(address))
+            if found is not None and found in self.controllers:
+                return found
+            return super().find_le_controller(address)  # a resolvable address: bumble's search
+
+        def send_advertising_pdu(self, sender_controller: Any, packet: Any) -> None:
+            loop = asyncio.get_running_loop()
+            if isinstance(packet, ll.ConnectInd):
+                # to its advertiser; an advertising set's own address is in no index: to all
+                # (a connection is rare next to advertisements)
+                target = self._by_address.get(str(packet.advertiser_address))
+                for controller in [target] if target is not None else list(self.controllers):
+                    if controller is not sender_controller:
+                        loop.call_soon(controller.on_ll_advertising_pdu, packet)
+                return
+            now = time.monotonic()
+            if now - self._scanners_at > SCANNERS_TTL_S:
+                self._scanners = [  # scanning, or initiating (it connects on the next PDU)
+                    c for c in self.controllers if c.le_scan_enable or c.pending_le_connection
+                ]
+                self._scanners_at = now
+            for controller in self._scanners:
+                if controller is not sender_controller:
+                    loop.call_soon(controller.on_ll_advertising_pdu, packet)
+
+    return IndexedLink()
 
 
 def static_address(seed: str | None = None) -> str:

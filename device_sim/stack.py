@@ -163,11 +163,15 @@ async def open_doors(
 
             if not ble.bumble_transport:
                 raise ConfigError("ble.bumble_transport", "required with ble.stack bumble")
+            from .bumble_stack import static_address
+
             return BumbleHost(
                 device.local_name,
                 sides,
                 transport=ble.bumble_transport,
                 notify_size=ble.notify_size,
+                # from the device id: a fleet's local names may repeat (4 hex digits), ids do not
+                address=static_address(device.identity.device_id),
             )
         from .doors.ble.host import BleHost  # bless loads only when a BLE door opens
 

@@ -35,8 +35,11 @@ READY_TIMEOUT_S = 600.0
 ONBOARD_TIMEOUT_S = 900.0
 
 
-async def one_run(transport: str, count: int, workdir: Path) -> dict[str, Any]:
-    """One fleet of ``count`` devices: start it, onboard it, measure it, stop it."""
+async def one_run(
+    transport: str, count: int, workdir: Path, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """One fleet of ``count`` devices: start it, onboard it, measure it, stop it. ``extra``:
+    more ``fleet`` flags (``--ble-stack bumble``, ``--scenario``, ``--phones``)."""
     root = workdir / f"{transport}-{count}-{time.monotonic_ns()}"
     env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
     t0 = time.monotonic()
@@ -52,6 +55,7 @@ async def one_run(transport: str, count: int, workdir: Path) -> dict[str, Any]:
         "--transport",
         transport,
         "--zero-delay",
+        *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
@@ -137,17 +141,24 @@ async def main() -> int:
     parser.add_argument("--transport", choices=("softap", "ble"), default="softap")
     parser.add_argument("--counts", default="10,100", help="comma-separated fleet sizes")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--ble-stack", choices=("bluez", "bumble"), default="bluez", help="with --transport ble"
+    )
+    parser.add_argument("--scenario", default="engineering-wifi", help="every device's world")
+    parser.add_argument("--phones", type=int, default=16, help="BLE: phone adapters or controllers")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    flags = ("--ble-stack", args.ble_stack, "--scenario", args.scenario, "--phones",
+             str(args.phones))  # fmt: skip
     counts = [int(c) for c in args.counts.split(",") if c]
     if not counts or min(counts) < 1 or not 1 <= args.runs <= 20:
         parser.error("--counts: sizes >= 1; --runs: 1 to 20")
     with tempfile.TemporaryDirectory(prefix="device-sim-fleet-bench-") as tmp:
         workdir = Path(tmp)
-        base = await one_run(args.transport, 1, workdir)  # the marginal cost's reference
+        base = await one_run(args.transport, 1, workdir, flags)  # the marginal cost's reference
         rows: list[dict[str, Any]] = []
         for count in counts:
-            runs = [await one_run(args.transport, count, workdir) for _ in range(args.runs)]
+            runs = [await one_run(args.transport, count, workdir, flags) for _ in range(args.runs)]
             for run in runs:
                 extra = max(1, count - 1)
                 run["rss_per_device_mb"] = round(run["rss_mb"] / count, 3)
@@ -156,7 +167,8 @@ async def main() -> int:
             rows.append({"count": count, "runs": runs})
             if not args.json:
                 print(
-                    f"{args.transport} N={count:<5} (min / median / max of {args.runs}) "
+                    f"{args.transport}/{args.ble_stack} N={count:<5} "
+                    f"(min / median / max of {args.runs}) "
                     f"start {spread([r['start_s'] for r in runs])} s, "
                     f"all online {spread([r['all_online_s'] for r in runs])} s, "
                     f"online {[r['online'] for r in runs]} of {count}, "

@@ -21,6 +21,7 @@ from typing import Any
 __all__ = ["Radio", "close_radios"]
 
 _centrals: dict[str, Any] = {}
+_scanners: dict[str, int] = {}  # scans in progress, by transport
 _stack = AsyncExitStack()
 _lock = asyncio.Lock()
 
@@ -47,19 +48,26 @@ class Radio:
             ):
                 yield
             return
-        device = await _central(self._transport())
+        transport = self._transport()
+        device = await _central(transport)
 
         def on_advertisement(advertisement: Any) -> None:
             callback(*_bleak_like(advertisement))
 
         device.on("advertisement", on_advertisement)
-        await device.start_scanning(filter_duplicates=False)
+        # One phone device, many scans at once (a fleet's onboardings): it scans while any
+        # wants it, as BlueZ's discovery sessions do.
+        _scanners[transport] = _scanners.get(transport, 0) + 1
+        if _scanners[transport] == 1:
+            await device.start_scanning(filter_duplicates=False)
         try:
             yield
         finally:
             device.remove_listener("advertisement", on_advertisement)
-            with contextlib.suppress(Exception):
-                await device.stop_scanning()
+            _scanners[transport] -= 1
+            if _scanners[transport] == 0:
+                with contextlib.suppress(Exception):
+                    await device.stop_scanning()
 
     def client(self, device: Any, timeout: float = 20.0) -> Any:
         """A BleakClient (or its bumble equivalent) for ``device`` (found, or an address)."""
@@ -93,6 +101,7 @@ async def close_radios() -> None:
     global _stack
     stack, _stack = _stack, AsyncExitStack()
     _centrals.clear()
+    _scanners.clear()
     await stack.aclose()
 
 

@@ -245,3 +245,30 @@ def test_the_command_line_fleet(tmp_path: Path) -> None:
         _, err = fleet.communicate(timeout=30)
     assert fleet.returncode == 0, err[-800:]
     assert "Traceback" not in err
+
+
+@pytest.mark.requires_tools(modules=("bumble",))
+async def test_a_bumble_fleet_onboards_without_a_bus(tmp_path: Path) -> None:
+    """Twenty devices on one in-process link of bumble's virtual controllers (the indexed link:
+    a CONNECT_IND to its advertiser, advertisements to scanners), onboarded by a phone process
+    through two controllers the fleet serves over TCP."""
+    base = base_options()
+    base = dataclasses.replace(base, ble=dataclasses.replace(base.ble, stack="bumble"))
+    async with AsyncExitStack() as stack:
+        host = FleetHost(fleet_of(20, "ble"), tmp_path / "fleet", base, phones=2)
+        ready = await host.start(stack)
+        index = read_index(tmp_path / "fleet")
+        holds("fleet-index", index)
+        assert index["ble_stack"] == "bumble" and index["bus"] is None
+        assert all(p.startswith("tcp-client:127.0.0.1:") for p in ready["phones"])
+        assert len({d["address"] for d in index["devices"]}) == 20  # one address each
+        env = {k: v for k, v in os.environ.items() if k != BUS_ENV}
+        phones = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "device_sim", "client", "provision", "--fleet",
+            str(tmp_path / "fleet"), "--json", "--timeout", "30",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(phones.communicate(), WAIT)
+        assert phones.returncode == 0, err.decode()[-800:]
+        done = json.loads(out)
+        assert done["summary"]["online"] == 20, done["summary"]

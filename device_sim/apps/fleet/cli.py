@@ -41,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--bus", metavar="ADDRESS", help="BLE: an existing BlueZoo bus (default: start one)"
     )
     p.add_argument(
+        "--ble-stack",
+        choices=("bluez", "bumble"),
+        default="bluez",
+        help="BLE: BlueZoo adapters on a D-Bus (bluez), or every device on one in-process link "
+        "of bumble's virtual controllers, the phones' controllers served over TCP (bumble)",
+    )
+    p.add_argument(
         "--config", type=Path, metavar="TOML", help="options every device shares (as `run`)"
     )
     p.add_argument("--zero-delay", action="store_true", help="no simulated delays")
@@ -77,7 +84,10 @@ async def run(args: argparse.Namespace) -> int:
         if not 0 < args.timeout_scale <= 1000:
             raise ConfigError("--timeout-scale", "above 0, at most 1000")
         timeouts = dataclasses.replace(timeouts, scale=args.timeout_scale)
-    base = dataclasses.replace(base, network=network, timeouts=timeouts)
+    ble = base.ble
+    if args.ble_stack == "bumble":
+        ble = dataclasses.replace(ble, stack="bumble")
+    base = dataclasses.replace(base, network=network, timeouts=timeouts, ble=ble)
     code = None
     if os.environ.get("DEVICE_SIM_SETUP_CODE"):  # one code for every device
         from ...security.setup_code import normalize_setup_code

@@ -92,7 +92,15 @@ class FleetHost:
         bus: dict[str, Any] = {}
         adapters: list[str] = []
         phones: list[str] = []
-        if self.fleet.transport == "ble":
+        bumble = self.fleet.transport == "ble" and self.base.ble.stack == "bumble"
+        if bumble:
+            from ...bumble_stack import serve_controllers
+
+            # Every device on one in-process link (no bus); the phones' controllers served
+            # over TCP for `client provision --fleet` in another process.
+            phones = await stack.enter_async_context(serve_controllers(BUMBLE_LINK, self.phones))
+            bus["ble_stack"] = "bumble"
+        elif self.fleet.transport == "ble":
             bus_address = await self._bus(stack)
             bus["address"] = bus_address
             from ..virtual.bluez_bus import add_free_adapters
@@ -125,7 +133,9 @@ class FleetHost:
                 return own, served
 
         tasks = [
-            asyncio.ensure_future(start_one(m, adapters[i] if adapters else None))
+            asyncio.ensure_future(
+                start_one(m, adapters[i] if adapters else ("bumble" if bumble else None))
+            )
             for i, m in enumerate(members)
         ]
         try:
@@ -223,7 +233,12 @@ class FleetHost:
         ble = base.ble
         doors = base.doors
         softap = base.softap
-        if self.fleet.transport == "ble":
+        if self.fleet.transport == "ble" and ble.stack == "bumble":
+            ble = dataclasses.replace(
+                ble, bumble_transport=f"local:{BUMBLE_LINK}", personalities=(member.personality,)
+            )
+            doors = dataclasses.replace(doors, policy=Policy.BLE_ONLY)
+        elif self.fleet.transport == "ble":
             assert adapter is not None
             ble = dataclasses.replace(ble, adapter=adapter, personalities=(member.personality,))
             doors = dataclasses.replace(doors, policy=Policy.BLE_ONLY)
@@ -265,6 +280,7 @@ class FleetHost:
                     "adapter": served.options.ble.adapter
                     if self.fleet.transport == "ble"
                     else None,
+                    "address": served.ready().get("address"),  # bumble: found by address
                     "ap_url": softap.get("ap_url"),
                     "lan_url": softap.get("lan_url"),
                     "ssid": softap.get("ssid"),
@@ -275,9 +291,13 @@ class FleetHost:
             "transport": self.fleet.transport,
             "pid": os.getpid(),
             "bus": bus.get("address"),
+            "ble_stack": bus.get("ble_stack", "bluez"),
             "phones": phones,
             "devices": devices,
         }
+
+
+BUMBLE_LINK = "fleet"  # the in-process link of a bumble fleet
 
 
 def read_index(root: Path) -> dict[str, Any]:

@@ -53,6 +53,7 @@ async def provision_fleet(
         devices = [d for d in devices if d["name"] in names]
     phones: list[str] = list(index.get("phones") or [])
     ble = index.get("transport") == "ble"
+    bumble = ble and index.get("ble_stack") == "bumble"
     if ble and not phones:
         raise ConfigError(str(root), "a BLE fleet started without phone adapters (--phones 0)")
     gate = asyncio.Semaphore(concurrency)
@@ -62,11 +63,12 @@ async def provision_fleet(
     async def one(i: int, device: dict[str, Any]) -> dict[str, Any]:
         label = labels.get(device["name"]) or {}
         phone = phones[i % len(phones)] if ble else None
-        target = (
-            Target(adapter=phone, name=device["local_name"])
-            if phone is not None
-            else Target(softap_url=device["ap_url"])
-        )
+        if phone is not None and bumble:  # a phone is a controller served by the fleet
+            target = Target(name=device["address"], ble_stack="bumble", bumble_transport=phone)
+        elif phone is not None:
+            target = Target(adapter=phone, name=device["local_name"])
+        else:
+            target = Target(softap_url=device["ap_url"])
         ssid, passphrase, hidden = credentials or _world_credentials(device["scenario"])
         code = label.get("setup_code")
         request = ProvisionRequest(
@@ -107,7 +109,13 @@ async def provision_fleet(
             from ..virtual.harness import use_bus
 
             scope.enter_context(use_bus(str(index["bus"])))
-        results = await asyncio.gather(*(one(i, d) for i, d in enumerate(devices)))
+        try:
+            results = await asyncio.gather(*(one(i, d) for i, d in enumerate(devices)))
+        finally:
+            if bumble:
+                from ...client.ble import close_radios
+
+                await close_radios()
     return {"devices": results, "summary": summarize(results, time.monotonic() - started)}
 
 
