@@ -184,3 +184,52 @@ def test_the_bumble_flags_are_checked(tmp_path: Path) -> None:
                               text=True, timeout=60, env=env)  # fmt: skip
         assert done.returncode == 2 and says in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_stranger_on_bumble_cannot_disturb_the_holders_session(device_on: Any) -> None:
+    """bumble names the writing central (its address), so the hijack protections hold: a
+    second phone writing on the holder's own channel gets no answer and ends nothing."""
+    from device_sim.bumble_stack import open_device, serve_controllers
+    from device_sim.client import ble
+    from device_sim.codes import MessageType
+    from device_sim.doors.native.client import BleLink, ClientSession, discover
+    from device_sim.doors.native.wire import split_type
+    from device_sim.security.session import ClientHandshake
+
+    profile = load_profile()
+    async with (
+        serve_controllers("hijack", 1) as (for_device,),
+        open_device("local:hijack", "stranger") as stranger_central,
+    ):
+        daemon, ready = await device_on(for_device)
+        # Two phones on the link: the holder's central, and the stranger's (registered as its
+        # own transport name, so the Radio cache keeps them apart).
+        ble._centrals["local:hijack/stranger"] = stranger_central
+        links = []
+        try:
+            for transport in ("local:hijack", "local:hijack/stranger"):
+                radio = ble.Radio(stack="bumble", bumble_transport=transport)
+                (found,) = await discover(profile, adapter="-", timeout=10,
+                                          name=ready["address"], radio=radio)  # fmt: skip
+                link = BleLink(profile, found.device, adapter="-", radio=radio)
+                await link.__aenter__()
+                links.append(link)
+            holder, stranger = links
+            stranger.channel = holder.channel  # it read the holder's channel id off the air
+            session = ClientSession(holder)
+            await session.open(Secret(CODE))
+            hello = ClientHandshake(Secret(CODE)).start()
+            await stranger.send(bytes([MessageType.PAKE_START]) + hello)
+            kind, status = await session.call(MessageType.STATUS_REQUEST, {})
+            assert (kind, status["state"]) == (MessageType.STATUS, "session_open")
+            while not holder.inbox.empty():  # no ERROR reached the holder
+                item = holder.inbox.get_nowait()
+                assert isinstance(item, bytes) and split_type(item)[0] is not MessageType.ERROR
+        finally:
+            for link in links:
+                await link.__aexit__()
+            ble._centrals.pop("local:hijack/stranger", None)
+            await ble.close_radios()
+            await daemon.stop(timeout=5)
+    assert "a central wrote on channel" in daemon.log_path.read_text()  # seen, and dropped

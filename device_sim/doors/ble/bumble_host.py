@@ -230,6 +230,15 @@ class BumbleHost(Door):
             with contextlib.suppress(Exception):
                 await advertising_set.remove()
 
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+
+    async def _advertise_on(self) -> None:
+        for advertising_set in self._sets:
+            with contextlib.suppress(Exception):  # one still on, or a controller that cannot
+                await advertising_set.start()
+
     def advertisement_changed(self) -> None:
         self._adv_dirty.set()
 
@@ -287,6 +296,11 @@ class BumbleHost(Door):
     def _on_connection(self, connection: Any) -> None:
         central = _central(connection)
         self._changed(self._connected | {central})
+        # A connection stops the set it came through (legacy advertising); BlueZ advertises
+        # on while a phone is connected, so a second phone still finds the device: so here.
+        task = asyncio.get_running_loop().create_task(self._advertise_on(), name="bumble-readv")
+        self._tasks.append(task)
+        task.add_done_callback(self._forget)
 
         def gone(*_: Any) -> None:
             self._answers = {k: v for k, v in self._answers.items() if k[0] != central}
