@@ -339,3 +339,19 @@ def test_cells_that_cannot_run_are_listed_as_skipped(tmp_path: Path) -> None:
     assert (suite.get("tests"), suite.get("skipped")) == ("2", "1")
     (case,) = [c for c in suite.findall("testcase") if c.find("skipped") is not None]
     assert case.find("skipped").get("message") == "improv has no softap door"  # type: ignore
+
+
+@pytest.mark.requires_tools(modules=("bumble",))
+def test_the_ble_stack_is_chosen_per_run(tmp_path: Path) -> None:
+    """--transports ble,ble-bumble: the same cell on BlueZoo and on bumble's virtual
+    controllers, each ending as its scenario expects."""
+    done = bench("--scenarios", "engineering-wifi", "--transports", "ble,ble-bumble",
+                 "--time-scale", "0.05", "--out", str(tmp_path / "report"), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-1500:]
+    groups = json.loads(done.stdout)["groups"]
+    for transport in ("ble", "ble-bumble"):
+        group = groups[f"engineering-wifi / {transport} / native"]
+        assert (group["runs"], group["passed"], group["outcomes"]) == (1, 1, {"OK": 1})
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    runs = results["runs"] if isinstance(results, dict) else results
+    assert sorted(r["transport"] for r in runs) == ["ble", "ble-bumble"]

@@ -53,7 +53,12 @@ def add_parser(sub: Any) -> None:
         default=",".join(QA_SCENARIOS),
         help="matrix: comma-separated scenario names or files (default: the QA world scenarios)",
     )
-    p.add_argument("--transports", default="ble", help="comma-separated: ble, softap")
+    p.add_argument(
+        "--transports",
+        default="ble",
+        help="comma-separated: ble (BlueZoo), ble-bumble (bumble's virtual controllers, no "
+        "D-Bus), softap",
+    )
     p.add_argument(
         "--personalities",
         default=registry.default(),
@@ -167,6 +172,9 @@ async def run(args: argparse.Namespace) -> int:
     return _verdict(args, plan.kind, summary, runs)
 
 
+TRANSPORTS = ("ble", "ble-bumble", "softap")  # ble-bumble: the BLE stack chosen per run
+
+
 def _plan(args: argparse.Namespace) -> _Plan:
     """The runs asked for. Raises ConfigError naming the flag at fault."""
     from ...doors import registry
@@ -174,8 +182,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
     transports = _split(args.transports, "--transports")
     personalities = _split(args.personalities, "--personalities")
     for t in transports:
-        if t not in ("ble", "softap"):
-            raise ConfigError("--transports", f"ble or softap, not {t!r}")
+        if t not in TRANSPORTS:
+            raise ConfigError("--transports", f"{', '.join(TRANSPORTS)}, not {t!r}")
     for name in personalities:
         registry.get(name, "--personalities")
     if args.concurrency is None:
@@ -184,7 +192,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise ConfigError("--concurrency", "from 1 to 32")
     variants, skipped_variants = [], []
     for t, p in itertools.product(transports, personalities):
-        if t in registry.get(p).transports or t == "ble":
+        if t in registry.get(p).transports or t.startswith("ble"):
             variants.append((t, p))
         else:
             skipped_variants.append((t, p, f"{p} has no {t} door"))

@@ -231,8 +231,8 @@ class Bench:
                 "the bench runs without cloud activation; play cloud scenarios with demo",
             )
         entry = registry.get(spec.personality, "--personality")
-        if spec.transport not in ("ble", "softap"):
-            raise ConfigError("--transports", f"ble or softap, not {spec.transport!r}")
+        if spec.transport not in ("ble", "ble-bumble", "softap"):
+            raise ConfigError("--transports", f"ble, ble-bumble or softap, not {spec.transport!r}")
         state = home / "device"
         with DeviceStore(state) as store:
             identity, code = create_identity(store)
@@ -279,7 +279,7 @@ class Bench:
             ]
             env = bus.vble.env()
             phone_args += ["--adapter", phone_adapter, "--name", local_name]
-        else:
+        elif spec.transport == "softap":
             if "softap" not in entry.transports:
                 raise ConfigError(
                     "--transports", f"the {entry.name} personality does not run over softap"
@@ -287,8 +287,24 @@ class Bench:
             argv += ["--adapter", "hci0", "--doors", "softap-only"]
             if entry.concurrent_ap:
                 argv.append("--softap-concurrent")
+        radios = contextlib.AsyncExitStack()
+        if spec.transport == "ble-bumble":  # the BLE stack chosen per run: bumble, no bus
+            from ...bumble_stack import serve_controllers
+
+            for_device, for_phone = await radios.enter_async_context(
+                serve_controllers(f"bench-{n}", 2)
+            )
+            argv += ["--adapter", "hci0", "--doors", "ble-only", "--ble-stack", "bumble",
+                     "--bumble-transport", for_device]  # fmt: skip
+            phone_args += ["--ble-stack", "bumble", "--bumble-transport", for_phone]
         daemon = DaemonProcess(["-v", *argv], env, home / "daemon.log")
-        ready = await daemon.start()
+        try:
+            ready = await daemon.start()
+        except BaseException:
+            await radios.aclose()
+            raise
+        if spec.transport == "ble-bumble":
+            phone_args += ["--name", ready["address"]]  # bumble quirk 1: found by address
         log = StoryLog()
         watcher = (
             asyncio.ensure_future(follow(state, log.add, last=200)) if has_story(world) else None
@@ -325,6 +341,7 @@ class Bench:
             if watcher is not None:
                 watcher.cancel()
             await daemon.stop()
+            await radios.aclose()
 
     # Over 80 lines on purpose: the phone process's command line from the run's spec, its label and
     # its secrets (kept out of the process list).

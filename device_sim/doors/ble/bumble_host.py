@@ -101,6 +101,7 @@ class BumbleHost(Door):
         self._chars: dict[str, Any] = {}
         self._owner: dict[str, BlePersonality] = {}
         self._responders: dict[str, Responder] = {}
+        self._indicated: set[str] = set()
         self._answers: dict[tuple[str, str], bytes] = {}  # (central, uuid): its answer to read
         self._sets: list[Any] = []
         self._advertised: list[Advertised] = []
@@ -136,6 +137,8 @@ class BumbleHost(Door):
                 for char in service.characteristics:
                     uuid = char.uuid.lower()
                     self._values[uuid] = bytes(char.value)
+                    if "indicate" in char.properties and "notify" not in char.properties:
+                        self._indicated.add(uuid)
                     self._owner[uuid] = personality
                     if char.respond is not None:
                         self._responders[uuid] = char.respond
@@ -289,7 +292,10 @@ class BumbleHost(Door):
             if device is None or char is None:
                 continue
             try:
-                await device.notify_subscribers(char, value)
+                if uuid in self._indicated:  # an indicate-only characteristic: confirmed sends
+                    await device.indicate_subscribers(char, value)
+                else:
+                    await device.notify_subscribers(char, value)
             except Exception as exc:  # a central gone between the queue and the send
                 LOG.debug("notify %s: %s", uuid, exc)
 
