@@ -47,6 +47,8 @@ profile = "/opt/device-sim/gatt_profile.yaml"
 adapter = "hci1"
 personalities = ["native", "improv"]
 notify_size = 100
+stack = "bumble"
+bumble_transport = "tcp-client:127.0.0.1:9001"
 
 [network]
 backend = "networkmanager"
@@ -119,6 +121,10 @@ FULL_FLAGS = [
     "native,improv",
     "--notify-size",
     "100",
+    "--ble-stack",
+    "bumble",
+    "--bumble-transport",
+    "tcp-client:127.0.0.1:9001",
     "--backend",
     "networkmanager",
     "--interface",
@@ -210,7 +216,7 @@ def expected_full(state_dir: Path, ca: Path) -> DaemonOptions:
     return DaemonOptions(
         state_dir=state_dir,
         profile=Path("/opt/device-sim/gatt_profile.yaml"),
-        ble=BleOptions("hci1", ("native", "improv"), 100),
+        ble=BleOptions("hci1", ("native", "improv"), 100, "bumble", "tcp-client:127.0.0.1:9001"),
         network=NetworkOptions(
             BackendKind.NETWORK_MANAGER,
             "wlan0",
