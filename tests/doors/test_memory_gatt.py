@@ -37,8 +37,11 @@ async def _device(
     return device, side, host, labels
 
 
-def _swap_bleak(monkeypatch: pytest.MonkeyPatch, module: str, host: MemoryGattHost) -> None:
-    monkeypatch.setattr(f"{module}.BleakClient", lambda *args, **kwargs: host.central("phone"))
+def _swap_bleak(monkeypatch: pytest.MonkeyPatch, host: MemoryGattHost) -> None:
+    """The phone's radio connects to the memory host (its central has bleak's methods)."""
+    from device_sim.client.ble import Radio
+
+    monkeypatch.setattr(Radio, "client", lambda *args, **kwargs: host.central("phone"))
 
 
 async def test_native_onboards_on_the_memory_host(
@@ -48,7 +51,7 @@ async def test_native_onboards_on_the_memory_host(
 
     async with AsyncExitStack() as stack:
         device, _, host, _ = await _device(stack, tmp_path, "native")
-        _swap_bleak(monkeypatch, "device_sim.doors.native.client", host)
+        _swap_bleak(monkeypatch, host)
         async with BleLink(device.profile, "memory", adapter="memory") as link:
             session = ClientSession(link)
             answers = await session.open(
@@ -82,7 +85,7 @@ async def test_improv_onboards_on_the_memory_host(
 
     async with AsyncExitStack() as stack:
         device, side, host, _ = await _device(stack, tmp_path, "improv")
-        _swap_bleak(monkeypatch, "device_sim.doors.improv.client", host)
+        _swap_bleak(monkeypatch, host)
         async with ImprovLink(device.profile, cast(Any, "memory"), adapter="memory") as link:
             assert await link.read_state() is ImprovState.AUTHORIZATION_REQUIRED
             assert side.press_button("test")["action"] == "improv-authorize"
