@@ -111,9 +111,16 @@ def indexed_link() -> LocalLink:
                     c for c in self.controllers if c.le_scan_enable or c.pending_le_connection
                 ]
                 self._scanners_at = now
+            sender = packet.advertiser_address
             for controller in self._scanners:
-                if controller is not sender_controller:
-                    loop.call_soon(controller.on_ll_advertising_pdu, packet)
+                if controller is sender_controller:
+                    continue
+                pending = controller.pending_le_connection
+                if not controller.le_scan_enable and (
+                    pending is None or pending.peer_address != sender
+                ):
+                    continue  # initiating a connection to another device
+                loop.call_soon(controller.on_ll_advertising_pdu, packet)
 
     return IndexedLink()
 

@@ -34,6 +34,7 @@ class Radio:
     adapter: str = "hci1"
     stack: str = "bluez"
     bumble_transport: str | None = None
+    only: str | None = None  # bumble: the device address the phone looks for, if it knows it
 
     @asynccontextmanager
     async def scanning(
@@ -51,8 +52,13 @@ class Radio:
         transport = self._transport()
         device = await _central(transport)
 
+        only = self.only
+
         def on_advertisement(advertisement: Any) -> None:
-            callback(*_bleak_like(advertisement))
+            # A phone that knows the device's address (a fleet's index) decodes its adverts
+            # only: among a thousand devices, the others' cost nothing more than this test.
+            if only is None or str(advertisement.address).startswith(only):
+                callback(*_bleak_like(advertisement))
 
         device.on("advertisement", on_advertisement)
         # One phone device, many scans at once (a fleet's onboardings): it scans while any

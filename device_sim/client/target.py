@@ -8,6 +8,7 @@ the benchmarks drive any of them through the door registry.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .ble import Radio
 Progress = Callable[[str, dict[str, Any]], None]
 TERMINAL = ("online", "failed")
 Credentials = tuple[bytes, Secret | None, bool]  # ssid, passphrase, hidden
+_ADDRESS = re.compile(r"(?:[0-9A-F]{2}:){5}[0-9A-F]{2}", re.IGNORECASE)  # a BLE address
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class Target:
     @property
     def radio(self) -> Radio:
         """The phone's BLE for this target."""
-        return Radio(self.adapter, self.ble_stack, self.bumble_transport)
+        only = self.name if self.name and _ADDRESS.fullmatch(self.name) else None
+        return Radio(self.adapter, self.ble_stack, self.bumble_transport, only=only)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ async def run(args: argparse.Namespace) -> int:
     from .model import fleet_of, load_fleet
 
     if args.file is not None:
-        fleet = load_fleet(args.file)
+        fleet = load_fleet(args.file, args.ble_stack)
     else:
         fleet = fleet_of(
             args.count,
@@ -70,6 +70,7 @@ async def run(args: argparse.Namespace) -> int:
             scenario=args.scenario,
             personality=args.personality,
             seed=args.seed,
+            ble_stack=args.ble_stack,
         )
     if not 0 <= args.phones <= 64:
         raise ConfigError("--phones", "0 to 64 phone adapters")

@@ -85,10 +85,11 @@ def fleet_of(
     scenario: str = "engineering-wifi",
     personality: str | None = None,
     seed: int = 0,
+    ble_stack: str = "bluez",
 ) -> Fleet:
     """A fleet of one group (``personality``: the registry's default). Raises ConfigError."""
     group = Group(count, scenario, personality or registry.default())
-    return _checked(Fleet("fleet", transport, seed, (group,)), "--count")
+    return _checked(Fleet("fleet", transport, seed, (group,)), "--count", ble_stack)
 
 
 FLEET_FILE = Mapping_(
@@ -116,7 +117,7 @@ FLEET_FILE = Mapping_(
 )
 
 
-def load_fleet(path: Path) -> Fleet:
+def load_fleet(path: Path, ble_stack: str = "bluez") -> Fleet:
     """Read and check a fleet file. Raises ConfigError naming the bad place."""
     data = read_document(path, FLEET_FILE)
     groups = tuple(
@@ -130,16 +131,17 @@ def load_fleet(path: Path) -> Fleet:
     fleet = Fleet(
         data.get("name", path.stem), data.get("transport", "softap"), data.get("seed", 0), groups
     )
-    return _checked(fleet, str(path))
+    return _checked(fleet, str(path), ble_stack)
 
 
-def _checked(fleet: Fleet, where: str) -> Fleet:
+def _checked(fleet: Fleet, where: str, ble_stack: str = "bluez") -> Fleet:
     if fleet.transport not in TRANSPORTS:
         raise ConfigError(f"{where}: transport", f"softap or ble, not {fleet.transport!r}")
     seed = fleet.seed
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{where}: seed", "a whole number >= 0")
-    limit = MAX_BLE_DEVICES if fleet.transport == "ble" else MAX_DEVICES
+    # BlueZoo's adapter indices bound a BLE fleet on it; bumble's in-process link does not
+    limit = MAX_BLE_DEVICES if fleet.transport == "ble" and ble_stack == "bluez" else MAX_DEVICES
     if not 1 <= fleet.count <= limit:
         raise ConfigError(
             where, f"{fleet.count} devices: a {fleet.transport} fleet holds 1 to {limit}"
