@@ -29,7 +29,7 @@ from typing import Any
 from ...bumble_stack import CLOSE_TIMEOUT_S, open_device, static_address
 from ...errors import TransportError
 from ..base import Door
-from .gatt import Advertised, BlePersonality, Responder, _uuid_size
+from .gatt import Advertised, BlePersonality, Centrals, Responder, _uuid_size
 from .options import DEFAULT_NOTIFY_SIZE
 
 LOG = logging.getLogger(__name__)
@@ -107,9 +107,7 @@ class BumbleHost(Door):
         self._advertised: list[Advertised] = []
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._connected: frozenset[str] = frozenset()
-        self._no_phone = asyncio.Event()
-        self._no_phone.set()
+        self._centrals = Centrals(self.personalities)
         self._adv_dirty = asyncio.Event()
 
     @property
@@ -250,7 +248,7 @@ class BumbleHost(Door):
         BlueZ host does: a connected phone reads the state characteristic)."""
         while True:
             await self._adv_dirty.wait()
-            await self._no_phone.wait()
+            await self._centrals.no_phone.wait()
             self._adv_dirty.clear()
             if self._device is None:
                 return
@@ -301,7 +299,7 @@ class BumbleHost(Door):
 
     def _on_connection(self, connection: Any) -> None:
         central = _central(connection)
-        self._changed(self._connected | {central})
+        self._centrals.changed(self._centrals.connected | {central})
         # A connection stops the set it came through (legacy advertising); BlueZ advertises
         # on while a phone is connected, so a second phone still finds the device: so here.
         task = asyncio.get_running_loop().create_task(self._advertise_on(), name="bumble-readv")
@@ -310,18 +308,9 @@ class BumbleHost(Door):
 
         def gone(*_: Any) -> None:
             self._answers = {k: v for k, v in self._answers.items() if k[0] != central}
-            self._changed(self._connected - {central})
+            self._centrals.changed(self._centrals.connected - {central})
 
         connection.on("disconnection", gone)
-
-    def _changed(self, connected: frozenset[str]) -> None:
-        gone, self._connected = self._connected - connected, connected
-        if connected:
-            self._no_phone.clear()
-        else:
-            self._no_phone.set()
-        for personality in self.personalities:
-            personality.on_connections(connected, gone)
 
 
 def _central(connection: Any) -> str:

@@ -12,7 +12,8 @@ a stack: every stack's quirks stay in its host.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol
 
 PROPERTIES = ("read", "write", "write-without-response", "notify", "indicate")
@@ -59,6 +60,27 @@ class Advertised(NamedTuple):
 def _uuid_size(uuid: str) -> int:
     """2 for a 16-bit UUID (short, or the Bluetooth base UUID's), else 16."""
     return 2 if len(uuid) <= 8 or uuid.lower().endswith("-0000-1000-8000-00805f9b34fb") else 16
+
+
+class Centrals:
+    """The centrals connected to a host, as every host keeps them: who came and who left told
+    to each personality (:meth:`BlePersonality.on_connections`), and :attr:`no_phone` set
+    while none is connected (a host refreshes its advertisement only then)."""
+
+    def __init__(self, personalities: Sequence[BlePersonality]) -> None:
+        self.personalities = personalities
+        self.connected: frozenset[str] = frozenset()
+        self.no_phone = asyncio.Event()
+        self.no_phone.set()
+
+    def changed(self, connected: frozenset[str]) -> None:
+        gone, self.connected = self.connected - connected, connected
+        if connected:
+            self.no_phone.clear()
+        else:
+            self.no_phone.set()
+        for personality in self.personalities:
+            personality.on_connections(connected, gone)
 
 
 class GattHost(Protocol):

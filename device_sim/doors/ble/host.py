@@ -42,7 +42,7 @@ from .bluez import (
     route_writes_with_origin,
     serve_request_response,
 )
-from .gatt import Advertised, BlePersonality, Responder
+from .gatt import Advertised, BlePersonality, Centrals, Responder
 from .options import DEFAULT_NOTIFY_SIZE
 
 LOG = logging.getLogger(__name__)
@@ -86,9 +86,7 @@ class BleHost(Door):
         self._adv_dirty = asyncio.Event()
         self._adv_task: asyncio.Task[None] | None = None
         self._watcher = ConnectionWatcher(adapter, self._on_connections)
-        self._connected: frozenset[str] = frozenset()
-        self._no_phone = asyncio.Event()  # no phone connected: the advertisement may change
-        self._no_phone.set()
+        self._centrals = Centrals(self.personalities)
         self._adv_index = 0
         self.on_bluezoo = False
         self.anonymous_writes = 0  # writes whose central the stack did not name (see below)
@@ -275,7 +273,7 @@ class BleHost(Door):
         is brought up to date once the last phone has gone."""
         while True:
             await self._adv_dirty.wait()
-            await self._no_phone.wait()
+            await self._centrals.no_phone.wait()
             self._adv_dirty.clear()
             if self._server is None:
                 return
@@ -344,13 +342,7 @@ class BleHost(Door):
             self._set_and_notify(uuid, frame)
 
     def _on_connections(self, connected: frozenset[str]) -> None:
-        gone, self._connected = self._connected - connected, connected
-        if connected:
-            self._no_phone.clear()
-        else:
-            self._no_phone.set()
-        for personality in self.personalities:
-            personality.on_connections(connected, gone)
+        self._centrals.changed(connected)
 
 
 def _flags(properties: Sequence[str]) -> GATTCharacteristicProperties:
