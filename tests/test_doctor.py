@@ -521,13 +521,7 @@ async def test_doctor_json_gives_each_preflight_finding_its_code_on_a_faked_pi(
     """Blocked by rfkill, no Wi-Fi country, no free advertisement instance: `doctor --json` as
     a Pi user runs it, each finding with its code, message and fix."""
     await nm.add_wifi_device("wlan0", state=defs.DeviceState.UNAVAILABLE)
-    await nm.call(
-        defs.MANAGER_PATH,
-        "org.freedesktop.DBus.Mock",
-        "UpdateProperties",
-        "sa{sv}",
-        [defs.MANAGER_IFACE, {"WirelessHardwareEnabled": Variant("b", False)}],
-    )
+    await nm.update_manager({"WirelessHardwareEnabled": Variant("b", False)})
     holder = await fill_advertising_slots(vb.bus_address)
     try:
         bindir = tmp_path / "bin"
@@ -687,13 +681,7 @@ async def test_networkmanager_older_than_1_16_is_too_old(
     nm: Any, vb: VirtualBle, state_dir: Path, version: str, ok: bool
 ) -> None:
     await nm.add_wifi_device("wlan0")
-    await nm.call(
-        defs.MANAGER_PATH,
-        "org.freedesktop.DBus.Mock",
-        "UpdateProperties",
-        "sa{sv}",
-        [defs.MANAGER_IFACE, {"Version": Variant("s", version)}],
-    )
+    await nm.update_manager({"Version": Variant("s", version)})
     r = by_name(await run_checks(nm_config(state_dir), bus_address=vb.bus_address))
     assert r["networkmanager"].ok is ok and version in r["networkmanager"].detail
     assert ok or r["networkmanager"].code is Code.NETWORKMANAGER_TOO_OLD

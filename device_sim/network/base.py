@@ -36,6 +36,7 @@ __all__ = [
     "cannot_join",
     "contradicts",
     "key_mgmts_to_try",
+    "security_for_join",
     "validate_credentials",
 ]
 
@@ -92,6 +93,45 @@ def cannot_join(mode: Security | None, eap: EapSettings | None) -> bool:
     """``mode`` (the scan's or the app's) is one the device cannot join with what it was
     given: WEP, or enterprise without EAP settings (UNSUPPORTED_SECURITY)."""
     return mode is Security.WEP or (mode is Security.ENTERPRISE and eap is None)
+
+
+def security_for_join(
+    label: str,
+    requested: Security | None,
+    scanned: Security | None,
+    eap: EapSettings | None,
+    *,
+    actual: Security | None = None,
+) -> Security | None:
+    """The mode a join asks for (``requested``, the app's; enterprise when it sent EAP
+    settings), checked before any try against ``scanned`` (what the beacons said; None: a
+    hidden or unseen network) and ``actual`` (what the network is, when the backend knows more
+    than its beacons: the simulated world; default ``scanned``).
+
+    Raises NetworkError (phase scanning): UNSUPPORTED_SECURITY for WEP, or enterprise without
+    EAP settings; SECURITY_MISMATCH when the beacons rule the app's mode out.
+    """
+    for mode in (actual if actual is not None else scanned, requested):
+        if cannot_join(mode, eap):
+            raise NetworkError(
+                Code.UNSUPPORTED_SECURITY,
+                f"{label} uses {mode}, which the device cannot join"
+                + (" without EAP settings" if mode is Security.ENTERPRISE else ""),
+                raw={"phase": str(Phase.SCANNING), "security": str(mode)},
+            )
+    if eap is not None:
+        requested = Security.ENTERPRISE
+    if contradicts(requested, scanned):
+        raise NetworkError(
+            Code.SECURITY_MISMATCH,
+            f"{label} is {scanned}, not the {requested} the app sent",
+            raw={
+                "phase": str(Phase.SCANNING),
+                "security": str(scanned),
+                "requested": str(requested),
+            },
+        )
+    return requested
 
 
 def key_mgmts_to_try(

@@ -52,9 +52,8 @@ from .base import (
     PhaseCallback,
     Security,
     WorldNote,
-    cannot_join,
-    contradicts,
     key_mgmts_to_try,
+    security_for_join,
     validate_credentials,
 )
 from .eap import EapMethod, EapSettings
@@ -466,28 +465,10 @@ class SimulatedBackend(NetworkBackend):
             await self._sleep(self._scenario.scan_delay_ms)
         candidates = self._candidates(ssid, hidden)
         first = candidates[0].ap
-        for mode in (first.security, security):
-            if cannot_join(mode, eap):
-                raise _fail(
-                    Code.UNSUPPORTED_SECURITY,
-                    Phase.SCANNING,
-                    f"{_show(ssid)} uses {mode}, which the device cannot join"
-                    + (" without EAP settings" if mode is Security.ENTERPRISE else ""),
-                    security=str(mode),
-                )
-        if eap is not None:
-            security = Security.ENTERPRISE
         # A hidden network's beacons say nothing of its security: the device learns it only
         # by trying (SAE, then PSK), unless the app sent it.
         scanned = None if first.hidden else first.security
-        if contradicts(security, scanned):
-            raise _fail(
-                Code.SECURITY_MISMATCH,
-                Phase.SCANNING,
-                f"{_show(ssid)} is {scanned}, not the {security} the app sent",
-                security=str(scanned),
-                requested=str(security),
-            )
+        security = security_for_join(_show(ssid), security, scanned, eap, actual=first.security)
         validate_credentials(ssid, passphrase, security or scanned)
         tries = key_mgmts_to_try(security, passphrase, scanned, eap)
         # A mesh or a dual-band router: when one BSS does not answer or gives no lease, the

@@ -410,6 +410,14 @@ class NMMock(Component):
         """RequestScan behaviour: ``"ok"`` (bumps LastScan), ``"refuse"`` or ``"stale"``."""
         await self.call(MANAGER_PATH, EXT_IFACE, "Configure", "s", [json.dumps({"scan": mode})])
 
+    async def update_manager(self, props: dict[str, Variant]) -> None:
+        """Change NetworkManager's own properties (``Version``, ``WirelessHardwareEnabled``...),
+        as dbusmock's ``UpdateProperties`` does (with PropertiesChanged)."""
+        await self.call(
+            MANAGER_PATH, "org.freedesktop.DBus.Mock", "UpdateProperties", "sa{sv}",
+            [MANAGER_IFACE, props],
+        )  # fmt: skip
+
     async def set_connectivity(self, connectivity: Connectivity) -> None:
         await self.call(MAIN_OBJ, MOCK_IFACE, "SetConnectivity", "u", [int(connectivity)])
 

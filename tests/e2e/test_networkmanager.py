@@ -165,13 +165,10 @@ async def test_the_daemon_reports_its_preflight_findings_as_events(device, nm, t
     from device_sim.doors.ble.options import BleOptions
     from device_sim.doors.supervisor import DoorOptions, Policy
     from device_sim.network.base import BackendKind
-    from device_sim.network.nm import defs
     from device_sim.network.options import NetworkOptions
 
-    await nm.call(  # a finding every machine has: NetworkManager 1.14 (too old)
-        defs.MANAGER_PATH, "org.freedesktop.DBus.Mock", "UpdateProperties", "sa{sv}",
-        [defs.MANAGER_IFACE, {"Version": Variant("s", "1.14.0")}],
-    )  # fmt: skip
+    # a finding every machine has: NetworkManager 1.14 (too old)
+    await nm.update_manager({"Version": Variant("s", "1.14.0")})
     async with Cloud(tmp_path) as cloud:
         ready = await _start(device, nm, cloud)
     config = DaemonOptions(

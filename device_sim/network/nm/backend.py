@@ -46,9 +46,8 @@ from ..base import (
     Phase,
     PhaseCallback,
     Security,
-    cannot_join,
-    contradicts,
     key_mgmts_to_try,
+    security_for_join,
     validate_credentials,
 )
 from ..checks import Resolver, check_dns, check_tls, system_resolver
@@ -336,25 +335,7 @@ class NetworkManagerBackend(NetworkBackend):
                     ssid_hex=ssid.hex(),
                 )
         scanned = seen.security if seen is not None else None
-        for mode in (scanned, security):
-            if cannot_join(mode, eap):
-                raise _fail(
-                    Code.UNSUPPORTED_SECURITY,
-                    Phase.SCANNING,
-                    f"{label} uses {mode}, which the device cannot join"
-                    + (" without EAP settings" if mode is Security.ENTERPRISE else ""),
-                    security=str(mode),
-                )
-        if eap is not None:
-            security = Security.ENTERPRISE
-        if contradicts(security, scanned):
-            raise _fail(
-                Code.SECURITY_MISMATCH,
-                Phase.SCANNING,
-                f"{label} is {scanned}, not the {security} the app sent",
-                security=str(scanned),
-                requested=str(security),
-            )
+        security = security_for_join(label, security, scanned, eap)
         if security is not None and scanned is not None:  # the beacons say all the app did
             security = None if set(scanned.key_mgmts) <= set(security.key_mgmts) else security
         validate_credentials(ssid, passphrase, security or scanned)
