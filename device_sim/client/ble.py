@@ -104,8 +104,9 @@ async def _central(transport: str) -> Any:
 
 async def close_radios() -> None:
     """Close every bumble device the phone opened (a demo's end, a test's)."""
-    global _stack
+    global _stack, _lock
     stack, _stack = _stack, AsyncExitStack()
+    _lock = asyncio.Lock()  # a later event loop (another test, another command) gets its own
     _centrals.clear()
     _scanners.clear()
     await stack.aclose()
