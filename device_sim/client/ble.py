@@ -21,9 +21,12 @@ from typing import Any
 __all__ = ["Radio", "close_radios"]
 
 _centrals: dict[str, Any] = {}
-_scanners: dict[str, int] = {}  # scans in progress, by transport
+_scans: dict[str, list[str | None]] = {}  # scans in progress by transport: each one's address
+_scanning: dict[str, frozenset[str] | None] = {}  # how each transport scans: its accept list
 _stack = AsyncExitStack()
 _lock = asyncio.Lock()
+_scan_lock = asyncio.Lock()
+SCAN_INTERVAL_MS = 60.0  # bumble's default, window and interval alike (a phone in the foreground)
 
 
 @dataclass(frozen=True)
@@ -62,18 +65,18 @@ class Radio:
 
         device.on("advertisement", on_advertisement)
         # One phone device, many scans at once (a fleet's onboardings): it scans while any
-        # wants it, as BlueZ's discovery sessions do.
-        _scanners[transport] = _scanners.get(transport, 0) + 1
-        if _scanners[transport] == 1:
-            await device.start_scanning(filter_duplicates=False)
+        # wants it, as BlueZ's discovery sessions do, through its controller's filter accept
+        # list while every scan knows its device's address.
+        scans = _scans.setdefault(transport, [])
+        scans.append(only)
         try:
+            await _rescan(transport, device)
             yield
         finally:
             device.remove_listener("advertisement", on_advertisement)
-            _scanners[transport] -= 1
-            if _scanners[transport] == 0:
-                with contextlib.suppress(Exception):
-                    await device.stop_scanning()
+            scans.remove(only)
+            with contextlib.suppress(Exception):  # a controller gone: nothing to stop
+                await _rescan(transport, device)
 
     def client(self, device: Any, timeout: float = 20.0) -> Any:
         """A BleakClient (or its bumble equivalent) for ``device`` (found, or an address)."""
@@ -104,12 +107,81 @@ async def _central(transport: str) -> Any:
 
 async def close_radios() -> None:
     """Close every bumble device the phone opened (a demo's end, a test's)."""
-    global _stack, _lock
+    global _stack, _lock, _scan_lock
     stack, _stack = _stack, AsyncExitStack()
     _lock = asyncio.Lock()  # a later event loop (another test, another command) gets its own
+    _scan_lock = asyncio.Lock()
     _centrals.clear()
-    _scanners.clear()
+    _scans.clear()
+    _scanning.clear()
     await stack.aclose()
+
+
+async def _rescan(transport: str, device: Any) -> None:
+    """Make the phone's scan on ``transport`` what its scans in progress want: none, through
+    the accept list (every scan knows its address), or unfiltered."""
+    async with _scan_lock:
+        scans = _scans.get(transport, [])
+        wanted = None if None in scans else frozenset(str(a) for a in scans)
+        off = not scans
+        if transport in _scanning and not off and _scanning[transport] == wanted:
+            return
+        if transport in _scanning:
+            del _scanning[transport]
+            await device.stop_scanning()
+        if off:
+            return
+        if wanted and await _filtered_scan(device, wanted):
+            _scanning[transport] = wanted
+            return
+        await device.start_scanning(
+            filter_duplicates=False, scan_interval=SCAN_INTERVAL_MS, scan_window=SCAN_INTERVAL_MS
+        )
+        _scanning[transport] = None
+
+
+async def _filtered_scan(device: Any, addresses: frozenset[str]) -> bool:
+    """Scan reporting ``addresses`` only, through the controller's filter accept list (the
+    address of either type: a string does not say which). bumble's ``start_scanning`` always
+    scans unfiltered, so this sends its commands with the filtered policy and keeps its
+    bookkeeping. False when the controller cannot (no extended scanning, a list too short):
+    the caller scans unfiltered, and the phone's own address test still picks its device."""
+    from bumble import hci
+    from bumble.core import BaseBumbleError
+
+    if not device.supports_le_extended_advertising:
+        return False
+    params = hci.HCI_LE_Set_Extended_Scan_Parameters_Command
+    try:
+        await device.send_sync_command(hci.HCI_LE_Clear_Filter_Accept_List_Command())
+        for text in sorted(addresses):
+            for kind in (hci.Address.RANDOM_DEVICE_ADDRESS, hci.Address.PUBLIC_DEVICE_ADDRESS):
+                await device.send_sync_command(
+                    hci.HCI_LE_Add_Device_To_Filter_Accept_List_Command(
+                        address_type=kind, address=hci.Address(text, kind)
+                    )
+                )
+        await device.send_sync_command(
+            params(
+                own_address_type=hci.OwnAddressType.RANDOM,
+                scanning_filter_policy=params.BASIC_FILTERED_POLICY,
+                scanning_phys=1 << hci.HCI_LE_1M_PHY_BIT,
+                scan_types=[params.ACTIVE_SCANNING],
+                scan_intervals=[int(SCAN_INTERVAL_MS / 0.625)],
+                scan_windows=[int(SCAN_INTERVAL_MS / 0.625)],
+            )
+        )
+        await device.send_sync_command(
+            hci.HCI_LE_Set_Extended_Scan_Enable_Command(
+                enable=1, filter_duplicates=0, duration=0, period=0
+            )
+        )
+    except (BaseBumbleError, ValueError):
+        return False
+    device.advertisement_accumulators = {}  # what start_scanning resets and sets
+    device.scanning_is_passive = False
+    device.scanning = True
+    return True
 
 
 def _uuid(uuid: Any) -> str:
