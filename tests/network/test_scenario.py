@@ -349,3 +349,15 @@ def test_zero_delay_has_no_delays() -> None:
             getattr(steps, n).delay_ms == 0
             for n in ("association", "dhcp", "dns", "captive_portal", "internet", "tls")
         )
+
+
+def test_a_file_loaded_again_is_parsed_again_only_when_it_changed(tmp_path: Path) -> None:
+    """A fleet's devices share one parse of their world's file; a changed file (same size,
+    same second) is read anew."""
+    path = write(tmp_path, GOOD)
+    first = load_scenario(path)
+    assert load_scenario(path) is first
+    write(tmp_path, GOOD.replace("channel: 6,", "channel: 7,"))
+    changed = load_scenario(path)
+    assert changed is not first
+    assert changed.access_points[0].ap.channel == 7

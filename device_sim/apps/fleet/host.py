@@ -109,7 +109,7 @@ class FleetHost:
             # may hold `virtual-ble up`'s adapters, the public API's or another fleet's.
             adapters = await add_free_adapters(bus_address, len(members), _ble_address)
             phones = await add_free_adapters(bus_address, self.phones, _ble_address)
-        labels = {m.name: self._identity(profile, m) for m in members}
+        labels: dict[str, dict[str, Any]] = {}
         gate = asyncio.Semaphore(STARTING_AT_ONCE)
 
         spare = iter(range(len(members) + 1, len(members) + 1 + SPARE_ADDRESSES))
@@ -118,6 +118,9 @@ class FleetHost:
             async with gate:
                 own = AsyncExitStack()
                 try:
+                    # In a thread: key generation and the SRP verifier free the GIL, so
+                    # identities are made on another core while started devices run.
+                    labels[member.name] = await asyncio.to_thread(self._identity, profile, member)
                     address = None
                     if self.fleet.transport != "ble":
                         address = self._free_address(member, spare)
@@ -153,7 +156,7 @@ class FleetHost:
             self.members.append((member, served))
         index = self._index(bus, phones)
         _write_json(self.root / INDEX, index, private=False)
-        _write_json(self.root / LABELS, labels, private=True)
+        _write_json(self.root / LABELS, {m.name: labels[m.name] for m in members}, private=True)
         return {
             "ready": True,
             "fleet": self.fleet.name,

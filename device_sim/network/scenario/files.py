@@ -4,6 +4,7 @@ channel against the band, the passphrase against the security mode, unique BSSID
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -98,7 +99,24 @@ def load_scenario(name_or_path: str | os.PathLike[str]) -> Scenario:
                 f"scenario {text_!r}", f"not found in {scenarios_dir()} (known: {known})"
             )
     source = _display(path)
-    return parse_scenario(load_yaml(path, source), source, expected_name=path.stem)
+    try:
+        key = (str(path.resolve()), source, hashlib.sha256(path.read_bytes()).digest())
+    except OSError:
+        key = None  # load_yaml says why
+    if key is not None and key in _parsed:
+        return _parsed[key]
+    scenario = parse_scenario(load_yaml(path, source), source, expected_name=path.stem)
+    if key is not None:
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.pop(next(iter(_parsed)))
+        _parsed[key] = scenario
+    return scenario
+
+
+# Scenarios are frozen: a fleet's thousand devices of one world share one parse of its file
+# (the file is read each time: other bytes are parsed again).
+_parsed: dict[tuple[str, str, bytes], Scenario] = {}
+_PARSED_MAX = 64
 
 
 def _display(path: Path) -> str:
