@@ -35,6 +35,7 @@ import socket
 import ssl
 import string
 import tempfile
+import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -157,6 +158,40 @@ def server_ssl_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
 def client_ssl_context(ca_pem: bytes) -> ssl.SSLContext:
     """A client context that trusts only ``ca_pem`` and verifies host names."""
     return ssl.create_default_context(cadata=ca_pem.decode("ascii"))
+
+
+# The simulated cloud is one per process, as the real one is one for every device: its CA and
+# the devices' trust in it are made at the first device's first check, and its server
+# certificates (one per verdict and clock shift, re-issued every CLOUD_CERT_REUSE_S: the
+# server certificate is valid from an hour before its issue) are shared by every world; each
+# world still serves them on its own ports. A fleet's thousand devices thus make one CA, not a
+# thousand (a key, two certificates, two SSL contexts and two files each).
+CLOUD_CERT_REUSE_S = 1800
+
+
+@functools.lru_cache(maxsize=1)
+def _cloud() -> tuple[CertificateAuthority, ssl.SSLContext]:
+    """The simulated cloud's CA and a client context that trusts only it."""
+    from ..pki import CertificateAuthority
+
+    ca = CertificateAuthority("device-sim cloud CA")
+    return ca, client_ssl_context(ca.cert_pem)
+
+
+@functools.lru_cache(maxsize=32)
+def _cloud_server_context(result: str, shift_s: int, period: int) -> ssl.SSLContext:
+    """The cloud's TLS server context presenting ``result``'s certificate, its validity moved by
+    ``shift_s`` (``period``: the issue's time slot, part of the cache key only)."""
+    ca = _cloud()[0]
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=shift_s)
+    if result == "untrusted":
+        interceptor = type(ca)("device-sim interceptor CA")
+        cert = interceptor.issue(CLOUD_HOST, now=now)
+    elif result == "hostname_mismatch":
+        cert = ca.issue(MISMATCH_HOST, now=now)
+    else:
+        cert = ca.issue(CLOUD_HOST, expired=result == "expired", now=now)
+    return server_ssl_context(*cert)
 
 
 # -- the backend ----------------------------------------------------------------------------------
@@ -351,21 +386,15 @@ class SimulatedBackend(NetworkBackend):
         key = (result, shift_s, family)
         if key in self._tls_servers:
             return self._tls_servers[key]
-        stack, ca = self._stack, self._started()
+        stack = self._stack
+        self._started()
         assert stack is not None
-        now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=shift_s)
-        if result == "untrusted":
-            interceptor = type(ca)("device-sim interceptor CA")
-            cert = interceptor.issue(CLOUD_HOST, now=now)
-        elif result == "hostname_mismatch":
-            cert = ca.issue(MISMATCH_HOST, now=now)
-        else:
-            cert = ca.issue(CLOUD_HOST, expired=result == "expired", now=now)
+        context = _cloud_server_context(result, shift_s, int(time.time() // CLOUD_CERT_REUSE_S))
         server = await asyncio.start_server(
             self._serve_tls,
             LOOPBACK[family],
             0,
-            ssl=server_ssl_context(*cert),
+            ssl=context,
             ssl_handshake_timeout=self._check_timeout,
         )
         stack.push_async_callback(_close_server, server)
@@ -380,10 +409,7 @@ class SimulatedBackend(NetworkBackend):
                 "the simulated backend is not started (use 'async with backend:')",
             )
         if self._cloud_ca is None:
-            from ..pki import CertificateAuthority
-
-            self._cloud_ca = CertificateAuthority("device-sim cloud CA")
-            self._device_ssl = client_ssl_context(self._cloud_ca.cert_pem)
+            self._cloud_ca, self._device_ssl = _cloud()
         return self._cloud_ca
 
     # -- servers
@@ -492,7 +518,7 @@ class SimulatedBackend(NetworkBackend):
         assert last is not None
         raise last
 
-    def _authenticate(
+    async def _authenticate(
         self,
         sap: ScenarioAccessPoint,
         secret: tuple[str | None, EapSettings | None],
@@ -523,7 +549,10 @@ class SimulatedBackend(NetworkBackend):
                 if code is not Code.OK:
                     raise _fail(code, Phase.AUTHENTICATING, f"{ap.bssid}: {why}", bssid=ap.bssid)
                 return
-            if not _passphrase_matches(ap, key_mgmt, self._live.key(sap), passphrase):
+            # PBKDF2 frees the GIL: in a thread, a fleet's joins derive keys on another core
+            # while the event loop serves the other devices.
+            expected = self._live.key(sap)
+            if not await asyncio.to_thread(_passphrase_matches, ap, key_mgmt, expected, passphrase):
                 how = "SAE authentication" if key_mgmt == "sae" else "4-way handshake"
                 raise _fail(
                     Code.WRONG_CREDENTIALS,
@@ -621,7 +650,7 @@ class SimulatedBackend(NetworkBackend):
                 Code.ASSOCIATION_TIMEOUT, Phase.ASSOCIATING, why, rssi=heard, bssid=ap.bssid
             )
 
-        self._authenticate(sap, secret, tries, on_phase)
+        await self._authenticate(sap, secret, tries, on_phase)
 
         dhcp = steps.dhcp
         delay, result, faults = attempt.step("dhcp", dhcp)

@@ -15,6 +15,7 @@ secrets); errors inside a session travel as sealed SECURE_ERROR.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -109,7 +110,7 @@ class NativeSession:
         try:
             msg_type, body = split_type(message)
             if msg_type is MessageType.PAKE_START:
-                return [self._pake_start(peer, body, send)]
+                return [await self._pake_start(peer, body, send)]
             if msg_type is MessageType.PAKE_PROOF:
                 return await self._pake_proof(peer, body)
             if msg_type is MessageType.SECURE:
@@ -136,14 +137,16 @@ class NativeSession:
 
     # --- handshake ---------------------------------------------------------------------------
 
-    def _pake_start(self, peer: Hashable, body: bytes, send: Sender) -> bytes:
+    async def _pake_start(self, peer: Hashable, body: bytes, send: Sender) -> bytes:
         self.port.begin_session(peer, lambda code, notify: self._ended(peer, code, notify))
         if self._s is not None:
             self._s.wipe()
         identity = self.port.identity
         handshake = DeviceHandshake(identity.srp_salt, identity.srp_verifier)
         self._s = _Native(peer, send, handshake)
-        challenge = handshake.challenge(body)
+        # SRP's big-number work frees the GIL: in a thread, a fleet's handshakes use another
+        # core while the event loop serves the other devices (the phone waits for the answer).
+        challenge = await asyncio.to_thread(handshake.challenge, body)
         return bytes([MessageType.PAKE_CHALLENGE]) + challenge
 
     async def _pake_proof(self, peer: Hashable, body: bytes) -> list[bytes]:
@@ -155,13 +158,15 @@ class NativeSession:
             raise SessionError(Code.SESSION_REQUIRED, "PAKE_PROOF without PAKE_START")
         proof, bundle = body[:PAKE_PROOF_LENGTH], body[PAKE_PROOF_LENGTH:]
         try:
-            confirm, channel = s.handshake.verify(proof)
+            confirm, channel = await asyncio.to_thread(s.handshake.verify, proof)
         except SessionError as exc:
             if exc.code is Code.WRONG_SETUP_CODE:
                 exc.retry_after_ms = self.port.session_proof_failed(peer, exc.code)
             else:
                 self.port.end_session(exc.code)
             raise
+        if self._mine(peer) is not s:  # the session ended while the proof was checked
+            return []
         s.handshake, s.channel = None, channel
         self.port.establish_session(peer)
         replies = [bytes([MessageType.PAKE_CONFIRM]) + confirm]
