@@ -37,7 +37,7 @@ from ..codes import Code, MessageType
 from ..errors import ProtocolError, SessionError
 from .secret import Secret
 from .setup_code import SetupCodeVerifier, normalize_setup_code
-from .srp_group import HASH_LEN, N_BYTES, USERNAME, N, is_portable_salt, srp_kwargs
+from .srp_group import HASH_LEN, N_BYTES, SRP_LOCK, USERNAME, N, is_portable_salt, srp_kwargs
 
 #: ``protocol_version`` byte of PAKE_START (``gatt_profile.yaml`` top-level ``protocol_version``).
 PROTOCOL_VERSION: Final[int] = 1
@@ -129,10 +129,11 @@ class DeviceHandshake:
                 f"protocol version {body[0]} is not supported (device speaks {PROTOCOL_VERSION})",
             )
         a = _parse_public_value(body[1:], "A")
-        verifier = srp.Verifier(
-            USERNAME, self._salt, self._verifier, a, bytes_b=self._ephemeral, **srp_kwargs()
-        )
-        _, b_min = verifier.get_challenge()
+        with SRP_LOCK:
+            verifier = srp.Verifier(
+                USERNAME, self._salt, self._verifier, a, bytes_b=self._ephemeral, **srp_kwargs()
+            )
+            _, b_min = verifier.get_challenge()
         if b_min is None:  # srp's own A % N check; unreachable after ours
             raise _malformed("A failed the SRP-6a safety check")
         self._srp = verifier
@@ -156,9 +157,11 @@ class DeviceHandshake:
             raise _malformed(f"M1 must be {PAKE_PROOF_LENGTH} bytes, got {len(m1)}")
         verifier, self._srp = self._srp, None
         self._state = "failed"
-        hamk = verifier.verify_session(m1)
-        key = verifier.get_session_key() if hamk is not None else None
-        if hamk is None or key is None or not verifier.authenticated():
+        with SRP_LOCK:
+            hamk = verifier.verify_session(m1)
+            key = verifier.get_session_key() if hamk is not None else None
+            authenticated = verifier.authenticated()
+        if hamk is None or key is None or not authenticated:
             raise SessionError(Code.WRONG_SETUP_CODE, "the client's setup-code proof did not match")
         self._state = "done"
         return bytes(hamk), SecureChannel("device", bytes(key), self._a, self._b)
@@ -198,8 +201,9 @@ class ClientHandshake:
         """
         if self._state != "new":
             raise _wrong_state("start", self._state)
-        user = srp.User(USERNAME, self._code.reveal(), bytes_a=self._ephemeral, **srp_kwargs())
-        _, a_min = user.start_authentication()
+        with SRP_LOCK:
+            user = srp.User(USERNAME, self._code.reveal(), bytes_a=self._ephemeral, **srp_kwargs())
+            _, a_min = user.start_authentication()
         self._srp = user
         self._a = _wire_int(a_min)
         self._state = "started"
@@ -228,7 +232,8 @@ class ClientHandshake:
         if not is_portable_salt(salt):
             raise _malformed("salt must be 1-255 bytes and must not start with a zero byte")
         b = _parse_public_value(raw[1 + salt_len :], "B")
-        m1 = self._srp.process_challenge(salt, b)
+        with SRP_LOCK:
+            m1 = self._srp.process_challenge(salt, b)
         if m1 is None:
             raise _malformed("B failed the SRP-6a safety check")
         self._b = b
@@ -269,9 +274,11 @@ class ClientHandshake:
                 Code.WRONG_SETUP_CODE,
                 "the device's proof did not match: wrong setup code or not the expected device",
             )
-        user.verify_session(hamk)
-        key = user.get_session_key()
-        if key is None or not user.authenticated():  # pragma: no cover - library disagreement
+        with SRP_LOCK:
+            user.verify_session(hamk)
+            key = user.get_session_key()
+            authenticated = user.authenticated()
+        if key is None or not authenticated:  # pragma: no cover - library disagreement
             raise SessionError(Code.WRONG_SETUP_CODE, "the device's proof did not match")
         self._state = "done"
         if self._early is not None:  # the bundle's requests were sealed with it

@@ -19,7 +19,7 @@ import srp
 from ..codes import Code
 from ..errors import DeviceSimError
 from .secret import Secret
-from .srp_group import N_BYTES, SALT_LEN, USERNAME, N, is_portable_salt, srp_kwargs
+from .srp_group import N_BYTES, SALT_LEN, SRP_LOCK, USERNAME, N, is_portable_salt, srp_kwargs
 
 SETUP_CODE_DIGITS = 8
 _SEPARATORS = re.compile(r"[\s\-]")
@@ -75,13 +75,14 @@ def make_verifier(code: Secret) -> tuple[bytes, bytes]:
     if not isinstance(code, Secret):
         raise TypeError("make_verifier() takes the setup code as a Secret")
     digits = normalize_setup_code(code)
-    kwargs = srp_kwargs()
-    for _ in range(_MAX_SALT_TRIES):  # ~1/256 of srp's salts are short (leading zero byte)
-        salt, verifier = srp.create_salted_verification_key(
-            USERNAME, digits, salt_len=SALT_LEN, **kwargs
-        )
-        if len(salt) == SALT_LEN and is_portable_salt(salt):
-            return bytes(salt), bytes(verifier).rjust(N_BYTES, b"\x00")
+    with SRP_LOCK:
+        kwargs = srp_kwargs()
+        for _ in range(_MAX_SALT_TRIES):  # ~1/256 of srp's salts are short (leading zero byte)
+            salt, verifier = srp.create_salted_verification_key(
+                USERNAME, digits, salt_len=SALT_LEN, **kwargs
+            )
+            if len(salt) == SALT_LEN and is_portable_salt(salt):
+                return bytes(salt), bytes(verifier).rjust(N_BYTES, b"\x00")
     raise DeviceSimError("could not draw a 16-byte SRP salt", code=Code.INTERNAL_ERROR)
 
 

@@ -36,6 +36,7 @@ as ``bytes``, hence the ``bytes`` constants here.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any, Final
 
 import srp
@@ -73,6 +74,13 @@ HASH_LEN: Final[int] = 64
 USERNAME: Final[str] = "device-sim"
 #: Salt length generated for new verifiers.
 SALT_LEN: Final[int] = 16
+
+
+#: ``srp``'s switches are process-wide, and the ESP personality's Security 2 flips the padding one
+#: around its own calls (``doors/esp/security.py``). Every use of ``srp`` holds this lock, so a
+#: flip on the event loop and an SRP computation in a worker thread (a fleet's handshakes and
+#: identities) never overlap. Reentrant: a holder may call another holder.
+SRP_LOCK: Final = threading.RLock()
 
 
 def is_portable_salt(salt: bytes) -> bool:

@@ -644,3 +644,43 @@ def test_no_secret_in_reprs_or_error_details() -> None:
     ):
         assert needle not in blob
     assert "<redacted>" in blob
+
+
+def test_handshakes_in_worker_threads_never_see_esps_padding_switch() -> None:
+    """A fleet runs SRP in worker threads while the ESP personality flips srp's process-wide
+    padding switch around its own calls on the event loop: SRP_LOCK keeps them apart, so every
+    threaded handshake completes (unguarded, srp_kwargs refused or the proofs mismatched)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from device_sim.doors.esp.security import _padded, _srp_kwargs
+
+    stop = threading.Event()
+    flips = 0
+
+    def esp_side() -> None:
+        nonlocal flips
+        while not stop.is_set() and flips < 10_000:
+            with _padded():
+                srp.User("wifiprov", "abcd1234", **_srp_kwargs()).start_authentication()
+            flips += 1
+
+    def native(_: int) -> bool:
+        code = Secret("12345678")
+        device = DeviceHandshake(*make_verifier(code))
+        client = ClientHandshake(code)
+        confirm, _channel = device.verify(
+            client.process_challenge(device.challenge(client.start()))
+        )
+        client.confirm(confirm)
+        return True
+
+    flipper = threading.Thread(target=esp_side)
+    flipper.start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(native, range(24)))
+    finally:
+        stop.set()
+        flipper.join()
+    assert flips > 0

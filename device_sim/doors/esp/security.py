@@ -15,7 +15,8 @@ later message goes through, device side and phone side.
 The ``srp`` package computes the SRP numbers. Its padded variant is a process-wide switch
 (``rfc5054_enable``) that the native protocol must never see flipped, so :func:`_padded`
 flips it only around the synchronous calls that depend on it and restores it before any other
-code can run (there is no ``await`` inside).
+code can run (there is no ``await`` inside), holding ``SRP_LOCK`` so that no worker thread's
+SRP computation runs meanwhile.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ...security.srp_group import G_HEX, N_HEX
+from ...security.srp_group import G_HEX, N_HEX, SRP_LOCK
 from . import proto
 
 SALT_LEN = 16
@@ -53,12 +54,13 @@ class EspSessionError(Exception):
 @contextlib.contextmanager
 def _padded() -> Iterator[None]:
     backend: Any = srp._mod  # the package's chosen backend (ctypes/OpenSSL or pure Python)
-    before = backend._rfc5054_compat
-    backend._rfc5054_compat = True
-    try:
-        yield
-    finally:
-        backend._rfc5054_compat = before
+    with SRP_LOCK:  # no other SRP computation (a worker thread's) sees the switch flipped
+        before = backend._rfc5054_compat
+        backend._rfc5054_compat = True
+        try:
+            yield
+        finally:
+            backend._rfc5054_compat = before
 
 
 def _srp_kwargs() -> dict[str, Any]:
@@ -82,9 +84,10 @@ def make_verifier(username: str, password: str) -> tuple[bytes, bytes]:
     """A Security 2 salt and verifier for ``username``/``password``. The salt's first byte is
     never zero: some clients strip leading zeros from it."""
     while True:
-        salt, verifier = srp.create_salted_verification_key(
-            username, password, salt_len=SALT_LEN, **_srp_kwargs()
-        )
+        with SRP_LOCK:
+            salt, verifier = srp.create_salted_verification_key(
+                username, password, salt_len=SALT_LEN, **_srp_kwargs()
+            )
         if salt[0] != 0:
             return bytes(salt), bytes(verifier)
 
