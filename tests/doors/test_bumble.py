@@ -147,30 +147,56 @@ async def test_device_and_client_in_their_own_processes_meet_over_tcp(device_on:
     assert result["device"]["address"] == ready["address"]
 
 
+# The emulator's side, in its own process as the emulator is: bumble serving the netsim gRPC
+# endpoint (a controller, for the device) and a TCP-served controller for the phone, on one link.
+# gRPC's threads live as long as their process: kept out of the test process, they cannot print
+# into a later test's fork.
+NETSIM = """
+import asyncio, json, sys
+from bumble.transport import open_transport
+from device_sim.bumble_stack import controllers_link, serve_controllers, virtual_controller
+
+async def main(port):
+    netsim = await open_transport(f"android-netsim:_:{port},mode=controller")
+    virtual_controller("netsim", controllers_link("netsim-meeting"),
+                       host_source=netsim.source, host_sink=netsim.sink)
+    async with serve_controllers("netsim-meeting", 1) as (for_phone,):
+        print(json.dumps({"phone": for_phone}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await netsim.close()
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
 @pytest.mark.asyncio
 async def test_the_android_emulators_netsim_grpc_transport(device_on: Any) -> None:
     """bumble serves the netsim gRPC endpoint (as the emulator's netsim does) for the device,
     which attaches in host mode with `android-netsim:localhost:PORT`; the phone is a client
     process on another controller of the same link."""
-    from bumble.controller import Controller
-    from bumble.transport import open_transport
-
-    from device_sim.bumble_stack import controllers_link, serve_controllers
-
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    netsim = await open_transport(f"android-netsim:_:{port},mode=controller")
+    emulator = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", NETSIM, str(port), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, env=no_bus_env(),
+    )  # fmt: skip
+    assert emulator.stdin is not None and emulator.stdout is not None
     try:
-        Controller("netsim", host_source=netsim.source, host_sink=netsim.sink,
-                   link=controllers_link("netsim-meeting"))  # fmt: skip
-        async with serve_controllers("netsim-meeting", 1) as (for_phone,):
-            daemon, ready = await device_on(f"android-netsim:localhost:{port}")
-            result = await client_provision(for_phone, ready["address"])
-            await daemon.stop()
+        line = await asyncio.wait_for(emulator.stdout.readline(), 60)
+        assert line, "the netsim endpoint process exited"
+        for_phone = json.loads(line)["phone"]
+        daemon, ready = await device_on(f"android-netsim:localhost:{port}")
+        result = await client_provision(for_phone, ready["address"])
+        await daemon.stop()
     finally:
-        await netsim.close()
+        emulator.stdin.close()
+        try:
+            await asyncio.wait_for(emulator.wait(), 20)
+        except TimeoutError:
+            emulator.kill()
+            await emulator.wait()
     assert (result["state"], result["code_name"]) == ("online", "OK")
 
 
