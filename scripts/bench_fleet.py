@@ -10,12 +10,15 @@ fleet command starts:
 * all online: until the phone process has the last device's outcome (its exit), and how many
   of N ended online;
 * the fleet process after onboarding: RSS (VmRSS) and open descriptors, per device, both as
-  total / N and as the marginal cost over a fleet of one device started the same way.
+  total / N and as the marginal cost over a fleet of one device started the same way;
+* CPU seconds while onboarding: the fleet process's (every thread) and the phone process's.
 
 Prints min / median / max over the runs, and the per-run figures with ``--json``.
 
     .venv/bin/python scripts/bench_fleet.py --transport softap --counts 10,100,1000 --runs 3
     .venv/bin/python scripts/bench_fleet.py --transport ble --counts 10,50,100 --runs 3
+    .venv/bin/python scripts/bench_fleet.py --transport ble --ble-stack bumble \
+        --scenario typical-home --counts 100,300,1000 --runs 3
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -69,6 +73,8 @@ async def one_run(
             raise RuntimeError(f"the fleet exited: {(await err_task)[-800:].decode()}")
         ready = json.loads(line)
         t_ready = time.monotonic() - t0
+        fleet_cpu0 = _cpu_s(fleet.pid)
+        children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         phones = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -94,6 +100,11 @@ async def one_run(
                 f"the phone side printed no result: {perr[-800:].decode()}"
             ) from None
         rss_kb, fds = _proc(fleet.pid)
+        fleet_cpu = _cpu_s(fleet.pid) - fleet_cpu0
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the phone process, waited
+        phone_cpu = (children.ru_utime + children.ru_stime) - (
+            children0.ru_utime + children0.ru_stime
+        )
         summary = done["summary"]
         return {
             "transport": transport,
@@ -107,6 +118,9 @@ async def one_run(
             "per_device_p90_s": summary["per_device_s"]["p90"],
             "rss_mb": round(rss_kb / 1024, 1),
             "fds": fds,
+            # CPU seconds while onboarding: the fleet's (all its threads) and the phones'
+            "fleet_cpu_s": round(fleet_cpu, 2),
+            "phone_cpu_s": round(phone_cpu, 2),
         }
     finally:
         if fleet.returncode is None:
@@ -118,6 +132,13 @@ async def one_run(
                 fleet.kill()
                 await fleet.wait()
         err_task.cancel()
+
+
+def _cpu_s(pid: int) -> float:
+    """The process's CPU time so far (user + system, every thread), in seconds."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _proc(pid: int) -> tuple[int, int]:
@@ -174,7 +195,9 @@ async def main() -> int:
                     f"online {[r['online'] for r in runs]} of {count}, "
                     f"RSS {spread([r['rss_mb'] for r in runs])} MB "
                     f"({spread([r['rss_marginal_mb'] for r in runs])} MB per extra device), "
-                    f"fds per extra device {spread([r['fds_per_device'] for r in runs])}",
+                    f"fds per extra device {spread([r['fds_per_device'] for r in runs])}, "
+                    f"CPU while onboarding: fleet {spread([r['fleet_cpu_s'] for r in runs])} s, "
+                    f"phones {spread([r['phone_cpu_s'] for r in runs])} s",
                     flush=True,
                 )
     if args.json:
