@@ -11,7 +11,8 @@ fleet command starts:
   of N ended online;
 * the fleet process after onboarding: RSS (VmRSS) and open descriptors, per device, both as
   total / N and as the marginal cost over a fleet of one device started the same way;
-* CPU seconds while onboarding: the fleet process's (every thread) and the phone process's.
+* CPU seconds while onboarding: the fleet process's (every thread) and the phone process's;
+* the machine's speed before each run (:func:`cpu_reference_ms`), to compare runs.
 
 Prints min / median / max over the runs, and the per-run figures with ``--json``.
 
@@ -32,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ async def one_run(
     more ``fleet`` flags (``--ble-stack bumble``, ``--scenario``, ``--phones``)."""
     root = workdir / f"{transport}-{count}-{time.monotonic_ns()}"
     env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
+    reference = cpu_reference_ms()
     t0 = time.monotonic()
     fleet = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -108,6 +111,7 @@ async def one_run(
         summary = done["summary"]
         return {
             "transport": transport,
+            "cpu_reference_ms": reference,
             "count": count,
             "start_s": round(t_ready, 3),
             "fleet_start_s": ready.get("start_s"),
@@ -149,6 +153,14 @@ def _proc(pid: int) -> tuple[int, int]:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_reference_ms() -> float:
+    """This machine's speed just before a run: the best of 3 timings of a fixed pure-Python
+    loop (a shared virtual machine's CPU can halve from one minute to the next; runs are only
+    comparable at a like reference)."""
+    best = min(timeit.repeat("sum(i * i for i in range(10**6))", number=1, repeat=3))
+    return round(best * 1000, 1)
 
 
 def spread(values: list[float]) -> str:
@@ -197,7 +209,8 @@ async def main() -> int:
                     f"({spread([r['rss_marginal_mb'] for r in runs])} MB per extra device), "
                     f"fds per extra device {spread([r['fds_per_device'] for r in runs])}, "
                     f"CPU while onboarding: fleet {spread([r['fleet_cpu_s'] for r in runs])} s, "
-                    f"phones {spread([r['phone_cpu_s'] for r in runs])} s",
+                    f"phones {spread([r['phone_cpu_s'] for r in runs])} s; "
+                    f"CPU reference {spread([r['cpu_reference_ms'] for r in runs])} ms",
                     flush=True,
                 )
     if args.json:
