@@ -54,6 +54,18 @@ def controllers_link(name: str) -> LocalLink:
 
 FILTERED_POLICIES = (1, 3)  # scanning filter policies that use the filter accept list
 ACCEPT_LIST_SIZE = 16
+# The commands that change what a controller's scan or connection being made hears.
+_LISTENING_COMMANDS = frozenset(
+    f"hci_le_{name}_command"
+    for name in (
+        "set_scan_parameters",
+        "set_scan_enable",
+        "set_extended_scan_parameters",
+        "set_extended_scan_enable",
+        "create_connection",
+        "extended_create_connection",
+    )
+)
 
 
 def virtual_controller(
@@ -112,28 +124,10 @@ def _controller_class() -> Any:
             if tell is not None:  # an indexed link: it hands advertisements to listeners only
                 tell(self)
 
-        def _then_tell(self, result: Any) -> Any:
-            self._listening_changed()
-            return result
-
-        # What a scan or a connection being made hears: the link is told of every change.
-        def on_hci_le_set_scan_parameters_command(self, command: Any) -> Any:
-            return self._then_tell(super().on_hci_le_set_scan_parameters_command(command))
-
-        def on_hci_le_set_scan_enable_command(self, command: Any) -> Any:
-            return self._then_tell(super().on_hci_le_set_scan_enable_command(command))
-
-        def on_hci_le_set_extended_scan_parameters_command(self, command: Any) -> Any:
-            return self._then_tell(super().on_hci_le_set_extended_scan_parameters_command(command))
-
-        def on_hci_le_set_extended_scan_enable_command(self, command: Any) -> Any:
-            return self._then_tell(super().on_hci_le_set_extended_scan_enable_command(command))
-
-        def on_hci_le_create_connection_command(self, command: Any) -> Any:
-            return self._then_tell(super().on_hci_le_create_connection_command(command))
-
-        def on_hci_le_extended_create_connection_command(self, command: Any) -> Any:
-            return self._then_tell(super().on_hci_le_extended_create_connection_command(command))
+        def on_hci_command_packet(self, command: Any) -> None:
+            super().on_hci_command_packet(command)
+            if command.name.lower() in _LISTENING_COMMANDS:  # the link is told of each change
+                self._listening_changed()
 
         def create_le_connection(self, peer_address: Any) -> None:
             super().create_le_connection(peer_address)
