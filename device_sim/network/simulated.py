@@ -36,10 +36,11 @@ import ssl
 import string
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..codes import Code
 from ..errors import ConfigError, NetworkError
@@ -241,6 +242,7 @@ class SimulatedBackend(NetworkBackend):
         self._refusing_port = 0
         self._tls_ports: dict[str, int] = {}
         self._cloud_ca: CertificateAuthority | None = None
+        self._world_start: asyncio.Future[None] | None = None  # the servers' start under way
         self._device_ssl: ssl.SSLContext | None = None
         self._ap: AccessPointConfig | None = None
         self._seed = self._scenario.seed if seed is None else int(seed)
@@ -339,24 +341,39 @@ class SimulatedBackend(NetworkBackend):
         self._live.play("boot")
 
     async def _serve_world(self) -> None:
-        """The probe on IPv4 and IPv6 loopback and a refusing port each, once."""
+        """The probe on IPv4 and IPv6 loopback and a refusing port each, once. Started whole
+        (see :func:`_whole`): a check cancelled meanwhile leaves the start to finish, and the
+        servers belong to the backend's stack, or are closed if it stopped meanwhile."""
         if self._probe_ports:
             return
-        from aiohttp import web
-
         stack = self._stack
         assert stack is not None
+        if self._world_start is None or self._world_start.done():  # else: join the one under way
+            self._world_start = asyncio.ensure_future(self._start_world(stack))
+        await _whole(self._world_start, _nothing)
+
+    async def _start_world(self, stack: AsyncExitStack) -> None:
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get(PROBE_PATH, self._serve_probe)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
+        ports: dict[int, int] = {}
+        try:
+            # The probe and the cloud on IPv4 and IPv6 loopback: an IPv6-only network's checks
+            # really go over IPv6 (its NAT64 reaching the IPv4 cloud is loopback here).
+            for family, host in LOOPBACK.items():
+                await web.TCPSite(runner, host, 0).start()
+                (address,) = [a for a in runner.addresses if a[0] == host]
+                ports[family] = int(address[1])
+            if self._stack is not stack:  # stopped meanwhile: its stack has closed already
+                raise _stopped()
+        except BaseException:
+            await runner.cleanup()  # its first cleanup: every site it started is closed
+            raise
         stack.push_async_callback(runner.cleanup)
-        # The probe and the cloud on IPv4 and IPv6 loopback: an IPv6-only network's checks
-        # really go over IPv6 (its NAT64 reaching the IPv4 cloud is loopback here).
         for family, host in LOOPBACK.items():
-            await web.TCPSite(runner, host, 0).start()
-            (address,) = [a for a in runner.addresses if a[0] == host]
-            self._probe_ports[family] = int(address[1])
             # Bound but never listening: connections to it are refused ("no internet").
             refusing = socket.socket(
                 socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM
@@ -364,6 +381,7 @@ class SimulatedBackend(NetworkBackend):
             stack.callback(refusing.close)
             refusing.bind((host, 0))
             self._refusing_ports[family] = int(refusing.getsockname()[1])
+        self._probe_ports = ports
         log.debug("%s serving: probe ports %s", self.name, self._probe_ports)
 
     async def stop(self) -> None:
@@ -371,11 +389,13 @@ class SimulatedBackend(NetworkBackend):
         self._connected = None
         self._link = None
         self._ap = None
+        await _settle()
         if stack is not None:
             await stack.aclose()
 
     def _reset_ports(self) -> None:
         self._probe_ports, self._refusing_ports, self._tls_servers = {}, {}, {}
+        self._world_start = None
         self._cloud_ca = None
         self._device_ssl = None
 
@@ -390,13 +410,19 @@ class SimulatedBackend(NetworkBackend):
         self._started()
         assert stack is not None
         context = _cloud_server_context(result, shift_s, int(time.time() // CLOUD_CERT_REUSE_S))
-        server = await asyncio.start_server(
-            self._serve_tls,
-            LOOPBACK[family],
-            0,
-            ssl=context,
-            ssl_handshake_timeout=self._check_timeout,
+        server = await _whole(
+            asyncio.start_server(
+                self._serve_tls,
+                LOOPBACK[family],
+                0,
+                ssl=context,
+                ssl_handshake_timeout=self._check_timeout,
+            ),
+            _close_server,
         )
+        if self._stack is not stack:  # stopped meanwhile: its stack has closed already
+            await _close_server(server)
+            raise _stopped()
         stack.push_async_callback(_close_server, server)
         self._tls_servers[key] = int(server.sockets[0].getsockname()[1])
         return self._tls_servers[key]
@@ -931,6 +957,51 @@ class SimulatedBackend(NetworkBackend):
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+async def _whole(start: Awaitable[_T], undo: Callable[[_T], Awaitable[None]]) -> _T:
+    """``start`` (a server's), which a cancel cannot cut in half: asyncio's create_server,
+    cancelled at its last step (the device stopping while it checks), drops a listening
+    server unclosed. On a cancel the start runs to its end and ``undo`` closes what it made."""
+    task = asyncio.ensure_future(start)
+    _starting.add(task)
+    task.add_done_callback(_starting.discard)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+
+        def made(done: asyncio.Future[_T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                closing = asyncio.ensure_future(undo(done.result()))
+                _closing.add(closing)
+                closing.add_done_callback(_closing.discard)
+
+        task.add_done_callback(made)
+        raise
+
+
+async def _nothing(_made: None) -> None:
+    """What undoes a start that cleans up after itself."""
+
+
+_T = TypeVar("_T")
+_closing: set[asyncio.Future[None]] = set()  # undos under way (a task needs a reference)
+_starting: set[asyncio.Future[Any]] = set()  # starts under way
+
+
+async def _settle() -> None:
+    """Wait for the starts and undos under way (a stopping backend's: they see the stop and
+    close what they made; left to the loop's shutdown, a cancel would cut them in half)."""
+    for _ in range(3):  # a start's end may begin an undo
+        pending = [f for f in (*_starting, *_closing) if not f.done()]
+        if not pending:
+            return
+        await asyncio.wait(pending, timeout=5)
+
+
+def _stopped() -> NetworkError:
+    """A world's server was made while the backend stopped: it is closed, not left open."""
+    return NetworkError(Code.INTERNAL_ERROR, "the simulated backend stopped during the check")
 
 
 async def _close_server(server: asyncio.Server) -> None:

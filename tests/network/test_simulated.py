@@ -593,3 +593,77 @@ async def test_difficult_network_falls_back_to_2_4ghz() -> None:
     async with SimulatedBackend(scenario, zero_delay=True) as backend:
         result = await backend.join(creds.ssid, creds.passphrase)
     assert result.band is Band.GHZ_2_4
+
+
+async def test_a_backend_stopped_while_its_world_starts_leaves_no_server_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The device stops (a fleet's end, SIGTERM) while verify is starting the world's probe
+    server: what it made after the stop is closed, not left listening on a closed stack."""
+    from aiohttp import web
+    from yarl import URL
+
+    started, release = asyncio.Event(), asyncio.Event()
+    sites: list[web.TCPSite] = []
+    real_start = web.TCPSite.start
+
+    async def held_start(site: web.TCPSite) -> None:
+        await real_start(site)
+        sites.append(site)
+        started.set()
+        await release.wait()
+
+    monkeypatch.setattr(web.TCPSite, "start", held_start)
+    backend = SimulatedBackend("engineering-wifi", zero_delay=True)
+    await backend.start()
+    await backend.join(LAB, LAB_KEY)
+    verify = asyncio.ensure_future(backend.verify())
+    await started.wait()
+    await backend.stop()
+    release.set()
+    with pytest.raises(NetworkError) as info:
+        await verify
+    assert info.value.code is Code.INTERNAL_ERROR and "stopped" in info.value.detail
+    assert sites
+    for site in sites:  # no longer listening: closed by the check, not left open
+        url = URL(site.name)
+        with pytest.raises(OSError):
+            _, writer = await asyncio.open_connection(url.host, url.port)
+            writer.close()
+
+
+async def test_a_check_cancelled_while_its_world_starts_leaves_no_server_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The connected life's check is cancelled (the device stopping) inside the probe server's
+    start, where asyncio's create_server would drop a listening server unclosed: the start runs
+    to its end, its servers belong to the backend, and its stop closes them."""
+    from aiohttp import web
+    from yarl import URL
+
+    started, release = asyncio.Event(), asyncio.Event()
+    sites: list[web.TCPSite] = []
+    real_start = web.TCPSite.start
+
+    async def held_start(site: web.TCPSite) -> None:
+        await real_start(site)
+        sites.append(site)
+        started.set()
+        await release.wait()
+
+    monkeypatch.setattr(web.TCPSite, "start", held_start)
+    async with SimulatedBackend("engineering-wifi", zero_delay=True) as backend:
+        await backend.join(LAB, LAB_KEY)
+        verify = asyncio.ensure_future(backend.verify())
+        await started.wait()
+        verify.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await verify
+        release.set()
+        await backend.verify()  # the finished start serves this check
+        assert len(sites) == 2  # one start (IPv4 and IPv6), not a second one
+    for site in sites:  # the backend's stop closed them
+        url = URL(site.name)
+        with pytest.raises(OSError):
+            _, writer = await asyncio.open_connection(url.host, url.port)
+            writer.close()
