@@ -595,41 +595,55 @@ async def test_difficult_network_falls_back_to_2_4ghz() -> None:
     assert result.band is Band.GHZ_2_4
 
 
+class HeldSiteStarts:
+    """aiohttp's TCPSite.start held after its server is made, until ``release`` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from aiohttp import web
+
+        self.started, self.release = asyncio.Event(), asyncio.Event()
+        self.sites: list[web.TCPSite] = []
+        real_start = web.TCPSite.start
+
+        async def held_start(site: web.TCPSite) -> None:
+            await real_start(site)
+            self.sites.append(site)
+            self.started.set()
+            await self.release.wait()
+
+        monkeypatch.setattr(web.TCPSite, "start", held_start)
+
+    async def none_listening(self) -> None:
+        from yarl import URL
+
+        assert self.sites
+        for site in self.sites:  # closed, not left listening
+            url = URL(site.name)
+            with pytest.raises(OSError):
+                _, writer = await asyncio.open_connection(url.host, url.port)
+                writer.close()
+
+
 async def test_a_backend_stopped_while_its_world_starts_leaves_no_server_open(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The device stops (a fleet's end, SIGTERM) while verify is starting the world's probe
-    server: what it made after the stop is closed, not left listening on a closed stack."""
-    from aiohttp import web
-    from yarl import URL
-
-    started, release = asyncio.Event(), asyncio.Event()
-    sites: list[web.TCPSite] = []
-    real_start = web.TCPSite.start
-
-    async def held_start(site: web.TCPSite) -> None:
-        await real_start(site)
-        sites.append(site)
-        started.set()
-        await release.wait()
-
-    monkeypatch.setattr(web.TCPSite, "start", held_start)
+    server: the stop waits for the start, which closes what it made."""
+    held = HeldSiteStarts(monkeypatch)
     backend = SimulatedBackend("engineering-wifi", zero_delay=True)
     await backend.start()
     await backend.join(LAB, LAB_KEY)
     verify = asyncio.ensure_future(backend.verify())
-    await started.wait()
-    await backend.stop()
-    release.set()
+    await held.started.wait()
+    stopping = asyncio.ensure_future(backend.stop())
+    await asyncio.sleep(0)  # the stop has begun (it waits for the start under way)
+    assert not stopping.done()
+    held.release.set()
+    await stopping
     with pytest.raises(NetworkError) as info:
         await verify
     assert info.value.code is Code.INTERNAL_ERROR and "stopped" in info.value.detail
-    assert sites
-    for site in sites:  # no longer listening: closed by the check, not left open
-        url = URL(site.name)
-        with pytest.raises(OSError):
-            _, writer = await asyncio.open_connection(url.host, url.port)
-            writer.close()
+    await held.none_listening()
 
 
 async def test_a_check_cancelled_while_its_world_starts_leaves_no_server_open(
@@ -638,32 +652,15 @@ async def test_a_check_cancelled_while_its_world_starts_leaves_no_server_open(
     """The connected life's check is cancelled (the device stopping) inside the probe server's
     start, where asyncio's create_server would drop a listening server unclosed: the start runs
     to its end, its servers belong to the backend, and its stop closes them."""
-    from aiohttp import web
-    from yarl import URL
-
-    started, release = asyncio.Event(), asyncio.Event()
-    sites: list[web.TCPSite] = []
-    real_start = web.TCPSite.start
-
-    async def held_start(site: web.TCPSite) -> None:
-        await real_start(site)
-        sites.append(site)
-        started.set()
-        await release.wait()
-
-    monkeypatch.setattr(web.TCPSite, "start", held_start)
+    held = HeldSiteStarts(monkeypatch)
     async with SimulatedBackend("engineering-wifi", zero_delay=True) as backend:
         await backend.join(LAB, LAB_KEY)
         verify = asyncio.ensure_future(backend.verify())
-        await started.wait()
+        await held.started.wait()
         verify.cancel()
         with pytest.raises(asyncio.CancelledError):
             await verify
-        release.set()
+        held.release.set()
         await backend.verify()  # the finished start serves this check
-        assert len(sites) == 2  # one start (IPv4 and IPv6), not a second one
-    for site in sites:  # the backend's stop closed them
-        url = URL(site.name)
-        with pytest.raises(OSError):
-            _, writer = await asyncio.open_connection(url.host, url.port)
-            writer.close()
+        assert len(held.sites) == 2  # one start (IPv4 and IPv6), not a second one
+    await held.none_listening()
