@@ -243,6 +243,7 @@ class SimulatedBackend(NetworkBackend):
         self._tls_ports: dict[str, int] = {}
         self._cloud_ca: CertificateAuthority | None = None
         self._world_start: asyncio.Future[None] | None = None  # the servers' start under way
+        self._under_way: set[asyncio.Future[Any]] = set()  # its servers' starts and undos
         self._device_ssl: ssl.SSLContext | None = None
         self._ap: AccessPointConfig | None = None
         self._seed = self._scenario.seed if seed is None else int(seed)
@@ -350,7 +351,7 @@ class SimulatedBackend(NetworkBackend):
         assert stack is not None
         if self._world_start is None or self._world_start.done():  # else: join the one under way
             self._world_start = asyncio.ensure_future(self._start_world(stack))
-        await _whole(self._world_start, _nothing)
+        await _whole(self._world_start, _nothing, self._under_way)
 
     async def _start_world(self, stack: AsyncExitStack) -> None:
         from aiohttp import web
@@ -389,7 +390,7 @@ class SimulatedBackend(NetworkBackend):
         self._connected = None
         self._link = None
         self._ap = None
-        await _settle()
+        await _settle(self._under_way)
         if stack is not None:
             await stack.aclose()
 
@@ -419,6 +420,7 @@ class SimulatedBackend(NetworkBackend):
                 ssl_handshake_timeout=self._check_timeout,
             ),
             _close_server,
+            self._under_way,
         )
         if self._stack is not stack:  # stopped meanwhile: its stack has closed already
             await _close_server(server)
@@ -959,13 +961,16 @@ class SimulatedBackend(NetworkBackend):
 # -- helpers --------------------------------------------------------------------------------------
 
 
-async def _whole(start: Awaitable[_T], undo: Callable[[_T], Awaitable[None]]) -> _T:
+async def _whole(
+    start: Awaitable[_T], undo: Callable[[_T], Awaitable[None]], under_way: set[asyncio.Future[Any]]
+) -> _T:
     """``start`` (a server's), which a cancel cannot cut in half: asyncio's create_server,
     cancelled at its last step (the device stopping while it checks), drops a listening
-    server unclosed. On a cancel the start runs to its end and ``undo`` closes what it made."""
+    server unclosed. On a cancel the start runs to its end and ``undo`` closes what it made.
+    The start and its undo are kept in ``under_way`` (its backend's, for :func:`_settle`)."""
     task = asyncio.ensure_future(start)
-    _starting.add(task)
-    task.add_done_callback(_starting.discard)
+    under_way.add(task)
+    task.add_done_callback(under_way.discard)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -973,8 +978,8 @@ async def _whole(start: Awaitable[_T], undo: Callable[[_T], Awaitable[None]]) ->
         def made(done: asyncio.Future[_T]) -> None:
             if not done.cancelled() and done.exception() is None:
                 closing = asyncio.ensure_future(undo(done.result()))
-                _closing.add(closing)
-                closing.add_done_callback(_closing.discard)
+                under_way.add(closing)
+                closing.add_done_callback(under_way.discard)
 
         task.add_done_callback(made)
         raise
@@ -985,15 +990,13 @@ async def _nothing(_made: None) -> None:
 
 
 _T = TypeVar("_T")
-_closing: set[asyncio.Future[None]] = set()  # undos under way (a task needs a reference)
-_starting: set[asyncio.Future[Any]] = set()  # starts under way
 
 
-async def _settle() -> None:
-    """Wait for the starts and undos under way (a stopping backend's: they see the stop and
-    close what they made; left to the loop's shutdown, a cancel would cut them in half)."""
+async def _settle(under_way: set[asyncio.Future[Any]]) -> None:
+    """Wait for a stopping backend's starts and undos under way: they see the stop and close
+    what they made (left to the loop's shutdown, a cancel would cut them in half)."""
     for _ in range(3):  # a start's end may begin an undo
-        pending = [f for f in (*_starting, *_closing) if not f.done()]
+        pending = [f for f in under_way if not f.done()]
         if not pending:
             return
         await asyncio.wait(pending, timeout=5)

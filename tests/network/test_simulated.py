@@ -629,14 +629,24 @@ async def test_a_backend_stopped_while_its_world_starts_leaves_no_server_open(
 ) -> None:
     """The device stops (a fleet's end, SIGTERM) while verify is starting the world's probe
     server: the stop waits for the start, which closes what it made."""
+    from device_sim.network import simulated
+
     held = HeldSiteStarts(monkeypatch)
+    settling = asyncio.Event()
+    real_settle = simulated._settle
+
+    async def seen_settle(under_way: set[asyncio.Future[Any]]) -> None:
+        settling.set()
+        await real_settle(under_way)
+
+    monkeypatch.setattr(simulated, "_settle", seen_settle)
     backend = SimulatedBackend("engineering-wifi", zero_delay=True)
     await backend.start()
     await backend.join(LAB, LAB_KEY)
     verify = asyncio.ensure_future(backend.verify())
     await held.started.wait()
     stopping = asyncio.ensure_future(backend.stop())
-    await asyncio.sleep(0)  # the stop has begun (it waits for the start under way)
+    await settling.wait()  # the stop has begun: it waits for the start under way
     assert not stopping.done()
     held.release.set()
     await stopping
