@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import secrets
 import socket
@@ -75,9 +76,7 @@ def virtual_controller(
     return _controller_class()(name, host_source=host_source, host_sink=host_sink, link=link)
 
 
-_controller: Any = None
-
-
+@functools.cache
 def _controller_class() -> Any:
     """bumble's virtual Controller with a filter accept list, as real controllers have.
 
@@ -88,9 +87,6 @@ def _controller_class() -> Any:
     rule) and a scan whose filter policy uses it reports listed advertisers only; a connection
     being made still hears its peer. Packets to the host skip bumble's debug line unless
     debug logging is on (bumble formats every packet into it even when it is not logged)."""
-    global _controller
-    if _controller is not None:
-        return _controller
     import logging
 
     from bumble import hci
@@ -198,48 +194,46 @@ def _controller_class() -> Any:
             else:
                 super().on_hci_packet(packet)
 
-    _controller = FilteringController
-    return _controller
-
-
-_host: Any = None
+    return FilteringController
 
 
 def quiet_host(source: Any, sink: Any) -> Any:
     """A bumble Host that skips bumble's per-packet debug line while debug logging is off, as
     :func:`_controller_class`'s controller does (bumble formats every packet into it, logged
     or not: a third of a fleet's time); with a snooper or debug on, bumble's own path."""
-    global _host
-    if _host is None:
-        import logging
+    return _host_class()(source, sink)
 
-        from bumble import hci
-        from bumble.host import Host
 
-        bumble_log = logging.getLogger("bumble.host")
+@functools.cache
+def _host_class() -> Any:
+    import logging
 
-        class QuietHost(Host):
-            def _plain(self) -> bool:
-                return self.snooper is None and not bumble_log.isEnabledFor(logging.DEBUG)
+    from bumble import hci
+    from bumble.host import Host
 
-            def on_hci_packet(self, packet: Any) -> None:
-                if not self._plain():
-                    super().on_hci_packet(packet)
-                elif isinstance(packet, hci.HCI_AclDataPacket):
-                    self.on_hci_acl_data_packet(packet)
-                elif isinstance(packet, hci.HCI_Event):
-                    self.on_hci_event_packet(packet)
-                else:
-                    super().on_hci_packet(packet)
+    bumble_log = logging.getLogger("bumble.host")
 
-            def send_hci_packet(self, packet: Any) -> None:
-                if not self._plain():
-                    super().send_hci_packet(packet)
-                elif self.hci_sink:
-                    self.hci_sink.on_packet(bytes(packet))
+    class QuietHost(Host):
+        def _plain(self) -> bool:
+            return self.snooper is None and not bumble_log.isEnabledFor(logging.DEBUG)
 
-        _host = QuietHost
-    return _host(source, sink)
+        def on_hci_packet(self, packet: Any) -> None:
+            if not self._plain():
+                super().on_hci_packet(packet)
+            elif isinstance(packet, hci.HCI_AclDataPacket):
+                self.on_hci_acl_data_packet(packet)
+            elif isinstance(packet, hci.HCI_Event):
+                self.on_hci_event_packet(packet)
+            else:
+                super().on_hci_packet(packet)
+
+        def send_hci_packet(self, packet: Any) -> None:
+            if not self._plain():
+                super().send_hci_packet(packet)
+            elif self.hci_sink:
+                self.hci_sink.on_packet(bytes(packet))
+
+    return QuietHost
 
 
 def indexed_link() -> LocalLink:
